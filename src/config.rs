@@ -1,0 +1,204 @@
+//! Model configuration: the cell kind, sizes and output head.
+
+use crate::error::{invalid, Result};
+
+/// The recurrent cell of every layer of a model. Numbers match the C ABI's `rnn_cell`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum CellKind {
+    /// `h_t = tanh(W_ih x + b_ih + W_hh h + b_hh)`; one gate.
+    RnnTanh = 0,
+    /// As `RnnTanh` with relu.
+    RnnRelu = 1,
+    /// LSTM, gate order `i, f, g, o` (PyTorch).
+    Lstm = 2,
+    /// GRU as in the lecture notes (Cho et al. 2014): reset applied *before* the product,
+    /// `n = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn)`. Gate order `r, z, n`.
+    Gru = 3,
+    /// GRU with linear-before-reset (PyTorch, cuDNN, ONNX `linear_before_reset=1`):
+    /// `n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))`. Gate order `r, z, n`.
+    GruLbr = 4,
+}
+
+impl CellKind {
+    /// All cell kinds, in C ABI order.
+    pub const ALL: [CellKind; 5] = [
+        CellKind::RnnTanh,
+        CellKind::RnnRelu,
+        CellKind::Lstm,
+        CellKind::Gru,
+        CellKind::GruLbr,
+    ];
+
+    /// Number of gates `G`: the packed weight matrices are `[G*H, *]`.
+    pub fn gates(self) -> usize {
+        match self {
+            CellKind::RnnTanh | CellKind::RnnRelu => 1,
+            CellKind::Lstm => 4,
+            CellKind::Gru | CellKind::GruLbr => 3,
+        }
+    }
+
+    /// Whether the state carries a cell vector `c` besides `h`.
+    pub fn has_cell_state(self) -> bool {
+        self == CellKind::Lstm
+    }
+
+    /// The metadata name used in weight files (`rnn_tanh`, `rnn_relu`, `lstm`, `gru`, `gru_lbr`).
+    pub fn name(self) -> &'static str {
+        match self {
+            CellKind::RnnTanh => "rnn_tanh",
+            CellKind::RnnRelu => "rnn_relu",
+            CellKind::Lstm => "lstm",
+            CellKind::Gru => "gru",
+            CellKind::GruLbr => "gru_lbr",
+        }
+    }
+
+    /// Parses a metadata name (see [`CellKind::name`]).
+    pub fn from_name(s: &str) -> Option<CellKind> {
+        CellKind::ALL.into_iter().find(|c| c.name() == s)
+    }
+
+    /// Converts the C ABI number.
+    pub fn from_u32(v: u32) -> Option<CellKind> {
+        CellKind::ALL.get(v as usize).copied()
+    }
+}
+
+/// What `forward`/`step` apply to the head's output. Numbers match `rnn_output`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum OutputActivation {
+    /// Outputs are the head's pre-activation (logits, or regression values).
+    Identity = 0,
+    /// Outputs are `softmax` over the head's outputs at each timestep.
+    Softmax = 1,
+}
+
+impl OutputActivation {
+    /// The metadata name (`identity`, `softmax`).
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputActivation::Identity => "identity",
+            OutputActivation::Softmax => "softmax",
+        }
+    }
+
+    /// Parses a metadata name.
+    pub fn from_name(s: &str) -> Option<OutputActivation> {
+        match s {
+            "identity" => Some(OutputActivation::Identity),
+            "softmax" => Some(OutputActivation::Softmax),
+            _ => None,
+        }
+    }
+
+    /// Converts the C ABI number.
+    pub fn from_u32(v: u32) -> Option<OutputActivation> {
+        match v {
+            0 => Some(OutputActivation::Identity),
+            1 => Some(OutputActivation::Softmax),
+            _ => None,
+        }
+    }
+}
+
+/// The shape of a model: a stack of `num_layers` layers of one cell kind, plus an optional
+/// dense head `H -> output_size`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ModelConfig {
+    pub cell: CellKind,
+    /// `I >= 1`: features per timestep.
+    pub input_size: usize,
+    /// `H >= 1`.
+    pub hidden_size: usize,
+    /// `>= 1`.
+    pub num_layers: usize,
+    /// 0: no head, outputs are the top layer's `h_t`; otherwise a dense head `H -> output_size`.
+    pub output_size: usize,
+    /// Applied by forward and step; the training losses use the pre-activation.
+    pub output_activation: OutputActivation,
+}
+
+/// Upper bound on any single dimension, so that every derived size fits comfortably in
+/// memory arithmetic (and a malicious file cannot ask for absurd buffers).
+pub const MAX_DIM: usize = 1 << 20;
+/// Upper bound on the number of layers.
+pub const MAX_LAYERS: usize = 1024;
+
+impl ModelConfig {
+    /// A config with no head.
+    pub fn new(cell: CellKind, input_size: usize, hidden_size: usize, num_layers: usize) -> Self {
+        ModelConfig {
+            cell,
+            input_size,
+            hidden_size,
+            num_layers,
+            output_size: 0,
+            output_activation: OutputActivation::Identity,
+        }
+    }
+
+    /// Adds a dense head `H -> output_size` with the given activation.
+    pub fn with_head(mut self, output_size: usize, activation: OutputActivation) -> Self {
+        self.output_size = output_size;
+        self.output_activation = activation;
+        self
+    }
+
+    /// Checks every size; the error names the field and its allowed range.
+    pub fn validate(&self) -> Result<()> {
+        for (name, v) in [
+            ("input_size", self.input_size),
+            ("hidden_size", self.hidden_size),
+        ] {
+            if v == 0 || v > MAX_DIM {
+                return Err(invalid!("{name} is {v}, expected 1..={MAX_DIM}"));
+            }
+        }
+        if self.num_layers == 0 || self.num_layers > MAX_LAYERS {
+            return Err(invalid!(
+                "num_layers is {}, expected 1..={MAX_LAYERS}",
+                self.num_layers
+            ));
+        }
+        if self.output_size > MAX_DIM {
+            return Err(invalid!(
+                "output_size is {}, expected 0..={MAX_DIM}",
+                self.output_size
+            ));
+        }
+        if self.output_size == 0 && self.output_activation != OutputActivation::Identity {
+            return Err(invalid!(
+                "output_activation is softmax but output_size is 0 (no head)"
+            ));
+        }
+        // Total parameter count must fit; checked with overflow-safe arithmetic.
+        crate::model::ParamLayout::new(self).map(|_| ())
+    }
+
+    /// Width of the model's outputs: `output_size`, or `hidden_size` without a head.
+    pub fn output_dim(&self) -> usize {
+        if self.output_size == 0 {
+            self.hidden_size
+        } else {
+            self.output_size
+        }
+    }
+
+    /// Whether the model has a dense head.
+    pub fn has_head(&self) -> bool {
+        self.output_size > 0
+    }
+
+    /// Elements of a state snapshot for `batch` streams: `h` as `[L][B][H]`, then `c` for LSTM.
+    pub fn state_len(&self, batch: usize) -> usize {
+        let per = self.num_layers * batch * self.hidden_size;
+        if self.cell.has_cell_state() {
+            2 * per
+        } else {
+            per
+        }
+    }
+}

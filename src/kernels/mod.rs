@@ -1,0 +1,6 @@
+//! The only code that knows instruction sets and raw memory: GEMM through
+//! `matrixmultiply`, the streaming GEMV, and the vectorized activations.
+
+pub mod activation;
+pub mod gemm;
+pub mod gemv;

@@ -1,0 +1,270 @@
+//! `Model`: the weights of a stack of recurrent layers plus an optional dense head.
+//!
+//! All parameters live in one flat `Vec<f32>` in PyTorch's `state_dict()` order
+//! (`weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0, ..., head.weight, head.bias`),
+//! each tensor row-major in PyTorch's layout and gate order. Optimizers, gradient
+//! clipping and weight files all work on that one buffer through [`ParamLayout`].
+
+use crate::config::{CellKind, ModelConfig};
+use crate::error::{check_finite, invalid, Error, Result};
+use crate::rng::Rng;
+
+/// One named tensor inside the flat parameter buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamEntry {
+    /// PyTorch name: `weight_ih_l{k}`, `weight_hh_l{k}`, `bias_ih_l{k}`, `bias_hh_l{k}`,
+    /// `head.weight`, `head.bias`.
+    pub name: String,
+    /// Row-major shape.
+    pub shape: Vec<usize>,
+    /// Offset (in elements) into the flat buffer.
+    pub offset: usize,
+    /// Number of elements.
+    pub len: usize,
+}
+
+/// Where each tensor of a config lives in the flat parameter buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamLayout {
+    entries: Vec<ParamEntry>,
+    total: usize,
+}
+
+impl ParamLayout {
+    /// The layout for `config`, with overflow-checked sizes.
+    pub fn new(config: &ModelConfig) -> Result<ParamLayout> {
+        let g = config.cell.gates();
+        let h = config.hidden_size;
+        let gh = g
+            .checked_mul(h)
+            .ok_or_else(|| invalid!("hidden_size {h} too large"))?;
+        let mut entries = Vec::with_capacity(4 * config.num_layers + 2);
+        let mut total = 0usize;
+        let mut push = |name: String, shape: Vec<usize>| -> Result<()> {
+            let len = crate::error::checked_size(&name, &shape)?;
+            let offset = total;
+            total = total
+                .checked_add(len)
+                .ok_or_else(|| invalid!("parameter count overflows"))?;
+            entries.push(ParamEntry {
+                name,
+                shape,
+                offset,
+                len,
+            });
+            Ok(())
+        };
+        for k in 0..config.num_layers {
+            let inp = if k == 0 { config.input_size } else { h };
+            push(format!("weight_ih_l{k}"), vec![gh, inp])?;
+            push(format!("weight_hh_l{k}"), vec![gh, h])?;
+            push(format!("bias_ih_l{k}"), vec![gh])?;
+            push(format!("bias_hh_l{k}"), vec![gh])?;
+        }
+        if config.has_head() {
+            push("head.weight".into(), vec![config.output_size, h])?;
+            push("head.bias".into(), vec![config.output_size])?;
+        }
+        // Keep the whole model addressable with headroom for gradients and optimizer state.
+        if total > (isize::MAX as usize) / 64 {
+            return Err(invalid!("model has {total} parameters, too many"));
+        }
+        Ok(ParamLayout { entries, total })
+    }
+
+    /// All tensors in `state_dict()` order.
+    pub fn entries(&self) -> &[ParamEntry] {
+        &self.entries
+    }
+
+    /// Total number of parameters.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// The entry with this name.
+    pub fn find(&self, name: &str) -> Option<&ParamEntry> {
+        self.entries.iter().find(|e| e.name == name)
+    }
+}
+
+/// Borrowed weights of one layer (PyTorch layout and gate order).
+#[derive(Copy, Clone, Debug)]
+pub struct LayerWeights<'a> {
+    /// `[G*H, in]`.
+    pub w_ih: &'a [f32],
+    /// `[G*H, H]`.
+    pub w_hh: &'a [f32],
+    /// `[G*H]`.
+    pub b_ih: &'a [f32],
+    /// `[G*H]`.
+    pub b_hh: &'a [f32],
+    /// Features into this layer: `input_size` for layer 0, `hidden_size` above.
+    pub input_size: usize,
+}
+
+/// Borrowed weights of the dense head.
+#[derive(Copy, Clone, Debug)]
+pub struct HeadWeights<'a> {
+    /// `[output_size, H]`.
+    pub weight: &'a [f32],
+    /// `[output_size]`.
+    pub bias: &'a [f32],
+}
+
+/// A recurrent model. Immutable once built (`Send + Sync`): any number of threads may run
+/// it at once, each with its own [`crate::State`]. Only a [`crate::Trainer`] step changes it.
+#[derive(Clone, Debug)]
+pub struct Model {
+    config: ModelConfig,
+    layout: ParamLayout,
+    params: Vec<f32>,
+    /// Per layer `[G*H]`: the bias added to the hoisted input projection. `b_ih + b_hh`
+    /// for every gate, except the `n` gate of linear-before-reset GRU, where `b_hn`
+    /// sits inside `r ⊙ (W_hn h + b_hn)` and only `b_in` folds.
+    folded_bias: Vec<Vec<f32>>,
+    /// Streaming-kernel packing of the recurrent weights (see `kernels::gemv`).
+    pub(crate) packed: Vec<crate::kernels::gemv::PackedLayer>,
+}
+
+impl Model {
+    /// A model with PyTorch's initialisation, `U(-1/sqrt(H), 1/sqrt(H))` for every
+    /// weight and bias (the head included: `nn.Linear(H, O)` draws from the same range),
+    /// from a generator seeded with `seed`: the same seed gives the same weights.
+    pub fn new(config: ModelConfig, seed: u64) -> Result<Model> {
+        config.validate()?;
+        let layout = ParamLayout::new(&config)?;
+        let bound = 1.0 / (config.hidden_size as f64).sqrt();
+        let mut rng = Rng::new(seed);
+        let mut params = Vec::new();
+        params
+            .try_reserve_exact(layout.total())
+            .map_err(|_| Error::Alloc(format!("{} parameters", layout.total())))?;
+        params.extend((0..layout.total()).map(|_| rng.uniform(-bound, bound) as f32));
+        Model::from_parameters(config, params)
+    }
+
+    /// A model from a flat parameter buffer in [`ParamLayout`] order.
+    pub fn from_parameters(config: ModelConfig, params: Vec<f32>) -> Result<Model> {
+        config.validate()?;
+        let layout = ParamLayout::new(&config)?;
+        crate::error::check_len("parameters", params.len(), layout.total())?;
+        for e in layout.entries() {
+            check_finite(&e.name, &params[e.offset..e.offset + e.len])?;
+        }
+        let mut m = Model {
+            config,
+            layout,
+            params,
+            folded_bias: Vec::new(),
+            packed: Vec::new(),
+        };
+        m.refresh_derived();
+        Ok(m)
+    }
+
+    /// Recomputes everything derived from the parameters (folded biases, packed weights).
+    pub(crate) fn refresh_derived(&mut self) {
+        let cfg = self.config;
+        let h = cfg.hidden_size;
+        self.folded_bias = (0..cfg.num_layers)
+            .map(|k| {
+                let lw = self.layer(k);
+                let mut b: Vec<f32> = lw.b_ih.iter().zip(lw.b_hh).map(|(a, b)| a + b).collect();
+                if cfg.cell == CellKind::GruLbr {
+                    b[2 * h..3 * h].copy_from_slice(&lw.b_ih[2 * h..3 * h]);
+                }
+                b
+            })
+            .collect();
+        self.packed = (0..cfg.num_layers)
+            .map(|k| crate::kernels::gemv::PackedLayer::new(&cfg, &self.layer(k)))
+            .collect();
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// Width of the outputs: `output_size`, or `hidden_size` without a head.
+    pub fn output_size(&self) -> usize {
+        self.config.output_dim()
+    }
+
+    /// Where each tensor lives in [`Model::parameters`].
+    pub fn layout(&self) -> &ParamLayout {
+        &self.layout
+    }
+
+    /// All parameters, flat, in [`ParamLayout`] order.
+    pub fn parameters(&self) -> &[f32] {
+        &self.params
+    }
+
+    /// Mutable parameters, for the trainer; the caller must call `refresh_derived` after.
+    pub(crate) fn parameters_mut(&mut self) -> &mut [f32] {
+        &mut self.params
+    }
+
+    /// The tensor called `name`, if the model has it.
+    pub fn tensor(&self, name: &str) -> Option<&[f32]> {
+        self.layout
+            .find(name)
+            .map(|e| &self.params[e.offset..e.offset + e.len])
+    }
+
+    /// Weights of layer `k` (`k < num_layers`).
+    pub fn layer(&self, k: usize) -> LayerWeights<'_> {
+        layer_view(&self.config, &self.layout, &self.params, k)
+    }
+
+    /// The head's weights, when the model has a head.
+    pub fn head(&self) -> Option<HeadWeights<'_>> {
+        head_view(&self.config, &self.layout, &self.params)
+    }
+
+    /// Bias added to the hoisted input projection of layer `k` (see the field doc).
+    pub(crate) fn folded_bias(&self, k: usize) -> &[f32] {
+        &self.folded_bias[k]
+    }
+}
+
+/// Layer `k`'s tensors inside any buffer laid out as `layout` (parameters or gradients).
+pub(crate) fn layer_view<'a>(
+    config: &ModelConfig,
+    layout: &ParamLayout,
+    buf: &'a [f32],
+    k: usize,
+) -> LayerWeights<'a> {
+    let e = &layout.entries()[4 * k..4 * k + 4];
+    let s = |i: usize| &buf[e[i].offset..e[i].offset + e[i].len];
+    LayerWeights {
+        w_ih: s(0),
+        w_hh: s(1),
+        b_ih: s(2),
+        b_hh: s(3),
+        input_size: if k == 0 {
+            config.input_size
+        } else {
+            config.hidden_size
+        },
+    }
+}
+
+/// The head's tensors inside any buffer laid out as `layout`.
+pub(crate) fn head_view<'a>(
+    config: &ModelConfig,
+    layout: &ParamLayout,
+    buf: &'a [f32],
+) -> Option<HeadWeights<'a>> {
+    if !config.has_head() {
+        return None;
+    }
+    let n = layout.entries().len();
+    let (w, b) = (&layout.entries()[n - 2], &layout.entries()[n - 1]);
+    Some(HeadWeights {
+        weight: &buf[w.offset..w.offset + w.len],
+        bias: &buf[b.offset..b.offset + b.len],
+    })
+}
