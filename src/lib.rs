@@ -1,15 +1,25 @@
 //! rnncore: vanilla RNN, LSTM and GRU on the CPU — inference and training.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod cell;
 pub mod config;
 pub mod error;
+pub mod forward;
 pub mod kernels;
 pub mod model;
+pub mod parallel;
+pub mod reference;
 pub mod rng;
+pub mod state;
+pub mod train;
 
 pub use config::{CellKind, ModelConfig, OutputActivation};
 pub use error::{Error, Result};
+pub use forward::Tape;
 pub use model::Model;
+pub use parallel::{num_threads, set_num_threads};
+pub use state::State;
+pub use train::{Gradients, Optimizer, Targets, TrainConfig, Trainer};
 
 /// The crate version, "MAJOR.MINOR.PATCH".
 pub fn version() -> &'static str {

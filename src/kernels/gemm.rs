@@ -127,7 +127,14 @@ mod tests {
             assert!((x - (2.0 * y + 0.5)).abs() < 1e-4);
         }
         let mut c3 = vec![3.0; 4];
-        gemm(1.0, Mat::rm(&a, 2, 0, 0), Mat::rm(&b, 0, 2, 2), 0.0, &mut c3, 2);
+        gemm(
+            1.0,
+            Mat::rm(&a, 2, 0, 0),
+            Mat::rm(&b, 0, 2, 2),
+            0.0,
+            &mut c3,
+            2,
+        );
         assert_eq!(c3, vec![0.0; 4]);
     }
 }

@@ -1,0 +1,509 @@
+//! Sequence forward. For each layer: the input projection of every timestep and batch
+//! row as one hoisted product (`X · W_ihᵀ`, split into row blocks), then the recurrence
+//! in fixed batch chunks, each chunk on its own task with one recurrent product per step
+//! (two for the notes' GRU) and one fused pointwise pass. What backward needs is kept
+//! in a [`Tape`] when training.
+
+use crate::cell::{gru, lstm, rnn};
+use crate::config::{CellKind, ModelConfig, OutputActivation};
+use crate::error::{check_finite, check_len, checked_size, invalid, Error, Result};
+use crate::kernels::gemm::{gemm, Mat};
+use crate::model::Model;
+use crate::parallel::{batch_chunk, gemm_rows, install};
+use rayon::prelude::*;
+
+/// What one layer's forward keeps for backward; every buffer is batch-major `[B][T][·]`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LayerRec {
+    /// Activated gates, `[B][T][G*H]`.
+    pub gates: Vec<f32>,
+    /// Outputs `h_t`, `[B][T][H]`.
+    pub h: Vec<f32>,
+    /// LSTM cell states `c_t`, `[B][T][H]`; empty for other cells.
+    pub c: Vec<f32>,
+    /// GRU linear-before-reset: `W_hn h_{t-1} + b_hn`; notes GRU: `r ⊙ h_{t-1}`; `[B][T][H]`.
+    pub extra: Vec<f32>,
+}
+
+/// A recorded forward pass: the outputs, the final state, and everything backward needs.
+/// Made by [`Model::forward_train`], consumed by [`Model::backward`].
+#[derive(Clone, Debug)]
+pub struct Tape {
+    pub(crate) config: ModelConfig,
+    pub(crate) batch: usize,
+    pub(crate) seq_len: usize,
+    pub(crate) x: Vec<f32>,
+    /// Initial state, snapshot layout (`h` as `[L][B][H]`, then `c` for LSTM).
+    pub(crate) init: Vec<f32>,
+    pub(crate) layers: Vec<LayerRec>,
+    /// Head pre-activations `[B][T][O]`; empty without a head.
+    pub(crate) logits: Vec<f32>,
+    pub(crate) final_state: Vec<f32>,
+}
+
+impl Tape {
+    /// The outputs the losses see: the head's pre-activation (logits) `[B][T][O]`, or
+    /// the top layer's `h_t` `[B][T][H]` without a head. No output activation applied.
+    pub fn outputs(&self) -> &[f32] {
+        if self.config.has_head() {
+            &self.logits
+        } else {
+            &self.layers.last().expect("at least one layer").h
+        }
+    }
+
+    /// The final state, snapshot layout (`h` as `[L][B][H]`, then `c` for LSTM).
+    pub fn final_state(&self) -> &[f32] {
+        &self.final_state
+    }
+
+    /// Batch size of the recorded pass.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Timesteps of the recorded pass.
+    pub fn seq_len(&self) -> usize {
+        self.seq_len
+    }
+
+    /// The config of the model that recorded it.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+}
+
+impl Model {
+    /// Runs whole sequences from a zero initial state. `x` is `[batch][seq_len][input_size]`;
+    /// returns `[batch][seq_len][output_size]` (output activation applied).
+    ///
+    /// ```
+    /// use rnncore::{CellKind, Model, ModelConfig};
+    /// let model = Model::new(ModelConfig::new(CellKind::Lstm, 3, 8, 2), 7)?;
+    /// let x = vec![0.5f32; 2 * 10 * 3]; // batch 2, 10 timesteps, 3 features
+    /// let y = model.forward(&x, 2, 10)?;
+    /// assert_eq!(y.len(), 2 * 10 * 8);
+    /// # Ok::<(), rnncore::Error>(())
+    /// ```
+    pub fn forward(&self, x: &[f32], batch: usize, seq_len: usize) -> Result<Vec<f32>> {
+        let n = checked_size("y", &[batch, seq_len, self.output_size()])?;
+        let mut y = try_zeroed(n)?;
+        self.forward_with_state(x, batch, seq_len, None, &mut y, None)?;
+        Ok(y)
+    }
+
+    /// Runs whole sequences from `initial` (snapshot layout, see [`crate::State::get`];
+    /// `None` = zeros), writing outputs into `y` and, when asked, the final state into
+    /// `final_state` (same layout). On error nothing is written.
+    pub fn forward_with_state(
+        &self,
+        x: &[f32],
+        batch: usize,
+        seq_len: usize,
+        initial: Option<&[f32]>,
+        y: &mut [f32],
+        final_state: Option<&mut [f32]>,
+    ) -> Result<()> {
+        let n = checked_size("y", &[batch, seq_len, self.output_size()])?;
+        check_len("y", y.len(), n)?;
+        if let Some(f) = &final_state {
+            check_len("final_state", f.len(), self.config().state_len(batch))?;
+        }
+        let tape = self.run(x, batch, seq_len, initial, false)?;
+        let out = tape.outputs();
+        y.copy_from_slice(out);
+        if self.config().output_activation == OutputActivation::Softmax {
+            for row in y.chunks_mut(self.output_size()) {
+                softmax_in_place(row);
+            }
+        }
+        if let Some(f) = final_state {
+            f.copy_from_slice(&tape.final_state);
+        }
+        Ok(())
+    }
+
+    /// Forward that records what [`Model::backward`] needs. `initial` as in
+    /// [`Model::forward_with_state`]. [`Tape::outputs`] are the pre-activation outputs.
+    pub fn forward_train(
+        &self,
+        x: &[f32],
+        batch: usize,
+        seq_len: usize,
+        initial: Option<&[f32]>,
+    ) -> Result<Tape> {
+        self.run(x, batch, seq_len, initial, true)
+    }
+
+    /// Checks the arguments of a sequence pass.
+    pub(crate) fn check_sequence(
+        &self,
+        x: &[f32],
+        batch: usize,
+        seq_len: usize,
+        initial: Option<&[f32]>,
+    ) -> Result<()> {
+        let cfg = self.config();
+        if batch == 0 {
+            return Err(invalid!("batch is 0, expected >= 1"));
+        }
+        if seq_len == 0 {
+            return Err(invalid!("seq_len is 0, expected >= 1"));
+        }
+        let n = checked_size("x", &[batch, seq_len, cfg.input_size])?;
+        // Every internal buffer is at most [B*T, G*H]; refuse sizes whose products overflow.
+        checked_size("activations", &[batch, seq_len, cfg.hidden_size, 4])?;
+        checked_size("outputs", &[batch, seq_len, cfg.output_dim()])?;
+        check_len("x", x.len(), n)?;
+        check_finite("x", x)?;
+        if let Some(s) = initial {
+            check_len("initial state", s.len(), cfg.state_len(batch))?;
+            check_finite("initial state", s)?;
+        }
+        Ok(())
+    }
+
+    fn run(
+        &self,
+        x: &[f32],
+        batch: usize,
+        seq_len: usize,
+        initial: Option<&[f32]>,
+        record: bool,
+    ) -> Result<Tape> {
+        self.check_sequence(x, batch, seq_len, initial)?;
+        let cfg = *self.config();
+        let (h, l) = (cfg.hidden_size, cfg.num_layers);
+        let state_len = cfg.state_len(batch);
+        let init = match initial {
+            Some(s) => s.to_vec(),
+            None => try_zeroed(state_len)?,
+        };
+        let mut final_state = try_zeroed(state_len)?;
+        let lbh = l * batch * h;
+        let work = || -> Result<(Vec<LayerRec>, Vec<f32>)> {
+            let mut layers: Vec<LayerRec> = Vec::with_capacity(if record { l } else { 1 });
+            for k in 0..l {
+                let input: &[f32] = if k == 0 { x } else { &layers.last().unwrap().h };
+                let s = k * batch * h..(k + 1) * batch * h;
+                let (h0, c0) = split_state(&init, s.clone(), lbh, cfg.cell);
+                let (fh, fc) = split_state_mut(&mut final_state, s, lbh, cfg.cell);
+                let rec = layer_forward(self, k, input, batch, seq_len, h0, c0, fh, fc)?;
+                if !record {
+                    layers.clear();
+                }
+                layers.push(rec);
+            }
+            let logits = match self.head() {
+                Some(hw) => {
+                    let rows = batch * seq_len;
+                    let o = cfg.output_size;
+                    let top = &layers.last().unwrap().h;
+                    let mut logits = try_zeroed(rows * o)?;
+                    for row in logits.chunks_mut(o) {
+                        row.copy_from_slice(hw.bias);
+                    }
+                    gemm_rows(
+                        1.0,
+                        Mat::rm(top, rows, h, h),
+                        Mat::rm(hw.weight, o, h, h).t(),
+                        1.0,
+                        &mut logits,
+                        o,
+                    );
+                    logits
+                }
+                None => Vec::new(),
+            };
+            Ok((layers, logits))
+        };
+        let (layers, logits) = install(work)?;
+        Ok(Tape {
+            config: cfg,
+            batch,
+            seq_len,
+            x: if record { x.to_vec() } else { Vec::new() },
+            init,
+            layers,
+            logits,
+            final_state,
+        })
+    }
+}
+
+/// `(h, c)` of one layer inside a snapshot-layout state (`c` empty unless LSTM).
+pub(crate) fn split_state(
+    s: &[f32],
+    range: std::ops::Range<usize>,
+    lbh: usize,
+    cell: CellKind,
+) -> (&[f32], &[f32]) {
+    let c = if cell.has_cell_state() {
+        &s[lbh + range.start..lbh + range.end]
+    } else {
+        &s[0..0]
+    };
+    (&s[range], c)
+}
+
+/// Mutable version of [`split_state`].
+pub(crate) fn split_state_mut(
+    s: &mut [f32],
+    range: std::ops::Range<usize>,
+    lbh: usize,
+    cell: CellKind,
+) -> (&mut [f32], &mut [f32]) {
+    let (hpart, cpart) = s.split_at_mut(lbh);
+    let c = if cell.has_cell_state() {
+        &mut cpart[range.clone()]
+    } else {
+        &mut cpart[0..0]
+    };
+    (&mut hpart[range], c)
+}
+
+/// A zeroed buffer, or `Error::Alloc` when memory cannot be had.
+pub(crate) fn try_zeroed(n: usize) -> Result<Vec<f32>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| Error::Alloc(format!("cannot allocate {n} floats")))?;
+    v.resize(n, 0.0);
+    Ok(v)
+}
+
+/// Splits `buf` into consecutive pieces of `piece` elements (the last may be shorter);
+/// an empty `buf` yields `count` empty pieces, so optional buffers zip with the rest.
+pub(crate) fn pieces(buf: &mut [f32], piece: usize, count: usize) -> Vec<&mut [f32]> {
+    if buf.is_empty() {
+        return (0..count).map(|_| <&mut [f32]>::default()).collect();
+    }
+    buf.chunks_mut(piece.max(1)).collect()
+}
+
+/// Numerically stable softmax of one row, in place.
+pub(crate) fn softmax_in_place(row: &mut [f32]) {
+    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for v in row.iter_mut() {
+        *v = (*v - m).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in row.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// One layer over the whole batch. `h0`/`c0`: `[B][H]` initial state; `fh`/`fc` receive
+/// the final state.
+#[allow(clippy::too_many_arguments)]
+fn layer_forward(
+    model: &Model,
+    k: usize,
+    input: &[f32],
+    batch: usize,
+    t: usize,
+    h0: &[f32],
+    c0: &[f32],
+    fh: &mut [f32],
+    fc: &mut [f32],
+) -> Result<LayerRec> {
+    let cfg = model.config();
+    let h = cfg.hidden_size;
+    let gh = cfg.cell.gates() * h;
+    let lw = model.layer(k);
+    let inp = lw.input_size;
+    let rows = batch * t;
+
+    // Hoisted input projection for every timestep and batch row, plus the folded bias.
+    let mut gates = try_zeroed(rows * gh)?;
+    let bias = model.folded_bias(k);
+    for row in gates.chunks_mut(gh) {
+        row.copy_from_slice(bias);
+    }
+    gemm_rows(
+        1.0,
+        Mat::rm(input, rows, inp, inp),
+        Mat::rm(lw.w_ih, gh, inp, inp).t(),
+        1.0,
+        &mut gates,
+        gh,
+    );
+
+    let mut hs = try_zeroed(rows * h)?;
+    let mut cs = if cfg.cell == CellKind::Lstm {
+        try_zeroed(rows * h)?
+    } else {
+        Vec::new()
+    };
+    let mut extra = if matches!(cfg.cell, CellKind::Gru | CellKind::GruLbr) {
+        try_zeroed(rows * h)?
+    } else {
+        Vec::new()
+    };
+
+    let cb = batch_chunk(batch);
+    let nchunks = batch.div_ceil(cb);
+    let jobs: Vec<_> = pieces(&mut gates, cb * t * gh, nchunks)
+        .into_iter()
+        .zip(pieces(&mut hs, cb * t * h, nchunks))
+        .zip(pieces(&mut cs, cb * t * h, nchunks))
+        .zip(pieces(&mut extra, cb * t * h, nchunks))
+        .zip(pieces(fh, cb * h, nchunks))
+        .zip(pieces(fc, cb * h, nchunks))
+        .enumerate()
+        .collect();
+    jobs.into_par_iter()
+        .for_each(|(i, (((((g, hh), c), e), fhh), fcc))| {
+            let r = i * cb * h..((i + 1) * cb).min(batch) * h;
+            let c0r = if c0.is_empty() {
+                &c0[0..0]
+            } else {
+                &c0[r.clone()]
+            };
+            recur_chunk(model, k, t, g, hh, c, e, &h0[r], c0r, fhh, fcc);
+        });
+    Ok(LayerRec {
+        gates,
+        h: hs,
+        c: cs,
+        extra,
+    })
+}
+
+/// The recurrence of one batch chunk (`h0.len() / H` rows) over all `t` timesteps.
+#[allow(clippy::too_many_arguments)]
+fn recur_chunk(
+    model: &Model,
+    k: usize,
+    t: usize,
+    gates: &mut [f32],
+    hs: &mut [f32],
+    cs: &mut [f32],
+    extra: &mut [f32],
+    h0: &[f32],
+    c0: &[f32],
+    fh: &mut [f32],
+    fc: &mut [f32],
+) {
+    let cfg = model.config();
+    let cell = cfg.cell;
+    let h = cfg.hidden_size;
+    let gh = cell.gates() * h;
+    let cb = h0.len() / h;
+    let lw = model.layer(k);
+    let mut ghb = vec![0.0f32; cb * gh];
+    let mut hprev = h0.to_vec();
+    let mut cprev = c0.to_vec();
+    for s in 0..t {
+        let at = |i: usize, w: usize| (i * t + s) * w;
+        match cell {
+            CellKind::Gru => {
+                // r, z from W_{rz} h; then n from W_hn (r ⊙ h).
+                gemm(
+                    1.0,
+                    Mat::rm(&hprev, cb, h, h),
+                    Mat::rm(&lw.w_hh[..2 * h * h], 2 * h, h, h).t(),
+                    0.0,
+                    &mut ghb,
+                    gh,
+                );
+                for i in 0..cb {
+                    let row = &mut gates[at(i, gh)..at(i, gh) + gh];
+                    for (a, b) in row[..2 * h].iter_mut().zip(&ghb[i * gh..i * gh + 2 * h]) {
+                        *a += b;
+                    }
+                    gru::forward_notes_rz(
+                        row,
+                        &hprev[i * h..(i + 1) * h],
+                        &mut extra[at(i, h)..at(i, h) + h],
+                    );
+                }
+                gemm(
+                    1.0,
+                    Mat {
+                        data: &extra[s * h..],
+                        rows: cb,
+                        cols: h,
+                        rs: t * h,
+                        cs: 1,
+                    },
+                    Mat::rm(&lw.w_hh[2 * h * h..], h, h, h).t(),
+                    0.0,
+                    &mut ghb[2 * h..],
+                    gh,
+                );
+                for i in 0..cb {
+                    let row = &mut gates[at(i, gh)..at(i, gh) + gh];
+                    for (a, b) in row[2 * h..]
+                        .iter_mut()
+                        .zip(&ghb[i * gh + 2 * h..(i + 1) * gh])
+                    {
+                        *a += b;
+                    }
+                    gru::forward_notes_n(
+                        row,
+                        &hprev[i * h..(i + 1) * h],
+                        &mut hs[at(i, h)..at(i, h) + h],
+                    );
+                }
+            }
+            _ => {
+                gemm(
+                    1.0,
+                    Mat::rm(&hprev, cb, h, h),
+                    Mat::rm(lw.w_hh, gh, h, h).t(),
+                    0.0,
+                    &mut ghb,
+                    gh,
+                );
+                for i in 0..cb {
+                    let row = &mut gates[at(i, gh)..at(i, gh) + gh];
+                    let ghr = &ghb[i * gh..(i + 1) * gh];
+                    let hp = &hprev[i * h..(i + 1) * h];
+                    let hout = &mut hs[at(i, h)..at(i, h) + h];
+                    match cell {
+                        CellKind::RnnTanh | CellKind::RnnRelu => {
+                            add(row, ghr);
+                            rnn::forward(row, cell == CellKind::RnnRelu);
+                            hout.copy_from_slice(row);
+                        }
+                        CellKind::Lstm => {
+                            add(row, ghr);
+                            lstm::forward(
+                                row,
+                                &cprev[i * h..(i + 1) * h],
+                                &mut cs[at(i, h)..at(i, h) + h],
+                                hout,
+                            );
+                        }
+                        _ => {
+                            add(&mut row[..2 * h], &ghr[..2 * h]);
+                            let e = &mut extra[at(i, h)..at(i, h) + h];
+                            for ((ev, &g), &b) in
+                                e.iter_mut().zip(&ghr[2 * h..]).zip(&lw.b_hh[2 * h..])
+                            {
+                                *ev = g + b;
+                            }
+                            gru::forward_lbr(row, e, hp, hout);
+                        }
+                    }
+                }
+            }
+        }
+        for i in 0..cb {
+            hprev[i * h..(i + 1) * h].copy_from_slice(&hs[at(i, h)..at(i, h) + h]);
+            if cell == CellKind::Lstm {
+                cprev[i * h..(i + 1) * h].copy_from_slice(&cs[at(i, h)..at(i, h) + h]);
+            }
+        }
+    }
+    fh.copy_from_slice(&hprev);
+    fc.copy_from_slice(&cprev);
+}
+
+fn add(a: &mut [f32], b: &[f32]) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+}

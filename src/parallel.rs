@@ -1,0 +1,166 @@
+//! Thread control. rnncore parallelises with rayon over the batch: fixed-size batch chunks
+//! each run their whole recurrence (no per-step synchronisation), and the large hoisted
+//! products are split into fixed row blocks. Chunk and block sizes never depend on the
+//! thread count, and every reduction runs in chunk order, so 1 thread and N threads give
+//! bit-identical results.
+
+use crate::error::{invalid, Result};
+use rayon::prelude::*;
+use std::sync::{Arc, RwLock};
+
+static POOL: RwLock<Option<Arc<rayon::ThreadPool>>> = RwLock::new(None);
+
+/// Sets the number of threads rnncore uses for batched work; `0` goes back to rayon's
+/// default (its global pool, one thread per core unless `RAYON_NUM_THREADS` says otherwise).
+/// Streaming steps always run on the calling thread.
+pub fn set_num_threads(n: usize) -> Result<()> {
+    let pool = if n == 0 {
+        None
+    } else {
+        if n > 4096 {
+            return Err(invalid!("threads is {n}, expected 0..=4096"));
+        }
+        Some(Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .thread_name(|i| format!("rnncore-{i}"))
+                .build()
+                .map_err(|e| invalid!("cannot start {n} threads: {e}"))?,
+        ))
+    };
+    *POOL.write().unwrap_or_else(|e| e.into_inner()) = pool;
+    Ok(())
+}
+
+/// The number of threads batched work runs on.
+pub fn num_threads() -> usize {
+    match current_pool() {
+        Some(p) => p.current_num_threads(),
+        None => rayon::current_num_threads(),
+    }
+}
+
+fn current_pool() -> Option<Arc<rayon::ThreadPool>> {
+    POOL.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Runs `f` inside the configured pool (or rayon's global one).
+pub(crate) fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    match current_pool() {
+        Some(p) => p.install(f),
+        None => f(),
+    }
+}
+
+/// Rows of the batch that one task runs through the whole recurrence. Depends on the
+/// batch size only, never on the thread count.
+pub(crate) fn batch_chunk(batch: usize) -> usize {
+    batch.div_ceil(4).max(8)
+}
+
+/// Rows of one block of a hoisted product.
+const ROW_BLOCK: usize = 256;
+
+/// `C = alpha·A·B + beta·C` split into fixed blocks of rows run in parallel. Every
+/// element of `C` is computed by one call over the whole inner dimension, so the split
+/// does not change a single bit.
+pub(crate) fn gemm_rows(
+    alpha: f32,
+    a: crate::kernels::gemm::Mat<'_>,
+    b: crate::kernels::gemm::Mat<'_>,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    use crate::kernels::gemm::{gemm, Mat};
+    let m = a.rows;
+    if m == 0 || b.cols == 0 {
+        return;
+    }
+    let c = &mut c[..(m - 1) * ldc + b.cols];
+    let small = (m as u128) * (a.cols as u128) * (b.cols as u128) < (1 << 21);
+    if small || m <= ROW_BLOCK {
+        gemm(alpha, a, b, beta, c, ldc);
+        return;
+    }
+    let block = |r0: usize, cblk: &mut [f32]| {
+        let rows = (m - r0).min(ROW_BLOCK);
+        let sub = Mat {
+            data: &a.data[r0 * a.rs..],
+            rows,
+            ..a
+        };
+        gemm(alpha, sub, b, beta, cblk, ldc);
+    };
+    // Chunks of ROW_BLOCK rows of C (the last one may be short; it ends at the last row).
+    let chunks: Vec<(usize, &mut [f32])> = {
+        let mut out = Vec::new();
+        let mut rest = c;
+        let mut r0 = 0;
+        while r0 < m {
+            let rows = (m - r0).min(ROW_BLOCK);
+            let take = if r0 + rows == m {
+                rest.len()
+            } else {
+                rows * ldc
+            };
+            let (head, tail) = rest.split_at_mut(take);
+            out.push((r0, head));
+            rest = tail;
+            r0 += rows;
+        }
+        out
+    };
+    chunks
+        .into_par_iter()
+        .for_each(|(r0, cblk)| block(r0, cblk));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::gemm::{gemm, Mat};
+
+    #[test]
+    fn row_blocked_gemm_is_bit_identical_to_one_call() {
+        let (m, k, n) = (700, 300, 40);
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7919) % 1000) as f32 / 997.0 - 0.5)
+            .collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 104729) % 1000) as f32 / 991.0 - 0.5)
+            .collect();
+        let mut one = vec![0.0; m * n];
+        gemm(
+            1.0,
+            Mat::rm(&a, m, k, k),
+            Mat::rm(&b, k, n, n),
+            0.0,
+            &mut one,
+            n,
+        );
+        let mut split = vec![f32::NAN; m * n];
+        gemm_rows(
+            1.0,
+            Mat::rm(&a, m, k, k),
+            Mat::rm(&b, k, n, n),
+            0.0,
+            &mut split,
+            n,
+        );
+        assert!(one
+            .iter()
+            .zip(&split)
+            .all(|(x, y)| x.to_bits() == y.to_bits()));
+        // Transposed A as well (the backward weight gradients use Aᵀ).
+        let at = Mat::rm(&a, k, m, m).t(); // m x k? no: (k x m)ᵀ = m x k view of a k x m matrix
+        let mut one_t = vec![0.0; m * n];
+        gemm(1.0, at, Mat::rm(&b, k, n, n), 0.0, &mut one_t, n);
+        let mut split_t = vec![0.0; m * n];
+        gemm_rows(1.0, at, Mat::rm(&b, k, n, n), 0.0, &mut split_t, n);
+        assert!(one_t
+            .iter()
+            .zip(&split_t)
+            .all(|(x, y)| x.to_bits() == y.to_bits()));
+    }
+}

@@ -1,0 +1,122 @@
+//! Losses on the model's pre-activation outputs, reduced exactly as PyTorch's
+//! `MSELoss()` and `CrossEntropyLoss(ignore_index=-1)` (mean over the elements, or over
+//! the non-ignored labels). Sums run in f64.
+
+use crate::error::{check_finite, check_len, invalid, Result};
+
+/// Which timesteps carry targets.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Targets {
+    /// A target at every timestep (many-to-many): `[B][T][·]`.
+    EveryStep = 0,
+    /// A target at the last timestep only (many-to-one): `[B][·]`.
+    LastStep = 1,
+}
+
+impl Targets {
+    /// Converts the C ABI number (`rnn_targets`).
+    pub fn from_u32(v: u32) -> Option<Targets> {
+        match v {
+            0 => Some(Targets::EveryStep),
+            1 => Some(Targets::LastStep),
+            _ => None,
+        }
+    }
+}
+
+/// Row indices (into `[B*T]` rows of outputs) that carry a target, in target order.
+fn target_rows(batch: usize, seq_len: usize, targets: Targets) -> impl Iterator<Item = usize> {
+    let every = targets == Targets::EveryStep;
+    (0..batch).flat_map(move |b| {
+        let first = if every { 0 } else { seq_len - 1 };
+        (first..seq_len).map(move |t| b * seq_len + t)
+    })
+}
+
+/// Number of target rows.
+pub fn target_count(batch: usize, seq_len: usize, targets: Targets) -> usize {
+    match targets {
+        Targets::EveryStep => batch * seq_len,
+        Targets::LastStep => batch,
+    }
+}
+
+/// Mean squared error. `out` is `[B][T][w]`; `target` is `[B][T][w]` or `[B][w]`.
+/// Writes `∂L/∂out` into `d` (zeros where no target) and returns the loss.
+pub fn mse(
+    out: &[f32],
+    batch: usize,
+    seq_len: usize,
+    w: usize,
+    target: &[f32],
+    targets: Targets,
+    d: &mut [f32],
+) -> Result<f32> {
+    let rows = target_count(batch, seq_len, targets);
+    check_len("target", target.len(), rows * w)?;
+    check_finite("target", target)?;
+    let n = (rows * w) as f64;
+    d.fill(0.0);
+    let mut sum = 0.0f64;
+    for (ti, r) in target_rows(batch, seq_len, targets).enumerate() {
+        let o = &out[r * w..(r + 1) * w];
+        let tg = &target[ti * w..(ti + 1) * w];
+        for j in 0..w {
+            let e = o[j] as f64 - tg[j] as f64;
+            sum += e * e;
+            d[r * w + j] = (2.0 * e / n) as f32;
+        }
+    }
+    Ok((sum / n) as f32)
+}
+
+/// Softmax cross-entropy on logits `out` `[B][T][classes]`; `labels` `[B][T]` or `[B]`,
+/// `-1` ignored. Writes `∂L/∂out` into `d` and returns the mean over counted labels.
+pub fn cross_entropy(
+    out: &[f32],
+    batch: usize,
+    seq_len: usize,
+    classes: usize,
+    labels: &[i32],
+    targets: Targets,
+    d: &mut [f32],
+) -> Result<f32> {
+    let rows = target_count(batch, seq_len, targets);
+    check_len("labels", labels.len(), rows)?;
+    if let Some((i, &l)) = labels
+        .iter()
+        .enumerate()
+        .find(|(_, &l)| l < -1 || l as i64 >= classes as i64)
+    {
+        return Err(invalid!(
+            "labels[{i}] is {l}, expected -1 (ignore) or 0..{classes}"
+        ));
+    }
+    let count = labels.iter().filter(|&&l| l >= 0).count();
+    if count == 0 {
+        return Err(invalid!(
+            "every label is -1 (ignored): the mean loss is undefined"
+        ));
+    }
+    d.fill(0.0);
+    let inv = 1.0 / count as f64;
+    let mut sum = 0.0f64;
+    for (ti, r) in target_rows(batch, seq_len, targets).enumerate() {
+        let lab = labels[ti];
+        if lab < 0 {
+            continue;
+        }
+        let row = &out[r * classes..(r + 1) * classes];
+        let m = row.iter().fold(f64::NEG_INFINITY, |a, &v| a.max(v as f64));
+        let z: f64 = row.iter().map(|&v| (v as f64 - m).exp()).sum();
+        let lz = z.ln();
+        sum += -(row[lab as usize] as f64 - m - lz);
+        for q in 0..classes {
+            let p = (row[q] as f64 - m - lz).exp();
+            let y = if q == lab as usize { 1.0 } else { 0.0 };
+            d[r * classes + q] = ((p - y) * inv) as f32;
+        }
+    }
+    Ok((sum * inv) as f32)
+}
