@@ -4,3 +4,4 @@
 pub mod activation;
 pub mod gemm;
 pub mod gemv;
+pub mod reference;
