@@ -837,11 +837,9 @@ fn duplicated_overlapping_and_gapped_tensors_are_refused() {
         &["bias_ih_l0", "bytes"],
     );
     // Shapes whose element count overflows.
-    let huge = format!(
-        "{{\"w\":{{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],\"data_offsets\":[0,0]}}}}"
-    );
+    let huge = "{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],\"data_offsets\":[0,0]}}";
     format_err(
-        Model::from_safetensors(&raw_file(&huge, &[])),
+        Model::from_safetensors(&raw_file(huge, &[])),
         &["`w`", "overflow"],
     );
     let neg = "{\"w\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,0]}}";
