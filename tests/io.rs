@@ -876,6 +876,11 @@ fn missing_files_and_directories_are_io_errors() {
     assert!(msg.contains("nope.safetensors"), "{msg}");
     let msg = io_err(Model::load(dir.path()));
     assert!(msg.contains("directory"), "{msg}");
+    #[cfg(unix)]
+    {
+        let msg = io_err(Model::load("/dev/null"));
+        assert!(msg.contains("not a regular file"), "{msg}");
+    }
     let m = small();
     let msg = io_err(m.save(dir.path()));
     assert!(msg.contains("directory"), "{msg}");
