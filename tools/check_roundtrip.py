@@ -15,7 +15,8 @@ state_dict() keys are exactly the file's), loaded with strict=True, run on the
 fixture input `x` from FIXDIR/{case}.data.safetensors (default tests/fixtures) and
 compared with the fixture's `y` (max abs diff <= atol). The config in the file must
 also match the fixture's. `{case}.{f64,f16,bf16}.model.safetensors` (no data file of
-their own) must instead hold exactly FIXDIR's file of that name upcast to float32. One line per file; exit status 1 on any mismatch or
+their own) must instead hold exactly FIXDIR's file of that name upcast to float32.
+One line per file; exit status 1 on any mismatch or
 error, 2 on bad usage. Needs torch + safetensors (+ numpy).
 """
 
