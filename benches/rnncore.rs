@@ -70,6 +70,41 @@ fn blocks(c: &mut Criterion) {
         }
         g.finish();
     }
+    // Silence: a zero-bias RNN fed zeros decays towards 0 through the subnormal range
+    // unless the state is flushed; per-sample cost must match normal input.
+    let mut g = c.benchmark_group("silence512");
+    g.measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500));
+    g.throughput(Throughput::Elements(512));
+    let cfg = ModelConfig::new(CellKind::RnnTanh, 1, 32, 1);
+    let base = Model::new(cfg, 1).unwrap();
+    let mut p = base.parameters().to_vec();
+    for e in base
+        .layout()
+        .entries()
+        .iter()
+        .filter(|e| e.name.contains("bias"))
+    {
+        p[e.offset..e.offset + e.len].fill(0.0);
+    }
+    let model = Model::from_parameters(cfg, p).unwrap();
+    for (label, x) in [
+        ("normal", vals(512)),
+        ("silent", vec![0.0; 512]),
+        ("tiny", vec![1e-40; 512]),
+    ] {
+        let mut state = State::with_block(&model, 1, 512).unwrap();
+        let mut y = vec![0.0; 512 * 32];
+        g.bench_function(BenchmarkId::new(label, "rnn_H32"), |b| {
+            b.iter(|| {
+                model
+                    .forward_state(&mut state, black_box(&x), 512, &mut y)
+                    .unwrap()
+            })
+        });
+    }
+    g.finish();
+
     let mut g = c.benchmark_group("streams64");
     g.measurement_time(Duration::from_secs(2))
         .warm_up_time(Duration::from_millis(500));

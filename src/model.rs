@@ -205,6 +205,9 @@ impl Model {
 
     /// Recomputes everything derived from the parameters (folded biases, packed weights).
     pub(crate) fn refresh_derived(&mut self) {
+        // Settle the kernel tier now (it reads the environment once), so that no
+        // streaming call is the first to ask and pays for the detection.
+        crate::kernels::activation::tier();
         let cfg = self.config;
         let h = cfg.hidden_size;
         self.folded_bias = (0..cfg.num_layers)
