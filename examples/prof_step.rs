@@ -9,7 +9,10 @@ fn main() {
     let mut y = vec![0.0; h];
     let mut x = 0.1f32;
     let t = std::time::Instant::now();
-    let n = 2_000_000;
+    let n: usize = std::env::args()
+        .nth(2)
+        .map(|s| s.parse().unwrap())
+        .unwrap_or(2_000_000);
     for _ in 0..n {
         x = -x;
         model

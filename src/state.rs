@@ -186,9 +186,8 @@ const FLUSH_BELOW: f32 = 1e-30;
 /// Zeroes the values of `v` smaller in magnitude than [`FLUSH_BELOW`] (NaN stays).
 fn flush_tiny(v: &mut [f32]) {
     for x in v {
-        if x.abs() < FLUSH_BELOW {
-            *x = 0.0;
-        }
+        // A select, not a branch, so the loop vectorizes.
+        *x = if x.abs() < FLUSH_BELOW { 0.0 } else { *x };
     }
 }
 
@@ -236,8 +235,80 @@ impl Model {
         if seq_len == 0 {
             return Ok(());
         }
-        self.stream_block(state, x, seq_len, y);
+        if state.batch == 1 && seq_len == 1 {
+            self.step_single(state, x, y);
+        } else {
+            self.stream_block(state, x, seq_len, y);
+        }
         Ok(())
+    }
+
+    /// One timestep of one stream: the real-time audio case, where the per-call overhead
+    /// is a large part of the cost, so the block loops are left out. Same arithmetic as
+    /// [`Model::stream_block`] with `B = T = 1`.
+    fn step_single(&self, state: &mut State, x: &[f32], y: &mut [f32]) {
+        let cfg = self.config();
+        let cell = cfg.cell;
+        let (h, l) = (cfg.hidden_size, cfg.num_layers);
+        let gh = cell.gates() * h;
+        let State { data, scratch, .. } = state;
+        let (hst, cst) = data.split_at_mut(l * h);
+        let g = &mut scratch.gates[..gh];
+        let out = &mut scratch.blk_a[..h];
+        for k in 0..l {
+            let pk = &self.packed[k];
+            g.copy_from_slice(self.folded_bias(k));
+            let (below, here) = hst.split_at_mut(k * h);
+            let input: &[f32] = if k == 0 { x } else { &below[(k - 1) * h..] };
+            gemm_packed(1, input, pk.w_ih_t.k(), &pk.w_ih_t, g, gh, true);
+            let hk = &mut here[..h];
+            match cell {
+                CellKind::Lstm => {
+                    gemm_packed(1, hk, h, &pk.w_hh_t, g, gh, true);
+                    let ck = &mut cst[k * h..(k + 1) * h];
+                    let cnew = &mut scratch.c;
+                    lstm::forward(g, ck, cnew, out);
+                    flush_tiny(cnew);
+                    ck.copy_from_slice(cnew);
+                }
+                CellKind::GruLbr => {
+                    let ghb = &mut scratch.ghb[..gh];
+                    gemm_packed(1, hk, h, &pk.w_hh_t, ghb, gh, false);
+                    for (a, b) in g[..2 * h].iter_mut().zip(&ghb[..2 * h]) {
+                        *a += b;
+                    }
+                    let ghn = &mut ghb[2 * h..];
+                    for (v, b) in ghn.iter_mut().zip(&self.layer(k).b_hh[2 * h..]) {
+                        *v += b;
+                    }
+                    gru::forward_lbr(g, ghn, hk, out);
+                }
+                CellKind::Gru => {
+                    let rh = &mut scratch.rh[..h];
+                    gemm_packed(1, hk, h, &pk.w_hh_t, g, gh, true);
+                    gru::forward_notes_rz(g, hk, rh);
+                    gemm_packed(1, rh, h, &pk.w_hn_t, &mut g[2 * h..], gh, true);
+                    gru::forward_notes_n(g, hk, out);
+                }
+                CellKind::RnnTanh | CellKind::RnnRelu => {
+                    gemm_packed(1, hk, h, &pk.w_hh_t, g, gh, true);
+                    rnn::forward(g, cell == CellKind::RnnRelu);
+                    out.copy_from_slice(g);
+                }
+            }
+            flush_tiny(out);
+            hk.copy_from_slice(out);
+        }
+        match self.head() {
+            Some(hw) => {
+                y.copy_from_slice(hw.bias);
+                gemm_packed(1, out, h, &self.head_t, y, y.len(), true);
+                if cfg.output_activation == OutputActivation::Softmax {
+                    softmax_in_place(y);
+                }
+            }
+            None => y.copy_from_slice(out),
+        }
     }
 
     /// The block, layer by layer: for each layer the input product of every stream and

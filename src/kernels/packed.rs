@@ -86,12 +86,28 @@ pub fn gemm_packed(
     ldc: usize,
     accumulate: bool,
 ) {
-    gemm_packed_with(kernel_tier(), m, a, lda, b, c, ldc, accumulate)
+    run(kernel_tier(), m, a, lda, b, c, ldc, accumulate)
 }
 
 /// [`gemm_packed`] on a given tier (falls back to the best available if the CPU lacks it).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_packed_with(
+    tier: Tier,
+    m: usize,
+    a: &[f32],
+    lda: usize,
+    b: &PackedB,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    run(tier.available_or_best(), m, a, lda, b, c, ldc, accumulate)
+}
+
+/// The dispatch; `tier` must be one this CPU runs (`kernel_tier()` or checked).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn run(
     tier: Tier,
     m: usize,
     a: &[f32],
@@ -113,11 +129,11 @@ pub fn gemm_packed_with(
         k == 0 || (lda >= k && a.len() >= (m - 1) * lda + k),
         "gemm_packed: A too short"
     );
-    match tier.available_or_best() {
+    match tier {
         #[cfg(target_arch = "x86_64")]
         Tier::Avx512 => {
-            // SAFETY: `available_or_best` returned Avx512 only after detecting AVX-512F
-            // on this CPU; the asserts above bound every row of A and C the kernel reads
+            // SAFETY: both callers pass a tier this CPU runs (`kernel_tier()` is detected,
+            // `available_or_best` checks), so AVX-512F is present; the asserts above bound every row of A and C the kernel reads
             // or writes, and B's panels hold exactly `panels * k * NR` floats.
             unsafe {
                 x86::gemm_avx512(
