@@ -175,6 +175,40 @@ fn batched(c: &mut Criterion) {
         }
         g.finish();
     }
+    // Audio-style training: I = 1, H = 32, B = 16, T = 1024.
+    let mut g = c.benchmark_group("train_audio");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500));
+    for (cell, name) in CELLS {
+        let (b, t) = (16, 1024);
+        let mut model = Model::new(
+            ModelConfig::new(cell, 1, 32, 1).with_head(1, Default::default()),
+            1,
+        )
+        .unwrap();
+        let x = vals(b * t);
+        let target = vals(b * t);
+        let mut trainer = Trainer::new(&model, TrainConfig::sgd(0.0, 0.0)).unwrap();
+        g.throughput(Throughput::Elements((b * t) as u64));
+        g.bench_function(BenchmarkId::new(name, "I1_H32_B16_T1024"), |bn| {
+            bn.iter(|| {
+                trainer
+                    .step_mse(
+                        &mut model,
+                        None,
+                        black_box(&x),
+                        b,
+                        t,
+                        &target,
+                        Targets::EveryStep,
+                    )
+                    .unwrap()
+            })
+        });
+    }
+    g.finish();
+
     let mut g = c.benchmark_group("sgemm");
     g.sample_size(10)
         .measurement_time(Duration::from_secs(2))
