@@ -244,6 +244,7 @@ mod x86 {
             while jp < panels {
                 let (off, ldb) = super::panel_at(jp, k, panels);
                 let group_end = (jp / super::GROUP + 1) * super::GROUP;
+                #[allow(clippy::int_plus_one)]
                 let take = if jp + $P <= group_end.min(panels) {
                     $P
                 } else {
