@@ -396,7 +396,12 @@ fn recur_chunk(
     let gh = cell.gates() * h;
     let cb = h0.len() / h;
     let pk = &model.packed[k];
-    let b_hn = &model.layer(k).b_hh[(gh - h).min(2 * h)..];
+    // b_hn, which stays inside `r ⊙ (W_hn h + b_hn)` (linear-before-reset GRU only).
+    let b_hn: &[f32] = if cell == CellKind::GruLbr {
+        &model.layer(k).b_hh[2 * h..]
+    } else {
+        &[]
+    };
     let mut ghb = if cell == CellKind::GruLbr {
         vec![0.0f32; cb * gh]
     } else {
@@ -440,12 +445,11 @@ fn recur_chunk(
                 gemm_packed(cb, &hprev, h, &pk.w_hh_t, &mut ghb, gh, false);
                 for i in 0..cb {
                     let row = &mut gates[at(i, gh)..at(i, gh) + gh];
-                    let ghr = &ghb[i * gh..(i + 1) * gh];
-                    add(&mut row[..2 * h], &ghr[..2 * h]);
+                    let ghr = &mut ghb[i * gh..(i + 1) * gh];
+                    gru::add_hidden_lbr(row, ghr, b_hn);
+                    // Kept for backward: ∂n/∂r needs W_hn h + b_hn.
                     let e = &mut extra[at(i, h)..at(i, h) + h];
-                    for ((ev, &g), &b) in e.iter_mut().zip(&ghr[2 * h..]).zip(b_hn) {
-                        *ev = g + b;
-                    }
+                    e.copy_from_slice(&ghr[2 * h..]);
                     gru::forward_lbr(
                         row,
                         e,
@@ -483,10 +487,4 @@ fn recur_chunk(
     }
     fh.copy_from_slice(&hprev);
     fc.copy_from_slice(&cprev);
-}
-
-fn add(a: &mut [f32], b: &[f32]) {
-    for (x, y) in a.iter_mut().zip(b) {
-        *x += y;
-    }
 }

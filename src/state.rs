@@ -274,14 +274,8 @@ impl Model {
                 CellKind::GruLbr => {
                     let ghb = &mut scratch.ghb[..gh];
                     gemm_packed(1, hk, h, &pk.w_hh_t, ghb, gh, false);
-                    for (a, b) in g[..2 * h].iter_mut().zip(&ghb[..2 * h]) {
-                        *a += b;
-                    }
-                    let ghn = &mut ghb[2 * h..];
-                    for (v, b) in ghn.iter_mut().zip(&self.layer(k).b_hh[2 * h..]) {
-                        *v += b;
-                    }
-                    gru::forward_lbr(g, ghn, hk, out);
+                    gru::add_hidden_lbr(g, ghb, &self.layer(k).b_hh[2 * h..]);
+                    gru::forward_lbr(g, &ghb[2 * h..], hk, out);
                 }
                 CellKind::Gru => {
                     let rh = &mut scratch.rh[..h];
@@ -389,16 +383,10 @@ impl Model {
                         for i in 0..b {
                             let row = &mut gates[at(i, gh)..at(i, gh) + gh];
                             let ghr = &mut ghb[i * gh..(i + 1) * gh];
-                            for (g, v) in row[..2 * h].iter_mut().zip(&ghr[..2 * h]) {
-                                *g += v;
-                            }
-                            let ghn = &mut ghr[2 * h..];
-                            for (v, bb) in ghn.iter_mut().zip(b_hn) {
-                                *v += bb;
-                            }
+                            gru::add_hidden_lbr(row, ghr, b_hn);
                             gru::forward_lbr(
                                 row,
-                                ghn,
+                                &ghr[2 * h..],
                                 &hk[i * h..(i + 1) * h],
                                 &mut out[at(i, h)..at(i, h) + h],
                             );

@@ -15,6 +15,19 @@ pub fn forward_lbr(gates: &mut [f32], ghn: &[f32], h_prev: &[f32], h: &mut [f32]
     activation::gru_lbr_cell(gates, ghn, h_prev, h);
 }
 
+/// Linear-before-reset: folds one row of the recurrent product `gh = W_hh h` (`[3H]`)
+/// into the gates: `r, z` pre-activations get `gh[..2H]`, and `gh[2H..]` becomes
+/// `ghn = W_hn h + b_hn`, which [`forward_lbr`] multiplies by `r`.
+pub fn add_hidden_lbr(gates: &mut [f32], gh: &mut [f32], b_hn: &[f32]) {
+    let n = b_hn.len();
+    for (a, b) in gates[..2 * n].iter_mut().zip(&gh[..2 * n]) {
+        *a += b;
+    }
+    for (v, b) in gh[2 * n..].iter_mut().zip(b_hn) {
+        *v += b;
+    }
+}
+
 /// Linear-before-reset backward. Writes `dgx` (gradient of the input-side pre-activations),
 /// `dgh` (of `W_hh h + b_hh`, which differ on the `n` gate by the factor `r`) and
 /// `dh_prev = dh ⊙ z`, the part of `∂L/∂h_{t-1}` that does not pass through `W_hh`.
