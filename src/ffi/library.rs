@@ -28,8 +28,9 @@ pub extern "C" fn rnn_abi_version() -> u32 {
     RNN_ABI_VERSION
 }
 
-// rnn_kernel_name(): the name of the SIMD kernel tier in use ("avx512", "avx2", "scalar"),
-// a static string. It belongs here, next to rnn_version(), and is added with the SIMD work.
+// rnn_kernel_name() goes here, next to rnn_version(): the SIMD tier in use ("avx512",
+// "avx2", "scalar") as a static NUL-terminated string, from `crate::kernel_name()`, with
+// no boundary needed beyond the usual one (it cannot fail). Added with the SIMD work.
 
 /// This thread's last error message: which function failed, naming the argument and the
 /// value it expected, e.g. "rnn_model_forward: y_len is 5, expected 6 (...)".
