@@ -321,3 +321,82 @@ pub(crate) unsafe fn write_out<T>(p: *mut T, v: T) {
     // entry point's contract).
     unsafe { p.write_unaligned(v) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    fn last_error() -> String {
+        // SAFETY: last_error_ptr returns a NUL-terminated string that lives until the
+        // next call on this thread.
+        unsafe { CStr::from_ptr(last_error_ptr()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn a_panic_becomes_a_status_and_a_message() {
+        let (v, s) = run("rnn_test", 7u32, || -> FfiResult<u32> { panic!("boom") });
+        assert_eq!((v, s), (7, rnn_status::RNN_ERR_PANIC));
+        let e = last_error();
+        assert!(
+            e.starts_with("rnn_test: internal error (panic: boom)"),
+            "{e}"
+        );
+        // A formatted payload (String) too.
+        let (_, s) = run("rnn_test", (), || -> FfiResult<()> { panic!("n = {}", 3) });
+        assert_eq!(s, rnn_status::RNN_ERR_PANIC);
+        assert!(last_error().contains("panic: n = 3"));
+        // The void form records it and returns normally.
+        run_void("rnn_test_free", || panic!("in drop"));
+        assert!(last_error().starts_with("rnn_test_free: internal error (panic: in drop)"));
+    }
+
+    #[test]
+    fn success_clears_and_failure_sets_the_last_error() {
+        let (_, s) = run("f", (), || Err(Failure::null("x")));
+        assert_eq!(s, rnn_status::RNN_ERR_NULL);
+        assert_eq!(last_error(), "f: x is NULL, expected a valid pointer");
+        let (v, s) = run("f", 0, || Ok(5));
+        assert_eq!((v, s), (5, rnn_status::RNN_OK));
+        assert_eq!(last_error(), "");
+        // The void form leaves it alone.
+        let _ = run("f", (), || Err(Failure::invalid("kept".into())));
+        run_void("g", || {});
+        assert_eq!(last_error(), "f: kept");
+        // An embedded NUL is shown, not cut at.
+        let _ = run("f", (), || Err(Failure::invalid("a\0b".into())));
+        assert_eq!(last_error(), "f: a\\0b");
+        // Other threads have their own.
+        std::thread::spawn(|| assert_eq!(last_error(), ""))
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn element_counts_refuse_overflow_and_oversized_buffers() {
+        assert_eq!(element_count::<f32>("x", &[("a", 2), ("b", 3)]).unwrap(), 6);
+        assert_eq!(
+            element_count::<f32>("x", &[("a", 0), ("b", usize::MAX)]).unwrap(),
+            0
+        );
+        let e = element_count::<f32>("x", &[("batch", usize::MAX), ("seq_len", 2)]).unwrap_err();
+        assert_eq!(e.status, rnn_status::RNN_ERR_INVALID);
+        assert!(e.message.contains("batch * seq_len"), "{}", e.message);
+        // Fits in usize as a count, not as bytes.
+        let n = isize::MAX as usize / 2;
+        assert!(element_count::<f32>("x", &[("n", n)]).is_err());
+        assert!(element_count::<u8>("x", &[("n", n)]).is_ok());
+    }
+
+    #[test]
+    fn overlapping_buffers_are_refused() {
+        let buf = [0f32; 16];
+        let p = buf.as_ptr();
+        assert!(check_disjoint(p, 8, "x", p.wrapping_add(8), 8, "y").is_ok());
+        assert!(check_disjoint(p, 9, "x", p.wrapping_add(8), 8, "y").is_err());
+        assert!(check_disjoint(p.wrapping_add(4), 2, "x", p, 8, "y").is_err());
+        assert!(check_disjoint(p, 0, "x", p, 8, "y").is_ok());
+    }
+}
