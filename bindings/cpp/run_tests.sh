@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Builds rnncore (release), compiles the C++ wrapper's tests with -Wall -Wextra -Werror
+# against the static library, and runs them: under AddressSanitizer + UBSan when the
+# compiler supports it here, else under valgrind (if installed), else plainly.
+# The last line printed is the test summary, "N passed, M failed"; the exit status is
+# non-zero when anything failed.
+#
+# Environment: CARGO_TARGET_DIR (default: <repo>/target), CXX (default: g++),
+# RNNCORE_SANITIZE=0 to skip the sanitizers.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
+CXX="${CXX:-g++}"
+
+cargo build --release --quiet >&2
+LIB="$TARGET_DIR/release/librnncore.a"
+[ -f "$LIB" ] || { echo "run_tests.sh: $LIB not found" >&2; exit 2; }
+
+OUT="$TARGET_DIR/cpp-tests"
+mkdir -p "$OUT"
+BIN="$OUT/test_rnncore"
+CXXFLAGS=(-std=c++17 -Wall -Wextra -Werror -Wpedantic -Wshadow -Wconversion -Wno-sign-conversion
+          -O1 -g -I "$ROOT/include" -I "$ROOT/bindings/cpp")
+LIBS=("$LIB" -lpthread -ldl -lm)
+
+# Sanitizers, if this compiler and machine can build and run a sanitized program.
+RUNNER=()
+SAN=()
+if [ "${RNNCORE_SANITIZE:-1}" != 0 ]; then
+  probe="$OUT/asan-probe"
+  if echo 'int main(){return 0;}' | "$CXX" -x c++ -fsanitize=address,undefined - -o "$probe" 2>/dev/null \
+     && "$probe" 2>/dev/null; then
+    SAN=(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  elif command -v valgrind >/dev/null; then
+    RUNNER=(valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite)
+  fi
+fi
+
+"$CXX" "${CXXFLAGS[@]}" "${SAN[@]}" "$ROOT/bindings/cpp/tests/test_rnncore.cpp" "${LIBS[@]}" -o "$BIN"
+if [ ${#SAN[@]} -gt 0 ]; then
+  echo "running under AddressSanitizer + UBSan" >&2
+elif [ ${#RUNNER[@]} -gt 0 ]; then
+  echo "running under valgrind" >&2
+fi
+
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+status=0
+"${RUNNER[@]}" "$BIN" | tee "$OUT/last-run.txt" || status=$?
+if [ "$status" -ne 0 ] && tail -n 1 "$OUT/last-run.txt" | grep -q ', 0 failed$'; then
+  # Every check passed but the sanitizer/valgrind (or a crash at exit) failed the run.
+  passed="$(tail -n 1 "$OUT/last-run.txt" | cut -d' ' -f1)"
+  echo "$passed passed, 1 failed (the test binary exited with status $status: see the report above)"
+elif [ "$status" -ne 0 ] && ! grep -q ' failed$' "$OUT/last-run.txt"; then
+  echo "0 passed, 1 failed (the test binary exited with status $status before its summary)"
+fi
+exit "$status"
