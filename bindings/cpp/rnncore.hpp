@@ -83,11 +83,21 @@ inline std::size_t product(const char* what, std::size_t a, std::size_t b, std::
 /// The library version, "MAJOR.MINOR.PATCH".
 inline std::string version() { return rnn_version(); }
 
-/// Name of a status, as the library spells it (e.g. "RNN_ERR_INVALID").
+/// A short English description of a status (e.g. "a required pointer was NULL").
 inline std::string status_str(rnn_status status) { return rnn_status_str(status); }
 
-/// The C ABI's major version (bumped only when a function in API.md changes).
+/// The ABI generation of the linked library; equals RNN_ABI_VERSION of the header it was
+/// built with. `check_abi()` throws when the two differ.
 inline std::uint32_t abi_version() { return rnn_abi_version(); }
+
+/// Throws RNN_ERR_INVALID when the linked library's ABI generation is not this header's.
+inline void check_abi() {
+  if (rnn_abi_version() != RNN_ABI_VERSION) {
+    throw Error(RNN_ERR_INVALID, "rnncore: library ABI version " +
+                                     std::to_string(rnn_abi_version()) + ", header " +
+                                     std::to_string(RNN_ABI_VERSION));
+  }
+}
 
 /// Threads used for batched work; 0 goes back to the default (one per core).
 /// Streaming steps always run on the calling thread.
@@ -97,9 +107,6 @@ inline void set_num_threads(std::size_t n) {
 
 /// Threads batched work runs on now.
 inline std::size_t num_threads() { return rnn_get_num_threads(); }
-
-/// Name of the pointwise kernel tier in use (e.g. "avx2").
-inline std::string kernel_name() { return rnn_kernel_name(); }
 
 /// A model configuration (see rnn_config). Any field may be set to any value; the library
 /// validates it when a Model is made (RNN_ERR_INVALID).

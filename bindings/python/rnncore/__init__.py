@@ -42,7 +42,6 @@ __all__ = [
     "Trainer",
     "abi_version",
     "get_num_threads",
-    "kernel_name",
     "library_path",
     "set_num_threads",
     "status_str",
@@ -164,13 +163,8 @@ def abi_version() -> int:
 
 
 def status_str(status: int) -> str:
-    """The library's name for a status."""
+    """A short English description of a status."""
     return lib.rnn_status_str(int(status)).decode()
-
-
-def kernel_name() -> str:
-    """The pointwise kernel tier in use."""
-    return lib.rnn_kernel_name().decode()
 
 
 def set_num_threads(n: int) -> None:

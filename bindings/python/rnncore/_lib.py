@@ -81,7 +81,6 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "rnn_abi_version": (c_uint32, []),
     "rnn_set_num_threads": (c_status, [c_size_t]),
     "rnn_get_num_threads": (c_size_t, []),
-    "rnn_kernel_name": (c_char_p, []),
     # models
     "rnn_model_new": (c_status, [POINTER(RnnConfig), c_uint64, POINTER(ModelP)]),
     "rnn_model_load": (c_status, [c_char_p, POINTER(ModelP)]),
@@ -160,4 +159,12 @@ def _load() -> ctypes.CDLL:
     return lib
 
 
+#: The ABI generation these declarations were written for (RNN_ABI_VERSION in the header).
+ABI_VERSION = 1
+
 lib = _load()
+if lib.rnn_abi_version() != ABI_VERSION:
+    raise ImportError(
+        f"rnncore: {library_path()} has ABI version {lib.rnn_abi_version()}, "
+        f"these bindings were written for {ABI_VERSION}"
+    )

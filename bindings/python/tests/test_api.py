@@ -40,8 +40,9 @@ def test_version_and_extras():
     v = rnncore.version()
     assert len(v.split(".")) == 3 and all(p.isdigit() for p in v.split("."))
     assert rnncore.abi_version() >= 1
-    assert "INVALID" in rnncore.status_str(Status.ERR_INVALID)
-    assert rnncore.kernel_name()
+    assert rnncore.status_str(Status.ERR_INVALID)
+    assert rnncore.status_str(Status.OK) != rnncore.status_str(Status.ERR_NULL)
+    assert rnncore.status_str(1000)  # outside the enum: still a string
     assert isinstance(lib.rnn_last_error(), bytes)  # never NULL
 
 

@@ -195,6 +195,12 @@ def test_opaque_handles_match(header: Header):
     assert handles == set(_lib.OPAQUE), f"header handles {handles} vs ctypes {set(_lib.OPAQUE)}"
 
 
+def test_abi_version_matches_header():
+    m = re.search(r"#define\s+RNN_ABI_VERSION\s+(\d+)", HEADER.read_text())
+    assert m, "rnncore.h does not define RNN_ABI_VERSION"
+    assert int(m.group(1)) == _lib.ABI_VERSION == rnncore.abi_version()
+
+
 def test_parser_catches_a_mismatch():
     # The check itself can fail: a header with a changed signature is reported.
     text = HEADER.read_text().replace(
