@@ -4,6 +4,7 @@
 pub mod cell;
 pub mod config;
 pub mod error;
+pub mod ffi;
 pub mod forward;
 pub mod kernels;
 pub mod model;

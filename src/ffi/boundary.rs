@@ -1,0 +1,321 @@
+//! The panic boundary, the argument checks every entry point runs first, and this
+//! thread's last error message.
+//!
+//! Every `extern "C"` body runs inside [`ffi_boundary!`] (status functions) or
+//! [`ffi_boundary_value!`] (functions that return a value): the body is a closure
+//! returning `FfiResult<T>`, so argument checks are `?` or an early `return Err(..)`,
+//! and a panic anywhere below becomes `RNN_ERR_PANIC` instead of crossing into C.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::ffi::c_char;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use super::types::rnn_status;
+use crate::Error;
+
+/// Why a call failed: the status it returns and a message naming the argument.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) status: rnn_status,
+    pub(crate) message: String,
+}
+
+/// What every body inside the boundary returns.
+pub(crate) type FfiResult<T> = Result<T, Failure>;
+
+impl Failure {
+    /// `RNN_ERR_NULL` for the argument `arg`.
+    pub(crate) fn null(arg: &str) -> Failure {
+        Failure {
+            status: rnn_status::RNN_ERR_NULL,
+            message: format!("{arg} is NULL, expected a valid pointer"),
+        }
+    }
+
+    /// `RNN_ERR_INVALID` with this message.
+    pub(crate) fn invalid(message: String) -> Failure {
+        Failure {
+            status: rnn_status::RNN_ERR_INVALID,
+            message,
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        let status = match e {
+            Error::Invalid(_) => rnn_status::RNN_ERR_INVALID,
+            Error::Io(_) => rnn_status::RNN_ERR_IO,
+            Error::Format(_) => rnn_status::RNN_ERR_FORMAT,
+            Error::NonFinite(_) => rnn_status::RNN_ERR_NONFINITE,
+            Error::Alloc(_) => rnn_status::RNN_ERR_ALLOC,
+        };
+        debug_assert_eq!(status as u32, e.status_code());
+        Failure {
+            status,
+            message: e.message().to_owned(),
+        }
+    }
+}
+
+// The last error of this thread. `HAS_ERROR` has no destructor and a const initializer,
+// so the success path (which only clears it) never allocates, not even on a thread's
+// first call: `rnn_model_step` stays allocation-free on an audio thread. `MESSAGE` is
+// touched only on failure and by `rnn_last_error` after one.
+thread_local! {
+    static HAS_ERROR: Cell<bool> = const { Cell::new(false) };
+    static MESSAGE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Records `message` as this thread's last error, prefixed with the function's name.
+fn set_last_error(function: &str, message: &str) {
+    MESSAGE.with(|m| {
+        let mut m = m.borrow_mut();
+        m.clear();
+        m.extend_from_slice(function.as_bytes());
+        m.extend_from_slice(b": ");
+        // A C string ends at the first NUL: show an embedded one instead of cutting there.
+        for &b in message.as_bytes() {
+            if b == 0 {
+                m.extend_from_slice(b"\\0");
+            } else {
+                m.push(b);
+            }
+        }
+        m.push(0);
+    });
+    HAS_ERROR.with(|h| h.set(true));
+}
+
+/// Clears this thread's last error (every successful call does).
+fn clear_last_error() {
+    HAS_ERROR.with(|h| h.set(false));
+}
+
+/// This thread's last error as a NUL-terminated string, `""` when there is none.
+pub(crate) fn last_error_ptr() -> *const c_char {
+    if HAS_ERROR.with(|h| h.get()) {
+        MESSAGE.with(|m| m.borrow().as_ptr().cast())
+    } else {
+        c"".as_ptr()
+    }
+}
+
+/// The text of a panic payload.
+fn panic_text(payload: &(dyn Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "(no message)"
+    }
+}
+
+/// Runs `body` behind the panic boundary: its value on success (clearing the last error),
+/// or `fallback` with the last error set and the failure's status.
+pub(crate) fn run<T>(
+    function: &'static str,
+    fallback: T,
+    body: impl FnOnce() -> FfiResult<T>,
+) -> (T, rnn_status) {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(v)) => {
+            clear_last_error();
+            (v, rnn_status::RNN_OK)
+        }
+        Ok(Err(f)) => {
+            set_last_error(function, &f.message);
+            (fallback, f.status)
+        }
+        Err(payload) => {
+            record_panic(function, payload);
+            (fallback, rnn_status::RNN_ERR_PANIC)
+        }
+    }
+}
+
+/// Runs `body` behind the panic boundary, touching the last error only if it panics:
+/// for the `*_free` functions, which cannot fail and return nothing.
+pub(crate) fn run_void(function: &'static str, body: impl FnOnce()) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(body)) {
+        record_panic(function, payload);
+    }
+}
+
+/// Makes a caught panic this thread's last error.
+fn record_panic(function: &str, payload: Box<dyn Any + Send>) {
+    set_last_error(
+        function,
+        &format!(
+            "internal error (panic: {}); this is a bug in rnncore, please report it",
+            panic_text(&*payload)
+        ),
+    );
+    // Dropping a payload can itself panic; that must not unwind into C either.
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
+    }
+}
+
+/// Body of a function returning `rnn_status`: `ffi_boundary!("name", { ...; Ok(()) })`.
+macro_rules! ffi_boundary {
+    ($function:literal, $body:block) => {
+        $crate::ffi::boundary::run($function, (), || -> $crate::ffi::boundary::FfiResult<()> {
+            $body
+        })
+        .1
+    };
+}
+
+/// Body of a function returning a value: `ffi_boundary_value!("name", fallback, { Ok(v) })`.
+/// On failure it returns `fallback` and sets the last error.
+macro_rules! ffi_boundary_value {
+    ($function:literal, $fallback:expr, $body:block) => {
+        $crate::ffi::boundary::run($function, $fallback, || $body).0
+    };
+}
+
+/// Body of a function that cannot fail and returns nothing (`*_free`): catches a panic
+/// (recording it as the last error) and otherwise leaves the last error alone.
+macro_rules! ffi_boundary_void {
+    ($function:literal, $body:block) => {
+        $crate::ffi::boundary::run_void($function, || $body)
+    };
+}
+
+/// Returns `RNN_ERR_NULL`, naming the argument, when any of the pointers is NULL.
+/// Every entry point runs it (or [`try_ref!`]/[`try_mut!`]) before any other check.
+macro_rules! check_null {
+    ($($p:ident),+ $(,)?) => {
+        $(
+            if $p.is_null() {
+                return Err($crate::ffi::boundary::Failure::null(stringify!($p)));
+            }
+        )+
+    };
+}
+
+/// `&T` from a required handle argument, or `RNN_ERR_NULL` naming it.
+macro_rules! try_ref {
+    ($p:ident) => {{
+        $crate::ffi::boundary::check_null!($p);
+        // SAFETY: non-NULL (checked above); the entry point's `# Safety` contract makes it
+        // a live handle from the matching `*_new`, not used mutably elsewhere during the call.
+        unsafe { &*$p }
+    }};
+}
+
+/// `&mut T` from a required handle argument, or `RNN_ERR_NULL` naming it.
+macro_rules! try_mut {
+    ($p:ident) => {{
+        $crate::ffi::boundary::check_null!($p);
+        // SAFETY: non-NULL (checked above); the entry point's `# Safety` contract makes it
+        // a live handle from the matching `*_new`, used by this thread only during the call.
+        unsafe { &mut *$p }
+    }};
+}
+
+pub(crate) use {
+    check_null, ffi_boundary, ffi_boundary_value, ffi_boundary_void, try_mut, try_ref,
+};
+
+/// The product of named sizes, or `RNN_ERR_INVALID` naming them when it overflows or
+/// would not fit in the address space as `T` elements.
+pub(crate) fn element_count<T>(what: &str, dims: &[(&str, usize)]) -> FfiResult<usize> {
+    let n = dims
+        .iter()
+        .try_fold(1usize, |acc, &(_, d)| acc.checked_mul(d))
+        .filter(|n| {
+            n.checked_mul(std::mem::size_of::<T>())
+                .is_some_and(|b| b <= isize::MAX as usize)
+        });
+    n.ok_or_else(|| {
+        let names: Vec<&str> = dims.iter().map(|d| d.0).collect();
+        let values: Vec<String> = dims.iter().map(|d| d.1.to_string()).collect();
+        Failure::invalid(format!(
+            "{what}: {} = {} overflows (too large for memory)",
+            names.join(" * "),
+            values.join(" * ")
+        ))
+    })
+}
+
+/// `RNN_ERR_INVALID` naming `arg` unless `len == expected`; `how` says where `expected`
+/// comes from.
+pub(crate) fn check_len(arg: &str, len: usize, expected: usize, how: &str) -> FfiResult<()> {
+    if len == expected {
+        Ok(())
+    } else {
+        Err(Failure::invalid(format!(
+            "{arg} is {len}, expected {expected} ({how})"
+        )))
+    }
+}
+
+/// Refuses a pointer that is not aligned for `T` (a `float *` into a byte buffer, say).
+fn check_aligned<T>(p: *const T, arg: &str) -> FfiResult<()> {
+    if (p as usize) % std::mem::align_of::<T>() == 0 {
+        Ok(())
+    } else {
+        Err(Failure::invalid(format!(
+            "{arg} is not aligned to {} bytes",
+            std::mem::align_of::<T>()
+        )))
+    }
+}
+
+/// `len` elements at `p` as a shared slice.
+///
+/// # Safety
+/// `p` is non-NULL and points to `len` readable `T`s that nothing writes during the call;
+/// `len` came from [`element_count`] or equals such a count.
+pub(crate) unsafe fn in_slice<'a, T>(p: *const T, len: usize, arg: &str) -> FfiResult<&'a [T]> {
+    check_aligned(p, arg)?;
+    // SAFETY: non-NULL and valid for `len` reads (caller), aligned (checked), and
+    // `len * size_of::<T>() <= isize::MAX` (the count was checked by `element_count`).
+    Ok(unsafe { std::slice::from_raw_parts(p, len) })
+}
+
+/// `len` elements at `p` as a mutable slice.
+///
+/// # Safety
+/// As [`in_slice`], and writable, with no other reference to that memory during the call.
+pub(crate) unsafe fn out_slice<'a, T>(p: *mut T, len: usize, arg: &str) -> FfiResult<&'a mut [T]> {
+    check_aligned(p, arg)?;
+    // SAFETY: as in `in_slice`, plus exclusive access for the call (caller).
+    Ok(unsafe { std::slice::from_raw_parts_mut(p, len) })
+}
+
+/// Refuses an input buffer that overlaps the output buffer: Rust may not alias them,
+/// and a forward pass that reads what it has just written would be wrong anyway.
+pub(crate) fn check_disjoint<T, U>(
+    a: *const T,
+    a_len: usize,
+    a_name: &str,
+    b: *const U,
+    b_len: usize,
+    b_name: &str,
+) -> FfiResult<()> {
+    let (a0, b0) = (a as usize, b as usize);
+    let a1 = a0.saturating_add(a_len.saturating_mul(std::mem::size_of::<T>()));
+    let b1 = b0.saturating_add(b_len.saturating_mul(std::mem::size_of::<U>()));
+    if a0 < b1 && b0 < a1 {
+        Err(Failure::invalid(format!(
+            "{a_name} and {b_name} overlap; pass separate buffers"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// Writes the result of a successful call through a (NULL-checked) out-pointer.
+///
+/// # Safety
+/// `p` is non-NULL and writable (any alignment).
+pub(crate) unsafe fn write_out<T>(p: *mut T, v: T) {
+    // SAFETY: guaranteed by the caller (checked non-NULL by `check_null!`, writable by the
+    // entry point's contract).
+    unsafe { p.write_unaligned(v) }
+}

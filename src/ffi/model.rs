@@ -1,0 +1,286 @@
+//! `rnn_model`: create, inspect, free and run a model.
+
+use crate::ffi::boundary::{
+    check_disjoint, check_len, check_null, element_count, ffi_boundary, ffi_boundary_value,
+    ffi_boundary_void, in_slice, out_slice, try_mut, try_ref, write_out, Failure,
+};
+use crate::ffi::state::rnn_state;
+use crate::ffi::types::{rnn_config, rnn_status};
+use crate::model::Model;
+
+/// A model: the weights of a stack of recurrent layers and an optional dense head.
+/// Opaque; made by rnn_model_new or rnn_model_load, freed by rnn_model_free.
+/// Immutable except through a trainer, so `const rnn_model *` may be shared by threads.
+pub struct rnn_model {
+    pub(crate) model: Model,
+}
+
+/// Creates a model of shape `*config`, its weights drawn like PyTorch's,
+/// U(-1/sqrt(H), 1/sqrt(H)), from a generator seeded with `seed`: the same config and
+/// seed give the same weights on every machine.
+///
+/// On RNN_OK `*out` is a new model that the caller owns and frees with rnn_model_free.
+/// Errors: RNN_ERR_NULL (config, out); RNN_ERR_INVALID for a cell or output_activation
+/// outside its enum, a size of 0 or above 2^20, num_layers above 1024, or a softmax
+/// without a head; RNN_ERR_ALLOC. On failure `*out` is not written.
+/// Thread safety: any thread. Allocation: the weights.
+///
+/// # Safety
+/// `config` points to an rnn_config; `out` to writable storage for a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn rnn_model_new(
+    config: *const rnn_config,
+    seed: u64,
+    out: *mut *mut rnn_model,
+) -> rnn_status {
+    ffi_boundary!("rnn_model_new", {
+        check_null!(config, out);
+        // SAFETY: non-NULL (checked) and readable (contract); rnn_config is plain data, so
+        // any bit pattern is a valid value.
+        let config = unsafe { config.read_unaligned() };
+        let model = Model::new(config.to_model_config()?, seed)?;
+        let handle = Box::into_raw(Box::new(rnn_model { model }));
+        // SAFETY: `out` is non-NULL (checked) and writable (contract).
+        unsafe { write_out(out, handle) };
+        Ok(())
+    })
+}
+
+/// Copies the model's config into `*out`.
+///
+/// Errors: RNN_ERR_NULL (model, out); `*out` untouched on failure.
+/// Thread safety: any number of threads at once. No allocation.
+///
+/// # Safety
+/// `model` is a live model handle; `out` points to writable storage for an rnn_config.
+#[no_mangle]
+pub unsafe extern "C" fn rnn_model_config(
+    model: *const rnn_model,
+    out: *mut rnn_config,
+) -> rnn_status {
+    ffi_boundary!("rnn_model_config", {
+        let m = try_ref!(model);
+        check_null!(out);
+        let c = rnn_config::from_model_config(m.model.config());
+        // SAFETY: `out` is non-NULL (checked) and writable (contract).
+        unsafe { write_out(out, c) };
+        Ok(())
+    })
+}
+
+/// The width of the model's outputs per timestep: config.output_size, or hidden_size when
+/// the model has no head. 0 (and the last error set) when `model` is NULL.
+///
+/// Thread safety: any number of threads at once. No allocation.
+///
+/// # Safety
+/// `model` is NULL or a live model handle.
+#[no_mangle]
+pub unsafe extern "C" fn rnn_model_output_size(model: *const rnn_model) -> usize {
+    ffi_boundary_value!("rnn_model_output_size", 0, {
+        let m = try_ref!(model);
+        Ok(m.model.output_size())
+    })
+}
+
+/// Frees a model. NULL is a no-op. No state or trainer made from it is freed, and none
+/// may use it afterwards; a trainer must be freed before its model.
+///
+/// # Safety
+/// `model` is NULL or a live handle from rnn_model_new/rnn_model_load, not used by any
+/// other call now or after this one.
+#[no_mangle]
+pub unsafe extern "C" fn rnn_model_free(model: *mut rnn_model) {
+    ffi_boundary_void!("rnn_model_free", {
+        if !model.is_null() {
+            // SAFETY: a live handle made by Box::into_raw in rnn_model_new/load, given
+            // back exactly once (contract).
+            drop(unsafe { Box::from_raw(model) });
+        }
+    });
+}
+
+/// Runs whole sequences from a zero initial state.
+///
+/// Shapes: `x` is [batch][seq_len][input_size] (batch * seq_len * input_size floats);
+/// `y` is [batch][seq_len][rnn_model_output_size(model)], `y_len` its element count.
+/// The output activation (softmax) is applied.
+/// Errors: RNN_ERR_NULL (model, x, y; even for empty buffers); RNN_ERR_INVALID for batch
+/// or seq_len 0, sizes whose product overflows, y_len not equal to the size above, or x
+/// and y overlapping; RNN_ERR_NONFINITE for NaN/Inf in x; RNN_ERR_ALLOC. On failure y is
+/// not written.
+/// Thread safety: any number of threads may run one model at once.
+/// Allocation: working memory for the whole pass; batches are split over the library's
+/// threads (rnn_set_num_threads) with bit-identical results. For allocation-free,
+/// lock-free streaming use rnn_model_forward_state or rnn_model_step.
+///
+/// # Safety
+/// `model` is a live model handle; `x` points to batch * seq_len * input_size readable
+/// floats; `y` to `y_len` writable floats.
+#[no_mangle]
+pub unsafe extern "C" fn rnn_model_forward(
+    model: *const rnn_model,
+    x: *const f32,
+    batch: usize,
+    seq_len: usize,
+    y: *mut f32,
+    y_len: usize,
+) -> rnn_status {
+    ffi_boundary!("rnn_model_forward", {
+        let m = try_ref!(model);
+        check_null!(x, y);
+        let cfg = *m.model.config();
+        let x_count = element_count::<f32>(
+            "x",
+            &[
+                ("batch", batch),
+                ("seq_len", seq_len),
+                ("input_size", cfg.input_size),
+            ],
+        )?;
+        let y_count = element_count::<f32>(
+            "y",
+            &[
+                ("batch", batch),
+                ("seq_len", seq_len),
+                ("output size", cfg.output_dim()),
+            ],
+        )?;
+        check_len("y_len", y_len, y_count, "batch * seq_len * output size")?;
+        check_disjoint(x, x_count, "x", y, y_len, "y")?;
+        // SAFETY: non-NULL (checked), `x_count` floats readable (contract), size checked.
+        let xs = unsafe { in_slice(x, x_count, "x") }?;
+        // SAFETY: non-NULL (checked), `y_len` floats writable (contract), size checked, and
+        // disjoint from x (checked).
+        let ys = unsafe { out_slice(y, y_len, "y") }?;
+        m.model
+            .forward_with_state(xs, batch, seq_len, None, ys, None)
+            .map_err(Failure::from)
+    })
+}
+
+/// Runs a block of `seq_len` timesteps of every stream of `state` (an audio buffer, a
+/// chunk of text), starting from the state and leaving the final state in it.
+///
+/// Shapes: `x` is [batch][seq_len][input_size], `y` [batch][seq_len][output size], with
+/// `batch` the state's and output size rnn_model_output_size(model); y_len is y's element
+/// count. seq_len may be 0 (nothing happens) and at most the state's max_block.
+/// Errors: RNN_ERR_NULL (model, state, x, y); RNN_ERR_INVALID for a state made for a
+/// model of another config, seq_len > max_block, y_len not as above, or x and y
+/// overlapping; RNN_ERR_NONFINITE for NaN/Inf in x. On failure neither y nor the state
+/// changes.
+/// Thread safety: many threads may share the model, each with its own state; a state is
+/// used by one thread at a time.
+/// Real time: no heap allocation, no lock, time bounded by batch * seq_len; runs on the
+/// calling thread.
+///
+/// # Safety
+/// `model` and `state` are live handles; `x` points to batch * seq_len * input_size
+/// readable floats; `y` to `y_len` writable floats.
+#[no_mangle]
+pub unsafe extern "C" fn rnn_model_forward_state(
+    model: *const rnn_model,
+    state: *mut rnn_state,
+    x: *const f32,
+    seq_len: usize,
+    y: *mut f32,
+    y_len: usize,
+) -> rnn_status {
+    ffi_boundary!("rnn_model_forward_state", {
+        let m = try_ref!(model);
+        let s = try_mut!(state);
+        check_null!(x, y);
+        // SAFETY: x and y non-NULL (checked), valid for the sizes (this function's contract).
+        unsafe { run_block(m, s, x, None, seq_len, y, y_len) }
+    })
+}
+
+/// Advances every stream of `state` one timestep: rnn_model_forward_state with
+/// seq_len = 1, with the input length given.
+///
+/// Shapes: `x` is [batch][input_size] (`x_len` its element count), `y` is
+/// [batch][output size] (`y_len`), batch being the state's.
+/// Errors: as rnn_model_forward_state, plus RNN_ERR_INVALID when x_len is not
+/// batch * input_size. On failure neither y nor the state changes.
+/// Thread safety and real time: as rnn_model_forward_state (no allocation, no lock).
+///
+/// # Safety
+/// `model` and `state` are live handles; `x` points to `x_len` readable floats; `y` to
+/// `y_len` writable floats.
+#[no_mangle]
+pub unsafe extern "C" fn rnn_model_step(
+    model: *const rnn_model,
+    state: *mut rnn_state,
+    x: *const f32,
+    x_len: usize,
+    y: *mut f32,
+    y_len: usize,
+) -> rnn_status {
+    ffi_boundary!("rnn_model_step", {
+        let m = try_ref!(model);
+        let s = try_mut!(state);
+        check_null!(x, y);
+        // SAFETY: x and y non-NULL (checked), valid for the sizes (this function's contract).
+        unsafe { run_block(m, s, x, Some(x_len), 1, y, y_len) }
+    })
+}
+
+/// The checks and the call shared by forward_state and step; `x_len` is given by step.
+///
+/// # Safety
+/// `x` and `y` are non-NULL and valid as the public entry points require.
+unsafe fn run_block(
+    m: &rnn_model,
+    s: &mut rnn_state,
+    x: *const f32,
+    x_len: Option<usize>,
+    seq_len: usize,
+    y: *mut f32,
+    y_len: usize,
+) -> Result<(), Failure> {
+    let cfg = *m.model.config();
+    s.state.check_model(&cfg)?;
+    if seq_len > s.state.max_block() {
+        return Err(Failure::invalid(format!(
+            "seq_len is {seq_len}, expected at most {} (the state's max_block; \
+             make it with rnn_state_new_block)",
+            s.state.max_block()
+        )));
+    }
+    let batch = s.state.batch();
+    // Cannot overflow: the state was made with batch * max_block * max(I, O) checked.
+    let x_count = element_count::<f32>(
+        "x",
+        &[
+            ("batch", batch),
+            ("seq_len", seq_len),
+            ("input_size", cfg.input_size),
+        ],
+    )?;
+    let y_count = element_count::<f32>(
+        "y",
+        &[
+            ("batch", batch),
+            ("seq_len", seq_len),
+            ("output size", cfg.output_dim()),
+        ],
+    )?;
+    if let Some(x_len) = x_len {
+        check_len("x_len", x_len, x_count, "the state's batch * input_size")?;
+    }
+    check_len(
+        "y_len",
+        y_len,
+        y_count,
+        "the state's batch * seq_len * output size",
+    )?;
+    check_disjoint(x, x_count, "x", y, y_len, "y")?;
+    // SAFETY: non-NULL (checked by the caller), `x_count` floats readable (contract).
+    let xs = unsafe { in_slice(x, x_count, "x") }?;
+    // SAFETY: non-NULL (checked by the caller), `y_len` floats writable (contract),
+    // disjoint from x (checked).
+    let ys = unsafe { out_slice(y, y_len, "y") }?;
+    m.model
+        .forward_state(&mut s.state, xs, seq_len, ys)
+        .map_err(Failure::from)
+}
