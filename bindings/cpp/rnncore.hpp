@@ -5,9 +5,10 @@
 // safe, and calling a method on it throws rnncore::Error with RNN_ERR_NULL.
 //
 // Errors: every non-OK rnn_status becomes an rnncore::Error (a std::runtime_error) carrying
-// the status and the rnn_last_error() message of the failing call. Sizes the C ABI cannot
-// check itself (an `x` passed without its length) are checked here and reported the same
-// way, as RNN_ERR_INVALID. Per the C contract, a failed call changes nothing the caller owns.
+// the status and the rnn_last_error() message of the failing call (which names the
+// function). Sizes the C ABI cannot check itself (an `x` passed without its length) are
+// checked here and reported the same way, as RNN_ERR_INVALID. Per the C contract, a failed
+// call changes nothing the caller owns.
 //
 // Threads (as the C ABI): a Model may be used by any number of threads at once for
 // forward/step/forward_state (each thread with its own State). A State or Trainer is used by
@@ -49,12 +50,13 @@ class Error : public std::runtime_error {
 
 namespace detail {
 
-/// Throws Error for a non-OK status, with this thread's rnn_last_error() message.
+/// Throws Error for a non-OK status with this thread's rnn_last_error() message (which
+/// names the function and the argument); `what` stands in if the message is empty.
 inline void check(rnn_status status, const char* what) {
   if (status == RNN_OK) return;
   const char* msg = rnn_last_error();
-  std::string text = std::string(what) + ": " + (msg != nullptr ? msg : "");
-  throw Error(status, text);
+  if (msg != nullptr && *msg != '\0') throw Error(status, msg);
+  throw Error(status, std::string(what) + ": " + rnn_status_str(status));
 }
 
 /// Throws RNN_ERR_INVALID for a size the C ABI cannot check (an array passed without length).
@@ -155,12 +157,14 @@ class Model {
     detail::check(rnn_model_new(&config, seed, &handle_), "rnn_model_new");
   }
 
+#ifndef RNNCORE_HPP_NO_IO
   /// Loads a safetensors file (PyTorch tensor names; see API.md "Weight files").
   static Model load(const std::string& path) {
     Model m;
     detail::check(rnn_model_load(path.c_str(), &m.handle_), "rnn_model_load");
     return m;
   }
+#endif
 
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -177,12 +181,14 @@ class Model {
   /// Whether this object holds a model.
   explicit operator bool() const noexcept { return handle_ != nullptr; }
   /// The C handle (still owned by this object).
-  rnn_model* get() const noexcept { return handle_; }
+  rnn_model* handle() const noexcept { return handle_; }
 
+#ifndef RNNCORE_HPP_NO_IO
   /// Writes the weights and config as safetensors; atomic (never a partial file).
   void save(const std::string& path) const {
     detail::check(rnn_model_save(handle_, path.c_str()), "rnn_model_save");
   }
+#endif
 
   rnn_config config() const {
     rnn_config c{};
@@ -245,9 +251,9 @@ class State {
   /// (rnn_state_new when max_block is 1, else rnn_state_new_block).
   State(const Model& model, std::size_t batch, std::size_t max_block = 1) {
     if (max_block == 1) {
-      detail::check(rnn_state_new(model.get(), batch, &handle_), "rnn_state_new");
+      detail::check(rnn_state_new(model.handle(), batch, &handle_), "rnn_state_new");
     } else {
-      detail::check(rnn_state_new_block(model.get(), batch, max_block, &handle_),
+      detail::check(rnn_state_new_block(model.handle(), batch, max_block, &handle_),
                     "rnn_state_new_block");
     }
     batch_ = batch;
@@ -272,7 +278,7 @@ class State {
   ~State() { rnn_state_free(handle_); }
 
   explicit operator bool() const noexcept { return handle_ != nullptr; }
-  rnn_state* get() const noexcept { return handle_; }
+  rnn_state* handle() const noexcept { return handle_; }
   std::size_t batch() const noexcept { return batch_; }
   std::size_t max_block() const noexcept { return max_block_; }
 
@@ -308,7 +314,7 @@ class State {
 
 inline void Model::step(State& state, const float* x, std::size_t x_len, float* y,
                         std::size_t y_len) const {
-  detail::check(rnn_model_step(handle_, state.get(), x, x_len, y, y_len), "rnn_model_step");
+  detail::check(rnn_model_step(handle_, state.handle(), x, x_len, y, y_len), "rnn_model_step");
 }
 
 inline std::vector<float> Model::step(State& state, const std::vector<float>& x) const {
@@ -320,7 +326,7 @@ inline std::vector<float> Model::step(State& state, const std::vector<float>& x)
 inline void Model::forward_state(State& state, const float* x, std::size_t x_len,
                                  std::size_t seq_len, float* y, std::size_t y_len) const {
   check_x(x_len, state.batch(), seq_len);
-  detail::check(rnn_model_forward_state(handle_, state.get(), x, seq_len, y, y_len),
+  detail::check(rnn_model_forward_state(handle_, state.handle(), x, seq_len, y, y_len),
                 "rnn_model_forward_state");
 }
 
@@ -345,7 +351,7 @@ class Trainer {
   Trainer() noexcept = default;
 
   Trainer(Model& model, const rnn_train_config& config) {
-    detail::check(rnn_trainer_new(model.get(), &config, &handle_), "rnn_trainer_new");
+    detail::check(rnn_trainer_new(model.handle(), &config, &handle_), "rnn_trainer_new");
     input_size_ = model.input_size();
   }
 
@@ -365,7 +371,7 @@ class Trainer {
   ~Trainer() { rnn_trainer_free(handle_); }
 
   explicit operator bool() const noexcept { return handle_ != nullptr; }
-  rnn_trainer* get() const noexcept { return handle_; }
+  rnn_trainer* handle() const noexcept { return handle_; }
 
   /// One optimizer step on an MSE loss; returns the loss before the update.
   /// x: [batch][seq_len][input_size]; target: [batch][seq_len][out] (EVERY_STEP) or
@@ -376,7 +382,7 @@ class Trainer {
                  rnn_targets targets = RNN_TARGETS_EVERY_STEP, State* state = nullptr) {
     check_x(x_len, batch, seq_len);
     float loss = 0.0f;
-    detail::check(rnn_trainer_step_mse(handle_, state != nullptr ? state->get() : nullptr, x,
+    detail::check(rnn_trainer_step_mse(handle_, state != nullptr ? state->handle() : nullptr, x,
                                        batch, seq_len, target, target_len,
                                        static_cast<std::uint32_t>(targets), &loss),
                   "rnn_trainer_step_mse");
@@ -396,7 +402,7 @@ class Trainer {
                   rnn_targets targets = RNN_TARGETS_EVERY_STEP, State* state = nullptr) {
     check_x(x_len, batch, seq_len);
     float loss = 0.0f;
-    detail::check(rnn_trainer_step_xent(handle_, state != nullptr ? state->get() : nullptr, x,
+    detail::check(rnn_trainer_step_xent(handle_, state != nullptr ? state->handle() : nullptr, x,
                                         batch, seq_len, labels, labels_len,
                                         static_cast<std::uint32_t>(targets), &loss),
                   "rnn_trainer_step_xent");

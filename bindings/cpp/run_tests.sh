@@ -25,6 +25,8 @@ BIN="$OUT/test_rnncore"
 CXXFLAGS=(-std=c++17 -Wall -Wextra -Werror -Wpedantic -Wshadow -Wconversion -Wno-sign-conversion
           -O1 -g -I "$ROOT/include" -I "$ROOT/bindings/cpp")
 LIBS=("$LIB" -lpthread -ldl -lm)
+# Interim, until the weight-file functions reach include/rnncore.h (io branch).
+grep -q 'rnn_model_load(' "$ROOT/include/rnncore.h" || CXXFLAGS+=(-DRNNCORE_HPP_NO_IO)
 
 # Sanitizers, if this compiler and machine can build and run a sanitized program.
 RUNNER=()
@@ -50,11 +52,16 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_err
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 status=0
 "${RUNNER[@]}" "$BIN" | tee "$OUT/last-run.txt" || status=$?
-if [ "$status" -ne 0 ] && tail -n 1 "$OUT/last-run.txt" | grep -q ', 0 failed$'; then
-  # Every check passed but the sanitizer/valgrind (or a crash at exit) failed the run.
-  passed="$(tail -n 1 "$OUT/last-run.txt" | cut -d' ' -f1)"
-  echo "$passed passed, 1 failed (the test binary exited with status $status: see the report above)"
-elif [ "$status" -ne 0 ] && ! grep -q ' failed$' "$OUT/last-run.txt"; then
-  echo "0 passed, 1 failed (the test binary exited with status $status before its summary)"
+if [ "$status" -ne 0 ]; then
+  # Repeat the summary after whatever the sanitizer/valgrind printed, so it stays last;
+  # count a failure when every check passed but the run still failed (leak, crash at exit).
+  summary="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$OUT/last-run.txt" | tail -n 1 || true)"
+  if [ -z "$summary" ]; then
+    echo "0 passed, 1 failed (the test binary exited with status $status before its summary)"
+  elif [ "${summary##*, }" = "0 failed" ]; then
+    echo "${summary%%,*}, 1 failed (the test binary exited with status $status: see the report above)"
+  else
+    echo "$summary"
+  fi
 fi
 exit "$status"

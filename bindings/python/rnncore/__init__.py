@@ -139,9 +139,13 @@ class RnnError(Exception):
 
 
 def _check(status: int, what: str) -> None:
+    """Raises RnnError for a non-OK status, with this thread's rnn_last_error() (which names
+    the function and the argument); `what` stands in if the message is empty."""
     if status != 0:
-        msg = lib.rnn_last_error() or b""
-        raise RnnError(status, f"{what}: {msg.decode('utf-8', 'replace')}")
+        msg = (lib.rnn_last_error() or b"").decode("utf-8", "replace")
+        if not msg:
+            msg = f"{what}: {lib.rnn_status_str(status).decode()}"
+        raise RnnError(status, msg)
 
 
 def _invalid(message: str) -> RnnError:
@@ -206,6 +210,18 @@ def _ipptr(arr: np.ndarray):
     return arr.ctypes.data_as(Int32P)
 
 
+def _require_io() -> None:
+    # Until the weight-file functions are in the header (io branch), they are not bound.
+    if not hasattr(lib, "rnn_model_load") or "rnn_model_load" not in _lib_functions():
+        raise NotImplementedError("this rnncore build has no rnn_model_load/rnn_model_save")
+
+
+def _lib_functions():
+    from ._lib import FUNCTIONS
+
+    return FUNCTIONS
+
+
 def _path(path) -> bytes:
     return os.fsencode(os.fspath(path))
 
@@ -215,10 +231,13 @@ def _path(path) -> bytes:
 
 
 class _RWLock:
+    """Many readers or one writer; a waiting writer holds off new readers (no starvation)."""
+
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
         self._readers = 0
         self._writer = False
+        self._writers_waiting = 0
 
     def read(self):
         return _Held(self, False)
@@ -234,25 +253,27 @@ class _Held:
         self.lock, self.write = lock, write
 
     def __enter__(self):
-        c = self.lock._cond
-        with c:
+        lk = self.lock
+        with lk._cond:
             if self.write:
-                while self.lock._writer or self.lock._readers:
-                    c.wait()
-                self.lock._writer = True
+                lk._writers_waiting += 1
+                while lk._writer or lk._readers:
+                    lk._cond.wait()
+                lk._writers_waiting -= 1
+                lk._writer = True
             else:
-                while self.lock._writer:
-                    c.wait()
-                self.lock._readers += 1
+                while lk._writer or lk._writers_waiting:
+                    lk._cond.wait()
+                lk._readers += 1
 
     def __exit__(self, *exc):
-        c = self.lock._cond
-        with c:
+        lk = self.lock
+        with lk._cond:
             if self.write:
-                self.lock._writer = False
+                lk._writer = False
             else:
-                self.lock._readers -= 1
-            c.notify_all()
+                lk._readers -= 1
+            lk._cond.notify_all()
 
 
 # ---------------------------------------------------------------------------------------
@@ -326,6 +347,7 @@ class Model:
     @classmethod
     def load(cls, path) -> "Model":
         """Loads a safetensors file (PyTorch tensor names; see API.md)."""
+        _require_io()
         out = ModelP()
         _check(lib.rnn_model_load(_path(path), ctypes.byref(out)), f"rnn_model_load({os.fspath(path)!r})")
         self = cls.__new__(cls)
@@ -401,6 +423,7 @@ class Model:
 
     def save(self, path) -> None:
         """Writes the weights and config as safetensors (atomically)."""
+        _require_io()
         with self._lock.read():
             _check(lib.rnn_model_save(self._h, _path(path)), f"rnn_model_save({os.fspath(path)!r})")
 
