@@ -329,6 +329,41 @@ enum rnn_status rnn_model_new(const struct rnn_config *config,
                               struct rnn_model **out);
 
 /**
+ * Loads a model from a safetensors file with PyTorch's tensor names (`state_dict()` of an
+ * nn.LSTM / nn.GRU / nn.RNN, with an optional nn.Linear head); f32, f16, bf16 or f64.
+ * The config comes from the file's metadata, or is inferred from the shapes.
+ *
+ * `path` is a NUL-terminated file name (bytes, as the OS takes them).
+ * On RNN_OK `*out` is a new model that the caller owns and frees with rnn_model_free.
+ * Errors: RNN_ERR_NULL (path, out); RNN_ERR_IO when the file cannot be opened or read
+ * (missing, a directory, no permission); RNN_ERR_FORMAT when it is not a valid model
+ * file (corrupt, truncated, wrong dtype or shape, missing or extra tensor: the message
+ * names the tensor); RNN_ERR_ALLOC. On failure `*out` is not written.
+ * Thread safety: any thread. Allocation: the file's contents and the weights.
+ *
+ * # Safety
+ * `path` points to a NUL-terminated string; `out` to writable storage for a pointer.
+ */
+enum rnn_status rnn_model_load(const char *path, struct rnn_model **out);
+
+/**
+ * Saves the model to a safetensors file with PyTorch's tensor names and the config in
+ * its metadata, so rnn_model_load (or safetensors.torch.load_file) reads it back.
+ *
+ * Atomic: the bytes go to a temporary file in the same directory, which is flushed to
+ * disk and then renamed over `path`; a failure never leaves a partial file, and an
+ * existing file at `path` is either replaced whole or left as it was.
+ * Errors: RNN_ERR_NULL (model, path); RNN_ERR_IO (missing directory, no permission,
+ * disk full, `path` is a directory); RNN_ERR_ALLOC.
+ * Thread safety: any number of threads may save or run the model at once. Allocation:
+ * the file's bytes.
+ *
+ * # Safety
+ * `model` is a live model handle; `path` points to a NUL-terminated string.
+ */
+enum rnn_status rnn_model_save(const struct rnn_model *model, const char *path);
+
+/**
  * Copies the model's config into `*out`.
  *
  * Errors: RNN_ERR_NULL (model, out); `*out` untouched on failure.

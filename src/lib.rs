@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod ffi;
 pub mod forward;
+pub mod io;
 pub mod kernels;
 pub mod model;
 pub mod parallel;

@@ -19,14 +19,19 @@ gru, gru_lbr; L = 1, 2; head = nn.Linear(H, 5)), plus `lstm_l1_softmax`, it writ
       `head` (names `rnn.weight_ih_l0`, ..., `head.weight`, `head.bias`) saved
       with the full config metadata.
   tests/fixtures/{case}.data.safetensors   expected values (forward, losses,
-      gradients, optimizer steps), float32 (labels int32), computed in float64
-      from exactly the saved float32 weights. Names: see tests/fixtures/README.md.
+      gradients, optimizer steps), float32 (labels int32, `*_ok` masks uint8),
+      computed in float64 from exactly the saved float32 weights, with the
+      optimizer hyperparameters in `__metadata__`. Names: tests/fixtures/README.md.
 
 and `lstm_l1.{f64,f16,bf16}.model.safetensors`: lstm_l1's state_dict in that dtype.
 
 `gru` is the lecture notes' GRU (reset applied before the product W_hn (r*h)),
 which PyTorch lacks: NotesGRU below, with nn.GRU's parameter names and init.
 `gru_lbr` is PyTorch's nn.GRU (linear before reset).
+
+At the end it prints, per tensor group, the largest difference between these
+float64 values and the same computation in float32 (`-v`: per case), a guide
+for the Rust tests' tolerances.
 """
 
 import copy

@@ -1,5 +1,8 @@
 //! `rnn_model`: create, inspect, free and run a model.
 
+use std::ffi::{c_char, CStr};
+use std::path::Path;
+
 use crate::ffi::boundary::{
     check_disjoint, check_len, check_null, element_count, ffi_boundary, ffi_boundary_value,
     ffi_boundary_void, in_slice, out_slice, try_mut, try_ref, write_out, Failure,
@@ -44,6 +47,84 @@ pub unsafe extern "C" fn rnn_model_new(
         unsafe { write_out(out, handle) };
         Ok(())
     })
+}
+
+/// Loads a model from a safetensors file with PyTorch's tensor names (`state_dict()` of an
+/// nn.LSTM / nn.GRU / nn.RNN, with an optional nn.Linear head); f32, f16, bf16 or f64.
+/// The config comes from the file's metadata, or is inferred from the shapes.
+///
+/// `path` is a NUL-terminated file name (bytes, as the OS takes them).
+/// On RNN_OK `*out` is a new model that the caller owns and frees with rnn_model_free.
+/// Errors: RNN_ERR_NULL (path, out); RNN_ERR_IO when the file cannot be opened or read
+/// (missing, a directory, no permission); RNN_ERR_FORMAT when it is not a valid model
+/// file (corrupt, truncated, wrong dtype or shape, missing or extra tensor: the message
+/// names the tensor); RNN_ERR_ALLOC. On failure `*out` is not written.
+/// Thread safety: any thread. Allocation: the file's contents and the weights.
+///
+/// # Safety
+/// `path` points to a NUL-terminated string; `out` to writable storage for a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn rnn_model_load(
+    path: *const c_char,
+    out: *mut *mut rnn_model,
+) -> rnn_status {
+    ffi_boundary!("rnn_model_load", {
+        check_null!(path, out);
+        // SAFETY: non-NULL (checked), NUL-terminated (contract).
+        let path = unsafe { path_arg(path) }?;
+        let model = Model::load(path)?;
+        let handle = Box::into_raw(Box::new(rnn_model { model }));
+        // SAFETY: `out` is non-NULL (checked) and writable (contract).
+        unsafe { write_out(out, handle) };
+        Ok(())
+    })
+}
+
+/// Saves the model to a safetensors file with PyTorch's tensor names and the config in
+/// its metadata, so rnn_model_load (or safetensors.torch.load_file) reads it back.
+///
+/// Atomic: the bytes go to a temporary file in the same directory, which is flushed to
+/// disk and then renamed over `path`; a failure never leaves a partial file, and an
+/// existing file at `path` is either replaced whole or left as it was.
+/// Errors: RNN_ERR_NULL (model, path); RNN_ERR_IO (missing directory, no permission,
+/// disk full, `path` is a directory); RNN_ERR_ALLOC.
+/// Thread safety: any number of threads may save or run the model at once. Allocation:
+/// the file's bytes.
+///
+/// # Safety
+/// `model` is a live model handle; `path` points to a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn rnn_model_save(
+    model: *const rnn_model,
+    path: *const c_char,
+) -> rnn_status {
+    ffi_boundary!("rnn_model_save", {
+        let m = try_ref!(model);
+        check_null!(path);
+        // SAFETY: non-NULL (checked), NUL-terminated (contract).
+        let path = unsafe { path_arg(path) }?;
+        m.model.save(path).map_err(Failure::from)
+    })
+}
+
+/// A C path argument as a `Path`: bytes as they are on Unix, UTF-8 elsewhere.
+///
+/// # Safety
+/// `p` is non-NULL and NUL-terminated.
+unsafe fn path_arg<'a>(p: *const c_char) -> Result<&'a Path, Failure> {
+    // SAFETY: guaranteed by the caller.
+    let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        Ok(Path::new(std::ffi::OsStr::from_bytes(bytes)))
+    }
+    #[cfg(not(unix))]
+    {
+        std::str::from_utf8(bytes)
+            .map(Path::new)
+            .map_err(|_| Failure::invalid("path is not valid UTF-8".to_owned()))
+    }
 }
 
 /// Copies the model's config into `*out`.
