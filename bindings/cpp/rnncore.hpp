@@ -157,14 +157,12 @@ class Model {
     detail::check(rnn_model_new(&config, seed, &handle_), "rnn_model_new");
   }
 
-#ifndef RNNCORE_HPP_NO_IO
   /// Loads a safetensors file (PyTorch tensor names; see API.md "Weight files").
   static Model load(const std::string& path) {
     Model m;
     detail::check(rnn_model_load(path.c_str(), &m.handle_), "rnn_model_load");
     return m;
   }
-#endif
 
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -183,12 +181,10 @@ class Model {
   /// The C handle (still owned by this object).
   rnn_model* handle() const noexcept { return handle_; }
 
-#ifndef RNNCORE_HPP_NO_IO
   /// Writes the weights and config as safetensors; atomic (never a partial file).
   void save(const std::string& path) const {
     detail::check(rnn_model_save(handle_, path.c_str()), "rnn_model_save");
   }
-#endif
 
   rnn_config config() const {
     rnn_config c{};

@@ -25,8 +25,6 @@ BIN="$OUT/test_rnncore"
 CXXFLAGS=(-std=c++17 -Wall -Wextra -Werror -Wpedantic -Wshadow -Wconversion -Wno-sign-conversion
           -O1 -g -I "$ROOT/include" -I "$ROOT/bindings/cpp")
 LIBS=("$LIB" -lpthread -ldl -lm)
-# Interim, until the weight-file functions reach include/rnncore.h (io branch).
-grep -q 'rnn_model_load(' "$ROOT/include/rnncore.h" || CXXFLAGS+=(-DRNNCORE_HPP_NO_IO)
 
 # Sanitizers, if this compiler and machine can build and run a sanitized program.
 RUNNER=()

@@ -216,9 +216,7 @@ TEST(model_move_leaves_source_empty) {
   // Calls on the empty object fail cleanly with RNN_ERR_NULL.
   CHECK_STATUS(a.forward(x, 1, 3), RNN_ERR_NULL);
   CHECK_STATUS(a.config(), RNN_ERR_NULL);
-#ifndef RNNCORE_HPP_NO_IO
   CHECK_STATUS(a.save((temp_dir() / "never.safetensors").string()), RNN_ERR_NULL);
-#endif
   CHECK(a.output_size() == 0);
 
   // Move-assignment frees the target's old model (ASan/valgrind would report the leak).
@@ -464,7 +462,6 @@ TEST(trainer_errors_leave_weights_unchanged) {
   CHECK(!bit_equal(m.forward(x, 3, 5), probe));
 }
 
-#ifndef RNNCORE_HPP_NO_IO
 TEST(load_errors) {
   CHECK_STATUS(rnncore::Model::load((temp_dir() / "does-not-exist.safetensors").string()),
                RNN_ERR_IO);
@@ -486,8 +483,6 @@ TEST(load_errors) {
   // Saving into a directory that does not exist.
   CHECK_STATUS(m.save((temp_dir() / "no-such-dir" / "m.safetensors").string()), RNN_ERR_IO);
 }
-
-#endif  // RNNCORE_HPP_NO_IO
 
 // ---------------------------------------------------------------------------------------
 // Numerics through the wrapper
@@ -653,7 +648,6 @@ TEST(training_with_state_carries_it) {
 // ---------------------------------------------------------------------------------------
 // Save / load
 
-#ifndef RNNCORE_HPP_NO_IO
 TEST(save_load_roundtrip) {
   for (rnn_cell cell : kCells) {
     auto cfg = rnncore::make_config(cell, 3, 5, 2, cell == RNN_CELL_LSTM ? 0u : 4u,
@@ -678,8 +672,6 @@ TEST(save_load_roundtrip) {
   auto x = ramp(2 * 3 * 2, 9);
   CHECK(bit_equal(rnncore::Model::load(path).forward(x, 2, 3), m.forward(x, 2, 3)));
 }
-
-#endif  // RNNCORE_HPP_NO_IO
 
 // ---------------------------------------------------------------------------------------
 // Threads

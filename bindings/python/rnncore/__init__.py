@@ -210,18 +210,6 @@ def _ipptr(arr: np.ndarray):
     return arr.ctypes.data_as(Int32P)
 
 
-def _require_io() -> None:
-    # Until the weight-file functions are in the header (io branch), they are not bound.
-    if not hasattr(lib, "rnn_model_load") or "rnn_model_load" not in _lib_functions():
-        raise NotImplementedError("this rnncore build has no rnn_model_load/rnn_model_save")
-
-
-def _lib_functions():
-    from ._lib import FUNCTIONS
-
-    return FUNCTIONS
-
-
 def _path(path) -> bytes:
     return os.fsencode(os.fspath(path))
 
@@ -347,7 +335,6 @@ class Model:
     @classmethod
     def load(cls, path) -> "Model":
         """Loads a safetensors file (PyTorch tensor names; see API.md)."""
-        _require_io()
         out = ModelP()
         _check(lib.rnn_model_load(_path(path), ctypes.byref(out)), f"rnn_model_load({os.fspath(path)!r})")
         self = cls.__new__(cls)
@@ -423,7 +410,6 @@ class Model:
 
     def save(self, path) -> None:
         """Writes the weights and config as safetensors (atomically)."""
-        _require_io()
         with self._lock.read():
             _check(lib.rnn_model_save(self._h, _path(path)), f"rnn_model_save({os.fspath(path)!r})")
 

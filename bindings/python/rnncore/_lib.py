@@ -83,6 +83,8 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "rnn_get_num_threads": (c_size_t, []),
     # models
     "rnn_model_new": (c_status, [POINTER(RnnConfig), c_uint64, POINTER(ModelP)]),
+    "rnn_model_load": (c_status, [c_char_p, POINTER(ModelP)]),
+    "rnn_model_save": (c_status, [ModelP, c_char_p]),
     "rnn_model_config": (c_status, [ModelP, POINTER(RnnConfig)]),
     "rnn_model_output_size": (c_size_t, [ModelP]),
     "rnn_model_free": (None, [ModelP]),

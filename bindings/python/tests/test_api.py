@@ -11,9 +11,7 @@ import pytest
 
 import rnncore
 from rnncore import Cell, Model, Optimizer, Output, RnnError, State, Status, Targets, Trainer
-from rnncore._lib import FUNCTIONS, lib
-
-needs_io = pytest.mark.skipif("rnn_model_load" not in FUNCTIONS, reason="no rnn_model_load/save in this header yet")
+from rnncore._lib import lib
 
 CELLS = list(Cell)
 
@@ -286,7 +284,6 @@ def test_trainer_errors_leave_weights_unchanged():
     assert not np.array_equal(m.forward(x), probe)
 
 
-@needs_io
 def test_load_errors(tmp_path):
     expect_status(Status.ERR_IO, Model.load, tmp_path / "missing.safetensors")
     junk = tmp_path / "junk.safetensors"
@@ -365,7 +362,6 @@ def test_training_with_state_carries_it():
 # Save / load
 
 
-@needs_io
 @pytest.mark.parametrize("cell", CELLS, ids=[c.name.lower() for c in CELLS])
 def test_save_load_roundtrip(tmp_path, cell):
     head = 0 if cell == Cell.LSTM else 4
