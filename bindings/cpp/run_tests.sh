@@ -6,7 +6,7 @@
 # non-zero when anything failed.
 #
 # Environment: CARGO_TARGET_DIR (default: <repo>/target), CXX (default: g++),
-# RNNCORE_SANITIZE=0 to skip the sanitizers.
+# RNNCORE_SANITIZE=0 to run plainly, =valgrind to use valgrind even where ASan works.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -29,13 +29,15 @@ LIBS=("$LIB" -lpthread -ldl -lm)
 # Sanitizers, if this compiler and machine can build and run a sanitized program.
 RUNNER=()
 SAN=()
-if [ "${RNNCORE_SANITIZE:-1}" != 0 ]; then
+if [ "${RNNCORE_SANITIZE:-1}" = valgrind ]; then
+  RUNNER=(valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite)
+elif [ "${RNNCORE_SANITIZE:-1}" != 0 ]; then
   probe="$OUT/asan-probe"
   if echo 'int main(){return 0;}' | "$CXX" -x c++ -fsanitize=address,undefined - -o "$probe" 2>/dev/null \
      && "$probe" 2>/dev/null; then
     SAN=(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
   elif command -v valgrind >/dev/null; then
-    RUNNER=(valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite)
+    RUNNER=(valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite)
   fi
 fi
 
