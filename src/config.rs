@@ -1,3 +1,4 @@
+#![forbid(unsafe_code)]
 //! Model configuration: the cell kind, sizes and output head.
 
 use crate::error::{invalid, Result};
@@ -67,10 +68,11 @@ impl CellKind {
 }
 
 /// What `forward`/`step` apply to the head's output. Numbers match `rnn_output`.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
 #[repr(u32)]
 pub enum OutputActivation {
     /// Outputs are the head's pre-activation (logits, or regression values).
+    #[default]
     Identity = 0,
     /// Outputs are `softmax` over the head's outputs at each timestep.
     Softmax = 1,

@@ -1,3 +1,4 @@
+#![forbid(unsafe_code)]
 //! One error type for the whole crate, mapped 1:1 onto the C ABI's `rnn_status`.
 
 use std::fmt;

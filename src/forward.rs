@@ -1,3 +1,4 @@
+#![forbid(unsafe_code)]
 //! Sequence forward. For each layer: the input projection of every timestep and batch
 //! row as one hoisted product (`X · W_ihᵀ`, split into row blocks), then the recurrence
 //! in fixed batch chunks, each chunk on its own task with one recurrent product per step

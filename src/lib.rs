@@ -1,4 +1,4 @@
-//! rnncore: vanilla RNN, LSTM and GRU on the CPU — inference and training.
+#![doc = include_str!("../README.md")]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod cell;

@@ -1,3 +1,4 @@
+#![forbid(unsafe_code)]
 //! `Model`: the weights of a stack of recurrent layers plus an optional dense head.
 //!
 //! All parameters live in one flat `Vec<f32>` in PyTorch's `state_dict()` order

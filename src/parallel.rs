@@ -1,3 +1,4 @@
+#![forbid(unsafe_code)]
 //! Thread control. rnncore parallelises with rayon over the batch: fixed-size batch chunks
 //! each run their whole recurrence (no per-step synchronisation), and the large hoisted
 //! products are split into fixed row blocks. Chunk and block sizes never depend on the

@@ -1,8 +1,11 @@
+#![forbid(unsafe_code)]
 //! The plain f64 reference of the whole model, forward and backward (BPTT): the spec.
 //!
 //! Written for clarity, one batch row, one timestep and one gate at a time, straight
 //! from the equations in `cell/`. Finite differences check its gradients in f64; every
 //! fast f32 path is tested against it. Not used at run time.
+
+#![allow(clippy::needless_range_loop)] // index loops mirror the equations
 
 use crate::config::{CellKind, ModelConfig};
 use crate::model::ParamLayout;

@@ -1,3 +1,4 @@
+#![forbid(unsafe_code)]
 //! A small seeded generator (SplitMix64 seeding xoshiro256**), so that weight
 //! initialisation is reproducible across platforms and releases without a dependency.
 

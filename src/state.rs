@@ -1,3 +1,4 @@
+#![forbid(unsafe_code)]
 //! Streaming: a [`State`] carries `h` (and `c`) of `batch` independent streams across
 //! calls, plus every scratch buffer a step needs, so [`Model::step`] and
 //! [`Model::forward_state`] allocate nothing, take no lock and run in time bounded by

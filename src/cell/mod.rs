@@ -1,3 +1,4 @@
+#![forbid(unsafe_code)]
 //! What each cell computes, one row (one stream at one timestep) at a time: the fused
 //! pointwise pass that follows the gate GEMM, forward and backward. No unsafe here; the
 //! activations come from `kernels::activation`, which picks the instruction set.

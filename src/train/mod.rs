@@ -1,3 +1,4 @@
+#![forbid(unsafe_code)]
 //! How rnncore learns: a recorded forward ([`crate::Tape`]), BPTT ([`Model::backward`]),
 //! losses, optimizers and clipping, and a [`Trainer`] that runs one optimizer step per
 //! batch. A step whose inputs, targets, gradients or update are not finite is refused

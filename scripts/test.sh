@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite: Rust (unit, integration, doc tests), formatting and lints, then
+# the C, C++ and Python bindings, each through its own run_tests.sh. Installs what it
+# needs itself (the Python tests make a venv with numpy and pytest).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy"
+cargo clippy --all-targets --quiet -- -D warnings
+echo "== cargo test (release)"
+cargo test --release --all-targets
+cargo test --release --doc
+
+for lang in c cpp python; do
+  script="bindings/$lang/run_tests.sh"
+  if [ -f "$script" ]; then
+    echo "== $lang bindings"
+    bash "$script"
+  fi
+done
+echo "== all test suites passed"

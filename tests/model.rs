@@ -1,0 +1,96 @@
+//! Model construction: PyTorch-style seeded initialisation, config validation, thread
+//! traits.
+
+use rnncore::{CellKind, Error, Model, ModelConfig, OutputActivation, State, Trainer};
+
+#[test]
+fn model_and_state_types_are_shareable_as_documented() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Model>();
+    send::<State>();
+    send::<Trainer>();
+}
+
+#[test]
+fn init_is_seeded_reproducible_and_in_pytorch_range() {
+    let cfg = ModelConfig::new(CellKind::Lstm, 3, 16, 2).with_head(4, OutputActivation::Identity);
+    let a = Model::new(cfg, 9).unwrap();
+    let b = Model::new(cfg, 9).unwrap();
+    let c = Model::new(cfg, 10).unwrap();
+    assert_eq!(a.parameters(), b.parameters());
+    assert_ne!(a.parameters(), c.parameters());
+    let bound = 1.0 / (16f32).sqrt();
+    let p = a.parameters();
+    assert!(p.iter().all(|v| v.abs() <= bound));
+    // Uniform on [-k, k]: mean near 0, spread reaching close to both ends.
+    let mean = p.iter().sum::<f32>() / p.len() as f32;
+    assert!(mean.abs() < 0.01, "{mean}");
+    assert!(p.iter().cloned().fold(f32::MIN, f32::max) > 0.95 * bound);
+    assert!(p.iter().cloned().fold(f32::MAX, f32::min) < -0.95 * bound);
+    let names: Vec<&str> = a
+        .layout()
+        .entries()
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "weight_ih_l0",
+            "weight_hh_l0",
+            "bias_ih_l0",
+            "bias_hh_l0",
+            "weight_ih_l1",
+            "weight_hh_l1",
+            "bias_ih_l1",
+            "bias_hh_l1",
+            "head.weight",
+            "head.bias"
+        ]
+    );
+    assert_eq!(a.tensor("weight_ih_l1").unwrap().len(), 64 * 16);
+}
+
+#[test]
+fn bad_configs_are_errors() {
+    let ok = ModelConfig::new(CellKind::Gru, 3, 4, 1);
+    for bad in [
+        ModelConfig {
+            input_size: 0,
+            ..ok
+        },
+        ModelConfig {
+            hidden_size: 0,
+            ..ok
+        },
+        ModelConfig {
+            num_layers: 0,
+            ..ok
+        },
+        ModelConfig {
+            hidden_size: usize::MAX,
+            ..ok
+        },
+        ModelConfig {
+            output_activation: OutputActivation::Softmax,
+            ..ok
+        },
+    ] {
+        assert!(
+            matches!(Model::new(bad, 1), Err(Error::Invalid(_))),
+            "{bad:?}"
+        );
+    }
+    assert!(matches!(
+        Model::from_parameters(ok, vec![0.0; 3]),
+        Err(Error::Invalid(_))
+    ));
+    let n = rnncore::model::ParamLayout::new(&ok).unwrap().total();
+    let mut p = vec![0.0; n];
+    p[n - 1] = f32::NAN;
+    assert!(matches!(
+        Model::from_parameters(ok, p),
+        Err(Error::NonFinite(_))
+    ));
+}

@@ -1,0 +1,205 @@
+//! Streaming: `step` driven T times equals `forward`; block forward in chunks equals one
+//! forward; snapshots round-trip exactly; per-stream reset; bad arguments change nothing.
+
+mod common;
+use common::*;
+use rnncore::{CellKind, Error, Model, ModelConfig, OutputActivation, State};
+
+const B: usize = 3;
+const T: usize = 7;
+
+fn all_configs() -> Vec<ModelConfig> {
+    let mut v = configs(4, 6);
+    v.push(ModelConfig::new(CellKind::Lstm, 4, 6, 2).with_head(3, OutputActivation::Softmax));
+    v
+}
+
+#[test]
+fn step_t_times_equals_forward_from_zero_and_from_a_state() {
+    for cfg in all_configs() {
+        let model = Model::new(cfg, 11).unwrap();
+        let o = model.output_size();
+        let x = vals(B * T * 4, 3, 1.0);
+        let init = vals(cfg.state_len(B), 4, 0.5);
+        let mut want = vec![f32::NAN; B * T * o];
+        let mut want_final = vec![f32::NAN; cfg.state_len(B)];
+        model
+            .forward_with_state(&x, B, T, Some(&init), &mut want, Some(&mut want_final))
+            .unwrap();
+
+        let mut state = State::new(&model, B).unwrap();
+        state.set(&init).unwrap();
+        let mut got = vec![f32::NAN; B * T * o];
+        for t in 0..T {
+            let xt: Vec<f32> = (0..B)
+                .flat_map(|b| x[(b * T + t) * 4..(b * T + t + 1) * 4].to_vec())
+                .collect();
+            let mut yt = vec![f32::NAN; B * o];
+            model.step(&mut state, &xt, &mut yt).unwrap();
+            for b in 0..B {
+                got[(b * T + t) * o..(b * T + t + 1) * o].copy_from_slice(&yt[b * o..(b + 1) * o]);
+            }
+        }
+        assert!(
+            max_abs_diff(&got, &want) < 1e-5,
+            "{cfg:?}: {}",
+            max_abs_diff(&got, &want)
+        );
+        assert!(
+            max_abs_diff(state.as_slice(), &want_final) < 1e-5,
+            "{cfg:?} final state"
+        );
+    }
+}
+
+#[test]
+fn block_forward_in_chunks_equals_one_forward() {
+    for cfg in all_configs() {
+        let model = Model::new(cfg, 12).unwrap();
+        let o = model.output_size();
+        let x = vals(B * T * 4, 5, 1.0);
+        let want = model.forward(&x, B, T).unwrap();
+        let mut state = State::with_block(&model, B, 4).unwrap();
+        let mut got = vec![f32::NAN; B * T * o];
+        let mut t0 = 0;
+        for len in [3, 4, 0, 0] {
+            let len = len.min(T - t0);
+            let len = if t0 + len < T && len == 0 {
+                T - t0
+            } else {
+                len
+            };
+            let xs: Vec<f32> = (0..B)
+                .flat_map(|b| x[(b * T + t0) * 4..(b * T + t0 + len) * 4].to_vec())
+                .collect();
+            let mut ys = vec![f32::NAN; B * len * o];
+            model.forward_state(&mut state, &xs, len, &mut ys).unwrap();
+            for b in 0..B {
+                got[(b * T + t0) * o..(b * T + t0 + len) * o]
+                    .copy_from_slice(&ys[b * len * o..(b + 1) * len * o]);
+            }
+            t0 += len;
+        }
+        assert_eq!(t0, T);
+        assert!(max_abs_diff(&got, &want) < 1e-5, "{cfg:?}");
+    }
+}
+
+#[test]
+fn snapshot_round_trips_exactly_and_streams_reset_alone() {
+    let cfg = ModelConfig::new(CellKind::Lstm, 2, 5, 2);
+    let model = Model::new(cfg, 1).unwrap();
+    let mut state = State::new(&model, 3).unwrap();
+    assert_eq!(state.len(), 2 * 2 * 3 * 5);
+    let mut y = vec![0.0; 3 * 5];
+    model
+        .step(&mut state, &[0.3, -0.2, 0.1, 0.9, -1.0, 0.5], &mut y)
+        .unwrap();
+    let mut snap = vec![f32::NAN; state.len()];
+    state.get(&mut snap).unwrap();
+    let mut other = State::new(&model, 3).unwrap();
+    other.set(&snap).unwrap();
+    assert_eq!(other.as_slice(), state.as_slice());
+    // The same next step from both gives identical bits.
+    let mut y1 = vec![0.0; 15];
+    let mut y2 = vec![0.0; 15];
+    model.step(&mut state, &[1.0; 6], &mut y1).unwrap();
+    model.step(&mut other, &[1.0; 6], &mut y2).unwrap();
+    assert_eq!(y1, y2);
+    // Resetting stream 1 zeroes its h and c in every layer and nothing else.
+    let before = state.as_slice().to_vec();
+    state.reset_stream(1).unwrap();
+    for (i, (a, b)) in state.as_slice().iter().zip(&before).enumerate() {
+        let stream = (i / 5) % 3;
+        if stream == 1 {
+            assert_eq!(*a, 0.0);
+        } else {
+            assert_eq!(a, b);
+        }
+    }
+    assert!(matches!(state.reset_stream(3), Err(Error::Invalid(_))));
+    state.reset();
+    assert!(state.as_slice().iter().all(|&v| v == 0.0));
+}
+
+#[test]
+fn bad_arguments_change_nothing() {
+    let cfg = ModelConfig::new(CellKind::Gru, 2, 4, 1).with_head(2, OutputActivation::Identity);
+    let model = Model::new(cfg, 2).unwrap();
+    let mut state = State::with_block(&model, 2, 3).unwrap();
+    state.set(&vals(state.len(), 9, 0.5)).unwrap();
+    let snap = state.as_slice().to_vec();
+    let mut y = vec![7.0f32; 2 * 2];
+    // Wrong x length, wrong y length, NaN input, block longer than max_block.
+    assert!(matches!(
+        model.step(&mut state, &[0.0; 3], &mut y),
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        model.step(&mut state, &[0.0; 4], &mut y[..3]),
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        model.step(&mut state, &[0.0, f32::NAN, 0.0, 0.0], &mut y),
+        Err(Error::NonFinite(_))
+    ));
+    let mut y4 = vec![7.0f32; 2 * 4 * 2];
+    assert!(matches!(
+        model.forward_state(&mut state, &[0.0; 16], 4, &mut y4),
+        Err(Error::Invalid(_))
+    ));
+    assert!(y.iter().chain(&y4).all(|&v| v == 7.0));
+    assert_eq!(state.as_slice(), &snap[..]);
+    // set refuses non-finite and keeps the old snapshot.
+    let mut bad = snap.clone();
+    bad[3] = f32::INFINITY;
+    assert!(matches!(state.set(&bad), Err(Error::NonFinite(_))));
+    assert_eq!(state.as_slice(), &snap[..]);
+    // A state made for another model.
+    let other = Model::new(ModelConfig::new(CellKind::Gru, 2, 5, 1), 2).unwrap();
+    let mut foreign = State::new(&other, 2).unwrap();
+    assert!(matches!(
+        model.step(&mut foreign, &[0.0; 4], &mut y),
+        Err(Error::Invalid(_))
+    ));
+    // Sequence forward: zero batch, zero length, overflowing sizes.
+    assert!(matches!(model.forward(&[], 0, 3), Err(Error::Invalid(_))));
+    assert!(matches!(model.forward(&[], 1, 0), Err(Error::Invalid(_))));
+    assert!(matches!(
+        model.forward(&[0.0; 4], usize::MAX, usize::MAX),
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        State::new(&model, usize::MAX / 2),
+        Err(Error::Invalid(_))
+    ));
+}
+
+#[test]
+fn zero_weights_give_known_states() {
+    // With every weight and bias zero: RNN h = tanh(0) = 0; LSTM gates 0.5, g = 0, so
+    // c_t = 0.5 c_{t-1}, h_t = 0.5 tanh(c_t); GRU z = 0.5, n = 0: h_t = 0.5 h_{t-1}.
+    for cell in [
+        CellKind::RnnTanh,
+        CellKind::Lstm,
+        CellKind::Gru,
+        CellKind::GruLbr,
+    ] {
+        let cfg = ModelConfig::new(cell, 2, 3, 1);
+        let n = rnncore::model::ParamLayout::new(&cfg).unwrap().total();
+        let model = Model::from_parameters(cfg, vec![0.0; n]).unwrap();
+        let mut state = State::new(&model, 1).unwrap();
+        let init: Vec<f32> = (0..state.len()).map(|i| 0.4 + 0.1 * i as f32).collect();
+        state.set(&init).unwrap();
+        let mut y = vec![0.0; 3];
+        model.step(&mut state, &[5.0, -5.0], &mut y).unwrap();
+        for j in 0..3 {
+            let want = match cell {
+                CellKind::Lstm => 0.5 * (0.5 * init[3 + j]).tanh(),
+                CellKind::RnnTanh => 0.0,
+                _ => 0.5 * init[j],
+            };
+            assert!((y[j] - want).abs() < 1e-6, "{cell:?}: {} vs {want}", y[j]);
+        }
+    }
+}
