@@ -191,7 +191,9 @@ macro_rules! check_null {
     ($($p:ident),+ $(,)?) => {
         $(
             if $p.is_null() {
-                return Err($crate::ffi::boundary::Failure::null(stringify!($p)));
+                // `r#in` is called `in` in C.
+                let name = stringify!($p).trim_start_matches("r#");
+                return Err($crate::ffi::boundary::Failure::null(name));
             }
         )+
     };

@@ -5,6 +5,9 @@ use std::ffi::c_char;
 use crate::ffi::boundary::{ffi_boundary, ffi_boundary_value, Failure};
 use crate::ffi::types::{rnn_status, rnn_status_value, RNN_ABI_VERSION};
 
+/// The most threads rnn_set_num_threads accepts (as `crate::set_num_threads`).
+const MAX_THREADS: usize = 4096;
+
 /// `"MAJOR.MINOR.PATCH"`, NUL-terminated.
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
 
@@ -72,6 +75,11 @@ pub extern "C" fn rnn_status_str(status: rnn_status_value) -> *const c_char {
 #[no_mangle]
 pub extern "C" fn rnn_set_num_threads(n: usize) -> rnn_status {
     ffi_boundary!("rnn_set_num_threads", {
+        if n > MAX_THREADS {
+            return Err(Failure::invalid(format!(
+                "n is {n}, expected 0 (the default) ..= {MAX_THREADS}"
+            )));
+        }
         crate::set_num_threads(n).map_err(Failure::from)
     })
 }
