@@ -155,22 +155,29 @@ class Model {
   /// A new model with PyTorch-like initialization from `seed`.
   Model(const rnn_config& config, std::uint64_t seed) {
     detail::check(rnn_model_new(&config, seed, &handle_), "rnn_model_new");
+    cache_sizes();
   }
 
   /// Loads a safetensors file (PyTorch tensor names; see API.md "Weight files").
   static Model load(const std::string& path) {
     Model m;
     detail::check(rnn_model_load(path.c_str(), &m.handle_), "rnn_model_load");
+    m.cache_sizes();
     return m;
   }
 
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
-  Model(Model&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+  Model(Model&& other) noexcept
+      : handle_(std::exchange(other.handle_, nullptr)),
+        input_size_(std::exchange(other.input_size_, 0)),
+        output_size_(std::exchange(other.output_size_, 0)) {}
   Model& operator=(Model&& other) noexcept {
     if (this != &other) {
       rnn_model_free(handle_);
       handle_ = std::exchange(other.handle_, nullptr);
+      input_size_ = std::exchange(other.input_size_, 0);
+      output_size_ = std::exchange(other.output_size_, 0);
     }
     return *this;
   }
@@ -193,8 +200,9 @@ class Model {
   }
 
   /// Elements per output row: output_size, or hidden_size without a head. 0 when empty.
-  std::size_t output_size() const noexcept { return rnn_model_output_size(handle_); }
-  std::size_t input_size() const { return config().input_size; }
+  std::size_t output_size() const noexcept { return output_size_; }
+  /// Features per timestep. 0 when empty.
+  std::size_t input_size() const noexcept { return input_size_; }
 
   /// Whole sequences from zero state. x: [batch][seq_len][input_size] (x_len elements),
   /// y: [batch][seq_len][output_size()] (y_len elements).
@@ -225,12 +233,22 @@ class Model {
                                           std::size_t seq_len) const;
 
  private:
+  // The config never changes (a Trainer changes weights only), so the sizes are read once:
+  // the streaming overloads then make exactly one C call.
+  void cache_sizes() {
+    input_size_ = config().input_size;
+    output_size_ = rnn_model_output_size(handle_);
+  }
+
   void check_x(std::size_t x_len, std::size_t batch, std::size_t seq_len) const {
-    std::size_t want = detail::product("x", batch, seq_len, input_size());
+    if (handle_ == nullptr) return;  // the C call reports RNN_ERR_NULL
+    std::size_t want = detail::product("x", batch, seq_len, input_size_);
     if (x_len != want) detail::size_error("x", x_len, want);
   }
 
   rnn_model* handle_ = nullptr;
+  std::size_t input_size_ = 0;
+  std::size_t output_size_ = 0;
 };
 
 // ---------------------------------------------------------------------------------------

@@ -51,12 +51,15 @@ fi
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 status=0
-"${RUNNER[@]}" "$BIN" | tee "$OUT/last-run.txt" || status=$?
+"${RUNNER[@]}" "$BIN" 2>&1 | tee "$OUT/last-run.txt" || status=$?
 if [ "$status" -ne 0 ]; then
   # Repeat the summary after whatever the sanitizer/valgrind printed, so it stays last;
   # count a failure when every check passed but the run still failed (leak, crash at exit).
   summary="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$OUT/last-run.txt" | tail -n 1 || true)"
-  if [ -z "$summary" ]; then
+  last="$(tail -n 1 "$OUT/last-run.txt")"
+  if [ -n "$summary" ] && [ "$last" = "$summary" ] && [ "${summary##*, }" != "0 failed" ]; then
+    :  # the summary is already the last line
+  elif [ -z "$summary" ]; then
     echo "0 passed, 1 failed (the test binary exited with status $status before its summary)"
   elif [ "${summary##*, }" = "0 failed" ]; then
     echo "${summary%%,*}, 1 failed (the test binary exited with status $status: see the report above)"
