@@ -191,3 +191,27 @@ def test_other_dtypes_load_as_float32(tmp_path, dtype):
     assert np.array_equal(got, want)
     if dtype == "f64":
         close(got, data["y"], "lstm_l1 from f64 weights")
+
+
+@pytest.mark.parametrize("loss", ["mse", "mse_last", "xent", "xent_last"])
+def test_gradients_through_one_sgd_step(case, tmp_path, loss):
+    # The ABI has no gradient getter, but plain SGD with lr = 1 moves every weight by
+    # exactly its gradient: w0 - w1 = grad (up to one float32 rounding of w1).
+    name, data, meta = case
+    m = load(name)
+    w0 = saved_weights(m, tmp_path / "w0.safetensors")
+    tr = Trainer(m, Optimizer.SGD, learning_rate=1.0)
+    x = data["x"]
+    if loss == "mse":  # from the initial state, as the fixture's mse_loss
+        s = State(m, x.shape[0])
+        s.set(initial_state(data, meta))
+        tr.step_mse(x, data["mse_target"], state=s)
+    elif loss == "mse_last":
+        tr.step_mse(x, data["mse_last_target"], targets=Targets.LAST_STEP)
+    elif loss == "xent":
+        tr.step_xent(x, data["xent_labels"])
+    else:
+        tr.step_xent(x, data["xent_last_labels"], targets=Targets.LAST_STEP)
+    w1 = saved_weights(m, tmp_path / "w1.safetensors")
+    for p in param_names(data):
+        close(w0[p].astype(np.float64) - w1[p], data[f"grad_{loss}.{p}"], f"{name} grad_{loss}.{p}")
