@@ -696,8 +696,9 @@ TEST(training_with_state_carries_it) {
 
 TEST(save_load_roundtrip) {
   for (rnn_cell cell : kCells) {
-    auto cfg = rnncore::make_config(cell, 3, 5, 2, cell == RNN_CELL_LSTM ? 0u : 4u,
-                                    cell == RNN_CELL_GRU ? RNN_OUTPUT_SOFTMAX : RNN_OUTPUT_IDENTITY);
+    const std::uint32_t head = cell == RNN_CELL_LSTM ? 0u : 4u;
+    const rnn_output act = cell == RNN_CELL_GRU ? RNN_OUTPUT_SOFTMAX : RNN_OUTPUT_IDENTITY;
+    auto cfg = rnncore::make_config(cell, 3, 5, 2, head, act);
     rnncore::Model m(cfg, 100 + cell);
     auto path = (temp_dir() / ("rt" + std::to_string(cell) + ".safetensors")).string();
     m.save(path);

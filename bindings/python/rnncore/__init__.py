@@ -113,7 +113,9 @@ def _enum_value(enum_type, value) -> int:
             return int(enum_type[value.upper()])
         except KeyError:
             names = ", ".join(m.name.lower() for m in enum_type)
-            raise ValueError(f"unknown {enum_type.__name__} {value!r}; expected one of {names}") from None
+            raise ValueError(
+                f"unknown {enum_type.__name__} {value!r}; expected one of {names}"
+            ) from None
     return int(value)
 
 
@@ -325,7 +327,9 @@ class Model:
         seed: int = 0,
     ) -> None:
         self._h = None
-        cfg = Config(cell, input_size, hidden_size, num_layers, output_size, output_activation)._to_c()
+        cfg = Config(
+            cell, input_size, hidden_size, num_layers, output_size, output_activation
+        )._to_c()
         if not 0 <= seed < 2**64:
             raise _invalid(f"seed is {seed}, expected a 64-bit unsigned value")
         out = ModelP()
@@ -336,7 +340,7 @@ class Model:
     def load(cls, path) -> "Model":
         """Loads a safetensors file (PyTorch tensor names; see API.md)."""
         out = ModelP()
-        _check(lib.rnn_model_load(_path(path), ctypes.byref(out)), f"rnn_model_load({os.fspath(path)!r})")
+        _check(lib.rnn_model_load(_path(path), ctypes.byref(out)), "rnn_model_load")
         self = cls.__new__(cls)
         self._adopt(out)
         return self
@@ -411,7 +415,7 @@ class Model:
     def save(self, path) -> None:
         """Writes the weights and config as safetensors (atomically)."""
         with self._lock.read():
-            _check(lib.rnn_model_save(self._h, _path(path)), f"rnn_model_save({os.fspath(path)!r})")
+            _check(lib.rnn_model_save(self._h, _path(path)), "rnn_model_save")
 
     # -- inference
 
@@ -431,7 +435,8 @@ class Model:
         b, t, _ = x.shape
         y = np.empty((b, t, self._out), np.float32)
         with self._lock.read():
-            _check(lib.rnn_model_forward(self._h, _fptr(x), b, t, _fptr(y), y.size), "rnn_model_forward")
+            st = lib.rnn_model_forward(self._h, _fptr(x), b, t, _fptr(y), y.size)
+            _check(st, "rnn_model_forward")
         return y
 
     def step(self, state: "State", x) -> np.ndarray:
@@ -604,9 +609,12 @@ class Trainer:
         opt = _enum_value(Optimizer, optimizer)
         if not 0 <= opt < 2**32:
             raise _invalid(f"optimizer is {opt}")
-        cfg = RnnTrainConfig(opt, learning_rate, momentum, beta1, beta2, eps, weight_decay, clip_norm)
+        cfg = RnnTrainConfig(
+            opt, learning_rate, momentum, beta1, beta2, eps, weight_decay, clip_norm
+        )
         out = TrainerP()
-        _check(lib.rnn_trainer_new(model._h, ctypes.byref(cfg), ctypes.byref(out)), "rnn_trainer_new")
+        st = lib.rnn_trainer_new(model._h, ctypes.byref(cfg), ctypes.byref(out))
+        _check(st, "rnn_trainer_new")
         self._h = out
         self._lock = threading.Lock()
         self.model = model
@@ -657,14 +665,16 @@ class Trainer:
         `state`: None starts from zeros; a State starts from it and is left holding the final
         state (truncated BPTT). Returns the loss before the update."""
         target = _as_array(target, np.float32, "target")
-        return self._run(lib.rnn_trainer_step_mse, "rnn_trainer_step_mse", x, state, target, _fptr, targets)
+        fn = lib.rnn_trainer_step_mse
+        return self._run(fn, "rnn_trainer_step_mse", x, state, target, _fptr, targets)
 
     def step_xent(self, x, labels, targets: Union[Targets, int, str] = Targets.EVERY_STEP,
                   state: Optional[State] = None) -> float:
         """One optimizer step on softmax cross-entropy of the logits. labels: int class
         indices, [batch, seq_len] (EVERY_STEP) or [batch] (LAST_STEP); -1 = ignored."""
         labels = _as_array(labels, np.int32, "labels")
-        return self._run(lib.rnn_trainer_step_xent, "rnn_trainer_step_xent", x, state, labels, _ipptr, targets)
+        fn = lib.rnn_trainer_step_xent
+        return self._run(fn, "rnn_trainer_step_xent", x, state, labels, _ipptr, targets)
 
 
 class _NoLock:

@@ -322,7 +322,9 @@ def test_closed_objects_raise_null():
 # Training
 
 
-@pytest.mark.parametrize("cell", [Cell.LSTM, Cell.GRU, Cell.RNN_TANH], ids=["lstm", "gru", "rnn_tanh"])
+@pytest.mark.parametrize(
+    "cell", [Cell.LSTM, Cell.GRU, Cell.RNN_TANH], ids=["lstm", "gru", "rnn_tanh"]
+)
 def test_training_mse_loss_falls(cell):
     # echo the input delayed by one step
     x = rand((8, 10, 1), 3)

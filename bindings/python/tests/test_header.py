@@ -4,7 +4,6 @@ lacks), every struct has the same fields and types, every enum the same constant
 
 from __future__ import annotations
 
-import ctypes
 import re
 from ctypes import POINTER, c_char_p, c_float, c_int32, c_size_t, c_uint8, c_uint32, c_uint64
 
@@ -61,8 +60,9 @@ class Header:
             self.structs[name] = fields
             return " "
 
-        text = re.sub(r"(typedef\s+)?enum\s+(\w+)?\s*\{([^}]*)\}\s*(\w+)?\s*;", enum_block, text)
-        text = re.sub(r"(typedef\s+)?struct\s+(\w+)?\s*\{([^}]*)\}\s*(\w+)?\s*;", struct_block, text)
+        block = r"(typedef\s+)?{}\s+(\w+)?\s*\{{([^}}]*)\}}\s*(\w+)?\s*;"
+        text = re.sub(block.format("enum"), enum_block, text)
+        text = re.sub(block.format("struct"), struct_block, text)
         text = text.replace('extern "C" {', " ").replace("{", " ").replace("}", " ")
         for stmt in (" ".join(s.split()) for s in text.split(";")):
             if not stmt:
@@ -79,7 +79,9 @@ class Header:
             m = re.fullmatch(r"(?:extern )?(.*?)\b(\w+) ?\((.*)\)", stmt)
             if m:
                 ret, name, params = m.groups()
-                params = [] if params.strip() in ("", "void") else [p.strip() for p in params.split(",")]
+                params = [p.strip() for p in params.split(",")]
+                if params in ([""], ["void"]):
+                    params = []
                 self.functions[name] = (ret.strip(), params)
                 continue
             raise AssertionError(f"rnncore.h: cannot parse {stmt!r}")
@@ -154,7 +156,9 @@ def signature_problems(header: Header) -> list[str]:
         if got_res is not want_res:
             problems.append(f"{name}: restype {_name(got_res)}, header says {ret!r}")
         if len(got_args) != len(want_args):
-            problems.append(f"{name}: {len(got_args)} argtypes, header has {len(want_args)} parameters")
+            problems.append(
+                f"{name}: {len(got_args)} argtypes, header has {len(want_args)} parameters"
+            )
             continue
         for i, (g, w) in enumerate(zip(got_args, want_args)):
             if g is not w:
@@ -216,7 +220,8 @@ def test_check_catches_mismatches():
         "extra parameter": (r"\brnn_model_output_size\(", "rnn_model_output_size(size_t extra, ",
                             "rnn_model_output_size: 1 argtypes, header has 2"),
         "changed type": (r"\brnn_state_reset_stream\((.*?)size_t stream",
-                         r"rnn_state_reset_stream(\1uint32_t stream", "rnn_state_reset_stream: argument 1"),
+                         r"rnn_state_reset_stream(\1uint32_t stream",
+                         "rnn_state_reset_stream: argument 1"),
         "new function": (r"(#ifdef __cplusplus\s*\}|$)", "size_t rnn_brand_new(void);\n\\1",
                          "rnn_brand_new: in rnncore.h, not bound"),
         "removed function": (r"size_t\s+rnn_state_len\([^)]*\);", "",
