@@ -8,7 +8,8 @@
 use crate::cell::{gru, lstm, rnn};
 use crate::config::{CellKind, ModelConfig, OutputActivation};
 use crate::error::{check_finite, check_len, checked_size, invalid, Error, Result};
-use crate::kernels::gemm::{gemm, Mat};
+use crate::kernels::gemm::Mat;
+use crate::kernels::packed::gemm_packed;
 use crate::model::Model;
 use crate::parallel::{batch_chunk, gemm_rows, install};
 use rayon::prelude::*;
@@ -372,7 +373,9 @@ fn layer_forward(
     })
 }
 
-/// The recurrence of one batch chunk (`h0.len() / H` rows) over all `t` timesteps.
+/// The recurrence of one batch chunk (`h0.len() / H` rows) over all `t` timesteps: per
+/// step one packed product `h_{t-1} · W_hhᵀ` accumulated into the gate rows (the notes'
+/// GRU: `W_{rz}` first, then `W_hn (r ⊙ h)`), then the fused pointwise pass per row.
 #[allow(clippy::too_many_arguments)]
 fn recur_chunk(
     model: &Model,
@@ -392,103 +395,82 @@ fn recur_chunk(
     let h = cfg.hidden_size;
     let gh = cell.gates() * h;
     let cb = h0.len() / h;
-    let lw = model.layer(k);
-    let mut ghb = vec![0.0f32; cb * gh];
+    let pk = &model.packed[k];
+    let b_hn = &model.layer(k).b_hh[(gh - h).min(2 * h)..];
+    let mut ghb = if cell == CellKind::GruLbr {
+        vec![0.0f32; cb * gh]
+    } else {
+        Vec::new()
+    };
     let mut hprev = h0.to_vec();
     let mut cprev = c0.to_vec();
+    let ldg = t * gh;
     for s in 0..t {
         let at = |i: usize, w: usize| (i * t + s) * w;
         match cell {
             CellKind::Gru => {
                 // r, z from W_{rz} h; then n from W_hn (r ⊙ h).
-                gemm(
-                    1.0,
-                    Mat::rm(&hprev, cb, h, h),
-                    Mat::rm(&lw.w_hh[..2 * h * h], 2 * h, h, h).t(),
-                    0.0,
-                    &mut ghb,
-                    gh,
-                );
+                gemm_packed(cb, &hprev, h, &pk.w_hh_t, &mut gates[s * gh..], ldg, true);
                 for i in 0..cb {
-                    let row = &mut gates[at(i, gh)..at(i, gh) + gh];
-                    for (a, b) in row[..2 * h].iter_mut().zip(&ghb[i * gh..i * gh + 2 * h]) {
-                        *a += b;
-                    }
                     gru::forward_notes_rz(
-                        row,
+                        &mut gates[at(i, gh)..at(i, gh) + gh],
                         &hprev[i * h..(i + 1) * h],
                         &mut extra[at(i, h)..at(i, h) + h],
                     );
                 }
-                gemm(
-                    1.0,
-                    Mat {
-                        data: &extra[s * h..],
-                        rows: cb,
-                        cols: h,
-                        rs: t * h,
-                        cs: 1,
-                    },
-                    Mat::rm(&lw.w_hh[2 * h * h..], h, h, h).t(),
-                    0.0,
-                    &mut ghb[2 * h..],
-                    gh,
+                let rh = &extra[s * h..];
+                gemm_packed(
+                    cb,
+                    rh,
+                    t * h,
+                    &pk.w_hn_t,
+                    &mut gates[s * gh + 2 * h..],
+                    ldg,
+                    true,
                 );
                 for i in 0..cb {
-                    let row = &mut gates[at(i, gh)..at(i, gh) + gh];
-                    for (a, b) in row[2 * h..]
-                        .iter_mut()
-                        .zip(&ghb[i * gh + 2 * h..(i + 1) * gh])
-                    {
-                        *a += b;
-                    }
                     gru::forward_notes_n(
-                        row,
+                        &mut gates[at(i, gh)..at(i, gh) + gh],
                         &hprev[i * h..(i + 1) * h],
                         &mut hs[at(i, h)..at(i, h) + h],
                     );
                 }
             }
-            _ => {
-                gemm(
-                    1.0,
-                    Mat::rm(&hprev, cb, h, h),
-                    Mat::rm(lw.w_hh, gh, h, h).t(),
-                    0.0,
-                    &mut ghb,
-                    gh,
-                );
+            CellKind::GruLbr => {
+                gemm_packed(cb, &hprev, h, &pk.w_hh_t, &mut ghb, gh, false);
                 for i in 0..cb {
                     let row = &mut gates[at(i, gh)..at(i, gh) + gh];
                     let ghr = &ghb[i * gh..(i + 1) * gh];
-                    let hp = &hprev[i * h..(i + 1) * h];
-                    let hout = &mut hs[at(i, h)..at(i, h) + h];
-                    match cell {
-                        CellKind::RnnTanh | CellKind::RnnRelu => {
-                            add(row, ghr);
-                            rnn::forward(row, cell == CellKind::RnnRelu);
-                            hout.copy_from_slice(row);
-                        }
-                        CellKind::Lstm => {
-                            add(row, ghr);
-                            lstm::forward(
-                                row,
-                                &cprev[i * h..(i + 1) * h],
-                                &mut cs[at(i, h)..at(i, h) + h],
-                                hout,
-                            );
-                        }
-                        _ => {
-                            add(&mut row[..2 * h], &ghr[..2 * h]);
-                            let e = &mut extra[at(i, h)..at(i, h) + h];
-                            for ((ev, &g), &b) in
-                                e.iter_mut().zip(&ghr[2 * h..]).zip(&lw.b_hh[2 * h..])
-                            {
-                                *ev = g + b;
-                            }
-                            gru::forward_lbr(row, e, hp, hout);
-                        }
+                    add(&mut row[..2 * h], &ghr[..2 * h]);
+                    let e = &mut extra[at(i, h)..at(i, h) + h];
+                    for ((ev, &g), &b) in e.iter_mut().zip(&ghr[2 * h..]).zip(b_hn) {
+                        *ev = g + b;
                     }
+                    gru::forward_lbr(
+                        row,
+                        e,
+                        &hprev[i * h..(i + 1) * h],
+                        &mut hs[at(i, h)..at(i, h) + h],
+                    );
+                }
+            }
+            CellKind::Lstm => {
+                gemm_packed(cb, &hprev, h, &pk.w_hh_t, &mut gates[s * gh..], ldg, true);
+                for i in 0..cb {
+                    lstm::forward(
+                        &mut gates[at(i, gh)..at(i, gh) + gh],
+                        &cprev[i * h..(i + 1) * h],
+                        &mut cs[at(i, h)..at(i, h) + h],
+                        &mut hs[at(i, h)..at(i, h) + h],
+                    );
+                }
+            }
+            CellKind::RnnTanh | CellKind::RnnRelu => {
+                gemm_packed(cb, &hprev, h, &pk.w_hh_t, &mut gates[s * gh..], ldg, true);
+                for i in 0..cb {
+                    let row = &mut gates[at(i, gh)..at(i, gh) + gh];
+                    rnn::forward(row, cell == CellKind::RnnRelu);
+                    hs[at(i, h)..at(i, h) + h].copy_from_slice(row);
                 }
             }
         }

@@ -23,6 +23,12 @@ pub use parallel::{num_threads, set_num_threads};
 pub use state::State;
 pub use train::{Gradients, Optimizer, Targets, TrainConfig, Trainer};
 
+/// The kernel tier in use: "avx512", "avx2" or "scalar" (best the CPU runs, unless the
+/// environment variable `RNNCORE_KERNEL` names another, read once per process).
+pub fn kernel_name() -> &'static str {
+    kernels::activation::tier().name()
+}
+
 /// The crate version, "MAJOR.MINOR.PATCH".
 pub fn version() -> &'static str {
     env!("CARGO_PKG_VERSION")

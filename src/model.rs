@@ -8,7 +8,43 @@
 
 use crate::config::{CellKind, ModelConfig};
 use crate::error::{check_finite, invalid, Error, Result};
+use crate::kernels::packed::PackedB;
 use crate::rng::Rng;
+
+/// One layer's weights packed once (at build and after every training step) for
+/// [`crate::kernels::packed::gemm_packed`]: the forward products `x · W_ihᵀ` and
+/// `h · W_hhᵀ`. For the notes' GRU the recurrent weights are split, since `W_hn`
+/// multiplies `r ⊙ h` rather than `h`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PackedLayer {
+    /// `W_ihᵀ`: `[in][G*H]`.
+    pub w_ih_t: PackedB,
+    /// `W_hhᵀ`: `[H][G*H]`; for the notes' GRU only the `r, z` rows, `[H][2H]`.
+    pub w_hh_t: PackedB,
+    /// Notes' GRU: `W_hnᵀ`, `[H][H]`; empty otherwise.
+    pub w_hn_t: PackedB,
+}
+
+impl PackedLayer {
+    fn new(cfg: &ModelConfig, lw: &LayerWeights<'_>) -> PackedLayer {
+        let h = cfg.hidden_size;
+        let gh = cfg.cell.gates() * h;
+        let w_ih_t = PackedB::from_transposed(lw.w_ih, gh, lw.input_size);
+        if cfg.cell == CellKind::Gru {
+            PackedLayer {
+                w_ih_t,
+                w_hh_t: PackedB::from_transposed(&lw.w_hh[..2 * h * h], 2 * h, h),
+                w_hn_t: PackedB::from_transposed(&lw.w_hh[2 * h * h..], h, h),
+            }
+        } else {
+            PackedLayer {
+                w_ih_t,
+                w_hh_t: PackedB::from_transposed(lw.w_hh, gh, h),
+                w_hn_t: PackedB::default(),
+            }
+        }
+    }
+}
 
 /// One named tensor inside the flat parameter buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,8 +160,10 @@ pub struct Model {
     /// for every gate, except the `n` gate of linear-before-reset GRU, where `b_hn`
     /// sits inside `r ⊙ (W_hn h + b_hn)` and only `b_in` folds.
     folded_bias: Vec<Vec<f32>>,
-    /// Streaming-kernel packing of the recurrent weights (see `kernels::gemv`).
-    pub(crate) packed: Vec<crate::kernels::gemv::PackedLayer>,
+    /// Per layer, the weights packed for the packed-panel GEMM (see [`PackedLayer`]).
+    pub(crate) packed: Vec<PackedLayer>,
+    /// `head.weightᵀ`, packed; empty without a head.
+    pub(crate) head_t: PackedB,
 }
 
 impl Model {
@@ -159,6 +197,7 @@ impl Model {
             params,
             folded_bias: Vec::new(),
             packed: Vec::new(),
+            head_t: PackedB::default(),
         };
         m.refresh_derived();
         Ok(m)
@@ -166,6 +205,9 @@ impl Model {
 
     /// Recomputes everything derived from the parameters (folded biases, packed weights).
     pub(crate) fn refresh_derived(&mut self) {
+        // Settle the kernel tier now (it reads the environment once), so that no
+        // streaming call is the first to ask and pays for the detection.
+        crate::kernels::activation::tier();
         let cfg = self.config;
         let h = cfg.hidden_size;
         self.folded_bias = (0..cfg.num_layers)
@@ -179,8 +221,12 @@ impl Model {
             })
             .collect();
         self.packed = (0..cfg.num_layers)
-            .map(|k| crate::kernels::gemv::PackedLayer::new(&cfg, &self.layer(k)))
+            .map(|k| PackedLayer::new(&cfg, &self.layer(k)))
             .collect();
+        self.head_t = match self.head() {
+            Some(hw) => PackedB::from_transposed(hw.weight, cfg.output_size, cfg.hidden_size),
+            None => PackedB::default(),
+        };
     }
 
     /// The configuration.

@@ -1,9 +1,10 @@
 #![forbid(unsafe_code)]
-//! Thread control. rnncore parallelises with rayon over the batch: fixed-size batch chunks
-//! each run their whole recurrence (no per-step synchronisation), and the large hoisted
-//! products are split into fixed row blocks. Chunk and block sizes never depend on the
-//! thread count, and every reduction runs in chunk order, so 1 thread and N threads give
-//! bit-identical results.
+//! Thread control. rnncore parallelises with rayon over the batch: batch chunks each run
+//! their whole recurrence (no per-step synchronisation), and the large hoisted products
+//! are split into fixed row blocks. No result depends on the split: each output row is
+//! computed by the same sequence of operations whichever chunk or block holds it, and
+//! no reduction crosses chunks (the weight gradients are hoisted products over all
+//! rows), so 1 thread and N threads give bit-identical results.
 
 use crate::error::{invalid, Result};
 use rayon::prelude::*;
@@ -53,10 +54,12 @@ pub(crate) fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     }
 }
 
-/// Rows of the batch that one task runs through the whole recurrence. Depends on the
-/// batch size only, never on the thread count.
+/// Rows of the batch that one task runs through the whole recurrence: one chunk per
+/// thread. The chunking never shows in the results: every per-step product is a
+/// packed GEMM whose rows do not depend on the other rows of the call
+/// (`kernels::packed`), and the pointwise pass is per row.
 pub(crate) fn batch_chunk(batch: usize) -> usize {
-    batch.div_ceil(4).max(8)
+    batch.div_ceil(rayon::current_num_threads().max(1)).max(1)
 }
 
 /// Rows of one block of a hoisted product.

@@ -6,9 +6,10 @@
 
 use crate::cell::{gru, lstm, rnn};
 use crate::config::{CellKind, ModelConfig, OutputActivation};
-use crate::error::{check_finite, check_len, checked_size, invalid, Error, Result};
+use crate::error::{check_finite, check_len, checked_size, invalid, Result};
 use crate::forward::softmax_in_place;
-use crate::kernels::gemv::matvec_t_acc;
+use crate::forward::try_zeroed;
+use crate::kernels::packed::gemm_packed;
 use crate::model::Model;
 
 /// The carried state of `batch` streams of one model, with its scratch space.
@@ -24,13 +25,20 @@ pub struct State {
     scratch: Scratch,
 }
 
+/// Everything a block of up to `max_block` steps needs, allocated once.
 #[derive(Clone, Debug)]
 struct Scratch {
+    /// Gate rows of the block, `[B][max_block][G*H]`.
     gates: Vec<f32>,
-    h: Vec<f32>,
-    c: Vec<f32>,
+    /// The block's layer outputs, `[B][max_block][H]`, alternating between layers.
+    blk_a: Vec<f32>,
+    blk_b: Vec<f32>,
+    /// Linear-before-reset GRU: `h · W_hhᵀ` of one step, `[B][G*H]`.
+    ghb: Vec<f32>,
+    /// Notes' GRU: `r ⊙ h` of one step, `[B][H]`.
     rh: Vec<f32>,
-    cur: Vec<f32>,
+    /// LSTM: the new cell state of one row, `[H]`.
+    c: Vec<f32>,
 }
 
 impl State {
@@ -57,21 +65,33 @@ impl State {
             &[batch, max_block, cfg.input_size.max(cfg.output_dim())],
         )?;
         let h = cfg.hidden_size;
-        let mut data = Vec::new();
-        data.try_reserve_exact(len)
-            .map_err(|_| Error::Alloc(format!("state of {len} floats")))?;
-        data.resize(len, 0.0);
+        let gh = cfg.cell.gates() * h;
+        checked_size("block", &[batch, max_block, gh])?;
+        let data = try_zeroed(len)?;
         Ok(State {
             config: cfg,
             batch,
             max_block,
             data,
             scratch: Scratch {
-                gates: vec![0.0; cfg.cell.gates() * h],
-                h: vec![0.0; h],
+                gates: try_zeroed(batch * max_block * gh)?,
+                blk_a: try_zeroed(batch * max_block * h)?,
+                blk_b: if cfg.num_layers > 1 {
+                    try_zeroed(batch * max_block * h)?
+                } else {
+                    Vec::new()
+                },
+                ghb: if cfg.cell == CellKind::GruLbr {
+                    try_zeroed(batch * gh)?
+                } else {
+                    Vec::new()
+                },
+                rh: if cfg.cell == CellKind::Gru {
+                    try_zeroed(batch * h)?
+                } else {
+                    Vec::new()
+                },
                 c: vec![0.0; h],
-                rh: vec![0.0; h],
-                cur: vec![0.0; h],
             },
         })
     }
@@ -156,6 +176,21 @@ impl State {
     }
 }
 
+/// Below this magnitude a state value is set to zero. Without it, a state decaying in
+/// silence passes through the subnormal range, where x86 arithmetic is many times
+/// slower (the audio-plugin "denormal" stall). 1e-30 is far below anything audible or
+/// any meaningful activation, and far enough above `f32::MIN_POSITIVE` (1.2e-38) that
+/// products with weights stay normal.
+const FLUSH_BELOW: f32 = 1e-30;
+
+/// Zeroes the values of `v` smaller in magnitude than [`FLUSH_BELOW`] (NaN stays).
+fn flush_tiny(v: &mut [f32]) {
+    for x in v {
+        // A select, not a branch, so the loop vectorizes.
+        *x = if x.abs() < FLUSH_BELOW { 0.0 } else { *x };
+    }
+}
+
 impl Model {
     /// Advances every stream of `state` one timestep. `x` is `[batch][input_size]`, `y`
     /// receives `[batch][output_size]`. No allocation, no lock. On error nothing changes.
@@ -197,75 +232,227 @@ impl Model {
         check_len("x", x.len(), b * seq_len * i_sz)?;
         check_len("y", y.len(), b * seq_len * o_sz)?;
         check_finite("x", x)?;
-        for s in 0..b {
-            for t in 0..seq_len {
-                let xt = &x[(s * seq_len + t) * i_sz..(s * seq_len + t + 1) * i_sz];
-                let yt = &mut y[(s * seq_len + t) * o_sz..(s * seq_len + t + 1) * o_sz];
-                self.stream_step(state, s, xt, yt);
-            }
+        if seq_len == 0 {
+            return Ok(());
+        }
+        if state.batch == 1 && seq_len == 1 {
+            self.step_single(state, x, y);
+        } else {
+            self.stream_block(state, x, seq_len, y);
         }
         Ok(())
     }
 
-    /// One timestep of stream `s`, all layers and the head.
-    fn stream_step(&self, state: &mut State, s: usize, x: &[f32], y: &mut [f32]) {
+    /// One timestep of one stream: the real-time audio case, where the per-call overhead
+    /// is a large part of the cost, so the block loops are left out. Same arithmetic as
+    /// [`Model::stream_block`] with `B = T = 1`.
+    fn step_single(&self, state: &mut State, x: &[f32], y: &mut [f32]) {
         let cfg = self.config();
-        let (h, l, b) = (cfg.hidden_size, cfg.num_layers, state.batch);
-        let gh = cfg.cell.gates() * h;
-        let lbh = l * b * h;
+        let cell = cfg.cell;
+        let (h, l) = (cfg.hidden_size, cfg.num_layers);
+        let gh = cell.gates() * h;
         let State { data, scratch, .. } = state;
-        let Scratch {
-            gates,
-            h: hnew,
-            c: cnew,
-            rh,
-            cur,
-        } = scratch;
+        let (hst, cst) = data.split_at_mut(l * h);
+        let g = &mut scratch.gates[..gh];
+        let out = &mut scratch.blk_a[..h];
         for k in 0..l {
-            let packed = &self.packed[k];
-            gates.copy_from_slice(self.folded_bias(k));
-            let input: &[f32] = if k == 0 { x } else { cur };
-            matvec_t_acc(&packed.w_ih_t, gh, 0, input, gates);
-            let o = (k * b + s) * h;
-            let hp = &data[o..o + h];
-            match cfg.cell {
-                CellKind::RnnTanh | CellKind::RnnRelu => {
-                    matvec_t_acc(&packed.w_hh_t, gh, 0, hp, gates);
-                    rnn::forward(gates, cfg.cell == CellKind::RnnRelu);
-                    hnew.copy_from_slice(gates);
-                }
+            let pk = &self.packed[k];
+            g.copy_from_slice(self.folded_bias(k));
+            let (below, here) = hst.split_at_mut(k * h);
+            let input: &[f32] = if k == 0 { x } else { &below[(k - 1) * h..] };
+            gemm_packed(1, input, pk.w_ih_t.k(), &pk.w_ih_t, g, gh, true);
+            let hk = &mut here[..h];
+            match cell {
                 CellKind::Lstm => {
-                    matvec_t_acc(&packed.w_hh_t, gh, 0, hp, gates);
-                    lstm::forward(gates, &data[lbh + o..lbh + o + h], cnew, hnew);
-                    data[lbh + o..lbh + o + h].copy_from_slice(cnew);
+                    gemm_packed(1, hk, h, &pk.w_hh_t, g, gh, true);
+                    let ck = &mut cst[k * h..(k + 1) * h];
+                    let cnew = &mut scratch.c;
+                    lstm::forward(g, ck, cnew, out);
+                    flush_tiny(cnew);
+                    ck.copy_from_slice(cnew);
                 }
                 CellKind::GruLbr => {
-                    matvec_t_acc(&packed.w_hh_t, gh, 0, hp, &mut gates[..2 * h]);
-                    rh.copy_from_slice(&self.layer(k).b_hh[2 * h..]);
-                    matvec_t_acc(&packed.w_hh_t, gh, 2 * h, hp, rh);
-                    gru::forward_lbr(gates, rh, hp, hnew);
+                    let ghb = &mut scratch.ghb[..gh];
+                    gemm_packed(1, hk, h, &pk.w_hh_t, ghb, gh, false);
+                    for (a, b) in g[..2 * h].iter_mut().zip(&ghb[..2 * h]) {
+                        *a += b;
+                    }
+                    let ghn = &mut ghb[2 * h..];
+                    for (v, b) in ghn.iter_mut().zip(&self.layer(k).b_hh[2 * h..]) {
+                        *v += b;
+                    }
+                    gru::forward_lbr(g, ghn, hk, out);
                 }
                 CellKind::Gru => {
-                    matvec_t_acc(&packed.w_hh_t, gh, 0, hp, &mut gates[..2 * h]);
-                    gru::forward_notes_rz(gates, hp, rh);
-                    matvec_t_acc(&packed.w_hh_t, gh, 2 * h, rh, &mut gates[2 * h..]);
-                    gru::forward_notes_n(gates, hp, hnew);
+                    let rh = &mut scratch.rh[..h];
+                    gemm_packed(1, hk, h, &pk.w_hh_t, g, gh, true);
+                    gru::forward_notes_rz(g, hk, rh);
+                    gemm_packed(1, rh, h, &pk.w_hn_t, &mut g[2 * h..], gh, true);
+                    gru::forward_notes_n(g, hk, out);
+                }
+                CellKind::RnnTanh | CellKind::RnnRelu => {
+                    gemm_packed(1, hk, h, &pk.w_hh_t, g, gh, true);
+                    rnn::forward(g, cell == CellKind::RnnRelu);
+                    out.copy_from_slice(g);
                 }
             }
-            data[o..o + h].copy_from_slice(hnew);
-            cur.copy_from_slice(hnew);
+            flush_tiny(out);
+            hk.copy_from_slice(out);
         }
         match self.head() {
             Some(hw) => {
-                for (q, yq) in y.iter_mut().enumerate() {
-                    let row = &hw.weight[q * h..(q + 1) * h];
-                    *yq = hw.bias[q] + row.iter().zip(cur.iter()).map(|(a, b)| a * b).sum::<f32>();
-                }
+                y.copy_from_slice(hw.bias);
+                gemm_packed(1, out, h, &self.head_t, y, y.len(), true);
                 if cfg.output_activation == OutputActivation::Softmax {
                     softmax_in_place(y);
                 }
             }
-            None => y.copy_from_slice(cur),
+            None => y.copy_from_slice(out),
+        }
+    }
+
+    /// The block, layer by layer: for each layer the input product of every stream and
+    /// timestep is one packed GEMM (`[B*T, in] · W_ihᵀ`), then per timestep one packed
+    /// product `h · W_hhᵀ` for all streams and the fused pointwise pass per stream.
+    fn stream_block(&self, state: &mut State, x: &[f32], t: usize, y: &mut [f32]) {
+        let cfg = self.config();
+        let cell = cfg.cell;
+        let (h, l, b) = (cfg.hidden_size, cfg.num_layers, state.batch);
+        let gh = cell.gates() * h;
+        let lbh = l * b * h;
+        let rows = b * t;
+        let State { data, scratch, .. } = state;
+        let Scratch {
+            gates,
+            blk_a,
+            blk_b,
+            ghb,
+            rh,
+            c: cnew,
+        } = scratch;
+        let gates = &mut gates[..rows * gh];
+        for k in 0..l {
+            let pk = &self.packed[k];
+            let bias = self.folded_bias(k);
+            for row in gates.chunks_mut(gh) {
+                row.copy_from_slice(bias);
+            }
+            // Input of this layer and where its outputs go: x -> a -> b -> a ...
+            let (input, out): (&[f32], &mut [f32]) = if k == 0 {
+                (x, &mut blk_a[..rows * h])
+            } else if k % 2 == 1 {
+                (&blk_a[..rows * h], &mut blk_b[..rows * h])
+            } else {
+                (&blk_b[..rows * h], &mut blk_a[..rows * h])
+            };
+            gemm_packed(rows, input, pk.w_ih_t.k(), &pk.w_ih_t, gates, gh, true);
+            let (hst, cst) = data.split_at_mut(lbh);
+            let hk = &mut hst[k * b * h..(k + 1) * b * h];
+            let ck: &mut [f32] = if cell == CellKind::Lstm {
+                &mut cst[k * b * h..(k + 1) * b * h]
+            } else {
+                &mut []
+            };
+            let ldg = t * gh;
+            for s in 0..t {
+                let at = |i: usize, w: usize| (i * t + s) * w;
+                match cell {
+                    CellKind::Gru => {
+                        gemm_packed(b, hk, h, &pk.w_hh_t, &mut gates[s * gh..], ldg, true);
+                        for i in 0..b {
+                            gru::forward_notes_rz(
+                                &mut gates[at(i, gh)..at(i, gh) + gh],
+                                &hk[i * h..(i + 1) * h],
+                                &mut rh[i * h..(i + 1) * h],
+                            );
+                        }
+                        gemm_packed(
+                            b,
+                            rh,
+                            h,
+                            &pk.w_hn_t,
+                            &mut gates[s * gh + 2 * h..],
+                            ldg,
+                            true,
+                        );
+                        for i in 0..b {
+                            gru::forward_notes_n(
+                                &mut gates[at(i, gh)..at(i, gh) + gh],
+                                &hk[i * h..(i + 1) * h],
+                                &mut out[at(i, h)..at(i, h) + h],
+                            );
+                        }
+                    }
+                    CellKind::GruLbr => {
+                        gemm_packed(b, hk, h, &pk.w_hh_t, ghb, gh, false);
+                        let b_hn = &self.layer(k).b_hh[2 * h..];
+                        for i in 0..b {
+                            let row = &mut gates[at(i, gh)..at(i, gh) + gh];
+                            let ghr = &mut ghb[i * gh..(i + 1) * gh];
+                            for (g, v) in row[..2 * h].iter_mut().zip(&ghr[..2 * h]) {
+                                *g += v;
+                            }
+                            let ghn = &mut ghr[2 * h..];
+                            for (v, bb) in ghn.iter_mut().zip(b_hn) {
+                                *v += bb;
+                            }
+                            gru::forward_lbr(
+                                row,
+                                ghn,
+                                &hk[i * h..(i + 1) * h],
+                                &mut out[at(i, h)..at(i, h) + h],
+                            );
+                        }
+                    }
+                    CellKind::Lstm => {
+                        gemm_packed(b, hk, h, &pk.w_hh_t, &mut gates[s * gh..], ldg, true);
+                        for i in 0..b {
+                            let c = &mut ck[i * h..(i + 1) * h];
+                            lstm::forward(
+                                &mut gates[at(i, gh)..at(i, gh) + gh],
+                                c,
+                                cnew,
+                                &mut out[at(i, h)..at(i, h) + h],
+                            );
+                            c.copy_from_slice(cnew);
+                        }
+                    }
+                    CellKind::RnnTanh | CellKind::RnnRelu => {
+                        gemm_packed(b, hk, h, &pk.w_hh_t, &mut gates[s * gh..], ldg, true);
+                        for i in 0..b {
+                            let row = &mut gates[at(i, gh)..at(i, gh) + gh];
+                            rnn::forward(row, cell == CellKind::RnnRelu);
+                            out[at(i, h)..at(i, h) + h].copy_from_slice(row);
+                        }
+                    }
+                }
+                for i in 0..b {
+                    let o = &mut out[at(i, h)..at(i, h) + h];
+                    flush_tiny(o);
+                    hk[i * h..(i + 1) * h].copy_from_slice(o);
+                }
+                flush_tiny(ck);
+            }
+        }
+        let top: &[f32] = if (l - 1) % 2 == 0 {
+            &blk_a[..rows * h]
+        } else {
+            &blk_b[..rows * h]
+        };
+        match self.head() {
+            Some(hw) => {
+                let o = cfg.output_size;
+                for row in y.chunks_mut(o) {
+                    row.copy_from_slice(hw.bias);
+                }
+                gemm_packed(rows, top, h, &self.head_t, y, o, true);
+                if cfg.output_activation == OutputActivation::Softmax {
+                    for row in y.chunks_mut(o) {
+                        softmax_in_place(row);
+                    }
+                }
+            }
+            None => y.copy_from_slice(top),
         }
     }
 }

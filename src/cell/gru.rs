@@ -12,14 +12,7 @@ use crate::kernels::activation;
 /// Linear-before-reset forward. `gates`: `r,z` summed pre-activations and `n`'s input part
 /// (`W_in x + b_in`); `ghn = W_hn h + b_hn`. `gates` become the activated `r,z,n`.
 pub fn forward_lbr(gates: &mut [f32], ghn: &[f32], h_prev: &[f32], h: &mut [f32]) {
-    let n = h.len();
-    activation::sigmoid(&mut gates[..2 * n]);
-    let (rz, ng) = gates.split_at_mut(2 * n);
-    for j in 0..n {
-        ng[j] += rz[j] * ghn[j];
-    }
-    activation::tanh(ng);
-    blend(&rz[n..], ng, h_prev, h);
+    activation::gru_lbr_cell(gates, ghn, h_prev, h);
 }
 
 /// Linear-before-reset backward. Writes `dgx` (gradient of the input-side pre-activations),

@@ -5,22 +5,9 @@
 use crate::kernels::activation;
 
 /// `gates` (`[4H]` pre-activations) become the activated `i,f,g,o`; writes `c` and `h`.
+/// One fused SIMD pass (`kernels::activation::lstm_cell`).
 pub fn forward(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
-    let n = c.len();
-    activation::sigmoid(&mut gates[..2 * n]);
-    activation::tanh(&mut gates[2 * n..3 * n]);
-    activation::sigmoid(&mut gates[3 * n..]);
-    let (i, rest) = gates.split_at(n);
-    let (f, rest) = rest.split_at(n);
-    let (g, o) = rest.split_at(n);
-    for j in 0..n {
-        c[j] = f[j] * c_prev[j] + i[j] * g[j];
-    }
-    h.copy_from_slice(c);
-    activation::tanh(h);
-    for (hv, &ov) in h.iter_mut().zip(o) {
-        *hv *= ov;
-    }
+    activation::lstm_cell(gates, c_prev, c, h);
 }
 
 /// Backward through one step. `dh` is the total gradient reaching `h_t`; `dc` holds the

@@ -258,7 +258,7 @@ pub(crate) fn check_len(arg: &str, len: usize, expected: usize, how: &str) -> Ff
 
 /// Refuses a pointer that is not aligned for `T` (a `float *` into a byte buffer, say).
 fn check_aligned<T>(p: *const T, arg: &str) -> FfiResult<()> {
-    if (p as usize) % std::mem::align_of::<T>() == 0 {
+    if p.is_aligned() {
         Ok(())
     } else {
         Err(Failure::invalid(format!(

@@ -106,6 +106,60 @@ pub fn tanh_with(tier: Tier, x: &mut [f32]) {
     run_tanh(Detected::new(tier), x);
 }
 
+/// Fused LSTM pointwise pass on [`tier()`]; the math of [`reference::lstm_cell_ref`].
+/// `gates` is `[4n]`, the others `[n]` (`n = c.len()`).
+#[inline]
+pub fn lstm_cell(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
+    run_lstm(detected(), gates, c_prev, c, h);
+}
+
+/// [`lstm_cell`] on `tier` (or the best available).
+pub fn lstm_cell_with(tier: Tier, gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
+    run_lstm(Detected::new(tier), gates, c_prev, c, h);
+}
+
+/// Fused linear-before-reset GRU pointwise pass on [`tier()`]; the math of
+/// [`reference::gru_lbr_cell_ref`]. `gates` is `[3n]`, the others `[n]`.
+#[inline]
+pub fn gru_lbr_cell(gates: &mut [f32], ghn: &[f32], h_prev: &[f32], h: &mut [f32]) {
+    run_gru_lbr(detected(), gates, ghn, h_prev, h);
+}
+
+/// [`gru_lbr_cell`] on `tier` (or the best available).
+pub fn gru_lbr_cell_with(
+    tier: Tier,
+    gates: &mut [f32],
+    ghn: &[f32],
+    h_prev: &[f32],
+    h: &mut [f32],
+) {
+    run_gru_lbr(Detected::new(tier), gates, ghn, h_prev, h);
+}
+
+fn run_lstm(tier: Detected, gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
+    match tier.0 {
+        // SAFETY: `Detected(Avx2)` exists only if AVX2 and FMA were detected at run time.
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx2 => unsafe { super::x86_64::avx2::lstm_cell(gates, c_prev, c, h) },
+        // SAFETY: `Detected(Avx512)` exists only if AVX-512F was detected at run time.
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx512 => unsafe { super::x86_64::avx512::lstm_cell(gates, c_prev, c, h) },
+        _ => reference::lstm_cell_ref(gates, c_prev, c, h),
+    }
+}
+
+fn run_gru_lbr(tier: Detected, gates: &mut [f32], ghn: &[f32], h_prev: &[f32], h: &mut [f32]) {
+    match tier.0 {
+        // SAFETY: `Detected(Avx2)` exists only if AVX2 and FMA were detected at run time.
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx2 => unsafe { super::x86_64::avx2::gru_lbr_cell(gates, ghn, h_prev, h) },
+        // SAFETY: `Detected(Avx512)` exists only if AVX-512F was detected at run time.
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx512 => unsafe { super::x86_64::avx512::gru_lbr_cell(gates, ghn, h_prev, h) },
+        _ => reference::gru_lbr_cell_ref(gates, ghn, h_prev, h),
+    }
+}
+
 /// A tier this CPU is known to support. The field is private, and the only
 /// constructor checks [`Tier::is_available`]: holding a `Detected(t)` is the proof the
 /// `unsafe` calls into `t`'s `#[target_feature]` functions rely on.
@@ -115,7 +169,7 @@ struct Detected(Tier);
 impl Detected {
     /// `want` if available, else the best available tier.
     fn new(want: Tier) -> Detected {
-        Detected(pick(Some(want), &available_tiers()))
+        Detected(want.available_or_best())
     }
 }
 
@@ -127,6 +181,29 @@ fn detected() -> Detected {
         let want = requested.as_deref().and_then(Tier::from_name);
         Detected(pick(want, &available_tiers()))
     })
+}
+
+impl Tier {
+    /// This tier if the CPU runs it, else the best one it does run.
+    pub fn available_or_best(self) -> Tier {
+        if self.is_available() {
+            self
+        } else {
+            detected_best()
+        }
+    }
+}
+
+/// The process-wide tier every kernel uses (see [`tier`]); cheap to call.
+#[inline]
+pub(crate) fn kernel_tier() -> Tier {
+    detected().0
+}
+
+/// The best tier this CPU runs (detected once).
+fn detected_best() -> Tier {
+    static BEST: OnceLock<Tier> = OnceLock::new();
+    *BEST.get_or_init(|| pick(None, &available_tiers()))
 }
 
 /// `want` if it is in `available`, else the last (best) of `available`, else scalar.
@@ -543,6 +620,52 @@ mod tests {
         assert!(avail.windows(2).all(|w| w[0] < w[1]));
         for t in Tier::ALL {
             assert_eq!(Detected::new(t).0, pick(Some(t), &avail));
+        }
+    }
+
+    /// The fused cell kernels of every tier against the scalar specs: lengths
+    /// 0..4*16+3 units, saturating and NaN inputs; every output within 1e-6 (or NaN
+    /// where the spec gives NaN).
+    #[test]
+    fn fused_cells_match_the_reference_on_every_tier() {
+        use crate::kernels::reference::{gru_lbr_cell_ref, lstm_cell_ref};
+        let close = |a: &[f32], b: &[f32], what: &str| {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                assert!(
+                    (x.is_nan() && y.is_nan()) || (x - y).abs() <= 2e-6,
+                    "{what}[{i}]: {x} vs {y}"
+                );
+            }
+        };
+        let mut seed = 7u32;
+        let mut rnd = |scale: f32| {
+            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+            ((seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 2.0 * scale
+        };
+        for tier in available_tiers() {
+            for n in 0..=4 * MAX_LANES + 3 {
+                let scale = if n % 3 == 0 { 30.0 } else { 3.0 };
+                let mut g: Vec<f32> = (0..4 * n).map(|_| rnd(scale)).collect();
+                if n > 2 {
+                    g[n + 1] = f32::NAN;
+                }
+                let cp: Vec<f32> = (0..n).map(|_| rnd(2.0)).collect();
+                let (mut g1, mut c1, mut h1) = (g.clone(), vec![0.0; n], vec![0.0; n]);
+                let (mut g2, mut c2, mut h2) = (g.clone(), vec![0.0; n], vec![0.0; n]);
+                lstm_cell_ref(&mut g1, &cp, &mut c1, &mut h1);
+                lstm_cell_with(tier, &mut g2, &cp, &mut c2, &mut h2);
+                close(&g2, &g1, "lstm gates");
+                close(&c2, &c1, "lstm c");
+                close(&h2, &h1, "lstm h");
+                let mut g: Vec<f32> = (0..3 * n).map(|_| rnd(scale)).collect();
+                let ghn: Vec<f32> = (0..n).map(|_| rnd(2.0)).collect();
+                let (mut g1, mut h1) = (g.clone(), vec![0.0; n]);
+                gru_lbr_cell_ref(&mut g1, &ghn, &cp, &mut h1);
+                let mut h2 = vec![0.0; n];
+                gru_lbr_cell_with(tier, &mut g, &ghn, &cp, &mut h2);
+                close(&g, &g1, "gru gates");
+                close(&h2, &h1, "gru h");
+            }
         }
     }
 }

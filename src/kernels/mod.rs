@@ -3,7 +3,7 @@
 
 pub mod activation;
 pub mod gemm;
-pub mod gemv;
+pub mod packed;
 pub mod reference;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;

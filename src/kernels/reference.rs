@@ -48,6 +48,41 @@ pub fn tanh_ref_slice(x: &mut [f32]) {
     }
 }
 
+/// The LSTM pointwise pass, the spec of the fused kernels: `gates` (`[4n]`, pre-activations
+/// `i, f, g, o`) become `σ(i), σ(f), tanh(g), σ(o)`; `c = f⊙c_prev + i⊙g`;
+/// `h = o⊙tanh(c)`.
+pub fn lstm_cell_ref(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
+    let n = c.len();
+    for j in 0..n {
+        let i = sigmoid_ref(gates[j]);
+        let f = sigmoid_ref(gates[n + j]);
+        let g = tanh_ref(gates[2 * n + j]);
+        let o = sigmoid_ref(gates[3 * n + j]);
+        c[j] = f * c_prev[j] + i * g;
+        h[j] = o * tanh_ref(c[j]);
+        gates[j] = i;
+        gates[n + j] = f;
+        gates[2 * n + j] = g;
+        gates[3 * n + j] = o;
+    }
+}
+
+/// The linear-before-reset GRU pointwise pass, the spec of the fused kernels: `gates`
+/// (`[3n]`: `r, z` pre-activations and the input part of `n`) become `r, z, n` with
+/// `n = tanh(gates_n + r⊙ghn)`; `h = n + z⊙(h_prev − n)` (= `(1−z)⊙n + z⊙h_prev`).
+pub fn gru_lbr_cell_ref(gates: &mut [f32], ghn: &[f32], h_prev: &[f32], h: &mut [f32]) {
+    let n = h.len();
+    for j in 0..n {
+        let r = sigmoid_ref(gates[j]);
+        let z = sigmoid_ref(gates[n + j]);
+        let nv = tanh_ref(gates[2 * n + j] + r * ghn[j]);
+        h[j] = nv + z * (h_prev[j] - nv);
+        gates[j] = r;
+        gates[n + j] = z;
+        gates[2 * n + j] = nv;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

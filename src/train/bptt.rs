@@ -7,7 +7,8 @@ use crate::cell::{gru, lstm, rnn};
 use crate::config::CellKind;
 use crate::error::{check_finite, check_len, invalid, Result};
 use crate::forward::{pieces, split_state, split_state_mut, try_zeroed, LayerRec, Tape};
-use crate::kernels::gemm::{gemm, Mat};
+use crate::kernels::gemm::Mat;
+use crate::kernels::packed::{gemm_packed, PackedB};
 use crate::model::{head_view, Model};
 use crate::parallel::{batch_chunk, gemm_rows, install};
 use rayon::prelude::*;
@@ -177,6 +178,16 @@ fn layer_backward(
         Vec::new()
     };
 
+    // W_hh packed as the B of `dG · W_hh` (rows = gates): once per call, reused by
+    // every chunk and step. The notes' GRU splits it as forward does.
+    let packs = if cell == CellKind::Gru {
+        [
+            PackedB::from_rows(&lw.w_hh[..2 * h * h], 2 * h, h, h),
+            PackedB::from_rows(&lw.w_hh[2 * h * h..], h, h, h),
+        ]
+    } else {
+        [PackedB::from_rows(lw.w_hh, gh, h, h), PackedB::default()]
+    };
     let cb = batch_chunk(batch);
     let n = batch.div_ceil(cb);
     let jobs: Vec<_> = pieces(&mut dgx, cb * t * gh, n)
@@ -209,7 +220,7 @@ fn layer_backward(
             };
             recur_back_chunk(
                 model,
-                k,
+                &packs,
                 t,
                 &chunk,
                 part(dht, h),
@@ -296,7 +307,7 @@ struct Chunk<'a> {
 #[allow(clippy::too_many_arguments)]
 fn recur_back_chunk(
     model: &Model,
-    k: usize,
+    packs: &[PackedB; 2],
     t: usize,
     r: &Chunk<'_>,
     dht: &[f32],
@@ -312,7 +323,6 @@ fn recur_back_chunk(
     let h = cfg.hidden_size;
     let gh = cell.gates() * h;
     let cb = r.h0.len() / h;
-    let lw = model.layer(k);
     let mut dh_next = dht.to_vec();
     let mut dc_next = dct.to_vec();
     let mut tc = vec![0.0f32; h];
@@ -342,19 +352,15 @@ fn recur_back_chunk(
                         &mut dgx[at(i, gh)..at(i, gh) + gh],
                     );
                 }
-                gemm(
-                    1.0,
-                    Mat {
-                        data: &dgx[s * gh + 2 * h..],
-                        rows: cb,
-                        cols: h,
-                        rs: t * gh,
-                        cs: 1,
-                    },
-                    Mat::rm(&lw.w_hh[2 * h * h..], h, h, h),
-                    0.0,
+                // drh = dn · W_hn
+                gemm_packed(
+                    cb,
+                    &dgx[s * gh + 2 * h..],
+                    t * gh,
+                    &packs[1],
                     &mut drh,
                     h,
+                    false,
                 );
                 for i in 0..cb {
                     gru::backward_notes_rz(
@@ -366,19 +372,14 @@ fn recur_back_chunk(
                         &mut direct[i * h..(i + 1) * h],
                     );
                 }
-                gemm(
-                    1.0,
-                    Mat {
-                        data: &dgx[s * gh..],
-                        rows: cb,
-                        cols: 2 * h,
-                        rs: t * gh,
-                        cs: 1,
-                    },
-                    Mat::rm(&lw.w_hh[..2 * h * h], 2 * h, h, h),
-                    0.0,
+                gemm_packed(
+                    cb,
+                    &dgx[s * gh..],
+                    t * gh,
+                    &packs[0],
                     &mut dh_next,
                     h,
+                    false,
                 );
                 add(&mut dh_next, &direct);
             }
@@ -419,20 +420,7 @@ fn recur_back_chunk(
                     }
                 }
                 let dg: &[f32] = if cell == CellKind::GruLbr { dgh } else { dgx };
-                gemm(
-                    1.0,
-                    Mat {
-                        data: &dg[s * gh..],
-                        rows: cb,
-                        cols: gh,
-                        rs: t * gh,
-                        cs: 1,
-                    },
-                    Mat::rm(lw.w_hh, gh, h, h),
-                    0.0,
-                    &mut dh_next,
-                    h,
-                );
+                gemm_packed(cb, &dg[s * gh..], t * gh, &packs[0], &mut dh_next, h, false);
                 if cell == CellKind::GruLbr {
                     add(&mut dh_next, &direct);
                 }

@@ -115,3 +115,83 @@ pub(crate) fn sigmoid(x: &mut [f32]) {
 pub(crate) fn tanh(x: &mut [f32]) {
     map(x, |v| tanh_v(v));
 }
+
+/// Lanes `0..min(rem, 8)` on (all bits set), for `maskload`/`maskstore`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn lanes(rem: usize) -> __m256i {
+    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_cmpgt_epi32(_mm256_set1_epi32(rem.min(LANES) as i32), lane)
+}
+
+/// Fused LSTM pointwise pass, as [`super::avx512::lstm_cell`] on 8 lanes.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) fn lstm_cell(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
+    let n = c.len();
+    assert!(gates.len() == 4 * n && c_prev.len() == n && h.len() == n);
+    let (gp, cpp, cp, hp) = (
+        gates.as_mut_ptr(),
+        c_prev.as_ptr(),
+        c.as_mut_ptr(),
+        h.as_mut_ptr(),
+    );
+    let mut j = 0;
+    while j < n {
+        let k = lanes(n - j);
+        // SAFETY: the lanes enabled by `k` are units j..min(j+8, n); with the lengths
+        // asserted above every access is inside its slice (gate q of unit j at q*n + j).
+        unsafe {
+            let i = sigmoid_v(_mm256_maskload_ps(gp.add(j), k));
+            let f = sigmoid_v(_mm256_maskload_ps(gp.add(n + j), k));
+            let g = tanh_v(_mm256_maskload_ps(gp.add(2 * n + j), k));
+            let o = sigmoid_v(_mm256_maskload_ps(gp.add(3 * n + j), k));
+            let cv = _mm256_add_ps(
+                _mm256_mul_ps(f, _mm256_maskload_ps(cpp.add(j), k)),
+                _mm256_mul_ps(i, g),
+            );
+            let hv = _mm256_mul_ps(o, tanh_v(cv));
+            _mm256_maskstore_ps(gp.add(j), k, i);
+            _mm256_maskstore_ps(gp.add(n + j), k, f);
+            _mm256_maskstore_ps(gp.add(2 * n + j), k, g);
+            _mm256_maskstore_ps(gp.add(3 * n + j), k, o);
+            _mm256_maskstore_ps(cp.add(j), k, cv);
+            _mm256_maskstore_ps(hp.add(j), k, hv);
+        }
+        j += LANES;
+    }
+}
+
+/// Fused linear-before-reset GRU pointwise pass, as [`super::avx512::gru_lbr_cell`].
+#[target_feature(enable = "avx2,fma")]
+pub(crate) fn gru_lbr_cell(gates: &mut [f32], ghn: &[f32], h_prev: &[f32], h: &mut [f32]) {
+    let n = h.len();
+    assert!(gates.len() == 3 * n && ghn.len() == n && h_prev.len() == n);
+    let (gp, np, pp, hp) = (
+        gates.as_mut_ptr(),
+        ghn.as_ptr(),
+        h_prev.as_ptr(),
+        h.as_mut_ptr(),
+    );
+    let mut j = 0;
+    while j < n {
+        let k = lanes(n - j);
+        // SAFETY: as in `lstm_cell`: masked to units j..min(j+8, n) of slices whose
+        // lengths are asserted above.
+        unsafe {
+            let r = sigmoid_v(_mm256_maskload_ps(gp.add(j), k));
+            let z = sigmoid_v(_mm256_maskload_ps(gp.add(n + j), k));
+            let pre = _mm256_add_ps(
+                _mm256_maskload_ps(gp.add(2 * n + j), k),
+                _mm256_mul_ps(r, _mm256_maskload_ps(np.add(j), k)),
+            );
+            let nv = tanh_v(pre);
+            let hprev = _mm256_maskload_ps(pp.add(j), k);
+            let hv = _mm256_add_ps(nv, _mm256_mul_ps(z, _mm256_sub_ps(hprev, nv)));
+            _mm256_maskstore_ps(gp.add(j), k, r);
+            _mm256_maskstore_ps(gp.add(n + j), k, z);
+            _mm256_maskstore_ps(gp.add(2 * n + j), k, nv);
+            _mm256_maskstore_ps(hp.add(j), k, hv);
+        }
+        j += LANES;
+    }
+}

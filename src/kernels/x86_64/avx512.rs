@@ -141,3 +141,88 @@ pub(crate) fn sigmoid(x: &mut [f32]) {
 pub(crate) fn tanh(x: &mut [f32]) {
     map(x, |v| tanh_v(v));
 }
+
+/// Lanes `0..min(rem, 16)` on.
+#[inline]
+fn lanes(rem: usize) -> __mmask16 {
+    if rem >= LANES {
+        0xffff
+    } else {
+        ((1u32 << rem) - 1) as u16
+    }
+}
+
+/// Fused LSTM pointwise pass (the math of [`crate::kernels::reference::lstm_cell_ref`]):
+/// `i,f,o = σ`, `g = tanh` in place on `gates` (`[4n]`), `c = f⊙c_prev + i⊙g`,
+/// `h = o⊙tanh(c)`, 16 units per iteration, the tail masked.
+#[target_feature(enable = "avx512f")]
+pub(crate) fn lstm_cell(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
+    let n = c.len();
+    assert!(gates.len() == 4 * n && c_prev.len() == n && h.len() == n);
+    let (gp, cpp, cp, hp) = (
+        gates.as_mut_ptr(),
+        c_prev.as_ptr(),
+        c.as_mut_ptr(),
+        h.as_mut_ptr(),
+    );
+    let mut j = 0;
+    while j < n {
+        let k = lanes(n - j);
+        // SAFETY: the lanes enabled by `k` are units j..min(j+16, n); with the lengths
+        // asserted above every access is inside its slice (gate q of unit j at q*n + j).
+        unsafe {
+            let i = sigmoid_v(_mm512_maskz_loadu_ps(k, gp.add(j)));
+            let f = sigmoid_v(_mm512_maskz_loadu_ps(k, gp.add(n + j)));
+            let g = tanh_v(_mm512_maskz_loadu_ps(k, gp.add(2 * n + j)));
+            let o = sigmoid_v(_mm512_maskz_loadu_ps(k, gp.add(3 * n + j)));
+            let cv = _mm512_add_ps(
+                _mm512_mul_ps(f, _mm512_maskz_loadu_ps(k, cpp.add(j))),
+                _mm512_mul_ps(i, g),
+            );
+            let hv = _mm512_mul_ps(o, tanh_v(cv));
+            _mm512_mask_storeu_ps(gp.add(j), k, i);
+            _mm512_mask_storeu_ps(gp.add(n + j), k, f);
+            _mm512_mask_storeu_ps(gp.add(2 * n + j), k, g);
+            _mm512_mask_storeu_ps(gp.add(3 * n + j), k, o);
+            _mm512_mask_storeu_ps(cp.add(j), k, cv);
+            _mm512_mask_storeu_ps(hp.add(j), k, hv);
+        }
+        j += LANES;
+    }
+}
+
+/// Fused linear-before-reset GRU pointwise pass (the math of
+/// [`crate::kernels::reference::gru_lbr_cell_ref`]).
+#[target_feature(enable = "avx512f")]
+pub(crate) fn gru_lbr_cell(gates: &mut [f32], ghn: &[f32], h_prev: &[f32], h: &mut [f32]) {
+    let n = h.len();
+    assert!(gates.len() == 3 * n && ghn.len() == n && h_prev.len() == n);
+    let (gp, np, pp, hp) = (
+        gates.as_mut_ptr(),
+        ghn.as_ptr(),
+        h_prev.as_ptr(),
+        h.as_mut_ptr(),
+    );
+    let mut j = 0;
+    while j < n {
+        let k = lanes(n - j);
+        // SAFETY: as in `lstm_cell`: masked to units j..min(j+16, n) of slices whose
+        // lengths are asserted above.
+        unsafe {
+            let r = sigmoid_v(_mm512_maskz_loadu_ps(k, gp.add(j)));
+            let z = sigmoid_v(_mm512_maskz_loadu_ps(k, gp.add(n + j)));
+            let pre = _mm512_add_ps(
+                _mm512_maskz_loadu_ps(k, gp.add(2 * n + j)),
+                _mm512_mul_ps(r, _mm512_maskz_loadu_ps(k, np.add(j))),
+            );
+            let nv = tanh_v(pre);
+            let hprev = _mm512_maskz_loadu_ps(k, pp.add(j));
+            let hv = _mm512_add_ps(nv, _mm512_mul_ps(z, _mm512_sub_ps(hprev, nv)));
+            _mm512_mask_storeu_ps(gp.add(j), k, r);
+            _mm512_mask_storeu_ps(gp.add(n + j), k, z);
+            _mm512_mask_storeu_ps(gp.add(2 * n + j), k, nv);
+            _mm512_mask_storeu_ps(hp.add(j), k, hv);
+        }
+        j += LANES;
+    }
+}

@@ -1,0 +1,624 @@
+//! GEMM against a weight matrix packed once: `C (+)= A · B` where `B` (`[k][n]`) is
+//! cut into panels of `NR = 32` columns (zero-padded at the right edge), and groups of
+//! `GROUP = 4` panels are stored row-interleaved: group `g` is `k` rows of its panels'
+//! columns side by side (`[k][4·32]`). A single row of `A` (the streaming step) then
+//! reads each group as one contiguous stream, which the prefetcher keeps up with
+//! (measured on the H=128 LSTM step product: 98 GB/s from L2 panel by panel). The microkernel broadcasts one element of a row of
+//! `A` and FMAs it into two (AVX-512) or four (AVX2) vector accumulators per row, for up
+//! to 8 (AVX-512) or 3 (AVX2) rows of `A` at a time, reading `A` in place.
+//!
+//! This serves every product whose `B` is a weight matrix reused many times: the
+//! per-step recurrent product (`h · W_hhᵀ`), its backward (`dG · W_hh`), and every
+//! product of the streaming step. Unlike `matrixmultiply::sgemm`, it neither allocates
+//! nor re-packs per call (sgemm re-packs `B` on every call: for a 32×512×2048 step
+//! product that copy costs as much as the arithmetic).
+//!
+//! Each element of `C` is one dot product accumulated over `p = 0..k` in order, started
+//! from zero, then added to `C` (or stored): the result for a row does not depend on
+//! which other rows are in the same call. That makes batch chunking invisible in the
+//! output bits.
+
+use super::activation::{kernel_tier, Tier};
+
+/// Panel width in floats.
+pub const NR: usize = 32;
+/// Panels per interleaved group.
+pub const GROUP: usize = 4;
+
+/// Where panel `jp` starts in the packed data, and the row stride of its group.
+#[inline]
+fn panel_at(jp: usize, k: usize, panels: usize) -> (usize, usize) {
+    let g = jp / GROUP;
+    let in_group = (panels - g * GROUP).min(GROUP);
+    (g * GROUP * k * NR + (jp % GROUP) * NR, in_group * NR)
+}
+
+/// `B` (`[k][n]`) packed into `ceil(n / NR)` panels of `[k][NR]`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PackedB {
+    k: usize,
+    n: usize,
+    data: Vec<f32>,
+}
+
+impl PackedB {
+    /// Packs `B = Wᵀ` for a row-major `W` of `n` rows and `k` columns (a weight matrix
+    /// `[out][in]` used as `x · Wᵀ`).
+    pub fn from_transposed(w: &[f32], n: usize, k: usize) -> PackedB {
+        assert!(w.len() >= n * k, "PackedB::from_transposed: W too short");
+        PackedB::pack(k, n, |p, j| w[j * k + p])
+    }
+
+    /// Packs a row-major `B` of `k` rows and `n` columns with row stride `ldb`.
+    pub fn from_rows(b: &[f32], k: usize, n: usize, ldb: usize) -> PackedB {
+        assert!(
+            k == 0 || n == 0 || b.len() >= (k - 1) * ldb + n,
+            "PackedB::from_rows: B too short"
+        );
+        PackedB::pack(k, n, |p, j| b[p * ldb + j])
+    }
+
+    fn pack(k: usize, n: usize, at: impl Fn(usize, usize) -> f32) -> PackedB {
+        let panels = n.div_ceil(NR);
+        let mut data = vec![0.0; panels * k * NR];
+        for jp in 0..panels {
+            let (off, ldb) = panel_at(jp, k, panels);
+            for p in 0..k {
+                let dst = &mut data[off + p * ldb..off + p * ldb + NR];
+                for (c, d) in dst.iter_mut().enumerate() {
+                    let j = jp * NR + c;
+                    if j < n {
+                        *d = at(p, j);
+                    }
+                }
+            }
+        }
+        PackedB { k, n, data }
+    }
+
+    /// Rows of `B` (the inner dimension).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Columns of `B`.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+}
+
+/// `C[i][j] = (accumulate ? C[i][j] : 0) + Σ_p A[i·lda + p] · B[p][j]` for `i < m`,
+/// `j < b.n()`, on the process-wide kernel tier. No allocation.
+///
+/// Panics (a bug, caught at the FFI boundary) if `A` or `C` is too short.
+pub fn gemm_packed(
+    m: usize,
+    a: &[f32],
+    lda: usize,
+    b: &PackedB,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    run(kernel_tier(), m, a, lda, b, c, ldc, accumulate)
+}
+
+/// [`gemm_packed`] on a given tier (falls back to the best available if the CPU lacks it).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_packed_with(
+    tier: Tier,
+    m: usize,
+    a: &[f32],
+    lda: usize,
+    b: &PackedB,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    run(tier.available_or_best(), m, a, lda, b, c, ldc, accumulate)
+}
+
+/// The dispatch; `tier` must be one this CPU runs (`kernel_tier()` or checked).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn run(
+    tier: Tier,
+    m: usize,
+    a: &[f32],
+    lda: usize,
+    b: &PackedB,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    let (k, n) = (b.k, b.n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        ldc >= n && c.len() >= (m - 1) * ldc + n,
+        "gemm_packed: C too short"
+    );
+    assert!(
+        k == 0 || (lda >= k && a.len() >= (m - 1) * lda + k),
+        "gemm_packed: A too short"
+    );
+    match tier {
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx512 => {
+            // SAFETY: both callers pass a tier this CPU runs (`kernel_tier()` is detected,
+            // `available_or_best` checks), so AVX-512F is present; the asserts above bound every row of A and C the kernel reads
+            // or writes, and B's panels hold exactly `panels * k * NR` floats.
+            unsafe {
+                x86::gemm_avx512(
+                    m,
+                    k,
+                    n,
+                    a.as_ptr(),
+                    lda,
+                    b.data.as_ptr(),
+                    c.as_mut_ptr(),
+                    ldc,
+                    accumulate,
+                )
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx2 => {
+            // SAFETY: as above, with AVX2 and FMA detected.
+            unsafe {
+                x86::gemm_avx2(
+                    m,
+                    k,
+                    n,
+                    a.as_ptr(),
+                    lda,
+                    b.data.as_ptr(),
+                    c.as_mut_ptr(),
+                    ldc,
+                    accumulate,
+                )
+            }
+        }
+        _ => gemm_scalar(m, k, n, a, lda, &b.data, c, ldc, accumulate),
+    }
+}
+
+/// The portable tier and the reference for the others.
+#[allow(clippy::too_many_arguments)]
+fn gemm_scalar(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    lda: usize,
+    bd: &[f32],
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    let panels = n.div_ceil(NR);
+    for jp in 0..panels {
+        let ncols = (n - jp * NR).min(NR);
+        let (off, ldb) = panel_at(jp, k, panels);
+        for i in 0..m {
+            let mut acc = [0.0f32; NR];
+            let arow = &a[i * lda..i * lda + k];
+            for (p, &av) in arow.iter().enumerate() {
+                for (s, &bv) in acc.iter_mut().zip(&bd[off + p * ldb..off + p * ldb + NR]) {
+                    *s += av * bv;
+                }
+            }
+            let crow = &mut c[i * ldc + jp * NR..i * ldc + jp * NR + ncols];
+            for (cv, s) in crow.iter_mut().zip(acc) {
+                *cv = if accumulate { *cv + s } else { s };
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! Row blocks of 8 (AVX-512) or 3 (AVX2) rows run panel by panel, so a panel stays in
+    //! L1/L2 while every block of rows streams past it. The leftover rows (all of them
+    //! for a streaming step with one or two streams) run several panels at once instead:
+    //! one row against one panel has only 2-4 accumulators, a chain too short to hide
+    //! the FMA latency.
+    use super::NR;
+    use std::arch::x86_64::*;
+
+    /// Rows of `A` per AVX-512 microkernel call in the main loop (16 accumulators).
+    const MR512: usize = 8;
+    /// Rows of `A` per AVX2 microkernel call in the main loop (12 accumulators).
+    const MR256: usize = 3;
+
+    /// Runs `$micro::<R, P>` over every panel for the `R` rows at `$a`/`$c`: groups of
+    /// `P` panels, then single panels.
+    /// Runs `$micro::<R, P>` over every panel for the `R` rows at `$a`/`$c`: within each
+    /// interleaved group, `P` panels at a time, then single panels.
+    macro_rules! panels {
+        ($micro:ident, $R:literal, $P:literal, $k:expr, $n:expr, $a:expr, $lda:expr, $b:expr, $c:expr, $ldc:expr, $acc:expr) => {{
+            let (k, n) = ($k, $n);
+            let panels = n.div_ceil(NR);
+            let mut jp = 0;
+            while jp < panels {
+                let (off, ldb) = super::panel_at(jp, k, panels);
+                let group_end = (jp / super::GROUP + 1) * super::GROUP;
+                #[allow(clippy::int_plus_one)]
+                let take = if jp + $P <= group_end.min(panels) {
+                    $P
+                } else {
+                    1
+                };
+                // SAFETY: panels jp..jp+take lie in one group, inside B; their columns
+                // from jp*NR are inside C's rows.
+                unsafe {
+                    if take == $P {
+                        $micro::<$R, $P>(
+                            k,
+                            $a,
+                            $lda,
+                            $b.add(off),
+                            ldb,
+                            $c.add(jp * NR),
+                            $ldc,
+                            n - jp * NR,
+                            $acc,
+                        )
+                    } else {
+                        $micro::<$R, 1>(
+                            k,
+                            $a,
+                            $lda,
+                            $b.add(off),
+                            ldb,
+                            $c.add(jp * NR),
+                            $ldc,
+                            n - jp * NR,
+                            $acc,
+                        )
+                    }
+                };
+                jp += take;
+            }
+        }};
+    }
+
+    /// # Safety
+    /// AVX-512F must be available; `a` must hold `m` rows of `k` at stride `lda`, `c`
+    /// `m` rows of `n` at stride `ldc`, `b` `ceil(n/NR)` panels of `k * NR`.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn gemm_avx512(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        acc: bool,
+    ) {
+        let full = m / MR512 * MR512;
+        if full > 0 {
+            let panels = n.div_ceil(NR);
+            for jp in 0..panels {
+                let (off, ldb) = super::panel_at(jp, k, panels);
+                let mut i = 0;
+                while i < full {
+                    // SAFETY: rows i..i+MR512 < m and panel jp are inside the extents.
+                    unsafe {
+                        micro512::<MR512, 1>(
+                            k,
+                            a.add(i * lda),
+                            lda,
+                            b.add(off),
+                            ldb,
+                            c.add(i * ldc + jp * NR),
+                            ldc,
+                            n - jp * NR,
+                            acc,
+                        )
+                    };
+                    i += MR512;
+                }
+            }
+        }
+        // SAFETY (the pointer offsets): rows `full..m` are inside the extents.
+        let (a, c) = unsafe { (a.add(full * lda), c.add(full * ldc)) };
+        match m - full {
+            0 => {}
+            1 => panels!(micro512, 1, 4, k, n, a, lda, b, c, ldc, acc),
+            2 => panels!(micro512, 2, 4, k, n, a, lda, b, c, ldc, acc),
+            3 => panels!(micro512, 3, 2, k, n, a, lda, b, c, ldc, acc),
+            4 => panels!(micro512, 4, 2, k, n, a, lda, b, c, ldc, acc),
+            5 => panels!(micro512, 5, 1, k, n, a, lda, b, c, ldc, acc),
+            6 => panels!(micro512, 6, 1, k, n, a, lda, b, c, ldc, acc),
+            _ => panels!(micro512, 7, 1, k, n, a, lda, b, c, ldc, acc),
+        }
+    }
+
+    /// `R` rows of `A` against `P` consecutive panels; `ncols` counts the columns of C
+    /// from the first panel's start (the last panel may be partial).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn micro512<const R: usize, const P: usize>(
+        k: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        ncols: usize,
+        accumulate: bool,
+    ) {
+        let mut s = [[[_mm512_setzero_ps(); 2]; P]; R];
+        for p in 0..k {
+            // SAFETY: p < k, so row p of each of the P panels and A element (r, p) are
+            // inside the extents.
+            unsafe {
+                let mut bv = [[_mm512_setzero_ps(); 2]; P];
+                for (q, v) in bv.iter_mut().enumerate() {
+                    let bp = b.add(p * ldb + q * NR);
+                    v[0] = _mm512_loadu_ps(bp);
+                    v[1] = _mm512_loadu_ps(bp.add(16));
+                }
+                for (r, sr) in s.iter_mut().enumerate() {
+                    let av = _mm512_set1_ps(*a.add(r * lda + p));
+                    for q in 0..P {
+                        sr[q][0] = _mm512_fmadd_ps(av, bv[q][0], sr[q][0]);
+                        sr[q][1] = _mm512_fmadd_ps(av, bv[q][1], sr[q][1]);
+                    }
+                }
+            }
+        }
+        let mask = |cols: usize| -> __mmask16 {
+            if cols >= 16 {
+                0xffff
+            } else {
+                ((1u32 << cols) - 1) as u16
+            }
+        };
+        for (r, sr) in s.iter().enumerate() {
+            for (q, sq) in sr.iter().enumerate() {
+                let cols = ncols.saturating_sub(q * NR).min(NR);
+                let (m0, m1) = (mask(cols), mask(cols.saturating_sub(16)));
+                // SAFETY: masked to the `cols` valid columns of panel q in row r of C.
+                unsafe {
+                    let cr = c.add(r * ldc + q * NR);
+                    let (mut v0, mut v1) = (sq[0], sq[1]);
+                    if accumulate {
+                        v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, cr), v0);
+                        v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, cr.add(16)), v1);
+                    }
+                    _mm512_mask_storeu_ps(cr, m0, v0);
+                    _mm512_mask_storeu_ps(cr.add(16), m1, v1);
+                }
+            }
+        }
+    }
+
+    /// # Safety
+    /// AVX2 and FMA must be available; extents as for [`gemm_avx512`].
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn gemm_avx2(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        acc: bool,
+    ) {
+        let full = m / MR256 * MR256;
+        if full > 0 {
+            let panels = n.div_ceil(NR);
+            for jp in 0..panels {
+                let (off, ldb) = super::panel_at(jp, k, panels);
+                let mut i = 0;
+                while i < full {
+                    // SAFETY: rows i..i+MR256 < m and panel jp are inside the extents.
+                    unsafe {
+                        micro256::<MR256, 1>(
+                            k,
+                            a.add(i * lda),
+                            lda,
+                            b.add(off),
+                            ldb,
+                            c.add(i * ldc + jp * NR),
+                            ldc,
+                            n - jp * NR,
+                            acc,
+                        )
+                    };
+                    i += MR256;
+                }
+            }
+        }
+        // SAFETY (the pointer offsets): rows `full..m` are inside the extents.
+        let (a, c) = unsafe { (a.add(full * lda), c.add(full * ldc)) };
+        match m - full {
+            0 => {}
+            1 => panels!(micro256, 1, 2, k, n, a, lda, b, c, ldc, acc),
+            _ => panels!(micro256, 2, 1, k, n, a, lda, b, c, ldc, acc),
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn micro256<const R: usize, const P: usize>(
+        k: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        ncols: usize,
+        accumulate: bool,
+    ) {
+        let mut s = [[[_mm256_setzero_ps(); 4]; P]; R];
+        for p in 0..k {
+            // SAFETY: p < k, so row p of each panel and A element (r, p) are inside the extents.
+            unsafe {
+                for q in 0..P {
+                    let bp = b.add(p * ldb + q * NR);
+                    let bv = [
+                        _mm256_loadu_ps(bp),
+                        _mm256_loadu_ps(bp.add(8)),
+                        _mm256_loadu_ps(bp.add(16)),
+                        _mm256_loadu_ps(bp.add(24)),
+                    ];
+                    for (r, sr) in s.iter_mut().enumerate() {
+                        let av = _mm256_set1_ps(*a.add(r * lda + p));
+                        for v in 0..4 {
+                            sr[q][v] = _mm256_fmadd_ps(av, bv[v], sr[q][v]);
+                        }
+                    }
+                }
+            }
+        }
+        for (r, sr) in s.iter().enumerate() {
+            for (q, sq) in sr.iter().enumerate() {
+                let cols = ncols.saturating_sub(q * NR).min(NR);
+                // SAFETY: only the `cols` valid columns of panel q in row r of C are
+                // touched; `buf` holds NR floats.
+                unsafe {
+                    let cr = c.add(r * ldc + q * NR);
+                    if cols == NR {
+                        for (v, &sv) in sq.iter().enumerate() {
+                            let mut x = sv;
+                            if accumulate {
+                                x = _mm256_add_ps(_mm256_loadu_ps(cr.add(8 * v)), x);
+                            }
+                            _mm256_storeu_ps(cr.add(8 * v), x);
+                        }
+                    } else {
+                        let mut buf = [0.0f32; NR];
+                        for (v, &sv) in sq.iter().enumerate() {
+                            _mm256_storeu_ps(buf.as_mut_ptr().add(8 * v), sv);
+                        }
+                        for (j, &bv) in buf.iter().enumerate().take(cols) {
+                            let d = cr.add(j);
+                            *d = if accumulate { *d + bv } else { bv };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::activation::available_tiers;
+
+    fn naive(m: usize, k: usize, n: usize, a: &[f32], lda: usize, b: &[f32]) -> Vec<f64> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k)
+                    .map(|p| a[i * lda + p] as f64 * b[p * n + j] as f64)
+                    .sum();
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn every_tier_matches_the_naive_product() {
+        let mut seed = 1u32;
+        let mut rnd = || {
+            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+            (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        };
+        for tier in available_tiers() {
+            for &(m, k, n) in &[
+                (1, 1, 1),
+                (1, 8, 32),
+                (3, 5, 7),
+                (8, 13, 33),
+                (9, 32, 64),
+                (17, 40, 100),
+                (2, 0, 5),
+                (5, 64, 31),
+                (11, 3, 96),
+                (1, 128, 512),
+                (1, 7, 200),
+                (2, 9, 130),
+                (3, 4, 97),
+                (4, 6, 260),
+                (12, 5, 160),
+                (13, 3, 64),
+            ] {
+                let lda = k + 3;
+                let a: Vec<f32> = (0..m * lda).map(|_| rnd()).collect();
+                let b: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
+                let want = naive(m, k, n, &a, lda, &b);
+                let packed = PackedB::from_rows(&b, k, n, n);
+                // Same B given as Wᵀ.
+                let w: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+                assert_eq!(PackedB::from_transposed(&w, n, k), packed);
+                let ldc = n + 2;
+                for accumulate in [false, true] {
+                    let mut c = vec![f32::NAN; m * ldc];
+                    for i in 0..m {
+                        for j in 0..n {
+                            c[i * ldc + j] = if accumulate { 1.0 } else { f32::NAN };
+                        }
+                    }
+                    gemm_packed_with(tier, m, &a, lda, &packed, &mut c, ldc, accumulate);
+                    for i in 0..m {
+                        for j in 0..n {
+                            let w = want[i * n + j] + if accumulate { 1.0 } else { 0.0 };
+                            let got = c[i * ldc + j] as f64;
+                            assert!(
+                                (got - w).abs() < 1e-5 * (1.0 + k as f64),
+                                "{tier:?} {m}x{k}x{n} ({i},{j}): {got} vs {w}"
+                            );
+                        }
+                        // Padding columns untouched.
+                        for j in n..ldc {
+                            assert!(
+                                c[i * ldc + j].is_nan() || i == m - 1,
+                                "{tier:?} wrote past n"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rows_do_not_depend_on_the_rest_of_the_call() {
+        let (k, n) = (37, 70);
+        let a: Vec<f32> = (0..20 * k)
+            .map(|i| ((i * 31) % 17) as f32 * 0.1 - 0.8)
+            .collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 7) % 13) as f32 * 0.05 - 0.3)
+            .collect();
+        let packed = PackedB::from_rows(&b, k, n, n);
+        for tier in available_tiers() {
+            let mut all = vec![0.0; 20 * n];
+            gemm_packed_with(tier, 20, &a, k, &packed, &mut all, n, false);
+            for i in 0..20 {
+                let mut one = vec![0.0; n];
+                gemm_packed_with(tier, 1, &a[i * k..], k, &packed, &mut one, n, false);
+                assert!(one
+                    .iter()
+                    .zip(&all[i * n..])
+                    .all(|(x, y)| x.to_bits() == y.to_bits()));
+            }
+        }
+    }
+}
