@@ -274,6 +274,15 @@ const char *rnn_version(void);
 uint32_t rnn_abi_version(void);
 
 /**
+ * The SIMD kernel tier this process uses: "avx512", "avx2" or "scalar". The best the CPU
+ * supports, unless the environment variable RNNCORE_KERNEL names another (read once,
+ * at the first use; a tier the CPU lacks falls back to the best available).
+ *
+ * Returns a static string (never NULL, never to be freed). Any thread, any time.
+ */
+const char *rnn_kernel_name(void);
+
+/**
  * This thread's last error message: which function failed, naming the argument and the
  * value it expected, e.g. "rnn_model_forward: y_len is 5, expected 6 (...)".
  *

@@ -12,6 +12,11 @@ cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test (release)"
 cargo test --release --all-targets
 cargo test --release --doc
+# Every kernel tier this CPU has runs the whole Rust suite (the default run used the best).
+for tier in avx2 scalar; do
+  echo "== cargo test with RNNCORE_KERNEL=$tier"
+  RNNCORE_KERNEL=$tier cargo test --release --tests --quiet
+done
 
 for lang in c cpp python; do
   script="bindings/$lang/run_tests.sh"

@@ -92,6 +92,9 @@ inline std::string status_str(rnn_status status) { return rnn_status_str(status)
 /// built with. `check_abi()` throws when the two differ.
 inline std::uint32_t abi_version() { return rnn_abi_version(); }
 
+/// The SIMD kernel tier in use: "avx512", "avx2" or "scalar".
+inline std::string kernel_name() { return rnn_kernel_name(); }
+
 /// Throws RNN_ERR_INVALID when the linked library's ABI generation is not this header's.
 inline void check_abi() {
   if (rnn_abi_version() != RNN_ABI_VERSION) {

@@ -28,9 +28,20 @@ pub extern "C" fn rnn_abi_version() -> u32 {
     RNN_ABI_VERSION
 }
 
-// rnn_kernel_name() goes here, next to rnn_version(): the SIMD tier in use ("avx512",
-// "avx2", "scalar") as a static NUL-terminated string, from `crate::kernel_name()`, with
-// no boundary needed beyond the usual one (it cannot fail). Added with the SIMD work.
+/// The SIMD kernel tier this process uses: "avx512", "avx2" or "scalar". The best the CPU
+/// supports, unless the environment variable RNNCORE_KERNEL names another (read once,
+/// at the first use; a tier the CPU lacks falls back to the best available).
+///
+/// Returns a static string (never NULL, never to be freed). Any thread, any time.
+#[no_mangle]
+pub extern "C" fn rnn_kernel_name() -> *const c_char {
+    let s: &'static std::ffi::CStr = match crate::kernel_name() {
+        "avx512" => c"avx512",
+        "avx2" => c"avx2",
+        _ => c"scalar",
+    };
+    s.as_ptr()
+}
 
 /// This thread's last error message: which function failed, naming the argument and the
 /// value it expected, e.g. "rnn_model_forward: y_len is 5, expected 6 (...)".

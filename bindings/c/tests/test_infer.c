@@ -32,6 +32,14 @@ static void test_version_and_status_strings(void) {
     CHECK(v != NULL);
     CHECK(sscanf(v, "%u.%u.%u%c", &major, &minor, &patch, &extra) == 3);
     CHECK(rnn_abi_version() == RNN_ABI_VERSION);
+    {
+        const char *k = rnn_kernel_name();
+        const char *forced = getenv("RNNCORE_KERNEL");
+        CHECK(k != NULL);
+        CHECK(strcmp(k, "avx512") == 0 || strcmp(k, "avx2") == 0 || strcmp(k, "scalar") == 0);
+        if (forced != NULL && strcmp(forced, "scalar") == 0)
+            CHECK(strcmp(k, "scalar") == 0);
+    }
     for (i = 0; i <= 8; i++) {
         CHECK(rnn_status_str((rnn_status)i) != NULL);
         for (j = 0; j < i; j++)

@@ -151,6 +151,8 @@ TEST(version_and_extras) {
   CHECK(rnncore::status_str(RNN_OK) != rnncore::status_str(RNN_ERR_NULL));
   CHECK(rnncore::abi_version() == RNN_ABI_VERSION);
   CHECK_STATUS(rnncore::check_abi(), RNN_OK);
+  const std::string k = rnncore::kernel_name();
+  CHECK(k == "avx512" || k == "avx2" || k == "scalar");
 }
 
 TEST(num_threads_roundtrip_and_determinism) {

@@ -41,6 +41,7 @@ __all__ = [
     "Targets",
     "Trainer",
     "abi_version",
+    "kernel_name",
     "get_num_threads",
     "library_path",
     "set_num_threads",
@@ -166,6 +167,11 @@ def version() -> str:
 def abi_version() -> int:
     """The C ABI's major version."""
     return int(lib.rnn_abi_version())
+
+
+def kernel_name() -> str:
+    """The SIMD kernel tier in use: "avx512", "avx2" or "scalar"."""
+    return lib.rnn_kernel_name().decode()
 
 
 def status_str(status: int) -> str:

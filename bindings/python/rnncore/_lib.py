@@ -79,6 +79,7 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "rnn_last_error": (c_char_p, []),
     "rnn_status_str": (c_char_p, [c_status]),
     "rnn_abi_version": (c_uint32, []),
+    "rnn_kernel_name": (c_char_p, []),
     "rnn_set_num_threads": (c_status, [c_size_t]),
     "rnn_get_num_threads": (c_size_t, []),
     # models

@@ -4,6 +4,7 @@ modified), streaming equivalences, training, threads, save/load."""
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 
 import numpy as np
@@ -44,6 +45,18 @@ def test_version_and_extras():
     assert rnncore.status_str(Status.OK) != rnncore.status_str(Status.ERR_NULL)
     assert rnncore.status_str(1000)  # outside the enum: still a string
     assert isinstance(lib.rnn_last_error(), bytes)  # never NULL
+    assert rnncore.kernel_name() in ("avx512", "avx2", "scalar")
+
+
+def test_kernel_tier_can_be_forced_by_environment():
+    import subprocess
+    import sys
+
+    code = "import rnncore; print(rnncore.kernel_name())"
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(rnncore.__file__)))
+    env = dict(os.environ, RNNCORE_KERNEL="scalar", PYTHONPATH=pkg_parent)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "scalar"
 
 
 def test_num_threads_and_determinism():

@@ -1,0 +1,247 @@
+"""Side-by-side timing of rnncore (through its C ABI, via the ctypes binding), PyTorch and
+ONNX Runtime on the same configurations, thread counts and inputs, interleaved in one
+run. Writes a markdown table and an SVG chart of the ratios.
+
+Run it through `benches/compare/run.sh`, which builds the library and prepares a Python
+environment; see that script for the options.
+
+What is timed, per configuration and thread count, as the median over `--reps`
+interleaved repetitions (the frameworks take turns, so drift in machine load hits all
+of them alike):
+  * infer: one forward pass over a whole batch of sequences from zero state
+    (PyTorch under `torch.inference_mode()`, ONNX Runtime from a `torch.onnx.export`
+    of the same weights, rnncore `rnn_model_forward`).
+  * train: one optimizer step: forward, MSE loss on every output, backward, SGD update
+    (PyTorch `loss.backward()` + `optim.SGD.step()`, rnncore `rnn_trainer_step_mse`).
+GFLOP/s counts 2 * B * T * G * H * (I + H) per layer for a forward pass and three times
+that for a training step. The GRU is PyTorch's (linear-before-reset) in every framework.
+"""
+
+import argparse
+import io
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
+
+import rnncore  # noqa: E402
+import torch  # noqa: E402
+
+try:
+    import onnxruntime as ort  # noqa: E402
+except ImportError:  # the table then says n/a
+    ort = None
+
+CELLS = {"lstm": (torch.nn.LSTM, "lstm", 4), "gru": (torch.nn.GRU, "gru_lbr", 3), "rnn": (torch.nn.RNN, "rnn_tanh", 1)}
+
+
+def gflop(cell, i, h, b, t, train):
+    g = CELLS[cell][2]
+    return (3 if train else 1) * 2 * b * t * g * h * (i + h) / 1e9
+
+
+def torch_module(cell, i, h, seed):
+    torch.manual_seed(seed)
+    mod = CELLS[cell][0](i, h, batch_first=True)
+    return mod
+
+
+def rnncore_from_torch(mod, cell, tmpdir):
+    """The same weights in rnncore, through a safetensors file (the real import path)."""
+    import json
+    import struct
+
+    sd = {k: v.detach().contiguous().numpy().astype(np.float32) for k, v in mod.state_dict().items()}
+    header, blobs, off = {}, [], 0
+    for k, v in sd.items():
+        b = v.tobytes()
+        header[k] = {"dtype": "F32", "shape": list(v.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    header["__metadata__"] = {"cell": CELLS[cell][1]}
+    hb = json.dumps(header).encode()
+    hb += b" " * ((8 - len(hb) % 8) % 8)
+    path = os.path.join(tmpdir, f"{cell}.safetensors")
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(hb)) + hb + b"".join(blobs))
+    return rnncore.Model.load(path)
+
+
+def ort_session(mod, x, threads):
+    if ort is None:
+        return None
+    buf = io.BytesIO()
+    with torch.no_grad():
+        try:
+            torch.onnx.export(mod, (torch.from_numpy(x),), buf, input_names=["x"], output_names=["y", "h"], dynamo=False)
+        except TypeError:
+            torch.onnx.export(mod, (torch.from_numpy(x),), buf, input_names=["x"], output_names=["y", "h"])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def run_config(kind, cell, shape, threads, reps, tmpdir, check):
+    i, h, b, t = shape
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1, 1, size=(b, t, i)).astype(np.float32)
+    mod = torch_module(cell, i, h, seed=1)
+    model = rnncore_from_torch(mod, cell, tmpdir)
+    torch.set_num_threads(threads)
+    rnncore.set_num_threads(threads)
+    runs = {}
+    if kind == "infer":
+        xt = torch.from_numpy(x)
+        sess = ort_session(mod, x, threads)
+
+        def t_torch():
+            with torch.inference_mode():
+                mod(xt)
+
+        runs = {"rnncore": lambda: model.forward(x), "pytorch": t_torch}
+        if sess is not None:
+            runs["onnxruntime"] = lambda: sess.run(None, {"x": x})
+        if check:
+            with torch.inference_mode():
+                want = mod(xt)[0].numpy()
+            got = model.forward(x)
+            err = float(np.abs(got - want).max())
+            assert err < 1e-4, f"{cell} {shape}: rnncore and PyTorch differ by {err}"
+            if sess is not None:
+                err = float(np.abs(sess.run(None, {"x": x})[0] - want).max())
+                assert err < 1e-4, f"{cell} {shape}: ONNX Runtime and PyTorch differ by {err}"
+    else:
+        target = rng.standard_normal(size=(b, t, h)).astype(np.float32)
+        xt, tt = torch.from_numpy(x), torch.from_numpy(target)
+        opt = torch.optim.SGD(mod.parameters(), lr=1e-6)
+        lossf = torch.nn.MSELoss()
+        trainer = rnncore.Trainer(model, optimizer="sgd", learning_rate=1e-6)
+
+        def t_torch():
+            opt.zero_grad(set_to_none=True)
+            loss = lossf(mod(xt)[0], tt)
+            loss.backward()
+            opt.step()
+
+        runs = {"rnncore": lambda: trainer.step_mse(x, target), "pytorch": t_torch}
+    for fn in runs.values():  # warm-up (and first-call allocations) outside the timing
+        fn()
+    times = {name: [] for name in runs}
+    names = list(runs)
+    for r in range(reps):
+        for j in range(len(names)):
+            name = names[(r + j) % len(names)]
+            times[name].append(timed(runs[name]))
+    med = {name: statistics.median(v) for name, v in times.items()}
+    model.close()
+    return med
+
+
+def svg_chart(rows, path):
+    """Grouped bars: rnncore's speedup over the faster of the others, per row."""
+    w, bar, gap, left, top = 900, 16, 6, 330, 40
+    height = top + len(rows) * (bar + gap) + 40
+    mx = max([r["ratio"] for r in rows if r["ratio"]] + [2.0])
+    scale = (w - left - 60) / mx
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{height}" font-family="sans-serif" font-size="12">',
+           f'<text x="{left}" y="20" font-size="14">rnncore speedup over the faster of PyTorch / ONNX Runtime (higher is better)</text>']
+    x1 = left + scale
+    out.append(f'<line x1="{x1:.1f}" y1="{top - 8}" x2="{x1:.1f}" y2="{height - 30}" stroke="#888" stroke-dasharray="4,3"/>')
+    out.append(f'<text x="{x1 + 3:.1f}" y="{height - 16}" fill="#555">1.0x</text>')
+    for n, r in enumerate(rows):
+        y = top + n * (bar + gap)
+        out.append(f'<text x="{left - 8}" y="{y + bar - 4}" text-anchor="end">{r["label"]}</text>')
+        if r["ratio"]:
+            color = "#2b8a3e" if r["ratio"] >= 1 else "#c92a2a"
+            out.append(f'<rect x="{left}" y="{y}" width="{r["ratio"] * scale:.1f}" height="{bar}" fill="{color}"/>')
+            out.append(f'<text x="{left + r["ratio"] * scale + 4:.1f}" y="{y + bar - 4}">{r["ratio"]:.2f}x</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+def machine():
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} logical CPUs"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--quick", action="store_true", help="small shapes only (a smoke run)")
+    ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    args = ap.parse_args()
+    threads = [int(v) for v in args.threads.split(",")]
+    if args.quick:
+        infer = [("lstm", (1, 32, 1, 256)), ("gru", (16, 32, 4, 16))]
+        train = [("lstm", (8, 16, 4, 16))]
+    else:
+        big = [(64, 128, 64, 64), (256, 512, 32, 64), (512, 1024, 64, 32)]
+        infer = [(c, (1, 32, 1, 4096)) for c in ("lstm", "gru")] + [(c, s) for s in big for c in CELLS]
+        train = [(c, (1, 32, 16, 1024)) for c in ("lstm", "gru")] + [(c, s) for s in big for c in CELLS]
+    os.makedirs(args.out, exist_ok=True)
+    import tempfile
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, configs in (("infer", infer), ("train", train)):
+            for cell, shape in configs:
+                for th in threads:
+                    med = run_config(kind, cell, shape, th, args.reps, tmp, check=(th == threads[0]))
+                    others = [v for k, v in med.items() if k != "rnncore"]
+                    ratio = min(others) / med["rnncore"] if others else None
+                    i, h, b, t = shape
+                    label = f"{kind} {cell} I{i} H{h} B{b} T{t} x{th}"
+                    rows.append({"kind": kind, "cell": cell, "shape": shape, "threads": th, "med": med,
+                                 "ratio": ratio, "label": label,
+                                 "gflops": gflop(cell, i, h, b, t, kind == "train") / med["rnncore"]})
+                    print(label, {k: f"{v * 1e3:.2f} ms" for k, v in med.items()},
+                          f"ratio {ratio:.2f}" if ratio else "", flush=True)
+    lines = [
+        f"Machine: {machine()}; Python {platform.python_version()}, PyTorch {torch.__version__}, "
+        f"ONNX Runtime {ort.__version__ if ort else 'n/a'}, rnncore {rnncore.version()} "
+        f"(kernel {rnncore.kernel_name() if hasattr(rnncore, 'kernel_name') else '?'}). "
+        f"Median of {args.reps} interleaved repetitions; times in ms.",
+        "",
+        "| what | cell | I, H, B, T | threads | rnncore | PyTorch | ONNX Runtime | rnncore GFLOP/s | speedup vs best other |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        m = r["med"]
+        f = lambda k: f"{m[k] * 1e3:.2f}" if k in m else "n/a"  # noqa: E731
+        lines.append(f"| {r['kind']} | {r['cell']} | {', '.join(map(str, r['shape']))} | {r['threads']} | "
+                     f"{f('rnncore')} | {f('pytorch')} | {f('onnxruntime')} | {r['gflops']:.1f} | "
+                     f"{r['ratio']:.2f}x |")
+    md = "\n".join(lines) + "\n"
+    with open(os.path.join(args.out, "latest.md"), "w") as fh:
+        fh.write(md)
+    svg_chart(rows, os.path.join(args.out, "latest.svg"))
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
