@@ -129,6 +129,29 @@ pub const MAX_DIM: usize = 1 << 20;
 /// Upper bound on the number of layers.
 pub const MAX_LAYERS: usize = 1024;
 
+impl std::fmt::Display for ModelConfig {
+    /// Compact, for messages: `lstm I=3 H=16 layers=2 head=4 (softmax)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} I={} H={} layers={}",
+            self.cell.name(),
+            self.input_size,
+            self.hidden_size,
+            self.num_layers
+        )?;
+        if self.has_head() {
+            write!(
+                f,
+                " head={} ({})",
+                self.output_size,
+                self.output_activation.name()
+            )?;
+        }
+        Ok(())
+    }
+}
+
 impl ModelConfig {
     /// A config with no head.
     pub fn new(cell: CellKind, input_size: usize, hidden_size: usize, num_layers: usize) -> Self {

@@ -167,7 +167,7 @@ impl State {
     pub(crate) fn check_model(&self, cfg: &ModelConfig) -> Result<()> {
         if self.config != *cfg {
             return Err(invalid!(
-                "state was made for a model with config {:?}, not {:?}",
+                "state was made for a model with config {}, not {}",
                 self.config,
                 cfg
             ));

@@ -151,6 +151,36 @@ fn non_finite_steps_are_refused_and_change_nothing() {
 }
 
 #[test]
+fn a_state_that_overflows_is_refused_with_weights_and_state_unchanged() {
+    // relu RNN with huge recurrent weights: h overflows to inf within a few steps while
+    // the zero head keeps the outputs (and so the loss) finite.
+    let cfg = ModelConfig::new(CellKind::RnnRelu, 1, 2, 1).with_head(1, OutputActivation::Identity);
+    let mut p = vec![0.0f32; rnncore::model::ParamLayout::new(&cfg).unwrap().total()];
+    let model0 = Model::from_parameters(cfg, p.clone()).unwrap();
+    let whh = model0.layout().find("weight_hh_l0").unwrap().clone();
+    let wih = model0.layout().find("weight_ih_l0").unwrap().clone();
+    p[whh.offset..whh.offset + whh.len].fill(1e20);
+    p[wih.offset..wih.offset + wih.len].fill(1.0);
+    let mut model = Model::from_parameters(cfg, p).unwrap();
+    let before = model.parameters().to_vec();
+    let mut trainer = Trainer::new(&model, TrainConfig::sgd(0.1, 0.0)).unwrap();
+    let mut state = State::new(&model, 1).unwrap();
+    let e = trainer.step_mse(
+        &mut model,
+        Some(&mut state),
+        &[1.0; 5],
+        1,
+        5,
+        &[0.0; 5],
+        Targets::EveryStep,
+    );
+    assert!(matches!(e, Err(Error::NonFinite(_))), "{e:?}");
+    assert_eq!(model.parameters(), &before[..]);
+    assert!(state.as_slice().iter().all(|&v| v == 0.0));
+    assert_eq!(trainer.steps(), 0);
+}
+
+#[test]
 fn truncated_bptt_carries_the_state_between_chunks() {
     let cfg = ModelConfig::new(CellKind::Gru, 1, 6, 1).with_head(1, OutputActivation::Identity);
     let mut model = Model::new(cfg, 8).unwrap();

@@ -42,7 +42,7 @@ impl Model {
         let cfg = *self.config();
         if tape.config != cfg {
             return Err(invalid!(
-                "tape was recorded by a model with config {:?}, this model has {:?}",
+                "tape was recorded by a model with config {}, this model has {}",
                 tape.config,
                 cfg
             ));

@@ -138,6 +138,11 @@ impl Trainer {
                 "the loss is {loss}; weights left unchanged"
             )));
         }
+        // Checked before anything changes: a state that cannot be handed back must not
+        // leave the weights updated behind an error.
+        if state.is_some() {
+            check_finite("final state", tape.final_state())?;
+        }
         let grads = model.backward(&tape, &d, None, false)?;
         self.apply_gradients(model, grads.params)?;
         if let Some(s) = state {
@@ -173,7 +178,7 @@ impl Trainer {
     fn check_model(&self, model: &Model) -> Result<()> {
         if *model.config() != self.model_config {
             return Err(invalid!(
-                "trainer was made for a model with config {:?}, not {:?}",
+                "trainer was made for a model with config {}, not {}",
                 self.model_config,
                 model.config()
             ));
