@@ -8,10 +8,9 @@
 use crate::cell::{gru, lstm, rnn};
 use crate::config::{CellKind, ModelConfig, OutputActivation};
 use crate::error::{check_finite, check_len, checked_size, invalid, Error, Result};
-use crate::kernels::gemm::Mat;
 use crate::kernels::packed::gemm_packed;
 use crate::model::Model;
-use crate::parallel::{batch_chunk, gemm_rows, install};
+use crate::parallel::{batch_chunk, gemm_packed_rows, install};
 use rayon::prelude::*;
 
 /// What one layer's forward keeps for backward; every buffer is batch-major `[B][T][·]`.
@@ -205,14 +204,8 @@ impl Model {
                     for row in logits.chunks_mut(o) {
                         row.copy_from_slice(hw.bias);
                     }
-                    gemm_rows(
-                        1.0,
-                        Mat::rm(top, rows, h, h),
-                        Mat::rm(hw.weight, o, h, h).t(),
-                        1.0,
-                        &mut logits,
-                        o,
-                    );
+                    let _ = hw;
+                    gemm_packed_rows(rows, top, h, &self.head_t, &mut logits, o, true);
                     logits
                 }
                 None => Vec::new(),
@@ -323,13 +316,14 @@ fn layer_forward(
     for row in gates.chunks_mut(gh) {
         row.copy_from_slice(bias);
     }
-    gemm_rows(
-        1.0,
-        Mat::rm(input, rows, inp, inp),
-        Mat::rm(lw.w_ih, gh, inp, inp).t(),
-        1.0,
+    gemm_packed_rows(
+        rows,
+        input,
+        inp,
+        &model.packed[k].w_ih_t,
         &mut gates,
         gh,
+        true,
     );
 
     let mut hs = try_zeroed(rows * h)?;

@@ -65,6 +65,37 @@ pub(crate) fn batch_chunk(batch: usize) -> usize {
 /// Rows of one block of a hoisted product.
 const ROW_BLOCK: usize = 256;
 
+/// `C (+)= A · B` with `B` packed once (`kernels::packed`), rows split into blocks of
+/// `ROW_BLOCK` run in parallel. A block of `A` (256 rows) stays in L2 while every panel
+/// of `B` streams past it. Rows are independent in the packed kernel, so the split
+/// changes no bit.
+pub(crate) fn gemm_packed_rows(
+    m: usize,
+    a: &[f32],
+    lda: usize,
+    b: &crate::kernels::packed::PackedB,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    use crate::kernels::packed::gemm_packed;
+    if m == 0 || b.n() == 0 {
+        return;
+    }
+    let c = &mut c[..(m - 1) * ldc + b.n()];
+    if m <= ROW_BLOCK {
+        gemm_packed(m, a, lda, b, c, ldc, accumulate);
+        return;
+    }
+    c.par_chunks_mut(ROW_BLOCK * ldc)
+        .enumerate()
+        .for_each(|(i, cblk)| {
+            let r0 = i * ROW_BLOCK;
+            let rows = (m - r0).min(ROW_BLOCK);
+            gemm_packed(rows, &a[r0 * lda..], lda, b, cblk, ldc, accumulate);
+        });
+}
+
 /// `C = alpha·A·B + beta·C` split into fixed blocks of rows run in parallel. Every
 /// element of `C` is computed by one call over the whole inner dimension, so the split
 /// does not change a single bit.

@@ -24,6 +24,8 @@ use super::activation::{kernel_tier, Tier};
 pub const NR: usize = 32;
 /// Panels per interleaved group.
 pub const GROUP: usize = 4;
+/// Rows of `B` per pass over `C` (see `run`).
+const KC: usize = 256;
 
 /// Where panel `jp` starts in the packed data, and the row stride of its group.
 #[inline]
@@ -145,39 +147,55 @@ fn run(
     );
     match tier {
         #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 => {
-            // SAFETY: both callers pass a tier this CPU runs (`kernel_tier()` is detected,
-            // `available_or_best` checks), so AVX-512F is present; the asserts above bound every row of A and C the kernel reads
-            // or writes, and B's panels hold exactly `panels * k * NR` floats.
-            unsafe {
-                x86::gemm_avx512(
-                    m,
-                    k,
-                    n,
-                    a.as_ptr(),
-                    lda,
-                    b.data.as_ptr(),
-                    c.as_mut_ptr(),
-                    ldc,
-                    accumulate,
-                )
-            }
-        }
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx2 => {
-            // SAFETY: as above, with AVX2 and FMA detected.
-            unsafe {
-                x86::gemm_avx2(
-                    m,
-                    k,
-                    n,
-                    a.as_ptr(),
-                    lda,
-                    b.data.as_ptr(),
-                    c.as_mut_ptr(),
-                    ldc,
-                    accumulate,
-                )
+        Tier::Avx512 | Tier::Avx2 => {
+            // The inner dimension in chunks of KC rows of B, so that a panel's slice
+            // (KC x 32 floats, 32 KB) stays in L1 while every block of rows of A passes;
+            // later chunks add to C. Fixed chunking: results still do not depend on m.
+            let mut p0 = 0;
+            loop {
+                let kc = (k - p0).min(KC);
+                let acc = accumulate || p0 > 0;
+                // SAFETY: both callers pass a tier this CPU runs (`kernel_tier()` is
+                // detected, `available_or_best` checks), so its features are present; the
+                // asserts above bound every row of A (columns p0..p0+kc < k) and C the
+                // kernel touches, and B's panels hold `panels * k * NR` floats, of which
+                // rows p0..p0+kc are read.
+                unsafe {
+                    let ap = a.as_ptr().add(p0);
+                    if tier == Tier::Avx512 {
+                        x86::gemm_avx512(
+                            m,
+                            k,
+                            p0,
+                            kc,
+                            n,
+                            ap,
+                            lda,
+                            b.data.as_ptr(),
+                            c.as_mut_ptr(),
+                            ldc,
+                            acc,
+                        )
+                    } else {
+                        x86::gemm_avx2(
+                            m,
+                            k,
+                            p0,
+                            kc,
+                            n,
+                            ap,
+                            lda,
+                            b.data.as_ptr(),
+                            c.as_mut_ptr(),
+                            ldc,
+                            acc,
+                        )
+                    }
+                }
+                p0 += kc;
+                if p0 >= k {
+                    break;
+                }
             }
         }
         _ => gemm_scalar(m, k, n, a, lda, &b.data, c, ldc, accumulate),
@@ -237,12 +255,13 @@ mod x86 {
     /// Runs `$micro::<R, P>` over every panel for the `R` rows at `$a`/`$c`: within each
     /// interleaved group, `P` panels at a time, then single panels.
     macro_rules! panels {
-        ($micro:ident, $R:literal, $P:literal, $k:expr, $n:expr, $a:expr, $lda:expr, $b:expr, $c:expr, $ldc:expr, $acc:expr) => {{
-            let (k, n) = ($k, $n);
+        ($micro:ident, $R:literal, $P:literal, $kl:expr, $p0:expr, $k:expr, $n:expr, $a:expr, $lda:expr, $b:expr, $c:expr, $ldc:expr, $acc:expr) => {{
+            let (kl, p0, k, n) = ($kl, $p0, $k, $n);
             let panels = n.div_ceil(NR);
             let mut jp = 0;
             while jp < panels {
-                let (off, ldb) = super::panel_at(jp, k, panels);
+                let (off, ldb) = super::panel_at(jp, kl, panels);
+                let off = off + p0 * ldb;
                 let group_end = (jp / super::GROUP + 1) * super::GROUP;
                 #[allow(clippy::int_plus_one)]
                 let take = if jp + $P <= group_end.min(panels) {
@@ -291,6 +310,8 @@ mod x86 {
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn gemm_avx512(
         m: usize,
+        kl: usize,
+        p0: usize,
         k: usize,
         n: usize,
         a: *const f32,
@@ -304,7 +325,8 @@ mod x86 {
         if full > 0 {
             let panels = n.div_ceil(NR);
             for jp in 0..panels {
-                let (off, ldb) = super::panel_at(jp, k, panels);
+                let (off, ldb) = super::panel_at(jp, kl, panels);
+                let off = off + p0 * ldb;
                 let mut i = 0;
                 while i < full {
                     // SAFETY: rows i..i+MR512 < m and panel jp are inside the extents.
@@ -329,13 +351,13 @@ mod x86 {
         let (a, c) = unsafe { (a.add(full * lda), c.add(full * ldc)) };
         match m - full {
             0 => {}
-            1 => panels!(micro512, 1, 4, k, n, a, lda, b, c, ldc, acc),
-            2 => panels!(micro512, 2, 4, k, n, a, lda, b, c, ldc, acc),
-            3 => panels!(micro512, 3, 2, k, n, a, lda, b, c, ldc, acc),
-            4 => panels!(micro512, 4, 2, k, n, a, lda, b, c, ldc, acc),
-            5 => panels!(micro512, 5, 1, k, n, a, lda, b, c, ldc, acc),
-            6 => panels!(micro512, 6, 1, k, n, a, lda, b, c, ldc, acc),
-            _ => panels!(micro512, 7, 1, k, n, a, lda, b, c, ldc, acc),
+            1 => panels!(micro512, 1, 4, kl, p0, k, n, a, lda, b, c, ldc, acc),
+            2 => panels!(micro512, 2, 4, kl, p0, k, n, a, lda, b, c, ldc, acc),
+            3 => panels!(micro512, 3, 2, kl, p0, k, n, a, lda, b, c, ldc, acc),
+            4 => panels!(micro512, 4, 2, kl, p0, k, n, a, lda, b, c, ldc, acc),
+            5 => panels!(micro512, 5, 1, kl, p0, k, n, a, lda, b, c, ldc, acc),
+            6 => panels!(micro512, 6, 1, kl, p0, k, n, a, lda, b, c, ldc, acc),
+            _ => panels!(micro512, 7, 1, kl, p0, k, n, a, lda, b, c, ldc, acc),
         }
     }
 
@@ -407,6 +429,8 @@ mod x86 {
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn gemm_avx2(
         m: usize,
+        kl: usize,
+        p0: usize,
         k: usize,
         n: usize,
         a: *const f32,
@@ -420,7 +444,8 @@ mod x86 {
         if full > 0 {
             let panels = n.div_ceil(NR);
             for jp in 0..panels {
-                let (off, ldb) = super::panel_at(jp, k, panels);
+                let (off, ldb) = super::panel_at(jp, kl, panels);
+                let off = off + p0 * ldb;
                 let mut i = 0;
                 while i < full {
                     // SAFETY: rows i..i+MR256 < m and panel jp are inside the extents.
@@ -445,8 +470,8 @@ mod x86 {
         let (a, c) = unsafe { (a.add(full * lda), c.add(full * ldc)) };
         match m - full {
             0 => {}
-            1 => panels!(micro256, 1, 2, k, n, a, lda, b, c, ldc, acc),
-            _ => panels!(micro256, 2, 1, k, n, a, lda, b, c, ldc, acc),
+            1 => panels!(micro256, 1, 2, kl, p0, k, n, a, lda, b, c, ldc, acc),
+            _ => panels!(micro256, 2, 1, kl, p0, k, n, a, lda, b, c, ldc, acc),
         }
     }
 
