@@ -5,6 +5,7 @@ pub mod cell;
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod io;
 pub mod kernels;
 pub mod model;
 pub mod parallel;

@@ -1,0 +1,54 @@
+//! Weight files. [`Model::load`] / [`Model::save`] read and write safetensors with
+//! PyTorch's `state_dict()` tensor names (see `shared/API.md`, "Weight files"):
+//!
+//! | tensor | shape |
+//! | --- | --- |
+//! | `weight_ih_l{k}` | `[G·H, I]` for k = 0, `[G·H, H]` above |
+//! | `weight_hh_l{k}` | `[G·H, H]` |
+//! | `bias_ih_l{k}`, `bias_hh_l{k}` | `[G·H]` |
+//! | `head.weight`, `head.bias` | `[output_size, H]`, `[output_size]` |
+//!
+//! Gate order is PyTorch's (LSTM `i,f,g,o`; GRU `r,z,n`), the order rnncore keeps in
+//! memory, so loading never permutes. Loading is strict and loud: anything missing,
+//! extra, mis-shaped, of an unsupported dtype, duplicated, overlapping, truncated or
+//! non-finite is an [`Error::Format`](crate::Error::Format) naming the tensor; OS errors
+//! are [`Error::Io`](crate::Error::Io). Saving is atomic (temp file, fsync, rename).
+#![forbid(unsafe_code)]
+
+pub mod safetensors;
+
+use crate::error::Result;
+use crate::model::Model;
+use std::path::Path;
+
+pub use self::safetensors::{from_safetensors, load, save, to_safetensors, MAX_FILE_BYTES};
+
+impl Model {
+    /// Loads a model from a safetensors file (PyTorch tensor names; f32, f16, bf16 or f64).
+    ///
+    /// The config comes from the file's `__metadata__` where present, otherwise it is
+    /// inferred from the shapes (see `shared/API.md`). Errors: [`crate::Error::Io`] when
+    /// the file cannot be opened or read, [`crate::Error::Format`] (naming the tensor)
+    /// when it is not a valid model file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+        load(path.as_ref())
+    }
+
+    /// Parses a model from the bytes of a safetensors file (as [`Model::load`]).
+    pub fn from_safetensors(bytes: &[u8]) -> Result<Model> {
+        from_safetensors(bytes)
+    }
+
+    /// The model as the bytes of a safetensors file: f32 tensors without prefix in
+    /// `state_dict()` order, and every config key in `__metadata__`.
+    pub fn to_safetensors(&self) -> Result<Vec<u8>> {
+        to_safetensors(self)
+    }
+
+    /// Writes [`Model::to_safetensors`] to `path` atomically: a temp file in the same
+    /// directory, fsync, then rename over `path`. On failure the temp file is removed and
+    /// an existing file at `path` is left as it was.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        save(self, path.as_ref())
+    }
+}
