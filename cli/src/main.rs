@@ -6,12 +6,16 @@
 
 #![forbid(unsafe_code)]
 
+mod bench;
 mod common;
 mod error;
 mod generate;
+mod inspect;
 mod modelfile;
 mod progress;
+mod run;
 mod tasks;
+mod wav;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -33,6 +37,12 @@ enum Command {
     Train(tasks::TrainArgs),
     /// Sample text from a model made by `train --task charlm`.
     Generate(generate::GenerateArgs),
+    /// Run a model over a CSV, raw float32 or WAV file, streaming in blocks.
+    Run(run::RunArgs),
+    /// Show a model file: cell, sizes, parameter count, tensors, metadata.
+    Inspect(inspect::InspectArgs),
+    /// Measure step latency, block forward and sequence throughput on this machine.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +51,9 @@ fn main() -> ExitCode {
         None => Ok(()),
         Some(Command::Train(a)) => tasks::run(a),
         Some(Command::Generate(a)) => generate::run(a),
+        Some(Command::Run(a)) => run::run(a),
+        Some(Command::Inspect(a)) => inspect::run(a),
+        Some(Command::Bench(a)) => bench::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
