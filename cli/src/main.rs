@@ -10,10 +10,12 @@ mod bench;
 mod common;
 mod error;
 mod generate;
+mod gradients;
 mod inspect;
 mod modelfile;
 mod progress;
 mod run;
+mod svg;
 mod tasks;
 mod wav;
 
@@ -43,6 +45,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Measure step latency, block forward and sequence throughput on this machine.
     Bench(bench::BenchArgs),
+    /// The vanishing-gradient experiment: ∂L/∂h_t against distance, and the adding problem.
+    Gradients(gradients::GradientsArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         Some(Command::Run(a)) => run::run(a),
         Some(Command::Inspect(a)) => inspect::run(a),
         Some(Command::Bench(a)) => bench::run(a),
+        Some(Command::Gradients(a)) => gradients::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
