@@ -17,6 +17,7 @@ mod progress;
 mod run;
 mod svg;
 mod tasks;
+mod tour;
 mod wav;
 
 use clap::{Parser, Subcommand};
@@ -47,12 +48,14 @@ enum Command {
     Bench(bench::BenchArgs),
     /// The vanishing-gradient experiment: ∂L/∂h_t against distance, and the adding problem.
     Gradients(gradients::GradientsArgs),
+    /// The tour that runs when no subcommand is given.
+    Tour,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        None => Ok(()),
+        None | Some(Command::Tour) => tour::run(),
         Some(Command::Train(a)) => tasks::run(a),
         Some(Command::Generate(a)) => generate::run(a),
         Some(Command::Run(a)) => run::run(a),
