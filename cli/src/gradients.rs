@@ -226,6 +226,8 @@ const EVAL: usize = 256;
 struct Run {
     solved_at: Option<usize>,
     last_mse: f64,
+    /// Largest global gradient norm (before clipping) over the run's steps.
+    max_norm: f64,
     model: Model,
 }
 
@@ -246,10 +248,11 @@ fn train_adding(cell: Cell, t: usize, clip: bool, a: &GradientsArgs) -> Result<R
             / EVAL as f64)
     };
     let mut last_mse = eval(&model)?;
+    let mut max_norm = 0.0f64;
     for step in 1..=a.steps {
         let (x, y) = adding_batch(a.batch, t, &mut rng);
         match trainer.step_mse(&mut model, None, &x, a.batch, t, &y, Targets::LastStep) {
-            Ok(_) => {}
+            Ok(_) => max_norm = max_norm.max(trainer.last_grad_norm()),
             // A diverged step is refused by the library with the weights unchanged: the
             // run has exploded; count it as not solved.
             Err(rnncore::Error::NonFinite(_)) => {
@@ -264,6 +267,7 @@ fn train_adding(cell: Cell, t: usize, clip: bool, a: &GradientsArgs) -> Result<R
                 return Ok(Run {
                     solved_at: Some(step),
                     last_mse,
+                    max_norm,
                     model,
                 });
             }
@@ -272,6 +276,7 @@ fn train_adding(cell: Cell, t: usize, clip: bool, a: &GradientsArgs) -> Result<R
     Ok(Run {
         solved_at: None,
         last_mse,
+        max_norm,
         model,
     })
 }
@@ -358,7 +363,9 @@ pub fn run(a: &GradientsArgs) -> Result<()> {
                 .collect::<String>()
         )];
         let mut runs = runs.into_iter();
+        let mut norms = Vec::new();
         for &cell in &a.cells {
+            let mut cell_max = 0.0f64;
             for clip in [false, true] {
                 let mut line = format!(
                     "{:<10}{:<6}",
@@ -371,6 +378,7 @@ pub fn run(a: &GradientsArgs) -> Result<()> {
                 );
                 for &len in lengths {
                     let r = runs.next().flatten().expect("one result per run")?;
+                    cell_max = cell_max.max(r.max_norm);
                     let cellv = match r.solved_at {
                         Some(s) => format!("yes @{s}"),
                         None => format!("no {:.3}", r.last_mse),
@@ -385,7 +393,12 @@ pub fn run(a: &GradientsArgs) -> Result<()> {
                 }
                 lines.push(line);
             }
+            norms.push(format!("{} {cell_max:.2}", cell.kind().name()));
         }
+        lines.push(format!(
+            "largest gradient norm before clipping, over all steps of all runs: {}",
+            norms.join(", ")
+        ));
         bar.finish_and_clear();
         adding = format!(
             "(b) adding problem: \"yes @N\" = MSE below {} on {EVAL} fresh sequences after N steps (checked every {}), \

@@ -25,8 +25,9 @@ use std::process::ExitCode;
 
 /// Train, run and inspect vanilla RNN, LSTM and GRU models on the CPU (rnncore).
 ///
-/// With no arguments: a one-minute tour (trains a character-level language model on
-/// embedded text, samples from it, and prints the vanishing-gradient table).
+/// With no arguments: a tour of about half a minute on embedded data (a character-level
+/// language model trained and sampled, dates translated by an encoder-decoder, a
+/// classifier, a waveform generator, and the vanishing-gradient table).
 #[derive(Parser, Debug)]
 #[command(name = "rnncore", version)]
 struct Cli {

@@ -54,7 +54,9 @@ pub fn line_chart(
         .fold(0.0f64, f64::max)
         .max(y_lo + 1.0);
     let sx = |x: f64| l + pw * x / x_max;
-    let sy = |y: f64| t + ph * (y_hi - y.log10()) / (y_hi - y_lo);
+    // Half a decade of headroom so a line at the top value stays off the frame.
+    let top = y_hi + 0.5;
+    let sy = |y: f64| t + ph * (top - y.log10()) / (top - y_lo);
     let mut s = String::new();
     let _ = writeln!(
         s,
