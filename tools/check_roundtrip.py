@@ -14,7 +14,9 @@ GRU from gen_fixtures.py, subclassed with a `head` when output_size > 0 so that
 state_dict() keys are exactly the file's), loaded with strict=True, run on the
 fixture input `x` from FIXDIR/{case}.data.safetensors (default tests/fixtures) and
 compared with the fixture's `y` (max abs diff <= atol). The config in the file must
-also match the fixture's. One line per file; exit status 1 on any mismatch or
+also match the fixture's. `{case}.{f64,f16,bf16}.model.safetensors` (no data file of
+their own) must instead hold exactly FIXDIR's file of that name upcast to float32.
+One line per file; exit status 1 on any mismatch or
 error, 2 on bad usage. Needs torch + safetensors (+ numpy).
 """
 
@@ -92,8 +94,32 @@ def forward(module, meta, x):
     return out
 
 
+DTYPE_TAGS = ("f64", "f16", "bf16")
+
+
+def check_dtype_variant(path, case, fixtures):
+    """`{base}.{f64,f16,bf16}.model.safetensors` re-saved by rnncore: every tensor must be
+    float32 and equal, exactly, to the original file's values upcast to float32 (each
+    of those dtypes' values, in range, is exactly a float32), under the same names."""
+    orig_path = os.path.join(fixtures, f"{case}.model.safetensors")
+    if not os.path.exists(orig_path):
+        return False, f"no original {orig_path}"
+    mine, orig = load_file(path), load_file(orig_path)
+    if sorted(mine) != sorted(orig):
+        return False, f"tensor names differ: {sorted(mine)} vs {sorted(orig)}"
+    bad_dtype = sorted({str(v.dtype) for v in mine.values()} - {"torch.float32"})
+    if bad_dtype:
+        return False, f"tensors not all float32: {bad_dtype}"
+    diff = [k for k in mine if not torch.equal(mine[k], orig[k].float())]
+    if diff:
+        return False, f"values differ from the original upcast to float32: {diff}"
+    return True, f"equal to {os.path.basename(orig_path)} upcast to float32"
+
+
 def check(path, fixtures, atol):
     case = os.path.basename(path)[: -len(".model.safetensors")]
+    if case.rsplit(".", 1)[-1] in DTYPE_TAGS and "." in case:
+        return check_dtype_variant(path, case, fixtures)
     data_path = os.path.join(fixtures, f"{case}.data.safetensors")
     if not os.path.exists(data_path):
         return False, f"no fixture {data_path}"

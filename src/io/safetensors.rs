@@ -62,20 +62,22 @@ pub fn load(path: &Path) -> Result<Model> {
 /// file system's length (never from the file's contents).
 fn read_file(path: &Path) -> Result<Vec<u8>> {
     let shown = path.display();
-    let file = File::open(path).map_err(|e| Error::Io(format!("cannot open {shown}: {e}")))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| Error::Io(format!("cannot stat {shown}: {e}")))?;
-    if meta.is_dir() {
+    // Look before opening: opening a FIFO would block, a directory opens "fine" on Linux.
+    let kind = fs::metadata(path).map_err(|e| Error::Io(format!("cannot open {shown}: {e}")))?;
+    if kind.is_dir() {
         return Err(Error::Io(format!(
             "cannot load {shown}: it is a directory, not a model file"
         )));
     }
-    if !meta.is_file() {
+    if !kind.is_file() {
         return Err(Error::Io(format!(
             "cannot load {shown}: not a regular file"
         )));
     }
+    let file = File::open(path).map_err(|e| Error::Io(format!("cannot open {shown}: {e}")))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::Io(format!("cannot stat {shown}: {e}")))?;
     let len = meta.len();
     if len > MAX_FILE_BYTES {
         return Err(format_err!(
@@ -427,7 +429,7 @@ fn convert(t: &RawTensor, data: &[u8], out: &mut Vec<f32>) -> Result<()> {
 
 /// IEEE binary16 to f32, exactly (every f16 value is an f32 value). Done by hand rather
 /// than through the `half` crate: it is a few lines, tested on all 65536 bit patterns.
-pub fn f16_to_f32(h: u16) -> f32 {
+pub(crate) fn f16_to_f32(h: u16) -> f32 {
     let sign = if h & 0x8000 != 0 { -1.0f32 } else { 1.0 };
     let exp = u32::from((h >> 10) & 0x1f);
     let man = u32::from(h & 0x3ff);
@@ -442,7 +444,7 @@ pub fn f16_to_f32(h: u16) -> f32 {
 }
 
 /// bfloat16 to f32: bfloat16 is the top half of an f32.
-pub fn bf16_to_f32(b: u16) -> f32 {
+pub(crate) fn bf16_to_f32(b: u16) -> f32 {
     f32::from_bits(u32::from(b) << 16)
 }
 

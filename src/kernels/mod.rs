@@ -4,3 +4,6 @@
 pub mod activation;
 pub mod gemm;
 pub mod gemv;
+pub mod reference;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
