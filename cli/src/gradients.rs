@@ -53,7 +53,7 @@ pub struct GradientsArgs {
     #[arg(long, value_delimiter = ',', default_values_t = [10usize, 20, 50, 100, 200])]
     pub lengths: Vec<usize>,
     /// (b): step budget per run.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 1000)]
     pub steps: usize,
     /// (b): solved when the MSE on fresh sequences is below this.
     #[arg(long, default_value_t = 0.01)]

@@ -111,7 +111,7 @@ pub fn run() -> Result<()> {
     .map_err(|e| crate::error::CliError(e.to_string()))?;
     gradients::run(&g.args)?;
     println!(
-        "\nTour finished in {:.0} s. Next: `rnncore gradients` (all lengths, about half a minute), \
+        "\nTour finished in {:.0} s. Next: `rnncore gradients` (all lengths, about 20 s), \
          `rnncore train --task dates|classify|generate-from-vector`, `rnncore bench`.",
         start.elapsed().as_secs_f64()
     );
