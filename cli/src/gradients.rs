@@ -283,8 +283,14 @@ fn train_adding(cell: Cell, t: usize, clip: bool, a: &GradientsArgs) -> Result<R
 
 /// `rnncore gradients`.
 pub fn run(a: &GradientsArgs) -> Result<()> {
-    if a.cells.is_empty() || a.seq_len < 1 || a.batch < 1 || a.seeds < 1 || a.hidden < 1 {
-        fail!("--cells, --seq-len, --batch, --seeds and --hidden must be non-empty / >= 1");
+    if a.cells.is_empty() || a.batch < 1 || a.seeds < 1 || a.hidden < 1 {
+        fail!("--cells must be non-empty and --batch, --seeds, --hidden >= 1");
+    }
+    if a.seq_len < 2 {
+        fail!(
+            "--seq-len is {}, expected >= 2 (one marker in each half)",
+            a.seq_len
+        );
     }
     if a.lengths.iter().any(|&t| t < 2) {
         fail!("--lengths must all be >= 2 (one marker in each half)");

@@ -594,10 +594,24 @@ fn errors_are_messages_with_a_non_zero_exit() {
     let e = fails(
         &d.0,
         &[
-            "train", "--task", "classify", "--hidden", "0", "--steps", "1",
+            "train", "--task", "classify", "--layers", "0", "--steps", "1",
         ],
     );
-    assert!(e.contains("hidden_size"), "{e}");
+    // The library's own message for a bad config.
+    assert!(e.contains("num_layers is 0"), "{e}");
+    let e = fails(
+        &d.0,
+        &[
+            "train",
+            "--task",
+            "charlm",
+            "--seq-len",
+            "0",
+            "--steps",
+            "1",
+        ],
+    );
+    assert!(e.contains("--seq-len is 0"), "{e}");
     let e = fails(&d.0, &["generate", "--model", &d.s("none.safetensors")]);
     assert!(e.contains("cannot open"), "{e}");
     let e = fails(

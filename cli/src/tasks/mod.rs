@@ -15,7 +15,7 @@ pub mod dates;
 pub mod wave;
 
 use crate::common::{train_config, Cell, Opt};
-use crate::error::Result;
+use crate::error::{fail, Result};
 use clap::{Args, ValueEnum};
 use rnncore::{CellKind, TrainConfig};
 use std::path::PathBuf;
@@ -178,6 +178,15 @@ impl Settings {
 
 /// `rnncore train`.
 pub fn run(args: &TrainArgs) -> Result<()> {
+    for (name, v) in [
+        ("--batch", args.batch),
+        ("--seq-len", args.seq_len),
+        ("--hidden", args.hidden),
+    ] {
+        if v == Some(0) {
+            fail!("{name} is 0, expected >= 1");
+        }
+    }
     rnncore::set_num_threads(args.threads)?;
     match args.task {
         Task::Charlm => charlm::command(args),
