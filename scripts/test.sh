@@ -8,10 +8,10 @@ cd "$(dirname "$0")/.."
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
-cargo clippy --all-targets --quiet -- -D warnings
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test (release)"
-cargo test --release --all-targets
-cargo test --release --doc
+cargo test --release --workspace --all-targets
+cargo test --release --workspace --doc
 # Every kernel tier this CPU has runs the whole Rust suite (the default run used the best).
 for tier in avx2 scalar; do
   echo "== cargo test with RNNCORE_KERNEL=$tier"

@@ -62,7 +62,7 @@ impl Log {
 
     /// Whether step `step` (0-based) ends a log interval (the last step always does).
     pub fn due(&self, step: usize) -> bool {
-        (step + 1) % self.log_every == 0 || step + 1 == self.steps
+        (step + 1).is_multiple_of(self.log_every) || step + 1 == self.steps
     }
 
     /// Prints the line for the interval ending at step `step` with `eval` appended, and

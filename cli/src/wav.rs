@@ -99,7 +99,7 @@ pub fn parse(b: &[u8]) -> Result<Wav> {
                     );
                 };
                 let data = &b[body..end];
-                if data.len() % (channels * width) != 0 {
+                if !data.len().is_multiple_of(channels * width) {
                     fail!(
                         "the data chunk holds {} bytes, not a whole number of {channels}-channel frames",
                         data.len()
@@ -142,7 +142,7 @@ pub fn encode(wav: &Wav) -> Result<Vec<u8>> {
         Sample::Float32 => (3u16, 4usize),
     };
     let ch = wav.channels;
-    if ch == 0 || ch > u16::MAX as usize || wav.samples.len() % ch != 0 {
+    if ch == 0 || ch > u16::MAX as usize || !wav.samples.len().is_multiple_of(ch) {
         fail!(
             "cannot write a WAV of {} samples in {ch} channels",
             wav.samples.len()

@@ -131,7 +131,7 @@ pub fn vocab() -> Vec<&'static str> {
 fn cardinal(n: usize) -> String {
     match n {
         1..=19 => UNITS[n].into(),
-        _ if n % 10 == 0 => TENS[n / 10].into(),
+        _ if n.is_multiple_of(10) => TENS[n / 10].into(),
         _ => format!("{}-{}", TENS[n / 10], UNITS[n % 10]),
     }
 }
@@ -167,7 +167,7 @@ fn year_words(y: usize, rng: &mut Rng) -> String {
 pub fn random_date(rng: &mut Rng) -> (String, String) {
     let y = 1900 + rng.below(200);
     let m = 1 + rng.below(12);
-    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let leap = y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400));
     let days = match m {
         2 if leap => 29,
         2 => 28,
