@@ -245,8 +245,9 @@ mod x86 {
     use super::NR;
     use std::arch::x86_64::*;
 
-    /// Rows of `A` per AVX-512 microkernel call in the main loop (16 accumulators).
-    const MR512: usize = 8;
+    /// Rows of `A` per AVX-512 microkernel call in the main loop (with two panels: 24
+    /// accumulators).
+    const MR512: usize = 6;
     /// Rows of `A` per AVX2 microkernel call in the main loop (12 accumulators).
     const MR256: usize = 3;
 
@@ -323,28 +324,49 @@ mod x86 {
     ) {
         let full = m / MR512 * MR512;
         if full > 0 {
+            // Two panels (64 columns) per call where the group has them: 6 rows x 4
+            // vectors = 24 accumulators, so each broadcast of A feeds four FMAs.
             let panels = n.div_ceil(NR);
-            for jp in 0..panels {
+            let mut jp = 0;
+            while jp < panels {
                 let (off, ldb) = super::panel_at(jp, kl, panels);
                 let off = off + p0 * ldb;
+                let pair = jp % super::GROUP + 1 < super::GROUP && jp + 1 < panels;
                 let mut i = 0;
                 while i < full {
-                    // SAFETY: rows i..i+MR512 < m and panel jp are inside the extents.
+                    // SAFETY: rows i..i+MR512 < m and panels jp (and jp+1 when `pair`,
+                    // in the same group) are inside the extents.
                     unsafe {
-                        micro512::<MR512, 1>(
-                            k,
-                            a.add(i * lda),
-                            lda,
-                            b.add(off),
-                            ldb,
-                            c.add(i * ldc + jp * NR),
-                            ldc,
-                            n - jp * NR,
-                            acc,
-                        )
+                        let (ai, ci) = (a.add(i * lda), c.add(i * ldc + jp * NR));
+                        if pair {
+                            micro512::<MR512, 2>(
+                                k,
+                                ai,
+                                lda,
+                                b.add(off),
+                                ldb,
+                                ci,
+                                ldc,
+                                n - jp * NR,
+                                acc,
+                            )
+                        } else {
+                            micro512::<MR512, 1>(
+                                k,
+                                ai,
+                                lda,
+                                b.add(off),
+                                ldb,
+                                ci,
+                                ldc,
+                                n - jp * NR,
+                                acc,
+                            )
+                        }
                     };
                     i += MR512;
                 }
+                jp += if pair { 2 } else { 1 };
             }
         }
         // SAFETY (the pointer offsets): rows `full..m` are inside the extents.
@@ -355,9 +377,7 @@ mod x86 {
             2 => panels!(micro512, 2, 4, kl, p0, k, n, a, lda, b, c, ldc, acc),
             3 => panels!(micro512, 3, 2, kl, p0, k, n, a, lda, b, c, ldc, acc),
             4 => panels!(micro512, 4, 2, kl, p0, k, n, a, lda, b, c, ldc, acc),
-            5 => panels!(micro512, 5, 1, kl, p0, k, n, a, lda, b, c, ldc, acc),
-            6 => panels!(micro512, 6, 1, kl, p0, k, n, a, lda, b, c, ldc, acc),
-            _ => panels!(micro512, 7, 1, kl, p0, k, n, a, lda, b, c, ldc, acc),
+            _ => panels!(micro512, 5, 1, kl, p0, k, n, a, lda, b, c, ldc, acc),
         }
     }
 
