@@ -8,10 +8,9 @@
 use crate::cell::{gru, lstm, rnn};
 use crate::config::{CellKind, ModelConfig, OutputActivation};
 use crate::error::{check_finite, check_len, checked_size, invalid, Error, Result};
-use crate::kernels::gemm::Mat;
 use crate::kernels::packed::gemm_packed;
 use crate::model::Model;
-use crate::parallel::{batch_chunk, gemm_packed_rows, gemm_rows, install};
+use crate::parallel::{batch_chunk, gemm_packed_rows, install};
 use rayon::prelude::*;
 
 /// What one layer's forward keeps for backward; every buffer is batch-major `[B][T][·]`.
