@@ -39,6 +39,8 @@ struct Scratch {
     rh: Vec<f32>,
     /// LSTM: the new cell state of one row, `[H]`.
     c: Vec<f32>,
+    /// The block's input with subnormals flushed, `[B][max_block][I]`.
+    x: Vec<f32>,
 }
 
 impl State {
@@ -92,6 +94,7 @@ impl State {
                     Vec::new()
                 },
                 c: vec![0.0; h],
+                x: try_zeroed(batch * max_block * cfg.input_size)?,
             },
         })
     }
@@ -235,11 +238,18 @@ impl Model {
         if seq_len == 0 {
             return Ok(());
         }
+        // Subnormal inputs (a fading tail of audio) would make every product with them
+        // slow; they are flushed like the state.
+        let mut xin = std::mem::take(&mut state.scratch.x);
+        let xf = &mut xin[..x.len()];
+        xf.copy_from_slice(x);
+        flush_tiny(xf);
         if state.batch == 1 && seq_len == 1 {
-            self.step_single(state, x, y);
+            self.step_single(state, xf, y);
         } else {
-            self.stream_block(state, x, seq_len, y);
+            self.stream_block(state, xf, seq_len, y);
         }
+        state.scratch.x = xin;
         Ok(())
     }
 
@@ -323,6 +333,7 @@ impl Model {
             ghb,
             rh,
             c: cnew,
+            ..
         } = scratch;
         let gates = &mut gates[..rows * gh];
         for k in 0..l {

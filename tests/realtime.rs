@@ -123,3 +123,26 @@ fn long_silence_leaves_no_subnormal_state() {
         }
     }
 }
+
+#[test]
+fn subnormal_inputs_are_treated_as_silence() {
+    // Products with subnormal operands are many times slower on x86; the streaming path
+    // flushes them, so a fading tail of 1e-40 behaves exactly like zeros.
+    for model in models() {
+        let cfg = *model.config();
+        let run = |v: f32| {
+            let mut state = State::with_block(&model, 2, 64).unwrap();
+            state.set(&vec![0.3; state.len()]).unwrap();
+            let x = vec![v; 2 * 64 * cfg.input_size];
+            let mut y = vec![0.0; 2 * 64 * model.output_size()];
+            model.forward_state(&mut state, &x, 64, &mut y).unwrap();
+            let mut y1 = vec![0.0; 2 * model.output_size()];
+            model
+                .step(&mut state, &x[..2 * cfg.input_size], &mut y1)
+                .unwrap();
+            (y, y1, state.as_slice().to_vec())
+        };
+        assert_eq!(run(1e-40), run(0.0), "{cfg:?}");
+        assert_eq!(run(-3e-39), run(0.0), "{cfg:?}");
+    }
+}
