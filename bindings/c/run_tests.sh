@@ -111,6 +111,11 @@ done
 echo "== examples"
 has infer && run "examples/infer (a fresh model)" "$out/infer"
 has stream_audio && run "examples/stream_audio (blocks == single samples)" "$out/stream_audio"
+# the three task shapes: each trains a small model and exits non-zero unless it beats
+# chance / the trivial predictor by the margin it states
+has one_to_many && run "examples/one_to_many (waveforms: MSE < 10% of the zero predictor's)" "$out/one_to_many"
+has many_to_one && run "examples/many_to_one (motifs, last-step loss: >= 90%, chance 25%)" "$out/many_to_one"
+has many_to_many && run "examples/many_to_many (delayed copy: >= 90%, chance 20%; step == forward)" "$out/many_to_many"
 if has train; then
     run "examples/train (loss falls, model saved)" "$out/train" "$out/tmp/trained.safetensors"
     has infer && run "examples/infer on the trained model file" "$out/infer" "$out/tmp/trained.safetensors"
