@@ -367,9 +367,120 @@ fn layer_forward(
     })
 }
 
-/// The recurrence of one batch chunk (`h0.len() / H` rows) over all `t` timesteps: per
-/// step one packed product `h_{t-1} · W_hhᵀ` accumulated into the gate rows (the notes'
-/// GRU: `W_{rz}` first, then `W_hn (r ⊙ h)`), then the fused pointwise pass per row.
+/// Where one timestep's outputs go: row `i` of each buffer starts at `i * ld`.
+pub(crate) struct StepRows<'a> {
+    /// Gate pre-activations with the input part and folded bias already in; they become
+    /// the activated gates.
+    pub gates: &'a mut [f32],
+    pub ldg: usize,
+    /// `h_t`.
+    pub h: &'a mut [f32],
+    pub ldh: usize,
+    /// LSTM: `c_t`; empty for other cells.
+    pub c: &'a mut [f32],
+    pub ldc: usize,
+    /// Notes' GRU: `r ⊙ h_{t-1}` (required: it is the operand of `W_hn`); linear-before-reset
+    /// GRU: `W_hn h_{t-1} + b_hn`, kept for backward when not empty.
+    pub extra: &'a mut [f32],
+    pub lde: usize,
+}
+
+/// `v[from..]`, or `v` itself when it is empty (an optional buffer).
+pub(crate) fn tail(v: &mut [f32], from: usize) -> &mut [f32] {
+    if v.is_empty() {
+        v
+    } else {
+        &mut v[from..]
+    }
+}
+
+/// One timestep of layer `k` for `m` rows, shared by the sequence forward and the
+/// streaming paths: the packed product `h_{t-1} · W_hhᵀ` accumulated into the gate rows
+/// (the notes' GRU: `W_{rz}` first, then `W_hn (r ⊙ h)`), then the fused pointwise pass
+/// per row. `hprev`/`cprev` are `[m][H]`; `ghb` is `[m][G*H]` scratch (linear-before-reset
+/// GRU only).
+pub(crate) fn recurrent_step(
+    model: &Model,
+    k: usize,
+    m: usize,
+    hprev: &[f32],
+    cprev: &[f32],
+    io: StepRows<'_>,
+    ghb: &mut [f32],
+) {
+    let cfg = model.config();
+    let cell = cfg.cell;
+    let h = cfg.hidden_size;
+    let gh = cell.gates() * h;
+    let pk = &model.packed[k];
+    let StepRows {
+        gates,
+        ldg,
+        h: hout,
+        ldh,
+        c: cout,
+        ldc,
+        extra,
+        lde,
+    } = io;
+    let hp = |i: usize| &hprev[i * h..(i + 1) * h];
+    match cell {
+        CellKind::Gru => {
+            gemm_packed(m, hprev, h, &pk.w_hh_t, gates, ldg, true);
+            for i in 0..m {
+                gru::forward_notes_rz(
+                    &mut gates[i * ldg..i * ldg + gh],
+                    hp(i),
+                    &mut extra[i * lde..i * lde + h],
+                );
+            }
+            gemm_packed(m, extra, lde, &pk.w_hn_t, &mut gates[2 * h..], ldg, true);
+            for i in 0..m {
+                gru::forward_notes_n(
+                    &mut gates[i * ldg..i * ldg + gh],
+                    hp(i),
+                    &mut hout[i * ldh..i * ldh + h],
+                );
+            }
+        }
+        CellKind::GruLbr => {
+            let b_hn = &model.layer(k).b_hh[2 * h..];
+            gemm_packed(m, hprev, h, &pk.w_hh_t, ghb, gh, false);
+            for i in 0..m {
+                let row = &mut gates[i * ldg..i * ldg + gh];
+                let ghr = &mut ghb[i * gh..(i + 1) * gh];
+                gru::add_hidden_lbr(row, ghr, b_hn);
+                if !extra.is_empty() {
+                    // Kept for backward: ∂n/∂r needs W_hn h + b_hn.
+                    extra[i * lde..i * lde + h].copy_from_slice(&ghr[2 * h..]);
+                }
+                gru::forward_lbr(row, &ghr[2 * h..], hp(i), &mut hout[i * ldh..i * ldh + h]);
+            }
+        }
+        CellKind::Lstm => {
+            gemm_packed(m, hprev, h, &pk.w_hh_t, gates, ldg, true);
+            for i in 0..m {
+                lstm::forward(
+                    &mut gates[i * ldg..i * ldg + gh],
+                    &cprev[i * h..(i + 1) * h],
+                    &mut cout[i * ldc..i * ldc + h],
+                    &mut hout[i * ldh..i * ldh + h],
+                );
+            }
+        }
+        CellKind::RnnTanh | CellKind::RnnRelu => {
+            gemm_packed(m, hprev, h, &pk.w_hh_t, gates, ldg, true);
+            for i in 0..m {
+                let row = &mut gates[i * ldg..i * ldg + gh];
+                rnn::forward(row, cell == CellKind::RnnRelu);
+                hout[i * ldh..i * ldh + h].copy_from_slice(row);
+            }
+        }
+    }
+}
+
+/// The recurrence of one batch chunk (`h0.len() / H` rows) over all `t` timesteps, one
+/// [`recurrent_step`] per timestep.
 #[allow(clippy::too_many_arguments)]
 fn recur_chunk(
     model: &Model,
@@ -389,13 +500,6 @@ fn recur_chunk(
     let h = cfg.hidden_size;
     let gh = cell.gates() * h;
     let cb = h0.len() / h;
-    let pk = &model.packed[k];
-    // b_hn, which stays inside `r ⊙ (W_hn h + b_hn)` (linear-before-reset GRU only).
-    let b_hn: &[f32] = if cell == CellKind::GruLbr {
-        &model.layer(k).b_hh[2 * h..]
-    } else {
-        &[]
-    };
     let mut ghb = if cell == CellKind::GruLbr {
         vec![0.0f32; cb * gh]
     } else {
@@ -403,79 +507,23 @@ fn recur_chunk(
     };
     let mut hprev = h0.to_vec();
     let mut cprev = c0.to_vec();
-    let ldg = t * gh;
     for s in 0..t {
-        let at = |i: usize, w: usize| (i * t + s) * w;
-        match cell {
-            CellKind::Gru => {
-                // r, z from W_{rz} h; then n from W_hn (r ⊙ h).
-                gemm_packed(cb, &hprev, h, &pk.w_hh_t, &mut gates[s * gh..], ldg, true);
-                for i in 0..cb {
-                    gru::forward_notes_rz(
-                        &mut gates[at(i, gh)..at(i, gh) + gh],
-                        &hprev[i * h..(i + 1) * h],
-                        &mut extra[at(i, h)..at(i, h) + h],
-                    );
-                }
-                let rh = &extra[s * h..];
-                gemm_packed(
-                    cb,
-                    rh,
-                    t * h,
-                    &pk.w_hn_t,
-                    &mut gates[s * gh + 2 * h..],
-                    ldg,
-                    true,
-                );
-                for i in 0..cb {
-                    gru::forward_notes_n(
-                        &mut gates[at(i, gh)..at(i, gh) + gh],
-                        &hprev[i * h..(i + 1) * h],
-                        &mut hs[at(i, h)..at(i, h) + h],
-                    );
-                }
-            }
-            CellKind::GruLbr => {
-                gemm_packed(cb, &hprev, h, &pk.w_hh_t, &mut ghb, gh, false);
-                for i in 0..cb {
-                    let row = &mut gates[at(i, gh)..at(i, gh) + gh];
-                    let ghr = &mut ghb[i * gh..(i + 1) * gh];
-                    gru::add_hidden_lbr(row, ghr, b_hn);
-                    // Kept for backward: ∂n/∂r needs W_hn h + b_hn.
-                    let e = &mut extra[at(i, h)..at(i, h) + h];
-                    e.copy_from_slice(&ghr[2 * h..]);
-                    gru::forward_lbr(
-                        row,
-                        e,
-                        &hprev[i * h..(i + 1) * h],
-                        &mut hs[at(i, h)..at(i, h) + h],
-                    );
-                }
-            }
-            CellKind::Lstm => {
-                gemm_packed(cb, &hprev, h, &pk.w_hh_t, &mut gates[s * gh..], ldg, true);
-                for i in 0..cb {
-                    lstm::forward(
-                        &mut gates[at(i, gh)..at(i, gh) + gh],
-                        &cprev[i * h..(i + 1) * h],
-                        &mut cs[at(i, h)..at(i, h) + h],
-                        &mut hs[at(i, h)..at(i, h) + h],
-                    );
-                }
-            }
-            CellKind::RnnTanh | CellKind::RnnRelu => {
-                gemm_packed(cb, &hprev, h, &pk.w_hh_t, &mut gates[s * gh..], ldg, true);
-                for i in 0..cb {
-                    let row = &mut gates[at(i, gh)..at(i, gh) + gh];
-                    rnn::forward(row, cell == CellKind::RnnRelu);
-                    hs[at(i, h)..at(i, h) + h].copy_from_slice(row);
-                }
-            }
-        }
+        let io = StepRows {
+            gates: &mut gates[s * gh..],
+            ldg: t * gh,
+            h: &mut hs[s * h..],
+            ldh: t * h,
+            c: tail(cs, s * h),
+            ldc: t * h,
+            extra: tail(extra, s * h),
+            lde: t * h,
+        };
+        recurrent_step(model, k, cb, &hprev, &cprev, io, &mut ghb);
+        let at = |i: usize| (i * t + s) * h;
         for i in 0..cb {
-            hprev[i * h..(i + 1) * h].copy_from_slice(&hs[at(i, h)..at(i, h) + h]);
+            hprev[i * h..(i + 1) * h].copy_from_slice(&hs[at(i)..at(i) + h]);
             if cell == CellKind::Lstm {
-                cprev[i * h..(i + 1) * h].copy_from_slice(&cs[at(i, h)..at(i, h) + h]);
+                cprev[i * h..(i + 1) * h].copy_from_slice(&cs[at(i)..at(i) + h]);
             }
         }
     }

@@ -4,11 +4,9 @@
 //! [`Model::forward_state`] allocate nothing, take no lock and run in time bounded by
 //! the block length: safe on an audio thread.
 
-use crate::cell::{gru, lstm, rnn};
 use crate::config::{CellKind, ModelConfig, OutputActivation};
 use crate::error::{check_finite, check_len, checked_size, invalid, Result};
-use crate::forward::softmax_in_place;
-use crate::forward::try_zeroed;
+use crate::forward::{recurrent_step, softmax_in_place, tail, try_zeroed, StepRows};
 use crate::kernels::packed::gemm_packed;
 use crate::model::Model;
 
@@ -37,7 +35,7 @@ struct Scratch {
     ghb: Vec<f32>,
     /// Notes' GRU: `r ⊙ h` of one step, `[B][H]`.
     rh: Vec<f32>,
-    /// LSTM: the new cell state of one row, `[H]`.
+    /// LSTM: the new cell states of one step, `[B][H]`.
     c: Vec<f32>,
     /// The block's input with subnormals flushed, `[B][max_block][I]`.
     x: Vec<f32>,
@@ -93,7 +91,11 @@ impl State {
                 } else {
                     Vec::new()
                 },
-                c: vec![0.0; h],
+                c: if cfg.cell == CellKind::Lstm {
+                    try_zeroed(batch * h)?
+                } else {
+                    Vec::new()
+                },
                 x: try_zeroed(batch * max_block * cfg.input_size)?,
             },
         })
@@ -194,6 +196,29 @@ fn flush_tiny(v: &mut [f32]) {
     }
 }
 
+/// After a step: flush each stream's new `h` row (at stride `ldo` in `out`) and `c` row
+/// (contiguous in `cnew`), and copy them into the state's `hk`/`ck` (`[m][H]`).
+fn commit_rows(
+    hk: &mut [f32],
+    out: &mut [f32],
+    ldo: usize,
+    ck: &mut [f32],
+    cnew: &mut [f32],
+    m: usize,
+) {
+    let h = hk.len() / m;
+    for i in 0..m {
+        let o = &mut out[i * ldo..i * ldo + h];
+        flush_tiny(o);
+        hk[i * h..(i + 1) * h].copy_from_slice(o);
+    }
+    if !ck.is_empty() {
+        let c = &mut cnew[..m * h];
+        flush_tiny(c);
+        ck[..m * h].copy_from_slice(c);
+    }
+}
+
 impl Model {
     /// Advances every stream of `state` one timestep. `x` is `[batch][input_size]`, `y`
     /// receives `[batch][output_size]`. No allocation, no lock. On error nothing changes.
@@ -258,9 +283,8 @@ impl Model {
     /// [`Model::stream_block`] with `B = T = 1`.
     fn step_single(&self, state: &mut State, x: &[f32], y: &mut [f32]) {
         let cfg = self.config();
-        let cell = cfg.cell;
         let (h, l) = (cfg.hidden_size, cfg.num_layers);
-        let gh = cell.gates() * h;
+        let gh = cfg.cell.gates() * h;
         let State { data, scratch, .. } = state;
         let (hst, cst) = data.split_at_mut(l * h);
         let g = &mut scratch.gates[..gh];
@@ -272,57 +296,30 @@ impl Model {
             let input: &[f32] = if k == 0 { x } else { &below[(k - 1) * h..] };
             gemm_packed(1, input, pk.w_ih_t.k(), &pk.w_ih_t, g, gh, true);
             let hk = &mut here[..h];
-            match cell {
-                CellKind::Lstm => {
-                    gemm_packed(1, hk, h, &pk.w_hh_t, g, gh, true);
-                    let ck = &mut cst[k * h..(k + 1) * h];
-                    let cnew = &mut scratch.c;
-                    lstm::forward(g, ck, cnew, out);
-                    flush_tiny(cnew);
-                    ck.copy_from_slice(cnew);
-                }
-                CellKind::GruLbr => {
-                    let ghb = &mut scratch.ghb[..gh];
-                    gemm_packed(1, hk, h, &pk.w_hh_t, ghb, gh, false);
-                    gru::add_hidden_lbr(g, ghb, &self.layer(k).b_hh[2 * h..]);
-                    gru::forward_lbr(g, &ghb[2 * h..], hk, out);
-                }
-                CellKind::Gru => {
-                    let rh = &mut scratch.rh[..h];
-                    gemm_packed(1, hk, h, &pk.w_hh_t, g, gh, true);
-                    gru::forward_notes_rz(g, hk, rh);
-                    gemm_packed(1, rh, h, &pk.w_hn_t, &mut g[2 * h..], gh, true);
-                    gru::forward_notes_n(g, hk, out);
-                }
-                CellKind::RnnTanh | CellKind::RnnRelu => {
-                    gemm_packed(1, hk, h, &pk.w_hh_t, g, gh, true);
-                    rnn::forward(g, cell == CellKind::RnnRelu);
-                    out.copy_from_slice(g);
-                }
-            }
-            flush_tiny(out);
-            hk.copy_from_slice(out);
+            let ck = tail(cst, k * h);
+            let io = StepRows {
+                gates: g,
+                ldg: gh,
+                h: out,
+                ldh: h,
+                c: tail(&mut scratch.c, 0),
+                ldc: h,
+                extra: tail(&mut scratch.rh, 0),
+                lde: h,
+            };
+            recurrent_step(self, k, 1, hk, ck, io, &mut scratch.ghb);
+            commit_rows(hk, out, h, ck, &mut scratch.c, 1);
         }
-        match self.head() {
-            Some(hw) => {
-                y.copy_from_slice(hw.bias);
-                gemm_packed(1, out, h, &self.head_t, y, y.len(), true);
-                if cfg.output_activation == OutputActivation::Softmax {
-                    softmax_in_place(y);
-                }
-            }
-            None => y.copy_from_slice(out),
-        }
+        self.stream_head(out, y, 1);
     }
 
     /// The block, layer by layer: for each layer the input product of every stream and
-    /// timestep is one packed GEMM (`[B*T, in] · W_ihᵀ`), then per timestep one packed
-    /// product `h · W_hhᵀ` for all streams and the fused pointwise pass per stream.
+    /// timestep is one packed GEMM (`[B*T, in] · W_ihᵀ`), then per timestep one
+    /// [`recurrent_step`] for all streams.
     fn stream_block(&self, state: &mut State, x: &[f32], t: usize, y: &mut [f32]) {
         let cfg = self.config();
-        let cell = cfg.cell;
         let (h, l, b) = (cfg.hidden_size, cfg.num_layers, state.batch);
-        let gh = cell.gates() * h;
+        let gh = cfg.cell.gates() * h;
         let lbh = l * b * h;
         let rows = b * t;
         let State { data, scratch, .. } = state;
@@ -353,84 +350,20 @@ impl Model {
             gemm_packed(rows, input, pk.w_ih_t.k(), &pk.w_ih_t, gates, gh, true);
             let (hst, cst) = data.split_at_mut(lbh);
             let hk = &mut hst[k * b * h..(k + 1) * b * h];
-            let ck: &mut [f32] = if cell == CellKind::Lstm {
-                &mut cst[k * b * h..(k + 1) * b * h]
-            } else {
-                &mut []
-            };
-            let ldg = t * gh;
+            let ck = tail(cst, k * b * h);
             for s in 0..t {
-                let at = |i: usize, w: usize| (i * t + s) * w;
-                match cell {
-                    CellKind::Gru => {
-                        gemm_packed(b, hk, h, &pk.w_hh_t, &mut gates[s * gh..], ldg, true);
-                        for i in 0..b {
-                            gru::forward_notes_rz(
-                                &mut gates[at(i, gh)..at(i, gh) + gh],
-                                &hk[i * h..(i + 1) * h],
-                                &mut rh[i * h..(i + 1) * h],
-                            );
-                        }
-                        gemm_packed(
-                            b,
-                            rh,
-                            h,
-                            &pk.w_hn_t,
-                            &mut gates[s * gh + 2 * h..],
-                            ldg,
-                            true,
-                        );
-                        for i in 0..b {
-                            gru::forward_notes_n(
-                                &mut gates[at(i, gh)..at(i, gh) + gh],
-                                &hk[i * h..(i + 1) * h],
-                                &mut out[at(i, h)..at(i, h) + h],
-                            );
-                        }
-                    }
-                    CellKind::GruLbr => {
-                        gemm_packed(b, hk, h, &pk.w_hh_t, ghb, gh, false);
-                        let b_hn = &self.layer(k).b_hh[2 * h..];
-                        for i in 0..b {
-                            let row = &mut gates[at(i, gh)..at(i, gh) + gh];
-                            let ghr = &mut ghb[i * gh..(i + 1) * gh];
-                            gru::add_hidden_lbr(row, ghr, b_hn);
-                            gru::forward_lbr(
-                                row,
-                                &ghr[2 * h..],
-                                &hk[i * h..(i + 1) * h],
-                                &mut out[at(i, h)..at(i, h) + h],
-                            );
-                        }
-                    }
-                    CellKind::Lstm => {
-                        gemm_packed(b, hk, h, &pk.w_hh_t, &mut gates[s * gh..], ldg, true);
-                        for i in 0..b {
-                            let c = &mut ck[i * h..(i + 1) * h];
-                            lstm::forward(
-                                &mut gates[at(i, gh)..at(i, gh) + gh],
-                                c,
-                                cnew,
-                                &mut out[at(i, h)..at(i, h) + h],
-                            );
-                            c.copy_from_slice(cnew);
-                        }
-                    }
-                    CellKind::RnnTanh | CellKind::RnnRelu => {
-                        gemm_packed(b, hk, h, &pk.w_hh_t, &mut gates[s * gh..], ldg, true);
-                        for i in 0..b {
-                            let row = &mut gates[at(i, gh)..at(i, gh) + gh];
-                            rnn::forward(row, cell == CellKind::RnnRelu);
-                            out[at(i, h)..at(i, h) + h].copy_from_slice(row);
-                        }
-                    }
-                }
-                for i in 0..b {
-                    let o = &mut out[at(i, h)..at(i, h) + h];
-                    flush_tiny(o);
-                    hk[i * h..(i + 1) * h].copy_from_slice(o);
-                }
-                flush_tiny(ck);
+                let io = StepRows {
+                    gates: &mut gates[s * gh..],
+                    ldg: t * gh,
+                    h: &mut out[s * h..],
+                    ldh: t * h,
+                    c: tail(cnew, 0),
+                    ldc: h,
+                    extra: tail(rh, 0),
+                    lde: h,
+                };
+                recurrent_step(self, k, b, hk, ck, io, ghb);
+                commit_rows(hk, &mut out[s * h..], t * h, ck, cnew, b);
             }
         }
         let top: &[f32] = if (l - 1) % 2 == 0 {
@@ -438,6 +371,13 @@ impl Model {
         } else {
             &blk_b[..rows * h]
         };
+        self.stream_head(top, y, rows);
+    }
+
+    /// Outputs of `rows` top-layer rows: the head (and softmax) or `h` itself.
+    fn stream_head(&self, top: &[f32], y: &mut [f32], rows: usize) {
+        let cfg = self.config();
+        let h = cfg.hidden_size;
         match self.head() {
             Some(hw) => {
                 let o = cfg.output_size;
@@ -451,7 +391,7 @@ impl Model {
                     }
                 }
             }
-            None => y.copy_from_slice(top),
+            None => y.copy_from_slice(&top[..rows * h]),
         }
     }
 }
