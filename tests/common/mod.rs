@@ -1,6 +1,8 @@
 //! Shared test helpers.
 #![allow(dead_code)]
 
+pub mod counting;
+
 use rnncore::{CellKind, ModelConfig, OutputActivation};
 
 /// Deterministic pseudo-random values in [-a, a).
