@@ -8,7 +8,7 @@
 use crate::cell::{gru, lstm, rnn};
 use crate::config::{CellKind, ModelConfig, OutputActivation};
 use crate::error::{check_finite, check_len, checked_size, invalid, Error, Result};
-use crate::kernels::packed::gemm_packed;
+use crate::kernels::packed::{gemm_packed, gemv_packed, PackedB};
 use crate::model::Model;
 use crate::parallel::{batch_chunk, gemm_packed_rows, install};
 use rayon::prelude::*;
@@ -383,6 +383,10 @@ pub(crate) struct StepRows<'a> {
     /// GRU: `W_hn h_{t-1} + b_hn`, kept for backward when not empty.
     pub extra: &'a mut [f32],
     pub lde: usize,
+    /// One row, products through `gemv_packed` (streaming only: its summation order is
+    /// not the batched kernel's, so the batched paths, whose bits must not depend on how
+    /// rows are grouped, leave this off).
+    pub gemv: bool,
 }
 
 /// `v[from..]`, or `v` itself when it is empty (an optional buffer).
@@ -422,11 +426,19 @@ pub(crate) fn recurrent_step(
         ldc,
         extra,
         lde,
+        gemv,
     } = io;
     let hp = |i: usize| &hprev[i * h..(i + 1) * h];
+    let product = |a: &[f32], lda: usize, b: &PackedB, c: &mut [f32], ldc: usize, acc: bool| {
+        if gemv {
+            gemv_packed(&a[..b.k()], b, c, acc);
+        } else {
+            gemm_packed(m, a, lda, b, c, ldc, acc);
+        }
+    };
     match cell {
         CellKind::Gru => {
-            gemm_packed(m, hprev, h, &pk.w_hh_t, gates, ldg, true);
+            product(hprev, h, &pk.w_hh_t, gates, ldg, true);
             for i in 0..m {
                 gru::forward_notes_rz(
                     &mut gates[i * ldg..i * ldg + gh],
@@ -434,7 +446,7 @@ pub(crate) fn recurrent_step(
                     &mut extra[i * lde..i * lde + h],
                 );
             }
-            gemm_packed(m, extra, lde, &pk.w_hn_t, &mut gates[2 * h..], ldg, true);
+            product(extra, lde, &pk.w_hn_t, &mut gates[2 * h..], ldg, true);
             for i in 0..m {
                 gru::forward_notes_n(
                     &mut gates[i * ldg..i * ldg + gh],
@@ -445,7 +457,7 @@ pub(crate) fn recurrent_step(
         }
         CellKind::GruLbr => {
             let b_hn = &model.layer(k).b_hh[2 * h..];
-            gemm_packed(m, hprev, h, &pk.w_hh_t, ghb, gh, false);
+            product(hprev, h, &pk.w_hh_t, ghb, gh, false);
             for i in 0..m {
                 let row = &mut gates[i * ldg..i * ldg + gh];
                 let ghr = &mut ghb[i * gh..(i + 1) * gh];
@@ -458,7 +470,7 @@ pub(crate) fn recurrent_step(
             }
         }
         CellKind::Lstm => {
-            gemm_packed(m, hprev, h, &pk.w_hh_t, gates, ldg, true);
+            product(hprev, h, &pk.w_hh_t, gates, ldg, true);
             for i in 0..m {
                 lstm::forward(
                     &mut gates[i * ldg..i * ldg + gh],
@@ -469,7 +481,7 @@ pub(crate) fn recurrent_step(
             }
         }
         CellKind::RnnTanh | CellKind::RnnRelu => {
-            gemm_packed(m, hprev, h, &pk.w_hh_t, gates, ldg, true);
+            product(hprev, h, &pk.w_hh_t, gates, ldg, true);
             for i in 0..m {
                 let row = &mut gates[i * ldg..i * ldg + gh];
                 rnn::forward(row, cell == CellKind::RnnRelu);
@@ -517,6 +529,7 @@ fn recur_chunk(
             ldc: t * h,
             extra: tail(extra, s * h),
             lde: t * h,
+            gemv: false,
         };
         recurrent_step(model, k, cb, &hprev, &cprev, io, &mut ghb);
         let at = |i: usize| (i * t + s) * h;

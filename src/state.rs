@@ -7,7 +7,7 @@
 use crate::config::{CellKind, ModelConfig, OutputActivation};
 use crate::error::{check_finite, check_len, checked_size, invalid, Result};
 use crate::forward::{recurrent_step, softmax_in_place, tail, try_zeroed, StepRows};
-use crate::kernels::packed::gemm_packed;
+use crate::kernels::packed::{gemm_packed, gemv_packed};
 use crate::model::Model;
 
 /// The carried state of `batch` streams of one model, with its scratch space.
@@ -294,7 +294,7 @@ impl Model {
             g.copy_from_slice(self.folded_bias(k));
             let (below, here) = hst.split_at_mut(k * h);
             let input: &[f32] = if k == 0 { x } else { &below[(k - 1) * h..] };
-            gemm_packed(1, input, pk.w_ih_t.k(), &pk.w_ih_t, g, gh, true);
+            gemv_packed(input, &pk.w_ih_t, g, true);
             let hk = &mut here[..h];
             let ck = tail(cst, k * h);
             let io = StepRows {
@@ -306,6 +306,7 @@ impl Model {
                 ldc: h,
                 extra: tail(&mut scratch.rh, 0),
                 lde: h,
+                gemv: true,
             };
             recurrent_step(self, k, 1, hk, ck, io, &mut scratch.ghb);
             commit_rows(hk, out, h, ck, &mut scratch.c, 1);
@@ -361,6 +362,7 @@ impl Model {
                     ldc: h,
                     extra: tail(rh, 0),
                     lde: h,
+                    gemv: b == 1,
                 };
                 recurrent_step(self, k, b, hk, ck, io, ghb);
                 commit_rows(hk, &mut out[s * h..], t * h, ck, cnew, b);

@@ -120,6 +120,38 @@ pub fn gemm_packed_with(
     run(tier.available_or_best(), m, a, lda, b, c, ldc, accumulate)
 }
 
+/// `y (+)= x · B` for a single row `x` (`[k]`), for the single-stream streaming step.
+/// Unlike [`gemm_packed`], the inner dimension is summed in two interleaved partial sums
+/// (even and odd `p`) to keep twice as many FMAs in flight: one row against a handful of
+/// panels is otherwise bound by the FMA latency. The summation order therefore differs
+/// from [`gemm_packed`]'s (results agree to rounding, not bit for bit), which is why the
+/// batched paths, whose bits must not depend on how rows are grouped, do not use it.
+pub fn gemv_packed(x: &[f32], b: &PackedB, y: &mut [f32], accumulate: bool) {
+    let (k, n) = (b.k, b.n);
+    assert!(
+        x.len() >= k && y.len() >= n,
+        "gemv_packed: x or y too short"
+    );
+    match kernel_tier() {
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx512 => {
+            // SAFETY: the process tier is Avx512 only when AVX-512F was detected; x holds
+            // k floats, y n floats, B's panels `ceil(n/NR) * k * NR`.
+            unsafe {
+                x86::gemv_avx512(
+                    k,
+                    n,
+                    x.as_ptr(),
+                    b.data.as_ptr(),
+                    y.as_mut_ptr(),
+                    accumulate,
+                )
+            }
+        }
+        t => run(t, 1, x, k, b, y, n, accumulate),
+    }
+}
+
 /// The dispatch; `tier` must be one this CPU runs (`kernel_tier()` or checked).
 #[allow(clippy::too_many_arguments)]
 #[inline]
@@ -443,6 +475,105 @@ mod x86 {
         }
     }
 
+    /// One row of A against every panel, a group (up to four panels) at a time, with the
+    /// even and odd rows of B in separate accumulators.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `x` holds `k` floats, `y` `n`, `b` the packed panels.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn gemv_avx512(
+        k: usize,
+        n: usize,
+        x: *const f32,
+        b: *const f32,
+        y: *mut f32,
+        acc: bool,
+    ) {
+        let panels = n.div_ceil(NR);
+        let mut jp = 0;
+        while jp < panels {
+            let (off, ldb) = super::panel_at(jp, k, panels);
+            let in_group = ldb / NR;
+            // SAFETY: panels jp..jp+in_group form one group inside B; columns from jp*NR
+            // are inside y.
+            unsafe {
+                let (bp, yp, cols) = (b.add(off), y.add(jp * NR), n - jp * NR);
+                match in_group {
+                    4 => gemv_group::<4>(k, x, bp, ldb, yp, cols, acc),
+                    3 => gemv_group::<3>(k, x, bp, ldb, yp, cols, acc),
+                    2 => gemv_group::<2>(k, x, bp, ldb, yp, cols, acc),
+                    _ => gemv_group::<1>(k, x, bp, ldb, yp, cols, acc),
+                }
+            }
+            jp += in_group;
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn gemv_group<const P: usize>(
+        k: usize,
+        x: *const f32,
+        b: *const f32,
+        ldb: usize,
+        y: *mut f32,
+        ncols: usize,
+        accumulate: bool,
+    ) {
+        let mut s0 = [[_mm512_setzero_ps(); 2]; P];
+        let mut s1 = [[_mm512_setzero_ps(); 2]; P];
+        let mut p = 0;
+        while p + 1 < k {
+            // SAFETY: p + 1 < k: rows p and p+1 of the group and x[p], x[p+1] are inside.
+            unsafe {
+                let (a0, a1) = (_mm512_set1_ps(*x.add(p)), _mm512_set1_ps(*x.add(p + 1)));
+                for q in 0..P {
+                    let r0 = b.add(p * ldb + q * NR);
+                    let r1 = b.add((p + 1) * ldb + q * NR);
+                    s0[q][0] = _mm512_fmadd_ps(a0, _mm512_loadu_ps(r0), s0[q][0]);
+                    s0[q][1] = _mm512_fmadd_ps(a0, _mm512_loadu_ps(r0.add(16)), s0[q][1]);
+                    s1[q][0] = _mm512_fmadd_ps(a1, _mm512_loadu_ps(r1), s1[q][0]);
+                    s1[q][1] = _mm512_fmadd_ps(a1, _mm512_loadu_ps(r1.add(16)), s1[q][1]);
+                }
+            }
+            p += 2;
+        }
+        if p < k {
+            // SAFETY: p = k - 1: the last row of the group and x[p].
+            unsafe {
+                let a0 = _mm512_set1_ps(*x.add(p));
+                for q in 0..P {
+                    let r0 = b.add(p * ldb + q * NR);
+                    s0[q][0] = _mm512_fmadd_ps(a0, _mm512_loadu_ps(r0), s0[q][0]);
+                    s0[q][1] = _mm512_fmadd_ps(a0, _mm512_loadu_ps(r0.add(16)), s0[q][1]);
+                }
+            }
+        }
+        let mask = |cols: usize| -> __mmask16 {
+            if cols >= 16 {
+                0xffff
+            } else {
+                ((1u32 << cols) - 1) as u16
+            }
+        };
+        for q in 0..P {
+            let cols = ncols.saturating_sub(q * NR).min(NR);
+            let (m0, m1) = (mask(cols), mask(cols.saturating_sub(16)));
+            // SAFETY: masked to the `cols` valid columns of panel q of y.
+            unsafe {
+                let yq = y.add(q * NR);
+                let mut v0 = _mm512_add_ps(s0[q][0], s1[q][0]);
+                let mut v1 = _mm512_add_ps(s0[q][1], s1[q][1]);
+                if accumulate {
+                    v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, yq), v0);
+                    v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, yq.add(16)), v1);
+                }
+                _mm512_mask_storeu_ps(yq, m0, v0);
+                _mm512_mask_storeu_ps(yq.add(16), m1, v1);
+            }
+        }
+    }
+
     /// # Safety
     /// AVX2 and FMA must be available; extents as for [`gemm_avx512`].
     #[target_feature(enable = "avx2,fma")]
@@ -639,6 +770,38 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn gemv_matches_the_naive_product() {
+        for &(k, n) in &[
+            (1, 1),
+            (2, 32),
+            (7, 33),
+            (8, 128),
+            (33, 130),
+            (128, 512),
+            (13, 97),
+            (0, 5),
+        ] {
+            let x: Vec<f32> = (0..k).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let want = naive(1, k, n, &x, k, &b);
+            let packed = PackedB::from_rows(&b, k, n, n);
+            for accumulate in [false, true] {
+                let mut y = vec![if accumulate { 0.5 } else { f32::NAN }; n + 3];
+                y[n..].fill(7.0);
+                gemv_packed(&x, &packed, &mut y, accumulate);
+                for j in 0..n {
+                    let w = want[j] + if accumulate { 0.5 } else { 0.0 };
+                    assert!(
+                        (y[j] as f64 - w).abs() < 1e-5 * (1.0 + k as f64),
+                        "{k}x{n} col {j}"
+                    );
+                }
+                assert!(y[n..].iter().all(|&v| v == 7.0), "wrote past n");
             }
         }
     }
