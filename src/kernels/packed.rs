@@ -511,6 +511,7 @@ mod x86 {
 
     #[target_feature(enable = "avx512f")]
     #[inline]
+    #[allow(clippy::needless_range_loop)] // s0 and s1 are indexed in step
     unsafe fn gemv_group<const P: usize>(
         k: usize,
         x: *const f32,
