@@ -95,7 +95,9 @@ impl Model {
 
     /// Runs whole sequences from `initial` (snapshot layout, see [`crate::State::get`];
     /// `None` = zeros), writing outputs into `y` and, when asked, the final state into
-    /// `final_state` (same layout). On error nothing is written.
+    /// `final_state` (same layout). On error nothing is written. A batch of one runs
+    /// through the streaming path (as [`Model::forward_state`], including its flush of
+    /// values below 1e-30), which is faster for a single sequence.
     pub fn forward_with_state(
         &self,
         x: &[f32],
@@ -109,6 +111,20 @@ impl Model {
         check_len("y", y.len(), n)?;
         if let Some(f) = &final_state {
             check_len("final_state", f.len(), self.config().state_len(batch))?;
+        }
+        if batch == 1 {
+            // A single sequence (a whole audio file, say) has no batch to share the
+            // products: the streaming block path, with its single-row kernels, is faster.
+            self.check_sequence(x, batch, seq_len, initial)?;
+            let mut state = crate::state::State::with_block(self, 1, seq_len)?;
+            if let Some(s) = initial {
+                state.set(s)?;
+            }
+            self.forward_state(&mut state, x, seq_len, y)?;
+            if let Some(f) = final_state {
+                f.copy_from_slice(state.as_slice());
+            }
+            return Ok(());
         }
         let tape = self.run(x, batch, seq_len, initial, false)?;
         let out = tape.outputs();
