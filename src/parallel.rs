@@ -62,8 +62,17 @@ pub(crate) fn batch_chunk(batch: usize) -> usize {
     batch.div_ceil(rayon::current_num_threads().max(1)).max(1)
 }
 
-/// Rows of one block of a hoisted product.
+/// Most rows of `A` per block of a packed product (a block of `A` stays in L2).
 const ROW_BLOCK: usize = 256;
+
+/// Rows per parallel block of an `m`-row product: enough blocks for every thread (and at
+/// most `cap` rows each), in multiples of 32. Blocks never change a bit of the result
+/// (each element is computed by the same operations whichever block holds its row), so
+/// the split may follow the thread count.
+fn row_block(m: usize, cap: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    m.div_ceil(threads).next_multiple_of(32).clamp(32, cap)
+}
 
 /// `C (+)= A · B` with `B` packed once (`kernels::packed`), rows split into blocks of
 /// `ROW_BLOCK` run in parallel. A block of `A` (256 rows) stays in L2 while every panel
@@ -83,15 +92,16 @@ pub(crate) fn gemm_packed_rows(
         return;
     }
     let c = &mut c[..(m - 1) * ldc + b.n()];
-    if m <= ROW_BLOCK {
+    let block = row_block(m, ROW_BLOCK);
+    if m <= block {
         gemm_packed(m, a, lda, b, c, ldc, accumulate);
         return;
     }
-    c.par_chunks_mut(ROW_BLOCK * ldc)
+    c.par_chunks_mut(block * ldc)
         .enumerate()
         .for_each(|(i, cblk)| {
-            let r0 = i * ROW_BLOCK;
-            let rows = (m - r0).min(ROW_BLOCK);
+            let r0 = i * block;
+            let rows = (m - r0).min(block);
             gemm_packed(rows, &a[r0 * lda..], lda, b, cblk, ldc, accumulate);
         });
 }
@@ -114,12 +124,13 @@ pub(crate) fn gemm_rows(
     }
     let c = &mut c[..(m - 1) * ldc + b.cols];
     let small = (m as u128) * (a.cols as u128) * (b.cols as u128) < (1 << 21);
-    if small || m <= ROW_BLOCK {
+    let rows_per = row_block(m, usize::MAX);
+    if small || m <= rows_per {
         gemm(alpha, a, b, beta, c, ldc);
         return;
     }
     let block = |r0: usize, cblk: &mut [f32]| {
-        let rows = (m - r0).min(ROW_BLOCK);
+        let rows = (m - r0).min(rows_per);
         let sub = Mat {
             data: &a.data[r0 * a.rs..],
             rows,
@@ -127,13 +138,13 @@ pub(crate) fn gemm_rows(
         };
         gemm(alpha, sub, b, beta, cblk, ldc);
     };
-    // Chunks of ROW_BLOCK rows of C (the last one may be short; it ends at the last row).
+    // Chunks of `rows_per` rows of C (the last one may be short; it ends at the last row).
     let chunks: Vec<(usize, &mut [f32])> = {
         let mut out = Vec::new();
         let mut rest = c;
         let mut r0 = 0;
         while r0 < m {
-            let rows = (m - r0).min(ROW_BLOCK);
+            let rows = (m - r0).min(rows_per);
             let take = if r0 + rows == m {
                 rest.len()
             } else {
@@ -174,28 +185,35 @@ mod tests {
             &mut one,
             n,
         );
-        let mut split = vec![f32::NAN; m * n];
-        gemm_rows(
-            1.0,
-            Mat::rm(&a, m, k, k),
-            Mat::rm(&b, k, n, n),
-            0.0,
-            &mut split,
-            n,
-        );
-        assert!(one
-            .iter()
-            .zip(&split)
-            .all(|(x, y)| x.to_bits() == y.to_bits()));
-        // Transposed A as well (the backward weight gradients use Aᵀ).
-        let at = Mat::rm(&a, k, m, m).t(); // m x k? no: (k x m)ᵀ = m x k view of a k x m matrix
+        // Transposed A as well (the backward weight gradients use Aᵀ): a view of the
+        // k x m matrix `a` as m x k.
+        let at = Mat::rm(&a, k, m, m).t();
         let mut one_t = vec![0.0; m * n];
         gemm(1.0, at, Mat::rm(&b, k, n, n), 0.0, &mut one_t, n);
-        let mut split_t = vec![0.0; m * n];
-        gemm_rows(1.0, at, Mat::rm(&b, k, n, n), 0.0, &mut split_t, n);
-        assert!(one_t
-            .iter()
-            .zip(&split_t)
-            .all(|(x, y)| x.to_bits() == y.to_bits()));
+        // The split follows the pool size: every split gives the same bits.
+        for threads in [1, 2, 3, 5, 7, 16] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let (split, split_t) = pool.install(|| {
+                let mut split = vec![f32::NAN; m * n];
+                gemm_rows(
+                    1.0,
+                    Mat::rm(&a, m, k, k),
+                    Mat::rm(&b, k, n, n),
+                    0.0,
+                    &mut split,
+                    n,
+                );
+                let mut split_t = vec![f32::NAN; m * n];
+                gemm_rows(1.0, at, Mat::rm(&b, k, n, n), 0.0, &mut split_t, n);
+                (split, split_t)
+            });
+            let same =
+                |x: &[f32], y: &[f32]| x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits());
+            assert!(same(&one, &split), "{threads} threads");
+            assert!(same(&one_t, &split_t), "{threads} threads, transposed A");
+        }
     }
 }
