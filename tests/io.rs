@@ -962,3 +962,36 @@ fn saving_into_a_read_only_file_system_fails_cleanly() {
     io_err(small().save(target));
     assert_eq!(fs::read(target).unwrap(), before);
 }
+
+#[test]
+fn extra_metadata_round_trips_and_cannot_replace_the_config() {
+    use rnncore::{CellKind, ModelConfig};
+    let dir = std::env::temp_dir().join(format!("rnncore-meta-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.safetensors");
+    let model = Model::new(ModelConfig::new(CellKind::Gru, 2, 3, 1), 4).unwrap();
+    model
+        .save_with_metadata(&path, &[("app.vocab", "abc\"\\\n"), ("app.task", "charlm")])
+        .unwrap();
+    let back = Model::load(&path).unwrap();
+    assert_eq!(back.parameters(), model.parameters());
+    assert_eq!(back.config(), model.config());
+    let meta = rnncore::io::read_metadata(&path).unwrap();
+    assert!(meta.contains(&("app.vocab".to_string(), "abc\"\\\n".to_string())));
+    assert!(meta.contains(&("app.task".to_string(), "charlm".to_string())));
+    assert!(meta.contains(&("cell".to_string(), "gru".to_string())));
+    // Config keys belong to rnncore; a key twice is ambiguous; nothing is written.
+    let before = std::fs::read(&path).unwrap();
+    for extra in [&[("cell", "lstm")][..], &[("a", "1"), ("a", "2")][..]] {
+        assert!(matches!(
+            model.save_with_metadata(&path, extra),
+            Err(rnncore::Error::Invalid(_))
+        ));
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    assert!(matches!(
+        rnncore::io::read_metadata(&dir.join("missing.safetensors")),
+        Err(rnncore::Error::Io(_))
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

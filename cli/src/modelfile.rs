@@ -7,13 +7,13 @@
 //! sidecar could be lost or mismatched, while `safe_open(path).metadata()` in Python
 //! reads these keys as it reads the config keys.
 //!
-//! Saving takes the library's bytes, adds the keys to the header's `__metadata__` and
-//! writes the result atomically (temp file in the same directory, then rename). The
-//! tensor data is not touched: only the JSON header changes.
+//! Saving and reading the keys go through the library (`Model::save_with_metadata`,
+//! `rnncore::io::read_metadata`); this module adds and strips the prefix, and reads a
+//! header's tensor list for `inspect`.
 
 use crate::error::{fail, Context, Result};
 use rnncore::Model;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -41,17 +41,20 @@ pub struct TensorInfo {
 
 /// Saves `model` to `path` with `extra` metadata (keys without the prefix, which is added).
 pub fn save(model: &Model, path: &Path, extra: &[(&str, String)]) -> Result<()> {
-    let bytes = model.to_safetensors()?;
-    let bytes = with_metadata(&bytes, extra)?;
-    write_atomic(path, &bytes)
+    let keys: Vec<String> = extra.iter().map(|(k, _)| format!("{PREFIX}{k}")).collect();
+    let pairs: Vec<(&str, &str)> = keys
+        .iter()
+        .zip(extra)
+        .map(|(k, (_, v))| (k.as_str(), v.as_str()))
+        .collect();
+    model.save_with_metadata(path, &pairs)?;
+    Ok(())
 }
 
 /// Loads a model and this program's metadata (keys without the prefix).
 pub fn load(path: &Path) -> Result<(Model, BTreeMap<String, String>)> {
     let model = Model::load(path)?;
-    let header = read_header(path)?;
-    let ours = header
-        .metadata
+    let ours = rnncore::io::read_metadata(path)?
         .into_iter()
         .filter_map(|(k, v)| k.strip_prefix(PREFIX).map(|k| (k.to_string(), v)))
         .collect();
@@ -116,32 +119,6 @@ fn parse_header(json: &[u8]) -> Result<Header> {
     }
     h.tensors.sort_by_key(|t| t.offsets);
     Ok(h)
-}
-
-/// `bytes` (a safetensors file) with `extra` added to `__metadata__`.
-fn with_metadata(bytes: &[u8], extra: &[(&str, String)]) -> Result<Vec<u8>> {
-    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
-    let mut header: Map<String, Value> =
-        serde_json::from_slice(&bytes[8..8 + n]).context(|| "library header".into())?;
-    let meta = header
-        .entry("__metadata__")
-        .or_insert_with(|| Value::Object(Map::new()));
-    let Value::Object(meta) = meta else {
-        fail!("library header: __metadata__ is not an object");
-    };
-    for (k, v) in extra {
-        meta.insert(format!("{PREFIX}{k}"), Value::String(v.clone()));
-    }
-    let mut json = serde_json::to_string(&header).context(|| "header".into())?;
-    // The data must start 8-byte aligned, as the reference writer pads it.
-    while json.len() % 8 != 0 {
-        json.push(' ');
-    }
-    let mut out = Vec::with_capacity(8 + json.len() + bytes.len() - 8 - n);
-    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
-    out.extend_from_slice(json.as_bytes());
-    out.extend_from_slice(&bytes[8 + n..]);
-    Ok(out)
 }
 
 /// Writes through a temp file in the same directory and renames it over `path`, so a

@@ -21,7 +21,10 @@ use crate::error::Result;
 use crate::model::Model;
 use std::path::Path;
 
-pub use self::safetensors::{from_safetensors, load, save, to_safetensors, MAX_FILE_BYTES};
+pub use self::safetensors::{
+    from_safetensors, load, read_metadata, save, save_with_metadata, to_safetensors,
+    to_safetensors_with_metadata, MAX_FILE_BYTES,
+};
 
 impl Model {
     /// Loads a model from a safetensors file (PyTorch tensor names; f32, f16, bf16 or f64).
@@ -50,5 +53,18 @@ impl Model {
     /// an existing file at `path` is left as it was.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         save(self, path.as_ref())
+    }
+
+    /// [`Model::to_safetensors`] with `extra` entries in `__metadata__` (an application's
+    /// own keys, a vocabulary, say). They cannot replace the config keys
+    /// ([`crate::Error::Invalid`]); the loader ignores keys it does not know, and
+    /// [`read_metadata`] reads them back.
+    pub fn to_safetensors_with_metadata(&self, extra: &[(&str, &str)]) -> Result<Vec<u8>> {
+        to_safetensors_with_metadata(self, extra)
+    }
+
+    /// [`Model::save`] with `extra` metadata (see [`Model::to_safetensors_with_metadata`]).
+    pub fn save_with_metadata(&self, path: impl AsRef<Path>, extra: &[(&str, &str)]) -> Result<()> {
+        save_with_metadata(self, path.as_ref(), extra)
     }
 }

@@ -753,8 +753,32 @@ fn infer_config(tensors: &[RawTensor], names: &Names, meta: &Meta) -> Result<Mod
 
 /// The model as safetensors bytes; see [`Model::to_safetensors`].
 pub fn to_safetensors(model: &Model) -> Result<Vec<u8>> {
+    to_safetensors_with_metadata(model, &[])
+}
+
+/// The model as safetensors bytes with `extra` entries added to `__metadata__` (after the
+/// config keys, which they may not replace); see [`Model::to_safetensors_with_metadata`].
+pub fn to_safetensors_with_metadata(model: &Model, extra: &[(&str, &str)]) -> Result<Vec<u8>> {
     let c = model.config();
     let json = |s: &str| Value::String(s.to_string()).to_string();
+    let config_keys = [
+        "cell",
+        "input_size",
+        "hidden_size",
+        "num_layers",
+        "output_size",
+        "output_activation",
+    ];
+    for (i, (k, _)) in extra.iter().enumerate() {
+        if config_keys.contains(k) {
+            return Err(crate::error::invalid!(
+                "metadata key `{k}` is a config key, written by rnncore itself"
+            ));
+        }
+        if extra[..i].iter().any(|(other, _)| other == k) {
+            return Err(crate::error::invalid!("metadata key `{k}` is given twice"));
+        }
+    }
     let meta = [
         ("cell", c.cell.name().to_string()),
         ("input_size", c.input_size.to_string()),
@@ -764,7 +788,11 @@ pub fn to_safetensors(model: &Model) -> Result<Vec<u8>> {
         ("output_activation", c.output_activation.name().to_string()),
     ];
     let mut header = String::from("{\"__metadata__\":{");
-    for (i, (k, v)) in meta.iter().enumerate() {
+    let entries = meta
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .chain(extra.iter().copied());
+    for (i, (k, v)) in entries.enumerate() {
         if i > 0 {
             header.push(',');
         }
@@ -801,8 +829,25 @@ pub fn to_safetensors(model: &Model) -> Result<Vec<u8>> {
 
 /// Saves the model atomically; see [`Model::save`].
 pub fn save(model: &Model, path: &Path) -> Result<()> {
-    let bytes = to_safetensors(model)?;
+    save_with_metadata(model, path, &[])
+}
+
+/// Saves the model atomically with `extra` metadata; see [`Model::save_with_metadata`].
+pub fn save_with_metadata(model: &Model, path: &Path, extra: &[(&str, &str)]) -> Result<()> {
+    let bytes = to_safetensors_with_metadata(model, extra)?;
     write_atomic(path, &bytes, &mut |_| Ok(()))
+}
+
+/// The `__metadata__` entries of the safetensors file at `path`, in file order (the
+/// header is checked as [`load`] checks it; an absent `__metadata__` gives none).
+pub fn read_metadata(path: &Path) -> Result<Vec<(String, String)>> {
+    let bytes = read_file(path)?;
+    Header::parse(&bytes)
+        .map(|h| h.metadata.unwrap_or_default())
+        .map_err(|e| match e {
+            Error::Format(m) => Error::Format(format!("{}: {m}", path.display())),
+            other => other,
+        })
 }
 
 /// Points in [`write_atomic`] where a test can inject a failure.
