@@ -129,37 +129,18 @@ pub(crate) fn gemm_rows(
         gemm(alpha, a, b, beta, c, ldc);
         return;
     }
-    let block = |r0: usize, cblk: &mut [f32]| {
-        let rows = (m - r0).min(rows_per);
-        let sub = Mat {
-            data: &a.data[r0 * a.rs..],
-            rows,
-            ..a
-        };
-        gemm(alpha, sub, b, beta, cblk, ldc);
-    };
-    // Chunks of `rows_per` rows of C (the last one may be short; it ends at the last row).
-    let chunks: Vec<(usize, &mut [f32])> = {
-        let mut out = Vec::new();
-        let mut rest = c;
-        let mut r0 = 0;
-        while r0 < m {
-            let rows = (m - r0).min(rows_per);
-            let take = if r0 + rows == m {
-                rest.len()
-            } else {
-                rows * ldc
+    // `c` ends at the last row's last column, so the last chunk is the short one.
+    c.par_chunks_mut(rows_per * ldc)
+        .enumerate()
+        .for_each(|(i, cblk)| {
+            let r0 = i * rows_per;
+            let sub = Mat {
+                data: &a.data[r0 * a.rs..],
+                rows: (m - r0).min(rows_per),
+                ..a
             };
-            let (head, tail) = rest.split_at_mut(take);
-            out.push((r0, head));
-            rest = tail;
-            r0 += rows;
-        }
-        out
-    };
-    chunks
-        .into_par_iter()
-        .for_each(|(r0, cblk)| block(r0, cblk));
+            gemm(alpha, sub, b, beta, cblk, ldc);
+        });
 }
 
 #[cfg(test)]
