@@ -7,7 +7,9 @@
 use crate::config::{CellKind, ModelConfig, OutputActivation};
 use crate::error::{check_finite, check_len, checked_size, invalid, Result};
 use crate::forward::{recurrent_step, softmax_in_place, tail, try_zeroed, StepRows};
-use crate::kernels::packed::{gemm_packed, gemv_packed};
+use crate::kernels::activation;
+use crate::kernels::packed::{gemm_packed, gemv_packed, PackedB};
+use crate::kernels::reference::FLUSH_BELOW;
 use crate::model::Model;
 
 /// The carried state of `batch` streams of one model, with its scratch space.
@@ -23,6 +25,13 @@ pub struct State {
     scratch: Scratch,
 }
 
+/// The per-step scratch rows [`Model::state_step`] borrows from [`Scratch`].
+struct StepWork<'a> {
+    ghb: &'a mut [f32],
+    rh: &'a mut [f32],
+    hnew: &'a mut [f32],
+}
+
 /// Everything a block of up to `max_block` steps needs, allocated once.
 #[derive(Clone, Debug)]
 struct Scratch {
@@ -35,8 +44,8 @@ struct Scratch {
     ghb: Vec<f32>,
     /// Notes' GRU: `r ⊙ h` of one step, `[B][H]`.
     rh: Vec<f32>,
-    /// LSTM: the new cell states of one step, `[B][H]`.
-    c: Vec<f32>,
+    /// RNN and the notes' GRU: the new `h` rows of one step before the flush, `[B][H]`.
+    hnew: Vec<f32>,
     /// The block's input with subnormals flushed, `[B][max_block][I]`.
     x: Vec<f32>,
 }
@@ -91,7 +100,7 @@ impl State {
                 } else {
                     Vec::new()
                 },
-                c: if cfg.cell == CellKind::Lstm {
+                hnew: if !matches!(cfg.cell, CellKind::Lstm | CellKind::GruLbr) {
                     try_zeroed(batch * h)?
                 } else {
                     Vec::new()
@@ -181,41 +190,11 @@ impl State {
     }
 }
 
-/// Below this magnitude a state value is set to zero. Without it, a state decaying in
-/// silence passes through the subnormal range, where x86 arithmetic is many times
-/// slower (the audio-plugin "denormal" stall). 1e-30 is far below anything audible or
-/// any meaningful activation, and far enough above `f32::MIN_POSITIVE` (1.2e-38) that
-/// products with weights stay normal.
-const FLUSH_BELOW: f32 = 1e-30;
-
 /// Zeroes the values of `v` smaller in magnitude than [`FLUSH_BELOW`] (NaN stays).
 fn flush_tiny(v: &mut [f32]) {
     for x in v {
         // A select, not a branch, so the loop vectorizes.
         *x = if x.abs() < FLUSH_BELOW { 0.0 } else { *x };
-    }
-}
-
-/// After a step: flush each stream's new `h` row (at stride `ldo` in `out`) and `c` row
-/// (contiguous in `cnew`), and copy them into the state's `hk`/`ck` (`[m][H]`).
-fn commit_rows(
-    hk: &mut [f32],
-    out: &mut [f32],
-    ldo: usize,
-    ck: &mut [f32],
-    cnew: &mut [f32],
-    m: usize,
-) {
-    let h = hk.len() / m;
-    for i in 0..m {
-        let o = &mut out[i * ldo..i * ldo + h];
-        flush_tiny(o);
-        hk[i * h..(i + 1) * h].copy_from_slice(o);
-    }
-    if !ck.is_empty() {
-        let c = &mut cnew[..m * h];
-        flush_tiny(c);
-        ck[..m * h].copy_from_slice(c);
     }
 }
 
@@ -287,36 +266,30 @@ impl Model {
         let gh = cfg.cell.gates() * h;
         let State { data, scratch, .. } = state;
         let (hst, cst) = data.split_at_mut(l * h);
-        let g = &mut scratch.gates[..gh];
-        let out = &mut scratch.blk_a[..h];
+        let Scratch {
+            gates,
+            ghb,
+            rh,
+            hnew,
+            ..
+        } = scratch;
+        let g = &mut gates[..gh];
         for k in 0..l {
-            let pk = &self.packed[k];
             g.copy_from_slice(self.folded_bias(k));
             let (below, here) = hst.split_at_mut(k * h);
             let input: &[f32] = if k == 0 { x } else { &below[(k - 1) * h..] };
-            gemv_packed(input, &pk.w_ih_t, g, true);
-            let hk = &mut here[..h];
+            gemv_packed(input, &self.packed[k].w_ih_t, g, true);
             let ck = tail(cst, k * h);
-            let io = StepRows {
-                gates: g,
-                ldg: gh,
-                h: out,
-                ldh: h,
-                c: tail(&mut scratch.c, 0),
-                ldc: h,
-                extra: tail(&mut scratch.rh, 0),
-                lde: h,
-                gemv: true,
-            };
-            recurrent_step(self, k, 1, hk, ck, io, &mut scratch.ghb);
-            commit_rows(hk, out, h, ck, &mut scratch.c, 1);
+            let work = StepWork { ghb, rh, hnew };
+            self.state_step(k, 1, &mut here[..h], ck, g, gh, work);
         }
-        self.stream_head(out, y, 1);
+        self.stream_head(&hst[(l - 1) * h..], y, 1);
     }
 
     /// The block, layer by layer: for each layer the input product of every stream and
     /// timestep is one packed GEMM (`[B*T, in] · W_ihᵀ`), then per timestep one
-    /// [`recurrent_step`] for all streams.
+    /// [`Model::state_step`] for all streams, whose new `h` rows are copied out as the
+    /// next layer's input.
     fn stream_block(&self, state: &mut State, x: &[f32], t: usize, y: &mut [f32]) {
         let cfg = self.config();
         let (h, l, b) = (cfg.hidden_size, cfg.num_layers, state.batch);
@@ -330,7 +303,7 @@ impl Model {
             blk_b,
             ghb,
             rh,
-            c: cnew,
+            hnew,
             ..
         } = scratch;
         let gates = &mut gates[..rows * gh];
@@ -353,19 +326,11 @@ impl Model {
             let hk = &mut hst[k * b * h..(k + 1) * b * h];
             let ck = tail(cst, k * b * h);
             for s in 0..t {
-                let io = StepRows {
-                    gates: &mut gates[s * gh..],
-                    ldg: t * gh,
-                    h: &mut out[s * h..],
-                    ldh: t * h,
-                    c: tail(cnew, 0),
-                    ldc: h,
-                    extra: tail(rh, 0),
-                    lde: h,
-                    gemv: b == 1,
-                };
-                recurrent_step(self, k, b, hk, ck, io, ghb);
-                commit_rows(hk, &mut out[s * h..], t * h, ck, cnew, b);
+                let work = StepWork { ghb, rh, hnew };
+                self.state_step(k, b, hk, ck, &mut gates[s * gh..], t * gh, work);
+                for i in 0..b {
+                    out[(i * t + s) * h..][..h].copy_from_slice(&hk[i * h..(i + 1) * h]);
+                }
             }
         }
         let top: &[f32] = if (l - 1) % 2 == 0 {
@@ -374,6 +339,74 @@ impl Model {
             &blk_b[..rows * h]
         };
         self.stream_head(top, y, rows);
+    }
+
+    /// One timestep of layer `k` for `m` streams, in place on the state rows `hk`
+    /// (`[m][H]`) and, for LSTM, `ck`: adds `h · W_hhᵀ` to the gate rows (`gates`, at
+    /// stride `ldg`, which hold the bias and input parts), applies the cell, and stores
+    /// the new state with values below [`FLUSH_BELOW`] set to zero. One fused kernel
+    /// per row for LSTM and the linear-before-reset GRU; the other cells go through
+    /// [`recurrent_step`] and a flushing copy.
+    #[allow(clippy::too_many_arguments)]
+    fn state_step(
+        &self,
+        k: usize,
+        m: usize,
+        hk: &mut [f32],
+        ck: &mut [f32],
+        gates: &mut [f32],
+        ldg: usize,
+        work: StepWork<'_>,
+    ) {
+        let cfg = self.config();
+        let h = cfg.hidden_size;
+        let gh = cfg.cell.gates() * h;
+        let pk = &self.packed[k];
+        let product = |b: &PackedB, hk: &[f32], c: &mut [f32], ldc: usize, acc: bool| {
+            if m == 1 {
+                gemv_packed(hk, b, c, acc);
+            } else {
+                gemm_packed(m, hk, h, b, c, ldc, acc);
+            }
+        };
+        match cfg.cell {
+            CellKind::Lstm => {
+                product(&pk.w_hh_t, hk, gates, ldg, true);
+                for i in 0..m {
+                    let row = &gates[i * ldg..i * ldg + gh];
+                    let (c, hr) = (&mut ck[i * h..(i + 1) * h], &mut hk[i * h..(i + 1) * h]);
+                    activation::lstm_state(row, c, hr);
+                }
+            }
+            CellKind::GruLbr => {
+                let b_hn = &self.layer(k).b_hh[2 * h..];
+                let ghb = &mut work.ghb[..m * gh];
+                product(&pk.w_hh_t, hk, ghb, gh, false);
+                for i in 0..m {
+                    let row = &gates[i * ldg..i * ldg + gh];
+                    let ghr = &ghb[i * gh..(i + 1) * gh];
+                    activation::gru_lbr_state(row, ghr, b_hn, &mut hk[i * h..(i + 1) * h]);
+                }
+            }
+            _ => {
+                let out = &mut work.hnew[..m * h];
+                let io = StepRows {
+                    gates,
+                    ldg,
+                    h: out,
+                    ldh: h,
+                    c: &mut [],
+                    ldc: h,
+                    extra: tail(work.rh, 0),
+                    lde: h,
+                    gemv: m == 1,
+                };
+                recurrent_step(self, k, m, hk, &[], io, work.ghb);
+                for (s, &v) in hk.iter_mut().zip(out.iter()) {
+                    *s = if v.abs() < FLUSH_BELOW { 0.0 } else { v };
+                }
+            }
+        }
     }
 
     /// Outputs of `rows` top-layer rows: the head (and softmax) or `h` itself.

@@ -11,19 +11,22 @@
 //! Every tier meets the contract in [`super::reference`]: absolute error at most
 //! `1e-6` against `f64` on every `f32` input, NaN propagated, `±∞` mapped to the
 //! limits. Measured maximum absolute errors against `f64`, over all 2³² `f32` inputs
-//! (a one-off exhaustive run; the dense sweep in the tests re-checks the SIMD figures):
+//! (`cargo run --release --example activation_error`, a few minutes; the dense sweep
+//! in the tests re-checks the SIMD figures):
 //!
 //! | tier   | sigmoid                 | tanh                    |
 //! | ------ | ----------------------- | ----------------------- |
 //! | scalar | 8.93e-8 (glibc libm)    | 1.04e-7 (glibc libm)    |
-//! | avx2   | 8.93e-8 (at x ≈ 7.859)  | 8.09e-8 (at x ≈ 0.6310) |
-//! | avx512 | 8.93e-8 (at x ≈ 7.859)  | 8.09e-8 (at x ≈ 0.6310) |
+//! | avx2   | 8.93e-8 (at x ≈ 7.859)  | 8.18e-8 (at x ≈ 0.6268) |
+//! | avx512 | 9.00e-8 (at x ≈ 8.655)  | 8.18e-8 (at x ≈ 0.6268) |
 //!
 //! That is 1.3 to 1.5 ulp of an output in `[0.5, 1)` (ulp 6e-8): far inside `1e-6`.
-//! The algorithm (Cephes polynomials, an exact IEEE division) is in `x86_64/mod.rs`.
+//! The algorithm (Cephes polynomials; a division or a refined reciprocal estimate) is in
+//! `x86_64/mod.rs`.
 //!
-//! The SIMD tiers are not bit-identical to the scalar tier (different formulas), but
-//! AVX2 and AVX-512 perform the same operations per lane and agree bit for bit.
+//! The SIMD tiers are not bit-identical to the scalar tier (different formulas). AVX2
+//! and AVX-512 perform the same operations per lane except the reciprocal (see
+//! `x86_64/mod.rs`), and agree to two ulp.
 
 use std::sync::OnceLock;
 
@@ -134,6 +137,59 @@ pub fn gru_lbr_cell_with(
     h: &mut [f32],
 ) {
     run_gru_lbr(Detected::new(tier), gates, ghn, h_prev, h);
+}
+
+/// Streaming LSTM update in place on [`tier()`]; the math of
+/// [`reference::lstm_state_ref`]. `gates` is `[4n]` (read only), `c` and `h` the state
+/// rows `[n]`.
+#[inline]
+pub fn lstm_state(gates: &[f32], c: &mut [f32], h: &mut [f32]) {
+    run_lstm_state(detected(), gates, c, h);
+}
+
+/// [`lstm_state`] on `tier` (or the best available).
+pub fn lstm_state_with(tier: Tier, gates: &[f32], c: &mut [f32], h: &mut [f32]) {
+    run_lstm_state(Detected::new(tier), gates, c, h);
+}
+
+fn run_lstm_state(tier: Detected, gates: &[f32], c: &mut [f32], h: &mut [f32]) {
+    assert!(gates.len() == 4 * c.len() && h.len() == c.len());
+    match tier.0 {
+        // SAFETY: `Detected(Avx2)` exists only if AVX2 and FMA were detected at run time.
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx2 => unsafe { super::x86_64::avx2::lstm_state(gates, c, h) },
+        // SAFETY: `Detected(Avx512)` exists only if AVX-512F was detected at run time.
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx512 => unsafe { super::x86_64::avx512::lstm_state(gates, c, h) },
+        _ => reference::lstm_state_ref(gates, c, h),
+    }
+}
+
+/// Streaming linear-before-reset GRU update in place on [`tier()`]; the math of
+/// [`reference::gru_lbr_state_ref`]. `gates` and `gh` are `[3n]` (read only), `b_hn`
+/// and the state row `h` `[n]`.
+#[inline]
+pub fn gru_lbr_state(gates: &[f32], gh: &[f32], b_hn: &[f32], h: &mut [f32]) {
+    run_gru_lbr_state(detected(), gates, gh, b_hn, h);
+}
+
+/// [`gru_lbr_state`] on `tier` (or the best available).
+pub fn gru_lbr_state_with(tier: Tier, gates: &[f32], gh: &[f32], b_hn: &[f32], h: &mut [f32]) {
+    run_gru_lbr_state(Detected::new(tier), gates, gh, b_hn, h);
+}
+
+fn run_gru_lbr_state(tier: Detected, gates: &[f32], gh: &[f32], b_hn: &[f32], h: &mut [f32]) {
+    let n = h.len();
+    assert!(gates.len() == 3 * n && gh.len() == 3 * n && b_hn.len() == n);
+    match tier.0 {
+        // SAFETY: `Detected(Avx2)` exists only if AVX2 and FMA were detected at run time.
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx2 => unsafe { super::x86_64::avx2::gru_lbr_state(gates, gh, b_hn, h) },
+        // SAFETY: `Detected(Avx512)` exists only if AVX-512F was detected at run time.
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx512 => unsafe { super::x86_64::avx512::gru_lbr_state(gates, gh, b_hn, h) },
+        _ => reference::gru_lbr_state_ref(gates, gh, b_hn, h),
+    }
 }
 
 fn run_lstm(tier: Detected, gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
@@ -256,7 +312,7 @@ mod tests {
     }
 
     /// Every available tier through the public `*_with` entry points and, on x86-64,
-    /// each ISA's functions called directly: AVX2 and AVX-512 agree bit for bit, so a
+    /// each ISA's functions called directly: AVX2 and AVX-512 agree to two ulp, so a
     /// dispatch arm wired to the wrong ISA could not be seen through the dispatcher
     /// alone, and would leave a kernel untested.
     fn impls() -> Vec<Impl> {
@@ -517,7 +573,8 @@ mod tests {
     fn documented(tier: Tier) -> (f64, f64) {
         match tier {
             Tier::Scalar => (MAX_ABS_ERROR, MAX_ABS_ERROR),
-            Tier::Avx2 | Tier::Avx512 => (8.94e-8, 8.09e-8),
+            Tier::Avx2 => (8.94e-8, 8.19e-8),
+            Tier::Avx512 => (9.01e-8, 8.19e-8),
         }
     }
 
@@ -555,7 +612,9 @@ mod tests {
     }
 
     #[test]
-    fn simd_implementations_agree_bit_for_bit() {
+    fn simd_implementations_agree_to_two_ulp() {
+        // Same operations per lane except the reciprocal (AVX-512's estimate and Newton
+        // step, AVX2's division): outputs differ by at most two ulp of 1 (2.4e-7).
         let mut xs: Vec<f32> = (-4000..4000).map(|i| i as f32 / 97.0).collect();
         xs.extend((0..100).map(mixed));
         let simd: Vec<Impl> = impls()
@@ -563,15 +622,18 @@ mod tests {
             .filter(|i| i.tier != Tier::Scalar)
             .collect();
         for act in &ACTS {
-            let outs: Vec<Vec<u32>> = simd.iter().map(|i| bits(&run(act, i, &xs).0)).collect();
+            let outs: Vec<Vec<f32>> = simd.iter().map(|i| run(act, i, &xs).0).collect();
             for (i, out) in simd.iter().zip(&outs).skip(1) {
-                assert!(
-                    out == &outs[0],
-                    "{}: {} differs from {}",
-                    act.name,
-                    i.label,
-                    simd[0].label
-                );
+                for (k, (a, b)) in out.iter().zip(&outs[0]).enumerate() {
+                    assert!(
+                        (a.is_nan() && b.is_nan()) || (a - b).abs() <= 2.4e-7,
+                        "{}({}): {} gives {a}, {} gives {b}",
+                        act.name,
+                        xs[k],
+                        i.label,
+                        simd[0].label
+                    );
+                }
             }
         }
     }
@@ -664,6 +726,64 @@ mod tests {
                 let mut h2 = vec![0.0; n];
                 gru_lbr_cell_with(tier, &mut g, &ghn, &cp, &mut h2);
                 close(&g, &g1, "gru gates");
+                close(&h2, &h1, "gru h");
+            }
+        }
+    }
+    /// The streaming (in-place, flushing) cell kernels of every tier against the scalar
+    /// specs: lengths 0..4*16+3 units, saturating, NaN and tiny inputs; outputs within
+    /// 2e-6, and values the spec flushes to 0 are exactly 0.
+    #[test]
+    fn state_kernels_match_the_reference_on_every_tier() {
+        use crate::kernels::reference::{gru_lbr_state_ref, lstm_state_ref};
+        let close = |a: &[f32], b: &[f32], what: &str| {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                assert!(
+                    (x.is_nan() && y.is_nan()) || (x - y).abs() <= 2e-6,
+                    "{what}[{i}]: {x} vs {y}"
+                );
+                if *y == 0.0 {
+                    assert_eq!(*x, 0.0, "{what}[{i}] not flushed");
+                }
+            }
+        };
+        let mut seed = 11u32;
+        let mut rnd = |scale: f32| {
+            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+            ((seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 2.0 * scale
+        };
+        for tier in available_tiers() {
+            for n in 0..=4 * MAX_LANES + 3 {
+                let scale = if n % 3 == 0 { 30.0 } else { 3.0 };
+                let mut g: Vec<f32> = (0..4 * n).map(|_| rnd(scale)).collect();
+                let mut c: Vec<f32> = (0..n).map(|_| rnd(2.0)).collect();
+                if n > 2 {
+                    g[n + 1] = f32::NAN;
+                    // i = 0 exactly and f tiny: c becomes subnormal-small, then flushed.
+                    g[2] = -200.0;
+                    g[n + 2] = -60.0;
+                    c[2] = 1e-5;
+                }
+                let (mut c1, mut h1) = (c.clone(), vec![9.0; n]);
+                let (mut c2, mut h2) = (c.clone(), vec![9.0; n]);
+                lstm_state_ref(&g, &mut c1, &mut h1);
+                lstm_state_with(tier, &g, &mut c2, &mut h2);
+                if n > 2 {
+                    assert_eq!(c1[2], 0.0, "the spec flushes");
+                }
+                close(&c2, &c1, "lstm c");
+                close(&h2, &h1, "lstm h");
+                let g: Vec<f32> = (0..3 * n).map(|_| rnd(scale)).collect();
+                let gh: Vec<f32> = (0..3 * n).map(|_| rnd(2.0)).collect();
+                let bhn: Vec<f32> = (0..n).map(|_| rnd(1.0)).collect();
+                let mut h: Vec<f32> = (0..n).map(|_| rnd(1.0)).collect();
+                if n > 2 {
+                    h[1] = f32::NAN;
+                    h[2] = 1e-33;
+                }
+                let (mut h1, mut h2) = (h.clone(), h);
+                gru_lbr_state_ref(&g, &gh, &bhn, &mut h1);
+                gru_lbr_state_with(tier, &g, &gh, &bhn, &mut h2);
                 close(&h2, &h1, "gru h");
             }
         }

@@ -83,6 +83,53 @@ pub fn gru_lbr_cell_ref(gates: &mut [f32], ghn: &[f32], h_prev: &[f32], h: &mut 
     }
 }
 
+/// Below this magnitude a streaming state value is stored as zero. Without it, a state
+/// decaying in silence passes through the subnormal range, where x86 arithmetic is many
+/// times slower (the audio-plugin "denormal" stall). 1e-30 is far below anything
+/// audible or any meaningful activation, and far enough above `f32::MIN_POSITIVE`
+/// (1.2e-38) that products with weights stay normal.
+pub const FLUSH_BELOW: f32 = 1e-30;
+
+/// `v`, or 0 where `|v| <` [`FLUSH_BELOW`] (NaN stays).
+#[inline]
+pub fn flush_ref(v: f32) -> f32 {
+    if v.abs() < FLUSH_BELOW {
+        0.0
+    } else {
+        v
+    }
+}
+
+/// The streaming LSTM update in place, the spec of the fused state kernels: `gates`
+/// (`[4n]` pre-activations) are read only; `c <- flush(f⊙c + i⊙g)` and
+/// `h <- flush(o⊙tanh(f⊙c + i⊙g))` (`h` from the value before the flush).
+pub fn lstm_state_ref(gates: &[f32], c: &mut [f32], h: &mut [f32]) {
+    let n = c.len();
+    for j in 0..n {
+        let i = sigmoid_ref(gates[j]);
+        let f = sigmoid_ref(gates[n + j]);
+        let g = tanh_ref(gates[2 * n + j]);
+        let o = sigmoid_ref(gates[3 * n + j]);
+        let cv = f * c[j] + i * g;
+        h[j] = flush_ref(o * tanh_ref(cv));
+        c[j] = flush_ref(cv);
+    }
+}
+
+/// The streaming linear-before-reset GRU update in place: `gates` (`[3n]`: biases and
+/// input parts, `r, z` with both biases, `n` with `b_in`) and `gh = W_hh h` (`[3n]`) are
+/// read only; `r = σ(gates_r + gh_r)`, `z = σ(gates_z + gh_z)`,
+/// `n = tanh(gates_n + r⊙(gh_n + b_hn))`, `h <- flush(n + z⊙(h − n))`.
+pub fn gru_lbr_state_ref(gates: &[f32], gh: &[f32], b_hn: &[f32], h: &mut [f32]) {
+    let n = h.len();
+    for j in 0..n {
+        let r = sigmoid_ref(gates[j] + gh[j]);
+        let z = sigmoid_ref(gates[n + j] + gh[n + j]);
+        let nv = tanh_ref(gates[2 * n + j] + r * (gh[2 * n + j] + b_hn[j]));
+        h[j] = flush_ref(nv + z * (h[j] - nv));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,32 +7,32 @@
 use std::arch::x86_64::*;
 
 use super::{
-    EXP_MAX, EXP_MIN, EXP_P0, EXP_P1, EXP_P2, EXP_P3, EXP_P4, EXP_P5, LN2_HI, LN2_LO, LOG2E,
+    EXP_MIN, EXP_P0, EXP_P1, EXP_P2, EXP_P3, EXP_P4, EXP_P5, FLUSH_BELOW, LN2_HI, LN2_LO, LOG2E,
     TANH_Q0, TANH_Q1, TANH_Q2, TANH_Q3, TANH_Q4, TANH_SMALL,
 };
 
 /// `f32` lanes per vector.
 pub(crate) const LANES: usize = 8;
 
-/// `exp(z)` for `z` in `[EXP_MIN, EXP_MAX]` (or NaN, which gives NaN); `+∞` above 88.38.
+/// `exp(z)` for `z` in `[EXP_MIN, 0]` (or NaN, which gives NaN); `+0` below about -87.68.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn exp_clamped(z: __m256) -> __m256 {
+fn exp_neg(z: __m256) -> __m256 {
     let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
         z,
         _mm256_set1_ps(LOG2E),
     ));
     let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), z);
     let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
-    let mut p = _mm256_set1_ps(EXP_P0);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P1));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P2));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P3));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P4));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P5));
+    // P(r) by Estrin's scheme: (P5 + P4 r) + r²(P3 + P2 r) + r⁴(P1 + P0 r).
     let r2 = _mm256_mul_ps(r, r);
-    p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0)));
-    // 2^n: n + 127 in the exponent field; n in [-126, 128], where 128 gives +inf.
+    let a = _mm256_fmadd_ps(_mm256_set1_ps(EXP_P4), r, _mm256_set1_ps(EXP_P5));
+    let b = _mm256_fmadd_ps(_mm256_set1_ps(EXP_P2), r, _mm256_set1_ps(EXP_P3));
+    let c = _mm256_fmadd_ps(_mm256_set1_ps(EXP_P0), r, _mm256_set1_ps(EXP_P1));
+    let r4 = _mm256_mul_ps(r2, r2);
+    let p = _mm256_fmadd_ps(r4, c, _mm256_fmadd_ps(r2, b, a));
+    let p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0)));
+    // 2^n: n + 127 in the exponent field; n in [-127, 0], where -127 gives +0.
     let bias = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
     let scale = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(bias));
     _mm256_mul_ps(p, scale)
@@ -42,12 +42,15 @@ fn exp_clamped(z: __m256) -> __m256 {
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn sigmoid_v(x: __m256) -> __m256 {
-    let neg = _mm256_xor_ps(x, _mm256_set1_ps(-0.0));
-    // Constant first: a NaN lane passes through both clamps.
-    let z = _mm256_max_ps(_mm256_set1_ps(EXP_MIN), neg);
-    let z = _mm256_min_ps(_mm256_set1_ps(EXP_MAX), z);
-    let one = _mm256_set1_ps(1.0);
-    _mm256_div_ps(one, _mm256_add_ps(one, exp_clamped(z)))
+    let neg_abs = _mm256_or_ps(x, _mm256_set1_ps(-0.0));
+    // Constant first: a NaN lane passes through the clamp.
+    let e = exp_neg(_mm256_max_ps(_mm256_set1_ps(EXP_MIN), neg_abs));
+    // An exact division: a 256-bit one issues every ~5 cycles (AVX2 has no 14-bit
+    // reciprocal estimate, and `rcpps` differs between vendors).
+    let r = _mm256_div_ps(_mm256_set1_ps(1.0), _mm256_add_ps(_mm256_set1_ps(1.0), e));
+    // x >= 0: 1/(1 + e); x < 0: e/(1 + e). A NaN lane compares false and keeps r (NaN).
+    let is_neg = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_setzero_ps());
+    _mm256_blendv_ps(r, _mm256_mul_ps(r, e), is_neg)
 }
 
 /// Tanh of 8 lanes.
@@ -57,13 +60,13 @@ fn tanh_v(x: __m256) -> __m256 {
     let sign_bit = _mm256_set1_ps(-0.0);
     let sign = _mm256_and_ps(x, sign_bit);
     let a = _mm256_andnot_ps(sign_bit, x);
-    // Large |x|: 1 - 2 / (exp(2a) + 1). 2a >= 0, so only the upper clamp is needed.
-    let one = _mm256_set1_ps(1.0);
-    let e = exp_clamped(_mm256_min_ps(_mm256_set1_ps(EXP_MAX), _mm256_add_ps(a, a)));
-    let large = _mm256_sub_ps(
-        one,
-        _mm256_div_ps(_mm256_set1_ps(2.0), _mm256_add_ps(e, one)),
-    );
+    // Large |x|: (1 - e)/(1 + e) = 1 - 2e/(1 + e) with e = exp(-2a).
+    let e = exp_neg(_mm256_max_ps(
+        _mm256_set1_ps(EXP_MIN),
+        _mm256_xor_ps(_mm256_add_ps(a, a), sign_bit),
+    ));
+    let r = _mm256_div_ps(_mm256_set1_ps(1.0), _mm256_add_ps(_mm256_set1_ps(1.0), e));
+    let large = _mm256_fnmadd_ps(_mm256_add_ps(e, e), r, _mm256_set1_ps(1.0));
     // Small |x|: a + a·z·Q(z), z = a².
     let z = _mm256_mul_ps(a, a);
     let mut q = _mm256_set1_ps(TANH_Q0);
@@ -191,6 +194,70 @@ pub(crate) fn gru_lbr_cell(gates: &mut [f32], ghn: &[f32], h_prev: &[f32], h: &m
             _mm256_maskstore_ps(gp.add(n + j), k, z);
             _mm256_maskstore_ps(gp.add(2 * n + j), k, nv);
             _mm256_maskstore_ps(hp.add(j), k, hv);
+        }
+        j += LANES;
+    }
+}
+
+/// Zeroes the lanes of `v` smaller in magnitude than `FLUSH_BELOW` (NaN compares false
+/// and stays).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn flush(v: __m256) -> __m256 {
+    let a = _mm256_andnot_ps(_mm256_set1_ps(-0.0), v);
+    let tiny = _mm256_cmp_ps::<_CMP_LT_OQ>(a, _mm256_set1_ps(FLUSH_BELOW));
+    _mm256_andnot_ps(tiny, v)
+}
+
+/// Streaming LSTM update in place, as [`super::avx512::lstm_state`] on 8 lanes.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) fn lstm_state(gates: &[f32], c: &mut [f32], h: &mut [f32]) {
+    let n = c.len();
+    assert!(gates.len() == 4 * n && h.len() == n);
+    let (gp, cp, hp) = (gates.as_ptr(), c.as_mut_ptr(), h.as_mut_ptr());
+    let mut j = 0;
+    while j < n {
+        let k = lanes(n - j);
+        // SAFETY: the lanes enabled by `k` are units j..min(j+8, n); with the lengths
+        // asserted above every access is inside its slice (gate q of unit j at q*n + j).
+        // Each lane of `c` is read before it is written.
+        unsafe {
+            let i = sigmoid_v(_mm256_maskload_ps(gp.add(j), k));
+            let f = sigmoid_v(_mm256_maskload_ps(gp.add(n + j), k));
+            let g = tanh_v(_mm256_maskload_ps(gp.add(2 * n + j), k));
+            let o = sigmoid_v(_mm256_maskload_ps(gp.add(3 * n + j), k));
+            let cv = _mm256_add_ps(
+                _mm256_mul_ps(f, _mm256_maskload_ps(cp.add(j), k)),
+                _mm256_mul_ps(i, g),
+            );
+            let hv = _mm256_mul_ps(o, tanh_v(cv));
+            _mm256_maskstore_ps(cp.add(j), k, flush(cv));
+            _mm256_maskstore_ps(hp.add(j), k, flush(hv));
+        }
+        j += LANES;
+    }
+}
+
+/// Streaming linear-before-reset GRU update in place, as
+/// [`super::avx512::gru_lbr_state`] on 8 lanes.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) fn gru_lbr_state(gates: &[f32], gh: &[f32], b_hn: &[f32], h: &mut [f32]) {
+    let n = h.len();
+    assert!(gates.len() == 3 * n && gh.len() == 3 * n && b_hn.len() == n);
+    let (gp, ghp, bp, hp) = (gates.as_ptr(), gh.as_ptr(), b_hn.as_ptr(), h.as_mut_ptr());
+    let mut j = 0;
+    while j < n {
+        let k = lanes(n - j);
+        // SAFETY: as in `lstm_state`: masked to units j..min(j+8, n) of slices whose
+        // lengths are asserted above; each lane of `h` is read before it is written.
+        unsafe {
+            let ld = |p: *const f32| _mm256_maskload_ps(p, k);
+            let r = sigmoid_v(_mm256_add_ps(ld(gp.add(j)), ld(ghp.add(j))));
+            let z = sigmoid_v(_mm256_add_ps(ld(gp.add(n + j)), ld(ghp.add(n + j))));
+            let ghn = _mm256_add_ps(ld(ghp.add(2 * n + j)), ld(bp.add(j)));
+            let nv = tanh_v(_mm256_add_ps(ld(gp.add(2 * n + j)), _mm256_mul_ps(r, ghn)));
+            let hv = _mm256_add_ps(nv, _mm256_mul_ps(z, _mm256_sub_ps(ld(hp.add(j)), nv)));
+            _mm256_maskstore_ps(hp.add(j), k, flush(hv));
         }
         j += LANES;
     }

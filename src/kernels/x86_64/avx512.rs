@@ -9,46 +9,56 @@
 use std::arch::x86_64::*;
 
 use super::{
-    EXP_MAX, EXP_MIN, EXP_P0, EXP_P1, EXP_P2, EXP_P3, EXP_P4, EXP_P5, LN2_HI, LN2_LO, LOG2E,
+    EXP_MIN, EXP_P0, EXP_P1, EXP_P2, EXP_P3, EXP_P4, EXP_P5, FLUSH_BELOW, LN2_HI, LN2_LO, LOG2E,
     TANH_Q0, TANH_Q1, TANH_Q2, TANH_Q3, TANH_Q4, TANH_SMALL,
 };
 
 /// `f32` lanes per vector.
 pub(crate) const LANES: usize = 16;
 
-/// `exp(z)` for `z` in `[EXP_MIN, EXP_MAX]` (or NaN, which gives NaN); `+∞` above 88.38.
+/// `exp(z)` for `z` in `[EXP_MIN, 0]` (or NaN, which gives NaN); `+0` below about -87.68.
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn exp_clamped(z: __m512) -> __m512 {
+fn exp_neg(z: __m512) -> __m512 {
     let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
         _mm512_mul_ps(z, _mm512_set1_ps(LOG2E)),
     );
     let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), z);
     let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
-    let mut p = _mm512_set1_ps(EXP_P0);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P1));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P2));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P3));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P4));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P5));
+    // P(r) by Estrin's scheme: (P5 + P4 r) + r²(P3 + P2 r) + r⁴(P1 + P0 r).
     let r2 = _mm512_mul_ps(r, r);
-    p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0)));
-    // 2^n: n + 127 in the exponent field; n in [-126, 128], where 128 gives +inf.
+    let a = _mm512_fmadd_ps(_mm512_set1_ps(EXP_P4), r, _mm512_set1_ps(EXP_P5));
+    let b = _mm512_fmadd_ps(_mm512_set1_ps(EXP_P2), r, _mm512_set1_ps(EXP_P3));
+    let c = _mm512_fmadd_ps(_mm512_set1_ps(EXP_P0), r, _mm512_set1_ps(EXP_P1));
+    let r4 = _mm512_mul_ps(r2, r2);
+    let p = _mm512_fmadd_ps(r4, c, _mm512_fmadd_ps(r2, b, a));
+    let p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0)));
+    // 2^n: n + 127 in the exponent field; n in [-127, 0], where -127 gives +0.
     let bias = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
     let scale = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(bias));
     _mm512_mul_ps(p, scale)
+}
+
+/// `1/d` for `d` in `[1, 2]` (or NaN): the 14-bit estimate and one Newton step. A
+/// 512-bit division issues once per 10-16 cycles; this is three pipelined operations.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn recip_1_2(d: __m512) -> __m512 {
+    let r = _mm512_rcp14_ps(d);
+    _mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.0)), r)
 }
 
 /// Sigmoid of 16 lanes.
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn sigmoid_v(x: __m512) -> __m512 {
-    let neg = xor(x, _mm512_set1_ps(-0.0));
-    // Constant first: a NaN lane passes through both clamps.
-    let z = _mm512_max_ps(_mm512_set1_ps(EXP_MIN), neg);
-    let z = _mm512_min_ps(_mm512_set1_ps(EXP_MAX), z);
-    let one = _mm512_set1_ps(1.0);
-    _mm512_div_ps(one, _mm512_add_ps(one, exp_clamped(z)))
+    let neg_abs = or(x, _mm512_set1_ps(-0.0));
+    // Constant first: a NaN lane passes through the clamp.
+    let e = exp_neg(_mm512_max_ps(_mm512_set1_ps(EXP_MIN), neg_abs));
+    let r = recip_1_2(_mm512_add_ps(_mm512_set1_ps(1.0), e));
+    // x >= 0: 1/(1 + e); x < 0: e/(1 + e). A NaN lane compares false and keeps r (NaN).
+    let is_neg = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_setzero_ps());
+    _mm512_mask_mul_ps(r, is_neg, r, e)
 }
 
 /// Tanh of 16 lanes.
@@ -58,13 +68,13 @@ fn tanh_v(x: __m512) -> __m512 {
     let sign_bit = _mm512_set1_ps(-0.0);
     let sign = and(x, sign_bit);
     let a = _mm512_abs_ps(x);
-    // Large |x|: 1 - 2 / (exp(2a) + 1). 2a >= 0, so only the upper clamp is needed.
-    let one = _mm512_set1_ps(1.0);
-    let e = exp_clamped(_mm512_min_ps(_mm512_set1_ps(EXP_MAX), _mm512_add_ps(a, a)));
-    let large = _mm512_sub_ps(
-        one,
-        _mm512_div_ps(_mm512_set1_ps(2.0), _mm512_add_ps(e, one)),
-    );
+    // Large |x|: (1 - e)/(1 + e) = 1 - 2e/(1 + e) with e = exp(-2a).
+    let e = exp_neg(_mm512_max_ps(
+        _mm512_set1_ps(EXP_MIN),
+        xor(_mm512_add_ps(a, a), sign_bit),
+    ));
+    let r = recip_1_2(_mm512_add_ps(_mm512_set1_ps(1.0), e));
+    let large = _mm512_fnmadd_ps(_mm512_add_ps(e, e), r, _mm512_set1_ps(1.0));
     // Small |x|: a + a·z·Q(z), z = a².
     let z = _mm512_mul_ps(a, a);
     let mut q = _mm512_set1_ps(TANH_Q0);
@@ -222,6 +232,72 @@ pub(crate) fn gru_lbr_cell(gates: &mut [f32], ghn: &[f32], h_prev: &[f32], h: &m
             _mm512_mask_storeu_ps(gp.add(n + j), k, z);
             _mm512_mask_storeu_ps(gp.add(2 * n + j), k, nv);
             _mm512_mask_storeu_ps(hp.add(j), k, hv);
+        }
+        j += LANES;
+    }
+}
+
+/// Zeroes the lanes of `v` smaller in magnitude than `FLUSH_BELOW` (NaN compares false
+/// and stays).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn flush(v: __m512) -> __m512 {
+    let tiny = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_abs_ps(v), _mm512_set1_ps(FLUSH_BELOW));
+    _mm512_mask_mov_ps(v, tiny, _mm512_setzero_ps())
+}
+
+/// Streaming LSTM update in place (the math of
+/// [`crate::kernels::reference::lstm_state_ref`]): `gates` (`[4n]` pre-activations) are
+/// only read; `c <- flush(f⊙c + i⊙g)`, `h <- flush(o⊙tanh(f⊙c + i⊙g))`.
+#[target_feature(enable = "avx512f")]
+pub(crate) fn lstm_state(gates: &[f32], c: &mut [f32], h: &mut [f32]) {
+    let n = c.len();
+    assert!(gates.len() == 4 * n && h.len() == n);
+    let (gp, cp, hp) = (gates.as_ptr(), c.as_mut_ptr(), h.as_mut_ptr());
+    let mut j = 0;
+    while j < n {
+        let k = lanes(n - j);
+        // SAFETY: the lanes enabled by `k` are units j..min(j+16, n); with the lengths
+        // asserted above every access is inside its slice (gate q of unit j at q*n + j).
+        // Each lane of `c` is read before it is written.
+        unsafe {
+            let i = sigmoid_v(_mm512_maskz_loadu_ps(k, gp.add(j)));
+            let f = sigmoid_v(_mm512_maskz_loadu_ps(k, gp.add(n + j)));
+            let g = tanh_v(_mm512_maskz_loadu_ps(k, gp.add(2 * n + j)));
+            let o = sigmoid_v(_mm512_maskz_loadu_ps(k, gp.add(3 * n + j)));
+            let cv = _mm512_add_ps(
+                _mm512_mul_ps(f, _mm512_maskz_loadu_ps(k, cp.add(j))),
+                _mm512_mul_ps(i, g),
+            );
+            let hv = _mm512_mul_ps(o, tanh_v(cv));
+            _mm512_mask_storeu_ps(cp.add(j), k, flush(cv));
+            _mm512_mask_storeu_ps(hp.add(j), k, flush(hv));
+        }
+        j += LANES;
+    }
+}
+
+/// Streaming linear-before-reset GRU update in place (the math of
+/// [`crate::kernels::reference::gru_lbr_state_ref`]): `gates` (`[3n]`: bias and input
+/// parts) and `gh` (`[3n]`: `W_hh h`) are only read; `h <- flush(n + z⊙(h − n))`.
+#[target_feature(enable = "avx512f")]
+pub(crate) fn gru_lbr_state(gates: &[f32], gh: &[f32], b_hn: &[f32], h: &mut [f32]) {
+    let n = h.len();
+    assert!(gates.len() == 3 * n && gh.len() == 3 * n && b_hn.len() == n);
+    let (gp, ghp, bp, hp) = (gates.as_ptr(), gh.as_ptr(), b_hn.as_ptr(), h.as_mut_ptr());
+    let mut j = 0;
+    while j < n {
+        let k = lanes(n - j);
+        // SAFETY: as in `lstm_state`: masked to units j..min(j+16, n) of slices whose
+        // lengths are asserted above; each lane of `h` is read before it is written.
+        unsafe {
+            let ld = |p: *const f32| _mm512_maskz_loadu_ps(k, p);
+            let r = sigmoid_v(_mm512_add_ps(ld(gp.add(j)), ld(ghp.add(j))));
+            let z = sigmoid_v(_mm512_add_ps(ld(gp.add(n + j)), ld(ghp.add(n + j))));
+            let ghn = _mm512_add_ps(ld(ghp.add(2 * n + j)), ld(bp.add(j)));
+            let nv = tanh_v(_mm512_add_ps(ld(gp.add(2 * n + j)), _mm512_mul_ps(r, ghn)));
+            let hv = _mm512_add_ps(nv, _mm512_mul_ps(z, _mm512_sub_ps(ld(hp.add(j)), nv)));
+            _mm512_mask_storeu_ps(hp.add(j), k, flush(hv));
         }
         j += LANES;
     }

@@ -5,17 +5,26 @@
 //!
 //! Both files compute the same thing in the same order, lane for lane:
 //!
-//! - `exp(z)` for `z` clamped to `[EXP_MIN, EXP_MAX]`: `z = n·ln2 + r` with
-//!   `n = round(z·log2 e)` and `|r| <= ln2/2` (Cody–Waite: `ln2` split in two, each
-//!   product taken with an FMA), `exp(r) ≈ 1 + r + r²·P(r)` (Cephes `expf`, degree 5),
-//!   then scaled by `2^n`, built in the exponent field. The clamp keeps `n` in
-//!   `[-126, 128]`: `2^n` is normal, except that `n = 128` is `+∞`, so `exp` overflows
-//!   to `+∞` (for `z > 127.5·ln2 ≈ 88.38`, a little before `f32` itself must).
-//! - `sigmoid(x) = 1 / (1 + exp(-x))`, an exact (IEEE) division: `x → -∞` gives
-//!   `1/∞ = 0` exactly, `x → +∞` gives `1/(1 + 1.6e-38) = 1` exactly.
+//! - `exp(z)`, only ever for `z <= 0`, clamped below at [`EXP_MIN`]: `z = n·ln2 + r`
+//!   with `n = round(z·log2 e)` and `|r| <= ln2/2` (Cody–Waite: `ln2` split in two, each
+//!   product taken with an FMA), `exp(r) ≈ 1 + r + r²·P(r)` (Cephes `expf`, degree 5,
+//!   evaluated by Estrin's scheme: four dependent operations instead of Horner's six),
+//!   then scaled by `2^n`, built in the exponent field. `n` is in `[-127, 0]`; `n = -127`
+//!   makes the exponent field 0 and the result `+0` (true values there are below
+//!   `1.2e-38`). No argument overflows, so no infinity ever reaches a reciprocal.
+//! - `sigmoid(x)`: `e = exp(-|x|)` and `r = 1/(1 + e)` with `1 + e` in `[1, 2]`;
+//!   `sigmoid = r` for `x >= 0` and `e·r` for `x < 0` (relative accuracy kept for large
+//!   negative `x`; `x → -∞` gives `0·1 = 0`, `x → +∞` gives `1/1 = 1`).
 //! - `tanh(x) = sign(x) · t(|x|)`, where for `a = |x| < 0.625`
 //!   `t(a) = a + a³·Q(a²)` (Cephes `tanhf`, an odd polynomial: relative accuracy near
-//!   0, where `1 - 2/(e+1)` would cancel), and otherwise `t(a) = 1 - 2/(exp(2a) + 1)`.
+//!   0, where the other form would cancel), and otherwise `t(a) = 1 - 2e/(1 + e)` with
+//!   `e = exp(-2a)`.
+//! - The reciprocal `1/(1 + e)`: AVX-512 takes the 14-bit estimate `vrcp14ps` (its
+//!   results are specified bit for bit by Intel, so they do not vary between CPUs) and
+//!   one Newton step, because a 512-bit division issues only every 10-16 cycles and
+//!   the LSTM cell needs five per 16 units; AVX2 divides (`vdivps` on 8 lanes issues
+//!   every ~5 cycles, and AVX2 has no vendor-independent estimate). So the two tiers
+//!   agree to an ulp or two, not bit for bit.
 //! - NaN propagates through the clamps: `min`/`max` return their second operand when
 //!   either is NaN, and the clamp constants are always the first.
 
@@ -25,12 +34,11 @@
 pub(crate) mod avx2;
 pub(crate) mod avx512;
 
-/// `exp`'s argument is clamped to `[EXP_MIN, EXP_MAX]`, so that `n = round(z·log2 e)`
-/// is in `[-126, 128]`: `exp(EXP_MIN) ≈ 1.6e-38` is still a normal `f32`, and
-/// `n = 128` (`z > 88.38`) makes the scale `+∞` (exponent field all ones).
-pub(crate) const EXP_MIN: f32 = -87.0;
-/// See [`EXP_MIN`].
-pub(crate) const EXP_MAX: f32 = 89.0;
+/// `exp`'s argument is clamped below at `EXP_MIN`: `round(EXP_MIN·log2 e) = -127`, the
+/// smallest `n` whose `n + 127` fits the exponent field (as 0, giving `+0`).
+pub(crate) const EXP_MIN: f32 = -88.0;
+/// Streaming state values below this magnitude are stored as zero.
+pub(crate) use super::reference::FLUSH_BELOW;
 /// `log2(e)`.
 pub(crate) const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// `ln 2` rounded to `f32`, ...
@@ -66,9 +74,9 @@ mod tests {
 
     #[test]
     fn exp_clamp_keeps_the_scale_in_range() {
-        // n + 127 must fit the 8-bit exponent field: 1..=254 normal, 255 = +inf.
-        assert_eq!((EXP_MIN * LOG2E).round(), -126.0);
-        assert_eq!((EXP_MAX * LOG2E).round(), 128.0);
-        assert!((EXP_MIN as f64).exp() > f32::MIN_POSITIVE as f64);
+        // n + 127 must fit the 8-bit exponent field: 0 (+0) ..= 127 (2^0).
+        assert_eq!((EXP_MIN * LOG2E).round(), -127.0);
+        // Below the clamp the true exp is subnormal: flushing it to 0 loses < 1.2e-38.
+        assert!((EXP_MIN as f64).exp() < f32::MIN_POSITIVE as f64);
     }
 }
