@@ -4,11 +4,12 @@
 //! [`Model::forward_state`] allocate nothing, take no lock and run in time bounded by
 //! the block length: safe on an audio thread.
 
+use crate::cell::rnn;
 use crate::config::{CellKind, ModelConfig, OutputActivation};
 use crate::error::{check_finite, check_len, checked_size, invalid, Result};
 use crate::forward::{recurrent_step, softmax_in_place, tail, try_zeroed, StepRows};
 use crate::kernels::activation;
-use crate::kernels::packed::{gemm_packed, gemv_packed, PackedB};
+use crate::kernels::packed::{gemm_packed, gemv2_packed, gemv_packed, PackedB};
 use crate::kernels::reference::FLUSH_BELOW;
 use crate::model::Model;
 
@@ -44,7 +45,7 @@ struct Scratch {
     ghb: Vec<f32>,
     /// Notes' GRU: `r ⊙ h` of one step, `[B][H]`.
     rh: Vec<f32>,
-    /// RNN and the notes' GRU: the new `h` rows of one step before the flush, `[B][H]`.
+    /// The notes' GRU: the new `h` rows of one step before the flush, `[B][H]`.
     hnew: Vec<f32>,
     /// The block's input with subnormals flushed, `[B][max_block][I]`.
     x: Vec<f32>,
@@ -100,7 +101,7 @@ impl State {
                 } else {
                     Vec::new()
                 },
-                hnew: if !matches!(cfg.cell, CellKind::Lstm | CellKind::GruLbr) {
+                hnew: if cfg.cell == CellKind::Gru {
                     try_zeroed(batch * h)?
                 } else {
                     Vec::new()
@@ -190,6 +191,13 @@ impl State {
     }
 }
 
+/// `dst = src` with values smaller in magnitude than [`FLUSH_BELOW`] set to zero.
+fn flush_into(dst: &mut [f32], src: &[f32]) {
+    for (d, &v) in dst.iter_mut().zip(src) {
+        *d = if v.abs() < FLUSH_BELOW { 0.0 } else { v };
+    }
+}
+
 /// Zeroes the values of `v` smaller in magnitude than [`FLUSH_BELOW`] (NaN stays).
 fn flush_tiny(v: &mut [f32]) {
     for x in v {
@@ -275,13 +283,28 @@ impl Model {
         } = scratch;
         let g = &mut gates[..gh];
         for k in 0..l {
-            g.copy_from_slice(self.folded_bias(k));
+            let pk = &self.packed[k];
             let (below, here) = hst.split_at_mut(k * h);
-            let input: &[f32] = if k == 0 { x } else { &below[(k - 1) * h..] };
-            gemv_packed(input, &self.packed[k].w_ih_t, g, true);
+            let input: &[f32] = if k == 0 {
+                x
+            } else {
+                &below[(k - 1) * h..k * h]
+            };
+            let hk = &mut here[..h];
+            // Where the cell allows, bias and both products in one pass.
+            let fused = matches!(
+                cfg.cell,
+                CellKind::Lstm | CellKind::RnnTanh | CellKind::RnnRelu
+            );
+            if fused {
+                gemv2_packed(self.folded_bias(k), input, &pk.w_ih_t, hk, &pk.w_hh_t, g);
+            } else {
+                g.copy_from_slice(self.folded_bias(k));
+                gemv_packed(input, &pk.w_ih_t, g, true);
+            }
             let ck = tail(cst, k * h);
             let work = StepWork { ghb, rh, hnew };
-            self.state_step(k, 1, &mut here[..h], ck, g, gh, work);
+            self.state_step(k, 1, hk, ck, g, gh, work, !fused);
         }
         self.stream_head(&hst[(l - 1) * h..], y, 1);
     }
@@ -327,7 +350,7 @@ impl Model {
             let ck = tail(cst, k * b * h);
             for s in 0..t {
                 let work = StepWork { ghb, rh, hnew };
-                self.state_step(k, b, hk, ck, &mut gates[s * gh..], t * gh, work);
+                self.state_step(k, b, hk, ck, &mut gates[s * gh..], t * gh, work, true);
                 for i in 0..b {
                     out[(i * t + s) * h..][..h].copy_from_slice(&hk[i * h..(i + 1) * h]);
                 }
@@ -343,7 +366,8 @@ impl Model {
 
     /// One timestep of layer `k` for `m` streams, in place on the state rows `hk`
     /// (`[m][H]`) and, for LSTM, `ck`: adds `h · W_hhᵀ` to the gate rows (`gates`, at
-    /// stride `ldg`, which hold the bias and input parts), applies the cell, and stores
+    /// stride `ldg`, which hold the bias and input parts) unless `product` is false (the
+    /// caller added it; LSTM and RNN only), applies the cell, and stores
     /// the new state with values below [`FLUSH_BELOW`] set to zero. One fused kernel
     /// per row for LSTM and the linear-before-reset GRU; the other cells go through
     /// [`recurrent_step`] and a flushing copy.
@@ -357,12 +381,13 @@ impl Model {
         gates: &mut [f32],
         ldg: usize,
         work: StepWork<'_>,
+        product: bool,
     ) {
         let cfg = self.config();
         let h = cfg.hidden_size;
         let gh = cfg.cell.gates() * h;
         let pk = &self.packed[k];
-        let product = |b: &PackedB, hk: &[f32], c: &mut [f32], ldc: usize, acc: bool| {
+        let hidden = |b: &PackedB, hk: &[f32], c: &mut [f32], ldc: usize, acc: bool| {
             if m == 1 {
                 gemv_packed(hk, b, c, acc);
             } else {
@@ -371,7 +396,9 @@ impl Model {
         };
         match cfg.cell {
             CellKind::Lstm => {
-                product(&pk.w_hh_t, hk, gates, ldg, true);
+                if product {
+                    hidden(&pk.w_hh_t, hk, gates, ldg, true);
+                }
                 for i in 0..m {
                     let row = &gates[i * ldg..i * ldg + gh];
                     let (c, hr) = (&mut ck[i * h..(i + 1) * h], &mut hk[i * h..(i + 1) * h]);
@@ -381,14 +408,24 @@ impl Model {
             CellKind::GruLbr => {
                 let b_hn = &self.layer(k).b_hh[2 * h..];
                 let ghb = &mut work.ghb[..m * gh];
-                product(&pk.w_hh_t, hk, ghb, gh, false);
+                hidden(&pk.w_hh_t, hk, ghb, gh, false);
                 for i in 0..m {
                     let row = &gates[i * ldg..i * ldg + gh];
                     let ghr = &ghb[i * gh..(i + 1) * gh];
                     activation::gru_lbr_state(row, ghr, b_hn, &mut hk[i * h..(i + 1) * h]);
                 }
             }
-            _ => {
+            CellKind::RnnTanh | CellKind::RnnRelu => {
+                if product {
+                    hidden(&pk.w_hh_t, hk, gates, ldg, true);
+                }
+                for i in 0..m {
+                    let row = &mut gates[i * ldg..i * ldg + h];
+                    rnn::forward(row, cfg.cell == CellKind::RnnRelu);
+                    flush_into(&mut hk[i * h..(i + 1) * h], row);
+                }
+            }
+            CellKind::Gru => {
                 let out = &mut work.hnew[..m * h];
                 let io = StepRows {
                     gates,
@@ -402,9 +439,7 @@ impl Model {
                     gemv: m == 1,
                 };
                 recurrent_step(self, k, m, hk, &[], io, work.ghb);
-                for (s, &v) in hk.iter_mut().zip(out.iter()) {
-                    *s = if v.abs() < FLUSH_BELOW { 0.0 } else { v };
-                }
+                flush_into(hk, out);
             }
         }
     }

@@ -152,6 +152,49 @@ pub fn gemv_packed(x: &[f32], b: &PackedB, y: &mut [f32], accumulate: bool) {
     }
 }
 
+/// `y = bias + x1 · B1 + x2 · B2` (`B1`, `B2` with the same `n`): a layer's whole
+/// pre-activation for one streaming step (`x · W_ihᵀ` and `h · W_hhᵀ`) in one pass.
+/// Bit for bit `y = bias`, then [`gemv_packed`] with `x1`, then with `x2`.
+pub fn gemv2_packed(
+    bias: &[f32],
+    x1: &[f32],
+    b1: &PackedB,
+    x2: &[f32],
+    b2: &PackedB,
+    y: &mut [f32],
+) {
+    let n = b1.n;
+    assert!(
+        b2.n == n && bias.len() >= n && y.len() >= n && x1.len() >= b1.k && x2.len() >= b2.k,
+        "gemv2_packed: shapes disagree"
+    );
+    match kernel_tier() {
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx512 => {
+            // SAFETY: the process tier is Avx512 only when AVX-512F was detected; bias and
+            // y hold n floats, x1 and x2 their k, b1 and b2 their packed panels (asserted).
+            unsafe {
+                x86::gemv2_avx512(
+                    n,
+                    bias.as_ptr(),
+                    b1.k,
+                    x1.as_ptr(),
+                    b1.data.as_ptr(),
+                    b2.k,
+                    x2.as_ptr(),
+                    b2.data.as_ptr(),
+                    y.as_mut_ptr(),
+                )
+            }
+        }
+        _ => {
+            y[..n].copy_from_slice(&bias[..n]);
+            gemv_packed(x1, b1, y, true);
+            gemv_packed(x2, b2, y, true);
+        }
+    }
+}
+
 /// The dispatch; `tier` must be one this CPU runs (`kernel_tier()` or checked).
 #[allow(clippy::too_many_arguments)]
 #[inline]
@@ -509,18 +552,21 @@ mod x86 {
         }
     }
 
+    /// `x · B` for one group of `P` panels (row stride `ldb`) over `k` rows, the even and
+    /// odd rows of B summed in separate accumulators, then added: `[P][2]` vectors of
+    /// 16 columns.
+    ///
+    /// # Safety
+    /// AVX-512F; `x` holds `k` floats and `b` `k` rows of `ldb >= P * NR` floats.
     #[target_feature(enable = "avx512f")]
     #[inline]
     #[allow(clippy::needless_range_loop)] // s0 and s1 are indexed in step
-    unsafe fn gemv_group<const P: usize>(
+    unsafe fn dot_group<const P: usize>(
         k: usize,
         x: *const f32,
         b: *const f32,
         ldb: usize,
-        y: *mut f32,
-        ncols: usize,
-        accumulate: bool,
-    ) {
+    ) -> [[__m512; 2]; P] {
         let mut s0 = [[_mm512_setzero_ps(); 2]; P];
         let mut s1 = [[_mm512_setzero_ps(); 2]; P];
         let mut p = 0;
@@ -550,27 +596,128 @@ mod x86 {
                 }
             }
         }
-        let mask = |cols: usize| -> __mmask16 {
-            if cols >= 16 {
-                0xffff
-            } else {
-                ((1u32 << cols) - 1) as u16
-            }
-        };
         for q in 0..P {
+            s0[q][0] = _mm512_add_ps(s0[q][0], s1[q][0]);
+            s0[q][1] = _mm512_add_ps(s0[q][1], s1[q][1]);
+        }
+        s0
+    }
+
+    /// Lanes `0..min(cols, 16)` on.
+    #[inline]
+    fn mask(cols: usize) -> __mmask16 {
+        if cols >= 16 {
+            0xffff
+        } else {
+            ((1u32 << cols) - 1) as u16
+        }
+    }
+
+    /// [`dot_group`] stored to (or added to) the `ncols` valid columns of `y`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn gemv_group<const P: usize>(
+        k: usize,
+        x: *const f32,
+        b: *const f32,
+        ldb: usize,
+        y: *mut f32,
+        ncols: usize,
+        accumulate: bool,
+    ) {
+        // SAFETY: the caller's extents are `dot_group`'s.
+        let s = unsafe { dot_group::<P>(k, x, b, ldb) };
+        for (q, sq) in s.iter().enumerate() {
             let cols = ncols.saturating_sub(q * NR).min(NR);
             let (m0, m1) = (mask(cols), mask(cols.saturating_sub(16)));
             // SAFETY: masked to the `cols` valid columns of panel q of y.
             unsafe {
                 let yq = y.add(q * NR);
-                let mut v0 = _mm512_add_ps(s0[q][0], s1[q][0]);
-                let mut v1 = _mm512_add_ps(s0[q][1], s1[q][1]);
+                let (mut v0, mut v1) = (sq[0], sq[1]);
                 if accumulate {
                     v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, yq), v0);
                     v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, yq.add(16)), v1);
                 }
                 _mm512_mask_storeu_ps(yq, m0, v0);
                 _mm512_mask_storeu_ps(yq.add(16), m1, v1);
+            }
+        }
+    }
+
+    /// `y = (bias + x1 · B1) + x2 · B2` for two packed matrices with the same `n`: the
+    /// same sums, in the same order, as [`gemv_avx512`] twice after copying `bias` to `y`,
+    /// without the round trips through `y`.
+    ///
+    /// # Safety
+    /// AVX-512F; `bias` and `y` hold `n` floats, `x1` `k1` and `x2` `k2`, `b1` and `b2`
+    /// the packed panels of `[k1][n]` and `[k2][n]`.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn gemv2_avx512(
+        n: usize,
+        bias: *const f32,
+        k1: usize,
+        x1: *const f32,
+        b1: *const f32,
+        k2: usize,
+        x2: *const f32,
+        b2: *const f32,
+        y: *mut f32,
+    ) {
+        let panels = n.div_ceil(NR);
+        let mut jp = 0;
+        while jp < panels {
+            let (off1, ldb) = super::panel_at(jp, k1, panels);
+            let (off2, _) = super::panel_at(jp, k2, panels);
+            let in_group = ldb / NR;
+            // SAFETY: panels jp..jp+in_group form one group inside both B; columns from
+            // jp*NR are inside bias and y.
+            unsafe {
+                let (b1, b2) = (b1.add(off1), b2.add(off2));
+                let (bias, y, cols) = (bias.add(jp * NR), y.add(jp * NR), n - jp * NR);
+                match in_group {
+                    4 => gemv2_group::<4>(k1, x1, b1, k2, x2, b2, ldb, bias, y, cols),
+                    3 => gemv2_group::<3>(k1, x1, b1, k2, x2, b2, ldb, bias, y, cols),
+                    2 => gemv2_group::<2>(k1, x1, b1, k2, x2, b2, ldb, bias, y, cols),
+                    _ => gemv2_group::<1>(k1, x1, b1, k2, x2, b2, ldb, bias, y, cols),
+                }
+            }
+            jp += in_group;
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemv2_group<const P: usize>(
+        k1: usize,
+        x1: *const f32,
+        b1: *const f32,
+        k2: usize,
+        x2: *const f32,
+        b2: *const f32,
+        ldb: usize,
+        bias: *const f32,
+        y: *mut f32,
+        ncols: usize,
+    ) {
+        // SAFETY: the caller's extents are `dot_group`'s for both products.
+        let (s1, s2) = unsafe {
+            (
+                dot_group::<P>(k1, x1, b1, ldb),
+                dot_group::<P>(k2, x2, b2, ldb),
+            )
+        };
+        for q in 0..P {
+            let cols = ncols.saturating_sub(q * NR).min(NR);
+            let (m0, m1) = (mask(cols), mask(cols.saturating_sub(16)));
+            // SAFETY: masked to the `cols` valid columns of panel q of bias and y.
+            unsafe {
+                let (bq, yq) = (bias.add(q * NR), y.add(q * NR));
+                let v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, bq), s1[q][0]);
+                let v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, bq.add(16)), s1[q][1]);
+                _mm512_mask_storeu_ps(yq, m0, _mm512_add_ps(v0, s2[q][0]));
+                _mm512_mask_storeu_ps(yq.add(16), m1, _mm512_add_ps(v1, s2[q][1]));
             }
         }
     }
@@ -805,6 +952,40 @@ mod tests {
                 assert!(y[n..].iter().all(|&v| v == 7.0), "wrote past n");
             }
         }
+    }
+
+    #[test]
+    fn gemv2_is_bias_then_two_gemvs_bit_for_bit() {
+        for &(k1, k2, n) in &[
+            (1, 8, 32),
+            (1, 16, 64),
+            (3, 32, 96),
+            (16, 64, 256),
+            (2, 7, 33),
+            (5, 128, 384),
+            (1, 33, 520),
+        ] {
+            let x1: Vec<f32> = (0..k1).map(|i| (i as f32 * 0.7).sin()).collect();
+            let x2: Vec<f32> = (0..k2).map(|i| (i as f32 * 0.37).cos()).collect();
+            let w1: Vec<f32> = (0..k1 * n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let w2: Vec<f32> = (0..k2 * n).map(|i| (i as f32 * 0.13).sin()).collect();
+            let bias: Vec<f32> = (0..n).map(|i| i as f32 * 0.01 - 1.0).collect();
+            let (p1, p2) = (
+                PackedB::from_rows(&w1, k1, n, n),
+                PackedB::from_rows(&w2, k2, n, n),
+            );
+            let mut want = bias.clone();
+            gemv_packed(&x1, &p1, &mut want, true);
+            gemv_packed(&x2, &p2, &mut want, true);
+            let mut y = vec![7.0f32; n + 3];
+            gemv2_packed(&bias, &x1, &p1, &x2, &p2, &mut y);
+            assert_eq!(bits(&y[..n]), bits(&want), "{k1},{k2},{n}");
+            assert!(y[n..].iter().all(|&v| v == 7.0), "wrote past n");
+        }
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
     }
 
     #[test]

@@ -8,34 +8,52 @@ use std::arch::x86_64::*;
 
 use super::{
     EXP_MIN, EXP_P0, EXP_P1, EXP_P2, EXP_P3, EXP_P4, EXP_P5, FLUSH_BELOW, LN2_HI, LN2_LO, LOG2E,
-    TANH_Q0, TANH_Q1, TANH_Q2, TANH_Q3, TANH_Q4, TANH_SMALL,
+    ROUND_MAGIC,
 };
 
 /// `f32` lanes per vector.
 pub(crate) const LANES: usize = 8;
 
-/// `exp(z)` for `z` in `[EXP_MIN, 0]` (or NaN, which gives NaN); `+0` below about -87.68.
+/// `exp(z) = 2^n·(1 + q)` for `z` in `[EXP_MIN, 0]` (or NaN): returns `(q, 2^n)` with
+/// `q ≈ expm1(r)`, `r = z − n·ln2`; `2^n` is `+0` below about -87.68.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn exp_neg(z: __m256) -> __m256 {
-    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
-        z,
-        _mm256_set1_ps(LOG2E),
-    ));
+fn exp_parts(z: __m256) -> (__m256, __m256) {
+    // n = round(z·log2 e) by adding 1.5·2^23: the sum's ulp is 1, so the FMA's rounding
+    // rounds to an integer, whose value sits in the low mantissa bits of `t`.
+    let t = _mm256_fmadd_ps(z, _mm256_set1_ps(LOG2E), _mm256_set1_ps(ROUND_MAGIC));
+    let n = _mm256_sub_ps(t, _mm256_set1_ps(ROUND_MAGIC));
     let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), z);
     let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
-    // P(r) by Estrin's scheme: (P5 + P4 r) + r²(P3 + P2 r) + r⁴(P1 + P0 r).
+    // q = r + r²·P(r), P by Estrin's scheme: (P5 + P4 r) + r²(P3 + P2 r) + r⁴(P1 + P0 r).
     let r2 = _mm256_mul_ps(r, r);
     let a = _mm256_fmadd_ps(_mm256_set1_ps(EXP_P4), r, _mm256_set1_ps(EXP_P5));
     let b = _mm256_fmadd_ps(_mm256_set1_ps(EXP_P2), r, _mm256_set1_ps(EXP_P3));
     let c = _mm256_fmadd_ps(_mm256_set1_ps(EXP_P0), r, _mm256_set1_ps(EXP_P1));
     let r4 = _mm256_mul_ps(r2, r2);
     let p = _mm256_fmadd_ps(r4, c, _mm256_fmadd_ps(r2, b, a));
-    let p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0)));
-    // 2^n: n + 127 in the exponent field; n in [-127, 0], where -127 gives +0.
-    let bias = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
-    let scale = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(bias));
-    _mm256_mul_ps(p, scale)
+    let q = _mm256_fmadd_ps(p, r2, r);
+    // 2^n: n + 127 in the exponent field; n in [-127, 0], where -127 gives +0. The low
+    // bits of `t` are n plus a multiple of 512, which the shift discards.
+    let bias = _mm256_add_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(127));
+    (q, _mm256_castsi256_ps(_mm256_slli_epi32::<23>(bias)))
+}
+
+/// `exp(z)` for `z` in `[EXP_MIN, 0]` (or NaN): `2^n + 2^n·q`, one rounding.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn exp_neg(z: __m256) -> __m256 {
+    let (q, scale) = exp_parts(z);
+    _mm256_fmadd_ps(scale, q, scale)
+}
+
+/// `expm1(z) = exp(z) − 1` for `z` in `[EXP_MIN, 0]` (or NaN): `2^n·q + (2^n − 1)`. For
+/// `|z| < ln2/2` that is `q` itself, so small arguments keep their relative accuracy.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn expm1_neg(z: __m256) -> __m256 {
+    let (q, scale) = exp_parts(z);
+    _mm256_fmadd_ps(scale, q, _mm256_sub_ps(scale, _mm256_set1_ps(1.0)))
 }
 
 /// Sigmoid of 8 lanes.
@@ -53,31 +71,21 @@ fn sigmoid_v(x: __m256) -> __m256 {
     _mm256_blendv_ps(r, _mm256_mul_ps(r, e), is_neg)
 }
 
-/// Tanh of 8 lanes.
+/// Tanh of 8 lanes: `sign(x)·(−m/(2 + m))` with `m = expm1(−2|x|)` in `[−1, 0]`.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn tanh_v(x: __m256) -> __m256 {
     let sign_bit = _mm256_set1_ps(-0.0);
     let sign = _mm256_and_ps(x, sign_bit);
     let a = _mm256_andnot_ps(sign_bit, x);
-    // Large |x|: (1 - e)/(1 + e) = 1 - 2e/(1 + e) with e = exp(-2a).
-    let e = exp_neg(_mm256_max_ps(
+    // Constant first: a NaN lane passes through the clamp.
+    let m = expm1_neg(_mm256_max_ps(
         _mm256_set1_ps(EXP_MIN),
         _mm256_xor_ps(_mm256_add_ps(a, a), sign_bit),
     ));
-    let r = _mm256_div_ps(_mm256_set1_ps(1.0), _mm256_add_ps(_mm256_set1_ps(1.0), e));
-    let large = _mm256_fnmadd_ps(_mm256_add_ps(e, e), r, _mm256_set1_ps(1.0));
-    // Small |x|: a + a·z·Q(z), z = a².
-    let z = _mm256_mul_ps(a, a);
-    let mut q = _mm256_set1_ps(TANH_Q0);
-    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(TANH_Q1));
-    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(TANH_Q2));
-    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(TANH_Q3));
-    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(TANH_Q4));
-    let small = _mm256_fmadd_ps(_mm256_mul_ps(q, z), a, a);
-    // A NaN lane compares false and keeps `large`, which is NaN.
-    let is_small = _mm256_cmp_ps::<_CMP_LT_OQ>(a, _mm256_set1_ps(TANH_SMALL));
-    _mm256_or_ps(_mm256_blendv_ps(large, small, is_small), sign)
+    let r = _mm256_div_ps(_mm256_set1_ps(1.0), _mm256_add_ps(_mm256_set1_ps(2.0), m));
+    // −(m·r) + 0 is +0, not −0, at x = ±0; the sign is put back after.
+    _mm256_or_ps(_mm256_fnmadd_ps(m, r, _mm256_setzero_ps()), sign)
 }
 
 /// Applies `f` to `x` in place, 8 lanes at a time, the tail through a masked vector.

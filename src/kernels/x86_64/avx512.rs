@@ -10,33 +10,52 @@ use std::arch::x86_64::*;
 
 use super::{
     EXP_MIN, EXP_P0, EXP_P1, EXP_P2, EXP_P3, EXP_P4, EXP_P5, FLUSH_BELOW, LN2_HI, LN2_LO, LOG2E,
-    TANH_Q0, TANH_Q1, TANH_Q2, TANH_Q3, TANH_Q4, TANH_SMALL,
+    ROUND_MAGIC,
 };
 
 /// `f32` lanes per vector.
 pub(crate) const LANES: usize = 16;
 
-/// `exp(z)` for `z` in `[EXP_MIN, 0]` (or NaN, which gives NaN); `+0` below about -87.68.
+/// `exp(z) = 2^n·(1 + q)` for `z` in `[EXP_MIN, 0]` (or NaN): returns `(q, 2^n)` with
+/// `q ≈ expm1(r)`, `r = z − n·ln2`; `2^n` is `+0` below about -87.68.
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn exp_neg(z: __m512) -> __m512 {
-    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-        _mm512_mul_ps(z, _mm512_set1_ps(LOG2E)),
-    );
+fn exp_parts(z: __m512) -> (__m512, __m512) {
+    // n = round(z·log2 e) by adding 1.5·2^23: the sum's ulp is 1, so the FMA's rounding
+    // rounds to an integer, whose value sits in the low mantissa bits of `t`.
+    let t = _mm512_fmadd_ps(z, _mm512_set1_ps(LOG2E), _mm512_set1_ps(ROUND_MAGIC));
+    let n = _mm512_sub_ps(t, _mm512_set1_ps(ROUND_MAGIC));
     let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), z);
     let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
-    // P(r) by Estrin's scheme: (P5 + P4 r) + r²(P3 + P2 r) + r⁴(P1 + P0 r).
+    // q = r + r²·P(r), P by Estrin's scheme: (P5 + P4 r) + r²(P3 + P2 r) + r⁴(P1 + P0 r).
     let r2 = _mm512_mul_ps(r, r);
     let a = _mm512_fmadd_ps(_mm512_set1_ps(EXP_P4), r, _mm512_set1_ps(EXP_P5));
     let b = _mm512_fmadd_ps(_mm512_set1_ps(EXP_P2), r, _mm512_set1_ps(EXP_P3));
     let c = _mm512_fmadd_ps(_mm512_set1_ps(EXP_P0), r, _mm512_set1_ps(EXP_P1));
     let r4 = _mm512_mul_ps(r2, r2);
     let p = _mm512_fmadd_ps(r4, c, _mm512_fmadd_ps(r2, b, a));
-    let p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0)));
-    // 2^n: n + 127 in the exponent field; n in [-127, 0], where -127 gives +0.
-    let bias = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
-    let scale = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(bias));
-    _mm512_mul_ps(p, scale)
+    let q = _mm512_fmadd_ps(p, r2, r);
+    // 2^n: n + 127 in the exponent field; n in [-127, 0], where -127 gives +0. The low
+    // bits of `t` are n plus a multiple of 512, which the shift discards.
+    let bias = _mm512_add_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(127));
+    (q, _mm512_castsi512_ps(_mm512_slli_epi32::<23>(bias)))
+}
+
+/// `exp(z)` for `z` in `[EXP_MIN, 0]` (or NaN): `2^n + 2^n·q`, one rounding.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn exp_neg(z: __m512) -> __m512 {
+    let (q, scale) = exp_parts(z);
+    _mm512_fmadd_ps(scale, q, scale)
+}
+
+/// `expm1(z) = exp(z) − 1` for `z` in `[EXP_MIN, 0]` (or NaN): `2^n·q + (2^n − 1)`. For
+/// `|z| < ln2/2` that is `q` itself, so small arguments keep their relative accuracy.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn expm1_neg(z: __m512) -> __m512 {
+    let (q, scale) = exp_parts(z);
+    _mm512_fmadd_ps(scale, q, _mm512_sub_ps(scale, _mm512_set1_ps(1.0)))
 }
 
 /// `1/d` for `d` in `[1, 2]` (or NaN): the 14-bit estimate and one Newton step. A
@@ -61,31 +80,21 @@ fn sigmoid_v(x: __m512) -> __m512 {
     _mm512_mask_mul_ps(r, is_neg, r, e)
 }
 
-/// Tanh of 16 lanes.
+/// Tanh of 16 lanes: `sign(x)·(−m/(2 + m))` with `m = expm1(−2|x|)` in `[−1, 0]`.
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn tanh_v(x: __m512) -> __m512 {
     let sign_bit = _mm512_set1_ps(-0.0);
     let sign = and(x, sign_bit);
     let a = _mm512_abs_ps(x);
-    // Large |x|: (1 - e)/(1 + e) = 1 - 2e/(1 + e) with e = exp(-2a).
-    let e = exp_neg(_mm512_max_ps(
+    // Constant first: a NaN lane passes through the clamp.
+    let m = expm1_neg(_mm512_max_ps(
         _mm512_set1_ps(EXP_MIN),
         xor(_mm512_add_ps(a, a), sign_bit),
     ));
-    let r = recip_1_2(_mm512_add_ps(_mm512_set1_ps(1.0), e));
-    let large = _mm512_fnmadd_ps(_mm512_add_ps(e, e), r, _mm512_set1_ps(1.0));
-    // Small |x|: a + a·z·Q(z), z = a².
-    let z = _mm512_mul_ps(a, a);
-    let mut q = _mm512_set1_ps(TANH_Q0);
-    q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(TANH_Q1));
-    q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(TANH_Q2));
-    q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(TANH_Q3));
-    q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(TANH_Q4));
-    let small = _mm512_fmadd_ps(_mm512_mul_ps(q, z), a, a);
-    // A NaN lane compares false and keeps `large`, which is NaN.
-    let is_small = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, _mm512_set1_ps(TANH_SMALL));
-    or(_mm512_mask_blend_ps(is_small, large, small), sign)
+    let r = recip_1_2(_mm512_add_ps(_mm512_set1_ps(2.0), m));
+    // −(m·r) + 0 is +0, not −0, at x = ±0; the sign is put back after.
+    or(_mm512_fnmadd_ps(m, r, _mm512_setzero_ps()), sign)
 }
 
 #[inline]

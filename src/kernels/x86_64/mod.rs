@@ -6,25 +6,26 @@
 //! Both files compute the same thing in the same order, lane for lane:
 //!
 //! - `exp(z)`, only ever for `z <= 0`, clamped below at [`EXP_MIN`]: `z = n·ln2 + r`
-//!   with `n = round(z·log2 e)` and `|r| <= ln2/2` (Cody–Waite: `ln2` split in two, each
-//!   product taken with an FMA), `exp(r) ≈ 1 + r + r²·P(r)` (Cephes `expf`, degree 5,
+//!   with `n = round(z·log2 e)` (one FMA adding `1.5·2^23`, which leaves `n` in the low
+//!   mantissa bits) and `|r| <= ln2/2` (Cody–Waite: `ln2` split in two, each
+//!   product taken with an FMA), `expm1(r) ≈ q = r + r²·P(r)` (Cephes `expf`, degree 5,
 //!   evaluated by Estrin's scheme: four dependent operations instead of Horner's six),
-//!   then scaled by `2^n`, built in the exponent field. `n` is in `[-127, 0]`; `n = -127`
+//!   then `exp(z) = 2^n + 2^n·q` (one FMA), `2^n` built in the exponent field. `n` is in `[-127, 0]`; `n = -127`
 //!   makes the exponent field 0 and the result `+0` (true values there are below
 //!   `1.2e-38`). No argument overflows, so no infinity ever reaches a reciprocal.
 //! - `sigmoid(x)`: `e = exp(-|x|)` and `r = 1/(1 + e)` with `1 + e` in `[1, 2]`;
 //!   `sigmoid = r` for `x >= 0` and `e·r` for `x < 0` (relative accuracy kept for large
 //!   negative `x`; `x → -∞` gives `0·1 = 0`, `x → +∞` gives `1/1 = 1`).
-//! - `tanh(x) = sign(x) · t(|x|)`, where for `a = |x| < 0.625`
-//!   `t(a) = a + a³·Q(a²)` (Cephes `tanhf`, an odd polynomial: relative accuracy near
-//!   0, where the other form would cancel), and otherwise `t(a) = 1 - 2e/(1 + e)` with
-//!   `e = exp(-2a)`.
-//! - The reciprocal `1/(1 + e)`: AVX-512 takes the 14-bit estimate `vrcp14ps` (its
-//!   results are specified bit for bit by Intel, so they do not vary between CPUs) and
-//!   one Newton step, because a 512-bit division issues only every 10-16 cycles and
-//!   the LSTM cell needs five per 16 units; AVX2 divides (`vdivps` on 8 lanes issues
-//!   every ~5 cycles, and AVX2 has no vendor-independent estimate). So the two tiers
-//!   agree to an ulp or two, not bit for bit.
+//! - `tanh(x) = sign(x) · (−m/(2 + m))` with `m = expm1(−2|x|)` in `[−1, 0]`, from the
+//!   same pieces: `m = 2^n·expm1(r) + (2^n − 1)`, which is `expm1(r)` itself for
+//!   `|x| < ln2/4`, so tanh keeps its relative accuracy near 0 without a second
+//!   polynomial or a blend.
+//! - The reciprocals `1/(1 + e)` and `1/(2 + m)`, both of an argument in `[1, 2]`:
+//!   AVX-512 takes the estimate `vrcp14ps` (relative error below 2^-14) and one Newton
+//!   step, because a 512-bit division issues only every 10-16 cycles and the LSTM cell
+//!   needs five per 16 units; AVX2 divides (`vdivps` on 8 lanes issues every ~5 cycles,
+//!   and the AVX `rcpps` estimate differs between vendors). So the two tiers agree to an
+//!   ulp or two, not bit for bit.
 //! - NaN propagates through the clamps: `min`/`max` return their second operand when
 //!   either is NaN, and the clamp constants are always the first.
 
@@ -39,6 +40,8 @@ pub(crate) mod avx512;
 pub(crate) const EXP_MIN: f32 = -88.0;
 /// Streaming state values below this magnitude are stored as zero.
 pub(crate) use super::reference::FLUSH_BELOW;
+/// `1.5·2^23`: adding it to a float of magnitude below `2^22` rounds that to an integer.
+pub(crate) const ROUND_MAGIC: f32 = 12_582_912.0;
 /// `log2(e)`.
 pub(crate) const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// `ln 2` rounded to `f32`, ...
@@ -52,15 +55,6 @@ pub(crate) const EXP_P2: f32 = 8.333_451_907_3e-3;
 pub(crate) const EXP_P3: f32 = 4.166_579_589_4e-2;
 pub(crate) const EXP_P4: f32 = 1.666_666_545_9e-1;
 pub(crate) const EXP_P5: f32 = 5.000_000_120_1e-1;
-
-/// Below this `|x|`, tanh uses the odd polynomial.
-pub(crate) const TANH_SMALL: f32 = 0.625;
-/// Cephes `tanhf`: `tanh(a) ≈ a + a·z·((((Q0·z + Q1)·z + Q2)·z + Q3)·z + Q4)`, `z = a²`.
-pub(crate) const TANH_Q0: f32 = -5.704_988_727_45e-3;
-pub(crate) const TANH_Q1: f32 = 2.063_908_879_54e-2;
-pub(crate) const TANH_Q2: f32 = -5.373_971_555_31e-2;
-pub(crate) const TANH_Q3: f32 = 1.333_144_220_36e-1;
-pub(crate) const TANH_Q4: f32 = -3.333_328_194_22e-1;
 
 #[cfg(test)]
 mod tests {
