@@ -24,6 +24,8 @@
 
 pub(crate) mod avx2;
 pub(crate) mod avx512;
+pub(crate) mod backward_avx2;
+pub(crate) mod backward_avx512;
 
 /// `exp`'s argument is clamped to `[EXP_MIN, EXP_MAX]`, so that `n = round(z·log2 e)`
 /// is in `[-126, 128]`: `exp(EXP_MIN) ≈ 1.6e-38` is still a normal `f32`, and
