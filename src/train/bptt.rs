@@ -51,6 +51,8 @@ struct LayerWork {
     dgx: Vec<f32>,
     dgh: Vec<f32>,
     hprev: Vec<f32>,
+    /// `dW_ihᵀ` of a narrow input (see [`outer_sums`]).
+    narrow: Vec<f32>,
     chunks: Vec<ChunkWork>,
 }
 
@@ -78,6 +80,7 @@ impl BackwardWork {
             &mut l.dgx,
             &mut l.dgh,
             &mut l.hprev,
+            &mut l.narrow,
         ];
         for c in &mut l.chunks {
             all.extend([
@@ -169,14 +172,12 @@ impl Model {
                     let n = layout.entries().len();
                     let (we, be) = (&layout.entries()[n - 2], &layout.entries()[n - 1]);
                     let dout = Mat::rm(d_outputs, rows, o, o);
-                    gemm_rows(
-                        1.0,
-                        dout.t(),
-                        Mat::rm(top, rows, h, h),
-                        0.0,
-                        &mut grads[we.offset..we.offset + we.len],
-                        h,
-                    );
+                    let gw = &mut grads[we.offset..we.offset + we.len];
+                    if o <= NARROW {
+                        outer_sums(d_outputs, o, top, h, gw);
+                    } else {
+                        gemm_rows(1.0, dout.t(), Mat::rm(top, rows, h, h), 0.0, gw, h);
+                    }
                     col_sums(d_outputs, o, &mut grads[be.offset..be.offset + be.len]);
                     gemm_rows(1.0, dout, Mat::rm(hw.weight, o, h, h), 0.0, dh, h);
                 }
@@ -244,6 +245,27 @@ impl Model {
     }
 }
 
+/// Widest operand [`outer_sums`] takes instead of a GEMM.
+const NARROW: usize = 4;
+
+/// `out = aᵀ·b`, i.e. `out[i][j] = Σ_r a[r][i] · b[r][j]` in row order (from zero), for
+/// `a` `[rows][wa]` with few columns (at most [`NARROW`]) and `b` `[rows][wb]`; `out` is
+/// `[wa][wb]`. One pass over the rows, vectorized along `b`'s rows. For operands this
+/// narrow a GEMM is the wrong tool: `sgemm` packs all of the wide operand, as much work
+/// as the product, and pads the narrow one to its kernel width (on the audio-shaped
+/// step, `I = 1`, `dW_ih` and the head's weight gradient cost more than `dW_hh`).
+fn outer_sums(a: &[f32], wa: usize, b: &[f32], wb: usize, out: &mut [f32]) {
+    let out = &mut out[..wa * wb];
+    out.fill(0.0);
+    for (ar, br) in a.chunks_exact(wa).zip(b.chunks_exact(wb)) {
+        for (&x, orow) in ar.iter().zip(out.chunks_exact_mut(wb)) {
+            for (o, &y) in orow.iter_mut().zip(br) {
+                *o += x * y;
+            }
+        }
+    }
+}
+
 /// `out[j] = Σ_r m[r][j]` over rows of width `w`, in row order (from zero).
 pub(crate) fn col_sums(m: &[f32], w: usize, out: &mut [f32]) {
     out.fill(0.0);
@@ -285,6 +307,7 @@ fn layer_backward(
         dgx,
         dgh,
         hprev,
+        narrow,
         chunks,
     } = work;
     // Every row of `dgx` (and `dgh`) is written by the cell's backward at its step.
@@ -374,14 +397,25 @@ fn layer_backward(
     let (gwih, rest) = g.split_at_mut(gh * inp);
     let (gwhh, rest) = rest.split_at_mut(gh * h);
     let (gbih, gbhh) = rest.split_at_mut(gh);
-    gemm_rows(
-        1.0,
-        Mat::rm(dgx, rows, gh, gh).t(),
-        Mat::rm(input, rows, inp, inp),
-        0.0,
-        gwih,
-        inp,
-    );
+    if inp <= NARROW {
+        // Accumulated as `[I][G*H]` (wide rows), then transposed into place.
+        fit(narrow, inp * gh)?;
+        outer_sums(input, inp, dgx, gh, narrow);
+        for (q, col) in narrow.chunks_exact(gh).enumerate() {
+            for (j, &v) in col.iter().enumerate() {
+                gwih[j * inp + q] = v;
+            }
+        }
+    } else {
+        gemm_rows(
+            1.0,
+            Mat::rm(dgx, rows, gh, gh).t(),
+            Mat::rm(input, rows, inp, inp),
+            0.0,
+            gwih,
+            inp,
+        );
+    }
     // Every row is copied in.
     fit(hprev, rows * h)?;
     for b in 0..batch {
