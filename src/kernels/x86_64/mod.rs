@@ -24,7 +24,9 @@
 
 pub(crate) mod avx2;
 pub(crate) mod avx512;
+/// Backward pointwise kernels (AVX2 + FMA); dispatched by `kernels::backward`.
 pub(crate) mod backward_avx2;
+/// Backward pointwise kernels (AVX-512F); dispatched by `kernels::backward`.
 pub(crate) mod backward_avx512;
 
 /// `exp`'s argument is clamped to `[EXP_MIN, EXP_MAX]`, so that `n = round(z·log2 e)`
