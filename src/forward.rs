@@ -152,6 +152,22 @@ impl Model {
         self.run(x, batch, seq_len, initial, true)
     }
 
+    /// [`Model::forward_train`] into a tape (and scratch) kept from an earlier call: the
+    /// buffers are resized, not reallocated, so a trainer's steps after the first
+    /// allocate nothing large. The bits are those of [`Model::forward_train`]. On error
+    /// the tape's contents are unspecified (it may be reused).
+    pub(crate) fn forward_train_into(
+        &self,
+        x: &[f32],
+        batch: usize,
+        seq_len: usize,
+        initial: Option<&[f32]>,
+        tape: &mut Tape,
+        scratch: &mut ForwardScratch,
+    ) -> Result<()> {
+        self.run_into(x, batch, seq_len, initial, true, tape, scratch)
+    }
+
     /// Checks the arguments of a sequence pass.
     pub(crate) fn check_sequence(
         &self,
@@ -188,57 +204,117 @@ impl Model {
         initial: Option<&[f32]>,
         record: bool,
     ) -> Result<Tape> {
+        let mut tape = Tape::empty(*self.config());
+        let mut scratch = ForwardScratch::default();
+        self.run_into(x, batch, seq_len, initial, record, &mut tape, &mut scratch)?;
+        Ok(tape)
+    }
+
+    /// The sequence forward into `tape`, reusing its buffers. Without `record`, only the
+    /// top layer's record is kept (two records alternate while the layers run).
+    #[allow(clippy::too_many_arguments)]
+    fn run_into(
+        &self,
+        x: &[f32],
+        batch: usize,
+        seq_len: usize,
+        initial: Option<&[f32]>,
+        record: bool,
+        tape: &mut Tape,
+        scratch: &mut ForwardScratch,
+    ) -> Result<()> {
         self.check_sequence(x, batch, seq_len, initial)?;
         let cfg = *self.config();
         let (h, l) = (cfg.hidden_size, cfg.num_layers);
         let state_len = cfg.state_len(batch);
-        let init = match initial {
-            Some(s) => s.to_vec(),
-            None => try_zeroed(state_len)?,
-        };
-        let mut final_state = try_zeroed(state_len)?;
-        let lbh = l * batch * h;
-        let work = || -> Result<(Vec<LayerRec>, Vec<f32>)> {
-            let mut layers: Vec<LayerRec> = Vec::with_capacity(if record { l } else { 1 });
-            for k in 0..l {
-                let input: &[f32] = if k == 0 { x } else { &layers.last().unwrap().h };
-                let s = k * batch * h..(k + 1) * batch * h;
-                let (h0, c0) = split_state(&init, s.clone(), lbh, cfg.cell);
-                let (fh, fc) = split_state_mut(&mut final_state, s, lbh, cfg.cell);
-                let rec = layer_forward(self, k, input, batch, seq_len, h0, c0, fh, fc)?;
-                if !record {
-                    layers.clear();
-                }
-                layers.push(rec);
-            }
-            let logits = match self.head() {
-                Some(hw) => {
-                    let rows = batch * seq_len;
-                    let o = cfg.output_size;
-                    let top = &layers.last().unwrap().h;
-                    let mut logits = try_zeroed(rows * o)?;
-                    for row in logits.chunks_mut(o) {
-                        row.copy_from_slice(hw.bias);
-                    }
-                    let _ = hw;
-                    gemm_packed_rows(rows, top, h, &self.head_t, &mut logits, o, true);
-                    logits
-                }
-                None => Vec::new(),
-            };
-            Ok((layers, logits))
-        };
-        let (layers, logits) = install(work)?;
-        Ok(Tape {
-            config: cfg,
-            batch,
-            seq_len,
-            x: if record { x.to_vec() } else { Vec::new() },
+        tape.config = cfg;
+        tape.batch = batch;
+        tape.seq_len = seq_len;
+        let Tape {
+            x: tx,
             init,
             layers,
             logits,
             final_state,
-        })
+            ..
+        } = tape;
+        match initial {
+            Some(s) => {
+                fit(init, state_len)?;
+                init.copy_from_slice(s);
+            }
+            None => {
+                fit(init, state_len)?;
+                init.fill(0.0);
+            }
+        }
+        if record {
+            fit(tx, x.len())?;
+            tx.copy_from_slice(x);
+        } else {
+            tx.clear();
+        }
+        // Every element is written by the recurrence (the last step of each layer).
+        fit(final_state, state_len)?;
+        let nrec = if record { l } else { l.min(2) };
+        layers.truncate(nrec);
+        layers.resize_with(nrec, LayerRec::default);
+        let slot = |k: usize| if record { k } else { k % 2 };
+        let lbh = l * batch * h;
+        let init: &[f32] = init;
+        let work = || -> Result<()> {
+            for k in 0..l {
+                let s = k * batch * h..(k + 1) * batch * h;
+                let (h0, c0) = split_state(init, s.clone(), lbh, cfg.cell);
+                let (fh, fc) = split_state_mut(final_state, s, lbh, cfg.cell);
+                let (input, rec): (&[f32], &mut LayerRec) = if k == 0 {
+                    (x, &mut layers[slot(0)])
+                } else if slot(k) > slot(k - 1) {
+                    let (lo, hi) = layers.split_at_mut(slot(k));
+                    (&lo[slot(k - 1)].h, &mut hi[0])
+                } else {
+                    let (lo, hi) = layers.split_at_mut(slot(k - 1));
+                    (&hi[0].h, &mut lo[slot(k)])
+                };
+                layer_forward(self, k, input, batch, seq_len, h0, c0, fh, fc, rec, scratch)?;
+            }
+            if slot(l - 1) + 1 != layers.len() {
+                // Not recording, and the top layer landed in the first of the two
+                // records: `Tape::outputs` reads the last.
+                layers.swap(0, 1);
+            }
+            match self.head() {
+                Some(hw) => {
+                    let rows = batch * seq_len;
+                    let o = cfg.output_size;
+                    let top = &layers.last().unwrap().h;
+                    fit(logits, rows * o)?;
+                    for row in logits.chunks_mut(o) {
+                        row.copy_from_slice(hw.bias);
+                    }
+                    gemm_packed_rows(rows, top, h, &self.head_t, logits, o, true);
+                }
+                None => logits.clear(),
+            }
+            Ok(())
+        };
+        install(work)
+    }
+}
+
+impl Tape {
+    /// A tape with no buffers yet, for [`Model::forward_train_into`] to fill.
+    pub(crate) fn empty(config: ModelConfig) -> Tape {
+        Tape {
+            config,
+            batch: 0,
+            seq_len: 0,
+            x: Vec::new(),
+            init: Vec::new(),
+            layers: Vec::new(),
+            logits: Vec::new(),
+            final_state: Vec::new(),
+        }
     }
 }
 
@@ -282,6 +358,18 @@ pub(crate) fn try_zeroed(n: usize) -> Result<Vec<f32>> {
     Ok(v)
 }
 
+/// Makes `v` exactly `n` long, keeping its allocation: shrinking truncates, growing
+/// zero-fills only the new tail (`Error::Alloc` when memory cannot be had). The old
+/// contents stay: callers overwrite every element (or fill) before reading.
+pub(crate) fn fit(v: &mut Vec<f32>, n: usize) -> Result<()> {
+    if n > v.len() {
+        v.try_reserve_exact(n - v.len())
+            .map_err(|_| Error::Alloc(format!("cannot allocate {n} floats")))?;
+    }
+    v.resize(n, 0.0);
+    Ok(())
+}
+
 /// Splits `buf` into consecutive pieces of `piece` elements (the last may be shorter);
 /// an empty `buf` yields `count` empty pieces, so optional buffers zip with the rest.
 pub(crate) fn pieces(buf: &mut [f32], piece: usize, count: usize) -> Vec<&mut [f32]> {
@@ -305,8 +393,54 @@ pub(crate) fn softmax_in_place(row: &mut [f32]) {
     }
 }
 
-/// One layer over the whole batch. `h0`/`c0`: `[B][H]` initial state; `fh`/`fc` receive
-/// the final state.
+/// Scratch of the forward recurrence, per batch chunk, kept across calls by a trainer.
+#[derive(Debug, Default)]
+pub(crate) struct ForwardScratch {
+    chunks: Vec<ChunkScratch>,
+}
+
+#[cfg(test)]
+impl ForwardScratch {
+    /// Fills every buffer with NaN (tests: an element read before it is written shows).
+    pub(crate) fn poison(&mut self) {
+        for c in &mut self.chunks {
+            for v in [&mut c.ghb, &mut c.hprev, &mut c.cprev] {
+                v.fill(f32::NAN);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+impl Tape {
+    /// Fills every buffer with NaN (tests: an element read before it is written shows).
+    pub(crate) fn poison(&mut self) {
+        for v in [
+            &mut self.x,
+            &mut self.init,
+            &mut self.logits,
+            &mut self.final_state,
+        ] {
+            v.fill(f32::NAN);
+        }
+        for r in &mut self.layers {
+            for v in [&mut r.gates, &mut r.h, &mut r.c, &mut r.extra] {
+                v.fill(f32::NAN);
+            }
+        }
+    }
+}
+
+/// One chunk's running state and, for linear-before-reset GRU, its `W_hh h` rows.
+#[derive(Debug, Default)]
+struct ChunkScratch {
+    ghb: Vec<f32>,
+    hprev: Vec<f32>,
+    cprev: Vec<f32>,
+}
+
+/// One layer over the whole batch into `rec` (resized; every element written).
+/// `h0`/`c0`: `[B][H]` initial state; `fh`/`fc` receive the final state.
 #[allow(clippy::too_many_arguments)]
 fn layer_forward(
     model: &Model,
@@ -318,69 +452,75 @@ fn layer_forward(
     c0: &[f32],
     fh: &mut [f32],
     fc: &mut [f32],
-) -> Result<LayerRec> {
+    rec: &mut LayerRec,
+    scratch: &mut ForwardScratch,
+) -> Result<()> {
     let cfg = model.config();
     let h = cfg.hidden_size;
     let gh = cfg.cell.gates() * h;
-    let lw = model.layer(k);
-    let inp = lw.input_size;
+    let inp = model.layer(k).input_size;
     let rows = batch * t;
+    let LayerRec {
+        gates,
+        h: hs,
+        c: cs,
+        extra,
+    } = rec;
 
     // Hoisted input projection for every timestep and batch row, plus the folded bias.
-    let mut gates = try_zeroed(rows * gh)?;
+    fit(gates, rows * gh)?;
     let bias = model.folded_bias(k);
     for row in gates.chunks_mut(gh) {
         row.copy_from_slice(bias);
     }
-    gemm_packed_rows(
-        rows,
-        input,
-        inp,
-        &model.packed[k].w_ih_t,
-        &mut gates,
-        gh,
-        true,
-    );
+    gemm_packed_rows(rows, input, inp, &model.packed[k].w_ih_t, gates, gh, true);
 
-    let mut hs = try_zeroed(rows * h)?;
-    let mut cs = if cfg.cell == CellKind::Lstm {
-        try_zeroed(rows * h)?
-    } else {
-        Vec::new()
-    };
-    let mut extra = if matches!(cfg.cell, CellKind::Gru | CellKind::GruLbr) {
-        try_zeroed(rows * h)?
-    } else {
-        Vec::new()
-    };
+    fit(hs, rows * h)?;
+    fit(
+        cs,
+        if cfg.cell == CellKind::Lstm {
+            rows * h
+        } else {
+            0
+        },
+    )?;
+    let gru = matches!(cfg.cell, CellKind::Gru | CellKind::GruLbr);
+    fit(extra, if gru { rows * h } else { 0 })?;
 
     let cb = batch_chunk(batch);
     let nchunks = batch.div_ceil(cb);
-    let jobs: Vec<_> = pieces(&mut gates, cb * t * gh, nchunks)
+    let chunks = &mut scratch.chunks;
+    if chunks.len() < nchunks {
+        chunks.resize_with(nchunks, ChunkScratch::default);
+    }
+    for (i, sc) in chunks.iter_mut().enumerate().take(nchunks) {
+        let rows = ((i + 1) * cb).min(batch) - i * cb;
+        let lbr = cfg.cell == CellKind::GruLbr;
+        fit(&mut sc.ghb, if lbr { rows * gh } else { 0 })?;
+        fit(&mut sc.hprev, rows * h)?;
+        fit(&mut sc.cprev, if c0.is_empty() { 0 } else { rows * h })?;
+    }
+    let jobs: Vec<_> = pieces(gates, cb * t * gh, nchunks)
         .into_iter()
-        .zip(pieces(&mut hs, cb * t * h, nchunks))
-        .zip(pieces(&mut cs, cb * t * h, nchunks))
-        .zip(pieces(&mut extra, cb * t * h, nchunks))
+        .zip(pieces(hs, cb * t * h, nchunks))
+        .zip(pieces(cs, cb * t * h, nchunks))
+        .zip(pieces(extra, cb * t * h, nchunks))
         .zip(pieces(fh, cb * h, nchunks))
         .zip(pieces(fc, cb * h, nchunks))
+        .zip(chunks.iter_mut())
         .enumerate()
         .collect();
     jobs.into_par_iter()
-        .for_each(|(i, (((((g, hh), c), e), fhh), fcc))| {
+        .for_each(|(i, ((((((g, hh), c), e), fhh), fcc), sc))| {
             let r = i * cb * h..((i + 1) * cb).min(batch) * h;
             let c0r = if c0.is_empty() {
                 &c0[0..0]
             } else {
                 &c0[r.clone()]
             };
-            recur_chunk(model, k, t, g, hh, c, e, &h0[r], c0r, fhh, fcc);
+            recur_chunk(model, k, t, g, hh, c, e, &h0[r], c0r, fhh, fcc, sc);
         });
-    Ok(LayerRec {
-        gates,
-        h: hs,
-        c: cs,
-        extra,
-    })
+    Ok(())
 }
 
 /// Where one timestep's outputs go: row `i` of each buffer starts at `i * ld`.
@@ -522,19 +662,17 @@ fn recur_chunk(
     c0: &[f32],
     fh: &mut [f32],
     fc: &mut [f32],
+    scratch: &mut ChunkScratch,
 ) {
     let cfg = model.config();
     let cell = cfg.cell;
     let h = cfg.hidden_size;
     let gh = cell.gates() * h;
     let cb = h0.len() / h;
-    let mut ghb = if cell == CellKind::GruLbr {
-        vec![0.0f32; cb * gh]
-    } else {
-        Vec::new()
-    };
-    let mut hprev = h0.to_vec();
-    let mut cprev = c0.to_vec();
+    // Sized by `layer_forward`: `ghb` is fully written by each step's product.
+    let ChunkScratch { ghb, hprev, cprev } = scratch;
+    hprev.copy_from_slice(h0);
+    cprev.copy_from_slice(c0);
     for s in 0..t {
         let io = StepRows {
             gates: &mut gates[s * gh..],
@@ -547,7 +685,7 @@ fn recur_chunk(
             lde: t * h,
             gemv: false,
         };
-        recurrent_step(model, k, cb, &hprev, &cprev, io, &mut ghb);
+        recurrent_step(model, k, cb, hprev, cprev, io, ghb);
         let at = |i: usize| (i * t + s) * h;
         for i in 0..cb {
             hprev[i * h..(i + 1) * h].copy_from_slice(&hs[at(i)..at(i) + h]);
@@ -556,6 +694,6 @@ fn recur_chunk(
             }
         }
     }
-    fh.copy_from_slice(&hprev);
-    fc.copy_from_slice(&cprev);
+    fh.copy_from_slice(hprev);
+    fc.copy_from_slice(cprev);
 }

@@ -7,7 +7,7 @@
 //! - linear-before-reset (PyTorch, cuDNN, ONNX `linear_before_reset=1`):
 //!   `n = tanh(W_in x + b_in + r ⊙ (W_hn h_{t-1} + b_hn))` — one product per step.
 
-use crate::kernels::activation;
+use crate::kernels::{activation, backward};
 
 /// Linear-before-reset forward. `gates`: `r,z` summed pre-activations and `n`'s input part
 /// (`W_in x + b_in`); `ghn = W_hn h + b_hn`. `gates` become the activated `r,z,n`.
@@ -40,21 +40,7 @@ pub fn backward_lbr(
     dgh: &mut [f32],
     dh_prev: &mut [f32],
 ) {
-    let n = h_prev.len();
-    let (r, rest) = gates.split_at(n);
-    let (z, ng) = rest.split_at(n);
-    for j in 0..n {
-        let dnp = dh[j] * (1.0 - z[j]) * (1.0 - ng[j] * ng[j]);
-        let dzp = dh[j] * (h_prev[j] - ng[j]) * z[j] * (1.0 - z[j]);
-        let drp = dnp * ghn[j] * r[j] * (1.0 - r[j]);
-        dgx[j] = drp;
-        dgx[n + j] = dzp;
-        dgx[2 * n + j] = dnp;
-        dgh[j] = drp;
-        dgh[n + j] = dzp;
-        dgh[2 * n + j] = dnp * r[j];
-        dh_prev[j] = dh[j] * z[j];
-    }
+    backward::gru_lbr(gates, ghn, h_prev, dh, dgx, dgh, dh_prev);
 }
 
 /// Notes-form forward, first half: `r, z = σ(·)` in place on `gates[..2H]`, and
@@ -80,12 +66,7 @@ pub fn forward_notes_n(gates: &mut [f32], h_prev: &[f32], h: &mut [f32]) {
 /// `dnp = dh ⊙ (1 − z) ⊙ (1 − n²)` into `dpre[2H..]`. The caller then forms
 /// `drh = dnp · W_hn` and calls [`backward_notes_rz`].
 pub fn backward_notes_n(gates: &[f32], dh: &[f32], dpre: &mut [f32]) {
-    let n = dh.len();
-    for j in 0..n {
-        let z = gates[n + j];
-        let ng = gates[2 * n + j];
-        dpre[2 * n + j] = dh[j] * (1.0 - z) * (1.0 - ng * ng);
-    }
+    backward::gru_notes_n(gates, dh, dpre);
 }
 
 /// Notes-form backward, second half, given `drh = ∂L/∂(r ⊙ h_{t-1})`: writes the `r, z`
@@ -98,13 +79,7 @@ pub fn backward_notes_rz(
     dpre: &mut [f32],
     dh_prev: &mut [f32],
 ) {
-    let n = dh.len();
-    for j in 0..n {
-        let (r, z, ng) = (gates[j], gates[n + j], gates[2 * n + j]);
-        dpre[j] = drh[j] * h_prev[j] * r * (1.0 - r);
-        dpre[n + j] = dh[j] * (h_prev[j] - ng) * z * (1.0 - z);
-        dh_prev[j] = dh[j] * z + drh[j] * r;
-    }
+    backward::gru_notes_rz(gates, h_prev, dh, drh, dpre, dh_prev);
 }
 
 /// `h = (1 − z) ⊙ n + z ⊙ h_prev`.

@@ -1,6 +1,6 @@
 //! Vanilla RNN: one gate. `h_t = φ(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)`, φ = tanh or relu.
 
-use crate::kernels::activation;
+use crate::kernels::{self, activation};
 
 /// `pre` (`[H]`, the summed pre-activation) becomes `h_t` in place.
 pub fn forward(pre: &mut [f32], relu: bool) {
@@ -16,17 +16,7 @@ pub fn forward(pre: &mut [f32], relu: bool) {
     }
 }
 
-/// `dpre = dh ⊙ φ'(·)`, written from `h = φ(pre)`.
+/// `dpre = dh ⊙ φ'(·)`, written from `h = φ(pre)` (`kernels::backward::rnn`).
 pub fn backward(h: &[f32], dh: &[f32], relu: bool, dpre: &mut [f32]) {
-    for ((d, &hv), &g) in dpre.iter_mut().zip(h).zip(dh) {
-        *d = if relu {
-            if hv > 0.0 {
-                g
-            } else {
-                0.0
-            }
-        } else {
-            g * (1.0 - hv * hv)
-        };
-    }
+    kernels::backward::rnn(h, dh, relu, dpre);
 }

@@ -2,6 +2,7 @@
 //! `matrixmultiply`, the streaming GEMV, and the vectorized activations.
 
 pub mod activation;
+pub mod backward;
 pub mod gemm;
 pub mod packed;
 pub mod reference;

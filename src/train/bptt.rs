@@ -6,7 +6,7 @@
 use crate::cell::{gru, lstm, rnn};
 use crate::config::CellKind;
 use crate::error::{check_finite, check_len, invalid, Result};
-use crate::forward::{pieces, split_state, split_state_mut, try_zeroed, LayerRec, Tape};
+use crate::forward::{fit, pieces, split_state, split_state_mut, LayerRec, Tape};
 use crate::kernels::gemm::Mat;
 use crate::kernels::packed::{gemm_packed, PackedB};
 use crate::model::{head_view, Model};
@@ -27,6 +27,76 @@ pub struct Gradients {
     pub hidden: Vec<Vec<f32>>,
 }
 
+/// Every buffer a backward pass needs, kept across calls by a trainer: resized, not
+/// reallocated, so steps after the first allocate nothing large. Each is fully written
+/// before it is read, so reuse changes no bit.
+#[derive(Debug, Default)]
+pub(crate) struct BackwardWork {
+    /// `∂L/∂θ`, [`crate::model::ParamLayout`] order.
+    pub grads: Vec<f32>,
+    /// While running: `∂L/∂h_t` of the current layer; after: `∂L/∂x` (when asked for).
+    pub dh: Vec<f32>,
+    /// The gradient for the current layer's input.
+    dinput: Vec<f32>,
+    /// `∂L/∂(initial state)`, snapshot layout.
+    pub dinit: Vec<f32>,
+    /// Zeros standing for an absent `∂L/∂(final state)`.
+    zeros: Vec<f32>,
+    layer: LayerWork,
+}
+
+/// One layer's buffers (see [`BackwardWork`]).
+#[derive(Debug, Default)]
+struct LayerWork {
+    dgx: Vec<f32>,
+    dgh: Vec<f32>,
+    hprev: Vec<f32>,
+    /// `dW_ihᵀ` of a narrow input (see [`outer_sums`]).
+    narrow: Vec<f32>,
+    chunks: Vec<ChunkWork>,
+}
+
+/// One batch chunk's running gradients and per-step scratch.
+#[derive(Debug, Default)]
+struct ChunkWork {
+    dh_next: Vec<f32>,
+    dc_next: Vec<f32>,
+    tc: Vec<f32>,
+    direct: Vec<f32>,
+    drh: Vec<f32>,
+}
+
+#[cfg(test)]
+impl BackwardWork {
+    /// Fills every buffer with NaN (tests: an element read before it is written shows).
+    pub(crate) fn poison(&mut self) {
+        let l = &mut self.layer;
+        let mut all = vec![
+            &mut self.grads,
+            &mut self.dh,
+            &mut self.dinput,
+            &mut self.dinit,
+            &mut self.zeros,
+            &mut l.dgx,
+            &mut l.dgh,
+            &mut l.hprev,
+            &mut l.narrow,
+        ];
+        for c in &mut l.chunks {
+            all.extend([
+                &mut c.dh_next,
+                &mut c.dc_next,
+                &mut c.tc,
+                &mut c.direct,
+                &mut c.drh,
+            ]);
+        }
+        for v in all {
+            v.fill(f32::NAN);
+        }
+    }
+}
+
 impl Model {
     /// Backward through a recorded pass. `d_outputs` is `∂L/∂(Tape::outputs)`
     /// (`[B][T][O]`), `d_final_state` is `∂L/∂(Tape::final_state)` (`None` = zeros), e.g.
@@ -39,6 +109,30 @@ impl Model {
         d_final_state: Option<&[f32]>,
         want_hidden: bool,
     ) -> Result<Gradients> {
+        let mut work = BackwardWork::default();
+        let hidden =
+            self.backward_into(tape, d_outputs, d_final_state, want_hidden, true, &mut work)?;
+        Ok(Gradients {
+            params: work.grads,
+            inputs: work.dh,
+            initial_state: work.dinit,
+            hidden,
+        })
+    }
+
+    /// [`Model::backward`] into `work` (`grads`, `dinit` and, with `want_inputs`, `dh` =
+    /// `∂L/∂x`), reusing its buffers; returns the hidden gradients when asked. Without
+    /// `want_inputs` the first layer skips its input-gradient product (a trainer has no
+    /// use for `∂L/∂x`) and `work.dh` is left unspecified.
+    pub(crate) fn backward_into(
+        &self,
+        tape: &Tape,
+        d_outputs: &[f32],
+        d_final_state: Option<&[f32]>,
+        want_hidden: bool,
+        want_inputs: bool,
+        work: &mut BackwardWork,
+    ) -> Result<Vec<Vec<f32>>> {
         let cfg = *self.config();
         if tape.config != cfg {
             return Err(invalid!(
@@ -57,43 +151,48 @@ impl Model {
             check_len("d_final_state", d.len(), state_len)?;
             check_finite("d_final_state", d)?;
         }
-        let layout = self.layout().clone();
-        let work = || -> Result<Gradients> {
-            let mut grads = try_zeroed(layout.total())?;
+        let layout = self.layout();
+        let BackwardWork {
+            grads,
+            dh,
+            dinput,
+            dinit,
+            zeros,
+            layer,
+        } = work;
+        let run = || -> Result<Vec<Vec<f32>>> {
+            // Every element is written: the products overwrite (beta = 0) and
+            // `col_sums` overwrites the biases.
+            fit(grads, layout.total())?;
             let top = &tape.layers[l - 1].h;
-            let mut dh = match head_view(&cfg, &layout, self.parameters()) {
+            fit(dh, rows * h)?;
+            match head_view(&cfg, layout, self.parameters()) {
                 Some(hw) => {
                     let o = cfg.output_size;
                     let n = layout.entries().len();
-                    let (we, be) = (
-                        layout.entries()[n - 2].clone(),
-                        layout.entries()[n - 1].clone(),
-                    );
+                    let (we, be) = (&layout.entries()[n - 2], &layout.entries()[n - 1]);
                     let dout = Mat::rm(d_outputs, rows, o, o);
-                    gemm_rows(
-                        1.0,
-                        dout.t(),
-                        Mat::rm(top, rows, h, h),
-                        0.0,
-                        &mut grads[we.offset..we.offset + we.len],
-                        h,
-                    );
+                    let gw = &mut grads[we.offset..we.offset + we.len];
+                    if o <= NARROW {
+                        outer_sums(d_outputs, o, top, h, gw);
+                    } else {
+                        gemm_rows(1.0, dout.t(), Mat::rm(top, rows, h, h), 0.0, gw, h);
+                    }
                     col_sums(d_outputs, o, &mut grads[be.offset..be.offset + be.len]);
-                    let mut dh = try_zeroed(rows * h)?;
-                    gemm_rows(1.0, dout, Mat::rm(hw.weight, o, h, h), 0.0, &mut dh, h);
-                    dh
+                    gemm_rows(1.0, dout, Mat::rm(hw.weight, o, h, h), 0.0, dh, h);
                 }
-                None => d_outputs.to_vec(),
-            };
-            let zeros;
+                None => dh.copy_from_slice(d_outputs),
+            }
             let d_final = match d_final_state {
                 Some(d) => d,
                 None => {
-                    zeros = try_zeroed(state_len)?;
-                    &zeros
+                    fit(zeros, state_len)?;
+                    zeros.fill(0.0);
+                    zeros
                 }
             };
-            let mut dinit = try_zeroed(state_len)?;
+            // Every element is written: each layer's `dh0` (and `dc0`) slice is copied in.
+            fit(dinit, state_len)?;
             let lbh = l * batch * h;
             let mut hidden = Vec::new();
             for k in (0..l).rev() {
@@ -105,10 +204,11 @@ impl Model {
                 let s = k * batch * h..(k + 1) * batch * h;
                 let (h0, c0) = split_state(&tape.init, s.clone(), lbh, cfg.cell);
                 let (dht, dct) = split_state(d_final, s.clone(), lbh, cfg.cell);
-                let (dh0, dc0) = split_state_mut(&mut dinit, s, lbh, cfg.cell);
+                let (dh0, dc0) = split_state_mut(dinit, s, lbh, cfg.cell);
                 let e = &layout.entries()[4 * k..4 * k + 4];
                 let (lo, hi) = (e[0].offset, e[3].offset + e[3].len);
-                let dinput = layer_backward(
+                let want_dinput = k > 0 || want_inputs;
+                layer_backward(
                     self,
                     k,
                     &tape.layers[k],
@@ -116,30 +216,59 @@ impl Model {
                     batch,
                     t,
                     [h0, c0, dht, dct],
-                    &mut dh,
+                    dh,
                     dh0,
                     dc0,
                     &mut grads[lo..hi],
+                    layer,
+                    if want_dinput {
+                        Some(&mut *dinput)
+                    } else {
+                        None
+                    },
                 )?;
-                let total = std::mem::replace(&mut dh, dinput);
-                if want_hidden {
-                    hidden.push(total);
+                if want_dinput {
+                    // `dh` becomes the gradient for the layer below (or for x);
+                    // `dinput` holds this layer's total gradient at h_t.
+                    std::mem::swap(dh, dinput);
+                    if want_hidden {
+                        hidden.push(std::mem::take(dinput));
+                    }
+                } else if want_hidden {
+                    hidden.push(dh.clone());
                 }
             }
             hidden.reverse();
-            Ok(Gradients {
-                params: grads,
-                inputs: dh,
-                initial_state: dinit,
-                hidden,
-            })
+            Ok(hidden)
         };
-        install(work)
+        install(run)
     }
 }
 
-/// `out[j] = Σ_r m[r][j]` over rows of width `w`, in row order.
+/// Widest operand [`outer_sums`] takes instead of a GEMM.
+const NARROW: usize = 4;
+
+/// `out = aᵀ·b`, i.e. `out[i][j] = Σ_r a[r][i] · b[r][j]` in row order (from zero), for
+/// `a` `[rows][wa]` with few columns (at most [`NARROW`]) and `b` `[rows][wb]`; `out` is
+/// `[wa][wb]`. One pass over the rows, vectorized along `b`'s rows. For operands this
+/// narrow a GEMM is the wrong tool: `sgemm` packs all of the wide operand, as much work
+/// as the product, and pads the narrow one to its kernel width (on the audio-shaped
+/// step, `I = 1`, `dW_ih` and the head's weight gradient cost more than `dW_hh`).
+fn outer_sums(a: &[f32], wa: usize, b: &[f32], wb: usize, out: &mut [f32]) {
+    let out = &mut out[..wa * wb];
+    out.fill(0.0);
+    for (ar, br) in a.chunks_exact(wa).zip(b.chunks_exact(wb)) {
+        for (&x, orow) in ar.iter().zip(out.chunks_exact_mut(wb)) {
+            for (o, &y) in orow.iter_mut().zip(br) {
+                *o += x * y;
+            }
+        }
+    }
+}
+
+/// `out[j] = Σ_r m[r][j]` over rows of width `w`, in row order (from zero).
 pub(crate) fn col_sums(m: &[f32], w: usize, out: &mut [f32]) {
+    out.fill(0.0);
     for row in m.chunks(w) {
         for (o, v) in out.iter_mut().zip(row) {
             *o += v;
@@ -149,7 +278,8 @@ pub(crate) fn col_sums(m: &[f32], w: usize, out: &mut [f32]) {
 
 /// One layer. `dh` holds `∂L/∂h_t` arriving from above (`[B][T][H]`) and is replaced by
 /// the total gradient at each `h_t`. `g` is the layer's slice of the gradient buffer
-/// (`weight_ih, weight_hh, bias_ih, bias_hh`, contiguous). Returns `∂L/∂input`.
+/// (`weight_ih, weight_hh, bias_ih, bias_hh`, contiguous). Writes `∂L/∂input` into
+/// `dinput` (resized) when given.
 #[allow(clippy::too_many_arguments)]
 fn layer_backward(
     model: &Model,
@@ -163,7 +293,9 @@ fn layer_backward(
     dh0: &mut [f32],
     dc0: &mut [f32],
     g: &mut [f32],
-) -> Result<Vec<f32>> {
+    work: &mut LayerWork,
+    dinput: Option<&mut Vec<f32>>,
+) -> Result<()> {
     let cfg = model.config();
     let cell = cfg.cell;
     let h = cfg.hidden_size;
@@ -171,12 +303,23 @@ fn layer_backward(
     let lw = model.layer(k);
     let inp = lw.input_size;
     let rows = batch * t;
-    let mut dgx = try_zeroed(rows * gh)?;
-    let mut dgh = if cell == CellKind::GruLbr {
-        try_zeroed(rows * gh)?
-    } else {
-        Vec::new()
-    };
+    let LayerWork {
+        dgx,
+        dgh,
+        hprev,
+        narrow,
+        chunks,
+    } = work;
+    // Every row of `dgx` (and `dgh`) is written by the cell's backward at its step.
+    fit(dgx, rows * gh)?;
+    fit(
+        dgh,
+        if cell == CellKind::GruLbr {
+            rows * gh
+        } else {
+            0
+        },
+    )?;
 
     // W_hh packed as the B of `dG · W_hh` (rows = gates): once per call, reused by
     // every chunk and step. The notes' GRU splits it as forward does.
@@ -190,16 +333,32 @@ fn layer_backward(
     };
     let cb = batch_chunk(batch);
     let n = batch.div_ceil(cb);
-    let jobs: Vec<_> = pieces(&mut dgx, cb * t * gh, n)
+    if chunks.len() < n {
+        chunks.resize_with(n, ChunkWork::default);
+    }
+    for (i, c) in chunks.iter_mut().enumerate().take(n) {
+        let m = ((i + 1) * cb).min(batch) - i * cb;
+        // All overwritten before they are read (copied in, or written by a kernel).
+        fit(&mut c.dh_next, m * h)?;
+        fit(
+            &mut c.dc_next,
+            if cell == CellKind::Lstm { m * h } else { 0 },
+        )?;
+        fit(&mut c.tc, h)?;
+        fit(&mut c.direct, m * h)?;
+        fit(&mut c.drh, m * h)?;
+    }
+    let jobs: Vec<_> = pieces(dgx, cb * t * gh, n)
         .into_iter()
-        .zip(pieces(&mut dgh, cb * t * gh, n))
+        .zip(pieces(dgh, cb * t * gh, n))
         .zip(pieces(dh, cb * t * h, n))
         .zip(pieces(dh0, cb * h, n))
         .zip(pieces(dc0, cb * h, n))
+        .zip(chunks.iter_mut())
         .enumerate()
         .collect();
     jobs.into_par_iter()
-        .for_each(|(i, ((((dgx, dgh), dh), dh0), dc0))| {
+        .for_each(|(i, (((((dgx, dgh), dh), dh0), dc0), cw))| {
             let b0 = i * cb;
             let b1 = (b0 + cb).min(batch);
             fn part(v: &[f32], w: usize, b0: usize, b1: usize) -> &[f32] {
@@ -230,6 +389,7 @@ fn layer_backward(
                 dgh,
                 dh0,
                 dc0,
+                cw,
             );
         });
 
@@ -237,27 +397,39 @@ fn layer_backward(
     let (gwih, rest) = g.split_at_mut(gh * inp);
     let (gwhh, rest) = rest.split_at_mut(gh * h);
     let (gbih, gbhh) = rest.split_at_mut(gh);
-    gemm_rows(
-        1.0,
-        Mat::rm(&dgx, rows, gh, gh).t(),
-        Mat::rm(input, rows, inp, inp),
-        0.0,
-        gwih,
-        inp,
-    );
-    let mut hprev = try_zeroed(rows * h)?;
+    if inp <= NARROW {
+        // Accumulated as `[I][G*H]` (wide rows), then transposed into place.
+        fit(narrow, inp * gh)?;
+        outer_sums(input, inp, dgx, gh, narrow);
+        for (q, col) in narrow.chunks_exact(gh).enumerate() {
+            for (j, &v) in col.iter().enumerate() {
+                gwih[j * inp + q] = v;
+            }
+        }
+    } else {
+        gemm_rows(
+            1.0,
+            Mat::rm(dgx, rows, gh, gh).t(),
+            Mat::rm(input, rows, inp, inp),
+            0.0,
+            gwih,
+            inp,
+        );
+    }
+    // Every row is copied in.
+    fit(hprev, rows * h)?;
     for b in 0..batch {
         let dst = &mut hprev[b * t * h..(b + 1) * t * h];
         dst[..h].copy_from_slice(&h0[b * h..(b + 1) * h]);
         dst[h..].copy_from_slice(&rec.h[b * t * h..((b + 1) * t - 1) * h]);
     }
-    let dghm: &[f32] = if cell == CellKind::GruLbr { &dgh } else { &dgx };
+    let dghm: &[f32] = if cell == CellKind::GruLbr { dgh } else { dgx };
     if cell == CellKind::Gru {
         // r, z rows multiply h_{t-1}; n rows multiply r ⊙ h_{t-1}.
         gemm_rows(
             1.0,
-            Mat::rm(&dgx, rows, 2 * h, gh).t(),
-            Mat::rm(&hprev, rows, h, h),
+            Mat::rm(dgx, rows, 2 * h, gh).t(),
+            Mat::rm(hprev, rows, h, h),
             0.0,
             &mut gwhh[..2 * h * h],
             h,
@@ -274,24 +446,27 @@ fn layer_backward(
         gemm_rows(
             1.0,
             Mat::rm(dghm, rows, gh, gh).t(),
-            Mat::rm(&hprev, rows, h, h),
+            Mat::rm(hprev, rows, h, h),
             0.0,
             gwhh,
             h,
         );
     }
-    col_sums(&dgx, gh, gbih);
+    col_sums(dgx, gh, gbih);
     col_sums(dghm, gh, gbhh);
-    let mut dinput = try_zeroed(rows * inp)?;
-    gemm_rows(
-        1.0,
-        Mat::rm(&dgx, rows, gh, gh),
-        Mat::rm(lw.w_ih, gh, inp, inp),
-        0.0,
-        &mut dinput,
-        inp,
-    );
-    Ok(dinput)
+    if let Some(dinput) = dinput {
+        // Overwritten by the product (beta = 0).
+        fit(dinput, rows * inp)?;
+        gemm_rows(
+            1.0,
+            Mat::rm(dgx, rows, gh, gh),
+            Mat::rm(lw.w_ih, gh, inp, inp),
+            0.0,
+            dinput,
+            inp,
+        );
+    }
+    Ok(())
 }
 
 /// The forward record of one batch chunk.
@@ -317,17 +492,23 @@ fn recur_back_chunk(
     dgh: &mut [f32],
     dh0: &mut [f32],
     dc0: &mut [f32],
+    work: &mut ChunkWork,
 ) {
     let cfg = model.config();
     let cell = cfg.cell;
     let h = cfg.hidden_size;
     let gh = cell.gates() * h;
     let cb = r.h0.len() / h;
-    let mut dh_next = dht.to_vec();
-    let mut dc_next = dct.to_vec();
-    let mut tc = vec![0.0f32; h];
-    let mut direct = vec![0.0f32; cb * h];
-    let mut drh = vec![0.0f32; cb * h];
+    // Sized by `layer_backward`.
+    let ChunkWork {
+        dh_next,
+        dc_next,
+        tc,
+        direct,
+        drh,
+    } = work;
+    dh_next.copy_from_slice(dht);
+    dc_next.copy_from_slice(dct);
     for s in (0..t).rev() {
         let at = |i: usize, w: usize| (i * t + s) * w;
         let hprev = |i: usize| -> &[f32] {
@@ -353,15 +534,7 @@ fn recur_back_chunk(
                     );
                 }
                 // drh = dn · W_hn
-                gemm_packed(
-                    cb,
-                    &dgx[s * gh + 2 * h..],
-                    t * gh,
-                    &packs[1],
-                    &mut drh,
-                    h,
-                    false,
-                );
+                gemm_packed(cb, &dgx[s * gh + 2 * h..], t * gh, &packs[1], drh, h, false);
                 for i in 0..cb {
                     gru::backward_notes_rz(
                         &r.gates[at(i, gh)..at(i, gh) + gh],
@@ -372,16 +545,8 @@ fn recur_back_chunk(
                         &mut direct[i * h..(i + 1) * h],
                     );
                 }
-                gemm_packed(
-                    cb,
-                    &dgx[s * gh..],
-                    t * gh,
-                    &packs[0],
-                    &mut dh_next,
-                    h,
-                    false,
-                );
-                add(&mut dh_next, &direct);
+                gemm_packed(cb, &dgx[s * gh..], t * gh, &packs[0], dh_next, h, false);
+                add(dh_next, direct);
             }
             _ => {
                 for i in 0..cb {
@@ -404,7 +569,7 @@ fn recur_back_chunk(
                                 &r.cs[at(i, h)..at(i, h) + h],
                                 dhi,
                                 &mut dc_next[i * h..(i + 1) * h],
-                                &mut tc,
+                                tc,
                                 dpre,
                             );
                         }
@@ -420,15 +585,15 @@ fn recur_back_chunk(
                     }
                 }
                 let dg: &[f32] = if cell == CellKind::GruLbr { dgh } else { dgx };
-                gemm_packed(cb, &dg[s * gh..], t * gh, &packs[0], &mut dh_next, h, false);
+                gemm_packed(cb, &dg[s * gh..], t * gh, &packs[0], dh_next, h, false);
                 if cell == CellKind::GruLbr {
-                    add(&mut dh_next, &direct);
+                    add(dh_next, direct);
                 }
             }
         }
     }
-    dh0.copy_from_slice(&dh_next);
-    dc0.copy_from_slice(&dc_next);
+    dh0.copy_from_slice(dh_next);
+    dc0.copy_from_slice(dc_next);
 }
 
 fn add(a: &mut [f32], b: &[f32]) {

@@ -151,6 +151,19 @@ pub fn clip_grad_norm(g: &mut [f32], max_norm: f32) -> f64 {
     norm
 }
 
+/// The error for a refused update: `news` gives each parameter's new value and whether
+/// everything it would write (value and optimizer state) is finite; names the first
+/// that is not.
+fn refused(news: impl Iterator<Item = (f32, bool)>) -> crate::error::Error {
+    let (i, (a, _)) = news
+        .enumerate()
+        .find(|(_, (_, ok))| !ok)
+        .unwrap_or((0, (f32::NAN, false)));
+    crate::error::Error::NonFinite(format!(
+        "the update would make parameter {i} non-finite ({a}); weights left unchanged"
+    ))
+}
+
 /// One update of `p` with gradient `g` (already clipped), advancing `st`. Every new
 /// value is computed and checked before anything is written: if any parameter or
 /// moment would become NaN or Inf, nothing changes and the step is refused.
@@ -176,51 +189,94 @@ pub(crate) fn update(
     let bc2 = 1.0 - (b2 as f64).powi(t.min(i32::MAX as u64) as i32);
     let step_size = (lr as f64 / bc1) as f32;
     let bc2_sqrt = bc2.sqrt() as f32;
-    // The new (p, m, v) of element i; m and v are 0 when unused.
-    let next = |i: usize, p: &[f32], m: &[f32], v: &[f32]| -> (f32, f32, f32) {
-        match cfg.optimizer {
-            Optimizer::Sgd => {
-                let d = g[i] + wd * p[i];
-                if cfg.momentum == 0.0 {
-                    (p[i] - lr * d, 0.0, 0.0)
-                } else {
-                    let buf = if t == 1 { d } else { cfg.momentum * m[i] + d };
-                    (p[i] - lr * buf, buf, 0.0)
-                }
+    // One loop per rule, branch-free inside, so that both passes vectorize; each new
+    // value is the same expression (the same operations in the same order) as ever.
+    match cfg.optimizer {
+        Optimizer::Sgd if cfg.momentum == 0.0 => {
+            let rule = |p: f32, g: f32| p - lr * (g + wd * p);
+            // Pass 1: check.
+            let ok = p
+                .iter()
+                .zip(g)
+                .fold(true, |ok, (&p, &g)| ok & rule(p, g).is_finite());
+            if !ok {
+                return Err(refused(p.iter().zip(g).map(|(&p, &g)| {
+                    let a = rule(p, g);
+                    (a, a.is_finite())
+                })));
             }
-            Optimizer::Adam | Optimizer::AdamW => {
-                let (mut pi, mut gi) = (p[i], g[i]);
-                if cfg.optimizer == Optimizer::AdamW {
+            // Pass 2: commit.
+            for (p, &g) in p.iter_mut().zip(g) {
+                *p = rule(*p, g);
+            }
+        }
+        Optimizer::Sgd => {
+            let mom = cfg.momentum;
+            let first = t == 1;
+            // (new p, new momentum buffer)
+            let rule = |p: f32, g: f32, m: f32| {
+                let d = g + wd * p;
+                let buf = if first { d } else { mom * m + d };
+                (p - lr * buf, buf)
+            };
+            let m = &mut st.m[..];
+            let ok = p
+                .iter()
+                .zip(g)
+                .zip(m.iter())
+                .fold(true, |ok, ((&p, &g), &m)| {
+                    let (a, b) = rule(p, g, m);
+                    ok & a.is_finite() & b.is_finite()
+                });
+            if !ok {
+                let news = p.iter().zip(g).zip(m.iter()).map(|((&p, &g), &m)| {
+                    let (a, b) = rule(p, g, m);
+                    (a, a.is_finite() && b.is_finite())
+                });
+                return Err(refused(news));
+            }
+            for ((p, &g), m) in p.iter_mut().zip(g).zip(m.iter_mut()) {
+                (*p, *m) = rule(*p, g, *m);
+            }
+        }
+        Optimizer::Adam | Optimizer::AdamW => {
+            let adamw = cfg.optimizer == Optimizer::AdamW;
+            let eps = cfg.eps;
+            // (new p, new m, new v)
+            let rule = |p: f32, g: f32, m: f32, v: f32| {
+                let (mut pi, mut gi) = (p, g);
+                if adamw {
                     pi *= 1.0 - lr * wd;
                 } else {
                     gi += wd * pi;
                 }
-                let mi = b1 * m[i] + (1.0 - b1) * gi;
-                let vi = b2 * v[i] + (1.0 - b2) * gi * gi;
-                let denom = vi.sqrt() / bc2_sqrt + cfg.eps;
+                let mi = b1 * m + (1.0 - b1) * gi;
+                let vi = b2 * v + (1.0 - b2) * gi * gi;
+                let denom = vi.sqrt() / bc2_sqrt + eps;
                 (pi - step_size * mi / denom, mi, vi)
+            };
+            let (m, v) = (&mut st.m[..], &mut st.v[..]);
+            let ok = p.iter().zip(g).zip(m.iter().zip(v.iter())).fold(
+                true,
+                |ok, ((&p, &g), (&m, &v))| {
+                    let (a, b, c) = rule(p, g, m, v);
+                    ok & a.is_finite() & b.is_finite() & c.is_finite()
+                },
+            );
+            if !ok {
+                let news =
+                    p.iter()
+                        .zip(g)
+                        .zip(m.iter().zip(v.iter()))
+                        .map(|((&p, &g), (&m, &v))| {
+                            let (a, b, c) = rule(p, g, m, v);
+                            (a, a.is_finite() && b.is_finite() && c.is_finite())
+                        });
+                return Err(refused(news));
             }
-        }
-    };
-    // `next` reads `m`/`v` only when the rule uses them, and those were sized above.
-    // Pass 1: check.
-    for i in 0..p.len() {
-        let (a, b, c) = next(i, p, &st.m, &st.v);
-        if !(a.is_finite() && b.is_finite() && c.is_finite()) {
-            return Err(crate::error::Error::NonFinite(format!(
-                "the update would make parameter {i} non-finite ({a}); weights left unchanged"
-            )));
-        }
-    }
-    // Pass 2: commit.
-    for i in 0..p.len() {
-        let (a, b, c) = next(i, p, &st.m, &st.v);
-        p[i] = a;
-        if uses_m {
-            st.m[i] = b;
-        }
-        if uses_v {
-            st.v[i] = c;
+            for ((p, &g), (m, v)) in p.iter_mut().zip(g).zip(m.iter_mut().zip(v.iter_mut())) {
+                (*p, *m, *v) = rule(*p, g, *m, *v);
+            }
         }
     }
     st.step = t;
@@ -277,6 +333,96 @@ mod tests {
         update(&cfg, &mut st, &mut p, &[-1.5]).unwrap();
         // g = -1.5 + 1.0 = -0.5: step +lr.
         assert!((p[0] - 2.1).abs() < 1e-6);
+    }
+
+    /// The update, element by element, as the spec: one `match` per element.
+    fn update_spec(cfg: &TrainConfig, st: &mut OptimState, p: &mut [f32], g: &[f32]) {
+        let t = st.step + 1;
+        if st.m.len() != p.len() {
+            st.m = vec![0.0; p.len()];
+            st.v = vec![0.0; p.len()];
+        }
+        let (lr, wd, b1, b2) = (cfg.learning_rate, cfg.weight_decay, cfg.beta1, cfg.beta2);
+        let bc1 = 1.0 - (b1 as f64).powi(t as i32);
+        let bc2 = 1.0 - (b2 as f64).powi(t as i32);
+        let step_size = (lr as f64 / bc1) as f32;
+        let bc2_sqrt = bc2.sqrt() as f32;
+        for i in 0..p.len() {
+            match cfg.optimizer {
+                Optimizer::Sgd => {
+                    let d = g[i] + wd * p[i];
+                    let buf = if t == 1 {
+                        d
+                    } else {
+                        cfg.momentum * st.m[i] + d
+                    };
+                    st.m[i] = buf;
+                    p[i] -= lr * if cfg.momentum == 0.0 { d } else { buf };
+                }
+                Optimizer::Adam | Optimizer::AdamW => {
+                    let (mut pi, mut gi) = (p[i], g[i]);
+                    if cfg.optimizer == Optimizer::AdamW {
+                        pi *= 1.0 - lr * wd;
+                    } else {
+                        gi += wd * pi;
+                    }
+                    st.m[i] = b1 * st.m[i] + (1.0 - b1) * gi;
+                    st.v[i] = b2 * st.v[i] + (1.0 - b2) * gi * gi;
+                    let denom = st.v[i].sqrt() / bc2_sqrt + cfg.eps;
+                    p[i] = pi - step_size * st.m[i] / denom;
+                }
+            }
+        }
+        st.step = t;
+    }
+
+    #[test]
+    fn every_rule_gives_the_bits_of_the_elementwise_spec() {
+        let n = 1000;
+        let g = |s: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| (((i + 97 * s) * 7919) % 2001) as f32 / 500.0 - 2.0)
+                .collect()
+        };
+        let configs = [
+            TrainConfig::sgd(0.1, 0.0),
+            TrainConfig {
+                weight_decay: 0.01,
+                ..TrainConfig::sgd(0.1, 0.9)
+            },
+            TrainConfig {
+                weight_decay: 0.01,
+                ..TrainConfig::adam(0.01)
+            },
+            TrainConfig::adamw(0.01, 0.1),
+        ];
+        for cfg in configs {
+            let (mut st, mut spec) = (OptimState::default(), OptimState::default());
+            let mut p = g(100);
+            let mut q = p.clone();
+            for step in 0..4 {
+                update(&cfg, &mut st, &mut p, &g(step)).unwrap();
+                update_spec(&cfg, &mut spec, &mut q, &g(step));
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&p), bits(&q), "{cfg:?} step {step}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_non_finite_update_is_refused_and_changes_nothing() {
+        let mut st = OptimState::default();
+        let mut p = vec![1.0f32, 2.0, 3.0e38];
+        let err = update(
+            &TrainConfig::sgd(1.0, 0.0),
+            &mut st,
+            &mut p,
+            &[0.0, 0.0, -3.0e38],
+        )
+        .unwrap_err();
+        assert!(err.message().contains("parameter 2"), "{}", err.message());
+        assert_eq!(p, vec![1.0, 2.0, 3.0e38]);
+        assert_eq!(st.step, 0);
     }
 
     #[test]

@@ -34,6 +34,10 @@
 
 pub(crate) mod avx2;
 pub(crate) mod avx512;
+/// Backward pointwise kernels (AVX2 + FMA); dispatched by `kernels::backward`.
+pub(crate) mod backward_avx2;
+/// Backward pointwise kernels (AVX-512F); dispatched by `kernels::backward`.
+pub(crate) mod backward_avx512;
 
 /// `exp`'s argument is clamped below at `EXP_MIN`: `round(EXP_MIN·log2 e) = -127`, the
 /// smallest `n` whose `n + 127` fits the exponent field (as 0, giving `+0`).
