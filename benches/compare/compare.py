@@ -200,6 +200,10 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--quick", action="store_true", help="small shapes only (a smoke run)")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    ap.add_argument("--name", default="latest", help="result files: NAME.md and NAME.svg")
+    ap.add_argument("--cells", default=",".join(CELLS), help="comma-separated subset of lstm,gru,rnn")
+    ap.add_argument("--kinds", default="infer,train", help="comma-separated subset of infer,train")
+    ap.add_argument("--batched-only", action="store_true", help="skip the audio-style (I=1, H=32) configs")
     args = ap.parse_args()
     threads = [int(v) for v in args.threads.split(",")]
     if args.quick:
@@ -209,6 +213,12 @@ def main():
         big = [(64, 128, 64, 64), (256, 512, 32, 64), (512, 1024, 64, 32)]
         infer = [(c, (1, 32, 1, 4096)) for c in ("lstm", "gru")] + [(c, s) for s in big for c in CELLS]
         train = [(c, (1, 32, 16, 1024)) for c in ("lstm", "gru")] + [(c, s) for s in big for c in CELLS]
+    if args.batched_only:
+        infer = [(c, s) for c, s in infer if s[0] != 1]
+        train = [(c, s) for c, s in train if s[0] != 1]
+    cells, kinds = set(args.cells.split(",")), set(args.kinds.split(","))
+    infer = [(c, s) for c, s in infer if c in cells] if "infer" in kinds else []
+    train = [(c, s) for c, s in train if c in cells] if "train" in kinds else []
     os.makedirs(args.out, exist_ok=True)
     import tempfile
 
@@ -245,9 +255,9 @@ def main():
                      f"{f('rnncore')} | {f('pytorch')} | {f('onnxruntime')} | {r['gflops']:.1f} | "
                      f"{r['ratio']:.2f}x |")
     md = "\n".join(lines) + "\n"
-    with open(os.path.join(args.out, "latest.md"), "w") as fh:
+    with open(os.path.join(args.out, f"{args.name}.md"), "w") as fh:
         fh.write(md)
-    svg_chart(rows, os.path.join(args.out, "latest.svg"))
+    svg_chart(rows, os.path.join(args.out, f"{args.name}.svg"))
     print(md)
 
 
