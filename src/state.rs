@@ -9,7 +9,7 @@ use crate::config::{CellKind, ModelConfig, OutputActivation};
 use crate::error::{check_finite, check_len, checked_size, invalid, Result};
 use crate::forward::{recurrent_step, softmax_in_place, tail, try_zeroed, StepRows};
 use crate::kernels::activation;
-use crate::kernels::packed::{gemm_packed, gemv2_packed, gemv_packed, PackedB};
+use crate::kernels::packed::{gemm_packed, gemv2_packed, gemv_packed, gemv_packed_sweep, PackedB};
 use crate::kernels::reference::FLUSH_BELOW;
 use crate::model::Model;
 
@@ -23,6 +23,9 @@ pub struct State {
     batch: usize,
     max_block: usize,
     data: Vec<f32>,
+    /// Direction of the next single-stream step's sweep over the recurrent weights
+    /// (see [`gemv_packed_sweep`]); it alternates, and never changes a result.
+    reverse: bool,
     scratch: Scratch,
 }
 
@@ -83,6 +86,7 @@ impl State {
             batch,
             max_block,
             data,
+            reverse: false,
             scratch: Scratch {
                 gates: try_zeroed(batch * max_block * gh)?,
                 blk_a: try_zeroed(batch * max_block * h)?,
@@ -272,7 +276,14 @@ impl Model {
         let cfg = self.config();
         let (h, l) = (cfg.hidden_size, cfg.num_layers);
         let gh = cfg.cell.gates() * h;
-        let State { data, scratch, .. } = state;
+        let State {
+            data,
+            scratch,
+            reverse,
+            ..
+        } = state;
+        let rev = *reverse;
+        *reverse = !rev;
         let (hst, cst) = data.split_at_mut(l * h);
         let Scratch {
             gates,
@@ -297,14 +308,22 @@ impl Model {
                 CellKind::Lstm | CellKind::RnnTanh | CellKind::RnnRelu
             );
             if fused {
-                gemv2_packed(self.folded_bias(k), input, &pk.w_ih_t, hk, &pk.w_hh_t, g);
+                gemv2_packed(
+                    self.folded_bias(k),
+                    input,
+                    &pk.w_ih_t,
+                    hk,
+                    &pk.w_hh_t,
+                    g,
+                    rev,
+                );
             } else {
                 g.copy_from_slice(self.folded_bias(k));
                 gemv_packed(input, &pk.w_ih_t, g, true);
             }
             let ck = tail(cst, k * h);
             let work = StepWork { ghb, rh, hnew };
-            self.state_step(k, 1, hk, ck, g, gh, work, !fused);
+            self.state_step(k, 1, hk, ck, g, gh, work, !fused, rev);
         }
         self.stream_head(&hst[(l - 1) * h..], y, 1);
     }
@@ -319,7 +338,14 @@ impl Model {
         let gh = cfg.cell.gates() * h;
         let lbh = l * b * h;
         let rows = b * t;
-        let State { data, scratch, .. } = state;
+        let State {
+            data,
+            scratch,
+            reverse,
+            ..
+        } = state;
+        let rev0 = *reverse;
+        *reverse ^= t % 2 == 1;
         let Scratch {
             gates,
             blk_a,
@@ -350,7 +376,8 @@ impl Model {
             let ck = tail(cst, k * b * h);
             for s in 0..t {
                 let work = StepWork { ghb, rh, hnew };
-                self.state_step(k, b, hk, ck, &mut gates[s * gh..], t * gh, work, true);
+                let rev = rev0 ^ (s % 2 == 1);
+                self.state_step(k, b, hk, ck, &mut gates[s * gh..], t * gh, work, true, rev);
                 for i in 0..b {
                     out[(i * t + s) * h..][..h].copy_from_slice(&hk[i * h..(i + 1) * h]);
                 }
@@ -382,6 +409,7 @@ impl Model {
         ldg: usize,
         work: StepWork<'_>,
         product: bool,
+        reverse: bool,
     ) {
         let cfg = self.config();
         let h = cfg.hidden_size;
@@ -389,7 +417,7 @@ impl Model {
         let pk = &self.packed[k];
         let hidden = |b: &PackedB, hk: &[f32], c: &mut [f32], ldc: usize, acc: bool| {
             if m == 1 {
-                gemv_packed(hk, b, c, acc);
+                gemv_packed_sweep(hk, b, c, acc, reverse);
             } else {
                 gemm_packed(m, hk, h, b, c, ldc, acc);
             }

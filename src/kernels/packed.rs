@@ -127,6 +127,16 @@ pub fn gemm_packed_with(
 /// from [`gemm_packed`]'s (results agree to rounding, not bit for bit), which is why the
 /// batched paths, whose bits must not depend on how rows are grouped, do not use it.
 pub fn gemv_packed(x: &[f32], b: &PackedB, y: &mut [f32], accumulate: bool) {
+    gemv_packed_sweep(x, b, y, accumulate, false);
+}
+
+/// [`gemv_packed`] visiting the groups of panels last to first when `reverse` (AVX-512;
+/// other tiers ignore it). Every column is the same sum either way, so the result is bit
+/// for bit the same. A streaming step alternates the direction: `B` larger than L1 is
+/// otherwise read in the same order every step, and least-recently-used replacement
+/// then evicts each line just before it is needed again; reversed, the step starts on
+/// the panels the previous step read last, still in L1.
+pub fn gemv_packed_sweep(x: &[f32], b: &PackedB, y: &mut [f32], accumulate: bool, reverse: bool) {
     let (k, n) = (b.k, b.n);
     assert!(
         x.len() >= k && y.len() >= n,
@@ -145,6 +155,7 @@ pub fn gemv_packed(x: &[f32], b: &PackedB, y: &mut [f32], accumulate: bool) {
                     b.data.as_ptr(),
                     y.as_mut_ptr(),
                     accumulate,
+                    reverse,
                 )
             }
         }
@@ -154,7 +165,8 @@ pub fn gemv_packed(x: &[f32], b: &PackedB, y: &mut [f32], accumulate: bool) {
 
 /// `y = bias + x1 · B1 + x2 · B2` (`B1`, `B2` with the same `n`): a layer's whole
 /// pre-activation for one streaming step (`x · W_ihᵀ` and `h · W_hhᵀ`) in one pass.
-/// Bit for bit `y = bias`, then [`gemv_packed`] with `x1`, then with `x2`.
+/// Bit for bit `y = bias`, then [`gemv_packed`] with `x1`, then with `x2`, in either
+/// sweep direction (see [`gemv_packed_sweep`]).
 pub fn gemv2_packed(
     bias: &[f32],
     x1: &[f32],
@@ -162,6 +174,7 @@ pub fn gemv2_packed(
     x2: &[f32],
     b2: &PackedB,
     y: &mut [f32],
+    reverse: bool,
 ) {
     let n = b1.n;
     assert!(
@@ -184,13 +197,14 @@ pub fn gemv2_packed(
                     x2.as_ptr(),
                     b2.data.as_ptr(),
                     y.as_mut_ptr(),
+                    reverse,
                 )
             }
         }
         _ => {
             y[..n].copy_from_slice(&bias[..n]);
-            gemv_packed(x1, b1, y, true);
-            gemv_packed(x2, b2, y, true);
+            gemv_packed_sweep(x1, b1, y, true, reverse);
+            gemv_packed_sweep(x2, b2, y, true, reverse);
         }
     }
 }
@@ -317,7 +331,7 @@ mod x86 {
     //! for a streaming step with one or two streams) run several panels at once instead:
     //! one row against one panel has only 2-4 accumulators, a chain too short to hide
     //! the FMA latency.
-    use super::NR;
+    use super::{GROUP, NR};
     use std::arch::x86_64::*;
 
     /// Rows of `A` per AVX-512 microkernel call in the main loop (with two panels: 24
@@ -531,10 +545,11 @@ mod x86 {
         b: *const f32,
         y: *mut f32,
         acc: bool,
+        reverse: bool,
     ) {
         let panels = n.div_ceil(NR);
-        let mut jp = 0;
-        while jp < panels {
+        for g in groups(panels, reverse) {
+            let jp = g * GROUP;
             let (off, ldb) = super::panel_at(jp, k, panels);
             let in_group = ldb / NR;
             // SAFETY: panels jp..jp+in_group form one group inside B; columns from jp*NR
@@ -548,8 +563,13 @@ mod x86 {
                     _ => gemv_group::<1>(k, x, bp, ldb, yp, cols, acc),
                 }
             }
-            jp += in_group;
         }
+    }
+
+    /// The groups of `panels` panels, first to last or last to first.
+    fn groups(panels: usize, reverse: bool) -> impl Iterator<Item = usize> {
+        let n = panels.div_ceil(GROUP);
+        (0..n).map(move |g| if reverse { n - 1 - g } else { g })
     }
 
     /// `x · B` for one group of `P` panels (row stride `ldb`) over `k` rows, the even and
@@ -663,10 +683,11 @@ mod x86 {
         x2: *const f32,
         b2: *const f32,
         y: *mut f32,
+        reverse: bool,
     ) {
         let panels = n.div_ceil(NR);
-        let mut jp = 0;
-        while jp < panels {
+        for g in groups(panels, reverse) {
+            let jp = g * GROUP;
             let (off1, ldb) = super::panel_at(jp, k1, panels);
             let (off2, _) = super::panel_at(jp, k2, panels);
             let in_group = ldb / NR;
@@ -682,7 +703,6 @@ mod x86 {
                     _ => gemv2_group::<1>(k1, x1, b1, k2, x2, b2, ldb, bias, y, cols),
                 }
             }
-            jp += in_group;
         }
     }
 
@@ -977,10 +997,16 @@ mod tests {
             let mut want = bias.clone();
             gemv_packed(&x1, &p1, &mut want, true);
             gemv_packed(&x2, &p2, &mut want, true);
-            let mut y = vec![7.0f32; n + 3];
-            gemv2_packed(&bias, &x1, &p1, &x2, &p2, &mut y);
-            assert_eq!(bits(&y[..n]), bits(&want), "{k1},{k2},{n}");
-            assert!(y[n..].iter().all(|&v| v == 7.0), "wrote past n");
+            for reverse in [false, true] {
+                let mut y = vec![7.0f32; n + 3];
+                gemv2_packed(&bias, &x1, &p1, &x2, &p2, &mut y, reverse);
+                assert_eq!(bits(&y[..n]), bits(&want), "{k1},{k2},{n}");
+                assert!(y[n..].iter().all(|&v| v == 7.0), "wrote past n");
+                let mut z = bias.clone();
+                gemv_packed_sweep(&x1, &p1, &mut z, true, reverse);
+                gemv_packed_sweep(&x2, &p2, &mut z, true, reverse);
+                assert_eq!(bits(&z), bits(&want), "sweep {reverse}: {k1},{k2},{n}");
+            }
         }
     }
 
