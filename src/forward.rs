@@ -126,18 +126,25 @@ impl Model {
             }
             return Ok(());
         }
-        let tape = self.run(x, batch, seq_len, initial, false)?;
-        let out = tape.outputs();
-        y.copy_from_slice(out);
-        if self.config().output_activation == OutputActivation::Softmax {
-            for row in y.chunks_mut(self.output_size()) {
-                softmax_in_place(row);
+        let mut work = self
+            .cache
+            .take()
+            .unwrap_or_else(|| Box::new((Tape::empty(*self.config()), ForwardScratch::default())));
+        let (tape, scratch) = &mut *work;
+        let ran = self.run_into(x, batch, seq_len, initial, false, tape, scratch);
+        if ran.is_ok() {
+            y.copy_from_slice(tape.outputs());
+            if self.config().output_activation == OutputActivation::Softmax {
+                for row in y.chunks_mut(self.output_size()) {
+                    softmax_in_place(row);
+                }
+            }
+            if let Some(f) = final_state {
+                f.copy_from_slice(&tape.final_state);
             }
         }
-        if let Some(f) = final_state {
-            f.copy_from_slice(&tape.final_state);
-        }
-        Ok(())
+        self.cache.put(work);
+        ran
     }
 
     /// Forward that records what [`Model::backward`] needs. `initial` as in
@@ -304,6 +311,17 @@ impl Model {
 
 impl Tape {
     /// A tape with no buffers yet, for [`Model::forward_train_into`] to fill.
+    /// Bytes held.
+    pub(crate) fn bytes(&self) -> usize {
+        let f = |v: &Vec<f32>| v.capacity() * 4;
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|r| f(&r.gates) + f(&r.h) + f(&r.c) + f(&r.extra))
+            .sum();
+        layers + f(&self.x) + f(&self.init) + f(&self.logits) + f(&self.final_state)
+    }
+
     pub(crate) fn empty(config: ModelConfig) -> Tape {
         Tape {
             config,
@@ -393,10 +411,61 @@ pub(crate) fn softmax_in_place(row: &mut [f32]) {
     }
 }
 
+/// The buffers of a model's last batched sequence forward (its tape and scratch), kept
+/// for the next call: a server running batches of one shape then allocates (and
+/// page-faults, and zeroes) nothing large per call. Taken with `try_lock`, so calls on
+/// one model from several threads never wait for each other: a call that finds the
+/// cache busy or empty allocates its own buffers. Buffers above [`ForwardCache::LIMIT`]
+/// bytes are not kept. A clone of a model starts with an empty cache.
+#[derive(Default)]
+pub(crate) struct ForwardCache(std::sync::Mutex<Option<Box<(Tape, ForwardScratch)>>>);
+
+impl ForwardCache {
+    /// The most bytes of buffers a model keeps between calls.
+    pub(crate) const LIMIT: usize = 256 << 20;
+
+    /// The kept buffers, if there are any and no other call holds them.
+    pub(crate) fn take(&self) -> Option<Box<(Tape, ForwardScratch)>> {
+        self.0.try_lock().ok().and_then(|mut kept| kept.take())
+    }
+
+    /// Keeps `work` for the next call, unless it is larger than [`Self::LIMIT`].
+    pub(crate) fn put(&self, work: Box<(Tape, ForwardScratch)>) {
+        if work.0.bytes() + work.1.bytes() <= Self::LIMIT {
+            if let Ok(mut kept) = self.0.try_lock() {
+                *kept = Some(work);
+            }
+        }
+    }
+}
+
+impl Clone for ForwardCache {
+    fn clone(&self) -> ForwardCache {
+        ForwardCache::default()
+    }
+}
+
+impl std::fmt::Debug for ForwardCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ForwardCache")
+    }
+}
+
 /// Scratch of the forward recurrence, per batch chunk, kept across calls by a trainer.
 #[derive(Debug, Default)]
 pub(crate) struct ForwardScratch {
     chunks: Vec<ChunkScratch>,
+}
+
+impl ForwardScratch {
+    /// Bytes held.
+    pub(crate) fn bytes(&self) -> usize {
+        let f = |v: &Vec<f32>| v.capacity() * 4;
+        self.chunks
+            .iter()
+            .map(|c| f(&c.ghb) + f(&c.hprev) + f(&c.cprev))
+            .sum()
+    }
 }
 
 #[cfg(test)]

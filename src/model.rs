@@ -8,6 +8,7 @@
 
 use crate::config::{CellKind, ModelConfig};
 use crate::error::{check_finite, invalid, Error, Result};
+use crate::forward::ForwardCache;
 use crate::kernels::packed::PackedB;
 use crate::rng::Rng;
 
@@ -164,6 +165,8 @@ pub struct Model {
     pub(crate) packed: Vec<PackedLayer>,
     /// `head.weightᵀ`, packed; empty without a head.
     pub(crate) head_t: PackedB,
+    /// The buffers of the last batched sequence forward, for the next one.
+    pub(crate) cache: ForwardCache,
 }
 
 impl Model {
@@ -198,6 +201,7 @@ impl Model {
             folded_bias: Vec::new(),
             packed: Vec::new(),
             head_t: PackedB::default(),
+            cache: ForwardCache::default(),
         };
         m.refresh_derived();
         Ok(m)

@@ -94,3 +94,49 @@ fn bad_configs_are_errors() {
         Err(Error::NonFinite(_))
     ));
 }
+
+/// `forward` keeps its buffers between calls (and several threads may call it at once):
+/// neither changes a bit of the result, whatever shapes came before.
+#[test]
+fn forward_buffers_kept_between_calls_change_no_result() {
+    let vals =
+        |n: usize, s: f32| -> Vec<f32> { (0..n).map(|i| (i as f32 * s).sin() * 2.0).collect() };
+    for cell in [
+        CellKind::Lstm,
+        CellKind::GruLbr,
+        CellKind::Gru,
+        CellKind::RnnTanh,
+    ] {
+        let cfg = ModelConfig {
+            num_layers: 3,
+            output_size: 2,
+            ..ModelConfig::new(cell, 3, 8, 1)
+        };
+        let model = Model::new(cfg, 5).unwrap();
+        let (xa, xb) = (vals(4 * 6 * 3, 0.37), vals(9 * 11 * 3, 0.11));
+        // Each result from a model that never ran (a clone starts with no buffers).
+        let fresh_a = model.clone().forward(&xa, 4, 6).unwrap();
+        let fresh_b = model.clone().forward(&xb, 9, 11).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for _ in 0..2 {
+            assert_eq!(bits(&model.forward(&xa, 4, 6).unwrap()), bits(&fresh_a));
+            assert_eq!(bits(&model.forward(&xb, 9, 11).unwrap()), bits(&fresh_b));
+        }
+        // A failing call leaves the kept buffers usable.
+        assert!(model.forward(&[f32::NAN; 3 * 4 * 6], 4, 6).is_err());
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let (model, xa, xb, fresh_a, fresh_b) = (&model, &xa, &xb, &fresh_a, &fresh_b);
+                s.spawn(move || {
+                    for i in 0..20 {
+                        if (i + t) % 2 == 0 {
+                            assert_eq!(bits(&model.forward(xa, 4, 6).unwrap()), bits(fresh_a));
+                        } else {
+                            assert_eq!(bits(&model.forward(xb, 9, 11).unwrap()), bits(fresh_b));
+                        }
+                    }
+                });
+            }
+        });
+    }
+}
