@@ -116,15 +116,25 @@ impl Model {
             // A single sequence (a whole audio file, say) has no batch to share the
             // products: the streaming block path, with its single-row kernels, is faster.
             self.check_sequence(x, batch, seq_len, initial)?;
-            let mut state = crate::state::State::with_block(self, 1, seq_len)?;
-            if let Some(s) = initial {
-                state.set(s)?;
+            let mut state = match self.cache.take_state(seq_len) {
+                Some(state) => state,
+                None => Box::new(crate::state::State::with_block(self, 1, seq_len)?),
+            };
+            let ran = match initial {
+                Some(s) => state.set(s),
+                None => {
+                    state.reset();
+                    Ok(())
+                }
             }
-            self.forward_state(&mut state, x, seq_len, y)?;
-            if let Some(f) = final_state {
-                f.copy_from_slice(state.as_slice());
+            .and_then(|()| self.forward_state(&mut state, x, seq_len, y));
+            if ran.is_ok() {
+                if let Some(f) = final_state {
+                    f.copy_from_slice(state.as_slice());
+                }
             }
-            return Ok(());
+            self.cache.put_state(state);
+            return ran;
         }
         let mut work = self
             .cache
@@ -417,23 +427,47 @@ pub(crate) fn softmax_in_place(row: &mut [f32]) {
 /// one model from several threads never wait for each other: a call that finds the
 /// cache busy or empty allocates its own buffers. Buffers above [`ForwardCache::LIMIT`]
 /// bytes are not kept. A clone of a model starts with an empty cache.
+/// The same holds for a batch of one, which runs through a streaming [`State`] made
+/// for blocks of the whole sequence: the state is kept.
+///
+/// [`State`]: crate::State
 #[derive(Default)]
-pub(crate) struct ForwardCache(std::sync::Mutex<Option<Box<(Tape, ForwardScratch)>>>);
+pub(crate) struct ForwardCache {
+    batched: std::sync::Mutex<Option<Box<(Tape, ForwardScratch)>>>,
+    single: std::sync::Mutex<Option<Box<crate::State>>>,
+}
 
 impl ForwardCache {
-    /// The most bytes of buffers a model keeps between calls.
+    /// The most bytes of buffers a model keeps in each slot between calls.
     pub(crate) const LIMIT: usize = 256 << 20;
 
     /// The kept buffers, if there are any and no other call holds them.
     pub(crate) fn take(&self) -> Option<Box<(Tape, ForwardScratch)>> {
-        self.0.try_lock().ok().and_then(|mut kept| kept.take())
+        self.batched.try_lock().ok().and_then(|mut kept| kept.take())
     }
 
     /// Keeps `work` for the next call, unless it is larger than [`Self::LIMIT`].
     pub(crate) fn put(&self, work: Box<(Tape, ForwardScratch)>) {
         if work.0.bytes() + work.1.bytes() <= Self::LIMIT {
-            if let Ok(mut kept) = self.0.try_lock() {
+            if let Ok(mut kept) = self.batched.try_lock() {
                 *kept = Some(work);
+            }
+        }
+    }
+
+    /// The kept single-stream state, if no other call holds it and its blocks are at
+    /// least `seq_len` long (a shorter one is dropped).
+    pub(crate) fn take_state(&self, seq_len: usize) -> Option<Box<crate::State>> {
+        let state = self.single.try_lock().ok()?.take()?;
+        (state.max_block() >= seq_len).then_some(state)
+    }
+
+    /// Keeps `state` for the next single-sequence call, unless it is larger than
+    /// [`Self::LIMIT`].
+    pub(crate) fn put_state(&self, state: Box<crate::State>) {
+        if state.bytes() <= Self::LIMIT {
+            if let Ok(mut kept) = self.single.try_lock() {
+                *kept = Some(state);
             }
         }
     }

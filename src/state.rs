@@ -182,6 +182,25 @@ impl State {
         Ok(())
     }
 
+    /// Bytes held (state and scratch).
+    pub(crate) fn bytes(&self) -> usize {
+        let sc = &self.scratch;
+        let f32s = [
+            &self.data,
+            &sc.gates,
+            &sc.blk_a,
+            &sc.blk_b,
+            &sc.ghb,
+            &sc.rh,
+            &sc.hnew,
+            &sc.x,
+        ]
+        .iter()
+        .map(|v| v.capacity())
+        .sum::<usize>();
+        f32s * 4
+    }
+
     /// Errors unless this state was made for a model of `cfg`.
     pub(crate) fn check_model(&self, cfg: &ModelConfig) -> Result<()> {
         if self.config != *cfg {

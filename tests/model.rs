@@ -122,8 +122,30 @@ fn forward_buffers_kept_between_calls_change_no_result() {
             assert_eq!(bits(&model.forward(&xa, 4, 6).unwrap()), bits(&fresh_a));
             assert_eq!(bits(&model.forward(&xb, 9, 11).unwrap()), bits(&fresh_b));
         }
+        // A batch of one (the streaming path, its state kept): lengths up and down, and a
+        // given initial state must not leak into the next call from zeros.
+        let (x1, x2) = (vals(20 * 3, 0.23), vals(7 * 3, 0.71));
+        let fresh_1 = model.clone().forward(&x1, 1, 20).unwrap();
+        let fresh_2 = model.clone().forward(&x2, 1, 7).unwrap();
+        let init = vals(cfg.state_len(1), 0.5);
+        let mut from_init = vec![0.0; 7 * 2];
+        model
+            .clone()
+            .forward_with_state(&x2, 1, 7, Some(&init), &mut from_init, None)
+            .unwrap();
+        for _ in 0..2 {
+            assert_eq!(bits(&model.forward(&x2, 1, 7).unwrap()), bits(&fresh_2));
+            assert_eq!(bits(&model.forward(&x1, 1, 20).unwrap()), bits(&fresh_1));
+            let mut y = vec![0.0; 7 * 2];
+            model
+                .forward_with_state(&x2, 1, 7, Some(&init), &mut y, None)
+                .unwrap();
+            assert_eq!(bits(&y), bits(&from_init));
+        }
         // A failing call leaves the kept buffers usable.
         assert!(model.forward(&[f32::NAN; 3 * 4 * 6], 4, 6).is_err());
+        assert!(model.forward(&[f32::NAN; 3 * 7], 1, 7).is_err());
+        assert_eq!(bits(&model.forward(&x2, 1, 7).unwrap()), bits(&fresh_2));
         std::thread::scope(|s| {
             for t in 0..4 {
                 let (model, xa, xb, fresh_a, fresh_b) = (&model, &xa, &xb, &fresh_a, &fresh_b);
