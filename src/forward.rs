@@ -293,7 +293,19 @@ impl Model {
                     let (lo, hi) = layers.split_at_mut(slot(k - 1));
                     (&hi[0].h, &mut lo[slot(k)])
                 };
-                layer_forward(self, k, input, batch, seq_len, h0, c0, fh, fc, rec, scratch)?;
+                let split = if record {
+                    None
+                } else {
+                    column_parts(self, batch)
+                };
+                match split {
+                    Some(parts) => layer_forward_columns(
+                        self, k, input, batch, seq_len, h0, c0, fh, fc, rec, parts,
+                    )?,
+                    None => {
+                        layer_forward(self, k, input, batch, seq_len, h0, c0, fh, fc, rec, scratch)?
+                    }
+                }
             }
             if slot(l - 1) + 1 != layers.len() {
                 // Not recording, and the top layer landed in the first of the two
@@ -443,7 +455,10 @@ impl ForwardCache {
 
     /// The kept buffers, if there are any and no other call holds them.
     pub(crate) fn take(&self) -> Option<Box<(Tape, ForwardScratch)>> {
-        self.batched.try_lock().ok().and_then(|mut kept| kept.take())
+        self.batched
+            .try_lock()
+            .ok()
+            .and_then(|mut kept| kept.take())
     }
 
     /// Keeps `work` for the next call, unless it is larger than [`Self::LIMIT`].
@@ -623,6 +638,209 @@ fn layer_forward(
             };
             recur_chunk(model, k, t, g, hh, c, e, &h0[r], c0r, fhh, fcc, sc);
         });
+    Ok(())
+}
+
+/// Rows per thread at or below which inference splits the recurrence by hidden units
+/// instead of by batch rows (see [`layer_forward_columns`]).
+const COLUMN_SPLIT_ROWS: usize = 8;
+/// `W_hh` bytes at or above which that split is worth its per-step synchronisation: a
+/// share of weights this large no longer stays in one core's L2 when every chunk reads
+/// all of them.
+const COLUMN_SPLIT_BYTES: usize = 1 << 20;
+/// Hidden units per part are a multiple of this (one AVX-512 vector).
+const COLUMN_UNITS: usize = 16;
+
+/// How many unit ranges an inference pass over `batch` rows splits each step into, or
+/// `None` to split the batch: only with several threads, few rows for each, recurrent
+/// weights too large for one core's L2, and a cell whose step is one product.
+fn column_parts(model: &Model, batch: usize) -> Option<usize> {
+    let cfg = model.config();
+    let threads = rayon::current_num_threads();
+    let h = cfg.hidden_size;
+    let w_bytes = cfg.cell.gates() * h * h * 4;
+    let one_product = !matches!(cfg.cell, CellKind::Gru);
+    if threads < 2 || !one_product || w_bytes < COLUMN_SPLIT_BYTES {
+        return None;
+    }
+    if batch.div_ceil(threads) > COLUMN_SPLIT_ROWS {
+        return None;
+    }
+    let units = h.div_ceil(threads).next_multiple_of(COLUMN_UNITS);
+    let parts = h.div_ceil(units);
+    (parts >= 2).then_some(parts)
+}
+
+/// One part of a unit split: hidden units `j0..j1`, their rows of `W_hh` packed alone,
+/// and per-row scratch for all `B` rows.
+struct UnitPart {
+    j0: usize,
+    j1: usize,
+    /// `W_hh` restricted to the gate rows of units `j0..j1` (`[G*U]` columns, gate-major).
+    w: PackedB,
+    /// `[B][G*U]`: gate pre-activations, then activated gates.
+    gates: Vec<f32>,
+    /// Linear-before-reset GRU: `[B][G*U]` hidden products.
+    ghb: Vec<f32>,
+    /// `[B][U]`: new `h`, and LSTM's previous and new `c`.
+    h: Vec<f32>,
+    c_prev: Vec<f32>,
+    c: Vec<f32>,
+}
+
+/// A layer's inference recurrence split by hidden units: each step, every part computes
+/// its units' gates for all rows (`h_{t-1} · W_hhᵀ` restricted to its gate rows, whose
+/// weights stay in its core's caches from step to step) and applies the cell; then the
+/// new `h` rows are gathered. Two parallel sections per step instead of none, but each
+/// core reads only its share of `W_hh`: with many threads and few rows per thread,
+/// splitting the batch makes every core read all of `W_hh` from L3 every step.
+///
+/// Every element is computed by the same operations as in [`layer_forward`] (each
+/// column of a packed product is the same sum whichever panels surround it; the cell
+/// is per unit), so the results are bit for bit the same.
+#[allow(clippy::too_many_arguments)]
+fn layer_forward_columns(
+    model: &Model,
+    k: usize,
+    input: &[f32],
+    batch: usize,
+    t: usize,
+    h0: &[f32],
+    c0: &[f32],
+    fh: &mut [f32],
+    fc: &mut [f32],
+    rec: &mut LayerRec,
+    parts: usize,
+) -> Result<()> {
+    let cfg = model.config();
+    let cell = cfg.cell;
+    let h = cfg.hidden_size;
+    let g = cell.gates();
+    let gh = g * h;
+    let inp = model.layer(k).input_size;
+    let rows = batch * t;
+    let lstm = cell == CellKind::Lstm;
+    let lbr = cell == CellKind::GruLbr;
+    let LayerRec { gates, h: hs, .. } = rec;
+
+    fit(gates, rows * gh)?;
+    let bias = model.folded_bias(k);
+    for row in gates.chunks_mut(gh) {
+        row.copy_from_slice(bias);
+    }
+    gemm_packed_rows(rows, input, inp, &model.packed[k].w_ih_t, gates, gh, true);
+    fit(hs, rows * h)?;
+
+    let lw = model.layer(k);
+    let units = h.div_ceil(parts);
+    let units = units.next_multiple_of(COLUMN_UNITS);
+    // Packing the parts' weights is a copy of `W_hh`, made in parallel.
+    let mut work: Vec<UnitPart> = (0..h.div_ceil(units))
+        .into_par_iter()
+        .map(|p| {
+            let (j0, j1) = (p * units, ((p + 1) * units).min(h));
+            let u = j1 - j0;
+            let mut wrows = Vec::new();
+            wrows
+                .try_reserve_exact(g * u * h)
+                .map_err(|_| Error::Alloc(format!("{} floats", g * u * h)))?;
+            for q in 0..g {
+                wrows.extend_from_slice(&lw.w_hh[(q * h + j0) * h..(q * h + j1) * h]);
+            }
+            let mut part = UnitPart {
+                j0,
+                j1,
+                w: PackedB::from_transposed(&wrows, g * u, h),
+                gates: Vec::new(),
+                ghb: Vec::new(),
+                h: Vec::new(),
+                c_prev: Vec::new(),
+                c: Vec::new(),
+            };
+            fit(&mut part.gates, batch * g * u)?;
+            fit(&mut part.ghb, if lbr { batch * g * u } else { 0 })?;
+            fit(&mut part.h, batch * u)?;
+            fit(&mut part.c_prev, if lstm { batch * u } else { 0 })?;
+            fit(&mut part.c, if lstm { batch * u } else { 0 })?;
+            if lstm {
+                for b in 0..batch {
+                    part.c_prev[b * u..(b + 1) * u].copy_from_slice(&c0[b * h + j0..b * h + j1]);
+                }
+            }
+            Ok(part)
+        })
+        .collect::<Result<_>>()?;
+    let mut hprev = Vec::new();
+    fit(&mut hprev, batch * h)?;
+    hprev.copy_from_slice(h0);
+    let b_hn = if lbr {
+        &lw.b_hh[2 * h..]
+    } else {
+        &lw.b_hh[..0]
+    };
+
+    for s in 0..t {
+        let (gates, hprev_r): (&[f32], &[f32]) = (gates, &hprev);
+        work.par_iter_mut().for_each(|p| {
+            let (j0, u) = (p.j0, p.j1 - p.j0);
+            let gu = g * u;
+            for b in 0..batch {
+                let src = &gates[(b * t + s) * gh..(b * t + s + 1) * gh];
+                for q in 0..g {
+                    p.gates[b * gu + q * u..b * gu + (q + 1) * u]
+                        .copy_from_slice(&src[q * h + j0..q * h + j0 + u]);
+                }
+            }
+            if lbr {
+                gemm_packed(batch, hprev_r, h, &p.w, &mut p.ghb, gu, false);
+            } else {
+                gemm_packed(batch, hprev_r, h, &p.w, &mut p.gates, gu, true);
+            }
+            for b in 0..batch {
+                let row = &mut p.gates[b * gu..(b + 1) * gu];
+                let hr = &mut p.h[b * u..(b + 1) * u];
+                match cell {
+                    CellKind::Lstm => {
+                        let (cp, c) = (&p.c_prev[b * u..(b + 1) * u], &mut p.c[b * u..(b + 1) * u]);
+                        lstm::forward(row, cp, c, hr);
+                    }
+                    CellKind::GruLbr => {
+                        let ghr = &mut p.ghb[b * gu..(b + 1) * gu];
+                        gru::add_hidden_lbr(row, ghr, &b_hn[j0..j0 + u]);
+                        let hp = &hprev_r[b * h + j0..b * h + j0 + u];
+                        gru::forward_lbr(row, &ghr[2 * u..], hp, hr);
+                    }
+                    _ => {
+                        rnn::forward(row, cell == CellKind::RnnRelu);
+                        hr.copy_from_slice(row);
+                    }
+                }
+            }
+            std::mem::swap(&mut p.c_prev, &mut p.c);
+        });
+        let work_r = &work;
+        hprev
+            .par_chunks_mut(h)
+            .zip(hs.par_chunks_mut(t * h))
+            .enumerate()
+            .for_each(|(b, (hp, out))| {
+                for p in work_r {
+                    let u = p.j1 - p.j0;
+                    hp[p.j0..p.j1].copy_from_slice(&p.h[b * u..(b + 1) * u]);
+                }
+                out[s * h..(s + 1) * h].copy_from_slice(hp);
+            });
+    }
+    fh.copy_from_slice(&hprev);
+    if lstm {
+        for p in &work {
+            let u = p.j1 - p.j0;
+            for b in 0..batch {
+                // After the last swap `c_prev` holds the final cell state.
+                fc[b * h + p.j0..b * h + p.j1].copy_from_slice(&p.c_prev[b * u..(b + 1) * u]);
+            }
+        }
+    }
     Ok(())
 }
 

@@ -186,14 +186,7 @@ impl State {
     pub(crate) fn bytes(&self) -> usize {
         let sc = &self.scratch;
         let f32s = [
-            &self.data,
-            &sc.gates,
-            &sc.blk_a,
-            &sc.blk_b,
-            &sc.ghb,
-            &sc.rh,
-            &sc.hnew,
-            &sc.x,
+            &self.data, &sc.gates, &sc.blk_a, &sc.blk_b, &sc.ghb, &sc.rh, &sc.hnew, &sc.x,
         ]
         .iter()
         .map(|v| v.capacity())

@@ -357,3 +357,38 @@ fn one_and_many_threads_are_bit_identical() {
             .all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 }
+
+/// With several threads and few rows per thread, inference over large recurrent weights
+/// splits each step by hidden units instead of by batch rows: the bits must not change.
+#[test]
+fn unit_split_inference_is_bit_identical_to_one_thread() {
+    for (cell, h) in [
+        (CellKind::Lstm, 256),
+        (CellKind::GruLbr, 320),
+        (CellKind::RnnTanh, 520),
+    ] {
+        let cfg = ModelConfig::new(cell, 3, h, 2).with_head(2, OutputActivation::Identity);
+        let model = Model::new(cfg, 9).unwrap();
+        let (b, t) = (5, 4);
+        let x = vals(b * t * 3, 11, 1.0);
+        let init = vals(cfg.state_len(b), 12, 0.5);
+        let run = |threads: usize| {
+            rnncore::set_num_threads(threads).unwrap();
+            let mut y = vec![0.0; b * t * 2];
+            let mut fin = vec![0.0; cfg.state_len(b)];
+            model
+                .forward_with_state(&x, b, t, Some(&init), &mut y, Some(&mut fin))
+                .unwrap();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            (bits(&y), bits(&fin))
+        };
+        let one = run(1);
+        for threads in [2, 3, 4] {
+            assert!(
+                run(threads) == one,
+                "{cell:?} H{h}: {threads} threads differ"
+            );
+        }
+        rnncore::set_num_threads(0).unwrap();
+    }
+}
