@@ -207,20 +207,14 @@ impl State {
     }
 }
 
-/// `dst = src` with values smaller in magnitude than [`FLUSH_BELOW`] set to zero.
+/// `dst = src` with values smaller in magnitude than [`FLUSH_BELOW`] set to zero (NaN
+/// stays). A select, not a branch, so the loop vectorizes.
 fn flush_into(dst: &mut [f32], src: &[f32]) {
     for (d, &v) in dst.iter_mut().zip(src) {
         *d = if v.abs() < FLUSH_BELOW { 0.0 } else { v };
     }
 }
 
-/// Zeroes the values of `v` smaller in magnitude than [`FLUSH_BELOW`] (NaN stays).
-fn flush_tiny(v: &mut [f32]) {
-    for x in v {
-        // A select, not a branch, so the loop vectorizes.
-        *x = if x.abs() < FLUSH_BELOW { 0.0 } else { *x };
-    }
-}
 
 impl Model {
     /// Advances every stream of `state` one timestep. `x` is `[batch][input_size]`, `y`
@@ -270,8 +264,7 @@ impl Model {
         // slow; they are flushed like the state.
         let mut xin = std::mem::take(&mut state.scratch.x);
         let xf = &mut xin[..x.len()];
-        xf.copy_from_slice(x);
-        flush_tiny(xf);
+        flush_into(xf, x);
         if state.batch == 1 && seq_len == 1 {
             self.step_single(state, xf, y);
         } else {
