@@ -332,7 +332,6 @@ impl Model {
 }
 
 impl Tape {
-    /// A tape with no buffers yet, for [`Model::forward_train_into`] to fill.
     /// Bytes held.
     pub(crate) fn bytes(&self) -> usize {
         let f = |v: &Vec<f32>| v.capacity() * 4;
@@ -344,6 +343,7 @@ impl Tape {
         layers + f(&self.x) + f(&self.init) + f(&self.logits) + f(&self.final_state)
     }
 
+    /// A tape with no buffers yet, for [`Model::forward_train_into`] to fill.
     pub(crate) fn empty(config: ModelConfig) -> Tape {
         Tape {
             config,

@@ -215,7 +215,6 @@ fn flush_into(dst: &mut [f32], src: &[f32]) {
     }
 }
 
-
 impl Model {
     /// Advances every stream of `state` one timestep. `x` is `[batch][input_size]`, `y`
     /// receives `[batch][output_size]`. No allocation, no lock. On error nothing changes.

@@ -23,7 +23,7 @@
 //! That is 1.5 to 3 ulp of an output in `[0.5, 1)` (ulp 6e-8): far inside `1e-6`. (The
 //! SIMD tanh gave 8.1e-8 with a second polynomial for small `|x|` and a blend; one
 //! `expm1`-based formula is a quarter fewer instructions.)
-//! The algorithm (Cephes polynomials; a division or a refined reciprocal estimate) is in
+//! The algorithm (Cephes' exp polynomial; a division or a refined reciprocal estimate) is in
 //! `x86_64/mod.rs`.
 //!
 //! The SIMD tiers are not bit-identical to the scalar tier (different formulas). AVX2
