@@ -644,23 +644,30 @@ fn layer_forward(
 /// Rows per thread at or below which inference splits the recurrence by hidden units
 /// instead of by batch rows (see [`layer_forward_columns`]).
 const COLUMN_SPLIT_ROWS: usize = 8;
-/// `W_hh` bytes at or above which that split is worth its per-step synchronisation: a
-/// share of weights this large no longer stays in one core's L2 when every chunk reads
-/// all of them.
-const COLUMN_SPLIT_BYTES: usize = 1 << 20;
+/// `W_hh` bytes above which that split is worth its two synchronisations per step:
+/// weights this large do not stay in a core's L2 (2 MB on the machines measured), so
+/// with the batch split every thread reads all of them from L3 every step. Below it the
+/// batch split is faster: on 2 threads an LSTM with H = 256 (1 MB) and 2-8 rows ran
+/// 20 % slower split by units than on one thread.
+const COLUMN_SPLIT_BYTES: usize = 2 << 20;
+/// Fewest multiply-adds per part and step for that split: below this the two
+/// synchronisations cost more than the reads they save (on 2 threads, an LSTM with
+/// H = 384 and 4 rows, 1.2 M per part, ran slower split by units than by rows).
+const COLUMN_SPLIT_WORK: usize = 2 << 20;
 /// Hidden units per part are a multiple of this (one AVX-512 vector).
 const COLUMN_UNITS: usize = 16;
 
 /// How many unit ranges an inference pass over `batch` rows splits each step into, or
 /// `None` to split the batch: only with several threads, few rows for each, recurrent
-/// weights too large for one core's L2, and a cell whose step is one product.
+/// weights too large for one core's L2, enough work per part, and a cell whose step is
+/// one product.
 fn column_parts(model: &Model, batch: usize) -> Option<usize> {
     let cfg = model.config();
     let threads = rayon::current_num_threads();
     let h = cfg.hidden_size;
     let w_bytes = cfg.cell.gates() * h * h * 4;
     let one_product = !matches!(cfg.cell, CellKind::Gru);
-    if threads < 2 || !one_product || w_bytes < COLUMN_SPLIT_BYTES {
+    if threads < 2 || !one_product || w_bytes <= COLUMN_SPLIT_BYTES {
         return None;
     }
     if batch.div_ceil(threads) > COLUMN_SPLIT_ROWS {
@@ -668,7 +675,8 @@ fn column_parts(model: &Model, batch: usize) -> Option<usize> {
     }
     let units = h.div_ceil(threads).next_multiple_of(COLUMN_UNITS);
     let parts = h.div_ceil(units);
-    (parts >= 2).then_some(parts)
+    let work = batch * cfg.cell.gates() * units * h;
+    (parts >= 2 && work >= COLUMN_SPLIT_WORK).then_some(parts)
 }
 
 /// One part of a unit split: hidden units `j0..j1`, their rows of `W_hh` packed alone,

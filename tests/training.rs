@@ -363,13 +363,13 @@ fn one_and_many_threads_are_bit_identical() {
 #[test]
 fn unit_split_inference_is_bit_identical_to_one_thread() {
     for (cell, h) in [
-        (CellKind::Lstm, 256),
-        (CellKind::GruLbr, 320),
-        (CellKind::RnnTanh, 520),
+        (CellKind::Lstm, 384),
+        (CellKind::GruLbr, 448),
+        (CellKind::RnnTanh, 768),
     ] {
         let cfg = ModelConfig::new(cell, 3, h, 2).with_head(2, OutputActivation::Identity);
         let model = Model::new(cfg, 9).unwrap();
-        let (b, t) = (5, 4);
+        let (b, t) = (16, 3);
         let x = vals(b * t * 3, 11, 1.0);
         let init = vals(cfg.state_len(b), 12, 0.5);
         let run = |threads: usize| {
