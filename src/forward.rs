@@ -293,14 +293,9 @@ impl Model {
                     let (lo, hi) = layers.split_at_mut(slot(k - 1));
                     (&hi[0].h, &mut lo[slot(k)])
                 };
-                let split = if record {
-                    None
-                } else {
-                    column_parts(self, batch)
-                };
-                match split {
+                match column_parts(self, batch) {
                     Some(parts) => layer_forward_columns(
-                        self, k, input, batch, seq_len, h0, c0, fh, fc, rec, parts,
+                        self, k, input, batch, seq_len, h0, c0, fh, fc, rec, parts, record,
                     )?,
                     None => {
                         layer_forward(self, k, input, batch, seq_len, h0, c0, fh, fc, rec, scratch)?
@@ -641,8 +636,8 @@ fn layer_forward(
     Ok(())
 }
 
-/// Rows per thread at or below which inference splits the recurrence by hidden units
-/// instead of by batch rows (see [`layer_forward_columns`]).
+/// Rows per thread at or below which the recurrence is split by hidden units instead of
+/// by batch rows (see [`layer_forward_columns`] and the backward's twin).
 const COLUMN_SPLIT_ROWS: usize = 8;
 /// `W_hh` bytes above which that split is worth its two synchronisations per step:
 /// weights this large do not stay in a core's L2 (2 MB on the machines measured), so
@@ -657,11 +652,12 @@ const COLUMN_SPLIT_WORK: usize = 2 << 20;
 /// Hidden units per part are a multiple of this (one AVX-512 vector).
 const COLUMN_UNITS: usize = 16;
 
-/// How many unit ranges an inference pass over `batch` rows splits each step into, or
+/// How many unit ranges a pass (forward or backward) over `batch` rows splits each step
+/// into, or
 /// `None` to split the batch: only with several threads, few rows for each, recurrent
 /// weights too large for one core's L2, enough work per part, and a cell whose step is
 /// one product.
-fn column_parts(model: &Model, batch: usize) -> Option<usize> {
+pub(crate) fn column_parts(model: &Model, batch: usize) -> Option<usize> {
     let cfg = model.config();
     let threads = rayon::current_num_threads();
     let h = cfg.hidden_size;
@@ -719,6 +715,7 @@ fn layer_forward_columns(
     fc: &mut [f32],
     rec: &mut LayerRec,
     parts: usize,
+    record: bool,
 ) -> Result<()> {
     let cfg = model.config();
     let cell = cfg.cell;
@@ -729,7 +726,16 @@ fn layer_forward_columns(
     let rows = batch * t;
     let lstm = cell == CellKind::Lstm;
     let lbr = cell == CellKind::GruLbr;
-    let LayerRec { gates, h: hs, .. } = rec;
+    let LayerRec {
+        gates,
+        h: hs,
+        c: cs,
+        extra,
+    } = rec;
+    // Recording, the tape gets what layer_forward leaves there: activated gates, c_t, and
+    // for the linear-before-reset GRU `W_hn h_{t-1} + b_hn`.
+    fit(cs, if record && lstm { rows * h } else { 0 })?;
+    fit(extra, if record && lbr { rows * h } else { 0 })?;
 
     fit(gates, rows * gh)?;
     let bias = model.folded_bias(k);
@@ -788,12 +794,12 @@ fn layer_forward_columns(
     };
 
     for s in 0..t {
-        let (gates, hprev_r): (&[f32], &[f32]) = (gates, &hprev);
+        let (gates_r, hprev_r): (&[f32], &[f32]) = (gates, &hprev);
         work.par_iter_mut().for_each(|p| {
             let (j0, u) = (p.j0, p.j1 - p.j0);
             let gu = g * u;
             for b in 0..batch {
-                let src = &gates[(b * t + s) * gh..(b * t + s + 1) * gh];
+                let src = &gates_r[(b * t + s) * gh..(b * t + s + 1) * gh];
                 for q in 0..g {
                     p.gates[b * gu + q * u..b * gu + (q + 1) * u]
                         .copy_from_slice(&src[q * h + j0..q * h + j0 + u]);
@@ -827,14 +833,37 @@ fn layer_forward_columns(
             std::mem::swap(&mut p.c_prev, &mut p.c);
         });
         let work_r = &work;
-        hprev
-            .par_chunks_mut(h)
-            .zip(hs.par_chunks_mut(t * h))
+        // Not recording, the hoisted gates are left as they are (nothing reads them).
+        let tape_gates: &mut [f32] = if record { gates } else { &mut [] };
+        let rows: Vec<_> = pieces(&mut hprev, h, batch)
+            .into_iter()
+            .zip(pieces(hs, t * h, batch))
+            .zip(pieces(tape_gates, t * gh, batch))
+            .zip(pieces(cs, t * h, batch))
+            .zip(pieces(extra, t * h, batch))
             .enumerate()
-            .for_each(|(b, (hp, out))| {
+            .collect();
+        rows.into_par_iter()
+            .for_each(|(b, ((((hp, out), tg), tc), te))| {
                 for p in work_r {
                     let u = p.j1 - p.j0;
-                    hp[p.j0..p.j1].copy_from_slice(&p.h[b * u..(b + 1) * u]);
+                    let r = b * u..(b + 1) * u;
+                    hp[p.j0..p.j1].copy_from_slice(&p.h[r.clone()]);
+                    if record {
+                        let gu = g * u;
+                        for q in 0..g {
+                            tg[s * gh + q * h + p.j0..s * gh + q * h + p.j1]
+                                .copy_from_slice(&p.gates[b * gu + q * u..b * gu + (q + 1) * u]);
+                        }
+                        if lstm {
+                            // After the swap `c_prev` holds this step's c.
+                            tc[s * h + p.j0..s * h + p.j1].copy_from_slice(&p.c_prev[r.clone()]);
+                        }
+                        if lbr {
+                            te[s * h + p.j0..s * h + p.j1]
+                                .copy_from_slice(&p.ghb[b * gu + 2 * u..b * gu + 3 * u]);
+                        }
+                    }
                 }
                 out[s * h..(s + 1) * h].copy_from_slice(hp);
             });

@@ -358,10 +358,11 @@ fn one_and_many_threads_are_bit_identical() {
     }
 }
 
-/// With several threads and few rows per thread, inference over large recurrent weights
-/// splits each step by hidden units instead of by batch rows: the bits must not change.
+/// With several threads and few rows per thread, large recurrent weights make forward
+/// and backward split each step by hidden units instead of by batch rows: the bits of
+/// outputs, final state and every gradient must not change.
 #[test]
-fn unit_split_inference_is_bit_identical_to_one_thread() {
+fn unit_split_is_bit_identical_to_one_thread() {
     for (cell, h) in [
         (CellKind::Lstm, 384),
         (CellKind::GruLbr, 448),
@@ -372,6 +373,7 @@ fn unit_split_inference_is_bit_identical_to_one_thread() {
         let (b, t) = (16, 3);
         let x = vals(b * t * 3, 11, 1.0);
         let init = vals(cfg.state_len(b), 12, 0.5);
+        let d = vals(b * t * 2, 13, 1.0);
         let run = |threads: usize| {
             rnncore::set_num_threads(threads).unwrap();
             let mut y = vec![0.0; b * t * 2];
@@ -380,7 +382,19 @@ fn unit_split_inference_is_bit_identical_to_one_thread() {
                 .forward_with_state(&x, b, t, Some(&init), &mut y, Some(&mut fin))
                 .unwrap();
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            (bits(&y), bits(&fin))
+            // Training: the recorded forward and the backward take the same split.
+            let tape = model.forward_train(&x, b, t, Some(&init)).unwrap();
+            let g = model.backward(&tape, &d, None, true).unwrap();
+            let hidden: Vec<u32> = g.hidden.iter().flat_map(|v| bits(v)).collect();
+            (
+                bits(&y),
+                bits(&fin),
+                bits(tape.outputs()),
+                bits(&g.params),
+                bits(&g.inputs),
+                bits(&g.initial_state),
+                hidden,
+            )
         };
         let one = run(1);
         for threads in [2, 3, 4] {
