@@ -675,6 +675,15 @@ pub(crate) fn column_parts(model: &Model, batch: usize) -> Option<usize> {
     (parts >= 2 && work >= COLUMN_SPLIT_WORK).then_some(parts)
 }
 
+/// The hidden-unit ranges of a split into `parts` (as [`column_parts`] sized it): equal
+/// multiples of 16 units, the last one shorter.
+pub(crate) fn unit_ranges(h: usize, parts: usize) -> Vec<(usize, usize)> {
+    let units = h.div_ceil(parts).next_multiple_of(COLUMN_UNITS);
+    (0..h.div_ceil(units))
+        .map(|p| (p * units, ((p + 1) * units).min(h)))
+        .collect()
+}
+
 /// One part of a unit split: hidden units `j0..j1`, their rows of `W_hh` packed alone,
 /// and per-row scratch for all `B` rows.
 struct UnitPart {
@@ -746,13 +755,10 @@ fn layer_forward_columns(
     fit(hs, rows * h)?;
 
     let lw = model.layer(k);
-    let units = h.div_ceil(parts);
-    let units = units.next_multiple_of(COLUMN_UNITS);
     // Packing the parts' weights is a copy of `W_hh`, made in parallel.
-    let mut work: Vec<UnitPart> = (0..h.div_ceil(units))
+    let mut work: Vec<UnitPart> = unit_ranges(h, parts)
         .into_par_iter()
-        .map(|p| {
-            let (j0, j1) = (p * units, ((p + 1) * units).min(h));
+        .map(|(j0, j1)| {
             let u = j1 - j0;
             let mut wrows = Vec::new();
             wrows

@@ -6,7 +6,9 @@
 use crate::cell::{gru, lstm, rnn};
 use crate::config::CellKind;
 use crate::error::{check_finite, check_len, invalid, Result};
-use crate::forward::{fit, pieces, split_state, split_state_mut, LayerRec, Tape};
+use crate::forward::{
+    column_parts, fit, pieces, split_state, split_state_mut, unit_ranges, LayerRec, Tape,
+};
 use crate::kernels::gemm::Mat;
 use crate::kernels::packed::{gemm_packed, PackedB};
 use crate::model::{head_view, Model};
@@ -321,77 +323,102 @@ fn layer_backward(
         },
     )?;
 
-    // W_hh packed as the B of `dG · W_hh` (rows = gates): once per call, reused by
-    // every chunk and step. The notes' GRU splits it as forward does.
-    let packs = if cell == CellKind::Gru {
-        [
-            PackedB::from_rows(&lw.w_hh[..2 * h * h], 2 * h, h, h),
-            PackedB::from_rows(&lw.w_hh[2 * h * h..], h, h, h),
-        ]
-    } else {
-        [PackedB::from_rows(lw.w_hh, gh, h, h), PackedB::default()]
-    };
-    let cb = batch_chunk(batch);
-    let n = batch.div_ceil(cb);
-    if chunks.len() < n {
-        chunks.resize_with(n, ChunkWork::default);
-    }
-    for (i, c) in chunks.iter_mut().enumerate().take(n) {
-        let m = ((i + 1) * cb).min(batch) - i * cb;
-        // All overwritten before they are read (copied in, or written by a kernel).
-        fit(&mut c.dh_next, m * h)?;
-        fit(
-            &mut c.dc_next,
-            if cell == CellKind::Lstm { m * h } else { 0 },
+    if let Some(parts) = column_parts(model, batch) {
+        let whole = Chunk {
+            gates: &rec.gates,
+            hs: &rec.h,
+            cs: &rec.c,
+            extra: &rec.extra,
+            h0,
+            c0,
+        };
+        recur_back_units(
+            model,
+            k,
+            t,
+            batch,
+            parts,
+            &whole,
+            [dht, dct],
+            dh,
+            dgx,
+            dgh,
+            dh0,
+            dc0,
         )?;
-        fit(&mut c.tc, h)?;
-        fit(&mut c.direct, m * h)?;
-        fit(&mut c.drh, m * h)?;
-    }
-    let jobs: Vec<_> = pieces(dgx, cb * t * gh, n)
-        .into_iter()
-        .zip(pieces(dgh, cb * t * gh, n))
-        .zip(pieces(dh, cb * t * h, n))
-        .zip(pieces(dh0, cb * h, n))
-        .zip(pieces(dc0, cb * h, n))
-        .zip(chunks.iter_mut())
-        .enumerate()
-        .collect();
-    jobs.into_par_iter()
-        .for_each(|(i, (((((dgx, dgh), dh), dh0), dc0), cw))| {
-            let b0 = i * cb;
-            let b1 = (b0 + cb).min(batch);
-            fn part(v: &[f32], w: usize, b0: usize, b1: usize) -> &[f32] {
-                if v.is_empty() {
-                    v
-                } else {
-                    &v[b0 * w..b1 * w]
+    } else {
+        // W_hh packed as the B of `dG · W_hh` (rows = gates): once per call, reused by
+        // every chunk and step. The notes' GRU splits it as forward does.
+        let packs = if cell == CellKind::Gru {
+            [
+                PackedB::from_rows(&lw.w_hh[..2 * h * h], 2 * h, h, h),
+                PackedB::from_rows(&lw.w_hh[2 * h * h..], h, h, h),
+            ]
+        } else {
+            [PackedB::from_rows(lw.w_hh, gh, h, h), PackedB::default()]
+        };
+        let cb = batch_chunk(batch);
+        let n = batch.div_ceil(cb);
+        if chunks.len() < n {
+            chunks.resize_with(n, ChunkWork::default);
+        }
+        for (i, c) in chunks.iter_mut().enumerate().take(n) {
+            let m = ((i + 1) * cb).min(batch) - i * cb;
+            // All overwritten before they are read (copied in, or written by a kernel).
+            fit(&mut c.dh_next, m * h)?;
+            fit(
+                &mut c.dc_next,
+                if cell == CellKind::Lstm { m * h } else { 0 },
+            )?;
+            fit(&mut c.tc, h)?;
+            fit(&mut c.direct, m * h)?;
+            fit(&mut c.drh, m * h)?;
+        }
+        let jobs: Vec<_> = pieces(dgx, cb * t * gh, n)
+            .into_iter()
+            .zip(pieces(dgh, cb * t * gh, n))
+            .zip(pieces(dh, cb * t * h, n))
+            .zip(pieces(dh0, cb * h, n))
+            .zip(pieces(dc0, cb * h, n))
+            .zip(chunks.iter_mut())
+            .enumerate()
+            .collect();
+        jobs.into_par_iter()
+            .for_each(|(i, (((((dgx, dgh), dh), dh0), dc0), cw))| {
+                let b0 = i * cb;
+                let b1 = (b0 + cb).min(batch);
+                fn part(v: &[f32], w: usize, b0: usize, b1: usize) -> &[f32] {
+                    if v.is_empty() {
+                        v
+                    } else {
+                        &v[b0 * w..b1 * w]
+                    }
                 }
-            }
-            let part = |v, w| part(v, w, b0, b1);
-            let chunk = Chunk {
-                gates: part(&rec.gates, t * gh),
-                hs: part(&rec.h, t * h),
-                cs: part(&rec.c, t * h),
-                extra: part(&rec.extra, t * h),
-                h0: part(h0, h),
-                c0: part(c0, h),
-            };
-            recur_back_chunk(
-                model,
-                &packs,
-                t,
-                &chunk,
-                part(dht, h),
-                part(dct, h),
-                dh,
-                dgx,
-                dgh,
-                dh0,
-                dc0,
-                cw,
-            );
-        });
+                let part = |v, w| part(v, w, b0, b1);
+                let chunk = Chunk {
+                    gates: part(&rec.gates, t * gh),
+                    hs: part(&rec.h, t * h),
+                    cs: part(&rec.c, t * h),
+                    extra: part(&rec.extra, t * h),
+                    h0: part(h0, h),
+                    c0: part(c0, h),
+                };
+                recur_back_chunk(
+                    model,
+                    &packs,
+                    t,
+                    &chunk,
+                    part(dht, h),
+                    part(dct, h),
+                    dh,
+                    dgx,
+                    dgh,
+                    dh0,
+                    dc0,
+                    cw,
+                );
+            });
+    }
 
     // Hoisted products over all timesteps.
     let (gwih, rest) = g.split_at_mut(gh * inp);
@@ -550,39 +577,28 @@ fn recur_back_chunk(
             }
             _ => {
                 for i in 0..cb {
-                    let gates = &r.gates[at(i, gh)..at(i, gh) + gh];
-                    let dhi = &dh[at(i, h)..at(i, h) + h];
-                    let dpre = &mut dgx[at(i, gh)..at(i, gh) + gh];
-                    match cell {
-                        CellKind::RnnTanh | CellKind::RnnRelu => {
-                            rnn::backward(gates, dhi, cell == CellKind::RnnRelu, dpre)
-                        }
-                        CellKind::Lstm => {
-                            let cprev = if s == 0 {
-                                &r.c0[i * h..(i + 1) * h]
-                            } else {
-                                &r.cs[at(i, h) - h..at(i, h)]
-                            };
-                            lstm::backward(
-                                gates,
-                                cprev,
-                                &r.cs[at(i, h)..at(i, h) + h],
-                                dhi,
-                                &mut dc_next[i * h..(i + 1) * h],
-                                tc,
-                                dpre,
-                            );
-                        }
-                        _ => gru::backward_lbr(
-                            gates,
-                            &r.extra[at(i, h)..at(i, h) + h],
-                            hprev(i),
-                            dhi,
-                            dpre,
-                            &mut dgh[at(i, gh)..at(i, gh) + gh],
-                            &mut direct[i * h..(i + 1) * h],
-                        ),
-                    }
+                    let dc = if dc_next.is_empty() {
+                        &mut []
+                    } else {
+                        &mut dc_next[i * h..(i + 1) * h]
+                    };
+                    cell_back_row(
+                        cell,
+                        r,
+                        i,
+                        t,
+                        s,
+                        &dh[at(i, h)..at(i, h) + h],
+                        dc,
+                        tc,
+                        &mut dgx[at(i, gh)..at(i, gh) + gh],
+                        if dgh.is_empty() {
+                            &mut []
+                        } else {
+                            &mut dgh[at(i, gh)..at(i, gh) + gh]
+                        },
+                        &mut direct[i * h..(i + 1) * h],
+                    );
                 }
                 let dg: &[f32] = if cell == CellKind::GruLbr { dgh } else { dgx };
                 gemm_packed(cb, &dg[s * gh..], t * gh, &packs[0], dh_next, h, false);
@@ -594,6 +610,162 @@ fn recur_back_chunk(
     }
     dh0.copy_from_slice(dh_next);
     dc0.copy_from_slice(dc_next);
+}
+
+/// The cell's backward for row `i` of `r` at step `s` (LSTM, linear-before-reset GRU,
+/// RNN): writes `dpre` (and for the GRU `dgh` and `direct`, the part of `∂L/∂h_{t-1}`
+/// that bypasses `W_hh`), updates `dc` (LSTM). `dh` is the total gradient reaching
+/// `h_t`; `tc` is scratch (`[H]`).
+#[allow(clippy::too_many_arguments)]
+fn cell_back_row(
+    cell: CellKind,
+    r: &Chunk<'_>,
+    i: usize,
+    t: usize,
+    s: usize,
+    dh: &[f32],
+    dc: &mut [f32],
+    tc: &mut [f32],
+    dpre: &mut [f32],
+    dgh: &mut [f32],
+    direct: &mut [f32],
+) {
+    let h = dh.len();
+    let gh = dpre.len();
+    let at = |w: usize| (i * t + s) * w;
+    let gates = &r.gates[at(gh)..at(gh) + gh];
+    // Row i's state before step s: in the initial state, or step s-1's in the record.
+    let prev = if s == 0 {
+        i * h..(i + 1) * h
+    } else {
+        at(h) - h..at(h)
+    };
+    match cell {
+        CellKind::RnnTanh | CellKind::RnnRelu => {
+            rnn::backward(gates, dh, cell == CellKind::RnnRelu, dpre)
+        }
+        CellKind::Lstm => {
+            let cprev = if s == 0 { &r.c0[prev] } else { &r.cs[prev] };
+            lstm::backward(gates, cprev, &r.cs[at(h)..at(h) + h], dh, dc, tc, dpre);
+        }
+        _ => {
+            let hprev = if s == 0 { &r.h0[prev] } else { &r.hs[prev] };
+            gru::backward_lbr(
+                gates,
+                &r.extra[at(h)..at(h) + h],
+                hprev,
+                dh,
+                dpre,
+                dgh,
+                direct,
+            )
+        }
+    }
+}
+
+/// [`recur_back_chunk`] for the whole batch, each step split by hidden units (the
+/// backward twin of `forward::layer_forward_columns`, taken under the same conditions):
+/// the cell's backward runs row by row, then each part computes its columns of
+/// `dh_{t-1} = dG · W_hh` from its own columns of `W_hh` (packed once per call), which
+/// the next step's rows gather. Same operations per element as the batch split, so the
+/// same bits.
+#[allow(clippy::too_many_arguments)]
+fn recur_back_units(
+    model: &Model,
+    k: usize,
+    t: usize,
+    batch: usize,
+    parts: usize,
+    r: &Chunk<'_>,
+    [dht, dct]: [&[f32]; 2],
+    dh: &mut [f32],
+    dgx: &mut [f32],
+    dgh: &mut [f32],
+    dh0: &mut [f32],
+    dc0: &mut [f32],
+) -> Result<()> {
+    let cfg = model.config();
+    let cell = cfg.cell;
+    let h = cfg.hidden_size;
+    let gh = cell.gates() * h;
+    let lbr = cell == CellKind::GruLbr;
+    let w_hh = model.layer(k).w_hh;
+    // Per part: its units, its columns of W_hh as the B of dG · W_hh, its `[B][U]` result.
+    let mut work: Vec<(usize, usize, PackedB, Vec<f32>)> = unit_ranges(h, parts)
+        .into_par_iter()
+        .map(|(j0, j1)| {
+            let mut out = Vec::new();
+            fit(&mut out, batch * (j1 - j0))?;
+            Ok((j0, j1, PackedB::from_rows(&w_hh[j0..], gh, j1 - j0, h), out))
+        })
+        .collect::<Result<_>>()?;
+    let mut dh_next = dht.to_vec();
+    let mut dc_next = dct.to_vec();
+    let (mut direct, mut tc) = (Vec::new(), Vec::new());
+    fit(&mut direct, batch * h)?;
+    fit(&mut tc, batch * h)?;
+    // dh_{s} for the rows: the parts' columns of the step after's product, plus the
+    // GRU's direct part; at the last step it is `dht`, already in place.
+    let gather =
+        |b: usize, work: &[(usize, usize, PackedB, Vec<f32>)], dhn: &mut [f32], dir: &[f32]| {
+            for (j0, j1, _, out) in work {
+                let u = j1 - j0;
+                dhn[*j0..*j1].copy_from_slice(&out[b * u..(b + 1) * u]);
+            }
+            if lbr {
+                add(dhn, dir);
+            }
+        };
+    for s in (0..t).rev() {
+        let work_r = &work;
+        let rows: Vec<_> = pieces(dh, t * h, batch)
+            .into_iter()
+            .zip(pieces(dgx, t * gh, batch))
+            .zip(pieces(dgh, t * gh, batch))
+            .zip(pieces(&mut dh_next, h, batch))
+            .zip(pieces(&mut dc_next, h, batch))
+            .zip(pieces(&mut direct, h, batch))
+            .zip(pieces(&mut tc, h, batch))
+            .enumerate()
+            .collect();
+        rows.into_par_iter()
+            .for_each(|(b, ((((((dhb, dgxb), dghb), dhn), dcn), dir), tcb))| {
+                if s + 1 < t {
+                    gather(b, work_r, dhn, dir);
+                }
+                let d = &mut dhb[s * h..(s + 1) * h];
+                add(d, dhn);
+                let dghs = if dghb.is_empty() {
+                    &mut []
+                } else {
+                    &mut dghb[s * gh..(s + 1) * gh]
+                };
+                // `cell_back_row` indexes the whole-batch record by row `b`; this row's
+                // own gradient buffers are its pieces.
+                cell_back_row(
+                    cell,
+                    r,
+                    b,
+                    t,
+                    s,
+                    d,
+                    dcn,
+                    tcb,
+                    &mut dgxb[s * gh..(s + 1) * gh],
+                    dghs,
+                    dir,
+                );
+            });
+        let dg: &[f32] = if lbr { dgh } else { dgx };
+        work.par_iter_mut().for_each(|(j0, j1, pack, out)| {
+            gemm_packed(batch, &dg[s * gh..], t * gh, pack, out, *j1 - *j0, false);
+        });
+    }
+    for (b, (dhb, dir)) in dh0.chunks_mut(h).zip(direct.chunks(h)).enumerate() {
+        gather(b, &work, dhb, dir);
+    }
+    dc0.copy_from_slice(&dc_next);
+    Ok(())
 }
 
 fn add(a: &mut [f32], b: &[f32]) {
