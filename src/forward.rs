@@ -571,7 +571,6 @@ fn layer_forward(
     let cfg = model.config();
     let h = cfg.hidden_size;
     let gh = cfg.cell.gates() * h;
-    let inp = model.layer(k).input_size;
     let rows = batch * t;
     let LayerRec {
         gates,
@@ -580,13 +579,7 @@ fn layer_forward(
         extra,
     } = rec;
 
-    // Hoisted input projection for every timestep and batch row, plus the folded bias.
-    fit(gates, rows * gh)?;
-    let bias = model.folded_bias(k);
-    for row in gates.chunks_mut(gh) {
-        row.copy_from_slice(bias);
-    }
-    gemm_packed_rows(rows, input, inp, &model.packed[k].w_ih_t, gates, gh, true);
+    hoist_input(model, k, input, rows, gates)?;
 
     fit(hs, rows * h)?;
     fit(
@@ -633,6 +626,26 @@ fn layer_forward(
             };
             recur_chunk(model, k, t, g, hh, c, e, &h0[r], c0r, fhh, fcc, sc);
         });
+    Ok(())
+}
+
+/// Layer `k`'s hoisted input projection for all `rows` (`[B*T]`) at once, plus the
+/// folded bias, into `gates` (`[rows][G*H]`, resized).
+fn hoist_input(
+    model: &Model,
+    k: usize,
+    input: &[f32],
+    rows: usize,
+    gates: &mut Vec<f32>,
+) -> Result<()> {
+    let gh = model.config().cell.gates() * model.config().hidden_size;
+    fit(gates, rows * gh)?;
+    let bias = model.folded_bias(k);
+    for row in gates.chunks_mut(gh) {
+        row.copy_from_slice(bias);
+    }
+    let inp = model.layer(k).input_size;
+    gemm_packed_rows(rows, input, inp, &model.packed[k].w_ih_t, gates, gh, true);
     Ok(())
 }
 
@@ -731,7 +744,6 @@ fn layer_forward_columns(
     let h = cfg.hidden_size;
     let g = cell.gates();
     let gh = g * h;
-    let inp = model.layer(k).input_size;
     let rows = batch * t;
     let lstm = cell == CellKind::Lstm;
     let lbr = cell == CellKind::GruLbr;
@@ -746,12 +758,7 @@ fn layer_forward_columns(
     fit(cs, if record && lstm { rows * h } else { 0 })?;
     fit(extra, if record && lbr { rows * h } else { 0 })?;
 
-    fit(gates, rows * gh)?;
-    let bias = model.folded_bias(k);
-    for row in gates.chunks_mut(gh) {
-        row.copy_from_slice(bias);
-    }
-    gemm_packed_rows(rows, input, inp, &model.packed[k].w_ih_t, gates, gh, true);
+    hoist_input(model, k, input, rows, gates)?;
     fit(hs, rows * h)?;
 
     let lw = model.layer(k);
