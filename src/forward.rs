@@ -10,7 +10,7 @@ use crate::config::{CellKind, ModelConfig, OutputActivation};
 use crate::error::{check_finite, check_len, checked_size, invalid, Error, Result};
 use crate::kernels::packed::{gemm_packed, gemv_packed, PackedB};
 use crate::model::Model;
-use crate::parallel::{batch_chunk, gemm_packed_rows, install};
+use crate::parallel::{batch_chunk, gemm_packed_rows_bias, install};
 use rayon::prelude::*;
 
 /// What one layer's forward keeps for backward; every buffer is batch-major `[B][T][·]`.
@@ -313,10 +313,7 @@ impl Model {
                     let o = cfg.output_size;
                     let top = &layers.last().unwrap().h;
                     fit(logits, rows * o)?;
-                    for row in logits.chunks_mut(o) {
-                        row.copy_from_slice(hw.bias);
-                    }
-                    gemm_packed_rows(rows, top, h, &self.head_t, logits, o, true);
+                    gemm_packed_rows_bias(rows, top, h, &self.head_t, logits, o, hw.bias);
                 }
                 None => logits.clear(),
             }
@@ -640,12 +637,9 @@ fn hoist_input(
 ) -> Result<()> {
     let gh = model.config().cell.gates() * model.config().hidden_size;
     fit(gates, rows * gh)?;
-    let bias = model.folded_bias(k);
-    for row in gates.chunks_mut(gh) {
-        row.copy_from_slice(bias);
-    }
     let inp = model.layer(k).input_size;
-    gemm_packed_rows(rows, input, inp, &model.packed[k].w_ih_t, gates, gh, true);
+    let w = &model.packed[k].w_ih_t;
+    gemm_packed_rows_bias(rows, input, inp, w, gates, gh, model.folded_bias(k));
     Ok(())
 }
 
