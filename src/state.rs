@@ -10,7 +10,7 @@ use crate::error::{check_finite, check_len, checked_size, invalid, Result};
 use crate::forward::{recurrent_step, softmax_in_place, tail, try_zeroed, StepRows};
 use crate::kernels::activation;
 use crate::kernels::packed::{gemm_packed, gemv2_packed, gemv_packed, gemv_packed_sweep, PackedB};
-use crate::kernels::reference::FLUSH_BELOW;
+use crate::kernels::reference::flush_ref;
 use crate::model::Model;
 
 /// The carried state of `batch` streams of one model, with its scratch space.
@@ -207,11 +207,11 @@ impl State {
     }
 }
 
-/// `dst = src` with values smaller in magnitude than [`FLUSH_BELOW`] set to zero (NaN
+/// `dst = src` with values smaller in magnitude than [`FLUSH_BELOW`](crate::kernels::reference::FLUSH_BELOW) set to zero (NaN
 /// stays). A select, not a branch, so the loop vectorizes.
 fn flush_into(dst: &mut [f32], src: &[f32]) {
     for (d, &v) in dst.iter_mut().zip(src) {
-        *d = if v.abs() < FLUSH_BELOW { 0.0 } else { v };
+        *d = flush_ref(v);
     }
 }
 
@@ -399,7 +399,7 @@ impl Model {
     /// (`[m][H]`) and, for LSTM, `ck`: adds `h · W_hhᵀ` to the gate rows (`gates`, at
     /// stride `ldg`, which hold the bias and input parts) unless `product` is false (the
     /// caller added it; LSTM and RNN only), applies the cell, and stores
-    /// the new state with values below [`FLUSH_BELOW`] set to zero. One fused kernel
+    /// the new state with values below [`FLUSH_BELOW`](crate::kernels::reference::FLUSH_BELOW) set to zero. One fused kernel
     /// per row for LSTM and the linear-before-reset GRU; the other cells go through
     /// [`recurrent_step`] and a flushing copy.
     #[allow(clippy::too_many_arguments)]

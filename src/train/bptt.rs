@@ -701,9 +701,10 @@ fn recur_back_units(
         .collect::<Result<_>>()?;
     let mut dh_next = dht.to_vec();
     let mut dc_next = dct.to_vec();
+    // The GRU's direct part of dh_{t-1}, and LSTM's tanh(c_t) scratch, per row.
     let (mut direct, mut tc) = (Vec::new(), Vec::new());
-    fit(&mut direct, batch * h)?;
-    fit(&mut tc, batch * h)?;
+    fit(&mut direct, if lbr { batch * h } else { 0 })?;
+    fit(&mut tc, if cell == CellKind::Lstm { batch * h } else { 0 })?;
     // dh_{s} for the rows: the parts' columns of the step after's product, plus the
     // GRU's direct part; at the last step it is `dht`, already in place.
     let gather =
@@ -761,7 +762,12 @@ fn recur_back_units(
             gemm_packed(batch, &dg[s * gh..], t * gh, pack, out, *j1 - *j0, false);
         });
     }
-    for (b, (dhb, dir)) in dh0.chunks_mut(h).zip(direct.chunks(h)).enumerate() {
+    for (b, dhb) in dh0.chunks_mut(h).enumerate() {
+        let dir = if lbr {
+            &direct[b * h..(b + 1) * h]
+        } else {
+            &[][..]
+        };
         gather(b, &work, dhb, dir);
     }
     dc0.copy_from_slice(&dc_next);
