@@ -14,7 +14,7 @@
 
 use super::activation::{kernel_tier, Tier};
 
-/// LSTM backward through one step (the math of [`lstm_ref`]) on [`kernel_tier`].
+/// LSTM backward through one step (the math of [`lstm_ref`]) on [`tier()`](super::activation::tier).
 #[inline]
 pub fn lstm(
     gates: &[f32],
@@ -107,7 +107,7 @@ fn lstm_on(
     }
 }
 
-/// Linear-before-reset GRU backward (the math of [`gru_lbr_ref`]) on [`kernel_tier`].
+/// Linear-before-reset GRU backward (the math of [`gru_lbr_ref`]) on [`tier()`](super::activation::tier).
 #[inline]
 pub fn gru_lbr(
     gates: &[f32],
@@ -217,7 +217,7 @@ fn gru_lbr_on(
 }
 
 /// Notes-form GRU backward, first half (the math of [`gru_notes_n_ref`]) on
-/// [`kernel_tier`].
+/// [`tier()`](super::activation::tier).
 #[inline]
 pub fn gru_notes_n(gates: &[f32], dh: &[f32], dpre: &mut [f32]) {
     gru_notes_n_on(kernel_tier(), gates, dh, dpre);
@@ -262,7 +262,7 @@ fn gru_notes_n_on(tier: Tier, gates: &[f32], dh: &[f32], dpre: &mut [f32]) {
 }
 
 /// Notes-form GRU backward, second half (the math of [`gru_notes_rz_ref`]) on
-/// [`kernel_tier`].
+/// [`tier()`](super::activation::tier).
 #[inline]
 pub fn gru_notes_rz(
     gates: &[f32],
@@ -354,7 +354,7 @@ fn gru_notes_rz_on(
     }
 }
 
-/// Vanilla RNN backward (the math of [`rnn_ref`]) on [`kernel_tier`].
+/// Vanilla RNN backward (the math of [`rnn_ref`]) on [`tier()`](super::activation::tier).
 #[inline]
 pub fn rnn(h: &[f32], dh: &[f32], relu: bool, dpre: &mut [f32]) {
     rnn_on(kernel_tier(), h, dh, relu, dpre);
