@@ -76,11 +76,12 @@ fn row_block(m: usize, cap: usize) -> usize {
 
 /// `C = bias + A · B` for every row of `C` (`bias` is one row), with `B` packed once
 /// (`kernels::packed`), rows split into blocks of up to `ROW_BLOCK` run in parallel: a
-/// block of `A` (256 rows) stays in L2 while every panel of `B` streams past it. Each
-/// block fills its own rows with `bias` just before its product, instead of one thread
-/// filling all of `C` first (2 threads, criterion `infer/`: 5-10 % on the H = 128
-/// shapes, no change on the larger ones). Rows are independent in the packed kernel, so
-/// the split changes no bit.
+/// block of `A` (256 rows) stays in L2 while every panel of `B` streams past it. The
+/// kernel starts each element from the bias ([`gemm_packed_bias`]), so no pass writes
+/// the bias rows first. Rows are independent in the packed kernel, so the split changes
+/// no bit.
+///
+/// [`gemm_packed_bias`]: crate::kernels::packed::gemm_packed_bias
 pub(crate) fn gemm_packed_rows_bias(
     m: usize,
     a: &[f32],
@@ -90,21 +91,15 @@ pub(crate) fn gemm_packed_rows_bias(
     ldc: usize,
     bias: &[f32],
 ) {
-    use crate::kernels::packed::gemm_packed;
+    use crate::kernels::packed::gemm_packed_bias;
     let n = bias.len();
-    let fill = |rows: &mut [f32]| {
-        for row in rows.chunks_mut(ldc) {
-            row[..n].copy_from_slice(bias);
-        }
-    };
     if m == 0 {
         return;
     }
     let c = &mut c[..(m - 1) * ldc + n];
     let block = row_block(m, ROW_BLOCK);
     if m <= block || b.n() == 0 {
-        fill(c);
-        gemm_packed(m, a, lda, b, c, ldc, true);
+        gemm_packed_bias(m, a, lda, b, c, ldc, bias);
         return;
     }
     c.par_chunks_mut(block * ldc)
@@ -112,8 +107,7 @@ pub(crate) fn gemm_packed_rows_bias(
         .for_each(|(i, cblk)| {
             let r0 = i * block;
             let rows = (m - r0).min(block);
-            fill(cblk);
-            gemm_packed(rows, &a[r0 * lda..], lda, b, cblk, ldc, true);
+            gemm_packed_bias(rows, &a[r0 * lda..], lda, b, cblk, ldc, bias);
         });
 }
 

@@ -9,7 +9,9 @@ use crate::config::{CellKind, ModelConfig, OutputActivation};
 use crate::error::{check_finite, check_len, checked_size, invalid, Result};
 use crate::forward::{recurrent_step, softmax_in_place, tail, try_zeroed, StepRows};
 use crate::kernels::activation;
-use crate::kernels::packed::{gemm_packed, gemv2_packed, gemv_packed, gemv_packed_sweep, PackedB};
+use crate::kernels::packed::{
+    gemm_packed, gemm_packed_bias, gemv2_packed, gemv_packed, gemv_packed_sweep, PackedB,
+};
 use crate::kernels::reference::flush_ref;
 use crate::model::Model;
 
@@ -363,9 +365,6 @@ impl Model {
         for k in 0..l {
             let pk = &self.packed[k];
             let bias = self.folded_bias(k);
-            for row in gates.chunks_mut(gh) {
-                row.copy_from_slice(bias);
-            }
             // Input of this layer and where its outputs go: x -> a -> b -> a ...
             let (input, out): (&[f32], &mut [f32]) = if k == 0 {
                 (x, &mut blk_a[..rows * h])
@@ -374,7 +373,7 @@ impl Model {
             } else {
                 (&blk_b[..rows * h], &mut blk_a[..rows * h])
             };
-            gemm_packed(rows, input, pk.w_ih_t.k(), &pk.w_ih_t, gates, gh, true);
+            gemm_packed_bias(rows, input, pk.w_ih_t.k(), &pk.w_ih_t, gates, gh, bias);
             let (hst, cst) = data.split_at_mut(lbh);
             let hk = &mut hst[k * b * h..(k + 1) * b * h];
             let ck = tail(cst, k * b * h);
@@ -483,10 +482,7 @@ impl Model {
         match self.head() {
             Some(hw) => {
                 let o = cfg.output_size;
-                for row in y.chunks_mut(o) {
-                    row.copy_from_slice(hw.bias);
-                }
-                gemm_packed(rows, top, h, &self.head_t, y, o, true);
+                gemm_packed_bias(rows, top, h, &self.head_t, y, o, hw.bias);
                 if cfg.output_activation == OutputActivation::Softmax {
                     for row in y.chunks_mut(o) {
                         softmax_in_place(row);
