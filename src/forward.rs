@@ -8,7 +8,7 @@
 use crate::cell::{gru, lstm, rnn};
 use crate::config::{CellKind, ModelConfig, OutputActivation};
 use crate::error::{check_finite, check_len, checked_size, invalid, Error, Result};
-use crate::kernels::packed::{gemm_packed, gemv_packed, PackedB};
+use crate::kernels::packed::{gemm_packed, gemm_packed_bias, gemv_packed, PackedB};
 use crate::model::Model;
 use crate::parallel::{batch_chunk, gemm_packed_rows_bias, install};
 use rayon::prelude::*;
@@ -298,7 +298,8 @@ impl Model {
                         self, k, input, batch, seq_len, h0, c0, fh, fc, rec, parts, record,
                     )?,
                     None => {
-                        layer_forward(self, k, input, batch, seq_len, h0, c0, fh, fc, rec, scratch)?
+                        let io = (fh, fc, rec, &mut *scratch);
+                        layer_forward(self, k, input, batch, seq_len, h0, c0, io, record)?
                     }
                 }
             }
@@ -541,16 +542,52 @@ impl Tape {
     }
 }
 
-/// One chunk's running state and, for linear-before-reset GRU, its `W_hh h` rows.
+/// One chunk's running state and, for linear-before-reset GRU, its `W_hh h` rows; when
+/// not recording, the gate rows and input rows of one block of timesteps.
 #[derive(Debug, Default)]
 struct ChunkScratch {
     ghb: Vec<f32>,
     hprev: Vec<f32>,
     cprev: Vec<f32>,
+    gblk: Vec<f32>,
+    xblk: Vec<f32>,
+}
+
+/// Bytes of gate rows per block of timesteps when a pass does not record (see
+/// [`layer_forward`]): the block's input product is written just before its steps read
+/// it, so it is still in L2 (2 MB on the machines measured) next to `W_hh`.
+const BLOCK_GATE_BYTES: usize = 512 << 10;
+/// Fewest rows per block product: each product reads all of `W_ih`, which for large
+/// layers comes from L3 (8 MB for I = 512, H = 1024 LSTM), so blocks of one 64-row step
+/// made that layer slower than one product up front; 256 is the up-front product's own
+/// row block.
+const BLOCK_MIN_ROWS: usize = 256;
+
+/// Timesteps per block for `rows` rows of `gh` gate values, `1..=t`.
+fn time_block(rows: usize, gh: usize, t: usize) -> usize {
+    let fits = BLOCK_GATE_BYTES / (rows * gh * 4).max(1);
+    fits.max(BLOCK_MIN_ROWS.div_ceil(rows.max(1)))
+        .clamp(1, t.max(1))
+}
+
+/// A chunk's input product made block by block inside its recurrence (inference), rather
+/// than for all timesteps up front.
+struct Hoist<'a> {
+    /// The chunk's input rows, `[rows][T][in]`.
+    input: &'a [f32],
+    /// Timesteps per block.
+    tb: usize,
 }
 
 /// One layer over the whole batch into `rec` (resized; every element written).
 /// `h0`/`c0`: `[B][H]` initial state; `fh`/`fc` receive the final state.
+///
+/// Recording (training), the input product of every timestep is one parallel GEMM up
+/// front and stays in `rec.gates` for backward. Not recording, each batch chunk makes
+/// it a block of timesteps at a time ([`time_block`]) just before the steps that read
+/// it, and `rec.gates` stays empty: the full product (8 MB for B = 64, T = 64, H = 128
+/// LSTM) would otherwise be read back from L3 by every step. Each element is the same
+/// packed-kernel sum either way, so the outputs are bit for bit the same.
 #[allow(clippy::too_many_arguments)]
 fn layer_forward(
     model: &Model,
@@ -560,14 +597,13 @@ fn layer_forward(
     t: usize,
     h0: &[f32],
     c0: &[f32],
-    fh: &mut [f32],
-    fc: &mut [f32],
-    rec: &mut LayerRec,
-    scratch: &mut ForwardScratch,
+    (fh, fc, rec, scratch): (&mut [f32], &mut [f32], &mut LayerRec, &mut ForwardScratch),
+    record: bool,
 ) -> Result<()> {
     let cfg = model.config();
     let h = cfg.hidden_size;
     let gh = cfg.cell.gates() * h;
+    let inp = model.layer(k).input_size;
     let rows = batch * t;
     let LayerRec {
         gates,
@@ -576,7 +612,11 @@ fn layer_forward(
         extra,
     } = rec;
 
-    hoist_input(model, k, input, rows, gates)?;
+    if record {
+        hoist_input(model, k, input, rows, gates)?;
+    } else {
+        gates.clear();
+    }
 
     fit(hs, rows * h)?;
     fit(
@@ -587,11 +627,18 @@ fn layer_forward(
             0
         },
     )?;
-    let gru = matches!(cfg.cell, CellKind::Gru | CellKind::GruLbr);
-    fit(extra, if gru { rows * h } else { 0 })?;
+    // The notes' GRU needs `r ⊙ h` as an operand; the linear-before-reset GRU keeps
+    // `W_hn h + b_hn` only for backward.
+    let extra_len = match cfg.cell {
+        CellKind::Gru => rows * h,
+        CellKind::GruLbr if record => rows * h,
+        _ => 0,
+    };
+    fit(extra, extra_len)?;
 
     let cb = batch_chunk(batch);
     let nchunks = batch.div_ceil(cb);
+    let tb = time_block(cb, gh, t);
     let chunks = &mut scratch.chunks;
     if chunks.len() < nchunks {
         chunks.resize_with(nchunks, ChunkScratch::default);
@@ -602,6 +649,8 @@ fn layer_forward(
         fit(&mut sc.ghb, if lbr { rows * gh } else { 0 })?;
         fit(&mut sc.hprev, rows * h)?;
         fit(&mut sc.cprev, if c0.is_empty() { 0 } else { rows * h })?;
+        fit(&mut sc.gblk, if record { 0 } else { rows * tb * gh })?;
+        fit(&mut sc.xblk, if record { 0 } else { rows * tb * inp })?;
     }
     let jobs: Vec<_> = pieces(gates, cb * t * gh, nchunks)
         .into_iter()
@@ -621,7 +670,11 @@ fn layer_forward(
             } else {
                 &c0[r.clone()]
             };
-            recur_chunk(model, k, t, g, hh, c, e, &h0[r], c0r, fhh, fcc, sc);
+            let hoist = (!record).then(|| Hoist {
+                input: &input[i * cb * t * inp..((i + 1) * cb).min(batch) * t * inp],
+                tb,
+            });
+            recur_chunk(model, k, t, g, hh, c, e, &h0[r], c0r, fhh, fcc, sc, hoist);
         });
     Ok(())
 }
@@ -1028,20 +1081,48 @@ fn recur_chunk(
     fh: &mut [f32],
     fc: &mut [f32],
     scratch: &mut ChunkScratch,
+    hoist: Option<Hoist<'_>>,
 ) {
     let cfg = model.config();
     let cell = cfg.cell;
     let h = cfg.hidden_size;
     let gh = cell.gates() * h;
     let cb = h0.len() / h;
-    // Sized by `layer_forward`: `ghb` is fully written by each step's product.
-    let ChunkScratch { ghb, hprev, cprev } = scratch;
+    // Sized by `layer_forward`: `ghb` is fully written by each step's product, `gblk`
+    // by each block's input product.
+    let ChunkScratch {
+        ghb,
+        hprev,
+        cprev,
+        gblk,
+        xblk,
+    } = scratch;
     hprev.copy_from_slice(h0);
     cprev.copy_from_slice(c0);
+    let mut tb = 0;
     for s in 0..t {
+        let (g, ldg) = match &hoist {
+            None => (&mut gates[s * gh..], t * gh),
+            Some(hb) => {
+                if s % hb.tb == 0 {
+                    // This block's rows `[cb][tb][in]`, then `bias + x · W_ihᵀ` for all
+                    // of them in one product.
+                    tb = hb.tb.min(t - s);
+                    let inp = model.layer(k).input_size;
+                    for i in 0..cb {
+                        xblk[i * tb * inp..(i + 1) * tb * inp]
+                            .copy_from_slice(&hb.input[(i * t + s) * inp..][..tb * inp]);
+                    }
+                    let w = &model.packed[k].w_ih_t;
+                    let (x, out) = (&xblk[..cb * tb * inp], &mut gblk[..cb * tb * gh]);
+                    gemm_packed_bias(cb * tb, x, inp, w, out, gh, model.folded_bias(k));
+                }
+                (&mut gblk[(s % hb.tb) * gh..], tb * gh)
+            }
+        };
         let io = StepRows {
-            gates: &mut gates[s * gh..],
-            ldg: t * gh,
+            gates: g,
+            ldg,
             h: &mut hs[s * h..],
             ldh: t * h,
             c: tail(cs, s * h),
