@@ -209,6 +209,14 @@ impl State {
     }
 }
 
+/// Bytes of gate rows per chunk of a streaming block: about two thirds of a 48 KB L1.
+const STREAM_CHUNK_BYTES: usize = 32 << 10;
+
+/// Timesteps per chunk of a streaming block of `t` steps for `b` streams, `1..=t`.
+fn stream_chunk(b: usize, gh: usize, t: usize) -> usize {
+    (STREAM_CHUNK_BYTES / (b * gh * 4).max(1)).clamp(1, t.max(1))
+}
+
 /// `dst = src` with values smaller in magnitude than [`FLUSH_BELOW`](crate::kernels::reference::FLUSH_BELOW) set to zero (NaN
 /// stays). A select, not a branch, so the loop vectorizes.
 fn flush_into(dst: &mut [f32], src: &[f32]) {
@@ -334,10 +342,14 @@ impl Model {
         self.stream_head(&hst[(l - 1) * h..], y, 1);
     }
 
-    /// The block, layer by layer: for each layer the input product of every stream and
-    /// timestep is one packed GEMM (`[B*T, in] · W_ihᵀ`), then per timestep one
-    /// [`Model::state_step`] for all streams, whose new `h` rows are copied out as the
-    /// next layer's input.
+    /// The block in chunks of timesteps ([`stream_chunk`]), and each chunk layer by
+    /// layer: for each layer the input product of the chunk's rows of each stream is one
+    /// packed GEMM (`bias + x · W_ihᵀ`), then per timestep one [`Model::state_step`] for
+    /// all streams, whose new `h` rows are copied out as the next layer's input. The
+    /// chunk's gate rows stay in L1 between the product and the steps that read them
+    /// (one product for a whole 4096-sample block wrote 2 MB that every step then read
+    /// back from L2). Rows are independent in the packed product, so the chunking changes
+    /// no bit.
     fn stream_block(&self, state: &mut State, x: &[f32], t: usize, y: &mut [f32]) {
         let cfg = self.config();
         let (h, l, b) = (cfg.hidden_size, cfg.num_layers, state.batch);
@@ -361,28 +373,42 @@ impl Model {
             hnew,
             ..
         } = scratch;
-        let gates = &mut gates[..rows * gh];
-        for k in 0..l {
-            let pk = &self.packed[k];
-            let bias = self.folded_bias(k);
-            // Input of this layer and where its outputs go: x -> a -> b -> a ...
-            let (input, out): (&[f32], &mut [f32]) = if k == 0 {
-                (x, &mut blk_a[..rows * h])
-            } else if k % 2 == 1 {
-                (&blk_a[..rows * h], &mut blk_b[..rows * h])
-            } else {
-                (&blk_b[..rows * h], &mut blk_a[..rows * h])
-            };
-            gemm_packed_bias(rows, input, pk.w_ih_t.k(), &pk.w_ih_t, gates, gh, bias);
-            let (hst, cst) = data.split_at_mut(lbh);
-            let hk = &mut hst[k * b * h..(k + 1) * b * h];
-            let ck = tail(cst, k * b * h);
-            for s in 0..t {
-                let work = StepWork { ghb, rh, hnew };
-                let rev = rev0 ^ (s % 2 == 1);
-                self.state_step(k, b, hk, ck, &mut gates[s * gh..], t * gh, work, true, rev);
-                for i in 0..b {
-                    out[(i * t + s) * h..][..h].copy_from_slice(&hk[i * h..(i + 1) * h]);
+        let tc = stream_chunk(b, gh, t);
+        for s0 in (0..t).step_by(tc) {
+            let n = tc.min(t - s0);
+            let gates = &mut gates[..b * n * gh];
+            for k in 0..l {
+                let pk = &self.packed[k];
+                let (bias, inp) = (self.folded_bias(k), pk.w_ih_t.k());
+                // Input of this layer and where its outputs go: x -> a -> b -> a ...
+                let (input, out): (&[f32], &mut [f32]) = if k == 0 {
+                    (x, &mut blk_a[..rows * h])
+                } else if k % 2 == 1 {
+                    (&blk_a[..rows * h], &mut blk_b[..rows * h])
+                } else {
+                    (&blk_b[..rows * h], &mut blk_a[..rows * h])
+                };
+                if n == t {
+                    // One chunk: every stream's rows, contiguous, in one product.
+                    gemm_packed_bias(rows, input, inp, &pk.w_ih_t, gates, gh, bias);
+                } else {
+                    for i in 0..b {
+                        let xi = &input[(i * t + s0) * inp..];
+                        let gi = &mut gates[i * n * gh..(i + 1) * n * gh];
+                        gemm_packed_bias(n, xi, inp, &pk.w_ih_t, gi, gh, bias);
+                    }
+                }
+                let (hst, cst) = data.split_at_mut(lbh);
+                let hk = &mut hst[k * b * h..(k + 1) * b * h];
+                let ck = tail(cst, k * b * h);
+                for j in 0..n {
+                    let s = s0 + j;
+                    let work = StepWork { ghb, rh, hnew };
+                    let rev = rev0 ^ (s % 2 == 1);
+                    self.state_step(k, b, hk, ck, &mut gates[j * gh..], n * gh, work, true, rev);
+                    for i in 0..b {
+                        out[(i * t + s) * h..][..h].copy_from_slice(&hk[i * h..(i + 1) * h]);
+                    }
                 }
             }
         }

@@ -241,3 +241,51 @@ fn a_batch_of_one_equals_the_same_row_of_a_batch() {
         assert_eq!(planes, if cfg.cell == CellKind::Lstm { 2 * l } else { l });
     }
 }
+
+/// A long block runs in chunks of timesteps inside (32 KB of gate rows each: 64 steps for
+/// one H = 32 LSTM stream, fewer for more streams); fed as short blocks that each fit one
+/// chunk, the same samples must give the same bits, outputs and final state.
+#[test]
+fn a_long_block_equals_short_blocks_bit_for_bit() {
+    let t = 150;
+    for cell in [
+        CellKind::Lstm,
+        CellKind::GruLbr,
+        CellKind::Gru,
+        CellKind::RnnTanh,
+    ] {
+        for (b, layers) in [(1, 1), (3, 2)] {
+            let cfg =
+                ModelConfig::new(cell, 2, 32, layers).with_head(3, OutputActivation::Identity);
+            let model = Model::new(cfg, 21).unwrap();
+            let x = vals(b * t * 2, 22, 1.0);
+            let mut whole = State::with_block(&model, b, t).unwrap();
+            let mut want = vec![f32::NAN; b * t * 3];
+            model.forward_state(&mut whole, &x, t, &mut want).unwrap();
+
+            let mut parts = State::with_block(&model, b, t).unwrap();
+            let mut got = vec![f32::NAN; b * t * 3];
+            let mut t0 = 0;
+            for len in [2, 19, 3, 20, 21, 2, 20, 21, 20, 20, 2] {
+                let xs: Vec<f32> = (0..b)
+                    .flat_map(|i| x[(i * t + t0) * 2..(i * t + t0 + len) * 2].to_vec())
+                    .collect();
+                let mut ys = vec![f32::NAN; b * len * 3];
+                model.forward_state(&mut parts, &xs, len, &mut ys).unwrap();
+                for i in 0..b {
+                    got[(i * t + t0) * 3..(i * t + t0 + len) * 3]
+                        .copy_from_slice(&ys[i * len * 3..(i + 1) * len * 3]);
+                }
+                t0 += len;
+            }
+            assert_eq!(t0, t);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{cell:?} b={b} layers={layers}");
+            assert_eq!(
+                bits(parts.as_slice()),
+                bits(whole.as_slice()),
+                "{cell:?} b={b}"
+            );
+        }
+    }
+}
