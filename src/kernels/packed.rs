@@ -429,25 +429,18 @@ mod x86 {
     /// Rows of `A` per AVX2 microkernel call in the main loop (12 accumulators).
     const MR256: usize = 3;
 
-    /// Runs `$micro::<R, P>` over every panel for the `R` rows at `$a`/`$c`: groups of
-    /// `P` panels, then single panels.
-    /// Runs `$micro::<R, P>` over every panel for the `R` rows at `$a`/`$c`: within each
-    /// interleaved group, `P` panels at a time, then single panels.
+    /// Runs `$micro::<R, P>` for the `R` rows at `$a`/`$c` over panels `$j0..$j1` (inside
+    /// one interleaved group): `P` panels at a time, then single panels.
     macro_rules! panels {
-        ($micro:ident, $R:literal, $P:literal, $kl:expr, $p0:expr, $k:expr, $n:expr, $a:expr, $lda:expr, $b:expr, $c:expr, $ldc:expr, $acc:expr) => {{
-            let (kl, p0, k, n) = ($kl, $p0, $k, $n);
+        ($micro:ident, $R:literal, $P:literal, $j0:expr, $j1:expr, $kl:expr, $p0:expr, $k:expr, $n:expr, $a:expr, $lda:expr, $b:expr, $c:expr, $ldc:expr, $acc:expr) => {{
+            let (kl, p0, k, n, j1) = ($kl, $p0, $k, $n, $j1);
             let panels = n.div_ceil(NR);
-            let mut jp = 0;
-            while jp < panels {
+            let mut jp = $j0;
+            while jp < j1 {
                 let (off, ldb) = super::panel_at(jp, kl, panels);
                 let off = off + p0 * ldb;
-                let group_end = (jp / super::GROUP + 1) * super::GROUP;
                 #[allow(clippy::int_plus_one)]
-                let take = if jp + $P <= group_end.min(panels) {
-                    $P
-                } else {
-                    1
-                };
+                let take = if jp + $P <= j1 { $P } else { 1 };
                 // SAFETY: panels jp..jp+take lie in one group, inside B; their columns
                 // from jp*NR are inside C's rows.
                 unsafe {
@@ -485,6 +478,12 @@ mod x86 {
     /// # Safety
     /// AVX-512F must be available; `a` must hold `m` rows of `k` at stride `lda`, `c`
     /// `m` rows of `n` at stride `ldc`, `b` `ceil(n/NR)` panels of `k * NR`.
+    ///
+    /// One interleaved group of panels at a time, every row against it before the next
+    /// group: the group's slice of `B` (128 KB at `KC` rows) is read from memory once and
+    /// then from L2, also for the rows left over after the blocks of `MR512` (which a
+    /// second pass over all of `B` would read again from L3 when `B` is larger than L2,
+    /// as `W_hh` is for `H >= 512`).
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn gemm_avx512(
@@ -501,15 +500,18 @@ mod x86 {
         acc: Init,
     ) {
         let full = m / MR512 * MR512;
-        if full > 0 {
+        let panels = n.div_ceil(NR);
+        // Rows `full..m`; wrapping, as with none left these may point past the end.
+        let (ar, cr) = (a.wrapping_add(full * lda), c.wrapping_add(full * ldc));
+        for g0 in (0..panels).step_by(GROUP) {
+            let g1 = (g0 + GROUP).min(panels);
             // Two panels (64 columns) per call where the group has them: 6 rows x 4
             // vectors = 24 accumulators, so each broadcast of A feeds four FMAs.
-            let panels = n.div_ceil(NR);
-            let mut jp = 0;
-            while jp < panels {
+            let mut jp = g0;
+            while jp < g1 && full > 0 {
                 let (off, ldb) = super::panel_at(jp, kl, panels);
                 let off = off + p0 * ldb;
-                let pair = jp % super::GROUP + 1 < super::GROUP && jp + 1 < panels;
+                let pair = jp + 1 < g1;
                 let mut i = 0;
                 while i < full {
                     // SAFETY: rows i..i+MR512 < m and panels jp (and jp+1 when `pair`,
@@ -546,16 +548,15 @@ mod x86 {
                 }
                 jp += if pair { 2 } else { 1 };
             }
-        }
-        // SAFETY (the pointer offsets): rows `full..m` are inside the extents.
-        let (a, c) = unsafe { (a.add(full * lda), c.add(full * ldc)) };
-        match m - full {
-            0 => {}
-            1 => panels!(micro512, 1, 4, kl, p0, k, n, a, lda, b, c, ldc, acc),
-            2 => panels!(micro512, 2, 4, kl, p0, k, n, a, lda, b, c, ldc, acc),
-            3 => panels!(micro512, 3, 2, kl, p0, k, n, a, lda, b, c, ldc, acc),
-            4 => panels!(micro512, 4, 2, kl, p0, k, n, a, lda, b, c, ldc, acc),
-            _ => panels!(micro512, 5, 1, kl, p0, k, n, a, lda, b, c, ldc, acc),
+            let (a, c) = (ar, cr);
+            match m - full {
+                0 => {}
+                1 => panels!(micro512, 1, 4, g0, g1, kl, p0, k, n, a, lda, b, c, ldc, acc),
+                2 => panels!(micro512, 2, 4, g0, g1, kl, p0, k, n, a, lda, b, c, ldc, acc),
+                3 => panels!(micro512, 3, 2, g0, g1, kl, p0, k, n, a, lda, b, c, ldc, acc),
+                4 => panels!(micro512, 4, 2, g0, g1, kl, p0, k, n, a, lda, b, c, ldc, acc),
+                _ => panels!(micro512, 5, 1, g0, g1, kl, p0, k, n, a, lda, b, c, ldc, acc),
+            }
         }
     }
 
@@ -855,9 +856,15 @@ mod x86 {
         acc: Init,
     ) {
         let full = m / MR256 * MR256;
-        if full > 0 {
-            let panels = n.div_ceil(NR);
-            for jp in 0..panels {
+        let panels = n.div_ceil(NR);
+        // Rows `full..m`; wrapping, as with none left these may point past the end.
+        let (ar, cr) = (a.wrapping_add(full * lda), c.wrapping_add(full * ldc));
+        for g0 in (0..panels).step_by(GROUP) {
+            let g1 = (g0 + GROUP).min(panels);
+            for jp in g0..g1 {
+                if full == 0 {
+                    break;
+                }
                 let (off, ldb) = super::panel_at(jp, kl, panels);
                 let off = off + p0 * ldb;
                 let mut i = 0;
@@ -879,13 +886,12 @@ mod x86 {
                     i += MR256;
                 }
             }
-        }
-        // SAFETY (the pointer offsets): rows `full..m` are inside the extents.
-        let (a, c) = unsafe { (a.add(full * lda), c.add(full * ldc)) };
-        match m - full {
-            0 => {}
-            1 => panels!(micro256, 1, 2, kl, p0, k, n, a, lda, b, c, ldc, acc),
-            _ => panels!(micro256, 2, 1, kl, p0, k, n, a, lda, b, c, ldc, acc),
+            let (a, c) = (ar, cr);
+            match m - full {
+                0 => {}
+                1 => panels!(micro256, 1, 2, g0, g1, kl, p0, k, n, a, lda, b, c, ldc, acc),
+                _ => panels!(micro256, 2, 1, g0, g1, kl, p0, k, n, a, lda, b, c, ldc, acc),
+            }
         }
     }
 
@@ -1055,6 +1061,8 @@ mod tests {
                 (4, 6, 260),
                 (12, 5, 160),
                 (13, 3, 64),
+                (8, 19, 300),
+                (31, 7, 520),
             ] {
                 let lda = k + 3;
                 let a: Vec<f32> = (0..m * lda).map(|_| rnd()).collect();
