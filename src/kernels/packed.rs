@@ -36,11 +36,34 @@ fn panel_at(jp: usize, k: usize, panels: usize) -> (usize, usize) {
 }
 
 /// `B` (`[k][n]`) packed into `ceil(n / NR)` panels of `[k][NR]`.
-#[derive(Clone, Debug, Default, PartialEq)]
+///
+/// The panels start on a 64-byte boundary (`off` floats into `buf`), so that every
+/// 16-float row of a panel is one cache line: the allocator's 16-byte alignment made
+/// every AVX-512 load of `B` span two lines.
+#[derive(Debug, Default)]
 pub struct PackedB {
     k: usize,
     n: usize,
-    data: Vec<f32>,
+    buf: Vec<f32>,
+    off: usize,
+}
+
+/// Floats per 64-byte line.
+const LINE: usize = 16;
+
+impl Clone for PackedB {
+    fn clone(&self) -> PackedB {
+        // A copied Vec lands wherever the allocator puts it: align again.
+        let mut out = PackedB::zeroed(self.k, self.n);
+        out.panels_mut().copy_from_slice(self.panels());
+        out
+    }
+}
+
+impl PartialEq for PackedB {
+    fn eq(&self, other: &PackedB) -> bool {
+        self.k == other.k && self.n == other.n && self.panels() == other.panels()
+    }
 }
 
 impl PackedB {
@@ -60,9 +83,30 @@ impl PackedB {
         PackedB::pack(k, n, |p, j| b[p * ldb + j])
     }
 
+    /// Zero panels for `[k][n]`, aligned.
+    fn zeroed(k: usize, n: usize) -> PackedB {
+        let len = n.div_ceil(NR) * k * NR;
+        let buf = vec![0.0f32; len + LINE - 1];
+        // At most LINE - 1 floats for a 4-byte-aligned pointer; `min` keeps the panels
+        // inside `buf` should the offset be unknowable (then they stay unaligned).
+        let off = buf.as_ptr().align_offset(LINE * 4).min(LINE - 1);
+        PackedB { k, n, buf, off }
+    }
+
+    /// The packed panels.
+    fn panels(&self) -> &[f32] {
+        &self.buf[self.off..self.off + self.n.div_ceil(NR) * self.k * NR]
+    }
+
+    fn panels_mut(&mut self) -> &mut [f32] {
+        let len = self.n.div_ceil(NR) * self.k * NR;
+        &mut self.buf[self.off..self.off + len]
+    }
+
     fn pack(k: usize, n: usize, at: impl Fn(usize, usize) -> f32) -> PackedB {
         let panels = n.div_ceil(NR);
-        let mut data = vec![0.0; panels * k * NR];
+        let mut out = PackedB::zeroed(k, n);
+        let data = out.panels_mut();
         for jp in 0..panels {
             let (off, ldb) = panel_at(jp, k, panels);
             for p in 0..k {
@@ -75,7 +119,7 @@ impl PackedB {
                 }
             }
         }
-        PackedB { k, n, data }
+        out
     }
 
     /// Rows of `B` (the inner dimension).
@@ -217,7 +261,7 @@ pub fn gemv_packed_sweep(x: &[f32], b: &PackedB, y: &mut [f32], accumulate: bool
                     k,
                     n,
                     x.as_ptr(),
-                    b.data.as_ptr(),
+                    b.panels().as_ptr(),
                     y.as_mut_ptr(),
                     accumulate,
                     reverse,
@@ -257,10 +301,10 @@ pub fn gemv2_packed(
                     bias.as_ptr(),
                     b1.k,
                     x1.as_ptr(),
-                    b1.data.as_ptr(),
+                    b1.panels().as_ptr(),
                     b2.k,
                     x2.as_ptr(),
-                    b2.data.as_ptr(),
+                    b2.panels().as_ptr(),
                     y.as_mut_ptr(),
                     reverse,
                 )
@@ -326,7 +370,7 @@ fn run(
                             n,
                             ap,
                             lda,
-                            b.data.as_ptr(),
+                            b.panels().as_ptr(),
                             c.as_mut_ptr(),
                             ldc,
                             start,
@@ -340,7 +384,7 @@ fn run(
                             n,
                             ap,
                             lda,
-                            b.data.as_ptr(),
+                            b.panels().as_ptr(),
                             c.as_mut_ptr(),
                             ldc,
                             start,
@@ -365,7 +409,7 @@ fn run(
                 n,
                 a,
                 lda,
-                &b.data,
+                b.panels(),
                 c,
                 ldc,
                 matches!(init, Init::Acc),
