@@ -505,7 +505,7 @@ impl ForwardScratch {
         let f = |v: &Vec<f32>| v.capacity() * 4;
         self.chunks
             .iter()
-            .map(|c| f(&c.ghb) + f(&c.hprev) + f(&c.cprev))
+            .map(|c| f(&c.ghb) + f(&c.hprev) + f(&c.cprev) + f(&c.gblk) + f(&c.xblk) + f(&c.cnext))
             .sum()
     }
 }
@@ -515,7 +515,14 @@ impl ForwardScratch {
     /// Fills every buffer with NaN (tests: an element read before it is written shows).
     pub(crate) fn poison(&mut self) {
         for c in &mut self.chunks {
-            for v in [&mut c.ghb, &mut c.hprev, &mut c.cprev] {
+            for v in [
+                &mut c.ghb,
+                &mut c.hprev,
+                &mut c.cprev,
+                &mut c.gblk,
+                &mut c.xblk,
+                &mut c.cnext,
+            ] {
                 v.fill(f32::NAN);
             }
         }
@@ -551,6 +558,8 @@ struct ChunkScratch {
     cprev: Vec<f32>,
     gblk: Vec<f32>,
     xblk: Vec<f32>,
+    /// LSTM, not recording: where a step writes `c_t` (then swapped with `cprev`).
+    cnext: Vec<f32>,
 }
 
 /// Bytes of gate rows per block of timesteps when a pass does not record (see
@@ -619,14 +628,10 @@ fn layer_forward(
     }
 
     fit(hs, rows * h)?;
-    fit(
-        cs,
-        if cfg.cell == CellKind::Lstm {
-            rows * h
-        } else {
-            0
-        },
-    )?;
+    // LSTM: `c_t` of every step is kept for backward; not recording, each chunk only
+    // carries it (`ChunkScratch::cnext`).
+    let lstm = cfg.cell == CellKind::Lstm;
+    fit(cs, if lstm && record { rows * h } else { 0 })?;
     // The notes' GRU needs `r ⊙ h` as an operand; the linear-before-reset GRU keeps
     // `W_hn h + b_hn` only for backward.
     let extra_len = match cfg.cell {
@@ -651,6 +656,7 @@ fn layer_forward(
         fit(&mut sc.cprev, if c0.is_empty() { 0 } else { rows * h })?;
         fit(&mut sc.gblk, if record { 0 } else { rows * tb * gh })?;
         fit(&mut sc.xblk, if record { 0 } else { rows * tb * inp })?;
+        fit(&mut sc.cnext, if lstm && !record { rows * h } else { 0 })?;
     }
     let jobs: Vec<_> = pieces(gates, cb * t * gh, nchunks)
         .into_iter()
@@ -1096,7 +1102,10 @@ fn recur_chunk(
         cprev,
         gblk,
         xblk,
+        cnext,
     } = scratch;
+    // Recording keeps `c_t` at its place in `cs`; otherwise it goes to `cnext`.
+    let keep_c = hoist.is_none();
     hprev.copy_from_slice(h0);
     cprev.copy_from_slice(c0);
     let mut tb = 0;
@@ -1125,8 +1134,12 @@ fn recur_chunk(
             ldg,
             h: &mut hs[s * h..],
             ldh: t * h,
-            c: tail(cs, s * h),
-            ldc: t * h,
+            c: if keep_c {
+                tail(cs, s * h)
+            } else {
+                &mut cnext[..]
+            },
+            ldc: if keep_c { t * h } else { h },
             extra: tail(extra, s * h),
             lde: t * h,
             gemv: false,
@@ -1135,9 +1148,12 @@ fn recur_chunk(
         let at = |i: usize| (i * t + s) * h;
         for i in 0..cb {
             hprev[i * h..(i + 1) * h].copy_from_slice(&hs[at(i)..at(i) + h]);
-            if cell == CellKind::Lstm {
+            if cell == CellKind::Lstm && keep_c {
                 cprev[i * h..(i + 1) * h].copy_from_slice(&cs[at(i)..at(i) + h]);
             }
+        }
+        if cell == CellKind::Lstm && !keep_c {
+            std::mem::swap(cprev, cnext);
         }
     }
     fh.copy_from_slice(hprev);
