@@ -90,8 +90,14 @@ impl State {
             data,
             reverse: false,
             scratch: Scratch {
-                gates: try_zeroed(batch * max_block * gh)?,
-                blk_a: try_zeroed(batch * max_block * h)?,
+                // A block runs in chunks of at most this many steps (`stream_block`).
+                gates: try_zeroed(batch * stream_chunk(batch, gh, max_block) * gh)?,
+                // Without a head the top layer writes `y` itself.
+                blk_a: if cfg.num_layers > 1 || cfg.has_head() {
+                    try_zeroed(batch * max_block * h)?
+                } else {
+                    Vec::new()
+                },
                 blk_b: if cfg.num_layers > 1 {
                     try_zeroed(batch * max_block * h)?
                 } else {
@@ -374,14 +380,23 @@ impl Model {
             ..
         } = scratch;
         let tc = stream_chunk(b, gh, t);
+        let direct = self.head().is_none();
         for s0 in (0..t).step_by(tc) {
             let n = tc.min(t - s0);
             let gates = &mut gates[..b * n * gh];
             for k in 0..l {
                 let pk = &self.packed[k];
                 let (bias, inp) = (self.folded_bias(k), pk.w_ih_t.k());
-                // Input of this layer and where its outputs go: x -> a -> b -> a ...
-                let (input, out): (&[f32], &mut [f32]) = if k == 0 {
+                // Input of this layer and where its outputs go: x -> a -> b -> a ...,
+                // and the top layer straight into `y` when there is no head.
+                let (input, out): (&[f32], &mut [f32]) = if k + 1 == l && direct {
+                    let input: &[f32] = match k {
+                        0 => x,
+                        k if k % 2 == 1 => &blk_a[..rows * h],
+                        _ => &blk_b[..rows * h],
+                    };
+                    (input, &mut y[..rows * h])
+                } else if k == 0 {
                     (x, &mut blk_a[..rows * h])
                 } else if k % 2 == 1 {
                     (&blk_a[..rows * h], &mut blk_b[..rows * h])
@@ -412,12 +427,14 @@ impl Model {
                 }
             }
         }
-        let top: &[f32] = if (l - 1) % 2 == 0 {
-            &blk_a[..rows * h]
-        } else {
-            &blk_b[..rows * h]
-        };
-        self.stream_head(top, y, rows);
+        if !direct {
+            let top: &[f32] = if (l - 1) % 2 == 0 {
+                &blk_a[..rows * h]
+            } else {
+                &blk_b[..rows * h]
+            };
+            self.stream_head(top, y, rows);
+        }
     }
 
     /// One timestep of layer `k` for `m` streams, in place on the state rows `hk`
