@@ -141,9 +141,14 @@ impl Model {
             .take()
             .unwrap_or_else(|| Box::new((Tape::empty(*self.config()), ForwardScratch::default())));
         let (tape, scratch) = &mut *work;
-        let ran = self.run_into(x, batch, seq_len, initial, false, tape, scratch);
-        if ran.is_ok() {
-            y.copy_from_slice(tape.outputs());
+        // Without a head the top layer writes its `h` rows straight into `y` (its
+        // recurrence runs after every check and allocation that can fail).
+        let direct = (!self.config().has_head()).then_some(&mut *y);
+        let ran = self.run_into(x, batch, seq_len, initial, false, tape, scratch, direct);
+        if let Ok(wrote_y) = ran {
+            if !wrote_y {
+                y.copy_from_slice(tape.outputs());
+            }
             if self.config().output_activation == OutputActivation::Softmax {
                 for row in y.chunks_mut(self.output_size()) {
                     softmax_in_place(row);
@@ -154,7 +159,7 @@ impl Model {
             }
         }
         self.cache.put(work);
-        ran
+        ran.map(|_| ())
     }
 
     /// Forward that records what [`Model::backward`] needs. `initial` as in
@@ -182,7 +187,8 @@ impl Model {
         tape: &mut Tape,
         scratch: &mut ForwardScratch,
     ) -> Result<()> {
-        self.run_into(x, batch, seq_len, initial, true, tape, scratch)
+        self.run_into(x, batch, seq_len, initial, true, tape, scratch, None)
+            .map(|_| ())
     }
 
     /// Checks the arguments of a sequence pass.
@@ -223,12 +229,23 @@ impl Model {
     ) -> Result<Tape> {
         let mut tape = Tape::empty(*self.config());
         let mut scratch = ForwardScratch::default();
-        self.run_into(x, batch, seq_len, initial, record, &mut tape, &mut scratch)?;
+        self.run_into(
+            x,
+            batch,
+            seq_len,
+            initial,
+            record,
+            &mut tape,
+            &mut scratch,
+            None,
+        )?;
         Ok(tape)
     }
 
     /// The sequence forward into `tape`, reusing its buffers. Without `record`, only the
-    /// top layer's record is kept (two records alternate while the layers run).
+    /// top layer's record is kept (two records alternate while the layers run). With
+    /// `y` (no head, not recording), the top layer may write its outputs there instead
+    /// of into the tape: the result says whether it did.
     #[allow(clippy::too_many_arguments)]
     fn run_into(
         &self,
@@ -239,7 +256,8 @@ impl Model {
         record: bool,
         tape: &mut Tape,
         scratch: &mut ForwardScratch,
-    ) -> Result<()> {
+        y: Option<&mut [f32]>,
+    ) -> Result<bool> {
         self.check_sequence(x, batch, seq_len, initial)?;
         let cfg = *self.config();
         let (h, l) = (cfg.hidden_size, cfg.num_layers);
@@ -279,6 +297,8 @@ impl Model {
         let slot = |k: usize| if record { k } else { k % 2 };
         let lbh = l * batch * h;
         let init: &[f32] = init;
+        let mut y = y;
+        let mut wrote_y = false;
         let work = || -> Result<()> {
             for k in 0..l {
                 let s = k * batch * h..(k + 1) * batch * h;
@@ -298,7 +318,13 @@ impl Model {
                         self, k, input, batch, seq_len, h0, c0, fh, fc, rec, parts, record,
                     )?,
                     None => {
-                        let io = (fh, fc, rec, &mut *scratch);
+                        let out = if k + 1 == l && !record {
+                            y.take()
+                        } else {
+                            None
+                        };
+                        wrote_y = out.is_some();
+                        let io = (fh, fc, rec, &mut *scratch, out);
                         layer_forward(self, k, input, batch, seq_len, h0, c0, io, record)?
                     }
                 }
@@ -320,7 +346,8 @@ impl Model {
             }
             Ok(())
         };
-        install(work)
+        install(work)?;
+        Ok(wrote_y)
     }
 }
 
@@ -588,6 +615,16 @@ struct Hoist<'a> {
     tb: usize,
 }
 
+/// Where [`layer_forward`] writes: final `h` and `c`, the layer's record, the chunks'
+/// scratch, and optionally the buffer for its `h` rows instead of the record (`[B][T][H]`).
+type LayerIo<'a> = (
+    &'a mut [f32],
+    &'a mut [f32],
+    &'a mut LayerRec,
+    &'a mut ForwardScratch,
+    Option<&'a mut [f32]>,
+);
+
 /// One layer over the whole batch into `rec` (resized; every element written).
 /// `h0`/`c0`: `[B][H]` initial state; `fh`/`fc` receive the final state.
 ///
@@ -606,7 +643,7 @@ fn layer_forward(
     t: usize,
     h0: &[f32],
     c0: &[f32],
-    (fh, fc, rec, scratch): (&mut [f32], &mut [f32], &mut LayerRec, &mut ForwardScratch),
+    (fh, fc, rec, scratch, out): LayerIo<'_>,
     record: bool,
 ) -> Result<()> {
     let cfg = model.config();
@@ -627,7 +664,17 @@ fn layer_forward(
         gates.clear();
     }
 
-    fit(hs, rows * h)?;
+    // `h_t` of every step: the layer's record, or the caller's output buffer.
+    let hs: &mut [f32] = match out {
+        Some(y) => {
+            hs.clear();
+            &mut y[..rows * h]
+        }
+        None => {
+            fit(hs, rows * h)?;
+            hs
+        }
+    };
     // LSTM: `c_t` of every step is kept for backward; not recording, each chunk only
     // carries it (`ChunkScratch::cnext`).
     let lstm = cfg.cell == CellKind::Lstm;

@@ -408,9 +408,10 @@ fn unit_split_is_bit_identical_to_one_thread() {
 }
 
 /// Inference makes each batch chunk's input product a block of timesteps at a time
-/// (the last block shorter); the recorded forward makes it for every timestep up front.
-/// Outputs and final state must agree bit for bit, on one thread and three (other
-/// chunks, other block lengths), from zero and from a given state.
+/// (the last block shorter) and, without a head, writes the top layer into the caller's
+/// buffer; the recorded forward makes the product for every timestep up front and keeps
+/// everything in its tape. Outputs and final state must agree bit for bit, on one thread
+/// and three (other chunks, other block lengths), from zero and from a given state.
 #[test]
 fn inference_blocks_match_the_recorded_forward_bit_for_bit() {
     // Hidden sizes that make 64 rows need several blocks over 19 steps (see
@@ -422,23 +423,33 @@ fn inference_blocks_match_the_recorded_forward_bit_for_bit() {
         (CellKind::RnnTanh, 160),
         (CellKind::RnnRelu, 160),
     ] {
-        let cfg = ModelConfig::new(cell, 5, h, 2).with_head(3, OutputActivation::Identity);
-        let model = Model::new(cfg, 11).unwrap();
-        let (b, t) = (64, 19);
-        let x = vals(b * t * 5, 12, 1.0);
-        let init = vals(cfg.state_len(b), 13, 0.5);
-        for threads in [1, 3] {
-            rnncore::set_num_threads(threads).unwrap();
-            for start in [None, Some(&init[..])] {
-                let tape = model.forward_train(&x, b, t, start).unwrap();
-                let mut y = vec![f32::NAN; b * t * 3];
-                let mut fin = vec![f32::NAN; cfg.state_len(b)];
-                model
-                    .forward_with_state(&x, b, t, start, &mut y, Some(&mut fin))
-                    .unwrap();
-                let what = format!("{cell:?} threads {threads} init {}", start.is_some());
-                assert_eq!(bits(&y), bits(tape.outputs()), "outputs, {what}");
-                assert_eq!(bits(&fin), bits(tape.final_state()), "final state, {what}");
+        // With a head, and without (the top layer then writes the caller's `y`).
+        for head in [true, false] {
+            let mut cfg = ModelConfig::new(cell, 5, h, 2);
+            if head {
+                cfg = cfg.with_head(3, OutputActivation::Identity);
+            }
+            let o = cfg.output_dim();
+            let model = Model::new(cfg, 11).unwrap();
+            let (b, t) = (64, 19);
+            let x = vals(b * t * 5, 12, 1.0);
+            let init = vals(cfg.state_len(b), 13, 0.5);
+            for threads in [1, 3] {
+                rnncore::set_num_threads(threads).unwrap();
+                for start in [None, Some(&init[..])] {
+                    let tape = model.forward_train(&x, b, t, start).unwrap();
+                    let mut y = vec![f32::NAN; b * t * o];
+                    let mut fin = vec![f32::NAN; cfg.state_len(b)];
+                    model
+                        .forward_with_state(&x, b, t, start, &mut y, Some(&mut fin))
+                        .unwrap();
+                    let what = format!(
+                        "{cell:?} head {head} threads {threads} init {}",
+                        start.is_some()
+                    );
+                    assert_eq!(bits(&y), bits(tape.outputs()), "outputs, {what}");
+                    assert_eq!(bits(&fin), bits(tape.final_state()), "final state, {what}");
+                }
             }
         }
     }
