@@ -173,7 +173,8 @@ fn lanes(rem: usize) -> __mmask16 {
 
 /// Fused LSTM pointwise pass (the math of [`crate::kernels::reference::lstm_cell_ref`]):
 /// `i,f,o = σ`, `g = tanh` in place on `gates` (`[4n]`), `c = f⊙c_prev + i⊙g`,
-/// `h = o⊙tanh(c)`, 16 units per iteration, the tail masked.
+/// `h = o⊙tanh(c)`, 16 units per vector, two vectors per iteration (see
+/// [`lstm_state`]), the tail masked.
 #[target_feature(enable = "avx512f")]
 pub(crate) fn lstm_cell(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
     let n = c.len();
@@ -184,34 +185,48 @@ pub(crate) fn lstm_cell(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mu
         c.as_mut_ptr(),
         h.as_mut_ptr(),
     );
-    let mut j = 0;
-    while j < n {
-        let k = lanes(n - j);
-        // SAFETY: the lanes enabled by `k` are units j..min(j+16, n); with the lengths
-        // asserted above every access is inside its slice (gate q of unit j at q*n + j).
-        unsafe {
-            let i = sigmoid_v(_mm512_maskz_loadu_ps(k, gp.add(j)));
-            let f = sigmoid_v(_mm512_maskz_loadu_ps(k, gp.add(n + j)));
-            let g = tanh_v(_mm512_maskz_loadu_ps(k, gp.add(2 * n + j)));
-            let o = sigmoid_v(_mm512_maskz_loadu_ps(k, gp.add(3 * n + j)));
-            let cv = _mm512_add_ps(
-                _mm512_mul_ps(f, _mm512_maskz_loadu_ps(k, cpp.add(j))),
-                _mm512_mul_ps(i, g),
-            );
-            let hv = _mm512_mul_ps(o, tanh_v(cv));
-            _mm512_mask_storeu_ps(gp.add(j), k, i);
-            _mm512_mask_storeu_ps(gp.add(n + j), k, f);
-            _mm512_mask_storeu_ps(gp.add(2 * n + j), k, g);
-            _mm512_mask_storeu_ps(gp.add(3 * n + j), k, o);
-            _mm512_mask_storeu_ps(cp.add(j), k, cv);
-            _mm512_mask_storeu_ps(hp.add(j), k, hv);
+    // SAFETY (the closures' calls below): the lanes enabled by `k` are units
+    // j..min(j+16, n); with the lengths asserted above every access is inside its slice
+    // (gate q of unit j at q*n + j).
+    let load = |j: usize, k: __mmask16| unsafe {
+        let g = [0, 1, 2, 3].map(|q| _mm512_maskz_loadu_ps(k, gp.add(q * n + j)));
+        (g, _mm512_maskz_loadu_ps(k, cpp.add(j)))
+    };
+    let store = |j: usize, k: __mmask16, (act, cv, hv): ([__m512; 4], __m512, __m512)| unsafe {
+        for (q, v) in act.into_iter().enumerate() {
+            _mm512_mask_storeu_ps(gp.add(q * n + j), k, v);
         }
-        j += LANES;
+        _mm512_mask_storeu_ps(cp.add(j), k, cv);
+        _mm512_mask_storeu_ps(hp.add(j), k, hv);
+    };
+    let mut j = 0;
+    while j + LANES < n {
+        let k1 = lanes(n - j - LANES);
+        let ((g0, c0), (g1, c1)) = (load(j, 0xffff), load(j + LANES, k1));
+        let (v0, v1) = (lstm_cell_v(g0, c0), lstm_cell_v(g1, c1));
+        store(j, 0xffff, v0);
+        store(j + LANES, k1, v1);
+        j += 2 * LANES;
+    }
+    if j < n {
+        let k = lanes(n - j);
+        let (g, cv) = load(j, k);
+        store(j, k, lstm_cell_v(g, cv));
     }
 }
 
+/// The activated gates, `c` and `h` of 16 units from their pre-activations
+/// `[i, f, g, o]` and `c_prev`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn lstm_cell_v([gi, gf, gg, go]: [__m512; 4], c_prev: __m512) -> ([__m512; 4], __m512, __m512) {
+    let (i, f, g, o) = (sigmoid_v(gi), sigmoid_v(gf), tanh_v(gg), sigmoid_v(go));
+    let cv = _mm512_add_ps(_mm512_mul_ps(f, c_prev), _mm512_mul_ps(i, g));
+    ([i, f, g, o], cv, _mm512_mul_ps(o, tanh_v(cv)))
+}
+
 /// Fused linear-before-reset GRU pointwise pass (the math of
-/// [`crate::kernels::reference::gru_lbr_cell_ref`]).
+/// [`crate::kernels::reference::gru_lbr_cell_ref`]), two vectors per iteration.
 #[target_feature(enable = "avx512f")]
 pub(crate) fn gru_lbr_cell(gates: &mut [f32], ghn: &[f32], h_prev: &[f32], h: &mut [f32]) {
     let n = h.len();
@@ -222,28 +237,47 @@ pub(crate) fn gru_lbr_cell(gates: &mut [f32], ghn: &[f32], h_prev: &[f32], h: &m
         h_prev.as_ptr(),
         h.as_mut_ptr(),
     );
-    let mut j = 0;
-    while j < n {
-        let k = lanes(n - j);
-        // SAFETY: as in `lstm_cell`: masked to units j..min(j+16, n) of slices whose
-        // lengths are asserted above.
-        unsafe {
-            let r = sigmoid_v(_mm512_maskz_loadu_ps(k, gp.add(j)));
-            let z = sigmoid_v(_mm512_maskz_loadu_ps(k, gp.add(n + j)));
-            let pre = _mm512_add_ps(
-                _mm512_maskz_loadu_ps(k, gp.add(2 * n + j)),
-                _mm512_mul_ps(r, _mm512_maskz_loadu_ps(k, np.add(j))),
-            );
-            let nv = tanh_v(pre);
-            let hprev = _mm512_maskz_loadu_ps(k, pp.add(j));
-            let hv = _mm512_add_ps(nv, _mm512_mul_ps(z, _mm512_sub_ps(hprev, nv)));
-            _mm512_mask_storeu_ps(gp.add(j), k, r);
-            _mm512_mask_storeu_ps(gp.add(n + j), k, z);
-            _mm512_mask_storeu_ps(gp.add(2 * n + j), k, nv);
-            _mm512_mask_storeu_ps(hp.add(j), k, hv);
+    // SAFETY (the closures' calls below): as in `lstm_cell`: masked to units
+    // j..min(j+16, n) of slices whose lengths are asserted above.
+    let load = |j: usize, k: __mmask16| unsafe {
+        let g = [0, 1, 2].map(|q| _mm512_maskz_loadu_ps(k, gp.add(q * n + j)));
+        (
+            g,
+            _mm512_maskz_loadu_ps(k, np.add(j)),
+            _mm512_maskz_loadu_ps(k, pp.add(j)),
+        )
+    };
+    let store = |j: usize, k: __mmask16, (act, hv): ([__m512; 3], __m512)| unsafe {
+        for (q, v) in act.into_iter().enumerate() {
+            _mm512_mask_storeu_ps(gp.add(q * n + j), k, v);
         }
-        j += LANES;
+        _mm512_mask_storeu_ps(hp.add(j), k, hv);
+    };
+    let mut j = 0;
+    while j + LANES < n {
+        let k1 = lanes(n - j - LANES);
+        let ((g0, n0, p0), (g1, n1, p1)) = (load(j, 0xffff), load(j + LANES, k1));
+        let (v0, v1) = (gru_lbr_cell_v(g0, n0, p0), gru_lbr_cell_v(g1, n1, p1));
+        store(j, 0xffff, v0);
+        store(j + LANES, k1, v1);
+        j += 2 * LANES;
     }
+    if j < n {
+        let k = lanes(n - j);
+        let (g, nv, pv) = load(j, k);
+        store(j, k, gru_lbr_cell_v(g, nv, pv));
+    }
+}
+
+/// `[r, z, n]` and `h` of 16 units from the pre-activations `[r, z, n_input]`, `W_hn h +
+/// b_hn` and `h_prev`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn gru_lbr_cell_v([gr, gz, gn]: [__m512; 3], ghn: __m512, hprev: __m512) -> ([__m512; 3], __m512) {
+    let (r, z) = (sigmoid_v(gr), sigmoid_v(gz));
+    let nv = tanh_v(_mm512_add_ps(gn, _mm512_mul_ps(r, ghn)));
+    let hv = _mm512_add_ps(nv, _mm512_mul_ps(z, _mm512_sub_ps(hprev, nv)));
+    ([r, z, nv], hv)
 }
 
 /// Zeroes the lanes of `v` smaller in magnitude than `FLUSH_BELOW` (NaN compares false
@@ -263,27 +297,51 @@ pub(crate) fn lstm_state(gates: &[f32], c: &mut [f32], h: &mut [f32]) {
     let n = c.len();
     assert!(gates.len() == 4 * n && h.len() == n);
     let (gp, cp, hp) = (gates.as_ptr(), c.as_mut_ptr(), h.as_mut_ptr());
+    // SAFETY (both closures' callers below): the lanes enabled by `k` are units
+    // j..min(j+16, n); with the lengths asserted above every access is inside its slice
+    // (gate q of unit j at q*n + j). Each lane of `c` is read before it is written.
+    let load = |j: usize, k: __mmask16| unsafe {
+        [0, 1, 2, 3].map(|q| _mm512_maskz_loadu_ps(k, gp.add(q * n + j)))
+    };
+    let store = |j: usize, k: __mmask16, (cv, hv): (__m512, __m512)| unsafe {
+        _mm512_mask_storeu_ps(cp.add(j), k, flush(cv));
+        _mm512_mask_storeu_ps(hp.add(j), k, flush(hv));
+    };
     let mut j = 0;
-    while j < n {
-        let k = lanes(n - j);
-        // SAFETY: the lanes enabled by `k` are units j..min(j+16, n); with the lengths
-        // asserted above every access is inside its slice (gate q of unit j at q*n + j).
-        // Each lane of `c` is read before it is written.
-        unsafe {
-            let i = sigmoid_v(_mm512_maskz_loadu_ps(k, gp.add(j)));
-            let f = sigmoid_v(_mm512_maskz_loadu_ps(k, gp.add(n + j)));
-            let g = tanh_v(_mm512_maskz_loadu_ps(k, gp.add(2 * n + j)));
-            let o = sigmoid_v(_mm512_maskz_loadu_ps(k, gp.add(3 * n + j)));
-            let cv = _mm512_add_ps(
-                _mm512_mul_ps(f, _mm512_maskz_loadu_ps(k, cp.add(j))),
-                _mm512_mul_ps(i, g),
-            );
-            let hv = _mm512_mul_ps(o, tanh_v(cv));
-            _mm512_mask_storeu_ps(cp.add(j), k, flush(cv));
-            _mm512_mask_storeu_ps(hp.add(j), k, flush(hv));
-        }
-        j += LANES;
+    // Two vectors of units per iteration, in one straight run of code: their long,
+    // independent dependency chains then interleave in the scheduler instead of the
+    // second waiting behind the first (H = 32 state updates ran at half the
+    // throughput their operation count allows).
+    while j + LANES < n {
+        let k1 = lanes(n - j - LANES);
+        // SAFETY: see `load`; unit j + 16 exists (loop condition).
+        let (c0, c1) = unsafe {
+            (
+                _mm512_loadu_ps(cp.add(j)),
+                _mm512_maskz_loadu_ps(k1, cp.add(j + LANES)),
+            )
+        };
+        let v0 = lstm_state_v(load(j, 0xffff), c0);
+        let v1 = lstm_state_v(load(j + LANES, k1), c1);
+        store(j, 0xffff, v0);
+        store(j + LANES, k1, v1);
+        j += 2 * LANES;
     }
+    if j < n {
+        let k = lanes(n - j);
+        // SAFETY: see `load`.
+        let cv = unsafe { _mm512_maskz_loadu_ps(k, cp.add(j)) };
+        store(j, k, lstm_state_v(load(j, k), cv));
+    }
+}
+
+/// `(c, h)` of 16 units from their gate pre-activations `[i, f, g, o]` and old `c`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn lstm_state_v([gi, gf, gg, go]: [__m512; 4], c: __m512) -> (__m512, __m512) {
+    let (i, f, g, o) = (sigmoid_v(gi), sigmoid_v(gf), tanh_v(gg), sigmoid_v(go));
+    let cv = _mm512_add_ps(_mm512_mul_ps(f, c), _mm512_mul_ps(i, g));
+    (cv, _mm512_mul_ps(o, tanh_v(cv)))
 }
 
 /// Streaming linear-before-reset GRU update in place (the math of
@@ -294,20 +352,46 @@ pub(crate) fn gru_lbr_state(gates: &[f32], gh: &[f32], b_hn: &[f32], h: &mut [f3
     let n = h.len();
     assert!(gates.len() == 3 * n && gh.len() == 3 * n && b_hn.len() == n);
     let (gp, ghp, bp, hp) = (gates.as_ptr(), gh.as_ptr(), b_hn.as_ptr(), h.as_mut_ptr());
+    // SAFETY (the closures' calls below): as in `lstm_state`: masked to units
+    // j..min(j+16, n) of slices whose lengths are asserted above; each lane of `h` is
+    // read before it is written.
+    let load = |j: usize, k: __mmask16| unsafe {
+        let ld = |p: *const f32| _mm512_maskz_loadu_ps(k, p);
+        let g = [0, 1, 2].map(|q| ld(gp.add(q * n + j)));
+        let w = [0, 1, 2].map(|q| ld(ghp.add(q * n + j)));
+        (g, w, ld(bp.add(j)), ld(hp.add(j)))
+    };
+    let store = |j: usize, k: __mmask16, hv: __m512| unsafe {
+        _mm512_mask_storeu_ps(hp.add(j), k, flush(hv));
+    };
     let mut j = 0;
-    while j < n {
-        let k = lanes(n - j);
-        // SAFETY: as in `lstm_state`: masked to units j..min(j+16, n) of slices whose
-        // lengths are asserted above; each lane of `h` is read before it is written.
-        unsafe {
-            let ld = |p: *const f32| _mm512_maskz_loadu_ps(k, p);
-            let r = sigmoid_v(_mm512_add_ps(ld(gp.add(j)), ld(ghp.add(j))));
-            let z = sigmoid_v(_mm512_add_ps(ld(gp.add(n + j)), ld(ghp.add(n + j))));
-            let ghn = _mm512_add_ps(ld(ghp.add(2 * n + j)), ld(bp.add(j)));
-            let nv = tanh_v(_mm512_add_ps(ld(gp.add(2 * n + j)), _mm512_mul_ps(r, ghn)));
-            let hv = _mm512_add_ps(nv, _mm512_mul_ps(z, _mm512_sub_ps(ld(hp.add(j)), nv)));
-            _mm512_mask_storeu_ps(hp.add(j), k, flush(hv));
-        }
-        j += LANES;
+    // Two vectors per iteration, as in `lstm_state`.
+    while j + LANES < n {
+        let k1 = lanes(n - j - LANES);
+        let ((g0, w0, b0, h0), (g1, w1, b1, h1)) = (load(j, 0xffff), load(j + LANES, k1));
+        let (v0, v1) = (
+            gru_lbr_state_v(g0, w0, b0, h0),
+            gru_lbr_state_v(g1, w1, b1, h1),
+        );
+        store(j, 0xffff, v0);
+        store(j + LANES, k1, v1);
+        j += 2 * LANES;
     }
+    if j < n {
+        let k = lanes(n - j);
+        let (g, w, bv, hv) = load(j, k);
+        store(j, k, gru_lbr_state_v(g, w, bv, hv));
+    }
+}
+
+/// The new `h` of 16 units (before the flush) from the gate pre-activations `[r, z, n]`
+/// (bias and input parts), `W_hh h` (`[r, z, n]`), `b_hn` and the old `h`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn gru_lbr_state_v(g: [__m512; 3], w: [__m512; 3], b_hn: __m512, h: __m512) -> __m512 {
+    let r = sigmoid_v(_mm512_add_ps(g[0], w[0]));
+    let z = sigmoid_v(_mm512_add_ps(g[1], w[1]));
+    let ghn = _mm512_add_ps(w[2], b_hn);
+    let nv = tanh_v(_mm512_add_ps(g[2], _mm512_mul_ps(r, ghn)));
+    _mm512_add_ps(nv, _mm512_mul_ps(z, _mm512_sub_ps(h, nv)))
 }
