@@ -144,6 +144,24 @@ enum Init {
     Bias(*const f32),
 }
 
+/// [`Init`] with a borrowed bias, checked against `B`'s width by [`run`].
+#[derive(Clone, Copy, Debug)]
+enum Start<'a> {
+    Zero,
+    Acc,
+    Bias(&'a [f32]),
+}
+
+impl Start<'_> {
+    fn of(accumulate: bool) -> Self {
+        if accumulate {
+            Start::Acc
+        } else {
+            Start::Zero
+        }
+    }
+}
+
 impl Init {
     /// The same start for the columns from `col` on.
     #[inline]
@@ -151,14 +169,6 @@ impl Init {
         match self {
             Init::Bias(p) => Init::Bias(p.wrapping_add(col)),
             other => other,
-        }
-    }
-
-    fn of(accumulate: bool) -> Init {
-        if accumulate {
-            Init::Acc
-        } else {
-            Init::Zero
         }
     }
 }
@@ -176,7 +186,7 @@ pub fn gemm_packed(
     ldc: usize,
     accumulate: bool,
 ) {
-    run(kernel_tier(), m, a, lda, b, c, ldc, Init::of(accumulate))
+    run(kernel_tier(), m, a, lda, b, c, ldc, Start::of(accumulate))
 }
 
 /// `C[i][j] = bias[j] + Σ_p A[i·lda + p] · B[p][j]`: bit for bit `C = bias` row by row
@@ -192,17 +202,7 @@ pub fn gemm_packed_bias(
     ldc: usize,
     bias: &[f32],
 ) {
-    assert!(bias.len() >= b.n, "gemm_packed_bias: bias too short");
-    run(
-        kernel_tier(),
-        m,
-        a,
-        lda,
-        b,
-        c,
-        ldc,
-        Init::Bias(bias.as_ptr()),
-    )
+    run(kernel_tier(), m, a, lda, b, c, ldc, Start::Bias(bias))
 }
 
 /// [`gemm_packed`] on a given tier (falls back to the best available if the CPU lacks it).
@@ -225,7 +225,7 @@ pub fn gemm_packed_with(
         b,
         c,
         ldc,
-        Init::of(accumulate),
+        Start::of(accumulate),
     )
 }
 
@@ -268,7 +268,7 @@ pub fn gemv_packed_sweep(x: &[f32], b: &PackedB, y: &mut [f32], accumulate: bool
                 )
             }
         }
-        t => run(t, 1, x, k, b, y, n, Init::of(accumulate)),
+        t => run(t, 1, x, k, b, y, n, Start::of(accumulate)),
     }
 }
 
@@ -318,8 +318,7 @@ pub fn gemv2_packed(
     }
 }
 
-/// The dispatch; `tier` must be one this CPU runs (`kernel_tier()` or checked). An
-/// `Init::Bias` pointer must address `b.n` floats (the callers check).
+/// The dispatch; `tier` must be one this CPU runs (`kernel_tier()` or checked).
 #[allow(clippy::too_many_arguments)]
 #[inline]
 fn run(
@@ -330,12 +329,20 @@ fn run(
     b: &PackedB,
     c: &mut [f32],
     ldc: usize,
-    init: Init,
+    start: Start<'_>,
 ) {
     let (k, n) = (b.k, b.n);
     if m == 0 || n == 0 {
         return;
     }
+    let init = match start {
+        Start::Zero => Init::Zero,
+        Start::Acc => Init::Acc,
+        Start::Bias(bias) => {
+            assert!(bias.len() >= n, "gemm_packed: bias too short");
+            Init::Bias(bias.as_ptr())
+        }
+    };
     assert!(
         ldc >= n && c.len() >= (m - 1) * ldc + n,
         "gemm_packed: C too short"
@@ -358,7 +365,7 @@ fn run(
                 // detected, `available_or_best` checks), so its features are present; the
                 // asserts above bound every row of A (columns p0..p0+kc < k) and C the
                 // kernel touches, and B's panels hold `panels * k * NR` floats, of which
-                // rows p0..p0+kc are read; a bias holds n floats (run's contract).
+                // rows p0..p0+kc are read; a bias holds n floats (asserted).
                 unsafe {
                     let ap = a.as_ptr().add(p0);
                     if tier == Tier::Avx512 {
@@ -398,9 +405,8 @@ fn run(
             }
         }
         _ => {
-            let bias = match init {
-                // SAFETY: run's contract: the pointer addresses n floats.
-                Init::Bias(p) => Some(unsafe { std::slice::from_raw_parts(p, n) }),
+            let bias = match start {
+                Start::Bias(bias) => Some(bias),
                 _ => None,
             };
             gemm_scalar(
@@ -412,7 +418,7 @@ fn run(
                 b.panels(),
                 c,
                 ldc,
-                matches!(init, Init::Acc),
+                matches!(start, Start::Acc),
                 bias,
             )
         }
@@ -1060,16 +1066,7 @@ mod tests {
                 }
                 gemm_packed_with(tier, m, &a, lda, &packed, &mut want, ldc, true);
                 let mut got = vec![f32::NAN; m * ldc];
-                run(
-                    tier,
-                    m,
-                    &a,
-                    lda,
-                    &packed,
-                    &mut got,
-                    ldc,
-                    Init::Bias(bias.as_ptr()),
-                );
+                run(tier, m, &a, lda, &packed, &mut got, ldc, Start::Bias(&bias));
                 for i in 0..m {
                     let (g, w) = (&got[i * ldc..][..n], &want[i * ldc..][..n]);
                     assert_eq!(bits(g), bits(w), "{tier:?} m={m} k={k} n={n} row {i}");
