@@ -290,7 +290,6 @@ fn a_long_block_equals_short_blocks_bit_for_bit() {
                 t0 += len;
             }
             assert_eq!(t0, t);
-            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
             let what = format!("{cell:?} b={b} layers={layers} head={head}");
             assert_eq!(bits(&got), bits(&want), "{what}");
             assert_eq!(bits(parts.as_slice()), bits(whole.as_slice()), "{what}");

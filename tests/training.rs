@@ -381,7 +381,6 @@ fn unit_split_is_bit_identical_to_one_thread() {
             model
                 .forward_with_state(&x, b, t, Some(&init), &mut y, Some(&mut fin))
                 .unwrap();
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             // Training: the recorded forward and the backward take the same split.
             let tape = model.forward_train(&x, b, t, Some(&init)).unwrap();
             let g = model.backward(&tape, &d, None, true).unwrap();
@@ -454,8 +453,4 @@ fn inference_blocks_match_the_recorded_forward_bit_for_bit() {
         }
     }
     rnncore::set_num_threads(0).unwrap();
-}
-
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
 }

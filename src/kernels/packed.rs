@@ -1024,6 +1024,14 @@ mod tests {
     use super::*;
     use crate::kernels::activation::available_tiers;
 
+    /// Values in [-0.5, 0.5) from a linear congruential sequence.
+    fn uniform(mut seed: u32) -> impl FnMut() -> f32 {
+        move || {
+            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+            (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        }
+    }
+
     fn naive(m: usize, k: usize, n: usize, a: &[f32], lda: usize, b: &[f32]) -> Vec<f64> {
         let mut c = vec![0.0; m * n];
         for i in 0..m {
@@ -1038,11 +1046,7 @@ mod tests {
 
     #[test]
     fn bias_start_is_fill_then_accumulate_bit_for_bit() {
-        let mut seed = 7u32;
-        let mut rnd = || {
-            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
-            (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-        };
+        let mut rnd = uniform(7u32);
         for tier in available_tiers() {
             // Row counts past each tier's row block, widths with partial panels and
             // groups, inner sizes past KC (later chunks accumulate).
@@ -1079,11 +1083,7 @@ mod tests {
 
     #[test]
     fn every_tier_matches_the_naive_product() {
-        let mut seed = 1u32;
-        let mut rnd = || {
-            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
-            (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-        };
+        let mut rnd = uniform(1u32);
         for tier in available_tiers() {
             for &(m, k, n) in &[
                 (1, 1, 1),

@@ -13,6 +13,12 @@ pub fn vals(n: usize, seed: u64, a: f32) -> Vec<f32> {
         .collect()
 }
 
+/// The bit patterns of `v`, for bit-for-bit comparisons with readable failures.
+#[allow(dead_code)] // not every test binary compares bits
+pub fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
 /// Every cell kind x {1, 2} layers x {no head, head of 3}.
 pub fn configs(i: usize, h: usize) -> Vec<ModelConfig> {
     let mut v = Vec::new();
