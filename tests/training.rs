@@ -454,3 +454,38 @@ fn inference_blocks_match_the_recorded_forward_bit_for_bit() {
     }
     rnncore::set_num_threads(0).unwrap();
 }
+
+/// The MSE over every step runs in fixed blocks of rows in parallel (300 rows: two full
+/// blocks and a partial one): at 1 and 3 threads the loss must match an f64 sum and the
+/// gradient `2 (o − t) / n` elementwise, and both runs must agree bit for bit.
+#[test]
+fn mse_in_parallel_blocks_matches_an_f64_sum() {
+    let (b, t, w) = (3, 100, 5);
+    let out = vals(b * t * w, 31, 2.0);
+    let target = vals(b * t * w, 32, 2.0);
+    let n = (b * t * w) as f64;
+    let want: f64 = out
+        .iter()
+        .zip(&target)
+        .map(|(&o, &y)| (o as f64 - y as f64).powi(2))
+        .sum::<f64>()
+        / n;
+    let mut runs = Vec::new();
+    for threads in [1, 3] {
+        rnncore::set_num_threads(threads).unwrap();
+        let mut d = vec![f32::NAN; b * t * w];
+        let loss =
+            rnncore::train::loss::mse(&out, b, t, w, &target, Targets::EveryStep, &mut d).unwrap();
+        assert!(
+            ((loss as f64) - want).abs() <= 1e-6 * want,
+            "{loss} vs {want}"
+        );
+        for ((&dv, &o), &y) in d.iter().zip(&out).zip(&target) {
+            let g = 2.0 * (o as f64 - y as f64) / n;
+            assert!((dv as f64 - g).abs() <= 1e-7 * g.abs(), "{dv} vs {g}");
+        }
+        runs.push((loss.to_bits(), bits(&d)));
+    }
+    rnncore::set_num_threads(0).unwrap();
+    assert_eq!(runs[0], runs[1]);
+}

@@ -3,6 +3,7 @@
 //! the non-ignored labels). Sums run in f64.
 
 use crate::error::{check_finite, check_len, invalid, Result};
+use rayon::prelude::*;
 
 /// Which timesteps carry targets.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -60,37 +61,69 @@ pub fn mse(
     if targets != Targets::EveryStep {
         d.fill(0.0);
     }
-    // Eight running sums, each over every eighth element of a row, so the loop runs in
-    // vector lanes; then added in a fixed order. Deterministic: no thread count or
-    // alignment changes the order.
-    let mut sums = [0.0f64; LANES];
     let scale = 2.0 / n;
-    for (ti, r) in target_rows(batch, seq_len, targets).enumerate() {
-        let o = &out[r * w..(r + 1) * w];
-        let tg = &target[ti * w..(ti + 1) * w];
-        let dr = &mut d[r * w..(r + 1) * w];
-        let (oc, tc) = (o.chunks_exact(LANES), tg.chunks_exact(LANES));
-        let (orest, trest) = (oc.remainder(), tc.remainder());
-        let mut dc = dr.chunks_exact_mut(LANES);
-        for ((o8, t8), d8) in oc.zip(tc).zip(&mut dc) {
-            for l in 0..LANES {
-                let e = o8[l] as f64 - t8[l] as f64;
-                sums[l] += e * e;
-                d8[l] = (e * scale) as f32;
+    let sums = if targets == Targets::EveryStep {
+        // Every output row has a target: fixed blocks of rows in parallel, each with its
+        // own partial sums, added block by block in order. The blocks do not depend on
+        // the thread count, so neither does the loss.
+        let block = MSE_BLOCK_ROWS * w.max(1);
+        let out = &out[..rows * w];
+        let d = &mut d[..rows * w];
+        let parts: Vec<[f64; LANES]> = crate::parallel::install(|| {
+            d.par_chunks_mut(block)
+                .zip(out.par_chunks(block))
+                .zip(target.par_chunks(block))
+                .map(|((dc, oc), tc)| {
+                    let mut sums = [0.0f64; LANES];
+                    for ((dr, o), tg) in dc.chunks_mut(w).zip(oc.chunks(w)).zip(tc.chunks(w)) {
+                        mse_row(o, tg, dr, scale, &mut sums);
+                    }
+                    sums
+                })
+                .collect()
+        });
+        parts.iter().fold([0.0f64; LANES], |mut acc, p| {
+            for (a, v) in acc.iter_mut().zip(p) {
+                *a += v;
             }
+            acc
+        })
+    } else {
+        let mut sums = [0.0f64; LANES];
+        for (ti, r) in target_rows(batch, seq_len, targets).enumerate() {
+            let (o, tg) = (&out[r * w..(r + 1) * w], &target[ti * w..(ti + 1) * w]);
+            mse_row(o, tg, &mut d[r * w..(r + 1) * w], scale, &mut sums);
         }
-        let drest = dc.into_remainder();
-        for (l, ((&ov, &tv), dv)) in orest.iter().zip(trest).zip(drest).enumerate() {
-            let e = ov as f64 - tv as f64;
+        sums
+    };
+    Ok((sums.iter().sum::<f64>() / n) as f32)
+}
+
+/// One row of [`mse`]: `d = scale·(o − t)`, and `(o − t)²` added to eight running sums,
+/// each over every eighth element (so the loop runs in vector lanes).
+fn mse_row(o: &[f32], tg: &[f32], dr: &mut [f32], scale: f64, sums: &mut [f64; LANES]) {
+    let (oc, tc) = (o.chunks_exact(LANES), tg.chunks_exact(LANES));
+    let (orest, trest) = (oc.remainder(), tc.remainder());
+    let mut dc = dr.chunks_exact_mut(LANES);
+    for ((o8, t8), d8) in oc.zip(tc).zip(&mut dc) {
+        for l in 0..LANES {
+            let e = o8[l] as f64 - t8[l] as f64;
             sums[l] += e * e;
-            *dv = (e * scale) as f32;
+            d8[l] = (e * scale) as f32;
         }
     }
-    Ok((sums.iter().sum::<f64>() / n) as f32)
+    let drest = dc.into_remainder();
+    for (l, ((&ov, &tv), dv)) in orest.iter().zip(trest).zip(drest).enumerate() {
+        let e = ov as f64 - tv as f64;
+        sums[l] += e * e;
+        *dv = (e * scale) as f32;
+    }
 }
 
 /// Partial sums in [`mse`].
 const LANES: usize = 8;
+/// Rows per parallel block of [`mse`] (a fixed count, so the sum's order is too).
+const MSE_BLOCK_ROWS: usize = 128;
 
 /// Softmax cross-entropy on logits `out` `[B][T][classes]`; `labels` `[B][T]` or `[B]`,
 /// `-1` ignored. Writes `∂L/∂out` into `d` and returns the mean over counted labels.
