@@ -489,3 +489,54 @@ fn mse_in_parallel_blocks_matches_an_f64_sum() {
     rnncore::set_num_threads(0).unwrap();
     assert_eq!(runs[0], runs[1]);
 }
+
+/// Cross-entropy over every step runs in the same fixed blocks (300 rows, every fifth
+/// label ignored): at 1 and 3 threads the loss must match an f64 computation, the
+/// gradient `(softmax − onehot) / count` elementwise (zero rows where ignored), and both
+/// runs must agree bit for bit.
+#[test]
+fn cross_entropy_in_parallel_blocks_matches_an_f64_sum() {
+    let (b, t, c) = (3, 100, 7);
+    let out = vals(b * t * c, 33, 3.0);
+    let labels: Vec<i32> = (0..b * t)
+        .map(|i| if i % 5 == 4 { -1 } else { (i * 3 % c) as i32 })
+        .collect();
+    let count = labels.iter().filter(|&&l| l >= 0).count() as f64;
+    let mut want = 0.0f64;
+    let mut grad = vec![0.0f64; b * t * c];
+    for (r, &lab) in labels.iter().enumerate() {
+        if lab < 0 {
+            continue;
+        }
+        let row: Vec<f64> = out[r * c..(r + 1) * c].iter().map(|&v| v as f64).collect();
+        let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let lse = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+        want += lse - row[lab as usize];
+        for q in 0..c {
+            let y = if q == lab as usize { 1.0 } else { 0.0 };
+            grad[r * c + q] = ((row[q] - lse).exp() - y) / count;
+        }
+    }
+    want /= count;
+    let mut runs = Vec::new();
+    for threads in [1, 3] {
+        rnncore::set_num_threads(threads).unwrap();
+        let mut d = vec![f32::NAN; b * t * c];
+        let loss =
+            rnncore::train::loss::cross_entropy(&out, b, t, c, &labels, Targets::EveryStep, &mut d)
+                .unwrap();
+        assert!(
+            ((loss as f64) - want).abs() <= 1e-6 * want,
+            "{loss} vs {want}"
+        );
+        for (&dv, &g) in d.iter().zip(&grad) {
+            assert!(
+                (dv as f64 - g).abs() <= 1e-7 * g.abs() + 1e-12,
+                "{dv} vs {g}"
+            );
+        }
+        runs.push((loss.to_bits(), bits(&d)));
+    }
+    rnncore::set_num_threads(0).unwrap();
+    assert_eq!(runs[0], runs[1]);
+}

@@ -66,7 +66,7 @@ pub fn mse(
         // Every output row has a target: fixed blocks of rows in parallel, each with its
         // own partial sums, added block by block in order. The blocks do not depend on
         // the thread count, so neither does the loss.
-        let block = MSE_BLOCK_ROWS * w.max(1);
+        let block = LOSS_BLOCK_ROWS * w.max(1);
         let out = &out[..rows * w];
         let d = &mut d[..rows * w];
         let parts: Vec<[f64; LANES]> = crate::parallel::install(|| {
@@ -122,8 +122,9 @@ fn mse_row(o: &[f32], tg: &[f32], dr: &mut [f32], scale: f64, sums: &mut [f64; L
 
 /// Partial sums in [`mse`].
 const LANES: usize = 8;
-/// Rows per parallel block of [`mse`] (a fixed count, so the sum's order is too).
-const MSE_BLOCK_ROWS: usize = 128;
+/// Rows per parallel block of [`mse`] and [`cross_entropy`] (a fixed count, so the
+/// order of their sums is too).
+const LOSS_BLOCK_ROWS: usize = 128;
 
 /// Softmax cross-entropy on logits `out` `[B][T][classes]`; `labels` `[B][T]` or `[B]`,
 /// `-1` ignored. Writes `∂L/∂out` into `d` and returns the mean over counted labels.
@@ -153,24 +154,48 @@ pub fn cross_entropy(
             "every label is -1 (ignored): the mean loss is undefined"
         ));
     }
-    d.fill(0.0);
     let inv = 1.0 / count as f64;
-    let mut sum = 0.0f64;
-    for (ti, r) in target_rows(batch, seq_len, targets).enumerate() {
-        let lab = labels[ti];
-        if lab < 0 {
-            continue;
+    let sum = if targets == Targets::EveryStep {
+        // As in `mse`: fixed blocks of rows in parallel, their sums added in order.
+        let (out, d) = (&out[..rows * classes], &mut d[..rows * classes]);
+        let parts: Vec<f64> = crate::parallel::install(|| {
+            d.par_chunks_mut(LOSS_BLOCK_ROWS * classes)
+                .zip(out.par_chunks(LOSS_BLOCK_ROWS * classes))
+                .zip(labels.par_chunks(LOSS_BLOCK_ROWS))
+                .map(|((dc, oc), lc)| {
+                    let rows = dc.chunks_mut(classes).zip(oc.chunks(classes)).zip(lc);
+                    rows.map(|((dr, row), &lab)| ce_row(row, lab, inv, dr))
+                        .sum()
+                })
+                .collect()
+        });
+        parts.iter().sum()
+    } else {
+        d.fill(0.0);
+        let mut sum = 0.0f64;
+        for (ti, r) in target_rows(batch, seq_len, targets).enumerate() {
+            let dr = &mut d[r * classes..(r + 1) * classes];
+            sum += ce_row(&out[r * classes..(r + 1) * classes], labels[ti], inv, dr);
         }
-        let row = &out[r * classes..(r + 1) * classes];
-        let m = row.iter().fold(f64::NEG_INFINITY, |a, &v| a.max(v as f64));
-        let z: f64 = row.iter().map(|&v| (v as f64 - m).exp()).sum();
-        let lz = z.ln();
-        sum += -(row[lab as usize] as f64 - m - lz);
-        for q in 0..classes {
-            let p = (row[q] as f64 - m - lz).exp();
-            let y = if q == lab as usize { 1.0 } else { 0.0 };
-            d[r * classes + q] = ((p - y) * inv) as f32;
-        }
-    }
+        sum
+    };
     Ok((sum * inv) as f32)
+}
+
+/// One row of [`cross_entropy`]: writes `(softmax(row) − onehot(lab)) · inv` into `dr`
+/// (zeros for an ignored label, -1) and returns the row's loss term.
+fn ce_row(row: &[f32], lab: i32, inv: f64, dr: &mut [f32]) -> f64 {
+    if lab < 0 {
+        dr.fill(0.0);
+        return 0.0;
+    }
+    let m = row.iter().fold(f64::NEG_INFINITY, |a, &v| a.max(v as f64));
+    let z: f64 = row.iter().map(|&v| (v as f64 - m).exp()).sum();
+    let lz = z.ln();
+    for (q, (dv, &v)) in dr.iter_mut().zip(row).enumerate() {
+        let p = (v as f64 - m - lz).exp();
+        let y = if q == lab as usize { 1.0 } else { 0.0 };
+        *dv = ((p - y) * inv) as f32;
+    }
+    -(row[lab as usize] as f64 - m - lz)
 }
