@@ -63,24 +63,9 @@ pub fn mse(
     }
     let scale = 2.0 / n;
     let sums = if targets == Targets::EveryStep {
-        // Every output row has a target: fixed blocks of rows in parallel, each with its
-        // own partial sums, added block by block in order. The blocks do not depend on
-        // the thread count, so neither does the loss.
-        let block = LOSS_BLOCK_ROWS * w.max(1);
-        let out = &out[..rows * w];
-        let d = &mut d[..rows * w];
-        let parts: Vec<[f64; LANES]> = crate::parallel::install(|| {
-            d.par_chunks_mut(block)
-                .zip(out.par_chunks(block))
-                .zip(target.par_chunks(block))
-                .map(|((dc, oc), tc)| {
-                    let mut sums = [0.0f64; LANES];
-                    for ((dr, o), tg) in dc.chunks_mut(w).zip(oc.chunks(w)).zip(tc.chunks(w)) {
-                        mse_row(o, tg, dr, scale, &mut sums);
-                    }
-                    sums
-                })
-                .collect()
+        // Every output row has a target: partial sums per block, added in order.
+        let parts = in_row_blocks(&out[..rows * w], target, d, w, w, |s, o, tg, dr| {
+            mse_row(o, tg, dr, scale, s)
         });
         parts.iter().fold([0.0f64; LANES], |mut acc, p| {
             for (a, v) in acc.iter_mut().zip(p) {
@@ -156,18 +141,10 @@ pub fn cross_entropy(
     }
     let inv = 1.0 / count as f64;
     let sum = if targets == Targets::EveryStep {
-        // As in `mse`: fixed blocks of rows in parallel, their sums added in order.
-        let (out, d) = (&out[..rows * classes], &mut d[..rows * classes]);
-        let parts: Vec<f64> = crate::parallel::install(|| {
-            d.par_chunks_mut(LOSS_BLOCK_ROWS * classes)
-                .zip(out.par_chunks(LOSS_BLOCK_ROWS * classes))
-                .zip(labels.par_chunks(LOSS_BLOCK_ROWS))
-                .map(|((dc, oc), lc)| {
-                    let rows = dc.chunks_mut(classes).zip(oc.chunks(classes)).zip(lc);
-                    rows.map(|((dr, row), &lab)| ce_row(row, lab, inv, dr))
-                        .sum()
-                })
-                .collect()
+        // As in `mse`: per-block sums, added in order.
+        let out = &out[..rows * classes];
+        let parts = in_row_blocks(out, labels, d, classes, 1, |s: &mut f64, row, lab, dr| {
+            *s += ce_row(row, lab[0], inv, dr)
         });
         parts.iter().sum()
     } else {
@@ -180,6 +157,39 @@ pub fn cross_entropy(
         sum
     };
     Ok((sum * inv) as f32)
+}
+
+/// Runs `row(acc, out_row, aux_row, d_row)` for every row of `out` and `d` (`w` wide) and
+/// of `aux` (`aux_w` per row), in fixed blocks of [`LOSS_BLOCK_ROWS`] rows in parallel,
+/// each block's accumulator starting from `A::default()`; returns them in block order.
+/// The blocks do not depend on the thread count, so neither does a sum over them.
+fn in_row_blocks<A, X>(
+    out: &[f32],
+    aux: &[X],
+    d: &mut [f32],
+    w: usize,
+    aux_w: usize,
+    row: impl Fn(&mut A, &[f32], &[X], &mut [f32]) + Sync,
+) -> Vec<A>
+where
+    A: Default + Send,
+    X: Sync,
+{
+    let (w, aux_w) = (w.max(1), aux_w.max(1));
+    let d = &mut d[..out.len()];
+    crate::parallel::install(|| {
+        d.par_chunks_mut(LOSS_BLOCK_ROWS * w)
+            .zip(out.par_chunks(LOSS_BLOCK_ROWS * w))
+            .zip(aux.par_chunks(LOSS_BLOCK_ROWS * aux_w))
+            .map(|((dc, oc), xc)| {
+                let mut acc = A::default();
+                for ((dr, o), x) in dc.chunks_mut(w).zip(oc.chunks(w)).zip(xc.chunks(aux_w)) {
+                    row(&mut acc, o, x, dr);
+                }
+                acc
+            })
+            .collect()
+    })
 }
 
 /// One row of [`cross_entropy`]: writes `(softmax(row) − onehot(lab)) · inv` into `dr`
