@@ -14,78 +14,77 @@ use super::{
 /// `f32` lanes per vector.
 pub(crate) const LANES: usize = 8;
 
-/// `exp(z) = 2^n·(1 + q)` for `z` in `[EXP_MIN, 0]` (or NaN): returns `(q, 2^n)` with
-/// `q ≈ expm1(r)`, `r = z − n·ln2`; `2^n` is `+0` below about -87.68.
+/// `exp(z) = 2^n·(1 + q)` for `z` in `[EXP_MIN, 0]` (or NaN), given
+/// `t = z·log2 e + ROUND_MAGIC` (one FMA, which callers may form from a multiple of `z`):
+/// returns `(q, 2^n)` with `q ≈ expm1(r)`, `r = z − n·ln2`; `2^n` is `+0` below about
+/// -87.68.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn exp_parts(z: __m256) -> (__m256, __m256) {
-    // n = round(z·log2 e) by adding 1.5·2^23: the sum's ulp is 1, so the FMA's rounding
+fn exp_parts_t(z: __m256, t: __m256) -> (__m256, __m256) {
+    // n = round(z·log2 e): the sum with 1.5·2^23 has ulp 1, so the FMA's rounding
     // rounds to an integer, whose value sits in the low mantissa bits of `t`.
-    let t = _mm256_fmadd_ps(z, _mm256_set1_ps(LOG2E), _mm256_set1_ps(ROUND_MAGIC));
     let n = _mm256_sub_ps(t, _mm256_set1_ps(ROUND_MAGIC));
     let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), z);
     let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
-    // q = r + r²·P(r), P by Estrin's scheme: (P5 + P4 r) + r²(P3 + P2 r) + r⁴(P1 + P0 r).
+    // q = r + r²·P(r) = (r + r²·(P5 + P4 r)) + r⁴·((P3 + P2 r) + r²·(P1 + P0 r)):
+    // three dependent operations after r (r², then r⁴ and the inner sums, then q).
     let r2 = _mm256_mul_ps(r, r);
     let a = _mm256_fmadd_ps(_mm256_set1_ps(EXP_P4), r, _mm256_set1_ps(EXP_P5));
     let b = _mm256_fmadd_ps(_mm256_set1_ps(EXP_P2), r, _mm256_set1_ps(EXP_P3));
     let c = _mm256_fmadd_ps(_mm256_set1_ps(EXP_P0), r, _mm256_set1_ps(EXP_P1));
     let r4 = _mm256_mul_ps(r2, r2);
-    let p = _mm256_fmadd_ps(r4, c, _mm256_fmadd_ps(r2, b, a));
-    let q = _mm256_fmadd_ps(p, r2, r);
+    let u = _mm256_fmadd_ps(r2, a, r);
+    let v = _mm256_fmadd_ps(r2, c, b);
+    let q = _mm256_fmadd_ps(r4, v, u);
     // 2^n: n + 127 in the exponent field; n in [-127, 0], where -127 gives +0. The low
     // bits of `t` are n plus a multiple of 512, which the shift discards.
     let bias = _mm256_add_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(127));
     (q, _mm256_castsi256_ps(_mm256_slli_epi32::<23>(bias)))
 }
 
-/// `exp(z)` for `z` in `[EXP_MIN, 0]` (or NaN): `2^n + 2^n·q`, one rounding.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn exp_neg(z: __m256) -> __m256 {
-    let (q, scale) = exp_parts(z);
-    _mm256_fmadd_ps(scale, q, scale)
-}
-
-/// `expm1(z) = exp(z) − 1` for `z` in `[EXP_MIN, 0]` (or NaN): `2^n·q + (2^n − 1)`. For
-/// `|z| < ln2/2` that is `q` itself, so small arguments keep their relative accuracy.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn expm1_neg(z: __m256) -> __m256 {
-    let (q, scale) = exp_parts(z);
-    _mm256_fmadd_ps(scale, q, _mm256_sub_ps(scale, _mm256_set1_ps(1.0)))
-}
-
-/// Sigmoid of 8 lanes.
+/// Sigmoid of 8 lanes: `e = exp(−|x|)`, then `1/(1 + e)` for `x >= 0` and `e/(1 + e)`
+/// for `x < 0`, with `1 + e = 2^n·q + (2^n + 1)` formed beside `e` rather than after it.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn sigmoid_v(x: __m256) -> __m256 {
     let neg_abs = _mm256_or_ps(x, _mm256_set1_ps(-0.0));
     // Constant first: a NaN lane passes through the clamp.
-    let e = exp_neg(_mm256_max_ps(_mm256_set1_ps(EXP_MIN), neg_abs));
+    let z = _mm256_max_ps(_mm256_set1_ps(EXP_MIN), neg_abs);
+    let t = _mm256_fmadd_ps(z, _mm256_set1_ps(LOG2E), _mm256_set1_ps(ROUND_MAGIC));
+    let (q, scale) = exp_parts_t(z, t);
+    let one = _mm256_set1_ps(1.0);
+    let e = _mm256_fmadd_ps(scale, q, scale);
+    let d = _mm256_fmadd_ps(scale, q, _mm256_add_ps(scale, one));
+    // A NaN lane compares false and divides 1 by NaN.
+    let is_neg = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_setzero_ps());
     // An exact division: a 256-bit one issues every ~5 cycles (AVX2 has no 14-bit
     // reciprocal estimate, and `rcpps` differs between vendors).
-    let r = _mm256_div_ps(_mm256_set1_ps(1.0), _mm256_add_ps(_mm256_set1_ps(1.0), e));
-    // x >= 0: 1/(1 + e); x < 0: e/(1 + e). A NaN lane compares false and keeps r (NaN).
-    let is_neg = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_setzero_ps());
-    _mm256_blendv_ps(r, _mm256_mul_ps(r, e), is_neg)
+    _mm256_div_ps(_mm256_blendv_ps(one, e, is_neg), d)
 }
 
-/// Tanh of 8 lanes: `sign(x)·(−m/(2 + m))` with `m = expm1(−2|x|)` in `[−1, 0]`.
+/// Tanh of 8 lanes: `sign(x)·(−m/(2 + m))` with `m = expm1(−2|x|)` in `[−1, 0]`, the
+/// numerator `−m = −2^n·q + (1 − 2^n)` and the denominator `2^n·q + (2^n + 1)` each
+/// one FMA from the exponential's parts.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn tanh_v(x: __m256) -> __m256 {
     let sign_bit = _mm256_set1_ps(-0.0);
     let sign = _mm256_and_ps(x, sign_bit);
-    let a = _mm256_andnot_ps(sign_bit, x);
-    // Constant first: a NaN lane passes through the clamp.
-    let m = expm1_neg(_mm256_max_ps(
-        _mm256_set1_ps(EXP_MIN),
-        _mm256_xor_ps(_mm256_add_ps(a, a), sign_bit),
-    ));
-    let r = _mm256_div_ps(_mm256_set1_ps(1.0), _mm256_add_ps(_mm256_set1_ps(2.0), m));
-    // −(m·r) + 0 is +0, not −0, at x = ±0; the sign is put back after.
-    _mm256_or_ps(_mm256_fnmadd_ps(m, r, _mm256_setzero_ps()), sign)
+    // |x| clamped at -EXP_MIN/2 (constant first: a NaN lane passes), so z = −2|x| is in
+    // [EXP_MIN, 0]. `t` takes |x| times −2·log2 e, a product equal to z·log2 e (scaling
+    // by 2 is exact), so `exp_parts_t` need not wait for z.
+    let a = _mm256_min_ps(
+        _mm256_set1_ps(-0.5 * EXP_MIN),
+        _mm256_andnot_ps(sign_bit, x),
+    );
+    let z = _mm256_mul_ps(a, _mm256_set1_ps(-2.0));
+    let t = _mm256_fmadd_ps(a, _mm256_set1_ps(-2.0 * LOG2E), _mm256_set1_ps(ROUND_MAGIC));
+    let (q, scale) = exp_parts_t(z, t);
+    let one = _mm256_set1_ps(1.0);
+    let neg_m = _mm256_fnmadd_ps(scale, q, _mm256_sub_ps(one, scale));
+    let d = _mm256_fmadd_ps(scale, q, _mm256_add_ps(scale, one));
+    // −m >= +0 (at x = ±0 it is +0 and so is the quotient); the sign is put back after.
+    _mm256_or_ps(_mm256_div_ps(neg_m, d), sign)
 }
 
 /// Applies `f` to `x` in place, 8 lanes at a time, the tail through a masked vector.

@@ -16,94 +16,83 @@ use super::{
 /// `f32` lanes per vector.
 pub(crate) const LANES: usize = 16;
 
-/// `exp(z) = 2^n·(1 + q)` for `z` in `[EXP_MIN, 0]` (or NaN): returns `(q, 2^n)` with
-/// `q ≈ expm1(r)`, `r = z − n·ln2`; `2^n` is `+0` below about -87.68.
+/// `exp(z) = 2^n·(1 + q)` for `z` in `[EXP_MIN, 0]` (or NaN), given
+/// `t = z·log2 e + ROUND_MAGIC` (one FMA, which callers may form from a multiple of `z`):
+/// returns `(q, 2^n)` with `q ≈ expm1(r)`, `r = z − n·ln2`; `2^n` is `+0` below about
+/// -87.68.
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn exp_parts(z: __m512) -> (__m512, __m512) {
-    // n = round(z·log2 e) by adding 1.5·2^23: the sum's ulp is 1, so the FMA's rounding
+fn exp_parts_t(z: __m512, t: __m512) -> (__m512, __m512) {
+    // n = round(z·log2 e): the sum with 1.5·2^23 has ulp 1, so the FMA's rounding
     // rounds to an integer, whose value sits in the low mantissa bits of `t`.
-    let t = _mm512_fmadd_ps(z, _mm512_set1_ps(LOG2E), _mm512_set1_ps(ROUND_MAGIC));
     let n = _mm512_sub_ps(t, _mm512_set1_ps(ROUND_MAGIC));
     let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), z);
     let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
-    // q = r + r²·P(r), P by Estrin's scheme: (P5 + P4 r) + r²(P3 + P2 r) + r⁴(P1 + P0 r).
+    // q = r + r²·P(r) = (r + r²·(P5 + P4 r)) + r⁴·((P3 + P2 r) + r²·(P1 + P0 r)):
+    // three dependent operations after r (r², then r⁴ and the inner sums, then q).
     let r2 = _mm512_mul_ps(r, r);
     let a = _mm512_fmadd_ps(_mm512_set1_ps(EXP_P4), r, _mm512_set1_ps(EXP_P5));
     let b = _mm512_fmadd_ps(_mm512_set1_ps(EXP_P2), r, _mm512_set1_ps(EXP_P3));
     let c = _mm512_fmadd_ps(_mm512_set1_ps(EXP_P0), r, _mm512_set1_ps(EXP_P1));
     let r4 = _mm512_mul_ps(r2, r2);
-    let p = _mm512_fmadd_ps(r4, c, _mm512_fmadd_ps(r2, b, a));
-    let q = _mm512_fmadd_ps(p, r2, r);
+    let u = _mm512_fmadd_ps(r2, a, r);
+    let v = _mm512_fmadd_ps(r2, c, b);
+    let q = _mm512_fmadd_ps(r4, v, u);
     // 2^n: n + 127 in the exponent field; n in [-127, 0], where -127 gives +0. The low
     // bits of `t` are n plus a multiple of 512, which the shift discards.
     let bias = _mm512_add_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(127));
     (q, _mm512_castsi512_ps(_mm512_slli_epi32::<23>(bias)))
 }
 
-/// `exp(z)` for `z` in `[EXP_MIN, 0]` (or NaN): `2^n + 2^n·q`, one rounding.
+/// `num/d` for `d` in `[1, 2]` (or NaN): the 14-bit estimate `r` of `1/d`, then one
+/// Newton step applied to the quotient, `y + y·(1 − d·r)` with `y = num·r`, so the
+/// product with `num` runs beside the step instead of after it. A 512-bit division
+/// issues once per 10-16 cycles; this is four pipelined operations, three deep.
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn exp_neg(z: __m512) -> __m512 {
-    let (q, scale) = exp_parts(z);
-    _mm512_fmadd_ps(scale, q, scale)
-}
-
-/// `expm1(z) = exp(z) − 1` for `z` in `[EXP_MIN, 0]` (or NaN): `2^n·q + (2^n − 1)`. For
-/// `|z| < ln2/2` that is `q` itself, so small arguments keep their relative accuracy.
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn expm1_neg(z: __m512) -> __m512 {
-    let (q, scale) = exp_parts(z);
-    _mm512_fmadd_ps(scale, q, _mm512_sub_ps(scale, _mm512_set1_ps(1.0)))
-}
-
-/// `1/d` for `d` in `[1, 2]` (or NaN): the 14-bit estimate and one Newton step. A
-/// 512-bit division issues once per 10-16 cycles; this is three pipelined operations.
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn recip_1_2(d: __m512) -> __m512 {
+fn div_1_2(num: __m512, d: __m512) -> __m512 {
     let r = _mm512_rcp14_ps(d);
-    _mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.0)), r)
+    let y = _mm512_mul_ps(num, r);
+    _mm512_fmadd_ps(y, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.0)), y)
 }
 
-/// Sigmoid of 16 lanes.
+/// Sigmoid of 16 lanes: `e = exp(−|x|)`, then `1/(1 + e)` for `x >= 0` and `e/(1 + e)`
+/// for `x < 0`, with `1 + e = 2^n·q + (2^n + 1)` formed beside `e` rather than after it.
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn sigmoid_v(x: __m512) -> __m512 {
     let neg_abs = or(x, _mm512_set1_ps(-0.0));
     // Constant first: a NaN lane passes through the clamp.
-    let e = exp_neg(_mm512_max_ps(_mm512_set1_ps(EXP_MIN), neg_abs));
-    let r = recip_1_2(_mm512_add_ps(_mm512_set1_ps(1.0), e));
-    // x >= 0: 1/(1 + e); x < 0: e/(1 + e). A NaN lane compares false and keeps r (NaN).
+    let z = _mm512_max_ps(_mm512_set1_ps(EXP_MIN), neg_abs);
+    let t = _mm512_fmadd_ps(z, _mm512_set1_ps(LOG2E), _mm512_set1_ps(ROUND_MAGIC));
+    let (q, scale) = exp_parts_t(z, t);
+    let one = _mm512_set1_ps(1.0);
+    let e = _mm512_fmadd_ps(scale, q, scale);
+    let d = _mm512_fmadd_ps(scale, q, _mm512_add_ps(scale, one));
+    // A NaN lane compares false and divides 1 by NaN.
     let is_neg = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_setzero_ps());
-    _mm512_mask_mul_ps(r, is_neg, r, e)
+    div_1_2(_mm512_mask_mov_ps(one, is_neg, e), d)
 }
 
-/// Tanh of 16 lanes: `sign(x)·(−m/(2 + m))` with `m = expm1(−2|x|)` in `[−1, 0]`.
+/// Tanh of 16 lanes: `sign(x)·(−m/(2 + m))` with `m = expm1(−2|x|)` in `[−1, 0]`, the
+/// numerator `−m = −2^n·q + (1 − 2^n)` and the denominator `2^n·q + (2^n + 1)` each
+/// one FMA from the exponential's parts.
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn tanh_v(x: __m512) -> __m512 {
-    let sign_bit = _mm512_set1_ps(-0.0);
-    let sign = and(x, sign_bit);
-    let a = _mm512_abs_ps(x);
-    // Constant first: a NaN lane passes through the clamp.
-    let m = expm1_neg(_mm512_max_ps(
-        _mm512_set1_ps(EXP_MIN),
-        xor(_mm512_add_ps(a, a), sign_bit),
-    ));
-    let r = recip_1_2(_mm512_add_ps(_mm512_set1_ps(2.0), m));
-    // −(m·r) + 0 is +0, not −0, at x = ±0; the sign is put back after.
-    or(_mm512_fnmadd_ps(m, r, _mm512_setzero_ps()), sign)
-}
-
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn xor(a: __m512, b: __m512) -> __m512 {
-    _mm512_castsi512_ps(_mm512_xor_si512(
-        _mm512_castps_si512(a),
-        _mm512_castps_si512(b),
-    ))
+    let sign = and(x, _mm512_set1_ps(-0.0));
+    // |x| clamped at -EXP_MIN/2 (constant first: a NaN lane passes), so z = −2|x| is in
+    // [EXP_MIN, 0]. `t` takes |x| times −2·log2 e, a product equal to z·log2 e (scaling
+    // by 2 is exact), so `exp_parts_t` need not wait for z.
+    let a = _mm512_min_ps(_mm512_set1_ps(-0.5 * EXP_MIN), _mm512_abs_ps(x));
+    let z = _mm512_mul_ps(a, _mm512_set1_ps(-2.0));
+    let t = _mm512_fmadd_ps(a, _mm512_set1_ps(-2.0 * LOG2E), _mm512_set1_ps(ROUND_MAGIC));
+    let (q, scale) = exp_parts_t(z, t);
+    let one = _mm512_set1_ps(1.0);
+    let neg_m = _mm512_fnmadd_ps(scale, q, _mm512_sub_ps(one, scale));
+    let d = _mm512_fmadd_ps(scale, q, _mm512_add_ps(scale, one));
+    // −m >= +0 (at x = ±0 it is +0 and so is the quotient); the sign is put back after.
+    or(div_1_2(neg_m, d), sign)
 }
 
 #[inline]

@@ -9,22 +9,30 @@
 //!   with `n = round(z·log2 e)` (one FMA adding `1.5·2^23`, which leaves `n` in the low
 //!   mantissa bits) and `|r| <= ln2/2` (Cody–Waite: `ln2` split in two, each
 //!   product taken with an FMA), `expm1(r) ≈ q = r + r²·P(r)` (Cephes `expf`, degree 5,
-//!   evaluated by Estrin's scheme: four dependent operations instead of Horner's six),
-//!   then `exp(z) = 2^n + 2^n·q` (one FMA), `2^n` built in the exponent field. `n` is in `[-127, 0]`; `n = -127`
-//!   makes the exponent field 0 and the result `+0` (true values there are below
-//!   `1.2e-38`). No argument overflows, so no infinity ever reaches a reciprocal.
-//! - `sigmoid(x)`: `e = exp(-|x|)` and `r = 1/(1 + e)` with `1 + e` in `[1, 2]`;
-//!   `sigmoid = r` for `x >= 0` and `e·r` for `x < 0` (relative accuracy kept for large
-//!   negative `x`; `x → -∞` gives `0·1 = 0`, `x → +∞` gives `1/1 = 1`).
+//!   evaluated as `(r + r²·(P5 + P4 r)) + r⁴·((P3 + P2 r) + r²·(P1 + P0 r))`: three
+//!   dependent operations after `r`, where Horner's form takes six), then
+//!   `exp(z) = 2^n + 2^n·q` (one FMA), `2^n` built in the exponent field. `n` is in
+//!   `[-127, 0]`; `n = -127` makes the exponent field 0 and the result `+0` (true values
+//!   there are below `1.2e-38`). No argument overflows, so no infinity ever reaches a
+//!   reciprocal.
+//! - `sigmoid(x)`: `e = exp(-|x|)`, and `sigmoid = 1/(1 + e)` for `x >= 0`, `e/(1 + e)`
+//!   for `x < 0` (relative accuracy kept for large negative `x`; `x → -∞` gives
+//!   `0/1 = 0`, `x → +∞` gives `1/1 = 1`). The denominator `1 + e` is in `[1, 2]`.
 //! - `tanh(x) = sign(x) · (−m/(2 + m))` with `m = expm1(−2|x|)` in `[−1, 0]`, from the
-//!   same pieces: `m = 2^n·expm1(r) + (2^n − 1)`, which is `expm1(r)` itself for
-//!   `|x| < ln2/4`, so tanh keeps its relative accuracy near 0 without a second
-//!   polynomial or a blend.
-//! - The reciprocals `1/(1 + e)` and `1/(2 + m)`, both of an argument in `[1, 2]`:
-//!   AVX-512 takes the estimate `vrcp14ps` (relative error below 2^-14) and one Newton
-//!   step, because a 512-bit division issues only every 10-16 cycles and the LSTM cell
-//!   needs five per 16 units; AVX2 divides (`vdivps` on 8 lanes issues every ~5 cycles,
-//!   and the AVX `rcpps` estimate differs between vendors). So the two tiers agree to an
+//!   same pieces: `−m = −2^n·q + (1 − 2^n)`, which is `−q` itself for `|x| < ln2/4`, so
+//!   tanh keeps its relative accuracy near 0 without a second polynomial or a blend;
+//!   the denominator `2 + m` is in `[1, 2]`.
+//! - Every numerator and denominator is one FMA from `q` and `2^n` (`1 + e` is
+//!   `2^n·q + (2^n + 1)`, `2 + m` the same), so the division does not wait for `e` or
+//!   `m`, and the argument of `tanh`'s exponential, `−2|x|`, enters the first FMA as
+//!   `|x|·(−2·log2 e)` (the same product: scaling by 2 is exact). These choices shorten
+//!   the dependency chain of one LSTM state update by about a fifth, which is what a
+//!   single stream's step waits on.
+//! - The divisions, both by a denominator in `[1, 2]`: AVX-512 takes the estimate
+//!   `vrcp14ps` (relative error below 2^-14) and one Newton step on the quotient,
+//!   because a 512-bit division issues only every 10-16 cycles and the LSTM cell needs
+//!   five per 16 units; AVX2 divides (`vdivps` on 8 lanes issues every ~5 cycles, and
+//!   the AVX `rcpps` estimate differs between vendors). So the two tiers agree to an
 //!   ulp or two, not bit for bit.
 //! - NaN propagates through the clamps: `min`/`max` return their second operand when
 //!   either is NaN, and the clamp constants are always the first.
