@@ -93,7 +93,7 @@ pub fn run() -> Result<()> {
         batch: 32,
         seed: 1,
         log_every: 500,
-        train: TrainConfig::adam(0.01).with_clip(1.0),
+        train: TrainConfig::adam(0.005).with_clip(1.0),
     };
     wave::train(&s)?;
 

@@ -258,7 +258,7 @@ fn generate_from_vector_beats_predicting_zeros() {
             &d.s("w.safetensors"),
         ],
     );
-    // About 36% of the zero predictor's MSE after 200 steps (measured).
+    // 15-26 % of the zero predictor's MSE after 200 or 400 steps at seeds 1-6 (measured).
     let mse = number_after(&out, "final: MSE");
     let zeros = number_after(&out, "predicting zeros:");
     assert!(mse < 0.6 * zeros, "MSE {mse} vs {zeros} for zeros:\n{out}");

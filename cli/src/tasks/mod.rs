@@ -53,7 +53,7 @@ pub struct TrainArgs {
     /// Update rule.
     #[arg(long, value_enum, default_value_t = Opt::Adam)]
     pub optimizer: Opt,
-    /// Learning rate [default: 0.1 for sgd; adam/adamw: 0.01 for generate-from-vector, 0.005 otherwise].
+    /// Learning rate [default: 0.1 for sgd; adam/adamw: 0.005].
     #[arg(long)]
     pub lr: Option<f32>,
     /// SGD momentum.

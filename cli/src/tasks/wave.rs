@@ -28,7 +28,9 @@ pub fn defaults() -> Defaults {
         hidden: 32,
         seq_len: 48,
         steps: 1500,
-        lr: 0.01,
+        // 0.01 spiked the fresh-vector MSE to 70-75 % of predicting zeros at some seeds
+        // and step counts (200, 400); 0.005 stays at 15-26 % there (seeds 1-6).
+        lr: 0.005,
     }
 }
 
