@@ -8,7 +8,7 @@
 use crate::cell::{gru, lstm, rnn};
 use crate::config::{CellKind, ModelConfig, OutputActivation};
 use crate::error::{check_finite, check_len, checked_size, invalid, Error, Result};
-use crate::kernels::packed::{gemm_packed, gemm_packed_bias, gemv_packed, PackedB};
+use crate::kernels::packed::{gemm_packed_bias, gemm_packed_sweep, gemv_packed_sweep, PackedB};
 use crate::model::Model;
 use crate::parallel::{batch_chunk, gemm_packed_rows_bias, install};
 use rayon::prelude::*;
@@ -919,9 +919,9 @@ fn layer_forward_columns(
                 }
             }
             if lbr {
-                gemm_packed(batch, hprev_r, h, &p.w, &mut p.ghb, gu, false);
+                gemm_packed_sweep(batch, hprev_r, h, &p.w, &mut p.ghb, gu, false, s % 2 == 1);
             } else {
-                gemm_packed(batch, hprev_r, h, &p.w, &mut p.gates, gu, true);
+                gemm_packed_sweep(batch, hprev_r, h, &p.w, &mut p.gates, gu, true, s % 2 == 1);
             }
             for b in 0..batch {
                 let row = &mut p.gates[b * gu..(b + 1) * gu];
@@ -1014,6 +1014,9 @@ pub(crate) struct StepRows<'a> {
     /// not the batched kernel's, so the batched paths, whose bits must not depend on how
     /// rows are grouped, leave this off).
     pub gemv: bool,
+    /// Read `W_hh` last group first (alternated per step, which changes no bit: see
+    /// [`gemm_packed_sweep`]).
+    pub reverse: bool,
 }
 
 /// `v[from..]`, or `v` itself when it is empty (an optional buffer).
@@ -1054,13 +1057,14 @@ pub(crate) fn recurrent_step(
         extra,
         lde,
         gemv,
+        reverse,
     } = io;
     let hp = |i: usize| &hprev[i * h..(i + 1) * h];
     let product = |a: &[f32], lda: usize, b: &PackedB, c: &mut [f32], ldc: usize, acc: bool| {
         if gemv {
-            gemv_packed(&a[..b.k()], b, c, acc);
+            gemv_packed_sweep(&a[..b.k()], b, c, acc, reverse);
         } else {
-            gemm_packed(m, a, lda, b, c, ldc, acc);
+            gemm_packed_sweep(m, a, lda, b, c, ldc, acc, reverse);
         }
     };
     match cell {
@@ -1190,6 +1194,7 @@ fn recur_chunk(
             extra: tail(extra, s * h),
             lde: t * h,
             gemv: false,
+            reverse: s % 2 == 1,
         };
         recurrent_step(model, k, cb, hprev, cprev, io, ghb);
         let at = |i: usize| (i * t + s) * h;

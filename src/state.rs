@@ -10,7 +10,7 @@ use crate::error::{check_finite, check_len, checked_size, invalid, Result};
 use crate::forward::{recurrent_step, softmax_in_place, tail, try_zeroed, StepRows};
 use crate::kernels::activation;
 use crate::kernels::packed::{
-    gemm_packed, gemm_packed_bias, gemv2_packed, gemv_packed, gemv_packed_sweep, PackedB,
+    gemm_packed_bias, gemm_packed_sweep, gemv2_packed, gemv_packed, gemv_packed_sweep, PackedB,
 };
 use crate::kernels::reference::flush_ref;
 use crate::model::Model;
@@ -465,7 +465,7 @@ impl Model {
             if m == 1 {
                 gemv_packed_sweep(hk, b, c, acc, reverse);
             } else {
-                gemm_packed(m, hk, h, b, c, ldc, acc);
+                gemm_packed_sweep(m, hk, h, b, c, ldc, acc, reverse);
             }
         };
         match cfg.cell {
@@ -511,6 +511,7 @@ impl Model {
                     extra: tail(work.rh, 0),
                     lde: h,
                     gemv: m == 1,
+                    reverse,
                 };
                 recurrent_step(self, k, m, hk, &[], io, work.ghb);
                 flush_into(hk, out);

@@ -186,7 +186,17 @@ pub fn gemm_packed(
     ldc: usize,
     accumulate: bool,
 ) {
-    run(kernel_tier(), m, a, lda, b, c, ldc, Start::of(accumulate))
+    run(
+        kernel_tier(),
+        m,
+        a,
+        lda,
+        b,
+        c,
+        ldc,
+        Start::of(accumulate),
+        false,
+    )
 }
 
 /// `C[i][j] = bias[j] + Σ_p A[i·lda + p] · B[p][j]`: bit for bit `C = bias` row by row
@@ -202,7 +212,17 @@ pub fn gemm_packed_bias(
     ldc: usize,
     bias: &[f32],
 ) {
-    run(kernel_tier(), m, a, lda, b, c, ldc, Start::Bias(bias))
+    run(
+        kernel_tier(),
+        m,
+        a,
+        lda,
+        b,
+        c,
+        ldc,
+        Start::Bias(bias),
+        false,
+    )
 }
 
 /// [`gemm_packed`] on a given tier (falls back to the best available if the CPU lacks it).
@@ -226,6 +246,38 @@ pub fn gemm_packed_with(
         c,
         ldc,
         Start::of(accumulate),
+        false,
+    )
+}
+
+/// [`gemm_packed`] visiting B's groups of panels last to first when `reverse` (AVX-512;
+/// other tiers ignore it). Every element is the same sum either way (each group's
+/// chunks of the inner dimension are still added in order), so the result is bit for bit
+/// the same. The per-step recurrent product alternates the direction: a `W_hhᵀ` larger
+/// than L2 is otherwise read in the same order every step and least-recently-used
+/// replacement evicts each line before the next step needs it; reversed, a step starts
+/// on the part the previous step read last, still in L2.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_packed_sweep(
+    m: usize,
+    a: &[f32],
+    lda: usize,
+    b: &PackedB,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    reverse: bool,
+) {
+    run(
+        kernel_tier(),
+        m,
+        a,
+        lda,
+        b,
+        c,
+        ldc,
+        Start::of(accumulate),
+        reverse,
     )
 }
 
@@ -268,7 +320,7 @@ pub fn gemv_packed_sweep(x: &[f32], b: &PackedB, y: &mut [f32], accumulate: bool
                 )
             }
         }
-        t => run(t, 1, x, k, b, y, n, Start::of(accumulate)),
+        t => run(t, 1, x, k, b, y, n, Start::of(accumulate), false),
     }
 }
 
@@ -330,6 +382,7 @@ fn run(
     c: &mut [f32],
     ldc: usize,
     start: Start<'_>,
+    reverse: bool,
 ) {
     let (k, n) = (b.k, b.n);
     if m == 0 || n == 0 {
@@ -353,7 +406,28 @@ fn run(
     );
     match tier {
         #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 | Tier::Avx2 => {
+        Tier::Avx512 => {
+            // SAFETY: both callers pass a tier this CPU runs (`kernel_tier()` is
+            // detected, `available_or_best` checks), so AVX-512F is present; the asserts
+            // above bound every row of A (columns < k) and C the kernel touches, B's
+            // panels hold `panels * k * NR` floats, and a bias holds n floats.
+            unsafe {
+                x86::gemm_avx512(
+                    m,
+                    k,
+                    n,
+                    a.as_ptr(),
+                    lda,
+                    b.panels().as_ptr(),
+                    c.as_mut_ptr(),
+                    ldc,
+                    init,
+                    reverse,
+                )
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx2 => {
             // The inner dimension in chunks of KC rows of B, so that a panel's slice
             // (KC x 32 floats, 32 KB) stays in L1 while every block of rows of A passes;
             // later chunks add to C. Fixed chunking: results still do not depend on m.
@@ -361,42 +435,22 @@ fn run(
             loop {
                 let kc = (k - p0).min(KC);
                 let start = if p0 == 0 { init } else { Init::Acc };
-                // SAFETY: both callers pass a tier this CPU runs (`kernel_tier()` is
-                // detected, `available_or_best` checks), so its features are present; the
-                // asserts above bound every row of A (columns p0..p0+kc < k) and C the
-                // kernel touches, and B's panels hold `panels * k * NR` floats, of which
-                // rows p0..p0+kc are read; a bias holds n floats (asserted).
+                // SAFETY: as above, with AVX2 and FMA present; rows p0..p0+kc of B and
+                // columns p0..p0+kc of A are read.
                 unsafe {
-                    let ap = a.as_ptr().add(p0);
-                    if tier == Tier::Avx512 {
-                        x86::gemm_avx512(
-                            m,
-                            k,
-                            p0,
-                            kc,
-                            n,
-                            ap,
-                            lda,
-                            b.panels().as_ptr(),
-                            c.as_mut_ptr(),
-                            ldc,
-                            start,
-                        )
-                    } else {
-                        x86::gemm_avx2(
-                            m,
-                            k,
-                            p0,
-                            kc,
-                            n,
-                            ap,
-                            lda,
-                            b.panels().as_ptr(),
-                            c.as_mut_ptr(),
-                            ldc,
-                            start,
-                        )
-                    }
+                    x86::gemm_avx2(
+                        m,
+                        k,
+                        p0,
+                        kc,
+                        n,
+                        a.as_ptr().add(p0),
+                        lda,
+                        b.panels().as_ptr(),
+                        c.as_mut_ptr(),
+                        ldc,
+                        start,
+                    )
                 }
                 p0 += kc;
                 if p0 >= k {
@@ -470,7 +524,7 @@ mod x86 {
     //! for a streaming step with one or two streams) run several panels at once instead:
     //! one row against one panel has only 2-4 accumulators, a chain too short to hide
     //! the FMA latency.
-    use super::{Init, GROUP, NR};
+    use super::{Init, GROUP, KC, NR};
     use std::arch::x86_64::*;
 
     /// Rows of `A` per AVX-512 microkernel call in the main loop (with two panels: 24
@@ -529,14 +583,53 @@ mod x86 {
     /// AVX-512F must be available; `a` must hold `m` rows of `k` at stride `lda`, `c`
     /// `m` rows of `n` at stride `ldc`, `b` `ceil(n/NR)` panels of `k * NR`.
     ///
-    /// One interleaved group of panels at a time, every row against it before the next
-    /// group: the group's slice of `B` (128 KB at `KC` rows) is read from memory once and
+    /// One interleaved group of panels at a time (last to first when `reverse`), and in
+    /// it the inner dimension in chunks of `KC` rows, every row of A against a chunk
+    /// before the next: the chunk's slice of `B` (128 KB) is read from memory once and
     /// then from L2, also for the rows left over after the blocks of `MR512` (which a
     /// second pass over all of `B` would read again from L3 when `B` is larger than L2,
-    /// as `W_hh` is for `H >= 512`).
+    /// as `W_hh` is for `H >= 512`). Each element still adds its chunks in order from
+    /// its start, so neither the group order nor the chunking shows in the bits.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn gemm_avx512(
+        m: usize,
+        kl: usize,
+        n: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        init: Init,
+        reverse: bool,
+    ) {
+        let panels = n.div_ceil(NR);
+        for g in groups(panels, reverse) {
+            let g0 = g * GROUP;
+            let g1 = (g0 + GROUP).min(panels);
+            let mut p0 = 0;
+            loop {
+                let k = (kl - p0).min(KC);
+                let acc = if p0 == 0 { init } else { Init::Acc };
+                // SAFETY: columns p0..p0+k of A's rows are inside (p0 < kl or k = 0).
+                unsafe { gemm_group512(m, kl, p0, k, n, a.add(p0), lda, b, c, ldc, acc, g0, g1) };
+                p0 += k;
+                if p0 >= kl {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Rows `p0..p0+k` of B's panels `g0..g1` (one group) against columns `p0..p0+k` of
+    /// A (`a` points at column `p0`), started from `acc`.
+    ///
+    /// # Safety
+    /// As for [`gemm_avx512`].
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_group512(
         m: usize,
         kl: usize,
         p0: usize,
@@ -548,13 +641,14 @@ mod x86 {
         c: *mut f32,
         ldc: usize,
         acc: Init,
+        g0: usize,
+        g1: usize,
     ) {
         let full = m / MR512 * MR512;
         let panels = n.div_ceil(NR);
         // Rows `full..m`; wrapping, as with none left these may point past the end.
         let (ar, cr) = (a.wrapping_add(full * lda), c.wrapping_add(full * ldc));
-        for g0 in (0..panels).step_by(GROUP) {
-            let g1 = (g0 + GROUP).min(panels);
+        {
             // Two panels (64 columns) per call where the group has them: 6 rows x 4
             // vectors = 24 accumulators, so each broadcast of A feeds four FMAs.
             let mut jp = g0;
@@ -1045,6 +1139,40 @@ mod tests {
     }
 
     #[test]
+    fn reversed_group_order_gives_the_same_bits() {
+        let mut rnd = uniform(11u32);
+        let tiers = available_tiers();
+        // Several groups (n > GROUP * NR), a partial last group, inner sizes past KC.
+        for &(m, k, n) in &[(1, 40, 300), (7, 300, 260), (13, 600, 513), (32, 257, 129)] {
+            let (lda, ldc) = (k + 3, n + 1);
+            let a: Vec<f32> = (0..m * lda).map(|_| rnd()).collect();
+            let w: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
+            let bias: Vec<f32> = (0..n).map(|_| rnd()).collect();
+            let c0: Vec<f32> = (0..m * ldc).map(|_| rnd()).collect();
+            let packed = PackedB::from_rows(&w, k, n, n);
+            for start in [Start::Zero, Start::Acc, Start::Bias(&bias)] {
+                let mut simd = Vec::new();
+                for &tier in &tiers {
+                    let mut fwd = c0.clone();
+                    run(tier, m, &a, lda, &packed, &mut fwd, ldc, start, false);
+                    let mut rev = c0.clone();
+                    run(tier, m, &a, lda, &packed, &mut rev, ldc, start, true);
+                    let what = format!("{tier:?} {start:?} m={m} k={k} n={n}");
+                    assert_eq!(bits(&rev), bits(&fwd), "{what}");
+                    if tier != Tier::Scalar {
+                        simd.push((tier, fwd));
+                    }
+                }
+                // AVX2 walks the inner chunks outside the groups, AVX-512 inside: each
+                // element is still the same FMAs in the same order.
+                for (tier, c) in &simd[1.min(simd.len())..] {
+                    assert_eq!(bits(c), bits(&simd[0].1), "{tier:?} vs {:?}", simd[0].0);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn bias_start_is_fill_then_accumulate_bit_for_bit() {
         let mut rnd = uniform(7u32);
         for tier in available_tiers() {
@@ -1070,7 +1198,17 @@ mod tests {
                 }
                 gemm_packed_with(tier, m, &a, lda, &packed, &mut want, ldc, true);
                 let mut got = vec![f32::NAN; m * ldc];
-                run(tier, m, &a, lda, &packed, &mut got, ldc, Start::Bias(&bias));
+                run(
+                    tier,
+                    m,
+                    &a,
+                    lda,
+                    &packed,
+                    &mut got,
+                    ldc,
+                    Start::Bias(&bias),
+                    false,
+                );
                 for i in 0..m {
                     let (g, w) = (&got[i * ldc..][..n], &want[i * ldc..][..n]);
                     assert_eq!(bits(g), bits(w), "{tier:?} m={m} k={k} n={n} row {i}");

@@ -10,7 +10,7 @@ use crate::forward::{
     column_parts, fit, pieces, split_state, split_state_mut, unit_ranges, LayerRec, Tape,
 };
 use crate::kernels::gemm::Mat;
-use crate::kernels::packed::{gemm_packed, PackedB};
+use crate::kernels::packed::{gemm_packed_sweep, PackedB};
 use crate::model::{head_view, Model};
 use crate::parallel::{batch_chunk, gemm_rows, install};
 use rayon::prelude::*;
@@ -561,7 +561,16 @@ fn recur_back_chunk(
                     );
                 }
                 // drh = dn · W_hn
-                gemm_packed(cb, &dgx[s * gh + 2 * h..], t * gh, &packs[1], drh, h, false);
+                gemm_packed_sweep(
+                    cb,
+                    &dgx[s * gh + 2 * h..],
+                    t * gh,
+                    &packs[1],
+                    drh,
+                    h,
+                    false,
+                    s % 2 == 1,
+                );
                 for i in 0..cb {
                     gru::backward_notes_rz(
                         &r.gates[at(i, gh)..at(i, gh) + gh],
@@ -572,7 +581,16 @@ fn recur_back_chunk(
                         &mut direct[i * h..(i + 1) * h],
                     );
                 }
-                gemm_packed(cb, &dgx[s * gh..], t * gh, &packs[0], dh_next, h, false);
+                gemm_packed_sweep(
+                    cb,
+                    &dgx[s * gh..],
+                    t * gh,
+                    &packs[0],
+                    dh_next,
+                    h,
+                    false,
+                    s % 2 == 1,
+                );
                 add(dh_next, direct);
             }
             _ => {
@@ -601,7 +619,16 @@ fn recur_back_chunk(
                     );
                 }
                 let dg: &[f32] = if cell == CellKind::GruLbr { dgh } else { dgx };
-                gemm_packed(cb, &dg[s * gh..], t * gh, &packs[0], dh_next, h, false);
+                gemm_packed_sweep(
+                    cb,
+                    &dg[s * gh..],
+                    t * gh,
+                    &packs[0],
+                    dh_next,
+                    h,
+                    false,
+                    s % 2 == 1,
+                );
                 if cell == CellKind::GruLbr {
                     add(dh_next, direct);
                 }
@@ -759,7 +786,16 @@ fn recur_back_units(
             });
         let dg: &[f32] = if lbr { dgh } else { dgx };
         work.par_iter_mut().for_each(|(j0, j1, pack, out)| {
-            gemm_packed(batch, &dg[s * gh..], t * gh, pack, out, *j1 - *j0, false);
+            gemm_packed_sweep(
+                batch,
+                &dg[s * gh..],
+                t * gh,
+                pack,
+                out,
+                *j1 - *j0,
+                false,
+                s % 2 == 1,
+            );
         });
     }
     for (b, dhb) in dh0.chunks_mut(h).enumerate() {
