@@ -2,7 +2,7 @@
 //! `MSELoss()` and `CrossEntropyLoss(ignore_index=-1)` (mean over the elements, or over
 //! the non-ignored labels). Sums run in f64.
 
-use crate::error::{check_finite, check_len, invalid, Result};
+use crate::error::{check_len, invalid, Result};
 use rayon::prelude::*;
 
 /// Which timesteps carry targets.
@@ -56,7 +56,7 @@ pub fn mse(
 ) -> Result<f32> {
     let rows = target_count(batch, seq_len, targets);
     check_len("target", target.len(), rows * w)?;
-    check_finite("target", target)?;
+    crate::parallel::check_finite("target", target)?;
     let n = (rows * w) as f64;
     if targets != Targets::EveryStep {
         d.fill(0.0);
