@@ -10,7 +10,8 @@ use crate::error::{check_finite, check_len, checked_size, invalid, Result};
 use crate::forward::{recurrent_step, softmax_in_place, tail, try_zeroed, StepRows};
 use crate::kernels::activation;
 use crate::kernels::packed::{
-    gemm_packed_bias, gemm_packed_sweep, gemv2_packed, gemv_packed, gemv_packed_sweep, PackedB,
+    gemm_packed_bias, gemm_packed_sweep, gemv2_packed, gemv_packed, gemv_packed_sweep,
+    gru_lbr_stream, lstm_stream, PackedB,
 };
 use crate::kernels::reference::flush_ref;
 use crate::model::Model;
@@ -416,7 +417,27 @@ impl Model {
                 let (hst, cst) = data.split_at_mut(lbh);
                 let hk = &mut hst[k * b * h..(k + 1) * b * h];
                 let ck = tail(cst, k * b * h);
-                for j in 0..n {
+                // One stream of the audio sizes: the chunk's steps in one fused kernel
+                // where the tier has one (the same bits as the loop below).
+                let fused = b == 1
+                    && match cfg.cell {
+                        CellKind::Lstm => lstm_stream(
+                            gates,
+                            &pk.w_hh_t,
+                            hk,
+                            &mut ck[..h],
+                            &mut out[s0 * h..][..n * h],
+                        ),
+                        CellKind::GruLbr => gru_lbr_stream(
+                            gates,
+                            &pk.w_hh_t,
+                            &self.layer(k).b_hh[2 * h..],
+                            hk,
+                            &mut out[s0 * h..][..n * h],
+                        ),
+                        _ => false,
+                    };
+                for j in (0..n).filter(|_| !fused) {
                     let s = s0 + j;
                     let work = StepWork { ghb, rh, hnew };
                     let rev = rev0 ^ (s % 2 == 1);

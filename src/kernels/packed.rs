@@ -370,6 +370,107 @@ pub fn gemv2_packed(
     }
 }
 
+/// The timesteps of one LSTM stream in a block, fused (AVX-512, `H` = 16 or 32: the
+/// audio-model sizes, whose per-step work is small enough for the calls, the gate row's
+/// store and reload and the state's round trips to matter): `gates` holds one row of
+/// `4H` (bias and input part) per step, `w` is `W_hhᵀ` packed, `h` and `c` the state
+/// (updated), `out` receives each step's `h` (rows of `H`). Bit for bit what
+/// [`gemv_packed`] into each gate row followed by `activation::lstm_state` gives.
+/// Returns false, changing nothing, where there is no fused kernel (other tiers and
+/// sizes); the caller then runs the steps one by one.
+pub(crate) fn lstm_stream(
+    gates: &[f32],
+    w: &PackedB,
+    h: &mut [f32],
+    c: &mut [f32],
+    out: &mut [f32],
+) -> bool {
+    let units = h.len();
+    if kernel_tier() != Tier::Avx512 || !(units == 16 || units == 32) {
+        return false;
+    }
+    let steps = gates.len() / (4 * units);
+    assert!(
+        w.k == units
+            && w.n == 4 * units
+            && c.len() == units
+            && gates.len() == steps * 4 * units
+            && out.len() >= steps * units,
+        "lstm_stream: shapes disagree"
+    );
+    #[cfg(target_arch = "x86_64")]
+    {
+        use super::x86_64::avx512::lstm_stream as fused;
+        let ldb = w.n.div_ceil(NR) * NR;
+        let (g, wp, hp, cp, op) = (
+            gates.as_ptr(),
+            w.panels().as_ptr(),
+            h.as_mut_ptr(),
+            c.as_mut_ptr(),
+            out.as_mut_ptr(),
+        );
+        // SAFETY: the process tier is Avx512 only when AVX-512F was detected; the
+        // extents are asserted above, and `W_hhᵀ` (n = 4H <= 128 columns) is one group of
+        // panels with rows of `ldb` floats.
+        unsafe {
+            if units == 16 {
+                fused::<1, 4>(steps, g, wp, ldb, hp, cp, op)
+            } else {
+                fused::<2, 8>(steps, g, wp, ldb, hp, cp, op)
+            }
+        }
+    }
+    true
+}
+
+/// [`lstm_stream`] for the linear-before-reset GRU: `gates` rows of `3H` (bias and
+/// input part), `b_hn` the hidden bias of the candidate gate. Bit for bit
+/// [`gemv_packed`] into a scratch row followed by `activation::gru_lbr_state`, step by
+/// step; false (nothing changed) where there is no fused kernel.
+pub(crate) fn gru_lbr_stream(
+    gates: &[f32],
+    w: &PackedB,
+    b_hn: &[f32],
+    h: &mut [f32],
+    out: &mut [f32],
+) -> bool {
+    let units = h.len();
+    if kernel_tier() != Tier::Avx512 || !(units == 16 || units == 32) {
+        return false;
+    }
+    let steps = gates.len() / (3 * units);
+    assert!(
+        w.k == units
+            && w.n == 3 * units
+            && b_hn.len() == units
+            && gates.len() == steps * 3 * units
+            && out.len() >= steps * units,
+        "gru_lbr_stream: shapes disagree"
+    );
+    #[cfg(target_arch = "x86_64")]
+    {
+        use super::x86_64::avx512::gru_lbr_stream as fused;
+        let ldb = w.n.div_ceil(NR) * NR;
+        let (g, wp, bp, hp, op) = (
+            gates.as_ptr(),
+            w.panels().as_ptr(),
+            b_hn.as_ptr(),
+            h.as_mut_ptr(),
+            out.as_mut_ptr(),
+        );
+        // SAFETY: as in `lstm_stream`; `W_hhᵀ` has n = 3H <= 96 columns (one group) and
+        // the product reads its first 3H of each row of `ldb >= 3H` floats.
+        unsafe {
+            if units == 16 {
+                fused::<1, 3>(steps, g, wp, ldb, bp, hp, op)
+            } else {
+                fused::<2, 6>(steps, g, wp, ldb, bp, hp, op)
+            }
+        }
+    }
+    true
+}
+
 /// The dispatch; `tier` must be one this CPU runs (`kernel_tier()` or checked).
 #[allow(clippy::too_many_arguments)]
 #[inline]
@@ -1136,6 +1237,87 @@ mod tests {
             }
         }
         c
+    }
+
+    /// The fused stream kernels against the steps they replace, on the process tier
+    /// (where it has none, they must decline and change nothing). Large weights drive
+    /// the gates into saturation; one unit's state is tiny every step and flushed.
+    #[test]
+    fn fused_stream_steps_are_the_step_by_step_bits() {
+        use crate::kernels::activation::{gru_lbr_state, lstm_state};
+        let mut rnd = uniform(13u32);
+        let bits_of = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for units in [16, 32, 8] {
+            let expect = kernel_tier() == Tier::Avx512 && units != 8;
+            for (steps, scale) in [(1, 1.0), (2, 6.0), (37, 1.0)] {
+                let mut v = |n: usize, s: f32| (0..n).map(|_| rnd() * s).collect::<Vec<f32>>();
+                let mut h0 = v(units, 2.0);
+                h0[3] = 1e-35;
+                let c0 = v(units, 4.0);
+
+                let w = v(4 * units * units, scale);
+                let wp = PackedB::from_transposed(&w, 4 * units, units);
+                let mut gates = v(steps * 4 * units, 2.0);
+                for row in gates.chunks_mut(4 * units) {
+                    // Unit 5: i, f, o saturated off, so its c and h are tiny and flushed.
+                    for q in [0, 1, 3] {
+                        row[q * units + 5] = -90.0;
+                    }
+                }
+                let (mut h, mut c) = (h0.clone(), c0.clone());
+                let mut want = vec![f32::NAN; steps * units];
+                for s in 0..steps {
+                    let mut g = gates[s * 4 * units..(s + 1) * 4 * units].to_vec();
+                    gemv_packed(&h, &wp, &mut g, true);
+                    lstm_state(&g, &mut c, &mut h);
+                    want[s * units..(s + 1) * units].copy_from_slice(&h);
+                }
+                let (mut hf, mut cf) = (h0.clone(), c0.clone());
+                let mut got = vec![f32::NAN; steps * units];
+                assert_eq!(lstm_stream(&gates, &wp, &mut hf, &mut cf, &mut got), expect);
+                let what = format!("lstm H={units} steps={steps}");
+                if expect {
+                    assert_eq!(bits_of(&got), bits_of(&want), "{what}");
+                    assert_eq!(bits_of(&hf), bits_of(&h), "{what}");
+                    assert_eq!(bits_of(&cf), bits_of(&c), "{what}");
+                } else {
+                    assert!(
+                        hf == h0 && cf == c0 && got.iter().all(|x| x.is_nan()),
+                        "{what}"
+                    );
+                }
+
+                let w = v(3 * units * units, scale);
+                let wp = PackedB::from_transposed(&w, 3 * units, units);
+                let mut gates = v(steps * 3 * units, 2.0);
+                for row in gates.chunks_mut(3 * units) {
+                    // Unit 5: r and z saturated off, a tiny candidate: h is flushed.
+                    (row[5], row[units + 5], row[2 * units + 5]) = (-90.0, -90.0, 1e-35);
+                }
+                let b_hn = v(units, 1.0);
+                let mut h = h0.clone();
+                let mut gh = vec![0.0; 3 * units];
+                for s in 0..steps {
+                    gemv_packed(&h, &wp, &mut gh, false);
+                    let g = &gates[s * 3 * units..(s + 1) * 3 * units];
+                    gru_lbr_state(g, &gh, &b_hn, &mut h);
+                    want[s * units..(s + 1) * units].copy_from_slice(&h);
+                }
+                let mut hf = h0.clone();
+                let mut got = vec![f32::NAN; steps * units];
+                assert_eq!(
+                    gru_lbr_stream(&gates, &wp, &b_hn, &mut hf, &mut got),
+                    expect
+                );
+                let what = format!("gru H={units} steps={steps}");
+                if expect {
+                    assert_eq!(bits_of(&got), bits_of(&want), "{what}");
+                    assert_eq!(bits_of(&hf), bits_of(&h), "{what}");
+                } else {
+                    assert!(hf == h0 && got.iter().all(|x| x.is_nan()), "{what}");
+                }
+            }
+        }
     }
 
     #[test]

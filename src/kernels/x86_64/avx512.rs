@@ -384,3 +384,138 @@ fn gru_lbr_state_v(g: [__m512; 3], w: [__m512; 3], b_hn: __m512, h: __m512) -> _
     let nv = tanh_v(_mm512_add_ps(g[2], _mm512_mul_ps(r, ghn)));
     _mm512_add_ps(nv, _mm512_mul_ps(z, _mm512_sub_ps(h, nv)))
 }
+
+/// `h · W_hhᵀ` for one stream against one group of packed panels (`V` vectors of 16
+/// columns, row stride `ldb`), summed exactly as the packed GEMV sums it
+/// (`kernels::packed`): even and odd rows of `W_hhᵀ` in separate accumulators, in row
+/// order, then added.
+///
+/// # Safety
+/// `h` holds `k` floats and `w` `k` rows of `ldb >= 16·V` floats.
+#[inline]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::needless_range_loop)] // even and odd are indexed in step
+unsafe fn hh_product<const V: usize>(
+    k: usize,
+    h: *const f32,
+    w: *const f32,
+    ldb: usize,
+) -> [__m512; V] {
+    let mut even = [_mm512_setzero_ps(); V];
+    let mut odd = [_mm512_setzero_ps(); V];
+    let mut p = 0;
+    // SAFETY (the loads below): rows p (and p + 1) < k of `w`, columns < 16·V <= ldb,
+    // and h[p], h[p + 1] with p + 1 < k.
+    while p + 1 < k {
+        let (a0, a1) = unsafe { (_mm512_set1_ps(*h.add(p)), _mm512_set1_ps(*h.add(p + 1))) };
+        for v in 0..V {
+            let r0 = unsafe { w.add(p * ldb + 16 * v) };
+            even[v] = _mm512_fmadd_ps(a0, unsafe { _mm512_loadu_ps(r0) }, even[v]);
+            odd[v] = _mm512_fmadd_ps(a1, unsafe { _mm512_loadu_ps(r0.add(ldb)) }, odd[v]);
+        }
+        p += 2;
+    }
+    if p < k {
+        // SAFETY: p = k - 1.
+        let a0 = unsafe { _mm512_set1_ps(*h.add(p)) };
+        for v in 0..V {
+            let r0 = unsafe { w.add(p * ldb + 16 * v) };
+            even[v] = _mm512_fmadd_ps(a0, unsafe { _mm512_loadu_ps(r0) }, even[v]);
+        }
+    }
+    for v in 0..V {
+        even[v] = _mm512_add_ps(even[v], odd[v]);
+    }
+    even
+}
+
+/// `steps` timesteps of one LSTM stream of `16·U` units (`V = 4·U` gate vectors): per
+/// step, `W_hh h` ([`hh_product`]) added to that step's row of `gates` (bias and input
+/// part, rows of `4H` floats), then the state update of [`lstm_state`]; `c` stays in
+/// registers from step to step, `h` is stored (the next product broadcasts it) and
+/// copied to `out` (rows of `H`). The same operations, in the same order, as the
+/// packed GEMV into a gate row followed by [`lstm_state`], step by step, without the
+/// gate row's store and reload and the calls between them.
+///
+/// # Safety
+/// `gates` holds `steps` rows of `4H` floats, `out` `steps` rows of `H`; `h`, `c` hold
+/// `H` floats; `w` is `W_hhᵀ` packed as one group (`H` rows of `ldb >= 4H` floats).
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn lstm_stream<const U: usize, const V: usize>(
+    steps: usize,
+    gates: *const f32,
+    w: *const f32,
+    ldb: usize,
+    h: *mut f32,
+    c: *mut f32,
+    out: *mut f32,
+) {
+    debug_assert!(V == 4 * U);
+    let units = 16 * U;
+    // SAFETY: c holds H = 16·U floats.
+    let mut cv: [__m512; U] = std::array::from_fn(|u| unsafe { _mm512_loadu_ps(c.add(16 * u)) });
+    for s in 0..steps {
+        // SAFETY: the caller's extents: h and w for the product, row s of gates and
+        // of out, and h's U vectors.
+        unsafe {
+            let prod = hh_product::<V>(units, h, w, ldb);
+            let row = gates.add(s * 4 * units);
+            let g: [__m512; V] =
+                std::array::from_fn(|v| _mm512_add_ps(_mm512_loadu_ps(row.add(16 * v)), prod[v]));
+            for u in 0..U {
+                let (cn, hn) = lstm_state_v([g[u], g[U + u], g[2 * U + u], g[3 * U + u]], cv[u]);
+                cv[u] = flush(cn);
+                let hf = flush(hn);
+                _mm512_storeu_ps(h.add(16 * u), hf);
+                _mm512_storeu_ps(out.add(s * units + 16 * u), hf);
+            }
+        }
+    }
+    for (u, v) in cv.iter().enumerate() {
+        // SAFETY: c holds H floats.
+        unsafe { _mm512_storeu_ps(c.add(16 * u), *v) };
+    }
+}
+
+/// `steps` timesteps of one linear-before-reset GRU stream of `16·U` units: per step
+/// `W_hh h` ([`hh_product`], `V >= 3·U` vectors, the padding columns unused), then the
+/// update of [`gru_lbr_state`] with that step's row of `gates` (rows of `3H`); `h` is
+/// stored and copied to `out` (rows of `H`). Bit for bit the packed GEMV into a scratch
+/// row followed by [`gru_lbr_state`], step by step.
+///
+/// # Safety
+/// `gates` holds `steps` rows of `3H` floats, `out` `steps` rows of `H`; `h` and `b_hn`
+/// hold `H` floats; `w` is `W_hhᵀ` packed as one group (`H` rows of `ldb >= 16·V`).
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn gru_lbr_stream<const U: usize, const V: usize>(
+    steps: usize,
+    gates: *const f32,
+    w: *const f32,
+    ldb: usize,
+    b_hn: *const f32,
+    h: *mut f32,
+    out: *mut f32,
+) {
+    debug_assert!(V >= 3 * U);
+    let units = 16 * U;
+    // SAFETY: h and b_hn hold H = 16·U floats.
+    let mut hv: [__m512; U] = std::array::from_fn(|u| unsafe { _mm512_loadu_ps(h.add(16 * u)) });
+    let bv: [__m512; U] = std::array::from_fn(|u| unsafe { _mm512_loadu_ps(b_hn.add(16 * u)) });
+    for s in 0..steps {
+        // SAFETY: as in `lstm_stream`, with rows of 3H gates.
+        unsafe {
+            let prod = hh_product::<V>(units, h, w, ldb);
+            let row = gates.add(s * 3 * units);
+            for u in 0..U {
+                let g = [0, 1, 2].map(|q| _mm512_loadu_ps(row.add(q * units + 16 * u)));
+                let wq = [prod[u], prod[U + u], prod[2 * U + u]];
+                hv[u] = flush(gru_lbr_state_v(g, wq, bv[u], hv[u]));
+            }
+            // After every unit's update: the product above read the old h.
+            for (u, v) in hv.iter().enumerate() {
+                _mm512_storeu_ps(h.add(16 * u), *v);
+                _mm512_storeu_ps(out.add(s * units + 16 * u), *v);
+            }
+        }
+    }
+}
