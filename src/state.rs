@@ -11,7 +11,7 @@ use crate::forward::{recurrent_step, softmax_in_place, tail, try_zeroed, StepRow
 use crate::kernels::activation;
 use crate::kernels::packed::{
     gemm_packed_bias, gemm_packed_sweep, gemv2_packed, gemv_packed, gemv_packed_sweep,
-    gru_lbr_stream, lstm_stream, PackedB,
+    gru_lbr_stream, lstm_stream, stream_fused, PackedB, StreamIn,
 };
 use crate::kernels::reference::flush_ref;
 use crate::model::Model;
@@ -323,6 +323,24 @@ impl Model {
                 &below[(k - 1) * h..k * h]
             };
             let hk = &mut here[..h];
+            // The audio sizes: products and update in one fused kernel where the tier
+            // has one (as a block of one step).
+            let lstm = cfg.cell == CellKind::Lstm;
+            if (lstm || cfg.cell == CellKind::GruLbr) && stream_fused(h, pk.w_ih_t.k()) {
+                let xin = StreamIn {
+                    x: input,
+                    w_ih: &pk.w_ih_t,
+                    bias: self.folded_bias(k),
+                };
+                if lstm {
+                    let ck = &mut cst[k * h..(k + 1) * h];
+                    lstm_stream(xin, &pk.w_hh_t, hk, ck, &mut g[..h]);
+                } else {
+                    let b_hn = &self.layer(k).b_hh[2 * h..];
+                    gru_lbr_stream(xin, &pk.w_hh_t, b_hn, hk, &mut g[..h]);
+                }
+                continue;
+            }
             // Where the cell allows, bias and both products in one pass.
             let fused = matches!(
                 cfg.cell,
@@ -404,6 +422,31 @@ impl Model {
                 } else {
                     (&blk_b[..rows * h], &mut blk_a[..rows * h])
                 };
+                let (hst, cst) = data.split_at_mut(lbh);
+                let hk = &mut hst[k * b * h..(k + 1) * b * h];
+                let ck = tail(cst, k * b * h);
+                // One stream of the audio sizes: the chunk's steps, input product
+                // included, in one fused kernel where the tier has one (the same bits as
+                // the product and the loop below).
+                let fused = b == 1 && {
+                    let xin = StreamIn {
+                        x: &input[s0 * inp..(s0 + n) * inp],
+                        w_ih: &pk.w_ih_t,
+                        bias,
+                    };
+                    let y1 = &mut out[s0 * h..][..n * h];
+                    match cfg.cell {
+                        CellKind::Lstm => lstm_stream(xin, &pk.w_hh_t, hk, &mut ck[..h], y1),
+                        CellKind::GruLbr => {
+                            let b_hn = &self.layer(k).b_hh[2 * h..];
+                            gru_lbr_stream(xin, &pk.w_hh_t, b_hn, hk, y1)
+                        }
+                        _ => false,
+                    }
+                };
+                if fused {
+                    continue;
+                }
                 if n == t {
                     // One chunk: every stream's rows, contiguous, in one product.
                     gemm_packed_bias(rows, input, inp, &pk.w_ih_t, gates, gh, bias);
@@ -414,30 +457,7 @@ impl Model {
                         gemm_packed_bias(n, xi, inp, &pk.w_ih_t, gi, gh, bias);
                     }
                 }
-                let (hst, cst) = data.split_at_mut(lbh);
-                let hk = &mut hst[k * b * h..(k + 1) * b * h];
-                let ck = tail(cst, k * b * h);
-                // One stream of the audio sizes: the chunk's steps in one fused kernel
-                // where the tier has one (the same bits as the loop below).
-                let fused = b == 1
-                    && match cfg.cell {
-                        CellKind::Lstm => lstm_stream(
-                            gates,
-                            &pk.w_hh_t,
-                            hk,
-                            &mut ck[..h],
-                            &mut out[s0 * h..][..n * h],
-                        ),
-                        CellKind::GruLbr => gru_lbr_stream(
-                            gates,
-                            &pk.w_hh_t,
-                            &self.layer(k).b_hh[2 * h..],
-                            hk,
-                            &mut out[s0 * h..][..n * h],
-                        ),
-                        _ => false,
-                    };
-                for j in (0..n).filter(|_| !fused) {
+                for j in 0..n {
                     let s = s0 + j;
                     let work = StepWork { ghb, rh, hnew };
                     let rev = rev0 ^ (s % 2 == 1);

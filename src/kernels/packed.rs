@@ -370,101 +370,132 @@ pub fn gemv2_packed(
     }
 }
 
-/// The timesteps of one LSTM stream in a block, fused (AVX-512, `H` = 16 or 32: the
-/// audio-model sizes, whose per-step work is small enough for the calls, the gate row's
-/// store and reload and the state's round trips to matter): `gates` holds one row of
-/// `4H` (bias and input part) per step, `w` is `W_hhᵀ` packed, `h` and `c` the state
-/// (updated), `out` receives each step's `h` (rows of `H`). Bit for bit what
-/// [`gemv_packed`] into each gate row followed by `activation::lstm_state` gives.
-/// Returns false, changing nothing, where there is no fused kernel (other tiers and
-/// sizes); the caller then runs the steps one by one.
+/// The input side of [`lstm_stream`] and [`gru_lbr_stream`]: `x` rows of `W_ih`'s
+/// inputs (one per step), `W_ihᵀ` packed, the bias of every gate.
+pub(crate) struct StreamIn<'a> {
+    pub x: &'a [f32],
+    pub w_ih: &'a PackedB,
+    pub bias: &'a [f32],
+}
+
+impl StreamIn<'_> {
+    /// Steps in `x`, after checking the shapes against `gates` gate columns.
+    fn steps(&self, gates: usize) -> usize {
+        let k = self.w_ih.k.max(1);
+        assert!(
+            self.w_ih.n == gates && self.bias.len() >= gates && self.x.len().is_multiple_of(k),
+            "stream kernel: input shapes disagree"
+        );
+        self.x.len() / k
+    }
+
+    /// The kernels' view; `x`, `W_ihᵀ` (one group) and the bias as checked by `steps`.
+    #[cfg(target_arch = "x86_64")]
+    fn raw(&self) -> super::x86_64::avx512::StreamInput {
+        super::x86_64::avx512::StreamInput {
+            x: self.x.as_ptr(),
+            k: self.w_ih.k,
+            w: self.w_ih.panels().as_ptr(),
+            ldb: self.w_ih.n.div_ceil(NR) * NR,
+            bias: self.bias.as_ptr(),
+        }
+    }
+}
+
+/// Whether [`lstm_stream`] and [`gru_lbr_stream`] run for `units` hidden units and `k`
+/// inputs: AVX-512, `H` = 16 or 32 (the audio-model sizes, whose per-step work is small
+/// enough for calls and round trips through memory to matter), `k <= KC` (the packed
+/// GEMM's input product in one chunk, whose order the kernels follow).
+pub(crate) fn stream_fused(units: usize, k: usize) -> bool {
+    kernel_tier() == Tier::Avx512 && (units == 16 || units == 32) && k <= KC
+}
+
+/// The timesteps of one LSTM stream, fused where [`stream_fused`]: per step the gate
+/// pre-activations (`bias + x · W_ihᵀ`, then `+ h · W_hhᵀ`) and the state update, in one
+/// kernel; `h` and `c` are the state (updated), `out` receives each step's `h` (rows of
+/// `H`). Bit for bit what [`gemm_packed_bias`] of the inputs into gate rows,
+/// [`gemv_packed`] into each row and `activation::lstm_state` give, step by step.
+/// Returns false, changing nothing, where there is no fused kernel; the caller then
+/// runs those.
 pub(crate) fn lstm_stream(
-    gates: &[f32],
-    w: &PackedB,
+    input: StreamIn<'_>,
+    w_hh: &PackedB,
     h: &mut [f32],
     c: &mut [f32],
     out: &mut [f32],
 ) -> bool {
     let units = h.len();
-    if kernel_tier() != Tier::Avx512 || !(units == 16 || units == 32) {
+    if !stream_fused(units, input.w_ih.k) {
         return false;
     }
-    let steps = gates.len() / (4 * units);
+    let steps = input.steps(4 * units);
     assert!(
-        w.k == units
-            && w.n == 4 * units
-            && c.len() == units
-            && gates.len() == steps * 4 * units
-            && out.len() >= steps * units,
+        w_hh.k == units && w_hh.n == 4 * units && c.len() == units && out.len() >= steps * units,
         "lstm_stream: shapes disagree"
     );
     #[cfg(target_arch = "x86_64")]
     {
         use super::x86_64::avx512::lstm_stream as fused;
-        let ldb = w.n.div_ceil(NR) * NR;
-        let (g, wp, hp, cp, op) = (
-            gates.as_ptr(),
-            w.panels().as_ptr(),
+        let ldb = w_hh.n.div_ceil(NR) * NR;
+        let (inp, wp, hp, cp, op) = (
+            input.raw(),
+            w_hh.panels().as_ptr(),
             h.as_mut_ptr(),
             c.as_mut_ptr(),
             out.as_mut_ptr(),
         );
-        // SAFETY: the process tier is Avx512 only when AVX-512F was detected; the
-        // extents are asserted above, and `W_hhᵀ` (n = 4H <= 128 columns) is one group of
-        // panels with rows of `ldb` floats.
+        // SAFETY: `stream_fused` holds, so AVX-512F was detected and `k <= KC`; the
+        // extents are checked above; `W_ihᵀ` and `W_hhᵀ` (4H <= 128 columns) are one
+        // group of panels each, rows of `ldb` floats.
         unsafe {
             if units == 16 {
-                fused::<1, 4>(steps, g, wp, ldb, hp, cp, op)
+                fused::<1, 4>(steps, inp, wp, ldb, hp, cp, op)
             } else {
-                fused::<2, 8>(steps, g, wp, ldb, hp, cp, op)
+                fused::<2, 8>(steps, inp, wp, ldb, hp, cp, op)
             }
         }
     }
     true
 }
 
-/// [`lstm_stream`] for the linear-before-reset GRU: `gates` rows of `3H` (bias and
-/// input part), `b_hn` the hidden bias of the candidate gate. Bit for bit
-/// [`gemv_packed`] into a scratch row followed by `activation::gru_lbr_state`, step by
-/// step; false (nothing changed) where there is no fused kernel.
+/// [`lstm_stream`] for the linear-before-reset GRU (`3H` gate columns; `b_hn` the hidden
+/// bias of the candidate gate): bit for bit [`gemm_packed_bias`], [`gemv_packed`] into a
+/// scratch row and `activation::gru_lbr_state`, step by step; false (nothing changed)
+/// where there is no fused kernel.
 pub(crate) fn gru_lbr_stream(
-    gates: &[f32],
-    w: &PackedB,
+    input: StreamIn<'_>,
+    w_hh: &PackedB,
     b_hn: &[f32],
     h: &mut [f32],
     out: &mut [f32],
 ) -> bool {
     let units = h.len();
-    if kernel_tier() != Tier::Avx512 || !(units == 16 || units == 32) {
+    if !stream_fused(units, input.w_ih.k) {
         return false;
     }
-    let steps = gates.len() / (3 * units);
+    let steps = input.steps(3 * units);
     assert!(
-        w.k == units
-            && w.n == 3 * units
-            && b_hn.len() == units
-            && gates.len() == steps * 3 * units
-            && out.len() >= steps * units,
+        w_hh.k == units && w_hh.n == 3 * units && b_hn.len() == units && out.len() >= steps * units,
         "gru_lbr_stream: shapes disagree"
     );
     #[cfg(target_arch = "x86_64")]
     {
         use super::x86_64::avx512::gru_lbr_stream as fused;
-        let ldb = w.n.div_ceil(NR) * NR;
-        let (g, wp, bp, hp, op) = (
-            gates.as_ptr(),
-            w.panels().as_ptr(),
+        let ldb = w_hh.n.div_ceil(NR) * NR;
+        let (inp, wp, bp, hp, op) = (
+            input.raw(),
+            w_hh.panels().as_ptr(),
             b_hn.as_ptr(),
             h.as_mut_ptr(),
             out.as_mut_ptr(),
         );
-        // SAFETY: as in `lstm_stream`; `W_hhᵀ` has n = 3H <= 96 columns (one group) and
-        // the product reads its first 3H of each row of `ldb >= 3H` floats.
+        // SAFETY: as in `lstm_stream`; 3H <= 96 columns, of which the kernels read the
+        // first 3H of each row of `ldb >= 3H` floats.
         unsafe {
             if units == 16 {
-                fused::<1, 3>(steps, g, wp, ldb, bp, hp, op)
+                fused::<1, 3>(steps, inp, wp, ldb, bp, hp, op)
             } else {
-                fused::<2, 6>(steps, g, wp, ldb, bp, hp, op)
+                fused::<2, 6>(steps, inp, wp, ldb, bp, hp, op)
             }
         }
     }
@@ -1239,43 +1270,51 @@ mod tests {
         c
     }
 
-    /// The fused stream kernels against the steps they replace, on the process tier
-    /// (where it has none, they must decline and change nothing). Large weights drive
-    /// the gates into saturation; one unit's state is tiny every step and flushed.
+    /// The fused stream kernels against the products and steps they replace, on the
+    /// process tier (where it has none, they must decline and change nothing). Large
+    /// weights drive the gates into saturation; one unit's state is tiny every step and
+    /// flushed.
     #[test]
     fn fused_stream_steps_are_the_step_by_step_bits() {
         use crate::kernels::activation::{gru_lbr_state, lstm_state};
         let mut rnd = uniform(13u32);
         let bits_of = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        for units in [16, 32, 8] {
-            let expect = kernel_tier() == Tier::Avx512 && units != 8;
+        for (units, k) in [(16, 1), (32, 1), (32, 3), (16, 20), (8, 1), (32, 300)] {
+            let expect = kernel_tier() == Tier::Avx512 && units != 8 && k <= KC;
             for (steps, scale) in [(1, 1.0), (2, 6.0), (37, 1.0)] {
                 let mut v = |n: usize, s: f32| (0..n).map(|_| rnd() * s).collect::<Vec<f32>>();
                 let mut h0 = v(units, 2.0);
                 h0[3] = 1e-35;
                 let c0 = v(units, 4.0);
+                let x = v(steps * k, 2.0);
 
-                let w = v(4 * units * units, scale);
-                let wp = PackedB::from_transposed(&w, 4 * units, units);
-                let mut gates = v(steps * 4 * units, 2.0);
-                for row in gates.chunks_mut(4 * units) {
-                    // Unit 5: i, f, o saturated off, so its c and h are tiny and flushed.
-                    for q in [0, 1, 3] {
-                        row[q * units + 5] = -90.0;
-                    }
+                // LSTM; unit 5's i, f and o saturate off, so its c and h are flushed.
+                let gw = 4 * units;
+                let wp = PackedB::from_transposed(&v(gw * units, scale), gw, units);
+                let wi = PackedB::from_transposed(&v(gw * k, 1.0), gw, k);
+                let mut bias = v(gw, 1.0);
+                for q in [0, 1, 3] {
+                    bias[q * units + 5] = -150.0;
                 }
+                let mut gates = vec![f32::NAN; steps * gw];
+                gemm_packed_bias(steps, &x, k, &wi, &mut gates, gw, &bias);
                 let (mut h, mut c) = (h0.clone(), c0.clone());
                 let mut want = vec![f32::NAN; steps * units];
                 for s in 0..steps {
-                    let mut g = gates[s * 4 * units..(s + 1) * 4 * units].to_vec();
-                    gemv_packed(&h, &wp, &mut g, true);
-                    lstm_state(&g, &mut c, &mut h);
+                    let g = &mut gates[s * gw..(s + 1) * gw];
+                    gemv_packed(&h, &wp, g, true);
+                    lstm_state(g, &mut c, &mut h);
                     want[s * units..(s + 1) * units].copy_from_slice(&h);
                 }
                 let (mut hf, mut cf) = (h0.clone(), c0.clone());
                 let mut got = vec![f32::NAN; steps * units];
-                assert_eq!(lstm_stream(&gates, &wp, &mut hf, &mut cf, &mut got), expect);
-                let what = format!("lstm H={units} steps={steps}");
+                let input = StreamIn {
+                    x: &x,
+                    w_ih: &wi,
+                    bias: &bias,
+                };
+                assert_eq!(lstm_stream(input, &wp, &mut hf, &mut cf, &mut got), expect);
+                let what = format!("lstm H={units} I={k} steps={steps}");
                 if expect {
                     assert_eq!(bits_of(&got), bits_of(&want), "{what}");
                     assert_eq!(bits_of(&hf), bits_of(&h), "{what}");
@@ -1287,29 +1326,33 @@ mod tests {
                     );
                 }
 
-                let w = v(3 * units * units, scale);
-                let wp = PackedB::from_transposed(&w, 3 * units, units);
-                let mut gates = v(steps * 3 * units, 2.0);
-                for row in gates.chunks_mut(3 * units) {
-                    // Unit 5: r and z saturated off, a tiny candidate: h is flushed.
-                    (row[5], row[units + 5], row[2 * units + 5]) = (-90.0, -90.0, 1e-35);
-                }
+                // GRU; unit 5's r and z saturate off and its candidate is tiny: flushed.
+                let gw = 3 * units;
+                let wp = PackedB::from_transposed(&v(gw * units, scale), gw, units);
+                let mut w_ih = v(gw * k, 1.0);
+                w_ih[(2 * units + 5) * k..(2 * units + 6) * k].fill(0.0);
+                let wi = PackedB::from_transposed(&w_ih, gw, k);
+                let mut bias = v(gw, 1.0);
+                (bias[5], bias[units + 5], bias[2 * units + 5]) = (-150.0, -150.0, 1e-35);
                 let b_hn = v(units, 1.0);
+                let mut gates = vec![f32::NAN; steps * gw];
+                gemm_packed_bias(steps, &x, k, &wi, &mut gates, gw, &bias);
                 let mut h = h0.clone();
-                let mut gh = vec![0.0; 3 * units];
+                let mut gh = vec![0.0; gw];
                 for s in 0..steps {
                     gemv_packed(&h, &wp, &mut gh, false);
-                    let g = &gates[s * 3 * units..(s + 1) * 3 * units];
-                    gru_lbr_state(g, &gh, &b_hn, &mut h);
+                    gru_lbr_state(&gates[s * gw..(s + 1) * gw], &gh, &b_hn, &mut h);
                     want[s * units..(s + 1) * units].copy_from_slice(&h);
                 }
                 let mut hf = h0.clone();
                 let mut got = vec![f32::NAN; steps * units];
-                assert_eq!(
-                    gru_lbr_stream(&gates, &wp, &b_hn, &mut hf, &mut got),
-                    expect
-                );
-                let what = format!("gru H={units} steps={steps}");
+                let input = StreamIn {
+                    x: &x,
+                    w_ih: &wi,
+                    bias: &bias,
+                };
+                assert_eq!(gru_lbr_stream(input, &wp, &b_hn, &mut hf, &mut got), expect);
+                let what = format!("gru H={units} I={k} steps={steps}");
                 if expect {
                     assert_eq!(bits_of(&got), bits_of(&want), "{what}");
                     assert_eq!(bits_of(&hf), bits_of(&h), "{what}");

@@ -429,21 +429,61 @@ unsafe fn hh_product<const V: usize>(
     even
 }
 
-/// `steps` timesteps of one LSTM stream of `16·U` units (`V = 4·U` gate vectors): per
-/// step, `W_hh h` ([`hh_product`]) added to that step's row of `gates` (bias and input
-/// part, rows of `4H` floats), then the state update of [`lstm_state`]; `c` stays in
-/// registers from step to step, `h` is stored (the next product broadcasts it) and
-/// copied to `out` (rows of `H`). The same operations, in the same order, as the
-/// packed GEMV into a gate row followed by [`lstm_state`], step by step, without the
-/// gate row's store and reload and the calls between them.
+/// `bias + x · W_ihᵀ` for one row `x` of `k` inputs against one group of packed panels
+/// (`V` vectors, row stride `ldb`), summed as the packed GEMM sums it with a bias start
+/// (`kernels::packed`, `k <= KC`): from zero over the inputs in order, then added to
+/// the bias.
 ///
 /// # Safety
-/// `gates` holds `steps` rows of `4H` floats, `out` `steps` rows of `H`; `h`, `c` hold
-/// `H` floats; `w` is `W_hhᵀ` packed as one group (`H` rows of `ldb >= 4H` floats).
+/// `x` holds `k` floats, `w` `k` rows of `ldb >= 16·V` floats, `bias` `16·V` floats.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn input_part<const V: usize>(
+    k: usize,
+    x: *const f32,
+    w: *const f32,
+    ldb: usize,
+    bias: *const f32,
+) -> [__m512; V] {
+    let mut acc = [_mm512_setzero_ps(); V];
+    for p in 0..k {
+        // SAFETY: p < k: x[p] and row p of `w`, columns < 16·V.
+        let a = unsafe { _mm512_set1_ps(*x.add(p)) };
+        for (v, s) in acc.iter_mut().enumerate() {
+            *s = _mm512_fmadd_ps(a, unsafe { _mm512_loadu_ps(w.add(p * ldb + 16 * v)) }, *s);
+        }
+    }
+    // SAFETY: bias holds 16·V floats.
+    std::array::from_fn(|v| unsafe { _mm512_add_ps(_mm512_loadu_ps(bias.add(16 * v)), acc[v]) })
+}
+
+/// The input side of a fused stream kernel: `steps` rows of `k` inputs, `W_ihᵀ` packed
+/// as one group (row stride `ldb`), the bias of every gate.
+#[derive(Clone, Copy)]
+pub(crate) struct StreamInput {
+    pub x: *const f32,
+    pub k: usize,
+    pub w: *const f32,
+    pub ldb: usize,
+    pub bias: *const f32,
+}
+
+/// `steps` timesteps of one LSTM stream of `16·U` units (`V = 4·U` gate vectors): per
+/// step the gate pre-activations `bias + x · W_ihᵀ` ([`input_part`]) plus `W_hh h`
+/// ([`hh_product`]), then the state update of [`lstm_state`]; `c` stays in registers
+/// from step to step, `h` is stored (the next product broadcasts it) and copied to
+/// `out` (rows of `H`). The same operations, in the same order, as the packed GEMM of
+/// the inputs into gate rows, the packed GEMV of `h` into each row and [`lstm_state`],
+/// step by step, without the gate rows' stores and reloads and the calls between them.
+///
+/// # Safety
+/// `inp` describes `steps` rows of inputs (`k <= KC`) and `W_ihᵀ` with `4H` columns;
+/// `out` holds `steps` rows of `H`; `h`, `c` hold `H` floats; `w` is `W_hhᵀ` packed as
+/// one group (`H` rows of `ldb >= 4H` floats).
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe fn lstm_stream<const U: usize, const V: usize>(
     steps: usize,
-    gates: *const f32,
+    inp: StreamInput,
     w: *const f32,
     ldb: usize,
     h: *mut f32,
@@ -455,13 +495,13 @@ pub(crate) unsafe fn lstm_stream<const U: usize, const V: usize>(
     // SAFETY: c holds H = 16·U floats.
     let mut cv: [__m512; U] = std::array::from_fn(|u| unsafe { _mm512_loadu_ps(c.add(16 * u)) });
     for s in 0..steps {
-        // SAFETY: the caller's extents: h and w for the product, row s of gates and
-        // of out, and h's U vectors.
+        // SAFETY: the caller's extents: row s of the inputs and of out, h and w for the
+        // product, h's U vectors.
         unsafe {
+            let x = inp.x.add(s * inp.k);
+            let gin = input_part::<V>(inp.k, x, inp.w, inp.ldb, inp.bias);
             let prod = hh_product::<V>(units, h, w, ldb);
-            let row = gates.add(s * 4 * units);
-            let g: [__m512; V] =
-                std::array::from_fn(|v| _mm512_add_ps(_mm512_loadu_ps(row.add(16 * v)), prod[v]));
+            let g: [__m512; V] = std::array::from_fn(|v| _mm512_add_ps(gin[v], prod[v]));
             for u in 0..U {
                 let (cn, hn) = lstm_state_v([g[u], g[U + u], g[2 * U + u], g[3 * U + u]], cv[u]);
                 cv[u] = flush(cn);
@@ -478,18 +518,17 @@ pub(crate) unsafe fn lstm_stream<const U: usize, const V: usize>(
 }
 
 /// `steps` timesteps of one linear-before-reset GRU stream of `16·U` units: per step
-/// `W_hh h` ([`hh_product`], `V >= 3·U` vectors, the padding columns unused), then the
-/// update of [`gru_lbr_state`] with that step's row of `gates` (rows of `3H`); `h` is
-/// stored and copied to `out` (rows of `H`). Bit for bit the packed GEMV into a scratch
-/// row followed by [`gru_lbr_state`], step by step.
+/// `bias + x · W_ihᵀ` ([`input_part`], `3H` columns) and `W_hh h` ([`hh_product`], `V >=
+/// 3·U` vectors, the padding columns unused), then the update of [`gru_lbr_state`]; `h`
+/// is stored and copied to `out` (rows of `H`). Bit for bit the packed GEMM of the
+/// inputs, the packed GEMV into a scratch row and [`gru_lbr_state`], step by step.
 ///
 /// # Safety
-/// `gates` holds `steps` rows of `3H` floats, `out` `steps` rows of `H`; `h` and `b_hn`
-/// hold `H` floats; `w` is `W_hhᵀ` packed as one group (`H` rows of `ldb >= 16·V`).
+/// As for [`lstm_stream`], with `3H` columns; `b_hn` holds `H` floats.
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe fn gru_lbr_stream<const U: usize, const V: usize>(
     steps: usize,
-    gates: *const f32,
+    inp: StreamInput,
     w: *const f32,
     ldb: usize,
     b_hn: *const f32,
@@ -502,12 +541,13 @@ pub(crate) unsafe fn gru_lbr_stream<const U: usize, const V: usize>(
     let mut hv: [__m512; U] = std::array::from_fn(|u| unsafe { _mm512_loadu_ps(h.add(16 * u)) });
     let bv: [__m512; U] = std::array::from_fn(|u| unsafe { _mm512_loadu_ps(b_hn.add(16 * u)) });
     for s in 0..steps {
-        // SAFETY: as in `lstm_stream`, with rows of 3H gates.
+        // SAFETY: as in `lstm_stream`, with 3H gate columns.
         unsafe {
+            let x = inp.x.add(s * inp.k);
+            let gin = input_part::<V>(inp.k, x, inp.w, inp.ldb, inp.bias);
             let prod = hh_product::<V>(units, h, w, ldb);
-            let row = gates.add(s * 3 * units);
             for u in 0..U {
-                let g = [0, 1, 2].map(|q| _mm512_loadu_ps(row.add(q * units + 16 * u)));
+                let g = [gin[u], gin[U + u], gin[2 * U + u]];
                 let wq = [prod[u], prod[U + u], prod[2 * U + u]];
                 hv[u] = flush(gru_lbr_state_v(g, wq, bv[u], hv[u]));
             }
