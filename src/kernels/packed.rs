@@ -410,6 +410,30 @@ pub(crate) fn stream_fused(units: usize, k: usize) -> bool {
     kernel_tier() == Tier::Avx512 && (units == 16 || units == 32) && k <= KC
 }
 
+/// The checks and arguments the fused stream kernels share, or `None` where they do not
+/// run ([`stream_fused`]): the steps in `input`, the kernels' view of it, and `W_hhᵀ`'s
+/// panels (one group: `gates · H <= 128` columns) with their row stride, after checking
+/// the shapes for `units` hidden units with `gates` gates each and `out` output floats.
+#[cfg(target_arch = "x86_64")]
+fn stream_args(
+    input: &StreamIn<'_>,
+    w_hh: &PackedB,
+    units: usize,
+    gates: usize,
+    out: usize,
+) -> Option<(usize, super::x86_64::avx512::StreamInput, *const f32, usize)> {
+    if !stream_fused(units, input.w_ih.k) {
+        return None;
+    }
+    let steps = input.steps(gates * units);
+    assert!(
+        w_hh.k == units && w_hh.n == gates * units && out >= steps * units,
+        "stream kernel: shapes disagree"
+    );
+    let ldb = w_hh.n.div_ceil(NR) * NR;
+    Some((steps, input.raw(), w_hh.panels().as_ptr(), ldb))
+}
+
 /// The timesteps of one LSTM stream, fused where [`stream_fused`]: per step the gate
 /// pre-activations (`bias + x · W_ihᵀ`, then `+ h · W_hhᵀ`) and the state update, in one
 /// kernel; `h` and `c` are the state (updated), `out` receives each step's `h` (rows of
@@ -424,38 +448,24 @@ pub(crate) fn lstm_stream(
     c: &mut [f32],
     out: &mut [f32],
 ) -> bool {
-    let units = h.len();
-    if !stream_fused(units, input.w_ih.k) {
-        return false;
-    }
-    let steps = input.steps(4 * units);
-    assert!(
-        w_hh.k == units && w_hh.n == 4 * units && c.len() == units && out.len() >= steps * units,
-        "lstm_stream: shapes disagree"
-    );
     #[cfg(target_arch = "x86_64")]
-    {
+    if let Some((steps, inp, wp, ldb)) = stream_args(&input, w_hh, h.len(), 4, out.len()) {
         use super::x86_64::avx512::lstm_stream as fused;
-        let ldb = w_hh.n.div_ceil(NR) * NR;
-        let (inp, wp, hp, cp, op) = (
-            input.raw(),
-            w_hh.panels().as_ptr(),
-            h.as_mut_ptr(),
-            c.as_mut_ptr(),
-            out.as_mut_ptr(),
-        );
-        // SAFETY: `stream_fused` holds, so AVX-512F was detected and `k <= KC`; the
-        // extents are checked above; `W_ihᵀ` and `W_hhᵀ` (4H <= 128 columns) are one
-        // group of panels each, rows of `ldb` floats.
+        assert!(c.len() == h.len(), "lstm_stream: c and h differ in length");
+        let (hp, cp, op) = (h.as_mut_ptr(), c.as_mut_ptr(), out.as_mut_ptr());
+        // SAFETY: `stream_args` checked that AVX-512F was detected, `k <= KC` and the
+        // extents of the inputs, `W_hhᵀ` and `out`; h and c hold H floats.
         unsafe {
-            if units == 16 {
+            if h.len() == 16 {
                 fused::<1, 4>(steps, inp, wp, ldb, hp, cp, op)
             } else {
                 fused::<2, 8>(steps, inp, wp, ldb, hp, cp, op)
             }
         }
+        return true;
     }
-    true
+    let _ = (input, w_hh, h, c, out);
+    false
 }
 
 /// [`lstm_stream`] for the linear-before-reset GRU (`3H` gate columns; `b_hn` the hidden
@@ -469,37 +479,27 @@ pub(crate) fn gru_lbr_stream(
     h: &mut [f32],
     out: &mut [f32],
 ) -> bool {
-    let units = h.len();
-    if !stream_fused(units, input.w_ih.k) {
-        return false;
-    }
-    let steps = input.steps(3 * units);
-    assert!(
-        w_hh.k == units && w_hh.n == 3 * units && b_hn.len() == units && out.len() >= steps * units,
-        "gru_lbr_stream: shapes disagree"
-    );
     #[cfg(target_arch = "x86_64")]
-    {
+    if let Some((steps, inp, wp, ldb)) = stream_args(&input, w_hh, h.len(), 3, out.len()) {
         use super::x86_64::avx512::gru_lbr_stream as fused;
-        let ldb = w_hh.n.div_ceil(NR) * NR;
-        let (inp, wp, bp, hp, op) = (
-            input.raw(),
-            w_hh.panels().as_ptr(),
-            b_hn.as_ptr(),
-            h.as_mut_ptr(),
-            out.as_mut_ptr(),
+        assert!(
+            b_hn.len() == h.len(),
+            "gru_lbr_stream: b_hn and h differ in length"
         );
-        // SAFETY: as in `lstm_stream`; 3H <= 96 columns, of which the kernels read the
-        // first 3H of each row of `ldb >= 3H` floats.
+        let (bp, hp, op) = (b_hn.as_ptr(), h.as_mut_ptr(), out.as_mut_ptr());
+        // SAFETY: as in `lstm_stream`; of `W_hhᵀ`'s rows (`ldb >= 3H` floats) the kernels
+        // read the first 3H.
         unsafe {
-            if units == 16 {
+            if h.len() == 16 {
                 fused::<1, 3>(steps, inp, wp, ldb, bp, hp, op)
             } else {
                 fused::<2, 6>(steps, inp, wp, ldb, bp, hp, op)
             }
         }
+        return true;
     }
-    true
+    let _ = (input, w_hh, b_hn, h, out);
+    false
 }
 
 /// The dispatch; `tier` must be one this CPU runs (`kernel_tier()` or checked).
