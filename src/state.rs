@@ -325,20 +325,8 @@ impl Model {
             let hk = &mut here[..h];
             // The audio sizes: products and update in one fused kernel where the tier
             // has one (as a block of one step).
-            let lstm = cfg.cell == CellKind::Lstm;
-            if (lstm || cfg.cell == CellKind::GruLbr) && stream_fused(h, pk.w_ih_t.k()) {
-                let xin = StreamIn {
-                    x: input,
-                    w_ih: &pk.w_ih_t,
-                    bias: self.folded_bias(k),
-                };
-                if lstm {
-                    let ck = &mut cst[k * h..(k + 1) * h];
-                    lstm_stream(xin, &pk.w_hh_t, hk, ck, &mut g[..h]);
-                } else {
-                    let b_hn = &self.layer(k).b_hh[2 * h..];
-                    gru_lbr_stream(xin, &pk.w_hh_t, b_hn, hk, &mut g[..h]);
-                }
+            let ck = tail(cst, k * h);
+            if stream_fused(h, pk.w_ih_t.k()) && self.fused_layer(k, input, hk, ck, &mut g[..h]) {
                 continue;
             }
             // Where the cell allows, bias and both products in one pass.
@@ -360,7 +348,6 @@ impl Model {
                 g.copy_from_slice(self.folded_bias(k));
                 gemv_packed(input, &pk.w_ih_t, g, true);
             }
-            let ck = tail(cst, k * h);
             let work = StepWork { ghb, rh, hnew };
             self.state_step(k, 1, hk, ck, g, gh, work, !fused, rev);
         }
@@ -429,20 +416,8 @@ impl Model {
                 // included, in one fused kernel where the tier has one (the same bits as
                 // the product and the loop below).
                 let fused = b == 1 && {
-                    let xin = StreamIn {
-                        x: &input[s0 * inp..(s0 + n) * inp],
-                        w_ih: &pk.w_ih_t,
-                        bias,
-                    };
-                    let y1 = &mut out[s0 * h..][..n * h];
-                    match cfg.cell {
-                        CellKind::Lstm => lstm_stream(xin, &pk.w_hh_t, hk, &mut ck[..h], y1),
-                        CellKind::GruLbr => {
-                            let b_hn = &self.layer(k).b_hh[2 * h..];
-                            gru_lbr_stream(xin, &pk.w_hh_t, b_hn, hk, y1)
-                        }
-                        _ => false,
-                    }
+                    let x1 = &input[s0 * inp..(s0 + n) * inp];
+                    self.fused_layer(k, x1, hk, ck, &mut out[s0 * h..][..n * h])
                 };
                 if fused {
                     continue;
@@ -475,6 +450,35 @@ impl Model {
                 &blk_b[..rows * h]
             };
             self.stream_head(top, y, rows);
+        }
+    }
+
+    /// Steps of one stream through layer `k` in the fused kernels where they run (LSTM and
+    /// linear-before-reset GRU where [`stream_fused`]): `input` holds one row per step,
+    /// `hk` (and for the LSTM `ck`) the state, updated; `out` receives each step's `h`.
+    /// False, with nothing changed, elsewhere.
+    fn fused_layer(
+        &self,
+        k: usize,
+        input: &[f32],
+        hk: &mut [f32],
+        ck: &mut [f32],
+        out: &mut [f32],
+    ) -> bool {
+        let pk = &self.packed[k];
+        let h = hk.len();
+        let xin = StreamIn {
+            x: input,
+            w_ih: &pk.w_ih_t,
+            bias: self.folded_bias(k),
+        };
+        match self.config().cell {
+            CellKind::Lstm => lstm_stream(xin, &pk.w_hh_t, hk, &mut ck[..h], out),
+            CellKind::GruLbr => {
+                let b_hn = &self.layer(k).b_hh[2 * h..];
+                gru_lbr_stream(xin, &pk.w_hh_t, b_hn, hk, out)
+            }
+            _ => false,
         }
     }
 
