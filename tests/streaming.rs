@@ -296,3 +296,53 @@ fn a_long_block_equals_short_blocks_bit_for_bit() {
         }
     }
 }
+
+/// One stream at the sizes with fused kernels (H = 16 and 32; on AVX-512 a block and a
+/// single step both run them, elsewhere the general path): stepping sample by sample
+/// gives the bits of one block, several layers and inputs deep, and both agree with the
+/// batched forward (other code) to rounding. H = 24 takes the general path throughout.
+#[test]
+fn one_stream_steps_equal_a_block_bit_for_bit_at_the_fused_sizes() {
+    let t = 70;
+    for cell in [CellKind::Lstm, CellKind::GruLbr] {
+        for (i, h, layers, head) in [
+            (1, 32, 1, false),
+            (3, 16, 2, true),
+            (5, 32, 3, false),
+            (2, 24, 2, true),
+        ] {
+            let mut cfg = ModelConfig::new(cell, i, h, layers);
+            if head {
+                cfg = cfg.with_head(2, OutputActivation::Identity);
+            }
+            let o = cfg.output_dim();
+            let model = Model::new(cfg, 31).unwrap();
+            let x = vals(t * i, 32, 1.5);
+            let init = vals(cfg.state_len(1), 33, 0.5);
+
+            let mut block = State::with_block(&model, 1, t).unwrap();
+            block.set(&init).unwrap();
+            let mut want = vec![f32::NAN; t * o];
+            model.forward_state(&mut block, &x, t, &mut want).unwrap();
+
+            let mut steps = State::new(&model, 1).unwrap();
+            steps.set(&init).unwrap();
+            let mut got = vec![f32::NAN; t * o];
+            for s in 0..t {
+                let ys = &mut got[s * o..(s + 1) * o];
+                model.step(&mut steps, &x[s * i..(s + 1) * i], ys).unwrap();
+            }
+            let what = format!("{cell:?} I={i} H={h} layers={layers} head={head}");
+            if h != 24 {
+                assert_eq!(bits(&got), bits(&want), "{what}");
+                assert_eq!(bits(steps.as_slice()), bits(block.as_slice()), "{what}");
+            }
+            let mut batched = vec![f32::NAN; t * o];
+            model
+                .forward_with_state(&x, 1, t, Some(&init), &mut batched, None)
+                .unwrap();
+            let d = max_abs_diff(&want, &batched).max(max_abs_diff(&got, &batched));
+            assert!(d < 1e-5, "{what}: {d}");
+        }
+    }
+}
