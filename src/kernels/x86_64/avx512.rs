@@ -404,23 +404,26 @@ unsafe fn hh_product<const V: usize>(
     let mut even = [_mm512_setzero_ps(); V];
     let mut odd = [_mm512_setzero_ps(); V];
     let mut p = 0;
-    // SAFETY (the loads below): rows p (and p + 1) < k of `w`, columns < 16·V <= ldb,
-    // and h[p], h[p + 1] with p + 1 < k.
     while p + 1 < k {
-        let (a0, a1) = unsafe { (_mm512_set1_ps(*h.add(p)), _mm512_set1_ps(*h.add(p + 1))) };
-        for v in 0..V {
-            let r0 = unsafe { w.add(p * ldb + 16 * v) };
-            even[v] = _mm512_fmadd_ps(a0, unsafe { _mm512_loadu_ps(r0) }, even[v]);
-            odd[v] = _mm512_fmadd_ps(a1, unsafe { _mm512_loadu_ps(r0.add(ldb)) }, odd[v]);
+        // SAFETY: p + 1 < k: h[p], h[p + 1] and rows p, p + 1 of `w`, columns < 16·V <= ldb.
+        unsafe {
+            let (a0, a1) = (_mm512_set1_ps(*h.add(p)), _mm512_set1_ps(*h.add(p + 1)));
+            for v in 0..V {
+                let r0 = w.add(p * ldb + 16 * v);
+                even[v] = _mm512_fmadd_ps(a0, _mm512_loadu_ps(r0), even[v]);
+                odd[v] = _mm512_fmadd_ps(a1, _mm512_loadu_ps(r0.add(ldb)), odd[v]);
+            }
         }
         p += 2;
     }
     if p < k {
-        // SAFETY: p = k - 1.
-        let a0 = unsafe { _mm512_set1_ps(*h.add(p)) };
-        for v in 0..V {
-            let r0 = unsafe { w.add(p * ldb + 16 * v) };
-            even[v] = _mm512_fmadd_ps(a0, unsafe { _mm512_loadu_ps(r0) }, even[v]);
+        // SAFETY: p = k - 1: h[p] and row p of `w`, columns < 16·V <= ldb.
+        unsafe {
+            let a0 = _mm512_set1_ps(*h.add(p));
+            for v in 0..V {
+                let r0 = w.add(p * ldb + 16 * v);
+                even[v] = _mm512_fmadd_ps(a0, _mm512_loadu_ps(r0), even[v]);
+            }
         }
     }
     for v in 0..V {
@@ -447,10 +450,12 @@ unsafe fn input_part<const V: usize>(
 ) -> [__m512; V] {
     let mut acc = [_mm512_setzero_ps(); V];
     for p in 0..k {
-        // SAFETY: p < k: x[p] and row p of `w`, columns < 16·V.
-        let a = unsafe { _mm512_set1_ps(*x.add(p)) };
-        for (v, s) in acc.iter_mut().enumerate() {
-            *s = _mm512_fmadd_ps(a, unsafe { _mm512_loadu_ps(w.add(p * ldb + 16 * v)) }, *s);
+        // SAFETY: p < k: x[p] and row p of `w`, columns < 16·V <= ldb.
+        unsafe {
+            let a = _mm512_set1_ps(*x.add(p));
+            for (v, s) in acc.iter_mut().enumerate() {
+                *s = _mm512_fmadd_ps(a, _mm512_loadu_ps(w.add(p * ldb + 16 * v)), *s);
+            }
         }
     }
     // SAFETY: bias holds 16·V floats.
@@ -537,8 +542,9 @@ pub(crate) unsafe fn gru_lbr_stream<const U: usize, const V: usize>(
 ) {
     debug_assert!(V >= 3 * U);
     let units = 16 * U;
-    // SAFETY: h and b_hn hold H = 16·U floats.
+    // SAFETY: h holds H = 16·U floats.
     let mut hv: [__m512; U] = std::array::from_fn(|u| unsafe { _mm512_loadu_ps(h.add(16 * u)) });
+    // SAFETY: b_hn holds H floats.
     let bv: [__m512; U] = std::array::from_fn(|u| unsafe { _mm512_loadu_ps(b_hn.add(16 * u)) });
     for s in 0..steps {
         // SAFETY: as in `lstm_stream`, with 3H gate columns.
