@@ -270,9 +270,14 @@ fn outer_sums(a: &[f32], wa: usize, b: &[f32], wb: usize, out: &mut [f32]) {
 
 /// `out[j] = Σ_r m[r][j]` over rows of width `w`, in row order (from zero).
 pub(crate) fn col_sums(m: &[f32], w: usize, out: &mut [f32]) {
+    col_sums_from(m, w, 0, out);
+}
+
+/// [`col_sums`] of the columns `j0..j0 + out.len()` only.
+fn col_sums_from(m: &[f32], w: usize, j0: usize, out: &mut [f32]) {
     out.fill(0.0);
     for row in m.chunks(w) {
-        for (o, v) in out.iter_mut().zip(row) {
+        for (o, v) in out.iter_mut().zip(&row[j0..]) {
             *o += v;
         }
     }
@@ -289,14 +294,9 @@ fn col_sums_par(m: &[f32], w: usize, out: &mut [f32]) {
     if cols >= w {
         return col_sums(m, w, out);
     }
-    out.par_chunks_mut(cols).enumerate().for_each(|(i, o)| {
-        o.fill(0.0);
-        for row in m.chunks(w) {
-            for (s, v) in o.iter_mut().zip(&row[i * cols..]) {
-                *s += v;
-            }
-        }
-    });
+    out.par_chunks_mut(cols)
+        .enumerate()
+        .for_each(|(i, o)| col_sums_from(m, w, i * cols, o));
 }
 
 /// One layer. `dh` holds `∂L/∂h_t` arriving from above (`[B][T][H]`) and is replaced by
