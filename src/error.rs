@@ -82,10 +82,15 @@ pub(crate) fn checked_size(what: &str, dims: &[usize]) -> Result<usize> {
         .ok_or_else(|| invalid!("{what}: size {dims:?} overflows"))
 }
 
+/// Whether every element is finite: one branch-free pass, which vectorizes.
+pub(crate) fn all_finite(data: &[f32]) -> bool {
+    data.iter().fold(true, |ok, v| ok & v.is_finite())
+}
+
 /// Refuses NaN and Inf, naming the argument and the first bad index.
 pub(crate) fn check_finite(what: &str, data: &[f32]) -> Result<()> {
     // A branch-free pass first (it vectorizes); the search only when something is wrong.
-    if data.iter().fold(true, |ok, v| ok & v.is_finite()) {
+    if all_finite(data) {
         return Ok(());
     }
     match data.iter().position(|v| !v.is_finite()) {

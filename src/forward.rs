@@ -211,7 +211,7 @@ impl Model {
         checked_size("activations", &[batch, seq_len, cfg.hidden_size, 4])?;
         checked_size("outputs", &[batch, seq_len, cfg.output_dim()])?;
         check_len("x", x.len(), n)?;
-        crate::parallel::check_finite("x", x)?;
+        crate::parallel::check_finite_par("x", x)?;
         if let Some(s) = initial {
             check_len("initial state", s.len(), cfg.state_len(batch))?;
             check_finite("initial state", s)?;

@@ -59,10 +59,12 @@ pub(crate) fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 /// the first bad element (and its message) only when one is not finite. At 2 threads the
 /// serial passes left the second thread idle for about 1 % of a training step. Enters the
 /// thread pool, so never for the streaming paths.
-pub(crate) fn check_finite(what: &str, data: &[f32]) -> Result<()> {
+pub(crate) fn check_finite_par(what: &str, data: &[f32]) -> Result<()> {
+    use crate::error::all_finite;
     const BLOCK: usize = 1 << 15;
-    let finite = |c: &[f32]| c.iter().fold(true, |ok, v| ok & v.is_finite());
-    if data.len() > 2 * BLOCK && num_threads() > 1 && install(|| data.par_chunks(BLOCK).all(finite))
+    if data.len() > 2 * BLOCK
+        && num_threads() > 1
+        && install(|| data.par_chunks(BLOCK).all(all_finite))
     {
         return Ok(());
     }
@@ -175,18 +177,18 @@ mod tests {
             .build()
             .unwrap();
         let mut v = vec![0.5f32; 200_000];
-        assert!(pool.install(|| check_finite("x", &v)).is_ok());
+        assert!(pool.install(|| check_finite_par("x", &v)).is_ok());
         for (at, bad) in [
             (199_999, f32::NAN),
             (70_000, f32::INFINITY),
             (3, -f32::INFINITY),
         ] {
             v[at] = bad;
-            let e = pool.install(|| check_finite("x", &v)).unwrap_err();
+            let e = pool.install(|| check_finite_par("x", &v)).unwrap_err();
             assert!(e.message().contains(&format!("x[{at}]")), "{}", e.message());
         }
         // Small operands take the serial path, with the same message.
-        let e = check_finite("y", &[1.0, f32::NAN]).unwrap_err();
+        let e = check_finite_par("y", &[1.0, f32::NAN]).unwrap_err();
         assert!(e.message().contains("y[1]"), "{}", e.message());
     }
 

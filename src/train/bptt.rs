@@ -147,7 +147,7 @@ impl Model {
         let (h, l) = (cfg.hidden_size, cfg.num_layers);
         let rows = batch * t;
         check_len("d_outputs", d_outputs.len(), rows * cfg.output_dim())?;
-        crate::parallel::check_finite("d_outputs", d_outputs)?;
+        crate::parallel::check_finite_par("d_outputs", d_outputs)?;
         let state_len = cfg.state_len(batch);
         if let Some(d) = d_final_state {
             check_len("d_final_state", d.len(), state_len)?;

@@ -56,7 +56,7 @@ pub fn mse(
 ) -> Result<f32> {
     let rows = target_count(batch, seq_len, targets);
     check_len("target", target.len(), rows * w)?;
-    crate::parallel::check_finite("target", target)?;
+    crate::parallel::check_finite_par("target", target)?;
     let n = (rows * w) as f64;
     if targets != Targets::EveryStep {
         d.fill(0.0);

@@ -219,7 +219,7 @@ fn apply(
     grads: &mut [f32],
 ) -> Result<f64> {
     check_len("gradients", grads.len(), model.parameters().len())?;
-    crate::parallel::check_finite("gradients", grads)
+    crate::parallel::check_finite_par("gradients", grads)
         .map_err(|e| Error::NonFinite(format!("{}; weights left unchanged", e.message())))?;
     let norm = if config.clip_norm > 0.0 {
         clip_grad_norm(grads, config.clip_norm)
