@@ -250,8 +250,8 @@ pub fn gemm_packed_with(
     )
 }
 
-/// [`gemm_packed`] visiting B's groups of panels last to first when `reverse` (AVX-512;
-/// other tiers ignore it). Every element is the same sum either way (each group's
+/// [`gemm_packed`] visiting B's groups of panels last to first when `reverse` (AVX-512
+/// and AVX2; the scalar tier ignores it). Every element is the same sum either way (each group's
 /// chunks of the inner dimension are still added in order), so the result is bit for bit
 /// the same. The per-step recurrent product alternates the direction: a `W_hhᵀ` larger
 /// than L2 is otherwise read in the same order every step and least-recently-used
@@ -538,57 +538,23 @@ fn run(
     );
     match tier {
         #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 => {
-            // SAFETY: both callers pass a tier this CPU runs (`kernel_tier()` is
-            // detected, `available_or_best` checks), so AVX-512F is present; the asserts
-            // above bound every row of A (columns < k) and C the kernel touches, B's
-            // panels hold `panels * k * NR` floats, and a bias holds n floats.
-            unsafe {
-                x86::gemm_avx512(
-                    m,
-                    k,
-                    n,
-                    a.as_ptr(),
-                    lda,
-                    b.panels().as_ptr(),
-                    c.as_mut_ptr(),
-                    ldc,
-                    init,
-                    reverse,
-                )
-            }
-        }
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx2 => {
-            // The inner dimension in chunks of KC rows of B, so that a panel's slice
-            // (KC x 32 floats, 32 KB) stays in L1 while every block of rows of A passes;
-            // later chunks add to C. Fixed chunking: results still do not depend on m.
-            let mut p0 = 0;
-            loop {
-                let kc = (k - p0).min(KC);
-                let start = if p0 == 0 { init } else { Init::Acc };
-                // SAFETY: as above, with AVX2 and FMA present; rows p0..p0+kc of B and
-                // columns p0..p0+kc of A are read.
+        Tier::Avx512 | Tier::Avx2 => {
+            let (ap, bp, cp) = (a.as_ptr(), b.panels().as_ptr(), c.as_mut_ptr());
+            x86::group_chunks(k, n, init, reverse, |g0, g1, p0, kc, acc| {
+                // SAFETY: both callers pass a tier this CPU runs (`kernel_tier()` is
+                // detected, `available_or_best` checks), so its features are present; the
+                // asserts above bound every row of A (columns p0..p0+kc <= k) and C the
+                // kernels touch, B's panels hold `panels * k * NR` floats (rows
+                // p0..p0+kc of panels g0..g1 are read), and a bias holds n floats.
                 unsafe {
-                    x86::gemm_avx2(
-                        m,
-                        k,
-                        p0,
-                        kc,
-                        n,
-                        a.as_ptr().add(p0),
-                        lda,
-                        b.panels().as_ptr(),
-                        c.as_mut_ptr(),
-                        ldc,
-                        start,
-                    )
+                    let ap = ap.add(p0);
+                    if tier == Tier::Avx512 {
+                        x86::gemm_group512(m, k, p0, kc, n, ap, lda, bp, cp, ldc, acc, g0, g1)
+                    } else {
+                        x86::gemm_group256(m, k, p0, kc, n, ap, lda, bp, cp, ldc, acc, g0, g1)
+                    }
                 }
-                p0 += kc;
-                if p0 >= k {
-                    break;
-                }
-            }
+            })
         }
         _ => {
             let bias = match start {
@@ -711,41 +677,29 @@ mod x86 {
         }};
     }
 
-    /// # Safety
-    /// AVX-512F must be available; `a` must hold `m` rows of `k` at stride `lda`, `c`
-    /// `m` rows of `n` at stride `ldc`, `b` `ceil(n/NR)` panels of `k * NR`.
-    ///
-    /// One interleaved group of panels at a time (last to first when `reverse`), and in
-    /// it the inner dimension in chunks of `KC` rows, every row of A against a chunk
-    /// before the next: the chunk's slice of `B` (128 KB) is read from memory once and
-    /// then from L2, also for the rows left over after the blocks of `MR512` (which a
-    /// second pass over all of `B` would read again from L3 when `B` is larger than L2,
-    /// as `W_hh` is for `H >= 512`). Each element still adds its chunks in order from
-    /// its start, so neither the group order nor the chunking shows in the bits.
-    #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn gemm_avx512(
-        m: usize,
+    /// Calls `f(g0, g1, p0, k, start)` for every interleaved group of panels `g0..g1` of
+    /// an `n`-column B (last to first when `reverse`), and in each group for the inner
+    /// dimension `0..kl` in chunks `p0..p0 + k` of `KC` rows, the first started from
+    /// `init`, the others from the partial sums (`Init::Acc`). Every row of A meets a
+    /// chunk before the next: the chunk's slice of B (128 KB) is read from memory once
+    /// and then from L2, also for the rows left over after the row blocks (a second pass
+    /// over all of B would read it again from L3 when B is larger than L2, as `W_hh` is
+    /// for `H >= 512`). Each element adds its chunks in order from its start, so neither
+    /// the group order nor the chunking shows in the bits.
+    pub fn group_chunks(
         kl: usize,
         n: usize,
-        a: *const f32,
-        lda: usize,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
         init: Init,
         reverse: bool,
+        mut f: impl FnMut(usize, usize, usize, usize, Init),
     ) {
         let panels = n.div_ceil(NR);
         for g in groups(panels, reverse) {
-            let g0 = g * GROUP;
-            let g1 = (g0 + GROUP).min(panels);
+            let (g0, g1) = (g * GROUP, (g * GROUP + GROUP).min(panels));
             let mut p0 = 0;
             loop {
                 let k = (kl - p0).min(KC);
-                let acc = if p0 == 0 { init } else { Init::Acc };
-                // SAFETY: columns p0..p0+k of A's rows are inside (p0 < kl or k = 0).
-                unsafe { gemm_group512(m, kl, p0, k, n, a.add(p0), lda, b, c, ldc, acc, g0, g1) };
+                f(g0, g1, p0, k, if p0 == 0 { init } else { Init::Acc });
                 p0 += k;
                 if p0 >= kl {
                     break;
@@ -758,10 +712,12 @@ mod x86 {
     /// A (`a` points at column `p0`), started from `acc`.
     ///
     /// # Safety
-    /// As for [`gemm_avx512`].
+    /// AVX-512F must be available; `a` (at column `p0`) must hold `m` rows of `k` at
+    /// stride `lda`, `c` `m` rows of `n` at stride `ldc`, `b` `ceil(n/NR)` panels of
+    /// `kl * NR`.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn gemm_group512(
+    pub unsafe fn gemm_group512(
         m: usize,
         kl: usize,
         p0: usize,
@@ -1114,11 +1070,13 @@ mod x86 {
         }
     }
 
+    /// [`gemm_group512`] on AVX2 (row blocks of `MR256`, single panels).
+    ///
     /// # Safety
-    /// AVX2 and FMA must be available; extents as for [`gemm_avx512`].
+    /// AVX2 and FMA must be available; extents as for [`gemm_group512`].
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    pub unsafe fn gemm_avx2(
+    pub unsafe fn gemm_group256(
         m: usize,
         kl: usize,
         p0: usize,
@@ -1130,13 +1088,14 @@ mod x86 {
         c: *mut f32,
         ldc: usize,
         acc: Init,
+        g0: usize,
+        g1: usize,
     ) {
         let full = m / MR256 * MR256;
         let panels = n.div_ceil(NR);
         // Rows `full..m`; wrapping, as with none left these may point past the end.
         let (ar, cr) = (a.wrapping_add(full * lda), c.wrapping_add(full * ldc));
-        for g0 in (0..panels).step_by(GROUP) {
-            let g1 = (g0 + GROUP).min(panels);
+        {
             for jp in g0..g1 {
                 if full == 0 {
                     break;
