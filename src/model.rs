@@ -270,6 +270,13 @@ impl Model {
         layer_view(&self.config, &self.layout, &self.params, k)
     }
 
+    /// Layer `k`'s `bias_hh` alone ([`Model::layer`] without the other three views, for
+    /// the per-sample step).
+    pub(crate) fn bias_hh(&self, k: usize) -> &[f32] {
+        let e = &self.layout.entries()[4 * k + 3];
+        &self.params[e.offset..e.offset + e.len]
+    }
+
     /// The head's weights, when the model has a head.
     pub fn head(&self) -> Option<HeadWeights<'_>> {
         head_view(&self.config, &self.layout, &self.params)

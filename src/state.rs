@@ -272,6 +272,20 @@ impl Model {
         let (i_sz, o_sz) = (cfg.input_size, cfg.output_dim());
         check_len("x", x.len(), b * seq_len * i_sz)?;
         check_len("y", y.len(), b * seq_len * o_sz)?;
+        self.forward_state_shaped(state, x, seq_len, y)
+    }
+
+    /// [`Model::forward_state`] after its shape checks (the state's model, `seq_len`
+    /// against its block, the lengths of `x` and `y`), which the caller has made: the C
+    /// ABI checks the same things once, with its own messages, and a per-sample call
+    /// should not pay for them twice. Refuses non-finite input; nothing changes on error.
+    pub(crate) fn forward_state_shaped(
+        &self,
+        state: &mut State,
+        x: &[f32],
+        seq_len: usize,
+        y: &mut [f32],
+    ) -> Result<()> {
         check_finite("x", x)?;
         if seq_len == 0 {
             return Ok(());
@@ -326,7 +340,7 @@ impl Model {
             // The audio sizes: products and update in one fused kernel where the tier
             // has one (as a block of one step).
             let ck = tail(cst, k * h);
-            if stream_fused(h, pk.w_ih_t.k()) && self.fused_layer(k, input, hk, ck, &mut g[..h]) {
+            if self.fused_layer(k, input, 1, hk, ck, &mut g[..h]) {
                 continue;
             }
             // Where the cell allows, bias and both products in one pass.
@@ -417,7 +431,7 @@ impl Model {
                 // the product and the loop below).
                 let fused = b == 1 && {
                     let x1 = &input[s0 * inp..(s0 + n) * inp];
-                    self.fused_layer(k, x1, hk, ck, &mut out[s0 * h..][..n * h])
+                    self.fused_layer(k, x1, n, hk, ck, &mut out[s0 * h..][..n * h])
                 };
                 if fused {
                     continue;
@@ -454,28 +468,35 @@ impl Model {
     }
 
     /// Steps of one stream through layer `k` in the fused kernels where they run (LSTM and
-    /// linear-before-reset GRU where [`stream_fused`]): `input` holds one row per step,
-    /// `hk` (and for the LSTM `ck`) the state, updated; `out` receives each step's `h`.
-    /// False, with nothing changed, elsewhere.
+    /// linear-before-reset GRU where [`stream_fused`]): `input` holds one row per step
+    /// (`steps` rows), `hk` (and for the LSTM `ck`) the state, updated; `out` receives
+    /// each step's `h`. False, with nothing changed, elsewhere.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn fused_layer(
         &self,
         k: usize,
         input: &[f32],
+        steps: usize,
         hk: &mut [f32],
         ck: &mut [f32],
         out: &mut [f32],
     ) -> bool {
         let pk = &self.packed[k];
         let h = hk.len();
+        if !stream_fused(h, pk.w_ih_t.k()) {
+            return false;
+        }
         let xin = StreamIn {
             x: input,
+            steps,
             w_ih: &pk.w_ih_t,
             bias: self.folded_bias(k),
         };
         match self.config().cell {
             CellKind::Lstm => lstm_stream(xin, &pk.w_hh_t, hk, &mut ck[..h], out),
             CellKind::GruLbr => {
-                let b_hn = &self.layer(k).b_hh[2 * h..];
+                let b_hn = &self.bias_hh(k)[2 * h..];
                 gru_lbr_stream(xin, &pk.w_hh_t, b_hn, hk, out)
             }
             _ => false,
@@ -525,7 +546,7 @@ impl Model {
                 }
             }
             CellKind::GruLbr => {
-                let b_hn = &self.layer(k).b_hh[2 * h..];
+                let b_hn = &self.bias_hh(k)[2 * h..];
                 let ghb = &mut work.ghb[..m * gh];
                 hidden(&pk.w_hh_t, hk, ghb, gh, false);
                 for i in 0..m {

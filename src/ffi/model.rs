@@ -329,23 +329,16 @@ unsafe fn run_block(
         )));
     }
     let batch = s.state.batch();
-    // Cannot overflow: the state was made with batch * max_block * max(I, O) checked.
-    let x_count = element_count::<f32>(
-        "x",
-        &[
-            ("batch", batch),
-            ("seq_len", seq_len),
-            ("input_size", cfg.input_size),
-        ],
-    )?;
-    let y_count = element_count::<f32>(
-        "y",
-        &[
-            ("batch", batch),
-            ("seq_len", seq_len),
-            ("output size", cfg.output_dim()),
-        ],
-    )?;
+    // Cannot overflow: the state was made with batch * max_block * max(I, O) checked,
+    // and seq_len <= max_block (checked above). Plain products, not `element_count`:
+    // this runs once per sample on an audio thread.
+    let x_count = batch * seq_len * cfg.input_size;
+    let y_count = batch * seq_len * cfg.output_dim();
+    if x_count.max(y_count) > isize::MAX as usize / std::mem::size_of::<f32>() {
+        return Err(Failure::invalid(format!(
+            "x or y: {x_count} or {y_count} floats are too large for memory"
+        )));
+    }
     if let Some(x_len) = x_len {
         check_len("x_len", x_len, x_count, "the state's batch * input_size")?;
     }
@@ -361,7 +354,8 @@ unsafe fn run_block(
     // SAFETY: non-NULL (checked by the caller), `y_len` floats writable (contract),
     // disjoint from x (checked).
     let ys = unsafe { out_slice(y, y_len, "y") }?;
+    // The state's model, seq_len and both lengths are checked above.
     m.model
-        .forward_state(&mut s.state, xs, seq_len, ys)
+        .forward_state_shaped(&mut s.state, xs, seq_len, ys)
         .map_err(Failure::from)
 }

@@ -373,20 +373,24 @@ pub fn gemv2_packed(
 /// The input side of [`lstm_stream`] and [`gru_lbr_stream`]: `x` rows of `W_ih`'s
 /// inputs (one per step), `W_ihᵀ` packed, the bias of every gate.
 pub(crate) struct StreamIn<'a> {
+    /// `steps` rows of `w_ih.k()` inputs.
     pub x: &'a [f32],
+    pub steps: usize,
     pub w_ih: &'a PackedB,
     pub bias: &'a [f32],
 }
 
 impl StreamIn<'_> {
-    /// Steps in `x`, after checking the shapes against `gates` gate columns.
+    /// Steps in `x`, after checking the shapes against `gates` gate columns (the step
+    /// count is given, not divided out: a division is a few nanoseconds of a step).
     fn steps(&self, gates: usize) -> usize {
-        let k = self.w_ih.k.max(1);
         assert!(
-            self.w_ih.n == gates && self.bias.len() >= gates && self.x.len().is_multiple_of(k),
+            self.w_ih.n == gates
+                && self.bias.len() >= gates
+                && Some(self.x.len()) == self.steps.checked_mul(self.w_ih.k),
             "stream kernel: input shapes disagree"
         );
-        self.x.len() / k
+        self.steps
     }
 
     /// The kernels' view; `x`, `W_ihᵀ` (one group) and the bias as checked by `steps`.
@@ -415,6 +419,7 @@ pub(crate) fn stream_fused(units: usize, k: usize) -> bool {
 /// panels (one group: `gates · H <= 128` columns) with their row stride, after checking
 /// the shapes for `units` hidden units with `gates` gates each and `out` output floats.
 #[cfg(target_arch = "x86_64")]
+#[inline]
 fn stream_args(
     input: &StreamIn<'_>,
     w_hh: &PackedB,
@@ -441,6 +446,7 @@ fn stream_args(
 /// [`gemv_packed`] into each row and `activation::lstm_state` give, step by step.
 /// Returns false, changing nothing, where there is no fused kernel; the caller then
 /// runs those.
+#[inline]
 pub(crate) fn lstm_stream(
     input: StreamIn<'_>,
     w_hh: &PackedB,
@@ -472,6 +478,7 @@ pub(crate) fn lstm_stream(
 /// bias of the candidate gate): bit for bit [`gemm_packed_bias`], [`gemv_packed`] into a
 /// scratch row and `activation::gru_lbr_state`, step by step; false (nothing changed)
 /// where there is no fused kernel.
+#[inline]
 pub(crate) fn gru_lbr_stream(
     input: StreamIn<'_>,
     w_hh: &PackedB,
@@ -1269,6 +1276,7 @@ mod tests {
                 let mut got = vec![f32::NAN; steps * units];
                 let input = StreamIn {
                     x: &x,
+                    steps,
                     w_ih: &wi,
                     bias: &bias,
                 };
@@ -1307,6 +1315,7 @@ mod tests {
                 let mut got = vec![f32::NAN; steps * units];
                 let input = StreamIn {
                     x: &x,
+                    steps,
                     w_ih: &wi,
                     bias: &bias,
                 };
