@@ -10,7 +10,7 @@ use crate::config::{CellKind, ModelConfig, OutputActivation};
 use crate::error::{check_finite, check_len, checked_size, invalid, Error, Result};
 use crate::kernels::packed::{gemm_packed_bias, gemm_packed_sweep, gemv_packed_sweep, PackedB};
 use crate::model::Model;
-use crate::parallel::{batch_chunk, gemm_packed_rows_bias, install};
+use crate::parallel::{batch_chunk, each, gemm_packed_rows_bias, install_work, threads};
 use rayon::prelude::*;
 
 /// What one layer's forward keeps for backward; every buffer is batch-major `[B][T][·]`.
@@ -346,7 +346,8 @@ impl Model {
             }
             Ok(())
         };
-        install(work)?;
+        let macs = self.macs_per_row().saturating_mul(batch * seq_len);
+        install_work(macs, work)?;
         Ok(wrote_y)
     }
 }
@@ -715,20 +716,19 @@ fn layer_forward(
         .zip(chunks.iter_mut())
         .enumerate()
         .collect();
-    jobs.into_par_iter()
-        .for_each(|(i, ((((((g, hh), c), e), fhh), fcc), sc))| {
-            let r = i * cb * h..((i + 1) * cb).min(batch) * h;
-            let c0r = if c0.is_empty() {
-                &c0[0..0]
-            } else {
-                &c0[r.clone()]
-            };
-            let hoist = (!record).then(|| Hoist {
-                input: &input[i * cb * t * inp..((i + 1) * cb).min(batch) * t * inp],
-                tb,
-            });
-            recur_chunk(model, k, t, g, hh, c, e, &h0[r], c0r, fhh, fcc, sc, hoist);
+    each(jobs, |(i, ((((((g, hh), c), e), fhh), fcc), sc))| {
+        let r = i * cb * h..((i + 1) * cb).min(batch) * h;
+        let c0r = if c0.is_empty() {
+            &c0[0..0]
+        } else {
+            &c0[r.clone()]
+        };
+        let hoist = (!record).then(|| Hoist {
+            input: &input[i * cb * t * inp..((i + 1) * cb).min(batch) * t * inp],
+            tb,
         });
+        recur_chunk(model, k, t, g, hh, c, e, &h0[r], c0r, fhh, fcc, sc, hoist);
+    });
     Ok(())
 }
 
@@ -772,7 +772,7 @@ const COLUMN_UNITS: usize = 16;
 /// one product.
 pub(crate) fn column_parts(model: &Model, batch: usize) -> Option<usize> {
     let cfg = model.config();
-    let threads = rayon::current_num_threads();
+    let threads = threads();
     let h = cfg.hidden_size;
     let w_bytes = cfg.cell.gates() * h * h * 4;
     let one_product = !matches!(cfg.cell, CellKind::Gru);

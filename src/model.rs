@@ -270,6 +270,17 @@ impl Model {
         layer_view(&self.config, &self.layout, &self.params, k)
     }
 
+    /// Multiply-adds of the products of one forward row (one stream, one step): every
+    /// layer's `G·H·(I_k + H)` and the head's `H·O`. Sizes the parallel split.
+    pub(crate) fn macs_per_row(&self) -> usize {
+        let cfg = self.config();
+        let (h, gh) = (cfg.hidden_size, cfg.cell.gates() * cfg.hidden_size);
+        let layers: usize = (0..cfg.num_layers)
+            .map(|k| gh * (self.layer(k).input_size + h))
+            .sum();
+        layers + h * cfg.output_size
+    }
+
     /// Layer `k`'s `bias_hh` alone ([`Model::layer`] without the other three views, for
     /// the per-sample step).
     pub(crate) fn bias_hh(&self, k: usize) -> &[f32] {

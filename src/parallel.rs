@@ -8,9 +8,16 @@
 
 use crate::error::{invalid, Result};
 use rayon::prelude::*;
+use std::cell::Cell;
 use std::sync::{Arc, RwLock};
 
 static POOL: RwLock<Option<Arc<rayon::ThreadPool>>> = RwLock::new(None);
+
+thread_local! {
+    /// Set while a call's batched work runs on the calling thread alone ([`install`] with
+    /// one thread): the splits see one thread and the parallel loops run as plain loops.
+    static SERIAL: Cell<bool> = const { Cell::new(false) };
+}
 
 /// Sets the number of threads rnncore uses for batched work; `0` goes back to rayon's
 /// default (its global pool, one thread per core unless `RAYON_NUM_THREADS` says otherwise).
@@ -46,11 +53,103 @@ fn current_pool() -> Option<Arc<rayon::ThreadPool>> {
     POOL.read().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
-/// Runs `f` inside the configured pool (or rayon's global one).
+/// Runs `f` inside the configured pool (or rayon's global one); with one thread, on the
+/// calling thread with no pool at all. A one-thread pool would run `f` on its worker: two
+/// thread hand-offs per call, each a futex wake that costs tens of microseconds on a
+/// virtual machine (a batch-4, 64-step LSTM H32 forward took 110 µs, half of it waking
+/// threads). Inside a serial run a nested call stays serial, whatever the setting now.
 pub(crate) fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if SERIAL.with(Cell::get) {
+        return f();
+    }
     match current_pool() {
-        Some(p) => p.install(f),
-        None => f(),
+        Some(p) if p.current_num_threads() > 1 => p.install(f),
+        None if rayon::current_num_threads() > 1 => f(),
+        _ => serial(f),
+    }
+}
+
+/// Multiply-adds below which a call runs on the calling thread whatever the thread
+/// count: handing a call to the pool and waking a second thread costs tens of
+/// microseconds (more on a virtual machine, whose idle vCPUs are slow to wake), about
+/// what this much recurrent work takes on one thread (60-200 µs for LSTM and GRU
+/// forwards). Below it, 2 threads made forwards 1.2-1.8x slower than 1 on the 2-vCPU
+/// development VM (LSTM H32 at batch 4-16, H128 at batch 4).
+pub(crate) const SMALL_WORK: usize = 4 << 20;
+
+/// [`install`] for a call of about `macs` multiply-adds: on the calling thread below
+/// [`SMALL_WORK`].
+pub(crate) fn install_work<R: Send>(macs: usize, f: impl FnOnce() -> R + Send) -> R {
+    #[cfg(test)]
+    let small = TEST_SMALL_WORK.with(Cell::get).unwrap_or(SMALL_WORK);
+    #[cfg(not(test))]
+    let small = SMALL_WORK;
+    if macs < small {
+        serial(f)
+    } else {
+        install(f)
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    static TEST_SMALL_WORK: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Unit tests: `f` with [`install_work`]'s threshold `small` on this thread, so that
+/// small shapes still take the parallel paths.
+#[cfg(test)]
+pub(crate) fn with_small_work<R>(small: usize, f: impl FnOnce() -> R) -> R {
+    let old = TEST_SMALL_WORK.with(|s| s.replace(Some(small)));
+    let r = f();
+    TEST_SMALL_WORK.with(|s| s.set(old));
+    r
+}
+
+/// `f` with [`SERIAL`] set (restored afterwards, also when `f` panics).
+fn serial<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SERIAL.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(SERIAL.with(|s| s.replace(true)));
+    f()
+}
+
+/// Threads the batched work now running splits over: 1 in a serial run, else the size of
+/// the rayon pool the caller is in.
+pub(crate) fn threads() -> usize {
+    if SERIAL.with(Cell::get) {
+        1
+    } else {
+        rayon::current_num_threads().max(1)
+    }
+}
+
+/// `f(item)` for every item: in order on this thread in a serial run, else as rayon tasks.
+pub(crate) fn each<T: Send>(items: Vec<T>, f: impl Fn(T) + Sync + Send) {
+    if SERIAL.with(Cell::get) {
+        items.into_iter().for_each(f);
+    } else {
+        items.into_par_iter().for_each(f);
+    }
+}
+
+/// `f(i, chunk)` for the `i`-th chunk of `size` elements of `v` (the last may be short),
+/// as [`each`] runs them.
+pub(crate) fn each_chunk<T: Send>(
+    v: &mut [T],
+    size: usize,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
+    if SERIAL.with(Cell::get) {
+        v.chunks_mut(size).enumerate().for_each(|(i, c)| f(i, c));
+    } else {
+        v.par_chunks_mut(size)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
     }
 }
 
@@ -76,7 +175,7 @@ pub(crate) fn check_finite_par(what: &str, data: &[f32]) -> Result<()> {
 /// packed GEMM whose rows do not depend on the other rows of the call
 /// (`kernels::packed`), and the pointwise pass is per row.
 pub(crate) fn batch_chunk(batch: usize) -> usize {
-    batch.div_ceil(rayon::current_num_threads().max(1)).max(1)
+    batch.div_ceil(threads()).max(1)
 }
 
 /// Most rows of `A` per block of a packed product (a block of `A` stays in L2).
@@ -87,8 +186,7 @@ const ROW_BLOCK: usize = 256;
 /// (each element is computed by the same operations whichever block holds its row), so
 /// the split may follow the thread count.
 fn row_block(m: usize, cap: usize) -> usize {
-    let threads = rayon::current_num_threads().max(1);
-    m.div_ceil(threads).next_multiple_of(32).clamp(32, cap)
+    m.div_ceil(threads()).next_multiple_of(32).clamp(32, cap)
 }
 
 /// `C = bias + A · B` for every row of `C` (`bias` is one row), with `B` packed once
@@ -119,13 +217,11 @@ pub(crate) fn gemm_packed_rows_bias(
         gemm_packed_bias(m, a, lda, b, c, ldc, bias);
         return;
     }
-    c.par_chunks_mut(block * ldc)
-        .enumerate()
-        .for_each(|(i, cblk)| {
-            let r0 = i * block;
-            let rows = (m - r0).min(block);
-            gemm_packed_bias(rows, &a[r0 * lda..], lda, b, cblk, ldc, bias);
-        });
+    each_chunk(c, block * ldc, |i, cblk| {
+        let r0 = i * block;
+        let rows = (m - r0).min(block);
+        gemm_packed_bias(rows, &a[r0 * lda..], lda, b, cblk, ldc, bias);
+    });
 }
 
 /// `C = alpha·A·B + beta·C` split into fixed blocks of rows run in parallel. Every
@@ -152,17 +248,15 @@ pub(crate) fn gemm_rows(
         return;
     }
     // `c` ends at the last row's last column, so the last chunk is the short one.
-    c.par_chunks_mut(rows_per * ldc)
-        .enumerate()
-        .for_each(|(i, cblk)| {
-            let r0 = i * rows_per;
-            let sub = Mat {
-                data: &a.data[r0 * a.rs..],
-                rows: (m - r0).min(rows_per),
-                ..a
-            };
-            gemm(alpha, sub, b, beta, cblk, ldc);
-        });
+    each_chunk(c, rows_per * ldc, |i, cblk| {
+        let r0 = i * rows_per;
+        let sub = Mat {
+            data: &a.data[r0 * a.rs..],
+            rows: (m - r0).min(rows_per),
+            ..a
+        };
+        gemm(alpha, sub, b, beta, cblk, ldc);
+    });
 }
 
 #[cfg(test)]
@@ -190,6 +284,59 @@ mod tests {
         // Small operands take the serial path, with the same message.
         let e = check_finite_par("y", &[1.0, f32::NAN]).unwrap_err();
         assert!(e.message().contains("y[1]"), "{}", e.message());
+    }
+
+    /// One thread, or a call below `SMALL_WORK`, runs on the calling thread with every
+    /// split seeing one thread and every parallel loop in order on that thread; a larger
+    /// call in a bigger pool splits for the pool.
+    #[test]
+    fn small_or_one_thread_calls_stay_on_the_calling_thread() {
+        use std::sync::Mutex;
+        use std::thread::{current, ThreadId};
+        let pool = |n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+        };
+        // Where `each` and `each_chunk` ran their items, and the split `threads()` saw.
+        let probe = || {
+            let seen: Mutex<Vec<(usize, ThreadId)>> = Mutex::new(Vec::new());
+            each((0..64).collect(), |i| {
+                seen.lock().unwrap().push((i, current().id()))
+            });
+            let mut v = vec![0usize; 64];
+            each_chunk(&mut v, 4, |i, c| {
+                c.fill(i);
+                seen.lock().unwrap().push((100 + i, current().id()));
+            });
+            assert!(v.iter().enumerate().all(|(j, &i)| i == j / 4));
+            (threads(), batch_chunk(30), seen.into_inner().unwrap())
+        };
+        let three = pool(3);
+        three.install(|| {
+            let me = current().id();
+            let (n, chunk, seen) = install_work(SMALL_WORK - 1, probe);
+            assert_eq!((n, chunk), (1, 30));
+            let order: Vec<usize> = seen.iter().map(|s| s.0).collect();
+            let want: Vec<usize> = (0..64).chain(100..116).collect();
+            assert_eq!(order, want, "in order");
+            assert!(seen.iter().all(|s| s.1 == me), "on the calling thread");
+            // Nested calls inside a serial run stay serial.
+            assert_eq!(install_work(SMALL_WORK - 1, || install(threads)), 1);
+            let (n, chunk, seen) = install_work(SMALL_WORK, probe);
+            assert_eq!((n, chunk, seen.len()), (3, 10, 80));
+        });
+        pool(1).install(|| {
+            let me = current().id();
+            let (n, _, seen) = install(probe);
+            assert_eq!(n, 1);
+            assert!(seen.iter().all(|s| s.1 == me));
+        });
+        // The flag is cleared after a serial run, also when it panics.
+        let caught = std::panic::catch_unwind(|| serial(|| panic!("inside")));
+        assert!(caught.is_err());
+        assert!(!SERIAL.with(Cell::get));
     }
 
     #[test]

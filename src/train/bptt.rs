@@ -12,7 +12,7 @@ use crate::forward::{
 use crate::kernels::gemm::Mat;
 use crate::kernels::packed::{gemm_packed_sweep, PackedB};
 use crate::model::{head_view, Model};
-use crate::parallel::{batch_chunk, gemm_rows, install};
+use crate::parallel::{batch_chunk, each, each_chunk, gemm_rows, install_work, threads};
 use rayon::prelude::*;
 
 /// What [`Model::backward`] returns.
@@ -243,7 +243,8 @@ impl Model {
             hidden.reverse();
             Ok(hidden)
         };
-        install(run)
+        // Backward's products are about twice forward's.
+        install_work(self.macs_per_row().saturating_mul(2 * rows), run)
     }
 }
 
@@ -288,9 +289,7 @@ fn col_sums_from(m: &[f32], w: usize, j0: usize, out: &mut [f32]) {
 /// whatever the thread count. (Narrower blocks read every row in short strided pieces:
 /// twice the time of the row-by-row pass on one thread.)
 fn col_sums_par(m: &[f32], w: usize, out: &mut [f32]) {
-    let cols = w
-        .div_ceil(rayon::current_num_threads())
-        .next_multiple_of(16);
+    let cols = w.div_ceil(threads()).next_multiple_of(16);
     if cols >= w {
         return col_sums(m, w, out);
     }
@@ -404,41 +403,40 @@ fn layer_backward(
             .zip(chunks.iter_mut())
             .enumerate()
             .collect();
-        jobs.into_par_iter()
-            .for_each(|(i, (((((dgx, dgh), dh), dh0), dc0), cw))| {
-                let b0 = i * cb;
-                let b1 = (b0 + cb).min(batch);
-                fn part(v: &[f32], w: usize, b0: usize, b1: usize) -> &[f32] {
-                    if v.is_empty() {
-                        v
-                    } else {
-                        &v[b0 * w..b1 * w]
-                    }
+        each(jobs, |(i, (((((dgx, dgh), dh), dh0), dc0), cw))| {
+            let b0 = i * cb;
+            let b1 = (b0 + cb).min(batch);
+            fn part(v: &[f32], w: usize, b0: usize, b1: usize) -> &[f32] {
+                if v.is_empty() {
+                    v
+                } else {
+                    &v[b0 * w..b1 * w]
                 }
-                let part = |v, w| part(v, w, b0, b1);
-                let chunk = Chunk {
-                    gates: part(&rec.gates, t * gh),
-                    hs: part(&rec.h, t * h),
-                    cs: part(&rec.c, t * h),
-                    extra: part(&rec.extra, t * h),
-                    h0: part(h0, h),
-                    c0: part(c0, h),
-                };
-                recur_back_chunk(
-                    model,
-                    &packs,
-                    t,
-                    &chunk,
-                    part(dht, h),
-                    part(dct, h),
-                    dh,
-                    dgx,
-                    dgh,
-                    dh0,
-                    dc0,
-                    cw,
-                );
-            });
+            }
+            let part = |v, w| part(v, w, b0, b1);
+            let chunk = Chunk {
+                gates: part(&rec.gates, t * gh),
+                hs: part(&rec.h, t * h),
+                cs: part(&rec.c, t * h),
+                extra: part(&rec.extra, t * h),
+                h0: part(h0, h),
+                c0: part(c0, h),
+            };
+            recur_back_chunk(
+                model,
+                &packs,
+                t,
+                &chunk,
+                part(dht, h),
+                part(dct, h),
+                dh,
+                dgx,
+                dgh,
+                dh0,
+                dc0,
+                cw,
+            );
+        });
     }
 
     // Hoisted products over all timesteps.
@@ -467,13 +465,10 @@ fn layer_backward(
     // Every row is copied in (a sequence per task: serial, this copy kept a second
     // thread idle).
     fit(hprev, rows * h)?;
-    hprev
-        .par_chunks_mut(t * h)
-        .enumerate()
-        .for_each(|(b, dst)| {
-            dst[..h].copy_from_slice(&h0[b * h..(b + 1) * h]);
-            dst[h..].copy_from_slice(&rec.h[b * t * h..((b + 1) * t - 1) * h]);
-        });
+    each_chunk(hprev, t * h, |b, dst| {
+        dst[..h].copy_from_slice(&h0[b * h..(b + 1) * h]);
+        dst[h..].copy_from_slice(&rec.h[b * t * h..((b + 1) * t - 1) * h]);
+    });
     let dghm: &[f32] = if cell == CellKind::GruLbr { dgh } else { dgx };
     if cell == CellKind::Gru {
         // r, z rows multiply h_{t-1}; n rows multiply r ⊙ h_{t-1}.

@@ -177,18 +177,25 @@ where
 {
     let (w, aux_w) = (w.max(1), aux_w.max(1));
     let d = &mut d[..out.len()];
+    let (bw, bx) = (LOSS_BLOCK_ROWS * w, LOSS_BLOCK_ROWS * aux_w);
+    let block = |((dc, oc), xc): ((&mut [f32], &[f32]), &[X])| {
+        let mut acc = A::default();
+        for ((dr, o), x) in dc.chunks_mut(w).zip(oc.chunks(w)).zip(xc.chunks(aux_w)) {
+            row(&mut acc, o, x, dr);
+        }
+        acc
+    };
     crate::parallel::install(|| {
-        d.par_chunks_mut(LOSS_BLOCK_ROWS * w)
-            .zip(out.par_chunks(LOSS_BLOCK_ROWS * w))
-            .zip(aux.par_chunks(LOSS_BLOCK_ROWS * aux_w))
-            .map(|((dc, oc), xc)| {
-                let mut acc = A::default();
-                for ((dr, o), x) in dc.chunks_mut(w).zip(oc.chunks(w)).zip(xc.chunks(aux_w)) {
-                    row(&mut acc, o, x, dr);
-                }
-                acc
-            })
-            .collect()
+        if crate::parallel::threads() == 1 {
+            let blocks = d.chunks_mut(bw).zip(out.chunks(bw)).zip(aux.chunks(bx));
+            blocks.map(block).collect()
+        } else {
+            let blocks = d
+                .par_chunks_mut(bw)
+                .zip(out.par_chunks(bw))
+                .zip(aux.par_chunks(bx));
+            blocks.map(block).collect()
+        }
     })
 }
 
