@@ -100,21 +100,28 @@ thread_local! {
 /// small shapes still take the parallel paths.
 #[cfg(test)]
 pub(crate) fn with_small_work<R>(small: usize, f: impl FnOnce() -> R) -> R {
-    let old = TEST_SMALL_WORK.with(|s| s.replace(Some(small)));
-    let r = f();
-    TEST_SMALL_WORK.with(|s| s.set(old));
-    r
+    with_set(&TEST_SMALL_WORK, Some(small), f)
 }
 
-/// `f` with [`SERIAL`] set (restored afterwards, also when `f` panics).
+/// `f` with [`SERIAL`] set.
 fn serial<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
+    with_set(&SERIAL, true, f)
+}
+
+/// `f` with the thread-local `key` holding `value`, restored afterwards (also when `f`
+/// panics).
+fn with_set<T: Copy + 'static, R>(
+    key: &'static std::thread::LocalKey<Cell<T>>,
+    value: T,
+    f: impl FnOnce() -> R,
+) -> R {
+    struct Restore<T: Copy + 'static>(&'static std::thread::LocalKey<Cell<T>>, T);
+    impl<T: Copy + 'static> Drop for Restore<T> {
         fn drop(&mut self) {
-            SERIAL.with(|s| s.set(self.0));
+            self.0.with(|c| c.set(self.1));
         }
     }
-    let _restore = Restore(SERIAL.with(|s| s.replace(true)));
+    let _restore = Restore(key, key.with(|c| c.replace(value)));
     f()
 }
 
