@@ -11,6 +11,8 @@ use rayon::prelude::*;
 use std::cell::Cell;
 use std::sync::{Arc, RwLock};
 
+mod wake;
+
 static POOL: RwLock<Option<Arc<rayon::ThreadPool>>> = RwLock::new(None);
 
 thread_local! {
@@ -38,6 +40,7 @@ pub fn set_num_threads(n: usize) -> Result<()> {
         ))
     };
     *POOL.write().unwrap_or_else(|e| e.into_inner()) = pool;
+    wake::WAKE.reset();
     Ok(())
 }
 
@@ -58,15 +61,10 @@ fn current_pool() -> Option<Arc<rayon::ThreadPool>> {
 /// thread hand-offs per call, each a futex wake that costs tens of microseconds on a
 /// virtual machine (a batch-4, 64-step LSTM H32 forward took 110 µs, half of it waking
 /// threads). Inside a serial run a nested call stays serial, whatever the setting now.
+/// A pool that has been idle for a while takes the call only where [`wake`] says so
+/// (its work is not estimated here, so it counts as small).
 pub(crate) fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    if SERIAL.with(Cell::get) {
-        return f();
-    }
-    match current_pool() {
-        Some(p) if p.current_num_threads() > 1 => p.install(f),
-        None if rayon::current_num_threads() > 1 => f(),
-        _ => serial(f),
-    }
+    enter(None, f)
 }
 
 /// Multiply-adds below which a call runs on the calling thread whatever the thread
@@ -78,7 +76,8 @@ pub(crate) fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 pub(crate) const SMALL_WORK: usize = 4 << 20;
 
 /// [`install`] for a call of about `macs` multiply-adds: on the calling thread below
-/// [`SMALL_WORK`].
+/// [`SMALL_WORK`], and when the pool has been idle and [`wake`] finds the work too small
+/// to gain from waking it.
 pub(crate) fn install_work<R: Send>(macs: usize, f: impl FnOnce() -> R + Send) -> R {
     #[cfg(test)]
     let small = TEST_SMALL_WORK.with(Cell::get).unwrap_or(SMALL_WORK);
@@ -87,7 +86,34 @@ pub(crate) fn install_work<R: Send>(macs: usize, f: impl FnOnce() -> R + Send) -
     if macs < small {
         serial(f)
     } else {
-        install(f)
+        enter(Some(macs), f)
+    }
+}
+
+/// [`install`] and [`install_work`]: serial inside a serial run or with one thread; on a
+/// pool worker already (a nested call), in that pool; else where [`wake`] routes it.
+fn enter<R: Send>(macs: Option<usize>, f: impl FnOnce() -> R + Send) -> R {
+    if SERIAL.with(Cell::get) {
+        return f();
+    }
+    let pool = current_pool();
+    let n = match &pool {
+        Some(p) => p.current_num_threads(),
+        None => rayon::current_num_threads(),
+    };
+    if n <= 1 {
+        return serial(f);
+    }
+    let nested = match &pool {
+        Some(p) => p.current_thread_index().is_some(),
+        None => rayon::current_thread_index().is_some(),
+    };
+    if nested {
+        return f();
+    }
+    match wake::WAKE.route_now(macs) {
+        wake::Route::Caller => serial(f),
+        wake::Route::Pool { probe } => wake::WAKE.run(probe, pool.as_deref(), f),
     }
 }
 
@@ -168,9 +194,10 @@ pub(crate) fn each_chunk<T: Send>(
 pub(crate) fn check_finite_par(what: &str, data: &[f32]) -> Result<()> {
     use crate::error::all_finite;
     const BLOCK: usize = 1 << 15;
+    // On the calling thread (an idle pool, see `install`) the serial check below runs.
     if data.len() > 2 * BLOCK
         && num_threads() > 1
-        && install(|| data.par_chunks(BLOCK).all(all_finite))
+        && install(|| threads() > 1 && data.par_chunks(BLOCK).all(all_finite))
     {
         return Ok(());
     }
