@@ -144,6 +144,24 @@ impl Trainer {
         x: &[f32],
         batch: usize,
         seq_len: usize,
+        loss_fn: impl FnOnce(&[f32], &mut [f32]) -> Result<f32> + Send,
+    ) -> Result<f32> {
+        let macs = model
+            .macs_per_row()
+            .saturating_mul(3)
+            .saturating_mul(batch.saturating_mul(seq_len));
+        crate::parallel::install_work(macs, || {
+            self.step_in_pool(model, state, x, batch, seq_len, loss_fn)
+        })
+    }
+
+    fn step_in_pool(
+        &mut self,
+        model: &mut Model,
+        state: Option<&mut State>,
+        x: &[f32],
+        batch: usize,
+        seq_len: usize,
         loss_fn: impl FnOnce(&[f32], &mut [f32]) -> Result<f32>,
     ) -> Result<f32> {
         self.check_model(model)?;
