@@ -27,6 +27,11 @@ pub(crate) const REPROBE_NS: u64 = 1_000_000_000;
 /// pool).
 pub(crate) const SERIAL_MACS_PER_NS: u64 = 64;
 
+/// A worker kept awake through a call goes back to sleep after this long without work
+/// (the call's serial stretches between parallel loops are shorter; a call that splits
+/// into fewer pieces than there are workers leaves the rest spinning otherwise).
+pub(crate) const SPIN_IDLE_NS: u64 = 1_000_000;
+
 /// Where a call's batched work runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Route {
@@ -149,8 +154,14 @@ impl Wake {
                 self.record(now_ns().saturating_sub(t0));
             }
             self.spinning.fetch_add(1, Relaxed);
+            let mut last_work = now_ns();
             while !stop.load(Acquire) {
-                if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                if rayon::yield_now() == Some(rayon::Yield::Executed) {
+                    last_work = now_ns();
+                } else if now_ns().saturating_sub(last_work) > SPIN_IDLE_NS {
+                    // A call that uses fewer threads than the pool has: go back to sleep.
+                    break;
+                } else {
                     // Nothing to run: let any other thread of this core (the caller,
                     // once woken) go first.
                     std::thread::yield_now();
