@@ -656,6 +656,12 @@ mod x86 {
     use super::{Init, GROUP, KC, NR};
     use std::arch::x86_64::*;
 
+    /// A microkernel's prefetch (`PF`): none, one line per inner step, or as many as its
+    /// range needs.
+    const NONE: u8 = 0;
+    const ONE: u8 = 1;
+    const MANY: u8 = 2;
+
     /// Rows of `A` per AVX-512 microkernel call in the main loop (with two panels: 24
     /// accumulators).
     const MR512: usize = 6;
@@ -665,9 +671,11 @@ mod x86 {
     /// Runs `$micro::<R, P>` for the `R` rows at `$a`/`$c` over panels `$j0..$j1` (inside
     /// one interleaved group): `P` panels at a time, then single panels.
     macro_rules! panels {
-        ($micro:ident, $R:literal, $P:literal, $j0:expr, $j1:expr, $kl:expr, $p0:expr, $k:expr, $n:expr, $a:expr, $lda:expr, $b:expr, $c:expr, $ldc:expr, $acc:expr) => {{
+        ($micro:ident, $R:literal, $P:literal, $j0:expr, $j1:expr, $kl:expr, $p0:expr, $k:expr, $n:expr, $a:expr, $lda:expr, $b:expr, $c:expr, $ldc:expr, $acc:expr, $pf:expr) => {{
             let (kl, p0, k, n, j1) = ($kl, $p0, $k, $n, $j1);
             let panels = n.div_ceil(NR);
+            // The prefetch range, if any, goes with the first call.
+            let mut pf: (*const f32, usize) = $pf;
             let mut jp = $j0;
             while jp < j1 {
                 let (off, ldb) = super::panel_at(jp, kl, panels);
@@ -677,8 +685,22 @@ mod x86 {
                 // SAFETY: panels jp..jp+take lie in one group, inside B; their columns
                 // from jp*NR are inside C's rows.
                 unsafe {
-                    if take == $P {
-                        $micro::<$R, $P, false>(
+                    if take == $P && pf.1 > 0 {
+                        $micro::<$R, $P, MANY>(
+                            k,
+                            $a,
+                            $lda,
+                            $b.add(off),
+                            ldb,
+                            $c.add(jp * NR),
+                            $ldc,
+                            n - jp * NR,
+                            $acc.at(jp * NR),
+                            pf,
+                        );
+                        pf.1 = 0;
+                    } else if take == $P {
+                        $micro::<$R, $P, NONE>(
                             k,
                             $a,
                             $lda,
@@ -691,7 +713,7 @@ mod x86 {
                             (std::ptr::null(), 0),
                         )
                     } else {
-                        $micro::<$R, 1, false>(
+                        $micro::<$R, 1, NONE>(
                             k,
                             $a,
                             $lda,
@@ -773,11 +795,7 @@ mod x86 {
         // The prefetch, in cache lines, shared among the main loop's calls.
         let calls = (full / MR512) * (g1 - g0).div_ceil(2);
         let lines = pf_len / 16;
-        let per_call = if calls == 0 {
-            0
-        } else {
-            lines.div_ceil(calls).min(k)
-        };
+        let per_call = if calls == 0 { 0 } else { lines.div_ceil(calls) };
         let mut pf_at = 0;
         {
             // Two panels (64 columns) per call where the group has them: 6 rows x 4
@@ -796,8 +814,21 @@ mod x86 {
                     unsafe {
                         let (ai, ci) = (a.add(i * lda), c.add(i * ldc + jp * NR));
                         let pfl = (pf.wrapping_add(pf_at * 16), pl);
-                        if pair && pl > 0 {
-                            micro512::<MR512, 2, true>(
+                        if pair && pl > k {
+                            micro512::<MR512, 2, MANY>(
+                                k,
+                                ai,
+                                lda,
+                                b.add(off),
+                                ldb,
+                                ci,
+                                ldc,
+                                n - jp * NR,
+                                acc.at(jp * NR),
+                                pfl,
+                            )
+                        } else if pair && pl > 0 {
+                            micro512::<MR512, 2, ONE>(
                                 k,
                                 ai,
                                 lda,
@@ -810,7 +841,7 @@ mod x86 {
                                 pfl,
                             )
                         } else if pair {
-                            micro512::<MR512, 2, false>(
+                            micro512::<MR512, 2, NONE>(
                                 k,
                                 ai,
                                 lda,
@@ -823,7 +854,7 @@ mod x86 {
                                 pfl,
                             )
                         } else {
-                            micro512::<MR512, 1, false>(
+                            micro512::<MR512, 1, NONE>(
                                 k,
                                 ai,
                                 lda,
@@ -843,13 +874,16 @@ mod x86 {
                 jp += if pair { 2 } else { 1 };
             }
             let (a, c) = (ar, cr);
+            // Under one row block the main loop made no call: the leftover rows' first
+            // call prefetches the whole next chunk.
+            let pf = if calls == 0 { (pf, lines) } else { (pf, 0) };
             match m - full {
                 0 => {}
-                1 => panels!(micro512, 1, 4, g0, g1, kl, p0, k, n, a, lda, b, c, ldc, acc),
-                2 => panels!(micro512, 2, 4, g0, g1, kl, p0, k, n, a, lda, b, c, ldc, acc),
-                3 => panels!(micro512, 3, 2, g0, g1, kl, p0, k, n, a, lda, b, c, ldc, acc),
-                4 => panels!(micro512, 4, 2, g0, g1, kl, p0, k, n, a, lda, b, c, ldc, acc),
-                _ => panels!(micro512, 5, 1, g0, g1, kl, p0, k, n, a, lda, b, c, ldc, acc),
+                1 => panels!(micro512, 1, 4, g0, g1, kl, p0, k, n, a, lda, b, c, ldc, acc, pf),
+                2 => panels!(micro512, 2, 4, g0, g1, kl, p0, k, n, a, lda, b, c, ldc, acc, pf),
+                3 => panels!(micro512, 3, 2, g0, g1, kl, p0, k, n, a, lda, b, c, ldc, acc, pf),
+                4 => panels!(micro512, 4, 2, g0, g1, kl, p0, k, n, a, lda, b, c, ldc, acc, pf),
+                _ => panels!(micro512, 5, 1, g0, g1, kl, p0, k, n, a, lda, b, c, ldc, acc, pf),
             }
         }
     }
@@ -859,7 +893,7 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     #[inline]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn micro512<const R: usize, const P: usize, const PF: bool>(
+    unsafe fn micro512<const R: usize, const P: usize, const PF: u8>(
         k: usize,
         a: *const f32,
         lda: usize,
@@ -873,10 +907,20 @@ mod x86 {
     ) {
         let mut s = [[[_mm512_setzero_ps(); 2]; P]; R];
         for p in 0..k {
-            // One line of the prefetch range per step (into L2: data for a later call).
-            if PF && p < pf_lines {
+            // Line p of the prefetch range (into L2: data for a later call), and with
+            // `PF == MANY` also lines p + k, p + 2k, ..., so that few calls (few row
+            // blocks) still cover a whole chunk (the loop costs 2 % where one line a
+            // step is enough).
+            if PF == ONE && p < pf_lines {
                 // A hint: it never faults, and the line is inside the prefetch range.
                 _mm_prefetch::<_MM_HINT_T1>(pf.wrapping_add(p * 16) as *const i8);
+            } else if PF == MANY {
+                let mut l = p;
+                while l < pf_lines {
+                    // As above.
+                    _mm_prefetch::<_MM_HINT_T1>(pf.wrapping_add(l * 16) as *const i8);
+                    l += k;
+                }
             }
             // SAFETY: p < k, so row p of each of the P panels and A element (r, p) are
             // inside the extents.
@@ -1174,7 +1218,7 @@ mod x86 {
                 while i < full {
                     // SAFETY: rows i..i+MR256 < m and panel jp are inside the extents.
                     unsafe {
-                        micro256::<MR256, 1, false>(
+                        micro256::<MR256, 1, NONE>(
                             k,
                             a.add(i * lda),
                             lda,
@@ -1191,10 +1235,11 @@ mod x86 {
                 }
             }
             let (a, c) = (ar, cr);
+            let nopf = (std::ptr::null(), 0);
             match m - full {
                 0 => {}
-                1 => panels!(micro256, 1, 2, g0, g1, kl, p0, k, n, a, lda, b, c, ldc, acc),
-                _ => panels!(micro256, 2, 1, g0, g1, kl, p0, k, n, a, lda, b, c, ldc, acc),
+                1 => panels!(micro256, 1, 2, g0, g1, kl, p0, k, n, a, lda, b, c, ldc, acc, nopf),
+                _ => panels!(micro256, 2, 1, g0, g1, kl, p0, k, n, a, lda, b, c, ldc, acc, nopf),
             }
         }
     }
@@ -1202,7 +1247,7 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn micro256<const R: usize, const P: usize, const PF: bool>(
+    unsafe fn micro256<const R: usize, const P: usize, const PF: u8>(
         k: usize,
         a: *const f32,
         lda: usize,
@@ -1612,44 +1657,60 @@ mod tests {
         v.iter().map(|x| x.to_bits()).collect()
     }
 
-    /// A packed B over `PREFETCH_ABOVE_BYTES`: calls with full row blocks prefetch each
-    /// next chunk of B while they work (a one-row call has no row block and does not). The
-    /// prefetch is a hint; every row must have the bits it has alone, on every tier, and
-    /// match the naive product.
+    /// A packed B over `PREFETCH_ABOVE_BYTES`: the AVX-512 kernel prefetches each next
+    /// chunk of B while it works (in the row blocks' calls, or in the leftover rows' first
+    /// call when there is no row block), one line or several per inner step. The
+    /// prefetch is a hint: every row must have the bits it has alone, the AVX-512 bits
+    /// must be AVX2's (which never prefetches), and all must match the naive product.
     #[test]
     fn prefetching_a_large_b_changes_no_bit() {
         let mut rnd = uniform(23u32);
         // 1.2 MB of panels (1000 columns pad to 1024); inner size past KC; 13 rows: two
-        // row blocks and a leftover; several groups, walked both ways.
-        let (m, k, n) = (13, 300, 1000);
-        let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
+        // row blocks and a leftover (several lines a step), 4 rows: leftover only;
+        // several groups, walked both ways.
+        let (k, n) = (300, 1000);
         let b: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
         let packed = PackedB::from_rows(&b, k, n, n);
         assert!(packed.panels().len() * 4 > PREFETCH_ABOVE_BYTES);
-        let want = naive(m, k, n, &a, k, &b);
-        for tier in available_tiers() {
+        for m in [13, 4] {
+            let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
+            let want = naive(m, k, n, &a, k, &b);
             for reverse in [false, true] {
-                let mut all = vec![f32::NAN; m * n];
-                run(tier, m, &a, k, &packed, &mut all, n, Start::Zero, reverse);
-                for i in 0..m {
-                    let mut one = vec![f32::NAN; n];
-                    run(
-                        tier,
-                        1,
-                        &a[i * k..],
-                        k,
-                        &packed,
-                        &mut one,
-                        n,
-                        Start::Zero,
-                        reverse,
-                    );
-                    let row = &all[i * n..(i + 1) * n];
-                    assert_eq!(bits(row), bits(&one), "{tier:?} row {i}");
-                    for (j, &v) in row.iter().enumerate() {
-                        let w = want[i * n + j];
-                        assert!((v as f64 - w).abs() < 1e-5 * k as f64, "{tier:?} ({i},{j})");
+                let mut simd: Vec<(Tier, Vec<f32>)> = Vec::new();
+                for tier in available_tiers() {
+                    let mut all = vec![f32::NAN; m * n];
+                    run(tier, m, &a, k, &packed, &mut all, n, Start::Zero, reverse);
+                    for i in 0..m {
+                        let mut one = vec![f32::NAN; n];
+                        run(
+                            tier,
+                            1,
+                            &a[i * k..],
+                            k,
+                            &packed,
+                            &mut one,
+                            n,
+                            Start::Zero,
+                            reverse,
+                        );
+                        let row = &all[i * n..(i + 1) * n];
+                        assert_eq!(bits(row), bits(&one), "{tier:?} m={m} row {i}");
+                        for (j, &v) in row.iter().enumerate() {
+                            let w = want[i * n + j];
+                            assert!((v as f64 - w).abs() < 1e-5 * k as f64, "{tier:?} ({i},{j})");
+                        }
                     }
+                    if tier != Tier::Scalar {
+                        simd.push((tier, all));
+                    }
+                }
+                for (tier, c) in &simd[1.min(simd.len())..] {
+                    assert_eq!(
+                        bits(c),
+                        bits(&simd[0].1),
+                        "m={m}: {tier:?} vs {:?}",
+                        simd[0].0
+                    );
                 }
             }
         }
