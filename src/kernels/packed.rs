@@ -15,7 +15,8 @@
 //!
 //! A `B` larger than about half an L2 (`W_hh` from H = 512 on) comes from L3 at every
 //! step; the AVX-512 kernel then prefetches the next chunk of `B` (128 KB) into L2 while
-//! it works through the current one, one cache line per step of its inner loop. On the
+//! it works through the current one, spread over the chunk's calls (one cache line or
+//! more per step of their inner loops). On the
 //! development machine (2 MB L2) that took the 32 x 512 x 2048 step product from 142 to
 //! 180 GFLOP/s and 64 x 1024 x 4096 from 162 to 185, where `B` in L2 gives 187-190.
 //!
