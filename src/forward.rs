@@ -346,18 +346,19 @@ impl Model {
             }
             Ok(())
         };
-        let mut macs = self.macs_per_row().saturating_mul(batch * seq_len);
         let (g, h) = (cfg.cell.gates(), cfg.hidden_size);
-        if batch == 1 && !record && g * h * h * 4 <= COLUMN_SPLIT_BYTES {
+        let macs = if batch == 1 && !record && g * h * h * 4 <= COLUMN_SPLIT_BYTES {
             // One sequence, not recording, weights too small for the split by hidden
             // units: the recurrence is one chunk, which makes its own input products
             // block by block, so only the head's product could be shared; entering the
             // pool for the rest would add a hand-off and nothing else.
-            macs = seq_len.saturating_mul(h * cfg.output_size);
-            if self.head().is_none() {
-                macs = 0;
+            match self.head() {
+                Some(_) => seq_len.saturating_mul(h * cfg.output_size),
+                None => 0,
             }
-        }
+        } else {
+            self.macs_per_row().saturating_mul(batch * seq_len)
+        };
         install_work(macs, work)?;
         Ok(wrote_y)
     }

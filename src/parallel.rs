@@ -97,23 +97,22 @@ fn enter<R: Send>(macs: Option<usize>, f: impl FnOnce() -> R + Send) -> R {
         return f();
     }
     let pool = current_pool();
-    let n = match &pool {
-        Some(p) => p.current_num_threads(),
-        None => rayon::current_num_threads(),
+    let (n, nested) = match &pool {
+        Some(p) => (p.current_num_threads(), p.current_thread_index().is_some()),
+        None => (
+            rayon::current_num_threads(),
+            rayon::current_thread_index().is_some(),
+        ),
     };
     if n <= 1 {
         return serial(f);
     }
-    let nested = match &pool {
-        Some(p) => p.current_thread_index().is_some(),
-        None => rayon::current_thread_index().is_some(),
-    };
     if nested {
         return f();
     }
     match wake::WAKE.route_now(macs) {
         wake::Route::Caller => serial(f),
-        wake::Route::Pool { probe } => wake::WAKE.run(probe, pool.as_deref(), f),
+        wake::Route::Pool { wake } => wake::WAKE.run(wake, pool.as_deref(), f),
     }
 }
 

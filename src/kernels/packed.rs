@@ -686,8 +686,8 @@ mod x86 {
                 // SAFETY: panels jp..jp+take lie in one group, inside B; their columns
                 // from jp*NR are inside C's rows.
                 unsafe {
-                    if take == $P && pf.1 > 0 {
-                        $micro::<$R, $P, MANY>(
+                    if take == $P {
+                        $micro::<$R, $P>(
                             k,
                             $a,
                             $lda,
@@ -700,21 +700,8 @@ mod x86 {
                             pf,
                         );
                         pf.1 = 0;
-                    } else if take == $P {
-                        $micro::<$R, $P, NONE>(
-                            k,
-                            $a,
-                            $lda,
-                            $b.add(off),
-                            ldb,
-                            $c.add(jp * NR),
-                            $ldc,
-                            n - jp * NR,
-                            $acc.at(jp * NR),
-                            (std::ptr::null(), 0),
-                        )
                     } else {
-                        $micro::<$R, 1, NONE>(
+                        $micro::<$R, 1>(
                             k,
                             $a,
                             $lda,
@@ -815,34 +802,8 @@ mod x86 {
                     unsafe {
                         let (ai, ci) = (a.add(i * lda), c.add(i * ldc + jp * NR));
                         let pfl = (pf.wrapping_add(pf_at * 16), pl);
-                        if pair && pl > k {
-                            micro512::<MR512, 2, MANY>(
-                                k,
-                                ai,
-                                lda,
-                                b.add(off),
-                                ldb,
-                                ci,
-                                ldc,
-                                n - jp * NR,
-                                acc.at(jp * NR),
-                                pfl,
-                            )
-                        } else if pair && pl > 0 {
-                            micro512::<MR512, 2, ONE>(
-                                k,
-                                ai,
-                                lda,
-                                b.add(off),
-                                ldb,
-                                ci,
-                                ldc,
-                                n - jp * NR,
-                                acc.at(jp * NR),
-                                pfl,
-                            )
-                        } else if pair {
-                            micro512::<MR512, 2, NONE>(
+                        if pair {
+                            micro512_pf::<MR512, 2>(
                                 k,
                                 ai,
                                 lda,
@@ -855,7 +816,7 @@ mod x86 {
                                 pfl,
                             )
                         } else {
-                            micro512::<MR512, 1, NONE>(
+                            micro512_pf::<MR512, 1>(
                                 k,
                                 ai,
                                 lda,
@@ -880,11 +841,125 @@ mod x86 {
             let pf = if calls == 0 { (pf, lines) } else { (pf, 0) };
             match m - full {
                 0 => {}
-                1 => panels!(micro512, 1, 4, g0, g1, kl, p0, k, n, a, lda, b, c, ldc, acc, pf),
-                2 => panels!(micro512, 2, 4, g0, g1, kl, p0, k, n, a, lda, b, c, ldc, acc, pf),
-                3 => panels!(micro512, 3, 2, g0, g1, kl, p0, k, n, a, lda, b, c, ldc, acc, pf),
-                4 => panels!(micro512, 4, 2, g0, g1, kl, p0, k, n, a, lda, b, c, ldc, acc, pf),
-                _ => panels!(micro512, 5, 1, g0, g1, kl, p0, k, n, a, lda, b, c, ldc, acc, pf),
+                1 => panels!(
+                    micro512_pf,
+                    1,
+                    4,
+                    g0,
+                    g1,
+                    kl,
+                    p0,
+                    k,
+                    n,
+                    a,
+                    lda,
+                    b,
+                    c,
+                    ldc,
+                    acc,
+                    pf
+                ),
+                2 => panels!(
+                    micro512_pf,
+                    2,
+                    4,
+                    g0,
+                    g1,
+                    kl,
+                    p0,
+                    k,
+                    n,
+                    a,
+                    lda,
+                    b,
+                    c,
+                    ldc,
+                    acc,
+                    pf
+                ),
+                3 => panels!(
+                    micro512_pf,
+                    3,
+                    2,
+                    g0,
+                    g1,
+                    kl,
+                    p0,
+                    k,
+                    n,
+                    a,
+                    lda,
+                    b,
+                    c,
+                    ldc,
+                    acc,
+                    pf
+                ),
+                4 => panels!(
+                    micro512_pf,
+                    4,
+                    2,
+                    g0,
+                    g1,
+                    kl,
+                    p0,
+                    k,
+                    n,
+                    a,
+                    lda,
+                    b,
+                    c,
+                    ldc,
+                    acc,
+                    pf
+                ),
+                _ => panels!(
+                    micro512_pf,
+                    5,
+                    1,
+                    g0,
+                    g1,
+                    kl,
+                    p0,
+                    k,
+                    n,
+                    a,
+                    lda,
+                    b,
+                    c,
+                    ldc,
+                    acc,
+                    pf
+                ),
+            }
+        }
+    }
+
+    /// [`micro512`] with its prefetch variant for `pf.1` lines over its `k` steps: none,
+    /// one line a step, or several.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn micro512_pf<const R: usize, const P: usize>(
+        k: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        ncols: usize,
+        init: Init,
+        pf: (*const f32, usize),
+    ) {
+        // SAFETY: the caller's contract, which is micro512's.
+        unsafe {
+            if pf.1 > k {
+                micro512::<R, P, MANY>(k, a, lda, b, ldb, c, ldc, ncols, init, pf)
+            } else if pf.1 > 0 {
+                micro512::<R, P, ONE>(k, a, lda, b, ldb, c, ldc, ncols, init, pf)
+            } else {
+                micro512::<R, P, NONE>(k, a, lda, b, ldb, c, ldc, ncols, init, pf)
             }
         }
     }
@@ -1219,7 +1294,7 @@ mod x86 {
                 while i < full {
                     // SAFETY: rows i..i+MR256 < m and panel jp are inside the extents.
                     unsafe {
-                        micro256::<MR256, 1, NONE>(
+                        micro256::<MR256, 1>(
                             k,
                             a.add(i * lda),
                             lda,
@@ -1248,7 +1323,7 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn micro256<const R: usize, const P: usize, const PF: u8>(
+    unsafe fn micro256<const R: usize, const P: usize>(
         k: usize,
         a: *const f32,
         lda: usize,
@@ -1258,8 +1333,8 @@ mod x86 {
         ldc: usize,
         ncols: usize,
         init: Init,
-        // The AVX-512 kernel's prefetch (`PF`) and its range: the shared `panels!`
-        // passes none, and the AVX2 tier does not prefetch.
+        // The AVX-512 kernel's prefetch range (`panels!` passes one): the AVX2 tier
+        // does not prefetch.
         _prefetch: (*const f32, usize),
     ) {
         let mut s = [[[_mm256_setzero_ps(); 4]; P]; R];

@@ -37,8 +37,9 @@ pub(crate) const SPIN_IDLE_NS: u64 = 1_000_000;
 pub(crate) enum Route {
     /// On the calling thread, as one thread.
     Caller,
-    /// In the pool; `probe`: measure how long its workers take to start.
-    Pool { probe: bool },
+    /// In the pool; `wake`: wake every worker up front, measure how long they take,
+    /// and keep them awake through the call ([`Wake::run`]).
+    Pool { wake: bool },
 }
 
 /// The pool's clock readings, in nanoseconds of [`now_ns`] (0: never).
@@ -75,20 +76,31 @@ pub(crate) fn route(
     macs: Option<usize>,
 ) -> Route {
     if active || idle_ns < COLD_AFTER_NS {
-        return Route::Pool { probe: false };
+        return Route::Pool { wake: false };
     }
     if wake_ns == 0 {
-        return Route::Pool { probe: true };
+        return Route::Pool { wake: true };
     }
     let serial_ns = macs.map_or(0, |m| m as u64 / SERIAL_MACS_PER_NS);
     if serial_ns >= wake_ns.saturating_mul(2) || (macs.is_some() && since_probe_ns >= REPROBE_NS) {
-        Route::Pool { probe: true }
+        Route::Pool { wake: true }
     } else {
         Route::Caller
     }
 }
 
 impl Wake {
+    /// A pool never used or measured.
+    pub(crate) const fn new() -> Wake {
+        Wake {
+            active: AtomicUsize::new(0),
+            last_busy: AtomicU64::new(0),
+            last_probe: AtomicU64::new(0),
+            wake_ns: AtomicU64::new(0),
+            spinning: AtomicUsize::new(0),
+        }
+    }
+
     /// The route for a call of `macs` multiply-adds arriving now.
     pub(crate) fn route_now(&self, macs: Option<usize>) -> Route {
         let now = now_ns();
@@ -206,13 +218,7 @@ impl Wake {
 }
 
 /// The process's pool readings (there is one pool in use at a time).
-pub(crate) static WAKE: Wake = Wake {
-    active: AtomicUsize::new(0),
-    last_busy: AtomicU64::new(0),
-    last_probe: AtomicU64::new(0),
-    wake_ns: AtomicU64::new(0),
-    spinning: AtomicUsize::new(0),
-};
+pub(crate) static WAKE: Wake = Wake::new();
 
 #[cfg(test)]
 mod tests {
@@ -222,51 +228,45 @@ mod tests {
 
     #[test]
     fn an_idle_pool_takes_only_calls_that_gain_from_waiting() {
-        let pool = Route::Pool { probe: false };
-        let probe = Route::Pool { probe: true };
+        let pool = Route::Pool { wake: false };
+        let wake = Route::Pool { wake: true };
         let macs = |ms: u64| Some((ms * MS * SERIAL_MACS_PER_NS) as usize);
         // Busy, or idle for less than COLD_AFTER: the pool, whatever the work.
         assert_eq!(route(true, 50 * MS, 3 * MS, 0, Some(1)), pool);
         assert_eq!(route(false, COLD_AFTER_NS - 1, 3 * MS, 0, None), pool);
         // Idle and never measured: the pool, measured.
-        assert_eq!(route(false, COLD_AFTER_NS, 0, 0, None), probe);
+        assert_eq!(route(false, COLD_AFTER_NS, 0, 0, None), wake);
         // Idle, workers 3 ms to wake: 6 ms of work or more waits for them (and measures
         // again); less runs on the caller, as does unestimated work.
-        assert_eq!(route(false, 20 * MS, 3 * MS, 0, macs(6)), probe);
+        assert_eq!(route(false, 20 * MS, 3 * MS, 0, macs(6)), wake);
         assert_eq!(route(false, 20 * MS, 3 * MS, 0, macs(5)), Route::Caller);
         assert_eq!(route(false, 20 * MS, 3 * MS, 0, None), Route::Caller);
         // ... until the measurement is REPROBE_NS old (estimated calls only).
-        assert_eq!(route(false, 20 * MS, 3 * MS, REPROBE_NS, macs(1)), probe);
+        assert_eq!(route(false, 20 * MS, 3 * MS, REPROBE_NS, macs(1)), wake);
         assert_eq!(
             route(false, 20 * MS, 3 * MS, REPROBE_NS, None),
             Route::Caller
         );
         // A fast-waking machine (50 µs) keeps the pool for anything over 100 µs.
-        assert_eq!(route(false, 20 * MS, MS / 20, 0, macs(1)), probe);
+        assert_eq!(route(false, 20 * MS, MS / 20, 0, macs(1)), wake);
     }
 
     /// A measurement on an idle two-thread pool records a wake-up time, and the busy
     /// count and clock follow the call (also when it panics).
     #[test]
     fn a_probe_measures_the_wake_up_and_busy_tracks_the_call() {
-        static W: Wake = Wake {
-            active: AtomicUsize::new(0),
-            last_busy: AtomicU64::new(0),
-            last_probe: AtomicU64::new(0),
-            wake_ns: AtomicU64::new(0),
-            spinning: AtomicUsize::new(0),
-        };
+        static W: Wake = Wake::new();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(2)
             .build()
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(5));
-        assert_eq!(W.route_now(Some(1)), Route::Pool { probe: true });
+        assert_eq!(W.route_now(Some(1)), Route::Pool { wake: true });
         // Busy: the pool, no measurement; on a worker of the pool.
         let inside = W.run(true, Some(&pool), || {
             (W.route_now(None), pool.current_thread_index().is_some())
         });
-        assert_eq!(inside, (Route::Pool { probe: false }, true));
+        assert_eq!(inside, (Route::Pool { wake: false }, true));
         let t0 = Instant::now();
         while W.wake_ns() == 0 && t0.elapsed().as_secs() < 10 {
             std::thread::yield_now();
