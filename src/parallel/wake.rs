@@ -31,6 +31,9 @@ pub(crate) const SERIAL_MACS_PER_NS: u64 = 64;
 /// (the call's serial stretches between parallel loops are shorter; a call that splits
 /// into fewer pieces than there are workers leaves the rest spinning otherwise).
 pub(crate) const SPIN_IDLE_NS: u64 = 1_000_000;
+/// ... and after this long if it has had no work from the call yet (1 ms there cost a
+/// 16-thread pool serving a batch-4 call up to 12 idle workers spinning 1 ms each).
+pub(crate) const SPIN_FIRST_NS: u64 = 200_000;
 
 /// Where a call's batched work runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,11 +171,15 @@ impl Wake {
             }
             self.spinning.fetch_add(1, Relaxed);
             let mut last_work = now_ns();
+            // Until this worker gets a piece of the call, a shorter wait: a call that
+            // splits into fewer pieces than the pool has workers lets the rest go soon.
+            let mut idle_limit = SPIN_FIRST_NS;
             while !stop.load(Acquire) {
                 if rayon::yield_now() == Some(rayon::Yield::Executed) {
                     last_work = now_ns();
-                } else if now_ns().saturating_sub(last_work) > SPIN_IDLE_NS {
-                    // A call that uses fewer threads than the pool has: go back to sleep.
+                    idle_limit = SPIN_IDLE_NS;
+                } else if now_ns().saturating_sub(last_work) > idle_limit {
+                    // Go back to sleep.
                     break;
                 } else {
                     // Nothing to run: let any other thread of this core (the caller,
