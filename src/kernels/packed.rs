@@ -839,98 +839,36 @@ mod x86 {
             // Under one row block the main loop made no call: the leftover rows' first
             // call prefetches the whole next chunk.
             let pf = if calls == 0 { (pf, lines) } else { (pf, 0) };
+            // The leftover rows against the group: `R` rows, `P` panels per call.
+            macro_rules! left {
+                ($R:literal, $P:literal) => {
+                    panels!(
+                        micro512_pf,
+                        $R,
+                        $P,
+                        g0,
+                        g1,
+                        kl,
+                        p0,
+                        k,
+                        n,
+                        a,
+                        lda,
+                        b,
+                        c,
+                        ldc,
+                        acc,
+                        pf
+                    )
+                };
+            }
             match m - full {
                 0 => {}
-                1 => panels!(
-                    micro512_pf,
-                    1,
-                    4,
-                    g0,
-                    g1,
-                    kl,
-                    p0,
-                    k,
-                    n,
-                    a,
-                    lda,
-                    b,
-                    c,
-                    ldc,
-                    acc,
-                    pf
-                ),
-                2 => panels!(
-                    micro512_pf,
-                    2,
-                    4,
-                    g0,
-                    g1,
-                    kl,
-                    p0,
-                    k,
-                    n,
-                    a,
-                    lda,
-                    b,
-                    c,
-                    ldc,
-                    acc,
-                    pf
-                ),
-                3 => panels!(
-                    micro512_pf,
-                    3,
-                    2,
-                    g0,
-                    g1,
-                    kl,
-                    p0,
-                    k,
-                    n,
-                    a,
-                    lda,
-                    b,
-                    c,
-                    ldc,
-                    acc,
-                    pf
-                ),
-                4 => panels!(
-                    micro512_pf,
-                    4,
-                    2,
-                    g0,
-                    g1,
-                    kl,
-                    p0,
-                    k,
-                    n,
-                    a,
-                    lda,
-                    b,
-                    c,
-                    ldc,
-                    acc,
-                    pf
-                ),
-                _ => panels!(
-                    micro512_pf,
-                    5,
-                    1,
-                    g0,
-                    g1,
-                    kl,
-                    p0,
-                    k,
-                    n,
-                    a,
-                    lda,
-                    b,
-                    c,
-                    ldc,
-                    acc,
-                    pf
-                ),
+                1 => left!(1, 4),
+                2 => left!(2, 4),
+                3 => left!(3, 2),
+                4 => left!(4, 2),
+                _ => left!(5, 1),
             }
         }
     }
