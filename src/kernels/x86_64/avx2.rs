@@ -7,84 +7,84 @@
 use std::arch::x86_64::*;
 
 use super::{
-    EXP_MIN, EXP_P0, EXP_P1, EXP_P2, EXP_P3, EXP_P4, EXP_P5, FLUSH_BELOW, LN2_HI, LN2_LO, LOG2E,
-    ROUND_MAGIC,
+    FLUSH_BELOW, ONE_BITS, SIGMOID_ONE_FROM, SIGMOID_P, SIGMOID_Q, TANH_ONE_FROM, TANH_P, TANH_Q,
 };
 
 /// `f32` lanes per vector.
 pub(crate) const LANES: usize = 8;
 
-/// `exp(z) = 2^n·(1 + q)` for `z` in `[EXP_MIN, 0]` (or NaN), given
-/// `t = z·log2 e + ROUND_MAGIC` (one FMA, which callers may form from a multiple of `z`):
-/// returns `(q, 2^n)` with `q ≈ expm1(r)`, `r = z − n·ln2`; `2^n` is `+0` below about
-/// -87.68.
+/// `(n, d)` with `n/d = a·P(a²)/Q(a²)` for the coefficients `p` and `q` (Estrin's
+/// scheme: after `y = a²`, three dependent operations for each).
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn exp_parts_t(z: __m256, t: __m256) -> (__m256, __m256) {
-    // n = round(z·log2 e): the sum with 1.5·2^23 has ulp 1, so the FMA's rounding
-    // rounds to an integer, whose value sits in the low mantissa bits of `t`.
-    let n = _mm256_sub_ps(t, _mm256_set1_ps(ROUND_MAGIC));
-    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), z);
-    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
-    // q = r + r²·P(r) = (r + r²·(P5 + P4 r)) + r⁴·((P3 + P2 r) + r²·(P1 + P0 r)):
-    // three dependent operations after r (r², then r⁴ and the inner sums, then q).
-    let r2 = _mm256_mul_ps(r, r);
-    let a = _mm256_fmadd_ps(_mm256_set1_ps(EXP_P4), r, _mm256_set1_ps(EXP_P5));
-    let b = _mm256_fmadd_ps(_mm256_set1_ps(EXP_P2), r, _mm256_set1_ps(EXP_P3));
-    let c = _mm256_fmadd_ps(_mm256_set1_ps(EXP_P0), r, _mm256_set1_ps(EXP_P1));
-    let r4 = _mm256_mul_ps(r2, r2);
-    let u = _mm256_fmadd_ps(r2, a, r);
-    let v = _mm256_fmadd_ps(r2, c, b);
-    let q = _mm256_fmadd_ps(r4, v, u);
-    // 2^n: n + 127 in the exponent field; n in [-127, 0], where -127 gives +0. The low
-    // bits of `t` are n plus a multiple of 512, which the shift discards.
-    let bias = _mm256_add_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(127));
-    (q, _mm256_castsi256_ps(_mm256_slli_epi32::<23>(bias)))
+fn rational_parts(a: __m256, p: [f32; 5], q: [f32; 5]) -> (__m256, __m256) {
+    let c = |v: f32| _mm256_set1_ps(v);
+    let y = _mm256_mul_ps(a, a);
+    let y2 = _mm256_mul_ps(y, y);
+    let p01 = _mm256_fmadd_ps(c(p[1]), y, c(p[0]));
+    let p234 = _mm256_fmadd_ps(y2, c(p[4]), _mm256_fmadd_ps(c(p[3]), y, c(p[2])));
+    let q01 = _mm256_fmadd_ps(c(q[1]), y, c(q[0]));
+    let q234 = _mm256_fmadd_ps(y2, c(q[4]), _mm256_fmadd_ps(c(q[3]), y, c(q[2])));
+    let n = _mm256_fmadd_ps(_mm256_mul_ps(a, y2), p234, _mm256_mul_ps(a, p01));
+    (n, _mm256_fmadd_ps(y2, q234, q01))
 }
 
-/// Sigmoid of 8 lanes: `e = exp(−|x|)`, then `1/(1 + e)` for `x >= 0` and `e/(1 + e)`
-/// for `x < 0`, with `1 + e = 2^n·q + (2^n + 1)` formed beside `e` rather than after it.
+/// Sigmoid of 8 lanes: `(n + d/2)/d` with `n/d = sign(x)·tanh(|x|/2)/2`, held to
+/// `[0, 1]`; exactly 1 (0 for negative `x`) from `|x| = SIGMOID_ONE_FROM` on.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn sigmoid_v(x: __m256) -> __m256 {
-    let neg_abs = _mm256_or_ps(x, _mm256_set1_ps(-0.0));
-    // Constant first: a NaN lane passes through the clamp.
-    let z = _mm256_max_ps(_mm256_set1_ps(EXP_MIN), neg_abs);
-    let t = _mm256_fmadd_ps(z, _mm256_set1_ps(LOG2E), _mm256_set1_ps(ROUND_MAGIC));
-    let (q, scale) = exp_parts_t(z, t);
-    let one = _mm256_set1_ps(1.0);
-    let e = _mm256_fmadd_ps(scale, q, scale);
-    let d = _mm256_fmadd_ps(scale, q, _mm256_add_ps(scale, one));
-    // A NaN lane compares false and divides 1 by NaN.
+    let sign_bit = _mm256_set1_ps(-0.0);
+    let a = _mm256_andnot_ps(sign_bit, x);
     let is_neg = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_setzero_ps());
+    let limit = _mm256_andnot_ps(is_neg, _mm256_set1_ps(1.0));
+    let (n, d) = rational_parts(a, SIGMOID_P, SIGMOID_Q);
+    let n = _mm256_or_ps(n, _mm256_and_ps(x, sign_bit));
+    let num = _mm256_fmadd_ps(_mm256_set1_ps(0.5), d, n);
     // An exact division: a 256-bit one issues every ~5 cycles (AVX2 has no 14-bit
-    // reciprocal estimate, and `rcpps` differs between vendors).
-    _mm256_div_ps(_mm256_blendv_ps(one, e, is_neg), d)
+    // reciprocal estimate, and `rcpps` differs between vendors). Then held to [0, 1]
+    // as in AVX-512: an integer max with +0, an unsigned min with the bits of 1.
+    let s = _mm256_max_epi32(
+        _mm256_castps_si256(_mm256_div_ps(num, d)),
+        _mm256_setzero_si256(),
+    );
+    let s = _mm256_castsi256_ps(_mm256_min_epu32(s, _mm256_set1_epi32(ONE_BITS)));
+    _mm256_blendv_ps(s, limit_or_nan(x, limit), beyond(x, a, SIGMOID_ONE_FROM))
 }
 
-/// Tanh of 8 lanes: `sign(x)·(−m/(2 + m))` with `m = expm1(−2|x|)` in `[−1, 0]`, the
-/// numerator `−m = −2^n·q + (1 − 2^n)` and the denominator `2^n·q + (2^n + 1)` each
-/// one FMA from the exponential's parts.
+/// Tanh of 8 lanes: `sign(x)·a·P(a²)/Q(a²)` with `a = |x|`, held to `[-1, 1]`;
+/// exactly `±1` from `TANH_ONE_FROM` on.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn tanh_v(x: __m256) -> __m256 {
     let sign_bit = _mm256_set1_ps(-0.0);
     let sign = _mm256_and_ps(x, sign_bit);
-    // |x| clamped at -EXP_MIN/2 (constant first: a NaN lane passes), so z = −2|x| is in
-    // [EXP_MIN, 0]. `t` takes |x| times −2·log2 e, a product equal to z·log2 e (scaling
-    // by 2 is exact), so `exp_parts_t` need not wait for z.
-    let a = _mm256_min_ps(
-        _mm256_set1_ps(-0.5 * EXP_MIN),
-        _mm256_andnot_ps(sign_bit, x),
-    );
-    let z = _mm256_mul_ps(a, _mm256_set1_ps(-2.0));
-    let t = _mm256_fmadd_ps(a, _mm256_set1_ps(-2.0 * LOG2E), _mm256_set1_ps(ROUND_MAGIC));
-    let (q, scale) = exp_parts_t(z, t);
-    let one = _mm256_set1_ps(1.0);
-    let neg_m = _mm256_fnmadd_ps(scale, q, _mm256_sub_ps(one, scale));
-    let d = _mm256_fmadd_ps(scale, q, _mm256_add_ps(scale, one));
-    // −m >= +0 (at x = ±0 it is +0 and so is the quotient); the sign is put back after.
-    _mm256_or_ps(_mm256_div_ps(neg_m, d), sign)
+    let a = _mm256_andnot_ps(sign_bit, x);
+    let limit = _mm256_or_ps(_mm256_set1_ps(1.0), sign);
+    let (n, d) = rational_parts(a, TANH_P, TANH_Q);
+    // n >= +0 (at x = ±0 it is +0, as is the quotient): the sign goes on before, and an
+    // unsigned min with the bits of `limit` (same sign) holds the magnitude at 1.
+    let q = _mm256_castps_si256(_mm256_div_ps(_mm256_or_ps(n, sign), d));
+    let t = _mm256_castsi256_ps(_mm256_min_epu32(q, _mm256_castps_si256(limit)));
+    _mm256_blendv_ps(t, limit_or_nan(x, limit), beyond(x, a, TANH_ONE_FROM))
+}
+
+/// The lanes (all bits set) where the rational is not used: `|x| >= from`, or NaN
+/// (the clamps would turn a NaN into a limit).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn beyond(x: __m256, a: __m256, from: f32) -> __m256 {
+    _mm256_or_ps(
+        _mm256_cmp_ps::<_CMP_GE_OQ>(a, _mm256_set1_ps(from)),
+        _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x),
+    )
+}
+
+/// `limit`, with `x` in its NaN lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn limit_or_nan(x: __m256, limit: __m256) -> __m256 {
+    _mm256_blendv_ps(limit, x, _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x))
 }
 
 /// Applies `f` to `x` in place, 8 lanes at a time, the tail through a masked vector.

@@ -9,90 +9,90 @@
 use std::arch::x86_64::*;
 
 use super::{
-    EXP_MIN, EXP_P0, EXP_P1, EXP_P2, EXP_P3, EXP_P4, EXP_P5, FLUSH_BELOW, LN2_HI, LN2_LO, LOG2E,
-    ROUND_MAGIC,
+    FLUSH_BELOW, ONE_BITS, SIGMOID_ONE_FROM, SIGMOID_P, SIGMOID_Q, TANH_ONE_FROM, TANH_P, TANH_Q,
 };
 
 /// `f32` lanes per vector.
 pub(crate) const LANES: usize = 16;
 
-/// `exp(z) = 2^n·(1 + q)` for `z` in `[EXP_MIN, 0]` (or NaN), given
-/// `t = z·log2 e + ROUND_MAGIC` (one FMA, which callers may form from a multiple of `z`):
-/// returns `(q, 2^n)` with `q ≈ expm1(r)`, `r = z − n·ln2`; `2^n` is `+0` below about
-/// -87.68.
+/// `(n, d)` with `n/d = a·P(a²)/Q(a²)` for the coefficients `p` and `q` (Estrin's
+/// scheme: after `y = a²`, three dependent operations for each).
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn exp_parts_t(z: __m512, t: __m512) -> (__m512, __m512) {
-    // n = round(z·log2 e): the sum with 1.5·2^23 has ulp 1, so the FMA's rounding
-    // rounds to an integer, whose value sits in the low mantissa bits of `t`.
-    let n = _mm512_sub_ps(t, _mm512_set1_ps(ROUND_MAGIC));
-    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), z);
-    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
-    // q = r + r²·P(r) = (r + r²·(P5 + P4 r)) + r⁴·((P3 + P2 r) + r²·(P1 + P0 r)):
-    // three dependent operations after r (r², then r⁴ and the inner sums, then q).
-    let r2 = _mm512_mul_ps(r, r);
-    let a = _mm512_fmadd_ps(_mm512_set1_ps(EXP_P4), r, _mm512_set1_ps(EXP_P5));
-    let b = _mm512_fmadd_ps(_mm512_set1_ps(EXP_P2), r, _mm512_set1_ps(EXP_P3));
-    let c = _mm512_fmadd_ps(_mm512_set1_ps(EXP_P0), r, _mm512_set1_ps(EXP_P1));
-    let r4 = _mm512_mul_ps(r2, r2);
-    let u = _mm512_fmadd_ps(r2, a, r);
-    let v = _mm512_fmadd_ps(r2, c, b);
-    let q = _mm512_fmadd_ps(r4, v, u);
-    // 2^n: n + 127 in the exponent field; n in [-127, 0], where -127 gives +0. The low
-    // bits of `t` are n plus a multiple of 512, which the shift discards.
-    let bias = _mm512_add_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(127));
-    (q, _mm512_castsi512_ps(_mm512_slli_epi32::<23>(bias)))
+fn rational_parts(a: __m512, p: [f32; 5], q: [f32; 5]) -> (__m512, __m512) {
+    let c = |v: f32| _mm512_set1_ps(v);
+    let y = _mm512_mul_ps(a, a);
+    let y2 = _mm512_mul_ps(y, y);
+    let p01 = _mm512_fmadd_ps(c(p[1]), y, c(p[0]));
+    let p234 = _mm512_fmadd_ps(y2, c(p[4]), _mm512_fmadd_ps(c(p[3]), y, c(p[2])));
+    let q01 = _mm512_fmadd_ps(c(q[1]), y, c(q[0]));
+    let q234 = _mm512_fmadd_ps(y2, c(q[4]), _mm512_fmadd_ps(c(q[3]), y, c(q[2])));
+    let n = _mm512_fmadd_ps(_mm512_mul_ps(a, y2), p234, _mm512_mul_ps(a, p01));
+    (n, _mm512_fmadd_ps(y2, q234, q01))
 }
 
-/// `num/d` for `d` in `[1, 2]` (or NaN): the 14-bit estimate `r` of `1/d`, then one
-/// Newton step applied to the quotient, `y + y·(1 − d·r)` with `y = num·r`, so the
-/// product with `num` runs beside the step instead of after it. A 512-bit division
-/// issues once per 10-16 cycles; this is four pipelined operations, three deep.
+/// `num/d` for `d >= 1` (or NaN): the 14-bit estimate `r` of `1/d`, then one Newton
+/// step applied to the quotient, `y + y·(1 − d·r)` with `y = num·r`, so the product
+/// with `num` runs beside the step instead of after it. A 512-bit division issues once
+/// per 10-16 cycles; this is four pipelined operations, three deep.
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn div_1_2(num: __m512, d: __m512) -> __m512 {
+fn div(num: __m512, d: __m512) -> __m512 {
     let r = _mm512_rcp14_ps(d);
     let y = _mm512_mul_ps(num, r);
     _mm512_fmadd_ps(y, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.0)), y)
 }
 
-/// Sigmoid of 16 lanes: `e = exp(−|x|)`, then `1/(1 + e)` for `x >= 0` and `e/(1 + e)`
-/// for `x < 0`, with `1 + e = 2^n·q + (2^n + 1)` formed beside `e` rather than after it.
+/// Sigmoid of 16 lanes: `(n + d/2)/d` with `n/d = sign(x)·tanh(|x|/2)/2`, held to
+/// `[0, 1]`; exactly 1 (0 for negative `x`) from `|x| = SIGMOID_ONE_FROM` on.
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn sigmoid_v(x: __m512) -> __m512 {
-    let neg_abs = or(x, _mm512_set1_ps(-0.0));
-    // Constant first: a NaN lane passes through the clamp.
-    let z = _mm512_max_ps(_mm512_set1_ps(EXP_MIN), neg_abs);
-    let t = _mm512_fmadd_ps(z, _mm512_set1_ps(LOG2E), _mm512_set1_ps(ROUND_MAGIC));
-    let (q, scale) = exp_parts_t(z, t);
-    let one = _mm512_set1_ps(1.0);
-    let e = _mm512_fmadd_ps(scale, q, scale);
-    let d = _mm512_fmadd_ps(scale, q, _mm512_add_ps(scale, one));
-    // A NaN lane compares false and divides 1 by NaN.
+    let a = _mm512_abs_ps(x);
     let is_neg = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_setzero_ps());
-    div_1_2(_mm512_mask_mov_ps(one, is_neg, e), d)
+    let limit = _mm512_maskz_mov_ps(!is_neg, _mm512_set1_ps(1.0));
+    let (n, d) = rational_parts(a, SIGMOID_P, SIGMOID_Q);
+    let n = or(n, and(x, _mm512_set1_ps(-0.0)));
+    let num = _mm512_fmadd_ps(_mm512_set1_ps(0.5), d, n);
+    // Rounding can leave the quotient an ulp outside [0, 1]: an integer max with the
+    // bits of +0 (negative floats are negative integers), then an unsigned min with
+    // those of 1, one cycle each.
+    let s = _mm512_max_epi32(_mm512_castps_si512(div(num, d)), _mm512_setzero_si512());
+    let s = _mm512_castsi512_ps(_mm512_min_epu32(s, _mm512_set1_epi32(ONE_BITS)));
+    _mm512_mask_mov_ps(s, beyond(x, a, SIGMOID_ONE_FROM), limit_or_nan(x, limit))
 }
 
-/// Tanh of 16 lanes: `sign(x)·(−m/(2 + m))` with `m = expm1(−2|x|)` in `[−1, 0]`, the
-/// numerator `−m = −2^n·q + (1 − 2^n)` and the denominator `2^n·q + (2^n + 1)` each
-/// one FMA from the exponential's parts.
+/// Tanh of 16 lanes: `sign(x)·a·P(a²)/Q(a²)` with `a = |x|`, held to `[-1, 1]`;
+/// exactly `±1` from `TANH_ONE_FROM` on.
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn tanh_v(x: __m512) -> __m512 {
     let sign = and(x, _mm512_set1_ps(-0.0));
-    // |x| clamped at -EXP_MIN/2 (constant first: a NaN lane passes), so z = −2|x| is in
-    // [EXP_MIN, 0]. `t` takes |x| times −2·log2 e, a product equal to z·log2 e (scaling
-    // by 2 is exact), so `exp_parts_t` need not wait for z.
-    let a = _mm512_min_ps(_mm512_set1_ps(-0.5 * EXP_MIN), _mm512_abs_ps(x));
-    let z = _mm512_mul_ps(a, _mm512_set1_ps(-2.0));
-    let t = _mm512_fmadd_ps(a, _mm512_set1_ps(-2.0 * LOG2E), _mm512_set1_ps(ROUND_MAGIC));
-    let (q, scale) = exp_parts_t(z, t);
-    let one = _mm512_set1_ps(1.0);
-    let neg_m = _mm512_fnmadd_ps(scale, q, _mm512_sub_ps(one, scale));
-    let d = _mm512_fmadd_ps(scale, q, _mm512_add_ps(scale, one));
-    // −m >= +0 (at x = ±0 it is +0 and so is the quotient); the sign is put back after.
-    or(div_1_2(neg_m, d), sign)
+    let a = _mm512_abs_ps(x);
+    let limit = or(_mm512_set1_ps(1.0), sign);
+    let (n, d) = rational_parts(a, TANH_P, TANH_Q);
+    // n >= +0 (at x = ±0 it is +0, as is the quotient): the sign goes on before. The
+    // quotient has the sign of `limit`, so an unsigned min with its bits holds the
+    // magnitude at 1 (one cycle).
+    let q = _mm512_castps_si512(div(or(n, sign), d));
+    let t = _mm512_castsi512_ps(_mm512_min_epu32(q, _mm512_castps_si512(limit)));
+    _mm512_mask_mov_ps(t, beyond(x, a, TANH_ONE_FROM), limit_or_nan(x, limit))
+}
+
+/// The lanes where the rational is not used: `|x| >= from`, or NaN (the clamps above
+/// would turn a NaN into a limit).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn beyond(x: __m512, a: __m512, from: f32) -> __mmask16 {
+    _mm512_cmp_ps_mask::<_CMP_GE_OQ>(a, _mm512_set1_ps(from))
+        | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x)
+}
+
+/// `limit`, with `x` in its NaN lanes.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn limit_or_nan(x: __m512, limit: __m512) -> __m512 {
+    _mm512_mask_mov_ps(limit, _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x), x)
 }
 
 #[inline]

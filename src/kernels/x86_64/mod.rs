@@ -5,40 +5,38 @@
 //!
 //! Both files compute the same thing in the same order, lane for lane:
 //!
-//! - `exp(z)`, only ever for `z <= 0`, clamped below at [`EXP_MIN`]: `z = n·ln2 + r`
-//!   with `n = round(z·log2 e)` (one FMA adding `1.5·2^23`, which leaves `n` in the low
-//!   mantissa bits) and `|r| <= ln2/2` (Cody–Waite: `ln2` split in two, each
-//!   product taken with an FMA), `expm1(r) ≈ q = r + r²·P(r)` (Cephes `expf`, degree 5,
-//!   evaluated as `(r + r²·(P5 + P4 r)) + r⁴·((P3 + P2 r) + r²·(P1 + P0 r))`: three
-//!   dependent operations after `r`, where Horner's form takes six), then
-//!   `exp(z) = 2^n + 2^n·q` (one FMA), `2^n` built in the exponent field. `n` is in
-//!   `[-127, 0]`; `n = -127` makes the exponent field 0 and the result `+0` (true values
-//!   there are below `1.2e-38`). No argument overflows, so no infinity ever reaches a
-//!   reciprocal.
-//! - `sigmoid(x)`: `e = exp(-|x|)`, and `sigmoid = 1/(1 + e)` for `x >= 0`, `e/(1 + e)`
-//!   for `x < 0` (relative accuracy kept for large negative `x`; `x → -∞` gives
-//!   `0/1 = 0`, `x → +∞` gives `1/1 = 1`). The denominator `1 + e` is in `[1, 2]`.
-//! - `tanh(x) = sign(x) · (−m/(2 + m))` with `m = expm1(−2|x|)` in `[−1, 0]`, from the
-//!   same pieces: `−m = −2^n·q + (1 − 2^n)`, which is `−q` itself for `|x| < ln2/4`, so
-//!   tanh keeps its relative accuracy near 0 without a second polynomial or a blend;
-//!   the denominator `2 + m` is in `[1, 2]`.
-//! - Every numerator and denominator is one FMA from `q` and `2^n` (`1 + e` is
-//!   `2^n·q + (2^n + 1)`, `2 + m` the same), so the division does not wait for `e` or
-//!   `m`, and the argument of `tanh`'s exponential, `−2|x|`, enters the first FMA as
-//!   `|x|·(−2·log2 e)` (the same product: scaling by 2 is exact). These choices shorten
-//!   the dependency chain of one LSTM state update by about a fifth, which is what a
-//!   single stream's step waits on.
-//! - The divisions, both by a denominator in `[1, 2]`: AVX-512 takes the estimate
-//!   `vrcp14ps` (relative error below 2^-14) and one Newton step on the quotient,
-//!   because a 512-bit division issues only every 10-16 cycles and the LSTM cell needs
-//!   five per 16 units; AVX2 divides (`vdivps` on 8 lanes issues every ~5 cycles, and
-//!   the AVX `rcpps` estimate differs between vendors). So the two tiers agree to an
-//!   ulp or two, not bit for bit.
-//! - NaN propagates through the clamps: `min`/`max` return their second operand when
-//!   either is NaN, and the clamp constants are always the first.
-
-// The coefficients are Cephes' digits as published, so they can be checked against it.
-#![allow(clippy::excessive_precision)]
+//! - `tanh(x) = sign(x)·t(|x|)` with the rational `t(a) = a·P(a²)/Q(a²)`, `P` and `Q` of
+//!   degree 4 ([`TANH_P`], [`TANH_Q`], `P(0) = Q(0) = 1`), fitted by
+//!   `scripts/fit_tanh.py` (weighted minimax on `[0, 9.01]`: 2.0e-8 in `f64`; the `f32`
+//!   evaluation brings the measured maximum to the figures in `activation.rs`). Each of
+//!   `P` and `Q` is two FMAs in `y = a²` and one in `y²` (Estrin's scheme: three
+//!   dependent operations after `y`), the numerator takes `a` in as
+//!   `a·P₀₁(y) + (a·y²)·P₂₃₄(y)`, then one division. From [`TANH_ONE_FROM`] on (and for
+//!   `±∞`), where `tanh` rounds to `±1` in `f32`, a mask selects `±1` exactly; the
+//!   polynomials are evaluated on every lane unclamped, and whatever they give there
+//!   (`∞/∞`) is discarded. Near 0, `t(a) = a·(1 + O(a²))` keeps the relative accuracy of
+//!   tanh without a second formula.
+//! - `sigmoid(x) = 1/2 + tanh(x/2)/2`, from the same rational in `a = |x|`: halving the
+//!   argument and the value only scales the coefficients by powers of two
+//!   ([`SIGMOID_P`], [`SIGMOID_Q`], exact), so the quotient `n/d = tanh(|x|/2)/2` costs
+//!   what `tanh` costs; the sign goes onto `n`, and `1/2` into the numerator,
+//!   `(n + d/2)/d`, one FMA beside the reciprocal. Above [`TANH_ONE_FROM`]` · 2` a mask
+//!   gives exactly 1 (or 0 for negative `x`). Accuracy is absolute: a tiny sigmoid
+//!   (`x < −17`) comes out as a difference from 1/2, with an error of about 3e-8 on its
+//!   value.
+//! - The rational form is what a single stream's step waits on: on the development
+//!   machine (AVX-512) a dependent chain of `tanh` takes 36 cycles and of `sigmoid` 38,
+//!   where the `expm1`-based formulas they replace (Cephes' `expf` polynomial after a
+//!   Cody–Waite reduction, then a division) took 59 each; the LSTM update has two of
+//!   them in a row. They are also about a fifth fewer instructions.
+//! - The divisions: AVX-512 takes the estimate `vrcp14ps` (relative error below 2^-14)
+//!   and one Newton step on the quotient, `y + y·(1 − d·r)` with `y = num·r`, because a
+//!   512-bit division issues only every 10-16 cycles and the LSTM cell needs five per 16
+//!   units; AVX2 divides (`vdivps` on 8 lanes issues every ~5 cycles, and the AVX
+//!   `rcpps` estimate differs between vendors). So the two tiers agree to an ulp or two,
+//!   not bit for bit.
+//! - NaN propagates: it compares false against the limit (so no mask replaces it) and
+//!   passes through every arithmetic operation.
 
 pub(crate) mod avx2;
 pub(crate) mod avx512;
@@ -47,42 +45,71 @@ pub(crate) mod backward_avx2;
 /// Backward pointwise kernels (AVX-512F); dispatched by `kernels::backward`.
 pub(crate) mod backward_avx512;
 
-/// `exp`'s argument is clamped below at `EXP_MIN`: `round(EXP_MIN·log2 e) = -127`, the
-/// smallest `n` whose `n + 127` fits the exponent field (as 0, giving `+0`).
-pub(crate) const EXP_MIN: f32 = -88.0;
 /// Streaming state values below this magnitude are stored as zero.
 pub(crate) use super::reference::FLUSH_BELOW;
-/// `1.5·2^23`: adding it to a float of magnitude below `2^22` rounds that to an integer.
-pub(crate) const ROUND_MAGIC: f32 = 12_582_912.0;
-/// `log2(e)`.
-pub(crate) const LOG2E: f32 = std::f32::consts::LOG2_E;
-/// `ln 2` rounded to `f32`, ...
-pub(crate) const LN2_HI: f32 = std::f32::consts::LN_2;
-/// ... and the rest: `ln 2 - LN2_HI` (`-1.9046543e-9`).
-pub(crate) const LN2_LO: f32 = -1.904_654_299_957_768e-9;
-/// Cephes `expf`: `exp(r) ≈ 1 + r + r²·(((((P0·r + P1)·r + P2)·r + P3)·r + P4)·r + P5)`.
-pub(crate) const EXP_P0: f32 = 1.987_569_15e-4;
-pub(crate) const EXP_P1: f32 = 1.398_199_950_7e-3;
-pub(crate) const EXP_P2: f32 = 8.333_451_907_3e-3;
-pub(crate) const EXP_P3: f32 = 4.166_579_589_4e-2;
-pub(crate) const EXP_P4: f32 = 1.666_666_545_9e-1;
-pub(crate) const EXP_P5: f32 = 5.000_000_120_1e-1;
+/// The smallest `f32` whose `tanh` rounds to 1 in `f32` (`scripts/fit_tanh.py`).
+pub(crate) const TANH_ONE_FROM: f32 = 9.010_914;
+/// The smallest `f32` whose sigmoid rounds to 1 in `f32`.
+pub(crate) const SIGMOID_ONE_FROM: f32 = 17.328_68;
+/// The bits of `1.0f32`.
+pub(crate) const ONE_BITS: i32 = 0x3f80_0000;
+/// `tanh(a) ≈ a·P(a²)/Q(a²)` on `[0, TANH_ONE_FROM]`: `P`'s coefficients, constant first.
+pub(crate) const TANH_P: [f32; 5] = [
+    1.0,
+    0.133_789_82,
+    0.003_493_199_6,
+    2.057_133_1e-5,
+    1.330_529_1e-8,
+];
+/// ... and `Q`'s.
+pub(crate) const TANH_Q: [f32; 5] = [
+    1.0,
+    0.467_122_97,
+    0.025_867_796,
+    3.281_795_4e-4,
+    7.755_731e-7,
+];
+/// `tanh(a/2)/2 ≈ a·P'(a²)/Q'(a²)`: `P'ₖ = Pₖ/(4·4^k)` (one half from the argument,
+/// one from the value) ...
+pub(crate) const SIGMOID_P: [f32; 5] = scaled(TANH_P, 0.25);
+/// ... and `Q'ₖ = Qₖ/4^k`. Scaling by powers of two is exact.
+pub(crate) const SIGMOID_Q: [f32; 5] = scaled(TANH_Q, 1.0);
+
+/// `c[k]·first/4^k`.
+const fn scaled(c: [f32; 5], first: f32) -> [f32; 5] {
+    [
+        c[0] * first,
+        c[1] * first / 4.0,
+        c[2] * first / 16.0,
+        c[3] * first / 64.0,
+        c[4] * first / 256.0,
+    ]
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn ln2_split_is_exact_enough() {
-        let sum = LN2_HI as f64 + LN2_LO as f64;
-        assert!((sum - std::f64::consts::LN_2).abs() < 1e-15);
+    fn sigmoid_coefficients_are_the_tanh_ones_scaled_exactly() {
+        for k in 0..5 {
+            let s = 4f64.powi(k as i32);
+            assert_eq!(SIGMOID_P[k] as f64, TANH_P[k] as f64 / (4.0 * s));
+            assert_eq!(SIGMOID_Q[k] as f64, TANH_Q[k] as f64 / s);
+        }
     }
 
     #[test]
-    fn exp_clamp_keeps_the_scale_in_range() {
-        // n + 127 must fit the 8-bit exponent field: 0 (+0) ..= 127 (2^0).
-        assert_eq!((EXP_MIN * LOG2E).round(), -127.0);
-        // Below the clamp the true exp is subnormal: flushing it to 0 loses < 1.2e-38.
-        assert!((EXP_MIN as f64).exp() < f32::MIN_POSITIVE as f64);
+    fn the_limits_are_where_the_functions_round_to_one() {
+        let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+        for (from, f) in [
+            (TANH_ONE_FROM, f64::tanh as fn(f64) -> f64),
+            (SIGMOID_ONE_FROM, sigmoid),
+        ] {
+            let below = f32::from_bits(from.to_bits() - 1);
+            assert_eq!(f(from as f64) as f32, 1.0);
+            assert!((f(below as f64) as f32) < 1.0);
+        }
+        assert_eq!(ONE_BITS, 1.0f32.to_bits() as i32);
     }
 }
