@@ -297,8 +297,8 @@ fn a_long_block_equals_short_blocks_bit_for_bit() {
     }
 }
 
-/// One stream at the sizes with fused kernels (H = 16 and 32; on AVX-512 a block and a
-/// single step both run them, elsewhere the general path): stepping sample by sample
+/// One stream at the sizes with fused kernels (H = 8 with AVX2 or AVX-512, 16 and 32
+/// with AVX-512; a block and a single step both run them, elsewhere the general path): stepping sample by sample
 /// gives the bits of one block, several layers and inputs deep, and both agree with the
 /// batched forward (other code) to rounding. H = 24 takes the general path throughout.
 #[test]
@@ -309,6 +309,8 @@ fn one_stream_steps_equal_a_block_bit_for_bit_at_the_fused_sizes() {
             (1, 32, 1, false),
             (3, 16, 2, true),
             (5, 32, 3, false),
+            (2, 8, 2, true),
+            (1, 8, 1, false),
             (2, 24, 2, true),
         ] {
             let mut cfg = ModelConfig::new(cell, i, h, layers);

@@ -402,8 +402,8 @@ impl StreamIn<'_> {
 
     /// The kernels' view; `x`, `W_ihᵀ` (one group) and the bias as checked by `steps`.
     #[cfg(target_arch = "x86_64")]
-    fn raw(&self) -> super::x86_64::avx512::StreamInput {
-        super::x86_64::avx512::StreamInput {
+    fn raw(&self) -> super::x86_64::StreamInput {
+        super::x86_64::StreamInput {
             x: self.x.as_ptr(),
             k: self.w_ih.k,
             w: self.w_ih.panels().as_ptr(),
@@ -414,11 +414,29 @@ impl StreamIn<'_> {
 }
 
 /// Whether [`lstm_stream`] and [`gru_lbr_stream`] run for `units` hidden units and `k`
-/// inputs: AVX-512, `H` = 16 or 32 (the audio-model sizes, whose per-step work is small
-/// enough for calls and round trips through memory to matter), `k <= KC` (the packed
-/// GEMM's input product in one chunk, whose order the kernels follow).
+/// inputs: `H` = 16 or 32 with AVX-512, `H` = 8 with AVX2 or AVX-512 (the audio-model
+/// sizes, whose per-step work is small enough for calls and round trips through memory
+/// to matter), `k <= KC` (the packed GEMM's input product in one chunk, whose order the
+/// kernels follow).
 pub(crate) fn stream_fused(units: usize, k: usize) -> bool {
-    kernel_tier() == Tier::Avx512 && (units == 16 || units == 32) && k <= KC
+    let tier_has = match kernel_tier() {
+        Tier::Avx512 => matches!(units, 8 | 16 | 32),
+        Tier::Avx2 => units == 8,
+        Tier::Scalar => false,
+    };
+    tier_has && k <= KC
+}
+
+/// The tier whose cell kernels a fused stream of `units` units matches bit for bit:
+/// the AVX2 ones for 8 units (their kernel is AVX2's, on either tier), else the
+/// process tier's.
+#[cfg(test)]
+pub(crate) fn stream_cell_tier(units: usize) -> Tier {
+    if units == 8 && kernel_tier() == Tier::Avx512 {
+        Tier::Avx2
+    } else {
+        kernel_tier()
+    }
 }
 
 /// The checks and arguments the fused stream kernels share, or `None` where they do not
@@ -433,7 +451,7 @@ fn stream_args(
     units: usize,
     gates: usize,
     out: usize,
-) -> Option<(usize, super::x86_64::avx512::StreamInput, *const f32, usize)> {
+) -> Option<(usize, super::x86_64::StreamInput, *const f32, usize)> {
     if !stream_fused(units, input.w_ih.k) {
         return None;
     }
@@ -463,16 +481,20 @@ pub(crate) fn lstm_stream(
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     if let Some((steps, inp, wp, ldb)) = stream_args(&input, w_hh, h.len(), 4, out.len()) {
-        use super::x86_64::avx512::lstm_stream as fused;
+        use super::x86_64::{avx2::lstm_stream8, avx512::lstm_stream as fused};
         assert!(c.len() == h.len(), "lstm_stream: c and h differ in length");
         let (hp, cp, op) = (h.as_mut_ptr(), c.as_mut_ptr(), out.as_mut_ptr());
-        // SAFETY: `stream_args` checked that AVX-512F was detected, `k <= KC` and the
-        // extents of the inputs, `W_hhᵀ` and `out`; h and c hold H floats.
+        // SAFETY: `stream_args` checked that the tier was detected (AVX-512F for 16 and
+        // 32 units, AVX2 and FMA at least for 8), `k <= KC` and the extents of the
+        // inputs, `W_hhᵀ` and `out`; h and c hold H floats.
         unsafe {
-            if h.len() == 16 {
-                fused::<1, 4>(steps, inp, wp, ldb, hp, cp, op)
-            } else {
-                fused::<2, 8>(steps, inp, wp, ldb, hp, cp, op)
+            match h.len() {
+                8 if kernel_tier() == Tier::Avx512 => {
+                    lstm_stream8::<true>(steps, inp, wp, ldb, hp, cp, op)
+                }
+                8 => lstm_stream8::<false>(steps, inp, wp, ldb, hp, cp, op),
+                16 => fused::<1, 4>(steps, inp, wp, ldb, hp, cp, op),
+                _ => fused::<2, 8>(steps, inp, wp, ldb, hp, cp, op),
             }
         }
         return true;
@@ -495,7 +517,7 @@ pub(crate) fn gru_lbr_stream(
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     if let Some((steps, inp, wp, ldb)) = stream_args(&input, w_hh, h.len(), 3, out.len()) {
-        use super::x86_64::avx512::gru_lbr_stream as fused;
+        use super::x86_64::{avx2::gru_lbr_stream8, avx512::gru_lbr_stream as fused};
         assert!(
             b_hn.len() == h.len(),
             "gru_lbr_stream: b_hn and h differ in length"
@@ -504,10 +526,13 @@ pub(crate) fn gru_lbr_stream(
         // SAFETY: as in `lstm_stream`; of `W_hhᵀ`'s rows (`ldb >= 3H` floats) the kernels
         // read the first 3H.
         unsafe {
-            if h.len() == 16 {
-                fused::<1, 3>(steps, inp, wp, ldb, bp, hp, op)
-            } else {
-                fused::<2, 6>(steps, inp, wp, ldb, bp, hp, op)
+            match h.len() {
+                8 if kernel_tier() == Tier::Avx512 => {
+                    gru_lbr_stream8::<true>(steps, inp, wp, ldb, bp, hp, op)
+                }
+                8 => gru_lbr_stream8::<false>(steps, inp, wp, ldb, bp, hp, op),
+                16 => fused::<1, 3>(steps, inp, wp, ldb, bp, hp, op),
+                _ => fused::<2, 6>(steps, inp, wp, ldb, bp, hp, op),
             }
         }
         return true;
@@ -1366,11 +1391,31 @@ mod tests {
     /// flushed.
     #[test]
     fn fused_stream_steps_are_the_step_by_step_bits() {
-        use crate::kernels::activation::{gru_lbr_state, lstm_state};
+        use crate::kernels::activation::{gru_lbr_state_with, lstm_state_with};
         let mut rnd = uniform(13u32);
         let bits_of = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        for (units, k) in [(16, 1), (32, 1), (32, 3), (16, 20), (8, 1), (32, 300)] {
-            let expect = kernel_tier() == Tier::Avx512 && units != 8 && k <= KC;
+        for (units, k) in [
+            (16, 1),
+            (32, 1),
+            (32, 3),
+            (16, 20),
+            (8, 1),
+            (8, 5),
+            (24, 1),
+            (32, 300),
+        ] {
+            let expect = match kernel_tier() {
+                Tier::Avx512 => units != 24 && k <= KC,
+                Tier::Avx2 => units == 8,
+                Tier::Scalar => false,
+            };
+            // The cells the fused kernel must match.
+            let cells = stream_cell_tier(units);
+            let lstm_state =
+                |g: &[f32], c: &mut [f32], h: &mut [f32]| lstm_state_with(cells, g, c, h);
+            let gru_lbr_state = |g: &[f32], gh: &[f32], b: &[f32], h: &mut [f32]| {
+                gru_lbr_state_with(cells, g, gh, b, h)
+            };
             for (steps, scale) in [(1, 1.0), (2, 6.0), (37, 1.0)] {
                 let mut v = |n: usize, s: f32| (0..n).map(|_| rnd() * s).collect::<Vec<f32>>();
                 let mut h0 = v(units, 2.0);

@@ -7,7 +7,8 @@
 use std::arch::x86_64::*;
 
 use super::{
-    FLUSH_BELOW, ONE_BITS, SIGMOID_ONE_FROM, SIGMOID_P, SIGMOID_Q, TANH_ONE_FROM, TANH_P, TANH_Q,
+    StreamInput, FLUSH_BELOW, ONE_BITS, SIGMOID_ONE_FROM, SIGMOID_P, SIGMOID_Q, TANH_ONE_FROM,
+    TANH_P, TANH_Q,
 };
 
 /// `f32` lanes per vector.
@@ -267,5 +268,158 @@ pub(crate) fn gru_lbr_state(gates: &[f32], gh: &[f32], b_hn: &[f32], h: &mut [f3
             _mm256_maskstore_ps(hp.add(j), k, flush(hv));
         }
         j += LANES;
+    }
+}
+
+/// `h · W_hhᵀ` for one stream of 8 units against one group of packed panels (`V`
+/// vectors of 8 columns, row stride `ldb`), summed exactly as the process tier's packed
+/// GEMV sums it (`kernels::packed`): with `PAIRS` (AVX-512's GEMV) even and odd rows of
+/// `W_hhᵀ` in separate accumulators, in row order, then added; without (AVX2's, which is
+/// its GEMM on one row) one accumulator in row order.
+///
+/// # Safety
+/// `h` holds 8 floats and `w` 8 rows of `ldb >= 8·V` floats.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::needless_range_loop)] // even and odd are indexed in step
+unsafe fn hh_product8<const V: usize, const PAIRS: bool>(
+    h: *const f32,
+    w: *const f32,
+    ldb: usize,
+) -> [__m256; V] {
+    let mut even = [_mm256_setzero_ps(); V];
+    let mut odd = [_mm256_setzero_ps(); V];
+    for p in (0..LANES).step_by(2) {
+        // SAFETY: p + 1 < 8: h[p], h[p + 1] and rows p, p + 1 of `w`, columns < 8·V <= ldb.
+        unsafe {
+            let (a0, a1) = (_mm256_set1_ps(*h.add(p)), _mm256_set1_ps(*h.add(p + 1)));
+            for v in 0..V {
+                let r0 = w.add(p * ldb + LANES * v);
+                even[v] = _mm256_fmadd_ps(a0, _mm256_loadu_ps(r0), even[v]);
+                let r1 = _mm256_loadu_ps(r0.add(ldb));
+                if PAIRS {
+                    odd[v] = _mm256_fmadd_ps(a1, r1, odd[v]);
+                } else {
+                    even[v] = _mm256_fmadd_ps(a1, r1, even[v]);
+                }
+            }
+        }
+    }
+    if PAIRS {
+        for v in 0..V {
+            even[v] = _mm256_add_ps(even[v], odd[v]);
+        }
+    }
+    even
+}
+
+/// `bias + x · W_ihᵀ` for one row `x` of `k` inputs against one group of packed panels
+/// (`V` vectors of 8 columns, row stride `ldb`), summed as the packed GEMM sums it with a
+/// bias start (`k <= KC`): from zero over the inputs in order, then added to the bias.
+///
+/// # Safety
+/// `x` holds `k` floats, `w` `k` rows of `ldb >= 8·V` floats, `bias` `8·V` floats.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn input_part8<const V: usize>(
+    k: usize,
+    x: *const f32,
+    w: *const f32,
+    ldb: usize,
+    bias: *const f32,
+) -> [__m256; V] {
+    let mut acc = [_mm256_setzero_ps(); V];
+    for p in 0..k {
+        // SAFETY: p < k: x[p] and row p of `w`, columns < 8·V <= ldb.
+        unsafe {
+            let a = _mm256_set1_ps(*x.add(p));
+            for (v, s) in acc.iter_mut().enumerate() {
+                *s = _mm256_fmadd_ps(a, _mm256_loadu_ps(w.add(p * ldb + LANES * v)), *s);
+            }
+        }
+    }
+    // SAFETY: bias holds 8·V floats.
+    std::array::from_fn(|v| unsafe { _mm256_add_ps(_mm256_loadu_ps(bias.add(LANES * v)), acc[v]) })
+}
+
+/// `steps` timesteps of one LSTM stream of 8 units: per step the gate pre-activations
+/// (`bias + x · W_ihᵀ`, then `+ h · W_hhᵀ`) and the update of [`lstm_state`], `c` kept in
+/// a register, `h` stored (the next product broadcasts it) and copied to `out` (rows of
+/// 8). Bit for bit the packed GEMM of the inputs into gate rows, the packed GEMV of `h`
+/// into each row (summed as the process tier sums it: `PAIRS` on AVX-512, see
+/// [`hh_product8`]) and this tier's [`lstm_state`], step by step. The AVX-512 tier runs
+/// it too: 8 units are half its vector, and a quarter of its gate vector per gate.
+///
+/// # Safety
+/// `inp` describes `steps` rows of inputs (`k <= KC`) and `W_ihᵀ` with 32 columns; `out`
+/// holds `steps` rows of 8; `h`, `c` hold 8 floats; `w` is `W_hhᵀ` packed as one group
+/// (8 rows of `ldb >= 32` floats).
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn lstm_stream8<const PAIRS: bool>(
+    steps: usize,
+    inp: StreamInput,
+    w: *const f32,
+    ldb: usize,
+    h: *mut f32,
+    c: *mut f32,
+    out: *mut f32,
+) {
+    // SAFETY: c holds 8 floats.
+    let mut cv = unsafe { _mm256_loadu_ps(c) };
+    for s in 0..steps {
+        // SAFETY: the caller's extents: row s of the inputs and of out, h and w for the
+        // product.
+        unsafe {
+            let x = inp.x.add(s * inp.k);
+            let gin = input_part8::<4>(inp.k, x, inp.w, inp.ldb, inp.bias);
+            let prod = hh_product8::<4, PAIRS>(h, w, ldb);
+            let g: [__m256; 4] = std::array::from_fn(|v| _mm256_add_ps(gin[v], prod[v]));
+            let (i, f) = (sigmoid_v(g[0]), sigmoid_v(g[1]));
+            let (gg, o) = (tanh_v(g[2]), sigmoid_v(g[3]));
+            let cn = _mm256_add_ps(_mm256_mul_ps(f, cv), _mm256_mul_ps(i, gg));
+            let hn = flush(_mm256_mul_ps(o, tanh_v(cn)));
+            cv = flush(cn);
+            _mm256_storeu_ps(h, hn);
+            _mm256_storeu_ps(out.add(s * LANES), hn);
+        }
+    }
+    // SAFETY: c holds 8 floats.
+    unsafe { _mm256_storeu_ps(c, cv) };
+}
+
+/// `steps` timesteps of one linear-before-reset GRU stream of 8 units: per step
+/// `bias + x · W_ihᵀ` (24 columns) and `W_hh h`, then the update of [`gru_lbr_state`];
+/// `h` is stored and copied to `out` (rows of 8). Bit for bit the packed GEMM of the
+/// inputs, the packed GEMV into a scratch row (as in [`lstm_stream8`]) and this tier's
+/// [`gru_lbr_state`].
+///
+/// # Safety
+/// As for [`lstm_stream8`], with 24 gate columns; `b_hn` holds 8 floats.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn gru_lbr_stream8<const PAIRS: bool>(
+    steps: usize,
+    inp: StreamInput,
+    w: *const f32,
+    ldb: usize,
+    b_hn: *const f32,
+    h: *mut f32,
+    out: *mut f32,
+) {
+    // SAFETY: h and b_hn hold 8 floats.
+    let (mut hv, bv) = unsafe { (_mm256_loadu_ps(h), _mm256_loadu_ps(b_hn)) };
+    for s in 0..steps {
+        // SAFETY: as in `lstm_stream8`, with 24 gate columns.
+        unsafe {
+            let x = inp.x.add(s * inp.k);
+            let gin = input_part8::<3>(inp.k, x, inp.w, inp.ldb, inp.bias);
+            let prod = hh_product8::<3, PAIRS>(h, w, ldb);
+            let r = sigmoid_v(_mm256_add_ps(gin[0], prod[0]));
+            let z = sigmoid_v(_mm256_add_ps(gin[1], prod[1]));
+            let ghn = _mm256_add_ps(prod[2], bv);
+            let nv = tanh_v(_mm256_add_ps(gin[2], _mm256_mul_ps(r, ghn)));
+            hv = flush(_mm256_add_ps(nv, _mm256_mul_ps(z, _mm256_sub_ps(hv, nv))));
+            _mm256_storeu_ps(h, hv);
+            _mm256_storeu_ps(out.add(s * LANES), hv);
+        }
     }
 }

@@ -9,7 +9,8 @@
 use std::arch::x86_64::*;
 
 use super::{
-    FLUSH_BELOW, ONE_BITS, SIGMOID_ONE_FROM, SIGMOID_P, SIGMOID_Q, TANH_ONE_FROM, TANH_P, TANH_Q,
+    StreamInput, FLUSH_BELOW, ONE_BITS, SIGMOID_ONE_FROM, SIGMOID_P, SIGMOID_Q, TANH_ONE_FROM,
+    TANH_P, TANH_Q,
 };
 
 /// `f32` lanes per vector.
@@ -460,17 +461,6 @@ unsafe fn input_part<const V: usize>(
     }
     // SAFETY: bias holds 16·V floats.
     std::array::from_fn(|v| unsafe { _mm512_add_ps(_mm512_loadu_ps(bias.add(16 * v)), acc[v]) })
-}
-
-/// The input side of a fused stream kernel: `steps` rows of `k` inputs, `W_ihᵀ` packed
-/// as one group (row stride `ldb`), the bias of every gate.
-#[derive(Clone, Copy)]
-pub(crate) struct StreamInput {
-    pub x: *const f32,
-    pub k: usize,
-    pub w: *const f32,
-    pub ldb: usize,
-    pub bias: *const f32,
 }
 
 /// `steps` timesteps of one LSTM stream of `16·U` units (`V = 4·U` gate vectors): per

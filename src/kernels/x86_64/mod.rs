@@ -45,6 +45,17 @@ pub(crate) mod backward_avx2;
 /// Backward pointwise kernels (AVX-512F); dispatched by `kernels::backward`.
 pub(crate) mod backward_avx512;
 
+/// The input side of a fused stream kernel: `steps` rows of `k` inputs, `W_ihᵀ` packed
+/// as one group (row stride `ldb`), the bias of every gate.
+#[derive(Clone, Copy)]
+pub(crate) struct StreamInput {
+    pub x: *const f32,
+    pub k: usize,
+    pub w: *const f32,
+    pub ldb: usize,
+    pub bias: *const f32,
+}
+
 /// Streaming state values below this magnitude are stored as zero.
 pub(crate) use super::reference::FLUSH_BELOW;
 /// The smallest `f32` whose `tanh` rounds to 1 in `f32` (`scripts/fit_tanh.py`).
