@@ -37,8 +37,6 @@ fn rational_parts(a: __m256, p: [f32; 5], q: [f32; 5]) -> (__m256, __m256) {
 fn sigmoid_v(x: __m256) -> __m256 {
     let sign_bit = _mm256_set1_ps(-0.0);
     let a = _mm256_andnot_ps(sign_bit, x);
-    let is_neg = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_setzero_ps());
-    let limit = _mm256_andnot_ps(is_neg, _mm256_set1_ps(1.0));
     let (n, d) = rational_parts(a, SIGMOID_P, SIGMOID_Q);
     let n = _mm256_or_ps(n, _mm256_and_ps(x, sign_bit));
     let num = _mm256_fmadd_ps(_mm256_set1_ps(0.5), d, n);
@@ -50,7 +48,10 @@ fn sigmoid_v(x: __m256) -> __m256 {
         _mm256_setzero_si256(),
     );
     let s = _mm256_castsi256_ps(_mm256_min_epu32(s, _mm256_set1_epi32(ONE_BITS)));
-    _mm256_blendv_ps(s, limit_or_nan(x, limit), beyond(x, a, SIGMOID_ONE_FROM))
+    // From the limit on (and NaN): min(1, max(0, x)), 1 or 0 there, NaN kept.
+    let beyond = _mm256_cmp_ps::<_CMP_NLT_UQ>(a, _mm256_set1_ps(SIGMOID_ONE_FROM));
+    let limit = _mm256_min_ps(_mm256_set1_ps(1.0), _mm256_max_ps(_mm256_setzero_ps(), x));
+    _mm256_blendv_ps(s, limit, beyond)
 }
 
 /// Tanh of 8 lanes: `sign(x)·a·P(a²)/Q(a²)` with `a = |x|`, held to `[-1, 1]`;
@@ -59,33 +60,19 @@ fn sigmoid_v(x: __m256) -> __m256 {
 #[target_feature(enable = "avx2,fma")]
 fn tanh_v(x: __m256) -> __m256 {
     let sign_bit = _mm256_set1_ps(-0.0);
-    let sign = _mm256_and_ps(x, sign_bit);
     let a = _mm256_andnot_ps(sign_bit, x);
-    let limit = _mm256_or_ps(_mm256_set1_ps(1.0), sign);
     let (n, d) = rational_parts(a, TANH_P, TANH_Q);
-    // n >= +0 (at x = ±0 it is +0, as is the quotient): the sign goes on before, and an
-    // unsigned min with the bits of `limit` (same sign) holds the magnitude at 1.
-    let q = _mm256_castps_si256(_mm256_div_ps(_mm256_or_ps(n, sign), d));
-    let t = _mm256_castsi256_ps(_mm256_min_epu32(q, _mm256_castps_si256(limit)));
-    _mm256_blendv_ps(t, limit_or_nan(x, limit), beyond(x, a, TANH_ONE_FROM))
-}
-
-/// The lanes (all bits set) where the rational is not used: `|x| >= from`, or NaN
-/// (the clamps would turn a NaN into a limit).
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn beyond(x: __m256, a: __m256, from: f32) -> __m256 {
-    _mm256_or_ps(
-        _mm256_cmp_ps::<_CMP_GE_OQ>(a, _mm256_set1_ps(from)),
-        _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x),
-    )
-}
-
-/// `limit`, with `x` in its NaN lanes.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn limit_or_nan(x: __m256, limit: __m256) -> __m256 {
-    _mm256_blendv_ps(limit, x, _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x))
+    // >= +0 (or NaN), held at 1 by an unsigned min with its bits.
+    let t = _mm256_min_epu32(
+        _mm256_castps_si256(_mm256_div_ps(n, d)),
+        _mm256_set1_epi32(ONE_BITS),
+    );
+    // From the limit on (and NaN): min(1, a), 1 there, NaN kept.
+    let beyond = _mm256_cmp_ps::<_CMP_NLT_UQ>(a, _mm256_set1_ps(TANH_ONE_FROM));
+    let limit = _mm256_min_ps(_mm256_set1_ps(1.0), a);
+    let t = _mm256_blendv_ps(_mm256_castsi256_ps(t), limit, beyond);
+    // The sign last: at x = ±0 the quotient is +0, and -0 keeps its sign.
+    _mm256_or_ps(t, _mm256_and_ps(x, sign_bit))
 }
 
 /// Applies `f` to `x` in place, 8 lanes at a time, the tail through a masked vector.

@@ -50,17 +50,20 @@ fn div(num: __m512, d: __m512) -> __m512 {
 #[target_feature(enable = "avx512f")]
 fn sigmoid_v(x: __m512) -> __m512 {
     let a = _mm512_abs_ps(x);
-    let is_neg = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_setzero_ps());
-    let limit = _mm512_maskz_mov_ps(!is_neg, _mm512_set1_ps(1.0));
     let (n, d) = rational_parts(a, SIGMOID_P, SIGMOID_Q);
     let n = or(n, and(x, _mm512_set1_ps(-0.0)));
     let num = _mm512_fmadd_ps(_mm512_set1_ps(0.5), d, n);
     // Rounding can leave the quotient an ulp outside [0, 1]: an integer max with the
     // bits of +0 (negative floats are negative integers), then an unsigned min with
-    // those of 1, one cycle each.
+    // those of 1, one cycle each (a NaN lane is replaced below).
     let s = _mm512_max_epi32(_mm512_castps_si512(div(num, d)), _mm512_setzero_si512());
     let s = _mm512_castsi512_ps(_mm512_min_epu32(s, _mm512_set1_epi32(ONE_BITS)));
-    _mm512_mask_mov_ps(s, beyond(x, a, SIGMOID_ONE_FROM), limit_or_nan(x, limit))
+    // From the limit on (and for NaN, which compares unordered): min(1, max(0, x)),
+    // which is 1 or 0 there and passes NaN (`max`/`min` return their second operand
+    // when either is NaN).
+    let beyond = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(a, _mm512_set1_ps(SIGMOID_ONE_FROM));
+    let limit = _mm512_min_ps(_mm512_set1_ps(1.0), _mm512_max_ps(_mm512_setzero_ps(), x));
+    _mm512_mask_mov_ps(s, beyond, limit)
 }
 
 /// Tanh of 16 lanes: `sign(x)·a·P(a²)/Q(a²)` with `a = |x|`, held to `[-1, 1]`;
@@ -68,32 +71,18 @@ fn sigmoid_v(x: __m512) -> __m512 {
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn tanh_v(x: __m512) -> __m512 {
-    let sign = and(x, _mm512_set1_ps(-0.0));
     let a = _mm512_abs_ps(x);
-    let limit = or(_mm512_set1_ps(1.0), sign);
     let (n, d) = rational_parts(a, TANH_P, TANH_Q);
-    // n >= +0 (at x = ±0 it is +0, as is the quotient): the sign goes on before. The
-    // quotient has the sign of `limit`, so an unsigned min with its bits holds the
-    // magnitude at 1 (one cycle).
-    let q = _mm512_castps_si512(div(or(n, sign), d));
-    let t = _mm512_castsi512_ps(_mm512_min_epu32(q, _mm512_castps_si512(limit)));
-    _mm512_mask_mov_ps(t, beyond(x, a, TANH_ONE_FROM), limit_or_nan(x, limit))
-}
-
-/// The lanes where the rational is not used: `|x| >= from`, or NaN (the clamps above
-/// would turn a NaN into a limit).
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn beyond(x: __m512, a: __m512, from: f32) -> __mmask16 {
-    _mm512_cmp_ps_mask::<_CMP_GE_OQ>(a, _mm512_set1_ps(from))
-        | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x)
-}
-
-/// `limit`, with `x` in its NaN lanes.
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn limit_or_nan(x: __m512, limit: __m512) -> __m512 {
-    _mm512_mask_mov_ps(limit, _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x), x)
+    // The quotient is >= +0 (or NaN); an unsigned min with the bits of 1 holds it at 1
+    // (one cycle; a NaN lane is replaced below).
+    let t = _mm512_min_epu32(_mm512_castps_si512(div(n, d)), _mm512_set1_epi32(ONE_BITS));
+    // From the limit on (and for NaN, unordered): min(1, a), which is 1 there and passes
+    // NaN.
+    let beyond = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(a, _mm512_set1_ps(TANH_ONE_FROM));
+    let limit = _mm512_min_ps(_mm512_set1_ps(1.0), a);
+    let t = _mm512_mask_mov_ps(_mm512_castsi512_ps(t), beyond, limit);
+    // The sign last: at x = ±0 the quotient is +0, and -0 keeps its sign.
+    or(t, and(x, _mm512_set1_ps(-0.0)))
 }
 
 #[inline]
