@@ -311,6 +311,7 @@ fn one_stream_steps_equal_a_block_bit_for_bit_at_the_fused_sizes() {
             (5, 32, 3, false),
             (2, 8, 2, true),
             (1, 8, 1, false),
+            (20, 16, 1, false),
             (2, 24, 2, true),
         ] {
             let mut cfg = ModelConfig::new(cell, i, h, layers);

@@ -276,7 +276,9 @@ unsafe fn hh_product8<const V: usize, const PAIRS: bool>(
 ) -> [__m256; V] {
     let mut even = [_mm256_setzero_ps(); V];
     let mut odd = [_mm256_setzero_ps(); V];
-    for p in (0..LANES).step_by(2) {
+    // A plain range (not `step_by`) so that the loop unrolls completely.
+    for half in 0..LANES / 2 {
+        let p = 2 * half;
         // SAFETY: p + 1 < 8: h[p], h[p + 1] and rows p, p + 1 of `w`, columns < 8·V <= ldb.
         unsafe {
             let (a0, a1) = (_mm256_set1_ps(*h.add(p)), _mm256_set1_ps(*h.add(p + 1)));
