@@ -23,8 +23,8 @@
 //! That is 3 to 6 ulp of an output in `[0.5, 1)` (ulp 6e-8), a third of the `1e-6`
 //! contract. The SIMD tiers use a rational `tanh` (degree 9 over 8), whose `f32`
 //! evaluation rounds a little more than the `expm1`-based formulas they had before
-//! (8.9e-8 and 1.2e-7): the trade buys a dependency chain of 36-38 cycles per
-//! activation instead of 59, which a single stream's step waits on twice. The algorithm
+//! (8.9e-8 and 1.2e-7): the trade buys a dependency chain of about 42 cycles per
+//! activation instead of 59 (AVX-512), which a single stream's step waits on twice. The algorithm
 //! is in `x86_64/mod.rs`.
 //!
 //! The SIMD tiers are not bit-identical to the scalar tier (different formulas). AVX2

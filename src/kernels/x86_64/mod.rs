@@ -11,32 +11,38 @@
 //!   evaluation brings the measured maximum to the figures in `activation.rs`). Each of
 //!   `P` and `Q` is two FMAs in `y = a²` and one in `y²` (Estrin's scheme: three
 //!   dependent operations after `y`), the numerator takes `a` in as
-//!   `a·P₀₁(y) + (a·y²)·P₂₃₄(y)`, then one division. From [`TANH_ONE_FROM`] on (and for
-//!   `±∞`), where `tanh` rounds to `±1` in `f32`, a mask selects `±1` exactly; the
-//!   polynomials are evaluated on every lane unclamped, and whatever they give there
-//!   (`∞/∞`) is discarded. Near 0, `t(a) = a·(1 + O(a²))` keeps the relative accuracy of
-//!   tanh without a second formula.
+//!   `a·P₀₁(y) + (a·y²)·P₂₃₄(y)`, then one division. Near 0, `t(a) = a·(1 + O(a²))`
+//!   keeps the relative accuracy of tanh without a second formula.
 //! - `sigmoid(x) = 1/2 + tanh(x/2)/2`, from the same rational in `a = |x|`: halving the
 //!   argument and the value only scales the coefficients by powers of two
 //!   ([`SIGMOID_P`], [`SIGMOID_Q`], exact), so the quotient `n/d = tanh(|x|/2)/2` costs
 //!   what `tanh` costs; the sign goes onto `n`, and `1/2` into the numerator,
-//!   `(n + d/2)/d`, one FMA beside the reciprocal. Above [`TANH_ONE_FROM`]` · 2` a mask
-//!   gives exactly 1 (or 0 for negative `x`). Accuracy is absolute: a tiny sigmoid
+//!   `(n + d/2)/d`, one FMA beside the reciprocal. Accuracy is absolute: a tiny sigmoid
 //!   (`x < −17`) comes out as a difference from 1/2, with an error of about 3e-8 on its
 //!   value.
+//! - Limits: rounding can leave a quotient an ulp outside the range, so it is clamped
+//!   with one-cycle integer operations on its bits (an unsigned min with the bits of 1;
+//!   for sigmoid first a signed max with those of +0). From where the `f32` function
+//!   rounds to ±1 ([`TANH_ONE_FROM`], [`SIGMOID_ONE_FROM`]; `±∞` included) a mask takes
+//!   `min(1, |x|)` for tanh (then the sign) and `min(1, max(0, x))` for sigmoid: exactly
+//!   the limits there. The polynomials run on every lane unclamped; what they give past
+//!   the limits (`∞/∞`) is discarded.
+//! - NaN: the mask's compare is unordered-or-not-less, so it takes NaN lanes too, and
+//!   `min`/`max` with the constant first return their second operand when either is
+//!   NaN: the limit expressions pass the NaN through.
 //! - The rational form is what a single stream's step waits on: on the development
-//!   machine (AVX-512) a dependent chain of `tanh` takes 36 cycles and of `sigmoid` 38,
-//!   where the `expm1`-based formulas they replace (Cephes' `expf` polynomial after a
-//!   Cody–Waite reduction, then a division) took 59 each; the LSTM update has two of
-//!   them in a row. They are also about a fifth fewer instructions.
+//!   machine (AVX-512, 16-lane vectors) a dependent chain of `tanh` takes about 42
+//!   cycles and of `sigmoid` 43 (11 ns each), where the `expm1`-based formulas they
+//!   replace (Cephes' `expf` polynomial after a Cody–Waite reduction, then a division)
+//!   took 59 (16 ns); the LSTM update has two of them in a row. They are also about a
+//!   fifth fewer instructions, which matters as much: 512-bit operations issue on two
+//!   ports, and the four gate activations of a 16-unit update are bound by their count.
 //! - The divisions: AVX-512 takes the estimate `vrcp14ps` (relative error below 2^-14)
 //!   and one Newton step on the quotient, `y + y·(1 − d·r)` with `y = num·r`, because a
 //!   512-bit division issues only every 10-16 cycles and the LSTM cell needs five per 16
 //!   units; AVX2 divides (`vdivps` on 8 lanes issues every ~5 cycles, and the AVX
 //!   `rcpps` estimate differs between vendors). So the two tiers agree to an ulp or two,
 //!   not bit for bit.
-//! - NaN propagates: it compares false against the limit (so no mask replaces it) and
-//!   passes through every arithmetic operation.
 
 pub(crate) mod avx2;
 pub(crate) mod avx512;
