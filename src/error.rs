@@ -67,12 +67,21 @@ macro_rules! invalid {
 pub(crate) use invalid;
 
 /// Checks that `len` equals `expected`, naming the argument in the error.
+#[inline]
 pub(crate) fn check_len(what: &str, len: usize, expected: usize) -> Result<()> {
     if len == expected {
         Ok(())
     } else {
-        Err(invalid!("{what} has {len} elements, expected {expected}"))
+        Err(wrong_len(what, len, expected))
     }
+}
+
+/// [`check_len`]'s failure, out of line (`#[cold]`, by value): a step runs the check on
+/// every call, and formatted inline its argument setup slowed the step's code.
+#[cold]
+#[inline(never)]
+fn wrong_len(what: &str, len: usize, expected: usize) -> Error {
+    invalid!("{what} has {len} elements, expected {expected}")
 }
 
 /// Overflow-checked product of sizes, as an `Invalid` error naming `what` on overflow.

@@ -206,11 +206,7 @@ impl State {
     /// Errors unless this state was made for a model of `cfg`.
     pub(crate) fn check_model(&self, cfg: &ModelConfig) -> Result<()> {
         if self.config != *cfg {
-            return Err(invalid!(
-                "state was made for a model with config {}, not {}",
-                self.config,
-                cfg
-            ));
+            return Err(wrong_model(&self.config, cfg));
         }
         Ok(())
     }
@@ -218,6 +214,21 @@ impl State {
 
 /// Inputs of a single step checked and flushed on the stack rather than in the scratch.
 const STEP_INPUTS_ON_STACK: usize = 16;
+
+// The failures of the checks a step makes on every call, out of line (`#[cold]`, by
+// value; see `error::check_len`).
+
+#[cold]
+#[inline(never)]
+fn wrong_model(state: &ModelConfig, model: &ModelConfig) -> crate::error::Error {
+    invalid!("state was made for a model with config {state}, not {model}")
+}
+
+#[cold]
+#[inline(never)]
+fn block_too_long(seq_len: usize, max_block: usize) -> crate::error::Error {
+    invalid!("seq_len is {seq_len}, but the state was made for blocks of at most {max_block}")
+}
 
 /// Bytes of gate rows per chunk of a streaming block: about two thirds of a 48 KB L1.
 const STREAM_CHUNK_BYTES: usize = 32 << 10;
@@ -276,10 +287,7 @@ impl Model {
         let cfg = *self.config();
         state.check_model(&cfg)?;
         if seq_len > state.max_block {
-            return Err(invalid!(
-                "seq_len is {seq_len}, but the state was made for blocks of at most {}",
-                state.max_block
-            ));
+            return Err(block_too_long(seq_len, state.max_block));
         }
         let b = state.batch;
         let (i_sz, o_sz) = (cfg.input_size, cfg.output_dim());

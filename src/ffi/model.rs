@@ -306,6 +306,24 @@ pub unsafe extern "C" fn rnn_model_step(
     })
 }
 
+/// [`run_block`]'s failures, out of line (see `boundary::check_len`).
+#[cold]
+#[inline(never)]
+fn block_too_long(seq_len: usize, max_block: usize) -> Failure {
+    Failure::invalid(format!(
+        "seq_len is {seq_len}, expected at most {max_block} (the state's max_block; \
+         make it with rnn_state_new_block)"
+    ))
+}
+
+#[cold]
+#[inline(never)]
+fn too_large(x_count: usize, y_count: usize) -> Failure {
+    Failure::invalid(format!(
+        "x or y: {x_count} or {y_count} floats are too large for memory"
+    ))
+}
+
 /// The checks and the call shared by forward_state and step; `x_len` is given by step.
 ///
 /// # Safety
@@ -322,11 +340,7 @@ unsafe fn run_block(
     let cfg = *m.model.config();
     s.state.check_model(&cfg)?;
     if seq_len > s.state.max_block() {
-        return Err(Failure::invalid(format!(
-            "seq_len is {seq_len}, expected at most {} (the state's max_block; \
-             make it with rnn_state_new_block)",
-            s.state.max_block()
-        )));
+        return Err(block_too_long(seq_len, s.state.max_block()));
     }
     let batch = s.state.batch();
     // Cannot overflow: the state was made with batch * max_block * max(I, O) checked,
@@ -335,9 +349,7 @@ unsafe fn run_block(
     let x_count = batch * seq_len * cfg.input_size;
     let y_count = batch * seq_len * cfg.output_dim();
     if x_count.max(y_count) > isize::MAX as usize / std::mem::size_of::<f32>() {
-        return Err(Failure::invalid(format!(
-            "x or y: {x_count} or {y_count} floats are too large for memory"
-        )));
+        return Err(too_large(x_count, y_count));
     }
     if let Some(x_len) = x_len {
         check_len("x_len", x_len, x_count, "the state's batch * input_size")?;
