@@ -97,16 +97,21 @@ pub(crate) fn all_finite(data: &[f32]) -> bool {
 }
 
 /// Refuses NaN and Inf, naming the argument and the first bad index.
+#[inline]
 pub(crate) fn check_finite(what: &str, data: &[f32]) -> Result<()> {
     // A branch-free pass first (it vectorizes); the search only when something is wrong.
     if all_finite(data) {
-        return Ok(());
+        Ok(())
+    } else {
+        Err(non_finite(what, data))
     }
-    match data.iter().position(|v| !v.is_finite()) {
-        None => Ok(()),
-        Some(i) => Err(Error::NonFinite(format!(
-            "{what}[{i}] is {} (inputs must be finite)",
-            data[i]
-        ))),
-    }
+}
+
+/// [`check_finite`]'s failure, out of line (`#[cold]`): the first bad element, named.
+#[cold]
+#[inline(never)]
+fn non_finite(what: &str, data: &[f32]) -> Error {
+    let i = data.iter().position(|v| !v.is_finite()).unwrap_or(0);
+    let v = data.get(i).copied().unwrap_or(f32::NAN);
+    Error::NonFinite(format!("{what}[{i}] is {v} (inputs must be finite)"))
 }
