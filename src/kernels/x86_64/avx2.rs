@@ -217,20 +217,23 @@ pub(crate) fn lstm_state(gates: &[f32], c: &mut [f32], h: &mut [f32]) {
         // asserted above every access is inside its slice (gate q of unit j at q*n + j).
         // Each lane of `c` is read before it is written.
         unsafe {
-            let i = sigmoid_v(_mm256_maskload_ps(gp.add(j), k));
-            let f = sigmoid_v(_mm256_maskload_ps(gp.add(n + j), k));
-            let g = tanh_v(_mm256_maskload_ps(gp.add(2 * n + j), k));
-            let o = sigmoid_v(_mm256_maskload_ps(gp.add(3 * n + j), k));
-            let cv = _mm256_add_ps(
-                _mm256_mul_ps(f, _mm256_maskload_ps(cp.add(j), k)),
-                _mm256_mul_ps(i, g),
-            );
-            let hv = _mm256_mul_ps(o, tanh_v(cv));
+            let g = [0, 1, 2, 3].map(|q| _mm256_maskload_ps(gp.add(q * n + j), k));
+            let (cv, hv) = lstm_state_v(g, _mm256_maskload_ps(cp.add(j), k));
             _mm256_maskstore_ps(cp.add(j), k, flush(cv));
             _mm256_maskstore_ps(hp.add(j), k, flush(hv));
         }
         j += LANES;
     }
+}
+
+/// `(c, h)` of 8 units from their gate pre-activations `[i, f, g, o]` and old `c`
+/// (before the flush).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn lstm_state_v([gi, gf, gg, go]: [__m256; 4], c: __m256) -> (__m256, __m256) {
+    let (i, f, g, o) = (sigmoid_v(gi), sigmoid_v(gf), tanh_v(gg), sigmoid_v(go));
+    let cv = _mm256_add_ps(_mm256_mul_ps(f, c), _mm256_mul_ps(i, g));
+    (cv, _mm256_mul_ps(o, tanh_v(cv)))
 }
 
 /// Streaming linear-before-reset GRU update in place, as
@@ -247,15 +250,25 @@ pub(crate) fn gru_lbr_state(gates: &[f32], gh: &[f32], b_hn: &[f32], h: &mut [f3
         // lengths are asserted above; each lane of `h` is read before it is written.
         unsafe {
             let ld = |p: *const f32| _mm256_maskload_ps(p, k);
-            let r = sigmoid_v(_mm256_add_ps(ld(gp.add(j)), ld(ghp.add(j))));
-            let z = sigmoid_v(_mm256_add_ps(ld(gp.add(n + j)), ld(ghp.add(n + j))));
-            let ghn = _mm256_add_ps(ld(ghp.add(2 * n + j)), ld(bp.add(j)));
-            let nv = tanh_v(_mm256_add_ps(ld(gp.add(2 * n + j)), _mm256_mul_ps(r, ghn)));
-            let hv = _mm256_add_ps(nv, _mm256_mul_ps(z, _mm256_sub_ps(ld(hp.add(j)), nv)));
+            let g = [0, 1, 2].map(|q| ld(gp.add(q * n + j)));
+            let w = [0, 1, 2].map(|q| ld(ghp.add(q * n + j)));
+            let hv = gru_lbr_state_v(g, w, ld(bp.add(j)), ld(hp.add(j)));
             _mm256_maskstore_ps(hp.add(j), k, flush(hv));
         }
         j += LANES;
     }
+}
+
+/// The new `h` of 8 units (before the flush) from the gates' bias and input parts `g`,
+/// the recurrent products `w` (`W_hh h`, each gate), `b_hn` and the old `h`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn gru_lbr_state_v(g: [__m256; 3], w: [__m256; 3], b_hn: __m256, h: __m256) -> __m256 {
+    let r = sigmoid_v(_mm256_add_ps(g[0], w[0]));
+    let z = sigmoid_v(_mm256_add_ps(g[1], w[1]));
+    let ghn = _mm256_add_ps(w[2], b_hn);
+    let nv = tanh_v(_mm256_add_ps(g[2], _mm256_mul_ps(r, ghn)));
+    _mm256_add_ps(nv, _mm256_mul_ps(z, _mm256_sub_ps(h, nv)))
 }
 
 /// `h · W_hhᵀ` for one stream of 8 units against one group of packed panels (`V`
@@ -276,7 +289,6 @@ unsafe fn hh_product8<const V: usize, const PAIRS: bool>(
 ) -> [__m256; V] {
     let mut even = [_mm256_setzero_ps(); V];
     let mut odd = [_mm256_setzero_ps(); V];
-    // A plain range (not `step_by`) so that the loop unrolls completely.
     for half in 0..LANES / 2 {
         let p = 2 * half;
         // SAFETY: p + 1 < 8: h[p], h[p + 1] and rows p, p + 1 of `w`, columns < 8·V <= ldb.
@@ -363,10 +375,8 @@ pub(crate) unsafe fn lstm_stream8<const PAIRS: bool>(
             let gin = input_part8::<4>(inp.k, x, inp.w, inp.ldb, inp.bias);
             let prod = hh_product8::<4, PAIRS>(h, w, ldb);
             let g: [__m256; 4] = std::array::from_fn(|v| _mm256_add_ps(gin[v], prod[v]));
-            let (i, f) = (sigmoid_v(g[0]), sigmoid_v(g[1]));
-            let (gg, o) = (tanh_v(g[2]), sigmoid_v(g[3]));
-            let cn = _mm256_add_ps(_mm256_mul_ps(f, cv), _mm256_mul_ps(i, gg));
-            let hn = flush(_mm256_mul_ps(o, tanh_v(cn)));
+            let (cn, hn) = lstm_state_v(g, cv);
+            let hn = flush(hn);
             cv = flush(cn);
             _mm256_storeu_ps(h, hn);
             _mm256_storeu_ps(out.add(s * LANES), hn);
@@ -402,11 +412,7 @@ pub(crate) unsafe fn gru_lbr_stream8<const PAIRS: bool>(
             let x = inp.x.add(s * inp.k);
             let gin = input_part8::<3>(inp.k, x, inp.w, inp.ldb, inp.bias);
             let prod = hh_product8::<3, PAIRS>(h, w, ldb);
-            let r = sigmoid_v(_mm256_add_ps(gin[0], prod[0]));
-            let z = sigmoid_v(_mm256_add_ps(gin[1], prod[1]));
-            let ghn = _mm256_add_ps(prod[2], bv);
-            let nv = tanh_v(_mm256_add_ps(gin[2], _mm256_mul_ps(r, ghn)));
-            hv = flush(_mm256_add_ps(nv, _mm256_mul_ps(z, _mm256_sub_ps(hv, nv))));
+            hv = flush(gru_lbr_state_v(gin, prod, bv, hv));
             _mm256_storeu_ps(h, hv);
             _mm256_storeu_ps(out.add(s * LANES), hv);
         }
