@@ -238,7 +238,8 @@ fn stream_chunk(b: usize, gh: usize, t: usize) -> usize {
     (STREAM_CHUNK_BYTES / (b * gh * 4).max(1)).clamp(1, t.max(1))
 }
 
-/// [`flush_into`], and whether every value was finite (one pass).
+/// [`flush_into`], and whether every value was finite: one pass over a step's inputs
+/// (`check_finite` then `flush_into` measured 1-2 ns slower on a 40 ns step).
 fn flush_finite_into(dst: &mut [f32], src: &[f32]) -> bool {
     let mut finite = true;
     for (d, &v) in dst.iter_mut().zip(src) {
