@@ -257,7 +257,7 @@ pub(crate) fn check_len(arg: &str, len: usize, expected: usize, how: &str) -> Ff
 
 // The failures of the checks that per-sample entry points make on every call are built
 // out of line (`#[cold]`, by value): formatted inline, their argument setup made
-// `rnn_model_step` of an 8-unit LSTM measurably slower (about 50 -> 44 ns).
+// `rnn_model_step` of an 8-unit LSTM measurably slower (51 -> 43 ns, benches/c/run.sh).
 
 #[cold]
 #[inline(never)]
