@@ -285,8 +285,8 @@ impl Model {
         seq_len: usize,
         y: &mut [f32],
     ) -> Result<()> {
-        let cfg = *self.config();
-        state.check_model(&cfg)?;
+        let cfg = self.config();
+        state.check_model(cfg)?;
         if seq_len > state.max_block {
             return Err(block_too_long(seq_len, state.max_block));
         }

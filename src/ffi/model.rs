@@ -337,8 +337,8 @@ unsafe fn run_block(
     y: *mut f32,
     y_len: usize,
 ) -> Result<(), Failure> {
-    let cfg = *m.model.config();
-    s.state.check_model(&cfg)?;
+    let cfg = m.model.config();
+    s.state.check_model(cfg)?;
     if seq_len > s.state.max_block() {
         return Err(block_too_long(seq_len, s.state.max_block()));
     }
