@@ -7,72 +7,113 @@
 use std::arch::x86_64::*;
 
 use super::{
-    StreamInput, FLUSH_BELOW, ONE_BITS, SIGMOID_ONE_FROM, SIGMOID_P, SIGMOID_Q, TANH_ONE_FROM,
-    TANH_P, TANH_Q,
+    StreamInput, FLUSH_BELOW, MINUS_ONE_BITS, ONE_BITS, SIGMOID_ONE_FROM, SIGMOID_P, SIGMOID_Q,
+    TANH_ONE_FROM, TANH_P, TANH_Q,
 };
 
 /// `f32` lanes per vector.
 pub(crate) const LANES: usize = 8;
 
-/// `(n, d)` with `n/d = a·P(a²)/Q(a²)` for the coefficients `p` and `q` (Estrin's
-/// scheme: after `y = a²`, three dependent operations for each).
+/// `(n, d)` with `n/d = x·P(x²)/Q(x²)` for the coefficients `p` and `q` (Estrin's
+/// scheme: after `y = x²`, three dependent operations for each), odd in `x` bit for bit.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn rational_parts(a: __m256, p: [f32; 5], q: [f32; 5]) -> (__m256, __m256) {
+fn rational_parts(x: __m256, p: [f32; 5], q: [f32; 5]) -> (__m256, __m256) {
     let c = |v: f32| _mm256_set1_ps(v);
-    let y = _mm256_mul_ps(a, a);
+    let y = _mm256_mul_ps(x, x);
     let y2 = _mm256_mul_ps(y, y);
     let p01 = _mm256_fmadd_ps(c(p[1]), y, c(p[0]));
     let p234 = _mm256_fmadd_ps(y2, c(p[4]), _mm256_fmadd_ps(c(p[3]), y, c(p[2])));
     let q01 = _mm256_fmadd_ps(c(q[1]), y, c(q[0]));
     let q234 = _mm256_fmadd_ps(y2, c(q[4]), _mm256_fmadd_ps(c(q[3]), y, c(q[2])));
-    let n = _mm256_fmadd_ps(_mm256_mul_ps(a, y2), p234, _mm256_mul_ps(a, p01));
+    let n = _mm256_mul_ps(x, _mm256_fmadd_ps(y2, p234, p01));
     (n, _mm256_fmadd_ps(y2, q234, q01))
 }
 
-/// Sigmoid of 8 lanes: `(n + d/2)/d` with `n/d = sign(x)·tanh(|x|/2)/2`, held to
-/// `[0, 1]`; exactly 1 (0 for negative `x`) from `|x| = SIGMOID_ONE_FROM` on.
+/// `min(hi, max(lo, v))` by `min`/`max` with the constant first: a NaN lane passes
+/// (both return their second operand when either is NaN).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn clamp(v: __m256, lo: f32, hi: f32) -> __m256 {
+    _mm256_max_ps(_mm256_set1_ps(lo), _mm256_min_ps(_mm256_set1_ps(hi), v))
+}
+
+// The divisions below are exact: a 256-bit one issues every ~5 cycles (AVX2 has no
+// 14-bit reciprocal estimate, and `rcpps` differs between vendors).
+
+/// Sigmoid of 8 lanes, the form for throughput (as [`super::avx512`]'s): `x` held to
+/// `±SIGMOID_ONE_FROM`, then `(n + d/2)/d` held to `[0, 1]`.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn sigmoid_v(x: __m256) -> __m256 {
-    let sign_bit = _mm256_set1_ps(-0.0);
-    let a = _mm256_andnot_ps(sign_bit, x);
-    let (n, d) = rational_parts(a, SIGMOID_P, SIGMOID_Q);
-    let n = _mm256_or_ps(n, _mm256_and_ps(x, sign_bit));
+    let x = clamp(x, -SIGMOID_ONE_FROM, SIGMOID_ONE_FROM);
+    let (n, d) = rational_parts(x, SIGMOID_P, SIGMOID_Q);
     let num = _mm256_fmadd_ps(_mm256_set1_ps(0.5), d, n);
-    // An exact division: a 256-bit one issues every ~5 cycles (AVX2 has no 14-bit
-    // reciprocal estimate, and `rcpps` differs between vendors). Then held to [0, 1]
-    // as in AVX-512: an integer max with +0, an unsigned min with the bits of 1.
+    clamp(_mm256_div_ps(num, d), 0.0, 1.0)
+}
+
+/// [`sigmoid_v`] for a dependency chain, bit for bit (as [`super::avx512`]'s): integer
+/// clamps of the quotient, the lanes from the limit on (and NaN) blended in.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn sigmoid_chain(x: __m256) -> __m256 {
+    let (n, d) = rational_parts(x, SIGMOID_P, SIGMOID_Q);
+    let num = _mm256_fmadd_ps(_mm256_set1_ps(0.5), d, n);
     let s = _mm256_max_epi32(
         _mm256_castps_si256(_mm256_div_ps(num, d)),
         _mm256_setzero_si256(),
     );
     let s = _mm256_castsi256_ps(_mm256_min_epu32(s, _mm256_set1_epi32(ONE_BITS)));
-    // From the limit on (and NaN): min(1, max(0, x)), 1 or 0 there, NaN kept.
+    let a = _mm256_andnot_ps(_mm256_set1_ps(-0.0), x);
     let beyond = _mm256_cmp_ps::<_CMP_NLT_UQ>(a, _mm256_set1_ps(SIGMOID_ONE_FROM));
-    let limit = _mm256_min_ps(_mm256_set1_ps(1.0), _mm256_max_ps(_mm256_setzero_ps(), x));
-    _mm256_blendv_ps(s, limit, beyond)
+    _mm256_blendv_ps(s, clamp(x, 0.0, 1.0), beyond)
 }
 
-/// Tanh of 8 lanes: `sign(x)·a·P(a²)/Q(a²)` with `a = |x|`, held to `[-1, 1]`;
-/// exactly `±1` from `TANH_ONE_FROM` on.
+/// Tanh of 8 lanes, the form for throughput: `x` held to `±TANH_ONE_FROM`, then
+/// `x·P(x²)/Q(x²)` held to `[-1, 1]`.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn tanh_v(x: __m256) -> __m256 {
-    let sign_bit = _mm256_set1_ps(-0.0);
-    let a = _mm256_andnot_ps(sign_bit, x);
-    let (n, d) = rational_parts(a, TANH_P, TANH_Q);
-    // >= +0 (or NaN), held at 1 by an unsigned min with its bits.
-    let t = _mm256_min_epu32(
+    let x = clamp(x, -TANH_ONE_FROM, TANH_ONE_FROM);
+    let (n, d) = rational_parts(x, TANH_P, TANH_Q);
+    clamp(_mm256_div_ps(n, d), -1.0, 1.0)
+}
+
+/// [`tanh_v`] for a dependency chain, bit for bit (as [`super::avx512`]'s).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn tanh_chain(x: __m256) -> __m256 {
+    let (n, d) = rational_parts(x, TANH_P, TANH_Q);
+    let t = _mm256_min_epi32(
         _mm256_castps_si256(_mm256_div_ps(n, d)),
         _mm256_set1_epi32(ONE_BITS),
     );
-    // From the limit on (and NaN): min(1, a), 1 there, NaN kept.
+    let t = _mm256_castsi256_ps(_mm256_min_epu32(t, _mm256_set1_epi32(MINUS_ONE_BITS)));
+    let a = _mm256_andnot_ps(_mm256_set1_ps(-0.0), x);
     let beyond = _mm256_cmp_ps::<_CMP_NLT_UQ>(a, _mm256_set1_ps(TANH_ONE_FROM));
-    let limit = _mm256_min_ps(_mm256_set1_ps(1.0), a);
-    let t = _mm256_blendv_ps(_mm256_castsi256_ps(t), limit, beyond);
-    // The sign last: at x = ±0 the quotient is +0, and -0 keeps its sign.
-    _mm256_or_ps(t, _mm256_and_ps(x, sign_bit))
+    _mm256_blendv_ps(t, clamp(x, -1.0, 1.0), beyond)
+}
+
+/// Sigmoid in the form for a chain (`CHAIN`) or for throughput: the same bits.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn sigmoid_g<const CHAIN: bool>(x: __m256) -> __m256 {
+    if CHAIN {
+        sigmoid_chain(x)
+    } else {
+        sigmoid_v(x)
+    }
+}
+
+/// Tanh in the form for a chain (`CHAIN`) or for throughput: the same bits.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn tanh_g<const CHAIN: bool>(x: __m256) -> __m256 {
+    if CHAIN {
+        tanh_chain(x)
+    } else {
+        tanh_v(x)
+    }
 }
 
 /// Applies `f` to `x` in place, 8 lanes at a time, the tail through a masked vector.
@@ -102,16 +143,29 @@ fn map(x: &mut [f32], f: impl Fn(__m256) -> __m256) {
     }
 }
 
+/// Up to this many elements a map is taken to be a single stream's row that the next
+/// step waits on (an RNN's `h`), and runs the activations' form for a chain; longer
+/// ones the form for throughput. The two give the same bits.
+const CHAIN_UP_TO: usize = 2 * LANES;
+
 /// `x <- sigmoid(x)` elementwise.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) fn sigmoid(x: &mut [f32]) {
-    map(x, |v| sigmoid_v(v));
+    if x.len() <= CHAIN_UP_TO {
+        map(x, |v| sigmoid_chain(v));
+    } else {
+        map(x, |v| sigmoid_v(v));
+    }
 }
 
 /// `x <- tanh(x)` elementwise.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) fn tanh(x: &mut [f32]) {
-    map(x, |v| tanh_v(v));
+    if x.len() <= CHAIN_UP_TO {
+        map(x, |v| tanh_chain(v));
+    } else {
+        map(x, |v| tanh_v(v));
+    }
 }
 
 /// Lanes `0..min(rem, 8)` on (all bits set), for `maskload`/`maskstore`.
@@ -218,7 +272,7 @@ pub(crate) fn lstm_state(gates: &[f32], c: &mut [f32], h: &mut [f32]) {
         // Each lane of `c` is read before it is written.
         unsafe {
             let g = [0, 1, 2, 3].map(|q| _mm256_maskload_ps(gp.add(q * n + j), k));
-            let (cv, hv) = lstm_state_v(g, _mm256_maskload_ps(cp.add(j), k));
+            let (cv, hv) = lstm_state_v::<false>(g, _mm256_maskload_ps(cp.add(j), k));
             _mm256_maskstore_ps(cp.add(j), k, flush(cv));
             _mm256_maskstore_ps(hp.add(j), k, flush(hv));
         }
@@ -227,13 +281,15 @@ pub(crate) fn lstm_state(gates: &[f32], c: &mut [f32], h: &mut [f32]) {
 }
 
 /// `(c, h)` of 8 units from their gate pre-activations `[i, f, g, o]` and old `c`
-/// (before the flush).
+/// (before the flush); the activations' form chosen by `CHAIN` (a single stream's
+/// steps) as in [`super::avx512`].
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn lstm_state_v([gi, gf, gg, go]: [__m256; 4], c: __m256) -> (__m256, __m256) {
-    let (i, f, g, o) = (sigmoid_v(gi), sigmoid_v(gf), tanh_v(gg), sigmoid_v(go));
+fn lstm_state_v<const CHAIN: bool>([gi, gf, gg, go]: [__m256; 4], c: __m256) -> (__m256, __m256) {
+    let (sg, th) = (sigmoid_g::<CHAIN>, tanh_g::<CHAIN>);
+    let (i, f, g, o) = (sg(gi), sg(gf), th(gg), sg(go));
     let cv = _mm256_add_ps(_mm256_mul_ps(f, c), _mm256_mul_ps(i, g));
-    (cv, _mm256_mul_ps(o, tanh_v(cv)))
+    (cv, _mm256_mul_ps(o, th(cv)))
 }
 
 /// Streaming linear-before-reset GRU update in place, as
@@ -252,7 +308,7 @@ pub(crate) fn gru_lbr_state(gates: &[f32], gh: &[f32], b_hn: &[f32], h: &mut [f3
             let ld = |p: *const f32| _mm256_maskload_ps(p, k);
             let g = [0, 1, 2].map(|q| ld(gp.add(q * n + j)));
             let w = [0, 1, 2].map(|q| ld(ghp.add(q * n + j)));
-            let hv = gru_lbr_state_v(g, w, ld(bp.add(j)), ld(hp.add(j)));
+            let hv = gru_lbr_state_v::<false>(g, w, ld(bp.add(j)), ld(hp.add(j)));
             _mm256_maskstore_ps(hp.add(j), k, flush(hv));
         }
         j += LANES;
@@ -260,16 +316,22 @@ pub(crate) fn gru_lbr_state(gates: &[f32], gh: &[f32], b_hn: &[f32], h: &mut [f3
 }
 
 /// The new `h` of 8 units (before the flush) from the gates' bias and input parts `g`,
-/// the recurrent products `w` (`W_hh h`, each gate), `b_hn` and the old `h`.
+/// the recurrent products `w` (`W_hh h`, each gate), `b_hn` and the old `h`; the
+/// activations' form chosen by `CHAIN`.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn gru_lbr_state_v(g: [__m256; 3], w: [__m256; 3], b_hn: __m256, h: __m256) -> __m256 {
-    let r = sigmoid_v(_mm256_add_ps(g[0], w[0]));
-    let z = sigmoid_v(_mm256_add_ps(g[1], w[1]));
+fn gru_lbr_state_v<const CHAIN: bool>(
+    g: [__m256; 3],
+    w: [__m256; 3],
+    b_hn: __m256,
+    h: __m256,
+) -> __m256 {
+    let r = sigmoid_g::<CHAIN>(_mm256_add_ps(g[0], w[0]));
+    let z = sigmoid_g::<CHAIN>(_mm256_add_ps(g[1], w[1]));
     let ghn = _mm256_add_ps(w[2], b_hn);
     // Fused multiply-adds: each saves a dependent operation on the chain a single
     // stream's step waits on (the reference rounds the product separately).
-    let nv = tanh_v(_mm256_fmadd_ps(r, ghn, g[2]));
+    let nv = tanh_g::<CHAIN>(_mm256_fmadd_ps(r, ghn, g[2]));
     _mm256_fmadd_ps(z, _mm256_sub_ps(h, nv), nv)
 }
 
@@ -377,7 +439,7 @@ pub(crate) unsafe fn lstm_stream8<const PAIRS: bool>(
             let gin = input_part8::<4>(inp.k, x, inp.w, inp.ldb, inp.bias);
             let prod = hh_product8::<4, PAIRS>(h, w, ldb);
             let g: [__m256; 4] = std::array::from_fn(|v| _mm256_add_ps(gin[v], prod[v]));
-            let (cn, hn) = lstm_state_v(g, cv);
+            let (cn, hn) = lstm_state_v::<true>(g, cv);
             let hn = flush(hn);
             cv = flush(cn);
             _mm256_storeu_ps(h, hn);
@@ -414,9 +476,47 @@ pub(crate) unsafe fn gru_lbr_stream8<const PAIRS: bool>(
             let x = inp.x.add(s * inp.k);
             let gin = input_part8::<3>(inp.k, x, inp.w, inp.ldb, inp.bias);
             let prod = hh_product8::<3, PAIRS>(h, w, ldb);
-            hv = flush(gru_lbr_state_v(gin, prod, bv, hv));
+            hv = flush(gru_lbr_state_v::<true>(gin, prod, bv, hv));
             _mm256_storeu_ps(h, hv);
             _mm256_storeu_ps(out.add(s * LANES), hv);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::forms;
+    use super::*;
+
+    /// `[sigmoid_v, sigmoid_chain, tanh_v, tanh_chain]` of `xs` (a multiple of 8 long).
+    #[target_feature(enable = "avx2,fma")]
+    fn both_forms(xs: &[f32]) -> [Vec<f32>; 4] {
+        let mut out: [Vec<f32>; 4] = std::array::from_fn(|_| vec![0.0; xs.len()]);
+        let forms: [fn(__m256) -> __m256; 4] = [
+            |v| sigmoid_v(v),
+            |v| sigmoid_chain(v),
+            |v| tanh_v(v),
+            |v| tanh_chain(v),
+        ];
+        for (f, o) in forms.iter().zip(&mut out) {
+            for (x, y) in xs.chunks_exact(LANES).zip(o.chunks_exact_mut(LANES)) {
+                // SAFETY: both chunks are exactly LANES floats.
+                unsafe { _mm256_storeu_ps(y.as_mut_ptr(), f(_mm256_loadu_ps(x.as_ptr()))) };
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn chain_and_throughput_forms_agree_bit_for_bit() {
+        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+            return; // this tier cannot run here; the dispatcher never picks it
+        }
+        let mut xs = forms::inputs();
+        xs.resize(xs.len().next_multiple_of(LANES), 0.5);
+        // SAFETY: the features were detected above.
+        let [s_v, s_chain, t_v, t_chain] = unsafe { both_forms(&xs) };
+        forms::assert_same("sigmoid", &xs, &s_v, &s_chain);
+        forms::assert_same("tanh", &xs, &t_v, &t_chain);
     }
 }

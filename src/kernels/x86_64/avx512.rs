@@ -9,26 +9,26 @@
 use std::arch::x86_64::*;
 
 use super::{
-    StreamInput, FLUSH_BELOW, ONE_BITS, SIGMOID_ONE_FROM, SIGMOID_P, SIGMOID_Q, TANH_ONE_FROM,
-    TANH_P, TANH_Q,
+    StreamInput, FLUSH_BELOW, MINUS_ONE_BITS, ONE_BITS, SIGMOID_ONE_FROM, SIGMOID_P, SIGMOID_Q,
+    TANH_ONE_FROM, TANH_P, TANH_Q,
 };
 
 /// `f32` lanes per vector.
 pub(crate) const LANES: usize = 16;
 
-/// `(n, d)` with `n/d = a·P(a²)/Q(a²)` for the coefficients `p` and `q` (Estrin's
-/// scheme: after `y = a²`, three dependent operations for each).
+/// `(n, d)` with `n/d = x·P(x²)/Q(x²)` for the coefficients `p` and `q` (Estrin's
+/// scheme: after `y = x²`, three dependent operations for each), odd in `x` bit for bit.
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn rational_parts(a: __m512, p: [f32; 5], q: [f32; 5]) -> (__m512, __m512) {
+fn rational_parts(x: __m512, p: [f32; 5], q: [f32; 5]) -> (__m512, __m512) {
     let c = |v: f32| _mm512_set1_ps(v);
-    let y = _mm512_mul_ps(a, a);
+    let y = _mm512_mul_ps(x, x);
     let y2 = _mm512_mul_ps(y, y);
     let p01 = _mm512_fmadd_ps(c(p[1]), y, c(p[0]));
     let p234 = _mm512_fmadd_ps(y2, c(p[4]), _mm512_fmadd_ps(c(p[3]), y, c(p[2])));
     let q01 = _mm512_fmadd_ps(c(q[1]), y, c(q[0]));
     let q234 = _mm512_fmadd_ps(y2, c(q[4]), _mm512_fmadd_ps(c(q[3]), y, c(q[2])));
-    let n = _mm512_fmadd_ps(_mm512_mul_ps(a, y2), p234, _mm512_mul_ps(a, p01));
+    let n = _mm512_mul_ps(x, _mm512_fmadd_ps(y2, p234, p01));
     (n, _mm512_fmadd_ps(y2, q234, q01))
 }
 
@@ -44,63 +44,87 @@ fn div(num: __m512, d: __m512) -> __m512 {
     _mm512_fmadd_ps(y, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.0)), y)
 }
 
-/// Sigmoid of 16 lanes: `(n + d/2)/d` with `n/d = sign(x)·tanh(|x|/2)/2`, held to
-/// `[0, 1]`; exactly 1 (0 for negative `x`) from `|x| = SIGMOID_ONE_FROM` on.
+/// `min(hi, max(lo, v))` by `min`/`max` with the constant first: a NaN lane passes
+/// (both return their second operand when either is NaN).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn clamp(v: __m512, lo: f32, hi: f32) -> __m512 {
+    _mm512_max_ps(_mm512_set1_ps(lo), _mm512_min_ps(_mm512_set1_ps(hi), v))
+}
+
+/// Sigmoid of 16 lanes, the form for throughput: `x` held to `±SIGMOID_ONE_FROM`, then
+/// `(n + d/2)/d` with `n/d ≈ tanh(x/2)/2`, held to `[0, 1]`.
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn sigmoid_v(x: __m512) -> __m512 {
-    let a = _mm512_abs_ps(x);
-    let (n, d) = rational_parts(a, SIGMOID_P, SIGMOID_Q);
-    let n = or(n, and(x, _mm512_set1_ps(-0.0)));
+    let x = clamp(x, -SIGMOID_ONE_FROM, SIGMOID_ONE_FROM);
+    let (n, d) = rational_parts(x, SIGMOID_P, SIGMOID_Q);
     let num = _mm512_fmadd_ps(_mm512_set1_ps(0.5), d, n);
-    // Rounding can leave the quotient an ulp outside [0, 1]: an integer max with the
-    // bits of +0 (negative floats are negative integers), then an unsigned min with
-    // those of 1, one cycle each (a NaN lane is replaced below).
-    let s = _mm512_max_epi32(_mm512_castps_si512(div(num, d)), _mm512_setzero_si512());
-    let s = _mm512_castsi512_ps(_mm512_min_epu32(s, _mm512_set1_epi32(ONE_BITS)));
-    // From the limit on (and for NaN, which compares unordered): min(1, max(0, x)),
-    // which is 1 or 0 there and passes NaN (`max`/`min` return their second operand
-    // when either is NaN).
-    let beyond = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(a, _mm512_set1_ps(SIGMOID_ONE_FROM));
-    let limit = _mm512_min_ps(_mm512_set1_ps(1.0), _mm512_max_ps(_mm512_setzero_ps(), x));
-    _mm512_mask_mov_ps(s, beyond, limit)
+    clamp(div(num, d), 0.0, 1.0)
 }
 
-/// Tanh of 16 lanes: `sign(x)·a·P(a²)/Q(a²)` with `a = |x|`, held to `[-1, 1]`;
-/// exactly `±1` from `TANH_ONE_FROM` on.
+/// [`sigmoid_v`] for a dependency chain, bit for bit: no clamp before the polynomials,
+/// the result held to `[0, 1]` by one-cycle integer operations on its bits (a signed
+/// max with +0 — negative floats are negative integers — then an unsigned min with 1),
+/// and the lanes from the limit on (and NaN, unordered) replaced by a mask with
+/// `min(1, max(0, x))`, computed beside the chain.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn sigmoid_chain(x: __m512) -> __m512 {
+    let (n, d) = rational_parts(x, SIGMOID_P, SIGMOID_Q);
+    let num = _mm512_fmadd_ps(_mm512_set1_ps(0.5), d, n);
+    let s = _mm512_max_epi32(_mm512_castps_si512(div(num, d)), _mm512_setzero_si512());
+    let s = _mm512_castsi512_ps(_mm512_min_epu32(s, _mm512_set1_epi32(ONE_BITS)));
+    let a = _mm512_abs_ps(x);
+    let beyond = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(a, _mm512_set1_ps(SIGMOID_ONE_FROM));
+    _mm512_mask_mov_ps(s, beyond, clamp(x, 0.0, 1.0))
+}
+
+/// Tanh of 16 lanes, the form for throughput: `x` held to `±TANH_ONE_FROM`, then
+/// `x·P(x²)/Q(x²)` held to `[-1, 1]`.
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn tanh_v(x: __m512) -> __m512 {
+    let x = clamp(x, -TANH_ONE_FROM, TANH_ONE_FROM);
+    let (n, d) = rational_parts(x, TANH_P, TANH_Q);
+    clamp(div(n, d), -1.0, 1.0)
+}
+
+/// [`tanh_v`] for a dependency chain, bit for bit: the quotient held to `[-1, 1]` by
+/// integer operations (a signed min with the bits of 1 holds the positive lanes, an
+/// unsigned min with those of −1 the negative ones), the lanes from the limit on (and
+/// NaN) replaced by a mask with `min(1, max(-1, x))`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn tanh_chain(x: __m512) -> __m512 {
+    let (n, d) = rational_parts(x, TANH_P, TANH_Q);
+    let t = _mm512_min_epi32(_mm512_castps_si512(div(n, d)), _mm512_set1_epi32(ONE_BITS));
+    let t = _mm512_castsi512_ps(_mm512_min_epu32(t, _mm512_set1_epi32(MINUS_ONE_BITS)));
     let a = _mm512_abs_ps(x);
-    let (n, d) = rational_parts(a, TANH_P, TANH_Q);
-    // The quotient is >= +0 (or NaN); an unsigned min with the bits of 1 holds it at 1
-    // (one cycle; a NaN lane is replaced below).
-    let t = _mm512_min_epu32(_mm512_castps_si512(div(n, d)), _mm512_set1_epi32(ONE_BITS));
-    // From the limit on (and for NaN, unordered): min(1, a), which is 1 there and passes
-    // NaN.
     let beyond = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(a, _mm512_set1_ps(TANH_ONE_FROM));
-    let limit = _mm512_min_ps(_mm512_set1_ps(1.0), a);
-    let t = _mm512_mask_mov_ps(_mm512_castsi512_ps(t), beyond, limit);
-    // The sign last: at x = ±0 the quotient is +0, and -0 keeps its sign.
-    or(t, and(x, _mm512_set1_ps(-0.0)))
+    _mm512_mask_mov_ps(t, beyond, clamp(x, -1.0, 1.0))
 }
 
+/// Sigmoid in the form for a chain (`CHAIN`) or for throughput: the same bits.
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn and(a: __m512, b: __m512) -> __m512 {
-    _mm512_castsi512_ps(_mm512_and_si512(
-        _mm512_castps_si512(a),
-        _mm512_castps_si512(b),
-    ))
+fn sigmoid_g<const CHAIN: bool>(x: __m512) -> __m512 {
+    if CHAIN {
+        sigmoid_chain(x)
+    } else {
+        sigmoid_v(x)
+    }
 }
 
+/// Tanh in the form for a chain (`CHAIN`) or for throughput: the same bits.
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn or(a: __m512, b: __m512) -> __m512 {
-    _mm512_castsi512_ps(_mm512_or_si512(
-        _mm512_castps_si512(a),
-        _mm512_castps_si512(b),
-    ))
+fn tanh_g<const CHAIN: bool>(x: __m512) -> __m512 {
+    if CHAIN {
+        tanh_chain(x)
+    } else {
+        tanh_v(x)
+    }
 }
 
 /// Applies `f` to `x` in place, 16 lanes at a time, the tail through a masked vector.
@@ -128,16 +152,29 @@ fn map(x: &mut [f32], f: impl Fn(__m512) -> __m512) {
     }
 }
 
+/// Up to this many elements a map is taken to be a single stream's row that the next
+/// step waits on (an RNN's `h`), and runs the activations' form for a chain; longer
+/// ones the form for throughput. The two give the same bits.
+const CHAIN_UP_TO: usize = 2 * LANES;
+
 /// `x <- sigmoid(x)` elementwise.
 #[target_feature(enable = "avx512f")]
 pub(crate) fn sigmoid(x: &mut [f32]) {
-    map(x, |v| sigmoid_v(v));
+    if x.len() <= CHAIN_UP_TO {
+        map(x, |v| sigmoid_chain(v));
+    } else {
+        map(x, |v| sigmoid_v(v));
+    }
 }
 
 /// `x <- tanh(x)` elementwise.
 #[target_feature(enable = "avx512f")]
 pub(crate) fn tanh(x: &mut [f32]) {
-    map(x, |v| tanh_v(v));
+    if x.len() <= CHAIN_UP_TO {
+        map(x, |v| tanh_chain(v));
+    } else {
+        map(x, |v| tanh_v(v));
+    }
 }
 
 /// Lanes `0..min(rem, 16)` on.
@@ -300,8 +337,8 @@ pub(crate) fn lstm_state(gates: &[f32], c: &mut [f32], h: &mut [f32]) {
                 _mm512_maskz_loadu_ps(k1, cp.add(j + LANES)),
             )
         };
-        let v0 = lstm_state_v(load(j, 0xffff), c0);
-        let v1 = lstm_state_v(load(j + LANES, k1), c1);
+        let v0 = lstm_state_v::<false>(load(j, 0xffff), c0);
+        let v1 = lstm_state_v::<false>(load(j + LANES, k1), c1);
         store(j, 0xffff, v0);
         store(j + LANES, k1, v1);
         j += 2 * LANES;
@@ -310,17 +347,20 @@ pub(crate) fn lstm_state(gates: &[f32], c: &mut [f32], h: &mut [f32]) {
         let k = lanes(n - j);
         // SAFETY: see `load`.
         let cv = unsafe { _mm512_maskz_loadu_ps(k, cp.add(j)) };
-        store(j, k, lstm_state_v(load(j, k), cv));
+        store(j, k, lstm_state_v::<false>(load(j, k), cv));
     }
 }
 
-/// `(c, h)` of 16 units from their gate pre-activations `[i, f, g, o]` and old `c`.
+/// `(c, h)` of 16 units from their gate pre-activations `[i, f, g, o]` and old `c`;
+/// the activations in their form for a chain where `CHAIN` (a single stream's steps),
+/// else for throughput (the same bits).
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn lstm_state_v([gi, gf, gg, go]: [__m512; 4], c: __m512) -> (__m512, __m512) {
-    let (i, f, g, o) = (sigmoid_v(gi), sigmoid_v(gf), tanh_v(gg), sigmoid_v(go));
+fn lstm_state_v<const CHAIN: bool>([gi, gf, gg, go]: [__m512; 4], c: __m512) -> (__m512, __m512) {
+    let (sg, th) = (sigmoid_g::<CHAIN>, tanh_g::<CHAIN>);
+    let (i, f, g, o) = (sg(gi), sg(gf), th(gg), sg(go));
     let cv = _mm512_add_ps(_mm512_mul_ps(f, c), _mm512_mul_ps(i, g));
-    (cv, _mm512_mul_ps(o, tanh_v(cv)))
+    (cv, _mm512_mul_ps(o, th(cv)))
 }
 
 /// Streaming linear-before-reset GRU update in place (the math of
@@ -349,8 +389,8 @@ pub(crate) fn gru_lbr_state(gates: &[f32], gh: &[f32], b_hn: &[f32], h: &mut [f3
         let k1 = lanes(n - j - LANES);
         let ((g0, w0, b0, h0), (g1, w1, b1, h1)) = (load(j, 0xffff), load(j + LANES, k1));
         let (v0, v1) = (
-            gru_lbr_state_v(g0, w0, b0, h0),
-            gru_lbr_state_v(g1, w1, b1, h1),
+            gru_lbr_state_v::<false>(g0, w0, b0, h0),
+            gru_lbr_state_v::<false>(g1, w1, b1, h1),
         );
         store(j, 0xffff, v0);
         store(j + LANES, k1, v1);
@@ -359,21 +399,27 @@ pub(crate) fn gru_lbr_state(gates: &[f32], gh: &[f32], b_hn: &[f32], h: &mut [f3
     if j < n {
         let k = lanes(n - j);
         let (g, w, bv, hv) = load(j, k);
-        store(j, k, gru_lbr_state_v(g, w, bv, hv));
+        store(j, k, gru_lbr_state_v::<false>(g, w, bv, hv));
     }
 }
 
 /// The new `h` of 16 units (before the flush) from the gate pre-activations `[r, z, n]`
-/// (bias and input parts), `W_hh h` (`[r, z, n]`), `b_hn` and the old `h`.
+/// (bias and input parts), `W_hh h` (`[r, z, n]`), `b_hn` and the old `h`; the
+/// activations' form chosen by `CHAIN` as in [`lstm_state_v`].
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn gru_lbr_state_v(g: [__m512; 3], w: [__m512; 3], b_hn: __m512, h: __m512) -> __m512 {
-    let r = sigmoid_v(_mm512_add_ps(g[0], w[0]));
-    let z = sigmoid_v(_mm512_add_ps(g[1], w[1]));
+fn gru_lbr_state_v<const CHAIN: bool>(
+    g: [__m512; 3],
+    w: [__m512; 3],
+    b_hn: __m512,
+    h: __m512,
+) -> __m512 {
+    let r = sigmoid_g::<CHAIN>(_mm512_add_ps(g[0], w[0]));
+    let z = sigmoid_g::<CHAIN>(_mm512_add_ps(g[1], w[1]));
     let ghn = _mm512_add_ps(w[2], b_hn);
     // Fused multiply-adds: each saves a dependent operation on the chain a single
     // stream's step waits on (the reference rounds the product separately).
-    let nv = tanh_v(_mm512_fmadd_ps(r, ghn, g[2]));
+    let nv = tanh_g::<CHAIN>(_mm512_fmadd_ps(r, ghn, g[2]));
     _mm512_fmadd_ps(z, _mm512_sub_ps(h, nv), nv)
 }
 
@@ -489,7 +535,8 @@ pub(crate) unsafe fn lstm_stream<const U: usize, const V: usize>(
             let prod = hh_product::<V>(units, h, w, ldb);
             let g: [__m512; V] = std::array::from_fn(|v| _mm512_add_ps(gin[v], prod[v]));
             for u in 0..U {
-                let (cn, hn) = lstm_state_v([g[u], g[U + u], g[2 * U + u], g[3 * U + u]], cv[u]);
+                let (cn, hn) =
+                    lstm_state_v::<true>([g[u], g[U + u], g[2 * U + u], g[3 * U + u]], cv[u]);
                 cv[u] = flush(cn);
                 let hf = flush(hn);
                 _mm512_storeu_ps(h.add(16 * u), hf);
@@ -536,7 +583,7 @@ pub(crate) unsafe fn gru_lbr_stream<const U: usize, const V: usize>(
             for u in 0..U {
                 let g = [gin[u], gin[U + u], gin[2 * U + u]];
                 let wq = [prod[u], prod[U + u], prod[2 * U + u]];
-                hv[u] = flush(gru_lbr_state_v(g, wq, bv[u], hv[u]));
+                hv[u] = flush(gru_lbr_state_v::<true>(g, wq, bv[u], hv[u]));
             }
             // After every unit's update: the product above read the old h.
             for (u, v) in hv.iter().enumerate() {
@@ -544,5 +591,43 @@ pub(crate) unsafe fn gru_lbr_stream<const U: usize, const V: usize>(
                 _mm512_storeu_ps(out.add(s * units + 16 * u), *v);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::forms;
+    use super::*;
+
+    /// `[sigmoid_v, sigmoid_chain, tanh_v, tanh_chain]` of `xs` (a multiple of 16 long).
+    #[target_feature(enable = "avx512f")]
+    fn both_forms(xs: &[f32]) -> [Vec<f32>; 4] {
+        let mut out: [Vec<f32>; 4] = std::array::from_fn(|_| vec![0.0; xs.len()]);
+        let forms: [fn(__m512) -> __m512; 4] = [
+            |v| sigmoid_v(v),
+            |v| sigmoid_chain(v),
+            |v| tanh_v(v),
+            |v| tanh_chain(v),
+        ];
+        for (f, o) in forms.iter().zip(&mut out) {
+            for (x, y) in xs.chunks_exact(LANES).zip(o.chunks_exact_mut(LANES)) {
+                // SAFETY: both chunks are exactly LANES floats.
+                unsafe { _mm512_storeu_ps(y.as_mut_ptr(), f(_mm512_loadu_ps(x.as_ptr()))) };
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn chain_and_throughput_forms_agree_bit_for_bit() {
+        if !(is_x86_feature_detected!("avx512f")) {
+            return; // this tier cannot run here; the dispatcher never picks it
+        }
+        let mut xs = forms::inputs();
+        xs.resize(xs.len().next_multiple_of(LANES), 0.5);
+        // SAFETY: the features were detected above.
+        let [s_v, s_chain, t_v, t_chain] = unsafe { both_forms(&xs) };
+        forms::assert_same("sigmoid", &xs, &s_v, &s_chain);
+        forms::assert_same("tanh", &xs, &t_v, &t_chain);
     }
 }

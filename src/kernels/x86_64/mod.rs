@@ -5,38 +5,47 @@
 //!
 //! Both files compute the same thing in the same order, lane for lane:
 //!
-//! - `tanh(x) = sign(x)·t(|x|)` with the rational `t(a) = a·P(a²)/Q(a²)`, `P` and `Q` of
-//!   degree 4 ([`TANH_P`], [`TANH_Q`], `P(0) = Q(0) = 1`), fitted by
-//!   `scripts/fit_tanh.py` (weighted minimax on `[0, 9.01]`: 2.0e-8 in `f64`; the `f32`
-//!   evaluation brings the measured maximum to the figures in `activation.rs`). Each of
-//!   `P` and `Q` is two FMAs in `y = a²` and one in `y²` (Estrin's scheme: three
-//!   dependent operations after `y`), the numerator takes `a` in as
-//!   `a·P₀₁(y) + (a·y²)·P₂₃₄(y)`, then one division. Near 0, `t(a) = a·(1 + O(a²))`
-//!   keeps the relative accuracy of tanh without a second formula.
-//! - `sigmoid(x) = 1/2 + tanh(x/2)/2`, from the same rational in `a = |x|`: halving the
-//!   argument and the value only scales the coefficients by powers of two
-//!   ([`SIGMOID_P`], [`SIGMOID_Q`], exact), so the quotient `n/d = tanh(|x|/2)/2` costs
-//!   what `tanh` costs; the sign goes onto `n`, and `1/2` into the numerator,
-//!   `(n + d/2)/d`, one FMA beside the reciprocal. Accuracy is absolute: a tiny sigmoid
-//!   (`x < −17`) comes out as a difference from 1/2, with an error of about 3e-8 on its
-//!   value.
-//! - Limits: rounding can leave a quotient an ulp outside the range, so it is clamped
-//!   with one-cycle integer operations on its bits (an unsigned min with the bits of 1;
-//!   for sigmoid first a signed max with those of +0). From where the `f32` function
-//!   rounds to ±1 ([`TANH_ONE_FROM`], [`SIGMOID_ONE_FROM`]; `±∞` included) a mask takes
-//!   `min(1, |x|)` for tanh (then the sign) and `min(1, max(0, x))` for sigmoid: exactly
-//!   the limits there. The polynomials run on every lane unclamped; what they give past
-//!   the limits (`∞/∞`) is discarded.
-//! - NaN: the mask's compare is unordered-or-not-less, so it takes NaN lanes too, and
-//!   `min`/`max` with the constant first return their second operand when either is
-//!   NaN: the limit expressions pass the NaN through.
+//! - `tanh(x) = x·P(x²)/Q(x²)`, `P` and `Q` of degree 4 ([`TANH_P`], [`TANH_Q`],
+//!   `P(0) = Q(0) = 1`), fitted by `scripts/fit_tanh.py` (weighted minimax on
+//!   `[0, 9.01]`: 2.0e-8 in `f64`; the `f32` evaluation brings the measured maximum to
+//!   the figures in `activation.rs`). Each of `P` and `Q` is two FMAs in `y = x²` and
+//!   one in `y²` (Estrin's scheme: three dependent operations after `y`), and the
+//!   numerator is `x·P(y)`. Every step is odd or even in `x` exactly, so the result is
+//!   odd bit for bit and carries the sign of `x` (−0 included) with no sign handling.
+//!   Near 0, `x·(1 + O(x²))` keeps the relative accuracy of tanh without a second
+//!   formula.
+//! - `sigmoid(x) = 1/2 + tanh(x/2)/2`, from the same rational: halving the argument and
+//!   the value only scales the coefficients by powers of two ([`SIGMOID_P`],
+//!   [`SIGMOID_Q`], exact), so the quotient `n/d ≈ tanh(x/2)/2` costs what `tanh` costs,
+//!   and `1/2` goes into the numerator, `(n + d/2)/d`, one FMA beside the reciprocal.
+//!   Accuracy is absolute: a tiny sigmoid (`x < −17`) comes out as a difference from
+//!   1/2, with an error of about 3e-8 on its value.
+//! - Limits: from where the `f32` function rounds to its limit ([`TANH_ONE_FROM`],
+//!   [`SIGMOID_ONE_FROM`]; `±∞` included) the result is exactly ±1 (sigmoid 1 or 0), and
+//!   rounding can leave a quotient an ulp outside the range below that, so it is held
+//!   to it. Each function has two forms that give the same bits (a test compares them
+//!   on 44 million inputs and the edges):
+//!   - for throughput (`sigmoid_v`, `tanh_v`: batched rows, training, long slices):
+//!     `x` is clamped to `±limit` first, where the rationals are exactly at their limits
+//!     (checked at the constants), and the quotient held to the range by `min`/`max`;
+//!     four operations in all.
+//!   - for a dependency chain (`*_chain`: a single stream's steps, short slices): the
+//!     polynomials run on `x` unclamped, the quotient is held to the range by one-cycle
+//!     integer operations on its bits, and the lanes from the limit on are replaced by a
+//!     mask computed beside the chain. Three more operations, but only three cycles
+//!     after the division instead of sixteen before and after it.
+//! - NaN: `min`/`max` with the constant first return their second operand when either is
+//!   NaN, so both clamps pass it; the chain form's mask compares unordered, and takes
+//!   the NaN from its limit expression.
 //! - The rational form is what a single stream's step waits on: on the development
 //!   machine (AVX-512, 16-lane vectors) a dependent chain of `tanh` takes about 42
 //!   cycles and of `sigmoid` 43 (11 ns each), where the `expm1`-based formulas they
 //!   replace (Cephes' `expf` polynomial after a Cody–Waite reduction, then a division)
-//!   took 59 (16 ns); the LSTM update has two of them in a row. They are also about a
-//!   fifth fewer instructions, which matters as much: 512-bit operations issue on two
-//!   ports, and the four gate activations of a 16-unit update are bound by their count.
+//!   took 59 (16 ns); the LSTM update has two of them in a row (measured before the
+//!   split into two forms; the chain form is one operation shorter on the chain since).
+//!   Instruction count matters as much: 512-bit operations issue on two ports, and the
+//!   gate activations of a batch of rows are bound by their count, which the
+//!   throughput form cuts from 26 to 20 operations (sigmoid) and 23 to 19 (tanh) on AVX-512.
 //! - The divisions: AVX-512 takes the estimate `vrcp14ps` (relative error below 2^-14)
 //!   and one Newton step on the quotient, `y + y·(1 − d·r)` with `y = num·r`, because a
 //!   512-bit division issues only every 10-16 cycles and the LSTM cell needs five per 16
@@ -70,6 +79,8 @@ pub(crate) const TANH_ONE_FROM: f32 = 9.010_914;
 pub(crate) const SIGMOID_ONE_FROM: f32 = 17.328_68;
 /// The bits of `1.0f32`.
 pub(crate) const ONE_BITS: i32 = 0x3f80_0000;
+/// The bits of `-1.0f32`, as a signed integer.
+pub(crate) const MINUS_ONE_BITS: i32 = 0xbf80_0000_u32 as i32;
 /// `tanh(a) ≈ a·P(a²)/Q(a²)` on `[0, TANH_ONE_FROM]`: `P`'s coefficients, constant first.
 pub(crate) const TANH_P: [f32; 5] = [
     1.0,
@@ -101,6 +112,45 @@ const fn scaled(c: [f32; 5], first: f32) -> [f32; 5] {
         c[3] * first / 64.0,
         c[4] * first / 256.0,
     ]
+}
+
+/// What the tiers' tests share: inputs for comparing an activation's two forms (for a
+/// dependency chain and for throughput), which must agree bit for bit.
+#[cfg(test)]
+pub(crate) mod forms {
+    use super::{SIGMOID_ONE_FROM, TANH_ONE_FROM};
+
+    /// Every 97th `f32` bit pattern (44 million, both signs, NaNs included), then the
+    /// limits, the floats beside them, infinities, zeros and NaNs of both signs.
+    pub(crate) fn inputs() -> Vec<f32> {
+        let mut xs: Vec<f32> = (0..u32::MAX / 97).map(|i| f32::from_bits(i * 97)).collect();
+        for l in [TANH_ONE_FROM, SIGMOID_ONE_FROM, 1.0] {
+            let near = [l.next_down(), l, l.next_up()];
+            xs.extend(near.iter().flat_map(|&v| [v, -v]));
+        }
+        xs.extend([
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -f32::NAN,
+        ]);
+        xs.extend([f32::MAX, f32::MIN, f32::MIN_POSITIVE, -1e-45]);
+        xs
+    }
+
+    /// Asserts `a` and `b` (one form's outputs each for `xs`) equal bit for bit, NaN
+    /// where either is NaN.
+    pub(crate) fn assert_same(name: &str, xs: &[f32], a: &[f32], b: &[f32]) {
+        for ((&x, &p), &q) in xs.iter().zip(a).zip(b) {
+            if p.is_nan() || q.is_nan() {
+                assert!(p.is_nan() && q.is_nan(), "{name}({x:e}): {p:e} vs {q:e}");
+            } else {
+                assert_eq!(p.to_bits(), q.to_bits(), "{name}({x:e}): {p:e} vs {q:e}");
+            }
+        }
+    }
 }
 
 #[cfg(test)]
