@@ -10,7 +10,7 @@ use crate::error::{check_finite, check_len, checked_size, invalid, Result};
 use crate::forward::{recurrent_step, softmax_in_place, tail, try_zeroed, StepRows};
 use crate::kernels::activation;
 use crate::kernels::packed::{
-    gemm_packed_bias, gemm_packed_sweep, gemv2_packed, gemv_packed, gemv_packed_sweep,
+    gemm_packed_bias, gemm_packed_bias_input, gemm_packed_sweep, gemv2_packed, gemv_packed_sweep,
     gru_lbr_stream, lstm_stream, stream_fused, PackedB, StreamIn,
 };
 use crate::kernels::reference::flush_ref;
@@ -432,8 +432,10 @@ impl Model {
                     rev,
                 );
             } else {
-                g.copy_from_slice(self.folded_bias(k));
-                gemv_packed(input, &pk.w_ih_t, g, true);
+                // Summed as the block path sums it (the packed GEMM, one row): the GEMV's
+                // even/odd partial sums would make a step differ from a block of one.
+                let (bias, inp) = (self.folded_bias(k), pk.w_ih_t.k());
+                gemm_packed_bias(1, input, inp, &pk.w_ih_t, g, gh, bias);
             }
             let work = StepWork { ghb, rh, hnew };
             self.state_step(k, 1, hk, ck, g, gh, work, !fused, rev);
@@ -509,7 +511,20 @@ impl Model {
                 if fused {
                     continue;
                 }
-                if n == t {
+                // One step of several streams, where the recurrent product adds into the
+                // gate rows (LSTM, RNN): the input product summed in its epilogue, the same
+                // bits without a pass that writes the gate rows and reads them back.
+                let merged = t == 1
+                    && matches!(
+                        cfg.cell,
+                        CellKind::Lstm | CellKind::RnnTanh | CellKind::RnnRelu
+                    );
+                if merged {
+                    let w_hh = &pk.w_hh_t;
+                    gemm_packed_bias_input(
+                        b, input, &pk.w_ih_t, hk, h, w_hh, gates, gh, bias, rev0,
+                    );
+                } else if n == t {
                     // One chunk: every stream's rows, contiguous, in one product.
                     gemm_packed_bias(rows, input, inp, &pk.w_ih_t, gates, gh, bias);
                 } else {
@@ -523,7 +538,8 @@ impl Model {
                     let s = s0 + j;
                     let work = StepWork { ghb, rh, hnew };
                     let rev = rev0 ^ (s % 2 == 1);
-                    self.state_step(k, b, hk, ck, &mut gates[j * gh..], n * gh, work, true, rev);
+                    let g = &mut gates[j * gh..];
+                    self.state_step(k, b, hk, ck, g, n * gh, work, !merged, rev);
                     for i in 0..b {
                         out[(i * t + s) * h..][..h].copy_from_slice(&hk[i * h..(i + 1) * h]);
                     }

@@ -149,14 +149,32 @@ enum Init {
     Acc,
     /// `bias[j]` for column `j` (the pointer addresses column 0 of the current columns).
     Bias(*const f32),
+    /// `bias[j] + Σ_p X[i][p] · W[p][j]`, summed in the kernel's epilogue exactly as a
+    /// [`Init::Bias`] product of `X` and `W` would have summed and stored it.
+    BiasInput(InputPart),
 }
 
-/// [`Init`] with a borrowed bias, checked against `B`'s width by [`run`].
+/// The start of [`Init::BiasInput`]: `bias`, `X` (`k` columns at row stride `ldx`) and
+/// `W`'s packed panels, which have `B`'s columns (so its panels share `B`'s groups
+/// and row strides), all at the current rows and columns.
+#[derive(Clone, Copy, Debug)]
+struct InputPart {
+    bias: *const f32,
+    x: *const f32,
+    ldx: usize,
+    w: *const f32,
+    k: usize,
+    panels: usize,
+}
+
+/// [`Init`] with borrowed operands, checked against `B`'s shape by [`run`].
 #[derive(Clone, Copy, Debug)]
 enum Start<'a> {
     Zero,
     Acc,
     Bias(&'a [f32]),
+    /// `bias`, `X` (`[m][w.k()]`, rows contiguous) and `W`.
+    BiasInput(&'a [f32], &'a [f32], &'a PackedB),
 }
 
 impl Start<'_> {
@@ -175,6 +193,25 @@ impl Init {
     fn at(self, col: usize) -> Init {
         match self {
             Init::Bias(p) => Init::Bias(p.wrapping_add(col)),
+            Init::BiasInput(ip) => Init::BiasInput(InputPart {
+                bias: ip.bias.wrapping_add(col),
+                // `col` starts a panel; `W`'s packing puts it where `B`'s is, `k` rows
+                // per panel instead of `B`'s.
+                w: ip.w.wrapping_add(panel_at(col / NR, ip.k, ip.panels).0),
+                ..ip
+            }),
+            other => other,
+        }
+    }
+
+    /// The same start for the rows from `row` on.
+    #[inline]
+    fn row(self, row: usize) -> Init {
+        match self {
+            Init::BiasInput(ip) => Init::BiasInput(InputPart {
+                x: ip.x.wrapping_add(row * ip.ldx),
+                ..ip
+            }),
             other => other,
         }
     }
@@ -230,6 +267,35 @@ pub fn gemm_packed_bias(
         Start::Bias(bias),
         false,
     )
+}
+
+/// `C = bias + X · W + A · B` for `m` rows (`X` is `[m][w.k()]`, `W` packed with `B`'s
+/// columns): bit for bit [`gemm_packed_bias`] of `X` and `W` followed by
+/// [`gemm_packed_sweep`] of `A` and `B` accumulating, but the first product is summed in
+/// the second's epilogue instead of written to `C` and read back. For one step of many
+/// streams (`X` their inputs, `A` their `h`) that pass over the gate rows was an eighth
+/// of the step. `W.k()` up to [`KC`] rows; with more, and on the scalar tier, the two
+/// products run one after the other.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_packed_bias_input(
+    m: usize,
+    x: &[f32],
+    w: &PackedB,
+    a: &[f32],
+    lda: usize,
+    b: &PackedB,
+    c: &mut [f32],
+    ldc: usize,
+    bias: &[f32],
+    reverse: bool,
+) {
+    if w.k <= KC {
+        let start = Start::BiasInput(bias, x, w);
+        run(kernel_tier(), m, a, lda, b, c, ldc, start, reverse);
+    } else {
+        gemm_packed_bias(m, x, w.k, w, c, ldc, bias);
+        gemm_packed_sweep(m, a, lda, b, c, ldc, true, reverse);
+    }
 }
 
 /// [`gemm_packed`] on a given tier (falls back to the best available if the CPU lacks it).
@@ -333,8 +399,9 @@ pub fn gemv_packed_sweep(x: &[f32], b: &PackedB, y: &mut [f32], accumulate: bool
 
 /// `y = bias + x1 · B1 + x2 · B2` (`B1`, `B2` with the same `n`): a layer's whole
 /// pre-activation for one streaming step (`x · W_ihᵀ` and `h · W_hhᵀ`) in one pass.
-/// Bit for bit `y = bias`, then [`gemv_packed`] with `x1`, then with `x2`, in either
-/// sweep direction (see [`gemv_packed_sweep`]).
+/// Bit for bit [`gemm_packed_bias`] of `x1` (one row: what a block of steps computes for
+/// its inputs), then [`gemv_packed`] with `x2` accumulating, in either sweep direction
+/// (see [`gemv_packed_sweep`]).
 pub fn gemv2_packed(
     bias: &[f32],
     x1: &[f32],
@@ -370,8 +437,7 @@ pub fn gemv2_packed(
             }
         }
         _ => {
-            y[..n].copy_from_slice(&bias[..n]);
-            gemv_packed_sweep(x1, b1, y, true, reverse);
+            gemm_packed_bias(1, x1, b1.k, b1, y, n, bias);
             gemv_packed_sweep(x2, b2, y, true, reverse);
         }
     }
@@ -570,6 +636,20 @@ fn run(
             assert!(bias.len() >= n, "gemm_packed: bias too short");
             Init::Bias(bias.as_ptr())
         }
+        Start::BiasInput(bias, x, w) => {
+            assert!(
+                bias.len() >= n && w.n == n && x.len() >= m * w.k,
+                "gemm_packed: bias, X or W disagree with the product"
+            );
+            Init::BiasInput(InputPart {
+                bias: bias.as_ptr(),
+                x: x.as_ptr(),
+                ldx: w.k,
+                w: w.panels().as_ptr(),
+                k: w.k,
+                panels: n.div_ceil(NR),
+            })
+        }
     };
     assert!(
         ldc >= n && c.len() >= (m - 1) * ldc + n,
@@ -614,6 +694,12 @@ fn run(
             })
         }
         _ => {
+            if let Start::BiasInput(bias, x, w) = start {
+                // The two products one after the other: the same sums.
+                gemm_scalar(m, w.k, n, x, w.k, w.panels(), c, ldc, false, Some(bias));
+                gemm_scalar(m, k, n, a, lda, b.panels(), c, ldc, true, None);
+                return;
+            }
             let bias = match start {
                 Start::Bias(bias) => Some(bias),
                 _ => None,
@@ -837,7 +923,7 @@ mod x86 {
                                 ci,
                                 ldc,
                                 n - jp * NR,
-                                acc.at(jp * NR),
+                                acc.row(i).at(jp * NR),
                                 pfl,
                             )
                         } else {
@@ -850,7 +936,7 @@ mod x86 {
                                 ci,
                                 ldc,
                                 n - jp * NR,
-                                acc.at(jp * NR),
+                                acc.row(i).at(jp * NR),
                                 pfl,
                             )
                         }
@@ -860,7 +946,7 @@ mod x86 {
                 }
                 jp += if pair { 2 } else { 1 };
             }
-            let (a, c) = (ar, cr);
+            let (a, c, acc) = (ar, cr, acc.row(full));
             // Under one row block the main loop made no call: the leftover rows' first
             // call prefetches the whole next chunk.
             let pf = if calls == 0 { (pf, lines) } else { (pf, 0) };
@@ -995,14 +1081,32 @@ mod x86 {
                 unsafe {
                     let cr = c.add(r * ldc + q * NR);
                     let (mut v0, mut v1) = (sq[0], sq[1]);
+                    let load = |src: *const f32| {
+                        (
+                            _mm512_maskz_loadu_ps(m0, src),
+                            _mm512_maskz_loadu_ps(m1, src.add(16)),
+                        )
+                    };
                     let base = match init {
                         Init::Zero => None,
-                        Init::Acc => Some(cr as *const f32),
-                        Init::Bias(bp) => Some(bp.add(q * NR)),
+                        Init::Acc => Some(load(cr)),
+                        Init::Bias(bp) => Some(load(bp.add(q * NR))),
+                        Init::BiasInput(ip) => {
+                            // As micro512 of X and W would sum row r, then add the bias.
+                            let (mut t0, mut t1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+                            for p in 0..ip.k {
+                                let xv = _mm512_set1_ps(*ip.x.add(r * ip.ldx + p));
+                                let wp = ip.w.add(p * ldb + q * NR);
+                                t0 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(wp), t0);
+                                t1 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(wp.add(16)), t1);
+                            }
+                            let (b0, b1) = load(ip.bias.add(q * NR));
+                            Some((_mm512_add_ps(b0, t0), _mm512_add_ps(b1, t1)))
+                        }
                     };
-                    if let Some(src) = base {
-                        v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, src), v0);
-                        v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, src.add(16)), v1);
+                    if let Some((b0, b1)) = base {
+                        v0 = _mm512_add_ps(b0, v0);
+                        v1 = _mm512_add_ps(b1, v1);
                     }
                     _mm512_mask_storeu_ps(cr, m0, v0);
                     _mm512_mask_storeu_ps(cr.add(16), m1, v1);
@@ -1100,6 +1204,37 @@ mod x86 {
             s0[q][1] = _mm512_add_ps(s0[q][1], s1[q][1]);
         }
         s0
+    }
+
+    /// `x · B` for one group of `P` panels summed as [`micro512`] sums it: one
+    /// accumulator per column, rows in order from zero. The input side of [`gemv2_avx512`]
+    /// sums so, so that a step's gates are the bits of a block's input product (the GEMM)
+    /// plus the recurrent GEMV; the input is known before the step, so its longer chain
+    /// is off the one a step waits on.
+    ///
+    /// # Safety
+    /// As for [`dot_group`].
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn chain_group<const P: usize>(
+        k: usize,
+        x: *const f32,
+        b: *const f32,
+        ldb: usize,
+    ) -> [[__m512; 2]; P] {
+        let mut s = [[_mm512_setzero_ps(); 2]; P];
+        for p in 0..k {
+            // SAFETY: p < k: row p of the group and x[p] are inside.
+            unsafe {
+                let a = _mm512_set1_ps(*x.add(p));
+                for (q, sq) in s.iter_mut().enumerate() {
+                    let r = b.add(p * ldb + q * NR);
+                    sq[0] = _mm512_fmadd_ps(a, _mm512_loadu_ps(r), sq[0]);
+                    sq[1] = _mm512_fmadd_ps(a, _mm512_loadu_ps(r.add(16)), sq[1]);
+                }
+            }
+        }
+        s
     }
 
     /// Lanes `0..min(cols, 16)` on.
@@ -1200,10 +1335,10 @@ mod x86 {
         y: *mut f32,
         ncols: usize,
     ) {
-        // SAFETY: the caller's extents are `dot_group`'s for both products.
+        // SAFETY: the caller's extents are `chain_group`'s and `dot_group`'s.
         let (s1, s2) = unsafe {
             (
-                dot_group::<P>(k1, x1, b1, ldb),
+                chain_group::<P>(k1, x1, b1, ldb),
                 dot_group::<P>(k2, x2, b2, ldb),
             )
         };
@@ -1266,14 +1401,14 @@ mod x86 {
                             c.add(i * ldc + jp * NR),
                             ldc,
                             n - jp * NR,
-                            acc.at(jp * NR),
+                            acc.row(i).at(jp * NR),
                             (std::ptr::null(), 0),
                         )
                     };
                     i += MR256;
                 }
             }
-            let (a, c) = (ar, cr);
+            let (a, c, acc) = (ar, cr, acc.row(full));
             let nopf = (std::ptr::null(), 0);
             match m - full {
                 0 => {}
@@ -1328,10 +1463,40 @@ mod x86 {
                 // touched; `buf` holds NR floats.
                 unsafe {
                     let cr = c.add(r * ldc + q * NR);
+                    // BiasInput's start, as micro256 of X and W would store it.
+                    let mut start = [0.0f32; NR];
                     let base = match init {
                         Init::Zero => None,
                         Init::Acc => Some(cr as *const f32),
                         Init::Bias(bp) => Some(bp.add(q * NR)),
+                        Init::BiasInput(ip) => {
+                            let mut t = [_mm256_setzero_ps(); 4];
+                            for p in 0..ip.k {
+                                let xv = _mm256_set1_ps(*ip.x.add(r * ip.ldx + p));
+                                let wp = ip.w.add(p * ldb + q * NR);
+                                for (v, tv) in t.iter_mut().enumerate() {
+                                    *tv = _mm256_fmadd_ps(xv, _mm256_loadu_ps(wp.add(8 * v)), *tv);
+                                }
+                            }
+                            let bp = ip.bias.add(q * NR);
+                            if cols == NR {
+                                for (v, &tv) in t.iter().enumerate() {
+                                    let sum = _mm256_add_ps(_mm256_loadu_ps(bp.add(8 * v)), tv);
+                                    _mm256_storeu_ps(start.as_mut_ptr().add(8 * v), sum);
+                                }
+                            } else {
+                                let mut buf = [0.0f32; NR];
+                                for (v, &tv) in t.iter().enumerate() {
+                                    _mm256_storeu_ps(buf.as_mut_ptr().add(8 * v), tv);
+                                }
+                                for (j, (d, &tv)) in
+                                    start.iter_mut().zip(&buf).enumerate().take(cols)
+                                {
+                                    *d = *bp.add(j) + tv;
+                                }
+                            }
+                            Some(start.as_ptr())
+                        }
                     };
                     if cols == NR {
                         for (v, &sv) in sq.iter().enumerate() {
@@ -1582,6 +1747,76 @@ mod tests {
     }
 
     #[test]
+    fn input_in_the_epilogue_is_the_two_products_bit_for_bit() {
+        let mut rnd = uniform(11u32);
+        for tier in available_tiers() {
+            // (m, inputs, k, n): row counts past each tier's row block (and leftover
+            // rows of every count), widths with partial panels and several groups, one
+            // input up to KC of them, inner sizes past KC (later chunks accumulate).
+            for &(m, kx, k, n) in &[
+                (2, 1, 32, 128),
+                (64, 1, 32, 128),
+                (7, 3, 17, 40),
+                (13, 16, 64, 100),
+                (5, 256, 300, 70),
+                (9, 2, 0, 33),
+                (31, 5, 129, 260),
+            ] {
+                let (lda, ldc) = (k + 1, n + 2);
+                let x: Vec<f32> = (0..m * kx).map(|_| rnd()).collect();
+                let a: Vec<f32> = (0..m * lda).map(|_| rnd()).collect();
+                let wx: Vec<f32> = (0..kx * n).map(|_| rnd()).collect();
+                let wa: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
+                let bias: Vec<f32> = (0..n).map(|_| rnd()).collect();
+                let (pw, pb) = (
+                    PackedB::from_rows(&wx, kx, n, n),
+                    PackedB::from_rows(&wa, k, n, n),
+                );
+                for reverse in [false, true] {
+                    let mut want = vec![f32::NAN; m * ldc];
+                    run(
+                        tier,
+                        m,
+                        &x,
+                        kx,
+                        &pw,
+                        &mut want,
+                        ldc,
+                        Start::Bias(&bias),
+                        false,
+                    );
+                    run(tier, m, &a, lda, &pb, &mut want, ldc, Start::Acc, reverse);
+                    let mut got = vec![f32::NAN; m * ldc];
+                    let start = Start::BiasInput(&bias, &x, &pw);
+                    run(tier, m, &a, lda, &pb, &mut got, ldc, start, reverse);
+                    for i in 0..m {
+                        let (g, w) = (&got[i * ldc..][..n], &want[i * ldc..][..n]);
+                        let at = format!("{tier:?} m={m} kx={kx} k={k} n={n} row {i}");
+                        assert_eq!(bits(g), bits(w), "{at}");
+                        // The padding between rows is not touched.
+                        assert!(got[i * ldc + n..(i + 1) * ldc].iter().all(|v| v.is_nan()));
+                    }
+                }
+            }
+        }
+        // The public entry on the process tier, past KC inputs too (two products there).
+        for kx in [4, KC + 3] {
+            let (m, k, n) = (6, 20, 64);
+            let x: Vec<f32> = (0..m * kx).map(|_| rnd()).collect();
+            let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
+            let pw = PackedB::from_rows(&(0..kx * n).map(|_| rnd()).collect::<Vec<_>>(), kx, n, n);
+            let pb = PackedB::from_rows(&(0..k * n).map(|_| rnd()).collect::<Vec<_>>(), k, n, n);
+            let bias: Vec<f32> = (0..n).map(|_| rnd()).collect();
+            let mut want = vec![0.0; m * n];
+            gemm_packed_bias(m, &x, kx, &pw, &mut want, n, &bias);
+            gemm_packed_sweep(m, &a, k, &pb, &mut want, n, true, true);
+            let mut got = vec![0.0; m * n];
+            gemm_packed_bias_input(m, &x, &pw, &a, k, &pb, &mut got, n, &bias, true);
+            assert_eq!(bits(&got), bits(&want), "kx={kx}");
+        }
+    }
+
+    #[test]
     fn every_tier_matches_the_naive_product() {
         let mut rnd = uniform(1u32);
         for tier in available_tiers() {
@@ -1677,7 +1912,7 @@ mod tests {
     }
 
     #[test]
-    fn gemv2_is_bias_then_two_gemvs_bit_for_bit() {
+    fn gemv2_is_the_input_gemm_then_the_gemv_bit_for_bit() {
         for &(k1, k2, n) in &[
             (1, 8, 32),
             (1, 16, 64),
@@ -1696,16 +1931,16 @@ mod tests {
                 PackedB::from_rows(&w1, k1, n, n),
                 PackedB::from_rows(&w2, k2, n, n),
             );
-            let mut want = bias.clone();
-            gemv_packed(&x1, &p1, &mut want, true);
+            let mut want = vec![f32::NAN; n];
+            gemm_packed_bias(1, &x1, k1, &p1, &mut want, n, &bias);
             gemv_packed(&x2, &p2, &mut want, true);
             for reverse in [false, true] {
                 let mut y = vec![7.0f32; n + 3];
                 gemv2_packed(&bias, &x1, &p1, &x2, &p2, &mut y, reverse);
                 assert_eq!(bits(&y[..n]), bits(&want), "{k1},{k2},{n}");
                 assert!(y[n..].iter().all(|&v| v == 7.0), "wrote past n");
-                let mut z = bias.clone();
-                gemv_packed_sweep(&x1, &p1, &mut z, true, reverse);
+                let mut z = vec![f32::NAN; n];
+                gemm_packed_bias(1, &x1, k1, &p1, &mut z, n, &bias);
                 gemv_packed_sweep(&x2, &p2, &mut z, true, reverse);
                 assert_eq!(bits(&z), bits(&want), "sweep {reverse}: {k1},{k2},{n}");
             }
