@@ -10,8 +10,8 @@ use crate::error::{check_finite, check_len, checked_size, invalid, Result};
 use crate::forward::{recurrent_step, softmax_in_place, tail, try_zeroed, StepRows};
 use crate::kernels::activation;
 use crate::kernels::packed::{
-    gemm_packed_bias, gemm_packed_bias_input, gemm_packed_sweep, gemv2_packed, gemv_packed_sweep,
-    gru_lbr_stream, lstm_stream, stream_fused, PackedB, StreamIn,
+    gemm_packed_bias, gemm_packed_bias_input, gemm_packed_sweep, gemv2_packed, gemv_packed_bias,
+    gemv_packed_sweep, gru_lbr_stream, lstm_stream, stream_fused, PackedB, StreamIn,
 };
 use crate::kernels::reference::flush_ref;
 use crate::model::Model;
@@ -432,10 +432,9 @@ impl Model {
                     rev,
                 );
             } else {
-                // Summed as the block path sums it (the packed GEMM, one row): the GEMV's
+                // Summed as the block path sums it (the packed GEMM's order): the GEMV's
                 // even/odd partial sums would make a step differ from a block of one.
-                let (bias, inp) = (self.folded_bias(k), pk.w_ih_t.k());
-                gemm_packed_bias(1, input, inp, &pk.w_ih_t, g, gh, bias);
+                gemv_packed_bias(self.folded_bias(k), input, &pk.w_ih_t, g);
             }
             let work = StepWork { ghb, rh, hnew };
             self.state_step(k, 1, hk, ck, g, gh, work, !fused, rev);

@@ -397,6 +397,35 @@ pub fn gemv_packed_sweep(x: &[f32], b: &PackedB, y: &mut [f32], accumulate: bool
     }
 }
 
+/// `y = bias + x · B` for a single row, bit for bit [`gemm_packed_bias`] on one row (the
+/// sums a block of steps computes for its inputs), without the GEMM's dispatch, which
+/// cost a GRU step at H = 64 a seventh: the input side of a streaming step where the
+/// fused kernels do not run and the recurrent product goes elsewhere.
+pub fn gemv_packed_bias(bias: &[f32], x: &[f32], b: &PackedB, y: &mut [f32]) {
+    let (k, n) = (b.k, b.n);
+    assert!(
+        bias.len() >= n && x.len() >= k && y.len() >= n,
+        "gemv_packed_bias: shapes disagree"
+    );
+    match kernel_tier() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the process tier is Avx512 only when AVX-512F was detected; bias and y
+        // hold n floats, x its k, b its packed panels (asserted).
+        Tier::Avx512 => unsafe {
+            x86::gemv_bias_avx512(
+                n,
+                bias.as_ptr(),
+                k,
+                x.as_ptr(),
+                b.panels().as_ptr(),
+                y.as_mut_ptr(),
+            )
+        },
+        // The other tiers' GEMV is their GEMM on one row.
+        _ => gemm_packed_bias(1, x, k, b, y, n, bias),
+    }
+}
+
 /// `y = bias + x1 · B1 + x2 · B2` (`B1`, `B2` with the same `n`): a layer's whole
 /// pre-activation for one streaming step (`x · W_ihᵀ` and `h · W_hhᵀ`) in one pass.
 /// Bit for bit [`gemm_packed_bias`] of `x1` (one row: what a block of steps computes for
@@ -1320,6 +1349,66 @@ mod x86 {
         }
     }
 
+    /// `y = bias + x · B` for one row, summed as [`micro512`] sums it (see
+    /// [`chain_group`]).
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `bias` and `y` hold `n` floats, `x` `k`, `b` the
+    /// packed panels.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn gemv_bias_avx512(
+        n: usize,
+        bias: *const f32,
+        k: usize,
+        x: *const f32,
+        b: *const f32,
+        y: *mut f32,
+    ) {
+        let panels = n.div_ceil(NR);
+        for g in groups(panels, false) {
+            let jp = g * GROUP;
+            let (off, ldb) = super::panel_at(jp, k, panels);
+            // SAFETY: panels jp..jp+in_group form one group inside B; columns from jp*NR
+            // are inside bias and y.
+            unsafe {
+                let (b, bias, y, cols) =
+                    (b.add(off), bias.add(jp * NR), y.add(jp * NR), n - jp * NR);
+                match ldb / NR {
+                    4 => bias_group(chain_group::<4>(k, x, b, ldb), bias, y, cols),
+                    3 => bias_group(chain_group::<3>(k, x, b, ldb), bias, y, cols),
+                    2 => bias_group(chain_group::<2>(k, x, b, ldb), bias, y, cols),
+                    _ => bias_group(chain_group::<1>(k, x, b, ldb), bias, y, cols),
+                }
+            }
+        }
+    }
+
+    /// `y = bias + s` on the `ncols` valid columns of a group's sums `s`.
+    ///
+    /// # Safety
+    /// AVX-512F; `bias` and `y` hold `ncols` floats.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn bias_group<const P: usize>(
+        s: [[__m512; 2]; P],
+        bias: *const f32,
+        y: *mut f32,
+        ncols: usize,
+    ) {
+        for (q, sq) in s.iter().enumerate() {
+            let cols = ncols.saturating_sub(q * NR).min(NR);
+            let (m0, m1) = (mask(cols), mask(cols.saturating_sub(16)));
+            // SAFETY: masked to the `cols` valid columns of panel q of bias and y.
+            unsafe {
+                let (bq, yq) = (bias.add(q * NR), y.add(q * NR));
+                let v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, bq), sq[0]);
+                let v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, bq.add(16)), sq[1]);
+                _mm512_mask_storeu_ps(yq, m0, v0);
+                _mm512_mask_storeu_ps(yq.add(16), m1, v1);
+            }
+        }
+    }
+
     #[target_feature(enable = "avx512f")]
     #[inline]
     #[allow(clippy::too_many_arguments)]
@@ -1933,6 +2022,10 @@ mod tests {
             );
             let mut want = vec![f32::NAN; n];
             gemm_packed_bias(1, &x1, k1, &p1, &mut want, n, &bias);
+            let mut first = vec![f32::NAN; n + 3];
+            gemv_packed_bias(&bias, &x1, &p1, &mut first);
+            assert_eq!(bits(&first[..n]), bits(&want), "input side {k1},{n}");
+            assert!(first[n..].iter().all(|v| v.is_nan()), "wrote past n");
             gemv_packed(&x2, &p2, &mut want, true);
             for reverse in [false, true] {
                 let mut y = vec![7.0f32; n + 3];
