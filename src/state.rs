@@ -10,8 +10,8 @@ use crate::error::{check_finite, check_len, checked_size, invalid, Result};
 use crate::forward::{recurrent_step, softmax_in_place, tail, try_zeroed, StepRows};
 use crate::kernels::activation;
 use crate::kernels::packed::{
-    gemm_packed_bias, gemm_packed_bias_input, gemm_packed_sweep, gemv2_packed, gemv_packed_bias,
-    gemv_packed_sweep, gru_lbr_stream, lstm_stream, stream_fused, PackedB, StreamIn,
+    gemm_packed_bias, gemm_packed_sweep, gemv2_packed, gemv_packed_bias, gemv_packed_sweep,
+    gru_lbr_stream, lstm_stream, stream_fused, PackedB, StreamIn,
 };
 use crate::kernels::reference::flush_ref;
 use crate::model::Model;
@@ -510,20 +510,7 @@ impl Model {
                 if fused {
                     continue;
                 }
-                // One step of several streams, where the recurrent product adds into the
-                // gate rows (LSTM, RNN): the input product summed in its epilogue, the same
-                // bits without a pass that writes the gate rows and reads them back.
-                let merged = t == 1
-                    && matches!(
-                        cfg.cell,
-                        CellKind::Lstm | CellKind::RnnTanh | CellKind::RnnRelu
-                    );
-                if merged {
-                    let w_hh = &pk.w_hh_t;
-                    gemm_packed_bias_input(
-                        b, input, &pk.w_ih_t, hk, h, w_hh, gates, gh, bias, rev0,
-                    );
-                } else if n == t {
+                if n == t {
                     // One chunk: every stream's rows, contiguous, in one product.
                     gemm_packed_bias(rows, input, inp, &pk.w_ih_t, gates, gh, bias);
                 } else {
@@ -537,8 +524,7 @@ impl Model {
                     let s = s0 + j;
                     let work = StepWork { ghb, rh, hnew };
                     let rev = rev0 ^ (s % 2 == 1);
-                    let g = &mut gates[j * gh..];
-                    self.state_step(k, b, hk, ck, g, n * gh, work, !merged, rev);
+                    self.state_step(k, b, hk, ck, &mut gates[j * gh..], n * gh, work, true, rev);
                     for i in 0..b {
                         out[(i * t + s) * h..][..h].copy_from_slice(&hk[i * h..(i + 1) * h]);
                     }

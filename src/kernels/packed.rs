@@ -149,32 +149,14 @@ enum Init {
     Acc,
     /// `bias[j]` for column `j` (the pointer addresses column 0 of the current columns).
     Bias(*const f32),
-    /// `bias[j] + Σ_p X[i][p] · W[p][j]`, summed in the kernel's epilogue exactly as a
-    /// [`Init::Bias`] product of `X` and `W` would have summed and stored it.
-    BiasInput(InputPart),
 }
 
-/// The start of [`Init::BiasInput`]: `bias`, `X` (`k` columns at row stride `ldx`) and
-/// `W`'s packed panels, which have `B`'s columns (so its panels share `B`'s groups
-/// and row strides), all at the current rows and columns.
-#[derive(Clone, Copy, Debug)]
-struct InputPart {
-    bias: *const f32,
-    x: *const f32,
-    ldx: usize,
-    w: *const f32,
-    k: usize,
-    panels: usize,
-}
-
-/// [`Init`] with borrowed operands, checked against `B`'s shape by [`run`].
+/// [`Init`] with a borrowed bias, checked against `B`'s width by [`run`].
 #[derive(Clone, Copy, Debug)]
 enum Start<'a> {
     Zero,
     Acc,
     Bias(&'a [f32]),
-    /// `bias`, `X` (`[m][w.k()]`, rows contiguous) and `W`.
-    BiasInput(&'a [f32], &'a [f32], &'a PackedB),
 }
 
 impl Start<'_> {
@@ -193,25 +175,6 @@ impl Init {
     fn at(self, col: usize) -> Init {
         match self {
             Init::Bias(p) => Init::Bias(p.wrapping_add(col)),
-            Init::BiasInput(ip) => Init::BiasInput(InputPart {
-                bias: ip.bias.wrapping_add(col),
-                // `col` starts a panel; `W`'s packing puts it where `B`'s is, `k` rows
-                // per panel instead of `B`'s.
-                w: ip.w.wrapping_add(panel_at(col / NR, ip.k, ip.panels).0),
-                ..ip
-            }),
-            other => other,
-        }
-    }
-
-    /// The same start for the rows from `row` on.
-    #[inline]
-    fn row(self, row: usize) -> Init {
-        match self {
-            Init::BiasInput(ip) => Init::BiasInput(InputPart {
-                x: ip.x.wrapping_add(row * ip.ldx),
-                ..ip
-            }),
             other => other,
         }
     }
@@ -267,35 +230,6 @@ pub fn gemm_packed_bias(
         Start::Bias(bias),
         false,
     )
-}
-
-/// `C = bias + X · W + A · B` for `m` rows (`X` is `[m][w.k()]`, `W` packed with `B`'s
-/// columns): bit for bit [`gemm_packed_bias`] of `X` and `W` followed by
-/// [`gemm_packed_sweep`] of `A` and `B` accumulating, but the first product is summed in
-/// the second's epilogue instead of written to `C` and read back. For one step of many
-/// streams (`X` their inputs, `A` their `h`) that pass over the gate rows was an eighth
-/// of the step. `W.k()` up to [`KC`] rows; with more, and on the scalar tier, the two
-/// products run one after the other.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_packed_bias_input(
-    m: usize,
-    x: &[f32],
-    w: &PackedB,
-    a: &[f32],
-    lda: usize,
-    b: &PackedB,
-    c: &mut [f32],
-    ldc: usize,
-    bias: &[f32],
-    reverse: bool,
-) {
-    if w.k <= KC {
-        let start = Start::BiasInput(bias, x, w);
-        run(kernel_tier(), m, a, lda, b, c, ldc, start, reverse);
-    } else {
-        gemm_packed_bias(m, x, w.k, w, c, ldc, bias);
-        gemm_packed_sweep(m, a, lda, b, c, ldc, true, reverse);
-    }
 }
 
 /// [`gemm_packed`] on a given tier (falls back to the best available if the CPU lacks it).
@@ -665,20 +599,6 @@ fn run(
             assert!(bias.len() >= n, "gemm_packed: bias too short");
             Init::Bias(bias.as_ptr())
         }
-        Start::BiasInput(bias, x, w) => {
-            assert!(
-                bias.len() >= n && w.n == n && x.len() >= m * w.k,
-                "gemm_packed: bias, X or W disagree with the product"
-            );
-            Init::BiasInput(InputPart {
-                bias: bias.as_ptr(),
-                x: x.as_ptr(),
-                ldx: w.k,
-                w: w.panels().as_ptr(),
-                k: w.k,
-                panels: n.div_ceil(NR),
-            })
-        }
     };
     assert!(
         ldc >= n && c.len() >= (m - 1) * ldc + n,
@@ -723,12 +643,6 @@ fn run(
             })
         }
         _ => {
-            if let Start::BiasInput(bias, x, w) = start {
-                // The two products one after the other: the same sums.
-                gemm_scalar(m, w.k, n, x, w.k, w.panels(), c, ldc, false, Some(bias));
-                gemm_scalar(m, k, n, a, lda, b.panels(), c, ldc, true, None);
-                return;
-            }
             let bias = match start {
                 Start::Bias(bias) => Some(bias),
                 _ => None,
@@ -952,7 +866,7 @@ mod x86 {
                                 ci,
                                 ldc,
                                 n - jp * NR,
-                                acc.row(i).at(jp * NR),
+                                acc.at(jp * NR),
                                 pfl,
                             )
                         } else {
@@ -965,7 +879,7 @@ mod x86 {
                                 ci,
                                 ldc,
                                 n - jp * NR,
-                                acc.row(i).at(jp * NR),
+                                acc.at(jp * NR),
                                 pfl,
                             )
                         }
@@ -975,7 +889,7 @@ mod x86 {
                 }
                 jp += if pair { 2 } else { 1 };
             }
-            let (a, c, acc) = (ar, cr, acc.row(full));
+            let (a, c) = (ar, cr);
             // Under one row block the main loop made no call: the leftover rows' first
             // call prefetches the whole next chunk.
             let pf = if calls == 0 { (pf, lines) } else { (pf, 0) };
@@ -1110,32 +1024,14 @@ mod x86 {
                 unsafe {
                     let cr = c.add(r * ldc + q * NR);
                     let (mut v0, mut v1) = (sq[0], sq[1]);
-                    let load = |src: *const f32| {
-                        (
-                            _mm512_maskz_loadu_ps(m0, src),
-                            _mm512_maskz_loadu_ps(m1, src.add(16)),
-                        )
-                    };
                     let base = match init {
                         Init::Zero => None,
-                        Init::Acc => Some(load(cr)),
-                        Init::Bias(bp) => Some(load(bp.add(q * NR))),
-                        Init::BiasInput(ip) => {
-                            // As micro512 of X and W would sum row r, then add the bias.
-                            let (mut t0, mut t1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
-                            for p in 0..ip.k {
-                                let xv = _mm512_set1_ps(*ip.x.add(r * ip.ldx + p));
-                                let wp = ip.w.add(p * ldb + q * NR);
-                                t0 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(wp), t0);
-                                t1 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(wp.add(16)), t1);
-                            }
-                            let (b0, b1) = load(ip.bias.add(q * NR));
-                            Some((_mm512_add_ps(b0, t0), _mm512_add_ps(b1, t1)))
-                        }
+                        Init::Acc => Some(cr as *const f32),
+                        Init::Bias(bp) => Some(bp.add(q * NR)),
                     };
-                    if let Some((b0, b1)) = base {
-                        v0 = _mm512_add_ps(b0, v0);
-                        v1 = _mm512_add_ps(b1, v1);
+                    if let Some(src) = base {
+                        v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, src), v0);
+                        v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, src.add(16)), v1);
                     }
                     _mm512_mask_storeu_ps(cr, m0, v0);
                     _mm512_mask_storeu_ps(cr.add(16), m1, v1);
@@ -1490,14 +1386,14 @@ mod x86 {
                             c.add(i * ldc + jp * NR),
                             ldc,
                             n - jp * NR,
-                            acc.row(i).at(jp * NR),
+                            acc.at(jp * NR),
                             (std::ptr::null(), 0),
                         )
                     };
                     i += MR256;
                 }
             }
-            let (a, c, acc) = (ar, cr, acc.row(full));
+            let (a, c) = (ar, cr);
             let nopf = (std::ptr::null(), 0);
             match m - full {
                 0 => {}
@@ -1552,40 +1448,10 @@ mod x86 {
                 // touched; `buf` holds NR floats.
                 unsafe {
                     let cr = c.add(r * ldc + q * NR);
-                    // BiasInput's start, as micro256 of X and W would store it.
-                    let mut start = [0.0f32; NR];
                     let base = match init {
                         Init::Zero => None,
                         Init::Acc => Some(cr as *const f32),
                         Init::Bias(bp) => Some(bp.add(q * NR)),
-                        Init::BiasInput(ip) => {
-                            let mut t = [_mm256_setzero_ps(); 4];
-                            for p in 0..ip.k {
-                                let xv = _mm256_set1_ps(*ip.x.add(r * ip.ldx + p));
-                                let wp = ip.w.add(p * ldb + q * NR);
-                                for (v, tv) in t.iter_mut().enumerate() {
-                                    *tv = _mm256_fmadd_ps(xv, _mm256_loadu_ps(wp.add(8 * v)), *tv);
-                                }
-                            }
-                            let bp = ip.bias.add(q * NR);
-                            if cols == NR {
-                                for (v, &tv) in t.iter().enumerate() {
-                                    let sum = _mm256_add_ps(_mm256_loadu_ps(bp.add(8 * v)), tv);
-                                    _mm256_storeu_ps(start.as_mut_ptr().add(8 * v), sum);
-                                }
-                            } else {
-                                let mut buf = [0.0f32; NR];
-                                for (v, &tv) in t.iter().enumerate() {
-                                    _mm256_storeu_ps(buf.as_mut_ptr().add(8 * v), tv);
-                                }
-                                for (j, (d, &tv)) in
-                                    start.iter_mut().zip(&buf).enumerate().take(cols)
-                                {
-                                    *d = *bp.add(j) + tv;
-                                }
-                            }
-                            Some(start.as_ptr())
-                        }
                     };
                     if cols == NR {
                         for (v, &sv) in sq.iter().enumerate() {
@@ -1832,76 +1698,6 @@ mod tests {
                     assert!(got[i * ldc + n..(i + 1) * ldc].iter().all(|v| v.is_nan()));
                 }
             }
-        }
-    }
-
-    #[test]
-    fn input_in_the_epilogue_is_the_two_products_bit_for_bit() {
-        let mut rnd = uniform(11u32);
-        for tier in available_tiers() {
-            // (m, inputs, k, n): row counts past each tier's row block (and leftover
-            // rows of every count), widths with partial panels and several groups, one
-            // input up to KC of them, inner sizes past KC (later chunks accumulate).
-            for &(m, kx, k, n) in &[
-                (2, 1, 32, 128),
-                (64, 1, 32, 128),
-                (7, 3, 17, 40),
-                (13, 16, 64, 100),
-                (5, 256, 300, 70),
-                (9, 2, 0, 33),
-                (31, 5, 129, 260),
-            ] {
-                let (lda, ldc) = (k + 1, n + 2);
-                let x: Vec<f32> = (0..m * kx).map(|_| rnd()).collect();
-                let a: Vec<f32> = (0..m * lda).map(|_| rnd()).collect();
-                let wx: Vec<f32> = (0..kx * n).map(|_| rnd()).collect();
-                let wa: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
-                let bias: Vec<f32> = (0..n).map(|_| rnd()).collect();
-                let (pw, pb) = (
-                    PackedB::from_rows(&wx, kx, n, n),
-                    PackedB::from_rows(&wa, k, n, n),
-                );
-                for reverse in [false, true] {
-                    let mut want = vec![f32::NAN; m * ldc];
-                    run(
-                        tier,
-                        m,
-                        &x,
-                        kx,
-                        &pw,
-                        &mut want,
-                        ldc,
-                        Start::Bias(&bias),
-                        false,
-                    );
-                    run(tier, m, &a, lda, &pb, &mut want, ldc, Start::Acc, reverse);
-                    let mut got = vec![f32::NAN; m * ldc];
-                    let start = Start::BiasInput(&bias, &x, &pw);
-                    run(tier, m, &a, lda, &pb, &mut got, ldc, start, reverse);
-                    for i in 0..m {
-                        let (g, w) = (&got[i * ldc..][..n], &want[i * ldc..][..n]);
-                        let at = format!("{tier:?} m={m} kx={kx} k={k} n={n} row {i}");
-                        assert_eq!(bits(g), bits(w), "{at}");
-                        // The padding between rows is not touched.
-                        assert!(got[i * ldc + n..(i + 1) * ldc].iter().all(|v| v.is_nan()));
-                    }
-                }
-            }
-        }
-        // The public entry on the process tier, past KC inputs too (two products there).
-        for kx in [4, KC + 3] {
-            let (m, k, n) = (6, 20, 64);
-            let x: Vec<f32> = (0..m * kx).map(|_| rnd()).collect();
-            let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
-            let pw = PackedB::from_rows(&(0..kx * n).map(|_| rnd()).collect::<Vec<_>>(), kx, n, n);
-            let pb = PackedB::from_rows(&(0..k * n).map(|_| rnd()).collect::<Vec<_>>(), k, n, n);
-            let bias: Vec<f32> = (0..n).map(|_| rnd()).collect();
-            let mut want = vec![0.0; m * n];
-            gemm_packed_bias(m, &x, kx, &pw, &mut want, n, &bias);
-            gemm_packed_sweep(m, &a, k, &pb, &mut want, n, true, true);
-            let mut got = vec![0.0; m * n];
-            gemm_packed_bias_input(m, &x, &pw, &a, k, &pb, &mut got, n, &bias, true);
-            assert_eq!(bits(&got), bits(&want), "kx={kx}");
         }
     }
 
