@@ -323,12 +323,23 @@ fn encoder_decoder_gradients_match_reference_and_it_learns_to_reverse() {
 
 /// 37 rows split 13/13/11 at 3 threads. (Calls below about 4M multiply-adds run on the
 /// calling thread whatever the setting, so the shape is large enough to split: 7464
-/// multiply-adds per row, 740 rows.)
+/// multiply-adds per LSTM row, 740 rows; the GRU and the RNN take longer sequences.)
+/// The layers are narrow, so the weight gradients split by gate units (`weight_sums`).
 #[test]
 fn one_and_many_threads_are_bit_identical() {
-    let cfg = ModelConfig::new(CellKind::Lstm, 5, 24, 2).with_head(3, OutputActivation::Identity);
+    for (cell, t) in [
+        (CellKind::Lstm, 20),
+        (CellKind::GruLbr, 27),
+        (CellKind::RnnTanh, 80),
+    ] {
+        one_and_many_threads_agree(cell, t);
+    }
+}
+
+fn one_and_many_threads_agree(cell: CellKind, t: usize) {
+    let cfg = ModelConfig::new(cell, 5, 24, 2).with_head(3, OutputActivation::Identity);
     let model = Model::new(cfg, 6).unwrap();
-    let (b, t) = (37, 20);
+    let b = 37;
     let x = vals(b * t * 5, 7, 1.0);
     let d = vals(b * t * 3, 8, 1.0);
     let run = |threads: usize| {

@@ -4,6 +4,7 @@
 pub mod activation;
 pub mod backward;
 pub mod gemm;
+pub mod outer;
 pub mod packed;
 pub mod reference;
 #[cfg(target_arch = "x86_64")]

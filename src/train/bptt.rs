@@ -1,7 +1,8 @@
 //! Backpropagation through time. Per layer, top to bottom: the recurrence runs backward
 //! in the same fixed batch chunks as forward, where only `∂L/∂h_{t-1} = dG_t · W_hh`
 //! (plus the cell's direct terms) is sequential; afterwards `dW_ih`, `dW_hh` and the
-//! gradient for the layer's input are each one hoisted product over all timesteps.
+//! gradient for the layer's input are each one hoisted product over all timesteps (for a
+//! narrow layer the weight and bias gradients together: [`weight_sums`]).
 
 use crate::cell::{gru, lstm, rnn};
 use crate::config::CellKind;
@@ -10,6 +11,7 @@ use crate::forward::{
     column_parts, fit, pieces, split_state, split_state_mut, unit_ranges, LayerRec, Tape,
 };
 use crate::kernels::gemm::Mat;
+use crate::kernels::outer::{outer_sums_t, COLS};
 use crate::kernels::packed::{gemm_packed_sweep, PackedB};
 use crate::model::{head_view, Model};
 use crate::parallel::{batch_chunk, each, each_chunk, gemm_rows, install_work, threads};
@@ -55,6 +57,10 @@ struct LayerWork {
     hprev: Vec<f32>,
     /// `dW_ihᵀ` of a narrow input (see [`outer_sums`]).
     narrow: Vec<f32>,
+    /// `[x | h_{t-1} | 1]` rows of a narrow layer (see [`weight_sums`]).
+    cat: Vec<f32>,
+    /// The transposed weight and bias gradients of a narrow layer.
+    sums: Vec<f32>,
     chunks: Vec<ChunkWork>,
 }
 
@@ -83,6 +89,8 @@ impl BackwardWork {
             &mut l.dgh,
             &mut l.hprev,
             &mut l.narrow,
+            &mut l.cat,
+            &mut l.sums,
         ];
         for c in &mut l.chunks {
             all.extend([
@@ -330,6 +338,8 @@ fn layer_backward(
         dgh,
         hprev,
         narrow,
+        cat,
+        sums,
         chunks,
     } = work;
     // Every row of `dgx` (and `dgh`) is written by the cell's backward at its step.
@@ -443,6 +453,39 @@ fn layer_backward(
     let (gwih, rest) = g.split_at_mut(gh * inp);
     let (gwhh, rest) = rest.split_at_mut(gh * h);
     let (gbih, gbhh) = rest.split_at_mut(gh);
+    if cell != CellKind::Gru && inp + h < NARROW_LAYER {
+        // A narrow layer: the weight and bias gradients in one pass over `dG` per
+        // operand (see `kernels::outer`), with `[x | h_{t-1} | 1]` beside it.
+        let hprev = Prev { h0, hs: &rec.h, h };
+        if cell == CellKind::GruLbr {
+            // `dG_x` meets `[x | 1]`, `dG_h` meets `[h_{t-1} | 1]`.
+            weight_sums(
+                t,
+                dgx,
+                gh,
+                Some((input, inp)),
+                None,
+                cat,
+                sums,
+                &mut [gwih, gbih],
+            )?;
+            weight_sums(t, dgh, gh, None, Some(hprev), cat, sums, &mut [gwhh, gbhh])?;
+        } else {
+            weight_sums(
+                t,
+                dgx,
+                gh,
+                Some((input, inp)),
+                Some(hprev),
+                cat,
+                sums,
+                &mut [gwih, gwhh, gbih],
+            )?;
+            // The same sums: both biases enter every gate pre-activation alike.
+            gbhh.copy_from_slice(gbih);
+        }
+        return input_gradient(lw, dgx, rows, gh, inp, dinput);
+    }
     if inp <= NARROW {
         // Accumulated as `[I][G*H]` (wide rows), then transposed into place.
         fit(narrow, inp * gh)?;
@@ -505,6 +548,18 @@ fn layer_backward(
         // The same sums: both biases enter every gate pre-activation alike.
         gbhh.copy_from_slice(gbih);
     }
+    input_gradient(lw, dgx, rows, gh, inp, dinput)
+}
+
+/// `∂L/∂input = dG · W_ih` into `dinput` (resized), when asked for.
+fn input_gradient(
+    lw: crate::model::LayerWeights<'_>,
+    dgx: &[f32],
+    rows: usize,
+    gh: usize,
+    inp: usize,
+    dinput: Option<&mut Vec<f32>>,
+) -> Result<()> {
     if let Some(dinput) = dinput {
         // Overwritten by the product (beta = 0).
         fit(dinput, rows * inp)?;
@@ -516,6 +571,88 @@ fn layer_backward(
             dinput,
             inp,
         );
+    }
+    Ok(())
+}
+
+/// Widest `[x | h_{t-1}]` (input plus hidden size, below this) whose weight gradients
+/// take [`weight_sums`] instead of one GEMM per operand: there a GEMM spends as long
+/// packing the long operands as multiplying them.
+const NARROW_LAYER: usize = 96;
+
+/// A layer's previous hidden states, `h` wide: `h_{t-1}` of row `(b, t)` is `hs`'s row
+/// `(b, t-1)`, or `h0`'s row `b` at `t = 0`.
+#[derive(Clone, Copy)]
+struct Prev<'a> {
+    h0: &'a [f32],
+    hs: &'a [f32],
+    h: usize,
+}
+
+/// The gradients `Σ_r dG_r ⊗ [x_r | h_{r-1} | 1]` (the parts given; `dG` `[B·T][gh]`)
+/// in one pass over `dG` ([`outer_sums_t`]), written into `outs`, in the order of the
+/// parts: `[gh][I]`, `[gh][H]` weight gradients (row-major, as the layout stores them)
+/// and the `[gh]` bias gradient last. `cat` holds the concatenated rows, `sums` the
+/// transposed result; both are resized.
+#[allow(clippy::too_many_arguments)]
+fn weight_sums(
+    t: usize,
+    dg: &[f32],
+    gh: usize,
+    x: Option<(&[f32], usize)>,
+    prev: Option<Prev<'_>>,
+    cat: &mut Vec<f32>,
+    sums: &mut Vec<f32>,
+    outs: &mut [&mut [f32]],
+) -> Result<()> {
+    let rows = dg.len() / gh;
+    let inp = x.map_or(0, |(_, i)| i);
+    let h = prev.map_or(0, |p| p.h);
+    let nb = (inp + h + 1).next_multiple_of(COLS);
+    // Every element is written: the parts, the ones, the zero padding.
+    fit(cat, rows * nb)?;
+    each_chunk(cat, t * nb, |b, seq| {
+        for (s, row) in seq.chunks_exact_mut(nb).enumerate() {
+            let r = b * t + s;
+            if let Some((x, i)) = x {
+                row[..i].copy_from_slice(&x[r * i..(r + 1) * i]);
+            }
+            if let Some(p) = prev {
+                row[inp..inp + h].copy_from_slice(if s == 0 {
+                    &p.h0[b * h..(b + 1) * h]
+                } else {
+                    &p.hs[(r - 1) * h..r * h]
+                });
+            }
+            row[inp + h] = 1.0;
+            row[inp + h + 1..].fill(0.0);
+        }
+    });
+    // Split by output rows (gate units) between threads: each element's chain is the
+    // same whichever part holds it.
+    fit(sums, nb * gh)?;
+    let part = gh.div_ceil(threads()).next_multiple_of(32).min(gh);
+    each_chunk(sums, nb * part, |p, out| {
+        let i0 = p * part;
+        outer_sums_t(rows, &dg[i0..], gh, out.len() / nb, cat, nb, out);
+    });
+    // Scatter the transposed parts into place: the outputs take the given parts' columns
+    // in order, the bias the column of ones.
+    let widths = [(inp, x.is_some()), (h, prev.is_some()), (1, true)];
+    let widths = widths.iter().filter(|w| w.1).map(|w| w.0);
+    debug_assert_eq!(widths.clone().count(), outs.len());
+    for (p, piece) in sums.chunks(nb * part).enumerate() {
+        let (i0, m) = (p * part, piece.len() / nb);
+        let mut col = 0;
+        for (w, out) in widths.clone().zip(outs.iter_mut()) {
+            for q in 0..w {
+                let src = &piece[(col + q) * m..(col + q + 1) * m];
+                for (i, &v) in src.iter().enumerate() {
+                    out[(i0 + i) * w + q] = v;
+                }
+            }
+            col += w;
+        }
     }
     Ok(())
 }

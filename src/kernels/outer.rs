@@ -1,0 +1,504 @@
+//! Sums of outer products, `Σ_r a_r ⊗ b_r` over many rows `r`: the weight gradients of a
+//! layer after the backward time loop (`dW = dGᵀ · [x | h_{t-1} | 1]`, one row per
+//! sequence and timestep). Both operands arrive row by row, `a_r` (the gate gradients)
+//! contiguous along the output's rows, so a kernel can read them as they lie: no packing
+//! (a general GEMM packs both operands first, which on a narrow layer costs as much
+//! memory traffic as the product), and one pass over `dG` gives `dW_ih`, `dW_hh` and
+//! the bias gradient together when `b` holds `[x | h_{t-1} | 1]`.
+//!
+//! Each output element is one chain from zero over the rows in order, so the bits do not
+//! depend on how the output is split between threads or on the row blocking. The SIMD
+//! tiers use one fused multiply-add per term (a multiply by `1` is exact, so a column of
+//! ones gives plain sums); the scalar tier, the spec, a product and a sum.
+
+use super::activation::{kernel_tier, Tier};
+
+/// Output columns (of `b`) per kernel block; `b`'s width must be a multiple.
+pub const COLS: usize = 4;
+
+/// Rows of the operands per block: a block of `a`'s rows stays in L1/L2 while every
+/// column block of `b` passes over it.
+const ROWS: usize = 256;
+
+/// `out[n][i] = Σ_{r<k} a[r·lda + i] · b[r·nb + n]` for `i < m`, `n < nb`: `out` is the
+/// transposed product `(aᵀ b)ᵀ`, `[nb][m]`. `nb` must be a multiple of [`COLS`] (pad `b`
+/// with zero columns). On the process-wide kernel tier.
+pub fn outer_sums_t(
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    b: &[f32],
+    nb: usize,
+    out: &mut [f32],
+) {
+    outer_sums_t_on(kernel_tier(), k, a, lda, m, b, nb, out);
+}
+
+/// [`outer_sums_t`] on `tier` (or the best available tier if this CPU lacks it).
+#[allow(clippy::too_many_arguments)]
+pub fn outer_sums_t_with(
+    tier: Tier,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    b: &[f32],
+    nb: usize,
+    out: &mut [f32],
+) {
+    outer_sums_t_on(tier.available_or_best(), k, a, lda, m, b, nb, out);
+}
+
+fn check(k: usize, a: &[f32], lda: usize, m: usize, b: &[f32], nb: usize, out: &[f32]) {
+    assert!(
+        nb.is_multiple_of(COLS),
+        "outer sums: b's width {nb} is not a multiple of {COLS}"
+    );
+    assert!(m <= lda, "outer sums: m {m} above lda {lda}");
+    assert!(
+        out.len() == nb * m,
+        "outer sums: out holds {} floats, not {nb}·{m}",
+        out.len()
+    );
+    assert!(b.len() >= k * nb, "outer sums: b is short");
+    assert!(
+        k == 0 || a.len() >= (k - 1) * lda + m,
+        "outer sums: a is short"
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+fn outer_sums_t_on(
+    tier: Tier,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    b: &[f32],
+    nb: usize,
+    out: &mut [f32],
+) {
+    check(k, a, lda, m, b, nb, out);
+    if m == 0 || nb == 0 {
+        return;
+    }
+    if k == 0 {
+        out.fill(0.0);
+        return;
+    }
+    match tier {
+        // SAFETY: `tier` is `kernel_tier()` or `available_or_best()`, which only give
+        // tiers whose features were detected at run time; the extents are checked above.
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx512 => unsafe { avx512::outer_sums_t(k, a, lda, m, b, nb, out) },
+        // SAFETY: as above (AVX2 and FMA detected).
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx2 => unsafe { avx2::outer_sums_t(k, a, lda, m, b, nb, out) },
+        _ => outer_sums_t_ref(k, a, lda, m, b, nb, out),
+    }
+}
+
+/// The spec (and the scalar tier): each element a chain from zero, a product and a sum
+/// per row.
+pub fn outer_sums_t_ref(
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    b: &[f32],
+    nb: usize,
+    out: &mut [f32],
+) {
+    out[..nb * m].fill(0.0);
+    for r in 0..k {
+        let (ar, br) = (&a[r * lda..r * lda + m], &b[r * nb..(r + 1) * nb]);
+        for (&bv, orow) in br.iter().zip(out.chunks_exact_mut(m)) {
+            for (o, &av) in orow.iter_mut().zip(ar) {
+                *o += av * bv;
+            }
+        }
+    }
+}
+
+/// The row blocks of `0..k`, and whether each is the first (its chains start at zero).
+fn row_blocks(k: usize) -> impl Iterator<Item = (usize, usize, bool)> {
+    (0..k)
+        .step_by(ROWS)
+        .map(move |r0| (r0, (r0 + ROWS).min(k), r0 == 0))
+}
+
+/// The column blocks of `0..nb` (a multiple of [`COLS`]): as wide as `widest` (a
+/// multiple of `COLS`), the rest in blocks of `COLS`.
+fn col_blocks(nb: usize, widest: usize) -> impl Iterator<Item = (usize, usize)> {
+    let wide = nb / widest * widest;
+    (0..wide)
+        .step_by(widest)
+        .map(move |n0| (n0, widest))
+        .chain((wide..nb).step_by(COLS).map(|n0| (n0, COLS)))
+}
+
+/// What a block fetches ahead: for its rows below `rows`, the same row of the next row
+/// block ([`ROWS`] further) of `a` (its two vectors, when `a`: the first column block of
+/// those columns) and of `b` (its first line, when `b`: the first column of `a`).
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Ahead {
+    rows: usize,
+    a: bool,
+    b: bool,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Ahead {
+    /// Prefetches into L2 per [`Ahead`]: `a` and `a + lanes`, and `b`.
+    ///
+    /// # Safety
+    /// The addresses must lie inside the operands (a prefetch does not fault, but the
+    /// pointers are formed with `add`).
+    #[inline(always)]
+    unsafe fn fetch(self, a: *const f32, lanes: usize, b: *const f32) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        // SAFETY: SSE is part of x86-64; a prefetch reads nothing architecturally and
+        // never faults (`a + lanes`, the row's second vector, may lie past a short row:
+        // formed with `wrapping_add`, never dereferenced).
+        unsafe {
+            if self.a {
+                _mm_prefetch::<_MM_HINT_T1>(a.cast());
+                _mm_prefetch::<_MM_HINT_T1>(a.wrapping_add(lanes).cast());
+            }
+            if self.b {
+                _mm_prefetch::<_MM_HINT_T1>(b.cast());
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{col_blocks, row_blocks, Ahead, COLS, ROWS};
+    use std::arch::x86_64::*;
+
+    const LANES: usize = 16;
+    /// Output rows (`a`'s columns) per block: two vectors.
+    const MR: usize = 2 * LANES;
+    /// Widest column block: 24 accumulators of the 32 registers.
+    const NR: usize = 12;
+
+    fn mask(rem: usize) -> __mmask16 {
+        if rem >= LANES {
+            0xffff
+        } else {
+            ((1u32 << rem) - 1) as u16
+        }
+    }
+
+    /// See [`super::outer_sums_t`]; extents checked by the caller.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `a` holds rows `0..k` of `m` floats at stride `lda`, `b`
+    /// `k` rows of `nb` (a multiple of `COLS`), `out` `nb·m` floats.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn outer_sums_t(
+        k: usize,
+        a: &[f32],
+        lda: usize,
+        m: usize,
+        b: &[f32],
+        nb: usize,
+        out: &mut [f32],
+    ) {
+        for (r0, r1, first) in row_blocks(k) {
+            // The next row block is fetched into L2 while this one is multiplied.
+            let ahead = (k - r1).min(r1 - r0);
+            for i0 in (0..m).step_by(MR) {
+                let masks = [mask(m - i0), mask((m - i0).saturating_sub(LANES))];
+                for (nbk, (n0, w)) in col_blocks(nb, NR).enumerate() {
+                    let pf = Ahead {
+                        rows: ahead,
+                        a: nbk == 0,
+                        b: i0 == 0,
+                    };
+                    // SAFETY: rows r0..r1 < k of `a` from column i0, rows of `b` from
+                    // column n0 (w columns, n0 + w <= nb), `out` rows n0..n0+w from
+                    // column i0: the masks enable columns below m only. The prefetched
+                    // rows r1..r1+ahead are below k.
+                    unsafe {
+                        let (ap, bp) =
+                            (a.as_ptr().add(r0 * lda + i0), b.as_ptr().add(r0 * nb + n0));
+                        let op = out.as_mut_ptr().add(n0 * m + i0);
+                        let rows = r1 - r0;
+                        match w {
+                            NR => block::<NR>(rows, ap, lda, bp, nb, op, m, masks, first, pf),
+                            COLS => block::<COLS>(rows, ap, lda, bp, nb, op, m, masks, first, pf),
+                            _ => unreachable!("column blocks are NR or COLS wide"),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One block: `W` columns of `b` against two vectors of `a`'s columns, over `rows`
+    /// rows; the accumulators start at zero (`first`) or at `out`'s values.
+    ///
+    /// # Safety
+    /// `ap`/`bp` address `rows` rows at strides `lda`/`ldb`, with the masked lanes of
+    /// two vectors of `a` and `W` floats of `b` in bounds; `op` addresses `W` rows of
+    /// `ldo` floats with the masked lanes in bounds.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block<const W: usize>(
+        rows: usize,
+        ap: *const f32,
+        lda: usize,
+        bp: *const f32,
+        ldb: usize,
+        op: *mut f32,
+        ldo: usize,
+        [k0, k1]: [__mmask16; 2],
+        first: bool,
+        pf: Ahead,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); 2]; W];
+        if !first {
+            for (j, c) in acc.iter_mut().enumerate() {
+                // SAFETY: the caller's contract (masked lanes of row j of `op`).
+                unsafe {
+                    c[0] = _mm512_maskz_loadu_ps(k0, op.add(j * ldo));
+                    c[1] = _mm512_maskz_loadu_ps(k1, op.add(j * ldo + LANES));
+                }
+            }
+        }
+        for r in 0..rows {
+            // SAFETY: the caller's contract (row r of each operand).
+            unsafe {
+                let arow = ap.add(r * lda);
+                let (a0, a1) = (
+                    _mm512_maskz_loadu_ps(k0, arow),
+                    _mm512_maskz_loadu_ps(k1, arow.add(LANES)),
+                );
+                let brow = bp.add(r * ldb);
+                if r < pf.rows {
+                    pf.fetch(arow.add(ROWS * lda), LANES, brow.add(ROWS * ldb));
+                }
+                for (j, c) in acc.iter_mut().enumerate() {
+                    let bv = _mm512_set1_ps(*brow.add(j));
+                    c[0] = _mm512_fmadd_ps(a0, bv, c[0]);
+                    c[1] = _mm512_fmadd_ps(a1, bv, c[1]);
+                }
+            }
+        }
+        for (j, c) in acc.iter().enumerate() {
+            // SAFETY: the caller's contract (masked lanes of row j of `op`).
+            unsafe {
+                _mm512_mask_storeu_ps(op.add(j * ldo), k0, c[0]);
+                _mm512_mask_storeu_ps(op.add(j * ldo + LANES), k1, c[1]);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{col_blocks, row_blocks, Ahead, COLS, ROWS};
+    use std::arch::x86_64::*;
+
+    const LANES: usize = 8;
+    /// Output rows (`a`'s columns) per block: two vectors.
+    const MR: usize = 2 * LANES;
+    /// Widest column block: 8 accumulators of the 16 registers.
+    const NR: usize = 4;
+
+    /// Lanes `0..min(rem, 8)` on (all bits set), for `maskload`/`maskstore`.
+    #[target_feature(enable = "avx2,fma")]
+    fn mask(rem: usize) -> __m256i {
+        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(rem.min(LANES) as i32), lane)
+    }
+
+    /// See [`super::outer_sums_t`]; extents checked by the caller.
+    ///
+    /// # Safety
+    /// As `avx512::outer_sums_t`, with AVX2 and FMA for AVX-512F.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn outer_sums_t(
+        k: usize,
+        a: &[f32],
+        lda: usize,
+        m: usize,
+        b: &[f32],
+        nb: usize,
+        out: &mut [f32],
+    ) {
+        for (r0, r1, first) in row_blocks(k) {
+            let ahead = (k - r1).min(r1 - r0);
+            for i0 in (0..m).step_by(MR) {
+                let masks = [mask(m - i0), mask((m - i0).saturating_sub(LANES))];
+                for (nbk, (n0, w)) in col_blocks(nb, NR).enumerate() {
+                    debug_assert_eq!(w, COLS);
+                    let pf = Ahead {
+                        rows: ahead,
+                        a: nbk == 0,
+                        b: i0 == 0,
+                    };
+                    // SAFETY: as in `avx512::outer_sums_t`.
+                    unsafe {
+                        block(
+                            r1 - r0,
+                            a.as_ptr().add(r0 * lda + i0),
+                            lda,
+                            b.as_ptr().add(r0 * nb + n0),
+                            nb,
+                            out.as_mut_ptr().add(n0 * m + i0),
+                            m,
+                            masks,
+                            first,
+                            pf,
+                        )
+                    }
+                }
+            }
+        }
+    }
+
+    /// `avx512::block` on 8-lane vectors, [`NR`] columns.
+    ///
+    /// # Safety
+    /// As `avx512::block`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block(
+        rows: usize,
+        ap: *const f32,
+        lda: usize,
+        bp: *const f32,
+        ldb: usize,
+        op: *mut f32,
+        ldo: usize,
+        [k0, k1]: [__m256i; 2],
+        first: bool,
+        pf: Ahead,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); 2]; NR];
+        if !first {
+            for (j, c) in acc.iter_mut().enumerate() {
+                // SAFETY: the caller's contract (masked lanes of row j of `op`).
+                unsafe {
+                    c[0] = _mm256_maskload_ps(op.add(j * ldo), k0);
+                    c[1] = _mm256_maskload_ps(op.add(j * ldo + LANES), k1);
+                }
+            }
+        }
+        for r in 0..rows {
+            // SAFETY: the caller's contract (row r of each operand).
+            unsafe {
+                let arow = ap.add(r * lda);
+                let (a0, a1) = (
+                    _mm256_maskload_ps(arow, k0),
+                    _mm256_maskload_ps(arow.add(LANES), k1),
+                );
+                let brow = bp.add(r * ldb);
+                if r < pf.rows {
+                    pf.fetch(arow.add(ROWS * lda), LANES, brow.add(ROWS * ldb));
+                }
+                for (j, c) in acc.iter_mut().enumerate() {
+                    let bv = _mm256_set1_ps(*brow.add(j));
+                    c[0] = _mm256_fmadd_ps(a0, bv, c[0]);
+                    c[1] = _mm256_fmadd_ps(a1, bv, c[1]);
+                }
+            }
+        }
+        for (j, c) in acc.iter().enumerate() {
+            // SAFETY: the caller's contract (masked lanes of row j of `op`).
+            unsafe {
+                _mm256_maskstore_ps(op.add(j * ldo), k0, c[0]);
+                _mm256_maskstore_ps(op.add(j * ldo + LANES), k1, c[1]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vals(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((((i + 17 * seed) * 7919) % 2003) as f32 / 1001.0 - 1.0) * 1.37)
+            .collect()
+    }
+
+    /// Each element as one `mul_add` chain from zero in row order: the SIMD tiers' exact
+    /// bits (`f32::mul_add` rounds once, as the FMA instruction does).
+    fn fma_chain(k: usize, a: &[f32], lda: usize, m: usize, b: &[f32], nb: usize) -> Vec<f32> {
+        let mut out = vec![0.0f32; nb * m];
+        for n in 0..nb {
+            for i in 0..m {
+                let mut s = 0.0f32;
+                for r in 0..k {
+                    s = a[r * lda + i].mul_add(b[r * nb + n], s);
+                }
+                out[n * m + i] = s;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_tier_is_the_chain_of_its_arithmetic() {
+        // m across the vector and block edges, lda > m (a window of wider rows), row
+        // counts across the row blocks, widths with and without the widest blocks.
+        for &(k, m, lda, nb) in &[
+            (1, 1, 1, 4),
+            (3, 5, 7, 4),
+            (40, 16, 16, 8),
+            (257, 33, 40, 12),
+            (300, 128, 128, 36),
+            (513, 96, 100, 16),
+            (600, 47, 64, 28),
+            (0, 8, 8, 4),
+        ] {
+            let a = vals(k.max(1) * lda, 1);
+            let b = vals(k.max(1) * nb, 2);
+            let chain = fma_chain(k, &a, lda, m, &b, nb);
+            for tier in Tier::ALL {
+                if !tier.is_available() {
+                    continue;
+                }
+                let mut out = vec![f32::NAN; nb * m];
+                outer_sums_t_with(tier, k, &a, lda, m, &b, nb, &mut out);
+                if tier == Tier::Scalar {
+                    let mut want = vec![0.0; nb * m];
+                    outer_sums_t_ref(k, &a, lda, m, &b, nb, &mut want);
+                    assert_eq!(out, want, "scalar k {k} m {m} nb {nb}");
+                    // The spec against the exact sum, loosely (two roundings per term).
+                    for n in 0..nb {
+                        for i in 0..m {
+                            let e: f64 = (0..k)
+                                .map(|r| a[r * lda + i] as f64 * b[r * nb + n] as f64)
+                                .sum();
+                            let got = out[n * m + i] as f64;
+                            assert!((got - e).abs() <= 1e-5 * (1.0 + e.abs()) * (k as f64).sqrt());
+                        }
+                    }
+                } else {
+                    let same = out
+                        .iter()
+                        .zip(&chain)
+                        .all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(same, "{} k {k} m {m} lda {lda} nb {nb}", tier.name());
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "multiple of")]
+    fn refuses_a_ragged_width() {
+        let mut out = vec![0.0; 3];
+        outer_sums_t(1, &[1.0], 1, 1, &[1.0, 2.0, 3.0], 3, &mut out);
+    }
+}
