@@ -91,9 +91,10 @@ pub(crate) fn checked_size(what: &str, dims: &[usize]) -> Result<usize> {
         .ok_or_else(|| invalid!("{what}: size {dims:?} overflows"))
 }
 
-/// Whether every element is finite: one branch-free pass, which vectorizes.
+/// Whether every element is finite: one branch-free pass, which vectorizes (with the
+/// kernel tier's vectors).
 pub(crate) fn all_finite(data: &[f32]) -> bool {
-    data.iter().fold(true, |ok, v| ok & v.is_finite())
+    crate::kernels::passes::all_finite(data)
 }
 
 /// Refuses NaN and Inf, naming the argument and the first bad index.

@@ -6,6 +6,7 @@ pub mod backward;
 pub mod gemm;
 pub mod outer;
 pub mod packed;
+pub(crate) mod passes;
 pub mod reference;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;

@@ -120,8 +120,14 @@ impl Model {
         want_hidden: bool,
     ) -> Result<Gradients> {
         let mut work = BackwardWork::default();
-        let hidden =
-            self.backward_into(tape, d_outputs, d_final_state, want_hidden, true, &mut work)?;
+        let hidden = self.backward_into(
+            tape,
+            OutputGrad::Given(d_outputs),
+            d_final_state,
+            want_hidden,
+            true,
+            &mut work,
+        )?;
         Ok(Gradients {
             params: work.grads,
             inputs: work.dh,
@@ -137,7 +143,7 @@ impl Model {
     pub(crate) fn backward_into(
         &self,
         tape: &Tape,
-        d_outputs: &[f32],
+        d_outputs: OutputGrad<'_>,
         d_final_state: Option<&[f32]>,
         want_hidden: bool,
         want_inputs: bool,
@@ -154,8 +160,26 @@ impl Model {
         let (batch, t) = (tape.batch, tape.seq_len);
         let (h, l) = (cfg.hidden_size, cfg.num_layers);
         let rows = batch * t;
-        check_len("d_outputs", d_outputs.len(), rows * cfg.output_dim())?;
-        crate::parallel::check_finite_par("d_outputs", d_outputs)?;
+        let mut dh_ready = false;
+        let d_outputs: &[f32] = match d_outputs {
+            OutputGrad::Given(d) => {
+                check_len("d_outputs", d.len(), rows * cfg.output_dim())?;
+                crate::parallel::check_finite_par("d_outputs", d)?;
+                d
+            }
+            OutputGrad::FromLoss(v) => {
+                check_len("d_outputs", v.len(), rows * cfg.output_dim())?;
+                if head_view(&cfg, self.layout(), self.parameters()).is_none() {
+                    // The top layer's `∂L/∂h_t` as it is: the loss's buffer becomes
+                    // `dh` (and `dh`'s old one the loss's), no copy.
+                    std::mem::swap(&mut work.dh, v);
+                    dh_ready = true;
+                    &[]
+                } else {
+                    v
+                }
+            }
+        };
         let state_len = cfg.state_len(batch);
         if let Some(d) = d_final_state {
             check_len("d_final_state", d.len(), state_len)?;
@@ -191,6 +215,7 @@ impl Model {
                     col_sums(d_outputs, o, &mut grads[be.offset..be.offset + be.len]);
                     gemm_rows(1.0, dout, Mat::rm(hw.weight, o, h, h), 0.0, dh, h);
                 }
+                None if dh_ready => {}
                 None => dh.copy_from_slice(d_outputs),
             }
             let d_final = match d_final_state {
@@ -254,6 +279,19 @@ impl Model {
         // Backward's products are about twice forward's.
         install_work(self.macs_per_row().saturating_mul(2 * rows), run)
     }
+}
+
+/// `∂L/∂(Tape::outputs)` for [`Model::backward_into`].
+pub(crate) enum OutputGrad<'a> {
+    /// From a caller of [`Model::backward`]: checked for NaN and Inf.
+    Given(&'a [f32]),
+    /// Written by one of [`crate::train::loss`]'s losses, whose value was finite, which
+    /// makes every element finite: a softmax gradient lies in `[-1, 1]`, and a squared
+    /// error's `2e/n` is below `2·sqrt(f32::MAX / n)` when the mean of the `e²` is below
+    /// `f32::MAX`. Not checked again; without a head the buffer itself becomes the top
+    /// layer's `∂L/∂h_t` (swapped with `BackwardWork::dh`: its contents are left
+    /// unspecified).
+    FromLoss(&'a mut Vec<f32>),
 }
 
 /// Widest operand [`outer_sums`] takes instead of a GEMM.

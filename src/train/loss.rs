@@ -65,7 +65,7 @@ pub fn mse(
     let sums = if targets == Targets::EveryStep {
         // Every output row has a target: partial sums per block, added in order.
         let parts = in_row_blocks(&out[..rows * w], target, d, w, w, |s, o, tg, dr| {
-            mse_row(o, tg, dr, scale, s)
+            crate::kernels::passes::squared_errors(o, tg, dr, w, scale, s)
         });
         parts.iter().fold([0.0f64; LANES], |mut acc, p| {
             for (a, v) in acc.iter_mut().zip(p) {
@@ -77,36 +77,16 @@ pub fn mse(
         let mut sums = [0.0f64; LANES];
         for (ti, r) in target_rows(batch, seq_len, targets).enumerate() {
             let (o, tg) = (&out[r * w..(r + 1) * w], &target[ti * w..(ti + 1) * w]);
-            mse_row(o, tg, &mut d[r * w..(r + 1) * w], scale, &mut sums);
+            let dr = &mut d[r * w..(r + 1) * w];
+            crate::kernels::passes::squared_errors(o, tg, dr, w, scale, &mut sums);
         }
         sums
     };
     Ok((sums.iter().sum::<f64>() / n) as f32)
 }
 
-/// One row of [`mse`]: `d = scale·(o − t)`, and `(o − t)²` added to eight running sums,
-/// each over every eighth element (so the loop runs in vector lanes).
-fn mse_row(o: &[f32], tg: &[f32], dr: &mut [f32], scale: f64, sums: &mut [f64; LANES]) {
-    let (oc, tc) = (o.chunks_exact(LANES), tg.chunks_exact(LANES));
-    let (orest, trest) = (oc.remainder(), tc.remainder());
-    let mut dc = dr.chunks_exact_mut(LANES);
-    for ((o8, t8), d8) in oc.zip(tc).zip(&mut dc) {
-        for l in 0..LANES {
-            let e = o8[l] as f64 - t8[l] as f64;
-            sums[l] += e * e;
-            d8[l] = (e * scale) as f32;
-        }
-    }
-    let drest = dc.into_remainder();
-    for (l, ((&ov, &tv), dv)) in orest.iter().zip(trest).zip(drest).enumerate() {
-        let e = ov as f64 - tv as f64;
-        sums[l] += e * e;
-        *dv = (e * scale) as f32;
-    }
-}
-
 /// Partial sums in [`mse`].
-const LANES: usize = 8;
+const LANES: usize = crate::kernels::passes::SUMS;
 /// Rows per parallel block of [`mse`] and [`cross_entropy`] (a fixed count, so the
 /// order of their sums is too).
 const LOSS_BLOCK_ROWS: usize = 128;
@@ -143,8 +123,11 @@ pub fn cross_entropy(
     let sum = if targets == Targets::EveryStep {
         // As in `mse`: per-block sums, added in order.
         let out = &out[..rows * classes];
-        let parts = in_row_blocks(out, labels, d, classes, 1, |s: &mut f64, row, lab, dr| {
-            *s += ce_row(row, lab[0], inv, dr)
+        let parts = in_row_blocks(out, labels, d, classes, 1, |s: &mut f64, o, lab, dr| {
+            let rows = o.chunks(classes).zip(lab).zip(dr.chunks_mut(classes));
+            for ((row, &l), dr) in rows {
+                *s += ce_row(row, l, inv, dr);
+            }
         });
         parts.iter().sum()
     } else {
@@ -159,17 +142,17 @@ pub fn cross_entropy(
     Ok((sum * inv) as f32)
 }
 
-/// Runs `row(acc, out_row, aux_row, d_row)` for every row of `out` and `d` (`w` wide) and
-/// of `aux` (`aux_w` per row), in fixed blocks of [`LOSS_BLOCK_ROWS`] rows in parallel,
-/// each block's accumulator starting from `A::default()`; returns them in block order.
-/// The blocks do not depend on the thread count, so neither does a sum over them.
+/// Runs `rows(acc, out_rows, aux_rows, d_rows)` on fixed blocks of [`LOSS_BLOCK_ROWS`]
+/// rows of `out` and `d` (`w` wide) and of `aux` (`aux_w` per row) in parallel, each
+/// block's accumulator starting from `A::default()`; returns them in block order. The
+/// blocks do not depend on the thread count, so neither does a sum over them.
 fn in_row_blocks<A, X>(
     out: &[f32],
     aux: &[X],
     d: &mut [f32],
     w: usize,
     aux_w: usize,
-    row: impl Fn(&mut A, &[f32], &[X], &mut [f32]) + Sync,
+    rows: impl Fn(&mut A, &[f32], &[X], &mut [f32]) + Sync,
 ) -> Vec<A>
 where
     A: Default + Send,
@@ -180,9 +163,7 @@ where
     let (bw, bx) = (LOSS_BLOCK_ROWS * w, LOSS_BLOCK_ROWS * aux_w);
     let block = |((dc, oc), xc): ((&mut [f32], &[f32]), &[X])| {
         let mut acc = A::default();
-        for ((dr, o), x) in dc.chunks_mut(w).zip(oc.chunks(w)).zip(xc.chunks(aux_w)) {
-            row(&mut acc, o, x, dr);
-        }
+        rows(&mut acc, oc, xc, dc);
         acc
     };
     crate::parallel::install(|| {

@@ -13,8 +13,8 @@ use crate::forward::{fit, ForwardScratch, Tape};
 use crate::model::Model;
 use crate::state::State;
 use crate::ModelConfig;
-use bptt::BackwardWork;
 pub use bptt::Gradients;
+use bptt::{BackwardWork, OutputGrad};
 pub use loss::Targets;
 use optim::OptimState;
 pub use optim::{clip_grad_norm, global_norm, Optimizer, TrainConfig};
@@ -198,7 +198,8 @@ impl Trainer {
             check_finite("final state", tape.final_state())?;
         }
         // The trainer has no use for ∂L/∂x: the first layer skips that product.
-        model.backward_into(tape, d, None, false, false, backward)?;
+        // The loss is finite, so is every element of `d` (see `OutputGrad::FromLoss`).
+        model.backward_into(tape, OutputGrad::FromLoss(d), None, false, false, backward)?;
         self.last_grad_norm = apply(&self.config, &mut self.optim, model, &mut backward.grads)?;
         if let Some(s) = state {
             s.set(tape.final_state())?;
