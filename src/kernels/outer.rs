@@ -178,6 +178,7 @@ impl Ahead {
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::{col_blocks, row_blocks, Ahead, COLS, ROWS};
+    use crate::kernels::x86_64::avx512::lanes as mask;
     use std::arch::x86_64::*;
 
     const LANES: usize = 16;
@@ -185,14 +186,6 @@ mod avx512 {
     const MR: usize = 2 * LANES;
     /// Widest column block: 24 accumulators of the 32 registers.
     const NR: usize = 12;
-
-    fn mask(rem: usize) -> __mmask16 {
-        if rem >= LANES {
-            0xffff
-        } else {
-            ((1u32 << rem) - 1) as u16
-        }
-    }
 
     /// See [`super::outer_sums_t`]; extents checked by the caller.
     ///
@@ -304,6 +297,7 @@ mod avx512 {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{col_blocks, row_blocks, Ahead, COLS, ROWS};
+    use crate::kernels::x86_64::avx2::lanes as mask;
     use std::arch::x86_64::*;
 
     const LANES: usize = 8;
@@ -311,13 +305,6 @@ mod avx2 {
     const MR: usize = 2 * LANES;
     /// Widest column block: 8 accumulators of the 16 registers.
     const NR: usize = 4;
-
-    /// Lanes `0..min(rem, 8)` on (all bits set), for `maskload`/`maskstore`.
-    #[target_feature(enable = "avx2,fma")]
-    fn mask(rem: usize) -> __m256i {
-        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        _mm256_cmpgt_epi32(_mm256_set1_epi32(rem.min(LANES) as i32), lane)
-    }
 
     /// See [`super::outer_sums_t`]; extents checked by the caller.
     ///

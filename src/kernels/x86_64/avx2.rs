@@ -171,7 +171,7 @@ pub(crate) fn tanh(x: &mut [f32]) {
 /// Lanes `0..min(rem, 8)` on (all bits set), for `maskload`/`maskstore`.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn lanes(rem: usize) -> __m256i {
+pub(crate) fn lanes(rem: usize) -> __m256i {
     let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     _mm256_cmpgt_epi32(_mm256_set1_epi32(rem.min(LANES) as i32), lane)
 }

@@ -179,7 +179,7 @@ pub(crate) fn tanh(x: &mut [f32]) {
 
 /// Lanes `0..min(rem, 16)` on.
 #[inline]
-fn lanes(rem: usize) -> __mmask16 {
+pub(crate) fn lanes(rem: usize) -> __mmask16 {
     if rem >= LANES {
         0xffff
     } else {
