@@ -1126,11 +1126,7 @@ pub(crate) fn recurrent_step(
         CellKind::Gru => {
             product(ha, lda, &pk.w_hh_t, gates, ldg, true);
             for i in 0..m {
-                let hp = if prev_in_h {
-                    &hout[i * ldh..i * ldh + h]
-                } else {
-                    &hprev[i * h..(i + 1) * h]
-                };
+                let (hp, _) = rows(hprev, hout, ldh, i, h, prev_in_h);
                 gru::forward_notes_rz(
                     &mut gates[i * ldg..i * ldg + gh],
                     hp,
