@@ -709,6 +709,7 @@ mod x86 {
     //! one row against one panel has only 2-4 accumulators, a chain too short to hide
     //! the FMA latency.
     use super::{Init, GROUP, KC, NR};
+    use crate::kernels::x86_64::avx512::lanes as mask;
     use std::arch::x86_64::*;
 
     /// A microkernel's prefetch (`PF`): none, one line per inner step, or as many as its
@@ -1160,16 +1161,6 @@ mod x86 {
             }
         }
         s
-    }
-
-    /// Lanes `0..min(cols, 16)` on.
-    #[inline]
-    fn mask(cols: usize) -> __mmask16 {
-        if cols >= 16 {
-            0xffff
-        } else {
-            ((1u32 << cols) - 1) as u16
-        }
     }
 
     /// [`dot_group`] stored to (or added to) the `ncols` valid columns of `y`.

@@ -8,18 +8,11 @@
 //! CPU has AVX2 and FMA; each function asserts the lengths again, so a wrong length is a
 //! panic, never an out-of-bounds access.
 
+use super::avx2::lanes;
 use std::arch::x86_64::*;
 
 /// `f32` lanes per vector.
 const LANES: usize = 8;
-
-/// Lanes `0..min(rem, 8)` on (all bits set), for `maskload`/`maskstore`.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn lanes(rem: usize) -> __m256i {
-    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    _mm256_cmpgt_epi32(_mm256_set1_epi32(rem.min(LANES) as i32), lane)
-}
 
 /// A read-only row: masked loads at unit `j`.
 #[derive(Clone, Copy)]

@@ -8,20 +8,11 @@
 //! CPU has AVX-512F; each function asserts the lengths again, so a wrong length is a
 //! panic, never an out-of-bounds access.
 
+use super::avx512::lanes;
 use std::arch::x86_64::*;
 
 /// `f32` lanes per vector.
 const LANES: usize = 16;
-
-/// Lanes `0..min(rem, 16)` on.
-#[inline]
-fn lanes(rem: usize) -> __mmask16 {
-    if rem >= LANES {
-        0xffff
-    } else {
-        ((1u32 << rem) - 1) as u16
-    }
-}
 
 /// A read-only row: masked loads at unit `j`.
 #[derive(Clone, Copy)]
