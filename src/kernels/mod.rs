@@ -4,6 +4,7 @@
 pub mod activation;
 pub mod backward;
 pub mod gemm;
+pub(crate) mod memory;
 pub mod outer;
 pub mod packed;
 pub(crate) mod passes;
