@@ -1,8 +1,10 @@
-//! The only code that knows instruction sets and raw memory: GEMM through
-//! `matrixmultiply`, the streaming GEMV, and the vectorized activations.
+//! The only code that knows instruction sets, raw memory and the OS: GEMM through
+//! `matrixmultiply`, the streaming GEMV, the vectorized activations, and the two hints
+//! given to the OS (huge pages for large buffers, CPUs for a call's pool workers).
 
 pub mod activation;
 pub mod backward;
+pub(crate) mod cpu;
 pub mod gemm;
 pub(crate) mod memory;
 pub mod outer;

@@ -9,6 +9,7 @@
 //! thread when its work is too small to gain from that wait. Which thread runs what
 //! never changes a result (see the module above), so the decision may follow the clock.
 
+use crate::kernels::cpu::{keep_apart, Claims};
 use std::sync::atomic::{
     AtomicBool, AtomicU64, AtomicUsize, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
 };
@@ -130,7 +131,10 @@ impl Wake {
     /// every time (the hypervisor stops polling for it): after 20 ms pauses an LSTM H128
     /// training step at batch 16 on 2 threads took 4.4-4.8 ms with workers woken up
     /// front but free to sleep, 3.9-4.0 ms kept awake (4.3-4.7 on 1 thread). The jobs are
-    /// queued before `f`'s work, so each worker takes its own as soon as it wakes.
+    /// queued before `f`'s work, so each worker takes its own as soon as it wakes. While
+    /// kept awake, each worker is bound to a CPU no other worker of the call is on
+    /// ([`keep_apart`]): after a long idle spell the scheduler otherwise ran two of them
+    /// on one CPU for much of the call.
     pub(crate) fn run<R: Send>(
         &'static self,
         wake: bool,
@@ -165,10 +169,13 @@ impl Wake {
         let finished = Arc::new(AtomicBool::new(false));
         let started = Arc::new(AtomicUsize::new(0));
         let stop = Arc::clone(&finished);
+        let claims = Arc::new(Claims::default());
         let job = move |_: rayon::BroadcastContext<'_>| {
             if started.fetch_add(1, Relaxed) == 1 {
                 self.record(now_ns().saturating_sub(t0));
             }
+            // Bound to a CPU of its own until the job ends (see `kernels::cpu`).
+            let _apart = keep_apart(&claims);
             self.spinning.fetch_add(1, Relaxed);
             let mut last_work = now_ns();
             // Until this worker gets a piece of the call, a shorter wait: a call that
