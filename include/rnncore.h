@@ -308,13 +308,15 @@ const char *rnn_status_str(rnn_status status);
  * (rnn_model_step, rnn_model_forward_state) always run on the calling thread, and so
  * does batched work with n = 1 or under about 4 million multiply-adds per call. A call
  * that finds the pool idle (no batched work for a millisecond) wakes every worker and
- * keeps them awake until it returns, or runs on the calling thread when its work is
- * less than twice the time the workers were measured to take to wake.
- * Results are bit-identical for every thread count.
+ * keeps them awake until it returns, each bound to a CPU of its own for that call
+ * (Linux), or runs on the calling thread when its work is less than twice the time the
+ * workers were measured to take to wake. Results are bit-identical for every thread
+ * count.
  *
  * Errors: RNN_ERR_INVALID for n > 4096 or when the threads cannot be started.
  * Thread safety: may be called from any thread; calls already running keep the pool they
- * started with. Allocation: starts a new thread pool (the old one ends when idle).
+ * started with. Allocation: starts a new thread pool (the old one ends when idle) and
+ * returns once each of its threads has run.
  */
 enum rnn_status rnn_set_num_threads(size_t n);
 
