@@ -359,7 +359,7 @@ impl Model {
         } else {
             self.macs_per_row().saturating_mul(batch * seq_len)
         };
-        install_work(macs, work)?;
+        install_work(macs, h, work)?;
         Ok(wrote_y)
     }
 }

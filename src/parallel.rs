@@ -80,10 +80,10 @@ pub(crate) fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 /// development VM (LSTM H32 at batch 4-16, H128 at batch 4).
 pub(crate) const SMALL_WORK: usize = 4 << 20;
 
-/// [`install`] for a call of about `macs` multiply-adds: on the calling thread below
-/// [`SMALL_WORK`], and when the pool has been idle and [`wake`] finds the work too small
-/// to gain from waking it.
-pub(crate) fn install_work<R: Send>(macs: usize, f: impl FnOnce() -> R + Send) -> R {
+/// [`install`] for a call of about `macs` multiply-adds on layers `hidden` units wide:
+/// on the calling thread below [`SMALL_WORK`], and when the pool has been idle and
+/// [`wake`] finds the work too small to gain from waking it.
+pub(crate) fn install_work<R: Send>(macs: usize, hidden: usize, f: impl FnOnce() -> R + Send) -> R {
     #[cfg(test)]
     let small = TEST_SMALL_WORK.with(Cell::get).unwrap_or(SMALL_WORK);
     #[cfg(not(test))]
@@ -91,13 +91,13 @@ pub(crate) fn install_work<R: Send>(macs: usize, f: impl FnOnce() -> R + Send) -
     if macs < small {
         serial(f)
     } else {
-        enter(Some(macs), f)
+        enter(Some(wake::serial_ns(macs, hidden)), f)
     }
 }
 
 /// [`install`] and [`install_work`]: serial inside a serial run or with one thread; on a
 /// pool worker already (a nested call), in that pool; else where [`wake`] routes it.
-fn enter<R: Send>(macs: Option<usize>, f: impl FnOnce() -> R + Send) -> R {
+fn enter<R: Send>(serial_ns: Option<u64>, f: impl FnOnce() -> R + Send) -> R {
     if SERIAL.with(Cell::get) {
         return f();
     }
@@ -115,7 +115,7 @@ fn enter<R: Send>(macs: Option<usize>, f: impl FnOnce() -> R + Send) -> R {
     if nested {
         return f();
     }
-    match wake::WAKE.route_now(macs) {
+    match wake::WAKE.route_now(serial_ns) {
         wake::Route::Caller => serial(f),
         wake::Route::Pool { wake } => wake::WAKE.run(wake, pool.as_deref(), f),
     }
@@ -354,15 +354,15 @@ mod tests {
         let three = pool(3);
         three.install(|| {
             let me = current().id();
-            let (n, chunk, seen) = install_work(SMALL_WORK - 1, probe);
+            let (n, chunk, seen) = install_work(SMALL_WORK - 1, 64, probe);
             assert_eq!((n, chunk), (1, 30));
             let order: Vec<usize> = seen.iter().map(|s| s.0).collect();
             let want: Vec<usize> = (0..64).chain(100..116).collect();
             assert_eq!(order, want, "in order");
             assert!(seen.iter().all(|s| s.1 == me), "on the calling thread");
             // Nested calls inside a serial run stay serial.
-            assert_eq!(install_work(SMALL_WORK - 1, || install(threads)), 1);
-            let (n, chunk, seen) = install_work(SMALL_WORK, probe);
+            assert_eq!(install_work(SMALL_WORK - 1, 64, || install(threads)), 1);
+            let (n, chunk, seen) = install_work(SMALL_WORK, 64, probe);
             assert_eq!((n, chunk, seen.len()), (3, 10, 80));
         });
         pool(1).install(|| {

@@ -22,11 +22,24 @@ pub(crate) const COLD_AFTER_NS: u64 = 1_000_000;
 /// A cold pool is measured again at most this often while calls keep avoiding it, so
 /// that the estimate follows the machine (a measurement costs one slow call at most).
 pub(crate) const REPROBE_NS: u64 = 1_000_000_000;
-/// Multiply-adds per nanosecond assumed for one thread when weighing a call's work
-/// against a wake-up: about what the recurrent kernels reach on one core (64 per ns is
-/// 128 GFLOP/s; small hidden sizes are slower, which only makes the estimate favour the
-/// pool).
-pub(crate) const SERIAL_MACS_PER_NS: u64 = 64;
+/// Multiply-adds per nanosecond one thread reaches on wide layers, the `R` of
+/// [`serial_ns`].
+pub(crate) const SERIAL_MACS_PER_NS: u64 = 80;
+/// Hidden size at which one thread runs at half of [`SERIAL_MACS_PER_NS`].
+const HALF_RATE_HIDDEN: u64 = 64;
+
+/// The estimated one-thread time of a call of `macs` multiply-adds whose layers are
+/// `hidden` units wide, at `R · H / (H + 64)` multiply-adds per ns, `R` =
+/// [`SERIAL_MACS_PER_NS`]: narrow layers run their products in short pieces. Measured on
+/// the development VM (1 thread): H = 32 at 15-29 per ns (audio-shaped LSTM/GRU
+/// training and inference; the formula says 27), H = 128 at 50-74 (53), H = 512-1024
+/// at 75-90 (71-75). A flat 64 per ns had put the audio GRU training step (156 M, about
+/// 11 ms) at 2.4 ms, and after a 1.3-2.6 ms wake-up it ran on the calling thread alone.
+pub(crate) fn serial_ns(macs: usize, hidden: usize) -> u64 {
+    let h = hidden.max(1) as u128;
+    let ns = macs as u128 * (h + HALF_RATE_HIDDEN as u128) / (SERIAL_MACS_PER_NS as u128 * h);
+    u64::try_from(ns).unwrap_or(u64::MAX)
+}
 
 /// A worker kept awake through a call goes back to sleep after this long without work
 /// (the call's serial stretches between parallel loops are shorter; a call that splits
@@ -70,14 +83,14 @@ pub(crate) fn now_ns() -> u64 {
 /// The decision, from the readings: a busy or recently busy pool takes the call; an idle
 /// one takes it when it has not been measured, when the call's estimated one-thread time
 /// is at least twice the wake-up (then waiting pays), or to measure again after
-/// [`REPROBE_NS`]; otherwise the caller runs it. `macs: None` (work not estimated) counts
-/// as small.
+/// [`REPROBE_NS`]; otherwise the caller runs it. `serial: None` (work not estimated)
+/// counts as small.
 pub(crate) fn route(
     active: bool,
     idle_ns: u64,
     wake_ns: u64,
     since_probe_ns: u64,
-    macs: Option<usize>,
+    serial: Option<u64>,
 ) -> Route {
     if active || idle_ns < COLD_AFTER_NS {
         return Route::Pool { wake: false };
@@ -85,8 +98,9 @@ pub(crate) fn route(
     if wake_ns == 0 {
         return Route::Pool { wake: true };
     }
-    let serial_ns = macs.map_or(0, |m| m as u64 / SERIAL_MACS_PER_NS);
-    if serial_ns >= wake_ns.saturating_mul(2) || (macs.is_some() && since_probe_ns >= REPROBE_NS) {
+    let serial_ns = serial.unwrap_or(0);
+    if serial_ns >= wake_ns.saturating_mul(2) || (serial.is_some() && since_probe_ns >= REPROBE_NS)
+    {
         Route::Pool { wake: true }
     } else {
         Route::Caller
@@ -105,8 +119,8 @@ impl Wake {
         }
     }
 
-    /// The route for a call of `macs` multiply-adds arriving now.
-    pub(crate) fn route_now(&self, macs: Option<usize>) -> Route {
+    /// The route for a call of `serial` estimated one-thread nanoseconds arriving now.
+    pub(crate) fn route_now(&self, serial: Option<u64>) -> Route {
         let now = now_ns();
         // Never (0) is long ago.
         let since = |at: &AtomicU64| match at.load(Relaxed) {
@@ -118,7 +132,7 @@ impl Wake {
             since(&self.last_busy),
             self.wake_ns.load(Relaxed),
             since(&self.last_probe),
-            macs,
+            serial,
         )
     }
 
@@ -245,7 +259,7 @@ mod tests {
     fn an_idle_pool_takes_only_calls_that_gain_from_waiting() {
         let pool = Route::Pool { wake: false };
         let wake = Route::Pool { wake: true };
-        let macs = |ms: u64| Some((ms * MS * SERIAL_MACS_PER_NS) as usize);
+        let work = |ms: u64| Some(ms * MS);
         // Busy, or idle for less than COLD_AFTER: the pool, whatever the work.
         assert_eq!(route(true, 50 * MS, 3 * MS, 0, Some(1)), pool);
         assert_eq!(route(false, COLD_AFTER_NS - 1, 3 * MS, 0, None), pool);
@@ -253,17 +267,28 @@ mod tests {
         assert_eq!(route(false, COLD_AFTER_NS, 0, 0, None), wake);
         // Idle, workers 3 ms to wake: 6 ms of work or more waits for them (and measures
         // again); less runs on the caller, as does unestimated work.
-        assert_eq!(route(false, 20 * MS, 3 * MS, 0, macs(6)), wake);
-        assert_eq!(route(false, 20 * MS, 3 * MS, 0, macs(5)), Route::Caller);
+        assert_eq!(route(false, 20 * MS, 3 * MS, 0, work(6)), wake);
+        assert_eq!(route(false, 20 * MS, 3 * MS, 0, work(5)), Route::Caller);
         assert_eq!(route(false, 20 * MS, 3 * MS, 0, None), Route::Caller);
         // ... until the measurement is REPROBE_NS old (estimated calls only).
-        assert_eq!(route(false, 20 * MS, 3 * MS, REPROBE_NS, macs(1)), wake);
+        assert_eq!(route(false, 20 * MS, 3 * MS, REPROBE_NS, work(1)), wake);
         assert_eq!(
             route(false, 20 * MS, 3 * MS, REPROBE_NS, None),
             Route::Caller
         );
         // A fast-waking machine (50 µs) keeps the pool for anything over 100 µs.
-        assert_eq!(route(false, 20 * MS, MS / 20, 0, macs(1)), wake);
+        assert_eq!(route(false, 20 * MS, MS / 20, 0, work(1)), wake);
+    }
+
+    #[test]
+    fn narrow_layers_are_estimated_slower_per_multiply_add() {
+        let m = 80_000_000;
+        // Half the wide rate at H = 64, a third at H = 32, most of it at H = 1024.
+        assert_eq!(serial_ns(m, 64), 2_000_000);
+        assert_eq!(serial_ns(m, 32), 3_000_000);
+        assert_eq!(serial_ns(m, 1024), 1_062_500);
+        assert_eq!(serial_ns(m, 0), serial_ns(m, 1));
+        assert!(serial_ns(usize::MAX, 1) > u64::MAX / 2, "no overflow");
     }
 
     /// A measurement on an idle two-thread pool records a wake-up time, and the busy

@@ -277,7 +277,11 @@ impl Model {
             Ok(hidden)
         };
         // Backward's products are about twice forward's.
-        install_work(self.macs_per_row().saturating_mul(2 * rows), run)
+        install_work(
+            self.macs_per_row().saturating_mul(2 * rows),
+            self.config().hidden_size,
+            run,
+        )
     }
 }
 
