@@ -425,7 +425,8 @@ pub(crate) fn split_state_mut(
 /// A zeroed buffer, or `Error::Alloc` when memory cannot be had.
 pub(crate) fn try_zeroed(n: usize) -> Result<Vec<f32>> {
     let mut v = Vec::new();
-    crate::kernels::memory::reserve(&mut v, n)?;
+    v.try_reserve_exact(n)
+        .map_err(|_| Error::Alloc(format!("cannot allocate {n} floats")))?;
     v.resize(n, 0.0);
     Ok(v)
 }
@@ -434,7 +435,10 @@ pub(crate) fn try_zeroed(n: usize) -> Result<Vec<f32>> {
 /// zero-fills only the new tail (`Error::Alloc` when memory cannot be had). The old
 /// contents stay: callers overwrite every element (or fill) before reading.
 pub(crate) fn fit(v: &mut Vec<f32>, n: usize) -> Result<()> {
-    crate::kernels::memory::reserve(v, n)?;
+    if n > v.len() {
+        v.try_reserve_exact(n - v.len())
+            .map_err(|_| Error::Alloc(format!("cannot allocate {n} floats")))?;
+    }
     v.resize(n, 0.0);
     Ok(())
 }
