@@ -115,6 +115,15 @@ fn enter<R: Send>(serial_ns: Option<u64>, f: impl FnOnce() -> R + Send) -> R {
     if nested {
         return f();
     }
+    if pool.is_none() {
+        // rayon starts its global pool at first use: as for a pool of our own (see
+        // `set_num_threads`), each thread runs once before the first call is routed, so
+        // that the wake-up it measures is not a thread's start.
+        static STARTED: std::sync::Once = std::sync::Once::new();
+        STARTED.call_once(|| {
+            rayon::broadcast(|_| ());
+        });
+    }
     match wake::WAKE.route_now(serial_ns) {
         wake::Route::Caller => serial(f),
         wake::Route::Pool { wake } => wake::WAKE.run(wake, pool.as_deref(), f),
