@@ -65,7 +65,7 @@ mod linux {
 
     const SET: usize = std::mem::size_of::<cpu_set_t>();
 
-    fn empty() -> cpu_set_t {
+    pub(super) fn empty() -> cpu_set_t {
         // SAFETY: `cpu_set_t` is a plain array of integers, for which all-zero is the
         // empty set.
         unsafe { std::mem::zeroed() }
@@ -176,7 +176,7 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     fn mask() -> (Vec<bool>, usize) {
-        let mut set: libc::cpu_set_t = linux_empty();
+        let mut set = super::linux::empty();
         // SAFETY: `set` is a writable `cpu_set_t`; pid 0 is this thread.
         let rc =
             unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
@@ -187,11 +187,5 @@ mod tests {
             .collect();
         let n = v.iter().filter(|&&c| c).count();
         (v, n)
-    }
-
-    #[cfg(target_os = "linux")]
-    fn linux_empty() -> libc::cpu_set_t {
-        // SAFETY: all-zero is the empty set.
-        unsafe { std::mem::zeroed() }
     }
 }
