@@ -37,16 +37,24 @@ pub fn set_num_threads(n: usize) -> Result<()> {
             .thread_name(|i| format!("rnncore-{i}"))
             .build()
             .map_err(|e| invalid!("cannot start {n} threads: {e}"))?;
-        // Every thread runs once before the pool is used: the first wake-up of a thread
-        // just started took 3.9 ms on the development VM (later ones 50-80 µs after
-        // 20 ms pauses), and measured by the first call it sent the calls of the next
-        // second to the calling thread alone (see `wake`).
-        pool.broadcast(|_| ());
+        start_threads(Some(&pool));
         Some(Arc::new(pool))
     };
     *POOL.write().unwrap_or_else(|e| e.into_inner()) = pool;
     wake::WAKE.reset();
     Ok(())
+}
+
+/// Runs a no-op once on every thread of `pool` (rayon's global pool if `None`) and
+/// waits for them, so that a pool's first routed call does not measure its threads'
+/// start as the wake-up: the first wake-up of a thread just started took 3.9 ms on the
+/// development VM (later ones 50-80 µs after 20 ms pauses), and measured by the first
+/// call it sent every call of the next second to the calling thread alone (see `wake`).
+fn start_threads(pool: Option<&rayon::ThreadPool>) {
+    match pool {
+        Some(p) => drop(p.broadcast(|_| ())),
+        None => drop(rayon::broadcast(|_| ())),
+    }
 }
 
 /// The number of threads batched work runs on.
@@ -116,13 +124,9 @@ fn enter<R: Send>(serial_ns: Option<u64>, f: impl FnOnce() -> R + Send) -> R {
         return f();
     }
     if pool.is_none() {
-        // rayon starts its global pool at first use: as for a pool of our own (see
-        // `set_num_threads`), each thread runs once before the first call is routed, so
-        // that the wake-up it measures is not a thread's start.
+        // rayon starts its global pool at first use.
         static STARTED: std::sync::Once = std::sync::Once::new();
-        STARTED.call_once(|| {
-            rayon::broadcast(|_| ());
-        });
+        STARTED.call_once(|| start_threads(None));
     }
     match wake::WAKE.route_now(serial_ns) {
         wake::Route::Caller => serial(f),

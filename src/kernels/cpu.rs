@@ -107,7 +107,7 @@ mod linux {
 
     impl Drop for Apart {
         fn drop(&mut self) {
-            // SAFETY: `old` is the mask read from this thread when it was moved, a
+            // SAFETY: `old` is the mask read from this thread when it was bound, a
             // readable `cpu_set_t` of `SET` bytes; pid 0 is this thread (the guard
             // lives in the worker's job). A failure leaves the thread on its one CPU,
             // which is still a valid (if narrower) placement.
@@ -140,6 +140,22 @@ mod tests {
     fn workers_are_bound_apart_and_let_go() {
         std::thread::scope(|s| {
             s.spawn(|| {
+                // On a machine with more CPUs than the claims name, keep this thread to
+                // the ones they do (its mask is its own: a scoped thread's).
+                let (all, _) = mask();
+                if !all.iter().any(|&c| c) {
+                    return;
+                }
+                let mut low = super::linux::empty();
+                for c in (0..CLAIMABLE).filter(|&c| all[c]) {
+                    // SAFETY: `c < CLAIMABLE`, inside the set.
+                    unsafe { libc::CPU_SET(c, &mut low) };
+                }
+                // SAFETY: `low` is a readable `cpu_set_t`; pid 0 is this thread.
+                let rc = unsafe {
+                    libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &low)
+                };
+                assert_eq!(rc, 0);
                 let claims = Claims::default();
                 let (before, allowed) = mask();
                 let first = keep_apart(&claims).expect("bound to its CPU");

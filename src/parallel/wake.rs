@@ -24,7 +24,7 @@ pub(crate) const COLD_AFTER_NS: u64 = 1_000_000;
 pub(crate) const REPROBE_NS: u64 = 1_000_000_000;
 /// Multiply-adds per nanosecond one thread reaches on wide layers, the `R` of
 /// [`serial_ns`].
-pub(crate) const SERIAL_MACS_PER_NS: u64 = 80;
+const SERIAL_MACS_PER_NS: u64 = 80;
 /// Hidden size at which one thread runs at half of [`SERIAL_MACS_PER_NS`].
 const HALF_RATE_HIDDEN: u64 = 64;
 
