@@ -105,7 +105,7 @@ pub(crate) fn install_work<R: Send>(macs: usize, hidden: usize, f: impl FnOnce()
 
 /// [`install`] and [`install_work`]: serial inside a serial run or with one thread; on a
 /// pool worker already (a nested call), in that pool; else where [`wake`] routes it.
-fn enter<R: Send>(serial_ns: Option<u64>, f: impl FnOnce() -> R + Send) -> R {
+fn enter<R: Send>(one_thread_ns: Option<u64>, f: impl FnOnce() -> R + Send) -> R {
     if SERIAL.with(Cell::get) {
         return f();
     }
@@ -128,7 +128,7 @@ fn enter<R: Send>(serial_ns: Option<u64>, f: impl FnOnce() -> R + Send) -> R {
         static STARTED: std::sync::Once = std::sync::Once::new();
         STARTED.call_once(|| start_threads(None));
     }
-    match wake::WAKE.route_now(serial_ns) {
+    match wake::WAKE.route_now(one_thread_ns) {
         wake::Route::Caller => serial(f),
         wake::Route::Pool { wake } => wake::WAKE.run(wake, pool.as_deref(), f),
     }

@@ -98,8 +98,8 @@ pub(crate) fn route(
     if wake_ns == 0 {
         return Route::Pool { wake: true };
     }
-    let serial_ns = serial.unwrap_or(0);
-    if serial_ns >= wake_ns.saturating_mul(2) || (serial.is_some() && since_probe_ns >= REPROBE_NS)
+    let one_thread = serial.unwrap_or(0);
+    if one_thread >= wake_ns.saturating_mul(2) || (serial.is_some() && since_probe_ns >= REPROBE_NS)
     {
         Route::Pool { wake: true }
     } else {
