@@ -3,7 +3,7 @@
 //! tier ([`super::activation::tier`], forced by `RNNCORE_KERNEL`).
 //!
 //! The `*_ref` functions are the spec: the plain formulas of `cell::*::backward`. The
-//! SIMD tiers (`x86_64/backward_avx512.rs`, `x86_64/backward_avx2.rs`) perform the same
+//! SIMD tiers (one generic body each, [`body`], instantiated per tier) perform the same
 //! multiplications, additions and subtractions in the same order per lane, with no FMA
 //! contraction, so every tier gives the scalar reference's bits exactly (the tests check
 //! bit equality). No activation is evaluated here: the forward pass kept the activated
@@ -13,6 +13,7 @@
 //! Gate order as PyTorch: LSTM `i, f, g, o`, GRU `r, z, n`, each `n` units wide.
 
 use super::activation::{kernel_tier, Tier};
+use super::simd::Simd;
 
 /// LSTM backward through one step (the math of [`lstm_ref`]) on [`tier()`](super::activation::tier).
 #[inline]
@@ -96,12 +97,12 @@ fn lstm_on(
         // tiers whose features were detected at run time; lengths are checked above.
         #[cfg(target_arch = "x86_64")]
         Tier::Avx512 => unsafe {
-            super::x86_64::backward_avx512::lstm(gates, c_prev, tc, dh, dc, dpre)
+            super::x86_64::avx512::backward_lstm(gates, c_prev, tc, dh, dc, dpre)
         },
         // SAFETY: as above (AVX2 and FMA detected).
         #[cfg(target_arch = "x86_64")]
         Tier::Avx2 => unsafe {
-            super::x86_64::backward_avx2::lstm(gates, c_prev, tc, dh, dc, dpre)
+            super::x86_64::avx2::backward_lstm(gates, c_prev, tc, dh, dc, dpre)
         },
         _ => lstm_ref(gates, c_prev, tc, dh, dc, dpre),
     }
@@ -205,12 +206,12 @@ fn gru_lbr_on(
         // tiers whose features were detected at run time; lengths are checked above.
         #[cfg(target_arch = "x86_64")]
         Tier::Avx512 => unsafe {
-            super::x86_64::backward_avx512::gru_lbr(gates, ghn, h_prev, dh, dgx, dgh, dh_prev)
+            super::x86_64::avx512::backward_gru_lbr(gates, ghn, h_prev, dh, dgx, dgh, dh_prev)
         },
         // SAFETY: as above (AVX2 and FMA detected).
         #[cfg(target_arch = "x86_64")]
         Tier::Avx2 => unsafe {
-            super::x86_64::backward_avx2::gru_lbr(gates, ghn, h_prev, dh, dgx, dgh, dh_prev)
+            super::x86_64::avx2::backward_gru_lbr(gates, ghn, h_prev, dh, dgx, dgh, dh_prev)
         },
         _ => gru_lbr_ref(gates, ghn, h_prev, dh, dgx, dgh, dh_prev),
     }
@@ -253,10 +254,10 @@ fn gru_notes_n_on(tier: Tier, gates: &[f32], dh: &[f32], dpre: &mut [f32]) {
         // SAFETY: `tier` is `kernel_tier()` or `available_or_best()`, which only give
         // tiers whose features were detected at run time; lengths are checked above.
         #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 => unsafe { super::x86_64::backward_avx512::gru_notes_n(gates, dh, dpre) },
+        Tier::Avx512 => unsafe { super::x86_64::avx512::backward_gru_notes_n(gates, dh, dpre) },
         // SAFETY: as above (AVX2 and FMA detected).
         #[cfg(target_arch = "x86_64")]
-        Tier::Avx2 => unsafe { super::x86_64::backward_avx2::gru_notes_n(gates, dh, dpre) },
+        Tier::Avx2 => unsafe { super::x86_64::avx2::backward_gru_notes_n(gates, dh, dpre) },
         _ => gru_notes_n_ref(gates, dh, dpre),
     }
 }
@@ -343,12 +344,12 @@ fn gru_notes_rz_on(
         // tiers whose features were detected at run time; lengths are checked above.
         #[cfg(target_arch = "x86_64")]
         Tier::Avx512 => unsafe {
-            super::x86_64::backward_avx512::gru_notes_rz(gates, h_prev, dh, drh, dpre, dh_prev)
+            super::x86_64::avx512::backward_gru_notes_rz(gates, h_prev, dh, drh, dpre, dh_prev)
         },
         // SAFETY: as above (AVX2 and FMA detected).
         #[cfg(target_arch = "x86_64")]
         Tier::Avx2 => unsafe {
-            super::x86_64::backward_avx2::gru_notes_rz(gates, h_prev, dh, drh, dpre, dh_prev)
+            super::x86_64::avx2::backward_gru_notes_rz(gates, h_prev, dh, drh, dpre, dh_prev)
         },
         _ => gru_notes_rz_ref(gates, h_prev, dh, drh, dpre, dh_prev),
     }
@@ -395,11 +396,260 @@ fn rnn_on(tier: Tier, h: &[f32], dh: &[f32], relu: bool, dpre: &mut [f32]) {
         // SAFETY: `tier` is `kernel_tier()` or `available_or_best()`, which only give
         // tiers whose features were detected at run time; lengths are checked above.
         #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 => unsafe { super::x86_64::backward_avx512::rnn(h, dh, relu, dpre) },
+        Tier::Avx512 => unsafe { super::x86_64::avx512::backward_rnn(h, dh, relu, dpre) },
         // SAFETY: as above (AVX2 and FMA detected).
         #[cfg(target_arch = "x86_64")]
-        Tier::Avx2 => unsafe { super::x86_64::backward_avx2::rnn(h, dh, relu, dpre) },
+        Tier::Avx2 => unsafe { super::x86_64::avx2::backward_rnn(h, dh, relu, dpre) },
         _ => rnn_ref(h, dh, relu, dpre),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The SIMD bodies: one per kernel, generic over the tier, instantiated in each tier's
+// file (`tier_entries!`). The same multiplications, additions and subtractions as the
+// `*_ref` functions, in the same order per lane, no FMA: the reference's bits.
+
+/// A read-only row of `n` units.
+#[derive(Clone, Copy)]
+struct In(*const f32);
+
+impl In {
+    /// Units `j..j + cnt` (the rest of the vector zero).
+    ///
+    /// # Safety
+    /// `j + min(cnt, LANES)` must not pass the end of the slice this row was made from.
+    #[inline(always)]
+    unsafe fn at<S: Simd>(self, s: S, j: usize, cnt: usize) -> S::V {
+        // SAFETY: the caller's extent.
+        unsafe { s.load_n(self.0.add(j), cnt) }
+    }
+}
+
+/// A writable row of `n` units.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+
+impl Out {
+    /// Stores units `j..j + cnt` of `v`.
+    ///
+    /// # Safety
+    /// As [`In::at`], on a mutably borrowed slice.
+    #[inline(always)]
+    unsafe fn put<S: Simd>(self, s: S, j: usize, cnt: usize, v: S::V) {
+        // SAFETY: the caller's extent.
+        unsafe { s.store_n(self.0.add(j), cnt, v) }
+    }
+}
+
+pub(crate) mod body {
+    //! The bodies; the callers (the tiers' entry points, from the dispatchers above)
+    //! have checked the lengths, and each body asserts them again, so a wrong length is
+    //! a panic, never an out-of-bounds access.
+    use super::{In, Out};
+    use crate::kernels::simd::Simd;
+
+    /// `1 − a`.
+    #[inline(always)]
+    fn one_minus<S: Simd>(s: S, a: S::V) -> S::V {
+        s.sub(s.splat(1.0), a)
+    }
+
+    /// LSTM backward ([`super::lstm_ref`]).
+    #[inline(always)]
+    pub(crate) fn lstm<S: Simd>(
+        s: S,
+        gates: &[f32],
+        c_prev: &[f32],
+        tc: &[f32],
+        dh: &[f32],
+        dc: &mut [f32],
+        dpre: &mut [f32],
+    ) {
+        let n = dc.len();
+        assert!(gates.len() == 4 * n && dpre.len() == 4 * n);
+        assert!(c_prev.len() == n && tc.len() == n && dh.len() == n);
+        let (gi, gf) = (In(gates.as_ptr()), In(gates[n..].as_ptr()));
+        let (gg, go) = (In(gates[2 * n..].as_ptr()), In(gates[3 * n..].as_ptr()));
+        let (cp, t, d) = (In(c_prev.as_ptr()), In(tc.as_ptr()), In(dh.as_ptr()));
+        let (dcin, dco) = (In(dc.as_ptr()), Out(dc.as_mut_ptr()));
+        let di = Out(dpre.as_mut_ptr());
+        let df = Out(dpre[n..].as_mut_ptr());
+        let dg = Out(dpre[2 * n..].as_mut_ptr());
+        let dout = Out(dpre[3 * n..].as_mut_ptr());
+        let mut j = 0;
+        while j < n {
+            let k = (n - j).min(S::LANES);
+            // SAFETY: units j..j+k <= n, and every row above is n units long
+            // (asserted), so each access is inside its slice.
+            unsafe {
+                let (i, f) = (gi.at(s, j, k), gf.at(s, j, k));
+                let (g, o) = (gg.at(s, j, k), go.at(s, j, k));
+                let (tv, dhv) = (t.at(s, j, k), d.at(s, j, k));
+                let dct = s.add(
+                    dcin.at(s, j, k),
+                    s.mul(s.mul(dhv, o), one_minus(s, s.mul(tv, tv))),
+                );
+                dout.put(s, j, k, s.mul(s.mul(s.mul(dhv, tv), o), one_minus(s, o)));
+                di.put(s, j, k, s.mul(s.mul(s.mul(dct, g), i), one_minus(s, i)));
+                df.put(
+                    s,
+                    j,
+                    k,
+                    s.mul(s.mul(s.mul(dct, cp.at(s, j, k)), f), one_minus(s, f)),
+                );
+                dg.put(s, j, k, s.mul(s.mul(dct, i), one_minus(s, s.mul(g, g))));
+                dco.put(s, j, k, s.mul(dct, f));
+            }
+            j += S::LANES;
+        }
+    }
+
+    /// Linear-before-reset GRU backward ([`super::gru_lbr_ref`]).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn gru_lbr<S: Simd>(
+        s: S,
+        gates: &[f32],
+        ghn: &[f32],
+        h_prev: &[f32],
+        dh: &[f32],
+        dgx: &mut [f32],
+        dgh: &mut [f32],
+        dh_prev: &mut [f32],
+    ) {
+        let n = dh.len();
+        assert!(gates.len() == 3 * n && dgx.len() == 3 * n && dgh.len() == 3 * n);
+        assert!(ghn.len() == n && h_prev.len() == n && dh_prev.len() == n);
+        let (gr, gz, gn) = (
+            In(gates.as_ptr()),
+            In(gates[n..].as_ptr()),
+            In(gates[2 * n..].as_ptr()),
+        );
+        let (hn, hp, d) = (In(ghn.as_ptr()), In(h_prev.as_ptr()), In(dh.as_ptr()));
+        let (xr, xz, xn) = (
+            Out(dgx.as_mut_ptr()),
+            Out(dgx[n..].as_mut_ptr()),
+            Out(dgx[2 * n..].as_mut_ptr()),
+        );
+        let (hr, hz, hnn) = (
+            Out(dgh.as_mut_ptr()),
+            Out(dgh[n..].as_mut_ptr()),
+            Out(dgh[2 * n..].as_mut_ptr()),
+        );
+        let dp = Out(dh_prev.as_mut_ptr());
+        let mut j = 0;
+        while j < n {
+            let k = (n - j).min(S::LANES);
+            // SAFETY: as in `lstm`: units j..j+k <= n of n-unit rows.
+            unsafe {
+                let (r, z, ng) = (gr.at(s, j, k), gz.at(s, j, k), gn.at(s, j, k));
+                let dhv = d.at(s, j, k);
+                let dnp = s.mul(s.mul(dhv, one_minus(s, z)), one_minus(s, s.mul(ng, ng)));
+                let dzp = s.mul(
+                    s.mul(s.mul(dhv, s.sub(hp.at(s, j, k), ng)), z),
+                    one_minus(s, z),
+                );
+                let drp = s.mul(s.mul(s.mul(dnp, hn.at(s, j, k)), r), one_minus(s, r));
+                xr.put(s, j, k, drp);
+                xz.put(s, j, k, dzp);
+                xn.put(s, j, k, dnp);
+                hr.put(s, j, k, drp);
+                hz.put(s, j, k, dzp);
+                hnn.put(s, j, k, s.mul(dnp, r));
+                dp.put(s, j, k, s.mul(dhv, z));
+            }
+            j += S::LANES;
+        }
+    }
+
+    /// Notes-form GRU backward, first half ([`super::gru_notes_n_ref`]).
+    #[inline(always)]
+    pub(crate) fn gru_notes_n<S: Simd>(s: S, gates: &[f32], dh: &[f32], dpre: &mut [f32]) {
+        let n = dh.len();
+        assert!(gates.len() == 3 * n && dpre.len() == 3 * n);
+        let (gz, gn, d) = (
+            In(gates[n..].as_ptr()),
+            In(gates[2 * n..].as_ptr()),
+            In(dh.as_ptr()),
+        );
+        let dn = Out(dpre[2 * n..].as_mut_ptr());
+        let mut j = 0;
+        while j < n {
+            let k = (n - j).min(S::LANES);
+            // SAFETY: as in `lstm`: units j..j+k <= n of n-unit rows.
+            unsafe {
+                let (z, ng) = (gz.at(s, j, k), gn.at(s, j, k));
+                let v = s.mul(d.at(s, j, k), one_minus(s, z));
+                dn.put(s, j, k, s.mul(v, one_minus(s, s.mul(ng, ng))));
+            }
+            j += S::LANES;
+        }
+    }
+
+    /// Notes-form GRU backward, second half ([`super::gru_notes_rz_ref`]).
+    #[inline(always)]
+    pub(crate) fn gru_notes_rz<S: Simd>(
+        s: S,
+        gates: &[f32],
+        h_prev: &[f32],
+        dh: &[f32],
+        drh: &[f32],
+        dpre: &mut [f32],
+        dh_prev: &mut [f32],
+    ) {
+        let n = dh.len();
+        assert!(gates.len() == 3 * n && dpre.len() == 3 * n);
+        assert!(h_prev.len() == n && drh.len() == n && dh_prev.len() == n);
+        let (gr, gz, gn) = (
+            In(gates.as_ptr()),
+            In(gates[n..].as_ptr()),
+            In(gates[2 * n..].as_ptr()),
+        );
+        let (hp, d, rh) = (In(h_prev.as_ptr()), In(dh.as_ptr()), In(drh.as_ptr()));
+        let (dr, dz) = (Out(dpre.as_mut_ptr()), Out(dpre[n..].as_mut_ptr()));
+        let dp = Out(dh_prev.as_mut_ptr());
+        let mut j = 0;
+        while j < n {
+            let k = (n - j).min(S::LANES);
+            // SAFETY: as in `lstm`: units j..j+k <= n of n-unit rows.
+            unsafe {
+                let (r, z, ng) = (gr.at(s, j, k), gz.at(s, j, k), gn.at(s, j, k));
+                let (hpv, dhv, drhv) = (hp.at(s, j, k), d.at(s, j, k), rh.at(s, j, k));
+                dr.put(s, j, k, s.mul(s.mul(s.mul(drhv, hpv), r), one_minus(s, r)));
+                dz.put(
+                    s,
+                    j,
+                    k,
+                    s.mul(s.mul(s.mul(dhv, s.sub(hpv, ng)), z), one_minus(s, z)),
+                );
+                dp.put(s, j, k, s.add(s.mul(dhv, z), s.mul(drhv, r)));
+            }
+            j += S::LANES;
+        }
+    }
+
+    /// Vanilla RNN backward ([`super::rnn_ref`]).
+    #[inline(always)]
+    pub(crate) fn rnn<S: Simd>(s: S, h: &[f32], dh: &[f32], relu: bool, dpre: &mut [f32]) {
+        let n = h.len();
+        assert!(dh.len() == n && dpre.len() == n);
+        let (hv, d, out) = (In(h.as_ptr()), In(dh.as_ptr()), Out(dpre.as_mut_ptr()));
+        let mut j = 0;
+        while j < n {
+            let k = (n - j).min(S::LANES);
+            // SAFETY: as in `lstm`: units j..j+k <= n of n-unit rows.
+            unsafe {
+                let (x, g) = (hv.at(s, j, k), d.at(s, j, k));
+                let v = if relu {
+                    // Ordered compare: a NaN `h` is not > 0 and gives 0, as the reference.
+                    s.keep_where_positive(x, g)
+                } else {
+                    s.mul(g, one_minus(s, s.mul(x, x)))
+                };
+                out.put(s, j, k, v);
+            }
+            j += S::LANES;
+        }
     }
 }
 
@@ -622,7 +872,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn isa_kernels_called_directly_match_the_reference() {
-        use crate::kernels::x86_64::{backward_avx2, backward_avx512};
+        use crate::kernels::x86_64::{avx2 as backward_avx2, avx512 as backward_avx512};
         let mut gen = Gen(99);
         let n = 2 * MAX_LANES + 5;
         let (h, dh) = (gen.vec(n, 1.0), gen.vec(n, 2.0));
@@ -631,13 +881,13 @@ mod tests {
         if Tier::Avx2.is_available() {
             let mut d = vec![f32::NAN; n];
             // SAFETY: AVX2 and FMA were detected just above; the slices are n long.
-            unsafe { backward_avx2::rnn(&h, &dh, false, &mut d) };
+            unsafe { backward_avx2::backward_rnn(&h, &dh, false, &mut d) };
             same(&guarded(&d, 0), 0, &want, "avx2 direct");
         }
         if Tier::Avx512.is_available() {
             let mut d = vec![f32::NAN; n];
             // SAFETY: AVX-512F was detected just above; the slices are n long.
-            unsafe { backward_avx512::rnn(&h, &dh, false, &mut d) };
+            unsafe { backward_avx512::backward_rnn(&h, &dh, false, &mut d) };
             same(&guarded(&d, 0), 0, &want, "avx512 direct");
         }
     }

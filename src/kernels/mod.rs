@@ -4,11 +4,13 @@
 
 pub mod activation;
 pub mod backward;
+pub(crate) mod cells;
 pub(crate) mod cpu;
 pub mod gemm;
 pub mod outer;
 pub mod packed;
 pub(crate) mod passes;
 pub mod reference;
+pub(crate) mod simd;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;

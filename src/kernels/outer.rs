@@ -12,6 +12,7 @@
 //! ones gives plain sums); the scalar tier, the spec, a product and a sum.
 
 use super::activation::{kernel_tier, Tier};
+use super::simd::Simd;
 
 /// Output columns (of `b`) per kernel block; `b`'s width must be a multiple.
 pub const COLS: usize = 4;
@@ -91,10 +92,10 @@ fn outer_sums_t_on(
         // SAFETY: `tier` is `kernel_tier()` or `available_or_best()`, which only give
         // tiers whose features were detected at run time; the extents are checked above.
         #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 => unsafe { avx512::outer_sums_t(k, a, lda, m, b, nb, out) },
+        Tier::Avx512 => unsafe { super::x86_64::avx512::outer_sums_t(k, a, lda, m, b, nb, out) },
         // SAFETY: as above (AVX2 and FMA detected).
         #[cfg(target_arch = "x86_64")]
-        Tier::Avx2 => unsafe { avx2::outer_sums_t(k, a, lda, m, b, nb, out) },
+        Tier::Avx2 => unsafe { super::x86_64::avx2::outer_sums_t(k, a, lda, m, b, nb, out) },
         _ => outer_sums_t_ref(k, a, lda, m, b, nb, out),
     }
 }
@@ -143,7 +144,6 @@ fn col_blocks(nb: usize, widest: usize) -> impl Iterator<Item = (usize, usize)> 
 /// those columns take one each, so the requests spread over the passes) and of `b` (its
 /// first line, when `b`: the first columns of `a`). Measured on a 16384 x 128 x 36 sum
 /// with operands in L3: 104 GFLOP/s without, 130 with.
-#[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
 struct Ahead {
     rows: usize,
@@ -151,260 +151,129 @@ struct Ahead {
     b: bool,
 }
 
-#[cfg(target_arch = "x86_64")]
 impl Ahead {
     /// Prefetches into L2 per [`Ahead`]: `a + v·lanes` for `Some(v)`, and `b`.
-    ///
-    /// # Safety
-    /// The addresses must lie inside the operands (a prefetch does not fault, but the
-    /// pointers are formed with `add`).
     #[inline(always)]
-    unsafe fn fetch(self, a: *const f32, lanes: usize, b: *const f32) {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
-        // SAFETY: SSE is part of x86-64; a prefetch reads nothing architecturally and
-        // never faults (`a + lanes`, the row's second vector, may lie past a short row:
-        // formed with `wrapping_add`, never dereferenced).
+    fn fetch<S: Simd>(self, s: S, a: *const f32, b: *const f32) {
+        // `a + lanes`, the row's second vector, may lie past a short row: formed with
+        // `wrapping_add`, never dereferenced (a prefetch does not fault).
+        if let Some(v) = self.a {
+            s.prefetch_l2(a.wrapping_add(v * S::LANES));
+        }
+        if self.b {
+            s.prefetch_l2(b);
+        }
+    }
+}
+
+/// The SIMD tiers' body: output rows in blocks of two vectors (`2·LANES` of `a`'s
+/// columns), output columns in blocks of `W` (as many as the registers hold: `2·W`
+/// accumulators; 12 on AVX-512's 32 registers, 4 on AVX2's 16) and of [`COLS`].
+/// Extents checked by the caller ([`check`], `m > 0`, `k > 0`).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn body<S: Simd, const W: usize>(
+    s: S,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    b: &[f32],
+    nb: usize,
+    out: &mut [f32],
+) {
+    check(k, a, lda, m, b, nb, out);
+    let l = S::LANES;
+    for (r0, r1, first) in row_blocks(k) {
+        // The next row block is fetched into L2 while this one is multiplied.
+        let ahead = (k - r1).min(r1 - r0);
+        for i0 in (0..m).step_by(2 * l) {
+            let cnt = [(m - i0).min(l), (m - i0).saturating_sub(l).min(l)];
+            for (nbk, (n0, w)) in col_blocks(nb, W).enumerate() {
+                let pf = Ahead {
+                    rows: ahead,
+                    a: (nbk < 2).then_some(nbk),
+                    b: i0 == 0,
+                };
+                // SAFETY: rows r0..r1 < k of `a` from column i0, rows of `b` from column
+                // n0 (w columns, n0 + w <= nb), `out` rows n0..n0+w from column i0: the
+                // counts cover columns below m only (`check`). The prefetched rows
+                // r1..r1+ahead are below k.
+                unsafe {
+                    let (ap, bp) = (a.as_ptr().add(r0 * lda + i0), b.as_ptr().add(r0 * nb + n0));
+                    let op = out.as_mut_ptr().add(n0 * m + i0);
+                    let rows = r1 - r0;
+                    if w == W {
+                        block::<S, W>(s, rows, ap, lda, bp, nb, op, m, cnt, first, pf)
+                    } else {
+                        debug_assert_eq!(w, COLS);
+                        block::<S, COLS>(s, rows, ap, lda, bp, nb, op, m, cnt, first, pf)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One block: `W` columns of `b` against two vectors of `a`'s columns (`cnt` valid
+/// lanes each), over `rows` rows; the accumulators start at zero (`first`) or at
+/// `out`'s values.
+///
+/// # Safety
+/// `ap`/`bp` address `rows` rows at strides `lda`/`ldb`, with the counted lanes of two
+/// vectors of `a` and `W` floats of `b` in bounds; `op` addresses `W` rows of `ldo`
+/// floats with the counted lanes in bounds.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn block<S: Simd, const W: usize>(
+    s: S,
+    rows: usize,
+    ap: *const f32,
+    lda: usize,
+    bp: *const f32,
+    ldb: usize,
+    op: *mut f32,
+    ldo: usize,
+    [n0, n1]: [usize; 2],
+    first: bool,
+    pf: Ahead,
+) {
+    let l = S::LANES;
+    let mut acc = [[s.zero(); 2]; W];
+    if !first {
+        for (j, c) in acc.iter_mut().enumerate() {
+            // SAFETY: the caller's contract (counted lanes of row j of `op`).
+            unsafe {
+                c[0] = s.load_n(op.add(j * ldo), n0);
+                c[1] = s.load_n(op.add(j * ldo + l), n1);
+            }
+        }
+    }
+    for r in 0..rows {
+        // SAFETY: the caller's contract (row r of each operand).
         unsafe {
-            if let Some(v) = self.a {
-                _mm_prefetch::<_MM_HINT_T1>(a.wrapping_add(v * lanes).cast());
-            }
-            if self.b {
-                _mm_prefetch::<_MM_HINT_T1>(b.cast());
-            }
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use super::{col_blocks, row_blocks, Ahead, COLS, ROWS};
-    use crate::kernels::x86_64::avx512::lanes as mask;
-    use std::arch::x86_64::*;
-
-    const LANES: usize = 16;
-    /// Output rows (`a`'s columns) per block: two vectors.
-    const MR: usize = 2 * LANES;
-    /// Widest column block: 24 accumulators of the 32 registers.
-    const NR: usize = 12;
-
-    /// See [`super::outer_sums_t`]; extents checked by the caller.
-    ///
-    /// # Safety
-    /// The CPU has AVX-512F; `a` holds rows `0..k` of `m` floats at stride `lda`, `b`
-    /// `k` rows of `nb` (a multiple of `COLS`), `out` `nb·m` floats.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn outer_sums_t(
-        k: usize,
-        a: &[f32],
-        lda: usize,
-        m: usize,
-        b: &[f32],
-        nb: usize,
-        out: &mut [f32],
-    ) {
-        for (r0, r1, first) in row_blocks(k) {
-            // The next row block is fetched into L2 while this one is multiplied.
-            let ahead = (k - r1).min(r1 - r0);
-            for i0 in (0..m).step_by(MR) {
-                let masks = [mask(m - i0), mask((m - i0).saturating_sub(LANES))];
-                for (nbk, (n0, w)) in col_blocks(nb, NR).enumerate() {
-                    let pf = Ahead {
-                        rows: ahead,
-                        a: (nbk < 2).then_some(nbk),
-                        b: i0 == 0,
-                    };
-                    // SAFETY: rows r0..r1 < k of `a` from column i0, rows of `b` from
-                    // column n0 (w columns, n0 + w <= nb), `out` rows n0..n0+w from
-                    // column i0: the masks enable columns below m only. The prefetched
-                    // rows r1..r1+ahead are below k.
-                    unsafe {
-                        let (ap, bp) =
-                            (a.as_ptr().add(r0 * lda + i0), b.as_ptr().add(r0 * nb + n0));
-                        let op = out.as_mut_ptr().add(n0 * m + i0);
-                        let rows = r1 - r0;
-                        match w {
-                            NR => block::<NR>(rows, ap, lda, bp, nb, op, m, masks, first, pf),
-                            COLS => block::<COLS>(rows, ap, lda, bp, nb, op, m, masks, first, pf),
-                            _ => unreachable!("column blocks are NR or COLS wide"),
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// One block: `W` columns of `b` against two vectors of `a`'s columns, over `rows`
-    /// rows; the accumulators start at zero (`first`) or at `out`'s values.
-    ///
-    /// # Safety
-    /// `ap`/`bp` address `rows` rows at strides `lda`/`ldb`, with the masked lanes of
-    /// two vectors of `a` and `W` floats of `b` in bounds; `op` addresses `W` rows of
-    /// `ldo` floats with the masked lanes in bounds.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn block<const W: usize>(
-        rows: usize,
-        ap: *const f32,
-        lda: usize,
-        bp: *const f32,
-        ldb: usize,
-        op: *mut f32,
-        ldo: usize,
-        [k0, k1]: [__mmask16; 2],
-        first: bool,
-        pf: Ahead,
-    ) {
-        let mut acc = [[_mm512_setzero_ps(); 2]; W];
-        if !first {
-            for (j, c) in acc.iter_mut().enumerate() {
-                // SAFETY: the caller's contract (masked lanes of row j of `op`).
-                unsafe {
-                    c[0] = _mm512_maskz_loadu_ps(k0, op.add(j * ldo));
-                    c[1] = _mm512_maskz_loadu_ps(k1, op.add(j * ldo + LANES));
-                }
-            }
-        }
-        for r in 0..rows {
-            // SAFETY: the caller's contract (row r of each operand).
-            unsafe {
-                let arow = ap.add(r * lda);
-                let (a0, a1) = (
-                    _mm512_maskz_loadu_ps(k0, arow),
-                    _mm512_maskz_loadu_ps(k1, arow.add(LANES)),
+            let arow = ap.add(r * lda);
+            let (a0, a1) = (s.load_n(arow, n0), s.load_n(arow.add(l), n1));
+            let brow = bp.add(r * ldb);
+            if r < pf.rows {
+                pf.fetch(
+                    s,
+                    arow.wrapping_add(ROWS * lda),
+                    brow.wrapping_add(ROWS * ldb),
                 );
-                let brow = bp.add(r * ldb);
-                if r < pf.rows {
-                    pf.fetch(arow.add(ROWS * lda), LANES, brow.add(ROWS * ldb));
-                }
-                for (j, c) in acc.iter_mut().enumerate() {
-                    let bv = _mm512_set1_ps(*brow.add(j));
-                    c[0] = _mm512_fmadd_ps(a0, bv, c[0]);
-                    c[1] = _mm512_fmadd_ps(a1, bv, c[1]);
-                }
             }
-        }
-        for (j, c) in acc.iter().enumerate() {
-            // SAFETY: the caller's contract (masked lanes of row j of `op`).
-            unsafe {
-                _mm512_mask_storeu_ps(op.add(j * ldo), k0, c[0]);
-                _mm512_mask_storeu_ps(op.add(j * ldo + LANES), k1, c[1]);
-            }
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use super::{col_blocks, row_blocks, Ahead, COLS, ROWS};
-    use crate::kernels::x86_64::avx2::lanes as mask;
-    use std::arch::x86_64::*;
-
-    const LANES: usize = 8;
-    /// Output rows (`a`'s columns) per block: two vectors.
-    const MR: usize = 2 * LANES;
-    /// Widest column block: 8 accumulators of the 16 registers.
-    const NR: usize = 4;
-
-    /// See [`super::outer_sums_t`]; extents checked by the caller.
-    ///
-    /// # Safety
-    /// As `avx512::outer_sums_t`, with AVX2 and FMA for AVX-512F.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn outer_sums_t(
-        k: usize,
-        a: &[f32],
-        lda: usize,
-        m: usize,
-        b: &[f32],
-        nb: usize,
-        out: &mut [f32],
-    ) {
-        for (r0, r1, first) in row_blocks(k) {
-            let ahead = (k - r1).min(r1 - r0);
-            for i0 in (0..m).step_by(MR) {
-                let masks = [mask(m - i0), mask((m - i0).saturating_sub(LANES))];
-                for (nbk, (n0, w)) in col_blocks(nb, NR).enumerate() {
-                    debug_assert_eq!(w, COLS);
-                    let pf = Ahead {
-                        rows: ahead,
-                        a: (nbk < 2).then_some(nbk),
-                        b: i0 == 0,
-                    };
-                    // SAFETY: as in `avx512::outer_sums_t`.
-                    unsafe {
-                        block(
-                            r1 - r0,
-                            a.as_ptr().add(r0 * lda + i0),
-                            lda,
-                            b.as_ptr().add(r0 * nb + n0),
-                            nb,
-                            out.as_mut_ptr().add(n0 * m + i0),
-                            m,
-                            masks,
-                            first,
-                            pf,
-                        )
-                    }
-                }
-            }
-        }
-    }
-
-    /// `avx512::block` on 8-lane vectors, [`NR`] columns.
-    ///
-    /// # Safety
-    /// As `avx512::block`.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn block(
-        rows: usize,
-        ap: *const f32,
-        lda: usize,
-        bp: *const f32,
-        ldb: usize,
-        op: *mut f32,
-        ldo: usize,
-        [k0, k1]: [__m256i; 2],
-        first: bool,
-        pf: Ahead,
-    ) {
-        let mut acc = [[_mm256_setzero_ps(); 2]; NR];
-        if !first {
             for (j, c) in acc.iter_mut().enumerate() {
-                // SAFETY: the caller's contract (masked lanes of row j of `op`).
-                unsafe {
-                    c[0] = _mm256_maskload_ps(op.add(j * ldo), k0);
-                    c[1] = _mm256_maskload_ps(op.add(j * ldo + LANES), k1);
-                }
+                let bv = s.splat(*brow.add(j));
+                c[0] = s.fma(a0, bv, c[0]);
+                c[1] = s.fma(a1, bv, c[1]);
             }
         }
-        for r in 0..rows {
-            // SAFETY: the caller's contract (row r of each operand).
-            unsafe {
-                let arow = ap.add(r * lda);
-                let (a0, a1) = (
-                    _mm256_maskload_ps(arow, k0),
-                    _mm256_maskload_ps(arow.add(LANES), k1),
-                );
-                let brow = bp.add(r * ldb);
-                if r < pf.rows {
-                    pf.fetch(arow.add(ROWS * lda), LANES, brow.add(ROWS * ldb));
-                }
-                for (j, c) in acc.iter_mut().enumerate() {
-                    let bv = _mm256_set1_ps(*brow.add(j));
-                    c[0] = _mm256_fmadd_ps(a0, bv, c[0]);
-                    c[1] = _mm256_fmadd_ps(a1, bv, c[1]);
-                }
-            }
-        }
-        for (j, c) in acc.iter().enumerate() {
-            // SAFETY: the caller's contract (masked lanes of row j of `op`).
-            unsafe {
-                _mm256_maskstore_ps(op.add(j * ldo), k0, c[0]);
-                _mm256_maskstore_ps(op.add(j * ldo + LANES), k1, c[1]);
-            }
+    }
+    for (j, c) in acc.iter().enumerate() {
+        // SAFETY: the caller's contract (counted lanes of row j of `op`).
+        unsafe {
+            s.store_n(op.add(j * ldo), n0, c[0]);
+            s.store_n(op.add(j * ldo + l), n1, c[1]);
         }
     }
 }

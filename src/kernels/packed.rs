@@ -431,8 +431,8 @@ impl StreamIn<'_> {
 
     /// The kernels' view; `x`, `W_ihᵀ` (one group) and the bias as checked by `steps`.
     #[cfg(target_arch = "x86_64")]
-    fn raw(&self) -> super::x86_64::StreamInput {
-        super::x86_64::StreamInput {
+    fn raw(&self) -> super::cells::StreamInput {
+        super::cells::StreamInput {
             x: self.x.as_ptr(),
             k: self.w_ih.k,
             w: self.w_ih.panels().as_ptr(),
@@ -450,7 +450,7 @@ impl StreamIn<'_> {
 pub(crate) fn stream_fused(units: usize, k: usize) -> bool {
     let tier_has = match kernel_tier() {
         Tier::Avx512 => matches!(units, 8 | 16 | 32),
-        Tier::Avx2 => units == 8,
+        Tier::Avx2 => matches!(units, 8 | 16 | 32),
         Tier::Scalar => false,
     };
     tier_has && k <= KC
@@ -480,7 +480,7 @@ fn stream_args(
     units: usize,
     gates: usize,
     out: usize,
-) -> Option<(usize, super::x86_64::StreamInput, *const f32, usize)> {
+) -> Option<(usize, super::cells::StreamInput, *const f32, usize)> {
     if !stream_fused(units, input.w_ih.k) {
         return None;
     }
@@ -510,20 +510,26 @@ pub(crate) fn lstm_stream(
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     if let Some((steps, inp, wp, ldb)) = stream_args(&input, w_hh, h.len(), 4, out.len()) {
-        use super::x86_64::{avx2::lstm_stream8, avx512::lstm_stream as fused};
+        use super::x86_64::{avx2, avx512};
         assert!(c.len() == h.len(), "lstm_stream: c and h differ in length");
         let (hp, cp, op) = (h.as_mut_ptr(), c.as_mut_ptr(), out.as_mut_ptr());
         // SAFETY: `stream_args` checked that the tier was detected (AVX-512F for 16 and
-        // 32 units, AVX2 and FMA at least for 8), `k <= KC` and the extents of the
-        // inputs, `W_hhᵀ` and `out`; h and c hold H floats.
+        // 32 units on that tier, AVX2 and FMA at least otherwise), `k <= KC` and the
+        // extents of the inputs, `W_hhᵀ` and `out`; h and c hold H floats.
         unsafe {
-            match h.len() {
-                8 if kernel_tier() == Tier::Avx512 => {
-                    lstm_stream8::<true>(steps, inp, wp, ldb, hp, cp, op)
+            match (kernel_tier(), h.len()) {
+                (Tier::Avx512, 8) => {
+                    avx2::lstm_stream::<1, 1, 4, true>(steps, inp, wp, ldb, hp, cp, op)
                 }
-                8 => lstm_stream8::<false>(steps, inp, wp, ldb, hp, cp, op),
-                16 => fused::<1, 4>(steps, inp, wp, ldb, hp, cp, op),
-                _ => fused::<2, 8>(steps, inp, wp, ldb, hp, cp, op),
+                (Tier::Avx512, 16) => {
+                    avx512::lstm_stream::<1, 1, 4, true>(steps, inp, wp, ldb, hp, cp, op)
+                }
+                (Tier::Avx512, _) => {
+                    avx512::lstm_stream::<2, 2, 8, true>(steps, inp, wp, ldb, hp, cp, op)
+                }
+                (_, 8) => avx2::lstm_stream::<1, 1, 4, false>(steps, inp, wp, ldb, hp, cp, op),
+                (_, 16) => avx2::lstm_stream::<2, 1, 4, false>(steps, inp, wp, ldb, hp, cp, op),
+                _ => avx2::lstm_stream::<4, 1, 4, false>(steps, inp, wp, ldb, hp, cp, op),
             }
         }
         return true;
@@ -546,7 +552,7 @@ pub(crate) fn gru_lbr_stream(
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     if let Some((steps, inp, wp, ldb)) = stream_args(&input, w_hh, h.len(), 3, out.len()) {
-        use super::x86_64::{avx2::gru_lbr_stream8, avx512::gru_lbr_stream as fused};
+        use super::x86_64::{avx2, avx512};
         assert!(
             b_hn.len() == h.len(),
             "gru_lbr_stream: b_hn and h differ in length"
@@ -555,13 +561,19 @@ pub(crate) fn gru_lbr_stream(
         // SAFETY: as in `lstm_stream`; of `W_hhᵀ`'s rows (`ldb >= 3H` floats) the kernels
         // read the first 3H.
         unsafe {
-            match h.len() {
-                8 if kernel_tier() == Tier::Avx512 => {
-                    gru_lbr_stream8::<true>(steps, inp, wp, ldb, bp, hp, op)
+            match (kernel_tier(), h.len()) {
+                (Tier::Avx512, 8) => {
+                    avx2::gru_lbr_stream::<1, 1, 3, true>(steps, inp, wp, ldb, bp, hp, op)
                 }
-                8 => gru_lbr_stream8::<false>(steps, inp, wp, ldb, bp, hp, op),
-                16 => fused::<1, 3>(steps, inp, wp, ldb, bp, hp, op),
-                _ => fused::<2, 6>(steps, inp, wp, ldb, bp, hp, op),
+                (Tier::Avx512, 16) => {
+                    avx512::gru_lbr_stream::<1, 1, 3, true>(steps, inp, wp, ldb, bp, hp, op)
+                }
+                (Tier::Avx512, _) => {
+                    avx512::gru_lbr_stream::<2, 2, 6, true>(steps, inp, wp, ldb, bp, hp, op)
+                }
+                (_, 8) => avx2::gru_lbr_stream::<1, 1, 3, false>(steps, inp, wp, ldb, bp, hp, op),
+                (_, 16) => avx2::gru_lbr_stream::<2, 1, 3, false>(steps, inp, wp, ldb, bp, hp, op),
+                _ => avx2::gru_lbr_stream::<4, 1, 3, false>(steps, inp, wp, ldb, bp, hp, op),
             }
         }
         return true;
@@ -1516,8 +1528,7 @@ mod tests {
             (32, 300),
         ] {
             let expect = match kernel_tier() {
-                Tier::Avx512 => units != 24 && k <= KC,
-                Tier::Avx2 => units == 8,
+                Tier::Avx512 | Tier::Avx2 => units != 24 && k <= KC,
                 Tier::Scalar => false,
             };
             // The cells the fused kernel must match.

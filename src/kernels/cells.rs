@@ -1,0 +1,524 @@
+//! The fused pointwise passes of the forward cells and the single-stream kernels, one
+//! body each, generic over the vector tier ([`Simd`]). The math of each is the
+//! `*_ref` function in [`super::reference`] it names; the activations are
+//! [`super::simd`]'s.
+//!
+//! Rows are walked two vectors of units per iteration, in one straight run of code:
+//! their long, independent dependency chains then interleave in the scheduler instead
+//! of the second waiting behind the first (H = 32 state updates ran at half the
+//! throughput their operation count allows, on AVX-512). The last vectors of a row may
+//! be partial ([`Simd::load_n`]).
+//!
+//! Gate order as PyTorch: LSTM `i, f, g, o`, GRU `r, z, n`, each `n` units wide.
+
+use super::simd::{flush, sigmoid_g, sigmoid_v, tanh_g, tanh_v, Simd};
+
+/// `G` vectors of `cnt` units from `p + q·n + j`, `q < G` (gate `q` of unit `j`).
+///
+/// # Safety
+/// Each `p + q·n + j .. + min(cnt, LANES)` readable.
+#[inline(always)]
+unsafe fn load_gates<S: Simd, const G: usize>(
+    s: S,
+    p: *const f32,
+    n: usize,
+    j: usize,
+    cnt: usize,
+) -> [S::V; G] {
+    let mut g = [s.zero(); G];
+    for (q, v) in g.iter_mut().enumerate() {
+        // SAFETY: the caller's extent.
+        *v = unsafe { s.load_n(p.add(q * n + j), cnt) };
+    }
+    g
+}
+
+/// Stores `G` vectors of `cnt` units to `p + q·n + j`.
+///
+/// # Safety
+/// Each `p + q·n + j .. + min(cnt, LANES)` writable.
+#[inline(always)]
+unsafe fn store_gates<S: Simd, const G: usize>(
+    s: S,
+    p: *mut f32,
+    n: usize,
+    j: usize,
+    cnt: usize,
+    g: [S::V; G],
+) {
+    for (q, v) in g.into_iter().enumerate() {
+        // SAFETY: the caller's extent.
+        unsafe { s.store_n(p.add(q * n + j), cnt, v) };
+    }
+}
+
+/// The valid units of the two vectors from unit `j` of a row of `n`: `(n0, n1)`, `n1`
+/// zero when the row ends within the first.
+#[inline(always)]
+fn two_vectors(lanes: usize, n: usize, j: usize) -> (usize, usize) {
+    let n0 = (n - j).min(lanes);
+    (n0, (n - j - n0).min(lanes))
+}
+
+/// The activated gates, `c` and `h` of one vector of units from their pre-activations
+/// `[i, f, g, o]` and `c_prev`.
+#[inline(always)]
+fn lstm_cell_v<S: Simd>(
+    s: S,
+    [gi, gf, gg, go]: [S::V; 4],
+    c_prev: S::V,
+) -> ([S::V; 4], S::V, S::V) {
+    let (i, f) = (sigmoid_v(s, gi), sigmoid_v(s, gf));
+    let (g, o) = (tanh_v(s, gg), sigmoid_v(s, go));
+    let cv = s.add(s.mul(f, c_prev), s.mul(i, g));
+    ([i, f, g, o], cv, s.mul(o, tanh_v(s, cv)))
+}
+
+/// Fused LSTM pointwise pass ([`super::reference::lstm_cell_ref`]): `i,f,o = σ`,
+/// `g = tanh` in place on `gates` (`[4n]`), `c = f⊙c_prev + i⊙g`, `h = o⊙tanh(c)`.
+#[inline(always)]
+pub(crate) fn lstm_cell<S: Simd>(
+    s: S,
+    gates: &mut [f32],
+    c_prev: &[f32],
+    c: &mut [f32],
+    h: &mut [f32],
+) {
+    let n = c.len();
+    assert!(gates.len() == 4 * n && c_prev.len() == n && h.len() == n);
+    let (gp, cpp, cp, hp) = (
+        gates.as_mut_ptr(),
+        c_prev.as_ptr(),
+        c.as_mut_ptr(),
+        h.as_mut_ptr(),
+    );
+    let mut j = 0;
+    while j < n {
+        let (n0, n1) = two_vectors(S::LANES, n, j);
+        let j1 = j + n0;
+        // SAFETY: the vectors touch units j..j + n0 + n1 <= n; with the lengths asserted
+        // above every access is inside its slice (gate q of unit j at q*n + j).
+        unsafe {
+            let g0 = load_gates::<S, 4>(s, gp, n, j, n0);
+            let (a0, c0, h0) = lstm_cell_v(s, g0, s.load_n(cpp.add(j), n0));
+            store_gates(s, gp, n, j, n0, a0);
+            s.store_n(cp.add(j), n0, c0);
+            s.store_n(hp.add(j), n0, h0);
+            if n1 > 0 {
+                let g1 = load_gates::<S, 4>(s, gp, n, j1, n1);
+                let (a1, c1, h1) = lstm_cell_v(s, g1, s.load_n(cpp.add(j1), n1));
+                store_gates(s, gp, n, j1, n1, a1);
+                s.store_n(cp.add(j1), n1, c1);
+                s.store_n(hp.add(j1), n1, h1);
+            }
+        }
+        j = j1 + n1;
+    }
+}
+
+/// `[r, z, n]` and `h` of one vector of units from the pre-activations `[r, z,
+/// n_input]`, `W_hn h + b_hn` and `h_prev`.
+#[inline(always)]
+fn gru_lbr_cell_v<S: Simd>(
+    s: S,
+    [gr, gz, gn]: [S::V; 3],
+    ghn: S::V,
+    hprev: S::V,
+) -> ([S::V; 3], S::V) {
+    let (r, z) = (sigmoid_v(s, gr), sigmoid_v(s, gz));
+    let nv = tanh_v(s, s.add(gn, s.mul(r, ghn)));
+    let hv = s.add(nv, s.mul(z, s.sub(hprev, nv)));
+    ([r, z, nv], hv)
+}
+
+/// Fused linear-before-reset GRU pointwise pass ([`super::reference::gru_lbr_cell_ref`]):
+/// `r, z = σ`, `n = tanh(n_input + r⊙ghn)` in place on `gates` (`[3n]`), `h = n +
+/// z⊙(h_prev − n)`.
+#[inline(always)]
+pub(crate) fn gru_lbr_cell<S: Simd>(
+    s: S,
+    gates: &mut [f32],
+    ghn: &[f32],
+    h_prev: &[f32],
+    h: &mut [f32],
+) {
+    let n = h.len();
+    assert!(gates.len() == 3 * n && ghn.len() == n && h_prev.len() == n);
+    let (gp, np, pp, hp) = (
+        gates.as_mut_ptr(),
+        ghn.as_ptr(),
+        h_prev.as_ptr(),
+        h.as_mut_ptr(),
+    );
+    let mut j = 0;
+    while j < n {
+        let (n0, n1) = two_vectors(S::LANES, n, j);
+        let j1 = j + n0;
+        // SAFETY: as in `lstm_cell`: units j..j + n0 + n1 <= n of slices whose lengths
+        // are asserted above.
+        unsafe {
+            let g0 = load_gates::<S, 3>(s, gp, n, j, n0);
+            let (m0, p0) = (s.load_n(np.add(j), n0), s.load_n(pp.add(j), n0));
+            let (a0, h0) = gru_lbr_cell_v(s, g0, m0, p0);
+            store_gates(s, gp, n, j, n0, a0);
+            s.store_n(hp.add(j), n0, h0);
+            if n1 > 0 {
+                let g1 = load_gates::<S, 3>(s, gp, n, j1, n1);
+                let (m1, p1) = (s.load_n(np.add(j1), n1), s.load_n(pp.add(j1), n1));
+                let (a1, h1) = gru_lbr_cell_v(s, g1, m1, p1);
+                store_gates(s, gp, n, j1, n1, a1);
+                s.store_n(hp.add(j1), n1, h1);
+            }
+        }
+        j = j1 + n1;
+    }
+}
+
+/// `(c, h)` of one vector of units from their gate pre-activations `[i, f, g, o]` and old
+/// `c` (before the flush); the activations in their form for a chain where `CHAIN` (a
+/// single stream's steps), else for throughput (the same bits).
+#[inline(always)]
+fn lstm_state_v<S: Simd, const CHAIN: bool>(
+    s: S,
+    [gi, gf, gg, go]: [S::V; 4],
+    c: S::V,
+) -> (S::V, S::V) {
+    let (i, f) = (sigmoid_g::<S, CHAIN>(s, gi), sigmoid_g::<S, CHAIN>(s, gf));
+    let (g, o) = (tanh_g::<S, CHAIN>(s, gg), sigmoid_g::<S, CHAIN>(s, go));
+    let cv = s.add(s.mul(f, c), s.mul(i, g));
+    (cv, s.mul(o, tanh_g::<S, CHAIN>(s, cv)))
+}
+
+/// Streaming LSTM update in place ([`super::reference::lstm_state_ref`]): `gates`
+/// (`[4n]` pre-activations) are only read; `c <- flush(f⊙c + i⊙g)`,
+/// `h <- flush(o⊙tanh(f⊙c + i⊙g))`.
+#[inline(always)]
+pub(crate) fn lstm_state<S: Simd>(s: S, gates: &[f32], c: &mut [f32], h: &mut [f32]) {
+    let n = c.len();
+    assert!(gates.len() == 4 * n && h.len() == n);
+    let (gp, cp, hp) = (gates.as_ptr(), c.as_mut_ptr(), h.as_mut_ptr());
+    let mut j = 0;
+    while j < n {
+        let (n0, n1) = two_vectors(S::LANES, n, j);
+        let j1 = j + n0;
+        // SAFETY: units j..j + n0 + n1 <= n; with the lengths asserted above every
+        // access is inside its slice (gate q of unit j at q*n + j). Each lane of `c` is
+        // read before it is written.
+        unsafe {
+            let g0 = load_gates::<S, 4>(s, gp, n, j, n0);
+            let (cv, hv) = lstm_state_v::<S, false>(s, g0, s.load_n(cp.add(j), n0));
+            s.store_n(cp.add(j), n0, flush(s, cv));
+            s.store_n(hp.add(j), n0, flush(s, hv));
+            if n1 > 0 {
+                let g1 = load_gates::<S, 4>(s, gp, n, j1, n1);
+                let c1 = s.load_n(cp.add(j1), n1);
+                let (cv, hv) = lstm_state_v::<S, false>(s, g1, c1);
+                s.store_n(cp.add(j1), n1, flush(s, cv));
+                s.store_n(hp.add(j1), n1, flush(s, hv));
+            }
+        }
+        j = j1 + n1;
+    }
+}
+
+/// The new `h` of one vector of units (before the flush) from the gates' bias and input
+/// parts `g` (`[r, z, n]`), the recurrent products `w` (`W_hh h`, each gate), `b_hn` and
+/// the old `h`; the activations' form chosen by `CHAIN` as in [`lstm_state_v`].
+#[inline(always)]
+fn gru_lbr_state_v<S: Simd, const CHAIN: bool>(
+    s: S,
+    g: [S::V; 3],
+    w: [S::V; 3],
+    b_hn: S::V,
+    h: S::V,
+) -> S::V {
+    let r = sigmoid_g::<S, CHAIN>(s, s.add(g[0], w[0]));
+    let z = sigmoid_g::<S, CHAIN>(s, s.add(g[1], w[1]));
+    let ghn = s.add(w[2], b_hn);
+    // Fused multiply-adds: each saves a dependent operation on the chain a single
+    // stream's step waits on (the reference rounds the product separately).
+    let nv = tanh_g::<S, CHAIN>(s, s.fma(r, ghn, g[2]));
+    s.fma(z, s.sub(h, nv), nv)
+}
+
+/// Streaming linear-before-reset GRU update in place
+/// ([`super::reference::gru_lbr_state_ref`]): `gates` (`[3n]`: bias and input parts) and
+/// `gh` (`[3n]`: `W_hh h`) are only read; `h <- flush(n + z⊙(h − n))`.
+#[inline(always)]
+pub(crate) fn gru_lbr_state<S: Simd>(s: S, gates: &[f32], gh: &[f32], b_hn: &[f32], h: &mut [f32]) {
+    let n = h.len();
+    assert!(gates.len() == 3 * n && gh.len() == 3 * n && b_hn.len() == n);
+    let (gp, ghp, bp, hp) = (gates.as_ptr(), gh.as_ptr(), b_hn.as_ptr(), h.as_mut_ptr());
+    let mut j = 0;
+    while j < n {
+        let (n0, n1) = two_vectors(S::LANES, n, j);
+        let j1 = j + n0;
+        // SAFETY: as in `lstm_state`: units j..j + n0 + n1 <= n of slices whose lengths
+        // are asserted above; each lane of `h` is read before it is written.
+        unsafe {
+            let (g0, w0) = (
+                load_gates::<S, 3>(s, gp, n, j, n0),
+                load_gates::<S, 3>(s, ghp, n, j, n0),
+            );
+            let (b0, h0) = (s.load_n(bp.add(j), n0), s.load_n(hp.add(j), n0));
+            let v0 = gru_lbr_state_v::<S, false>(s, g0, w0, b0, h0);
+            s.store_n(hp.add(j), n0, flush(s, v0));
+            if n1 > 0 {
+                let (g1, w1) = (
+                    load_gates::<S, 3>(s, gp, n, j1, n1),
+                    load_gates::<S, 3>(s, ghp, n, j1, n1),
+                );
+                let (b1, h1) = (s.load_n(bp.add(j1), n1), s.load_n(hp.add(j1), n1));
+                let v1 = gru_lbr_state_v::<S, false>(s, g1, w1, b1, h1);
+                s.store_n(hp.add(j1), n1, flush(s, v1));
+            }
+        }
+        j = j1 + n1;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Single-stream kernels: a layer's whole steps, products included.
+
+/// The input side of a fused stream kernel: `steps` rows of `k` inputs, `W_ihᵀ` packed
+/// as one group (row stride `ldb`), the bias of every gate.
+#[derive(Clone, Copy)]
+pub(crate) struct StreamInput {
+    pub x: *const f32,
+    pub k: usize,
+    pub w: *const f32,
+    pub ldb: usize,
+    pub bias: *const f32,
+}
+
+/// `x · W` for one row `x` of `k` floats against the `NV` vectors of columns at
+/// `cols[v]` of `w` (`k` rows of stride `ldb`), summed as the process tier's packed GEMV
+/// sums it (`kernels::packed`): with `PAIRS` even and odd rows in separate
+/// accumulators, in row order, then added; without, one accumulator in row order (the
+/// packed GEMM's order).
+///
+/// # Safety
+/// `x` holds `k` floats, `w` `k` rows with the columns `cols[v]..cols[v] + LANES`.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // even and odd are indexed in step
+unsafe fn row_product<S: Simd, const NV: usize, const PAIRS: bool>(
+    s: S,
+    k: usize,
+    x: *const f32,
+    w: *const f32,
+    ldb: usize,
+    cols: [usize; NV],
+) -> [S::V; NV] {
+    let mut even = [s.zero(); NV];
+    let mut odd = [s.zero(); NV];
+    let mut p = 0;
+    while p + 1 < k {
+        // SAFETY: p + 1 < k: x[p], x[p + 1] and rows p, p + 1 of `w` at the columns.
+        unsafe {
+            let (a0, a1) = (s.splat(*x.add(p)), s.splat(*x.add(p + 1)));
+            for v in 0..NV {
+                let r0 = w.add(p * ldb + cols[v]);
+                even[v] = s.fma(a0, s.load(r0), even[v]);
+                let r1 = s.load(r0.add(ldb));
+                if PAIRS {
+                    odd[v] = s.fma(a1, r1, odd[v]);
+                } else {
+                    even[v] = s.fma(a1, r1, even[v]);
+                }
+            }
+        }
+        p += 2;
+    }
+    if p < k {
+        // SAFETY: p = k - 1: x[p] and row p of `w` at the columns.
+        unsafe {
+            let a0 = s.splat(*x.add(p));
+            for v in 0..NV {
+                even[v] = s.fma(a0, s.load(w.add(p * ldb + cols[v])), even[v]);
+            }
+        }
+    }
+    if PAIRS {
+        for v in 0..NV {
+            even[v] = s.add(even[v], odd[v]);
+        }
+    }
+    even
+}
+
+/// `bias + x · W_ihᵀ` for one row at the `NV` vectors of columns `cols`, summed as the
+/// packed GEMM sums it with a bias start (`k <= KC`): from zero over the inputs in
+/// order, then added to the bias.
+///
+/// # Safety
+/// As for [`row_product`]; `bias` holds the columns `cols[v]..cols[v] + LANES`.
+#[inline(always)]
+unsafe fn input_part<S: Simd, const NV: usize>(
+    s: S,
+    inp: StreamInput,
+    step: usize,
+    cols: [usize; NV],
+) -> [S::V; NV] {
+    // SAFETY: the caller's extents.
+    unsafe {
+        let x = inp.x.add(step * inp.k);
+        let mut acc = row_product::<S, NV, false>(s, inp.k, x, inp.w, inp.ldb, cols);
+        for (a, &col) in acc.iter_mut().zip(&cols) {
+            *a = s.add(s.load(inp.bias.add(col)), *a);
+        }
+        acc
+    }
+}
+
+/// The columns of gate `q` (of `G`) for the unit vectors `u0..u0 + CH` of a layer of
+/// `U` unit vectors: `cols[q·CH + c] = (q·U + u0 + c)·LANES`.
+#[inline(always)]
+fn gate_cols<const G: usize, const CH: usize, const NV: usize>(
+    lanes: usize,
+    units: usize,
+    u0: usize,
+) -> [usize; NV] {
+    debug_assert!(NV == G * CH);
+    std::array::from_fn(|v| (v / CH) * units + (u0 + v % CH) * lanes)
+}
+
+/// `steps` timesteps of one LSTM stream of `H = U·LANES` units: per step the gate
+/// pre-activations `bias + x · W_ihᵀ` plus `W_hh h` (summed as the process tier's GEMV,
+/// `PAIRS`: see [`row_product`]), then the state update of [`lstm_state`]; `c` stays in
+/// registers from step to step, `h` is stored (the next product broadcasts it) and
+/// copied to `out` (rows of `H`). The products run `CH` unit vectors at a time
+/// (`NV = 4·CH` columns vectors: all of them at once where the registers hold them,
+/// AVX-512's 32; fewer on AVX2's 16). The same operations, in the same order, as the
+/// packed GEMM of the inputs into gate rows, the packed GEMV of `h` into each row and
+/// [`lstm_state`], step by step, without the gate rows' stores and reloads and the calls
+/// between them.
+///
+/// # Safety
+/// `inp` describes `steps` rows of inputs (`k <= KC`) and `W_ihᵀ` with `4H` columns;
+/// `out` holds `steps` rows of `H`; `h`, `c` hold `H` floats; `w` is `W_hhᵀ` packed as
+/// one group (`H` rows of `ldb >= 4H` floats). `CH` divides `U`, `NV = 4·CH`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn lstm_stream<
+    S: Simd,
+    const U: usize,
+    const CH: usize,
+    const NV: usize,
+    const PAIRS: bool,
+>(
+    s: S,
+    steps: usize,
+    inp: StreamInput,
+    w: *const f32,
+    ldb: usize,
+    h: *mut f32,
+    c: *mut f32,
+    out: *mut f32,
+) {
+    debug_assert!(NV == 4 * CH && U.is_multiple_of(CH));
+    let (l, units) = (S::LANES, U * S::LANES);
+    let (mut cv, mut hv) = ([s.zero(); U], [s.zero(); U]);
+    for (u, v) in cv.iter_mut().enumerate() {
+        // SAFETY: c holds H = U·LANES floats.
+        *v = unsafe { s.load(c.add(l * u)) };
+    }
+    for st in 0..steps {
+        for u0 in (0..U).step_by(CH) {
+            let cols = gate_cols::<4, CH, NV>(l, units, u0);
+            // SAFETY: the caller's extents: row st of the inputs, h and w for the
+            // product (every column below 4H <= ldb).
+            let g: [S::V; NV] = unsafe {
+                let mut gin = input_part::<S, NV>(s, inp, st, cols);
+                let prod = row_product::<S, NV, PAIRS>(s, units, h, w, ldb, cols);
+                for (a, &b) in gin.iter_mut().zip(&prod) {
+                    *a = s.add(*a, b);
+                }
+                gin
+            };
+            for ci in 0..CH {
+                let u = u0 + ci;
+                let gq = [g[ci], g[CH + ci], g[2 * CH + ci], g[3 * CH + ci]];
+                let (cn, hn) = lstm_state_v::<S, true>(s, gq, cv[u]);
+                cv[u] = flush(s, cn);
+                hv[u] = flush(s, hn);
+            }
+        }
+        // After every unit's update: the products above read the old h.
+        for (u, v) in hv.iter().enumerate() {
+            // SAFETY: h holds H floats, out row st too.
+            unsafe {
+                s.store(h.add(l * u), *v);
+                s.store(out.add(st * units + l * u), *v);
+            }
+        }
+    }
+    for (u, v) in cv.iter().enumerate() {
+        // SAFETY: c holds H floats.
+        unsafe { s.store(c.add(l * u), *v) };
+    }
+}
+
+/// `steps` timesteps of one linear-before-reset GRU stream of `H = U·LANES` units: per
+/// step `bias + x · W_ihᵀ` (`3H` columns) and `W_hh h` (as in [`lstm_stream`], `NV =
+/// 3·CH`), then the update of [`gru_lbr_state`]; `h` is stored and copied to `out` (rows
+/// of `H`). Bit for bit the packed GEMM of the inputs, the packed GEMV into a scratch
+/// row and [`gru_lbr_state`], step by step.
+///
+/// # Safety
+/// As for [`lstm_stream`], with `3H` columns; `b_hn` holds `H` floats.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gru_lbr_stream<
+    S: Simd,
+    const U: usize,
+    const CH: usize,
+    const NV: usize,
+    const PAIRS: bool,
+>(
+    s: S,
+    steps: usize,
+    inp: StreamInput,
+    w: *const f32,
+    ldb: usize,
+    b_hn: *const f32,
+    h: *mut f32,
+    out: *mut f32,
+) {
+    debug_assert!(NV == 3 * CH && U.is_multiple_of(CH));
+    let (l, units) = (S::LANES, U * S::LANES);
+    let (mut hv, mut bv, mut hn) = ([s.zero(); U], [s.zero(); U], [s.zero(); U]);
+    for u in 0..U {
+        // SAFETY: h and b_hn hold H = U·LANES floats.
+        unsafe {
+            hv[u] = s.load(h.add(l * u));
+            bv[u] = s.load(b_hn.add(l * u));
+        }
+    }
+    for st in 0..steps {
+        for u0 in (0..U).step_by(CH) {
+            let cols = gate_cols::<3, CH, NV>(l, units, u0);
+            // SAFETY: as in `lstm_stream`, with 3H gate columns.
+            let (gin, prod) = unsafe {
+                (
+                    input_part::<S, NV>(s, inp, st, cols),
+                    row_product::<S, NV, PAIRS>(s, units, h, w, ldb, cols),
+                )
+            };
+            for ci in 0..CH {
+                let u = u0 + ci;
+                let g = [gin[ci], gin[CH + ci], gin[2 * CH + ci]];
+                let wq = [prod[ci], prod[CH + ci], prod[2 * CH + ci]];
+                hn[u] = flush(s, gru_lbr_state_v::<S, true>(s, g, wq, bv[u], hv[u]));
+            }
+        }
+        hv = hn;
+        // After every unit's update: the products above read the old h.
+        for (u, v) in hv.iter().enumerate() {
+            // SAFETY: h holds H floats, out row st too.
+            unsafe {
+                s.store(h.add(l * u), *v);
+                s.store(out.add(st * units + l * u), *v);
+            }
+        }
+    }
+}

@@ -1,0 +1,585 @@
+//! The vector operations every kernel body is written in, and the bodies of the
+//! activations themselves: one body per operation, instantiated per instruction set.
+//!
+//! A tier is a zero-sized token type implementing [`Simd`] (`x86_64/avx2.rs`,
+//! `x86_64/avx512.rs`): a value of it exists only once its features were detected (or
+//! inside a `#[target_feature]` function of that tier), which is what makes its safe
+//! methods sound. The bodies (here, in `cells.rs`, `backward.rs`, `outer.rs`,
+//! `packed.rs`) are generic over `S: Simd` and `#[inline(always)]`; each tier's file
+//! instantiates them inside thin `#[target_feature]` entry points ([`tier_entries`]),
+//! so the compiler emits that tier's instructions for the whole body. A new tier (NEON
+//! on aarch64) is one file: the trait's methods and one `tier_entries!` line.
+//!
+//! The operations are the ones the bodies need and no more; each names the x86 form it
+//! maps to where the semantics matter (NaN in `min`/`max`, unordered compares).
+//! Partial vectors ([`Simd::load_n`], [`Simd::store_n`]) touch only their `n` floats:
+//! AVX-512 uses masked loads and stores, AVX2 a copy through a stack buffer, because
+//! AVX's `vmaskmovps` is microcoded and slow on AMD Zen 1 and 2.
+
+/// Streaming state values below this magnitude are stored as zero.
+pub(crate) use super::reference::FLUSH_BELOW;
+/// The smallest `f32` whose `tanh` rounds to 1 in `f32` (`scripts/fit_tanh.py`).
+pub(crate) const TANH_ONE_FROM: f32 = 9.010_914;
+/// The smallest `f32` whose sigmoid rounds to 1 in `f32`.
+pub(crate) const SIGMOID_ONE_FROM: f32 = 17.328_68;
+/// The bits of `1.0f32`.
+pub(crate) const ONE_BITS: i32 = 0x3f80_0000;
+/// The bits of `-1.0f32`, as a signed integer.
+pub(crate) const MINUS_ONE_BITS: i32 = 0xbf80_0000_u32 as i32;
+/// `tanh(a) ≈ a·P(a²)/Q(a²)` on `[0, TANH_ONE_FROM]`: `P`'s coefficients, constant first.
+pub(crate) const TANH_P: [f32; 5] = [
+    1.0,
+    0.133_789_82,
+    0.003_493_199_6,
+    2.057_133_1e-5,
+    1.330_529_1e-8,
+];
+/// ... and `Q`'s.
+pub(crate) const TANH_Q: [f32; 5] = [
+    1.0,
+    0.467_122_97,
+    0.025_867_796,
+    3.281_795_4e-4,
+    7.755_731e-7,
+];
+/// `tanh(a/2)/2 ≈ a·P'(a²)/Q'(a²)`: `P'ₖ = Pₖ/(4·4^k)` (one half from the argument,
+/// one from the value) ...
+pub(crate) const SIGMOID_P: [f32; 5] = scaled(TANH_P, 0.25);
+/// ... and `Q'ₖ = Qₖ/4^k`. Scaling by powers of two is exact.
+pub(crate) const SIGMOID_Q: [f32; 5] = scaled(TANH_Q, 1.0);
+
+/// `c[k]·first/4^k`.
+const fn scaled(c: [f32; 5], first: f32) -> [f32; 5] {
+    [
+        c[0] * first,
+        c[1] * first / 4.0,
+        c[2] * first / 16.0,
+        c[3] * first / 64.0,
+        c[4] * first / 256.0,
+    ]
+}
+
+/// A vector instruction set: `LANES` `f32` lanes per [`Simd::V`].
+///
+/// Every method is `#[inline(always)]` in the implementations; the loads and stores
+/// are `unsafe` (raw pointers), the arithmetic is safe (the token proves the CPU has
+/// the instructions).
+pub(crate) trait Simd: Copy {
+    /// `f32` lanes per vector.
+    const LANES: usize;
+    /// Vector registers (16 on AVX2, 32 on AVX-512): how many accumulators a kernel's
+    /// blocks can hold.
+    const REGISTERS: usize;
+    /// A vector of `LANES` floats.
+    type V: Copy;
+
+    /// Every lane `v`.
+    fn splat(self, v: f32) -> Self::V;
+    /// Every lane `+0.0`.
+    fn zero(self) -> Self::V;
+    /// `LANES` floats from `p` (unaligned).
+    ///
+    /// # Safety
+    /// `p..p + LANES` readable.
+    unsafe fn load(self, p: *const f32) -> Self::V;
+    /// `v` to `p..p + LANES` (unaligned).
+    ///
+    /// # Safety
+    /// `p..p + LANES` writable.
+    unsafe fn store(self, p: *mut f32, v: Self::V);
+    /// Lanes `0..min(n, LANES)` from `p`, the others zero; reads nothing else.
+    ///
+    /// # Safety
+    /// `p..p + min(n, LANES)` readable.
+    unsafe fn load_n(self, p: *const f32, n: usize) -> Self::V;
+    /// Lanes `0..min(n, LANES)` of `v` to `p`; writes nothing else.
+    ///
+    /// # Safety
+    /// `p..p + min(n, LANES)` writable.
+    unsafe fn store_n(self, p: *mut f32, n: usize, v: Self::V);
+
+    /// `a + b`.
+    fn add(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `a − b`.
+    fn sub(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `a · b`.
+    fn mul(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `a · b + c`, rounded once.
+    fn fma(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    /// `num / d` as the tier divides for the activations (`d >= 1` or NaN): exact on
+    /// AVX2, a 14-bit estimate and one Newton step on AVX-512 (see `x86_64/mod.rs`).
+    fn div(self, num: Self::V, d: Self::V) -> Self::V;
+    /// x86 `min(a, b)`: `b` where either is NaN.
+    fn min(self, a: Self::V, b: Self::V) -> Self::V;
+    /// x86 `max(a, b)`: `b` where either is NaN.
+    fn max(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `|v|` (the sign bit cleared).
+    fn abs(self, v: Self::V) -> Self::V;
+    /// `if_true` in the lanes where `!(a < b)` (unordered: NaN gives true), else
+    /// `if_false`.
+    fn select_not_lt(self, a: Self::V, b: Self::V, if_true: Self::V, if_false: Self::V) -> Self::V;
+    /// `v` where `x > 0` (ordered: NaN gives false), else `+0.0`.
+    fn keep_where_positive(self, x: Self::V, v: Self::V) -> Self::V;
+    /// `+0.0` in the lanes where `|v| < t` (ordered: NaN stays), else `v`.
+    fn zero_below(self, v: Self::V, t: f32) -> Self::V;
+    /// The bits of `v` as `i32`, maximum with `b` (signed).
+    fn max_bits_i32(self, v: Self::V, b: i32) -> Self::V;
+    /// The bits of `v` as `i32`, minimum with `b` (signed).
+    fn min_bits_i32(self, v: Self::V, b: i32) -> Self::V;
+    /// The bits of `v` as `u32`, minimum with `b` (unsigned).
+    fn min_bits_u32(self, v: Self::V, b: u32) -> Self::V;
+    /// A hint to bring the cache line at `p` into L2; never faults. No-op by default.
+    #[inline(always)]
+    fn prefetch_l2(self, _p: *const f32) {}
+}
+
+/// Defines a tier's `#[target_feature]` entry points, each calling the one generic body
+/// with the tier's token: `tier_entries!(Token, "features")`. The token's
+/// `assume()` is only called inside these functions, whose features are the token's.
+// SAFETY (every `unsafe { $S::assume() }` in the entry points): each is compiled with
+// the tier's features (`#[target_feature]`), so it runs only on a CPU that has them.
+macro_rules! tier_entries {
+    ($S:ident, $feat:literal) => {
+        /// `x <- sigmoid(x)` elementwise ([`crate::kernels::simd::sigmoid_slice`]).
+        #[target_feature(enable = $feat)]
+        pub(crate) fn sigmoid(x: &mut [f32]) {
+            crate::kernels::simd::sigmoid_slice(unsafe { $S::assume() }, x)
+        }
+        /// `x <- tanh(x)` elementwise ([`crate::kernels::simd::tanh_slice`]).
+        #[target_feature(enable = $feat)]
+        pub(crate) fn tanh(x: &mut [f32]) {
+            crate::kernels::simd::tanh_slice(unsafe { $S::assume() }, x)
+        }
+        /// [`crate::kernels::cells::lstm_cell`] on this tier.
+        #[target_feature(enable = $feat)]
+        pub(crate) fn lstm_cell(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
+            crate::kernels::cells::lstm_cell(unsafe { $S::assume() }, gates, c_prev, c, h)
+        }
+        /// [`crate::kernels::cells::gru_lbr_cell`] on this tier.
+        #[target_feature(enable = $feat)]
+        pub(crate) fn gru_lbr_cell(gates: &mut [f32], ghn: &[f32], h_prev: &[f32], h: &mut [f32]) {
+            crate::kernels::cells::gru_lbr_cell(unsafe { $S::assume() }, gates, ghn, h_prev, h)
+        }
+        /// [`crate::kernels::cells::lstm_state`] on this tier.
+        #[target_feature(enable = $feat)]
+        pub(crate) fn lstm_state(gates: &[f32], c: &mut [f32], h: &mut [f32]) {
+            crate::kernels::cells::lstm_state(unsafe { $S::assume() }, gates, c, h)
+        }
+        /// [`crate::kernels::cells::gru_lbr_state`] on this tier.
+        #[target_feature(enable = $feat)]
+        pub(crate) fn gru_lbr_state(gates: &[f32], gh: &[f32], b_hn: &[f32], h: &mut [f32]) {
+            crate::kernels::cells::gru_lbr_state(unsafe { $S::assume() }, gates, gh, b_hn, h)
+        }
+        /// Every activation form of `xs` on this tier
+        /// ([`crate::kernels::simd::forms::of`]).
+        #[cfg(test)]
+        #[target_feature(enable = $feat)]
+        pub(crate) fn activation_forms(xs: &[f32]) -> [Vec<f32>; 4] {
+            crate::kernels::simd::forms::of(unsafe { $S::assume() }, xs)
+        }
+        /// [`crate::kernels::backward::body::lstm`] on this tier.
+        #[target_feature(enable = $feat)]
+        pub(crate) fn backward_lstm(
+            gates: &[f32],
+            c_prev: &[f32],
+            tc: &[f32],
+            dh: &[f32],
+            dc: &mut [f32],
+            dpre: &mut [f32],
+        ) {
+            let s = unsafe { $S::assume() };
+            crate::kernels::backward::body::lstm(s, gates, c_prev, tc, dh, dc, dpre)
+        }
+        /// [`crate::kernels::backward::body::gru_lbr`] on this tier.
+        #[target_feature(enable = $feat)]
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) fn backward_gru_lbr(
+            gates: &[f32],
+            ghn: &[f32],
+            h_prev: &[f32],
+            dh: &[f32],
+            dgx: &mut [f32],
+            dgh: &mut [f32],
+            dh_prev: &mut [f32],
+        ) {
+            let s = unsafe { $S::assume() };
+            crate::kernels::backward::body::gru_lbr(s, gates, ghn, h_prev, dh, dgx, dgh, dh_prev)
+        }
+        /// [`crate::kernels::backward::body::gru_notes_n`] on this tier.
+        #[target_feature(enable = $feat)]
+        pub(crate) fn backward_gru_notes_n(gates: &[f32], dh: &[f32], dpre: &mut [f32]) {
+            let s = unsafe { $S::assume() };
+            crate::kernels::backward::body::gru_notes_n(s, gates, dh, dpre)
+        }
+        /// [`crate::kernels::backward::body::gru_notes_rz`] on this tier.
+        #[target_feature(enable = $feat)]
+        pub(crate) fn backward_gru_notes_rz(
+            gates: &[f32],
+            h_prev: &[f32],
+            dh: &[f32],
+            drh: &[f32],
+            dpre: &mut [f32],
+            dh_prev: &mut [f32],
+        ) {
+            let s = unsafe { $S::assume() };
+            crate::kernels::backward::body::gru_notes_rz(s, gates, h_prev, dh, drh, dpre, dh_prev)
+        }
+        /// [`crate::kernels::backward::body::rnn`] on this tier.
+        #[target_feature(enable = $feat)]
+        pub(crate) fn backward_rnn(h: &[f32], dh: &[f32], relu: bool, dpre: &mut [f32]) {
+            let s = unsafe { $S::assume() };
+            crate::kernels::backward::body::rnn(s, h, dh, relu, dpre)
+        }
+        /// [`crate::kernels::outer::body`] on this tier (`2·W` accumulators and 8 more
+        /// registers: operands and broadcasts).
+        #[target_feature(enable = $feat)]
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) fn outer_sums_t(
+            k: usize,
+            a: &[f32],
+            lda: usize,
+            m: usize,
+            b: &[f32],
+            nb: usize,
+            out: &mut [f32],
+        ) {
+            let s = unsafe { $S::assume() };
+            const W: usize = (<$S as crate::kernels::simd::Simd>::REGISTERS - 8) / 2;
+            crate::kernels::outer::body::<$S, W>(s, k, a, lda, m, b, nb, out)
+        }
+        /// [`crate::kernels::cells::lstm_stream`] on this tier.
+        ///
+        /// # Safety
+        /// As for the body.
+        #[target_feature(enable = $feat)]
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) unsafe fn lstm_stream<
+            const U: usize,
+            const CH: usize,
+            const NV: usize,
+            const PAIRS: bool,
+        >(
+            steps: usize,
+            inp: crate::kernels::cells::StreamInput,
+            w: *const f32,
+            ldb: usize,
+            h: *mut f32,
+            c: *mut f32,
+            out: *mut f32,
+        ) {
+            let s = unsafe { $S::assume() };
+            // SAFETY: the caller's contract is the body's.
+            unsafe {
+                crate::kernels::cells::lstm_stream::<$S, U, CH, NV, PAIRS>(
+                    s, steps, inp, w, ldb, h, c, out,
+                )
+            }
+        }
+        /// [`crate::kernels::cells::gru_lbr_stream`] on this tier.
+        ///
+        /// # Safety
+        /// As for the body.
+        #[target_feature(enable = $feat)]
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) unsafe fn gru_lbr_stream<
+            const U: usize,
+            const CH: usize,
+            const NV: usize,
+            const PAIRS: bool,
+        >(
+            steps: usize,
+            inp: crate::kernels::cells::StreamInput,
+            w: *const f32,
+            ldb: usize,
+            b_hn: *const f32,
+            h: *mut f32,
+            out: *mut f32,
+        ) {
+            let s = unsafe { $S::assume() };
+            // SAFETY: the caller's contract is the body's.
+            unsafe {
+                crate::kernels::cells::gru_lbr_stream::<$S, U, CH, NV, PAIRS>(
+                    s, steps, inp, w, ldb, b_hn, h, out,
+                )
+            }
+        }
+    };
+}
+pub(crate) use tier_entries;
+
+// ---------------------------------------------------------------------------------------
+// The activations (algorithm and constants: `x86_64/mod.rs`).
+
+/// `(n, d)` with `n/d = x·P(x²)/Q(x²)` for the coefficients `p` and `q` (Estrin's
+/// scheme: after `y = x²`, three dependent operations for each), odd in `x` bit for bit.
+#[inline(always)]
+fn rational_parts<S: Simd>(s: S, x: S::V, p: [f32; 5], q: [f32; 5]) -> (S::V, S::V) {
+    let y = s.mul(x, x);
+    let y2 = s.mul(y, y);
+    let p01 = s.fma(s.splat(p[1]), y, s.splat(p[0]));
+    let p234 = s.fma(y2, s.splat(p[4]), s.fma(s.splat(p[3]), y, s.splat(p[2])));
+    let q01 = s.fma(s.splat(q[1]), y, s.splat(q[0]));
+    let q234 = s.fma(y2, s.splat(q[4]), s.fma(s.splat(q[3]), y, s.splat(q[2])));
+    let n = s.mul(x, s.fma(y2, p234, p01));
+    (n, s.fma(y2, q234, q01))
+}
+
+/// `min(hi, max(lo, v))` by `min`/`max` with the constant first: a NaN lane passes
+/// (both return their second operand when either is NaN).
+#[inline(always)]
+fn clamp<S: Simd>(s: S, v: S::V, lo: f32, hi: f32) -> S::V {
+    s.max(s.splat(lo), s.min(s.splat(hi), v))
+}
+
+/// Sigmoid, the form for throughput: `x` held to `±SIGMOID_ONE_FROM`, then `(n + d/2)/d`
+/// with `n/d ≈ tanh(x/2)/2`, held to `[0, 1]`.
+#[inline(always)]
+pub(crate) fn sigmoid_v<S: Simd>(s: S, x: S::V) -> S::V {
+    let x = clamp(s, x, -SIGMOID_ONE_FROM, SIGMOID_ONE_FROM);
+    let (n, d) = rational_parts(s, x, SIGMOID_P, SIGMOID_Q);
+    let num = s.fma(s.splat(0.5), d, n);
+    clamp(s, s.div(num, d), 0.0, 1.0)
+}
+
+/// [`sigmoid_v`] for a dependency chain, bit for bit: no clamp before the polynomials,
+/// the result held to `[0, 1]` by one-cycle integer operations on its bits (a signed
+/// max with +0 — negative floats are negative integers — then an unsigned min with 1),
+/// and the lanes from the limit on (and NaN, unordered) replaced by
+/// `min(1, max(0, x))`, computed beside the chain.
+#[inline(always)]
+pub(crate) fn sigmoid_chain<S: Simd>(s: S, x: S::V) -> S::V {
+    let (n, d) = rational_parts(s, x, SIGMOID_P, SIGMOID_Q);
+    let num = s.fma(s.splat(0.5), d, n);
+    let q = s.max_bits_i32(s.div(num, d), 0);
+    let q = s.min_bits_u32(q, ONE_BITS as u32);
+    let limit = s.splat(SIGMOID_ONE_FROM);
+    s.select_not_lt(s.abs(x), limit, clamp(s, x, 0.0, 1.0), q)
+}
+
+/// Tanh, the form for throughput: `x` held to `±TANH_ONE_FROM`, then `x·P(x²)/Q(x²)`
+/// held to `[-1, 1]`.
+#[inline(always)]
+pub(crate) fn tanh_v<S: Simd>(s: S, x: S::V) -> S::V {
+    let x = clamp(s, x, -TANH_ONE_FROM, TANH_ONE_FROM);
+    let (n, d) = rational_parts(s, x, TANH_P, TANH_Q);
+    clamp(s, s.div(n, d), -1.0, 1.0)
+}
+
+/// [`tanh_v`] for a dependency chain, bit for bit: the quotient held to `[-1, 1]` by
+/// integer operations (a signed min with the bits of 1 holds the positive lanes, an
+/// unsigned min with those of −1 the negative ones), the lanes from the limit on (and
+/// NaN) replaced by `min(1, max(-1, x))`.
+#[inline(always)]
+pub(crate) fn tanh_chain<S: Simd>(s: S, x: S::V) -> S::V {
+    let (n, d) = rational_parts(s, x, TANH_P, TANH_Q);
+    let t = s.min_bits_i32(s.div(n, d), ONE_BITS);
+    let t = s.min_bits_u32(t, MINUS_ONE_BITS as u32);
+    let limit = s.splat(TANH_ONE_FROM);
+    s.select_not_lt(s.abs(x), limit, clamp(s, x, -1.0, 1.0), t)
+}
+
+/// Sigmoid in the form for a chain (`CHAIN`) or for throughput: the same bits.
+#[inline(always)]
+pub(crate) fn sigmoid_g<S: Simd, const CHAIN: bool>(s: S, x: S::V) -> S::V {
+    if CHAIN {
+        sigmoid_chain(s, x)
+    } else {
+        sigmoid_v(s, x)
+    }
+}
+
+/// Tanh in the form for a chain (`CHAIN`) or for throughput: the same bits.
+#[inline(always)]
+pub(crate) fn tanh_g<S: Simd, const CHAIN: bool>(s: S, x: S::V) -> S::V {
+    if CHAIN {
+        tanh_chain(s, x)
+    } else {
+        tanh_v(s, x)
+    }
+}
+
+/// Zeroes the lanes of `v` smaller in magnitude than `FLUSH_BELOW` (NaN stays).
+#[inline(always)]
+pub(crate) fn flush<S: Simd>(s: S, v: S::V) -> S::V {
+    s.zero_below(v, FLUSH_BELOW)
+}
+
+/// The activations [`map`] applies.
+const SIGMOID_CHAIN: u8 = 0;
+const SIGMOID: u8 = 1;
+const TANH_CHAIN: u8 = 2;
+const TANH: u8 = 3;
+
+/// Activation `F` of one vector.
+#[inline(always)]
+fn activate<S: Simd, const F: u8>(s: S, v: S::V) -> S::V {
+    match F {
+        SIGMOID_CHAIN => sigmoid_chain(s, v),
+        SIGMOID => sigmoid_v(s, v),
+        TANH_CHAIN => tanh_chain(s, v),
+        _ => tanh_v(s, v),
+    }
+}
+
+/// Applies activation `F` to `x` in place, `LANES` at a time, the tail as a partial
+/// vector. (A const parameter, not a closure: a closure is a function of its own, built
+/// without the tier's features, and is not reliably inlined into the entry point that
+/// has them.)
+#[inline(always)]
+fn map<S: Simd, const F: u8>(s: S, x: &mut [f32]) {
+    let mut chunks = x.chunks_exact_mut(S::LANES);
+    for c in &mut chunks {
+        let p = c.as_mut_ptr();
+        // SAFETY: `c` is exactly LANES contiguous, writable floats (chunks_exact_mut).
+        unsafe { s.store(p, activate::<S, F>(s, s.load(p))) };
+    }
+    let tail = chunks.into_remainder();
+    if !tail.is_empty() {
+        let (p, n) = (tail.as_mut_ptr(), tail.len());
+        // SAFETY: the partial vector touches `tail`'s n floats only.
+        unsafe { s.store_n(p, n, activate::<S, F>(s, s.load_n(p, n))) };
+    }
+}
+
+/// Up to this many vectors a map is taken to be a single stream's row that the next step
+/// waits on (an RNN's `h`), and runs the activations' form for a chain; longer ones the
+/// form for throughput. The two give the same bits.
+const CHAIN_UP_TO_VECTORS: usize = 2;
+
+/// `x <- sigmoid(x)` elementwise.
+#[inline(always)]
+pub(crate) fn sigmoid_slice<S: Simd>(s: S, x: &mut [f32]) {
+    if x.len() <= CHAIN_UP_TO_VECTORS * S::LANES {
+        map::<S, SIGMOID_CHAIN>(s, x);
+    } else {
+        map::<S, SIGMOID>(s, x);
+    }
+}
+
+/// `x <- tanh(x)` elementwise.
+#[inline(always)]
+pub(crate) fn tanh_slice<S: Simd>(s: S, x: &mut [f32]) {
+    if x.len() <= CHAIN_UP_TO_VECTORS * S::LANES {
+        map::<S, TANH_CHAIN>(s, x);
+    } else {
+        map::<S, TANH>(s, x);
+    }
+}
+
+/// What the tiers' tests share: inputs for comparing an activation's two forms (for a
+/// dependency chain and for throughput), which must agree bit for bit.
+#[cfg(test)]
+pub(crate) mod forms {
+    use super::{SIGMOID_ONE_FROM, TANH_ONE_FROM};
+
+    /// Every 97th `f32` bit pattern (44 million, both signs, NaNs included), then the
+    /// limits, the floats beside them, infinities, zeros and NaNs of both signs.
+    pub(crate) fn inputs() -> Vec<f32> {
+        let mut xs: Vec<f32> = (0..u32::MAX / 97).map(|i| f32::from_bits(i * 97)).collect();
+        for l in [TANH_ONE_FROM, SIGMOID_ONE_FROM, 1.0] {
+            let near = [l.next_down(), l, l.next_up()];
+            xs.extend(near.iter().flat_map(|&v| [v, -v]));
+        }
+        xs.extend([
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -f32::NAN,
+        ]);
+        xs.extend([f32::MAX, f32::MIN, f32::MIN_POSITIVE, -1e-45]);
+        xs
+    }
+
+    /// `[sigmoid_v, sigmoid_chain, tanh_v, tanh_chain]` of `xs` (a multiple of `LANES`
+    /// long) on tier `s`.
+    #[inline(always)]
+    pub(crate) fn of<S: super::Simd>(s: S, xs: &[f32]) -> [Vec<f32>; 4] {
+        let mut out: [Vec<f32>; 4] = std::array::from_fn(|_| vec![0.0; xs.len()]);
+        for (f, o) in out.iter_mut().enumerate() {
+            for (x, y) in xs.chunks_exact(S::LANES).zip(o.chunks_exact_mut(S::LANES)) {
+                // SAFETY: both chunks are exactly LANES floats.
+                unsafe {
+                    let v = s.load(x.as_ptr());
+                    let r = match f {
+                        0 => super::sigmoid_v(s, v),
+                        1 => super::sigmoid_chain(s, v),
+                        2 => super::tanh_v(s, v),
+                        _ => super::tanh_chain(s, v),
+                    };
+                    s.store(y.as_mut_ptr(), r);
+                }
+            }
+        }
+        out
+    }
+
+    /// Asserts `a` and `b` (one form's outputs each for `xs`) equal bit for bit, NaN
+    /// where either is NaN.
+    pub(crate) fn assert_same(name: &str, xs: &[f32], a: &[f32], b: &[f32]) {
+        for ((&x, &p), &q) in xs.iter().zip(a).zip(b) {
+            if p.is_nan() || q.is_nan() {
+                assert!(p.is_nan() && q.is_nan(), "{name}({x:e}): {p:e} vs {q:e}");
+            } else {
+                assert_eq!(p.to_bits(), q.to_bits(), "{name}({x:e}): {p:e} vs {q:e}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every SIMD tier's two forms of each activation (for a dependency chain and for
+    /// throughput) give the same bits on 44 million inputs and the edges.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn chain_and_throughput_forms_agree_bit_for_bit() {
+        use crate::kernels::activation::Tier;
+        use crate::kernels::x86_64::{avx2, avx512};
+        let mut xs = forms::inputs();
+        xs.resize(xs.len().next_multiple_of(16), 0.5);
+        let mut ran = 0;
+        for tier in [Tier::Avx2, Tier::Avx512] {
+            if !tier.is_available() {
+                continue; // this tier cannot run here; the dispatcher never picks it
+            }
+            // SAFETY: the tier's features were detected just above.
+            let [s_v, s_chain, t_v, t_chain] = unsafe {
+                match tier {
+                    Tier::Avx2 => avx2::activation_forms(&xs),
+                    _ => avx512::activation_forms(&xs),
+                }
+            };
+            forms::assert_same("sigmoid", &xs, &s_v, &s_chain);
+            forms::assert_same("tanh", &xs, &t_v, &t_chain);
+            ran += 1;
+        }
+        assert!(ran > 0 || !Tier::Avx2.is_available());
+    }
+
+    #[test]
+    fn sigmoid_coefficients_are_the_tanh_ones_scaled_exactly() {
+        for k in 0..5 {
+            let s = 4f64.powi(k as i32);
+            assert_eq!(SIGMOID_P[k] as f64, TANH_P[k] as f64 / (4.0 * s));
+            assert_eq!(SIGMOID_Q[k] as f64, TANH_Q[k] as f64 / s);
+        }
+    }
+
+    #[test]
+    fn the_limits_are_where_the_functions_round_to_one() {
+        let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+        for (from, f) in [
+            (TANH_ONE_FROM, f64::tanh as fn(f64) -> f64),
+            (SIGMOID_ONE_FROM, sigmoid),
+        ] {
+            let below = f32::from_bits(from.to_bits() - 1);
+            assert_eq!(f(from as f64) as f32, 1.0);
+            assert!((f(below as f64) as f32) < 1.0);
+        }
+        assert_eq!(ONE_BITS, 1.0f32.to_bits() as i32);
+    }
+}
