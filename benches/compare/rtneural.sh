@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# rnncore vs RTNeural: streaming LSTM/GRU latency, one sample at a time, on one pinned core
+# (see benches/compare/rtneural/README.md).
+#   RTNEURAL_DIR=/path/to/RTNeural bash benches/compare/rtneural.sh [rounds]
+# RTNeural is never vendored here: git clone https://github.com/jatinchowdhury18/RTNeural
+# EIGEN_DIR: Eigen's include dir; default $RTNEURAL_DIR/modules/Eigen, else /usr/include/eigen3.
+# CXX: the C++ compiler (default g++). Builds librnncore.a (honours CARGO_TARGET_DIR) and the
+# benchmark, runs it once per rnncore kernel tier this CPU can run (RNNCORE_KERNEL=avx512,
+# avx2, scalar), and writes the tables to benches/compare/results/rtneural-latest.md.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+rounds="${1:-5}"
+case "$rounds" in
+  '' | *[!0-9]*) echo "rtneural.sh: rounds must be a positive integer, got '$rounds'" >&2; exit 2 ;;
+esac
+
+if [ -z "${RTNEURAL_DIR:-}" ]; then
+  echo "rtneural.sh: set RTNEURAL_DIR to an RTNeural source tree, e.g." >&2
+  echo "  git clone https://github.com/jatinchowdhury18/RTNeural /tmp/RTNeural" >&2
+  echo "  RTNEURAL_DIR=/tmp/RTNeural bash benches/compare/rtneural.sh" >&2
+  exit 2
+fi
+if [ ! -f "$RTNEURAL_DIR/RTNeural/RTNeural.h" ] || [ ! -f "$RTNEURAL_DIR/RTNeural/ModelT.h" ]; then
+  echo "rtneural.sh: RTNEURAL_DIR=$RTNEURAL_DIR is not an RTNeural source tree" >&2
+  echo "  (no RTNeural/RTNeural.h or RTNeural/ModelT.h in it);" >&2
+  echo "  git clone https://github.com/jatinchowdhury18/RTNeural" >&2
+  exit 2
+fi
+RTNEURAL_DIR="$(cd "$RTNEURAL_DIR" && pwd)"
+if [ ! -f "$RTNEURAL_DIR/modules/json/json.hpp" ]; then
+  echo "rtneural.sh: $RTNEURAL_DIR/modules/json/json.hpp is missing (RTNeural's headers include it)" >&2
+  exit 2
+fi
+
+if [ -z "${EIGEN_DIR:-}" ]; then
+  if [ -f "$RTNEURAL_DIR/modules/Eigen/Eigen/Dense" ]; then
+    EIGEN_DIR="$RTNEURAL_DIR/modules/Eigen"
+  elif [ -f /usr/include/eigen3/Eigen/Dense ]; then
+    EIGEN_DIR=/usr/include/eigen3
+  else
+    echo "rtneural.sh: Eigen not found: neither $RTNEURAL_DIR/modules/Eigen nor /usr/include/eigen3." >&2
+    echo "  Install it (apt-get install libeigen3-dev), run" >&2
+    echo "  git -C \"$RTNEURAL_DIR\" submodule update --init, or set EIGEN_DIR." >&2
+    exit 2
+  fi
+fi
+if [ ! -f "$EIGEN_DIR/Eigen/Dense" ]; then
+  echo "rtneural.sh: EIGEN_DIR=$EIGEN_DIR has no Eigen/Dense" >&2
+  exit 2
+fi
+
+case "$EIGEN_DIR" in
+  "$RTNEURAL_DIR"/*) eigen_from="RTNeural's ${EIGEN_DIR#"$RTNEURAL_DIR"/}" ;;
+  *) eigen_from="$EIGEN_DIR" ;;
+esac
+if git -C "$RTNEURAL_DIR" rev-parse --short HEAD >/dev/null 2>&1; then
+  rtneural_commit="$(git -C "$RTNEURAL_DIR" rev-parse --short HEAD)"
+else
+  rtneural_commit="(not a git tree)"
+fi
+
+cargo build --release --lib
+target="${CARGO_TARGET_DIR:-$root/target}"
+case "$target" in /*) ;; *) target="$root/$target" ;; esac
+lib="$target/release/librnncore.a"
+[ -f "$lib" ] || { echo "rtneural.sh: $lib was not built" >&2; exit 1; }
+
+cxx="${CXX:-g++}"
+# RTNeural's CMake (RTNEURAL_USE_AVX) uses 32-byte alignment where AVX is on, else 16.
+native_macros="$("$cxx" -march=native -dM -E -x c++ /dev/null)"
+case "$native_macros" in *"#define __AVX__ "*) align=32 ;; *) align=16 ;; esac
+# At H = 128 RTNeural's fixed-size weight matrix (4H x (H+2) floats, 260 KiB) is over
+# Eigen's 128 KiB static-size limit, a compile-time assertion; the models live on the
+# heap here, so the limit is raised (it changes no kernel).
+flags=(-O3 -march=native -std=c++17 -DRTNEURAL_USE_EIGEN=1 "-DRTNEURAL_DEFAULT_ALIGNMENT=$align"
+  -DEIGEN_STACK_ALLOCATION_LIMIT=524288)
+bin="$target/rtneural-bench"
+"$cxx" "${flags[@]}" -Wall -Wextra \
+  "-DRTNEURAL_COMMIT=\"$rtneural_commit\"" "-DBENCH_CXXFLAGS=\"${flags[*]}\"" \
+  -I include -isystem "$RTNEURAL_DIR" -isystem "$EIGEN_DIR" \
+  benches/compare/rtneural/bench.cpp "$lib" -lpthread -ldl -lm -o "$bin"
+
+# One pinned core: the first CPU this process may run on.
+pin=()
+if command -v taskset >/dev/null 2>&1; then
+  cpu="$(awk '/^Cpus_allowed_list/ {print $2}' /proc/self/status | cut -d, -f1 | cut -d- -f1)"
+  [ -n "$cpu" ] && pin=(taskset -c "$cpu")
+else
+  echo "rtneural.sh: taskset not found: running unpinned" >&2
+fi
+
+tiers=()
+grep -qw avx512f /proc/cpuinfo && tiers+=(avx512)
+grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && tiers+=(avx2)
+tiers+=(scalar)
+
+out="$root/benches/compare/results/rtneural-latest.md"
+mkdir -p "$(dirname "$out")"
+tmp="$(mktemp)"
+trap 'rm -f "$tmp"' EXIT
+{
+  echo "## rnncore vs RTNeural, streaming (batch 1, one sample per call)"
+  echo
+  echo "\`RTNEURAL_DIR=... bash benches/compare/rtneural.sh $rounds\`, $(date -u +%Y-%m-%d), pinned: ${pin[*]:-no}, RTNeural commit $rtneural_commit, Eigen from $eigen_from."
+  echo
+} >"$tmp"
+for tier in "${tiers[@]}"; do
+  RNNCORE_KERNEL="$tier" RAYON_NUM_THREADS=1 "${pin[@]}" "$bin" "$rounds" >>"$tmp"
+done
+cp "$tmp" "$out"
+cat "$out"
+echo "written: $out" >&2

@@ -1,0 +1,536 @@
+// rnncore vs RTNeural: streaming latency of one small recurrent model, one sample at a time.
+//
+// For cell in {LSTM, GRU} and H in {8, 16, 32, 64, 128}: one recurrent layer, 1 input, a
+// dense head to 1 output, batch 1, f32.
+//   RTNeural: compile-time ModelT<float, 1, 1, LSTMLayerT<float, 1, H> (or GRULayerT),
+//             DenseT<float, H, 1>>, model.forward(&x) per sample (Eigen backend).
+//   rnncore:  rnn_model_step per sample ("step"), and rnn_model_forward_state on blocks
+//             of 512 samples ("block"), through the C ABI.
+// Both models hold the same weights: rnncore draws them (rnn_model_new), saves them with
+// rnn_model_save (safetensors, PyTorch state_dict names), and this program reads that
+// file and loads it into RTNeural. Before timing, both run the same 4096 samples from a
+// zero state and the largest output difference is printed (and checked).
+//
+// Timing: `rounds` rounds (argv[1], default 5); in each round every config runs its three
+// paths back to back (their order rotated round by round), each over N samples, N chosen
+// per config so one timing takes at least ~5 ms. Per path: min and median over rounds
+// of the nanoseconds per sample. Output: a markdown table on stdout.
+//
+// Built and run by benches/compare/rtneural.sh (RTNEURAL_DIR=... bash benches/compare/rtneural.sh).
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include <RTNeural/RTNeural.h>
+
+#include "rnncore.h"
+
+#ifndef BENCH_CXXFLAGS
+#define BENCH_CXXFLAGS "(unknown flags)"
+#endif
+#ifndef RTNEURAL_COMMIT
+#define RTNEURAL_COMMIT "(unknown commit)"
+#endif
+
+namespace {
+
+constexpr size_t kBlock = 512;      // rnncore block path: samples per rnn_model_forward_state
+constexpr size_t kCheckLen = 4096;  // samples of the equivalence check
+constexpr double kMinTimingNs = 5e6; // each timing runs at least this long (about)
+constexpr float kMaxDiff = 1e-4f;   // the equivalence check fails above this
+
+[[noreturn]] void die(const std::string& what) {
+    std::fprintf(stderr, "bench: %s\n", what.c_str());
+    std::exit(1);
+}
+
+void check(rnn_status s, const char* what) {
+    if (s != RNN_OK)
+        die(std::string(what) + ": " + rnn_status_str(s) + ": " + rnn_last_error());
+}
+
+double now_ns() {
+    return (double)std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+// ---- a minimal JSON reader: enough for a safetensors header ------------------------
+
+struct Json {
+    enum Kind { Null, Bool, Number, String, Array, Object } kind = Null;
+    double num = 0;
+    std::string str;
+    std::vector<Json> arr;
+    std::map<std::string, Json> obj;
+};
+
+class JsonParser {
+public:
+    explicit JsonParser(const std::string& text) : s_(text) {}
+
+    Json parse() {
+        Json v = value();
+        ws();
+        if (i_ != s_.size()) fail("trailing characters");
+        return v;
+    }
+
+private:
+    const std::string& s_;
+    size_t i_ = 0;
+
+    [[noreturn]] void fail(const char* why) {
+        die(std::string("safetensors header: ") + why + " at byte " + std::to_string(i_));
+    }
+    void ws() {
+        while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\r' || s_[i_] == '\t')) i_++;
+    }
+    char peek() {
+        ws();
+        if (i_ >= s_.size()) fail("unexpected end");
+        return s_[i_];
+    }
+    void expect(char c) {
+        if (peek() != c) fail("unexpected character");
+        i_++;
+    }
+    bool literal(const char* word) {
+        size_t n = std::strlen(word);
+        if (s_.compare(i_, n, word) != 0) return false;
+        i_ += n;
+        return true;
+    }
+    std::string string() {
+        expect('"');
+        std::string out;
+        while (true) {
+            if (i_ >= s_.size()) fail("unterminated string");
+            char c = s_[i_++];
+            if (c == '"') return out;
+            if (c == '\\') {
+                if (i_ >= s_.size()) fail("unterminated escape");
+                char e = s_[i_++];
+                switch (e) {
+                    case 'n': out += '\n'; break;
+                    case 't': out += '\t'; break;
+                    case 'r': out += '\r'; break;
+                    case 'b': out += '\b'; break;
+                    case 'f': out += '\f'; break;
+                    case 'u':  // not needed for tensor names: keep it verbatim
+                        out += "\\u";
+                        break;
+                    default: out += e; break;  // " \ /
+                }
+            } else {
+                out += c;
+            }
+        }
+    }
+    Json value() {
+        Json v;
+        char c = peek();
+        if (c == '{') {
+            v.kind = Json::Object;
+            i_++;
+            if (peek() == '}') { i_++; return v; }
+            while (true) {
+                std::string key = string();
+                expect(':');
+                v.obj[key] = value();
+                if (peek() == ',') { i_++; continue; }
+                expect('}');
+                return v;
+            }
+        }
+        if (c == '[') {
+            v.kind = Json::Array;
+            i_++;
+            if (peek() == ']') { i_++; return v; }
+            while (true) {
+                v.arr.push_back(value());
+                if (peek() == ',') { i_++; continue; }
+                expect(']');
+                return v;
+            }
+        }
+        if (c == '"') {
+            v.kind = Json::String;
+            v.str = string();
+            return v;
+        }
+        if (literal("true")) { v.kind = Json::Bool; v.num = 1; return v; }
+        if (literal("false")) { v.kind = Json::Bool; return v; }
+        if (literal("null")) return v;
+        const char* begin = s_.c_str() + i_;
+        char* end = nullptr;
+        v.num = std::strtod(begin, &end);
+        if (end == begin) fail("not a JSON value");
+        v.kind = Json::Number;
+        i_ += (size_t)(end - begin);
+        return v;
+    }
+};
+
+// ---- rnncore's weights, read back from the safetensors file it saves -----------------
+
+struct Tensor {
+    std::vector<size_t> shape;
+    std::vector<float> data;
+};
+
+std::map<std::string, Tensor> read_safetensors(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) die("cannot open " + path);
+    std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (bytes.size() < 8) die(path + ": too short for safetensors");
+    uint64_t n = 0;
+    for (int k = 7; k >= 0; k--) n = (n << 8) | (uint8_t)bytes[(size_t)k];  // little-endian
+    if (n > bytes.size() - 8) die(path + ": header length past the end");
+    const std::string header(bytes.data() + 8, (size_t)n);
+    const char* data = bytes.data() + 8 + n;
+    const size_t data_len = bytes.size() - 8 - (size_t)n;
+
+    Json root = JsonParser(header).parse();
+    if (root.kind != Json::Object) die(path + ": header is not a JSON object");
+    std::map<std::string, Tensor> out;
+    for (const auto& kv : root.obj) {
+        if (kv.first == "__metadata__") continue;
+        const Json& t = kv.second;
+        auto dtype = t.obj.find("dtype");
+        auto shape = t.obj.find("shape");
+        auto offs = t.obj.find("data_offsets");
+        if (dtype == t.obj.end() || shape == t.obj.end() || offs == t.obj.end() ||
+            offs->second.arr.size() != 2)
+            die(path + ": tensor " + kv.first + " lacks dtype/shape/data_offsets");
+        if (dtype->second.str != "F32")
+            die(path + ": tensor " + kv.first + " is " + dtype->second.str + ", expected F32");
+        Tensor tensor;
+        size_t count = 1;
+        for (const Json& d : shape->second.arr) {
+            tensor.shape.push_back((size_t)d.num);
+            count *= (size_t)d.num;
+        }
+        const size_t begin = (size_t)offs->second.arr[0].num, end = (size_t)offs->second.arr[1].num;
+        if (end < begin || end > data_len || end - begin != count * sizeof(float))
+            die(path + ": tensor " + kv.first + " has bad data_offsets");
+        tensor.data.resize(count);
+        std::memcpy(tensor.data.data(), data + begin, count * sizeof(float));  // f32 LE, as x86
+        out[kv.first] = std::move(tensor);
+    }
+    return out;
+}
+
+const Tensor& get(const std::map<std::string, Tensor>& w, const std::string& name,
+                  std::vector<size_t> shape) {
+    auto it = w.find(name);
+    if (it == w.end()) die("rnncore's saved model has no tensor " + name);
+    if (it->second.shape != shape) die("tensor " + name + " has an unexpected shape");
+    return it->second;
+}
+
+std::map<std::string, Tensor> rnncore_weights(const rnn_model* model) {
+    const char* tmpdir = std::getenv("TMPDIR");
+    std::string tmpl = std::string(tmpdir && *tmpdir ? tmpdir : "/tmp") + "/rnncore-rtneural-XXXXXX";
+    std::vector<char> name(tmpl.begin(), tmpl.end());
+    name.push_back('\0');
+    int fd = mkstemp(name.data());
+    if (fd < 0) die("mkstemp failed for " + tmpl);
+    close(fd);
+    const std::string path(name.data());
+    rnn_status s = rnn_model_save(model, path.c_str());
+    if (s != RNN_OK) {
+        std::remove(path.c_str());
+        check(s, "rnn_model_save");
+    }
+    auto w = read_safetensors(path);
+    std::remove(path.c_str());
+    return w;
+}
+
+// ---- the same weights into RTNeural -------------------------------------------------
+//
+// PyTorch (rnncore): weight_ih [G*H, 1], weight_hh [G*H, H], bias_ih, bias_hh [G*H], rows
+// gate-major. RTNeural (Keras layout): W [in][G*H], U [H][G*H], i.e. transposed.
+// LSTM: both use gate order i, f, g(c), o; RTNeural has one bias: bias_ih + bias_hh.
+// GRU: PyTorch r, z, n; RTNeural z, r, c, with two biases (input side, recurrent side),
+// the candidate's recurrent part (U_c h + b_hc) multiplied by r: linear before reset,
+// which is rnncore's RNN_CELL_GRU_LBR.
+
+template <int H>
+void load_dense(RTNeural::DenseT<float, H, 1>& dense, const std::map<std::string, Tensor>& w) {
+    const Tensor& hw = get(w, "head.weight", {1, (size_t)H});
+    const Tensor& hb = get(w, "head.bias", {1});
+    dense.setWeights(std::vector<std::vector<float>>{hw.data});
+    dense.setBias(hb.data.data());
+}
+
+template <int H>
+void load_lstm(RTNeural::LSTMLayerT<float, 1, H>& lstm, const std::map<std::string, Tensor>& w) {
+    const size_t G = 4, h = (size_t)H;
+    const Tensor& wih = get(w, "weight_ih_l0", {G * h, 1});
+    const Tensor& whh = get(w, "weight_hh_l0", {G * h, h});
+    const Tensor& bih = get(w, "bias_ih_l0", {G * h});
+    const Tensor& bhh = get(w, "bias_hh_l0", {G * h});
+    std::vector<std::vector<float>> wv(1, std::vector<float>(G * h));
+    std::vector<std::vector<float>> uv(h, std::vector<float>(G * h));
+    std::vector<float> bv(G * h);
+    for (size_t row = 0; row < G * h; row++) {
+        wv[0][row] = wih.data[row];
+        for (size_t j = 0; j < h; j++) uv[j][row] = whh.data[row * h + j];
+        bv[row] = bih.data[row] + bhh.data[row];
+    }
+    lstm.setWVals(wv);
+    lstm.setUVals(uv);
+    lstm.setBVals(bv);
+}
+
+template <int H>
+void load_gru(RTNeural::GRULayerT<float, 1, H>& gru, const std::map<std::string, Tensor>& w) {
+    const size_t G = 3, h = (size_t)H;
+    const Tensor& wih = get(w, "weight_ih_l0", {G * h, 1});
+    const Tensor& whh = get(w, "weight_hh_l0", {G * h, h});
+    const Tensor& bih = get(w, "bias_ih_l0", {G * h});
+    const Tensor& bhh = get(w, "bias_hh_l0", {G * h});
+    const size_t torch_gate[3] = {1, 0, 2};  // RTNeural's z, r, c are PyTorch's blocks 1, 0, 2
+    std::vector<std::vector<float>> wv(1, std::vector<float>(G * h));
+    std::vector<std::vector<float>> uv(h, std::vector<float>(G * h));
+    std::vector<std::vector<float>> bv(2, std::vector<float>(G * h));
+    for (size_t g = 0; g < G; g++) {
+        for (size_t k = 0; k < h; k++) {
+            const size_t rt = g * h + k, pt = torch_gate[g] * h + k;
+            wv[0][rt] = wih.data[pt];
+            for (size_t j = 0; j < h; j++) uv[j][rt] = whh.data[pt * h + j];
+            bv[0][rt] = bih.data[pt];
+            bv[1][rt] = bhh.data[pt];
+        }
+    }
+    gru.setWVals(wv);
+    gru.setUVals(uv);
+    gru.setBVals(bv);
+}
+
+// ---- one configuration --------------------------------------------------------------
+
+struct Timings {
+    std::vector<double> rtneural, step, block;  // ns per sample, one per round
+};
+
+struct Bench {
+    virtual ~Bench() = default;
+    virtual const char* cell() const = 0;
+    virtual int hidden() const = 0;
+    virtual void prepare() = 0;       // weights, states, check, N
+    virtual void run_round(int order) = 0;
+    float max_diff_rt = 0, max_diff_block = 0;
+    size_t n = 0;
+    Timings t;
+};
+
+// A realistic audio-like input in [-1, 1]: two sines plus a little noise.
+std::vector<float> make_input(size_t len, uint32_t seed) {
+    std::vector<float> x(len);
+    uint32_t r = seed;
+    for (size_t i = 0; i < len; i++) {
+        r = r * 1664525u + 1013904223u;
+        const float noise = ((float)(r >> 8) / 16777216.0f - 0.5f) * 0.04f;
+        const double p = 2.0 * 3.14159265358979323846 * (double)i;
+        x[i] = (float)(0.6 * std::sin(p * 220.0 / 48000.0) + 0.3 * std::sin(p * 1375.0 / 48000.0)) + noise;
+    }
+    return x;
+}
+
+volatile float g_sink;  // keeps the outputs observable
+
+template <int H, bool Lstm>
+struct BenchT final : Bench {
+    using Recurrent = typename std::conditional<Lstm, RTNeural::LSTMLayerT<float, 1, H>,
+                                                RTNeural::GRULayerT<float, 1, H>>::type;
+    using Model = RTNeural::ModelT<float, 1, 1, Recurrent, RTNeural::DenseT<float, H, 1>>;
+
+    Model rt;
+    rnn_model* model = nullptr;
+    rnn_state* step_state = nullptr;
+    rnn_state* block_state = nullptr;
+    std::vector<float> x, y;
+
+    ~BenchT() override {
+        rnn_state_free(block_state);
+        rnn_state_free(step_state);
+        rnn_model_free(model);
+    }
+    const char* cell() const override { return Lstm ? "LSTM" : "GRU"; }
+    int hidden() const override { return H; }
+
+    double time_rtneural() {
+        float acc = 0;
+        const double t0 = now_ns();
+        for (size_t i = 0; i < n; i++) acc += rt.forward(&x[i]);
+        const double dt = now_ns() - t0;
+        g_sink = acc;
+        return dt / (double)n;
+    }
+    double time_step() {
+        float acc = 0, out = 0;
+        const double t0 = now_ns();
+        for (size_t i = 0; i < n; i++) {
+            rnn_status s = rnn_model_step(model, step_state, &x[i], 1, &out, 1);
+            if (s != RNN_OK) check(s, "rnn_model_step");
+            acc += out;
+        }
+        const double dt = now_ns() - t0;
+        g_sink = acc;
+        return dt / (double)n;
+    }
+    double time_block() {
+        const double t0 = now_ns();
+        for (size_t i = 0; i < n; i += kBlock) {
+            rnn_status s = rnn_model_forward_state(model, block_state, &x[i], kBlock, &y[i], kBlock);
+            if (s != RNN_OK) check(s, "rnn_model_forward_state");
+        }
+        const double dt = now_ns() - t0;
+        g_sink = y[n - 1];
+        return dt / (double)n;
+    }
+
+    void prepare() override {
+        const rnn_config cfg = {Lstm ? (uint32_t)RNN_CELL_LSTM : (uint32_t)RNN_CELL_GRU_LBR,
+                                1, (uint32_t)H, 1, 1, RNN_OUTPUT_IDENTITY};
+        check(rnn_model_new(&cfg, 0x5EED0000u + (uint64_t)H, &model), "rnn_model_new");
+        check(rnn_state_new(model, 1, &step_state), "rnn_state_new");
+        check(rnn_state_new_block(model, 1, kBlock, &block_state), "rnn_state_new_block");
+
+        const auto w = rnncore_weights(model);
+        if constexpr (Lstm)
+            load_lstm<H>(rt.template get<0>(), w);
+        else
+            load_gru<H>(rt.template get<0>(), w);
+        load_dense<H>(rt.template get<1>(), w);
+        rt.reset();
+
+        // Equivalence: the same kCheckLen samples from zero state through all three paths.
+        x = make_input(kCheckLen, 12345u);
+        y.assign(kCheckLen, 0.0f);
+        for (size_t i = 0; i < kCheckLen; i += kBlock)
+            check(rnn_model_forward_state(model, block_state, &x[i], kBlock, &y[i], kBlock),
+                  "rnn_model_forward_state");
+        for (size_t i = 0; i < kCheckLen; i++) {
+            float out = 0;
+            check(rnn_model_step(model, step_state, &x[i], 1, &out, 1), "rnn_model_step");
+            const float ref = rt.forward(&x[i]);
+            max_diff_rt = std::max(max_diff_rt, std::fabs(out - ref));
+            max_diff_block = std::max(max_diff_block, std::fabs(out - y[i]));
+        }
+        if (!(max_diff_rt <= kMaxDiff) || !(max_diff_block <= kMaxDiff)) {
+            std::fprintf(stderr, "%s H=%d: outputs differ: |rnncore step - RTNeural| = %g, "
+                                 "|step - block| = %g (limit %g)\n",
+                         cell(), H, max_diff_rt, max_diff_block, kMaxDiff);
+            std::exit(1);
+        }
+
+        // Size N from a pilot over the check input (which also warms all three paths).
+        n = kCheckLen;
+        const double fastest = std::min({time_rtneural(), time_step(), time_block()});
+        const double want = std::ceil(kMinTimingNs / std::max(fastest, 0.1));
+        n = std::max(kCheckLen, ((size_t)want + kBlock - 1) / kBlock * kBlock);
+        x = make_input(n, 777u + (uint32_t)H);
+        y.assign(n, 0.0f);
+    }
+
+    void run_round(int order) override {
+        for (int k = 0; k < 3; k++) {
+            switch ((order + k) % 3) {
+                case 0: t.rtneural.push_back(time_rtneural()); break;
+                case 1: t.step.push_back(time_step()); break;
+                default: t.block.push_back(time_block()); break;
+            }
+        }
+    }
+};
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t m = v.size() / 2;
+    return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+}
+double minimum(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
+
+std::string cpu_model() {
+    std::ifstream f("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(f, line)) {
+        if (line.rfind("model name", 0) == 0) {
+            const size_t colon = line.find(':');
+            if (colon != std::string::npos) {
+                size_t b = line.find_first_not_of(" \t", colon + 1);
+                return b == std::string::npos ? "" : line.substr(b);
+            }
+        }
+    }
+    return "(unknown CPU)";
+}
+
+template <bool Lstm>
+void add_cell(std::vector<std::unique_ptr<Bench>>& out) {
+    out.emplace_back(new BenchT<8, Lstm>());
+    out.emplace_back(new BenchT<16, Lstm>());
+    out.emplace_back(new BenchT<32, Lstm>());
+    out.emplace_back(new BenchT<64, Lstm>());
+    out.emplace_back(new BenchT<128, Lstm>());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    int rounds = 5;
+    if (argc > 1) {
+        char* end = nullptr;
+        long r = std::strtol(argv[1], &end, 10);
+        if (end == argv[1] || *end != '\0' || r < 1 || r > 1000) die("rounds must be an integer in 1..1000");
+        rounds = (int)r;
+    }
+    if (rnn_abi_version() != RNN_ABI_VERSION) die("rnncore.h and librnncore.a do not match (ABI version)");
+
+    std::vector<std::unique_ptr<Bench>> benches;
+    add_cell<true>(benches);
+    add_cell<false>(benches);
+    for (auto& b : benches) b->prepare();
+    for (int r = 0; r < rounds; r++)
+        for (auto& b : benches) b->run_round(r);
+
+    std::printf("### rnncore kernel `%s`\n\n", rnn_kernel_name());
+    std::printf("CPU: %s, one pinned core. rnncore %s (kernel `%s`, RNNCORE_KERNEL=%s); RTNeural %s, "
+                "Eigen backend; g++ %s `%s`.\n",
+                cpu_model().c_str(), rnn_version(), rnn_kernel_name(),
+                std::getenv("RNNCORE_KERNEL") ? std::getenv("RNNCORE_KERNEL") : "(unset)",
+                RTNEURAL_COMMIT, __VERSION__, BENCH_CXXFLAGS);
+    std::printf("Batch 1, 1 input, one layer, dense head to 1 output, f32. ns per sample, "
+                "min / median of %d rounds; N = samples per timing; block = "
+                "rnn_model_forward_state on %zu samples; ratios from medians (< 1: rnncore "
+                "faster). max diff = max |rnncore step - RTNeural| over %zu samples.\n\n",
+                rounds, kBlock, kCheckLen);
+    std::printf("| cell | H | N | RTNeural | rnncore step | rnncore block | step / RTNeural "
+                "| block / RTNeural | max diff |\n");
+    std::printf("|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    for (auto& b : benches) {
+        const double rt = median(b->t.rtneural), st = median(b->t.step), bl = median(b->t.block);
+        std::printf("| %s | %d | %zu | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f | %.2f | %.2f | %.1e |\n",
+                    b->cell(), b->hidden(), b->n, minimum(b->t.rtneural), rt, minimum(b->t.step), st,
+                    minimum(b->t.block), bl, st / rt, bl / rt, (double)b->max_diff_rt);
+    }
+    std::printf("\n");
+    return 0;
+}
