@@ -9,7 +9,7 @@
 use crate::config::{CellKind, ModelConfig};
 use crate::error::{check_finite, invalid, Error, Result};
 use crate::forward::ForwardCache;
-use crate::kernels::packed::PackedB;
+use crate::kernels::packed::{stream_kernel, PackedB, StreamKernel};
 use crate::rng::Rng;
 
 /// One layer's weights packed once (at build and after every training step) for
@@ -24,6 +24,9 @@ pub(crate) struct PackedLayer {
     pub w_hh_t: PackedB,
     /// Notes' GRU: `W_hnᵀ`, `[H][H]`; empty otherwise.
     pub w_hn_t: PackedB,
+    /// The fused single-stream kernel for this layer's cell and size on the process
+    /// tier, chosen here once; `None` where there is none.
+    pub stream: Option<StreamKernel>,
 }
 
 impl PackedLayer {
@@ -31,17 +34,20 @@ impl PackedLayer {
         let h = cfg.hidden_size;
         let gh = cfg.cell.gates() * h;
         let w_ih_t = PackedB::from_transposed(lw.w_ih, gh, lw.input_size);
+        let stream = stream_kernel(cfg.cell, h, lw.input_size);
         if cfg.cell == CellKind::Gru {
             PackedLayer {
                 w_ih_t,
                 w_hh_t: PackedB::from_transposed(&lw.w_hh[..2 * h * h], 2 * h, h),
                 w_hn_t: PackedB::from_transposed(&lw.w_hh[2 * h * h..], h, h),
+                stream,
             }
         } else {
             PackedLayer {
                 w_ih_t,
                 w_hh_t: PackedB::from_transposed(lw.w_hh, gh, h),
                 w_hn_t: PackedB::default(),
+                stream,
             }
         }
     }

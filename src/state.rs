@@ -10,8 +10,8 @@ use crate::error::{check_finite, check_len, checked_size, invalid, Result};
 use crate::forward::{recurrent_step, softmax_in_place, tail, try_zeroed, StepRows};
 use crate::kernels::activation;
 use crate::kernels::packed::{
-    gemm_packed_bias, gemm_packed_sweep, gemv2_packed, gemv_packed_bias, gemv_packed_sweep,
-    gru_lbr_stream, lstm_stream, stream_fused, PackedB, StreamIn,
+    dense_rows, gemm_packed_bias, gemm_packed_sweep, gemv2_packed, gemv_packed_bias,
+    gemv_packed_sweep, run_stream, PackedB, StreamIn,
 };
 use crate::kernels::reference::flush_ref;
 use crate::model::Model;
@@ -341,14 +341,11 @@ impl Model {
         Ok(())
     }
 
-    /// Whether every layer of a single stream's step runs in a fused kernel
-    /// ([`stream_fused`]): the LSTM and linear-before-reset GRU at the audio sizes.
+    /// Whether every layer of a single stream's step runs in a fused kernel (chosen for
+    /// its shape when the weights were packed): the LSTM and linear-before-reset GRU at
+    /// the audio sizes.
     fn fused_stream_step(&self) -> bool {
-        let cfg = self.config();
-        let h = cfg.hidden_size;
-        matches!(cfg.cell, CellKind::Lstm | CellKind::GruLbr)
-            && stream_fused(h, cfg.input_size)
-            && (cfg.num_layers == 1 || stream_fused(h, h))
+        self.packed.iter().all(|pk| pk.stream.is_some())
     }
 
     /// One timestep of one stream where [`Model::fused_stream_step`]: each layer's fused
@@ -557,24 +554,26 @@ impl Model {
         out: &mut [f32],
     ) -> bool {
         let pk = &self.packed[k];
-        let h = hk.len();
-        if !stream_fused(h, pk.w_ih_t.k()) {
+        let Some(kernel) = pk.stream else {
             return false;
-        }
+        };
         let xin = StreamIn {
             x: input,
             steps,
             w_ih: &pk.w_ih_t,
             bias: self.folded_bias(k),
         };
-        match self.config().cell {
-            CellKind::Lstm => lstm_stream(xin, &pk.w_hh_t, hk, &mut ck[..h], out),
-            CellKind::GruLbr => {
-                let b_hn = &self.bias_hh(k)[2 * h..];
-                gru_lbr_stream(xin, &pk.w_hh_t, b_hn, hk, out)
-            }
-            _ => false,
-        }
+        let b_hn: &[f32] = match self.config().cell {
+            CellKind::GruLbr => &self.bias_hh(k)[2 * hk.len()..],
+            _ => &[],
+        };
+        let c = if ck.is_empty() {
+            ck
+        } else {
+            &mut ck[..hk.len()]
+        };
+        run_stream(kernel, xin, &pk.w_hh_t, b_hn, hk, c, out);
+        true
     }
 
     /// One timestep of layer `k` for `m` streams, in place on the state rows `hk`
@@ -668,7 +667,15 @@ impl Model {
         match self.head() {
             Some(hw) => {
                 let o = cfg.output_size;
-                gemm_packed_bias(rows, top, h, &self.head_t, y, o, hw.bias);
+                dense_rows(
+                    top,
+                    rows,
+                    h,
+                    hw.weight,
+                    &self.head_t,
+                    hw.bias,
+                    &mut y[..rows * o],
+                );
                 if cfg.output_activation == OutputActivation::Softmax {
                     for row in y.chunks_mut(o) {
                         softmax_in_place(row);

@@ -277,6 +277,61 @@ pub(crate) fn gru_lbr_state<S: Simd>(s: S, gates: &[f32], gh: &[f32], b_hn: &[f3
     }
 }
 
+/// `y[r][j] = bias[j] + Σ_p x[r][p]·w[j][p]` for `rows` rows of `k` inputs and a few
+/// outputs `o` (`w` is `[o][k]`, row-major, as a dense head stores it): each output a
+/// dot product along `p`, in two vector accumulators (even and odd vectors of `p`; the
+/// tail of `k` a partial vector), added, reduced across lanes ([`Simd::reduce_add`]),
+/// then added to the bias. A head of one or two outputs is a dot product per row;
+/// through the packed GEMM it was a panel of 32 columns with one in use (at H = 16 it
+/// took as many instructions as the LSTM step it follows).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dense_narrow<S: Simd>(
+    s: S,
+    x: &[f32],
+    rows: usize,
+    k: usize,
+    w: &[f32],
+    o: usize,
+    bias: &[f32],
+    y: &mut [f32],
+) {
+    assert!(x.len() >= rows * k && w.len() == o * k && bias.len() == o && y.len() >= rows * o);
+    let l = S::LANES;
+    for r in 0..rows {
+        let xr = &x[r * k..(r + 1) * k];
+        for j in 0..o {
+            let wj = &w[j * k..(j + 1) * k];
+            let (mut a0, mut a1) = (s.zero(), s.zero());
+            let mut p = 0;
+            // SAFETY: every vector is inside xr and wj (both k long): full ones below k,
+            // the tail partial.
+            unsafe {
+                while p + 2 * l <= k {
+                    let (x0, w0) = (s.load(xr.as_ptr().add(p)), s.load(wj.as_ptr().add(p)));
+                    let (x1, w1) = (
+                        s.load(xr.as_ptr().add(p + l)),
+                        s.load(wj.as_ptr().add(p + l)),
+                    );
+                    a0 = s.fma(x0, w0, a0);
+                    a1 = s.fma(x1, w1, a1);
+                    p += 2 * l;
+                }
+                while p < k {
+                    let n = k - p;
+                    let (xv, wv) = (
+                        s.load_n(xr.as_ptr().add(p), n),
+                        s.load_n(wj.as_ptr().add(p), n),
+                    );
+                    a0 = s.fma(xv, wv, a0);
+                    p += l;
+                }
+            }
+            y[r * o + j] = bias[j] + s.reduce_add(s.add(a0, a1));
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Single-stream kernels: a layer's whole steps, products included.
 

@@ -7,6 +7,7 @@ pub mod backward;
 pub(crate) mod cells;
 pub(crate) mod cpu;
 pub mod gemm;
+pub(crate) mod microkernel;
 pub mod outer;
 pub mod packed;
 pub(crate) mod passes;

@@ -26,6 +26,7 @@
 //! output bits.
 
 use super::activation::{kernel_tier, Tier};
+use crate::config::CellKind;
 
 /// Panel width in floats.
 pub const NR: usize = 32;
@@ -36,7 +37,7 @@ const KC: usize = 256;
 
 /// Where panel `jp` starts in the packed data, and the row stride of its group.
 #[inline]
-fn panel_at(jp: usize, k: usize, panels: usize) -> (usize, usize) {
+pub(crate) fn panel_at(jp: usize, k: usize, panels: usize) -> (usize, usize) {
     let g = jp / GROUP;
     let in_group = (panels - g * GROUP).min(GROUP);
     (g * GROUP * k * NR + (jp % GROUP) * NR, in_group * NR)
@@ -142,7 +143,7 @@ impl PackedB {
 
 /// What each element of `C` starts from before the product is added.
 #[derive(Clone, Copy, Debug)]
-enum Init {
+pub(crate) enum Init {
     /// Zero: `C` is only written.
     Zero,
     /// `C`'s own value.
@@ -171,8 +172,8 @@ impl Start<'_> {
 
 impl Init {
     /// The same start for the columns from `col` on.
-    #[inline]
-    fn at(self, col: usize) -> Init {
+    #[inline(always)]
+    pub(crate) fn at(self, col: usize) -> Init {
         match self {
             Init::Bias(p) => Init::Bias(p.wrapping_add(col)),
             other => other,
@@ -406,6 +407,42 @@ pub fn gemv2_packed(
     }
 }
 
+/// Up to this many outputs [`dense_rows`] takes a dot product per output instead of the
+/// packed GEMM (whose panels are 32 columns wide).
+const NARROW_OUTPUTS: usize = 8;
+
+/// `y = bias + x · wᵀ` for `rows` rows of `k` inputs and `o` outputs (`w` is `[o][k]`,
+/// `w_t` the same weights packed as `B`): a dense head. Few outputs run as dot products
+/// ([`super::cells::dense_narrow`]) on the SIMD tiers, the rest (and the scalar tier) as
+/// [`gemm_packed_bias`]. Rows are independent either way, so a row's bits do not
+/// depend on the call it is in (a single step and a block agree).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dense_rows(
+    x: &[f32],
+    rows: usize,
+    k: usize,
+    w: &[f32],
+    w_t: &PackedB,
+    bias: &[f32],
+    y: &mut [f32],
+) {
+    let o = bias.len();
+    assert!(w_t.k == k && w_t.n == o, "dense_rows: shapes disagree");
+    match kernel_tier() {
+        // SAFETY: the process tier was detected (AVX2 and FMA).
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx2 if o <= NARROW_OUTPUTS => unsafe {
+            super::x86_64::avx2::dense_narrow(x, rows, k, w, o, bias, y)
+        },
+        // SAFETY: the process tier was detected (AVX-512F).
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx512 if o <= NARROW_OUTPUTS => unsafe {
+            super::x86_64::avx512::dense_narrow(x, rows, k, w, o, bias, y)
+        },
+        _ => gemm_packed_bias(rows, x, k, w_t, y, o, bias),
+    }
+}
+
 /// The input side of [`lstm_stream`] and [`gru_lbr_stream`]: `x` rows of `W_ih`'s
 /// inputs (one per step), `W_ihᵀ` packed, the bias of every gate.
 pub(crate) struct StreamIn<'a> {
@@ -468,39 +505,119 @@ pub(crate) fn stream_cell_tier(units: usize) -> Tier {
     }
 }
 
-/// The checks and arguments the fused stream kernels share, or `None` where they do not
-/// run ([`stream_fused`]): the steps in `input`, the kernels' view of it, and `W_hhᵀ`'s
-/// panels (one group: `gates · H <= 128` columns) with their row stride, after checking
-/// the shapes for `units` hidden units with `gates` gates each and `out` output floats.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-fn stream_args(
-    input: &StreamIn<'_>,
-    w_hh: &PackedB,
-    units: usize,
-    gates: usize,
-    out: usize,
-) -> Option<(usize, super::cells::StreamInput, *const f32, usize)> {
-    if !stream_fused(units, input.w_ih.k) {
-        return None;
-    }
-    let steps = input.steps(gates * units);
-    assert!(
-        w_hh.k == units && w_hh.n == gates * units && out >= steps * units,
-        "stream kernel: shapes disagree"
-    );
-    let ldb = w_hh.n.div_ceil(NR) * NR;
-    Some((steps, input.raw(), w_hh.panels().as_ptr(), ldb))
+/// A fused single-stream kernel of the process tier for one layer's cell and size,
+/// chosen once ([`stream_kernel`]) and run by [`run_stream`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum StreamKernel {
+    /// An LSTM layer: `(steps, input, W_hhᵀ, ldb, h, c, out)`.
+    Lstm(LstmStreamFn),
+    /// A linear-before-reset GRU layer: `(steps, input, W_hhᵀ, ldb, b_hn, h, out)`.
+    GruLbr(GruStreamFn),
 }
 
-/// The timesteps of one LSTM stream, fused where [`stream_fused`]: per step the gate
-/// pre-activations (`bias + x · W_ihᵀ`, then `+ h · W_hhᵀ`) and the state update, in one
-/// kernel; `h` and `c` are the state (updated), `out` receives each step's `h` (rows of
-/// `H`). Bit for bit what [`gemm_packed_bias`] of the inputs into gate rows,
-/// [`gemv_packed`] into each row and `activation::lstm_state` give, step by step.
-/// Returns false, changing nothing, where there is no fused kernel; the caller then
-/// runs those.
+type LstmStreamFn =
+    unsafe fn(usize, super::cells::StreamInput, *const f32, usize, *mut f32, *mut f32, *mut f32);
+type GruStreamFn =
+    unsafe fn(usize, super::cells::StreamInput, *const f32, usize, *const f32, *mut f32, *mut f32);
+
+/// The fused kernel for a layer of `cell` with `units` hidden units and `k` inputs on
+/// the process tier, where [`stream_fused`]: the sizes with a kernel of their own (the
+/// unit vectors and the products' accumulators fixed at compile time, as RTNeural's
+/// compile-time models fix them), chosen once from the model's shape. Each instantiation
+/// sums `W_hh h` as its tier's GEMV does (`PAIRS`), so a fused step is bit for bit the
+/// general path's.
+pub(crate) fn stream_kernel(cell: CellKind, units: usize, k: usize) -> Option<StreamKernel> {
+    if !stream_fused(units, k) {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        use super::x86_64::{avx2, avx512};
+        use StreamKernel::{GruLbr, Lstm};
+        // `stream_fused` admits AVX2 (or AVX-512) for these sizes, AVX-512 for 16 and
+        // 32 units on its tier; 8 units run the AVX2 body on either (half an AVX-512
+        // vector), summed as the process tier's GEMV.
+        let kernel = match (kernel_tier(), cell, units) {
+            (Tier::Avx512, CellKind::Lstm, 8) => Lstm(avx2::lstm_stream::<1, 1, 4, true>),
+            (Tier::Avx512, CellKind::Lstm, 16) => Lstm(avx512::lstm_stream::<1, 1, 4, true>),
+            (Tier::Avx512, CellKind::Lstm, _) => Lstm(avx512::lstm_stream::<2, 2, 8, true>),
+            (Tier::Avx512, CellKind::GruLbr, 8) => GruLbr(avx2::gru_lbr_stream::<1, 1, 3, true>),
+            (Tier::Avx512, CellKind::GruLbr, 16) => GruLbr(avx512::gru_lbr_stream::<1, 1, 3, true>),
+            (Tier::Avx512, CellKind::GruLbr, _) => GruLbr(avx512::gru_lbr_stream::<2, 2, 6, true>),
+            (_, CellKind::Lstm, 8) => Lstm(avx2::lstm_stream::<1, 1, 4, false>),
+            (_, CellKind::Lstm, 16) => Lstm(avx2::lstm_stream::<2, 1, 4, false>),
+            (_, CellKind::Lstm, _) => Lstm(avx2::lstm_stream::<4, 1, 4, false>),
+            (_, CellKind::GruLbr, 8) => GruLbr(avx2::gru_lbr_stream::<1, 1, 3, false>),
+            (_, CellKind::GruLbr, 16) => GruLbr(avx2::gru_lbr_stream::<2, 1, 3, false>),
+            (_, CellKind::GruLbr, _) => GruLbr(avx2::gru_lbr_stream::<4, 1, 3, false>),
+            _ => return None,
+        };
+        Some(kernel)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = cell;
+        None
+    }
+}
+
+/// Runs `kernel` (from [`stream_kernel`] for this layer's shape) over the timesteps of
+/// one stream: per step the gate pre-activations (`bias + x · W_ihᵀ`, then `+ h ·
+/// W_hhᵀ`) and the state update, in one kernel; `h` (and for the LSTM `c`) is the state
+/// (updated), `b_hn` the GRU's hidden bias of the candidate gate (ignored for the LSTM),
+/// `out` receives each step's `h` (rows of `H`). Bit for bit what [`gemm_packed_bias`] of
+/// the inputs into gate rows, [`gemv_packed`] into each row (or a scratch row, GRU) and
+/// `activation::lstm_state` / `gru_lbr_state` give, step by step.
 #[inline]
+pub(crate) fn run_stream(
+    kernel: StreamKernel,
+    input: StreamIn<'_>,
+    w_hh: &PackedB,
+    b_hn: &[f32],
+    h: &mut [f32],
+    c: &mut [f32],
+    out: &mut [f32],
+) {
+    let units = h.len();
+    let gates = match kernel {
+        StreamKernel::Lstm(_) => 4,
+        StreamKernel::GruLbr(_) => 3,
+    };
+    let steps = input.steps(gates * units);
+    assert!(
+        w_hh.k == units && w_hh.n == gates * units && out.len() >= steps * units,
+        "stream kernel: shapes disagree"
+    );
+    let (inp, wp, ldb) = (
+        input.raw(),
+        w_hh.panels().as_ptr(),
+        w_hh.n.div_ceil(NR) * NR,
+    );
+    let (hp, op) = (h.as_mut_ptr(), out.as_mut_ptr());
+    // SAFETY: `kernel` came from `stream_kernel`, which picks only kernels of the process
+    // tier (detected) for this cell and unit count with `k <= KC`; the inputs, `W_hhᵀ`
+    // (one group: `gates · H <= 128` columns, `H` rows of `ldb`) and `out` were checked
+    // just above, and `h`, `c`, `b_hn` below.
+    unsafe {
+        match kernel {
+            StreamKernel::Lstm(f) => {
+                assert!(c.len() == units, "lstm stream: c and h differ in length");
+                f(steps, inp, wp, ldb, hp, c.as_mut_ptr(), op)
+            }
+            StreamKernel::GruLbr(f) => {
+                assert!(
+                    b_hn.len() == units,
+                    "gru stream: b_hn and h differ in length"
+                );
+                f(steps, inp, wp, ldb, b_hn.as_ptr(), hp, op)
+            }
+        }
+    }
+}
+
+/// [`run_stream`] of the LSTM kernel for this shape; false, changing nothing, where
+/// there is none ([`stream_fused`]).
+#[cfg(test)]
 pub(crate) fn lstm_stream(
     input: StreamIn<'_>,
     w_hh: &PackedB,
@@ -508,41 +625,18 @@ pub(crate) fn lstm_stream(
     c: &mut [f32],
     out: &mut [f32],
 ) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if let Some((steps, inp, wp, ldb)) = stream_args(&input, w_hh, h.len(), 4, out.len()) {
-        use super::x86_64::{avx2, avx512};
-        assert!(c.len() == h.len(), "lstm_stream: c and h differ in length");
-        let (hp, cp, op) = (h.as_mut_ptr(), c.as_mut_ptr(), out.as_mut_ptr());
-        // SAFETY: `stream_args` checked that the tier was detected (AVX-512F for 16 and
-        // 32 units on that tier, AVX2 and FMA at least otherwise), `k <= KC` and the
-        // extents of the inputs, `W_hhᵀ` and `out`; h and c hold H floats.
-        unsafe {
-            match (kernel_tier(), h.len()) {
-                (Tier::Avx512, 8) => {
-                    avx2::lstm_stream::<1, 1, 4, true>(steps, inp, wp, ldb, hp, cp, op)
-                }
-                (Tier::Avx512, 16) => {
-                    avx512::lstm_stream::<1, 1, 4, true>(steps, inp, wp, ldb, hp, cp, op)
-                }
-                (Tier::Avx512, _) => {
-                    avx512::lstm_stream::<2, 2, 8, true>(steps, inp, wp, ldb, hp, cp, op)
-                }
-                (_, 8) => avx2::lstm_stream::<1, 1, 4, false>(steps, inp, wp, ldb, hp, cp, op),
-                (_, 16) => avx2::lstm_stream::<2, 1, 4, false>(steps, inp, wp, ldb, hp, cp, op),
-                _ => avx2::lstm_stream::<4, 1, 4, false>(steps, inp, wp, ldb, hp, cp, op),
-            }
+    match stream_kernel(CellKind::Lstm, h.len(), input.w_ih.k) {
+        Some(kernel) => {
+            run_stream(kernel, input, w_hh, &[], h, c, out);
+            true
         }
-        return true;
+        None => false,
     }
-    let _ = (input, w_hh, h, c, out);
-    false
 }
 
-/// [`lstm_stream`] for the linear-before-reset GRU (`3H` gate columns; `b_hn` the hidden
-/// bias of the candidate gate): bit for bit [`gemm_packed_bias`], [`gemv_packed`] into a
-/// scratch row and `activation::gru_lbr_state`, step by step; false (nothing changed)
-/// where there is no fused kernel.
-#[inline]
+/// [`run_stream`] of the linear-before-reset GRU kernel for this shape; false, changing
+/// nothing, where there is none.
+#[cfg(test)]
 pub(crate) fn gru_lbr_stream(
     input: StreamIn<'_>,
     w_hh: &PackedB,
@@ -550,36 +644,13 @@ pub(crate) fn gru_lbr_stream(
     h: &mut [f32],
     out: &mut [f32],
 ) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if let Some((steps, inp, wp, ldb)) = stream_args(&input, w_hh, h.len(), 3, out.len()) {
-        use super::x86_64::{avx2, avx512};
-        assert!(
-            b_hn.len() == h.len(),
-            "gru_lbr_stream: b_hn and h differ in length"
-        );
-        let (bp, hp, op) = (b_hn.as_ptr(), h.as_mut_ptr(), out.as_mut_ptr());
-        // SAFETY: as in `lstm_stream`; of `W_hhᵀ`'s rows (`ldb >= 3H` floats) the kernels
-        // read the first 3H.
-        unsafe {
-            match (kernel_tier(), h.len()) {
-                (Tier::Avx512, 8) => {
-                    avx2::gru_lbr_stream::<1, 1, 3, true>(steps, inp, wp, ldb, bp, hp, op)
-                }
-                (Tier::Avx512, 16) => {
-                    avx512::gru_lbr_stream::<1, 1, 3, true>(steps, inp, wp, ldb, bp, hp, op)
-                }
-                (Tier::Avx512, _) => {
-                    avx512::gru_lbr_stream::<2, 2, 6, true>(steps, inp, wp, ldb, bp, hp, op)
-                }
-                (_, 8) => avx2::gru_lbr_stream::<1, 1, 3, false>(steps, inp, wp, ldb, bp, hp, op),
-                (_, 16) => avx2::gru_lbr_stream::<2, 1, 3, false>(steps, inp, wp, ldb, bp, hp, op),
-                _ => avx2::gru_lbr_stream::<4, 1, 3, false>(steps, inp, wp, ldb, bp, hp, op),
-            }
+    match stream_kernel(CellKind::GruLbr, h.len(), input.w_ih.k) {
+        Some(kernel) => {
+            run_stream(kernel, input, w_hh, b_hn, h, &mut [], out);
+            true
         }
-        return true;
+        None => false,
     }
-    let _ = (input, w_hh, b_hn, h, out);
-    false
 }
 
 /// Packed B above this size is prefetched chunk by chunk into L2 (the L2 holds 2 MB on
@@ -645,11 +716,15 @@ fn run(
                 // chunk of them), and a bias holds n floats.
                 unsafe {
                     let ap = ap.add(p0);
+                    let pf = (bp.add(pf.0), pf.1);
                     if tier == Tier::Avx512 {
-                        let pf = (bp.add(pf.0), pf.1);
-                        x86::gemm_group512(m, k, p0, kc, n, ap, lda, bp, cp, ldc, acc, g0, g1, pf)
+                        super::x86_64::avx512::gemm_group(
+                            m, k, p0, kc, n, ap, lda, bp, cp, ldc, acc, g0, g1, pf,
+                        )
                     } else {
-                        x86::gemm_group256(m, k, p0, kc, n, ap, lda, bp, cp, ldc, acc, g0, g1)
+                        super::x86_64::avx2::gemm_group(
+                            m, k, p0, kc, n, ap, lda, bp, cp, ldc, acc, g0, g1, pf,
+                        )
                     }
                 }
             })
@@ -715,77 +790,11 @@ fn gemm_scalar(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    //! Row blocks of 8 (AVX-512) or 3 (AVX2) rows run panel by panel, so a panel stays in
-    //! L1/L2 while every block of rows streams past it. The leftover rows (all of them
-    //! for a streaming step with one or two streams) run several panels at once instead:
-    //! one row against one panel has only 2-4 accumulators, a chain too short to hide
-    //! the FMA latency.
+    //! The chunking of the packed GEMM over groups and `KC` rows, and the AVX-512 GEMV.
+    //! The GEMM's body is `kernels::microkernel`.
     use super::{Init, GROUP, KC, NR};
     use crate::kernels::x86_64::avx512::lanes as mask;
     use std::arch::x86_64::*;
-
-    /// A microkernel's prefetch (`PF`): none, one line per inner step, or as many as its
-    /// range needs.
-    const NONE: u8 = 0;
-    const ONE: u8 = 1;
-    const MANY: u8 = 2;
-
-    /// Rows of `A` per AVX-512 microkernel call in the main loop (with two panels: 24
-    /// accumulators).
-    const MR512: usize = 6;
-    /// Rows of `A` per AVX2 microkernel call in the main loop (12 accumulators).
-    const MR256: usize = 3;
-
-    /// Runs `$micro::<R, P>` for the `R` rows at `$a`/`$c` over panels `$j0..$j1` (inside
-    /// one interleaved group): `P` panels at a time, then single panels.
-    macro_rules! panels {
-        ($micro:ident, $R:literal, $P:literal, $j0:expr, $j1:expr, $kl:expr, $p0:expr, $k:expr, $n:expr, $a:expr, $lda:expr, $b:expr, $c:expr, $ldc:expr, $acc:expr, $pf:expr) => {{
-            let (kl, p0, k, n, j1) = ($kl, $p0, $k, $n, $j1);
-            let panels = n.div_ceil(NR);
-            // The prefetch range, if any, goes with the first call.
-            let mut pf: (*const f32, usize) = $pf;
-            let mut jp = $j0;
-            while jp < j1 {
-                let (off, ldb) = super::panel_at(jp, kl, panels);
-                let off = off + p0 * ldb;
-                #[allow(clippy::int_plus_one)]
-                let take = if jp + $P <= j1 { $P } else { 1 };
-                // SAFETY: panels jp..jp+take lie in one group, inside B; their columns
-                // from jp*NR are inside C's rows.
-                unsafe {
-                    if take == $P {
-                        $micro::<$R, $P>(
-                            k,
-                            $a,
-                            $lda,
-                            $b.add(off),
-                            ldb,
-                            $c.add(jp * NR),
-                            $ldc,
-                            n - jp * NR,
-                            $acc.at(jp * NR),
-                            pf,
-                        );
-                        pf.1 = 0;
-                    } else {
-                        $micro::<$R, 1>(
-                            k,
-                            $a,
-                            $lda,
-                            $b.add(off),
-                            ldb,
-                            $c.add(jp * NR),
-                            $ldc,
-                            n - jp * NR,
-                            $acc.at(jp * NR),
-                            (std::ptr::null(), 0),
-                        )
-                    }
-                };
-                jp += take;
-            }
-        }};
-    }
 
     /// Calls `f(g0, g1, p0, k, start, next)` for every interleaved group of panels `g0..g1` of
     /// an `n`-column B (last to first when `reverse`), and in each group for the inner
@@ -815,241 +824,6 @@ mod x86 {
         while let Some((g0, g1, p0, k)) = chunks.next() {
             let next = chunks.peek().map(|&(g0, _, p0, k)| (g0, p0, k));
             f(g0, g1, p0, k, if p0 == 0 { init } else { Init::Acc }, next);
-        }
-    }
-
-    /// Rows `p0..p0+k` of B's panels `g0..g1` (one group) against columns `p0..p0+k` of
-    /// A (`a` points at column `p0`), started from `acc`.
-    ///
-    /// # Safety
-    /// AVX-512F must be available; `a` (at column `p0`) must hold `m` rows of `k` at
-    /// stride `lda`, `c` `m` rows of `n` at stride `ldc`, `b` `ceil(n/NR)` panels of
-    /// `kl * NR`.
-    #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn gemm_group512(
-        m: usize,
-        kl: usize,
-        p0: usize,
-        k: usize,
-        n: usize,
-        a: *const f32,
-        lda: usize,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        acc: Init,
-        g0: usize,
-        g1: usize,
-        (pf, pf_len): (*const f32, usize),
-    ) {
-        let full = m / MR512 * MR512;
-        let panels = n.div_ceil(NR);
-        // Rows `full..m`; wrapping, as with none left these may point past the end.
-        let (ar, cr) = (a.wrapping_add(full * lda), c.wrapping_add(full * ldc));
-        // The prefetch, in cache lines, shared among the main loop's calls.
-        let calls = (full / MR512) * (g1 - g0).div_ceil(2);
-        let lines = pf_len / 16;
-        let per_call = if calls == 0 { 0 } else { lines.div_ceil(calls) };
-        let mut pf_at = 0;
-        {
-            // Two panels (64 columns) per call where the group has them: 6 rows x 4
-            // vectors = 24 accumulators, so each broadcast of A feeds four FMAs.
-            let mut jp = g0;
-            while jp < g1 && full > 0 {
-                let (off, ldb) = super::panel_at(jp, kl, panels);
-                let off = off + p0 * ldb;
-                let pair = jp + 1 < g1;
-                let mut i = 0;
-                while i < full {
-                    let pl = per_call.min(lines - pf_at);
-                    // SAFETY: rows i..i+MR512 < m and panels jp (and jp+1 when `pair`,
-                    // in the same group) are inside the extents; lines pf_at..pf_at+pl
-                    // of the prefetch range lie inside it.
-                    unsafe {
-                        let (ai, ci) = (a.add(i * lda), c.add(i * ldc + jp * NR));
-                        let pfl = (pf.wrapping_add(pf_at * 16), pl);
-                        if pair {
-                            micro512_pf::<MR512, 2>(
-                                k,
-                                ai,
-                                lda,
-                                b.add(off),
-                                ldb,
-                                ci,
-                                ldc,
-                                n - jp * NR,
-                                acc.at(jp * NR),
-                                pfl,
-                            )
-                        } else {
-                            micro512_pf::<MR512, 1>(
-                                k,
-                                ai,
-                                lda,
-                                b.add(off),
-                                ldb,
-                                ci,
-                                ldc,
-                                n - jp * NR,
-                                acc.at(jp * NR),
-                                pfl,
-                            )
-                        }
-                    };
-                    pf_at += pl;
-                    i += MR512;
-                }
-                jp += if pair { 2 } else { 1 };
-            }
-            let (a, c) = (ar, cr);
-            // Under one row block the main loop made no call: the leftover rows' first
-            // call prefetches the whole next chunk.
-            let pf = if calls == 0 { (pf, lines) } else { (pf, 0) };
-            // The leftover rows against the group: `R` rows, `P` panels per call.
-            macro_rules! left {
-                ($R:literal, $P:literal) => {
-                    panels!(
-                        micro512_pf,
-                        $R,
-                        $P,
-                        g0,
-                        g1,
-                        kl,
-                        p0,
-                        k,
-                        n,
-                        a,
-                        lda,
-                        b,
-                        c,
-                        ldc,
-                        acc,
-                        pf
-                    )
-                };
-            }
-            match m - full {
-                0 => {}
-                1 => left!(1, 4),
-                2 => left!(2, 4),
-                3 => left!(3, 2),
-                4 => left!(4, 2),
-                _ => left!(5, 1),
-            }
-        }
-    }
-
-    /// [`micro512`] with its prefetch variant for `pf.1` lines over its `k` steps: none,
-    /// one line a step, or several.
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn micro512_pf<const R: usize, const P: usize>(
-        k: usize,
-        a: *const f32,
-        lda: usize,
-        b: *const f32,
-        ldb: usize,
-        c: *mut f32,
-        ldc: usize,
-        ncols: usize,
-        init: Init,
-        pf: (*const f32, usize),
-    ) {
-        // SAFETY: the caller's contract, which is micro512's.
-        unsafe {
-            if pf.1 > k {
-                micro512::<R, P, MANY>(k, a, lda, b, ldb, c, ldc, ncols, init, pf)
-            } else if pf.1 > 0 {
-                micro512::<R, P, ONE>(k, a, lda, b, ldb, c, ldc, ncols, init, pf)
-            } else {
-                micro512::<R, P, NONE>(k, a, lda, b, ldb, c, ldc, ncols, init, pf)
-            }
-        }
-    }
-
-    /// `R` rows of `A` against `P` consecutive panels; `ncols` counts the columns of C
-    /// from the first panel's start (the last panel may be partial).
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn micro512<const R: usize, const P: usize, const PF: u8>(
-        k: usize,
-        a: *const f32,
-        lda: usize,
-        b: *const f32,
-        ldb: usize,
-        c: *mut f32,
-        ldc: usize,
-        ncols: usize,
-        init: Init,
-        (pf, pf_lines): (*const f32, usize),
-    ) {
-        let mut s = [[[_mm512_setzero_ps(); 2]; P]; R];
-        for p in 0..k {
-            // Line p of the prefetch range (into L2: data for a later call), and with
-            // `PF == MANY` also lines p + k, p + 2k, ..., so that few calls (few row
-            // blocks) still cover a whole chunk (the loop costs 2 % where one line a
-            // step is enough).
-            if PF == ONE && p < pf_lines {
-                // A hint: it never faults, and the line is inside the prefetch range.
-                _mm_prefetch::<_MM_HINT_T1>(pf.wrapping_add(p * 16) as *const i8);
-            } else if PF == MANY {
-                let mut l = p;
-                while l < pf_lines {
-                    // As above.
-                    _mm_prefetch::<_MM_HINT_T1>(pf.wrapping_add(l * 16) as *const i8);
-                    l += k;
-                }
-            }
-            // SAFETY: p < k, so row p of each of the P panels and A element (r, p) are
-            // inside the extents.
-            unsafe {
-                let mut bv = [[_mm512_setzero_ps(); 2]; P];
-                for (q, v) in bv.iter_mut().enumerate() {
-                    let bp = b.add(p * ldb + q * NR);
-                    v[0] = _mm512_loadu_ps(bp);
-                    v[1] = _mm512_loadu_ps(bp.add(16));
-                }
-                for (r, sr) in s.iter_mut().enumerate() {
-                    let av = _mm512_set1_ps(*a.add(r * lda + p));
-                    for q in 0..P {
-                        sr[q][0] = _mm512_fmadd_ps(av, bv[q][0], sr[q][0]);
-                        sr[q][1] = _mm512_fmadd_ps(av, bv[q][1], sr[q][1]);
-                    }
-                }
-            }
-        }
-        let mask = |cols: usize| -> __mmask16 {
-            if cols >= 16 {
-                0xffff
-            } else {
-                ((1u32 << cols) - 1) as u16
-            }
-        };
-        for (r, sr) in s.iter().enumerate() {
-            for (q, sq) in sr.iter().enumerate() {
-                let cols = ncols.saturating_sub(q * NR).min(NR);
-                let (m0, m1) = (mask(cols), mask(cols.saturating_sub(16)));
-                // SAFETY: masked to the `cols` valid columns of panel q in row r of C
-                // (and of the bias, which covers C's columns).
-                unsafe {
-                    let cr = c.add(r * ldc + q * NR);
-                    let (mut v0, mut v1) = (sq[0], sq[1]);
-                    let base = match init {
-                        Init::Zero => None,
-                        Init::Acc => Some(cr as *const f32),
-                        Init::Bias(bp) => Some(bp.add(q * NR)),
-                    };
-                    if let Some(src) = base {
-                        v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, src), v0);
-                        v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, src.add(16)), v1);
-                    }
-                    _mm512_mask_storeu_ps(cr, m0, v0);
-                    _mm512_mask_storeu_ps(cr.add(16), m1, v1);
-                }
-            }
         }
     }
 
@@ -1343,144 +1117,6 @@ mod x86 {
             }
         }
     }
-
-    /// [`gemm_group512`] on AVX2 (row blocks of `MR256`, single panels).
-    ///
-    /// # Safety
-    /// AVX2 and FMA must be available; extents as for [`gemm_group512`].
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn gemm_group256(
-        m: usize,
-        kl: usize,
-        p0: usize,
-        k: usize,
-        n: usize,
-        a: *const f32,
-        lda: usize,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        acc: Init,
-        g0: usize,
-        g1: usize,
-    ) {
-        let full = m / MR256 * MR256;
-        let panels = n.div_ceil(NR);
-        // Rows `full..m`; wrapping, as with none left these may point past the end.
-        let (ar, cr) = (a.wrapping_add(full * lda), c.wrapping_add(full * ldc));
-        {
-            for jp in g0..g1 {
-                if full == 0 {
-                    break;
-                }
-                let (off, ldb) = super::panel_at(jp, kl, panels);
-                let off = off + p0 * ldb;
-                let mut i = 0;
-                while i < full {
-                    // SAFETY: rows i..i+MR256 < m and panel jp are inside the extents.
-                    unsafe {
-                        micro256::<MR256, 1>(
-                            k,
-                            a.add(i * lda),
-                            lda,
-                            b.add(off),
-                            ldb,
-                            c.add(i * ldc + jp * NR),
-                            ldc,
-                            n - jp * NR,
-                            acc.at(jp * NR),
-                            (std::ptr::null(), 0),
-                        )
-                    };
-                    i += MR256;
-                }
-            }
-            let (a, c) = (ar, cr);
-            let nopf = (std::ptr::null(), 0);
-            match m - full {
-                0 => {}
-                1 => panels!(micro256, 1, 2, g0, g1, kl, p0, k, n, a, lda, b, c, ldc, acc, nopf),
-                _ => panels!(micro256, 2, 1, g0, g1, kl, p0, k, n, a, lda, b, c, ldc, acc, nopf),
-            }
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn micro256<const R: usize, const P: usize>(
-        k: usize,
-        a: *const f32,
-        lda: usize,
-        b: *const f32,
-        ldb: usize,
-        c: *mut f32,
-        ldc: usize,
-        ncols: usize,
-        init: Init,
-        // The AVX-512 kernel's prefetch range (`panels!` passes one): the AVX2 tier
-        // does not prefetch.
-        _prefetch: (*const f32, usize),
-    ) {
-        let mut s = [[[_mm256_setzero_ps(); 4]; P]; R];
-        for p in 0..k {
-            // SAFETY: p < k, so row p of each panel and A element (r, p) are inside the extents.
-            unsafe {
-                for q in 0..P {
-                    let bp = b.add(p * ldb + q * NR);
-                    let bv = [
-                        _mm256_loadu_ps(bp),
-                        _mm256_loadu_ps(bp.add(8)),
-                        _mm256_loadu_ps(bp.add(16)),
-                        _mm256_loadu_ps(bp.add(24)),
-                    ];
-                    for (r, sr) in s.iter_mut().enumerate() {
-                        let av = _mm256_set1_ps(*a.add(r * lda + p));
-                        for v in 0..4 {
-                            sr[q][v] = _mm256_fmadd_ps(av, bv[v], sr[q][v]);
-                        }
-                    }
-                }
-            }
-        }
-        for (r, sr) in s.iter().enumerate() {
-            for (q, sq) in sr.iter().enumerate() {
-                let cols = ncols.saturating_sub(q * NR).min(NR);
-                // SAFETY: only the `cols` valid columns of panel q in row r of C are
-                // touched; `buf` holds NR floats.
-                unsafe {
-                    let cr = c.add(r * ldc + q * NR);
-                    let base = match init {
-                        Init::Zero => None,
-                        Init::Acc => Some(cr as *const f32),
-                        Init::Bias(bp) => Some(bp.add(q * NR)),
-                    };
-                    if cols == NR {
-                        for (v, &sv) in sq.iter().enumerate() {
-                            let mut x = sv;
-                            if let Some(src) = base {
-                                x = _mm256_add_ps(_mm256_loadu_ps(src.add(8 * v)), x);
-                            }
-                            _mm256_storeu_ps(cr.add(8 * v), x);
-                        }
-                    } else {
-                        let mut buf = [0.0f32; NR];
-                        for (v, &sv) in sq.iter().enumerate() {
-                            _mm256_storeu_ps(buf.as_mut_ptr().add(8 * v), sv);
-                        }
-                        for (j, &bv) in buf.iter().enumerate().take(cols) {
-                            let d = cr.add(j);
-                            *d = match base {
-                                Some(src) => *src.add(j) + bv,
-                                None => bv,
-                            };
-                        }
-                    }
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -1726,6 +1362,9 @@ mod tests {
                 (13, 3, 64),
                 (8, 19, 300),
                 (31, 7, 520),
+                (7, 300, 70),
+                (6, 260, 16),
+                (20, 17, 24),
             ] {
                 let lda = k + 3;
                 let a: Vec<f32> = (0..m * lda).map(|_| rnd()).collect();

@@ -128,6 +128,8 @@ pub(crate) trait Simd: Copy {
     fn min_bits_i32(self, v: Self::V, b: i32) -> Self::V;
     /// The bits of `v` as `u32`, minimum with `b` (unsigned).
     fn min_bits_u32(self, v: Self::V, b: u32) -> Self::V;
+    /// The sum of the lanes, in a fixed order (halves added pairwise).
+    fn reduce_add(self, v: Self::V) -> f32;
     /// A hint to bring the cache line at `p` into L2; never faults. No-op by default.
     #[inline(always)]
     fn prefetch_l2(self, _p: *const f32) {}
@@ -176,6 +178,57 @@ macro_rules! tier_entries {
         #[target_feature(enable = $feat)]
         pub(crate) fn activation_forms(xs: &[f32]) -> [Vec<f32>; 4] {
             crate::kernels::simd::forms::of(unsafe { $S::assume() }, xs)
+        }
+        /// [`crate::kernels::microkernel::gemm_group`] on this tier: chunks of 4 vectors
+        /// (24 accumulators) with 32 registers, of 2 (12) with 16.
+        ///
+        /// # Safety
+        /// As for the body.
+        #[target_feature(enable = $feat)]
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) unsafe fn gemm_group(
+            m: usize,
+            kl: usize,
+            p0: usize,
+            k: usize,
+            n: usize,
+            a: *const f32,
+            lda: usize,
+            b: *const f32,
+            c: *mut f32,
+            ldc: usize,
+            acc: crate::kernels::packed::Init,
+            g0: usize,
+            g1: usize,
+            pf: (*const f32, usize),
+        ) {
+            const VC: usize = if <$S as crate::kernels::simd::Simd>::REGISTERS >= 32 {
+                4
+            } else {
+                2
+            };
+            let s = unsafe { $S::assume() };
+            // SAFETY: the caller's contract is the body's.
+            unsafe {
+                crate::kernels::microkernel::gemm_group::<$S, VC>(
+                    s, m, kl, p0, k, n, a, lda, b, c, ldc, acc, g0, g1, pf,
+                )
+            }
+        }
+        /// [`crate::kernels::cells::dense_narrow`] on this tier.
+        #[target_feature(enable = $feat)]
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) fn dense_narrow(
+            x: &[f32],
+            rows: usize,
+            k: usize,
+            w: &[f32],
+            o: usize,
+            bias: &[f32],
+            y: &mut [f32],
+        ) {
+            let s = unsafe { $S::assume() };
+            crate::kernels::cells::dense_narrow(s, x, rows, k, w, o, bias, y)
         }
         /// [`crate::kernels::backward::body::lstm`] on this tier.
         #[target_feature(enable = $feat)]

@@ -162,6 +162,15 @@ impl Simd for Avx2 {
         }
     }
     #[inline(always)]
+    fn reduce_add(self, v: __m256) -> f32 {
+        // SAFETY: see the impl.
+        unsafe {
+            let q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let d = _mm_add_ps(q, _mm_movehl_ps(q, q));
+            _mm_cvtss_f32(_mm_add_ss(d, _mm_shuffle_ps::<0b01>(d, d)))
+        }
+    }
+    #[inline(always)]
     fn prefetch_l2(self, p: *const f32) {
         // SAFETY: a prefetch reads nothing architecturally and never faults.
         unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }

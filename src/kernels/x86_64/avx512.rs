@@ -166,6 +166,19 @@ impl Simd for Avx512 {
         }
     }
     #[inline(always)]
+    fn reduce_add(self, v: __m512) -> f32 {
+        // SAFETY: see the impl. Halves added pairwise, down to one lane (AVX-512F and
+        // SSE only).
+        unsafe {
+            let lo = _mm512_castps512_ps256(v);
+            let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+            let o = _mm256_add_ps(lo, hi);
+            let q = _mm_add_ps(_mm256_castps256_ps128(o), _mm256_extractf128_ps::<1>(o));
+            let d = _mm_add_ps(q, _mm_movehl_ps(q, q));
+            _mm_cvtss_f32(_mm_add_ss(d, _mm_shuffle_ps::<0b01>(d, d)))
+        }
+    }
+    #[inline(always)]
     fn prefetch_l2(self, p: *const f32) {
         // SAFETY: a prefetch reads nothing architecturally and never faults.
         unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }

@@ -1,0 +1,324 @@
+//! The packed GEMM's one body ([`super::packed`]): rows `p0..p0 + k` of one interleaved
+//! group of `B`'s panels against `m` rows of `A`, generic over the vector tier.
+//!
+//! Rows of `A` run in blocks of [`MR`] against the group's columns in chunks of `VC`
+//! vectors (`MR·VC` accumulators: 24 of AVX-512's 32 registers with 4 vectors, 12 of
+//! AVX2's 16 with 2), so a chunk of `B` stays in L1 while every block of rows streams
+//! past it. Within a group, row `p` of its panels lies contiguous (`[4·32]` floats), so a
+//! chunk may span panels. The rows left over after the blocks (all of them for a
+//! streaming step with one or two streams) run wider chunks instead: one row against a
+//! few vectors has too few accumulators to hide the FMA latency.
+//!
+//! AVX2 ran this with 3 rows against a whole panel (4 vectors, 12 accumulators): with
+//! its four `B` vectors and a broadcast that is 17 registers of 16, and the compiler
+//! kept two accumulators in memory, a store and a reload on every step's dependency
+//! chain; the packed GEMM ran at 40 GFLOP/s on an AMD Zen 3 core where
+//! `matrixmultiply`'s sgemm (6 x 16) reached 65-80.
+//!
+//! Each element of `C` is one chain of fused multiply-adds over `p` in order, from zero,
+//! then added to its start (`C`, a bias, or nothing): the bits do not depend on the
+//! blocking, the tier's vector width or which rows share a call.
+
+use super::packed::{panel_at, Init, NR};
+use super::simd::Simd;
+
+/// Rows of `A` per block in the main loop.
+pub(crate) const MR: usize = 6;
+
+/// A microkernel's prefetch (`PF`): none, one line per inner step, or as many as its
+/// range needs.
+const NONE: u8 = 0;
+const ONE: u8 = 1;
+const MANY: u8 = 2;
+
+/// Floats per cache line.
+const LINE: usize = 16;
+
+/// Rows `p0..p0 + k` of `B`'s panels `g0..g1` (one group, `kl` rows in all) against
+/// columns `p0..p0 + k` of `A` (`a` points at column `p0`), started from `acc`; `pf` a
+/// range of the next chunk of `B` to bring into L2 meanwhile (`(null, 0)` for none),
+/// spread over the calls. `VC` vectors per chunk in the main loop (a multiple or a
+/// divisor of a panel's `NR / LANES`).
+///
+/// # Safety
+/// `a` (at column `p0`) must hold `m` rows of `k` at stride `lda`, `c` `m` rows of `n` at
+/// stride `ldc`, `b` `ceil(n/NR)` panels of `kl · NR`; a bias start holds `n` floats from
+/// `acc`'s pointer; `pf..pf + pf_len` lies inside `B`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_group<S: Simd, const VC: usize>(
+    s: S,
+    m: usize,
+    kl: usize,
+    p0: usize,
+    k: usize,
+    n: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    acc: Init,
+    g0: usize,
+    g1: usize,
+    (pf, pf_len): (*const f32, usize),
+) {
+    let l = S::LANES;
+    let full = m / MR * MR;
+    let panels = n.div_ceil(NR);
+    let (off, ldb) = panel_at(g0, kl, panels);
+    let bg = b.wrapping_add(off + p0 * ldb);
+    // The group's columns from g0's first, in vectors (whole panels, padding included),
+    // and the valid ones.
+    let (gv, valid) = ((g1 - g0) * NR / l, n - g0 * NR);
+    let col0 = g0 * NR;
+    // The prefetch, in cache lines, shared among the main loop's calls.
+    let calls = (full / MR) * gv.div_ceil(VC);
+    let lines = pf_len / LINE;
+    let per_call = if calls == 0 { 0 } else { lines.div_ceil(calls) };
+    let mut pf_at = 0;
+    let mut v = 0;
+    while v < gv && full > 0 {
+        let mut i = 0;
+        while i < full {
+            let pl = per_call.min(lines - pf_at);
+            // SAFETY: rows i..i + MR < m, columns v..v + VC of the group (VC divides a
+            // panel's vectors or the group holds VC more from v: `gv` counts whole
+            // panels, and v advances by VC), inside the extents; lines pf_at..pf_at + pl
+            // of the prefetch range lie inside it.
+            unsafe {
+                let (ai, ci) = (a.add(i * lda), c.add(i * ldc + col0 + v * l));
+                let pfl = (pf.wrapping_add(pf_at * LINE), pl);
+                let cols = valid.saturating_sub(v * l);
+                let start = acc.at(col0 + v * l);
+                if v + VC <= gv {
+                    micro_pf::<S, MR, VC>(
+                        s,
+                        k,
+                        ai,
+                        lda,
+                        bg.add(v * l),
+                        ldb,
+                        ci,
+                        ldc,
+                        cols,
+                        start,
+                        pfl,
+                    )
+                } else {
+                    // The group's last panel, alone (VC is two panels here).
+                    micro_pf::<S, MR, 2>(
+                        s,
+                        k,
+                        ai,
+                        lda,
+                        bg.add(v * l),
+                        ldb,
+                        ci,
+                        ldc,
+                        cols,
+                        start,
+                        pfl,
+                    )
+                }
+            }
+            pf_at += pl;
+            i += MR;
+        }
+        v += VC.min(gv - v);
+    }
+    // Under one row block the main loop made no call: the leftover rows' first call
+    // prefetches the whole next chunk.
+    let pf = if calls == 0 { (pf, lines) } else { (pf, 0) };
+    let (a, c) = (a.wrapping_add(full * lda), c.wrapping_add(full * ldc));
+    let wide = S::REGISTERS >= 32;
+    // SAFETY: the leftover rows full..m, the same columns and extents.
+    unsafe {
+        let args = Left {
+            s,
+            k,
+            a,
+            lda,
+            bg,
+            ldb,
+            c,
+            ldc,
+            col0,
+            gv,
+            valid,
+            acc,
+            pf,
+        };
+        match (m - full, wide) {
+            (0, _) => {}
+            (1, _) => args.run::<1, 8>(),
+            (2, true) => args.run::<2, 8>(),
+            (2, false) => args.run::<2, 4>(),
+            (3, true) => args.run::<3, 4>(),
+            (3, false) => args.run::<3, 2>(),
+            (4, true) => args.run::<4, 4>(),
+            (_, true) => args.run::<5, 2>(),
+            (4, false) => args.run::<4, 2>(),
+            (_, false) => args.run::<5, 2>(),
+        }
+    }
+}
+
+/// The leftover rows of [`gemm_group`] and what they run against.
+struct Left<S: Simd> {
+    s: S,
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    bg: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    col0: usize,
+    gv: usize,
+    valid: usize,
+    acc: Init,
+    pf: (*const f32, usize),
+}
+
+impl<S: Simd> Left<S> {
+    /// `R` rows against the group, `V` vectors per call where the group has them, else a
+    /// panel at a time; the first call takes the prefetch range.
+    ///
+    /// # Safety
+    /// As for [`gemm_group`] (these are its rows and columns).
+    #[inline(always)]
+    unsafe fn run<const R: usize, const V: usize>(&self) {
+        let (s, l) = (self.s, S::LANES);
+        let per_panel = NR / l;
+        let mut pf = self.pf;
+        let mut v = 0;
+        while v < self.gv {
+            let cols = self.valid.saturating_sub(v * l);
+            let start = self.acc.at(self.col0 + v * l);
+            // SAFETY: columns v.. of the group (V more, or a whole panel more: `gv`
+            // counts whole panels) for R rows, inside the caller's extents.
+            unsafe {
+                let (bv, cv) = (self.bg.add(v * l), self.c.add(self.col0 + v * l));
+                let (a, lda, ldb, ldc) = (self.a, self.lda, self.ldb, self.ldc);
+                if v + V <= self.gv {
+                    micro_pf::<S, R, V>(s, self.k, a, lda, bv, ldb, cv, ldc, cols, start, pf);
+                    v += V;
+                } else if per_panel == 4 {
+                    micro_pf::<S, R, 4>(s, self.k, a, lda, bv, ldb, cv, ldc, cols, start, pf);
+                    v += 4;
+                } else {
+                    micro_pf::<S, R, 2>(s, self.k, a, lda, bv, ldb, cv, ldc, cols, start, pf);
+                    v += 2;
+                }
+            }
+            pf.1 = 0;
+        }
+    }
+}
+
+/// [`micro`] with its prefetch variant for `pf.1` lines over its `k` steps: none, one
+/// line a step, or several.
+///
+/// # Safety
+/// As for [`micro`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro_pf<S: Simd, const R: usize, const V: usize>(
+    s: S,
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    ncols: usize,
+    init: Init,
+    pf: (*const f32, usize),
+) {
+    // SAFETY: the caller's contract, which is micro's.
+    unsafe {
+        if pf.1 > k {
+            micro::<S, R, V, MANY>(s, k, a, lda, b, ldb, c, ldc, ncols, init, pf)
+        } else if pf.1 > 0 {
+            micro::<S, R, V, ONE>(s, k, a, lda, b, ldb, c, ldc, ncols, init, pf)
+        } else {
+            micro::<S, R, V, NONE>(s, k, a, lda, b, ldb, c, ldc, ncols, init, pf)
+        }
+    }
+}
+
+/// `R` rows of `A` against `V` consecutive vectors of `B`'s columns; `ncols` counts the
+/// valid columns of C from the first (the last vectors may be partial or past the end).
+///
+/// # Safety
+/// `a` holds `R` rows of `k` at stride `lda`; `b` `k` rows of `V·LANES` floats at stride
+/// `ldb`; `c` `R` rows of `min(ncols, V·LANES)` floats at stride `ldc`; a bias start
+/// those columns; `pf.0..` `pf.1` lines inside `B`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro<S: Simd, const R: usize, const V: usize, const PF: u8>(
+    s: S,
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    ncols: usize,
+    init: Init,
+    (pf, pf_lines): (*const f32, usize),
+) {
+    let l = S::LANES;
+    let mut acc = [[s.zero(); V]; R];
+    for p in 0..k {
+        // Line p of the prefetch range (into L2: data for a later call), and with
+        // `PF == MANY` also lines p + k, p + 2k, ..., so that few calls (few row blocks)
+        // still cover a whole chunk (the loop costs 2 % where one line a step is enough).
+        if PF == ONE && p < pf_lines {
+            s.prefetch_l2(pf.wrapping_add(p * LINE));
+        } else if PF == MANY {
+            let mut q = p;
+            while q < pf_lines {
+                s.prefetch_l2(pf.wrapping_add(q * LINE));
+                q += k;
+            }
+        }
+        // SAFETY: p < k, so row p of B's V vectors and A element (r, p) are inside the
+        // extents.
+        unsafe {
+            let bp = b.add(p * ldb);
+            let mut bv = [s.zero(); V];
+            for (q, x) in bv.iter_mut().enumerate() {
+                *x = s.load(bp.add(q * l));
+            }
+            for (r, ar) in acc.iter_mut().enumerate() {
+                let av = s.splat(*a.add(r * lda + p));
+                for q in 0..V {
+                    ar[q] = s.fma(av, bv[q], ar[q]);
+                }
+            }
+        }
+    }
+    for (r, ar) in acc.iter().enumerate() {
+        for (q, &x) in ar.iter().enumerate() {
+            let cols = ncols.saturating_sub(q * l).min(l);
+            if cols == 0 {
+                break;
+            }
+            // SAFETY: the `cols` valid columns of vector q in row r of C (and of the
+            // bias, which covers C's columns).
+            unsafe {
+                let cr = c.add(r * ldc + q * l);
+                let v = match init {
+                    Init::Zero => x,
+                    Init::Acc => s.add(s.load_n(cr, cols), x),
+                    Init::Bias(bp) => s.add(s.load_n(bp.add(q * l), cols), x),
+                };
+                s.store_n(cr, cols, v);
+            }
+        }
+    }
+}
