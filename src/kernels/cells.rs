@@ -11,6 +11,7 @@
 //!
 //! Gate order as PyTorch: LSTM `i, f, g, o`, GRU `r, z, n`, each `n` units wide.
 
+use super::packed::NR;
 use super::simd::{flush, sigmoid_g, sigmoid_v, tanh_g, tanh_v, Simd};
 
 /// `G` vectors of `cnt` units from `p + q·n + j`, `q < G` (gate `q` of unit `j`).
@@ -335,25 +336,48 @@ pub(crate) fn dense_narrow<S: Simd>(
 // ---------------------------------------------------------------------------------------
 // Single-stream kernels: a layer's whole steps, products included.
 
+/// A packed `B` whose panels share one row stride (a single group, or groups of one
+/// panel: [`super::packed`]): its data, that stride, and the distance between
+/// consecutive panels' starts.
+#[derive(Clone, Copy)]
+pub(crate) struct Panels {
+    pub w: *const f32,
+    pub ldb: usize,
+    pub step: usize,
+}
+
+impl Panels {
+    /// Where column `c` starts (row 0).
+    #[inline(always)]
+    fn col(self, c: usize) -> usize {
+        c / NR * self.step + c % NR
+    }
+
+    /// [`Panels::col`] of each of `cols`.
+    #[inline(always)]
+    fn cols<const NV: usize>(self, cols: [usize; NV]) -> [usize; NV] {
+        cols.map(|c| self.col(c))
+    }
+}
+
 /// The input side of a fused stream kernel: `steps` rows of `k` inputs, `W_ihᵀ` packed
-/// as one group (row stride `ldb`), the bias of every gate.
+/// ([`Panels`]), the bias of every gate.
 #[derive(Clone, Copy)]
 pub(crate) struct StreamInput {
     pub x: *const f32,
     pub k: usize,
-    pub w: *const f32,
-    pub ldb: usize,
+    pub w: Panels,
     pub bias: *const f32,
 }
 
-/// `x · W` for one row `x` of `k` floats against the `NV` vectors of columns at
-/// `cols[v]` of `w` (`k` rows of stride `ldb`), summed as the process tier's packed GEMV
+/// `x · W` for one row `x` of `k` floats against the `NV` vectors of columns starting
+/// at `offs[v]` of `w` (`k` rows of stride `ldb`), summed as the process tier's packed GEMV
 /// sums it (`kernels::packed`): with `PAIRS` even and odd rows in separate
 /// accumulators, in row order, then added; without, one accumulator in row order (the
 /// packed GEMM's order).
 ///
 /// # Safety
-/// `x` holds `k` floats, `w` `k` rows with the columns `cols[v]..cols[v] + LANES`.
+/// `x` holds `k` floats, `w` `k` rows with the floats `offs[v]..offs[v] + LANES`.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // even and odd are indexed in step
 unsafe fn row_product<S: Simd, const NV: usize, const PAIRS: bool>(
@@ -362,7 +386,7 @@ unsafe fn row_product<S: Simd, const NV: usize, const PAIRS: bool>(
     x: *const f32,
     w: *const f32,
     ldb: usize,
-    cols: [usize; NV],
+    offs: [usize; NV],
 ) -> [S::V; NV] {
     let mut even = [s.zero(); NV];
     let mut odd = [s.zero(); NV];
@@ -372,7 +396,7 @@ unsafe fn row_product<S: Simd, const NV: usize, const PAIRS: bool>(
         unsafe {
             let (a0, a1) = (s.splat(*x.add(p)), s.splat(*x.add(p + 1)));
             for v in 0..NV {
-                let r0 = w.add(p * ldb + cols[v]);
+                let r0 = w.add(p * ldb + offs[v]);
                 even[v] = s.fma(a0, s.load(r0), even[v]);
                 let r1 = s.load(r0.add(ldb));
                 if PAIRS {
@@ -389,7 +413,7 @@ unsafe fn row_product<S: Simd, const NV: usize, const PAIRS: bool>(
         unsafe {
             let a0 = s.splat(*x.add(p));
             for v in 0..NV {
-                even[v] = s.fma(a0, s.load(w.add(p * ldb + cols[v])), even[v]);
+                even[v] = s.fma(a0, s.load(w.add(p * ldb + offs[v])), even[v]);
             }
         }
     }
@@ -417,7 +441,8 @@ unsafe fn input_part<S: Simd, const NV: usize>(
     // SAFETY: the caller's extents.
     unsafe {
         let x = inp.x.add(step * inp.k);
-        let mut acc = row_product::<S, NV, false>(s, inp.k, x, inp.w, inp.ldb, cols);
+        let (w, offs) = (inp.w, inp.w.cols(cols));
+        let mut acc = row_product::<S, NV, false>(s, inp.k, x, w.w, w.ldb, offs);
         for (a, &col) in acc.iter_mut().zip(&cols) {
             *a = s.add(s.load(inp.bias.add(col)), *a);
         }
@@ -450,8 +475,8 @@ fn gate_cols<const G: usize, const CH: usize, const NV: usize>(
 ///
 /// # Safety
 /// `inp` describes `steps` rows of inputs (`k <= KC`) and `W_ihᵀ` with `4H` columns;
-/// `out` holds `steps` rows of `H`; `h`, `c` hold `H` floats; `w` is `W_hhᵀ` packed as
-/// one group (`H` rows of `ldb >= 4H` floats). `CH` divides `U`, `NV = 4·CH`.
+/// `out` holds `steps` rows of `H`; `h`, `c` hold `H` floats; `w` is `W_hhᵀ` packed
+/// (`H` rows, `4H` columns). `CH` divides `U`, `NV = 4·CH`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn lstm_stream<
@@ -464,8 +489,7 @@ pub(crate) unsafe fn lstm_stream<
     s: S,
     steps: usize,
     inp: StreamInput,
-    w: *const f32,
-    ldb: usize,
+    w: Panels,
     h: *mut f32,
     c: *mut f32,
     out: *mut f32,
@@ -484,7 +508,7 @@ pub(crate) unsafe fn lstm_stream<
             // product (every column below 4H <= ldb).
             let g: [S::V; NV] = unsafe {
                 let mut gin = input_part::<S, NV>(s, inp, st, cols);
-                let prod = row_product::<S, NV, PAIRS>(s, units, h, w, ldb, cols);
+                let prod = row_product::<S, NV, PAIRS>(s, units, h, w.w, w.ldb, w.cols(cols));
                 for (a, &b) in gin.iter_mut().zip(&prod) {
                     *a = s.add(*a, b);
                 }
@@ -533,8 +557,7 @@ pub(crate) unsafe fn gru_lbr_stream<
     s: S,
     steps: usize,
     inp: StreamInput,
-    w: *const f32,
-    ldb: usize,
+    w: Panels,
     b_hn: *const f32,
     h: *mut f32,
     out: *mut f32,
@@ -556,7 +579,7 @@ pub(crate) unsafe fn gru_lbr_stream<
             let (gin, prod) = unsafe {
                 (
                     input_part::<S, NV>(s, inp, st, cols),
-                    row_product::<S, NV, PAIRS>(s, units, h, w, ldb, cols),
+                    row_product::<S, NV, PAIRS>(s, units, h, w.w, w.ldb, w.cols(cols)),
                 )
             };
             for ci in 0..CH {

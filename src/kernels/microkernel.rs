@@ -56,6 +56,7 @@ pub(crate) unsafe fn gemm_group<S: Simd, const VC: usize>(
     a: *const f32,
     lda: usize,
     b: *const f32,
+    group: usize,
     c: *mut f32,
     ldc: usize,
     acc: Init,
@@ -66,7 +67,7 @@ pub(crate) unsafe fn gemm_group<S: Simd, const VC: usize>(
     let l = S::LANES;
     let full = m / MR * MR;
     let panels = n.div_ceil(NR);
-    let (off, ldb) = panel_at(g0, kl, panels);
+    let (off, ldb) = panel_at(g0, kl, panels, group);
     let bg = b.wrapping_add(off + p0 * ldb);
     // The group's columns from g0's first, in vectors (whole panels, padding included),
     // and the valid ones.
@@ -321,4 +322,265 @@ unsafe fn micro<S: Simd, const R: usize, const V: usize, const PF: u8>(
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// One row of A: the streaming step's products.
+
+/// The groups of `panels` panels, first to last or last to first.
+#[inline(always)]
+pub(crate) fn groups(panels: usize, group: usize, reverse: bool) -> impl Iterator<Item = usize> {
+    let n = panels.div_ceil(group);
+    (0..n).map(move |g| if reverse { n - 1 - g } else { g })
+}
+
+/// The start of each group's columns in `B`'s packing, its row stride, first column and
+/// vectors (whole panels).
+#[inline(always)]
+fn group_at<S: Simd>(
+    g: usize,
+    k: usize,
+    panels: usize,
+    group: usize,
+) -> (usize, usize, usize, usize) {
+    let jp = g * group;
+    let (off, ldb) = panel_at(jp, k, panels, group);
+    (off, ldb, jp * NR, ldb / S::LANES)
+}
+
+/// `x · B` for one row against `V` consecutive vectors of a group's columns (row stride
+/// `ldb`) over `k` rows: with `PAIRS` the even and odd rows in separate accumulators,
+/// then added (the GEMV's order: twice the FMAs in flight on one row); without, one
+/// accumulator per column in row order (the GEMM's order).
+///
+/// # Safety
+/// `x` holds `k` floats and `b` `k` rows of `V·LANES` floats at stride `ldb`.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // s0 and s1 are indexed in step
+unsafe fn dot<S: Simd, const V: usize, const PAIRS: bool>(
+    s: S,
+    k: usize,
+    x: *const f32,
+    b: *const f32,
+    ldb: usize,
+) -> [S::V; V] {
+    let l = S::LANES;
+    let mut s0 = [s.zero(); V];
+    let mut s1 = [s.zero(); V];
+    let mut p = 0;
+    if PAIRS {
+        while p + 1 < k {
+            // SAFETY: p + 1 < k: rows p and p + 1 and x[p], x[p + 1] are inside.
+            unsafe {
+                let (a0, a1) = (s.splat(*x.add(p)), s.splat(*x.add(p + 1)));
+                let (r0, r1) = (b.add(p * ldb), b.add((p + 1) * ldb));
+                for q in 0..V {
+                    s0[q] = s.fma(a0, s.load(r0.add(q * l)), s0[q]);
+                    s1[q] = s.fma(a1, s.load(r1.add(q * l)), s1[q]);
+                }
+            }
+            p += 2;
+        }
+    }
+    while p < k {
+        // SAFETY: p < k: row p and x[p] are inside.
+        unsafe {
+            let (a0, r0) = (s.splat(*x.add(p)), b.add(p * ldb));
+            for q in 0..V {
+                s0[q] = s.fma(a0, s.load(r0.add(q * l)), s0[q]);
+            }
+        }
+        p += 1;
+    }
+    if PAIRS {
+        for q in 0..V {
+            s0[q] = s.add(s0[q], s1[q]);
+        }
+    }
+    s0
+}
+
+/// What a one-row product does with its sums `s` of the `ncols` valid columns at `y`.
+#[derive(Clone, Copy)]
+enum Out {
+    /// `y = s`.
+    Store,
+    /// `y = y + s`.
+    Add,
+    /// `y = base + s` (`base` at the same columns).
+    Base(*const f32),
+    /// `y = (base + first) + s`: the input side summed apart, then the recurrent one.
+    BaseThen(*const f32, *const f32),
+}
+
+/// Writes `V` vectors of sums to the `ncols` valid columns at `y` per `out`.
+///
+/// # Safety
+/// `y` (and `out`'s pointers, at the same offsets) hold the `min(ncols, V·LANES)`
+/// columns.
+#[inline(always)]
+unsafe fn put<S: Simd, const V: usize>(s: S, sums: [S::V; V], y: *mut f32, ncols: usize, out: Out) {
+    let l = S::LANES;
+    for (q, &v) in sums.iter().enumerate() {
+        let cols = ncols.saturating_sub(q * l).min(l);
+        if cols == 0 {
+            break;
+        }
+        // SAFETY: the `cols` valid columns of vector q.
+        unsafe {
+            let yq = y.add(q * l);
+            let r = match out {
+                Out::Add => s.add(s.load_n(yq, cols), v),
+                Out::Base(bp) => s.add(s.load_n(bp.add(q * l), cols), v),
+                // `one_row` adds the base and the first sums itself.
+                Out::Store | Out::BaseThen(..) => v,
+            };
+            s.store_n(yq, cols, r);
+        }
+    }
+}
+
+/// `y (op)= x · B` for one row over every group (last to first when `reverse`), `VG`
+/// vectors of a group at a time (`2·VG` accumulators), summed per `PAIRS` ([`dot`]);
+/// `first` (with `Out::BaseThen`) a second row and `B` whose chain-order sums go first.
+///
+/// # Safety
+/// `x` holds `k` floats, `y` and a base `n`, `b` the packed panels of `[k][n]`; with
+/// `BaseThen`, its second pointer `x1` holds `k1` floats and `b1` packs `[k1][n]`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn one_row<S: Simd, const VG: usize, const PAIRS: bool>(
+    s: S,
+    k: usize,
+    n: usize,
+    x: *const f32,
+    b: *const f32,
+    group: usize,
+    y: *mut f32,
+    out: Out,
+    first: Option<(usize, *const f32)>,
+    reverse: bool,
+) {
+    let l = S::LANES;
+    let panels = n.div_ceil(NR);
+    for g in groups(panels, group, reverse) {
+        let (off, ldb, col0, gv) = group_at::<S>(g, k, panels, group);
+        let mut v = 0;
+        while v < gv {
+            let take = VG.min(gv - v);
+            let c0 = col0 + v * l;
+            let ncols = n - c0;
+            // SAFETY: vectors v..v + take of the group are whole panels' columns inside
+            // B; columns from c0 are inside y and the base.
+            unsafe {
+                let bq = b.add(off + v * l);
+                let yq = y.add(c0);
+                let o = match out {
+                    Out::Base(bp) => Out::Base(bp.add(c0)),
+                    Out::BaseThen(bp, b1) => Out::BaseThen(bp.add(c0), b1),
+                    other => other,
+                };
+                macro_rules! chunk {
+                    ($V:literal) => {{
+                        let mut sums = dot::<S, $V, PAIRS>(s, k, x, bq, ldb);
+                        if let (Out::BaseThen(bp, b1), Some((k1, x1))) = (o, first) {
+                            // The input side: bias plus its chain-order sums, then the
+                            // recurrent sums added.
+                            let (off1, ldb1) = panel_at(g * group, k1, panels, group);
+                            let s1 = dot::<S, $V, false>(s, k1, x1, b1.add(off1 + v * l), ldb1);
+                            let mut firsts = [s.zero(); $V];
+                            for q in 0..$V {
+                                let cols = ncols.saturating_sub(q * l).min(l);
+                                firsts[q] = s.add(s.load_n(bp.add(q * l), cols), s1[q]);
+                                sums[q] = s.add(firsts[q], sums[q]);
+                            }
+                            put::<S, $V>(s, sums, yq, ncols, Out::Store)
+                        } else {
+                            put::<S, $V>(s, sums, yq, ncols, o)
+                        }
+                    }};
+                }
+                match take {
+                    8 => chunk!(8),
+                    6 => chunk!(6),
+                    4 => chunk!(4),
+                    _ => chunk!(2),
+                }
+            }
+            v += take;
+        }
+    }
+}
+
+/// `y (+)= x · B` for a single row `x` (`[k]`): the streaming step's recurrent product,
+/// the even and odd rows of `B` in separate sums (see [`dot`]), groups last to first
+/// when `reverse` (the same bits). `VG`: vectors of a group at a time.
+///
+/// # Safety
+/// `x` holds `k` floats, `y` `n`, `b` the packed panels of `[k][n]`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemv<S: Simd, const VG: usize>(
+    s: S,
+    k: usize,
+    n: usize,
+    x: *const f32,
+    b: *const f32,
+    group: usize,
+    y: *mut f32,
+    accumulate: bool,
+    reverse: bool,
+) {
+    let out = if accumulate { Out::Add } else { Out::Store };
+    // SAFETY: the caller's contract.
+    unsafe { one_row::<S, VG, true>(s, k, n, x, b, group, y, out, None, reverse) }
+}
+
+/// `y = bias + x · B` for one row, summed as the packed GEMM sums it (one chain per
+/// column, rows in order, then added to the bias): the input side of a step.
+///
+/// # Safety
+/// `bias` and `y` hold `n` floats, `x` `k`, `b` the packed panels of `[k][n]`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemv_bias<S: Simd, const VG: usize>(
+    s: S,
+    n: usize,
+    bias: *const f32,
+    k: usize,
+    x: *const f32,
+    b: *const f32,
+    group: usize,
+    y: *mut f32,
+) {
+    // SAFETY: the caller's contract.
+    unsafe { one_row::<S, VG, false>(s, k, n, x, b, group, y, Out::Base(bias), None, false) }
+}
+
+/// `y = (bias + x1 · B1) + x2 · B2` for two packed matrices with the same `n`: the
+/// same sums, in the same order, as [`gemv_bias`] of `x1` then [`gemv`] of `x2`
+/// accumulating, without the round trip through `y`.
+///
+/// # Safety
+/// `bias` and `y` hold `n` floats, `x1` `k1` and `x2` `k2`, `b1` and `b2` the packed
+/// panels of `[k1][n]` and `[k2][n]`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemv2<S: Simd, const VG: usize>(
+    s: S,
+    n: usize,
+    bias: *const f32,
+    k1: usize,
+    x1: *const f32,
+    b1: *const f32,
+    k2: usize,
+    x2: *const f32,
+    b2: *const f32,
+    group: usize,
+    y: *mut f32,
+    reverse: bool,
+) {
+    let out = Out::BaseThen(bias, b1);
+    // SAFETY: the caller's contract.
+    unsafe { one_row::<S, VG, true>(s, k2, n, x2, b2, group, y, out, Some((k1, x1)), reverse) }
 }

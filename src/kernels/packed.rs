@@ -26,6 +26,7 @@
 //! output bits.
 
 use super::activation::{kernel_tier, Tier};
+use super::cells::Panels;
 use crate::config::CellKind;
 
 /// Panel width in floats.
@@ -35,12 +36,25 @@ pub const GROUP: usize = 4;
 /// Rows of `B` per pass over `C` (see `run`).
 const KC: usize = 256;
 
-/// Where panel `jp` starts in the packed data, and the row stride of its group.
-#[inline]
-pub(crate) fn panel_at(jp: usize, k: usize, panels: usize) -> (usize, usize) {
-    let g = jp / GROUP;
-    let in_group = (panels - g * GROUP).min(GROUP);
-    (g * GROUP * k * NR + (jp % GROUP) * NR, in_group * NR)
+/// Where panel `jp` starts in the packed data, and the row stride of its group, for
+/// `panels` panels of `k` rows interleaved `group` at a time.
+#[inline(always)]
+pub(crate) fn panel_at(jp: usize, k: usize, panels: usize, group: usize) -> (usize, usize) {
+    let g = jp / group;
+    let in_group = (panels - g * group).min(group);
+    (g * group * k * NR + (jp % group) * NR, in_group * NR)
+}
+
+/// Panels per interleaved group for `tier`: [`GROUP`] on AVX-512, whose one-row products
+/// read a whole group row (512 bytes) per step of `k`; 1 elsewhere. AVX2's one-row
+/// product holds a panel's sums (16 registers), and reading a quarter of each 512-byte
+/// group row, four passes per group, ran at 65 GB/s from L2 on an AMD Zen 3 core where
+/// contiguous panels ran at 103 (`k = 128`, `n = 512`: the H = 128 LSTM step's product).
+fn group_for(tier: Tier) -> usize {
+    match tier {
+        Tier::Avx512 => GROUP,
+        _ => 1,
+    }
 }
 
 /// `B` (`[k][n]`) packed into `ceil(n / NR)` panels of `[k][NR]`.
@@ -48,10 +62,12 @@ pub(crate) fn panel_at(jp: usize, k: usize, panels: usize) -> (usize, usize) {
 /// The panels start on a 64-byte boundary (`off` floats into `buf`), so that every
 /// 16-float row of a panel is one cache line: the allocator's 16-byte alignment made
 /// every AVX-512 load of `B` span two lines.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PackedB {
     k: usize,
     n: usize,
+    /// Panels per interleaved group ([`group_for`] the process tier when packed).
+    group: usize,
     buf: Vec<f32>,
     off: usize,
 }
@@ -59,10 +75,17 @@ pub struct PackedB {
 /// Floats per 64-byte line.
 const LINE: usize = 16;
 
+impl Default for PackedB {
+    /// An empty `[0][0]` matrix.
+    fn default() -> PackedB {
+        PackedB::zeroed(0, 0, 1)
+    }
+}
+
 impl Clone for PackedB {
     fn clone(&self) -> PackedB {
         // A copied Vec lands wherever the allocator puts it: align again.
-        let mut out = PackedB::zeroed(self.k, self.n);
+        let mut out = PackedB::zeroed(self.k, self.n, self.group);
         out.panels_mut().copy_from_slice(self.panels());
         out
     }
@@ -70,7 +93,10 @@ impl Clone for PackedB {
 
 impl PartialEq for PackedB {
     fn eq(&self, other: &PackedB) -> bool {
-        self.k == other.k && self.n == other.n && self.panels() == other.panels()
+        self.k == other.k
+            && self.n == other.n
+            && self.group == other.group
+            && self.panels() == other.panels()
     }
 }
 
@@ -92,13 +118,19 @@ impl PackedB {
     }
 
     /// Zero panels for `[k][n]`, aligned.
-    fn zeroed(k: usize, n: usize) -> PackedB {
+    fn zeroed(k: usize, n: usize, group: usize) -> PackedB {
         let len = n.div_ceil(NR) * k * NR;
         let buf = vec![0.0f32; len + LINE - 1];
         // At most LINE - 1 floats for a 4-byte-aligned pointer; `min` keeps the panels
         // inside `buf` should the offset be unknowable (then they stay unaligned).
         let off = buf.as_ptr().align_offset(LINE * 4).min(LINE - 1);
-        PackedB { k, n, buf, off }
+        PackedB {
+            k,
+            n,
+            group,
+            buf,
+            off,
+        }
     }
 
     /// The packed panels.
@@ -113,10 +145,13 @@ impl PackedB {
 
     fn pack(k: usize, n: usize, at: impl Fn(usize, usize) -> f32) -> PackedB {
         let panels = n.div_ceil(NR);
-        let mut out = PackedB::zeroed(k, n);
+        let group = group_for(kernel_tier());
+        #[cfg(test)]
+        let group = tests::GROUP_OVERRIDE.with(|g| g.get()).unwrap_or(group);
+        let mut out = PackedB::zeroed(k, n, group);
         let data = out.panels_mut();
         for jp in 0..panels {
-            let (off, ldb) = panel_at(jp, k, panels);
+            let (off, ldb) = panel_at(jp, k, panels, group);
             for p in 0..k {
                 let dst = &mut data[off + p * ldb..off + p * ldb + NR];
                 for (c, d) in dst.iter_mut().enumerate() {
@@ -128,6 +163,27 @@ impl PackedB {
             }
         }
         out
+    }
+
+    /// The panels as the fused stream kernels address them: the row stride every panel
+    /// shares (a single group, or groups of one panel; asserted) and the distance
+    /// between consecutive panels' starts.
+    fn as_panels(&self) -> Panels {
+        let panels = self.n.div_ceil(NR);
+        let (ldb, step) = if self.group == 1 {
+            (NR, self.k * NR)
+        } else {
+            assert!(
+                panels <= self.group,
+                "stream kernel: B spans several groups"
+            );
+            (panels * NR, NR)
+        };
+        Panels {
+            w: self.panels().as_ptr(),
+            ldb,
+            step,
+        }
     }
 
     /// Rows of `B` (the inner dimension).
@@ -311,23 +367,19 @@ pub fn gemv_packed_sweep(x: &[f32], b: &PackedB, y: &mut [f32], accumulate: bool
         x.len() >= k && y.len() >= n,
         "gemv_packed: x or y too short"
     );
+    let (xp, bp, yp) = (x.as_ptr(), b.panels().as_ptr(), y.as_mut_ptr());
     match kernel_tier() {
+        // SAFETY: the process tier is Avx512 only when AVX-512F was detected; x holds
+        // k floats, y n floats, B's panels `ceil(n/NR) * k * NR` (asserted above).
         #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 => {
-            // SAFETY: the process tier is Avx512 only when AVX-512F was detected; x holds
-            // k floats, y n floats, B's panels `ceil(n/NR) * k * NR`.
-            unsafe {
-                x86::gemv_avx512(
-                    k,
-                    n,
-                    x.as_ptr(),
-                    b.panels().as_ptr(),
-                    y.as_mut_ptr(),
-                    accumulate,
-                    reverse,
-                )
-            }
-        }
+        Tier::Avx512 => unsafe {
+            super::x86_64::avx512::gemv(k, n, xp, bp, b.group, yp, accumulate, reverse)
+        },
+        // SAFETY: as above, AVX2 and FMA detected.
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx2 => unsafe {
+            super::x86_64::avx2::gemv(k, n, xp, bp, b.group, yp, accumulate, reverse)
+        },
         t => run(t, 1, x, k, b, y, n, Start::of(accumulate), false),
     }
 }
@@ -342,21 +394,20 @@ pub fn gemv_packed_bias(bias: &[f32], x: &[f32], b: &PackedB, y: &mut [f32]) {
         bias.len() >= n && x.len() >= k && y.len() >= n,
         "gemv_packed_bias: shapes disagree"
     );
+    let (bsp, xp, bp, yp) = (
+        bias.as_ptr(),
+        x.as_ptr(),
+        b.panels().as_ptr(),
+        y.as_mut_ptr(),
+    );
     match kernel_tier() {
-        #[cfg(target_arch = "x86_64")]
         // SAFETY: the process tier is Avx512 only when AVX-512F was detected; bias and y
         // hold n floats, x its k, b its packed panels (asserted).
-        Tier::Avx512 => unsafe {
-            x86::gemv_bias_avx512(
-                n,
-                bias.as_ptr(),
-                k,
-                x.as_ptr(),
-                b.panels().as_ptr(),
-                y.as_mut_ptr(),
-            )
-        },
-        // The other tiers' GEMV is their GEMM on one row.
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx512 => unsafe { super::x86_64::avx512::gemv_bias(n, bsp, k, xp, bp, b.group, yp) },
+        // SAFETY: as above, AVX2 and FMA detected.
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx2 => unsafe { super::x86_64::avx2::gemv_bias(n, bsp, k, xp, bp, b.group, yp) },
         _ => gemm_packed_bias(1, x, k, b, y, n, bias),
     }
 }
@@ -377,29 +428,37 @@ pub fn gemv2_packed(
 ) {
     let n = b1.n;
     assert!(
-        b2.n == n && bias.len() >= n && y.len() >= n && x1.len() >= b1.k && x2.len() >= b2.k,
+        b2.n == n
+            && b1.group == b2.group
+            && bias.len() >= n
+            && y.len() >= n
+            && x1.len() >= b1.k
+            && x2.len() >= b2.k,
         "gemv2_packed: shapes disagree"
     );
+    let (bsp, yp) = (bias.as_ptr(), y.as_mut_ptr());
+    let (x1p, b1p, x2p, b2p) = (
+        x1.as_ptr(),
+        b1.panels().as_ptr(),
+        x2.as_ptr(),
+        b2.panels().as_ptr(),
+    );
     match kernel_tier() {
+        // SAFETY: the process tier is Avx512 only when AVX-512F was detected; bias and y
+        // hold n floats, x1 and x2 their k, b1 and b2 their packed panels (asserted).
         #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 => {
-            // SAFETY: the process tier is Avx512 only when AVX-512F was detected; bias and
-            // y hold n floats, x1 and x2 their k, b1 and b2 their packed panels (asserted).
-            unsafe {
-                x86::gemv2_avx512(
-                    n,
-                    bias.as_ptr(),
-                    b1.k,
-                    x1.as_ptr(),
-                    b1.panels().as_ptr(),
-                    b2.k,
-                    x2.as_ptr(),
-                    b2.panels().as_ptr(),
-                    y.as_mut_ptr(),
-                    reverse,
-                )
-            }
-        }
+        Tier::Avx512 => unsafe {
+            super::x86_64::avx512::gemv2(
+                n, bsp, b1.k, x1p, b1p, b2.k, x2p, b2p, b1.group, yp, reverse,
+            )
+        },
+        // SAFETY: as above, AVX2 and FMA detected.
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx2 => unsafe {
+            super::x86_64::avx2::gemv2(
+                n, bsp, b1.k, x1p, b1p, b2.k, x2p, b2p, b1.group, yp, reverse,
+            )
+        },
         _ => {
             gemm_packed_bias(1, x1, b1.k, b1, y, n, bias);
             gemv_packed_sweep(x2, b2, y, true, reverse);
@@ -472,8 +531,7 @@ impl StreamIn<'_> {
         super::cells::StreamInput {
             x: self.x.as_ptr(),
             k: self.w_ih.k,
-            w: self.w_ih.panels().as_ptr(),
-            ldb: self.w_ih.n.div_ceil(NR) * NR,
+            w: self.w_ih.as_panels(),
             bias: self.bias.as_ptr(),
         }
     }
@@ -509,16 +567,16 @@ pub(crate) fn stream_cell_tier(units: usize) -> Tier {
 /// chosen once ([`stream_kernel`]) and run by [`run_stream`].
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum StreamKernel {
-    /// An LSTM layer: `(steps, input, W_hhᵀ, ldb, h, c, out)`.
+    /// An LSTM layer: `(steps, input, W_hhᵀ, h, c, out)`.
     Lstm(LstmStreamFn),
-    /// A linear-before-reset GRU layer: `(steps, input, W_hhᵀ, ldb, b_hn, h, out)`.
+    /// A linear-before-reset GRU layer: `(steps, input, W_hhᵀ, b_hn, h, out)`.
     GruLbr(GruStreamFn),
 }
 
 type LstmStreamFn =
-    unsafe fn(usize, super::cells::StreamInput, *const f32, usize, *mut f32, *mut f32, *mut f32);
+    unsafe fn(usize, super::cells::StreamInput, Panels, *mut f32, *mut f32, *mut f32);
 type GruStreamFn =
-    unsafe fn(usize, super::cells::StreamInput, *const f32, usize, *const f32, *mut f32, *mut f32);
+    unsafe fn(usize, super::cells::StreamInput, Panels, *const f32, *mut f32, *mut f32);
 
 /// The fused kernel for a layer of `cell` with `units` hidden units and `k` inputs on
 /// the process tier, where [`stream_fused`]: the sizes with a kernel of their own (the
@@ -544,12 +602,12 @@ pub(crate) fn stream_kernel(cell: CellKind, units: usize, k: usize) -> Option<St
             (Tier::Avx512, CellKind::GruLbr, 8) => GruLbr(avx2::gru_lbr_stream::<1, 1, 3, true>),
             (Tier::Avx512, CellKind::GruLbr, 16) => GruLbr(avx512::gru_lbr_stream::<1, 1, 3, true>),
             (Tier::Avx512, CellKind::GruLbr, _) => GruLbr(avx512::gru_lbr_stream::<2, 2, 6, true>),
-            (_, CellKind::Lstm, 8) => Lstm(avx2::lstm_stream::<1, 1, 4, false>),
-            (_, CellKind::Lstm, 16) => Lstm(avx2::lstm_stream::<2, 1, 4, false>),
-            (_, CellKind::Lstm, _) => Lstm(avx2::lstm_stream::<4, 1, 4, false>),
-            (_, CellKind::GruLbr, 8) => GruLbr(avx2::gru_lbr_stream::<1, 1, 3, false>),
-            (_, CellKind::GruLbr, 16) => GruLbr(avx2::gru_lbr_stream::<2, 1, 3, false>),
-            (_, CellKind::GruLbr, _) => GruLbr(avx2::gru_lbr_stream::<4, 1, 3, false>),
+            (_, CellKind::Lstm, 8) => Lstm(avx2::lstm_stream::<1, 1, 4, true>),
+            (_, CellKind::Lstm, 16) => Lstm(avx2::lstm_stream::<2, 1, 4, true>),
+            (_, CellKind::Lstm, _) => Lstm(avx2::lstm_stream::<4, 1, 4, true>),
+            (_, CellKind::GruLbr, 8) => GruLbr(avx2::gru_lbr_stream::<1, 1, 3, true>),
+            (_, CellKind::GruLbr, 16) => GruLbr(avx2::gru_lbr_stream::<2, 1, 3, true>),
+            (_, CellKind::GruLbr, _) => GruLbr(avx2::gru_lbr_stream::<4, 1, 3, true>),
             _ => return None,
         };
         Some(kernel)
@@ -588,28 +646,24 @@ pub(crate) fn run_stream(
         w_hh.k == units && w_hh.n == gates * units && out.len() >= steps * units,
         "stream kernel: shapes disagree"
     );
-    let (inp, wp, ldb) = (
-        input.raw(),
-        w_hh.panels().as_ptr(),
-        w_hh.n.div_ceil(NR) * NR,
-    );
+    let (inp, wp) = (input.raw(), w_hh.as_panels());
     let (hp, op) = (h.as_mut_ptr(), out.as_mut_ptr());
     // SAFETY: `kernel` came from `stream_kernel`, which picks only kernels of the process
     // tier (detected) for this cell and unit count with `k <= KC`; the inputs, `W_hhᵀ`
-    // (one group: `gates · H <= 128` columns, `H` rows of `ldb`) and `out` were checked
-    // just above, and `h`, `c`, `b_hn` below.
+    // (`H` rows of `gates · H <= 128` columns, addressed as `as_panels` checked) and
+    // `out` were checked just above, and `h`, `c`, `b_hn` below.
     unsafe {
         match kernel {
             StreamKernel::Lstm(f) => {
                 assert!(c.len() == units, "lstm stream: c and h differ in length");
-                f(steps, inp, wp, ldb, hp, c.as_mut_ptr(), op)
+                f(steps, inp, wp, hp, c.as_mut_ptr(), op)
             }
             StreamKernel::GruLbr(f) => {
                 assert!(
                     b_hn.len() == units,
                     "gru stream: b_hn and h differ in length"
                 );
-                f(steps, inp, wp, ldb, b_hn.as_ptr(), hp, op)
+                f(steps, inp, wp, b_hn.as_ptr(), hp, op)
             }
         }
     }
@@ -699,11 +753,11 @@ fn run(
             // B larger than about half an L2 is read from L3 (or memory) at every call:
             // the kernel then fetches the next chunk into L2 while it works on this one.
             let far = b.panels().len() * 4 > PREFETCH_ABOVE_BYTES;
-            x86::group_chunks(k, n, init, reverse, |g0, g1, p0, kc, acc, next| {
+            x86::group_chunks(k, n, b.group, init, reverse, |g0, g1, p0, kc, acc, next| {
                 // The next chunk's rows of its group: contiguous in the packing.
                 let pf = match next {
                     Some((ng0, np0, nk)) if far => {
-                        let (off, ldb) = panel_at(ng0, k, panels);
+                        let (off, ldb) = panel_at(ng0, k, panels, b.group);
                         (off + np0 * ldb, nk * ldb)
                     }
                     _ => (0, 0),
@@ -719,11 +773,11 @@ fn run(
                     let pf = (bp.add(pf.0), pf.1);
                     if tier == Tier::Avx512 {
                         super::x86_64::avx512::gemm_group(
-                            m, k, p0, kc, n, ap, lda, bp, cp, ldc, acc, g0, g1, pf,
+                            m, k, p0, kc, n, ap, lda, bp, b.group, cp, ldc, acc, g0, g1, pf,
                         )
                     } else {
                         super::x86_64::avx2::gemm_group(
-                            m, k, p0, kc, n, ap, lda, bp, cp, ldc, acc, g0, g1, pf,
+                            m, k, p0, kc, n, ap, lda, bp, b.group, cp, ldc, acc, g0, g1, pf,
                         )
                     }
                 }
@@ -741,6 +795,7 @@ fn run(
                 a,
                 lda,
                 b.panels(),
+                b.group,
                 c,
                 ldc,
                 matches!(start, Start::Acc),
@@ -759,6 +814,7 @@ fn gemm_scalar(
     a: &[f32],
     lda: usize,
     bd: &[f32],
+    group: usize,
     c: &mut [f32],
     ldc: usize,
     accumulate: bool,
@@ -767,7 +823,7 @@ fn gemm_scalar(
     let panels = n.div_ceil(NR);
     for jp in 0..panels {
         let ncols = (n - jp * NR).min(NR);
-        let (off, ldb) = panel_at(jp, k, panels);
+        let (off, ldb) = panel_at(jp, k, panels, group);
         for i in 0..m {
             let mut acc = [0.0f32; NR];
             let arow = &a[i * lda..i * lda + k];
@@ -792,9 +848,8 @@ fn gemm_scalar(
 mod x86 {
     //! The chunking of the packed GEMM over groups and `KC` rows, and the AVX-512 GEMV.
     //! The GEMM's body is `kernels::microkernel`.
-    use super::{Init, GROUP, KC, NR};
-    use crate::kernels::x86_64::avx512::lanes as mask;
-    use std::arch::x86_64::*;
+    use super::{Init, KC, NR};
+    use crate::kernels::microkernel::groups;
 
     /// Calls `f(g0, g1, p0, k, start, next)` for every interleaved group of panels `g0..g1` of
     /// an `n`-column B (last to first when `reverse`), and in each group for the inner
@@ -809,14 +864,15 @@ mod x86 {
     pub fn group_chunks(
         kl: usize,
         n: usize,
+        group: usize,
         init: Init,
         reverse: bool,
         mut f: impl FnMut(usize, usize, usize, usize, Init, Option<(usize, usize, usize)>),
     ) {
         let panels = n.div_ceil(NR);
-        let mut chunks = groups(panels, reverse)
+        let mut chunks = groups(panels, group, reverse)
             .flat_map(|g| {
-                let (g0, g1) = (g * GROUP, (g * GROUP + GROUP).min(panels));
+                let (g0, g1) = (g * group, (g * group + group).min(panels));
                 // One chunk (of no rows) even when kl == 0: the start still applies.
                 (0..kl.div_ceil(KC).max(1)).map(move |c| (g0, g1, c * KC, (kl - c * KC).min(KC)))
             })
@@ -826,301 +882,26 @@ mod x86 {
             f(g0, g1, p0, k, if p0 == 0 { init } else { Init::Acc }, next);
         }
     }
-
-    /// One row of A against every panel, a group (up to four panels) at a time, with the
-    /// even and odd rows of B in separate accumulators.
-    ///
-    /// # Safety
-    /// AVX-512F must be available; `x` holds `k` floats, `y` `n`, `b` the packed panels.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn gemv_avx512(
-        k: usize,
-        n: usize,
-        x: *const f32,
-        b: *const f32,
-        y: *mut f32,
-        acc: bool,
-        reverse: bool,
-    ) {
-        let panels = n.div_ceil(NR);
-        for g in groups(panels, reverse) {
-            let jp = g * GROUP;
-            let (off, ldb) = super::panel_at(jp, k, panels);
-            let in_group = ldb / NR;
-            // SAFETY: panels jp..jp+in_group form one group inside B; columns from jp*NR
-            // are inside y.
-            unsafe {
-                let (bp, yp, cols) = (b.add(off), y.add(jp * NR), n - jp * NR);
-                match in_group {
-                    4 => gemv_group::<4>(k, x, bp, ldb, yp, cols, acc),
-                    3 => gemv_group::<3>(k, x, bp, ldb, yp, cols, acc),
-                    2 => gemv_group::<2>(k, x, bp, ldb, yp, cols, acc),
-                    _ => gemv_group::<1>(k, x, bp, ldb, yp, cols, acc),
-                }
-            }
-        }
-    }
-
-    /// The groups of `panels` panels, first to last or last to first.
-    fn groups(panels: usize, reverse: bool) -> impl Iterator<Item = usize> {
-        let n = panels.div_ceil(GROUP);
-        (0..n).map(move |g| if reverse { n - 1 - g } else { g })
-    }
-
-    /// `x · B` for one group of `P` panels (row stride `ldb`) over `k` rows, the even and
-    /// odd rows of B summed in separate accumulators, then added: `[P][2]` vectors of
-    /// 16 columns.
-    ///
-    /// # Safety
-    /// AVX-512F; `x` holds `k` floats and `b` `k` rows of `ldb >= P * NR` floats.
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    #[allow(clippy::needless_range_loop)] // s0 and s1 are indexed in step
-    unsafe fn dot_group<const P: usize>(
-        k: usize,
-        x: *const f32,
-        b: *const f32,
-        ldb: usize,
-    ) -> [[__m512; 2]; P] {
-        let mut s0 = [[_mm512_setzero_ps(); 2]; P];
-        let mut s1 = [[_mm512_setzero_ps(); 2]; P];
-        let mut p = 0;
-        while p + 1 < k {
-            // SAFETY: p + 1 < k: rows p and p+1 of the group and x[p], x[p+1] are inside.
-            unsafe {
-                let (a0, a1) = (_mm512_set1_ps(*x.add(p)), _mm512_set1_ps(*x.add(p + 1)));
-                for q in 0..P {
-                    let r0 = b.add(p * ldb + q * NR);
-                    let r1 = b.add((p + 1) * ldb + q * NR);
-                    s0[q][0] = _mm512_fmadd_ps(a0, _mm512_loadu_ps(r0), s0[q][0]);
-                    s0[q][1] = _mm512_fmadd_ps(a0, _mm512_loadu_ps(r0.add(16)), s0[q][1]);
-                    s1[q][0] = _mm512_fmadd_ps(a1, _mm512_loadu_ps(r1), s1[q][0]);
-                    s1[q][1] = _mm512_fmadd_ps(a1, _mm512_loadu_ps(r1.add(16)), s1[q][1]);
-                }
-            }
-            p += 2;
-        }
-        if p < k {
-            // SAFETY: p = k - 1: the last row of the group and x[p].
-            unsafe {
-                let a0 = _mm512_set1_ps(*x.add(p));
-                for q in 0..P {
-                    let r0 = b.add(p * ldb + q * NR);
-                    s0[q][0] = _mm512_fmadd_ps(a0, _mm512_loadu_ps(r0), s0[q][0]);
-                    s0[q][1] = _mm512_fmadd_ps(a0, _mm512_loadu_ps(r0.add(16)), s0[q][1]);
-                }
-            }
-        }
-        for q in 0..P {
-            s0[q][0] = _mm512_add_ps(s0[q][0], s1[q][0]);
-            s0[q][1] = _mm512_add_ps(s0[q][1], s1[q][1]);
-        }
-        s0
-    }
-
-    /// `x · B` for one group of `P` panels summed as [`micro512`] sums it: one
-    /// accumulator per column, rows in order from zero. The input side of [`gemv2_avx512`]
-    /// sums so, so that a step's gates are the bits of a block's input product (the GEMM)
-    /// plus the recurrent GEMV; the input is known before the step, so its longer chain
-    /// is off the one a step waits on.
-    ///
-    /// # Safety
-    /// As for [`dot_group`].
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn chain_group<const P: usize>(
-        k: usize,
-        x: *const f32,
-        b: *const f32,
-        ldb: usize,
-    ) -> [[__m512; 2]; P] {
-        let mut s = [[_mm512_setzero_ps(); 2]; P];
-        for p in 0..k {
-            // SAFETY: p < k: row p of the group and x[p] are inside.
-            unsafe {
-                let a = _mm512_set1_ps(*x.add(p));
-                for (q, sq) in s.iter_mut().enumerate() {
-                    let r = b.add(p * ldb + q * NR);
-                    sq[0] = _mm512_fmadd_ps(a, _mm512_loadu_ps(r), sq[0]);
-                    sq[1] = _mm512_fmadd_ps(a, _mm512_loadu_ps(r.add(16)), sq[1]);
-                }
-            }
-        }
-        s
-    }
-
-    /// [`dot_group`] stored to (or added to) the `ncols` valid columns of `y`.
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn gemv_group<const P: usize>(
-        k: usize,
-        x: *const f32,
-        b: *const f32,
-        ldb: usize,
-        y: *mut f32,
-        ncols: usize,
-        accumulate: bool,
-    ) {
-        // SAFETY: the caller's extents are `dot_group`'s.
-        let s = unsafe { dot_group::<P>(k, x, b, ldb) };
-        for (q, sq) in s.iter().enumerate() {
-            let cols = ncols.saturating_sub(q * NR).min(NR);
-            let (m0, m1) = (mask(cols), mask(cols.saturating_sub(16)));
-            // SAFETY: masked to the `cols` valid columns of panel q of y.
-            unsafe {
-                let yq = y.add(q * NR);
-                let (mut v0, mut v1) = (sq[0], sq[1]);
-                if accumulate {
-                    v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, yq), v0);
-                    v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, yq.add(16)), v1);
-                }
-                _mm512_mask_storeu_ps(yq, m0, v0);
-                _mm512_mask_storeu_ps(yq.add(16), m1, v1);
-            }
-        }
-    }
-
-    /// `y = (bias + x1 · B1) + x2 · B2` for two packed matrices with the same `n`: the
-    /// same sums, in the same order, as [`gemv_avx512`] twice after copying `bias` to `y`,
-    /// without the round trips through `y`.
-    ///
-    /// # Safety
-    /// AVX-512F; `bias` and `y` hold `n` floats, `x1` `k1` and `x2` `k2`, `b1` and `b2`
-    /// the packed panels of `[k1][n]` and `[k2][n]`.
-    #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn gemv2_avx512(
-        n: usize,
-        bias: *const f32,
-        k1: usize,
-        x1: *const f32,
-        b1: *const f32,
-        k2: usize,
-        x2: *const f32,
-        b2: *const f32,
-        y: *mut f32,
-        reverse: bool,
-    ) {
-        let panels = n.div_ceil(NR);
-        for g in groups(panels, reverse) {
-            let jp = g * GROUP;
-            let (off1, ldb) = super::panel_at(jp, k1, panels);
-            let (off2, _) = super::panel_at(jp, k2, panels);
-            let in_group = ldb / NR;
-            // SAFETY: panels jp..jp+in_group form one group inside both B; columns from
-            // jp*NR are inside bias and y.
-            unsafe {
-                let (b1, b2) = (b1.add(off1), b2.add(off2));
-                let (bias, y, cols) = (bias.add(jp * NR), y.add(jp * NR), n - jp * NR);
-                match in_group {
-                    4 => gemv2_group::<4>(k1, x1, b1, k2, x2, b2, ldb, bias, y, cols),
-                    3 => gemv2_group::<3>(k1, x1, b1, k2, x2, b2, ldb, bias, y, cols),
-                    2 => gemv2_group::<2>(k1, x1, b1, k2, x2, b2, ldb, bias, y, cols),
-                    _ => gemv2_group::<1>(k1, x1, b1, k2, x2, b2, ldb, bias, y, cols),
-                }
-            }
-        }
-    }
-
-    /// `y = bias + x · B` for one row, summed as [`micro512`] sums it (see
-    /// [`chain_group`]).
-    ///
-    /// # Safety
-    /// AVX-512F must be available; `bias` and `y` hold `n` floats, `x` `k`, `b` the
-    /// packed panels.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn gemv_bias_avx512(
-        n: usize,
-        bias: *const f32,
-        k: usize,
-        x: *const f32,
-        b: *const f32,
-        y: *mut f32,
-    ) {
-        let panels = n.div_ceil(NR);
-        for g in groups(panels, false) {
-            let jp = g * GROUP;
-            let (off, ldb) = super::panel_at(jp, k, panels);
-            // SAFETY: panels jp..jp+in_group form one group inside B; columns from jp*NR
-            // are inside bias and y.
-            unsafe {
-                let (b, bias, y, cols) =
-                    (b.add(off), bias.add(jp * NR), y.add(jp * NR), n - jp * NR);
-                match ldb / NR {
-                    4 => bias_group(chain_group::<4>(k, x, b, ldb), bias, y, cols),
-                    3 => bias_group(chain_group::<3>(k, x, b, ldb), bias, y, cols),
-                    2 => bias_group(chain_group::<2>(k, x, b, ldb), bias, y, cols),
-                    _ => bias_group(chain_group::<1>(k, x, b, ldb), bias, y, cols),
-                }
-            }
-        }
-    }
-
-    /// `y = bias + s` on the `ncols` valid columns of a group's sums `s`.
-    ///
-    /// # Safety
-    /// AVX-512F; `bias` and `y` hold `ncols` floats.
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn bias_group<const P: usize>(
-        s: [[__m512; 2]; P],
-        bias: *const f32,
-        y: *mut f32,
-        ncols: usize,
-    ) {
-        for (q, sq) in s.iter().enumerate() {
-            let cols = ncols.saturating_sub(q * NR).min(NR);
-            let (m0, m1) = (mask(cols), mask(cols.saturating_sub(16)));
-            // SAFETY: masked to the `cols` valid columns of panel q of bias and y.
-            unsafe {
-                let (bq, yq) = (bias.add(q * NR), y.add(q * NR));
-                let v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, bq), sq[0]);
-                let v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, bq.add(16)), sq[1]);
-                _mm512_mask_storeu_ps(yq, m0, v0);
-                _mm512_mask_storeu_ps(yq.add(16), m1, v1);
-            }
-        }
-    }
-
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn gemv2_group<const P: usize>(
-        k1: usize,
-        x1: *const f32,
-        b1: *const f32,
-        k2: usize,
-        x2: *const f32,
-        b2: *const f32,
-        ldb: usize,
-        bias: *const f32,
-        y: *mut f32,
-        ncols: usize,
-    ) {
-        // SAFETY: the caller's extents are `chain_group`'s and `dot_group`'s.
-        let (s1, s2) = unsafe {
-            (
-                chain_group::<P>(k1, x1, b1, ldb),
-                dot_group::<P>(k2, x2, b2, ldb),
-            )
-        };
-        for q in 0..P {
-            let cols = ncols.saturating_sub(q * NR).min(NR);
-            let (m0, m1) = (mask(cols), mask(cols.saturating_sub(16)));
-            // SAFETY: masked to the `cols` valid columns of panel q of bias and y.
-            unsafe {
-                let (bq, yq) = (bias.add(q * NR), y.add(q * NR));
-                let v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, bq), s1[q][0]);
-                let v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, bq.add(16)), s1[q][1]);
-                _mm512_mask_storeu_ps(yq, m0, _mm512_add_ps(v0, s2[q][0]));
-                _mm512_mask_storeu_ps(yq.add(16), m1, _mm512_add_ps(v1, s2[q][1]));
-            }
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    thread_local! {
+        /// The group size this thread's tests pack with, where set ([`in_every_layout`]).
+        pub(super) static GROUP_OVERRIDE: std::cell::Cell<Option<usize>> =
+            const { std::cell::Cell::new(None) };
+    }
+
+    /// Runs `f` with `B` packed as the process tier packs it, then in groups of one panel
+    /// and of [`GROUP`]: every tier must handle both layouts (AVX-512 packs groups, the
+    /// others single panels), and this CPU may not run the tier that packs the other.
+    fn in_every_layout(f: impl Fn()) {
+        for g in [None, Some(1), Some(GROUP)] {
+            GROUP_OVERRIDE.with(|c| c.set(g));
+            f();
+        }
+        GROUP_OVERRIDE.with(|c| c.set(None));
+    }
     use super::*;
     use crate::kernels::activation::available_tiers;
 
@@ -1150,331 +931,343 @@ mod tests {
     /// flushed.
     #[test]
     fn fused_stream_steps_are_the_step_by_step_bits() {
-        use crate::kernels::activation::{gru_lbr_state_with, lstm_state_with};
-        let mut rnd = uniform(13u32);
-        let bits_of = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        for (units, k) in [
-            (16, 1),
-            (32, 1),
-            (32, 3),
-            (16, 20),
-            (8, 1),
-            (8, 5),
-            (24, 1),
-            (32, 300),
-        ] {
-            let expect = match kernel_tier() {
-                Tier::Avx512 | Tier::Avx2 => units != 24 && k <= KC,
-                Tier::Scalar => false,
-            };
-            // The cells the fused kernel must match.
-            let cells = stream_cell_tier(units);
-            let lstm_state =
-                |g: &[f32], c: &mut [f32], h: &mut [f32]| lstm_state_with(cells, g, c, h);
-            let gru_lbr_state = |g: &[f32], gh: &[f32], b: &[f32], h: &mut [f32]| {
-                gru_lbr_state_with(cells, g, gh, b, h)
-            };
-            for (steps, scale) in [(1, 1.0), (2, 6.0), (37, 1.0)] {
-                let mut v = |n: usize, s: f32| (0..n).map(|_| rnd() * s).collect::<Vec<f32>>();
-                let mut h0 = v(units, 2.0);
-                h0[3] = 1e-35;
-                let c0 = v(units, 4.0);
-                let x = v(steps * k, 2.0);
-
-                // LSTM; unit 5's i, f and o saturate off, so its c and h are flushed.
-                let gw = 4 * units;
-                let wp = PackedB::from_transposed(&v(gw * units, scale), gw, units);
-                let wi = PackedB::from_transposed(&v(gw * k, 1.0), gw, k);
-                let mut bias = v(gw, 1.0);
-                for q in [0, 1, 3] {
-                    bias[q * units + 5] = -150.0;
-                }
-                let mut gates = vec![f32::NAN; steps * gw];
-                gemm_packed_bias(steps, &x, k, &wi, &mut gates, gw, &bias);
-                let (mut h, mut c) = (h0.clone(), c0.clone());
-                let mut want = vec![f32::NAN; steps * units];
-                for s in 0..steps {
-                    let g = &mut gates[s * gw..(s + 1) * gw];
-                    gemv_packed(&h, &wp, g, true);
-                    lstm_state(g, &mut c, &mut h);
-                    want[s * units..(s + 1) * units].copy_from_slice(&h);
-                }
-                let (mut hf, mut cf) = (h0.clone(), c0.clone());
-                let mut got = vec![f32::NAN; steps * units];
-                let input = StreamIn {
-                    x: &x,
-                    steps,
-                    w_ih: &wi,
-                    bias: &bias,
+        in_every_layout(|| {
+            use crate::kernels::activation::{gru_lbr_state_with, lstm_state_with};
+            let mut rnd = uniform(13u32);
+            let bits_of = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            for (units, k) in [
+                (16, 1),
+                (32, 1),
+                (32, 3),
+                (16, 20),
+                (8, 1),
+                (8, 5),
+                (24, 1),
+                (32, 300),
+            ] {
+                let expect = match kernel_tier() {
+                    Tier::Avx512 | Tier::Avx2 => units != 24 && k <= KC,
+                    Tier::Scalar => false,
                 };
-                assert_eq!(lstm_stream(input, &wp, &mut hf, &mut cf, &mut got), expect);
-                let what = format!("lstm H={units} I={k} steps={steps}");
-                if expect {
-                    assert_eq!(bits_of(&got), bits_of(&want), "{what}");
-                    assert_eq!(bits_of(&hf), bits_of(&h), "{what}");
-                    assert_eq!(bits_of(&cf), bits_of(&c), "{what}");
-                } else {
-                    assert!(
-                        hf == h0 && cf == c0 && got.iter().all(|x| x.is_nan()),
-                        "{what}"
-                    );
-                }
-
-                // GRU; unit 5's r and z saturate off and its candidate is tiny: flushed.
-                let gw = 3 * units;
-                let wp = PackedB::from_transposed(&v(gw * units, scale), gw, units);
-                let mut w_ih = v(gw * k, 1.0);
-                w_ih[(2 * units + 5) * k..(2 * units + 6) * k].fill(0.0);
-                let wi = PackedB::from_transposed(&w_ih, gw, k);
-                let mut bias = v(gw, 1.0);
-                (bias[5], bias[units + 5], bias[2 * units + 5]) = (-150.0, -150.0, 1e-35);
-                let b_hn = v(units, 1.0);
-                let mut gates = vec![f32::NAN; steps * gw];
-                gemm_packed_bias(steps, &x, k, &wi, &mut gates, gw, &bias);
-                let mut h = h0.clone();
-                let mut gh = vec![0.0; gw];
-                for s in 0..steps {
-                    gemv_packed(&h, &wp, &mut gh, false);
-                    gru_lbr_state(&gates[s * gw..(s + 1) * gw], &gh, &b_hn, &mut h);
-                    want[s * units..(s + 1) * units].copy_from_slice(&h);
-                }
-                let mut hf = h0.clone();
-                let mut got = vec![f32::NAN; steps * units];
-                let input = StreamIn {
-                    x: &x,
-                    steps,
-                    w_ih: &wi,
-                    bias: &bias,
+                // The cells the fused kernel must match.
+                let cells = stream_cell_tier(units);
+                let lstm_state =
+                    |g: &[f32], c: &mut [f32], h: &mut [f32]| lstm_state_with(cells, g, c, h);
+                let gru_lbr_state = |g: &[f32], gh: &[f32], b: &[f32], h: &mut [f32]| {
+                    gru_lbr_state_with(cells, g, gh, b, h)
                 };
-                assert_eq!(gru_lbr_stream(input, &wp, &b_hn, &mut hf, &mut got), expect);
-                let what = format!("gru H={units} I={k} steps={steps}");
-                if expect {
-                    assert_eq!(bits_of(&got), bits_of(&want), "{what}");
-                    assert_eq!(bits_of(&hf), bits_of(&h), "{what}");
-                } else {
-                    assert!(hf == h0 && got.iter().all(|x| x.is_nan()), "{what}");
+                for (steps, scale) in [(1, 1.0), (2, 6.0), (37, 1.0)] {
+                    let mut v = |n: usize, s: f32| (0..n).map(|_| rnd() * s).collect::<Vec<f32>>();
+                    let mut h0 = v(units, 2.0);
+                    h0[3] = 1e-35;
+                    let c0 = v(units, 4.0);
+                    let x = v(steps * k, 2.0);
+
+                    // LSTM; unit 5's i, f and o saturate off, so its c and h are flushed.
+                    let gw = 4 * units;
+                    let wp = PackedB::from_transposed(&v(gw * units, scale), gw, units);
+                    let wi = PackedB::from_transposed(&v(gw * k, 1.0), gw, k);
+                    let mut bias = v(gw, 1.0);
+                    for q in [0, 1, 3] {
+                        bias[q * units + 5] = -150.0;
+                    }
+                    let mut gates = vec![f32::NAN; steps * gw];
+                    gemm_packed_bias(steps, &x, k, &wi, &mut gates, gw, &bias);
+                    let (mut h, mut c) = (h0.clone(), c0.clone());
+                    let mut want = vec![f32::NAN; steps * units];
+                    for s in 0..steps {
+                        let g = &mut gates[s * gw..(s + 1) * gw];
+                        gemv_packed(&h, &wp, g, true);
+                        lstm_state(g, &mut c, &mut h);
+                        want[s * units..(s + 1) * units].copy_from_slice(&h);
+                    }
+                    let (mut hf, mut cf) = (h0.clone(), c0.clone());
+                    let mut got = vec![f32::NAN; steps * units];
+                    let input = StreamIn {
+                        x: &x,
+                        steps,
+                        w_ih: &wi,
+                        bias: &bias,
+                    };
+                    assert_eq!(lstm_stream(input, &wp, &mut hf, &mut cf, &mut got), expect);
+                    let what = format!("lstm H={units} I={k} steps={steps}");
+                    if expect {
+                        assert_eq!(bits_of(&got), bits_of(&want), "{what}");
+                        assert_eq!(bits_of(&hf), bits_of(&h), "{what}");
+                        assert_eq!(bits_of(&cf), bits_of(&c), "{what}");
+                    } else {
+                        assert!(
+                            hf == h0 && cf == c0 && got.iter().all(|x| x.is_nan()),
+                            "{what}"
+                        );
+                    }
+
+                    // GRU; unit 5's r and z saturate off and its candidate is tiny: flushed.
+                    let gw = 3 * units;
+                    let wp = PackedB::from_transposed(&v(gw * units, scale), gw, units);
+                    let mut w_ih = v(gw * k, 1.0);
+                    w_ih[(2 * units + 5) * k..(2 * units + 6) * k].fill(0.0);
+                    let wi = PackedB::from_transposed(&w_ih, gw, k);
+                    let mut bias = v(gw, 1.0);
+                    (bias[5], bias[units + 5], bias[2 * units + 5]) = (-150.0, -150.0, 1e-35);
+                    let b_hn = v(units, 1.0);
+                    let mut gates = vec![f32::NAN; steps * gw];
+                    gemm_packed_bias(steps, &x, k, &wi, &mut gates, gw, &bias);
+                    let mut h = h0.clone();
+                    let mut gh = vec![0.0; gw];
+                    for s in 0..steps {
+                        gemv_packed(&h, &wp, &mut gh, false);
+                        gru_lbr_state(&gates[s * gw..(s + 1) * gw], &gh, &b_hn, &mut h);
+                        want[s * units..(s + 1) * units].copy_from_slice(&h);
+                    }
+                    let mut hf = h0.clone();
+                    let mut got = vec![f32::NAN; steps * units];
+                    let input = StreamIn {
+                        x: &x,
+                        steps,
+                        w_ih: &wi,
+                        bias: &bias,
+                    };
+                    assert_eq!(gru_lbr_stream(input, &wp, &b_hn, &mut hf, &mut got), expect);
+                    let what = format!("gru H={units} I={k} steps={steps}");
+                    if expect {
+                        assert_eq!(bits_of(&got), bits_of(&want), "{what}");
+                        assert_eq!(bits_of(&hf), bits_of(&h), "{what}");
+                    } else {
+                        assert!(hf == h0 && got.iter().all(|x| x.is_nan()), "{what}");
+                    }
                 }
             }
-        }
+        });
     }
 
     #[test]
     fn reversed_group_order_gives_the_same_bits() {
-        let mut rnd = uniform(11u32);
-        let tiers = available_tiers();
-        // Several groups (n > GROUP * NR), a partial last group, inner sizes past KC.
-        for &(m, k, n) in &[(1, 40, 300), (7, 300, 260), (13, 600, 513), (32, 257, 129)] {
-            let (lda, ldc) = (k + 3, n + 1);
-            let a: Vec<f32> = (0..m * lda).map(|_| rnd()).collect();
-            let w: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
-            let bias: Vec<f32> = (0..n).map(|_| rnd()).collect();
-            let c0: Vec<f32> = (0..m * ldc).map(|_| rnd()).collect();
-            let packed = PackedB::from_rows(&w, k, n, n);
-            for start in [Start::Zero, Start::Acc, Start::Bias(&bias)] {
-                let mut simd = Vec::new();
-                for &tier in &tiers {
-                    let mut fwd = c0.clone();
-                    run(tier, m, &a, lda, &packed, &mut fwd, ldc, start, false);
-                    let mut rev = c0.clone();
-                    run(tier, m, &a, lda, &packed, &mut rev, ldc, start, true);
-                    let what = format!("{tier:?} {start:?} m={m} k={k} n={n}");
-                    assert_eq!(bits(&rev), bits(&fwd), "{what}");
-                    if tier != Tier::Scalar {
-                        simd.push((tier, fwd));
+        in_every_layout(|| {
+            let mut rnd = uniform(11u32);
+            let tiers = available_tiers();
+            // Several groups (n > GROUP * NR), a partial last group, inner sizes past KC.
+            for &(m, k, n) in &[(1, 40, 300), (7, 300, 260), (13, 600, 513), (32, 257, 129)] {
+                let (lda, ldc) = (k + 3, n + 1);
+                let a: Vec<f32> = (0..m * lda).map(|_| rnd()).collect();
+                let w: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
+                let bias: Vec<f32> = (0..n).map(|_| rnd()).collect();
+                let c0: Vec<f32> = (0..m * ldc).map(|_| rnd()).collect();
+                let packed = PackedB::from_rows(&w, k, n, n);
+                for start in [Start::Zero, Start::Acc, Start::Bias(&bias)] {
+                    let mut simd = Vec::new();
+                    for &tier in &tiers {
+                        let mut fwd = c0.clone();
+                        run(tier, m, &a, lda, &packed, &mut fwd, ldc, start, false);
+                        let mut rev = c0.clone();
+                        run(tier, m, &a, lda, &packed, &mut rev, ldc, start, true);
+                        let what = format!("{tier:?} {start:?} m={m} k={k} n={n}");
+                        assert_eq!(bits(&rev), bits(&fwd), "{what}");
+                        if tier != Tier::Scalar {
+                            simd.push((tier, fwd));
+                        }
+                    }
+                    // AVX2 walks the inner chunks outside the groups, AVX-512 inside: each
+                    // element is still the same FMAs in the same order.
+                    for (tier, c) in &simd[1.min(simd.len())..] {
+                        assert_eq!(bits(c), bits(&simd[0].1), "{tier:?} vs {:?}", simd[0].0);
                     }
                 }
-                // AVX2 walks the inner chunks outside the groups, AVX-512 inside: each
-                // element is still the same FMAs in the same order.
-                for (tier, c) in &simd[1.min(simd.len())..] {
-                    assert_eq!(bits(c), bits(&simd[0].1), "{tier:?} vs {:?}", simd[0].0);
-                }
             }
-        }
+        });
     }
 
     #[test]
     fn bias_start_is_fill_then_accumulate_bit_for_bit() {
-        let mut rnd = uniform(7u32);
-        for tier in available_tiers() {
-            // Row counts past each tier's row block, widths with partial panels and
-            // groups, inner sizes past KC (later chunks accumulate).
-            for &(m, k, n) in &[
-                (1, 3, 5),
-                (2, 0, 40),
-                (5, 17, 33),
-                (8, 64, 128),
-                (9, 300, 70),
-                (14, 5, 260),
-                (31, 129, 97),
-            ] {
-                let (lda, ldc) = (k + 1, n + 2);
-                let a: Vec<f32> = (0..m * lda).map(|_| rnd()).collect();
-                let w: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
-                let bias: Vec<f32> = (0..n).map(|_| rnd()).collect();
-                let packed = PackedB::from_rows(&w, k, n, n);
-                let mut want = vec![f32::NAN; m * ldc];
-                for row in want.chunks_mut(ldc) {
-                    row[..n].copy_from_slice(&bias);
-                }
-                gemm_packed_with(tier, m, &a, lda, &packed, &mut want, ldc, true);
-                let mut got = vec![f32::NAN; m * ldc];
-                run(
-                    tier,
-                    m,
-                    &a,
-                    lda,
-                    &packed,
-                    &mut got,
-                    ldc,
-                    Start::Bias(&bias),
-                    false,
-                );
-                for i in 0..m {
-                    let (g, w) = (&got[i * ldc..][..n], &want[i * ldc..][..n]);
-                    assert_eq!(bits(g), bits(w), "{tier:?} m={m} k={k} n={n} row {i}");
-                    // The padding between rows is not touched.
-                    assert!(got[i * ldc + n..(i + 1) * ldc].iter().all(|v| v.is_nan()));
+        in_every_layout(|| {
+            let mut rnd = uniform(7u32);
+            for tier in available_tiers() {
+                // Row counts past each tier's row block, widths with partial panels and
+                // groups, inner sizes past KC (later chunks accumulate).
+                for &(m, k, n) in &[
+                    (1, 3, 5),
+                    (2, 0, 40),
+                    (5, 17, 33),
+                    (8, 64, 128),
+                    (9, 300, 70),
+                    (14, 5, 260),
+                    (31, 129, 97),
+                ] {
+                    let (lda, ldc) = (k + 1, n + 2);
+                    let a: Vec<f32> = (0..m * lda).map(|_| rnd()).collect();
+                    let w: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
+                    let bias: Vec<f32> = (0..n).map(|_| rnd()).collect();
+                    let packed = PackedB::from_rows(&w, k, n, n);
+                    let mut want = vec![f32::NAN; m * ldc];
+                    for row in want.chunks_mut(ldc) {
+                        row[..n].copy_from_slice(&bias);
+                    }
+                    gemm_packed_with(tier, m, &a, lda, &packed, &mut want, ldc, true);
+                    let mut got = vec![f32::NAN; m * ldc];
+                    run(
+                        tier,
+                        m,
+                        &a,
+                        lda,
+                        &packed,
+                        &mut got,
+                        ldc,
+                        Start::Bias(&bias),
+                        false,
+                    );
+                    for i in 0..m {
+                        let (g, w) = (&got[i * ldc..][..n], &want[i * ldc..][..n]);
+                        assert_eq!(bits(g), bits(w), "{tier:?} m={m} k={k} n={n} row {i}");
+                        // The padding between rows is not touched.
+                        assert!(got[i * ldc + n..(i + 1) * ldc].iter().all(|v| v.is_nan()));
+                    }
                 }
             }
-        }
+        });
     }
 
     #[test]
     fn every_tier_matches_the_naive_product() {
-        let mut rnd = uniform(1u32);
-        for tier in available_tiers() {
-            for &(m, k, n) in &[
-                (1, 1, 1),
-                (1, 8, 32),
-                (3, 5, 7),
-                (8, 13, 33),
-                (9, 32, 64),
-                (17, 40, 100),
-                (2, 0, 5),
-                (5, 64, 31),
-                (11, 3, 96),
-                (1, 128, 512),
-                (1, 7, 200),
-                (2, 9, 130),
-                (3, 4, 97),
-                (4, 6, 260),
-                (12, 5, 160),
-                (13, 3, 64),
-                (8, 19, 300),
-                (31, 7, 520),
-                (7, 300, 70),
-                (6, 260, 16),
-                (20, 17, 24),
-            ] {
-                let lda = k + 3;
-                let a: Vec<f32> = (0..m * lda).map(|_| rnd()).collect();
-                let b: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
-                let want = naive(m, k, n, &a, lda, &b);
-                let packed = PackedB::from_rows(&b, k, n, n);
-                // Same B given as Wᵀ.
-                let w: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
-                assert_eq!(PackedB::from_transposed(&w, n, k), packed);
-                let ldc = n + 2;
-                for accumulate in [false, true] {
-                    let mut c = vec![f32::NAN; m * ldc];
-                    for i in 0..m {
-                        for j in 0..n {
-                            c[i * ldc + j] = if accumulate { 1.0 } else { f32::NAN };
+        in_every_layout(|| {
+            let mut rnd = uniform(1u32);
+            for tier in available_tiers() {
+                for &(m, k, n) in &[
+                    (1, 1, 1),
+                    (1, 8, 32),
+                    (3, 5, 7),
+                    (8, 13, 33),
+                    (9, 32, 64),
+                    (17, 40, 100),
+                    (2, 0, 5),
+                    (5, 64, 31),
+                    (11, 3, 96),
+                    (1, 128, 512),
+                    (1, 7, 200),
+                    (2, 9, 130),
+                    (3, 4, 97),
+                    (4, 6, 260),
+                    (12, 5, 160),
+                    (13, 3, 64),
+                    (8, 19, 300),
+                    (31, 7, 520),
+                    (7, 300, 70),
+                    (6, 260, 16),
+                    (20, 17, 24),
+                ] {
+                    let lda = k + 3;
+                    let a: Vec<f32> = (0..m * lda).map(|_| rnd()).collect();
+                    let b: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
+                    let want = naive(m, k, n, &a, lda, &b);
+                    let packed = PackedB::from_rows(&b, k, n, n);
+                    // Same B given as Wᵀ.
+                    let w: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+                    assert_eq!(PackedB::from_transposed(&w, n, k), packed);
+                    let ldc = n + 2;
+                    for accumulate in [false, true] {
+                        let mut c = vec![f32::NAN; m * ldc];
+                        for i in 0..m {
+                            for j in 0..n {
+                                c[i * ldc + j] = if accumulate { 1.0 } else { f32::NAN };
+                            }
                         }
-                    }
-                    gemm_packed_with(tier, m, &a, lda, &packed, &mut c, ldc, accumulate);
-                    for i in 0..m {
-                        for j in 0..n {
-                            let w = want[i * n + j] + if accumulate { 1.0 } else { 0.0 };
-                            let got = c[i * ldc + j] as f64;
-                            assert!(
-                                (got - w).abs() < 1e-5 * (1.0 + k as f64),
-                                "{tier:?} {m}x{k}x{n} ({i},{j}): {got} vs {w}"
-                            );
-                        }
-                        // Padding columns untouched.
-                        for j in n..ldc {
-                            assert!(
-                                c[i * ldc + j].is_nan() || i == m - 1,
-                                "{tier:?} wrote past n"
-                            );
+                        gemm_packed_with(tier, m, &a, lda, &packed, &mut c, ldc, accumulate);
+                        for i in 0..m {
+                            for j in 0..n {
+                                let w = want[i * n + j] + if accumulate { 1.0 } else { 0.0 };
+                                let got = c[i * ldc + j] as f64;
+                                assert!(
+                                    (got - w).abs() < 1e-5 * (1.0 + k as f64),
+                                    "{tier:?} {m}x{k}x{n} ({i},{j}): {got} vs {w}"
+                                );
+                            }
+                            // Padding columns untouched.
+                            for j in n..ldc {
+                                assert!(
+                                    c[i * ldc + j].is_nan() || i == m - 1,
+                                    "{tier:?} wrote past n"
+                                );
+                            }
                         }
                     }
                 }
             }
-        }
+        });
     }
 
     #[test]
     fn gemv_matches_the_naive_product() {
-        for &(k, n) in &[
-            (1, 1),
-            (2, 32),
-            (7, 33),
-            (8, 128),
-            (33, 130),
-            (128, 512),
-            (13, 97),
-            (0, 5),
-        ] {
-            let x: Vec<f32> = (0..k).map(|i| (i as f32 * 0.37).sin()).collect();
-            let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
-            let want = naive(1, k, n, &x, k, &b);
-            let packed = PackedB::from_rows(&b, k, n, n);
-            for accumulate in [false, true] {
-                let mut y = vec![if accumulate { 0.5 } else { f32::NAN }; n + 3];
-                y[n..].fill(7.0);
-                gemv_packed(&x, &packed, &mut y, accumulate);
-                for j in 0..n {
-                    let w = want[j] + if accumulate { 0.5 } else { 0.0 };
-                    assert!(
-                        (y[j] as f64 - w).abs() < 1e-5 * (1.0 + k as f64),
-                        "{k}x{n} col {j}"
-                    );
+        in_every_layout(|| {
+            for &(k, n) in &[
+                (1, 1),
+                (2, 32),
+                (7, 33),
+                (8, 128),
+                (33, 130),
+                (128, 512),
+                (13, 97),
+                (0, 5),
+            ] {
+                let x: Vec<f32> = (0..k).map(|i| (i as f32 * 0.37).sin()).collect();
+                let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+                let want = naive(1, k, n, &x, k, &b);
+                let packed = PackedB::from_rows(&b, k, n, n);
+                for accumulate in [false, true] {
+                    let mut y = vec![if accumulate { 0.5 } else { f32::NAN }; n + 3];
+                    y[n..].fill(7.0);
+                    gemv_packed(&x, &packed, &mut y, accumulate);
+                    for j in 0..n {
+                        let w = want[j] + if accumulate { 0.5 } else { 0.0 };
+                        assert!(
+                            (y[j] as f64 - w).abs() < 1e-5 * (1.0 + k as f64),
+                            "{k}x{n} col {j}"
+                        );
+                    }
+                    assert!(y[n..].iter().all(|&v| v == 7.0), "wrote past n");
                 }
-                assert!(y[n..].iter().all(|&v| v == 7.0), "wrote past n");
             }
-        }
+        });
     }
 
     #[test]
     fn gemv2_is_the_input_gemm_then_the_gemv_bit_for_bit() {
-        for &(k1, k2, n) in &[
-            (1, 8, 32),
-            (1, 16, 64),
-            (3, 32, 96),
-            (16, 64, 256),
-            (2, 7, 33),
-            (5, 128, 384),
-            (1, 33, 520),
-        ] {
-            let x1: Vec<f32> = (0..k1).map(|i| (i as f32 * 0.7).sin()).collect();
-            let x2: Vec<f32> = (0..k2).map(|i| (i as f32 * 0.37).cos()).collect();
-            let w1: Vec<f32> = (0..k1 * n).map(|i| (i as f32 * 0.11).cos()).collect();
-            let w2: Vec<f32> = (0..k2 * n).map(|i| (i as f32 * 0.13).sin()).collect();
-            let bias: Vec<f32> = (0..n).map(|i| i as f32 * 0.01 - 1.0).collect();
-            let (p1, p2) = (
-                PackedB::from_rows(&w1, k1, n, n),
-                PackedB::from_rows(&w2, k2, n, n),
-            );
-            let mut want = vec![f32::NAN; n];
-            gemm_packed_bias(1, &x1, k1, &p1, &mut want, n, &bias);
-            let mut first = vec![f32::NAN; n + 3];
-            gemv_packed_bias(&bias, &x1, &p1, &mut first);
-            assert_eq!(bits(&first[..n]), bits(&want), "input side {k1},{n}");
-            assert!(first[n..].iter().all(|v| v.is_nan()), "wrote past n");
-            gemv_packed(&x2, &p2, &mut want, true);
-            for reverse in [false, true] {
-                let mut y = vec![7.0f32; n + 3];
-                gemv2_packed(&bias, &x1, &p1, &x2, &p2, &mut y, reverse);
-                assert_eq!(bits(&y[..n]), bits(&want), "{k1},{k2},{n}");
-                assert!(y[n..].iter().all(|&v| v == 7.0), "wrote past n");
-                let mut z = vec![f32::NAN; n];
-                gemm_packed_bias(1, &x1, k1, &p1, &mut z, n, &bias);
-                gemv_packed_sweep(&x2, &p2, &mut z, true, reverse);
-                assert_eq!(bits(&z), bits(&want), "sweep {reverse}: {k1},{k2},{n}");
+        in_every_layout(|| {
+            for &(k1, k2, n) in &[
+                (1, 8, 32),
+                (1, 16, 64),
+                (3, 32, 96),
+                (16, 64, 256),
+                (2, 7, 33),
+                (5, 128, 384),
+                (1, 33, 520),
+            ] {
+                let x1: Vec<f32> = (0..k1).map(|i| (i as f32 * 0.7).sin()).collect();
+                let x2: Vec<f32> = (0..k2).map(|i| (i as f32 * 0.37).cos()).collect();
+                let w1: Vec<f32> = (0..k1 * n).map(|i| (i as f32 * 0.11).cos()).collect();
+                let w2: Vec<f32> = (0..k2 * n).map(|i| (i as f32 * 0.13).sin()).collect();
+                let bias: Vec<f32> = (0..n).map(|i| i as f32 * 0.01 - 1.0).collect();
+                let (p1, p2) = (
+                    PackedB::from_rows(&w1, k1, n, n),
+                    PackedB::from_rows(&w2, k2, n, n),
+                );
+                let mut want = vec![f32::NAN; n];
+                gemm_packed_bias(1, &x1, k1, &p1, &mut want, n, &bias);
+                let mut first = vec![f32::NAN; n + 3];
+                gemv_packed_bias(&bias, &x1, &p1, &mut first);
+                assert_eq!(bits(&first[..n]), bits(&want), "input side {k1},{n}");
+                assert!(first[n..].iter().all(|v| v.is_nan()), "wrote past n");
+                gemv_packed(&x2, &p2, &mut want, true);
+                for reverse in [false, true] {
+                    let mut y = vec![7.0f32; n + 3];
+                    gemv2_packed(&bias, &x1, &p1, &x2, &p2, &mut y, reverse);
+                    assert_eq!(bits(&y[..n]), bits(&want), "{k1},{k2},{n}");
+                    assert!(y[n..].iter().all(|&v| v == 7.0), "wrote past n");
+                    let mut z = vec![f32::NAN; n];
+                    gemm_packed_bias(1, &x1, k1, &p1, &mut z, n, &bias);
+                    gemv_packed_sweep(&x2, &p2, &mut z, true, reverse);
+                    assert_eq!(bits(&z), bits(&want), "sweep {reverse}: {k1},{k2},{n}");
+                }
             }
-        }
+        });
     }
 
     fn bits(v: &[f32]) -> Vec<u32> {
@@ -1488,79 +1281,86 @@ mod tests {
     /// must be AVX2's (which never prefetches), and all must match the naive product.
     #[test]
     fn prefetching_a_large_b_changes_no_bit() {
-        let mut rnd = uniform(23u32);
-        // 1.2 MB of panels (1000 columns pad to 1024); inner size past KC; 13 rows: two
-        // row blocks and a leftover (several lines a step), 4 rows: leftover only;
-        // several groups, walked both ways.
-        let (k, n) = (300, 1000);
-        let b: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
-        let packed = PackedB::from_rows(&b, k, n, n);
-        assert!(packed.panels().len() * 4 > PREFETCH_ABOVE_BYTES);
-        for m in [13, 4] {
-            let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
-            let want = naive(m, k, n, &a, k, &b);
-            for reverse in [false, true] {
-                let mut simd: Vec<(Tier, Vec<f32>)> = Vec::new();
-                for tier in available_tiers() {
-                    let mut all = vec![f32::NAN; m * n];
-                    run(tier, m, &a, k, &packed, &mut all, n, Start::Zero, reverse);
-                    for i in 0..m {
-                        let mut one = vec![f32::NAN; n];
-                        run(
-                            tier,
-                            1,
-                            &a[i * k..],
-                            k,
-                            &packed,
-                            &mut one,
-                            n,
-                            Start::Zero,
-                            reverse,
-                        );
-                        let row = &all[i * n..(i + 1) * n];
-                        assert_eq!(bits(row), bits(&one), "{tier:?} m={m} row {i}");
-                        for (j, &v) in row.iter().enumerate() {
-                            let w = want[i * n + j];
-                            assert!((v as f64 - w).abs() < 1e-5 * k as f64, "{tier:?} ({i},{j})");
+        in_every_layout(|| {
+            let mut rnd = uniform(23u32);
+            // 1.2 MB of panels (1000 columns pad to 1024); inner size past KC; 13 rows: two
+            // row blocks and a leftover (several lines a step), 4 rows: leftover only;
+            // several groups, walked both ways.
+            let (k, n) = (300, 1000);
+            let b: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
+            let packed = PackedB::from_rows(&b, k, n, n);
+            assert!(packed.panels().len() * 4 > PREFETCH_ABOVE_BYTES);
+            for m in [13, 4] {
+                let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
+                let want = naive(m, k, n, &a, k, &b);
+                for reverse in [false, true] {
+                    let mut simd: Vec<(Tier, Vec<f32>)> = Vec::new();
+                    for tier in available_tiers() {
+                        let mut all = vec![f32::NAN; m * n];
+                        run(tier, m, &a, k, &packed, &mut all, n, Start::Zero, reverse);
+                        for i in 0..m {
+                            let mut one = vec![f32::NAN; n];
+                            run(
+                                tier,
+                                1,
+                                &a[i * k..],
+                                k,
+                                &packed,
+                                &mut one,
+                                n,
+                                Start::Zero,
+                                reverse,
+                            );
+                            let row = &all[i * n..(i + 1) * n];
+                            assert_eq!(bits(row), bits(&one), "{tier:?} m={m} row {i}");
+                            for (j, &v) in row.iter().enumerate() {
+                                let w = want[i * n + j];
+                                assert!(
+                                    (v as f64 - w).abs() < 1e-5 * k as f64,
+                                    "{tier:?} ({i},{j})"
+                                );
+                            }
+                        }
+                        if tier != Tier::Scalar {
+                            simd.push((tier, all));
                         }
                     }
-                    if tier != Tier::Scalar {
-                        simd.push((tier, all));
+                    for (tier, c) in &simd[1.min(simd.len())..] {
+                        assert_eq!(
+                            bits(c),
+                            bits(&simd[0].1),
+                            "m={m}: {tier:?} vs {:?}",
+                            simd[0].0
+                        );
                     }
                 }
-                for (tier, c) in &simd[1.min(simd.len())..] {
-                    assert_eq!(
-                        bits(c),
-                        bits(&simd[0].1),
-                        "m={m}: {tier:?} vs {:?}",
-                        simd[0].0
-                    );
-                }
             }
-        }
+        });
     }
 
     #[test]
     fn rows_do_not_depend_on_the_rest_of_the_call() {
-        let (k, n) = (37, 70);
-        let a: Vec<f32> = (0..20 * k)
-            .map(|i| ((i * 31) % 17) as f32 * 0.1 - 0.8)
-            .collect();
-        let b: Vec<f32> = (0..k * n)
-            .map(|i| ((i * 7) % 13) as f32 * 0.05 - 0.3)
-            .collect();
-        let packed = PackedB::from_rows(&b, k, n, n);
-        for tier in available_tiers() {
-            let mut all = vec![0.0; 20 * n];
-            gemm_packed_with(tier, 20, &a, k, &packed, &mut all, n, false);
-            for i in 0..20 {
-                let mut one = vec![0.0; n];
-                gemm_packed_with(tier, 1, &a[i * k..], k, &packed, &mut one, n, false);
-                assert!(one
-                    .iter()
-                    .zip(&all[i * n..])
-                    .all(|(x, y)| x.to_bits() == y.to_bits()));
+        in_every_layout(|| {
+            let (k, n) = (37, 70);
+            let a: Vec<f32> = (0..20 * k)
+                .map(|i| ((i * 31) % 17) as f32 * 0.1 - 0.8)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 7) % 13) as f32 * 0.05 - 0.3)
+                .collect();
+            let packed = PackedB::from_rows(&b, k, n, n);
+            for tier in available_tiers() {
+                let mut all = vec![0.0; 20 * n];
+                gemm_packed_with(tier, 20, &a, k, &packed, &mut all, n, false);
+                for i in 0..20 {
+                    let mut one = vec![0.0; n];
+                    gemm_packed_with(tier, 1, &a[i * k..], k, &packed, &mut one, n, false);
+                    assert!(one
+                        .iter()
+                        .zip(&all[i * n..])
+                        .all(|(x, y)| x.to_bits() == y.to_bits()));
+                }
             }
-        }
+        });
     }
 }

@@ -138,10 +138,21 @@ pub(crate) trait Simd: Copy {
 /// Defines a tier's `#[target_feature]` entry points, each calling the one generic body
 /// with the tier's token: `tier_entries!(Token, "features")`. The token's
 /// `assume()` is only called inside these functions, whose features are the token's.
+/// Vectors of a group the one-row products take at a time: a whole group (4 panels)
+/// where 32 registers hold their 16 even and odd sums, a panel where there are 16.
+pub(crate) const fn gemv_vectors<S: Simd>() -> usize {
+    if S::REGISTERS >= 32 {
+        8
+    } else {
+        4
+    }
+}
+
 // SAFETY (every `unsafe { $S::assume() }` in the entry points): each is compiled with
 // the tier's features (`#[target_feature]`), so it runs only on a CPU that has them.
 macro_rules! tier_entries {
     ($S:ident, $feat:literal) => {
+        use crate::kernels::simd::gemv_vectors;
         /// `x <- sigmoid(x)` elementwise ([`crate::kernels::simd::sigmoid_slice`]).
         #[target_feature(enable = $feat)]
         pub(crate) fn sigmoid(x: &mut [f32]) {
@@ -195,6 +206,7 @@ macro_rules! tier_entries {
             a: *const f32,
             lda: usize,
             b: *const f32,
+            group: usize,
             c: *mut f32,
             ldc: usize,
             acc: crate::kernels::packed::Init,
@@ -211,7 +223,81 @@ macro_rules! tier_entries {
             // SAFETY: the caller's contract is the body's.
             unsafe {
                 crate::kernels::microkernel::gemm_group::<$S, VC>(
-                    s, m, kl, p0, k, n, a, lda, b, c, ldc, acc, g0, g1, pf,
+                    s, m, kl, p0, k, n, a, lda, b, group, c, ldc, acc, g0, g1, pf,
+                )
+            }
+        }
+        /// [`crate::kernels::microkernel::gemv`] on this tier (a group's vectors at a
+        /// time where 32 registers hold their 16 sums, else a panel's).
+        ///
+        /// # Safety
+        /// As for the body.
+        #[target_feature(enable = $feat)]
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) unsafe fn gemv(
+            k: usize,
+            n: usize,
+            x: *const f32,
+            b: *const f32,
+            group: usize,
+            y: *mut f32,
+            accumulate: bool,
+            reverse: bool,
+        ) {
+            let s = unsafe { $S::assume() };
+            // SAFETY: the caller's contract is the body's.
+            unsafe {
+                crate::kernels::microkernel::gemv::<$S, { gemv_vectors::<$S>() }>(
+                    s, k, n, x, b, group, y, accumulate, reverse,
+                )
+            }
+        }
+        /// [`crate::kernels::microkernel::gemv_bias`] on this tier.
+        ///
+        /// # Safety
+        /// As for the body.
+        #[target_feature(enable = $feat)]
+        pub(crate) unsafe fn gemv_bias(
+            n: usize,
+            bias: *const f32,
+            k: usize,
+            x: *const f32,
+            b: *const f32,
+            group: usize,
+            y: *mut f32,
+        ) {
+            let s = unsafe { $S::assume() };
+            // SAFETY: the caller's contract is the body's.
+            unsafe {
+                crate::kernels::microkernel::gemv_bias::<$S, { gemv_vectors::<$S>() }>(
+                    s, n, bias, k, x, b, group, y,
+                )
+            }
+        }
+        /// [`crate::kernels::microkernel::gemv2`] on this tier.
+        ///
+        /// # Safety
+        /// As for the body.
+        #[target_feature(enable = $feat)]
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) unsafe fn gemv2(
+            n: usize,
+            bias: *const f32,
+            k1: usize,
+            x1: *const f32,
+            b1: *const f32,
+            k2: usize,
+            x2: *const f32,
+            b2: *const f32,
+            group: usize,
+            y: *mut f32,
+            reverse: bool,
+        ) {
+            let s = unsafe { $S::assume() };
+            // SAFETY: the caller's contract is the body's.
+            unsafe {
+                crate::kernels::microkernel::gemv2::<$S, { gemv_vectors::<$S>() }>(
+                    s, n, bias, k1, x1, b1, k2, x2, b2, group, y, reverse,
                 )
             }
         }
@@ -314,8 +400,7 @@ macro_rules! tier_entries {
         >(
             steps: usize,
             inp: crate::kernels::cells::StreamInput,
-            w: *const f32,
-            ldb: usize,
+            w: crate::kernels::cells::Panels,
             h: *mut f32,
             c: *mut f32,
             out: *mut f32,
@@ -324,7 +409,7 @@ macro_rules! tier_entries {
             // SAFETY: the caller's contract is the body's.
             unsafe {
                 crate::kernels::cells::lstm_stream::<$S, U, CH, NV, PAIRS>(
-                    s, steps, inp, w, ldb, h, c, out,
+                    s, steps, inp, w, h, c, out,
                 )
             }
         }
@@ -342,8 +427,7 @@ macro_rules! tier_entries {
         >(
             steps: usize,
             inp: crate::kernels::cells::StreamInput,
-            w: *const f32,
-            ldb: usize,
+            w: crate::kernels::cells::Panels,
             b_hn: *const f32,
             h: *mut f32,
             out: *mut f32,
@@ -352,7 +436,7 @@ macro_rules! tier_entries {
             // SAFETY: the caller's contract is the body's.
             unsafe {
                 crate::kernels::cells::gru_lbr_stream::<$S, U, CH, NV, PAIRS>(
-                    s, steps, inp, w, ldb, b_hn, h, out,
+                    s, steps, inp, w, b_hn, h, out,
                 )
             }
         }
