@@ -9,7 +9,9 @@
 use crate::config::{CellKind, ModelConfig};
 use crate::error::{check_finite, invalid, Error, Result};
 use crate::forward::ForwardCache;
-use crate::kernels::packed::{stream_kernel, PackedB, StreamKernel};
+use crate::kernels::packed::{
+    dense_narrow_kernel, stream_kernel, DenseNarrowFn, PackedB, StreamKernel,
+};
 use crate::rng::Rng;
 
 /// One layer's weights packed once (at build and after every training step) for
@@ -171,6 +173,8 @@ pub struct Model {
     pub(crate) packed: Vec<PackedLayer>,
     /// `head.weightᵀ`, packed; empty without a head.
     pub(crate) head_t: PackedB,
+    /// The head's dot-product kernel where it has few outputs (chosen with the weights).
+    pub(crate) head_narrow: Option<DenseNarrowFn>,
     /// The buffers of the last batched sequence forward, for the next one.
     pub(crate) cache: ForwardCache,
 }
@@ -207,6 +211,7 @@ impl Model {
             folded_bias: Vec::new(),
             packed: Vec::new(),
             head_t: PackedB::default(),
+            head_narrow: None,
             cache: ForwardCache::default(),
         };
         m.refresh_derived();
@@ -236,6 +241,10 @@ impl Model {
         self.head_t = match self.head() {
             Some(hw) => PackedB::from_transposed(hw.weight, cfg.output_size, cfg.hidden_size),
             None => PackedB::default(),
+        };
+        self.head_narrow = match cfg.has_head() {
+            true => dense_narrow_kernel(cfg.output_size),
+            false => None,
         };
     }
 

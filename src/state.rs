@@ -357,7 +357,7 @@ impl Model {
         let (h, l) = (cfg.hidden_size, cfg.num_layers);
         let State { data, scratch, .. } = state;
         let (hst, cst) = data.split_at_mut(l * h);
-        let direct = self.head().is_none();
+        let direct = !cfg.has_head();
         for k in 0..l {
             let (below, here) = hst.split_at_mut(k * h);
             let input: &[f32] = if k == 0 { x } else { &below[(k - 1) * h..] };
@@ -668,6 +668,7 @@ impl Model {
             Some(hw) => {
                 let o = cfg.output_size;
                 dense_rows(
+                    self.head_narrow,
                     top,
                     rows,
                     h,

@@ -425,28 +425,57 @@ unsafe fn row_product<S: Simd, const NV: usize, const PAIRS: bool>(
     even
 }
 
-/// `bias + x · W_ihᵀ` for one row at the `NV` vectors of columns `cols`, summed as the
-/// packed GEMM sums it with a bias start (`k <= KC`): from zero over the inputs in
-/// order, then added to the bias.
+/// `bias + x · W_ihᵀ` for one row at a chunk's vectors of columns ([`ChunkCols`]),
+/// summed as the packed GEMM sums it with a bias start (`k <= KC`): from zero over the
+/// inputs in order, then added to the bias.
 ///
 /// # Safety
-/// As for [`row_product`]; `bias` holds the columns `cols[v]..cols[v] + LANES`.
+/// As for [`row_product`] on `W_ihᵀ`; `bias` holds the chunk's columns.
 #[inline(always)]
 unsafe fn input_part<S: Simd, const NV: usize>(
     s: S,
     inp: StreamInput,
     step: usize,
-    cols: [usize; NV],
+    at: &ChunkCols<NV>,
 ) -> [S::V; NV] {
     // SAFETY: the caller's extents.
     unsafe {
         let x = inp.x.add(step * inp.k);
-        let (w, offs) = (inp.w, inp.w.cols(cols));
-        let mut acc = row_product::<S, NV, false>(s, inp.k, x, w.w, w.ldb, offs);
-        for (a, &col) in acc.iter_mut().zip(&cols) {
+        let mut acc = row_product::<S, NV, false>(s, inp.k, x, inp.w.w, inp.w.ldb, at.wi);
+        for (a, &col) in acc.iter_mut().zip(&at.bias) {
             *a = s.add(s.load(inp.bias.add(col)), *a);
         }
         acc
+    }
+}
+
+/// Where one chunk's vectors of gate columns lie: their first column (the bias's index)
+/// and their offsets in the packed `W_ihᵀ` and `W_hhᵀ`, computed once per call rather
+/// than per step (the divisions and products were a fifth of an H = 16 step's
+/// instructions).
+#[derive(Clone, Copy)]
+struct ChunkCols<const NV: usize> {
+    bias: [usize; NV],
+    wi: [usize; NV],
+    wh: [usize; NV],
+}
+
+impl<const NV: usize> ChunkCols<NV> {
+    /// The chunk of `CH` unit vectors from `u0`, `G` gates, of a layer of `units` units.
+    #[inline(always)]
+    fn new<const G: usize, const CH: usize>(
+        lanes: usize,
+        units: usize,
+        u0: usize,
+        wi: Panels,
+        wh: Panels,
+    ) -> ChunkCols<NV> {
+        let bias = gate_cols::<G, CH, NV>(lanes, units, u0);
+        ChunkCols {
+            bias,
+            wi: wi.cols(bias),
+            wh: wh.cols(bias),
+        }
     }
 }
 
@@ -501,14 +530,16 @@ pub(crate) unsafe fn lstm_stream<
         // SAFETY: c holds H = U·LANES floats.
         *v = unsafe { s.load(c.add(l * u)) };
     }
+    let at: [ChunkCols<NV>; U] =
+        std::array::from_fn(|i| ChunkCols::new::<4, CH>(l, units, i * CH, inp.w, w));
     for st in 0..steps {
         for u0 in (0..U).step_by(CH) {
-            let cols = gate_cols::<4, CH, NV>(l, units, u0);
+            let at = &at[u0 / CH];
             // SAFETY: the caller's extents: row st of the inputs, h and w for the
-            // product (every column below 4H <= ldb).
+            // product (every column below 4H).
             let g: [S::V; NV] = unsafe {
-                let mut gin = input_part::<S, NV>(s, inp, st, cols);
-                let prod = row_product::<S, NV, PAIRS>(s, units, h, w.w, w.ldb, w.cols(cols));
+                let mut gin = input_part::<S, NV>(s, inp, st, at);
+                let prod = row_product::<S, NV, PAIRS>(s, units, h, w.w, w.ldb, at.wh);
                 for (a, &b) in gin.iter_mut().zip(&prod) {
                     *a = s.add(*a, b);
                 }
@@ -572,14 +603,16 @@ pub(crate) unsafe fn gru_lbr_stream<
             bv[u] = s.load(b_hn.add(l * u));
         }
     }
+    let at: [ChunkCols<NV>; U] =
+        std::array::from_fn(|i| ChunkCols::new::<3, CH>(l, units, i * CH, inp.w, w));
     for st in 0..steps {
         for u0 in (0..U).step_by(CH) {
-            let cols = gate_cols::<3, CH, NV>(l, units, u0);
+            let at = &at[u0 / CH];
             // SAFETY: as in `lstm_stream`, with 3H gate columns.
             let (gin, prod) = unsafe {
                 (
-                    input_part::<S, NV>(s, inp, st, cols),
-                    row_product::<S, NV, PAIRS>(s, units, h, w.w, w.ldb, w.cols(cols)),
+                    input_part::<S, NV>(s, inp, st, at),
+                    row_product::<S, NV, PAIRS>(s, units, h, w.w, w.ldb, at.wh),
                 )
             };
             for ci in 0..CH {

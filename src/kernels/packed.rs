@@ -470,13 +470,34 @@ pub fn gemv2_packed(
 /// packed GEMM (whose panels are 32 columns wide).
 const NARROW_OUTPUTS: usize = 8;
 
+/// A dense layer's kernel for few outputs: `(x, rows, k, w, o, bias, y)`, see
+/// [`super::cells::dense_narrow`].
+pub(crate) type DenseNarrowFn = unsafe fn(&[f32], usize, usize, &[f32], usize, &[f32], &mut [f32]);
+
+/// The dot-product kernel of the process tier for a dense layer of `o` outputs, where it
+/// runs (the SIMD tiers, up to [`NARROW_OUTPUTS`]); chosen once, with the weights.
+pub(crate) fn dense_narrow_kernel(o: usize) -> Option<DenseNarrowFn> {
+    if o > NARROW_OUTPUTS {
+        return None;
+    }
+    match kernel_tier() {
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx2 => Some(super::x86_64::avx2::dense_narrow),
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx512 => Some(super::x86_64::avx512::dense_narrow),
+        _ => None,
+    }
+}
+
 /// `y = bias + x · wᵀ` for `rows` rows of `k` inputs and `o` outputs (`w` is `[o][k]`,
 /// `w_t` the same weights packed as `B`): a dense head. Few outputs run as dot products
-/// ([`super::cells::dense_narrow`]) on the SIMD tiers, the rest (and the scalar tier) as
-/// [`gemm_packed_bias`]. Rows are independent either way, so a row's bits do not
-/// depend on the call it is in (a single step and a block agree).
+/// (`narrow`, from [`dense_narrow_kernel`]), the rest (and the scalar tier) as
+/// [`gemm_packed_bias`]. Rows are independent either way, so a row's bits do not depend
+/// on the call it is in (a single step and a block agree).
 #[allow(clippy::too_many_arguments)]
+#[inline]
 pub(crate) fn dense_rows(
+    narrow: Option<DenseNarrowFn>,
     x: &[f32],
     rows: usize,
     k: usize,
@@ -486,19 +507,14 @@ pub(crate) fn dense_rows(
     y: &mut [f32],
 ) {
     let o = bias.len();
-    assert!(w_t.k == k && w_t.n == o, "dense_rows: shapes disagree");
-    match kernel_tier() {
-        // SAFETY: the process tier was detected (AVX2 and FMA).
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx2 if o <= NARROW_OUTPUTS => unsafe {
-            super::x86_64::avx2::dense_narrow(x, rows, k, w, o, bias, y)
-        },
-        // SAFETY: the process tier was detected (AVX-512F).
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 if o <= NARROW_OUTPUTS => unsafe {
-            super::x86_64::avx512::dense_narrow(x, rows, k, w, o, bias, y)
-        },
-        _ => gemm_packed_bias(rows, x, k, w_t, y, o, bias),
+    match narrow {
+        // SAFETY: `dense_narrow_kernel` gives only kernels of the process tier
+        // (detected); the kernel checks the slices' lengths itself.
+        Some(f) => unsafe { f(x, rows, k, w, o, bias, y) },
+        None => {
+            assert!(w_t.k == k && w_t.n == o, "dense_rows: shapes disagree");
+            gemm_packed_bias(rows, x, k, w_t, y, o, bias)
+        }
     }
 }
 
@@ -606,7 +622,7 @@ pub(crate) fn stream_kernel(cell: CellKind, units: usize, k: usize) -> Option<St
             (_, CellKind::Lstm, 16) => Lstm(avx2::lstm_stream::<2, 1, 4, true>),
             (_, CellKind::Lstm, _) => Lstm(avx2::lstm_stream::<4, 1, 4, true>),
             (_, CellKind::GruLbr, 8) => GruLbr(avx2::gru_lbr_stream::<1, 1, 3, true>),
-            (_, CellKind::GruLbr, 16) => GruLbr(avx2::gru_lbr_stream::<2, 1, 3, true>),
+            (_, CellKind::GruLbr, 16) => GruLbr(avx2::gru_lbr_stream::<2, 2, 6, true>),
             (_, CellKind::GruLbr, _) => GruLbr(avx2::gru_lbr_stream::<4, 1, 3, true>),
             _ => return None,
         };
