@@ -9,9 +9,7 @@
 use crate::config::{CellKind, ModelConfig};
 use crate::error::{check_finite, invalid, Error, Result};
 use crate::forward::ForwardCache;
-use crate::kernels::packed::{
-    dense_narrow_kernel, stream_kernel, DenseNarrowFn, PackedB, StreamKernel,
-};
+use crate::kernels::packed::{dense_narrow_kernel, DenseNarrowFn, PackedB, StreamLayer};
 use crate::rng::Rng;
 
 /// One layer's weights packed once (at build and after every training step) for
@@ -27,16 +25,16 @@ pub(crate) struct PackedLayer {
     /// Notes' GRU: `W_hnᵀ`, `[H][H]`; empty otherwise.
     pub w_hn_t: PackedB,
     /// The fused single-stream kernel for this layer's cell and size on the process
-    /// tier, chosen here once; `None` where there is none.
-    pub stream: Option<StreamKernel>,
+    /// tier and the weights in its order, made here once; `None` where there is none.
+    pub stream: Option<StreamLayer>,
 }
 
 impl PackedLayer {
-    fn new(cfg: &ModelConfig, lw: &LayerWeights<'_>) -> PackedLayer {
+    fn new(cfg: &ModelConfig, lw: &LayerWeights<'_>, folded_bias: &[f32]) -> PackedLayer {
         let h = cfg.hidden_size;
         let gh = cfg.cell.gates() * h;
         let w_ih_t = PackedB::from_transposed(lw.w_ih, gh, lw.input_size);
-        let stream = stream_kernel(cfg.cell, h, lw.input_size);
+        let stream = StreamLayer::new(cfg.cell, h, lw.input_size, lw.w_ih, lw.w_hh, folded_bias);
         if cfg.cell == CellKind::Gru {
             PackedLayer {
                 w_ih_t,
@@ -236,7 +234,7 @@ impl Model {
             })
             .collect();
         self.packed = (0..cfg.num_layers)
-            .map(|k| PackedLayer::new(&cfg, &self.layer(k)))
+            .map(|k| PackedLayer::new(&cfg, &self.layer(k), &self.folded_bias[k]))
             .collect();
         self.head_t = match self.head() {
             Some(hw) => PackedB::from_transposed(hw.weight, cfg.output_size, cfg.hidden_size),

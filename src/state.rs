@@ -11,7 +11,7 @@ use crate::forward::{recurrent_step, softmax_in_place, tail, try_zeroed, StepRow
 use crate::kernels::activation;
 use crate::kernels::packed::{
     dense_rows, gemm_packed_bias, gemm_packed_sweep, gemv2_packed, gemv_packed_bias,
-    gemv_packed_sweep, run_stream, PackedB, StreamIn,
+    gemv_packed_sweep, PackedB,
 };
 use crate::kernels::reference::flush_ref;
 use crate::model::Model;
@@ -553,26 +553,16 @@ impl Model {
         ck: &mut [f32],
         out: &mut [f32],
     ) -> bool {
-        let pk = &self.packed[k];
-        let Some(kernel) = pk.stream else {
+        let Some(stream) = &self.packed[k].stream else {
             return false;
         };
-        let xin = StreamIn {
-            x: input,
-            steps,
-            w_ih: &pk.w_ih_t,
-            bias: self.folded_bias(k),
-        };
+        let h = hk.len();
         let b_hn: &[f32] = match self.config().cell {
-            CellKind::GruLbr => &self.bias_hh(k)[2 * hk.len()..],
+            CellKind::GruLbr => &self.bias_hh(k)[2 * h..],
             _ => &[],
         };
-        let c = if ck.is_empty() {
-            ck
-        } else {
-            &mut ck[..hk.len()]
-        };
-        run_stream(kernel, xin, &pk.w_hh_t, b_hn, hk, c, out);
+        let c = if ck.is_empty() { ck } else { &mut ck[..h] };
+        stream.run(input, steps, b_hn, hk, c, out);
         true
     }
 

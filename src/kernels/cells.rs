@@ -11,7 +11,6 @@
 //!
 //! Gate order as PyTorch: LSTM `i, f, g, o`, GRU `r, z, n`, each `n` units wide.
 
-use super::packed::NR;
 use super::simd::{flush, sigmoid_g, sigmoid_v, tanh_g, tanh_v, Simd};
 
 /// `G` vectors of `cnt` units from `p + q·n + j`, `q < G` (gate `q` of unit `j`).
@@ -336,48 +335,164 @@ pub(crate) fn dense_narrow<S: Simd>(
 // ---------------------------------------------------------------------------------------
 // Single-stream kernels: a layer's whole steps, products included.
 
-/// A packed `B` whose panels share one row stride (a single group, or groups of one
-/// panel: [`super::packed`]): its data, that stride, and the distance between
-/// consecutive panels' starts.
-#[derive(Clone, Copy)]
-pub(crate) struct Panels {
-    pub w: *const f32,
-    pub ldb: usize,
-    pub step: usize,
+/// A layer's weights in the order a fused stream kernel reads them: for each chunk of
+/// `ch` unit vectors (`lanes` units each), `W_hhᵀ`'s `H` rows, then `W_ihᵀ`'s `k` rows,
+/// then the folded bias, each row holding the chunk's `G·ch` vectors of gate columns side
+/// by side (gate `q`, unit vector `ci` at vector `q·ch + ci`). A chunk's products then
+/// read contiguous rows at fixed strides: addressed through the packed GEMM's panels,
+/// the H = 16 kernel spent a fifth of its instructions on column offsets and their
+/// spills. The values and their summation order are the packed products', so the bits
+/// are too.
+#[derive(Debug)]
+pub(crate) struct StreamWeights {
+    buf: Vec<f32>,
+    /// The data's start in `buf` (64-byte aligned).
+    off: usize,
+    gates: usize,
+    units: usize,
+    k: usize,
+    lanes: usize,
+    ch: usize,
 }
 
-impl Panels {
-    /// Where column `c` starts (row 0).
-    #[inline(always)]
-    fn col(self, c: usize) -> usize {
-        c / NR * self.step + c % NR
-    }
+/// Floats per 64-byte line.
+const LINE: usize = 16;
 
-    /// [`Panels::col`] of each of `cols`.
-    #[inline(always)]
-    fn cols<const NV: usize>(self, cols: [usize; NV]) -> [usize; NV] {
-        cols.map(|c| self.col(c))
+impl Clone for StreamWeights {
+    fn clone(&self) -> StreamWeights {
+        // A copied Vec lands wherever the allocator puts it: align again.
+        let mut out = StreamWeights::zeroed(self.gates, self.units, self.k, self.lanes, self.ch);
+        let n = self.len();
+        out.buf[out.off..out.off + n].copy_from_slice(&self.buf[self.off..self.off + n]);
+        out
     }
 }
 
-/// The input side of a fused stream kernel: `steps` rows of `k` inputs, `W_ihᵀ` packed
-/// ([`Panels`]), the bias of every gate.
+impl StreamWeights {
+    /// The layout for a layer of `units` units (a multiple of `lanes · ch`), `k` inputs
+    /// and `gates` gates, filled from PyTorch's `w_ih` (`[G·H][k]`), `w_hh` (`[G·H][H]`)
+    /// and the folded bias (`[G·H]`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        gates: usize,
+        units: usize,
+        k: usize,
+        lanes: usize,
+        ch: usize,
+        w_ih: &[f32],
+        w_hh: &[f32],
+        bias: &[f32],
+    ) -> StreamWeights {
+        assert!(
+            units.is_multiple_of(lanes * ch),
+            "stream weights: units per chunk"
+        );
+        let gh = gates * units;
+        assert!(
+            w_ih.len() == gh * k && w_hh.len() == gh * units && bias.len() == gh,
+            "stream weights: shapes disagree"
+        );
+        let mut out = StreamWeights::zeroed(gates, units, k, lanes, ch);
+        let (wh, wi, b) = out.regions();
+        let row = out.row();
+        let off = out.off;
+        let data = &mut out.buf[off..];
+        for q in 0..gates {
+            for j in 0..units {
+                // Unit j of gate q: chunk c, column `col` of the chunk's rows.
+                let u = j / lanes;
+                let (c, col) = (u / ch, (q * ch + u % ch) * lanes + j % lanes);
+                let src = q * units + j;
+                for p in 0..units {
+                    data[wh + (c * units + p) * row + col] = w_hh[src * units + p];
+                }
+                for p in 0..k {
+                    data[wi + (c * k + p) * row + col] = w_ih[src * k + p];
+                }
+                data[b + c * row + col] = bias[src];
+            }
+        }
+        out
+    }
+
+    fn zeroed(gates: usize, units: usize, k: usize, lanes: usize, ch: usize) -> StreamWeights {
+        let mut out = StreamWeights {
+            buf: Vec::new(),
+            off: 0,
+            gates,
+            units,
+            k,
+            lanes,
+            ch,
+        };
+        out.buf = vec![0.0f32; out.len() + LINE - 1];
+        // At most LINE - 1 floats for a 4-byte-aligned pointer; `min` keeps the data
+        // inside `buf` should the offset be unknowable (then it stays unaligned).
+        out.off = out.buf.as_ptr().align_offset(LINE * 4).min(LINE - 1);
+        out
+    }
+
+    /// Floats in a chunk's row: `G·ch` vectors.
+    fn row(&self) -> usize {
+        self.gates * self.ch * self.lanes
+    }
+
+    /// Where `W_hhᵀ`, `W_ihᵀ` and the bias start (floats from `off`), each on a line.
+    /// Every chunk's rows together span the `G·H` gate columns.
+    fn regions(&self) -> (usize, usize, usize) {
+        let gh = self.gates * self.units;
+        let wi = (self.units * gh).next_multiple_of(LINE);
+        (0, wi, (wi + self.k * gh).next_multiple_of(LINE))
+    }
+
+    fn len(&self) -> usize {
+        self.regions().2 + self.gates * self.units
+    }
+
+    /// Inputs per step.
+    pub(crate) fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Gate columns: `G·H`.
+    pub(crate) fn gates_units(&self) -> usize {
+        self.gates * self.units
+    }
+
+    /// The kernels' view of these weights for `steps` rows of inputs at `x`.
+    pub(crate) fn input(&self, x: *const f32) -> StreamInput {
+        let (wh, wi, b) = self.regions();
+        let base = self.buf[self.off..].as_ptr();
+        // `wrapping_add`: the offsets are inside `buf` (`len`), so these are in bounds.
+        StreamInput {
+            x,
+            k: self.k,
+            wh: base.wrapping_add(wh),
+            wi: base.wrapping_add(wi),
+            bias: base.wrapping_add(b),
+        }
+    }
+}
+
+/// What a fused stream kernel reads: rows of `k` inputs at `x` (one per step), and the
+/// layer's [`StreamWeights`] (`W_hhᵀ`, `W_ihᵀ`, bias).
 #[derive(Clone, Copy)]
 pub(crate) struct StreamInput {
     pub x: *const f32,
     pub k: usize,
-    pub w: Panels,
+    pub wh: *const f32,
+    pub wi: *const f32,
     pub bias: *const f32,
 }
 
-/// `x · W` for one row `x` of `k` floats against the `NV` vectors of columns starting
-/// at `offs[v]` of `w` (`k` rows of stride `ldb`), summed as the process tier's packed GEMV
-/// sums it (`kernels::packed`): with `PAIRS` even and odd rows in separate
-/// accumulators, in row order, then added; without, one accumulator in row order (the
-/// packed GEMM's order).
+/// `x · W` for one row `x` of `k` floats against `NV` consecutive vectors of rows of
+/// `w` (stride `NV·LANES`), summed as the process tier's packed GEMV sums it
+/// (`kernels::microkernel`): with `PAIRS` even and odd rows in separate accumulators, in
+/// row order, then added; without, one accumulator in row order (the packed GEMM's
+/// order).
 ///
 /// # Safety
-/// `x` holds `k` floats, `w` `k` rows with the floats `offs[v]..offs[v] + LANES`.
+/// `x` holds `k` floats, `w` `k` rows of `NV·LANES` floats.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // even and odd are indexed in step
 unsafe fn row_product<S: Simd, const NV: usize, const PAIRS: bool>(
@@ -385,37 +500,34 @@ unsafe fn row_product<S: Simd, const NV: usize, const PAIRS: bool>(
     k: usize,
     x: *const f32,
     w: *const f32,
-    ldb: usize,
-    offs: [usize; NV],
 ) -> [S::V; NV] {
+    let (l, ldw) = (S::LANES, NV * S::LANES);
     let mut even = [s.zero(); NV];
     let mut odd = [s.zero(); NV];
     let mut p = 0;
-    while p + 1 < k {
-        // SAFETY: p + 1 < k: x[p], x[p + 1] and rows p, p + 1 of `w` at the columns.
-        unsafe {
-            let (a0, a1) = (s.splat(*x.add(p)), s.splat(*x.add(p + 1)));
-            for v in 0..NV {
-                let r0 = w.add(p * ldb + offs[v]);
-                even[v] = s.fma(a0, s.load(r0), even[v]);
-                let r1 = s.load(r0.add(ldb));
-                if PAIRS {
-                    odd[v] = s.fma(a1, r1, odd[v]);
-                } else {
-                    even[v] = s.fma(a1, r1, even[v]);
+    if PAIRS {
+        while p + 1 < k {
+            // SAFETY: p + 1 < k: x[p], x[p + 1] and rows p, p + 1 of `w`.
+            unsafe {
+                let (a0, a1) = (s.splat(*x.add(p)), s.splat(*x.add(p + 1)));
+                let r0 = w.add(p * ldw);
+                for v in 0..NV {
+                    even[v] = s.fma(a0, s.load(r0.add(v * l)), even[v]);
+                    odd[v] = s.fma(a1, s.load(r0.add(ldw + v * l)), odd[v]);
                 }
             }
+            p += 2;
         }
-        p += 2;
     }
-    if p < k {
-        // SAFETY: p = k - 1: x[p] and row p of `w` at the columns.
+    while p < k {
+        // SAFETY: p < k: x[p] and row p of `w`.
         unsafe {
-            let a0 = s.splat(*x.add(p));
+            let (a0, r0) = (s.splat(*x.add(p)), w.add(p * ldw));
             for v in 0..NV {
-                even[v] = s.fma(a0, s.load(w.add(p * ldb + offs[v])), even[v]);
+                even[v] = s.fma(a0, s.load(r0.add(v * l)), even[v]);
             }
         }
+        p += 1;
     }
     if PAIRS {
         for v in 0..NV {
@@ -425,89 +537,49 @@ unsafe fn row_product<S: Simd, const NV: usize, const PAIRS: bool>(
     even
 }
 
-/// `bias + x · W_ihᵀ` for one row at a chunk's vectors of columns ([`ChunkCols`]),
-/// summed as the packed GEMM sums it with a bias start (`k <= KC`): from zero over the
-/// inputs in order, then added to the bias.
+/// The gate pre-activations of chunk `c` at step `st`: `bias + x · W_ihᵀ` (summed as the
+/// packed GEMM sums it with a bias start, `k <= KC`: from zero over the inputs in order,
+/// then added to the bias), plus `W_hh h` (summed per `PAIRS`).
 ///
 /// # Safety
-/// As for [`row_product`] on `W_ihᵀ`; `bias` holds the chunk's columns.
+/// `inp` addresses the weights of a layer of `units` units with `NV` vectors per chunk
+/// row and at least `c + 1` chunks, and row `st` of the inputs; `h` holds `units` floats.
 #[inline(always)]
-unsafe fn input_part<S: Simd, const NV: usize>(
+unsafe fn chunk_gates<S: Simd, const NV: usize, const PAIRS: bool>(
     s: S,
     inp: StreamInput,
-    step: usize,
-    at: &ChunkCols<NV>,
-) -> [S::V; NV] {
-    // SAFETY: the caller's extents.
-    unsafe {
-        let x = inp.x.add(step * inp.k);
-        let mut acc = row_product::<S, NV, false>(s, inp.k, x, inp.w.w, inp.w.ldb, at.wi);
-        for (a, &col) in acc.iter_mut().zip(&at.bias) {
-            *a = s.add(s.load(inp.bias.add(col)), *a);
-        }
-        acc
-    }
-}
-
-/// Where one chunk's vectors of gate columns lie: their first column (the bias's index)
-/// and their offsets in the packed `W_ihᵀ` and `W_hhᵀ`, computed once per call rather
-/// than per step (the divisions and products were a fifth of an H = 16 step's
-/// instructions).
-#[derive(Clone, Copy)]
-struct ChunkCols<const NV: usize> {
-    bias: [usize; NV],
-    wi: [usize; NV],
-    wh: [usize; NV],
-}
-
-impl<const NV: usize> ChunkCols<NV> {
-    /// The chunk of `CH` unit vectors from `u0`, `G` gates, of a layer of `units` units.
-    #[inline(always)]
-    fn new<const G: usize, const CH: usize>(
-        lanes: usize,
-        units: usize,
-        u0: usize,
-        wi: Panels,
-        wh: Panels,
-    ) -> ChunkCols<NV> {
-        let bias = gate_cols::<G, CH, NV>(lanes, units, u0);
-        ChunkCols {
-            bias,
-            wi: wi.cols(bias),
-            wh: wh.cols(bias),
-        }
-    }
-}
-
-/// The columns of gate `q` (of `G`) for the unit vectors `u0..u0 + CH` of a layer of
-/// `U` unit vectors: `cols[q·CH + c] = (q·U + u0 + c)·LANES`.
-#[inline(always)]
-fn gate_cols<const G: usize, const CH: usize, const NV: usize>(
-    lanes: usize,
     units: usize,
-    u0: usize,
-) -> [usize; NV] {
-    debug_assert!(NV == G * CH);
-    std::array::from_fn(|v| (v / CH) * units + (u0 + v % CH) * lanes)
+    c: usize,
+    st: usize,
+    h: *const f32,
+) -> [S::V; NV] {
+    let (l, row) = (S::LANES, NV * S::LANES);
+    // SAFETY: the caller's extents: chunk c's rows of each region, row st of x.
+    unsafe {
+        let x = inp.x.add(st * inp.k);
+        let mut g = row_product::<S, NV, false>(s, inp.k, x, inp.wi.add(c * inp.k * row));
+        let prod = row_product::<S, NV, PAIRS>(s, units, h, inp.wh.add(c * units * row));
+        let b = inp.bias.add(c * row);
+        for v in 0..NV {
+            g[v] = s.add(s.add(s.load(b.add(v * l)), g[v]), prod[v]);
+        }
+        g
+    }
 }
 
 /// `steps` timesteps of one LSTM stream of `H = U·LANES` units: per step the gate
-/// pre-activations `bias + x · W_ihᵀ` plus `W_hh h` (summed as the process tier's GEMV,
-/// `PAIRS`: see [`row_product`]), then the state update of [`lstm_state`]; `c` stays in
-/// registers from step to step, `h` is stored (the next product broadcasts it) and
-/// copied to `out` (rows of `H`). The products run `CH` unit vectors at a time
-/// (`NV = 4·CH` columns vectors: all of them at once where the registers hold them,
-/// AVX-512's 32; fewer on AVX2's 16). The same operations, in the same order, as the
-/// packed GEMM of the inputs into gate rows, the packed GEMV of `h` into each row and
-/// [`lstm_state`], step by step, without the gate rows' stores and reloads and the calls
-/// between them.
+/// pre-activations ([`chunk_gates`]), then the state update of [`lstm_state`]; `c` stays
+/// in registers from step to step, `h` is stored (the next product broadcasts it) and
+/// copied to `out` (rows of `H`). The products run `CH` unit vectors at a time (`NV =
+/// 4·CH` vectors: all of them at once where the registers hold them, AVX-512's 32; fewer
+/// on AVX2's 16). The same operations, in the same order, as the packed GEMM of the
+/// inputs into gate rows, the packed GEMV of `h` into each row and [`lstm_state`], step
+/// by step, without the gate rows' stores and reloads and the calls between them.
 ///
 /// # Safety
-/// `inp` describes `steps` rows of inputs (`k <= KC`) and `W_ihᵀ` with `4H` columns;
-/// `out` holds `steps` rows of `H`; `h`, `c` hold `H` floats; `w` is `W_hhᵀ` packed
-/// (`H` rows, `4H` columns). `CH` divides `U`, `NV = 4·CH`.
+/// `inp` holds `steps` rows of inputs (`k <= KC`) and [`StreamWeights`] for this `U`,
+/// `CH` and 4 gates; `out` holds `steps` rows of `H`; `h`, `c` hold `H` floats.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn lstm_stream<
     S: Simd,
     const U: usize,
@@ -518,7 +590,6 @@ pub(crate) unsafe fn lstm_stream<
     s: S,
     steps: usize,
     inp: StreamInput,
-    w: Panels,
     h: *mut f32,
     c: *mut f32,
     out: *mut f32,
@@ -530,23 +601,12 @@ pub(crate) unsafe fn lstm_stream<
         // SAFETY: c holds H = U·LANES floats.
         *v = unsafe { s.load(c.add(l * u)) };
     }
-    let at: [ChunkCols<NV>; U] =
-        std::array::from_fn(|i| ChunkCols::new::<4, CH>(l, units, i * CH, inp.w, w));
     for st in 0..steps {
-        for u0 in (0..U).step_by(CH) {
-            let at = &at[u0 / CH];
-            // SAFETY: the caller's extents: row st of the inputs, h and w for the
-            // product (every column below 4H).
-            let g: [S::V; NV] = unsafe {
-                let mut gin = input_part::<S, NV>(s, inp, st, at);
-                let prod = row_product::<S, NV, PAIRS>(s, units, h, w.w, w.ldb, at.wh);
-                for (a, &b) in gin.iter_mut().zip(&prod) {
-                    *a = s.add(*a, b);
-                }
-                gin
-            };
+        for chunk in 0..U / CH {
+            // SAFETY: the caller's extents.
+            let g = unsafe { chunk_gates::<S, NV, PAIRS>(s, inp, units, chunk, st, h) };
             for ci in 0..CH {
-                let u = u0 + ci;
+                let u = chunk * CH + ci;
                 let gq = [g[ci], g[CH + ci], g[2 * CH + ci], g[3 * CH + ci]];
                 let (cn, hn) = lstm_state_v::<S, true>(s, gq, cv[u]);
                 cv[u] = flush(s, cn);
@@ -569,15 +629,15 @@ pub(crate) unsafe fn lstm_stream<
 }
 
 /// `steps` timesteps of one linear-before-reset GRU stream of `H = U·LANES` units: per
-/// step `bias + x · W_ihᵀ` (`3H` columns) and `W_hh h` (as in [`lstm_stream`], `NV =
-/// 3·CH`), then the update of [`gru_lbr_state`]; `h` is stored and copied to `out` (rows
-/// of `H`). Bit for bit the packed GEMM of the inputs, the packed GEMV into a scratch
-/// row and [`gru_lbr_state`], step by step.
+/// step the gates' bias and input parts and `W_hh h` (as in [`lstm_stream`], `NV =
+/// 3·CH`; here the two apart, as the update takes them), then the update of
+/// [`gru_lbr_state`]; `h` is stored and copied to `out` (rows of `H`). Bit for bit the
+/// packed GEMM of the inputs, the packed GEMV into a scratch row and [`gru_lbr_state`],
+/// step by step.
 ///
 /// # Safety
-/// As for [`lstm_stream`], with `3H` columns; `b_hn` holds `H` floats.
+/// As for [`lstm_stream`], with 3 gates; `b_hn` holds `H` floats.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn gru_lbr_stream<
     S: Simd,
     const U: usize,
@@ -588,13 +648,12 @@ pub(crate) unsafe fn gru_lbr_stream<
     s: S,
     steps: usize,
     inp: StreamInput,
-    w: Panels,
     b_hn: *const f32,
     h: *mut f32,
     out: *mut f32,
 ) {
     debug_assert!(NV == 3 * CH && U.is_multiple_of(CH));
-    let (l, units) = (S::LANES, U * S::LANES);
+    let (l, units, row) = (S::LANES, U * S::LANES, NV * S::LANES);
     let (mut hv, mut bv, mut hn) = ([s.zero(); U], [s.zero(); U], [s.zero(); U]);
     for u in 0..U {
         // SAFETY: h and b_hn hold H = U·LANES floats.
@@ -603,20 +662,22 @@ pub(crate) unsafe fn gru_lbr_stream<
             bv[u] = s.load(b_hn.add(l * u));
         }
     }
-    let at: [ChunkCols<NV>; U] =
-        std::array::from_fn(|i| ChunkCols::new::<3, CH>(l, units, i * CH, inp.w, w));
     for st in 0..steps {
-        for u0 in (0..U).step_by(CH) {
-            let at = &at[u0 / CH];
-            // SAFETY: as in `lstm_stream`, with 3H gate columns.
+        for chunk in 0..U / CH {
+            // SAFETY: as in `lstm_stream`, with 3 gates: chunk `chunk`'s rows.
             let (gin, prod) = unsafe {
-                (
-                    input_part::<S, NV>(s, inp, st, at),
-                    row_product::<S, NV, PAIRS>(s, units, h, w.w, w.ldb, at.wh),
-                )
+                let x = inp.x.add(st * inp.k);
+                let wi = inp.wi.add(chunk * inp.k * row);
+                let mut gin = row_product::<S, NV, false>(s, inp.k, x, wi);
+                let b = inp.bias.add(chunk * row);
+                for (v, gv) in gin.iter_mut().enumerate() {
+                    *gv = s.add(s.load(b.add(v * l)), *gv);
+                }
+                let wh = inp.wh.add(chunk * units * row);
+                (gin, row_product::<S, NV, PAIRS>(s, units, h, wh))
             };
             for ci in 0..CH {
-                let u = u0 + ci;
+                let u = chunk * CH + ci;
                 let g = [gin[ci], gin[CH + ci], gin[2 * CH + ci]];
                 let wq = [prod[ci], prod[CH + ci], prod[2 * CH + ci]];
                 hn[u] = flush(s, gru_lbr_state_v::<S, true>(s, g, wq, bv[u], hv[u]));

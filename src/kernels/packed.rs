@@ -26,7 +26,7 @@
 //! output bits.
 
 use super::activation::{kernel_tier, Tier};
-use super::cells::Panels;
+use super::cells::{StreamInput, StreamWeights};
 use crate::config::CellKind;
 
 /// Panel width in floats.
@@ -163,27 +163,6 @@ impl PackedB {
             }
         }
         out
-    }
-
-    /// The panels as the fused stream kernels address them: the row stride every panel
-    /// shares (a single group, or groups of one panel; asserted) and the distance
-    /// between consecutive panels' starts.
-    fn as_panels(&self) -> Panels {
-        let panels = self.n.div_ceil(NR);
-        let (ldb, step) = if self.group == 1 {
-            (NR, self.k * NR)
-        } else {
-            assert!(
-                panels <= self.group,
-                "stream kernel: B spans several groups"
-            );
-            (panels * NR, NR)
-        };
-        Panels {
-            w: self.panels().as_ptr(),
-            ldb,
-            step,
-        }
     }
 
     /// Rows of `B` (the inner dimension).
@@ -518,50 +497,13 @@ pub(crate) fn dense_rows(
     }
 }
 
-/// The input side of [`lstm_stream`] and [`gru_lbr_stream`]: `x` rows of `W_ih`'s
-/// inputs (one per step), `W_ihᵀ` packed, the bias of every gate.
-pub(crate) struct StreamIn<'a> {
-    /// `steps` rows of `w_ih.k()` inputs.
-    pub x: &'a [f32],
-    pub steps: usize,
-    pub w_ih: &'a PackedB,
-    pub bias: &'a [f32],
-}
-
-impl StreamIn<'_> {
-    /// Steps in `x`, after checking the shapes against `gates` gate columns (the step
-    /// count is given, not divided out: a division is a few nanoseconds of a step).
-    fn steps(&self, gates: usize) -> usize {
-        assert!(
-            self.w_ih.n == gates
-                && self.bias.len() >= gates
-                && Some(self.x.len()) == self.steps.checked_mul(self.w_ih.k),
-            "stream kernel: input shapes disagree"
-        );
-        self.steps
-    }
-
-    /// The kernels' view; `x`, `W_ihᵀ` (one group) and the bias as checked by `steps`.
-    #[cfg(target_arch = "x86_64")]
-    fn raw(&self) -> super::cells::StreamInput {
-        super::cells::StreamInput {
-            x: self.x.as_ptr(),
-            k: self.w_ih.k,
-            w: self.w_ih.as_panels(),
-            bias: self.bias.as_ptr(),
-        }
-    }
-}
-
-/// Whether [`lstm_stream`] and [`gru_lbr_stream`] run for `units` hidden units and `k`
-/// inputs: `H` = 16 or 32 with AVX-512, `H` = 8 with AVX2 or AVX-512 (the audio-model
-/// sizes, whose per-step work is small enough for calls and round trips through memory
-/// to matter), `k <= KC` (the packed GEMM's input product in one chunk, whose order the
-/// kernels follow).
+/// Whether a fused stream kernel runs for `units` hidden units and `k` inputs: `H` = 8,
+/// 16 or 32 on the SIMD tiers (the audio-model sizes, whose per-step work is small
+/// enough for calls and round trips through memory to matter), `k <= KC` (the packed
+/// GEMM's input product in one chunk, whose order the kernels follow).
 pub(crate) fn stream_fused(units: usize, k: usize) -> bool {
     let tier_has = match kernel_tier() {
-        Tier::Avx512 => matches!(units, 8 | 16 | 32),
-        Tier::Avx2 => matches!(units, 8 | 16 | 32),
+        Tier::Avx512 | Tier::Avx2 => matches!(units, 8 | 16 | 32),
         Tier::Scalar => false,
     };
     tier_has && k <= KC
@@ -579,147 +521,147 @@ pub(crate) fn stream_cell_tier(units: usize) -> Tier {
     }
 }
 
-/// A fused single-stream kernel of the process tier for one layer's cell and size,
-/// chosen once ([`stream_kernel`]) and run by [`run_stream`].
+/// A fused single-stream kernel of the process tier for one layer's cell and size.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum StreamKernel {
-    /// An LSTM layer: `(steps, input, W_hhᵀ, h, c, out)`.
+enum StreamKernel {
+    /// An LSTM layer: `(steps, input, h, c, out)`.
     Lstm(LstmStreamFn),
-    /// A linear-before-reset GRU layer: `(steps, input, W_hhᵀ, b_hn, h, out)`.
+    /// A linear-before-reset GRU layer: `(steps, input, b_hn, h, out)`.
     GruLbr(GruStreamFn),
 }
 
-type LstmStreamFn =
-    unsafe fn(usize, super::cells::StreamInput, Panels, *mut f32, *mut f32, *mut f32);
-type GruStreamFn =
-    unsafe fn(usize, super::cells::StreamInput, Panels, *const f32, *mut f32, *mut f32);
+type LstmStreamFn = unsafe fn(usize, StreamInput, *mut f32, *mut f32, *mut f32);
+type GruStreamFn = unsafe fn(usize, StreamInput, *const f32, *mut f32, *mut f32);
 
-/// The fused kernel for a layer of `cell` with `units` hidden units and `k` inputs on
-/// the process tier, where [`stream_fused`]: the sizes with a kernel of their own (the
-/// unit vectors and the products' accumulators fixed at compile time, as RTNeural's
-/// compile-time models fix them), chosen once from the model's shape. Each instantiation
-/// sums `W_hh h` as its tier's GEMV does (`PAIRS`), so a fused step is bit for bit the
-/// general path's.
-pub(crate) fn stream_kernel(cell: CellKind, units: usize, k: usize) -> Option<StreamKernel> {
-    if !stream_fused(units, k) {
-        return None;
+/// One layer's fused single-stream kernel and its weights in the kernel's order, chosen
+/// and laid out once (with the packed weights) for the layer's cell and size on the
+/// process tier: the unit vectors and the products' accumulators fixed at compile time,
+/// as RTNeural's compile-time models fix them. Each kernel sums `W_hh h` as its tier's
+/// GEMV does (`PAIRS`), so a fused step is bit for bit the general path's.
+#[derive(Clone, Debug)]
+pub(crate) struct StreamLayer {
+    kernel: StreamKernel,
+    gates: usize,
+    w: StreamWeights,
+}
+
+impl StreamLayer {
+    /// The fused kernel for a layer of `cell` with `units` hidden units and `k` inputs
+    /// (PyTorch's `w_ih` `[G·H][k]`, `w_hh` `[G·H][H]`, the folded bias `[G·H]`), where
+    /// [`stream_fused`]; `None` elsewhere.
+    pub(crate) fn new(
+        cell: CellKind,
+        units: usize,
+        k: usize,
+        w_ih: &[f32],
+        w_hh: &[f32],
+        bias: &[f32],
+    ) -> Option<StreamLayer> {
+        if !stream_fused(units, k) {
+            return None;
+        }
+        let (kernel, lanes, ch) = stream_kernel(cell, units)?;
+        let gates = cell.gates();
+        let w = StreamWeights::new(gates, units, k, lanes, ch, w_ih, w_hh, bias);
+        Some(StreamLayer { kernel, gates, w })
     }
+
+    /// Runs the timesteps of one stream: per step the gate pre-activations (`bias + x ·
+    /// W_ihᵀ`, then `+ h · W_hhᵀ`) and the state update, in one kernel; `x` holds `steps`
+    /// rows of inputs, `h` (and for the LSTM `c`) is the state (updated), `b_hn` the
+    /// GRU's hidden bias of the candidate gate (unused for the LSTM), `out` receives each
+    /// step's `h` (rows of `H`). Bit for bit what [`gemm_packed_bias`] of the inputs into
+    /// gate rows, [`gemv_packed`] into each row (or a scratch row, GRU) and
+    /// `activation::lstm_state` / `gru_lbr_state` give, step by step.
+    #[inline]
+    pub(crate) fn run(
+        &self,
+        x: &[f32],
+        steps: usize,
+        b_hn: &[f32],
+        h: &mut [f32],
+        c: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let units = h.len();
+        assert!(
+            units * self.gates == self.w.gates_units()
+                && Some(x.len()) == steps.checked_mul(self.w.k())
+                && out.len() >= steps * units,
+            "stream kernel: shapes disagree"
+        );
+        let (inp, hp, op) = (self.w.input(x.as_ptr()), h.as_mut_ptr(), out.as_mut_ptr());
+        // SAFETY: the kernel was chosen by `stream_kernel` for the process tier
+        // (detected), this cell and these units, with `k <= KC`, and the weights laid
+        // out for it (`StreamWeights::new`); x, h and out were checked just above, c and
+        // b_hn below.
+        unsafe {
+            match self.kernel {
+                StreamKernel::Lstm(f) => {
+                    assert!(c.len() == units, "lstm stream: c and h differ in length");
+                    f(steps, inp, hp, c.as_mut_ptr(), op)
+                }
+                StreamKernel::GruLbr(f) => {
+                    assert!(
+                        b_hn.len() == units,
+                        "gru stream: b_hn and h differ in length"
+                    );
+                    f(steps, inp, b_hn.as_ptr(), hp, op)
+                }
+            }
+        }
+    }
+}
+
+/// The kernel for a layer of `cell` with `units` hidden units on the process tier, where
+/// [`stream_fused`], with the lanes and unit vectors per chunk its weights are laid out
+/// for.
+fn stream_kernel(cell: CellKind, units: usize) -> Option<(StreamKernel, usize, usize)> {
     #[cfg(target_arch = "x86_64")]
     {
         use super::x86_64::{avx2, avx512};
         use StreamKernel::{GruLbr, Lstm};
-        // `stream_fused` admits AVX2 (or AVX-512) for these sizes, AVX-512 for 16 and
-        // 32 units on its tier; 8 units run the AVX2 body on either (half an AVX-512
-        // vector), summed as the process tier's GEMV.
+        // `stream_fused` admits AVX2 (or AVX-512) for these sizes; 8 units run the AVX2
+        // body on either tier (half an AVX-512 vector), summed as the process tier's
+        // GEMV (PAIRS on both). AVX2's 16 registers hold one unit vector's gate sums per
+        // pass, except the GRU at 16 units (both per pass: measured faster).
         let kernel = match (kernel_tier(), cell, units) {
-            (Tier::Avx512, CellKind::Lstm, 8) => Lstm(avx2::lstm_stream::<1, 1, 4, true>),
-            (Tier::Avx512, CellKind::Lstm, 16) => Lstm(avx512::lstm_stream::<1, 1, 4, true>),
-            (Tier::Avx512, CellKind::Lstm, _) => Lstm(avx512::lstm_stream::<2, 2, 8, true>),
-            (Tier::Avx512, CellKind::GruLbr, 8) => GruLbr(avx2::gru_lbr_stream::<1, 1, 3, true>),
-            (Tier::Avx512, CellKind::GruLbr, 16) => GruLbr(avx512::gru_lbr_stream::<1, 1, 3, true>),
-            (Tier::Avx512, CellKind::GruLbr, _) => GruLbr(avx512::gru_lbr_stream::<2, 2, 6, true>),
-            (_, CellKind::Lstm, 8) => Lstm(avx2::lstm_stream::<1, 1, 4, true>),
-            (_, CellKind::Lstm, 16) => Lstm(avx2::lstm_stream::<2, 1, 4, true>),
-            (_, CellKind::Lstm, _) => Lstm(avx2::lstm_stream::<4, 1, 4, true>),
-            (_, CellKind::GruLbr, 8) => GruLbr(avx2::gru_lbr_stream::<1, 1, 3, true>),
-            (_, CellKind::GruLbr, 16) => GruLbr(avx2::gru_lbr_stream::<2, 2, 6, true>),
-            (_, CellKind::GruLbr, _) => GruLbr(avx2::gru_lbr_stream::<4, 1, 3, true>),
+            (Tier::Avx512, CellKind::Lstm, 8) => (Lstm(avx2::lstm_stream::<1, 1, 4, true>), 8, 1),
+            (Tier::Avx512, CellKind::Lstm, 16) => {
+                (Lstm(avx512::lstm_stream::<1, 1, 4, true>), 16, 1)
+            }
+            (Tier::Avx512, CellKind::Lstm, 32) => {
+                (Lstm(avx512::lstm_stream::<2, 2, 8, true>), 16, 2)
+            }
+            (Tier::Avx512, CellKind::GruLbr, 8) => {
+                (GruLbr(avx2::gru_lbr_stream::<1, 1, 3, true>), 8, 1)
+            }
+            (Tier::Avx512, CellKind::GruLbr, 16) => {
+                (GruLbr(avx512::gru_lbr_stream::<1, 1, 3, true>), 16, 1)
+            }
+            (Tier::Avx512, CellKind::GruLbr, 32) => {
+                (GruLbr(avx512::gru_lbr_stream::<2, 2, 6, true>), 16, 2)
+            }
+            (Tier::Avx2, CellKind::Lstm, 8) => (Lstm(avx2::lstm_stream::<1, 1, 4, true>), 8, 1),
+            (Tier::Avx2, CellKind::Lstm, 16) => (Lstm(avx2::lstm_stream::<2, 1, 4, true>), 8, 1),
+            (Tier::Avx2, CellKind::Lstm, 32) => (Lstm(avx2::lstm_stream::<4, 1, 4, true>), 8, 1),
+            (Tier::Avx2, CellKind::GruLbr, 8) => {
+                (GruLbr(avx2::gru_lbr_stream::<1, 1, 3, true>), 8, 1)
+            }
+            (Tier::Avx2, CellKind::GruLbr, 16) => {
+                (GruLbr(avx2::gru_lbr_stream::<2, 2, 6, true>), 8, 2)
+            }
+            (Tier::Avx2, CellKind::GruLbr, 32) => {
+                (GruLbr(avx2::gru_lbr_stream::<4, 1, 3, true>), 8, 1)
+            }
             _ => return None,
         };
         Some(kernel)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = cell;
+        let _ = (cell, units);
         None
-    }
-}
-
-/// Runs `kernel` (from [`stream_kernel`] for this layer's shape) over the timesteps of
-/// one stream: per step the gate pre-activations (`bias + x · W_ihᵀ`, then `+ h ·
-/// W_hhᵀ`) and the state update, in one kernel; `h` (and for the LSTM `c`) is the state
-/// (updated), `b_hn` the GRU's hidden bias of the candidate gate (ignored for the LSTM),
-/// `out` receives each step's `h` (rows of `H`). Bit for bit what [`gemm_packed_bias`] of
-/// the inputs into gate rows, [`gemv_packed`] into each row (or a scratch row, GRU) and
-/// `activation::lstm_state` / `gru_lbr_state` give, step by step.
-#[inline]
-pub(crate) fn run_stream(
-    kernel: StreamKernel,
-    input: StreamIn<'_>,
-    w_hh: &PackedB,
-    b_hn: &[f32],
-    h: &mut [f32],
-    c: &mut [f32],
-    out: &mut [f32],
-) {
-    let units = h.len();
-    let gates = match kernel {
-        StreamKernel::Lstm(_) => 4,
-        StreamKernel::GruLbr(_) => 3,
-    };
-    let steps = input.steps(gates * units);
-    assert!(
-        w_hh.k == units && w_hh.n == gates * units && out.len() >= steps * units,
-        "stream kernel: shapes disagree"
-    );
-    let (inp, wp) = (input.raw(), w_hh.as_panels());
-    let (hp, op) = (h.as_mut_ptr(), out.as_mut_ptr());
-    // SAFETY: `kernel` came from `stream_kernel`, which picks only kernels of the process
-    // tier (detected) for this cell and unit count with `k <= KC`; the inputs, `W_hhᵀ`
-    // (`H` rows of `gates · H <= 128` columns, addressed as `as_panels` checked) and
-    // `out` were checked just above, and `h`, `c`, `b_hn` below.
-    unsafe {
-        match kernel {
-            StreamKernel::Lstm(f) => {
-                assert!(c.len() == units, "lstm stream: c and h differ in length");
-                f(steps, inp, wp, hp, c.as_mut_ptr(), op)
-            }
-            StreamKernel::GruLbr(f) => {
-                assert!(
-                    b_hn.len() == units,
-                    "gru stream: b_hn and h differ in length"
-                );
-                f(steps, inp, wp, b_hn.as_ptr(), hp, op)
-            }
-        }
-    }
-}
-
-/// [`run_stream`] of the LSTM kernel for this shape; false, changing nothing, where
-/// there is none ([`stream_fused`]).
-#[cfg(test)]
-pub(crate) fn lstm_stream(
-    input: StreamIn<'_>,
-    w_hh: &PackedB,
-    h: &mut [f32],
-    c: &mut [f32],
-    out: &mut [f32],
-) -> bool {
-    match stream_kernel(CellKind::Lstm, h.len(), input.w_ih.k) {
-        Some(kernel) => {
-            run_stream(kernel, input, w_hh, &[], h, c, out);
-            true
-        }
-        None => false,
-    }
-}
-
-/// [`run_stream`] of the linear-before-reset GRU kernel for this shape; false, changing
-/// nothing, where there is none.
-#[cfg(test)]
-pub(crate) fn gru_lbr_stream(
-    input: StreamIn<'_>,
-    w_hh: &PackedB,
-    b_hn: &[f32],
-    h: &mut [f32],
-    out: &mut [f32],
-) -> bool {
-    match stream_kernel(CellKind::GruLbr, h.len(), input.w_ih.k) {
-        Some(kernel) => {
-            run_stream(kernel, input, w_hh, b_hn, h, &mut [], out);
-            true
-        }
-        None => false,
     }
 }
 
@@ -981,8 +923,10 @@ mod tests {
 
                     // LSTM; unit 5's i, f and o saturate off, so its c and h are flushed.
                     let gw = 4 * units;
-                    let wp = PackedB::from_transposed(&v(gw * units, scale), gw, units);
-                    let wi = PackedB::from_transposed(&v(gw * k, 1.0), gw, k);
+                    let w_hh = v(gw * units, scale);
+                    let wp = PackedB::from_transposed(&w_hh, gw, units);
+                    let w_ih = v(gw * k, 1.0);
+                    let wi = PackedB::from_transposed(&w_ih, gw, k);
                     let mut bias = v(gw, 1.0);
                     for q in [0, 1, 3] {
                         bias[q * units + 5] = -150.0;
@@ -999,13 +943,11 @@ mod tests {
                     }
                     let (mut hf, mut cf) = (h0.clone(), c0.clone());
                     let mut got = vec![f32::NAN; steps * units];
-                    let input = StreamIn {
-                        x: &x,
-                        steps,
-                        w_ih: &wi,
-                        bias: &bias,
-                    };
-                    assert_eq!(lstm_stream(input, &wp, &mut hf, &mut cf, &mut got), expect);
+                    let fused = StreamLayer::new(CellKind::Lstm, units, k, &w_ih, &w_hh, &bias);
+                    assert_eq!(fused.is_some(), expect);
+                    if let Some(f) = &fused {
+                        f.run(&x, steps, &[], &mut hf, &mut cf, &mut got);
+                    }
                     let what = format!("lstm H={units} I={k} steps={steps}");
                     if expect {
                         assert_eq!(bits_of(&got), bits_of(&want), "{what}");
@@ -1020,7 +962,8 @@ mod tests {
 
                     // GRU; unit 5's r and z saturate off and its candidate is tiny: flushed.
                     let gw = 3 * units;
-                    let wp = PackedB::from_transposed(&v(gw * units, scale), gw, units);
+                    let w_hh = v(gw * units, scale);
+                    let wp = PackedB::from_transposed(&w_hh, gw, units);
                     let mut w_ih = v(gw * k, 1.0);
                     w_ih[(2 * units + 5) * k..(2 * units + 6) * k].fill(0.0);
                     let wi = PackedB::from_transposed(&w_ih, gw, k);
@@ -1038,13 +981,11 @@ mod tests {
                     }
                     let mut hf = h0.clone();
                     let mut got = vec![f32::NAN; steps * units];
-                    let input = StreamIn {
-                        x: &x,
-                        steps,
-                        w_ih: &wi,
-                        bias: &bias,
-                    };
-                    assert_eq!(gru_lbr_stream(input, &wp, &b_hn, &mut hf, &mut got), expect);
+                    let fused = StreamLayer::new(CellKind::GruLbr, units, k, &w_ih, &w_hh, &bias);
+                    assert_eq!(fused.is_some(), expect);
+                    if let Some(f) = &fused {
+                        f.run(&x, steps, &b_hn, &mut hf, &mut [], &mut got);
+                    }
                     let what = format!("gru H={units} I={k} steps={steps}");
                     if expect {
                         assert_eq!(bits_of(&got), bits_of(&want), "{what}");

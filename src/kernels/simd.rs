@@ -400,7 +400,6 @@ macro_rules! tier_entries {
         >(
             steps: usize,
             inp: crate::kernels::cells::StreamInput,
-            w: crate::kernels::cells::Panels,
             h: *mut f32,
             c: *mut f32,
             out: *mut f32,
@@ -408,9 +407,7 @@ macro_rules! tier_entries {
             let s = unsafe { $S::assume() };
             // SAFETY: the caller's contract is the body's.
             unsafe {
-                crate::kernels::cells::lstm_stream::<$S, U, CH, NV, PAIRS>(
-                    s, steps, inp, w, h, c, out,
-                )
+                crate::kernels::cells::lstm_stream::<$S, U, CH, NV, PAIRS>(s, steps, inp, h, c, out)
             }
         }
         /// [`crate::kernels::cells::gru_lbr_stream`] on this tier.
@@ -427,7 +424,6 @@ macro_rules! tier_entries {
         >(
             steps: usize,
             inp: crate::kernels::cells::StreamInput,
-            w: crate::kernels::cells::Panels,
             b_hn: *const f32,
             h: *mut f32,
             out: *mut f32,
@@ -436,7 +432,7 @@ macro_rules! tier_entries {
             // SAFETY: the caller's contract is the body's.
             unsafe {
                 crate::kernels::cells::gru_lbr_stream::<$S, U, CH, NV, PAIRS>(
-                    s, steps, inp, w, b_hn, h, out,
+                    s, steps, inp, b_hn, h, out,
                 )
             }
         }
