@@ -298,36 +298,32 @@ pub(crate) fn dense_narrow<S: Simd>(
 ) {
     assert!(x.len() >= rows * k && w.len() == o * k && bias.len() == o && y.len() >= rows * o);
     let l = S::LANES;
+    let (full, tail) = (k / (2 * l) * (2 * l), k % l);
+    let (xp, wp, yp) = (x.as_ptr(), w.as_ptr(), y.as_mut_ptr());
     for r in 0..rows {
-        let xr = &x[r * k..(r + 1) * k];
         for j in 0..o {
-            let wj = &w[j * k..(j + 1) * k];
-            let (mut a0, mut a1) = (s.zero(), s.zero());
-            let mut p = 0;
-            // SAFETY: every vector is inside xr and wj (both k long): full ones below k,
-            // the tail partial.
+            // SAFETY: rows r of x and j of w hold k floats (asserted above): the vectors
+            // below `full` and up to k - tail are whole, the tail partial; y[r·o + j]
+            // and bias[j] are inside.
             unsafe {
-                while p + 2 * l <= k {
-                    let (x0, w0) = (s.load(xr.as_ptr().add(p)), s.load(wj.as_ptr().add(p)));
-                    let (x1, w1) = (
-                        s.load(xr.as_ptr().add(p + l)),
-                        s.load(wj.as_ptr().add(p + l)),
-                    );
-                    a0 = s.fma(x0, w0, a0);
-                    a1 = s.fma(x1, w1, a1);
+                let (xr, wj) = (xp.add(r * k), wp.add(j * k));
+                let (mut a0, mut a1) = (s.zero(), s.zero());
+                let mut p = 0;
+                while p < full {
+                    a0 = s.fma(s.load(xr.add(p)), s.load(wj.add(p)), a0);
+                    a1 = s.fma(s.load(xr.add(p + l)), s.load(wj.add(p + l)), a1);
                     p += 2 * l;
                 }
-                while p < k {
-                    let n = k - p;
-                    let (xv, wv) = (
-                        s.load_n(xr.as_ptr().add(p), n),
-                        s.load_n(wj.as_ptr().add(p), n),
-                    );
-                    a0 = s.fma(xv, wv, a0);
+                if p + l <= k {
+                    a0 = s.fma(s.load(xr.add(p)), s.load(wj.add(p)), a0);
                     p += l;
                 }
+                if tail > 0 {
+                    let (xv, wv) = (s.load_n(xr.add(p), tail), s.load_n(wj.add(p), tail));
+                    a0 = s.fma(xv, wv, a0);
+                }
+                *yp.add(r * o + j) = *bias.get_unchecked(j) + s.reduce_add(s.add(a0, a1));
             }
-            y[r * o + j] = bias[j] + s.reduce_add(s.add(a0, a1));
         }
     }
 }
