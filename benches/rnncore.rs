@@ -3,6 +3,11 @@
 //! - `block{n}/{cell}/H32`: a block of n samples through `forward_state`; per-sample
 //!   time = reported time / n (throughput is reported in samples).
 //! - `streams64/lstm/H32`: 64 independent streams stepped together.
+//! - `audio/{tier}/{cell}_H{h}_{step|block512}`: the RTNeural comparison's model (I = 1,
+//!   one layer, a dense head to 1 output), LSTM and GRU at H = 8..128: one sample per
+//!   call, and 512-sample blocks (throughput in samples). `{tier}` is the kernel tier
+//!   that ran (`RNNCORE_KERNEL=avx2` / `scalar` picks another; the fused single-stream
+//!   kernels are the H = 8, 16 and 32 rows on the SIMD tiers).
 //! - `infer/{cell}/I{i}_H{h}_B{b}_T{t}`, `train/...`: sequence forward and one training
 //!   step (forward + BPTT + SGD), throughput in FLOPs (training counted as 3x forward).
 //! - `sgemm/...`: matrixmultiply's sgemm on the same FLOP count and shape
@@ -11,7 +16,9 @@
 //! Run: `cargo bench --bench rnncore -- step/` (all: `cargo bench --bench rnncore`).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use rnncore::{CellKind, Model, ModelConfig, State, Targets, TrainConfig, Trainer};
+use rnncore::{
+    CellKind, Model, ModelConfig, OutputActivation, State, Targets, TrainConfig, Trainer,
+};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -42,6 +49,40 @@ fn step(c: &mut Criterion) {
                     x = -x;
                     model.step(&mut state, black_box(&[x]), &mut y).unwrap();
                     black_box(&y);
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+fn audio(c: &mut Criterion) {
+    let mut g = c.benchmark_group("audio");
+    g.measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500));
+    let tier = rnncore::kernel_name();
+    for (cell, name) in &CELLS[..2] {
+        for h in [8, 16, 32, 64, 128] {
+            let cfg = ModelConfig::new(*cell, 1, h, 1).with_head(1, OutputActivation::Identity);
+            let model = Model::new(cfg, 1).unwrap();
+            let mut state = State::with_block(&model, 1, 512).unwrap();
+            let (x, mut y) = (vals(512), vec![0.0; 512]);
+            let mut i = 0;
+            g.throughput(Throughput::Elements(1));
+            g.bench_function(format!("{tier}/{name}_H{h}_step"), |b| {
+                b.iter(|| {
+                    i = (i + 1) % 512;
+                    model
+                        .step(&mut state, black_box(&x[i..i + 1]), &mut y[..1])
+                        .unwrap();
+                })
+            });
+            g.throughput(Throughput::Elements(512));
+            g.bench_function(format!("{tier}/{name}_H{h}_block512"), |b| {
+                b.iter(|| {
+                    model
+                        .forward_state(&mut state, black_box(&x), 512, &mut y)
+                        .unwrap()
                 })
             });
         }
@@ -250,5 +291,5 @@ fn batched(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, step, blocks, batched);
+criterion_group!(benches, step, audio, blocks, batched);
 criterion_main!(benches);
