@@ -624,7 +624,7 @@ fn stream_kernel(cell: CellKind, units: usize) -> Option<(StreamKernel, usize, u
         // `stream_fused` admits AVX2 (or AVX-512) for these sizes; 8 units run the AVX2
         // body on either tier (half an AVX-512 vector), summed as the process tier's
         // GEMV (PAIRS on both). AVX2's 16 registers hold one unit vector's gate sums per
-        // pass, except the GRU at 16 units (both per pass: measured faster).
+        // pass, except the GRU's two (three gate vectors each: measured faster).
         let kernel = match (kernel_tier(), cell, units) {
             (Tier::Avx512, CellKind::Lstm, 8) => (Lstm(avx2::lstm_stream::<1, 1, 4, true>), 8, 1),
             (Tier::Avx512, CellKind::Lstm, 16) => {
@@ -652,7 +652,7 @@ fn stream_kernel(cell: CellKind, units: usize) -> Option<(StreamKernel, usize, u
                 (GruLbr(avx2::gru_lbr_stream::<2, 2, 6, true>), 8, 2)
             }
             (Tier::Avx2, CellKind::GruLbr, 32) => {
-                (GruLbr(avx2::gru_lbr_stream::<4, 1, 3, true>), 8, 1)
+                (GruLbr(avx2::gru_lbr_stream::<4, 2, 6, true>), 8, 2)
             }
             _ => return None,
         };
