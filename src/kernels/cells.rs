@@ -604,7 +604,11 @@ pub(crate) unsafe fn lstm_stream<
             for ci in 0..CH {
                 let u = chunk * CH + ci;
                 let gq = [g[ci], g[CH + ci], g[2 * CH + ci], g[3 * CH + ci]];
-                let (cn, hn) = lstm_state_v::<S, true>(s, gq, cv[u]);
+                let (cn, hn) = if S::CHAIN_IN_STREAMS {
+                    lstm_state_v::<S, true>(s, gq, cv[u])
+                } else {
+                    lstm_state_v::<S, false>(s, gq, cv[u])
+                };
                 cv[u] = flush(s, cn);
                 hv[u] = flush(s, hn);
             }
@@ -676,7 +680,12 @@ pub(crate) unsafe fn gru_lbr_stream<
                 let u = chunk * CH + ci;
                 let g = [gin[ci], gin[CH + ci], gin[2 * CH + ci]];
                 let wq = [prod[ci], prod[CH + ci], prod[2 * CH + ci]];
-                hn[u] = flush(s, gru_lbr_state_v::<S, true>(s, g, wq, bv[u], hv[u]));
+                let v = if S::CHAIN_IN_STREAMS {
+                    gru_lbr_state_v::<S, true>(s, g, wq, bv[u], hv[u])
+                } else {
+                    gru_lbr_state_v::<S, false>(s, g, wq, bv[u], hv[u])
+                };
+                hn[u] = flush(s, v);
             }
         }
         hv = hn;

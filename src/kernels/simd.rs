@@ -70,6 +70,12 @@ pub(crate) trait Simd: Copy {
     /// Vector registers (16 on AVX2, 32 on AVX-512): how many accumulators a kernel's
     /// blocks can hold.
     const REGISTERS: usize;
+    /// Whether the single-stream kernels take the activations' form for a dependency
+    /// chain (shorter latency, three more operations) rather than the one for
+    /// throughput; the same bits either way. Measured per tier: the chain form on
+    /// AVX-512 (few 16-lane vectors a step), the throughput form on AVX2 (twice the
+    /// vectors, bound by their count: H = 32 steps 4-6 % faster on an AMD Zen 3).
+    const CHAIN_IN_STREAMS: bool;
     /// A vector of `LANES` floats.
     type V: Copy;
 
