@@ -3,7 +3,7 @@
 //! tier ([`super::activation::tier`], forced by `RNNCORE_KERNEL`).
 //!
 //! The `*_ref` functions are the spec: the plain formulas of `cell::*::backward`. The
-//! SIMD tiers (one generic body each, [`body`], instantiated per tier) perform the same
+//! SIMD tiers (one generic body each, `body`, instantiated per tier) perform the same
 //! multiplications, additions and subtractions in the same order per lane, with no FMA
 //! contraction, so every tier gives the scalar reference's bits exactly (the tests check
 //! bit equality). No activation is evaluated here: the forward pass kept the activated

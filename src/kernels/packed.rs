@@ -1,11 +1,13 @@
 //! GEMM against a weight matrix packed once: `C (+)= A · B` where `B` (`[k][n]`) is
 //! cut into panels of `NR = 32` columns (zero-padded at the right edge), and groups of
-//! `GROUP = 4` panels are stored row-interleaved: group `g` is `k` rows of its panels'
-//! columns side by side (`[k][4·32]`). A single row of `A` (the streaming step) then
-//! reads each group as one contiguous stream, which the prefetcher keeps up with
-//! (measured on the H=128 LSTM step product: 98 GB/s from L2 panel by panel). The microkernel broadcasts one element of a row of
-//! `A` and FMAs it into two (AVX-512) or four (AVX2) vector accumulators per row, for up
-//! to 8 (AVX-512) or 3 (AVX2) rows of `A` at a time, reading `A` in place.
+//! panels are stored row-interleaved: group `g` is `k` rows of its panels' columns side
+//! by side. AVX-512 packs groups of `GROUP = 4` panels (`[k][4·32]`): a single row of `A`
+//! (the streaming step) then reads each group as one contiguous stream, which the
+//! prefetcher keeps up with (measured on the H=128 LSTM step product: 98 GB/s from L2).
+//! The other tiers pack single panels (`[k][32]`), which their one-row product (a panel's
+//! sums in 16 registers) reads as one stream (`group_for`). The bodies are
+//! `kernels::microkernel`: rows of `A` in blocks of 6 broadcast one element at a time
+//! into 2 (AVX2) or 4 (AVX-512) vectors of accumulators per row, reading `A` in place.
 //!
 //! This serves every product whose `B` is a weight matrix reused many times: the
 //! per-step recurrent product (`h · W_hhᵀ`), its backward (`dG · W_hh`), and every
@@ -14,7 +16,7 @@
 //! product that copy costs as much as the arithmetic).
 //!
 //! A `B` larger than about half an L2 (`W_hh` from H = 512 on) comes from L3 at every
-//! step; the AVX-512 kernel then prefetches the next chunk of `B` (128 KB) into L2 while
+//! step; the kernel then prefetches the next chunk of `B` (128 KB) into L2 while
 //! it works through the current one, spread over the chunk's calls (one cache line or
 //! more per step of their inner loops). On the
 //! development machine (2 MB L2) that took the 32 x 512 x 2048 step product from 142 to
@@ -334,8 +336,8 @@ pub fn gemv_packed(x: &[f32], b: &PackedB, y: &mut [f32], accumulate: bool) {
     gemv_packed_sweep(x, b, y, accumulate, false);
 }
 
-/// [`gemv_packed`] visiting the groups of panels last to first when `reverse` (AVX-512;
-/// other tiers ignore it). Every column is the same sum either way, so the result is bit
+/// [`gemv_packed`] visiting the groups of panels last to first when `reverse` (the SIMD
+/// tiers; the scalar one ignores it). Every column is the same sum either way, so the result is bit
 /// for bit the same. A streaming step alternates the direction: `B` larger than L1 is
 /// otherwise read in the same order every step, and least-recently-used replacement
 /// then evicts each line just before it is needed again; reversed, the step starts on
