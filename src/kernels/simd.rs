@@ -5,7 +5,7 @@
 //! `x86_64/avx512.rs`): a value of it exists only once its features were detected (or
 //! inside a `#[target_feature]` function of that tier), which is what makes its safe
 //! methods sound. The bodies (here, in `cells.rs`, `backward.rs`, `outer.rs`,
-//! `packed.rs`) are generic over `S: Simd` and `#[inline(always)]`; each tier's file
+//! `microkernel.rs`) are generic over `S: Simd` and `#[inline(always)]`; each tier's file
 //! instantiates them inside thin `#[target_feature]` entry points ([`tier_entries`]),
 //! so the compiler emits that tier's instructions for the whole body. A new tier (NEON
 //! on aarch64) is one file: the trait's methods and one `tier_entries!` line.
