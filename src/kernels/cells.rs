@@ -11,6 +11,7 @@
 //!
 //! Gate order as PyTorch: LSTM `i, f, g, o`, GRU `r, z, n`, each `n` units wide.
 
+use super::aligned::{LineAligned, LINE};
 use super::simd::{flush, sigmoid_g, sigmoid_v, tanh_g, tanh_v, Simd};
 
 /// `G` vectors of `cnt` units from `p + q·n + j`, `q < G` (gate `q` of unit `j`).
@@ -339,29 +340,14 @@ pub(crate) fn dense_narrow<S: Simd>(
 /// the H = 16 kernel spent a fifth of its instructions on column offsets and their
 /// spills. The values and their summation order are the packed products', so the bits
 /// are too.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct StreamWeights {
-    buf: Vec<f32>,
-    /// The data's start in `buf` (64-byte aligned).
-    off: usize,
+    data: LineAligned,
     gates: usize,
     units: usize,
     k: usize,
     lanes: usize,
     ch: usize,
-}
-
-/// Floats per 64-byte line.
-const LINE: usize = 16;
-
-impl Clone for StreamWeights {
-    fn clone(&self) -> StreamWeights {
-        // A copied Vec lands wherever the allocator puts it: align again.
-        let mut out = StreamWeights::zeroed(self.gates, self.units, self.k, self.lanes, self.ch);
-        let n = self.len();
-        out.buf[out.off..out.off + n].copy_from_slice(&self.buf[self.off..self.off + n]);
-        out
-    }
 }
 
 impl StreamWeights {
@@ -391,8 +377,7 @@ impl StreamWeights {
         let mut out = StreamWeights::zeroed(gates, units, k, lanes, ch);
         let (wh, wi, b) = out.regions();
         let row = out.row();
-        let off = out.off;
-        let data = &mut out.buf[off..];
+        let data = out.data.as_mut_slice();
         for q in 0..gates {
             for j in 0..units {
                 // Unit j of gate q: chunk c, column `col` of the chunk's rows.
@@ -413,18 +398,14 @@ impl StreamWeights {
 
     fn zeroed(gates: usize, units: usize, k: usize, lanes: usize, ch: usize) -> StreamWeights {
         let mut out = StreamWeights {
-            buf: Vec::new(),
-            off: 0,
+            data: LineAligned::default(),
             gates,
             units,
             k,
             lanes,
             ch,
         };
-        out.buf = vec![0.0f32; out.len() + LINE - 1];
-        // At most LINE - 1 floats for a 4-byte-aligned pointer; `min` keeps the data
-        // inside `buf` should the offset be unknowable (then it stays unaligned).
-        out.off = out.buf.as_ptr().align_offset(LINE * 4).min(LINE - 1);
+        out.data = LineAligned::zeroed(out.len());
         out
     }
 
@@ -433,7 +414,7 @@ impl StreamWeights {
         self.gates * self.ch * self.lanes
     }
 
-    /// Where `W_hhᵀ`, `W_ihᵀ` and the bias start (floats from `off`), each on a line.
+    /// Where `W_hhᵀ`, `W_ihᵀ` and the bias start in the data, each on a line.
     /// Every chunk's rows together span the `G·H` gate columns.
     fn regions(&self) -> (usize, usize, usize) {
         let gh = self.gates * self.units;
@@ -458,8 +439,8 @@ impl StreamWeights {
     /// The kernels' view of these weights for `steps` rows of inputs at `x`.
     pub(crate) fn input(&self, x: *const f32) -> StreamInput {
         let (wh, wi, b) = self.regions();
-        let base = self.buf[self.off..].as_ptr();
-        // `wrapping_add`: the offsets are inside `buf` (`len`), so these are in bounds.
+        let base = self.data.as_slice().as_ptr();
+        // `wrapping_add`: the offsets are inside the data (`len`), so these are in bounds.
         StreamInput {
             x,
             k: self.k,

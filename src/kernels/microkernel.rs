@@ -19,6 +19,7 @@
 //! then added to its start (`C`, a bias, or nothing): the bits do not depend on the
 //! blocking, the tier's vector width or which rows share a call.
 
+use super::aligned::LINE;
 use super::packed::{panel_at, Init, NR};
 use super::simd::Simd;
 
@@ -30,9 +31,6 @@ pub(crate) const MR: usize = 6;
 const NONE: u8 = 0;
 const ONE: u8 = 1;
 const MANY: u8 = 2;
-
-/// Floats per cache line.
-const LINE: usize = 16;
 
 /// Rows `p0..p0 + k` of `B`'s panels `g0..g1` (one group, `kl` rows in all) against
 /// columns `p0..p0 + k` of `A` (`a` points at column `p0`), started from `acc`; `pf` a

@@ -3,6 +3,7 @@
 //! call's pool workers run on.
 
 pub mod activation;
+pub(crate) mod aligned;
 pub mod backward;
 pub(crate) mod cells;
 pub(crate) mod cpu;

@@ -169,7 +169,8 @@ impl Ahead {
 /// The SIMD tiers' body: output rows in blocks of two vectors (`2·LANES` of `a`'s
 /// columns), output columns in blocks of `W` (as many as the registers hold: `2·W`
 /// accumulators; 12 on AVX-512's 32 registers, 4 on AVX2's 16) and of [`COLS`].
-/// Extents checked by the caller ([`check`], `m > 0`, `k > 0`).
+/// A safe entry point, so it checks the extents itself ([`check`], once a call; the
+/// dispatcher has handled `m == 0`, `nb == 0` and `k == 0`).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn body<S: Simd, const W: usize>(

@@ -28,6 +28,7 @@
 //! output bits.
 
 use super::activation::{kernel_tier, Tier};
+use super::aligned::LineAligned;
 use super::cells::{StreamInput, StreamWeights};
 use crate::config::CellKind;
 
@@ -61,44 +62,21 @@ fn group_for(tier: Tier) -> usize {
 
 /// `B` (`[k][n]`) packed into `ceil(n / NR)` panels of `[k][NR]`.
 ///
-/// The panels start on a 64-byte boundary (`off` floats into `buf`), so that every
-/// 16-float row of a panel is one cache line: the allocator's 16-byte alignment made
-/// every AVX-512 load of `B` span two lines.
-#[derive(Debug)]
+/// The panels start on a 64-byte boundary ([`LineAligned`]), so that every 16-float row
+/// of a panel is one cache line.
+#[derive(Clone, Debug, PartialEq)]
 pub struct PackedB {
     k: usize,
     n: usize,
     /// Panels per interleaved group ([`group_for`] the process tier when packed).
     group: usize,
-    buf: Vec<f32>,
-    off: usize,
+    data: LineAligned,
 }
-
-/// Floats per 64-byte line.
-const LINE: usize = 16;
 
 impl Default for PackedB {
     /// An empty `[0][0]` matrix.
     fn default() -> PackedB {
         PackedB::zeroed(0, 0, 1)
-    }
-}
-
-impl Clone for PackedB {
-    fn clone(&self) -> PackedB {
-        // A copied Vec lands wherever the allocator puts it: align again.
-        let mut out = PackedB::zeroed(self.k, self.n, self.group);
-        out.panels_mut().copy_from_slice(self.panels());
-        out
-    }
-}
-
-impl PartialEq for PackedB {
-    fn eq(&self, other: &PackedB) -> bool {
-        self.k == other.k
-            && self.n == other.n
-            && self.group == other.group
-            && self.panels() == other.panels()
     }
 }
 
@@ -121,28 +99,13 @@ impl PackedB {
 
     /// Zero panels for `[k][n]`, aligned.
     fn zeroed(k: usize, n: usize, group: usize) -> PackedB {
-        let len = n.div_ceil(NR) * k * NR;
-        let buf = vec![0.0f32; len + LINE - 1];
-        // At most LINE - 1 floats for a 4-byte-aligned pointer; `min` keeps the panels
-        // inside `buf` should the offset be unknowable (then they stay unaligned).
-        let off = buf.as_ptr().align_offset(LINE * 4).min(LINE - 1);
-        PackedB {
-            k,
-            n,
-            group,
-            buf,
-            off,
-        }
+        let data = LineAligned::zeroed(n.div_ceil(NR) * k * NR);
+        PackedB { k, n, group, data }
     }
 
     /// The packed panels.
     fn panels(&self) -> &[f32] {
-        &self.buf[self.off..self.off + self.n.div_ceil(NR) * self.k * NR]
-    }
-
-    fn panels_mut(&mut self) -> &mut [f32] {
-        let len = self.n.div_ceil(NR) * self.k * NR;
-        &mut self.buf[self.off..self.off + len]
+        self.data.as_slice()
     }
 
     fn pack(k: usize, n: usize, at: impl Fn(usize, usize) -> f32) -> PackedB {
@@ -151,7 +114,7 @@ impl PackedB {
         #[cfg(test)]
         let group = tests::GROUP_OVERRIDE.with(|g| g.get()).unwrap_or(group);
         let mut out = PackedB::zeroed(k, n, group);
-        let data = out.panels_mut();
+        let data = out.data.as_mut_slice();
         for jp in 0..panels {
             let (off, ldb) = panel_at(jp, k, panels, group);
             for p in 0..k {
