@@ -217,6 +217,19 @@ typedef struct rnn_config {
 } rnn_config;
 
 /**
+ * One task of a parallel-for: the host calls it as `task(task_ctx, i)` for each `i` in
+ * `0..n`, passing back the `task_ctx` it was given. Never unwinds.
+ */
+typedef void (*rnn_task)(void *task_ctx, size_t i);
+
+/**
+ * A host's parallel-for: runs `task(task_ctx, i)` once for every `i` in `0..n`, on any
+ * threads, and returns when all of them have returned. `ctx` is the pointer given to
+ * rnn_set_parallel_for. NULL stands for the built-in pool.
+ */
+typedef void (*rnn_parallel_for)(void *ctx, size_t n, rnn_task task, void *task_ctx);
+
+/**
  * Training hyperparameters.
  */
 typedef struct rnn_train_config {
@@ -306,12 +319,12 @@ const char *rnn_status_str(rnn_status status);
  * Sets the number of threads batched work (rnn_model_forward with batch > 1, training)
  * runs on; 0 goes back to the default (one per core). Streaming calls
  * (rnn_model_step, rnn_model_forward_state) always run on the calling thread, and so
- * does batched work with n = 1 or under about 4 million multiply-adds per call. A call
- * that finds the pool idle (no batched work for a millisecond) wakes every worker and
- * keeps them awake until it returns, each bound to a CPU of its own for that call
- * (Linux), or runs on the calling thread when its work is less than twice the time the
- * workers were measured to take to wake. Results are bit-identical for every thread
- * count.
+ * does batched work with n = 1 or under about 4 million multiply-adds per call. Above
+ * that, the calling thread works through the call's parallel sections together with
+ * the pool's threads, so a worker slow to wake leaves its share to the caller rather
+ * than delaying the call. No thread's CPU affinity is changed. Results are
+ * bit-identical for every thread count. With a host parallel-for
+ * (rnn_set_parallel_for), n is the number of parts the work is split into.
  *
  * Errors: RNN_ERR_INVALID for n > 4096 or when the threads cannot be started.
  * Thread safety: may be called from any thread; calls already running keep the pool they
@@ -483,6 +496,32 @@ enum rnn_status rnn_model_step(const struct rnn_model *model,
                                size_t x_len,
                                float *y,
                                size_t y_len);
+
+/**
+ * Runs rnncore's batched work (rnn_model_forward with large batches, training steps)
+ * on the host's workers: each parallel section of a call becomes one
+ * `run(ctx, n, task, task_ctx)`, which must call `task(task_ctx, i)` once for every i
+ * in 0..n, on any threads in any order, and return when all have returned. The results
+ * are bit-identical to the built-in pool's and to one thread's. The work splits into
+ * rnn_get_num_threads() parts: the count given to rnn_set_num_threads, or else the CPUs
+ * this process may run on. `run` = NULL goes back to the built-in pool.
+ *
+ * `run` is called on the threads that call rnncore, possibly several at once, and not
+ * at all for small work (under about 4 million multiply-adds a call runs on its own
+ * thread). It must not call `task` after it has returned; an index it skips is run on
+ * the calling thread after it returns, and one it repeats does its work once. `ctx` is
+ * passed to `run` untouched and must stay valid while any call may use it: until
+ * rnn_set_parallel_for is called again and calls already running have returned.
+ *
+ * Errors: none (always RNN_OK). Thread safety: any thread; calls already running
+ * finish with the setting they started with. While a host parallel-for is set,
+ * rnncore's own pool threads (if any were started) take no work.
+ *
+ * # Safety
+ * `run`, if not NULL, must be a function behaving as described above, and `ctx` valid
+ * for it for as long as described above.
+ */
+enum rnn_status rnn_set_parallel_for(rnn_parallel_for run, void *ctx);
 
 /**
  * Creates a zero state for `batch` streams of `model`, for single steps (max_block = 1).

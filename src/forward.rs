@@ -10,8 +10,9 @@ use crate::config::{CellKind, ModelConfig, OutputActivation};
 use crate::error::{check_finite, check_len, checked_size, invalid, Error, Result};
 use crate::kernels::packed::{gemm_packed_bias, gemm_packed_sweep, gemv_packed_sweep, PackedB};
 use crate::model::Model;
-use crate::parallel::{batch_chunk, each, gemm_packed_rows_bias, install_work, threads};
-use rayon::prelude::*;
+use crate::parallel::{
+    batch_chunk, each, each_mut, gemm_packed_rows_bias, install_work, map_each, threads,
+};
 
 /// What one layer's forward keeps for backward; every buffer is batch-major `[B][T][·]`.
 #[derive(Clone, Debug, Default)]
@@ -359,7 +360,7 @@ impl Model {
         } else {
             self.macs_per_row().saturating_mul(batch * seq_len)
         };
-        install_work(macs, h, work)?;
+        install_work(macs, work)?;
         Ok(wrote_y)
     }
 }
@@ -894,40 +895,39 @@ fn layer_forward_columns(
 
     let lw = model.layer(k);
     // Packing the parts' weights is a copy of `W_hh`, made in parallel.
-    let mut work: Vec<UnitPart> = unit_ranges(h, parts)
-        .into_par_iter()
-        .map(|(j0, j1)| {
-            let u = j1 - j0;
-            let mut wrows = Vec::new();
-            wrows
-                .try_reserve_exact(g * u * h)
-                .map_err(|_| Error::Alloc(format!("{} floats", g * u * h)))?;
-            for q in 0..g {
-                wrows.extend_from_slice(&lw.w_hh[(q * h + j0) * h..(q * h + j1) * h]);
+    let mut work: Vec<UnitPart> = map_each(unit_ranges(h, parts), |(j0, j1)| {
+        let u = j1 - j0;
+        let mut wrows = Vec::new();
+        wrows
+            .try_reserve_exact(g * u * h)
+            .map_err(|_| Error::Alloc(format!("{} floats", g * u * h)))?;
+        for q in 0..g {
+            wrows.extend_from_slice(&lw.w_hh[(q * h + j0) * h..(q * h + j1) * h]);
+        }
+        let mut part = UnitPart {
+            j0,
+            j1,
+            w: PackedB::from_transposed(&wrows, g * u, h),
+            gates: Vec::new(),
+            ghb: Vec::new(),
+            h: Vec::new(),
+            c_prev: Vec::new(),
+            c: Vec::new(),
+        };
+        fit(&mut part.gates, batch * g * u)?;
+        fit(&mut part.ghb, if lbr { batch * g * u } else { 0 })?;
+        fit(&mut part.h, batch * u)?;
+        fit(&mut part.c_prev, if lstm { batch * u } else { 0 })?;
+        fit(&mut part.c, if lstm { batch * u } else { 0 })?;
+        if lstm {
+            for b in 0..batch {
+                part.c_prev[b * u..(b + 1) * u].copy_from_slice(&c0[b * h + j0..b * h + j1]);
             }
-            let mut part = UnitPart {
-                j0,
-                j1,
-                w: PackedB::from_transposed(&wrows, g * u, h),
-                gates: Vec::new(),
-                ghb: Vec::new(),
-                h: Vec::new(),
-                c_prev: Vec::new(),
-                c: Vec::new(),
-            };
-            fit(&mut part.gates, batch * g * u)?;
-            fit(&mut part.ghb, if lbr { batch * g * u } else { 0 })?;
-            fit(&mut part.h, batch * u)?;
-            fit(&mut part.c_prev, if lstm { batch * u } else { 0 })?;
-            fit(&mut part.c, if lstm { batch * u } else { 0 })?;
-            if lstm {
-                for b in 0..batch {
-                    part.c_prev[b * u..(b + 1) * u].copy_from_slice(&c0[b * h + j0..b * h + j1]);
-                }
-            }
-            Ok(part)
-        })
-        .collect::<Result<_>>()?;
+        }
+        Ok(part)
+    })
+    .into_iter()
+    .collect::<Result<_>>()?;
     let mut hprev = Vec::new();
     fit(&mut hprev, batch * h)?;
     hprev.copy_from_slice(h0);
@@ -939,7 +939,7 @@ fn layer_forward_columns(
 
     for s in 0..t {
         let (gates_r, hprev_r): (&[f32], &[f32]) = (gates, &hprev);
-        work.par_iter_mut().for_each(|p| {
+        each_mut(&mut work, |p| {
             let (j0, u) = (p.j0, p.j1 - p.j0);
             let gu = g * u;
             for b in 0..batch {
@@ -987,30 +987,29 @@ fn layer_forward_columns(
             .zip(pieces(extra, t * h, batch))
             .enumerate()
             .collect();
-        rows.into_par_iter()
-            .for_each(|(b, ((((hp, out), tg), tc), te))| {
-                for p in work_r {
-                    let u = p.j1 - p.j0;
-                    let r = b * u..(b + 1) * u;
-                    hp[p.j0..p.j1].copy_from_slice(&p.h[r.clone()]);
-                    if record {
-                        let gu = g * u;
-                        for q in 0..g {
-                            tg[s * gh + q * h + p.j0..s * gh + q * h + p.j1]
-                                .copy_from_slice(&p.gates[b * gu + q * u..b * gu + (q + 1) * u]);
-                        }
-                        if lstm {
-                            // After the swap `c_prev` holds this step's c.
-                            tc[s * h + p.j0..s * h + p.j1].copy_from_slice(&p.c_prev[r.clone()]);
-                        }
-                        if lbr {
-                            te[s * h + p.j0..s * h + p.j1]
-                                .copy_from_slice(&p.ghb[b * gu + 2 * u..b * gu + 3 * u]);
-                        }
+        each(rows, |(b, ((((hp, out), tg), tc), te))| {
+            for p in work_r {
+                let u = p.j1 - p.j0;
+                let r = b * u..(b + 1) * u;
+                hp[p.j0..p.j1].copy_from_slice(&p.h[r.clone()]);
+                if record {
+                    let gu = g * u;
+                    for q in 0..g {
+                        tg[s * gh + q * h + p.j0..s * gh + q * h + p.j1]
+                            .copy_from_slice(&p.gates[b * gu + q * u..b * gu + (q + 1) * u]);
+                    }
+                    if lstm {
+                        // After the swap `c_prev` holds this step's c.
+                        tc[s * h + p.j0..s * h + p.j1].copy_from_slice(&p.c_prev[r.clone()]);
+                    }
+                    if lbr {
+                        te[s * h + p.j0..s * h + p.j1]
+                            .copy_from_slice(&p.ghb[b * gu + 2 * u..b * gu + 3 * u]);
                     }
                 }
-                out[s * h..(s + 1) * h].copy_from_slice(hp);
-            });
+            }
+            out[s * h..(s + 1) * h].copy_from_slice(hp);
+        });
     }
     fh.copy_from_slice(&hprev);
     if lstm {

@@ -19,7 +19,7 @@ pub use config::{CellKind, ModelConfig, OutputActivation};
 pub use error::{Error, Result};
 pub use forward::Tape;
 pub use model::Model;
-pub use parallel::{num_threads, set_num_threads};
+pub use parallel::{num_threads, set_num_threads, set_parallel_for, ParallelFor};
 pub use state::State;
 pub use train::{Gradients, Optimizer, Targets, TrainConfig, Trainer};
 

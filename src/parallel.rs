@@ -1,30 +1,101 @@
-#![forbid(unsafe_code)]
-//! Thread control. rnncore parallelises with rayon over the batch: batch chunks each run
-//! their whole recurrence (no per-step synchronisation), and the large hoisted products
-//! are split into fixed row blocks. No result depends on the split: each output row is
+//! Thread control. rnncore parallelises over the batch: batch chunks each run their
+//! whole recurrence (no per-step synchronisation), and the large hoisted products are
+//! split into fixed row blocks. No result depends on the split: each output row is
 //! computed by the same sequence of operations whichever chunk or block holds it, and
 //! no reduction crosses chunks (the weight gradients are hoisted products over all
 //! rows), so 1 thread and N threads give bit-identical results.
+//!
+//! A call runs on the thread that makes it. Its parallel loops hand their tasks to one
+//! of three places: the calling thread alone (small work, one thread), the calling
+//! thread together with helpers from a rayon pool ([`scatter`]: the caller takes part,
+//! so a helper that is slow to wake never makes a call slower than one thread), or a
+//! parallel-for the host provides ([`set_parallel_for`]). rnncore never changes a
+//! thread's CPU affinity, priority or signal mask.
+// `scatter` erases a task's lifetime for its helpers, with the protocol that makes it
+// sound written beside it; everything else here is safe code.
+#![deny(unsafe_code)]
 
 use crate::error::{invalid, Result};
-use rayon::prelude::*;
-use std::cell::Cell;
-use std::sync::{Arc, RwLock};
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock};
 
-mod wake;
+mod scatter;
 
+/// The pool [`set_num_threads`] made; `None`: rayon's global pool.
 static POOL: RwLock<Option<Arc<rayon::ThreadPool>>> = RwLock::new(None);
+/// The count given to [`set_num_threads`] (0: none).
+static REQUESTED: AtomicUsize = AtomicUsize::new(0);
+/// The host's parallel-for ([`set_parallel_for`]); `None`: the built-in pool.
+static HOST: RwLock<Option<Arc<dyn ParallelFor>>> = RwLock::new(None);
 
-thread_local! {
-    /// Set while a call's batched work runs on the calling thread alone ([`install`] with
-    /// one thread): the splits see one thread and the parallel loops run as plain loops.
-    static SERIAL: Cell<bool> = const { Cell::new(false) };
+/// A host's own way of running work in parallel (a game engine's job system, an audio
+/// host's worker pool), which rnncore then uses instead of its built-in pool.
+///
+/// rnncore hands over `n` independent tasks; `run` must call `task(i)` once for every
+/// `i` in `0..n`, on any threads in any order, and return only when all have finished.
+/// No result depends on which thread runs which task or on `n`: the results are bit for
+/// bit those of the built-in pool. A task that `run` skips is run on the calling thread
+/// after `run` returns; one it runs twice does its work once; a panic inside a task is
+/// caught and resumed on the caller once `run` has returned.
+///
+/// ```
+/// use std::sync::Arc;
+/// /// Every task on the calling thread, in order (a host with no workers to spare).
+/// struct InOrder;
+/// impl rnncore::ParallelFor for InOrder {
+///     fn run(&self, n: usize, task: &(dyn Fn(usize) + Sync)) {
+///         (0..n).for_each(task);
+///     }
+/// }
+/// rnncore::set_parallel_for(Some(Arc::new(InOrder)));
+/// // ... forward passes and training steps now split their work through `InOrder` ...
+/// rnncore::set_parallel_for(None);
+/// ```
+pub trait ParallelFor: Send + Sync {
+    /// Runs `task(i)` for every `i` in `0..n` and returns when all have finished.
+    fn run(&self, n: usize, task: &(dyn Fn(usize) + Sync));
 }
 
-/// Sets the number of threads rnncore uses for batched work; `0` goes back to rayon's
-/// default (its global pool, one thread per core unless `RAYON_NUM_THREADS` says otherwise).
-/// Streaming steps always run on the calling thread. A new pool's threads have each run
-/// once when this returns.
+/// Routes rnncore's batched work through `host` (see [`ParallelFor`]); `None` goes back
+/// to the built-in pool. The work is split into [`num_threads`] parts: the count given
+/// to [`set_num_threads`], or else the CPUs this process may run on. Calls already
+/// running finish where they started.
+pub fn set_parallel_for(host: Option<Arc<dyn ParallelFor>>) {
+    *HOST.write().unwrap_or_else(|e| e.into_inner()) = host;
+}
+
+fn host() -> Option<Arc<dyn ParallelFor>> {
+    HOST.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Where the parallel loops of one call send their tasks.
+#[derive(Clone)]
+enum Exec {
+    /// In order on the calling thread.
+    Serial,
+    /// The calling thread and helpers in this pool (`None`: the pool of the rayon
+    /// worker making the call, or rayon's global pool).
+    Rayon(Option<Arc<rayon::ThreadPool>>),
+    /// The host's parallel-for.
+    Host(Arc<dyn ParallelFor>),
+}
+
+thread_local! {
+    /// The call this thread is making: where its loops go and how many parts they split
+    /// into (fixed for the whole call, so every phase splits alike).
+    static CALL: RefCell<Option<(Exec, usize)>> = const { RefCell::new(None) };
+    /// Set while this thread runs one task of a parallel loop: loops nested in a task
+    /// run in order on its thread.
+    static IN_TASK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Sets the number of threads rnncore uses for batched work; `0` goes back to the
+/// default: rayon's global pool (one thread per core unless `RAYON_NUM_THREADS` says
+/// otherwise), or with a host parallel-for ([`set_parallel_for`]), one part per CPU this
+/// process may run on. Streaming steps always run on the calling thread. A new pool's
+/// threads have each run once when this returns. No thread's CPU affinity is ever
+/// changed.
 pub fn set_num_threads(n: usize) -> Result<()> {
     let pool = if n == 0 {
         None
@@ -37,28 +108,24 @@ pub fn set_num_threads(n: usize) -> Result<()> {
             .thread_name(|i| format!("rnncore-{i}"))
             .build()
             .map_err(|e| invalid!("cannot start {n} threads: {e}"))?;
-        start_threads(Some(&pool));
+        drop(pool.broadcast(|_| ()));
         Some(Arc::new(pool))
     };
     *POOL.write().unwrap_or_else(|e| e.into_inner()) = pool;
-    wake::WAKE.reset();
+    REQUESTED.store(n, Relaxed);
     Ok(())
 }
 
-/// Runs a no-op once on every thread of `pool` (rayon's global pool if `None`) and
-/// waits for them, so that a pool's first routed call does not measure its threads'
-/// start as the wake-up: the first wake-up of a thread just started took 3.9 ms on the
-/// development VM (later ones 50-80 µs after 20 ms pauses), and measured by the first
-/// call it sent every call of the next second to the calling thread alone (see `wake`).
-fn start_threads(pool: Option<&rayon::ThreadPool>) {
-    match pool {
-        Some(p) => drop(p.broadcast(|_| ())),
-        None => drop(rayon::broadcast(|_| ())),
-    }
-}
-
-/// The number of threads batched work runs on.
+/// The number of threads batched work runs on (with a host parallel-for, the number of
+/// parts it is split into).
 pub fn num_threads() -> usize {
+    let n = REQUESTED.load(Relaxed);
+    if n > 0 {
+        return n;
+    }
+    if host().is_some() {
+        return std::thread::available_parallelism().map_or(1, |n| n.get());
+    }
     match current_pool() {
         Some(p) => p.current_num_threads(),
         None => rayon::current_num_threads(),
@@ -69,69 +136,62 @@ fn current_pool() -> Option<Arc<rayon::ThreadPool>> {
     POOL.read().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
-/// Runs `f` inside the configured pool (or rayon's global one); with one thread, on the
-/// calling thread with no pool at all. A one-thread pool would run `f` on its worker: two
-/// thread hand-offs per call, each a futex wake that costs tens of microseconds on a
-/// virtual machine (a batch-4, 64-step LSTM H32 forward took 110 µs, half of it waking
-/// threads). Inside a serial run a nested call stays serial, whatever the setting now.
-/// A pool that has been idle for a while takes the call only where [`wake`] says so
-/// (its work is not estimated here, so it counts as small).
-pub(crate) fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    enter(None, f)
+/// Runs `f` as one call whose loops split over the configured threads (or the host's
+/// parallel-for). Inside a call or a task, `f` just runs.
+pub(crate) fn install<R>(f: impl FnOnce() -> R) -> R {
+    enter(false, f)
 }
 
 /// Multiply-adds below which a call runs on the calling thread whatever the thread
-/// count: handing a call to the pool and waking a second thread costs tens of
-/// microseconds (more on a virtual machine, whose idle vCPUs are slow to wake), about
-/// what this much recurrent work takes on one thread (60-200 µs for LSTM and GRU
-/// forwards). Below it, 2 threads made forwards 1.2-1.8x slower than 1 on the 2-vCPU
-/// development VM (LSTM H32 at batch 4-16, H128 at batch 4).
+/// count: handing work to other threads costs microseconds to tens of microseconds
+/// (more on a virtual machine, whose idle vCPUs are slow to wake), about what this much
+/// recurrent work takes on one thread (60-200 µs for LSTM and GRU forwards). Below it,
+/// 2 threads made forwards 1.2-1.8x slower than 1 on a 2-vCPU VM (LSTM H32 at batch
+/// 4-16, H128 at batch 4). The decision rests on the work's size alone.
 pub(crate) const SMALL_WORK: usize = 4 << 20;
 
-/// [`install`] for a call of about `macs` multiply-adds on layers `hidden` units wide:
-/// on the calling thread below [`SMALL_WORK`], and when the pool has been idle and
-/// [`wake`] finds the work too small to gain from waking it.
-pub(crate) fn install_work<R: Send>(macs: usize, hidden: usize, f: impl FnOnce() -> R + Send) -> R {
+/// [`install`] for a call of about `macs` multiply-adds: on the calling thread alone
+/// below [`SMALL_WORK`].
+pub(crate) fn install_work<R>(macs: usize, f: impl FnOnce() -> R) -> R {
     #[cfg(test)]
     let small = TEST_SMALL_WORK.with(Cell::get).unwrap_or(SMALL_WORK);
     #[cfg(not(test))]
     let small = SMALL_WORK;
-    if macs < small {
-        serial(f)
-    } else {
-        enter(Some(wake::serial_ns(macs, hidden)), f)
-    }
+    enter(macs < small, f)
 }
 
-/// [`install`] and [`install_work`]: serial inside a serial run or with one thread; on a
-/// pool worker already (a nested call), in that pool; else where [`wake`] routes it.
-fn enter<R: Send>(one_thread_ns: Option<u64>, f: impl FnOnce() -> R + Send) -> R {
-    if SERIAL.with(Cell::get) {
+/// Sets up the call (where its loops go, into how many parts) and runs `f` on this
+/// thread. Nested calls keep the outer call's setting.
+fn enter<R>(serial: bool, f: impl FnOnce() -> R) -> R {
+    if IN_TASK.with(Cell::get) || CALL.with(|c| c.borrow().is_some()) {
         return f();
     }
-    let pool = current_pool();
-    let (n, nested) = match &pool {
-        Some(p) => (p.current_num_threads(), p.current_thread_index().is_some()),
-        None => (
-            rayon::current_num_threads(),
-            rayon::current_thread_index().is_some(),
-        ),
+    let call = if serial {
+        (Exec::Serial, 1)
+    } else if let Some(h) = host() {
+        (Exec::Host(h), num_threads())
+    } else if let Some(p) = current_pool() {
+        let n = p.current_num_threads();
+        (Exec::Rayon(Some(p)), n)
+    } else {
+        // On a rayon worker, its pool; elsewhere rayon's global pool (started on first use).
+        (Exec::Rayon(None), rayon::current_num_threads())
     };
-    if n <= 1 {
-        return serial(f);
+    let call = if call.1 <= 1 { (Exec::Serial, 1) } else { call };
+    with_call(Some(call), f)
+}
+
+/// `f` with [`CALL`] set to `call`, restored afterwards (also when `f` panics).
+fn with_call<R>(call: Option<(Exec, usize)>, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<(Exec, usize)>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let old = self.0.take();
+            CALL.with(|c| *c.borrow_mut() = old);
+        }
     }
-    if nested {
-        return f();
-    }
-    if pool.is_none() {
-        // rayon starts its global pool at first use.
-        static STARTED: std::sync::Once = std::sync::Once::new();
-        STARTED.call_once(|| start_threads(None));
-    }
-    match wake::WAKE.route_now(one_thread_ns) {
-        wake::Route::Caller => serial(f),
-        wake::Route::Pool { wake } => wake::WAKE.run(wake, pool.as_deref(), f),
-    }
+    let _restore = Restore(CALL.with(|c| c.replace(call)));
+    f()
 }
 
 #[cfg(test)]
@@ -144,11 +204,6 @@ thread_local! {
 #[cfg(test)]
 pub(crate) fn with_small_work<R>(small: usize, f: impl FnOnce() -> R) -> R {
     with_set(&TEST_SMALL_WORK, Some(small), f)
-}
-
-/// `f` with [`SERIAL`] set.
-fn serial<R>(f: impl FnOnce() -> R) -> R {
-    with_set(&SERIAL, true, f)
 }
 
 /// `f` with the thread-local `key` holding `value`, restored afterwards (also when `f`
@@ -168,39 +223,120 @@ fn with_set<T: Copy + 'static, R>(
     f()
 }
 
-/// Threads the batched work now running splits over: 1 in a serial run, else the size of
-/// the rayon pool the caller is in.
+/// Parts the batched work now running splits into: 1 inside a task or a call on the
+/// calling thread alone, the call's thread count inside a call, else [`num_threads`].
 pub(crate) fn threads() -> usize {
-    if SERIAL.with(Cell::get) {
-        1
-    } else {
-        rayon::current_num_threads().max(1)
+    if IN_TASK.with(Cell::get) {
+        return 1;
+    }
+    CALL.with(|c| c.borrow().as_ref().map(|c| c.1))
+        .unwrap_or_else(num_threads)
+        .max(1)
+}
+
+/// Where a loop started on this thread now sends its tasks.
+fn exec() -> Exec {
+    if IN_TASK.with(Cell::get) {
+        return Exec::Serial;
+    }
+    CALL.with(|c| c.borrow().as_ref().map(|c| c.0.clone()))
+        .unwrap_or(Exec::Serial)
+}
+
+/// `task(i)` for every `i` in `0..n` as the current call runs its loops: in order here,
+/// on this thread and pool helpers ([`scatter`]), or through the host's parallel-for.
+/// Every task runs with [`IN_TASK`] set.
+fn scatter_tasks(n: usize, task: &(dyn Fn(usize) + Sync)) {
+    let in_task = |i: usize| with_set(&IN_TASK, true, || task(i));
+    match exec() {
+        Exec::Serial => (0..n).for_each(in_task),
+        Exec::Rayon(pool) => {
+            let helpers = threads().saturating_sub(1);
+            let spawn = |job: scatter::Job| match &pool {
+                Some(p) => p.spawn(job),
+                None => rayon::spawn(job),
+            };
+            scatter::run(n, helpers, spawn, &in_task);
+        }
+        Exec::Host(h) => run_on_host(&*h, n, &in_task),
     }
 }
 
-/// `f(item)` for every item: in order on this thread in a serial run, else as rayon tasks.
-pub(crate) fn each<T: Send>(items: Vec<T>, f: impl Fn(T) + Sync + Send) {
-    if SERIAL.with(Cell::get) {
-        items.into_iter().for_each(f);
-    } else {
-        items.into_par_iter().for_each(f);
+/// [`ParallelFor::run`] with the guarantees its documentation gives: each index runs at
+/// most once there (and only below `n`), any index it skipped runs here afterwards, and
+/// a task's panic is resumed here.
+fn run_on_host(h: &dyn ParallelFor, n: usize, task: &(dyn Fn(usize) + Sync)) {
+    let ran: Vec<AtomicBool> = (0..n).map(|_| AtomicBool::new(false)).collect();
+    let panicked: Mutex<Option<Box<dyn std::any::Any + Send>>> = Mutex::new(None);
+    let once = |i: usize| {
+        if i < n && !ran[i].swap(true, Relaxed) {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task(i)));
+            if let Err(p) = r {
+                let mut slot = panicked.lock().unwrap_or_else(|e| e.into_inner());
+                slot.get_or_insert(p);
+            }
+        }
+    };
+    h.run(n, &once);
+    // `run` has returned, so by its contract no task is running: the skipped ones run here.
+    for (i, r) in ran.iter().enumerate() {
+        if !r.load(Relaxed) {
+            once(i);
+        }
     }
+    if let Some(p) = panicked.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        std::panic::resume_unwind(p);
+    }
+}
+
+/// Whether loops started here run in order on this thread.
+fn serial_here() -> bool {
+    matches!(exec(), Exec::Serial)
+}
+
+/// `f(item)` for every item: in order on this thread in a serial call, else as parallel
+/// tasks.
+pub(crate) fn each<T: Send>(items: Vec<T>, f: impl Fn(T) + Sync) {
+    if serial_here() || items.len() < 2 {
+        items.into_iter().for_each(f);
+        return;
+    }
+    let slots: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
+    scatter_tasks(slots.len(), &|i| {
+        let item = slots[i].lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = item {
+            f(t);
+        }
+    });
 }
 
 /// `f(i, chunk)` for the `i`-th chunk of `size` elements of `v` (the last may be short),
 /// as [`each`] runs them.
-pub(crate) fn each_chunk<T: Send>(
-    v: &mut [T],
-    size: usize,
-    f: impl Fn(usize, &mut [T]) + Sync + Send,
-) {
-    if SERIAL.with(Cell::get) {
-        v.chunks_mut(size).enumerate().for_each(|(i, c)| f(i, c));
-    } else {
-        v.par_chunks_mut(size)
-            .enumerate()
-            .for_each(|(i, c)| f(i, c));
+pub(crate) fn each_chunk<T: Send>(v: &mut [T], size: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    each(v.chunks_mut(size).enumerate().collect(), |(i, c)| f(i, c));
+}
+
+/// `f(item)` for every element of `v`, as [`each`] runs them.
+pub(crate) fn each_mut<T: Send>(v: &mut [T], f: impl Fn(&mut T) + Sync) {
+    each(v.iter_mut().collect(), f);
+}
+
+/// `f(item)` for every item as [`each`] runs them, the results in the items' order.
+pub(crate) fn map_each<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    if serial_here() {
+        return items.into_iter().map(f).collect();
     }
+    let out: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    each(items.into_iter().enumerate().collect(), |(i, t)| {
+        let r = f(t);
+        *out[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+    });
+    out.into_iter()
+        .map(|m| {
+            let r = m.into_inner().unwrap_or_else(|e| e.into_inner());
+            r.expect("every item ran")
+        })
+        .collect()
 }
 
 /// [`crate::error::check_finite`] for large batch operands (inputs, targets, a
@@ -214,7 +350,19 @@ pub(crate) fn check_finite_par(what: &str, data: &[f32]) -> Result<()> {
     // On the calling thread (an idle pool, see `install`) the serial check below runs.
     if data.len() > 2 * BLOCK
         && num_threads() > 1
-        && install(|| threads() > 1 && data.par_chunks(BLOCK).all(all_finite))
+        && install(|| {
+            if threads() < 2 {
+                return false;
+            }
+            let ok = AtomicBool::new(true);
+            let blocks: Vec<&[f32]> = data.chunks(BLOCK).collect();
+            each(blocks, |b| {
+                if !all_finite(b) {
+                    ok.store(false, Relaxed);
+                }
+            });
+            ok.load(Relaxed)
+        })
     {
         return Ok(());
     }
@@ -367,15 +515,15 @@ mod tests {
         let three = pool(3);
         three.install(|| {
             let me = current().id();
-            let (n, chunk, seen) = install_work(SMALL_WORK - 1, 64, probe);
+            let (n, chunk, seen) = install_work(SMALL_WORK - 1, probe);
             assert_eq!((n, chunk), (1, 30));
             let order: Vec<usize> = seen.iter().map(|s| s.0).collect();
             let want: Vec<usize> = (0..64).chain(100..116).collect();
             assert_eq!(order, want, "in order");
             assert!(seen.iter().all(|s| s.1 == me), "on the calling thread");
             // Nested calls inside a serial run stay serial.
-            assert_eq!(install_work(SMALL_WORK - 1, 64, || install(threads)), 1);
-            let (n, chunk, seen) = install_work(SMALL_WORK, 64, probe);
+            assert_eq!(install_work(SMALL_WORK - 1, || install(threads)), 1);
+            let (n, chunk, seen) = install_work(SMALL_WORK, probe);
             assert_eq!((n, chunk, seen.len()), (3, 10, 80));
         });
         pool(1).install(|| {
@@ -384,10 +532,11 @@ mod tests {
             assert_eq!(n, 1);
             assert!(seen.iter().all(|s| s.1 == me));
         });
-        // The flag is cleared after a serial run, also when it panics.
-        let caught = std::panic::catch_unwind(|| serial(|| panic!("inside")));
+        // The call's setting is cleared after it, also when it panics.
+        let caught = std::panic::catch_unwind(|| install_work(0, || panic!("inside")));
         assert!(caught.is_err());
-        assert!(!SERIAL.with(Cell::get));
+        assert!(CALL.with(|c| c.borrow().is_none()));
+        assert!(!IN_TASK.with(Cell::get));
     }
 
     #[test]

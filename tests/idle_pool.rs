@@ -1,10 +1,8 @@
-//! Calls that find the thread pool idle wake its workers up front and keep them awake
-//! until their work is done, or run on the calling thread (`src/parallel/wake.rs`).
-//! Several threads making such calls at once, with pauses between them so that many
-//! calls find the pool idle, must neither hang nor change a bit of any result. Which
-//! route each call takes (the pool as it is, the pool woken up front, the calling
-//! thread) depends on the clock; runs here took each of them. (Its own test binary: the
-//! thread count is process-wide.)
+//! Calls that find the thread pool idle: the calling thread starts on the work at once
+//! and the pool's workers join as they wake (`src/parallel/scatter.rs`), so how much each
+//! does depends on the clock. Several threads making such calls at once, with pauses
+//! between them so that many calls find the pool asleep, must neither hang nor change a
+//! bit of any result. (Its own test binary: the thread count is process-wide.)
 
 mod common;
 use common::{bits, vals};

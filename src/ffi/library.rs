@@ -79,12 +79,12 @@ pub extern "C" fn rnn_status_str(status: rnn_status_value) -> *const c_char {
 /// Sets the number of threads batched work (rnn_model_forward with batch > 1, training)
 /// runs on; 0 goes back to the default (one per core). Streaming calls
 /// (rnn_model_step, rnn_model_forward_state) always run on the calling thread, and so
-/// does batched work with n = 1 or under about 4 million multiply-adds per call. A call
-/// that finds the pool idle (no batched work for a millisecond) wakes every worker and
-/// keeps them awake until it returns, each bound to a CPU of its own for that call
-/// (Linux), or runs on the calling thread when its work is less than twice the time the
-/// workers were measured to take to wake. Results are bit-identical for every thread
-/// count.
+/// does batched work with n = 1 or under about 4 million multiply-adds per call. Above
+/// that, the calling thread works through the call's parallel sections together with
+/// the pool's threads, so a worker slow to wake leaves its share to the caller rather
+/// than delaying the call. No thread's CPU affinity is changed. Results are
+/// bit-identical for every thread count. With a host parallel-for
+/// (rnn_set_parallel_for), n is the number of parts the work is split into.
 ///
 /// Errors: RNN_ERR_INVALID for n > 4096 or when the threads cannot be started.
 /// Thread safety: may be called from any thread; calls already running keep the pool they

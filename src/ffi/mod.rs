@@ -22,12 +22,14 @@
 pub(crate) mod boundary;
 pub mod library;
 pub mod model;
+pub mod parallel;
 pub mod state;
 pub mod trainer;
 pub mod types;
 
 pub use library::*;
 pub use model::*;
+pub use parallel::*;
 pub use state::*;
 pub use trainer::*;
 pub use types::*;

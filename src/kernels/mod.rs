@@ -6,7 +6,6 @@ pub mod activation;
 pub(crate) mod aligned;
 pub mod backward;
 pub(crate) mod cells;
-pub(crate) mod cpu;
 pub mod gemm;
 pub(crate) mod microkernel;
 pub mod outer;

@@ -14,8 +14,9 @@ use crate::kernels::gemm::Mat;
 use crate::kernels::outer::{outer_sums_t, COLS};
 use crate::kernels::packed::{gemm_packed_sweep, PackedB};
 use crate::model::{head_view, Model};
-use crate::parallel::{batch_chunk, each, each_chunk, gemm_rows, install_work, threads};
-use rayon::prelude::*;
+use crate::parallel::{
+    batch_chunk, each, each_chunk, each_mut, gemm_rows, install_work, map_each, threads,
+};
 
 /// What [`Model::backward`] returns.
 #[derive(Clone, Debug)]
@@ -277,11 +278,7 @@ impl Model {
             Ok(hidden)
         };
         // Backward's products are about twice forward's.
-        install_work(
-            self.macs_per_row().saturating_mul(2 * rows),
-            self.config().hidden_size,
-            run,
-        )
+        install_work(self.macs_per_row().saturating_mul(2 * rows), run)
     }
 }
 
@@ -343,9 +340,7 @@ fn col_sums_par(m: &[f32], w: usize, out: &mut [f32]) {
     if cols >= w {
         return col_sums(m, w, out);
     }
-    out.par_chunks_mut(cols)
-        .enumerate()
-        .for_each(|(i, o)| col_sums_from(m, w, i * cols, o));
+    each_chunk(out, cols, |i, o| col_sums_from(m, w, i * cols, o));
 }
 
 /// One layer. `dh` holds `∂L/∂h_t` arriving from above (`[B][T][H]`) and is replaced by
@@ -921,13 +916,13 @@ fn recur_back_units(
     let lbr = cell == CellKind::GruLbr;
     let w_hh = model.layer(k).w_hh;
     // Per part: its units, its columns of W_hh as the B of dG · W_hh, its `[B][U]` result.
-    let mut work: Vec<(usize, usize, PackedB, Vec<f32>)> = unit_ranges(h, parts)
-        .into_par_iter()
-        .map(|(j0, j1)| {
+    let mut work: Vec<(usize, usize, PackedB, Vec<f32>)> =
+        map_each(unit_ranges(h, parts), |(j0, j1)| {
             let mut out = Vec::new();
             fit(&mut out, batch * (j1 - j0))?;
             Ok((j0, j1, PackedB::from_rows(&w_hh[j0..], gh, j1 - j0, h), out))
         })
+        .into_iter()
         .collect::<Result<_>>()?;
     let mut dh_next = dht.to_vec();
     let mut dc_next = dct.to_vec();
@@ -959,8 +954,9 @@ fn recur_back_units(
             .zip(pieces(&mut tc, h, batch))
             .enumerate()
             .collect();
-        rows.into_par_iter()
-            .for_each(|(b, ((((((dhb, dgxb), dghb), dhn), dcn), dir), tcb))| {
+        each(
+            rows,
+            |(b, ((((((dhb, dgxb), dghb), dhn), dcn), dir), tcb))| {
                 if s + 1 < t {
                     gather(b, work_r, dhn, dir);
                 }
@@ -986,9 +982,10 @@ fn recur_back_units(
                     dghs,
                     dir,
                 );
-            });
+            },
+        );
         let dg: &[f32] = if lbr { dgh } else { dgx };
-        work.par_iter_mut().for_each(|(j0, j1, pack, out)| {
+        each_mut(&mut work, |(j0, j1, pack, out)| {
             gemm_packed_sweep(
                 batch,
                 &dg[s * gh..],

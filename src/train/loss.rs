@@ -3,7 +3,6 @@
 //! the non-ignored labels). Sums run in f64.
 
 use crate::error::{check_len, invalid, Result};
-use rayon::prelude::*;
 
 /// Which timesteps carry targets.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -177,11 +176,8 @@ where
             let blocks = d.chunks_mut(bw).zip(out.chunks(bw)).zip(aux.chunks(bx));
             blocks.map(block).collect()
         } else {
-            let blocks = d
-                .par_chunks_mut(bw)
-                .zip(out.par_chunks(bw))
-                .zip(aux.par_chunks(bx));
-            blocks.map(block).collect()
+            let blocks = d.chunks_mut(bw).zip(out.chunks(bw)).zip(aux.chunks(bx));
+            crate::parallel::map_each(blocks.collect(), block)
         }
     })
 }

@@ -150,7 +150,7 @@ impl Trainer {
             .macs_per_row()
             .saturating_mul(3)
             .saturating_mul(batch.saturating_mul(seq_len));
-        crate::parallel::install_work(macs, model.config().hidden_size, || {
+        crate::parallel::install_work(macs, || {
             self.step_in_pool(model, state, x, batch, seq_len, loss_fn)
         })
     }
