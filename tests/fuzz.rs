@@ -89,10 +89,10 @@ fn mutated_model_files_are_refused_with_a_message_or_run_finitely() {
     let secs = start.elapsed().as_secs_f64();
     let formats: Vec<&str> = fuzzing::FORMATS.iter().map(|f| f.name).collect();
     eprintln!(
-        "fuzz {formats:?} seed {seed}: {} cases, {} accepted, {} refused, {secs:.1} s; \
+        "fuzz {formats:?} seed {seed}: {} cases, {} accepted ({} with weights beyond 1e4), {} refused, {secs:.1} s; \
          live heap after warm-up {live_end:+} bytes (peak {live_max:+} between cases), \
          RSS {rss0} -> {rss_end} KiB",
-        stats.cases, stats.accepted, stats.refused
+        stats.cases, stats.accepted, stats.extreme, stats.refused
     );
     assert_eq!(stats.cases, stats.accepted + stats.refused);
     assert!(
