@@ -9,6 +9,7 @@ pub mod forward;
 pub mod io;
 pub mod kernels;
 pub mod model;
+mod os;
 pub mod parallel;
 pub mod reference;
 pub mod rng;

@@ -16,7 +16,6 @@ use rnncore::Model;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 /// Prefix of every key this program adds.
@@ -121,29 +120,11 @@ fn parse_header(json: &[u8]) -> Result<Header> {
     Ok(h)
 }
 
-/// Writes through a temp file in the same directory and renames it over `path`, so a
-/// failed write never leaves a partial model file.
+/// Writes crash-safely through the library's [`rnncore::io::write_atomic`] (a temporary
+/// file, fsync, rename), so a failed or killed write never leaves a partial file or,
+/// after the next write to the same path, a temporary one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let shown = path.display();
-    let Some(name) = path.file_name() else {
-        fail!("cannot save {shown}: the path does not name a file");
-    };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let written = fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
-        .and_then(|_| fs::rename(&tmp, path));
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        fail!("cannot save {shown}: {e}");
-    }
-    Ok(())
+    Ok(rnncore::io::write_atomic(path, bytes)?)
 }
 
 #[cfg(test)]

@@ -83,9 +83,11 @@ pub unsafe extern "C" fn rnn_model_load(
 /// Saves the model to a safetensors file with PyTorch's tensor names and the config in
 /// its metadata, so rnn_model_load (or safetensors.torch.load_file) reads it back.
 ///
-/// Atomic: the bytes go to a temporary file in the same directory, which is flushed to
-/// disk and then renamed over `path`; a failure never leaves a partial file, and an
-/// existing file at `path` is either replaced whole or left as it was.
+/// Atomic: the bytes go to a temporary file in the same directory (unnamed where Linux
+/// allows), which is flushed to disk and then linked or renamed over `path`; a failure,
+/// or the process killed at any moment, never leaves a partial file: `path` holds the old
+/// file or the new one, whole. A temporary file left by a killed save is removed by the
+/// next save or load of `path`.
 /// Errors: RNN_ERR_NULL (model, path); RNN_ERR_IO (missing directory, no permission,
 /// disk full, `path` is a directory); RNN_ERR_ALLOC.
 /// Thread safety: any number of threads may save or run the model at once. Allocation:

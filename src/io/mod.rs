@@ -12,15 +12,23 @@
 //! memory, so loading never permutes. Loading is strict and loud: anything missing,
 //! extra, mis-shaped, of an unsupported dtype, duplicated, overlapping, truncated or
 //! non-finite is an [`Error::Format`](crate::Error::Format) naming the tensor; OS errors
-//! are [`Error::Io`](crate::Error::Io). Saving is atomic (temp file, fsync, rename).
+//! are [`Error::Io`](crate::Error::Io).
+//!
+//! Saving is crash-safe ([`atomic`]): an unnamed temporary file where Linux offers one,
+//! fsync, link/rename into place, fsync of the directory; a save killed at any moment
+//! leaves the old file or the new one, and the next save or load of the path removes any
+//! temporary file a dead save left. Every file format goes through [`write_atomic`].
+//! (The two system calls this needs and `std` lacks are in `src/os.rs`.)
 #![forbid(unsafe_code)]
 
+pub mod atomic;
 pub mod safetensors;
 
 use crate::error::Result;
 use crate::model::Model;
 use std::path::Path;
 
+pub use self::atomic::{remove_stale_temps, write_atomic};
 pub use self::safetensors::{
     from_safetensors, load, read_metadata, save, save_with_metadata, to_safetensors,
     to_safetensors_with_metadata, MAX_FILE_BYTES,
@@ -48,9 +56,11 @@ impl Model {
         to_safetensors(self)
     }
 
-    /// Writes [`Model::to_safetensors`] to `path` atomically: a temp file in the same
-    /// directory, fsync, then rename over `path`. On failure the temp file is removed and
-    /// an existing file at `path` is left as it was.
+    /// Writes [`Model::to_safetensors`] to `path` crash-safely ([`write_atomic`]): a
+    /// temporary file in the same directory (unnamed where Linux allows), fsync, then
+    /// link/rename over `path`. On failure, or if the process is killed at any moment,
+    /// `path` holds the old file or the new one, whole; an error leaves no temporary
+    /// file, and one left by a killed save is removed by the next save or load of `path`.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         save(self, path.as_ref())
     }

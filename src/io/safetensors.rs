@@ -26,10 +26,9 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fs::{self, File};
+use std::io::Read;
+use std::path::Path;
 
 /// Largest file [`load`] reads: 8 GiB (two billion f32 parameters), far beyond any model
 /// this crate runs, so a bogus or hostile path cannot make it allocate without bound.
@@ -62,6 +61,7 @@ pub fn load(path: &Path) -> Result<Model> {
 /// file system's length (never from the file's contents).
 fn read_file(path: &Path) -> Result<Vec<u8>> {
     let shown = path.display();
+    super::atomic::remove_stale_temps(path);
     // Look before opening: opening a FIFO would block, a directory opens "fine" on Linux.
     let kind = fs::metadata(path).map_err(|e| Error::Io(format!("cannot open {shown}: {e}")))?;
     if kind.is_dir() {
@@ -835,7 +835,7 @@ pub fn save(model: &Model, path: &Path) -> Result<()> {
 /// Saves the model atomically with `extra` metadata; see [`Model::save_with_metadata`].
 pub fn save_with_metadata(model: &Model, path: &Path, extra: &[(&str, &str)]) -> Result<()> {
     let bytes = to_safetensors_with_metadata(model, extra)?;
-    write_atomic(path, &bytes, &mut |_| Ok(()))
+    super::atomic::write_atomic(path, &bytes)
 }
 
 /// The `__metadata__` entries of the safetensors file at `path`, in file order (the
@@ -850,113 +850,9 @@ pub fn read_metadata(path: &Path) -> Result<Vec<(String, String)>> {
         })
 }
 
-/// Points in [`write_atomic`] where a test can inject a failure.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Stage {
-    Created,
-    Written,
-    Synced,
-}
-
-/// Removes the temp file unless disarmed.
-struct TempGuard(Option<PathBuf>);
-
-impl Drop for TempGuard {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = fs::remove_file(p);
-        }
-    }
-}
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Writes `bytes` to `path` through a temp file in the same directory: write, fsync,
-/// rename over `path`, then fsync the directory (best effort: by then the new file is in
-/// place). On any failure before the rename the temp file is removed and `path` is
-/// untouched. `fault` is called at each [`Stage`] (tests make it fail).
-pub(crate) fn write_atomic(
-    path: &Path,
-    bytes: &[u8],
-    fault: &mut dyn FnMut(Stage) -> io::Result<()>,
-) -> Result<()> {
-    let shown = path.display();
-    let io_err = |what: &str, e: io::Error| Error::Io(format!("cannot save {shown}: {what}: {e}"));
-    let Some(file_name) = path.file_name() else {
-        return Err(Error::Io(format!(
-            "cannot save {shown}: the path does not name a file"
-        )));
-    };
-    if fs::metadata(path).is_ok_and(|m| m.is_dir()) {
-        return Err(Error::Io(format!("cannot save {shown}: it is a directory")));
-    }
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    match fs::metadata(dir) {
-        Err(e) => return Err(io_err(&format!("directory {}", dir.display()), e)),
-        Ok(m) if !m.is_dir() => {
-            return Err(Error::Io(format!(
-                "cannot save {shown}: {} is not a directory",
-                dir.display()
-            )))
-        }
-        Ok(_) => {}
-    }
-
-    let (tmp, mut file) = loop {
-        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let mut name = std::ffi::OsString::from(".");
-        name.push(file_name);
-        name.push(format!(".{}.{n}.tmp", std::process::id()));
-        let tmp = dir.join(name);
-        match OpenOptions::new().write(true).create_new(true).open(&tmp) {
-            Ok(f) => break (tmp, f),
-            // A stale leftover with this name: try the next one.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n % 64 != 63 => continue,
-            Err(e) => {
-                return Err(io_err(
-                    &format!("cannot create a temp file in {}", dir.display()),
-                    e,
-                ))
-            }
-        }
-    };
-    let mut guard = TempGuard(Some(tmp.clone()));
-    let tmp_shown = tmp.display();
-    fault(Stage::Created).map_err(|e| io_err("injected", e))?;
-    // Keep the permissions of the file being replaced.
-    if let Ok(m) = fs::metadata(path) {
-        let _ = file.set_permissions(m.permissions());
-    }
-    file.write_all(bytes)
-        .map_err(|e| io_err(&format!("writing {tmp_shown}"), e))?;
-    fault(Stage::Written).map_err(|e| io_err("injected", e))?;
-    file.sync_all()
-        .map_err(|e| io_err(&format!("syncing {tmp_shown}"), e))?;
-    drop(file);
-    fault(Stage::Synced).map_err(|e| io_err("injected", e))?;
-    fs::rename(&tmp, path).map_err(|e| io_err(&format!("renaming {tmp_shown} over it"), e))?;
-    guard.0 = None;
-    sync_dir(dir);
-    Ok(())
-}
-
-/// Makes the rename durable where the platform allows syncing a directory.
-fn sync_dir(dir: &Path) {
-    #[cfg(unix)]
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ModelConfig;
 
     #[test]
     fn f16_matches_its_definition_on_every_bit_pattern() {
@@ -988,47 +884,5 @@ mod tests {
                 v.to_bits() & 0xffff_0000
             );
         }
-    }
-
-    fn entries(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
-
-    #[test]
-    fn a_failure_at_any_stage_leaves_the_target_and_no_temp_file() {
-        let dir = std::env::temp_dir().join(format!("rnncore-io-unit-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        let target = dir.join("m.safetensors");
-        let old = Model::new(ModelConfig::new(CellKind::Lstm, 2, 3, 1), 1).unwrap();
-        old.save(&target).unwrap();
-        let before = fs::read(&target).unwrap();
-        let new = Model::new(ModelConfig::new(CellKind::Gru, 2, 3, 2), 2).unwrap();
-        let bytes = to_safetensors(&new).unwrap();
-        for stage in [Stage::Created, Stage::Written, Stage::Synced] {
-            let r = write_atomic(&target, &bytes, &mut |s| {
-                if s == stage {
-                    Err(io::Error::other("injected failure"))
-                } else {
-                    Ok(())
-                }
-            });
-            assert!(matches!(r, Err(Error::Io(_))), "{stage:?}: {r:?}");
-            assert_eq!(fs::read(&target).unwrap(), before, "{stage:?}");
-            assert_eq!(
-                entries(&dir),
-                vec!["m.safetensors".to_string()],
-                "{stage:?}"
-            );
-        }
-        write_atomic(&target, &bytes, &mut |_| Ok(())).unwrap();
-        assert_eq!(fs::read(&target).unwrap(), bytes);
-        assert_eq!(entries(&dir), vec!["m.safetensors".to_string()]);
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,0 +1,296 @@
+//! Seeded random calls through the C ABI's numeric inputs, each checked against the
+//! contract in `include/rnncore.h`: random config fields and enum values (in and out of
+//! range, zero, huge), sizes and lengths (right, off by some, overflowing), NaN/Inf at
+//! random places, NULL buffers and aliasing input/output buffers. Every call must return
+//! the status the header names (when several arguments are wrong, one of theirs), set
+//! `rnn_last_error()` to a message on failure and to "" on success, leave the output and
+//! the state untouched on failure, and give finite outputs on success.
+
+use rnncore::ffi::*;
+use rnncore::rng::Rng;
+use std::ffi::CStr;
+use std::ptr;
+
+fn last_error() -> String {
+    // SAFETY: rnn_last_error returns a valid NUL-terminated string owned by the library.
+    unsafe { CStr::from_ptr(rnn_last_error()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Checks `got` against the statuses the contract allows and the error message.
+fn expect(what: &str, got: rnn_status, allowed: &[rnn_status]) {
+    let msg = last_error();
+    assert!(
+        allowed.contains(&got),
+        "{what}: got {got:?}, expected one of {allowed:?} ({msg})"
+    );
+    if got == rnn_status::RNN_OK {
+        assert_eq!(msg, "", "{what}: success left an error message");
+    } else {
+        assert!(
+            msg.len() >= 12 && msg.contains(' '),
+            "{what}: {got:?} with message {msg:?}"
+        );
+    }
+}
+
+/// Zero, small, and over the header's limit of 2^20 (valid models stay small and fast).
+fn size(r: &mut Rng) -> u32 {
+    [0, 1, 2, 3, 5, 8, (1 << 20) + 1, 1 << 30, u32::MAX][r.below(9)]
+}
+
+fn small(r: &mut Rng) -> u32 {
+    1 + r.below(5) as u32
+}
+
+#[test]
+fn random_configs_get_the_contract_status() {
+    let mut r = Rng::new(22);
+    for case in 0..3000 {
+        let wild = r.below(2) == 0;
+        let cfg = rnn_config {
+            cell: if wild && r.below(3) == 0 {
+                [5, 6, 255, u32::MAX][r.below(4)]
+            } else {
+                r.below(5) as u32
+            },
+            input_size: if wild && r.below(3) == 0 {
+                size(&mut r)
+            } else {
+                small(&mut r)
+            },
+            hidden_size: if wild && r.below(3) == 0 {
+                size(&mut r)
+            } else {
+                small(&mut r)
+            },
+            num_layers: if wild && r.below(3) == 0 {
+                [0, 1024, 1025, u32::MAX][r.below(4)]
+            } else {
+                1 + r.below(3) as u32
+            },
+            output_size: if wild && r.below(3) == 0 {
+                size(&mut r)
+            } else {
+                r.below(4) as u32
+            },
+            output_activation: if wild && r.below(3) == 0 {
+                [2, 3, u32::MAX][r.below(3)]
+            } else {
+                r.below(2) as u32
+            },
+        };
+        let mut out: *mut rnn_model = ptr::null_mut();
+        // SAFETY: cfg and out are valid for the call.
+        let st = unsafe { rnn_model_new(&cfg, case, &mut out) };
+        let bad_enum = cfg.cell > 4 || cfg.output_activation > 1;
+        let zero = cfg.input_size == 0 || cfg.hidden_size == 0 || cfg.num_layers == 0;
+        // Softmax needs a head (the header: "softmax needs output_size >= 1").
+        let headless_softmax = cfg.output_activation == 1 && cfg.output_size == 0;
+        // The header: "a size of 0 or above 2^20, num_layers above 1024".
+        let big = [cfg.input_size, cfg.hidden_size, cfg.output_size]
+            .iter()
+            .any(|&v| v > 1 << 20)
+            || cfg.num_layers > 1024;
+        let what = format!("case {case}: {cfg:?}");
+        if bad_enum || zero || headless_softmax || big {
+            expect(&what, st, &[rnn_status::RNN_ERR_INVALID]);
+        } else {
+            expect(&what, st, &[rnn_status::RNN_OK]);
+        }
+        if st == rnn_status::RNN_OK {
+            let mut back = rnn_config {
+                cell: 9,
+                input_size: 0,
+                hidden_size: 0,
+                num_layers: 0,
+                output_size: 0,
+                output_activation: 9,
+            };
+            // SAFETY: out is a live model handle.
+            unsafe {
+                assert_eq!(rnn_model_config(out, &mut back), rnn_status::RNN_OK);
+                rnn_model_free(out);
+            }
+            assert_eq!(back, cfg, "{what}");
+        } else {
+            assert!(out.is_null(), "{what}: out written on failure");
+        }
+    }
+}
+
+#[test]
+fn random_forward_and_step_calls_get_the_contract_status() {
+    let mut r = Rng::new(2022);
+    for case in 0..60 {
+        let mut cfg = rnn_config {
+            cell: r.below(5) as u32,
+            input_size: small(&mut r),
+            hidden_size: small(&mut r),
+            num_layers: 1 + r.below(2) as u32,
+            output_size: r.below(3) as u32,
+            output_activation: 0,
+        };
+        if cfg.output_size > 0 {
+            cfg.output_activation = r.below(2) as u32;
+        }
+        let mut model: *mut rnn_model = ptr::null_mut();
+        // SAFETY: valid arguments.
+        assert_eq!(
+            unsafe { rnn_model_new(&cfg, case, &mut model) },
+            rnn_status::RNN_OK
+        );
+        // SAFETY: live handle.
+        let out_size = unsafe { rnn_model_output_size(model) };
+        let i = cfg.input_size as usize;
+        for call in 0..100 {
+            let what = format!("case {case} call {call}: {cfg:?}");
+            let batch = [0, 1, 2, 3, usize::MAX / 2][r.below(5).min(3 + r.below(2))];
+            let seq = [0, 1, 2, 4, usize::MAX / 3][r.below(5).min(3 + r.below(2))];
+            let right = batch.checked_mul(seq).and_then(|n| n.checked_mul(out_size));
+            let x_n = batch.saturating_mul(seq).saturating_mul(i).min(64);
+            let y_len = match (right, r.below(4)) {
+                (Some(n), 0) => n + 1 + r.below(3),
+                (Some(n), 1) if n > 0 => n - 1,
+                (Some(n), _) => n,
+                (None, _) => r.below(64),
+            };
+            // One buffer holds x then y, so aliasing is an offset into it.
+            let mut buf = vec![0.25f32; x_n + y_len.min(64) + 8];
+            for (k, v) in buf.iter_mut().enumerate().take(x_n) {
+                *v = ((k * 7 % 11) as f32 - 5.0) * 0.1;
+            }
+            let nonfinite = x_n > 0 && r.below(4) == 0;
+            if nonfinite {
+                buf[r.below(x_n)] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][r.below(3)];
+            }
+            let alias = x_n > 0 && r.below(5) == 0;
+            let y_at = if alias { r.below(x_n) } else { x_n };
+            let (null_x, null_y) = (r.below(12) == 0, r.below(12) == 0);
+            let sizes_ok = batch > 0 && seq > 0 && right == Some(y_len);
+            // The buffer must really hold what the call may touch when the sizes are right.
+            if sizes_ok && (x_n != batch * seq * i || y_at + y_len > buf.len()) {
+                continue;
+            }
+            let before = buf.clone();
+            let base = buf.as_mut_ptr();
+            let x = if null_x {
+                ptr::null()
+            } else {
+                base as *const f32
+            };
+            // SAFETY: y_at < buf.len().
+            let y = if null_y {
+                ptr::null_mut()
+            } else {
+                unsafe { base.add(y_at) }
+            };
+            // SAFETY: when the sizes are right, x and y point to enough floats (checked
+            // above); otherwise the contract has the call refuse before reading.
+            let st = unsafe { rnn_model_forward(model, x, batch, seq, y, y_len) };
+            let mut allowed = Vec::new();
+            if null_x || null_y {
+                allowed.push(rnn_status::RNN_ERR_NULL);
+            }
+            if !sizes_ok || alias {
+                allowed.push(rnn_status::RNN_ERR_INVALID);
+            }
+            if nonfinite && sizes_ok {
+                allowed.push(rnn_status::RNN_ERR_NONFINITE);
+            }
+            if allowed.is_empty() {
+                allowed.push(rnn_status::RNN_OK);
+            }
+            expect(&format!("{what} forward b={batch} t={seq} y_len={y_len} alias={alias} nonfinite={nonfinite}"), st, &allowed);
+            if st == rnn_status::RNN_OK {
+                assert!(
+                    buf[y_at..y_at + y_len].iter().all(|v| v.is_finite()),
+                    "{what}"
+                );
+            } else {
+                assert_eq!(
+                    crate_bits(&buf),
+                    crate_bits(&before),
+                    "{what}: written on failure"
+                );
+            }
+        }
+        // Streaming steps with random lengths against a state of random batch.
+        let sb = 1 + r.below(3);
+        let mut state: *mut rnn_state = ptr::null_mut();
+        // SAFETY: valid arguments.
+        assert_eq!(
+            unsafe { rnn_state_new(model, sb, &mut state) },
+            rnn_status::RNN_OK
+        );
+        // SAFETY: live handle.
+        let slen = unsafe { rnn_state_len(state) };
+        for call in 0..100 {
+            let x_len =
+                [sb * i, sb * i + 1, (sb * i).saturating_sub(1), 0][r.below(4).min(r.below(5))];
+            let y_len = [sb * out_size, sb * out_size + 2, 0][r.below(3).min(r.below(4))];
+            let mut x = vec![0.5f32; x_len.max(1)];
+            let nonfinite = x_len > 0 && r.below(4) == 0;
+            if nonfinite {
+                x[r.below(x_len)] = f32::NAN;
+            }
+            let mut y = vec![f32::NAN; y_len.max(1)];
+            let mut s0 = vec![0f32; slen];
+            let mut s1 = vec![0f32; slen];
+            // SAFETY: live handle, buffer of slen floats.
+            unsafe {
+                assert_eq!(
+                    rnn_state_get(state, s0.as_mut_ptr(), slen),
+                    rnn_status::RNN_OK
+                )
+            };
+            // SAFETY: x holds x_len floats, y holds y_len floats.
+            let st =
+                unsafe { rnn_model_step(model, state, x.as_ptr(), x_len, y.as_mut_ptr(), y_len) };
+            let sizes_ok = x_len == sb * i && y_len == sb * out_size;
+            let allowed: &[rnn_status] = if !sizes_ok {
+                &[rnn_status::RNN_ERR_INVALID]
+            } else if nonfinite {
+                &[rnn_status::RNN_ERR_NONFINITE]
+            } else {
+                &[rnn_status::RNN_OK]
+            };
+            expect(
+                &format!("case {case} step {call} x_len={x_len} y_len={y_len}"),
+                st,
+                allowed,
+            );
+            // SAFETY: as above.
+            unsafe {
+                assert_eq!(
+                    rnn_state_get(state, s1.as_mut_ptr(), slen),
+                    rnn_status::RNN_OK
+                )
+            };
+            if st == rnn_status::RNN_OK {
+                assert!(y[..y_len].iter().all(|v| v.is_finite()));
+                assert!(s1.iter().all(|v| v.is_finite()));
+            } else {
+                assert!(
+                    y.iter().all(|v| v.is_nan()),
+                    "case {case} step {call}: y written on failure"
+                );
+                assert_eq!(
+                    crate_bits(&s0),
+                    crate_bits(&s1),
+                    "case {case} step {call}: state changed on failure"
+                );
+            }
+        }
+        // SAFETY: live handles, freed once.
+        unsafe {
+            rnn_state_free(state);
+            rnn_model_free(model);
+        }
+    }
+}
+
+fn crate_bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
