@@ -142,7 +142,7 @@ pub unsafe extern "C" fn rnn_model_config(
     ffi_boundary!("rnn_model_config", {
         let m = try_ref!(model);
         check_null!(out);
-        let c = rnn_config::from_model_config(m.model.config());
+        let c = rnn_config::from_model_config(&m.model.outer_config());
         // SAFETY: `out` is non-NULL (checked) and writable (contract).
         unsafe { write_out(out, c) };
         Ok(())
@@ -210,7 +210,7 @@ pub unsafe extern "C" fn rnn_model_forward(
     ffi_boundary!("rnn_model_forward", {
         let m = try_ref!(model);
         check_null!(x, y);
-        let cfg = *m.model.config();
+        let cfg = m.model.outer_config();
         let x_count = element_count::<f32>(
             "x",
             &[
@@ -337,8 +337,7 @@ unsafe fn run_block(
     y: *mut f32,
     y_len: usize,
 ) -> Result<(), Failure> {
-    let cfg = m.model.config();
-    s.state.check_model(cfg)?;
+    s.state.check_model(m.model.config())?;
     if seq_len > s.state.max_block() {
         return Err(block_too_long(seq_len, s.state.max_block()));
     }
@@ -346,8 +345,8 @@ unsafe fn run_block(
     // Cannot overflow: the state was made with batch * max_block * max(I, O) checked,
     // and seq_len <= max_block (checked above). Plain products, not `element_count`:
     // this runs once per sample on an audio thread.
-    let x_count = batch * seq_len * cfg.input_size;
-    let y_count = batch * seq_len * cfg.output_dim();
+    let x_count = batch * seq_len * m.model.input_size();
+    let y_count = batch * seq_len * m.model.output_size();
     if x_count.max(y_count) > isize::MAX as usize / std::mem::size_of::<f32>() {
         return Err(too_large(x_count, y_count));
     }

@@ -15,6 +15,7 @@
 //! are [`Error::Io`](crate::Error::Io). Saving is atomic (temp file, fsync, rename).
 #![forbid(unsafe_code)]
 
+mod dense;
 pub mod safetensors;
 
 use crate::error::Result;
