@@ -52,7 +52,7 @@ macro_rules! format_err {
 /// Loads a model from a safetensors file; see [`Model::load`].
 pub fn load(path: &Path) -> Result<Model> {
     let bytes = read_file(path)?;
-    from_safetensors(&bytes).map_err(|e| match e {
+    Model::from_bytes(&bytes).map_err(|e| match e {
         Error::Format(m) => Error::Format(format!("{}: {m}", path.display())),
         other => other,
     })
