@@ -76,8 +76,17 @@ pub fn run(a: &InspectArgs) -> Result<()> {
         _ => {
             // Not safetensors (an RTNeural, GuitarML or NAM file): the canonical tensors
             // it was converted to, as `rnncore convert` would write them.
-            println!("  imported; canonical tensors ({}):", model.layout().entries().len());
-            let w = model.layout().entries().iter().map(|e| e.name.len()).max().unwrap_or(0);
+            println!(
+                "  imported; canonical tensors ({}):",
+                model.layout().entries().len()
+            );
+            let w = model
+                .layout()
+                .entries()
+                .iter()
+                .map(|e| e.name.len())
+                .max()
+                .unwrap_or(0);
             for e in model.layout().entries() {
                 println!("    {:<w$}  {:?}", e.name, e.shape);
             }
