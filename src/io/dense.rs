@@ -90,9 +90,9 @@ pub(crate) fn find<'a>(
     tensors: impl Iterator<Item = (&'a str, &'a [usize])>,
     meta: &[(String, String)],
 ) -> Result<Found> {
-    // (side, k) -> (weight index, bias index)
-    let mut sides: [Vec<(Option<usize>, Option<usize>, &[usize], &[usize])>; 2] =
-        [Vec::new(), Vec::new()];
+    // per side, per layer k: (weight index, bias index, weight shape, bias shape)
+    type Slot<'s> = (Option<usize>, Option<usize>, &'s [usize], &'s [usize]);
+    let mut sides: [Vec<Slot<'a>>; 2] = [Vec::new(), Vec::new()];
     for (i, (name, shape)) in tensors.enumerate() {
         let Some((post, k, bias)) = dense_name(name) else {
             continue;

@@ -536,6 +536,7 @@ pub(crate) fn forward_train(
 
 /// Backward through one dense layer: `dz = d_out ⊙ act'(out)`; writes `dW`, `db` and,
 /// when asked, `d_in = dz · W`. Sums over rows in f64.
+#[allow(clippy::too_many_arguments)]
 fn dense_backward(
     v: &DenseView<'_>,
     input: &[f32],
