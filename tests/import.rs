@@ -314,4 +314,25 @@ fn nam_lstm_matches_an_f64_reference() {
     // Model::load reads the same weights; its streams start from zeros.
     let m = Model::load(fixture("nam/lstm.nam")).unwrap();
     assert_eq!(m.parameters(), nam.model.parameters());
+    // What leaving out the learned initial state costs: NAM runs half a second of
+    // silence through a model before use (`GetPrewarmSamples`, 24000 samples at 48 kHz);
+    // after that, a stream started from zeros and one started from the learned state
+    // give the same outputs.
+    let mut pre = vec![0.0f32; 24000];
+    pre.extend(&x);
+    let mut from_learned = vec![0.0; pre.len()];
+    nam.model
+        .forward_with_state(
+            &pre,
+            1,
+            pre.len(),
+            Some(&nam.initial_state),
+            &mut from_learned,
+            None,
+        )
+        .unwrap();
+    let from_zero = m.forward(&pre, 1, pre.len()).unwrap();
+    let d = max_diff(&from_learned[24000..], &from_zero[24000..]);
+    println!("nam lstm: zero vs learned initial state after the prewarm: {d:.3e}");
+    assert!(d < 1e-6, "{d}");
 }

@@ -59,12 +59,33 @@ pub fn run(a: &InspectArgs) -> Result<()> {
     let model = Model::load(&a.file)?;
     let c = model.config();
     println!("{}", a.file.display());
-    println!("  {}", describe(&model));
+    let head = if c.has_head() {
+        format!(
+            "dense head {} -> {} ({})",
+            c.hidden_size,
+            c.output_size,
+            c.output_activation.name()
+        )
+    } else if model.layers().is_some_and(|l| !l.post.is_empty()) {
+        "dense layers after the stack".into()
+    } else {
+        "no head (outputs are the top layer's h)".into()
+    };
     println!(
-        "  input {} per timestep, output {} per timestep",
-        model.input_size(),
-        model.output_size()
+        "  cell {}, {} layer(s), input {}, hidden {}, {head}",
+        c.cell.name(),
+        c.num_layers,
+        c.input_size,
+        c.hidden_size
     );
+    if model.layers().is_some() {
+        println!("  model: {}", describe(&model));
+        println!(
+            "  input {} per timestep, output {} per timestep",
+            model.input_size(),
+            model.output_size()
+        );
+    }
     let n = model.parameters().len();
     println!(
         "  parameters: {n} ({:.1} KiB as f32)",
