@@ -357,16 +357,35 @@ enum rnn_status rnn_model_new(const struct rnn_config *config,
                               struct rnn_model **out);
 
 /**
- * Loads a model from a safetensors file with PyTorch's tensor names (`state_dict()` of an
- * nn.LSTM / nn.GRU / nn.RNN, with an optional nn.Linear head); f32, f16, bf16 or f64.
- * The config comes from the file's metadata, or is inferred from the shapes.
+ * Loads a model from a file, recognised by its content:
+ *
+ * - safetensors with PyTorch's tensor names (`state_dict()` of an nn.LSTM / nn.GRU /
+ *   nn.RNN, with an optional nn.Linear head); f32, f16, bf16 or f64. The config comes
+ *   from the file's metadata, or is inferred from the shapes. Dense layers around the
+ *   recurrent stack are the tensors `pre.{k}.weight` `[out, in]` and `pre.{k}.bias`
+ *   `[out]` (before the stack, applied to every timestep, k = 0, 1, ...) and
+ *   `post.{k}.weight`, `post.{k}.bias` (after it), with the metadata keys
+ *   `pre_activations` and `post_activations` (one of identity, tanh, relu, sigmoid, elu,
+ *   softmax per layer, comma-separated; softmax only last) and `skip` ("true": the
+ *   model's input is added to its output). The config keys then describe the recurrent
+ *   stack alone (output_size 0).
+ * - RTNeural's JSON export of a Keras model (`layers`: dense, time-distributed-dense,
+ *   activation, lstm, gru), RTNeural's PyTorch helper JSON (a state_dict of nested
+ *   lists), GuitarML / Automated-GuitarAmpModelling JSON (`model_data` + `state_dict`,
+ *   SimpleRNN with its skip connection), and Neural Amp Modeler `.nam` files of
+ *   architecture LSTM (file versions 0.5.0 to 0.7.x; the file's learned initial state is
+ *   not kept: states start from zeros). JSON files are read up to 256 MiB.
+ *
+ * For a model with dense layers, rnn_model_config reports the model's input and output
+ * widths; such a model cannot be rebuilt with rnn_model_new.
  *
  * `path` is a NUL-terminated file name (bytes, as the OS takes them).
  * On RNN_OK `*out` is a new model that the caller owns and frees with rnn_model_free.
  * Errors: RNN_ERR_NULL (path, out); RNN_ERR_IO when the file cannot be opened or read
  * (missing, a directory, no permission); RNN_ERR_FORMAT when it is not a valid model
- * file (corrupt, truncated, wrong dtype or shape, missing or extra tensor: the message
- * names the tensor); RNN_ERR_ALLOC. On failure `*out` is not written.
+ * file (corrupt, truncated, wrong dtype or shape, missing or extra tensor, invalid JSON,
+ * a layer rnncore does not run such as conv1d or WaveNet, a non-finite weight: the
+ * message names the tensor or layer); RNN_ERR_ALLOC. On failure `*out` is not written.
  * Thread safety: any thread. Allocation: the file's contents and the weights.
  *
  * # Safety
@@ -394,7 +413,10 @@ enum rnn_status rnn_model_load(const char *path, struct rnn_model **out);
 enum rnn_status rnn_model_save(const struct rnn_model *model, const char *path);
 
 /**
- * Copies the model's config into `*out`.
+ * Copies the model's config into `*out`. For a model loaded with dense layers around its
+ * recurrent stack (see rnn_model_load), input_size and output_size are the model's input
+ * and output widths, output_activation says whether its last layer is a softmax, and
+ * cell, hidden_size and num_layers describe the stack.
  *
  * Errors: RNN_ERR_NULL (model, out); `*out` untouched on failure.
  * Thread safety: any number of threads at once. No allocation.

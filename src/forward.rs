@@ -41,12 +41,23 @@ pub struct Tape {
     /// Head pre-activations `[B][T][O]`; empty without a head.
     pub(crate) logits: Vec<f32>,
     pub(crate) final_state: Vec<f32>,
+    /// What the dense layers around the stack recorded; `None` for a plain model.
+    pub(crate) extra: Option<Box<crate::layers::LayersTape>>,
 }
 
 impl Tape {
     /// The outputs the losses see: the head's pre-activation (logits) `[B][T][O]`, or
     /// the top layer's `h_t` `[B][T][H]` without a head. No output activation applied.
     pub fn outputs(&self) -> &[f32] {
+        match &self.extra {
+            Some(e) => &e.out,
+            None => self.stack_outputs(),
+        }
+    }
+
+    /// The recurrent stack's outputs (its head's pre-activation, or the top layer's
+    /// `h_t`), before any dense layer after it.
+    pub(crate) fn stack_outputs(&self) -> &[f32] {
         if self.config.has_head() {
             &self.logits
         } else {
@@ -108,7 +119,32 @@ impl Model {
         y: &mut [f32],
         final_state: Option<&mut [f32]>,
     ) -> Result<()> {
-        let n = checked_size("y", &[batch, seq_len, self.output_size()])?;
+        match self.layers() {
+            Some(ls) => crate::layers::forward_with_state(
+                self,
+                ls,
+                x,
+                batch,
+                seq_len,
+                initial,
+                y,
+                final_state,
+            ),
+            None => self.core_forward_with_state(x, batch, seq_len, initial, y, final_state),
+        }
+    }
+
+    /// [`Model::forward_with_state`] of the recurrent stack and its head alone.
+    pub(crate) fn core_forward_with_state(
+        &self,
+        x: &[f32],
+        batch: usize,
+        seq_len: usize,
+        initial: Option<&[f32]>,
+        y: &mut [f32],
+        final_state: Option<&mut [f32]>,
+    ) -> Result<()> {
+        let n = checked_size("y", &[batch, seq_len, self.config().output_dim()])?;
         check_len("y", y.len(), n)?;
         if let Some(f) = &final_state {
             check_len("final_state", f.len(), self.config().state_len(batch))?;
@@ -128,7 +164,7 @@ impl Model {
                     Ok(())
                 }
             }
-            .and_then(|()| self.forward_state(&mut state, x, seq_len, y));
+            .and_then(|()| self.core_forward_state_shaped(&mut state, x, seq_len, y));
             if ran.is_ok() {
                 if let Some(f) = final_state {
                     f.copy_from_slice(state.as_slice());
@@ -151,7 +187,7 @@ impl Model {
                 y.copy_from_slice(tape.outputs());
             }
             if self.config().output_activation == OutputActivation::Softmax {
-                for row in y.chunks_mut(self.output_size()) {
+                for row in y.chunks_mut(self.config().output_dim()) {
                     softmax_in_place(row);
                 }
             }
@@ -166,6 +202,20 @@ impl Model {
     /// Forward that records what [`Model::backward`] needs. `initial` as in
     /// [`Model::forward_with_state`]. [`Tape::outputs`] are the pre-activation outputs.
     pub fn forward_train(
+        &self,
+        x: &[f32],
+        batch: usize,
+        seq_len: usize,
+        initial: Option<&[f32]>,
+    ) -> Result<Tape> {
+        match self.layers() {
+            Some(ls) => crate::layers::forward_train(self, ls, x, batch, seq_len, initial),
+            None => self.core_forward_train(x, batch, seq_len, initial),
+        }
+    }
+
+    /// [`Model::forward_train`] of the recurrent stack and its head alone.
+    pub(crate) fn core_forward_train(
         &self,
         x: &[f32],
         batch: usize,
@@ -388,6 +438,7 @@ impl Tape {
             layers: Vec::new(),
             logits: Vec::new(),
             final_state: Vec::new(),
+            extra: None,
         }
     }
 }

@@ -116,6 +116,24 @@ impl ParamLayout {
         Ok(ParamLayout { entries, total })
     }
 
+    /// Appends a tensor after the others (the dense layers around the stack).
+    pub(crate) fn push(&mut self, name: String, shape: Vec<usize>) -> Result<()> {
+        let len = crate::error::checked_size(&name, &shape)?;
+        let offset = self.total;
+        self.total = self
+            .total
+            .checked_add(len)
+            .filter(|&t| t <= (isize::MAX as usize) / 64)
+            .ok_or_else(|| invalid!("parameter count overflows"))?;
+        self.entries.push(ParamEntry {
+            name,
+            shape,
+            offset,
+            len,
+        });
+        Ok(())
+    }
+
     /// All tensors in `state_dict()` order.
     pub fn entries(&self) -> &[ParamEntry] {
         &self.entries
@@ -175,6 +193,9 @@ pub struct Model {
     pub(crate) head_narrow: Option<DenseNarrowFn>,
     /// The buffers of the last batched sequence forward, for the next one.
     pub(crate) cache: ForwardCache,
+    /// Dense layers around the stack (see [`crate::layers`]); `None` for the plain
+    /// "stack + head" model, which never enters that module.
+    pub(crate) layers: Option<Box<crate::layers::Layers>>,
 }
 
 impl Model {
@@ -211,6 +232,7 @@ impl Model {
             head_t: PackedB::default(),
             head_narrow: None,
             cache: ForwardCache::default(),
+            layers: None,
         };
         m.refresh_derived();
         Ok(m)
@@ -251,9 +273,26 @@ impl Model {
         &self.config
     }
 
-    /// Width of the outputs: `output_size`, or `hidden_size` without a head.
+    /// Width of the outputs: the last dense layer's, or `hidden_size` without one.
     pub fn output_size(&self) -> usize {
-        self.config.output_dim()
+        match self.layers() {
+            Some(l) => l.output_size(&self.config),
+            None => self.config.output_dim(),
+        }
+    }
+
+    /// Gives a model built from the stack's tensors its dense layers: `layout` is the
+    /// stack's with the layers' appended, `params` the whole buffer in that order.
+    pub(crate) fn set_layers(
+        &mut self,
+        layers: crate::layers::Layers,
+        layout: ParamLayout,
+        params: Vec<f32>,
+    ) {
+        debug_assert_eq!(layout.total(), params.len());
+        self.layout = layout;
+        self.params = params;
+        self.layers = Some(Box::new(layers));
     }
 
     /// Where each tensor lives in [`Model::parameters`].
@@ -343,7 +382,8 @@ pub(crate) fn head_view<'a>(
     if !config.has_head() {
         return None;
     }
-    let n = layout.entries().len();
+    // The head follows the stack's tensors (dense layers, if any, come after it).
+    let n = 4 * config.num_layers + 2;
     let (w, b) = (&layout.entries()[n - 2], &layout.entries()[n - 1]);
     Some(HeadWeights {
         weight: &buf[w.offset..w.offset + w.len],

@@ -30,6 +30,8 @@ pub struct State {
     /// (see [`gemv_packed_sweep`]); it alternates, and never changes a result.
     reverse: bool,
     scratch: Scratch,
+    /// The rows of the dense layers around the stack; `None` for a plain model.
+    pub(crate) layer_scratch: Option<Box<crate::layers::LayerScratch>>,
 }
 
 /// The per-step scratch rows [`Model::state_step`] borrows from [`Scratch`].
@@ -84,7 +86,9 @@ impl State {
         let gh = cfg.cell.gates() * h;
         checked_size("block", &[batch, max_block, gh])?;
         let data = try_zeroed(len)?;
+        let layer_scratch = crate::layers::LayerScratch::new(model, batch, max_block)?;
         Ok(State {
+            layer_scratch,
             config: cfg,
             batch,
             max_block,
@@ -200,7 +204,7 @@ impl State {
         .iter()
         .map(|v| v.capacity())
         .sum::<usize>();
-        f32s * 4
+        f32s * 4 + self.layer_scratch.as_ref().map_or(0, |l| l.bytes())
     }
 
     /// Errors unless this state was made for a model of `cfg`.
@@ -291,7 +295,7 @@ impl Model {
             return Err(block_too_long(seq_len, state.max_block));
         }
         let b = state.batch;
-        let (i_sz, o_sz) = (cfg.input_size, cfg.output_dim());
+        let (i_sz, o_sz) = (self.input_size(), self.output_size());
         check_len("x", x.len(), b * seq_len * i_sz)?;
         check_len("y", y.len(), b * seq_len * o_sz)?;
         self.forward_state_shaped(state, x, seq_len, y)
@@ -302,6 +306,20 @@ impl Model {
     /// ABI checks the same things once, with its own messages, and a per-sample call
     /// should not pay for them twice. Refuses non-finite input; nothing changes on error.
     pub(crate) fn forward_state_shaped(
+        &self,
+        state: &mut State,
+        x: &[f32],
+        seq_len: usize,
+        y: &mut [f32],
+    ) -> Result<()> {
+        match self.layers() {
+            Some(ls) => crate::layers::forward_state(self, ls, state, x, seq_len, y),
+            None => self.core_forward_state_shaped(state, x, seq_len, y),
+        }
+    }
+
+    /// [`Model::forward_state_shaped`] of the recurrent stack and its head alone.
+    pub(crate) fn core_forward_state_shaped(
         &self,
         state: &mut State,
         x: &[f32],

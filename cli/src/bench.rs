@@ -102,7 +102,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         }
     };
     let c = *model.config();
-    let (i, o) = (c.input_size, model.output_size());
+    let (i, o) = (model.input_size(), model.output_size());
     println!(
         "bench: {} I={i} H={} layers={} outputs={o}, {} parameters; {} thread(s) for batched work",
         c.cell.name(),

@@ -11,14 +11,52 @@ use std::path::PathBuf;
 /// Options of `rnncore inspect`.
 #[derive(Args, Debug)]
 pub struct InspectArgs {
-    /// A safetensors model file.
+    /// A model file: safetensors, or an RTNeural / GuitarML / NAM (LSTM) JSON file.
     pub file: PathBuf,
+}
+
+/// One line for the model's structure: `dense 1->8 (tanh) | gru_lbr x1 H=8 | ...`.
+pub fn describe(model: &Model) -> String {
+    let c = model.config();
+    let mut parts = Vec::new();
+    let dense = |d: &rnncore::Dense| {
+        format!(
+            "dense {} -> {} ({})",
+            d.in_size,
+            d.out_size,
+            d.activation.name()
+        )
+    };
+    if let Some(l) = model.layers() {
+        parts.extend(l.pre.iter().map(dense));
+    }
+    parts.push(format!(
+        "{} x{} (input {}, hidden {})",
+        c.cell.name(),
+        c.num_layers,
+        c.input_size,
+        c.hidden_size
+    ));
+    if c.has_head() {
+        parts.push(format!(
+            "head {} -> {} ({})",
+            c.hidden_size,
+            c.output_size,
+            c.output_activation.name()
+        ));
+    }
+    if let Some(l) = model.layers() {
+        parts.extend(l.post.iter().map(dense));
+        if l.skip {
+            parts.push("+ input (skip)".into());
+        }
+    }
+    parts.join(" | ")
 }
 
 /// `rnncore inspect`.
 pub fn run(a: &InspectArgs) -> Result<()> {
     let model = Model::load(&a.file)?;
-    let header = modelfile::read_header(&a.file)?;
     let c = model.config();
     println!("{}", a.file.display());
     let head = if c.has_head() {
@@ -28,6 +66,8 @@ pub fn run(a: &InspectArgs) -> Result<()> {
             c.output_size,
             c.output_activation.name()
         )
+    } else if model.layers().is_some_and(|l| !l.post.is_empty()) {
+        "dense layers after the stack".into()
     } else {
         "no head (outputs are the top layer's h)".into()
     };
@@ -38,12 +78,42 @@ pub fn run(a: &InspectArgs) -> Result<()> {
         c.input_size,
         c.hidden_size
     );
+    if model.layers().is_some() {
+        println!("  model: {}", describe(&model));
+        println!(
+            "  input {} per timestep, output {} per timestep",
+            model.input_size(),
+            model.output_size()
+        );
+    }
     let n = model.parameters().len();
     println!(
         "  parameters: {n} ({:.1} KiB as f32)",
         n as f64 * 4.0 / 1024.0
     );
     println!("  state per stream: {} floats", c.state_len(1));
+    let header = match modelfile::read_header(&a.file) {
+        Ok(h) if !h.tensors.is_empty() => h,
+        _ => {
+            // Not safetensors (an RTNeural, GuitarML or NAM file): the canonical tensors
+            // it was converted to, as `rnncore convert` would write them.
+            println!(
+                "  imported; canonical tensors ({}):",
+                model.layout().entries().len()
+            );
+            let w = model
+                .layout()
+                .entries()
+                .iter()
+                .map(|e| e.name.len())
+                .max()
+                .unwrap_or(0);
+            for e in model.layout().entries() {
+                println!("    {:<w$}  {:?}", e.name, e.shape);
+            }
+            return Ok(());
+        }
+    };
     println!("  tensors ({}):", header.tensors.len());
     let w = header
         .tensors

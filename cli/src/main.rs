@@ -8,6 +8,7 @@
 
 mod bench;
 mod common;
+mod convert;
 mod error;
 mod generate;
 mod gradients;
@@ -45,6 +46,8 @@ enum Command {
     Run(run::RunArgs),
     /// Show a model file: cell, sizes, parameter count, tensors, metadata.
     Inspect(inspect::InspectArgs),
+    /// Write any model file rnncore reads (RTNeural, GuitarML, NAM LSTM JSON) as safetensors.
+    Convert(convert::ConvertArgs),
     /// Measure step latency, block forward and sequence throughput on this machine.
     Bench(bench::BenchArgs),
     /// The vanishing-gradient experiment: ∂L/∂h_t against distance, and the adding problem.
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Some(Command::Generate(a)) => generate::run(a),
         Some(Command::Run(a)) => run::run(a),
         Some(Command::Inspect(a)) => inspect::run(a),
+        Some(Command::Convert(a)) => convert::run(a),
         Some(Command::Bench(a)) => bench::run(a),
         Some(Command::Gradients(a)) => gradients::run(a),
     };

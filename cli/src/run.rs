@@ -27,7 +27,7 @@ pub enum Format {
 /// Options of `rnncore run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The model (safetensors).
+    /// The model: safetensors, or an RTNeural / GuitarML / NAM (LSTM) JSON file.
     #[arg(long)]
     pub model: PathBuf,
     /// The input file.
@@ -138,7 +138,7 @@ pub fn read_raw(path: &Path) -> Result<Vec<f32>> {
 /// Runs `x` (`[T][input_size]`) through `model` in blocks of `block` steps from a zero
 /// state, one stream.
 pub fn stream(model: &Model, x: &[f32], block: usize) -> Result<Vec<f32>> {
-    let (i, o) = (model.config().input_size, model.output_size());
+    let (i, o) = (model.input_size(), model.output_size());
     let t = x.len() / i;
     let mut state = State::with_block(model, 1, block)?;
     let mut y = vec![0.0f32; t * o];
@@ -162,7 +162,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
         fail!("--block is 0, expected >= 1");
     }
     let model = Model::load(&a.model)?;
-    let (i, o) = (model.config().input_size, model.output_size());
+    let (i, o) = (model.input_size(), model.output_size());
     let shown = a.input.display();
     let (x, rate) = match format_of(&a.input, a.input_format) {
         Format::Csv => {

@@ -632,3 +632,62 @@ fn errors_are_messages_with_a_non_zero_exit() {
     let e = fails(&d.0, &["generate", "--model", &d.s("plain.safetensors")]);
     assert!(e.contains("no vocabulary"), "{e}");
 }
+
+/// An imported model (RTNeural's Keras GRU with dense layers before and after it) runs a
+/// WAV file as `Model::forward` does, `convert` writes a safetensors file that loads as
+/// the same model, and a file with a layer rnncore does not run is refused by name with
+/// nothing written.
+#[test]
+fn imported_models_run_and_convert() {
+    let d = Scratch::new("import");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/third_party");
+    let gru = fixtures.join("rtneural/gru.json");
+    let gru_s = gru.to_string_lossy().into_owned();
+    let model = Model::load(&gru).unwrap();
+    let n = 700;
+    let pcm: Vec<i16> = (0..n)
+        .map(|i| ((i as f32 * 0.07).sin() * 12000.0) as i16)
+        .collect();
+    std::fs::write(d.path("in.wav"), wav_pcm16(&pcm, 1, 48000)).unwrap();
+    ok(
+        &d.0,
+        &[
+            "run",
+            "--model",
+            &gru_s,
+            &d.s("in.wav"),
+            "-o",
+            &d.s("out.wav"),
+            "--block",
+            "50",
+        ],
+    );
+    let (y, _) = read_float_wav(&std::fs::read(d.path("out.wav")).unwrap());
+    let x: Vec<f32> = pcm.iter().map(|&s| s as f32 / 32768.0).collect();
+    let want = model.forward(&x, 1, n).unwrap();
+    let err = y
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(err < 1e-6, "max difference {err} against Model::forward");
+
+    let out = ok(&d.0, &["convert", &gru_s, &d.s("gru.safetensors")]);
+    assert!(out.contains("dense 1 -> 8 (tanh)"), "{out}");
+    let back = Model::load(d.path("gru.safetensors")).unwrap();
+    assert_eq!(back.parameters(), model.parameters());
+    assert_eq!(back.layers(), model.layers());
+    let shown = ok(&d.0, &["inspect", &d.s("gru.safetensors")]);
+    assert!(
+        shown.contains("post_activations") && shown.contains("sigmoid,identity"),
+        "{shown}"
+    );
+
+    let conv = fixtures.join("rtneural/full_model.json");
+    let e = fails(
+        &d.0,
+        &["convert", &conv.to_string_lossy(), &d.s("conv.safetensors")],
+    );
+    assert!(e.contains("conv1d"), "{e}");
+    assert!(!d.path("conv.safetensors").exists());
+}

@@ -49,16 +49,35 @@ pub unsafe extern "C" fn rnn_model_new(
     })
 }
 
-/// Loads a model from a safetensors file with PyTorch's tensor names (`state_dict()` of an
-/// nn.LSTM / nn.GRU / nn.RNN, with an optional nn.Linear head); f32, f16, bf16 or f64.
-/// The config comes from the file's metadata, or is inferred from the shapes.
+/// Loads a model from a file, recognised by its content:
+///
+/// - safetensors with PyTorch's tensor names (`state_dict()` of an nn.LSTM / nn.GRU /
+///   nn.RNN, with an optional nn.Linear head); f32, f16, bf16 or f64. The config comes
+///   from the file's metadata, or is inferred from the shapes. Dense layers around the
+///   recurrent stack are the tensors `pre.{k}.weight` `[out, in]` and `pre.{k}.bias`
+///   `[out]` (before the stack, applied to every timestep, k = 0, 1, ...) and
+///   `post.{k}.weight`, `post.{k}.bias` (after it), with the metadata keys
+///   `pre_activations` and `post_activations` (one of identity, tanh, relu, sigmoid, elu,
+///   softmax per layer, comma-separated; softmax only last) and `skip` ("true": the
+///   model's input is added to its output). The config keys then describe the recurrent
+///   stack alone (output_size 0).
+/// - RTNeural's JSON export of a Keras model (`layers`: dense, time-distributed-dense,
+///   activation, lstm, gru), RTNeural's PyTorch helper JSON (a state_dict of nested
+///   lists), GuitarML / Automated-GuitarAmpModelling JSON (`model_data` + `state_dict`,
+///   SimpleRNN with its skip connection), and Neural Amp Modeler `.nam` files of
+///   architecture LSTM (file versions 0.5.0 to 0.7.x; the file's learned initial state is
+///   not kept: states start from zeros). JSON files are read up to 256 MiB.
+///
+/// For a model with dense layers, rnn_model_config reports the model's input and output
+/// widths; such a model cannot be rebuilt with rnn_model_new.
 ///
 /// `path` is a NUL-terminated file name (bytes, as the OS takes them).
 /// On RNN_OK `*out` is a new model that the caller owns and frees with rnn_model_free.
 /// Errors: RNN_ERR_NULL (path, out); RNN_ERR_IO when the file cannot be opened or read
 /// (missing, a directory, no permission); RNN_ERR_FORMAT when it is not a valid model
-/// file (corrupt, truncated, wrong dtype or shape, missing or extra tensor: the message
-/// names the tensor); RNN_ERR_ALLOC. On failure `*out` is not written.
+/// file (corrupt, truncated, wrong dtype or shape, missing or extra tensor, invalid JSON,
+/// a layer rnncore does not run such as conv1d or WaveNet, a non-finite weight: the
+/// message names the tensor or layer); RNN_ERR_ALLOC. On failure `*out` is not written.
 /// Thread safety: any thread. Allocation: the file's contents and the weights.
 ///
 /// # Safety
@@ -129,7 +148,10 @@ unsafe fn path_arg<'a>(p: *const c_char) -> Result<&'a Path, Failure> {
     }
 }
 
-/// Copies the model's config into `*out`.
+/// Copies the model's config into `*out`. For a model loaded with dense layers around its
+/// recurrent stack (see rnn_model_load), input_size and output_size are the model's input
+/// and output widths, output_activation says whether its last layer is a softmax, and
+/// cell, hidden_size and num_layers describe the stack.
 ///
 /// Errors: RNN_ERR_NULL (model, out); `*out` untouched on failure.
 /// Thread safety: any number of threads at once. No allocation.
@@ -144,7 +166,7 @@ pub unsafe extern "C" fn rnn_model_config(
     ffi_boundary!("rnn_model_config", {
         let m = try_ref!(model);
         check_null!(out);
-        let c = rnn_config::from_model_config(m.model.config());
+        let c = rnn_config::from_model_config(&m.model.outer_config());
         // SAFETY: `out` is non-NULL (checked) and writable (contract).
         unsafe { write_out(out, c) };
         Ok(())
@@ -212,7 +234,7 @@ pub unsafe extern "C" fn rnn_model_forward(
     ffi_boundary!("rnn_model_forward", {
         let m = try_ref!(model);
         check_null!(x, y);
-        let cfg = *m.model.config();
+        let cfg = m.model.outer_config();
         let x_count = element_count::<f32>(
             "x",
             &[
@@ -339,8 +361,7 @@ unsafe fn run_block(
     y: *mut f32,
     y_len: usize,
 ) -> Result<(), Failure> {
-    let cfg = m.model.config();
-    s.state.check_model(cfg)?;
+    s.state.check_model(m.model.config())?;
     if seq_len > s.state.max_block() {
         return Err(block_too_long(seq_len, s.state.max_block()));
     }
@@ -348,8 +369,8 @@ unsafe fn run_block(
     // Cannot overflow: the state was made with batch * max_block * max(I, O) checked,
     // and seq_len <= max_block (checked above). Plain products, not `element_count`:
     // this runs once per sample on an audio thread.
-    let x_count = batch * seq_len * cfg.input_size;
-    let y_count = batch * seq_len * cfg.output_dim();
+    let x_count = batch * seq_len * m.model.input_size();
+    let y_count = batch * seq_len * m.model.output_size();
     if x_count.max(y_count) > isize::MAX as usize / std::mem::size_of::<f32>() {
         return Err(too_large(x_count, y_count));
     }

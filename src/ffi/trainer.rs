@@ -218,7 +218,7 @@ unsafe fn x_slice<'a>(
         &[
             ("batch", batch),
             ("seq_len", seq_len),
-            ("input_size", model.config().input_size),
+            ("input_size", model.input_size()),
         ],
     )?;
     // SAFETY: guaranteed by the caller; the count fits in memory (checked).

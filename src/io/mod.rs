@@ -22,6 +22,8 @@
 #![forbid(unsafe_code)]
 
 pub mod atomic;
+mod dense;
+pub mod json;
 pub mod safetensors;
 
 use crate::error::Result;
@@ -43,6 +45,16 @@ impl Model {
     /// when it is not a valid model file.
     pub fn load(path: impl AsRef<Path>) -> Result<Model> {
         load(path.as_ref())
+    }
+
+    /// Parses a model from the bytes of any file [`Model::load`] reads: safetensors, or
+    /// one of the JSON formats of [`json`] (recognised by content).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
+        if json::looks_like_json(bytes) {
+            json::from_json(bytes)
+        } else {
+            from_safetensors(bytes)
+        }
     }
 
     /// Parses a model from the bytes of a safetensors file (as [`Model::load`]).

@@ -51,7 +51,7 @@ macro_rules! format_err {
 /// Loads a model from a safetensors file; see [`Model::load`].
 pub fn load(path: &Path) -> Result<Model> {
     let bytes = read_file(path)?;
-    from_safetensors(&bytes).map_err(|e| match e {
+    Model::from_bytes(&bytes).map_err(|e| match e {
         Error::Format(m) => Error::Format(format!("{}: {m}", path.display())),
         other => other,
     })
@@ -106,6 +106,13 @@ pub fn from_safetensors(bytes: &[u8]) -> Result<Model> {
     let names = Names::resolve(&header.tensors)?;
     let meta = Meta::parse(header.metadata.as_deref().unwrap_or(&[]))?;
     let config = infer_config(&header.tensors, &names, &meta)?;
+    let dense = super::dense::find(
+        header
+            .tensors
+            .iter()
+            .map(|t| (t.name.as_str(), t.shape.as_slice())),
+        header.metadata.as_deref().unwrap_or(&[]),
+    )?;
     let layout = ParamLayout::new(&config).map_err(|e| format_err!("{}", e.message()))?;
     let describe = || describe(&config, &meta);
 
@@ -126,6 +133,10 @@ pub fn from_safetensors(bytes: &[u8]) -> Result<Model> {
                 describe()
             ));
         }
+        used[i] = true;
+        sources.push(i);
+    }
+    for &i in &dense.sources {
         used[i] = true;
         sources.push(i);
     }
@@ -156,7 +167,7 @@ pub fn from_safetensors(bytes: &[u8]) -> Result<Model> {
             ));
         }
     }
-    Model::from_parameters(config, params).map_err(|e| match e {
+    Model::with_layers(config, dense.layers, params).map_err(|e| match e {
         Error::Alloc(m) => Error::Alloc(m),
         other => Error::Format(other.message().to_string()),
     })
@@ -466,6 +477,9 @@ impl Names {
         let mut layers = 0usize;
         for (i, t) in tensors.iter().enumerate() {
             let name = t.name.as_str();
+            if super::dense::dense_name(name).is_some() {
+                continue; // the dense layers around the stack: `super::dense`
+            }
             let (pre, base) = name.split_at(name.rfind('.').map_or(0, |p| p + 1));
             if let Some(k) = recurrent_layer(base) {
                 match prefix {
@@ -770,7 +784,7 @@ pub fn to_safetensors_with_metadata(model: &Model, extra: &[(&str, &str)]) -> Re
         "output_activation",
     ];
     for (i, (k, _)) in extra.iter().enumerate() {
-        if config_keys.contains(k) {
+        if config_keys.contains(k) || super::dense::KEYS.contains(k) {
             return Err(crate::error::invalid!(
                 "metadata key `{k}` is a config key, written by rnncore itself"
             ));
@@ -779,7 +793,7 @@ pub fn to_safetensors_with_metadata(model: &Model, extra: &[(&str, &str)]) -> Re
             return Err(crate::error::invalid!("metadata key `{k}` is given twice"));
         }
     }
-    let meta = [
+    let mut meta = vec![
         ("cell", c.cell.name().to_string()),
         ("input_size", c.input_size.to_string()),
         ("hidden_size", c.hidden_size.to_string()),
@@ -787,6 +801,7 @@ pub fn to_safetensors_with_metadata(model: &Model, extra: &[(&str, &str)]) -> Re
         ("output_size", c.output_size.to_string()),
         ("output_activation", c.output_activation.name().to_string()),
     ];
+    meta.extend(super::dense::metadata(model));
     let mut header = String::from("{\"__metadata__\":{");
     let entries = meta
         .iter()

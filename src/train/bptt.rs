@@ -120,6 +120,9 @@ impl Model {
         d_final_state: Option<&[f32]>,
         want_hidden: bool,
     ) -> Result<Gradients> {
+        if let Some(ls) = self.layers() {
+            return crate::layers::backward(self, ls, tape, d_outputs, d_final_state, want_hidden);
+        }
         let mut work = BackwardWork::default();
         let hidden = self.backward_into(
             tape,
@@ -204,7 +207,7 @@ impl Model {
             match head_view(&cfg, layout, self.parameters()) {
                 Some(hw) => {
                     let o = cfg.output_size;
-                    let n = layout.entries().len();
+                    let n = 4 * l + 2;
                     let (we, be) = (&layout.entries()[n - 2], &layout.entries()[n - 1]);
                     let dout = Mat::rm(d_outputs, rows, o, o);
                     let gw = &mut grads[we.offset..we.offset + we.len];

@@ -175,6 +175,27 @@ impl Trainer {
             }
         }
         let init = state.as_ref().map(|s| s.as_slice());
+        if model.layers().is_some() {
+            // Dense layers around the stack: the public pieces, with fresh buffers.
+            let tape = model.forward_train(x, batch, seq_len, init)?;
+            let out = tape.outputs();
+            let mut d = vec![0.0f32; out.len()];
+            let loss = loss_fn(out, &mut d)?;
+            if !loss.is_finite() {
+                return Err(Error::NonFinite(format!(
+                    "the loss is {loss}; weights left unchanged"
+                )));
+            }
+            if state.is_some() {
+                check_finite("final state", tape.final_state())?;
+            }
+            let mut g = model.backward(&tape, &d, None, false)?;
+            self.last_grad_norm = apply(&self.config, &mut self.optim, model, &mut g.params)?;
+            if let Some(s) = state {
+                s.set(tape.final_state())?;
+            }
+            return Ok(loss);
+        }
         let Work {
             tape,
             forward,

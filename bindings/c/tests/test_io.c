@@ -319,6 +319,128 @@ static void test_non_utf8_path(void) {
     rnn_model_free(m);
 }
 
+/* A small RTNeural Keras export: time-distributed dense (tanh), LSTM of 2 units, dense
+   (sigmoid), dense (linear). */
+static const char keras_json[] =
+    "{\"in_shape\": [null, null, 1], \"layers\": ["
+    "{\"type\": \"time-distributed-dense\", \"activation\": \"tanh\", \"shape\": [null, null, 2],"
+    " \"weights\": [[[0.5, -0.25]], [0.1, 0.0]]},"
+    "{\"type\": \"lstm\", \"activation\": \"tanh\", \"shape\": [null, null, 2], \"weights\": ["
+    " [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], [-0.1, -0.2, -0.3, -0.4, -0.5, -0.6, -0.7, -0.8]],"
+    " [[0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4], [0.4, 0.3, 0.2, 0.1, 0.0, -0.1, -0.2, -0.3]],"
+    " [0.0, 0.1, 0.0, 0.1, 0.0, 0.1, 0.0, 0.1]]},"
+    "{\"type\": \"dense\", \"activation\": \"sigmoid\", \"shape\": [null, null, 2],"
+    " \"weights\": [[[0.3, -0.3], [0.6, 0.2]], [0.0, 0.1]]},"
+    "{\"type\": \"dense\", \"activation\": \"\", \"shape\": [null, null, 1],"
+    " \"weights\": [[[0.3], [0.7]], [0.05]]}]}";
+
+/* A GuitarML / Automated-GuitarAmpModelling SimpleRNN: GRU of 1 unit, skip. */
+static const char guitarml_json[] =
+    "{\"model_data\": {\"model\": \"SimpleRNN\", \"input_size\": 1, \"skip\": 1,"
+    " \"output_size\": 1, \"unit_type\": \"GRU\", \"num_layers\": 1, \"hidden_size\": 1,"
+    " \"bias_fl\": true}, \"state_dict\": {"
+    "\"rec.weight_ih_l0\": [[0.5], [-0.5], [0.25]], \"rec.weight_hh_l0\": [[0.1], [0.2], [0.3]],"
+    " \"rec.bias_ih_l0\": [0.0, 0.1, 0.2], \"rec.bias_hh_l0\": [0.3, 0.2, 0.1],"
+    " \"lin.weight\": [[0.9]], \"lin.bias\": [0.01]}}";
+
+/* `text` with the first occurrence of `from` replaced by `to`, into `buf`. */
+static const char *edited(char *buf, size_t n, const char *text, const char *from, const char *to) {
+    const char *at = strstr(text, from);
+    CHECK(at != NULL);
+    if (!at) return text;
+    snprintf(buf, n, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+    return buf;
+}
+
+/* Loading `text` must fail with RNN_ERR_FORMAT and a message containing `says`. */
+static void json_fails(const char *text, size_t len, const char *says) {
+    char path[512];
+    path_in(path, sizeof path, "bad.json");
+    CHECK(write_all(path, text, len));
+    load_fails(path, RNN_ERR_FORMAT);
+    if (says && !strstr(rnn_last_error(), says)) {
+        fprintf(stderr, "  message \"%s\" lacks \"%s\"\n", rnn_last_error(), says);
+        CHECK(0);
+    }
+}
+
+/* json_fails on `text` with `from` replaced by `to`. */
+static void edit_fails(const char *text, const char *from, const char *to, const char *says) {
+    char buf[4096];
+    const char *t = edited(buf, sizeof buf, text, from, to);
+    json_fails(t, strlen(t), says);
+}
+
+static void test_json_models_load_and_round_trip(void) {
+    const char *texts[2];
+    size_t t;
+    char path[512], saved[512];
+    texts[0] = keras_json;
+    texts[1] = guitarml_json;
+    path_in(path, sizeof path, "model.json");
+    path_in(saved, sizeof saved, "model.safetensors");
+    for (t = 0; t < 2; t++) {
+        rnn_model *m = NULL, *l = NULL;
+        rnn_state *s = NULL;
+        rnn_config c;
+        float x[16], ya[16], yb[16], ys[16];
+        size_t i;
+        CHECK(write_all(path, texts[t], strlen(texts[t])));
+        OK(rnn_model_load(path, &m));
+        if (!m) continue;
+        OK(rnn_model_config(m, &c));
+        CHECK(c.input_size == 1 && c.output_size == 1);
+        CHECK(rnn_model_output_size(m) == 1);
+        for (i = 0; i < 16; i++) x[i] = 0.3f * (float)((int)(i % 5) - 2);
+        OK(rnn_model_forward(m, x, 1, 16, ya, 16));
+        /* the streaming step gives the same outputs */
+        OK(rnn_state_new(m, 1, &s));
+        for (i = 0; i < 16; i++) OK(rnn_model_step(m, s, x + i, 1, ys + i, 1));
+        for (i = 0; i < 16; i++) CHECK(fabsf(ys[i] - ya[i]) < 1e-6f);
+        rnn_state_free(s);
+        /* and the canonical safetensors file gives the same bits */
+        OK(rnn_model_save(m, saved));
+        OK(rnn_model_load(saved, &l));
+        if (l) {
+            OK(rnn_model_forward(l, x, 1, 16, yb, 16));
+            CHECK(memcmp(ya, yb, sizeof ya) == 0);
+            rnn_model_free(l);
+        }
+        rnn_model_free(m);
+    }
+}
+
+static void test_bad_json_models_are_format(void) {
+    size_t n, len = strlen(keras_json);
+    /* every truncation of a valid file */
+    for (n = 1; n < len; n += 7) json_fails(keras_json, n, NULL);
+    for (n = 1; n < strlen(guitarml_json); n += 11) json_fails(guitarml_json, n, NULL);
+    /* unknown layer, named */
+    edit_fails(keras_json, "\"lstm\"", "\"conv1d\"", "conv1d");
+    /* wrong shapes: a kernel row of the wrong width, a dense that does not chain */
+    edit_fails(keras_json, "[[0.5, -0.25]]", "[[0.5, -0.25, 1.0]]", NULL);
+    edit_fails(keras_json, "[[0.3], [0.7]]", "[[0.3], [0.7], [0.1]]", "rows");
+    /* missing keys */
+    edit_fails(keras_json, "\"weights\"", "\"weightz\"", "weights");
+    edit_fails(guitarml_json, "\"lin.bias\"", "\"lin.bogus\"", "lin.bogus");
+    edit_fails(guitarml_json, "\"hidden_size\": 1", "\"hidden_size\": 2", "hidden_size");
+    /* non-finite weights: a NaN literal is not JSON; 1e99 overflows f32 */
+    edit_fails(keras_json, "0.05]", "NaN]", NULL);
+    edit_fails(guitarml_json, "0.01]", "1e99]", "finite");
+    /* other architectures, named */
+    edit_fails(guitarml_json, "\"GRU\"", "\"LSTMCell\"", "LSTMCell");
+    {
+        static const char wavenet[] = "{\"version\": \"0.5.4\", \"architecture\": \"WaveNet\","
+                                      " \"config\": {}, \"weights\": []}";
+        static const char future[] = "{\"version\": \"0.9.0\", \"architecture\": \"LSTM\","
+                                     " \"config\": {}, \"weights\": []}";
+        static const char other[] = "{\"something\": 1}";
+        json_fails(wavenet, strlen(wavenet), "WaveNet");
+        json_fails(future, strlen(future), "version");
+        json_fails(other, strlen(other), "unrecognised");
+    }
+}
+
 static void remove_dir(const char *dir) {
     DIR *d = opendir(dir);
     struct dirent *e;
@@ -349,6 +471,8 @@ int main(void) {
     RUN(test_save_failures_leave_nothing);
     RUN(test_save_is_atomic);
     RUN(test_non_utf8_path);
+    RUN(test_json_models_load_and_round_trip);
+    RUN(test_bad_json_models_are_format);
     remove_dir(g_dir);
     rc = SUMMARY();
     return rc;

@@ -344,7 +344,8 @@ class Model:
 
     @classmethod
     def load(cls, path) -> "Model":
-        """Loads a safetensors file (PyTorch tensor names; see API.md)."""
+        """Loads a model file, recognised by content: safetensors (PyTorch tensor names;
+        see API.md), RTNeural Keras / PyTorch JSON, GuitarML JSON or a NAM LSTM."""
         out = ModelP()
         _check(lib.rnn_model_load(_path(path), ctypes.byref(out)), "rnn_model_load")
         self = cls.__new__(cls)
