@@ -24,21 +24,200 @@ pub struct Format {
     pub json: Option<Json>,
 }
 
-/// Where a format keeps its JSON: read it out, and write a file with an edited one.
+/// Where a format keeps its JSON: read it out, edit it, and write a file with it.
 pub struct Json {
     pub get: fn(&[u8]) -> Option<Value>,
     pub put: fn(&[u8], &Value) -> Vec<u8>,
+    pub edit: fn(&mut Rng, &mut Value),
 }
 
-pub const FORMATS: &[Format] = &[Format {
-    name: "safetensors",
-    seeds: safetensors_seeds,
-    load: Model::from_safetensors,
-    json: Some(Json {
-        get: st_header,
-        put: st_with_header,
-    }),
-}];
+/// A file that is one JSON document.
+const WHOLE_JSON: Json = Json {
+    get: whole_json,
+    put: json_bytes,
+    edit: edit_json_tree,
+};
+
+pub const FORMATS: &[Format] = &[
+    Format {
+        name: "safetensors",
+        seeds: safetensors_seeds,
+        load: Model::from_safetensors,
+        json: Some(Json {
+            get: st_header,
+            put: st_with_header,
+            edit: edit_json,
+        }),
+    },
+    Format {
+        name: "RTNeural JSON (Keras exporter)",
+        seeds: rtneural_keras_seeds,
+        load: Model::from_bytes,
+        json: Some(WHOLE_JSON),
+    },
+    Format {
+        name: "RTNeural JSON (PyTorch helper)",
+        seeds: rtneural_torch_seeds,
+        load: Model::from_bytes,
+        json: Some(WHOLE_JSON),
+    },
+    Format {
+        name: "GuitarML / Automated-GuitarAmpModelling JSON",
+        seeds: agm_seeds,
+        load: Model::from_bytes,
+        json: Some(WHOLE_JSON),
+    },
+    Format {
+        name: "Neural Amp Modeler (.nam)",
+        seeds: nam_seeds,
+        load: Model::from_bytes,
+        json: Some(WHOLE_JSON),
+    },
+];
+
+// --- JSON model formats: the real files under tests/fixtures/third_party ---------------
+
+fn rtneural_keras_seeds() -> Vec<Vec<u8>> {
+    vec![
+        include_bytes!("../fixtures/third_party/rtneural/lstm_1d.json").to_vec(),
+        include_bytes!("../fixtures/third_party/rtneural/gru_1d.json").to_vec(),
+        include_bytes!("../fixtures/third_party/rtneural/lstm.json").to_vec(),
+        include_bytes!("../fixtures/third_party/rtneural/gru.json").to_vec(),
+    ]
+}
+
+fn rtneural_torch_seeds() -> Vec<Vec<u8>> {
+    vec![
+        include_bytes!("../fixtures/third_party/rtneural/lstm_torch.json").to_vec(),
+        include_bytes!("../fixtures/third_party/rtneural/gru_torch.json").to_vec(),
+    ]
+}
+
+fn agm_seeds() -> Vec<Vec<u8>> {
+    vec![
+        include_bytes!("../fixtures/third_party/agm/ht1-ht11_lstm32.json").to_vec(),
+        include_bytes!("../fixtures/third_party/agm/ht1-ht13_gru32.json").to_vec(),
+    ]
+}
+
+fn nam_seeds() -> Vec<Vec<u8>> {
+    vec![include_bytes!("../fixtures/third_party/nam/lstm.nam").to_vec()]
+}
+
+fn whole_json(b: &[u8]) -> Option<Value> {
+    serde_json::from_slice(b).ok()
+}
+
+fn json_bytes(_: &[u8], v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap()
+}
+
+/// A random node up to `depth` levels below `v` (stopping at leaves).
+fn descend<'a>(r: &mut Rng, v: &'a mut Value, depth: usize) -> &'a mut Value {
+    if depth == 0 {
+        return v;
+    }
+    let pick = match &*v {
+        Value::Object(o) if !o.is_empty() => Some(r.below(o.len())),
+        Value::Array(a) if !a.is_empty() => Some(r.below(a.len())),
+        _ => None,
+    };
+    let Some(i) = pick else { return v };
+    let leaf = |n: &Value| matches!(n, Value::Null | Value::Bool(_));
+    let go_on = match &*v {
+        Value::Object(o) => !leaf(o.values().nth(i).unwrap()),
+        Value::Array(a) => !leaf(&a[i]),
+        _ => false,
+    };
+    if !go_on {
+        return v;
+    }
+    match v {
+        Value::Object(o) => descend(r, o.values_mut().nth(i).unwrap(), depth - 1),
+        Value::Array(a) => descend(r, &mut a[i], depth - 1),
+        _ => unreachable!(),
+    }
+}
+
+/// One edit somewhere in a JSON model: a random path down the tree, then at its end a
+/// key removed, renamed or duplicated, a value replaced (numbers that break shapes,
+/// non-finite and overflowing weights, layer types and names the formats know or do
+/// not), or an array shortened, lengthened or emptied.
+fn edit_json_tree(r: &mut Rng, v: &mut Value) {
+    let depth = r.below(7);
+    let node = descend(r, v, depth);
+    const WORDS: &[&str] = &[
+        "lstm",
+        "gru",
+        "dense",
+        "time-distributed-dense",
+        "conv1d",
+        "batchnorm",
+        "prelu",
+        "activation",
+        "tanh",
+        "sigmoid",
+        "relu",
+        "elu",
+        "softmax",
+        "",
+        "LSTM",
+        "GRU",
+        "WaveNet",
+        "SimpleRNN",
+        "nan",
+        "1e39",
+        "0.5.4",
+        "9.9.9",
+    ];
+    match node {
+        Value::Object(o) if !o.is_empty() => {
+            let k = o.keys().nth(r.below(o.len())).unwrap().clone();
+            match r.below(4) {
+                0 => {
+                    o.remove(&k);
+                }
+                1 => {
+                    let val = o.remove(&k).unwrap();
+                    o.insert(format!("{k}x"), val);
+                }
+                2 => {
+                    let val = o[&k].clone();
+                    o.insert(format!("{k}_l9"), val);
+                }
+                _ => {
+                    o.insert(k, Value::from(WORDS[r.below(WORDS.len())]));
+                }
+            }
+        }
+        Value::Array(a) => match r.below(5) {
+            0 => a.truncate(r.below(a.len() + 1)),
+            1 if !a.is_empty() => {
+                let e = a[r.below(a.len())].clone();
+                a.push(e);
+            }
+            2 => a.clear(),
+            3 => a.push(nasty_number(r)),
+            _ => {
+                if !a.is_empty() {
+                    let i = r.below(a.len());
+                    a[i] = Value::from(vec![Value::from(1.0)]);
+                }
+            }
+        },
+        Value::Number(_) => {
+            *node = match r.below(6) {
+                // f32 overflows, huge but finite, negative, fractional sizes, strings.
+                0 => Value::from(1e39),
+                1 => Value::from(3e38),
+                2 => Value::from(-1e30),
+                _ => nasty_number(r),
+            }
+        }
+        Value::String(_) => *node = Value::from(WORDS[r.below(WORDS.len())]),
+        _ => *node = nasty_number(r),
+    }
+}
 
 // --- safetensors -------------------------------------------------------------
 
@@ -185,7 +364,7 @@ pub fn check(format: &Format, bytes: &[u8]) -> Result<Verdict, String> {
         return Err(format!("{c:?}: parameter {i} is not finite"));
     }
     let (batch, steps) = (2, 3);
-    let x: Vec<f32> = (0..batch * steps * c.input_size)
+    let x: Vec<f32> = (0..batch * steps * model.input_size())
         .map(|k| ((k % 7) as f32 - 3.0) * 0.25)
         .collect();
     let run = catch_unwind(AssertUnwindSafe(|| model.forward(&x, batch, steps)))
@@ -212,7 +391,10 @@ pub fn check(format: &Format, bytes: &[u8]) -> Result<Verdict, String> {
         .to_safetensors()
         .and_then(|b| Model::from_safetensors(&b))
         .map_err(|e| format!("{c:?}: an accepted model does not save and reload: {e:?}"))?;
-    if again.parameters() != model.parameters() || again.config() != model.config() {
+    if again.parameters() != model.parameters()
+        || again.config() != model.config()
+        || again.layers() != model.layers()
+    {
         return Err(format!("{c:?}: save and reload changed the model"));
     }
     Ok(if largest > EXTREME {
@@ -453,7 +635,7 @@ pub fn mutate(r: &mut Rng, f: &Format, seeds: &[Vec<u8>]) -> Vec<u8> {
             _ => {
                 if let Some(j) = &f.json {
                     if let Some(mut v) = (j.get)(&b) {
-                        edit_json(r, &mut v);
+                        (j.edit)(r, &mut v);
                         b = (j.put)(&b, &v);
                     }
                 }
