@@ -58,9 +58,9 @@ pub trait ParallelFor: Send + Sync {
 }
 
 /// Routes rnncore's batched work through `host` (see [`ParallelFor`]); `None` goes back
-/// to the built-in pool. The work is split into [`num_threads`] parts: the count given
-/// to [`set_num_threads`], or else the CPUs this process may run on. Calls already
-/// running finish where they started.
+/// to the built-in pool. Most parallel sections split into [`num_threads`] parts (the
+/// count given to [`set_num_threads`], or else the CPUs this process may run on); a few
+/// split along the data's own blocks. Calls already running finish where they started.
 pub fn set_parallel_for(host: Option<Arc<dyn ParallelFor>>) {
     *HOST.write().unwrap_or_else(|e| e.into_inner()) = host;
 }

@@ -58,9 +58,10 @@ unsafe extern "C" fn trampoline(task_ctx: *mut c_void, i: usize) {
 /// on the host's workers: each parallel section of a call becomes one
 /// `run(ctx, n, task, task_ctx)`, which must call `task(task_ctx, i)` once for every i
 /// in 0..n, on any threads in any order, and return when all have returned. The results
-/// are bit-identical to the built-in pool's and to one thread's. The work splits into
-/// rnn_get_num_threads() parts: the count given to rnn_set_num_threads, or else the CPUs
-/// this process may run on. `run` = NULL goes back to the built-in pool.
+/// are bit-identical to the built-in pool's and to one thread's. Most sections split into
+/// rnn_get_num_threads() parts (the count given to rnn_set_num_threads, or else the CPUs
+/// this process may run on); a few split along the data's own blocks, so n may differ.
+/// `run` = NULL goes back to the built-in pool.
 ///
 /// `run` is called on the threads that call rnncore, possibly several at once, and not
 /// at all for small work (under about 4 million multiply-adds a call runs on its own

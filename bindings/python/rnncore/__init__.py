@@ -22,11 +22,21 @@ import enum
 import os
 import threading
 import weakref
-from typing import NamedTuple, Optional, Union
+from typing import Callable, NamedTuple, Optional, Union
 
 import numpy as np
 
-from ._lib import FloatP, Int32P, ModelP, RnnConfig, RnnTrainConfig, StateP, TrainerP, lib
+from ._lib import (
+    FloatP,
+    Int32P,
+    ModelP,
+    RnnConfig,
+    RnnParallelFor,
+    RnnTrainConfig,
+    StateP,
+    TrainerP,
+    lib,
+)
 
 __all__ = [
     "Cell",
@@ -45,6 +55,7 @@ __all__ = [
     "get_num_threads",
     "library_path",
     "set_num_threads",
+    "set_parallel_for",
     "status_str",
     "version",
 ]
@@ -189,6 +200,38 @@ def set_num_threads(n: int) -> None:
 
 def get_num_threads() -> int:
     return int(lib.rnn_get_num_threads())
+
+
+#: Every callback handed to rnn_set_parallel_for stays alive for the life of the process:
+#: a call already running may still use the previous one after it is replaced.
+_parallel_fors: list = []
+_parallel_for_lock = threading.Lock()
+
+
+def set_parallel_for(run: Optional[Callable[[int, Callable[[int], None]], None]]) -> None:
+    """Runs rnncore's batched work (large forward passes, training steps) on your own
+    workers: each parallel section calls `run(n, task)`, which must call `task(i)` once for
+    every `i` in `range(n)`, on any threads, and return when all have returned. `task`
+    releases the GIL while it works, so a `concurrent.futures.ThreadPoolExecutor` runs
+    the parts in parallel. Results are bit-identical to the built-in pool's. An index
+    `run` skips (or an exception it raises) is made up on the calling thread after it
+    returns. `None` goes back to the built-in pool (`rnn_set_parallel_for`)."""
+    if run is None:
+        _check(lib.rnn_set_parallel_for(RnnParallelFor(), None), "rnn_set_parallel_for")
+        return
+    if not callable(run):
+        raise _invalid(f"run is {type(run).__name__}, expected a callable or None")
+
+    def c_run(_ctx, n, task, task_ctx):
+        try:
+            run(int(n), lambda i: task(task_ctx, int(i)))
+        except BaseException:  # noqa: BLE001 - C cannot take an exception; rnncore makes up skipped parts
+            pass
+
+    callback = RnnParallelFor(c_run)
+    with _parallel_for_lock:
+        _parallel_fors.append(callback)
+        _check(lib.rnn_set_parallel_for(callback, None), "rnn_set_parallel_for")
 
 
 # ---------------------------------------------------------------------------------------

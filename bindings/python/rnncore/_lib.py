@@ -10,7 +10,18 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
-from ctypes import POINTER, Structure, c_char_p, c_float, c_int32, c_size_t, c_uint32, c_uint64
+from ctypes import (
+    CFUNCTYPE,
+    POINTER,
+    Structure,
+    c_char_p,
+    c_float,
+    c_int32,
+    c_size_t,
+    c_uint32,
+    c_uint64,
+    c_void_p,
+)
 from pathlib import Path
 
 # ---------------------------------------------------------------------------------------
@@ -71,6 +82,13 @@ STRUCTS = {"rnn_config": RnnConfig, "rnn_train_config": RnnTrainConfig}
 #: Opaque handle types of the header, by C name.
 OPAQUE = {"rnn_model": RnnModel, "rnn_state": RnnState, "rnn_trainer": RnnTrainer}
 
+#: `rnn_task`: one task of a host parallel-for, `task(task_ctx, i)`.
+RnnTask = CFUNCTYPE(None, c_void_p, c_size_t)
+#: `rnn_parallel_for`: a host's parallel-for, `run(ctx, n, task, task_ctx)`.
+RnnParallelFor = CFUNCTYPE(None, c_void_p, c_size_t, RnnTask, c_void_p)
+#: Function-pointer types of the header, by C name (checked against the header).
+CALLBACKS = {"rnn_task": RnnTask, "rnn_parallel_for": RnnParallelFor}
+
 # ---------------------------------------------------------------------------------------
 # Every function of include/rnncore.h: name -> (restype, argtypes)
 
@@ -82,6 +100,7 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "rnn_kernel_name": (c_char_p, []),
     "rnn_set_num_threads": (c_status, [c_size_t]),
     "rnn_get_num_threads": (c_size_t, []),
+    "rnn_set_parallel_for": (c_status, [RnnParallelFor, c_void_p]),
     # models
     "rnn_model_new": (c_status, [POINTER(RnnConfig), c_uint64, POINTER(ModelP)]),
     "rnn_model_load": (c_status, [c_char_p, POINTER(ModelP)]),

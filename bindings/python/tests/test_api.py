@@ -77,6 +77,64 @@ def test_num_threads_and_determinism():
     assert rnncore.get_num_threads() >= 1
 
 
+def _host_pool_work():
+    """Two training steps and a forward pass, big enough (> 4M multiply-adds) to be split."""
+    m = Model(Cell.LSTM, 8, 64, num_layers=2, output_size=2, seed=3)
+    x, target = rand((32, 16, 8), 4), rand((32, 16, 2), 5)
+    with Trainer(m, Optimizer.ADAM, learning_rate=0.01) as tr:
+        losses = [tr.step_mse(x, target) for _ in range(2)]
+    return losses, m.forward(x)
+
+
+def test_host_parallel_for_gives_the_built_in_bits():
+    from concurrent.futures import ThreadPoolExecutor
+
+    calls, threads = [], set()
+
+    def on_pool(n, task):
+        def part(i):
+            threads.add(threading.get_ident())
+            task(i)
+
+        calls.append(n)
+        list(pool.map(part, range(n)))
+
+    try:
+        rnncore.set_num_threads(1)
+        want_losses, want_y = _host_pool_work()
+        rnncore.set_num_threads(3)
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            rnncore.set_parallel_for(on_pool)
+            losses, y = _host_pool_work()
+        # the work went through the host, split in 3 (a few sections split by data blocks)
+        assert 3 in calls and all(n >= 2 for n in calls)
+        assert threading.get_ident() not in threads  # on the executor's threads
+        assert losses == want_losses and np.array_equal(y, want_y)
+
+        # a host that skips every part, or raises: rnncore makes the parts up itself
+        rnncore.set_parallel_for(lambda n, task: None)
+        losses, y = _host_pool_work()
+        assert losses == want_losses and np.array_equal(y, want_y)
+
+        def raising(n, task):
+            task(0)
+            raise RuntimeError("host failure")
+
+        rnncore.set_parallel_for(raising)
+        losses, y = _host_pool_work()
+        assert losses == want_losses and np.array_equal(y, want_y)
+
+        expect_status(Status.ERR_INVALID, rnncore.set_parallel_for, 42)
+        rnncore.set_parallel_for(None)  # back to the built-in pool: the host sees no more
+        before = len(calls)
+        losses, y = _host_pool_work()
+        assert len(calls) == before
+        assert losses == want_losses and np.array_equal(y, want_y)
+    finally:
+        rnncore.set_parallel_for(None)
+        rnncore.set_num_threads(0)
+
+
 # ---------------------------------------------------------------------------------------
 # Models, shapes, conversions
 

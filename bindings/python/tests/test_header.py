@@ -5,7 +5,17 @@ lacks), every struct has the same fields and types, every enum the same constant
 from __future__ import annotations
 
 import re
-from ctypes import POINTER, c_char_p, c_float, c_int32, c_size_t, c_uint8, c_uint32, c_uint64
+from ctypes import (
+    POINTER,
+    c_char_p,
+    c_float,
+    c_int32,
+    c_size_t,
+    c_uint8,
+    c_uint32,
+    c_uint64,
+    c_void_p,
+)
 
 import pytest
 
@@ -38,6 +48,7 @@ class Header:
         self.aliases: dict[str, str] = {}  # typedef name -> underlying type
         self.opaque: set[str] = set()
         self.functions: dict[str, tuple[str, list[str]]] = {}
+        self.callbacks: dict[str, tuple[str, list[str]]] = {}  # function-pointer typedefs
 
         def enum_block(m: re.Match) -> str:
             name = m.group(4) or m.group(2)
@@ -72,6 +83,11 @@ class Header:
                 if m.group(1) not in self.structs and m.group(1) not in self.enums:
                     self.opaque.add(m.group(2))
                 continue
+            m = re.fullmatch(r"typedef (.*?) ?\( ?\* ?(\w+) ?\) ?\((.*)\)", stmt)
+            if m:
+                ret, name, params = m.groups()
+                self.callbacks[name] = (ret.strip(), self._params(params))
+                continue
             m = re.fullmatch(r"typedef (\w+) (\w+)", stmt)
             if m:
                 self.aliases[m.group(2)] = m.group(1)
@@ -79,12 +95,14 @@ class Header:
             m = re.fullmatch(r"(?:extern )?(.*?)\b(\w+) ?\((.*)\)", stmt)
             if m:
                 ret, name, params = m.groups()
-                params = [p.strip() for p in params.split(",")]
-                if params in ([""], ["void"]):
-                    params = []
-                self.functions[name] = (ret.strip(), params)
+                self.functions[name] = (ret.strip(), self._params(params))
                 continue
             raise AssertionError(f"rnncore.h: cannot parse {stmt!r}")
+
+    @staticmethod
+    def _params(text: str) -> list[str]:
+        params = [p.strip() for p in text.split(",")]
+        return [] if params in ([""], ["void"]) else params
 
     def ctype(self, decl: str, param: bool = True):
         """The ctypes type for a C type (with a parameter name when `param`)."""
@@ -98,6 +116,8 @@ class Header:
             return c_char_p
         if base == "void" and depth == 0:
             return None
+        if base == "void" and depth == 1:
+            return c_void_p
         if base in _SCALARS:
             t = _SCALARS[base]
         elif base in self.enums or (base in self.aliases and self.aliases[base] in ("uint32_t",)):
@@ -106,6 +126,8 @@ class Header:
             t = _SCALARS[self.aliases[base]]
         elif base in _lib.STRUCTS:
             t = _lib.STRUCTS[base]
+        elif base in _lib.CALLBACKS:
+            t = _lib.CALLBACKS[base]
         elif base in _lib.OPAQUE:
             t = _lib.OPAQUE[base]
         else:
@@ -190,6 +212,17 @@ def test_structs_match_header(header: Header):
         # every struct of the header that a function takes is declared here
     for cname in header.structs:
         assert cname in _lib.STRUCTS, f"struct {cname} of rnncore.h has no ctypes declaration"
+
+
+def test_callbacks_match_header(header: Header):
+    assert set(header.callbacks) == set(_lib.CALLBACKS), (
+        f"function-pointer types: rnncore.h {sorted(header.callbacks)}, "
+        f"ctypes {sorted(_lib.CALLBACKS)}"
+    )
+    for cname, (ret, params) in header.callbacks.items():
+        got = _lib.CALLBACKS[cname]
+        assert got._restype_ is header.ctype(ret, param=False), cname
+        assert list(got._argtypes_) == [header.ctype(p) for p in params], cname
 
 
 def test_enums_match_header(header: Header):
