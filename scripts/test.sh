@@ -15,7 +15,7 @@ cargo test --release --workspace --doc
 # Every kernel tier this CPU has runs the whole Rust suite (the default run used the best).
 for tier in avx2 scalar; do
   echo "== cargo test with RNNCORE_KERNEL=$tier"
-  RNNCORE_KERNEL=$tier cargo test --release --tests --quiet
+  RNNCORE_KERNEL=$tier cargo test --release -p rnncore --tests --quiet
 done
 
 for lang in c cpp python; do

@@ -145,13 +145,17 @@ def repo_root() -> Path:
 
 
 def library_path() -> Path:
-    """Where the shared library is looked for: `$RNNCORE_LIB` if set, else
-    `$CARGO_TARGET_DIR/release/` (relative to the current directory, as cargo reads it),
-    else `<repo>/target/release/`."""
+    """Where the shared library is looked for: `$RNNCORE_LIB` if set; else the copy that
+    `pip install` put into this package; else `$CARGO_TARGET_DIR/release/` (relative to
+    the current directory, as cargo reads it), else `<repo>/target/release/` (the
+    package used from a checkout, with PYTHONPATH)."""
     env = os.environ.get("RNNCORE_LIB")
     if env:
         return Path(env)
     name = _LIB_NAMES.get(sys.platform, "librnncore.so")
+    bundled = Path(__file__).resolve().parent / name
+    if bundled.is_file():
+        return bundled
     target = os.environ.get("CARGO_TARGET_DIR")
     base = Path(target).resolve() if target else repo_root() / "target"
     return base / "release" / name
@@ -161,8 +165,10 @@ def _load() -> ctypes.CDLL:
     path = library_path()
     if not path.exists():
         raise OSError(
-            f"rnncore: shared library not found at {path}. Build it with "
-            "`cargo build --release` in the repository root, or point RNNCORE_LIB at it."
+            f"rnncore: shared library not found at {path}. Install the package with "
+            "`pip install ./bindings/python` from the repository root, or build it with "
+            "`cargo build --release` and use the package from the checkout, or point "
+            "RNNCORE_LIB at a built library."
         )
     lib = ctypes.CDLL(str(path))
     missing = []

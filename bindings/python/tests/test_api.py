@@ -48,6 +48,21 @@ def test_version_and_extras():
     assert rnncore.kernel_name() in ("avx512", "avx2", "scalar")
 
 
+@pytest.mark.skipif(
+    os.environ.get("RNNCORE_TEST_INSTALLED") != "1", reason="run_tests.sh tests the pip install"
+)
+def test_pip_install_is_self_contained():
+    # run_tests.sh installs with `pip install ./bindings/python`: the tests must import that
+    # copy, and it must carry its own library rather than reach back into the checkout.
+    from conftest import PYTHON_DIR
+
+    pkg = os.path.dirname(os.path.abspath(rnncore.__file__))
+    assert not pkg.startswith(str(PYTHON_DIR)), pkg
+    if not os.environ.get("RNNCORE_LIB"):
+        assert str(rnncore.library_path()).startswith(pkg)
+        assert rnncore.library_path().is_file()
+
+
 def test_kernel_tier_can_be_forced_by_environment():
     import subprocess
     import sys
