@@ -80,6 +80,16 @@ bin="$target/rtneural-bench"
   "-DRTNEURAL_COMMIT=\"$rtneural_commit\"" "-DBENCH_CXXFLAGS=\"${flags[*]}\"" \
   -I include -isystem "$RTNEURAL_DIR" -isystem "$EIGEN_DIR" \
   benches/compare/rtneural/bench.cpp "$lib" -lpthread -ldl -lm -o "$bin"
+# The same model files loaded both ways: RTNeural's own Keras exports (its models/ folder),
+# through RTNeural's run-time JSON parser and rnn_model_load.
+json_bin="$target/rtneural-json-models"
+"$cxx" "${flags[@]}" -Wall -Wextra -I include -isystem "$RTNEURAL_DIR" -isystem "$EIGEN_DIR" \
+  -isystem "$RTNEURAL_DIR/modules/json" \
+  benches/compare/rtneural/json_models.cpp "$lib" -lpthread -ldl -lm -o "$json_bin"
+json_models=()
+for m in lstm_1d lstm gru_1d gru; do
+  [ -f "$RTNEURAL_DIR/models/$m.json" ] && json_models+=("$RTNEURAL_DIR/models/$m.json")
+done
 
 # One pinned core: the first CPU this process may run on.
 pin=()
@@ -108,6 +118,19 @@ trap 'rm -f "$tmp"' EXIT
 for tier in "${tiers[@]}"; do
   RNNCORE_KERNEL="$tier" RAYON_NUM_THREADS=1 "${pin[@]}" "$bin" "$rounds" >>"$tmp"
 done
+if [ "${#json_models[@]}" -gt 0 ]; then
+  {
+    echo "## The same model files, loaded both ways"
+    echo
+    echo "RTNeural's own Keras-exported models (\`\$RTNEURAL_DIR/models/\`), loaded by"
+    echo "RTNeural's run-time parser (\`json_parser::parseJson<float>\`, a \`Model<float>\`) and"
+    echo "by \`rnn_model_load\`; one sample per call (see \`rtneural/json_models.cpp\`)."
+    echo
+  } >>"$tmp"
+  for tier in "${tiers[@]}"; do
+    RNNCORE_KERNEL="$tier" RAYON_NUM_THREADS=1 "${pin[@]}" "$json_bin" "$rounds" "${json_models[@]}" >>"$tmp"
+  done
+fi
 cp "$tmp" "$out"
 cat "$out"
 echo "written: $out" >&2

@@ -1,0 +1,196 @@
+// rnncore vs RTNeural on the same model files: RTNeural's own Keras-exported JSON models
+// (models/lstm.json, gru.json, ...), each loaded both ways and stepped one sample at a time.
+//   RTNeural: RTNeural::json_parser::parseJson<float> (its run-time Model<float>, the way
+//             a plugin loads a model file), model->forward(&x) per sample.
+//   rnncore:  rnn_model_load on the same file, rnn_model_step per sample ("step") and
+//             rnn_model_forward_state on blocks of 512 samples ("block"), through the C ABI.
+// Before timing, all three paths run the same 4096 samples from a zero state and the
+// largest output difference is printed (the run fails above 1e-4).
+//
+// Timing as in bench.cpp: `rounds` rounds, the three paths back to back in an order rotated
+// round by round, each over N samples (one timing lasts at least ~5 ms); ns per sample,
+// median over rounds, and rnncore's ratio to RTNeural (below 1: rnncore is faster).
+//
+//   json_models ROUNDS MODEL.json [MODEL.json ...]     (run by benches/compare/rtneural.sh)
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <RTNeural/RTNeural.h>
+
+#include "rnncore.h"
+
+namespace {
+
+constexpr size_t kBlock = 512;
+constexpr size_t kCheckLen = 4096;
+constexpr double kMinTimingNs = 5e6;
+constexpr float kMaxDiff = 1e-4f;
+
+[[noreturn]] void die(const std::string& what) {
+    std::fprintf(stderr, "json_models: %s\n", what.c_str());
+    std::exit(1);
+}
+
+void check(rnn_status s, const char* what) {
+    if (s != RNN_OK) die(std::string(what) + ": " + rnn_status_str(s) + ": " + rnn_last_error());
+}
+
+double now_ns() {
+    return (double)std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+std::vector<float> make_input(size_t n, uint32_t seed) {
+    std::vector<float> x(n);
+    uint32_t s = seed;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        const float noise = ((float)(s >> 8) / 16777216.0f - 0.5f) * 0.05f;
+        x[i] = 0.6f * std::sin(0.031f * (float)i) + 0.3f * std::sin(0.0071f * (float)i) + noise;
+    }
+    return x;
+}
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t m = v.size() / 2;
+    return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+}
+
+volatile float g_sink;
+
+struct Case {
+    std::string name;
+    std::unique_ptr<RTNeural::Model<float>> rt;
+    rnn_model* model = nullptr;
+    rnn_state* step_state = nullptr;
+    rnn_state* block_state = nullptr;
+    std::vector<float> x, y;
+    size_t n = kCheckLen;
+    float diff = 0;
+    std::vector<double> t_rt, t_step, t_block;
+
+    ~Case() {
+        rnn_state_free(block_state);
+        rnn_state_free(step_state);
+        rnn_model_free(model);
+    }
+
+    double time_rtneural() {
+        float acc = 0;
+        const double t0 = now_ns();
+        for (size_t i = 0; i < n; i++) acc += rt->forward(&x[i]);
+        const double dt = now_ns() - t0;
+        g_sink = acc;
+        return dt / (double)n;
+    }
+    double time_step() {
+        float acc = 0, out = 0;
+        const double t0 = now_ns();
+        for (size_t i = 0; i < n; i++) {
+            rnn_status s = rnn_model_step(model, step_state, &x[i], 1, &out, 1);
+            if (s != RNN_OK) check(s, "rnn_model_step");
+            acc += out;
+        }
+        const double dt = now_ns() - t0;
+        g_sink = acc;
+        return dt / (double)n;
+    }
+    double time_block() {
+        const double t0 = now_ns();
+        for (size_t i = 0; i < n; i += kBlock) {
+            rnn_status s = rnn_model_forward_state(model, block_state, &x[i], kBlock, &y[i], kBlock);
+            if (s != RNN_OK) check(s, "rnn_model_forward_state");
+        }
+        const double dt = now_ns() - t0;
+        g_sink = y[n - 1];
+        return dt / (double)n;
+    }
+
+    void prepare(const std::string& path) {
+        const size_t slash = path.find_last_of('/');
+        name = slash == std::string::npos ? path : path.substr(slash + 1);
+        std::ifstream in(path);
+        if (!in) die("cannot open " + path);
+        rt = RTNeural::json_parser::parseJson<float>(in);
+        if (!rt) die("RTNeural could not load " + path);
+        if (rt->getInSize() != 1 || rt->getOutSize() != 1)
+            die(path + ": this benchmark takes models of 1 input and 1 output");
+        check(rnn_model_load(path.c_str(), &model), "rnn_model_load");
+        if (rnn_model_output_size(model) != 1) die(path + ": rnncore sees another output size");
+        check(rnn_state_new(model, 1, &step_state), "rnn_state_new");
+        check(rnn_state_new_block(model, 1, kBlock, &block_state), "rnn_state_new_block");
+        rt->reset();
+
+        x = make_input(kCheckLen, 12345u);
+        y.assign(kCheckLen, 0.0f);
+        for (size_t i = 0; i < kCheckLen; i += kBlock)
+            check(rnn_model_forward_state(model, block_state, &x[i], kBlock, &y[i], kBlock),
+                  "rnn_model_forward_state");
+        for (size_t i = 0; i < kCheckLen; i++) {
+            float out = 0;
+            check(rnn_model_step(model, step_state, &x[i], 1, &out, 1), "rnn_model_step");
+            const float ref = rt->forward(&x[i]);
+            diff = std::max({diff, std::fabs(out - ref), std::fabs(out - y[i])});
+        }
+        if (!(diff <= kMaxDiff)) {
+            std::fprintf(stderr, "%s: outputs differ by %g (limit %g)\n", name.c_str(), diff, kMaxDiff);
+            std::exit(1);
+        }
+        const double fastest = std::min({time_rtneural(), time_step(), time_block()});
+        const double want = std::ceil(kMinTimingNs / std::max(fastest, 0.1));
+        n = std::max(kCheckLen, ((size_t)want + kBlock - 1) / kBlock * kBlock);
+        x = make_input(n, 777u);
+        y.assign(n, 0.0f);
+    }
+
+    void run_round(int order) {
+        for (int k = 0; k < 3; k++) {
+            switch ((order + k) % 3) {
+                case 0: t_rt.push_back(time_rtneural()); break;
+                case 1: t_step.push_back(time_step()); break;
+                default: t_block.push_back(time_block()); break;
+            }
+        }
+    }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 3) die("usage: json_models ROUNDS MODEL.json [MODEL.json ...]");
+    char* end = nullptr;
+    const long rounds = std::strtol(argv[1], &end, 10);
+    if (end == argv[1] || *end != '\0' || rounds < 1 || rounds > 1000)
+        die("rounds must be an integer in 1..1000");
+    std::vector<std::unique_ptr<Case>> cases;
+    for (int i = 2; i < argc; i++) {
+        cases.push_back(std::make_unique<Case>());
+        cases.back()->prepare(argv[i]);
+    }
+    for (long r = 0; r < rounds; r++)
+        for (auto& c : cases) c->run_round((int)(r % 3));
+
+    std::printf("Models loaded from the same file both ways, tier `%s`, %ld rounds, ns per sample "
+                "(median; ratio to RTNeural):\n\n",
+                rnn_kernel_name(), rounds);
+    std::printf("| model file | RTNeural (parseJson) | rnncore step | rnncore block | max |diff| |\n");
+    std::printf("| --- | --- | --- | --- | --- |\n");
+    for (auto& c : cases) {
+        const double rt = median(c->t_rt), st = median(c->t_step), bl = median(c->t_block);
+        std::printf("| %s | %.1f | %.1f (%.2f) | %.1f (%.2f) | %.1e |\n", c->name.c_str(), rt, st,
+                    st / rt, bl, bl / rt, (double)c->diff);
+    }
+    std::printf("\n");
+    return 0;
+}
