@@ -56,7 +56,27 @@ enum Command {
     Tour,
 }
 
+/// A closed stdout (`rnncore inspect m.json | head -1`) ends the program quietly, as it
+/// would a C program by SIGPIPE, instead of `println!`'s panic and backtrace. Other
+/// panics keep the default report.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let p = info.payload();
+        let msg = p
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| p.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141); // the shell's status for a process ended by SIGPIPE
+        }
+        default(info)
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     let result = match &cli.command {
         None | Some(Command::Tour) => tour::run(),

@@ -478,6 +478,26 @@ fn inspect_is_loud_on_malformed_and_missing_files() {
 }
 
 #[test]
+fn a_closed_stdout_ends_quietly() {
+    // `rnncore inspect m | head -1`: the reader goes away before the program writes.
+    let d = Scratch::new("pipe");
+    let model = Model::new(ModelConfig::new(CellKind::Lstm, 2, 4, 1), 1).unwrap();
+    model.save(d.path("m.safetensors")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rnncore"))
+        .args(["inspect", &d.s("m.safetensors")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    // 141 when the write found the pipe closed, 0 in the rare run that wrote first
+    assert!(matches!(out.status.code(), Some(0 | 141)), "{:?} {err}", out.status);
+}
+
+#[test]
 fn bench_runs_on_tiny_settings() {
     let d = Scratch::new("bench");
     let out = ok(
