@@ -494,7 +494,11 @@ fn a_closed_stdout_ends_quietly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
     // 141 when the write found the pipe closed, 0 in the rare run that wrote first
-    assert!(matches!(out.status.code(), Some(0 | 141)), "{:?} {err}", out.status);
+    assert!(
+        matches!(out.status.code(), Some(0 | 141)),
+        "{:?} {err}",
+        out.status
+    );
 }
 
 #[test]
