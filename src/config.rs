@@ -62,7 +62,7 @@ impl CellKind {
     }
 
     /// Converts the C ABI number.
-    pub fn from_u32(v: u32) -> Option<CellKind> {
+    pub(crate) fn from_u32(v: u32) -> Option<CellKind> {
         CellKind::ALL.get(v as usize).copied()
     }
 }
@@ -97,7 +97,7 @@ impl OutputActivation {
     }
 
     /// Converts the C ABI number.
-    pub fn from_u32(v: u32) -> Option<OutputActivation> {
+    pub(crate) fn from_u32(v: u32) -> Option<OutputActivation> {
         match v {
             0 => Some(OutputActivation::Identity),
             1 => Some(OutputActivation::Softmax),
@@ -110,6 +110,7 @@ impl OutputActivation {
 /// dense head `H -> output_size`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ModelConfig {
+    /// The recurrent cell of every layer.
     pub cell: CellKind,
     /// `I >= 1`: features per timestep.
     pub input_size: usize,

@@ -152,7 +152,7 @@ impl ParamLayout {
 
 /// Borrowed weights of one layer (PyTorch layout and gate order).
 #[derive(Copy, Clone, Debug)]
-pub struct LayerWeights<'a> {
+pub(crate) struct LayerWeights<'a> {
     /// `[G*H, in]`.
     pub w_ih: &'a [f32],
     /// `[G*H, H]`.
@@ -167,7 +167,7 @@ pub struct LayerWeights<'a> {
 
 /// Borrowed weights of the dense head.
 #[derive(Copy, Clone, Debug)]
-pub struct HeadWeights<'a> {
+pub(crate) struct HeadWeights<'a> {
     /// `[output_size, H]`.
     pub weight: &'a [f32],
     /// `[output_size]`.
@@ -318,7 +318,7 @@ impl Model {
     }
 
     /// Weights of layer `k` (`k < num_layers`).
-    pub fn layer(&self, k: usize) -> LayerWeights<'_> {
+    pub(crate) fn layer(&self, k: usize) -> LayerWeights<'_> {
         layer_view(&self.config, &self.layout, &self.params, k)
     }
 
@@ -341,7 +341,7 @@ impl Model {
     }
 
     /// The head's weights, when the model has a head.
-    pub fn head(&self) -> Option<HeadWeights<'_>> {
+    pub(crate) fn head(&self) -> Option<HeadWeights<'_>> {
         head_view(&self.config, &self.layout, &self.params)
     }
 

@@ -185,6 +185,9 @@ impl Init {
 /// `j < b.n()`, on the process-wide kernel tier. No allocation.
 ///
 /// Panics (a bug, caught at the FFI boundary) if `A` or `C` is too short.
+// The plain entry point its variants are described against; no caller since the
+// kernels stopped being public API.
+#[allow(dead_code)]
 pub fn gemm_packed(
     m: usize,
     a: &[f32],
@@ -234,6 +237,7 @@ pub fn gemm_packed_bias(
 }
 
 /// [`gemm_packed`] on a given tier (falls back to the best available if the CPU lacks it).
+#[cfg(test)] // only the kernel tests pick a tier explicitly
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_packed_with(
     tier: Tier,
@@ -295,6 +299,9 @@ pub fn gemm_packed_sweep(
 /// panels is otherwise bound by the FMA latency. The summation order therefore differs
 /// from [`gemm_packed`]'s (results agree to rounding, not bit for bit), which is why the
 /// batched paths, whose bits must not depend on how rows are grouped, do not use it.
+// The plain entry point its variants are described against; no caller since the
+// kernels stopped being public API.
+#[allow(dead_code)]
 pub fn gemv_packed(x: &[f32], b: &PackedB, y: &mut [f32], accumulate: bool) {
     gemv_packed_sweep(x, b, y, accumulate, false);
 }

@@ -127,6 +127,7 @@ pub struct Dense {
     pub in_size: usize,
     /// Features out (`>= 1`).
     pub out_size: usize,
+    /// Applied to `W a + b`.
     pub activation: Activation,
 }
 

@@ -4,9 +4,9 @@
 //! batch. A step whose inputs, targets, gradients or update are not finite is refused
 //! and leaves the weights and the optimizer state unchanged.
 
-pub mod bptt;
+pub(crate) mod bptt;
 pub mod loss;
-pub mod optim;
+pub(crate) mod optim;
 
 use crate::error::{check_finite, check_len, invalid, Error, Result};
 use crate::forward::{fit, ForwardScratch, Tape};
