@@ -22,11 +22,13 @@ mod rng;
 mod state;
 pub mod train;
 
-pub use config::{CellKind, ModelConfig, OutputActivation, MAX_DIM, MAX_LAYERS};
+pub use config::{
+    CellKind, ModelConfig, OutputActivation, ParamEntry, ParamLayout, MAX_DIM, MAX_LAYERS,
+};
 pub use error::{Error, Result};
 pub use forward::Tape;
 pub use layers::{Activation, Dense, Layers, MAX_DENSE};
-pub use model::{Model, ParamEntry, ParamLayout};
+pub use model::Model;
 pub use parallel::{num_threads, set_num_threads, set_parallel_for, ParallelFor};
 pub use rng::Rng;
 pub use state::State;

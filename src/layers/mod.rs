@@ -25,10 +25,11 @@
 
 pub mod reference;
 
+use crate::config::ParamLayout;
 use crate::config::{ModelConfig, MAX_DIM};
 use crate::error::{check_finite, check_len, checked_size, invalid, Error, Result};
 use crate::forward::{softmax_in_place, try_zeroed, Tape};
-use crate::model::{Model, ParamLayout};
+use crate::model::Model;
 use crate::state::State;
 use crate::train::Gradients;
 

@@ -21,7 +21,7 @@ use crate::parallel::{
 /// What [`Model::backward`] returns.
 #[derive(Clone, Debug)]
 pub struct Gradients {
-    /// `∂L/∂θ` in [`crate::model::ParamLayout`] order (same layout as [`Model::parameters`]).
+    /// `∂L/∂θ` in [`crate::ParamLayout`] order (same layout as [`Model::parameters`]).
     pub params: Vec<f32>,
     /// `∂L/∂x`, `[B][T][I]`.
     pub inputs: Vec<f32>,
@@ -37,7 +37,7 @@ pub struct Gradients {
 /// before it is read, so reuse changes no bit.
 #[derive(Debug, Default)]
 pub(crate) struct BackwardWork {
-    /// `∂L/∂θ`, [`crate::model::ParamLayout`] order.
+    /// `∂L/∂θ`, [`crate::ParamLayout`] order.
     pub grads: Vec<f32>,
     /// While running: `∂L/∂h_t` of the current layer; after: `∂L/∂x` (when asked for).
     pub dh: Vec<f32>,
