@@ -4,6 +4,7 @@
 
 // The product: everything a user names is re-exported below (or is one of the public
 // modules `io` and `train`). The other modules are the implementation.
+mod buffers;
 mod cell;
 mod config;
 mod error;
@@ -20,6 +21,7 @@ mod parallel;
 mod reference;
 mod rng;
 mod state;
+mod step;
 pub mod train;
 
 pub use config::{

@@ -4,12 +4,11 @@
 //! gradient for the layer's input are each one hoisted product over all timesteps (for a
 //! narrow layer the weight and bias gradients together: [`weight_sums`]).
 
+use crate::buffers::{fit, pieces};
 use crate::cell::{gru, lstm, rnn};
 use crate::config::CellKind;
 use crate::error::{check_finite, check_len, invalid, Result};
-use crate::forward::{
-    column_parts, fit, pieces, split_state, split_state_mut, unit_ranges, LayerRec, Tape,
-};
+use crate::forward::{column_parts, split_state, split_state_mut, unit_ranges, LayerRec, Tape};
 use crate::kernels::gemm::Mat;
 use crate::kernels::outer::{outer_sums_t, COLS};
 use crate::kernels::packed::{gemm_packed_sweep, PackedB};

@@ -8,8 +8,9 @@ pub(crate) mod bptt;
 pub mod loss;
 pub(crate) mod optim;
 
+use crate::buffers::fit;
 use crate::error::{check_finite, check_len, invalid, Error, Result};
-use crate::forward::{fit, ForwardScratch, Tape};
+use crate::forward::{ForwardScratch, Tape};
 use crate::model::Model;
 use crate::state::State;
 use crate::ModelConfig;
