@@ -10,7 +10,7 @@ use crate::cell::{gru, lstm, rnn};
 use crate::config::{CellKind, ModelConfig, OutputActivation};
 use crate::error::{check_finite, check_len, checked_size, invalid, Error, Result};
 use crate::kernels::packed::{gemm_packed_bias, gemm_packed_sweep, PackedB};
-use crate::model::Model;
+use crate::model::{ForwardCache, Model};
 use crate::parallel::{
     batch_chunk, each, each_mut, gemm_packed_rows_bias, install_work, map_each, threads,
 };
@@ -476,47 +476,28 @@ pub(crate) fn split_state_mut(
     (&mut hpart[range], c)
 }
 
-/// The buffers of a model's last batched sequence forward (its tape and scratch), kept
-/// for the next call: a server running batches of one shape then allocates (and
-/// page-faults, and zeroes) nothing large per call. Taken with `try_lock`, so calls on
-/// one model from several threads never wait for each other: a call that finds the
-/// cache busy or empty allocates its own buffers. Buffers above [`ForwardCache::LIMIT`]
-/// bytes are not kept. A clone of a model starts with an empty cache.
-/// The same holds for a batch of one, which runs through a streaming [`State`] made
-/// for blocks of the whole sequence: the state is kept.
-///
-/// [`State`]: crate::State
-#[derive(Default)]
-pub(crate) struct ForwardCache {
-    batched: std::sync::Mutex<Option<Box<(Tape, ForwardScratch)>>>,
-    single: std::sync::Mutex<Option<Box<crate::State>>>,
-}
-
+// `ForwardCache` (the slots) is defined in model.rs, below this module; what goes in
+// them, and when, is decided here.
 impl ForwardCache {
     /// The most bytes of buffers a model keeps in each slot between calls.
     pub(crate) const LIMIT: usize = 256 << 20;
 
     /// The kept buffers, if there are any and no other call holds them.
     pub(crate) fn take(&self) -> Option<Box<(Tape, ForwardScratch)>> {
-        self.batched
-            .try_lock()
-            .ok()
-            .and_then(|mut kept| kept.take())
+        self.batched.take()
     }
 
     /// Keeps `work` for the next call, unless it is larger than [`Self::LIMIT`].
     pub(crate) fn put(&self, work: Box<(Tape, ForwardScratch)>) {
         if work.0.bytes() + work.1.bytes() <= Self::LIMIT {
-            if let Ok(mut kept) = self.batched.try_lock() {
-                *kept = Some(work);
-            }
+            self.batched.put(work);
         }
     }
 
     /// The kept single-stream state, if no other call holds it and its blocks are at
     /// least `seq_len` long (a shorter one is dropped).
     pub(crate) fn take_state(&self, seq_len: usize) -> Option<Box<crate::State>> {
-        let state = self.single.try_lock().ok()?.take()?;
+        let state: Box<crate::State> = self.single.take()?;
         (state.max_block() >= seq_len).then_some(state)
     }
 
@@ -524,22 +505,8 @@ impl ForwardCache {
     /// [`Self::LIMIT`].
     pub(crate) fn put_state(&self, state: Box<crate::State>) {
         if state.bytes() <= Self::LIMIT {
-            if let Ok(mut kept) = self.single.try_lock() {
-                *kept = Some(state);
-            }
+            self.single.put(state);
         }
-    }
-}
-
-impl Clone for ForwardCache {
-    fn clone(&self) -> ForwardCache {
-        ForwardCache::default()
-    }
-}
-
-impl std::fmt::Debug for ForwardCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ForwardCache")
     }
 }
 

@@ -8,9 +8,10 @@
 
 use crate::config::{CellKind, ModelConfig, ParamLayout};
 use crate::error::{check_finite, Error, Result};
-use crate::forward::ForwardCache;
 use crate::kernels::packed::{dense_narrow_kernel, DenseNarrowFn, PackedB, StreamLayer};
 use crate::rng::Rng;
+use std::any::Any;
+use std::sync::Mutex;
 
 /// One layer's weights packed once (at build and after every training step) for
 /// [`crate::kernels::packed::gemm_packed`]: the forward products `x · W_ihᵀ` and
@@ -49,6 +50,58 @@ impl PackedLayer {
                 w_hn_t: PackedB::default(),
                 stream,
             }
+        }
+    }
+}
+
+/// The buffers of a model's last batched sequence forward (its tape and scratch), kept
+/// for the next call: a server running batches of one shape then allocates (and
+/// page-faults, and zeroes) nothing large per call. Taken with `try_lock`, so calls on
+/// one model from several threads never wait for each other: a call that finds the
+/// cache busy or empty allocates its own buffers. Buffers above [`ForwardCache::LIMIT`]
+/// bytes are not kept. A clone of a model starts with an empty cache.
+/// The same holds for a batch of one, which runs through a streaming [`State`] made
+/// for blocks of the whole sequence: the state is kept.
+///
+/// The slots hold their contents as `Any`, so that the model, below the passes, does
+/// not name the passes' types; `forward.rs` fills and empties them.
+///
+/// [`State`]: crate::State
+#[derive(Default)]
+pub(crate) struct ForwardCache {
+    /// A batched forward's `(Tape, ForwardScratch)`.
+    pub(crate) batched: Kept,
+    /// A single sequence's streaming `State`.
+    pub(crate) single: Kept,
+}
+
+impl Clone for ForwardCache {
+    fn clone(&self) -> ForwardCache {
+        ForwardCache::default()
+    }
+}
+
+impl std::fmt::Debug for ForwardCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ForwardCache")
+    }
+}
+
+/// One slot of a [`ForwardCache`], taken and filled with `try_lock`: never waits.
+#[derive(Default)]
+pub(crate) struct Kept(Mutex<Option<Box<dyn Any + Send>>>);
+
+impl Kept {
+    /// What the slot holds, if it holds a `T` and no other call has the slot.
+    pub(crate) fn take<T: Any>(&self) -> Option<Box<T>> {
+        let kept = self.0.try_lock().ok()?.take()?;
+        kept.downcast().ok()
+    }
+
+    /// Keeps `value` in the slot, unless another call has the slot.
+    pub(crate) fn put<T: Any + Send>(&self, value: Box<T>) {
+        if let Ok(mut kept) = self.0.try_lock() {
+            *kept = Some(value);
         }
     }
 }
@@ -292,4 +345,39 @@ pub(crate) fn head_view<'a>(
         weight: &buf[w.offset..w.offset + w.len],
         bias: &buf[b.offset..b.offset + b.len],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_gives_back_what_was_put() {
+        let slot = Kept::default();
+        slot.put(Box::new(vec![1.0f32, 2.0]));
+        assert!(
+            slot.take::<String>().is_none(),
+            "a take of another type empties the slot"
+        );
+        slot.put(Box::new(vec![1.0f32, 2.0]));
+        assert_eq!(*slot.take::<Vec<f32>>().unwrap(), [1.0, 2.0]);
+        assert!(slot.take::<Vec<f32>>().is_none());
+    }
+
+    #[test]
+    fn forward_reuses_its_kept_buffers() {
+        let model = Model::new(ModelConfig::new(CellKind::Lstm, 2, 4, 1), 1).unwrap();
+        let x = vec![0.5f32; 3 * 5 * 2];
+        model.forward(&x, 3, 5).unwrap();
+        let kept = model
+            .cache
+            .take()
+            .expect("the batched forward keeps its buffers");
+        model.cache.put(kept);
+        model.forward(&x[..10], 1, 5).unwrap();
+        assert!(
+            model.cache.take_state(5).is_some(),
+            "a batch of one keeps its state"
+        );
+    }
 }
