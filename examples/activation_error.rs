@@ -4,7 +4,7 @@
 //!
 //! `cargo run --release --example activation_error`
 
-use rnncore::kernels::activation::{available_tiers, sigmoid_with, tanh_with, Tier};
+use rnncore::__testing::activation::{available_tiers, sigmoid_with, tanh_with, Tier};
 
 type Apply = fn(Tier, &mut [f32]);
 /// Name, the tier-taking kernel, and the `f64` truth.

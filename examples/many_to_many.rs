@@ -9,8 +9,8 @@
 //!
 //! Run: `cargo run --release --example many_to_many`
 
-use rnncore::rng::Rng;
 use rnncore::train::loss;
+use rnncore::Rng;
 use rnncore::{
     CellKind, Model, ModelConfig, OutputActivation, State, Targets, TrainConfig, Trainer,
 };

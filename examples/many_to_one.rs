@@ -6,7 +6,7 @@
 //!
 //! Run: `cargo run --release --example many_to_one`
 
-use rnncore::rng::Rng;
+use rnncore::Rng;
 use rnncore::{CellKind, Model, ModelConfig, OutputActivation, Targets, TrainConfig, Trainer};
 
 const T: usize = 12;

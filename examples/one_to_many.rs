@@ -7,7 +7,7 @@
 //!
 //! Run: `cargo run --release --example one_to_many`
 
-use rnncore::rng::Rng;
+use rnncore::Rng;
 use rnncore::{
     CellKind, Model, ModelConfig, OutputActivation, State, Targets, TrainConfig, Trainer,
 };

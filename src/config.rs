@@ -1,7 +1,8 @@
 #![forbid(unsafe_code)]
-//! Model configuration: the cell kind, sizes and output head.
+//! Model configuration: the cell kind, sizes and output head, and where each tensor of a
+//! configuration lives in the model's flat parameter buffer ([`ParamLayout`]).
 
-use crate::error::{invalid, Result};
+use crate::error::{checked_size, invalid, Result};
 
 /// The recurrent cell of every layer of a model. Numbers match the C ABI's `rnn_cell`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -62,7 +63,7 @@ impl CellKind {
     }
 
     /// Converts the C ABI number.
-    pub fn from_u32(v: u32) -> Option<CellKind> {
+    pub(crate) fn from_u32(v: u32) -> Option<CellKind> {
         CellKind::ALL.get(v as usize).copied()
     }
 }
@@ -97,7 +98,7 @@ impl OutputActivation {
     }
 
     /// Converts the C ABI number.
-    pub fn from_u32(v: u32) -> Option<OutputActivation> {
+    pub(crate) fn from_u32(v: u32) -> Option<OutputActivation> {
         match v {
             0 => Some(OutputActivation::Identity),
             1 => Some(OutputActivation::Softmax),
@@ -110,6 +111,7 @@ impl OutputActivation {
 /// dense head `H -> output_size`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ModelConfig {
+    /// The recurrent cell of every layer.
     pub cell: CellKind,
     /// `I >= 1`: features per timestep.
     pub input_size: usize,
@@ -200,7 +202,7 @@ impl ModelConfig {
             ));
         }
         // Total parameter count must fit; checked with overflow-safe arithmetic.
-        crate::model::ParamLayout::new(self).map(|_| ())
+        ParamLayout::new(self).map(|_| ())
     }
 
     /// Width of the model's outputs: `output_size`, or `hidden_size` without a head.
@@ -225,5 +227,102 @@ impl ModelConfig {
         } else {
             per
         }
+    }
+}
+
+/// One named tensor inside the flat parameter buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamEntry {
+    /// PyTorch name: `weight_ih_l{k}`, `weight_hh_l{k}`, `bias_ih_l{k}`, `bias_hh_l{k}`,
+    /// `head.weight`, `head.bias`.
+    pub name: String,
+    /// Row-major shape.
+    pub shape: Vec<usize>,
+    /// Offset (in elements) into the flat buffer.
+    pub offset: usize,
+    /// Number of elements.
+    pub len: usize,
+}
+
+/// Where each tensor of a config lives in the flat parameter buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamLayout {
+    entries: Vec<ParamEntry>,
+    total: usize,
+}
+
+impl ParamLayout {
+    /// The layout for `config`, with overflow-checked sizes.
+    pub fn new(config: &ModelConfig) -> Result<ParamLayout> {
+        let g = config.cell.gates();
+        let h = config.hidden_size;
+        let gh = g
+            .checked_mul(h)
+            .ok_or_else(|| invalid!("hidden_size {h} too large"))?;
+        let mut entries = Vec::with_capacity(4 * config.num_layers + 2);
+        let mut total = 0usize;
+        let mut push = |name: String, shape: Vec<usize>| -> Result<()> {
+            let len = checked_size(&name, &shape)?;
+            let offset = total;
+            total = total
+                .checked_add(len)
+                .ok_or_else(|| invalid!("parameter count overflows"))?;
+            entries.push(ParamEntry {
+                name,
+                shape,
+                offset,
+                len,
+            });
+            Ok(())
+        };
+        for k in 0..config.num_layers {
+            let inp = if k == 0 { config.input_size } else { h };
+            push(format!("weight_ih_l{k}"), vec![gh, inp])?;
+            push(format!("weight_hh_l{k}"), vec![gh, h])?;
+            push(format!("bias_ih_l{k}"), vec![gh])?;
+            push(format!("bias_hh_l{k}"), vec![gh])?;
+        }
+        if config.has_head() {
+            push("head.weight".into(), vec![config.output_size, h])?;
+            push("head.bias".into(), vec![config.output_size])?;
+        }
+        // Keep the whole model addressable with headroom for gradients and optimizer state.
+        if total > (isize::MAX as usize) / 64 {
+            return Err(invalid!("model has {total} parameters, too many"));
+        }
+        Ok(ParamLayout { entries, total })
+    }
+
+    /// Appends a tensor after the others (the dense layers around the stack).
+    pub(crate) fn push(&mut self, name: String, shape: Vec<usize>) -> Result<()> {
+        let len = checked_size(&name, &shape)?;
+        let offset = self.total;
+        self.total = self
+            .total
+            .checked_add(len)
+            .filter(|&t| t <= (isize::MAX as usize) / 64)
+            .ok_or_else(|| invalid!("parameter count overflows"))?;
+        self.entries.push(ParamEntry {
+            name,
+            shape,
+            offset,
+            len,
+        });
+        Ok(())
+    }
+
+    /// All tensors in `state_dict()` order.
+    pub fn entries(&self) -> &[ParamEntry] {
+        &self.entries
+    }
+
+    /// Total number of parameters.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// The entry with this name.
+    pub fn find(&self, name: &str) -> Option<&ParamEntry> {
+        self.entries.iter().find(|e| e.name == name)
     }
 }

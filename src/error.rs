@@ -23,7 +23,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     /// The `rnn_status` number of this error (see `shared/API.md`).
-    pub fn status_code(&self) -> u32 {
+    pub(crate) fn status_code(&self) -> u32 {
         match self {
             Error::Invalid(_) => 2,
             Error::Io(_) => 3,

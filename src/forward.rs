@@ -5,14 +5,16 @@
 //! (two for the notes' GRU) and one fused pointwise pass. What backward needs is kept
 //! in a [`Tape`] when training.
 
+use crate::buffers::{fit, pieces, tail, try_zeroed};
 use crate::cell::{gru, lstm, rnn};
 use crate::config::{CellKind, ModelConfig, OutputActivation};
 use crate::error::{check_finite, check_len, checked_size, invalid, Error, Result};
-use crate::kernels::packed::{gemm_packed_bias, gemm_packed_sweep, gemv_packed_sweep, PackedB};
-use crate::model::Model;
+use crate::kernels::packed::{gemm_packed_bias, gemm_packed_sweep, PackedB};
+use crate::model::{ForwardCache, Model};
 use crate::parallel::{
     batch_chunk, each, each_mut, gemm_packed_rows_bias, install_work, map_each, threads,
 };
+use crate::step::{recurrent_step, softmax_in_place, StepRows};
 
 /// What one layer's forward keeps for backward; every buffer is batch-major `[B][T][·]`.
 #[derive(Clone, Debug, Default)]
@@ -474,91 +476,28 @@ pub(crate) fn split_state_mut(
     (&mut hpart[range], c)
 }
 
-/// A zeroed buffer, or `Error::Alloc` when memory cannot be had.
-pub(crate) fn try_zeroed(n: usize) -> Result<Vec<f32>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n)
-        .map_err(|_| Error::Alloc(format!("cannot allocate {n} floats")))?;
-    v.resize(n, 0.0);
-    Ok(v)
-}
-
-/// Makes `v` exactly `n` long, keeping its allocation: shrinking truncates, growing
-/// zero-fills only the new tail (`Error::Alloc` when memory cannot be had). The old
-/// contents stay: callers overwrite every element (or fill) before reading.
-pub(crate) fn fit(v: &mut Vec<f32>, n: usize) -> Result<()> {
-    if n > v.len() {
-        v.try_reserve_exact(n - v.len())
-            .map_err(|_| Error::Alloc(format!("cannot allocate {n} floats")))?;
-    }
-    v.resize(n, 0.0);
-    Ok(())
-}
-
-/// Splits `buf` into consecutive pieces of `piece` elements (the last may be shorter);
-/// an empty `buf` yields `count` empty pieces, so optional buffers zip with the rest.
-pub(crate) fn pieces(buf: &mut [f32], piece: usize, count: usize) -> Vec<&mut [f32]> {
-    if buf.is_empty() {
-        return (0..count).map(|_| <&mut [f32]>::default()).collect();
-    }
-    buf.chunks_mut(piece.max(1)).collect()
-}
-
-/// Numerically stable softmax of one row, in place.
-pub(crate) fn softmax_in_place(row: &mut [f32]) {
-    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for v in row.iter_mut() {
-        *v = (*v - m).exp();
-        sum += *v;
-    }
-    let inv = 1.0 / sum;
-    for v in row.iter_mut() {
-        *v *= inv;
-    }
-}
-
-/// The buffers of a model's last batched sequence forward (its tape and scratch), kept
-/// for the next call: a server running batches of one shape then allocates (and
-/// page-faults, and zeroes) nothing large per call. Taken with `try_lock`, so calls on
-/// one model from several threads never wait for each other: a call that finds the
-/// cache busy or empty allocates its own buffers. Buffers above [`ForwardCache::LIMIT`]
-/// bytes are not kept. A clone of a model starts with an empty cache.
-/// The same holds for a batch of one, which runs through a streaming [`State`] made
-/// for blocks of the whole sequence: the state is kept.
-///
-/// [`State`]: crate::State
-#[derive(Default)]
-pub(crate) struct ForwardCache {
-    batched: std::sync::Mutex<Option<Box<(Tape, ForwardScratch)>>>,
-    single: std::sync::Mutex<Option<Box<crate::State>>>,
-}
-
+// `ForwardCache` (the slots) is defined in model.rs, below this module; what goes in
+// them, and when, is decided here.
 impl ForwardCache {
     /// The most bytes of buffers a model keeps in each slot between calls.
     pub(crate) const LIMIT: usize = 256 << 20;
 
     /// The kept buffers, if there are any and no other call holds them.
     pub(crate) fn take(&self) -> Option<Box<(Tape, ForwardScratch)>> {
-        self.batched
-            .try_lock()
-            .ok()
-            .and_then(|mut kept| kept.take())
+        self.batched.take()
     }
 
     /// Keeps `work` for the next call, unless it is larger than [`Self::LIMIT`].
     pub(crate) fn put(&self, work: Box<(Tape, ForwardScratch)>) {
         if work.0.bytes() + work.1.bytes() <= Self::LIMIT {
-            if let Ok(mut kept) = self.batched.try_lock() {
-                *kept = Some(work);
-            }
+            self.batched.put(work);
         }
     }
 
     /// The kept single-stream state, if no other call holds it and its blocks are at
     /// least `seq_len` long (a shorter one is dropped).
     pub(crate) fn take_state(&self, seq_len: usize) -> Option<Box<crate::State>> {
-        let state = self.single.try_lock().ok()?.take()?;
+        let state: Box<crate::State> = self.single.take()?;
         (state.max_block() >= seq_len).then_some(state)
     }
 
@@ -566,22 +505,8 @@ impl ForwardCache {
     /// [`Self::LIMIT`].
     pub(crate) fn put_state(&self, state: Box<crate::State>) {
         if state.bytes() <= Self::LIMIT {
-            if let Ok(mut kept) = self.single.try_lock() {
-                *kept = Some(state);
-            }
+            self.single.put(state);
         }
-    }
-}
-
-impl Clone for ForwardCache {
-    fn clone(&self) -> ForwardCache {
-        ForwardCache::default()
-    }
-}
-
-impl std::fmt::Debug for ForwardCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ForwardCache")
     }
 }
 
@@ -1073,158 +998,6 @@ fn layer_forward_columns(
         }
     }
     Ok(())
-}
-
-/// Where one timestep's outputs go: row `i` of each buffer starts at `i * ld`.
-pub(crate) struct StepRows<'a> {
-    /// Gate pre-activations with the input part and folded bias already in; they become
-    /// the activated gates.
-    pub gates: &'a mut [f32],
-    pub ldg: usize,
-    /// `h_t`; with `prev_in_h`, `h_{t-1}` followed by `h_t` (row `i` of `h_{t-1}` at
-    /// `i * ldh`, of `h_t` `H` floats after it: the record `[B][T][H]` from step `t-1`),
-    /// and the step reads `h_{t-1}` there instead of from its `hprev` argument.
-    pub h: &'a mut [f32],
-    pub ldh: usize,
-    pub prev_in_h: bool,
-    /// LSTM: `c_t` (with `prev_in_c`, `c_{t-1}` followed by `c_t`, as `h`); empty for
-    /// other cells.
-    pub c: &'a mut [f32],
-    pub ldc: usize,
-    pub prev_in_c: bool,
-    /// Notes' GRU: `r ⊙ h_{t-1}` (required: it is the operand of `W_hn`); linear-before-reset
-    /// GRU: `W_hn h_{t-1} + b_hn`, kept for backward when not empty.
-    pub extra: &'a mut [f32],
-    pub lde: usize,
-    /// One row, products through `gemv_packed` (streaming only: its summation order is
-    /// not the batched kernel's, so the batched paths, whose bits must not depend on how
-    /// rows are grouped, leave this off).
-    pub gemv: bool,
-    /// Read `W_hh` last group first (alternated per step, which changes no bit: see
-    /// [`gemm_packed_sweep`]).
-    pub reverse: bool,
-}
-
-/// `v[from..]`, or `v` itself when it is empty (an optional buffer).
-pub(crate) fn tail(v: &mut [f32], from: usize) -> &mut [f32] {
-    if v.is_empty() {
-        v
-    } else {
-        &mut v[from..]
-    }
-}
-
-/// One timestep of layer `k` for `m` rows, shared by the sequence forward and the
-/// streaming paths: the packed product `h_{t-1} · W_hhᵀ` accumulated into the gate rows
-/// (the notes' GRU: `W_{rz}` first, then `W_hn (r ⊙ h)`), then the fused pointwise pass
-/// per row. `hprev`/`cprev` are `[m][H]`; `ghb` is `[m][G*H]` scratch (linear-before-reset
-/// GRU only).
-pub(crate) fn recurrent_step(
-    model: &Model,
-    k: usize,
-    m: usize,
-    hprev: &[f32],
-    cprev: &[f32],
-    io: StepRows<'_>,
-    ghb: &mut [f32],
-) {
-    let cfg = model.config();
-    let cell = cfg.cell;
-    let h = cfg.hidden_size;
-    let gh = cell.gates() * h;
-    let pk = &model.packed[k];
-    let StepRows {
-        gates,
-        ldg,
-        h: hout,
-        ldh,
-        prev_in_h,
-        c: cout,
-        ldc,
-        prev_in_c,
-        extra,
-        lde,
-        gemv,
-        reverse,
-    } = io;
-    let product = |a: &[f32], lda: usize, b: &PackedB, c: &mut [f32], ldc: usize, acc: bool| {
-        if gemv {
-            gemv_packed_sweep(&a[..b.k()], b, c, acc, reverse);
-        } else {
-            gemm_packed_sweep(m, a, lda, b, c, ldc, acc, reverse);
-        }
-    };
-    // `h_{t-1}` as the product's operand, and row `i`'s `h_{t-1}` and `h_t` for the cell.
-    let (ha, lda) = if prev_in_h { (&*hout, ldh) } else { (hprev, h) };
-    let hh = if prev_in_h { h } else { 0 };
-    fn rows<'r>(
-        own: &'r [f32],
-        buf: &'r mut [f32],
-        ld: usize,
-        i: usize,
-        h: usize,
-        in_buf: bool,
-    ) -> (&'r [f32], &'r mut [f32]) {
-        if in_buf {
-            let (p, o) = buf[i * ld..i * ld + 2 * h].split_at_mut(h);
-            (p, o)
-        } else {
-            (&own[i * h..(i + 1) * h], &mut buf[i * ld..i * ld + h])
-        }
-    }
-    match cell {
-        CellKind::Gru => {
-            product(ha, lda, &pk.w_hh_t, gates, ldg, true);
-            for i in 0..m {
-                let (hp, _) = rows(hprev, hout, ldh, i, h, prev_in_h);
-                gru::forward_notes_rz(
-                    &mut gates[i * ldg..i * ldg + gh],
-                    hp,
-                    &mut extra[i * lde..i * lde + h],
-                );
-            }
-            product(extra, lde, &pk.w_hn_t, &mut gates[2 * h..], ldg, true);
-            for i in 0..m {
-                let (hp, ho) = rows(hprev, hout, ldh, i, h, prev_in_h);
-                gru::forward_notes_n(&mut gates[i * ldg..i * ldg + gh], hp, ho);
-            }
-        }
-        CellKind::GruLbr => {
-            let b_hn = &model.layer(k).b_hh[2 * h..];
-            product(ha, lda, &pk.w_hh_t, ghb, gh, false);
-            for i in 0..m {
-                let row = &mut gates[i * ldg..i * ldg + gh];
-                let ghr = &mut ghb[i * gh..(i + 1) * gh];
-                gru::add_hidden_lbr(row, ghr, b_hn);
-                if !extra.is_empty() {
-                    // Kept for backward: ∂n/∂r needs W_hn h + b_hn.
-                    extra[i * lde..i * lde + h].copy_from_slice(&ghr[2 * h..]);
-                }
-                let (hp, ho) = rows(hprev, hout, ldh, i, h, prev_in_h);
-                gru::forward_lbr(row, &ghr[2 * h..], hp, ho);
-            }
-        }
-        CellKind::Lstm => {
-            product(ha, lda, &pk.w_hh_t, gates, ldg, true);
-            for i in 0..m {
-                let (cp, co) = rows(cprev, cout, ldc, i, h, prev_in_c);
-                lstm::forward(
-                    &mut gates[i * ldg..i * ldg + gh],
-                    cp,
-                    co,
-                    &mut hout[i * ldh + hh..i * ldh + hh + h],
-                );
-            }
-        }
-        CellKind::RnnTanh | CellKind::RnnRelu => {
-            product(ha, lda, &pk.w_hh_t, gates, ldg, true);
-            for i in 0..m {
-                let row = &mut gates[i * ldg..i * ldg + gh];
-                rnn::forward(row, cell == CellKind::RnnRelu);
-                hout[i * ldh + hh..i * ldh + hh + h].copy_from_slice(row);
-            }
-        }
-    }
 }
 
 /// The recurrence of one batch chunk (`h0.len() / H` rows) over all `t` timesteps, one

@@ -1,28 +1,38 @@
 #![doc = include_str!("../README.md")]
 #![deny(unsafe_op_in_unsafe_fn)]
+#![deny(missing_docs)]
 
-pub mod cell;
-pub mod config;
-pub mod error;
-pub mod ffi;
-pub mod forward;
+// The product: everything a user names is re-exported below (or is one of the public
+// modules `io` and `train`). The other modules are the implementation.
+mod buffers;
+mod cell;
+mod config;
+mod error;
+// The C ABI is its own surface: `#[no_mangle] extern "C"` functions are exported from the
+// cdylib and staticlib whatever the Rust visibility of their module.
+mod ffi;
+mod forward;
 pub mod io;
-pub mod kernels;
-pub mod layers;
-pub mod model;
+mod kernels;
+mod layers;
+mod model;
 mod os;
-pub mod parallel;
-pub mod reference;
-pub mod rng;
-pub mod state;
+mod parallel;
+mod reference;
+mod rng;
+mod state;
+mod step;
 pub mod train;
 
-pub use config::{CellKind, ModelConfig, OutputActivation};
+pub use config::{
+    CellKind, ModelConfig, OutputActivation, ParamEntry, ParamLayout, MAX_DIM, MAX_LAYERS,
+};
 pub use error::{Error, Result};
 pub use forward::Tape;
-pub use layers::{Activation, Dense, Layers};
+pub use layers::{Activation, Dense, Layers, MAX_DENSE};
 pub use model::Model;
 pub use parallel::{num_threads, set_num_threads, set_parallel_for, ParallelFor};
+pub use rng::Rng;
 pub use state::State;
 pub use train::{Gradients, Optimizer, Targets, TrainConfig, Trainer};
 
@@ -35,4 +45,31 @@ pub fn kernel_name() -> &'static str {
 /// The crate version, "MAJOR.MINOR.PATCH".
 pub fn version() -> &'static str {
     env!("CARGO_PKG_VERSION")
+}
+
+/// Not API: internals that rnncore's own tests, examples and fuzz targets reach into
+/// (f64 reference implementations to check against, kernel tiers, the C ABI called from
+/// Rust, the crash-safe writer's temporary-file modes). No stability promise; may change
+/// or disappear in any release.
+#[doc(hidden)]
+pub mod __testing {
+    /// The C ABI's functions and types, to call from Rust tests.
+    pub mod ffi {
+        pub use crate::ffi::*;
+    }
+    pub use crate::io::atomic::{write_atomic_using, TempFile};
+    /// Kernel tiers and the activations on a chosen tier.
+    pub mod activation {
+        pub use crate::kernels::activation::{
+            available_tiers, sigmoid, sigmoid_with, tanh, tanh_with, tier, Tier,
+        };
+    }
+    /// The f64 reference of the dense layers and the skip connection.
+    pub mod layers_reference {
+        pub use crate::layers::reference::*;
+    }
+    /// The f64 reference forward and backward of the recurrent stack.
+    pub mod reference {
+        pub use crate::reference::*;
+    }
 }

@@ -6,11 +6,12 @@
 //! each tensor row-major in PyTorch's layout and gate order. Optimizers, gradient
 //! clipping and weight files all work on that one buffer through [`ParamLayout`].
 
-use crate::config::{CellKind, ModelConfig};
-use crate::error::{check_finite, invalid, Error, Result};
-use crate::forward::ForwardCache;
+use crate::config::{CellKind, ModelConfig, ParamLayout};
+use crate::error::{check_finite, Error, Result};
 use crate::kernels::packed::{dense_narrow_kernel, DenseNarrowFn, PackedB, StreamLayer};
 use crate::rng::Rng;
+use std::any::Any;
+use std::sync::Mutex;
 
 /// One layer's weights packed once (at build and after every training step) for
 /// [`crate::kernels::packed::gemm_packed`]: the forward products `x · W_ihᵀ` and
@@ -53,106 +54,61 @@ impl PackedLayer {
     }
 }
 
-/// One named tensor inside the flat parameter buffer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ParamEntry {
-    /// PyTorch name: `weight_ih_l{k}`, `weight_hh_l{k}`, `bias_ih_l{k}`, `bias_hh_l{k}`,
-    /// `head.weight`, `head.bias`.
-    pub name: String,
-    /// Row-major shape.
-    pub shape: Vec<usize>,
-    /// Offset (in elements) into the flat buffer.
-    pub offset: usize,
-    /// Number of elements.
-    pub len: usize,
+/// The buffers of a model's last batched sequence forward (its tape and scratch), kept
+/// for the next call: a server running batches of one shape then allocates (and
+/// page-faults, and zeroes) nothing large per call. Taken with `try_lock`, so calls on
+/// one model from several threads never wait for each other: a call that finds the
+/// cache busy or empty allocates its own buffers. Buffers above [`ForwardCache::LIMIT`]
+/// bytes are not kept. A clone of a model starts with an empty cache.
+/// The same holds for a batch of one, which runs through a streaming [`State`] made
+/// for blocks of the whole sequence: the state is kept.
+///
+/// The slots hold their contents as `Any`, so that the model, below the passes, does
+/// not name the passes' types; `forward.rs` fills and empties them.
+///
+/// [`State`]: crate::State
+#[derive(Default)]
+pub(crate) struct ForwardCache {
+    /// A batched forward's `(Tape, ForwardScratch)`.
+    pub(crate) batched: Kept,
+    /// A single sequence's streaming `State`.
+    pub(crate) single: Kept,
 }
 
-/// Where each tensor of a config lives in the flat parameter buffer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ParamLayout {
-    entries: Vec<ParamEntry>,
-    total: usize,
+impl Clone for ForwardCache {
+    fn clone(&self) -> ForwardCache {
+        ForwardCache::default()
+    }
 }
 
-impl ParamLayout {
-    /// The layout for `config`, with overflow-checked sizes.
-    pub fn new(config: &ModelConfig) -> Result<ParamLayout> {
-        let g = config.cell.gates();
-        let h = config.hidden_size;
-        let gh = g
-            .checked_mul(h)
-            .ok_or_else(|| invalid!("hidden_size {h} too large"))?;
-        let mut entries = Vec::with_capacity(4 * config.num_layers + 2);
-        let mut total = 0usize;
-        let mut push = |name: String, shape: Vec<usize>| -> Result<()> {
-            let len = crate::error::checked_size(&name, &shape)?;
-            let offset = total;
-            total = total
-                .checked_add(len)
-                .ok_or_else(|| invalid!("parameter count overflows"))?;
-            entries.push(ParamEntry {
-                name,
-                shape,
-                offset,
-                len,
-            });
-            Ok(())
-        };
-        for k in 0..config.num_layers {
-            let inp = if k == 0 { config.input_size } else { h };
-            push(format!("weight_ih_l{k}"), vec![gh, inp])?;
-            push(format!("weight_hh_l{k}"), vec![gh, h])?;
-            push(format!("bias_ih_l{k}"), vec![gh])?;
-            push(format!("bias_hh_l{k}"), vec![gh])?;
+impl std::fmt::Debug for ForwardCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ForwardCache")
+    }
+}
+
+/// One slot of a [`ForwardCache`], taken and filled with `try_lock`: never waits.
+#[derive(Default)]
+pub(crate) struct Kept(Mutex<Option<Box<dyn Any + Send>>>);
+
+impl Kept {
+    /// What the slot holds, if it holds a `T` and no other call has the slot.
+    pub(crate) fn take<T: Any>(&self) -> Option<Box<T>> {
+        let kept = self.0.try_lock().ok()?.take()?;
+        kept.downcast().ok()
+    }
+
+    /// Keeps `value` in the slot, unless another call has the slot.
+    pub(crate) fn put<T: Any + Send>(&self, value: Box<T>) {
+        if let Ok(mut kept) = self.0.try_lock() {
+            *kept = Some(value);
         }
-        if config.has_head() {
-            push("head.weight".into(), vec![config.output_size, h])?;
-            push("head.bias".into(), vec![config.output_size])?;
-        }
-        // Keep the whole model addressable with headroom for gradients and optimizer state.
-        if total > (isize::MAX as usize) / 64 {
-            return Err(invalid!("model has {total} parameters, too many"));
-        }
-        Ok(ParamLayout { entries, total })
-    }
-
-    /// Appends a tensor after the others (the dense layers around the stack).
-    pub(crate) fn push(&mut self, name: String, shape: Vec<usize>) -> Result<()> {
-        let len = crate::error::checked_size(&name, &shape)?;
-        let offset = self.total;
-        self.total = self
-            .total
-            .checked_add(len)
-            .filter(|&t| t <= (isize::MAX as usize) / 64)
-            .ok_or_else(|| invalid!("parameter count overflows"))?;
-        self.entries.push(ParamEntry {
-            name,
-            shape,
-            offset,
-            len,
-        });
-        Ok(())
-    }
-
-    /// All tensors in `state_dict()` order.
-    pub fn entries(&self) -> &[ParamEntry] {
-        &self.entries
-    }
-
-    /// Total number of parameters.
-    pub fn total(&self) -> usize {
-        self.total
-    }
-
-    /// The entry with this name.
-    pub fn find(&self, name: &str) -> Option<&ParamEntry> {
-        self.entries.iter().find(|e| e.name == name)
     }
 }
 
 /// Borrowed weights of one layer (PyTorch layout and gate order).
 #[derive(Copy, Clone, Debug)]
-pub struct LayerWeights<'a> {
+pub(crate) struct LayerWeights<'a> {
     /// `[G*H, in]`.
     pub w_ih: &'a [f32],
     /// `[G*H, H]`.
@@ -167,7 +123,7 @@ pub struct LayerWeights<'a> {
 
 /// Borrowed weights of the dense head.
 #[derive(Copy, Clone, Debug)]
-pub struct HeadWeights<'a> {
+pub(crate) struct HeadWeights<'a> {
     /// `[output_size, H]`.
     pub weight: &'a [f32],
     /// `[output_size]`.
@@ -318,7 +274,7 @@ impl Model {
     }
 
     /// Weights of layer `k` (`k < num_layers`).
-    pub fn layer(&self, k: usize) -> LayerWeights<'_> {
+    pub(crate) fn layer(&self, k: usize) -> LayerWeights<'_> {
         layer_view(&self.config, &self.layout, &self.params, k)
     }
 
@@ -341,7 +297,7 @@ impl Model {
     }
 
     /// The head's weights, when the model has a head.
-    pub fn head(&self) -> Option<HeadWeights<'_>> {
+    pub(crate) fn head(&self) -> Option<HeadWeights<'_>> {
         head_view(&self.config, &self.layout, &self.params)
     }
 
@@ -389,4 +345,39 @@ pub(crate) fn head_view<'a>(
         weight: &buf[w.offset..w.offset + w.len],
         bias: &buf[b.offset..b.offset + b.len],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_gives_back_what_was_put() {
+        let slot = Kept::default();
+        slot.put(Box::new(vec![1.0f32, 2.0]));
+        assert!(
+            slot.take::<String>().is_none(),
+            "a take of another type empties the slot"
+        );
+        slot.put(Box::new(vec![1.0f32, 2.0]));
+        assert_eq!(*slot.take::<Vec<f32>>().unwrap(), [1.0, 2.0]);
+        assert!(slot.take::<Vec<f32>>().is_none());
+    }
+
+    #[test]
+    fn forward_reuses_its_kept_buffers() {
+        let model = Model::new(ModelConfig::new(CellKind::Lstm, 2, 4, 1), 1).unwrap();
+        let x = vec![0.5f32; 3 * 5 * 2];
+        model.forward(&x, 3, 5).unwrap();
+        let kept = model
+            .cache
+            .take()
+            .expect("the batched forward keeps its buffers");
+        model.cache.put(kept);
+        model.forward(&x[..10], 1, 5).unwrap();
+        assert!(
+            model.cache.take_state(5).is_some(),
+            "a batch of one keeps its state"
+        );
+    }
 }

@@ -7,8 +7,8 @@
 
 #![allow(clippy::needless_range_loop)] // index loops mirror the equations
 
+use crate::config::ParamLayout;
 use crate::config::{CellKind, ModelConfig};
-use crate::model::ParamLayout;
 
 /// Everything the reference backward needs from its forward.
 #[derive(Clone, Debug)]

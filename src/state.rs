@@ -4,10 +4,10 @@
 //! [`Model::forward_state`] allocate nothing, take no lock and run in time bounded by
 //! the block length: safe on an audio thread.
 
+use crate::buffers::{tail, try_zeroed};
 use crate::cell::rnn;
 use crate::config::{CellKind, ModelConfig, OutputActivation};
 use crate::error::{check_finite, check_len, checked_size, invalid, Result};
-use crate::forward::{recurrent_step, softmax_in_place, tail, try_zeroed, StepRows};
 use crate::kernels::activation;
 use crate::kernels::packed::{
     dense_rows, gemm_packed_bias, gemm_packed_sweep, gemv2_packed, gemv_packed_bias,
@@ -15,6 +15,7 @@ use crate::kernels::packed::{
 };
 use crate::kernels::reference::flush_ref;
 use crate::model::Model;
+use crate::step::{recurrent_step, softmax_in_place, StepRows};
 
 /// The carried state of `batch` streams of one model, with its scratch space.
 ///

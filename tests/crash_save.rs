@@ -8,8 +8,8 @@
 //! latter being the one where a kill leaves a file that the next load must clean up.
 #![cfg(unix)]
 
-use rnncore::io::atomic::{write_atomic_using, TempFile};
-use rnncore::rng::Rng;
+use rnncore::__testing::{write_atomic_using, TempFile};
+use rnncore::Rng;
 use rnncore::{CellKind, Model, ModelConfig, OutputActivation};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

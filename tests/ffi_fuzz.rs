@@ -6,8 +6,8 @@
 //! `rnn_last_error()` to a message on failure and to "" on success, leave the output and
 //! the state untouched on failure, and give finite outputs on success.
 
-use rnncore::ffi::*;
-use rnncore::rng::Rng;
+use rnncore::__testing::ffi::*;
+use rnncore::Rng;
 use std::ffi::CStr;
 use std::ptr;
 

@@ -5,7 +5,7 @@
 
 mod common;
 use common::counting::{allocations, Counting};
-use rnncore::ffi::*;
+use rnncore::__testing::ffi::*;
 use std::ffi::CStr;
 use std::ptr;
 

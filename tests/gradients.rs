@@ -5,7 +5,7 @@
 
 mod common;
 use common::*;
-use rnncore::reference as r;
+use rnncore::__testing::reference as r;
 use rnncore::{Model, ModelConfig, Targets};
 
 const B: usize = 2;

@@ -202,7 +202,7 @@ fn round_trip_is_bit_exact_for_every_config() {
 #[test]
 fn round_trip_keeps_extreme_values_exactly() {
     let cfg = ModelConfig::new(CellKind::RnnRelu, 2, 2, 1).with_head(1, OutputActivation::Identity);
-    let n = rnncore::model::ParamLayout::new(&cfg).unwrap().total();
+    let n = rnncore::ParamLayout::new(&cfg).unwrap().total();
     let special = [
         0.0f32,
         -0.0,
@@ -665,7 +665,7 @@ fn non_finite_weights_are_refused_naming_the_tensor() {
 fn garbage_and_empty_inputs_are_format_errors() {
     format_err(Model::from_safetensors(&[]), &["0 bytes"]);
     format_err(Model::from_safetensors(b"\x01"), &[]);
-    let mut r = rnncore::rng::Rng::new(9);
+    let mut r = rnncore::Rng::new(9);
     for len in [8usize, 9, 64, 1000, 5000] {
         let bytes: Vec<u8> = (0..len)
             .map(|_| (r.uniform(0.0, 256.0) as u32) as u8)

@@ -9,7 +9,7 @@ use common::*;
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
-use rnncore::layers::reference as lr;
+use rnncore::__testing::layers_reference as lr;
 use rnncore::{
     Activation, CellKind, Dense, Layers, Model, ModelConfig, State, TrainConfig, Trainer,
 };
@@ -111,7 +111,7 @@ impl Case {
         a + b
     }
 
-    fn analytic(&self) -> rnncore::reference::RefGrads {
+    fn analytic(&self) -> rnncore::__testing::reference::RefGrads {
         let t = lr::forward(
             &self.cfg,
             &self.layers,

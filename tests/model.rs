@@ -86,7 +86,7 @@ fn bad_configs_are_errors() {
         Model::from_parameters(ok, vec![0.0; 3]),
         Err(Error::Invalid(_))
     ));
-    let n = rnncore::model::ParamLayout::new(&ok).unwrap().total();
+    let n = rnncore::ParamLayout::new(&ok).unwrap().total();
     let mut p = vec![0.0; n];
     p[n - 1] = f32::NAN;
     assert!(matches!(

@@ -186,7 +186,7 @@ fn zero_weights_give_known_states() {
         CellKind::GruLbr,
     ] {
         let cfg = ModelConfig::new(cell, 2, 3, 1);
-        let n = rnncore::model::ParamLayout::new(&cfg).unwrap().total();
+        let n = rnncore::ParamLayout::new(&cfg).unwrap().total();
         let model = Model::from_parameters(cfg, vec![0.0; n]).unwrap();
         let mut state = State::new(&model, 1).unwrap();
         let init: Vec<f32> = (0..state.len()).map(|i| 0.4 + 0.1 * i as f32).collect();

@@ -4,8 +4,8 @@
 
 mod common;
 use common::*;
-use rnncore::reference as r;
-use rnncore::rng::Rng;
+use rnncore::__testing::reference as r;
+use rnncore::Rng;
 use rnncore::{
     CellKind, Error, Model, ModelConfig, OutputActivation, State, Targets, TrainConfig, Trainer,
 };
@@ -162,7 +162,7 @@ fn a_state_that_overflows_is_refused_with_weights_and_state_unchanged() {
     // relu RNN with huge recurrent weights: h overflows to inf within a few steps while
     // the zero head keeps the outputs (and so the loss) finite.
     let cfg = ModelConfig::new(CellKind::RnnRelu, 1, 2, 1).with_head(1, OutputActivation::Identity);
-    let mut p = vec![0.0f32; rnncore::model::ParamLayout::new(&cfg).unwrap().total()];
+    let mut p = vec![0.0f32; rnncore::ParamLayout::new(&cfg).unwrap().total()];
     let model0 = Model::from_parameters(cfg, p.clone()).unwrap();
     let whh = model0.layout().find("weight_hh_l0").unwrap().clone();
     let wih = model0.layout().find("weight_ih_l0").unwrap().clone();

@@ -12,7 +12,7 @@
 use crate::common::Cell;
 use crate::error::{fail, Result};
 use clap::Args;
-use rnncore::rng::Rng;
+use rnncore::Rng;
 use rnncore::{Model, ModelConfig, OutputActivation, State};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! line, one-hot encoding, argmax and temperature sampling.
 
 use clap::ValueEnum;
-use rnncore::rng::Rng;
+use rnncore::Rng;
 use rnncore::{CellKind, TrainConfig};
 
 /// `--cell`: the names are the ones weight files use (`CellKind::name`).

@@ -4,7 +4,7 @@
 use crate::error::{fail, Result};
 use crate::tasks::charlm;
 use clap::Args;
-use rnncore::rng::Rng;
+use rnncore::Rng;
 use std::path::PathBuf;
 
 /// Options of `rnncore generate`.

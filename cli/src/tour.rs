@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::gradients::{self, GradientsArgs};
 use crate::tasks::{charlm, classify, dates, wave, Settings};
 use clap::Parser;
-use rnncore::rng::Rng;
+use rnncore::Rng;
 use rnncore::{CellKind, TrainConfig};
 use std::time::Instant;
 

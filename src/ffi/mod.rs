@@ -18,6 +18,9 @@
 //! - Enum-valued inputs come in as `uint32_t` (config fields, `targets`), so an
 //!   out-of-range number is an error, never undefined behaviour.
 #![allow(non_camel_case_types)]
+// The doc comments here are C documentation (cbindgen copies them into the header):
+// `[batch][seq_len][input_size]` is C array notation, not a Rust intra-doc link.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 pub(crate) mod boundary;
 pub mod library;

@@ -14,17 +14,17 @@
 //! non-finite is an [`Error::Format`](crate::Error::Format) naming the tensor; OS errors
 //! are [`Error::Io`](crate::Error::Io).
 //!
-//! Saving is crash-safe ([`atomic`]): an unnamed temporary file where Linux offers one,
+//! Saving is crash-safe ([`write_atomic`]): an unnamed temporary file where Linux offers one,
 //! fsync, link/rename into place, fsync of the directory; a save killed at any moment
 //! leaves the old file or the new one, and the next save or load of the path removes any
 //! temporary file a dead save left. Every file format goes through [`write_atomic`].
 //! (The two system calls this needs and `std` lacks are in `src/os.rs`.)
 #![forbid(unsafe_code)]
 
-pub mod atomic;
+pub(crate) mod atomic;
 mod dense;
 pub mod json;
-pub mod safetensors;
+pub(crate) mod safetensors;
 
 use crate::error::Result;
 use crate::model::Model;

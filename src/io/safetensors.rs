@@ -18,9 +18,10 @@
 //! `state_dict()` order with the metadata keys in a fixed order, so saving the same
 //! model twice gives the same bytes.
 
+use crate::config::ParamLayout;
 use crate::config::{CellKind, ModelConfig, OutputActivation, MAX_LAYERS};
 use crate::error::{Error, Result};
-use crate::model::{Model, ParamLayout};
+use crate::model::Model;
 use ::safetensors::SafeTensors;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::Value;

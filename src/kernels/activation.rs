@@ -39,7 +39,7 @@ use super::reference;
 /// An implementation level of the kernels, from portable to widest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Tier {
-    /// Plain Rust, any target: the functions of [`super::reference`].
+    /// Plain Rust, any target: the functions of `kernels/reference.rs`.
     Scalar,
     /// x86-64 AVX2 + FMA, 8 lanes.
     Avx2,
@@ -121,6 +121,7 @@ pub fn lstm_cell(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]
 }
 
 /// [`lstm_cell`] on `tier` (or the best available).
+#[cfg(test)] // only the kernel tests pick a tier explicitly
 pub fn lstm_cell_with(tier: Tier, gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
     run_lstm(Detected::new(tier), gates, c_prev, c, h);
 }
@@ -133,6 +134,7 @@ pub fn gru_lbr_cell(gates: &mut [f32], ghn: &[f32], h_prev: &[f32], h: &mut [f32
 }
 
 /// [`gru_lbr_cell`] on `tier` (or the best available).
+#[cfg(test)] // only the kernel tests pick a tier explicitly
 pub fn gru_lbr_cell_with(
     tier: Tier,
     gates: &mut [f32],
@@ -152,6 +154,7 @@ pub fn lstm_state(gates: &[f32], c: &mut [f32], h: &mut [f32]) {
 }
 
 /// [`lstm_state`] on `tier` (or the best available).
+#[cfg(test)] // only the kernel tests pick a tier explicitly
 pub fn lstm_state_with(tier: Tier, gates: &[f32], c: &mut [f32], h: &mut [f32]) {
     run_lstm_state(Detected::new(tier), gates, c, h);
 }
@@ -178,6 +181,7 @@ pub fn gru_lbr_state(gates: &[f32], gh: &[f32], b_hn: &[f32], h: &mut [f32]) {
 }
 
 /// [`gru_lbr_state`] on `tier` (or the best available).
+#[cfg(test)] // only the kernel tests pick a tier explicitly
 pub fn gru_lbr_state_with(tier: Tier, gates: &[f32], gh: &[f32], b_hn: &[f32], h: &mut [f32]) {
     run_gru_lbr_state(Detected::new(tier), gates, gh, b_hn, h);
 }

@@ -29,6 +29,7 @@ pub fn lstm(
 }
 
 /// [`lstm`] on `tier` (or the best available tier if this CPU lacks it).
+#[cfg(test)] // only the kernel tests pick a tier explicitly
 pub fn lstm_with(
     tier: Tier,
     gates: &[f32],
@@ -123,6 +124,7 @@ pub fn gru_lbr(
 }
 
 /// [`gru_lbr`] on `tier` (or the best available tier if this CPU lacks it).
+#[cfg(test)] // only the kernel tests pick a tier explicitly
 #[allow(clippy::too_many_arguments)]
 pub fn gru_lbr_with(
     tier: Tier,
@@ -225,6 +227,7 @@ pub fn gru_notes_n(gates: &[f32], dh: &[f32], dpre: &mut [f32]) {
 }
 
 /// [`gru_notes_n`] on `tier` (or the best available tier if this CPU lacks it).
+#[cfg(test)] // only the kernel tests pick a tier explicitly
 pub fn gru_notes_n_with(tier: Tier, gates: &[f32], dh: &[f32], dpre: &mut [f32]) {
     gru_notes_n_on(tier.available_or_best(), gates, dh, dpre);
 }
@@ -277,6 +280,7 @@ pub fn gru_notes_rz(
 }
 
 /// [`gru_notes_rz`] on `tier` (or the best available tier if this CPU lacks it).
+#[cfg(test)] // only the kernel tests pick a tier explicitly
 pub fn gru_notes_rz_with(
     tier: Tier,
     gates: &[f32],
@@ -362,6 +366,7 @@ pub fn rnn(h: &[f32], dh: &[f32], relu: bool, dpre: &mut [f32]) {
 }
 
 /// [`rnn`] on `tier` (or the best available tier if this CPU lacks it).
+#[cfg(test)] // only the kernel tests pick a tier explicitly
 pub fn rnn_with(tier: Tier, h: &[f32], dh: &[f32], relu: bool, dpre: &mut [f32]) {
     rnn_on(tier.available_or_best(), h, dh, relu, dpre);
 }

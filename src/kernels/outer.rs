@@ -37,6 +37,7 @@ pub fn outer_sums_t(
 }
 
 /// [`outer_sums_t`] on `tier` (or the best available tier if this CPU lacks it).
+#[cfg(test)] // only the kernel tests pick a tier explicitly
 #[allow(clippy::too_many_arguments)]
 pub fn outer_sums_t_with(
     tier: Tier,

@@ -25,11 +25,14 @@
 
 pub mod reference;
 
+use crate::buffers::try_zeroed;
+use crate::config::ParamLayout;
 use crate::config::{ModelConfig, MAX_DIM};
 use crate::error::{check_finite, check_len, checked_size, invalid, Error, Result};
-use crate::forward::{softmax_in_place, try_zeroed, Tape};
-use crate::model::{Model, ParamLayout};
+use crate::forward::Tape;
+use crate::model::Model;
 use crate::state::State;
+use crate::step::softmax_in_place;
 use crate::train::Gradients;
 
 /// The activation of a dense layer.
@@ -129,6 +132,7 @@ pub struct Dense {
     pub in_size: usize,
     /// Features out (`>= 1`).
     pub out_size: usize,
+    /// Applied to `W a + b`.
     pub activation: Activation,
 }
 

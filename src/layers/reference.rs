@@ -9,7 +9,7 @@
 
 use super::{Activation, Dense, Layers};
 use crate::config::ModelConfig;
-use crate::model::ParamLayout;
+use crate::config::ParamLayout;
 use crate::reference::{self as core, RefGrads, RefTape};
 
 /// A recorded f64 forward of a model with layers.

@@ -4,12 +4,11 @@
 //! gradient for the layer's input are each one hoisted product over all timesteps (for a
 //! narrow layer the weight and bias gradients together: [`weight_sums`]).
 
+use crate::buffers::{fit, pieces};
 use crate::cell::{gru, lstm, rnn};
 use crate::config::CellKind;
 use crate::error::{check_finite, check_len, invalid, Result};
-use crate::forward::{
-    column_parts, fit, pieces, split_state, split_state_mut, unit_ranges, LayerRec, Tape,
-};
+use crate::forward::{column_parts, split_state, split_state_mut, unit_ranges, LayerRec, Tape};
 use crate::kernels::gemm::Mat;
 use crate::kernels::outer::{outer_sums_t, COLS};
 use crate::kernels::packed::{gemm_packed_sweep, PackedB};
@@ -21,7 +20,7 @@ use crate::parallel::{
 /// What [`Model::backward`] returns.
 #[derive(Clone, Debug)]
 pub struct Gradients {
-    /// `∂L/∂θ` in [`crate::model::ParamLayout`] order (same layout as [`Model::parameters`]).
+    /// `∂L/∂θ` in [`crate::ParamLayout`] order (same layout as [`Model::parameters`]).
     pub params: Vec<f32>,
     /// `∂L/∂x`, `[B][T][I]`.
     pub inputs: Vec<f32>,
@@ -37,7 +36,7 @@ pub struct Gradients {
 /// before it is read, so reuse changes no bit.
 #[derive(Debug, Default)]
 pub(crate) struct BackwardWork {
-    /// `∂L/∂θ`, [`crate::model::ParamLayout`] order.
+    /// `∂L/∂θ`, [`crate::ParamLayout`] order.
     pub grads: Vec<f32>,
     /// While running: `∂L/∂h_t` of the current layer; after: `∂L/∂x` (when asked for).
     pub dh: Vec<f32>,

@@ -16,7 +16,7 @@ pub enum Targets {
 
 impl Targets {
     /// Converts the C ABI number (`rnn_targets`).
-    pub fn from_u32(v: u32) -> Option<Targets> {
+    pub(crate) fn from_u32(v: u32) -> Option<Targets> {
         match v {
             0 => Some(Targets::EveryStep),
             1 => Some(Targets::LastStep),

@@ -4,12 +4,13 @@
 //! batch. A step whose inputs, targets, gradients or update are not finite is refused
 //! and leaves the weights and the optimizer state unchanged.
 
-pub mod bptt;
+pub(crate) mod bptt;
 pub mod loss;
-pub mod optim;
+pub(crate) mod optim;
 
+use crate::buffers::fit;
 use crate::error::{check_finite, check_len, invalid, Error, Result};
-use crate::forward::{fit, ForwardScratch, Tape};
+use crate::forward::{ForwardScratch, Tape};
 use crate::model::Model;
 use crate::state::State;
 use crate::ModelConfig;

@@ -17,7 +17,7 @@ pub enum Optimizer {
 
 impl Optimizer {
     /// Converts the C ABI number (`rnn_optimizer`).
-    pub fn from_u32(v: u32) -> Option<Optimizer> {
+    pub(crate) fn from_u32(v: u32) -> Option<Optimizer> {
         match v {
             0 => Some(Optimizer::Sgd),
             1 => Some(Optimizer::Adam),
@@ -30,12 +30,17 @@ impl Optimizer {
 /// Hyperparameters, as `rnn_train_config`.
 #[derive(Copy, Clone, Debug, PartialEq)]
 pub struct TrainConfig {
+    /// Which update rule a step applies.
     pub optimizer: Optimizer,
+    /// Step size (finite, `>= 0`).
     pub learning_rate: f32,
     /// SGD only; 0 = plain SGD.
     pub momentum: f32,
+    /// Adam/AdamW: decay rate of the first-moment (mean) estimate.
     pub beta1: f32,
+    /// Adam/AdamW: decay rate of the second-moment (uncentered variance) estimate.
     pub beta2: f32,
+    /// Adam/AdamW: added to the denominator for numerical stability.
     pub eps: f32,
     /// SGD/Adam: L2 added to the gradient; AdamW: decoupled.
     pub weight_decay: f32,

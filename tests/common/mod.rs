@@ -7,7 +7,7 @@ use rnncore::{CellKind, ModelConfig, OutputActivation};
 
 /// Deterministic pseudo-random values in [-a, a).
 pub fn vals(n: usize, seed: u64, a: f32) -> Vec<f32> {
-    let mut r = rnncore::rng::Rng::new(seed);
+    let mut r = rnncore::Rng::new(seed);
     (0..n)
         .map(|_| r.uniform(-a as f64, a as f64) as f32)
         .collect()

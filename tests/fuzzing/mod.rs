@@ -8,7 +8,7 @@
 //! file holds a JSON document, how to take it out and put an edited one back.
 #![allow(dead_code)]
 
-use rnncore::rng::Rng;
+use rnncore::Rng;
 use rnncore::{CellKind, Error, Model, ModelConfig, OutputActivation};
 use serde_json::Value;
 use std::panic::{catch_unwind, AssertUnwindSafe};

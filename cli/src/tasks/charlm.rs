@@ -10,7 +10,7 @@ use crate::common::{argmax, one_hot, sample};
 use crate::error::{fail, Context, Result};
 use crate::modelfile;
 use crate::progress::Log;
-use rnncore::rng::Rng;
+use rnncore::Rng;
 use rnncore::{Model, ModelConfig, OutputActivation, State, Targets, Trainer};
 use std::path::Path;
 

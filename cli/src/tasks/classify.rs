@@ -12,7 +12,7 @@ use crate::common::{argmax, one_hot, Cell};
 use crate::error::{fail, Result};
 use crate::modelfile;
 use crate::progress::Log;
-use rnncore::rng::Rng;
+use rnncore::Rng;
 use rnncore::{Model, ModelConfig, OutputActivation, Targets, Trainer};
 
 /// Symbols in the alphabet.

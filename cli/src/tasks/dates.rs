@@ -21,8 +21,8 @@ use crate::common::{argmax, one_hot, Cell};
 use crate::error::Result;
 use crate::modelfile;
 use crate::progress::Log;
-use rnncore::rng::Rng;
 use rnncore::train::loss;
+use rnncore::Rng;
 use rnncore::{Model, ModelConfig, OutputActivation, State, Targets, Trainer};
 use std::path::{Path, PathBuf};
 

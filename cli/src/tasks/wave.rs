@@ -11,7 +11,7 @@ use crate::common::Cell;
 use crate::error::{fail, Result};
 use crate::modelfile;
 use crate::progress::Log;
-use rnncore::rng::Rng;
+use rnncore::Rng;
 use rnncore::{Model, ModelConfig, OutputActivation, State, Targets, Trainer};
 
 /// The shapes, in one-hot order.

@@ -2,9 +2,9 @@
 //!
 //! | format | recognised by | see |
 //! | --- | --- | --- |
-//! | RTNeural's Keras export (`python/model_utils.py`) | `layers` list | [`keras`] |
-//! | RTNeural's PyTorch helper files (a `state_dict` of nested lists) | `*.weight_ih_l{k}` keys | [`torch`] |
-//! | GuitarML / Automated-GuitarAmpModelling (`SimpleRNN.save_model`) | `model_data` + `state_dict` | [`torch`] |
+//! | RTNeural's Keras export (`python/model_utils.py`) | `layers` list | `keras.rs` |
+//! | RTNeural's PyTorch helper files (a `state_dict` of nested lists) | `*.weight_ih_l{k}` keys | `torch.rs` |
+//! | GuitarML / Automated-GuitarAmpModelling (`SimpleRNN.save_model`) | `model_data` + `state_dict` | `torch.rs` |
 //! | Neural Amp Modeler `.nam`, architecture `LSTM` | `architecture` + `weights` | [`nam`] |
 //!
 //! Every importer writes the same canonical form: PyTorch's layout and gate order for
@@ -14,9 +14,9 @@
 //! with an [`Error::Format`] naming it; nothing is guessed.
 #![forbid(unsafe_code)]
 
-pub mod keras;
+pub(crate) mod keras;
 pub mod nam;
-pub mod torch;
+pub(crate) mod torch;
 
 use crate::config::{CellKind, ModelConfig};
 use crate::error::{Error, Result};

@@ -26,8 +26,12 @@ use serde_json::Value;
 /// A NAM LSTM: the model, its learned initial state (snapshot layout for one stream),
 /// and the sample rate the file names (if any).
 pub struct NamLstm {
+    /// The LSTM stack and its dense head.
     pub model: Model,
+    /// The learned initial state, in [`crate::State`]'s snapshot layout for one stream
+    /// (set it with [`crate::State::set`] before the first step).
     pub initial_state: Vec<f32>,
+    /// The sample rate the file names, if it names one.
     pub sample_rate: Option<f64>,
 }
 

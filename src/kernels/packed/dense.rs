@@ -1,0 +1,57 @@
+//! Dense layers on packed weights: dot products for few outputs, else the packed GEMM.
+
+use super::gemm::gemm_packed_bias;
+use super::layout::PackedB;
+use crate::kernels::activation::{kernel_tier, Tier};
+
+/// Up to this many outputs [`dense_rows`] takes a dot product per output instead of the
+/// packed GEMM (whose panels are 32 columns wide).
+const NARROW_OUTPUTS: usize = 8;
+
+/// A dense layer's kernel for few outputs: `(x, rows, k, w, o, bias, y)`, see
+/// [`crate::kernels::cells::dense_narrow`].
+pub(crate) type DenseNarrowFn = unsafe fn(&[f32], usize, usize, &[f32], usize, &[f32], &mut [f32]);
+
+/// The dot-product kernel of the process tier for a dense layer of `o` outputs, where it
+/// runs (the SIMD tiers, up to [`NARROW_OUTPUTS`]); chosen once, with the weights.
+pub(crate) fn dense_narrow_kernel(o: usize) -> Option<DenseNarrowFn> {
+    if o > NARROW_OUTPUTS {
+        return None;
+    }
+    match kernel_tier() {
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx2 => Some(crate::kernels::x86_64::avx2::dense_narrow),
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx512 => Some(crate::kernels::x86_64::avx512::dense_narrow),
+        _ => None,
+    }
+}
+
+/// `y = bias + x · wᵀ` for `rows` rows of `k` inputs and `o` outputs (`w` is `[o][k]`,
+/// `w_t` the same weights packed as `B`): a dense head. Few outputs run as dot products
+/// (`narrow`, from [`dense_narrow_kernel`]), the rest (and the scalar tier) as
+/// [`gemm_packed_bias`]. Rows are independent either way, so a row's bits do not depend
+/// on the call it is in (a single step and a block agree).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) fn dense_rows(
+    narrow: Option<DenseNarrowFn>,
+    x: &[f32],
+    rows: usize,
+    k: usize,
+    w: &[f32],
+    w_t: &PackedB,
+    bias: &[f32],
+    y: &mut [f32],
+) {
+    let o = bias.len();
+    match narrow {
+        // SAFETY: `dense_narrow_kernel` gives only kernels of the process tier
+        // (detected); the kernel checks the slices' lengths itself.
+        Some(f) => unsafe { f(x, rows, k, w, o, bias, y) },
+        None => {
+            assert!(w_t.k == k && w_t.n == o, "dense_rows: shapes disagree");
+            gemm_packed_bias(rows, x, k, w_t, y, o, bias)
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The fused single-stream kernels: a whole recurrent step of one layer (both products
+//! and the cell) in one call, for the small audio-model sizes.
+
+use super::gemm::KC;
+use crate::config::CellKind;
+use crate::kernels::activation::{kernel_tier, Tier};
+use crate::kernels::cells::{StreamInput, StreamWeights};
+
+/// Whether a fused stream kernel runs for `units` hidden units and `k` inputs: `H` = 8,
+/// 16 or 32 on the SIMD tiers (the audio-model sizes, whose per-step work is small
+/// enough for calls and round trips through memory to matter), `k <= KC` (the packed
+/// GEMM's input product in one chunk, whose order the kernels follow).
+pub(crate) fn stream_fused(units: usize, k: usize) -> bool {
+    let tier_has = match kernel_tier() {
+        Tier::Avx512 | Tier::Avx2 => matches!(units, 8 | 16 | 32),
+        Tier::Scalar => false,
+    };
+    tier_has && k <= KC
+}
+
+/// The tier whose cell kernels a fused stream of `units` units matches bit for bit:
+/// the AVX2 ones for 8 units (their kernel is AVX2's, on either tier), else the
+/// process tier's.
+#[cfg(test)]
+pub(crate) fn stream_cell_tier(units: usize) -> Tier {
+    if units == 8 && kernel_tier() == Tier::Avx512 {
+        Tier::Avx2
+    } else {
+        kernel_tier()
+    }
+}
+
+/// A fused single-stream kernel of the process tier for one layer's cell and size.
+#[derive(Clone, Copy, Debug)]
+enum StreamKernel {
+    /// An LSTM layer: `(steps, input, h, c, out)`.
+    Lstm(LstmStreamFn),
+    /// A linear-before-reset GRU layer: `(steps, input, b_hn, h, out)`.
+    GruLbr(GruStreamFn),
+}
+
+type LstmStreamFn = unsafe fn(usize, StreamInput, *mut f32, *mut f32, *mut f32);
+type GruStreamFn = unsafe fn(usize, StreamInput, *const f32, *mut f32, *mut f32);
+
+/// One layer's fused single-stream kernel and its weights in the kernel's order, chosen
+/// and laid out once (with the packed weights) for the layer's cell and size on the
+/// process tier: the unit vectors and the products' accumulators fixed at compile time,
+/// as RTNeural's compile-time models fix them. Each kernel sums `W_hh h` as its tier's
+/// GEMV does (`PAIRS`), so a fused step is bit for bit the general path's.
+#[derive(Clone, Debug)]
+pub(crate) struct StreamLayer {
+    kernel: StreamKernel,
+    gates: usize,
+    w: StreamWeights,
+}
+
+impl StreamLayer {
+    /// The fused kernel for a layer of `cell` with `units` hidden units and `k` inputs
+    /// (PyTorch's `w_ih` `[G·H][k]`, `w_hh` `[G·H][H]`, the folded bias `[G·H]`), where
+    /// [`stream_fused`]; `None` elsewhere.
+    pub(crate) fn new(
+        cell: CellKind,
+        units: usize,
+        k: usize,
+        w_ih: &[f32],
+        w_hh: &[f32],
+        bias: &[f32],
+    ) -> Option<StreamLayer> {
+        if !stream_fused(units, k) {
+            return None;
+        }
+        let (kernel, lanes, ch) = stream_kernel(cell, units)?;
+        let gates = cell.gates();
+        let w = StreamWeights::new(gates, units, k, lanes, ch, w_ih, w_hh, bias);
+        Some(StreamLayer { kernel, gates, w })
+    }
+
+    /// Runs the timesteps of one stream: per step the gate pre-activations (`bias + x ·
+    /// W_ihᵀ`, then `+ h · W_hhᵀ`) and the state update, in one kernel; `x` holds `steps`
+    /// rows of inputs, `h` (and for the LSTM `c`) is the state (updated), `b_hn` the
+    /// GRU's hidden bias of the candidate gate (unused for the LSTM), `out` receives each
+    /// step's `h` (rows of `H`). Bit for bit what [`gemm_packed_bias`] of the inputs into
+    /// gate rows, [`gemv_packed`] into each row (or a scratch row, GRU) and
+    /// `activation::lstm_state` / `gru_lbr_state` give, step by step.
+    #[inline]
+    pub(crate) fn run(
+        &self,
+        x: &[f32],
+        steps: usize,
+        b_hn: &[f32],
+        h: &mut [f32],
+        c: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let units = h.len();
+        assert!(
+            units * self.gates == self.w.gates_units()
+                && Some(x.len()) == steps.checked_mul(self.w.k())
+                && out.len() >= steps * units,
+            "stream kernel: shapes disagree"
+        );
+        let (inp, hp, op) = (self.w.input(x.as_ptr()), h.as_mut_ptr(), out.as_mut_ptr());
+        // SAFETY: the kernel was chosen by `stream_kernel` for the process tier
+        // (detected), this cell and these units, with `k <= KC`, and the weights laid
+        // out for it (`StreamWeights::new`); x, h and out were checked just above, c and
+        // b_hn below.
+        unsafe {
+            match self.kernel {
+                StreamKernel::Lstm(f) => {
+                    assert!(c.len() == units, "lstm stream: c and h differ in length");
+                    f(steps, inp, hp, c.as_mut_ptr(), op)
+                }
+                StreamKernel::GruLbr(f) => {
+                    assert!(
+                        b_hn.len() == units,
+                        "gru stream: b_hn and h differ in length"
+                    );
+                    f(steps, inp, b_hn.as_ptr(), hp, op)
+                }
+            }
+        }
+    }
+}
+
+/// The kernel for a layer of `cell` with `units` hidden units on the process tier, where
+/// [`stream_fused`], with the lanes and unit vectors per chunk its weights are laid out
+/// for.
+fn stream_kernel(cell: CellKind, units: usize) -> Option<(StreamKernel, usize, usize)> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::kernels::x86_64::{avx2, avx512};
+        use StreamKernel::{GruLbr, Lstm};
+        // `stream_fused` admits AVX2 (or AVX-512) for these sizes; 8 units run the AVX2
+        // body on either tier (half an AVX-512 vector), summed as the process tier's
+        // GEMV (PAIRS on both). AVX2's 16 registers hold one unit vector's gate sums per
+        // pass, except the GRU's two (three gate vectors each: measured faster).
+        let kernel = match (kernel_tier(), cell, units) {
+            (Tier::Avx512, CellKind::Lstm, 8) => (Lstm(avx2::lstm_stream::<1, 1, 4, true>), 8, 1),
+            (Tier::Avx512, CellKind::Lstm, 16) => {
+                (Lstm(avx512::lstm_stream::<1, 1, 4, true>), 16, 1)
+            }
+            (Tier::Avx512, CellKind::Lstm, 32) => {
+                (Lstm(avx512::lstm_stream::<2, 2, 8, true>), 16, 2)
+            }
+            (Tier::Avx512, CellKind::GruLbr, 8) => {
+                (GruLbr(avx2::gru_lbr_stream::<1, 1, 3, true>), 8, 1)
+            }
+            (Tier::Avx512, CellKind::GruLbr, 16) => {
+                (GruLbr(avx512::gru_lbr_stream::<1, 1, 3, true>), 16, 1)
+            }
+            (Tier::Avx512, CellKind::GruLbr, 32) => {
+                (GruLbr(avx512::gru_lbr_stream::<2, 2, 6, true>), 16, 2)
+            }
+            (Tier::Avx2, CellKind::Lstm, 8) => (Lstm(avx2::lstm_stream::<1, 1, 4, true>), 8, 1),
+            (Tier::Avx2, CellKind::Lstm, 16) => (Lstm(avx2::lstm_stream::<2, 1, 4, true>), 8, 1),
+            (Tier::Avx2, CellKind::Lstm, 32) => (Lstm(avx2::lstm_stream::<4, 1, 4, true>), 8, 1),
+            (Tier::Avx2, CellKind::GruLbr, 8) => {
+                (GruLbr(avx2::gru_lbr_stream::<1, 1, 3, true>), 8, 1)
+            }
+            (Tier::Avx2, CellKind::GruLbr, 16) => {
+                (GruLbr(avx2::gru_lbr_stream::<2, 2, 6, true>), 8, 2)
+            }
+            (Tier::Avx2, CellKind::GruLbr, 32) => {
+                (GruLbr(avx2::gru_lbr_stream::<4, 2, 6, true>), 8, 2)
+            }
+            _ => return None,
+        };
+        Some(kernel)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (cell, units);
+        None
+    }
+}

@@ -1,0 +1,477 @@
+thread_local! {
+    /// The group size this thread's tests pack with, where set ([`in_every_layout`]).
+    pub(super) static GROUP_OVERRIDE: std::cell::Cell<Option<usize>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with `B` packed as the process tier packs it, then in groups of one panel
+/// and of [`GROUP`]: every tier must handle both layouts (AVX-512 packs groups, the
+/// others single panels), and this CPU may not run the tier that packs the other.
+fn in_every_layout(f: impl Fn()) {
+    for g in [None, Some(1), Some(GROUP)] {
+        GROUP_OVERRIDE.with(|c| c.set(g));
+        f();
+    }
+    GROUP_OVERRIDE.with(|c| c.set(None));
+}
+use super::gemm::*;
+use super::gemv::*;
+use super::layout::*;
+use super::stream::*;
+use crate::config::CellKind;
+use crate::kernels::activation::{available_tiers, kernel_tier, Tier};
+
+/// Values in [-0.5, 0.5) from a linear congruential sequence.
+fn uniform(mut seed: u32) -> impl FnMut() -> f32 {
+    move || {
+        seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+        (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+    }
+}
+
+fn naive(m: usize, k: usize, n: usize, a: &[f32], lda: usize, b: &[f32]) -> Vec<f64> {
+    let mut c = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            c[i * n + j] = (0..k)
+                .map(|p| a[i * lda + p] as f64 * b[p * n + j] as f64)
+                .sum();
+        }
+    }
+    c
+}
+
+/// The fused stream kernels against the products and steps they replace, on the
+/// process tier (where it has none, they must decline and change nothing). Large
+/// weights drive the gates into saturation; one unit's state is tiny every step and
+/// flushed.
+#[test]
+fn fused_stream_steps_are_the_step_by_step_bits() {
+    in_every_layout(|| {
+        use crate::kernels::activation::{gru_lbr_state_with, lstm_state_with};
+        let mut rnd = uniform(13u32);
+        let bits_of = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for (units, k) in [
+            (16, 1),
+            (32, 1),
+            (32, 3),
+            (16, 20),
+            (8, 1),
+            (8, 5),
+            (24, 1),
+            (32, 300),
+        ] {
+            let expect = match kernel_tier() {
+                Tier::Avx512 | Tier::Avx2 => units != 24 && k <= KC,
+                Tier::Scalar => false,
+            };
+            // The cells the fused kernel must match.
+            let cells = stream_cell_tier(units);
+            let lstm_state =
+                |g: &[f32], c: &mut [f32], h: &mut [f32]| lstm_state_with(cells, g, c, h);
+            let gru_lbr_state = |g: &[f32], gh: &[f32], b: &[f32], h: &mut [f32]| {
+                gru_lbr_state_with(cells, g, gh, b, h)
+            };
+            for (steps, scale) in [(1, 1.0), (2, 6.0), (37, 1.0)] {
+                let mut v = |n: usize, s: f32| (0..n).map(|_| rnd() * s).collect::<Vec<f32>>();
+                let mut h0 = v(units, 2.0);
+                h0[3] = 1e-35;
+                let c0 = v(units, 4.0);
+                let x = v(steps * k, 2.0);
+
+                // LSTM; unit 5's i, f and o saturate off, so its c and h are flushed.
+                let gw = 4 * units;
+                let w_hh = v(gw * units, scale);
+                let wp = PackedB::from_transposed(&w_hh, gw, units);
+                let w_ih = v(gw * k, 1.0);
+                let wi = PackedB::from_transposed(&w_ih, gw, k);
+                let mut bias = v(gw, 1.0);
+                for q in [0, 1, 3] {
+                    bias[q * units + 5] = -150.0;
+                }
+                let mut gates = vec![f32::NAN; steps * gw];
+                gemm_packed_bias(steps, &x, k, &wi, &mut gates, gw, &bias);
+                let (mut h, mut c) = (h0.clone(), c0.clone());
+                let mut want = vec![f32::NAN; steps * units];
+                for s in 0..steps {
+                    let g = &mut gates[s * gw..(s + 1) * gw];
+                    gemv_packed(&h, &wp, g, true);
+                    lstm_state(g, &mut c, &mut h);
+                    want[s * units..(s + 1) * units].copy_from_slice(&h);
+                }
+                let (mut hf, mut cf) = (h0.clone(), c0.clone());
+                let mut got = vec![f32::NAN; steps * units];
+                let fused = StreamLayer::new(CellKind::Lstm, units, k, &w_ih, &w_hh, &bias);
+                assert_eq!(fused.is_some(), expect);
+                if let Some(f) = &fused {
+                    f.run(&x, steps, &[], &mut hf, &mut cf, &mut got);
+                }
+                let what = format!("lstm H={units} I={k} steps={steps}");
+                if expect {
+                    assert_eq!(bits_of(&got), bits_of(&want), "{what}");
+                    assert_eq!(bits_of(&hf), bits_of(&h), "{what}");
+                    assert_eq!(bits_of(&cf), bits_of(&c), "{what}");
+                } else {
+                    assert!(
+                        hf == h0 && cf == c0 && got.iter().all(|x| x.is_nan()),
+                        "{what}"
+                    );
+                }
+
+                // GRU; unit 5's r and z saturate off and its candidate is tiny: flushed.
+                let gw = 3 * units;
+                let w_hh = v(gw * units, scale);
+                let wp = PackedB::from_transposed(&w_hh, gw, units);
+                let mut w_ih = v(gw * k, 1.0);
+                w_ih[(2 * units + 5) * k..(2 * units + 6) * k].fill(0.0);
+                let wi = PackedB::from_transposed(&w_ih, gw, k);
+                let mut bias = v(gw, 1.0);
+                (bias[5], bias[units + 5], bias[2 * units + 5]) = (-150.0, -150.0, 1e-35);
+                let b_hn = v(units, 1.0);
+                let mut gates = vec![f32::NAN; steps * gw];
+                gemm_packed_bias(steps, &x, k, &wi, &mut gates, gw, &bias);
+                let mut h = h0.clone();
+                let mut gh = vec![0.0; gw];
+                for s in 0..steps {
+                    gemv_packed(&h, &wp, &mut gh, false);
+                    gru_lbr_state(&gates[s * gw..(s + 1) * gw], &gh, &b_hn, &mut h);
+                    want[s * units..(s + 1) * units].copy_from_slice(&h);
+                }
+                let mut hf = h0.clone();
+                let mut got = vec![f32::NAN; steps * units];
+                let fused = StreamLayer::new(CellKind::GruLbr, units, k, &w_ih, &w_hh, &bias);
+                assert_eq!(fused.is_some(), expect);
+                if let Some(f) = &fused {
+                    f.run(&x, steps, &b_hn, &mut hf, &mut [], &mut got);
+                }
+                let what = format!("gru H={units} I={k} steps={steps}");
+                if expect {
+                    assert_eq!(bits_of(&got), bits_of(&want), "{what}");
+                    assert_eq!(bits_of(&hf), bits_of(&h), "{what}");
+                } else {
+                    assert!(hf == h0 && got.iter().all(|x| x.is_nan()), "{what}");
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn reversed_group_order_gives_the_same_bits() {
+    in_every_layout(|| {
+        let mut rnd = uniform(11u32);
+        let tiers = available_tiers();
+        // Several groups (n > GROUP * NR), a partial last group, inner sizes past KC.
+        for &(m, k, n) in &[(1, 40, 300), (7, 300, 260), (13, 600, 513), (32, 257, 129)] {
+            let (lda, ldc) = (k + 3, n + 1);
+            let a: Vec<f32> = (0..m * lda).map(|_| rnd()).collect();
+            let w: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
+            let bias: Vec<f32> = (0..n).map(|_| rnd()).collect();
+            let c0: Vec<f32> = (0..m * ldc).map(|_| rnd()).collect();
+            let packed = PackedB::from_rows(&w, k, n, n);
+            for start in [Start::Zero, Start::Acc, Start::Bias(&bias)] {
+                let mut simd = Vec::new();
+                for &tier in &tiers {
+                    let mut fwd = c0.clone();
+                    run(tier, m, &a, lda, &packed, &mut fwd, ldc, start, false);
+                    let mut rev = c0.clone();
+                    run(tier, m, &a, lda, &packed, &mut rev, ldc, start, true);
+                    let what = format!("{tier:?} {start:?} m={m} k={k} n={n}");
+                    assert_eq!(bits(&rev), bits(&fwd), "{what}");
+                    if tier != Tier::Scalar {
+                        simd.push((tier, fwd));
+                    }
+                }
+                // AVX2 walks the inner chunks outside the groups, AVX-512 inside: each
+                // element is still the same FMAs in the same order.
+                for (tier, c) in &simd[1.min(simd.len())..] {
+                    assert_eq!(bits(c), bits(&simd[0].1), "{tier:?} vs {:?}", simd[0].0);
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn bias_start_is_fill_then_accumulate_bit_for_bit() {
+    in_every_layout(|| {
+        let mut rnd = uniform(7u32);
+        for tier in available_tiers() {
+            // Row counts past each tier's row block, widths with partial panels and
+            // groups, inner sizes past KC (later chunks accumulate).
+            for &(m, k, n) in &[
+                (1, 3, 5),
+                (2, 0, 40),
+                (5, 17, 33),
+                (8, 64, 128),
+                (9, 300, 70),
+                (14, 5, 260),
+                (31, 129, 97),
+            ] {
+                let (lda, ldc) = (k + 1, n + 2);
+                let a: Vec<f32> = (0..m * lda).map(|_| rnd()).collect();
+                let w: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
+                let bias: Vec<f32> = (0..n).map(|_| rnd()).collect();
+                let packed = PackedB::from_rows(&w, k, n, n);
+                let mut want = vec![f32::NAN; m * ldc];
+                for row in want.chunks_mut(ldc) {
+                    row[..n].copy_from_slice(&bias);
+                }
+                gemm_packed_with(tier, m, &a, lda, &packed, &mut want, ldc, true);
+                let mut got = vec![f32::NAN; m * ldc];
+                run(
+                    tier,
+                    m,
+                    &a,
+                    lda,
+                    &packed,
+                    &mut got,
+                    ldc,
+                    Start::Bias(&bias),
+                    false,
+                );
+                for i in 0..m {
+                    let (g, w) = (&got[i * ldc..][..n], &want[i * ldc..][..n]);
+                    assert_eq!(bits(g), bits(w), "{tier:?} m={m} k={k} n={n} row {i}");
+                    // The padding between rows is not touched.
+                    assert!(got[i * ldc + n..(i + 1) * ldc].iter().all(|v| v.is_nan()));
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn every_tier_matches_the_naive_product() {
+    in_every_layout(|| {
+        let mut rnd = uniform(1u32);
+        for tier in available_tiers() {
+            for &(m, k, n) in &[
+                (1, 1, 1),
+                (1, 8, 32),
+                (3, 5, 7),
+                (8, 13, 33),
+                (9, 32, 64),
+                (17, 40, 100),
+                (2, 0, 5),
+                (5, 64, 31),
+                (11, 3, 96),
+                (1, 128, 512),
+                (1, 7, 200),
+                (2, 9, 130),
+                (3, 4, 97),
+                (4, 6, 260),
+                (12, 5, 160),
+                (13, 3, 64),
+                (8, 19, 300),
+                (31, 7, 520),
+                (7, 300, 70),
+                (6, 260, 16),
+                (20, 17, 24),
+            ] {
+                let lda = k + 3;
+                let a: Vec<f32> = (0..m * lda).map(|_| rnd()).collect();
+                let b: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
+                let want = naive(m, k, n, &a, lda, &b);
+                let packed = PackedB::from_rows(&b, k, n, n);
+                // Same B given as Wᵀ.
+                let w: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+                assert_eq!(PackedB::from_transposed(&w, n, k), packed);
+                let ldc = n + 2;
+                for accumulate in [false, true] {
+                    let mut c = vec![f32::NAN; m * ldc];
+                    for i in 0..m {
+                        for j in 0..n {
+                            c[i * ldc + j] = if accumulate { 1.0 } else { f32::NAN };
+                        }
+                    }
+                    gemm_packed_with(tier, m, &a, lda, &packed, &mut c, ldc, accumulate);
+                    for i in 0..m {
+                        for j in 0..n {
+                            let w = want[i * n + j] + if accumulate { 1.0 } else { 0.0 };
+                            let got = c[i * ldc + j] as f64;
+                            assert!(
+                                (got - w).abs() < 1e-5 * (1.0 + k as f64),
+                                "{tier:?} {m}x{k}x{n} ({i},{j}): {got} vs {w}"
+                            );
+                        }
+                        // Padding columns untouched.
+                        for j in n..ldc {
+                            assert!(
+                                c[i * ldc + j].is_nan() || i == m - 1,
+                                "{tier:?} wrote past n"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn gemv_matches_the_naive_product() {
+    in_every_layout(|| {
+        for &(k, n) in &[
+            (1, 1),
+            (2, 32),
+            (7, 33),
+            (8, 128),
+            (33, 130),
+            (128, 512),
+            (13, 97),
+            (0, 5),
+        ] {
+            let x: Vec<f32> = (0..k).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let want = naive(1, k, n, &x, k, &b);
+            let packed = PackedB::from_rows(&b, k, n, n);
+            for accumulate in [false, true] {
+                let mut y = vec![if accumulate { 0.5 } else { f32::NAN }; n + 3];
+                y[n..].fill(7.0);
+                gemv_packed(&x, &packed, &mut y, accumulate);
+                for j in 0..n {
+                    let w = want[j] + if accumulate { 0.5 } else { 0.0 };
+                    assert!(
+                        (y[j] as f64 - w).abs() < 1e-5 * (1.0 + k as f64),
+                        "{k}x{n} col {j}"
+                    );
+                }
+                assert!(y[n..].iter().all(|&v| v == 7.0), "wrote past n");
+            }
+        }
+    });
+}
+
+#[test]
+fn gemv2_is_the_input_gemm_then_the_gemv_bit_for_bit() {
+    in_every_layout(|| {
+        for &(k1, k2, n) in &[
+            (1, 8, 32),
+            (1, 16, 64),
+            (3, 32, 96),
+            (16, 64, 256),
+            (2, 7, 33),
+            (5, 128, 384),
+            (1, 33, 520),
+        ] {
+            let x1: Vec<f32> = (0..k1).map(|i| (i as f32 * 0.7).sin()).collect();
+            let x2: Vec<f32> = (0..k2).map(|i| (i as f32 * 0.37).cos()).collect();
+            let w1: Vec<f32> = (0..k1 * n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let w2: Vec<f32> = (0..k2 * n).map(|i| (i as f32 * 0.13).sin()).collect();
+            let bias: Vec<f32> = (0..n).map(|i| i as f32 * 0.01 - 1.0).collect();
+            let (p1, p2) = (
+                PackedB::from_rows(&w1, k1, n, n),
+                PackedB::from_rows(&w2, k2, n, n),
+            );
+            let mut want = vec![f32::NAN; n];
+            gemm_packed_bias(1, &x1, k1, &p1, &mut want, n, &bias);
+            let mut first = vec![f32::NAN; n + 3];
+            gemv_packed_bias(&bias, &x1, &p1, &mut first);
+            assert_eq!(bits(&first[..n]), bits(&want), "input side {k1},{n}");
+            assert!(first[n..].iter().all(|v| v.is_nan()), "wrote past n");
+            gemv_packed(&x2, &p2, &mut want, true);
+            for reverse in [false, true] {
+                let mut y = vec![7.0f32; n + 3];
+                gemv2_packed(&bias, &x1, &p1, &x2, &p2, &mut y, reverse);
+                assert_eq!(bits(&y[..n]), bits(&want), "{k1},{k2},{n}");
+                assert!(y[n..].iter().all(|&v| v == 7.0), "wrote past n");
+                let mut z = vec![f32::NAN; n];
+                gemm_packed_bias(1, &x1, k1, &p1, &mut z, n, &bias);
+                gemv_packed_sweep(&x2, &p2, &mut z, true, reverse);
+                assert_eq!(bits(&z), bits(&want), "sweep {reverse}: {k1},{k2},{n}");
+            }
+        }
+    });
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// A packed B over `PREFETCH_ABOVE_BYTES`: the AVX-512 kernel prefetches each next
+/// chunk of B while it works (in the row blocks' calls, or in the leftover rows' first
+/// call when there is no row block), one line or several per inner step. The
+/// prefetch is a hint: every row must have the bits it has alone, the AVX-512 bits
+/// must be AVX2's (which never prefetches), and all must match the naive product.
+#[test]
+fn prefetching_a_large_b_changes_no_bit() {
+    in_every_layout(|| {
+        let mut rnd = uniform(23u32);
+        // 1.2 MB of panels (1000 columns pad to 1024); inner size past KC; 13 rows: two
+        // row blocks and a leftover (several lines a step), 4 rows: leftover only;
+        // several groups, walked both ways.
+        let (k, n) = (300, 1000);
+        let b: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
+        let packed = PackedB::from_rows(&b, k, n, n);
+        assert!(packed.panels().len() * 4 > PREFETCH_ABOVE_BYTES);
+        for m in [13, 4] {
+            let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
+            let want = naive(m, k, n, &a, k, &b);
+            for reverse in [false, true] {
+                let mut simd: Vec<(Tier, Vec<f32>)> = Vec::new();
+                for tier in available_tiers() {
+                    let mut all = vec![f32::NAN; m * n];
+                    run(tier, m, &a, k, &packed, &mut all, n, Start::Zero, reverse);
+                    for i in 0..m {
+                        let mut one = vec![f32::NAN; n];
+                        run(
+                            tier,
+                            1,
+                            &a[i * k..],
+                            k,
+                            &packed,
+                            &mut one,
+                            n,
+                            Start::Zero,
+                            reverse,
+                        );
+                        let row = &all[i * n..(i + 1) * n];
+                        assert_eq!(bits(row), bits(&one), "{tier:?} m={m} row {i}");
+                        for (j, &v) in row.iter().enumerate() {
+                            let w = want[i * n + j];
+                            assert!((v as f64 - w).abs() < 1e-5 * k as f64, "{tier:?} ({i},{j})");
+                        }
+                    }
+                    if tier != Tier::Scalar {
+                        simd.push((tier, all));
+                    }
+                }
+                for (tier, c) in &simd[1.min(simd.len())..] {
+                    assert_eq!(
+                        bits(c),
+                        bits(&simd[0].1),
+                        "m={m}: {tier:?} vs {:?}",
+                        simd[0].0
+                    );
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn rows_do_not_depend_on_the_rest_of_the_call() {
+    in_every_layout(|| {
+        let (k, n) = (37, 70);
+        let a: Vec<f32> = (0..20 * k)
+            .map(|i| ((i * 31) % 17) as f32 * 0.1 - 0.8)
+            .collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 7) % 13) as f32 * 0.05 - 0.3)
+            .collect();
+        let packed = PackedB::from_rows(&b, k, n, n);
+        for tier in available_tiers() {
+            let mut all = vec![0.0; 20 * n];
+            gemm_packed_with(tier, 20, &a, k, &packed, &mut all, n, false);
+            for i in 0..20 {
+                let mut one = vec![0.0; n];
+                gemm_packed_with(tier, 1, &a[i * k..], k, &packed, &mut one, n, false);
+                assert!(one
+                    .iter()
+                    .zip(&all[i * n..])
+                    .all(|(x, y)| x.to_bits() == y.to_bits()));
+            }
+        }
+    });
+}
