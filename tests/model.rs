@@ -162,3 +162,55 @@ fn forward_buffers_kept_between_calls_change_no_result() {
         });
     }
 }
+
+#[test]
+fn forget_bias_sets_only_the_forget_gates_and_every_path_sees_it() {
+    let (h, layers) = (8, 2);
+    let cfg =
+        ModelConfig::new(CellKind::Lstm, 3, h, layers).with_head(2, OutputActivation::Identity);
+    let base = Model::new(cfg, 4).unwrap();
+    // a forward and a step first, so that kept buffers and packed weights exist
+    let x: Vec<f32> = (0..5 * 6 * 3)
+        .map(|i| ((i * 37 % 19) as f32 - 9.0) / 9.0)
+        .collect();
+    let y0 = base.forward(&x, 5, 6).unwrap();
+    let fb = base.clone().with_forget_bias(1.0).unwrap();
+
+    // exactly the forget rows change: bias_ih = 1, bias_hh = 0, so the sum is 1
+    let mut want = base.parameters().to_vec();
+    for k in 0..layers {
+        for (name, v) in [
+            (format!("bias_ih_l{k}"), 1.0),
+            (format!("bias_hh_l{k}"), 0.0),
+        ] {
+            let e = base.layout().find(&name).unwrap();
+            want[e.offset + h..e.offset + 2 * h].fill(v);
+        }
+    }
+    assert_eq!(fb.parameters(), &want[..]);
+
+    // the derived weights were rebuilt: the same bits as a model made from those parameters
+    let same = Model::from_parameters(cfg, want).unwrap();
+    let y1 = fb.forward(&x, 5, 6).unwrap();
+    assert_eq!(y1, same.forward(&x, 5, 6).unwrap());
+    assert_ne!(y1, y0);
+    let (mut s1, mut s2) = (State::new(&fb, 1).unwrap(), State::new(&same, 1).unwrap());
+    let (mut o1, mut o2) = ([0.0f32; 2], [0.0f32; 2]);
+    for t in 0..6 {
+        fb.step(&mut s1, &x[t * 3..t * 3 + 3], &mut o1).unwrap();
+        same.step(&mut s2, &x[t * 3..t * 3 + 3], &mut o2).unwrap();
+        assert_eq!(o1, o2);
+    }
+
+    // other cells and non-finite values are refused
+    let gru = Model::new(ModelConfig::new(CellKind::Gru, 3, h, 1), 1).unwrap();
+    let e = gru.with_forget_bias(1.0).unwrap_err();
+    assert!(
+        matches!(e, Error::Invalid(_)) && e.to_string().contains("LSTM"),
+        "{e}"
+    );
+    for bad in [f32::NAN, f32::INFINITY] {
+        let e = base.clone().with_forget_bias(bad).unwrap_err();
+        assert!(matches!(e, Error::Invalid(_)), "{e}");
+    }
+}

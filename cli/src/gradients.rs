@@ -67,6 +67,11 @@ pub struct GradientsArgs {
     /// (b): the gradient-norm clip of the runs "with clipping".
     #[arg(long, default_value_t = 1.0)]
     pub clip: f32,
+    /// LSTM forget-gate biases run beside PyTorch's initialisation (the forget gate's
+    /// `b_ih + b_hh` set to each value; Keras starts at 1). Empty (`--lstm-forget-bias=`):
+    /// none.
+    #[arg(long, value_delimiter = ',', default_values_t = [1.0f32])]
+    pub lstm_forget_bias: Vec<f32>,
     /// Skip (b).
     #[arg(long)]
     pub no_adding: bool,
@@ -103,6 +108,51 @@ pub fn adding_batch(b: usize, t: usize, rng: &mut Rng) -> (Vec<f32>, Vec<f32>) {
 
 fn config(cell: Cell, hidden: usize) -> ModelConfig {
     ModelConfig::new(cell.kind(), 2, hidden, 1).with_head(1, OutputActivation::Identity)
+}
+
+/// A model recipe of the experiment: a cell at PyTorch's initialisation, or an LSTM with
+/// its forget-gate bias set (`Model::with_forget_bias`).
+#[derive(Clone, Copy, Debug)]
+struct Variant {
+    cell: Cell,
+    forget_bias: Option<f32>,
+}
+
+impl Variant {
+    /// Every cell of `--cells`, each LSTM followed by its `--lstm-forget-bias` variants.
+    fn all(a: &GradientsArgs) -> Vec<Variant> {
+        let mut v = Vec::new();
+        for &cell in &a.cells {
+            v.push(Variant {
+                cell,
+                forget_bias: None,
+            });
+            if cell == Cell::Lstm {
+                v.extend(a.lstm_forget_bias.iter().map(|&fb| Variant {
+                    cell,
+                    forget_bias: Some(fb),
+                }));
+            }
+        }
+        v
+    }
+
+    /// "lstm", or "lstm+fb1" for a forget-gate bias of 1 (one word: the chart colours
+    /// by the first word).
+    fn label(&self) -> String {
+        match self.forget_bias {
+            None => self.cell.kind().name().to_string(),
+            Some(fb) => format!("{}+fb{fb}", self.cell.kind().name()),
+        }
+    }
+
+    fn model(&self, hidden: usize, seed: u64) -> Result<Model> {
+        let m = Model::new(config(self.cell, hidden), seed)?;
+        Ok(match self.forget_bias {
+            None => m,
+            Some(fb) => m.with_forget_bias(fb)?,
+        })
+    }
 }
 
 fn norm(v: &[f32]) -> f64 {
@@ -231,8 +281,8 @@ struct Run {
     model: Model,
 }
 
-fn train_adding(cell: Cell, t: usize, clip: bool, a: &GradientsArgs) -> Result<Run> {
-    let mut model = Model::new(config(cell, a.hidden), 7)?;
+fn train_adding(v: Variant, t: usize, clip: bool, a: &GradientsArgs) -> Result<Run> {
+    let mut model = v.model(a.hidden, 7)?;
     let mut tc = TrainConfig::adam(a.lr);
     if clip {
         tc = tc.with_clip(a.clip);
@@ -298,6 +348,10 @@ pub fn run(a: &GradientsArgs) -> Result<()> {
     if a.eval_every == 0 {
         fail!("--eval-every is 0, expected >= 1");
     }
+    if let Some(fb) = a.lstm_forget_bias.iter().find(|fb| !fb.is_finite()) {
+        fail!("--lstm-forget-bias {fb} is not a finite number");
+    }
+    let variants = Variant::all(a);
     // The library runs inside this pool (its own setting 0 = "the current pool").
     rnncore::set_num_threads(0)?;
     let pool = rayon::ThreadPoolBuilder::new()
@@ -310,16 +364,16 @@ pub fn run(a: &GradientsArgs) -> Result<()> {
 
     // (a) at initialisation.
     let mut rows: Vec<Row> = Vec::new();
-    for &cell in &a.cells {
-        let make = |seed: u64| Ok(Model::new(config(cell, a.hidden), 1000 + seed)?);
-        rows.extend(rows_for(cell.kind().name(), false, make, a, &dists)?);
+    for v in &variants {
+        let make = |seed: u64| v.model(a.hidden, 1000 + seed);
+        rows.extend(rows_for(&v.label(), false, make, a, &dists)?);
     }
 
     // (b) the adding problem.
     let mut adding = String::new();
     let lengths: &[usize] = if a.no_adding { &[] } else { &a.lengths };
     if !lengths.is_empty() {
-        let total = (a.cells.len() * 2 * lengths.len()) as u64;
+        let total = (variants.len() * 2 * lengths.len()) as u64;
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
         bar.set_style(
             ProgressStyle::with_template(
@@ -332,11 +386,11 @@ pub fn run(a: &GradientsArgs) -> Result<()> {
         // any number of threads), so the runs share the threads: each worker takes the
         // next run from a queue ordered longest first. The library's own batch
         // parallelism nests inside the same pool.
-        let mut jobs: Vec<(usize, Cell, bool, usize)> = Vec::new();
-        for &c in &a.cells {
+        let mut jobs: Vec<(usize, Variant, bool, usize)> = Vec::new();
+        for &v in &variants {
             for clip in [false, true] {
                 for &l in lengths {
-                    jobs.push((jobs.len(), c, clip, l));
+                    jobs.push((jobs.len(), v, clip, l));
                 }
             }
         }
@@ -349,10 +403,10 @@ pub fn run(a: &GradientsArgs) -> Result<()> {
             for _ in 0..pool.current_num_threads() {
                 s.spawn(|_| loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&(i, cell, clip, len)) = order.get(k) else {
+                    let Some(&(i, v, clip, len)) = order.get(k) else {
                         break;
                     };
-                    let r = train_adding(cell, len, clip, a);
+                    let r = train_adding(v, len, clip, a);
                     bar.inc(1);
                     results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
                 });
@@ -360,7 +414,7 @@ pub fn run(a: &GradientsArgs) -> Result<()> {
         });
         let runs = results.into_inner().unwrap_or_else(|e| e.into_inner());
         let mut lines = vec![format!(
-            "{:<10}{:<6}{}",
+            "{:<12}{:<6}{}",
             "cell",
             "clip",
             lengths
@@ -370,12 +424,12 @@ pub fn run(a: &GradientsArgs) -> Result<()> {
         )];
         let mut runs = runs.into_iter();
         let mut norms = Vec::new();
-        for &cell in &a.cells {
+        for v in &variants {
             let mut cell_max = 0.0f64;
             for clip in [false, true] {
                 let mut line = format!(
-                    "{:<10}{:<6}",
-                    cell.kind().name(),
+                    "{:<12}{:<6}",
+                    v.label(),
                     if clip {
                         format!("{}", a.clip)
                     } else {
@@ -393,13 +447,13 @@ pub fn run(a: &GradientsArgs) -> Result<()> {
                     // The trained model's gradient profile, at the length of (a).
                     if len == t && clip {
                         let steps = r.solved_at.unwrap_or(a.steps);
-                        let label = format!("{} trained {steps}", cell.kind().name());
+                        let label = format!("{} trained {steps}", v.label());
                         rows.extend(rows_for(&label, true, |_| Ok(r.model.clone()), a, &dists)?);
                     }
                 }
                 lines.push(line);
             }
-            norms.push(format!("{} {cell_max:.2}", cell.kind().name()));
+            norms.push(format!("{} {cell_max:.2}", v.label()));
         }
         lines.push(format!(
             "largest gradient norm before clipping, over all steps of all runs: {}",
