@@ -12,6 +12,8 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test (release)"
 cargo test --release --workspace --all-targets
 cargo test --release --workspace --doc
+echo "== cargo doc (the public API, every item documented, no broken links)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p rnncore --quiet
 # Every kernel tier this CPU has runs the whole Rust suite (the default run used the best).
 for tier in avx2 scalar; do
   echo "== cargo test with RNNCORE_KERNEL=$tier"
