@@ -37,6 +37,7 @@
 #include <RTNeural/RTNeural.h>
 
 #include "rnncore.h"
+#include "timing.hpp"
 
 #ifndef BENCH_CXXFLAGS
 #define BENCH_CXXFLAGS "(unknown flags)"
@@ -47,26 +48,20 @@
 
 namespace {
 
-constexpr size_t kBlock = 512;      // rnncore block path: samples per rnn_model_forward_state
+using bench::check;
+using bench::die;
+using bench::g_sink;
+using bench::kBlock;
+using bench::make_input;
+using bench::median;
+using bench::now_ns;
+
 constexpr size_t kCheckLen = 4096;  // samples of the equivalence check
 constexpr double kMinTimingNs = 5e6; // each timing runs at least this long (about)
 constexpr float kMaxDiff = 1e-4f;   // the equivalence check fails above this
 
-[[noreturn]] void die(const std::string& what) {
-    std::fprintf(stderr, "bench: %s\n", what.c_str());
-    std::exit(1);
-}
 
-void check(rnn_status s, const char* what) {
-    if (s != RNN_OK)
-        die(std::string(what) + ": " + rnn_status_str(s) + ": " + rnn_last_error());
-}
 
-double now_ns() {
-    return (double)std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
 
 // ---- a minimal JSON reader: enough for a safetensors header ------------------------
 
@@ -340,20 +335,7 @@ struct Bench {
     Timings t;
 };
 
-// A realistic audio-like input in [-1, 1]: two sines plus a little noise.
-std::vector<float> make_input(size_t len, uint32_t seed) {
-    std::vector<float> x(len);
-    uint32_t r = seed;
-    for (size_t i = 0; i < len; i++) {
-        r = r * 1664525u + 1013904223u;
-        const float noise = ((float)(r >> 8) / 16777216.0f - 0.5f) * 0.04f;
-        const double p = 2.0 * 3.14159265358979323846 * (double)i;
-        x[i] = (float)(0.6 * std::sin(p * 220.0 / 48000.0) + 0.3 * std::sin(p * 1375.0 / 48000.0)) + noise;
-    }
-    return x;
-}
 
-volatile float g_sink;  // keeps the outputs observable
 
 template <int H, bool Lstm>
 struct BenchT final : Bench {
@@ -383,28 +365,8 @@ struct BenchT final : Bench {
         g_sink = acc;
         return dt / (double)n;
     }
-    double time_step() {
-        float acc = 0, out = 0;
-        const double t0 = now_ns();
-        for (size_t i = 0; i < n; i++) {
-            rnn_status s = rnn_model_step(model, step_state, &x[i], 1, &out, 1);
-            if (s != RNN_OK) check(s, "rnn_model_step");
-            acc += out;
-        }
-        const double dt = now_ns() - t0;
-        g_sink = acc;
-        return dt / (double)n;
-    }
-    double time_block() {
-        const double t0 = now_ns();
-        for (size_t i = 0; i < n; i += kBlock) {
-            rnn_status s = rnn_model_forward_state(model, block_state, &x[i], kBlock, &y[i], kBlock);
-            if (s != RNN_OK) check(s, "rnn_model_forward_state");
-        }
-        const double dt = now_ns() - t0;
-        g_sink = y[n - 1];
-        return dt / (double)n;
-    }
+    double time_step() { return bench::time_step(model, step_state, x, n); }
+    double time_block() { return bench::time_block(model, block_state, x, y, n); }
 
     void prepare() override {
         const rnn_config cfg = {Lstm ? (uint32_t)RNN_CELL_LSTM : (uint32_t)RNN_CELL_GRU_LBR,
@@ -461,11 +423,6 @@ struct BenchT final : Bench {
     }
 };
 
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    const size_t m = v.size() / 2;
-    return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
-}
 double minimum(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
 
 std::string cpu_model() {

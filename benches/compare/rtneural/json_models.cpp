@@ -27,47 +27,21 @@
 #include <RTNeural/RTNeural.h>
 
 #include "rnncore.h"
+#include "timing.hpp"
 
 namespace {
 
-constexpr size_t kBlock = 512;
+using bench::check;
+using bench::die;
+using bench::g_sink;
+using bench::kBlock;
+using bench::make_input;
+using bench::median;
+using bench::now_ns;
+
 constexpr size_t kCheckLen = 4096;
 constexpr double kMinTimingNs = 5e6;
 constexpr float kMaxDiff = 1e-4f;
-
-[[noreturn]] void die(const std::string& what) {
-    std::fprintf(stderr, "json_models: %s\n", what.c_str());
-    std::exit(1);
-}
-
-void check(rnn_status s, const char* what) {
-    if (s != RNN_OK) die(std::string(what) + ": " + rnn_status_str(s) + ": " + rnn_last_error());
-}
-
-double now_ns() {
-    return (double)std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
-
-std::vector<float> make_input(size_t n, uint32_t seed) {
-    std::vector<float> x(n);
-    uint32_t s = seed;
-    for (size_t i = 0; i < n; i++) {
-        s = s * 1664525u + 1013904223u;
-        const float noise = ((float)(s >> 8) / 16777216.0f - 0.5f) * 0.05f;
-        x[i] = 0.6f * std::sin(0.031f * (float)i) + 0.3f * std::sin(0.0071f * (float)i) + noise;
-    }
-    return x;
-}
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    const size_t m = v.size() / 2;
-    return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
-}
-
-volatile float g_sink;
 
 struct Case {
     std::string name;
@@ -94,28 +68,8 @@ struct Case {
         g_sink = acc;
         return dt / (double)n;
     }
-    double time_step() {
-        float acc = 0, out = 0;
-        const double t0 = now_ns();
-        for (size_t i = 0; i < n; i++) {
-            rnn_status s = rnn_model_step(model, step_state, &x[i], 1, &out, 1);
-            if (s != RNN_OK) check(s, "rnn_model_step");
-            acc += out;
-        }
-        const double dt = now_ns() - t0;
-        g_sink = acc;
-        return dt / (double)n;
-    }
-    double time_block() {
-        const double t0 = now_ns();
-        for (size_t i = 0; i < n; i += kBlock) {
-            rnn_status s = rnn_model_forward_state(model, block_state, &x[i], kBlock, &y[i], kBlock);
-            if (s != RNN_OK) check(s, "rnn_model_forward_state");
-        }
-        const double dt = now_ns() - t0;
-        g_sink = y[n - 1];
-        return dt / (double)n;
-    }
+    double time_step() { return bench::time_step(model, step_state, x, n); }
+    double time_block() { return bench::time_block(model, block_state, x, y, n); }
 
     void prepare(const std::string& path) {
         const size_t slash = path.find_last_of('/');
