@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust (unit, integration, doc tests), formatting and lints, then
 # the C, C++ and Python bindings, each through its own run_tests.sh. Installs what it
-# needs itself (the Python tests make a venv with numpy and pytest).
+# needs itself (the Python tests make a venv with numpy, pytest, setuptools and wheel, and pip-install the package into it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
