@@ -30,6 +30,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <unistd.h>
@@ -48,17 +49,8 @@
 
 namespace {
 
-using bench::check;
-using bench::die;
-using bench::g_sink;
-using bench::kBlock;
-using bench::make_input;
-using bench::median;
-using bench::now_ns;
+using namespace bench;
 
-constexpr size_t kCheckLen = 4096;  // samples of the equivalence check
-constexpr double kMinTimingNs = 5e6; // each timing runs at least this long (about)
-constexpr float kMaxDiff = 1e-4f;   // the equivalence check fails above this
 
 
 
@@ -384,18 +376,8 @@ struct BenchT final : Bench {
         rt.reset();
 
         // Equivalence: the same kCheckLen samples from zero state through all three paths.
-        x = make_input(kCheckLen, 12345u);
-        y.assign(kCheckLen, 0.0f);
-        for (size_t i = 0; i < kCheckLen; i += kBlock)
-            check(rnn_model_forward_state(model, block_state, &x[i], kBlock, &y[i], kBlock),
-                  "rnn_model_forward_state");
-        for (size_t i = 0; i < kCheckLen; i++) {
-            float out = 0;
-            check(rnn_model_step(model, step_state, &x[i], 1, &out, 1), "rnn_model_step");
-            const float ref = rt.forward(&x[i]);
-            max_diff_rt = std::max(max_diff_rt, std::fabs(out - ref));
-            max_diff_block = std::max(max_diff_block, std::fabs(out - y[i]));
-        }
+        std::tie(max_diff_rt, max_diff_block) =
+            check_paths(model, step_state, block_state, x, y, [&](const float* v) { return rt.forward(v); });
         if (!(max_diff_rt <= kMaxDiff) || !(max_diff_block <= kMaxDiff)) {
             std::fprintf(stderr, "%s H=%d: outputs differ: |rnncore step - RTNeural| = %g, "
                                  "|step - block| = %g (limit %g)\n",
@@ -405,9 +387,7 @@ struct BenchT final : Bench {
 
         // Size N from a pilot over the check input (which also warms all three paths).
         n = kCheckLen;
-        const double fastest = std::min({time_rtneural(), time_step(), time_block()});
-        const double want = std::ceil(kMinTimingNs / std::max(fastest, 0.1));
-        n = std::max(kCheckLen, ((size_t)want + kBlock - 1) / kBlock * kBlock);
+        n = timing_len(std::min({time_rtneural(), time_step(), time_block()}));
         x = make_input(n, 777u + (uint32_t)H);
         y.assign(n, 0.0f);
     }

@@ -31,17 +31,8 @@
 
 namespace {
 
-using bench::check;
-using bench::die;
-using bench::g_sink;
-using bench::kBlock;
-using bench::make_input;
-using bench::median;
-using bench::now_ns;
+using namespace bench;
 
-constexpr size_t kCheckLen = 4096;
-constexpr double kMinTimingNs = 5e6;
-constexpr float kMaxDiff = 1e-4f;
 
 struct Case {
     std::string name;
@@ -86,24 +77,14 @@ struct Case {
         check(rnn_state_new_block(model, 1, kBlock, &block_state), "rnn_state_new_block");
         rt->reset();
 
-        x = make_input(kCheckLen, 12345u);
-        y.assign(kCheckLen, 0.0f);
-        for (size_t i = 0; i < kCheckLen; i += kBlock)
-            check(rnn_model_forward_state(model, block_state, &x[i], kBlock, &y[i], kBlock),
-                  "rnn_model_forward_state");
-        for (size_t i = 0; i < kCheckLen; i++) {
-            float out = 0;
-            check(rnn_model_step(model, step_state, &x[i], 1, &out, 1), "rnn_model_step");
-            const float ref = rt->forward(&x[i]);
-            diff = std::max({diff, std::fabs(out - ref), std::fabs(out - y[i])});
-        }
+        const auto d = check_paths(model, step_state, block_state, x, y,
+                                   [&](const float* v) { return rt->forward(v); });
+        diff = std::max(d.first, d.second);
         if (!(diff <= kMaxDiff)) {
             std::fprintf(stderr, "%s: outputs differ by %g (limit %g)\n", name.c_str(), diff, kMaxDiff);
             std::exit(1);
         }
-        const double fastest = std::min({time_rtneural(), time_step(), time_block()});
-        const double want = std::ceil(kMinTimingNs / std::max(fastest, 0.1));
-        n = std::max(kCheckLen, ((size_t)want + kBlock - 1) / kBlock * kBlock);
+        n = timing_len(std::min({time_rtneural(), time_step(), time_block()}));
         x = make_input(n, 777u);
         y.assign(n, 0.0f);
     }

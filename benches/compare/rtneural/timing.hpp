@@ -9,13 +9,17 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "rnncore.h"
 
 namespace bench {
 
-constexpr size_t kBlock = 512;  // rnncore block path: samples per rnn_model_forward_state
+constexpr size_t kBlock = 512;       // rnncore block path: samples per rnn_model_forward_state
+constexpr size_t kCheckLen = 4096;   // samples of the equivalence check
+constexpr double kMinTimingNs = 5e6; // each timing runs at least this long (about)
+constexpr float kMaxDiff = 1e-4f;    // the equivalence check fails above this
 
 [[noreturn]] inline void die(const std::string& what) {
     std::fprintf(stderr, "bench: %s\n", what.c_str());
@@ -79,6 +83,35 @@ inline double time_block(const rnn_model* model, rnn_state* state, const std::ve
     const double dt = now_ns() - t0;
     g_sink = y[n - 1];
     return dt / (double)n;
+}
+
+// The equivalence check: x = the check input, run from zero state through rnncore's block
+// path (into y) and its step path, each step's output compared with ref(&x[i]) (the other
+// library's, called in order) and with the block's. Returns {max |step - ref|,
+// max |step - block|}.
+template <class Ref>
+std::pair<float, float> check_paths(const rnn_model* model, rnn_state* step_state, rnn_state* block_state,
+                                    std::vector<float>& x, std::vector<float>& y, Ref ref) {
+    x = make_input(kCheckLen, 12345u);
+    y.assign(kCheckLen, 0.0f);
+    for (size_t i = 0; i < kCheckLen; i += kBlock)
+        check(rnn_model_forward_state(model, block_state, &x[i], kBlock, &y[i], kBlock),
+              "rnn_model_forward_state");
+    float to_ref = 0, to_block = 0;
+    for (size_t i = 0; i < kCheckLen; i++) {
+        float out = 0;
+        check(rnn_model_step(model, step_state, &x[i], 1, &out, 1), "rnn_model_step");
+        to_ref = std::max(to_ref, std::fabs(out - ref(&x[i])));
+        to_block = std::max(to_block, std::fabs(out - y[i]));
+    }
+    return {to_ref, to_block};
+}
+
+// Samples per timing for a path that took `fastest_ns` per sample: about kMinTimingNs,
+// at least kCheckLen, whole blocks.
+inline size_t timing_len(double fastest_ns) {
+    const double want = std::ceil(kMinTimingNs / std::max(fastest_ns, 0.1));
+    return std::max(kCheckLen, ((size_t)want + kBlock - 1) / kBlock * kBlock);
 }
 
 }  // namespace bench
