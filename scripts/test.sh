@@ -14,6 +14,8 @@ cargo test --release --workspace --all-targets
 cargo test --release --workspace --doc
 echo "== cargo doc (the public API, every item documented, no broken links)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p rnncore --quiet
+# the implementation's docs too: their links must resolve as well
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p rnncore --quiet --document-private-items
 # Every kernel tier this CPU has runs the whole Rust suite (the default run used the best).
 for tier in avx2 scalar; do
   echo "== cargo test with RNNCORE_KERNEL=$tier"

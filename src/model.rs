@@ -14,7 +14,7 @@ use std::any::Any;
 use std::sync::Mutex;
 
 /// One layer's weights packed once (at build and after every training step) for
-/// [`crate::kernels::packed::gemm_packed`]: the forward products `x · W_ihᵀ` and
+/// the packed GEMM (`crate::kernels::packed`): the forward products `x · W_ihᵀ` and
 /// `h · W_hhᵀ`. For the notes' GRU the recurrent weights are split, since `W_hn`
 /// multiplies `r ⊙ h` rather than `h`.
 #[derive(Clone, Debug, Default)]

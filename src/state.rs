@@ -558,7 +558,7 @@ impl Model {
     }
 
     /// Steps of one stream through layer `k` in the fused kernels where they run (LSTM and
-    /// linear-before-reset GRU where [`stream_fused`]): `input` holds one row per step
+    /// linear-before-reset GRU where `stream_fused` (`kernels/packed/stream.rs`)): `input` holds one row per step
     /// (`steps` rows), `hk` (and for the LSTM `ck`) the state, updated; `out` receives
     /// each step's `h`. False, with nothing changed, elsewhere.
     #[allow(clippy::too_many_arguments)]

@@ -5,7 +5,7 @@
 //! `f32` kernels are measured against (and what an `f64` gradient check should use).
 //!
 //! The contract every tier of [`super::activation`] meets, checked in its tests: the
-//! absolute error against the `f64` value is at most [`MAX_ABS_ERROR`] for every `f32`
+//! absolute error against the `f64` value is at most `MAX_ABS_ERROR` for every `f32`
 //! input; NaN gives NaN; `±∞` give the limits (`0`/`1` for sigmoid, `∓1`/`±1` for tanh).
 
 /// The largest absolute error, against [`sigmoid_f64`] and [`tanh_f64`], that any

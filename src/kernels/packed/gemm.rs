@@ -47,37 +47,8 @@ impl Init {
     }
 }
 
-/// `C[i][j] = (accumulate ? C[i][j] : 0) + Σ_p A[i·lda + p] · B[p][j]` for `i < m`,
-/// `j < b.n()`, on the process-wide kernel tier. No allocation.
-///
-/// Panics (a bug, caught at the FFI boundary) if `A` or `C` is too short.
-// The plain entry point its variants are described against; no caller since the
-// kernels stopped being public API.
-#[allow(dead_code)]
-pub fn gemm_packed(
-    m: usize,
-    a: &[f32],
-    lda: usize,
-    b: &PackedB,
-    c: &mut [f32],
-    ldc: usize,
-    accumulate: bool,
-) {
-    run(
-        kernel_tier(),
-        m,
-        a,
-        lda,
-        b,
-        c,
-        ldc,
-        Start::of(accumulate),
-        false,
-    )
-}
-
 /// `C[i][j] = bias[j] + Σ_p A[i·lda + p] · B[p][j]`: bit for bit `C = bias` row by row
-/// followed by [`gemm_packed`] with `accumulate`, without the separate pass that writes
+/// followed by the plain packed GEMM with `accumulate`, without the separate pass that writes
 /// the bias rows (on a hoisted input product that pass alone was 5 % of an LSTM
 /// forward). Panics if `bias` is shorter than `b.n()`.
 pub fn gemm_packed_bias(
@@ -102,8 +73,11 @@ pub fn gemm_packed_bias(
     )
 }
 
-/// [`gemm_packed`] on a given tier (falls back to the best available if the CPU lacks it).
-#[cfg(test)] // only the kernel tests pick a tier explicitly
+/// The packed GEMM: `C[i][j] = (accumulate ? C[i][j] : 0) + Σ_p A[i·lda + p] · B[p][j]`
+/// for `i < m`, `j < b.n()`, on `tier` (or the best available if the CPU lacks it). No
+/// allocation; panics (a bug) if `A` or `C` is too short. The library calls the variants
+/// below (bias start, reversed sweep); the kernel tests call this plain form.
+#[cfg(test)]
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_packed_with(
     tier: Tier,
@@ -128,7 +102,7 @@ pub fn gemm_packed_with(
     )
 }
 
-/// [`gemm_packed`] visiting B's groups of panels last to first when `reverse` (AVX-512
+/// the plain packed GEMM visiting B's groups of panels last to first when `reverse` (AVX-512
 /// and AVX2; the scalar tier ignores it). Every element is the same sum either way (each group's
 /// chunks of the inner dimension are still added in order), so the result is bit for bit
 /// the same. The per-step recurrent product alternates the direction: a `W_hhᵀ` larger

@@ -5,19 +5,17 @@ use super::layout::PackedB;
 use crate::kernels::activation::{kernel_tier, Tier};
 
 /// `y (+)= x · B` for a single row `x` (`[k]`), for the single-stream streaming step.
-/// Unlike [`gemm_packed`], the inner dimension is summed in two interleaved partial sums
+/// Unlike the packed GEMM, the inner dimension is summed in two interleaved partial sums
 /// (even and odd `p`) to keep twice as many FMAs in flight: one row against a handful of
 /// panels is otherwise bound by the FMA latency. The summation order therefore differs
-/// from [`gemm_packed`]'s (results agree to rounding, not bit for bit), which is why the
+/// from the packed GEMM's (results agree to rounding, not bit for bit), which is why the
 /// batched paths, whose bits must not depend on how rows are grouped, do not use it.
-// The plain entry point its variants are described against; no caller since the
-// kernels stopped being public API.
-#[allow(dead_code)]
+#[cfg(test)] // the library calls the variants below; the kernel tests call this form
 pub fn gemv_packed(x: &[f32], b: &PackedB, y: &mut [f32], accumulate: bool) {
     gemv_packed_sweep(x, b, y, accumulate, false);
 }
 
-/// [`gemv_packed`] visiting the groups of panels last to first when `reverse` (the SIMD
+/// `gemv_packed` visiting the groups of panels last to first when `reverse` (the SIMD
 /// tiers; the scalar one ignores it). Every column is the same sum either way, so the result is bit
 /// for bit the same. A streaming step alternates the direction: `B` larger than L1 is
 /// otherwise read in the same order every step, and least-recently-used replacement
@@ -81,7 +79,7 @@ pub fn gemv_packed_bias(bias: &[f32], x: &[f32], b: &PackedB, y: &mut [f32]) {
 /// `y = bias + x1 · B1 + x2 · B2` (`B1`, `B2` with the same `n`): a layer's whole
 /// pre-activation for one streaming step (`x · W_ihᵀ` and `h · W_hhᵀ`) in one pass.
 /// Bit for bit [`gemm_packed_bias`] of `x1` (one row: what a block of steps computes for
-/// its inputs), then [`gemv_packed`] with `x2` accumulating, in either sweep direction
+/// its inputs), then `gemv_packed` with `x2` accumulating, in either sweep direction
 /// (see [`gemv_packed_sweep`]).
 pub fn gemv2_packed(
     bias: &[f32],

@@ -79,8 +79,8 @@ impl StreamLayer {
     /// W_ihᵀ`, then `+ h · W_hhᵀ`) and the state update, in one kernel; `x` holds `steps`
     /// rows of inputs, `h` (and for the LSTM `c`) is the state (updated), `b_hn` the
     /// GRU's hidden bias of the candidate gate (unused for the LSTM), `out` receives each
-    /// step's `h` (rows of `H`). Bit for bit what [`gemm_packed_bias`] of the inputs into
-    /// gate rows, [`gemv_packed`] into each row (or a scratch row, GRU) and
+    /// step's `h` (rows of `H`). Bit for bit what [`super::gemm_packed_bias`] of the inputs into
+    /// gate rows, the packed GEMV into each row (or a scratch row, GRU) and
     /// `activation::lstm_state` / `gru_lbr_state` give, step by step.
     #[inline]
     pub(crate) fn run(
