@@ -11,10 +11,10 @@ use crate::error::{check_finite, check_len, checked_size, invalid, Result};
 use crate::kernels::activation;
 use crate::kernels::packed::{
     dense_rows, gemm_packed_bias, gemm_packed_sweep, gemv2_packed, gemv_packed_bias,
-    gemv_packed_sweep, PackedB,
+    gemv_packed_sweep, PackedB, StreamLayer,
 };
 use crate::kernels::reference::flush_ref;
-use crate::model::Model;
+use crate::model::{HeadWeights, Model};
 use crate::step::{recurrent_step, softmax_in_place, StepRows};
 
 /// The carried state of `batch` streams of one model, with its scratch space.
@@ -377,15 +377,29 @@ impl Model {
         let State { data, scratch, .. } = state;
         let (hst, cst) = data.split_at_mut(l * h);
         let direct = !cfg.has_head();
+        // A head of few outputs runs inside the top layer's kernel, on `h` in registers.
+        let head_in_kernel = self.head_in_kernel();
         for k in 0..l {
             let (below, here) = hst.split_at_mut(k * h);
             let input: &[f32] = if k == 0 { x } else { &below[(k - 1) * h..] };
+            let (hk, ck) = (&mut here[..h], tail(cst, k * h));
+            if k + 1 == l {
+                if let Some((top, hw)) = head_in_kernel {
+                    let ck = if ck.is_empty() { ck } else { &mut ck[..h] };
+                    let b_hn = self.stream_b_hn(k);
+                    top.run_head(input, 1, b_hn, hk, ck, hw.weight, hw.bias, y);
+                    if cfg.output_activation == OutputActivation::Softmax {
+                        softmax_in_place(y);
+                    }
+                    return;
+                }
+            }
             let out = if direct && k + 1 == l {
                 &mut *y
             } else {
                 &mut scratch.gates[..h]
             };
-            let ran = self.fused_layer(k, input, 1, &mut here[..h], tail(cst, k * h), out);
+            let ran = self.fused_layer(k, input, 1, hk, ck, out);
             assert!(ran, "fused_step: layer {k} has no fused kernel");
         }
         if !direct {
@@ -491,6 +505,8 @@ impl Model {
         } = scratch;
         let tc = stream_chunk(b, gh, t);
         let direct = self.head().is_none();
+        // One stream whose head runs inside the top layer's fused kernel.
+        let head_in_kernel = if b == 1 { self.head_in_kernel() } else { None };
         for s0 in (0..t).step_by(tc) {
             let n = tc.min(t - s0);
             let gates = &mut gates[..b * n * gh];
@@ -519,6 +535,16 @@ impl Model {
                 // One stream of the audio sizes: the chunk's steps, input product
                 // included, in one fused kernel where the tier has one (the same bits as
                 // the product and the loop below).
+                if k + 1 == l {
+                    if let Some((top, hw)) = head_in_kernel {
+                        let o = cfg.output_size;
+                        let (x1, ys) =
+                            (&input[s0 * inp..(s0 + n) * inp], &mut y[s0 * o..][..n * o]);
+                        let ck = if ck.is_empty() { ck } else { &mut ck[..h] };
+                        top.run_head(x1, n, self.stream_b_hn(k), hk, ck, hw.weight, hw.bias, ys);
+                        continue;
+                    }
+                }
                 let fused = b == 1 && {
                     let x1 = &input[s0 * inp..(s0 + n) * inp];
                     self.fused_layer(k, x1, n, hk, ck, &mut out[s0 * h..][..n * h])
@@ -547,7 +573,13 @@ impl Model {
                 }
             }
         }
-        if !direct {
+        if head_in_kernel.is_some() {
+            if cfg.output_activation == OutputActivation::Softmax {
+                for row in y[..rows * cfg.output_size].chunks_mut(cfg.output_size) {
+                    softmax_in_place(row);
+                }
+            }
+        } else if !direct {
             let top: &[f32] = if (l - 1) % 2 == 0 {
                 &blk_a[..rows * h]
             } else {
@@ -555,6 +587,15 @@ impl Model {
             };
             self.stream_head(top, y, rows);
         }
+    }
+
+    /// The top layer's fused kernel and the head, where a single stream's head runs
+    /// inside that kernel ([`StreamLayer::run_head`]): a head of few outputs (the dot
+    /// products of `stream_head`, so the same bits) on a kernel of the process tier.
+    fn head_in_kernel(&self) -> Option<(&StreamLayer, HeadWeights<'_>)> {
+        let top = self.packed.last()?.stream.as_ref()?;
+        let hw = self.head()?;
+        (self.head_narrow.is_some() && top.has_head_kernel()).then_some((top, hw))
     }
 
     /// Steps of one stream through layer `k` in the fused kernels where they run (LSTM and
@@ -576,13 +617,18 @@ impl Model {
             return false;
         };
         let h = hk.len();
-        let b_hn: &[f32] = match self.config().cell {
-            CellKind::GruLbr => &self.bias_hh(k)[2 * h..],
-            _ => &[],
-        };
         let c = if ck.is_empty() { ck } else { &mut ck[..h] };
-        stream.run(input, steps, b_hn, hk, c, out);
+        stream.run(input, steps, self.stream_b_hn(k), hk, c, out);
         true
+    }
+
+    /// What layer `k`'s fused kernel takes as `b_hn`: the linear-before-reset GRU's
+    /// hidden bias of the candidate gate, nothing for the LSTM.
+    fn stream_b_hn(&self, k: usize) -> &[f32] {
+        match self.config().cell {
+            CellKind::GruLbr => &self.bias_hh(k)[2 * self.config().hidden_size..],
+            _ => &[],
+        }
     }
 
     /// One timestep of layer `k` for `m` streams, in place on the state rows `hk`

@@ -310,26 +310,39 @@ fn a_long_block_equals_short_blocks_bit_for_bit() {
     }
 }
 
-/// One stream at the sizes with fused kernels (H = 8 with AVX2 or AVX-512, 16 and 32
-/// with AVX-512; a block and a single step both run them, elsewhere the general path): stepping sample by sample
+/// One stream at the sizes with fused kernels (H = 8, 16 and 32 on the SIMD tiers, a head
+/// of up to 8 outputs inside the top layer's kernel; a block and a single step both run
+/// them, elsewhere the general path): stepping sample by sample
 /// gives the bits of one block, several layers and inputs deep, and both agree with the
 /// batched forward (other code) to rounding. H = 24 takes the general path throughout.
 #[test]
 fn one_stream_steps_equal_a_block_bit_for_bit_at_the_fused_sizes() {
     let t = 70;
     for cell in [CellKind::Lstm, CellKind::GruLbr] {
-        for (i, h, layers, head) in [
-            (1, 32, 1, false),
-            (3, 16, 2, true),
-            (5, 32, 3, false),
-            (2, 8, 2, true),
-            (1, 8, 1, false),
-            (20, 16, 1, false),
-            (2, 24, 2, true),
+        // `head`: outputs of a dense head (0: none; up to 8 run inside the top layer's
+        // kernel, 9 as the general head after it), `soft`: softmax on it.
+        for (i, h, layers, head, soft) in [
+            (1, 32, 1, 0, false),
+            (3, 16, 2, 2, false),
+            (5, 32, 3, 0, false),
+            (2, 8, 2, 2, false),
+            (1, 8, 1, 0, false),
+            (20, 16, 1, 0, false),
+            (2, 24, 2, 2, false),
+            (1, 16, 1, 1, false),
+            (1, 32, 1, 5, false),
+            (4, 8, 1, 8, true),
+            (1, 16, 2, 9, false),
+            (2, 32, 1, 3, true),
         ] {
             let mut cfg = ModelConfig::new(cell, i, h, layers);
-            if head {
-                cfg = cfg.with_head(2, OutputActivation::Identity);
+            if head > 0 {
+                let act = if soft {
+                    OutputActivation::Softmax
+                } else {
+                    OutputActivation::Identity
+                };
+                cfg = cfg.with_head(head, act);
             }
             let o = cfg.output_dim();
             let model = Model::new(cfg, 31).unwrap();
@@ -348,7 +361,7 @@ fn one_stream_steps_equal_a_block_bit_for_bit_at_the_fused_sizes() {
                 let ys = &mut got[s * o..(s + 1) * o];
                 model.step(&mut steps, &x[s * i..(s + 1) * i], ys).unwrap();
             }
-            let what = format!("{cell:?} I={i} H={h} layers={layers} head={head}");
+            let what = format!("{cell:?} I={i} H={h} layers={layers} head={head} {soft}");
             if h != 24 {
                 assert_eq!(bits(&got), bits(&want), "{what}");
                 assert_eq!(bits(steps.as_slice()), bits(block.as_slice()), "{what}");

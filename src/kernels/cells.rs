@@ -462,6 +462,71 @@ pub(crate) struct StreamInput {
     pub bias: *const f32,
 }
 
+/// A dense head of `o` outputs (`w` `[o][H]`, `bias` `[o]`) that a fused stream kernel
+/// applies to each step's `h` while it is still in registers, writing rows of `o` floats
+/// at `y`: the dot products of [`dense_narrow`] on the same tier, in its order, so the
+/// same bits, without the store of `h`, the call and the reload between them.
+#[derive(Clone, Copy)]
+pub(crate) struct StreamHead {
+    pub w: *const f32,
+    pub bias: *const f32,
+    pub o: usize,
+    pub y: *mut f32,
+}
+
+/// Where a fused stream kernel puts each step's results: its `h` as rows of `H` at
+/// `rows` (none where null), and the head's outputs where there is one.
+#[derive(Clone, Copy)]
+pub(crate) struct StreamOut {
+    pub rows: *mut f32,
+    pub head: Option<StreamHead>,
+}
+
+impl StreamOut {
+    /// Each step's `h` as rows at `rows`, no head.
+    pub(crate) fn rows(rows: *mut f32) -> StreamOut {
+        StreamOut { rows, head: None }
+    }
+
+    /// Step `st`'s results from the new `h` in registers (`U` vectors).
+    ///
+    /// # Safety
+    /// `rows` (where not null) holds row `st` of `U·LANES` floats; the head (where there
+    /// is one) has `o` rows of `U·LANES` weights, `o` biases and row `st` of `o` outputs.
+    #[inline(always)]
+    unsafe fn put<S: Simd, const U: usize>(self, s: S, st: usize, hv: &[S::V; U]) {
+        let (l, units) = (S::LANES, U * S::LANES);
+        if !self.rows.is_null() {
+            for (u, v) in hv.iter().enumerate() {
+                // SAFETY: row st of `rows` holds H floats (the caller's extent).
+                unsafe { s.store(self.rows.add(st * units + l * u), *v) };
+            }
+        }
+        if let Some(hd) = self.head {
+            for j in 0..hd.o {
+                // SAFETY: row j of the head's weights holds H floats; bias[j] and
+                // y[st·o + j] are inside (the caller's extents). The sums are
+                // `dense_narrow`'s for k = H: even and odd vectors in two accumulators
+                // from zero, an odd one left over into the first, then added and reduced.
+                unsafe {
+                    let w = hd.w.add(j * units);
+                    let (mut a0, mut a1) = (s.zero(), s.zero());
+                    let mut u = 0;
+                    while u + 1 < U {
+                        a0 = s.fma(hv[u], s.load(w.add(u * l)), a0);
+                        a1 = s.fma(hv[u + 1], s.load(w.add((u + 1) * l)), a1);
+                        u += 2;
+                    }
+                    if u < U {
+                        a0 = s.fma(hv[u], s.load(w.add(u * l)), a0);
+                    }
+                    *hd.y.add(st * hd.o + j) = *hd.bias.add(j) + s.reduce_add(s.add(a0, a1));
+                }
+            }
+        }
+    }
+}
+
 /// `x · W` for one row `x` of `k` floats against `NV` consecutive vectors of rows of
 /// `w` (stride `NV·LANES`), summed as the process tier's packed GEMV sums it
 /// (`kernels::microkernel`): with `PAIRS` even and odd rows in separate accumulators, in
@@ -569,7 +634,7 @@ pub(crate) unsafe fn lstm_stream<
     inp: StreamInput,
     h: *mut f32,
     c: *mut f32,
-    out: *mut f32,
+    out: StreamOut,
 ) {
     debug_assert!(NV == 4 * CH && U.is_multiple_of(CH));
     let (l, units) = (S::LANES, U * S::LANES);
@@ -596,12 +661,11 @@ pub(crate) unsafe fn lstm_stream<
         }
         // After every unit's update: the products above read the old h.
         for (u, v) in hv.iter().enumerate() {
-            // SAFETY: h holds H floats, out row st too.
-            unsafe {
-                s.store(h.add(l * u), *v);
-                s.store(out.add(st * units + l * u), *v);
-            }
+            // SAFETY: h holds H floats.
+            unsafe { s.store(h.add(l * u), *v) };
         }
+        // SAFETY: the caller's extents for `out`.
+        unsafe { out.put::<S, U>(s, st, &hv) };
     }
     for (u, v) in cv.iter().enumerate() {
         // SAFETY: c holds H floats.
@@ -631,7 +695,7 @@ pub(crate) unsafe fn gru_lbr_stream<
     inp: StreamInput,
     b_hn: *const f32,
     h: *mut f32,
-    out: *mut f32,
+    out: StreamOut,
 ) {
     debug_assert!(NV == 3 * CH && U.is_multiple_of(CH));
     let (l, units, row) = (S::LANES, U * S::LANES, NV * S::LANES);
@@ -672,11 +736,10 @@ pub(crate) unsafe fn gru_lbr_stream<
         hv = hn;
         // After every unit's update: the products above read the old h.
         for (u, v) in hv.iter().enumerate() {
-            // SAFETY: h holds H floats, out row st too.
-            unsafe {
-                s.store(h.add(l * u), *v);
-                s.store(out.add(st * units + l * u), *v);
-            }
+            // SAFETY: h holds H floats.
+            unsafe { s.store(h.add(l * u), *v) };
         }
+        // SAFETY: the caller's extents for `out`.
+        unsafe { out.put::<S, U>(s, st, &hv) };
     }
 }

@@ -408,7 +408,7 @@ macro_rules! tier_entries {
             inp: crate::kernels::cells::StreamInput,
             h: *mut f32,
             c: *mut f32,
-            out: *mut f32,
+            out: crate::kernels::cells::StreamOut,
         ) {
             let s = unsafe { $S::assume() };
             // SAFETY: the caller's contract is the body's.
@@ -432,7 +432,7 @@ macro_rules! tier_entries {
             inp: crate::kernels::cells::StreamInput,
             b_hn: *const f32,
             h: *mut f32,
-            out: *mut f32,
+            out: crate::kernels::cells::StreamOut,
         ) {
             let s = unsafe { $S::assume() };
             // SAFETY: the caller's contract is the body's.

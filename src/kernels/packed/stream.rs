@@ -4,7 +4,7 @@
 use super::gemm::KC;
 use crate::config::CellKind;
 use crate::kernels::activation::{kernel_tier, Tier};
-use crate::kernels::cells::{StreamInput, StreamWeights};
+use crate::kernels::cells::{StreamHead, StreamInput, StreamOut, StreamWeights};
 
 /// Whether a fused stream kernel runs for `units` hidden units and `k` inputs: `H` = 8,
 /// 16 or 32 on the SIMD tiers (the audio-model sizes, whose per-step work is small
@@ -39,8 +39,8 @@ enum StreamKernel {
     GruLbr(GruStreamFn),
 }
 
-type LstmStreamFn = unsafe fn(usize, StreamInput, *mut f32, *mut f32, *mut f32);
-type GruStreamFn = unsafe fn(usize, StreamInput, *const f32, *mut f32, *mut f32);
+type LstmStreamFn = unsafe fn(usize, StreamInput, *mut f32, *mut f32, StreamOut);
+type GruStreamFn = unsafe fn(usize, StreamInput, *const f32, *mut f32, StreamOut);
 
 /// One layer's fused single-stream kernel and its weights in the kernel's order, chosen
 /// and laid out once (with the packed weights) for the layer's cell and size on the
@@ -52,6 +52,9 @@ pub(crate) struct StreamLayer {
     kernel: StreamKernel,
     gates: usize,
     w: StreamWeights,
+    /// Whether the kernel is of the process tier, so a head it applies
+    /// ([`StreamLayer::run_head`]) has the bits of that tier's `dense_narrow`.
+    process_tier: bool,
 }
 
 impl StreamLayer {
@@ -72,7 +75,19 @@ impl StreamLayer {
         let (kernel, lanes, ch) = stream_kernel(cell, units)?;
         let gates = cell.gates();
         let w = StreamWeights::new(gates, units, k, lanes, ch, w_ih, w_hh, bias);
-        Some(StreamLayer { kernel, gates, w })
+        // 8 units run AVX2's kernel on either SIMD tier (see `stream_kernel`).
+        let process_tier = !(units == 8 && kernel_tier() == Tier::Avx512);
+        Some(StreamLayer {
+            kernel,
+            gates,
+            w,
+            process_tier,
+        })
+    }
+
+    /// Whether [`StreamLayer::run_head`] runs here (else the head is the caller's).
+    pub(crate) fn has_head_kernel(&self) -> bool {
+        self.process_tier
     }
 
     /// Runs the timesteps of one stream: per step the gate pre-activations (`bias + x ·
@@ -92,30 +107,82 @@ impl StreamLayer {
         c: &mut [f32],
         out: &mut [f32],
     ) {
+        assert!(
+            out.len() >= steps * h.len(),
+            "stream kernel: out holds too few rows"
+        );
+        self.run_out(x, steps, b_hn, h, c, StreamOut::rows(out.as_mut_ptr()));
+    }
+
+    /// As [`StreamLayer::run`], but instead of `h` rows each step's outputs of a dense
+    /// head (`w` `[o][H]`, `bias` `[o]`, where [`StreamLayer::has_head_kernel`]) into
+    /// `y` (rows of `o`), computed from `h` in registers: the bits of `run` followed by
+    /// the tier's `dense_narrow` on its rows.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn run_head(
+        &self,
+        x: &[f32],
+        steps: usize,
+        b_hn: &[f32],
+        h: &mut [f32],
+        c: &mut [f32],
+        w: &[f32],
+        bias: &[f32],
+        y: &mut [f32],
+    ) {
+        let o = bias.len();
+        assert!(
+            self.process_tier && w.len() == o * h.len() && y.len() >= steps * o,
+            "stream head: shapes disagree"
+        );
+        let head = StreamHead {
+            w: w.as_ptr(),
+            bias: bias.as_ptr(),
+            o,
+            y: y.as_mut_ptr(),
+        };
+        let out = StreamOut {
+            rows: std::ptr::null_mut(),
+            head: Some(head),
+        };
+        self.run_out(x, steps, b_hn, h, c, out);
+    }
+
+    /// The kernel call behind `run` and `run_head`, whose `out` was checked by them.
+    #[inline(always)]
+    fn run_out(
+        &self,
+        x: &[f32],
+        steps: usize,
+        b_hn: &[f32],
+        h: &mut [f32],
+        c: &mut [f32],
+        out: StreamOut,
+    ) {
         let units = h.len();
         assert!(
             units * self.gates == self.w.gates_units()
-                && Some(x.len()) == steps.checked_mul(self.w.k())
-                && out.len() >= steps * units,
+                && Some(x.len()) == steps.checked_mul(self.w.k()),
             "stream kernel: shapes disagree"
         );
-        let (inp, hp, op) = (self.w.input(x.as_ptr()), h.as_mut_ptr(), out.as_mut_ptr());
+        let (inp, hp) = (self.w.input(x.as_ptr()), h.as_mut_ptr());
         // SAFETY: the kernel was chosen by `stream_kernel` for the process tier
         // (detected), this cell and these units, with `k <= KC`, and the weights laid
-        // out for it (`StreamWeights::new`); x, h and out were checked just above, c and
-        // b_hn below.
+        // out for it (`StreamWeights::new`); x and h were checked just above, `out` by
+        // the callers (`run`, `run_head`), c and b_hn below.
         unsafe {
             match self.kernel {
                 StreamKernel::Lstm(f) => {
                     assert!(c.len() == units, "lstm stream: c and h differ in length");
-                    f(steps, inp, hp, c.as_mut_ptr(), op)
+                    f(steps, inp, hp, c.as_mut_ptr(), out)
                 }
                 StreamKernel::GruLbr(f) => {
                     assert!(
                         b_hn.len() == units,
                         "gru stream: b_hn and h differ in length"
                     );
-                    f(steps, inp, b_hn.as_ptr(), hp, op)
+                    f(steps, inp, b_hn.as_ptr(), hp, out)
                 }
             }
         }

@@ -14,6 +14,7 @@ fn in_every_layout(f: impl Fn()) {
     }
     GROUP_OVERRIDE.with(|c| c.set(None));
 }
+use super::dense::dense_narrow_kernel;
 use super::gemm::*;
 use super::gemv::*;
 use super::layout::*;
@@ -154,6 +155,62 @@ fn fused_stream_steps_are_the_step_by_step_bits() {
             }
         }
     });
+}
+
+/// A head run inside a fused kernel (`run_head`) gives the bits of the kernel's `h` rows
+/// followed by the process tier's `dense_narrow` on them, for each cell, size and
+/// number of outputs up to the narrow limit; the state ends the same either way.
+#[test]
+fn a_head_inside_the_stream_kernel_is_the_dense_head_bit_for_bit() {
+    let mut rnd = uniform(29u32);
+    let bits_of = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for cell in [CellKind::Lstm, CellKind::GruLbr] {
+        for (units, k) in [(8, 1), (16, 1), (32, 3), (16, 7)] {
+            let gw = cell.gates() * units;
+            let mut v = |n: usize, s: f32| (0..n).map(|_| rnd() * s).collect::<Vec<f32>>();
+            let (w_ih, w_hh, bias, b_hn) = (
+                v(gw * k, 1.0),
+                v(gw * units, 1.0),
+                v(gw, 1.0),
+                v(units, 1.0),
+            );
+            let Some(layer) = StreamLayer::new(cell, units, k, &w_ih, &w_hh, &bias) else {
+                assert_eq!(kernel_tier(), Tier::Scalar, "{cell:?} H={units}: no kernel");
+                continue;
+            };
+            if !layer.has_head_kernel() {
+                continue;
+            }
+            let narrow = dense_narrow_kernel(1).expect("SIMD tiers have dot products");
+            let b_hn: &[f32] = if cell == CellKind::GruLbr { &b_hn } else { &[] };
+            for (o, steps) in [(1, 1), (2, 5), (3, 4), (8, 3)] {
+                let (w, hb, x) = (v(o * units, 1.0), v(o, 1.0), v(steps * k, 2.0));
+                let (h0, c0) = (v(units, 1.0), v(units, 2.0));
+                let c_or_none = |c: &[f32]| {
+                    if cell == CellKind::Lstm {
+                        c.to_vec()
+                    } else {
+                        vec![]
+                    }
+                };
+
+                let (mut h, mut c) = (h0.clone(), c_or_none(&c0));
+                let mut rows = vec![f32::NAN; steps * units];
+                layer.run(&x, steps, b_hn, &mut h, &mut c, &mut rows);
+                let mut want = vec![f32::NAN; steps * o];
+                // SAFETY: `dense_narrow_kernel` gives the process tier's kernel (detected).
+                unsafe { narrow(&rows, steps, units, &w, o, &hb, &mut want) };
+
+                let (mut hh, mut ch) = (h0.clone(), c_or_none(&c0));
+                let mut got = vec![f32::NAN; steps * o];
+                layer.run_head(&x, steps, b_hn, &mut hh, &mut ch, &w, &hb, &mut got);
+                let what = format!("{cell:?} H={units} I={k} o={o} steps={steps}");
+                assert_eq!(bits_of(&got), bits_of(&want), "{what}");
+                assert_eq!(bits_of(&hh), bits_of(&h), "{what}");
+                assert_eq!(bits_of(&ch), bits_of(&c), "{what}");
+            }
+        }
+    }
 }
 
 #[test]
