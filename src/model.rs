@@ -11,6 +11,7 @@ use crate::error::{check_finite, Error, Result};
 use crate::kernels::packed::{dense_narrow_kernel, DenseNarrowFn, PackedB, StreamLayer};
 use crate::rng::Rng;
 use std::any::Any;
+use std::ops::Range;
 use std::sync::Mutex;
 
 /// One layer's weights packed once (at build and after every training step) for
@@ -147,6 +148,11 @@ pub struct Model {
     pub(crate) head_t: PackedB,
     /// The head's dot-product kernel where it has few outputs (chosen with the weights).
     pub(crate) head_narrow: Option<DenseNarrowFn>,
+    /// Where the head's weight and bias sit in `params` (found once: a per-sample step
+    /// asks for them every call).
+    head_at: Option<(Range<usize>, Range<usize>)>,
+    /// Whether every layer has a fused single-stream kernel ([`PackedLayer::stream`]).
+    pub(crate) all_streams_fused: bool,
     /// The buffers of the last batched sequence forward, for the next one.
     pub(crate) cache: ForwardCache,
     /// Dense layers around the stack (see [`crate::layers`]); `None` for the plain
@@ -234,6 +240,8 @@ impl Model {
             packed: Vec::new(),
             head_t: PackedB::default(),
             head_narrow: None,
+            head_at: None,
+            all_streams_fused: false,
             cache: ForwardCache::default(),
             layers: None,
         };
@@ -261,6 +269,8 @@ impl Model {
         self.packed = (0..cfg.num_layers)
             .map(|k| PackedLayer::new(&cfg, &self.layer(k), &self.folded_bias[k]))
             .collect();
+        self.head_at = head_ranges(&cfg, &self.layout);
+        self.all_streams_fused = self.packed.iter().all(|pk| pk.stream.is_some());
         self.head_t = match self.head() {
             Some(hw) => PackedB::from_transposed(hw.weight, cfg.output_size, cfg.hidden_size),
             None => PackedB::default(),
@@ -295,6 +305,7 @@ impl Model {
         debug_assert_eq!(layout.total(), params.len());
         self.layout = layout;
         self.params = params;
+        self.head_at = head_ranges(&self.config, &self.layout);
         self.layers = Some(Box::new(layers));
     }
 
@@ -345,7 +356,11 @@ impl Model {
 
     /// The head's weights, when the model has a head.
     pub(crate) fn head(&self) -> Option<HeadWeights<'_>> {
-        head_view(&self.config, &self.layout, &self.params)
+        let (w, b) = self.head_at.clone()?;
+        Some(HeadWeights {
+            weight: &self.params[w],
+            bias: &self.params[b],
+        })
     }
 
     /// Bias added to the hoisted input projection of layer `k` (see the field doc).
@@ -382,16 +397,23 @@ pub(crate) fn head_view<'a>(
     layout: &ParamLayout,
     buf: &'a [f32],
 ) -> Option<HeadWeights<'a>> {
+    let (w, b) = head_ranges(config, layout)?;
+    Some(HeadWeights {
+        weight: &buf[w],
+        bias: &buf[b],
+    })
+}
+
+/// Where the head's weight and bias sit in a buffer laid out as `layout`, when the
+/// model has a head.
+fn head_ranges(config: &ModelConfig, layout: &ParamLayout) -> Option<(Range<usize>, Range<usize>)> {
     if !config.has_head() {
         return None;
     }
     // The head follows the stack's tensors (dense layers, if any, come after it).
     let n = 4 * config.num_layers + 2;
     let (w, b) = (&layout.entries()[n - 2], &layout.entries()[n - 1]);
-    Some(HeadWeights {
-        weight: &buf[w.offset..w.offset + w.len],
-        bias: &buf[b.offset..b.offset + b.len],
-    })
+    Some((w.offset..w.offset + w.len, b.offset..b.offset + b.len))
 }
 
 #[cfg(test)]

@@ -306,6 +306,7 @@ impl Model {
     /// against its block, the lengths of `x` and `y`), which the caller has made: the C
     /// ABI checks the same things once, with its own messages, and a per-sample call
     /// should not pay for them twice. Refuses non-finite input; nothing changes on error.
+    #[inline]
     pub(crate) fn forward_state_shaped(
         &self,
         state: &mut State,
@@ -313,6 +314,11 @@ impl Model {
         seq_len: usize,
         y: &mut [f32],
     ) -> Result<()> {
+        if self.layers.is_none() && self.is_audio_step(state, x, seq_len) {
+            // Here rather than behind the calls below: a per-sample call pays for every
+            // level it goes through.
+            return self.audio_step(state, x, y);
+        }
         match self.layers() {
             Some(ls) => crate::layers::forward_state(self, ls, state, x, seq_len, y),
             None => self.core_forward_state_shaped(state, x, seq_len, y),
@@ -327,20 +333,8 @@ impl Model {
         seq_len: usize,
         y: &mut [f32],
     ) -> Result<()> {
-        if state.batch == 1
-            && seq_len == 1
-            && x.len() <= STEP_INPUTS_ON_STACK
-            && self.fused_stream_step()
-        {
-            // The audio case: one pass checks and flushes the step's few inputs on the
-            // stack, then the fused kernels run without the general path's dispatch.
-            let mut buf = [0.0f32; STEP_INPUTS_ON_STACK];
-            let xf = &mut buf[..x.len()];
-            if !flush_finite_into(xf, x) {
-                check_finite("x", x)?;
-            }
-            self.fused_step(state, xf, y);
-            return Ok(());
+        if self.is_audio_step(state, x, seq_len) {
+            return self.audio_step(state, x, y);
         }
         check_finite("x", x)?;
         if seq_len == 0 {
@@ -360,17 +354,36 @@ impl Model {
         Ok(())
     }
 
-    /// Whether every layer of a single stream's step runs in a fused kernel (chosen for
-    /// its shape when the weights were packed): the LSTM and linear-before-reset GRU at
-    /// the audio sizes.
-    fn fused_stream_step(&self) -> bool {
-        self.packed.iter().all(|pk| pk.stream.is_some())
+    /// Whether a call is the audio case: one timestep of one stream, few inputs, and
+    /// every layer with a fused kernel (chosen for its shape when the weights were
+    /// packed: the LSTM and linear-before-reset GRU at the audio sizes).
+    #[inline(always)]
+    fn is_audio_step(&self, state: &State, x: &[f32], seq_len: usize) -> bool {
+        state.batch == 1
+            && seq_len == 1
+            && x.len() <= STEP_INPUTS_ON_STACK
+            && self.all_streams_fused
+    }
+
+    /// The audio case ([`Model::is_audio_step`]): one pass checks and flushes the step's
+    /// few inputs on the stack, then the fused kernels run without the general path's
+    /// dispatch.
+    #[inline(always)]
+    fn audio_step(&self, state: &mut State, x: &[f32], y: &mut [f32]) -> Result<()> {
+        let mut buf = [0.0f32; STEP_INPUTS_ON_STACK];
+        let xf = &mut buf[..x.len()];
+        if !flush_finite_into(xf, x) {
+            check_finite("x", x)?;
+        }
+        self.fused_step(state, xf, y);
+        Ok(())
     }
 
     /// One timestep of one stream where [`Model::fused_stream_step`]: each layer's fused
     /// kernel, the top one writing `y` itself when there is no head. The bits of
     /// [`Model::step_single`] (the same kernels); this path leaves out its general
     /// dispatch, which cost a quarter of an 8-unit step.
+    #[inline(always)]
     fn fused_step(&self, state: &mut State, x: &[f32], y: &mut [f32]) {
         let cfg = self.config();
         let (h, l) = (cfg.hidden_size, cfg.num_layers);

@@ -348,6 +348,8 @@ pub(crate) struct StreamWeights {
     k: usize,
     lanes: usize,
     ch: usize,
+    /// [`StreamWeights::regions`], kept: a per-sample step asks for them every call.
+    at: (usize, usize, usize),
 }
 
 impl StreamWeights {
@@ -404,7 +406,9 @@ impl StreamWeights {
             k,
             lanes,
             ch,
+            at: (0, 0, 0),
         };
+        out.at = out.regions();
         out.data = LineAligned::zeroed(out.len());
         out
     }
@@ -438,7 +442,7 @@ impl StreamWeights {
 
     /// The kernels' view of these weights for `steps` rows of inputs at `x`.
     pub(crate) fn input(&self, x: *const f32) -> StreamInput {
-        let (wh, wi, b) = self.regions();
+        let (wh, wi, b) = self.at;
         let base = self.data.as_slice().as_ptr();
         // `wrapping_add`: the offsets are inside the data (`len`), so these are in bounds.
         StreamInput {

@@ -118,7 +118,7 @@ impl StreamLayer {
     /// head (`w` `[o][H]`, `bias` `[o]`, where [`StreamLayer::has_head_kernel`]) into
     /// `y` (rows of `o`), computed from `h` in registers: the bits of `run` followed by
     /// the tier's `dense_narrow` on its rows.
-    #[inline]
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn run_head(
         &self,
