@@ -12,7 +12,7 @@
 //! Gate order as PyTorch: LSTM `i, f, g, o`, GRU `r, z, n`, each `n` units wide.
 
 use super::aligned::{LineAligned, LINE};
-use super::simd::{flush, sigmoid_g, sigmoid_v, tanh_g, tanh_v, Simd};
+use super::simd::{activate_rows, flush, sigmoid_v, tanh_v, Act, Simd};
 
 /// `G` vectors of `cnt` units from `p + q·n + j`, `q < G` (gate `q` of unit `j`).
 ///
@@ -179,15 +179,35 @@ pub(crate) fn gru_lbr_cell<S: Simd>(
 /// `c` (before the flush); the activations in their form for a chain where `CHAIN` (a
 /// single stream's steps), else for throughput (the same bits).
 #[inline(always)]
-fn lstm_state_v<S: Simd, const CHAIN: bool>(
+fn lstm_state_v<S: Simd, const CHAIN: bool>(s: S, g: [S::V; 4], c: S::V) -> (S::V, S::V) {
+    let (cv, hv) = lstm_state_rows::<S, 1, CHAIN>(s, [g], [c]);
+    (cv[0], hv[0])
+}
+
+/// [`lstm_state_v`] of `U` vectors of units at once, each operation for all of them
+/// before the next ([`activate_rows`]): their chains overlap, and each vector's bits are
+/// its own alone.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // rows indexed in lockstep
+fn lstm_state_rows<S: Simd, const U: usize, const CHAIN: bool>(
     s: S,
-    [gi, gf, gg, go]: [S::V; 4],
-    c: S::V,
-) -> (S::V, S::V) {
-    let (i, f) = (sigmoid_g::<S, CHAIN>(s, gi), sigmoid_g::<S, CHAIN>(s, gf));
-    let (g, o) = (tanh_g::<S, CHAIN>(s, gg), sigmoid_g::<S, CHAIN>(s, go));
-    let cv = s.add(s.mul(f, c), s.mul(i, g));
-    (cv, s.mul(o, tanh_g::<S, CHAIN>(s, cv)))
+    g: [[S::V; 4]; U],
+    c: [S::V; U],
+) -> ([S::V; U], [S::V; U]) {
+    use Act::{Sigmoid, Tanh};
+    let a = activate_rows::<S, 4, U, CHAIN>(s, g, [Sigmoid, Sigmoid, Tanh, Sigmoid]);
+    let mut cv = [[s.zero(); 1]; U];
+    for u in 0..U {
+        let [i, f, gg, _] = a[u];
+        cv[u] = [s.add(s.mul(f, c[u]), s.mul(i, gg))];
+    }
+    let t = activate_rows::<S, 1, U, CHAIN>(s, cv, [Tanh]);
+    let (mut cn, mut hn) = ([s.zero(); U], [s.zero(); U]);
+    for u in 0..U {
+        cn[u] = cv[u][0];
+        hn[u] = s.mul(a[u][3], t[u][0]);
+    }
+    (cn, hn)
 }
 
 /// Streaming LSTM update in place ([`super::reference::lstm_state_ref`]): `gates`
@@ -233,13 +253,39 @@ fn gru_lbr_state_v<S: Simd, const CHAIN: bool>(
     b_hn: S::V,
     h: S::V,
 ) -> S::V {
-    let r = sigmoid_g::<S, CHAIN>(s, s.add(g[0], w[0]));
-    let z = sigmoid_g::<S, CHAIN>(s, s.add(g[1], w[1]));
-    let ghn = s.add(w[2], b_hn);
-    // Fused multiply-adds: each saves a dependent operation on the chain a single
-    // stream's step waits on (the reference rounds the product separately).
-    let nv = tanh_g::<S, CHAIN>(s, s.fma(r, ghn, g[2]));
-    s.fma(z, s.sub(h, nv), nv)
+    gru_lbr_state_rows::<S, 1, CHAIN>(s, [g], [w], [b_hn], [h])[0]
+}
+
+/// [`gru_lbr_state_v`] of `U` vectors of units at once, in lockstep as
+/// [`lstm_state_rows`]: the same bits as each alone.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // rows indexed in lockstep
+fn gru_lbr_state_rows<S: Simd, const U: usize, const CHAIN: bool>(
+    s: S,
+    g: [[S::V; 3]; U],
+    w: [[S::V; 3]; U],
+    b_hn: [S::V; U],
+    h: [S::V; U],
+) -> [S::V; U] {
+    let mut rz = [[s.zero(); 2]; U];
+    for u in 0..U {
+        rz[u] = [s.add(g[u][0], w[u][0]), s.add(g[u][1], w[u][1])];
+    }
+    let rz = activate_rows::<S, 2, U, CHAIN>(s, rz, [Act::Sigmoid, Act::Sigmoid]);
+    let mut n = [[s.zero(); 1]; U];
+    for u in 0..U {
+        let ghn = s.add(w[u][2], b_hn[u]);
+        // Fused multiply-adds: each saves a dependent operation on the chain a single
+        // stream's step waits on (the reference rounds the product separately).
+        n[u] = [s.fma(rz[u][0], ghn, g[u][2])];
+    }
+    let n = activate_rows::<S, 1, U, CHAIN>(s, n, [Act::Tanh]);
+    let mut out = [s.zero(); U];
+    for u in 0..U {
+        let nv = n[u][0];
+        out[u] = s.fma(rz[u][1], s.sub(h[u], nv), nv);
+    }
+    out
 }
 
 /// Streaming linear-before-reset GRU update in place
@@ -648,20 +694,25 @@ pub(crate) unsafe fn lstm_stream<
         *v = unsafe { s.load(c.add(l * u)) };
     }
     for st in 0..steps {
+        // Every unit vector's gates, then all their updates in lockstep: one vector's
+        // update after another's was a chain each, too far apart in the instruction
+        // stream for the processor to overlap (an LSTM step at H = 16 took twice H = 8's).
+        let mut gq = [[s.zero(); 4]; U];
         for chunk in 0..U / CH {
             // SAFETY: the caller's extents.
             let g = unsafe { chunk_gates::<S, NV, PAIRS>(s, inp, units, chunk, st, h) };
             for ci in 0..CH {
-                let u = chunk * CH + ci;
-                let gq = [g[ci], g[CH + ci], g[2 * CH + ci], g[3 * CH + ci]];
-                let (cn, hn) = if S::CHAIN_IN_STREAMS {
-                    lstm_state_v::<S, true>(s, gq, cv[u])
-                } else {
-                    lstm_state_v::<S, false>(s, gq, cv[u])
-                };
-                cv[u] = flush(s, cn);
-                hv[u] = flush(s, hn);
+                gq[chunk * CH + ci] = [g[ci], g[CH + ci], g[2 * CH + ci], g[3 * CH + ci]];
             }
+        }
+        let (cn, hn) = if S::CHAIN_IN_STREAMS {
+            lstm_state_rows::<S, U, true>(s, gq, cv)
+        } else {
+            lstm_state_rows::<S, U, false>(s, gq, cv)
+        };
+        for u in 0..U {
+            cv[u] = flush(s, cn[u]);
+            hv[u] = flush(s, hn[u]);
         }
         // After every unit's update: the products above read the old h.
         for (u, v) in hv.iter().enumerate() {
@@ -712,6 +763,9 @@ pub(crate) unsafe fn gru_lbr_stream<
         }
     }
     for st in 0..steps {
+        // Every unit vector's gates, then all their updates in lockstep (as in
+        // `lstm_stream`).
+        let (mut gq, mut wq) = ([[s.zero(); 3]; U], [[s.zero(); 3]; U]);
         for chunk in 0..U / CH {
             // SAFETY: as in `lstm_stream`, with 3 gates: chunk `chunk`'s rows.
             let (gin, prod) = unsafe {
@@ -727,15 +781,17 @@ pub(crate) unsafe fn gru_lbr_stream<
             };
             for ci in 0..CH {
                 let u = chunk * CH + ci;
-                let g = [gin[ci], gin[CH + ci], gin[2 * CH + ci]];
-                let wq = [prod[ci], prod[CH + ci], prod[2 * CH + ci]];
-                let v = if S::CHAIN_IN_STREAMS {
-                    gru_lbr_state_v::<S, true>(s, g, wq, bv[u], hv[u])
-                } else {
-                    gru_lbr_state_v::<S, false>(s, g, wq, bv[u], hv[u])
-                };
-                hn[u] = flush(s, v);
+                gq[u] = [gin[ci], gin[CH + ci], gin[2 * CH + ci]];
+                wq[u] = [prod[ci], prod[CH + ci], prod[2 * CH + ci]];
             }
+        }
+        let v = if S::CHAIN_IN_STREAMS {
+            gru_lbr_state_rows::<S, U, true>(s, gq, wq, bv, hv)
+        } else {
+            gru_lbr_state_rows::<S, U, false>(s, gq, wq, bv, hv)
+        };
+        for u in 0..U {
+            hn[u] = flush(s, v[u]);
         }
         hv = hn;
         // After every unit's update: the products above read the old h.

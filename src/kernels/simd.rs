@@ -449,18 +449,31 @@ pub(crate) use tier_entries;
 // ---------------------------------------------------------------------------------------
 // The activations (algorithm and constants: `x86_64/mod.rs`).
 
-/// `(n, d)` with `n/d = x·P(x²)/Q(x²)` for the coefficients `p` and `q` (Estrin's
-/// scheme: after `y = x²`, three dependent operations for each), odd in `x` bit for bit.
-#[inline(always)]
-fn rational_parts<S: Simd>(s: S, x: S::V, p: [f32; 5], q: [f32; 5]) -> (S::V, S::V) {
-    let y = s.mul(x, x);
-    let y2 = s.mul(y, y);
-    let p01 = s.fma(s.splat(p[1]), y, s.splat(p[0]));
-    let p234 = s.fma(y2, s.splat(p[4]), s.fma(s.splat(p[3]), y, s.splat(p[2])));
-    let q01 = s.fma(s.splat(q[1]), y, s.splat(q[0]));
-    let q234 = s.fma(y2, s.splat(q[4]), s.fma(s.splat(q[3]), y, s.splat(q[2])));
-    let n = s.mul(x, s.fma(y2, p234, p01));
-    (n, s.fma(y2, q234, q01))
+/// Which activation a vector of [`activate_rows`] gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Act {
+    Sigmoid,
+    Tanh,
+}
+
+impl Act {
+    /// Where the function reaches its limit (±1, or 0 and 1) in `f32`.
+    #[inline(always)]
+    fn limit(self) -> f32 {
+        match self {
+            Act::Sigmoid => SIGMOID_ONE_FROM,
+            Act::Tanh => TANH_ONE_FROM,
+        }
+    }
+
+    /// The rational function's coefficients `P`, `Q`.
+    #[inline(always)]
+    fn coefficients(self) -> ([f32; 5], [f32; 5]) {
+        match self {
+            Act::Sigmoid => (SIGMOID_P, SIGMOID_Q),
+            Act::Tanh => (TANH_P, TANH_Q),
+        }
+    }
 }
 
 /// `min(hi, max(lo, v))` by `min`/`max` with the constant first: a NaN lane passes
@@ -470,71 +483,120 @@ fn clamp<S: Simd>(s: S, v: S::V, lo: f32, hi: f32) -> S::V {
     s.max(s.splat(lo), s.min(s.splat(hi), v))
 }
 
-/// Sigmoid, the form for throughput: `x` held to `±SIGMOID_ONE_FROM`, then `(n + d/2)/d`
-/// with `n/d ≈ tanh(x/2)/2`, held to `[0, 1]`.
+/// The activations of `N` rows of `M` vectors, `act[m]` on column `m`, each operation
+/// done for every vector before the next: the vectors' dependency chains then sit side
+/// by side in the instruction stream, where the processor overlaps them (a step's
+/// units one after the other were as far apart as the reorder window is deep). Every
+/// vector goes through exactly the operations of its function, so the bits are those of
+/// one vector alone; the forms:
+///
+/// - for throughput (not `CHAIN`): `x` held to `±limit`, then `n/d = x·P(x²)/Q(x²)`
+///   (Estrin's scheme: after `y = x²`, three dependent operations for each part, odd in
+///   `x` bit for bit), sigmoid `(n + d/2)/d` held to `[0, 1]`, tanh `n/d` held to
+///   `[-1, 1]`;
+/// - for a dependency chain (`CHAIN`), bit for bit the same: no clamp before the
+///   polynomials, the quotient held by one-cycle integer operations on its bits
+///   (sigmoid: a signed max with +0 — negative floats are negative integers — then an
+///   unsigned min with 1; tanh: a signed min with the bits of 1 holds the positive lanes,
+///   an unsigned min with those of −1 the negative ones), and the lanes from the limit on
+///   (and NaN, unordered) replaced by the input clamped to the range, computed beside
+///   the chain.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // the lockstep is the point: index every array alike
+pub(crate) fn activate_rows<S: Simd, const M: usize, const N: usize, const CHAIN: bool>(
+    s: S,
+    x: [[S::V; M]; N],
+    act: [Act; M],
+) -> [[S::V; M]; N] {
+    let z = s.zero();
+    let mut a = x;
+    if !CHAIN {
+        for r in 0..N {
+            for m in 0..M {
+                let l = act[m].limit();
+                a[r][m] = clamp(s, x[r][m], -l, l);
+            }
+        }
+    }
+    let (mut y, mut y2) = ([[z; M]; N], [[z; M]; N]);
+    for r in 0..N {
+        for m in 0..M {
+            y[r][m] = s.mul(a[r][m], a[r][m]);
+        }
+    }
+    for r in 0..N {
+        for m in 0..M {
+            y2[r][m] = s.mul(y[r][m], y[r][m]);
+        }
+    }
+    let (mut n, mut d) = ([[z; M]; N], [[z; M]; N]);
+    for r in 0..N {
+        for m in 0..M {
+            let (p, q) = act[m].coefficients();
+            let (y, y2) = (y[r][m], y2[r][m]);
+            let p01 = s.fma(s.splat(p[1]), y, s.splat(p[0]));
+            let p234 = s.fma(y2, s.splat(p[4]), s.fma(s.splat(p[3]), y, s.splat(p[2])));
+            let q01 = s.fma(s.splat(q[1]), y, s.splat(q[0]));
+            let q234 = s.fma(y2, s.splat(q[4]), s.fma(s.splat(q[3]), y, s.splat(q[2])));
+            n[r][m] = s.mul(a[r][m], s.fma(y2, p234, p01));
+            d[r][m] = s.fma(y2, q234, q01);
+        }
+    }
+    let mut out = [[z; M]; N];
+    for r in 0..N {
+        for m in 0..M {
+            if act[m] == Act::Sigmoid {
+                n[r][m] = s.fma(s.splat(0.5), d[r][m], n[r][m]);
+            }
+            out[r][m] = s.div(n[r][m], d[r][m]);
+        }
+    }
+    for r in 0..N {
+        for m in 0..M {
+            let (q, v) = (out[r][m], x[r][m]);
+            out[r][m] = match (act[m], CHAIN) {
+                (Act::Sigmoid, false) => clamp(s, q, 0.0, 1.0),
+                (Act::Tanh, false) => clamp(s, q, -1.0, 1.0),
+                (Act::Sigmoid, true) => {
+                    let q = s.max_bits_i32(q, 0);
+                    let q = s.min_bits_u32(q, ONE_BITS as u32);
+                    let limit = s.splat(SIGMOID_ONE_FROM);
+                    s.select_not_lt(s.abs(v), limit, clamp(s, v, 0.0, 1.0), q)
+                }
+                (Act::Tanh, true) => {
+                    let t = s.min_bits_i32(q, ONE_BITS);
+                    let t = s.min_bits_u32(t, MINUS_ONE_BITS as u32);
+                    let limit = s.splat(TANH_ONE_FROM);
+                    s.select_not_lt(s.abs(v), limit, clamp(s, v, -1.0, 1.0), t)
+                }
+            };
+        }
+    }
+    out
+}
+
+/// Sigmoid of one vector, the form for throughput ([`activate_rows`]).
 #[inline(always)]
 pub(crate) fn sigmoid_v<S: Simd>(s: S, x: S::V) -> S::V {
-    let x = clamp(s, x, -SIGMOID_ONE_FROM, SIGMOID_ONE_FROM);
-    let (n, d) = rational_parts(s, x, SIGMOID_P, SIGMOID_Q);
-    let num = s.fma(s.splat(0.5), d, n);
-    clamp(s, s.div(num, d), 0.0, 1.0)
+    activate_rows::<S, 1, 1, false>(s, [[x]], [Act::Sigmoid])[0][0]
 }
 
-/// [`sigmoid_v`] for a dependency chain, bit for bit: no clamp before the polynomials,
-/// the result held to `[0, 1]` by one-cycle integer operations on its bits (a signed
-/// max with +0 — negative floats are negative integers — then an unsigned min with 1),
-/// and the lanes from the limit on (and NaN, unordered) replaced by
-/// `min(1, max(0, x))`, computed beside the chain.
+/// [`sigmoid_v`] in the form for a dependency chain, bit for bit ([`activate_rows`]).
 #[inline(always)]
 pub(crate) fn sigmoid_chain<S: Simd>(s: S, x: S::V) -> S::V {
-    let (n, d) = rational_parts(s, x, SIGMOID_P, SIGMOID_Q);
-    let num = s.fma(s.splat(0.5), d, n);
-    let q = s.max_bits_i32(s.div(num, d), 0);
-    let q = s.min_bits_u32(q, ONE_BITS as u32);
-    let limit = s.splat(SIGMOID_ONE_FROM);
-    s.select_not_lt(s.abs(x), limit, clamp(s, x, 0.0, 1.0), q)
+    activate_rows::<S, 1, 1, true>(s, [[x]], [Act::Sigmoid])[0][0]
 }
 
-/// Tanh, the form for throughput: `x` held to `±TANH_ONE_FROM`, then `x·P(x²)/Q(x²)`
-/// held to `[-1, 1]`.
+/// Tanh of one vector, the form for throughput ([`activate_rows`]).
 #[inline(always)]
 pub(crate) fn tanh_v<S: Simd>(s: S, x: S::V) -> S::V {
-    let x = clamp(s, x, -TANH_ONE_FROM, TANH_ONE_FROM);
-    let (n, d) = rational_parts(s, x, TANH_P, TANH_Q);
-    clamp(s, s.div(n, d), -1.0, 1.0)
+    activate_rows::<S, 1, 1, false>(s, [[x]], [Act::Tanh])[0][0]
 }
 
-/// [`tanh_v`] for a dependency chain, bit for bit: the quotient held to `[-1, 1]` by
-/// integer operations (a signed min with the bits of 1 holds the positive lanes, an
-/// unsigned min with those of −1 the negative ones), the lanes from the limit on (and
-/// NaN) replaced by `min(1, max(-1, x))`.
+/// [`tanh_v`] in the form for a dependency chain, bit for bit ([`activate_rows`]).
 #[inline(always)]
 pub(crate) fn tanh_chain<S: Simd>(s: S, x: S::V) -> S::V {
-    let (n, d) = rational_parts(s, x, TANH_P, TANH_Q);
-    let t = s.min_bits_i32(s.div(n, d), ONE_BITS);
-    let t = s.min_bits_u32(t, MINUS_ONE_BITS as u32);
-    let limit = s.splat(TANH_ONE_FROM);
-    s.select_not_lt(s.abs(x), limit, clamp(s, x, -1.0, 1.0), t)
-}
-
-/// Sigmoid in the form for a chain (`CHAIN`) or for throughput: the same bits.
-#[inline(always)]
-pub(crate) fn sigmoid_g<S: Simd, const CHAIN: bool>(s: S, x: S::V) -> S::V {
-    if CHAIN {
-        sigmoid_chain(s, x)
-    } else {
-        sigmoid_v(s, x)
-    }
-}
-
-/// Tanh in the form for a chain (`CHAIN`) or for throughput: the same bits.
-#[inline(always)]
-pub(crate) fn tanh_g<S: Simd, const CHAIN: bool>(s: S, x: S::V) -> S::V {
-    if CHAIN {
-        tanh_chain(s, x)
-    } else {
-        tanh_v(s, x)
-    }
+    activate_rows::<S, 1, 1, true>(s, [[x]], [Act::Tanh])[0][0]
 }
 
 /// Zeroes the lanes of `v` smaller in magnitude than `FLUSH_BELOW` (NaN stays).
