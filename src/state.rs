@@ -379,7 +379,7 @@ impl Model {
         Ok(())
     }
 
-    /// One timestep of one stream where [`Model::fused_stream_step`]: each layer's fused
+    /// One timestep of one stream where [`Model::is_audio_step`]: each layer's fused
     /// kernel, the top one writing `y` itself when there is no head. The bits of
     /// [`Model::step_single`] (the same kernels); this path leaves out its general
     /// dispatch, which cost a quarter of an 8-unit step.
