@@ -126,6 +126,7 @@ impl Data {
             output_size: self.usize("output_size"),
             output_activation: OutputActivation::from_name(&self.meta["output_activation"])
                 .unwrap(),
+            bidirectional: self.meta.get("bidirectional").is_some_and(|v| v == "true"),
         }
     }
 
