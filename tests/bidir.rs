@@ -443,3 +443,527 @@ fn files_without_the_bidirectional_key_load_as_before() {
         assert!(!back.config().bidirectional);
     }
 }
+
+// ---------------------------------------------------------------------------------
+// Gradients: central differences of the f64 reference against the f32 backward
+// ---------------------------------------------------------------------------------
+
+const B: usize = 3;
+const T: usize = 5;
+
+/// A loss on the reference's outputs and final state, and its gradient for the f32
+/// backward.
+enum Loss {
+    /// `Σ w·out + Σ v·final` with fixed random weights (`v` only when every sequence is
+    /// full: a final-state gradient is refused with shorter ones).
+    Linear(Vec<f64>, Option<Vec<f64>>),
+    /// `loss::mse_lengths` against targets.
+    Mse(Targets, Vec<f32>),
+    /// `loss::cross_entropy_lengths` against labels.
+    Xent(Targets, Vec<i32>),
+}
+
+struct Fd {
+    cfg: ModelConfig,
+    model: Model,
+    x: Vec<f32>,
+    init: Vec<f32>,
+    lengths: Option<Vec<usize>>,
+    loss: Loss,
+}
+
+impl Fd {
+    fn lens(&self) -> Vec<usize> {
+        self.lengths.clone().unwrap_or(vec![T; B])
+    }
+
+    /// Rows carrying a target (as the losses with lengths pick them).
+    fn rows(&self, targets: Targets) -> Vec<usize> {
+        let mut v = Vec::new();
+        for (b, &n) in self.lens().iter().enumerate() {
+            match targets {
+                Targets::EveryStep => v.extend((0..n).map(|t| b * T + t)),
+                Targets::LastStep => v.push(b * T + n - 1),
+            }
+        }
+        v
+    }
+
+    /// The loss in f64 from the reference, written from its definition.
+    fn reference_loss(&self, p: &[f64], x: &[f64], init: &[f64]) -> f64 {
+        let (out, fin) = r::forward_seq(&self.cfg, p, x, B, T, init, self.lengths.as_deref());
+        let o = self.cfg.output_dim();
+        match &self.loss {
+            Loss::Linear(w, v) => {
+                let a: f64 = out.iter().zip(w).map(|(a, b)| a * b).sum();
+                a + v
+                    .as_ref()
+                    .map_or(0.0, |v| fin.iter().zip(v).map(|(a, b)| a * b).sum())
+            }
+            Loss::Mse(tg, target) => {
+                // Mean over the valid rows' elements.
+                let rows = self.rows(*tg);
+                let mut s = 0.0;
+                for (i, &rw) in rows.iter().enumerate() {
+                    let ti = match tg {
+                        Targets::EveryStep => rw,
+                        Targets::LastStep => i,
+                    };
+                    for q in 0..o {
+                        let e = out[rw * o + q] - target[ti * o + q] as f64;
+                        s += e * e;
+                    }
+                }
+                s / (rows.len() * o) as f64
+            }
+            Loss::Xent(tg, labels) => {
+                let rows = self.rows(*tg);
+                let mut sel = Vec::new();
+                let mut lab = Vec::new();
+                for (i, &rw) in rows.iter().enumerate() {
+                    sel.extend_from_slice(&out[rw * o..(rw + 1) * o]);
+                    lab.push(match tg {
+                        Targets::EveryStep => labels[rw],
+                        Targets::LastStep => labels[i],
+                    });
+                }
+                r::cross_entropy(&sel, &lab, o).0
+            }
+        }
+    }
+
+    /// The f32 gradients: the recorded pass, the loss's ∂L/∂out, backward.
+    fn analytic(&self) -> rnncore::Gradients {
+        let tape = self
+            .model
+            .forward_train_lengths(&self.x, B, T, self.lengths.as_deref(), Some(&self.init))
+            .unwrap();
+        let o = self.cfg.output_dim();
+        let lens = self.lens();
+        let mut d = vec![0.0f32; B * T * o];
+        let dfin: Option<Vec<f32>> = match &self.loss {
+            Loss::Linear(w, v) => {
+                d = w.iter().map(|&a| a as f32).collect();
+                v.as_ref().map(|v| v.iter().map(|&a| a as f32).collect())
+            }
+            Loss::Mse(tg, target) => {
+                rnncore::train::loss::mse_lengths(
+                    tape.outputs(),
+                    B,
+                    T,
+                    o,
+                    &lens,
+                    target,
+                    *tg,
+                    &mut d,
+                )
+                .unwrap();
+                None
+            }
+            Loss::Xent(tg, labels) => {
+                rnncore::train::loss::cross_entropy_lengths(
+                    tape.outputs(),
+                    B,
+                    T,
+                    o,
+                    &lens,
+                    labels,
+                    *tg,
+                    &mut d,
+                )
+                .unwrap();
+                None
+            }
+        };
+        let g = self
+            .model
+            .backward(&tape, &d, dfin.as_deref(), true)
+            .unwrap();
+        // The total ∂L/∂h_t of every layer: zero past each length; without a head, the
+        // top layer's forward half at a sequence's last step is ∂L/∂out there alone.
+        let (h, w) = (self.cfg.hidden_size, self.cfg.layer_output_dim());
+        assert_eq!(g.hidden.len(), self.cfg.num_layers);
+        for hid in &g.hidden {
+            assert_eq!(hid.len(), B * T * w);
+            for (b, &n) in lens.iter().enumerate() {
+                assert!(hid[(b * T + n) * w..(b + 1) * T * w]
+                    .iter()
+                    .all(|&v| v == 0.0));
+                if !self.cfg.has_head()
+                    && dfin.is_none()
+                    && std::ptr::eq(hid, g.hidden.last().unwrap())
+                {
+                    let r = (b * T + n - 1) * w;
+                    assert_eq!(bits(&hid[r..r + h]), bits(&d[r..r + h]), "{}", self.cfg);
+                }
+            }
+        }
+        g
+    }
+
+    fn check(&self) {
+        let g = self.analytic();
+        let p = f64s(self.model.parameters());
+        let (x, init) = (f64s(&self.x), f64s(&self.init));
+        let name = format!("{} lengths {:?}", self.cfg, self.lengths);
+        for e in self.model.layout().entries() {
+            let num: Vec<f64> = (e.offset..e.offset + e.len)
+                .map(|i| fd(&p, i, |v| self.reference_loss(v, &x, &init)))
+                .collect();
+            compare(
+                &format!("{name} {}", e.name),
+                &num,
+                &g.params[e.offset..e.offset + e.len],
+            );
+        }
+        let num: Vec<f64> = (0..x.len())
+            .map(|i| fd(&x, i, |v| self.reference_loss(&p, v, &init)))
+            .collect();
+        compare(&format!("{name} x"), &num, &g.inputs);
+        let num: Vec<f64> = (0..init.len())
+            .map(|i| fd(&init, i, |v| self.reference_loss(&p, &x, v)))
+            .collect();
+        compare(&format!("{name} initial state"), &num, &g.initial_state);
+    }
+}
+
+/// Central difference of `f` in coordinate `i` of `v`.
+fn fd(v: &[f64], i: usize, f: impl Fn(&[f64]) -> f64) -> f64 {
+    let eps = 1e-5;
+    let mut w = v.to_vec();
+    w[i] = v[i] + eps;
+    let up = f(&w);
+    w[i] = v[i] - eps;
+    let down = f(&w);
+    (up - down) / (2.0 * eps)
+}
+
+/// f32 gradients within 1e-4 of the tensor's largest magnitude (plus 1e-6) of the
+/// finite differences. Also fails on a tensor whose gradient is wrongly all zero.
+fn compare(name: &str, num: &[f64], ana: &[f32]) {
+    assert_eq!(num.len(), ana.len(), "{name}");
+    let scale = num.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    for (i, (&n, &a)) in num.iter().zip(ana).enumerate() {
+        assert!(
+            (n - a as f64).abs() <= 1e-4 * scale + 1e-6,
+            "{name}[{i}]: finite difference {n}, backward {a}"
+        );
+    }
+}
+
+fn fd_case(cfg: ModelConfig, lengths: Option<&[usize]>, loss: Loss, seed: u64) -> Fd {
+    Fd {
+        cfg,
+        model: Model::new(cfg, seed).unwrap(),
+        x: vals(B * T * cfg.input_size, seed + 1, 1.0),
+        init: vals(cfg.state_len(B), seed + 2, 0.5),
+        lengths: lengths.map(<[usize]>::to_vec),
+        loss,
+    }
+}
+
+fn linear(cfg: &ModelConfig, with_final: bool, seed: u64) -> Loss {
+    let w = f64s(&vals(B * T * cfg.output_dim(), seed, 1.0));
+    let v = with_final.then(|| f64s(&vals(cfg.state_len(B), seed + 1, 1.0)));
+    Loss::Linear(w, v)
+}
+
+#[test]
+fn reverse_direction_gradients_match_finite_differences() {
+    for (i, cfg) in bidir_configs(2, 3).into_iter().enumerate() {
+        let loss = linear(&cfg, true, 40 + i as u64);
+        fd_case(cfg, None, loss, 50 + i as u64).check();
+    }
+}
+
+#[test]
+fn masked_gradients_match_finite_differences() {
+    let lengths: &[usize] = &[5, 2, 4];
+    for (i, cfg) in configs(2, 3)
+        .into_iter()
+        .chain(bidir_configs(2, 3))
+        .enumerate()
+    {
+        let loss = linear(&cfg, false, 60 + i as u64);
+        fd_case(cfg, Some(lengths), loss, 70 + i as u64).check();
+    }
+}
+
+#[test]
+fn masked_losses_match_finite_differences() {
+    let lengths: &[usize] = &[3, 5, 1];
+    let cfgs = [
+        ModelConfig::new(CellKind::Lstm, 2, 3, 2)
+            .with_bidirectional(true)
+            .with_head(3, OutputActivation::Identity),
+        ModelConfig::new(CellKind::GruLbr, 2, 3, 1).with_head(3, OutputActivation::Identity),
+        ModelConfig::new(CellKind::Gru, 2, 3, 1).with_bidirectional(true),
+    ];
+    for (i, cfg) in cfgs.into_iter().enumerate() {
+        let o = cfg.output_dim();
+        for tg in [Targets::EveryStep, Targets::LastStep] {
+            let rows = match tg {
+                Targets::EveryStep => B * T,
+                Targets::LastStep => B,
+            };
+            let seed = 80 + 10 * i as u64;
+            let target = vals(rows * o, seed, 1.0);
+            fd_case(cfg, Some(lengths), Loss::Mse(tg, target), seed).check();
+            let labels: Vec<i32> = (0..rows)
+                .map(|j| if j % 4 == 2 { -1 } else { ((j * 5) % o) as i32 })
+                .collect();
+            fd_case(cfg, Some(lengths), Loss::Xent(tg, labels), seed + 1).check();
+        }
+    }
+}
+
+#[test]
+fn a_final_state_gradient_with_short_sequences_is_refused() {
+    let cfg = ModelConfig::new(CellKind::Lstm, 2, 3, 1).with_bidirectional(true);
+    let model = Model::new(cfg, 1).unwrap();
+    let x = vals(2 * 3 * 2, 1, 1.0);
+    let tape = model
+        .forward_train_lengths(&x, 2, 3, Some(&[3, 2]), None)
+        .unwrap();
+    let d = vec![0.0f32; 2 * 3 * 6];
+    let dfin = vec![0.0f32; cfg.state_len(2)];
+    let e = model.backward(&tape, &d, Some(&dfin), false).unwrap_err();
+    assert!(e.message().contains("final state"), "{e}");
+    // Full lengths: allowed, and the same as no lengths.
+    let tape2 = model
+        .forward_train_lengths(&x, 2, 3, Some(&[3, 3]), None)
+        .unwrap();
+    let tape3 = model.forward_train(&x, 2, 3, None).unwrap();
+    let g2 = model.backward(&tape2, &d, Some(&dfin), false).unwrap();
+    let g3 = model.backward(&tape3, &d, Some(&dfin), false).unwrap();
+    assert_eq!(bits(&g2.params), bits(&g3.params));
+}
+
+// ---------------------------------------------------------------------------------
+// Training
+// ---------------------------------------------------------------------------------
+
+/// One SGD step of the trainer is `θ − lr·∂L/∂θ` with the gradient of the public pieces
+/// (`forward_train_lengths`, the loss with lengths, `backward`): the trainer's steps
+/// with and without lengths, both losses, bidirectional and not.
+#[test]
+fn trainer_steps_apply_the_masked_gradients() {
+    let cfgs = [
+        ModelConfig::new(CellKind::Lstm, 2, 4, 2)
+            .with_bidirectional(true)
+            .with_head(3, OutputActivation::Identity),
+        ModelConfig::new(CellKind::GruLbr, 2, 4, 2).with_bidirectional(true),
+        ModelConfig::new(CellKind::Gru, 2, 4, 1).with_head(3, OutputActivation::Softmax),
+    ];
+    let lr = 0.5f32;
+    for cfg in cfgs {
+        let o = cfg.output_dim();
+        for lengths in [None, Some(&[5usize, 2, 3][..])] {
+            for (li, tg) in [Targets::EveryStep, Targets::LastStep]
+                .into_iter()
+                .enumerate()
+            {
+                let rows = if tg == Targets::EveryStep { B * T } else { B };
+                let x = vals(B * T * 2, 5 + li as u64, 1.0);
+                let target = vals(rows * o, 6, 1.0);
+                let labels: Vec<i32> = (0..rows).map(|j| (j % o) as i32).collect();
+                let lens = lengths.map_or(vec![T; B], <[usize]>::to_vec);
+                for xent in [false, true] {
+                    let mut model = Model::new(cfg, 7).unwrap();
+                    let before = model.parameters().to_vec();
+                    let tape = model
+                        .forward_train_lengths(&x, B, T, lengths, None)
+                        .unwrap();
+                    let mut d = vec![0.0f32; B * T * o];
+                    let want_loss = if xent {
+                        rnncore::train::loss::cross_entropy_lengths(
+                            tape.outputs(),
+                            B,
+                            T,
+                            o,
+                            &lens,
+                            &labels,
+                            tg,
+                            &mut d,
+                        )
+                    } else {
+                        rnncore::train::loss::mse_lengths(
+                            tape.outputs(),
+                            B,
+                            T,
+                            o,
+                            &lens,
+                            &target,
+                            tg,
+                            &mut d,
+                        )
+                    }
+                    .unwrap();
+                    let g = model.backward(&tape, &d, None, false).unwrap();
+                    let mut tr = Trainer::new(&model, TrainConfig::sgd(lr, 0.0)).unwrap();
+                    let loss = if xent {
+                        tr.step_cross_entropy_lengths(
+                            &mut model, None, &x, B, T, lengths, &labels, tg,
+                        )
+                    } else {
+                        tr.step_mse_lengths(&mut model, None, &x, B, T, lengths, &target, tg)
+                    }
+                    .unwrap();
+                    assert_eq!(loss.to_bits(), want_loss.to_bits(), "{cfg}");
+                    let want: Vec<f32> = before
+                        .iter()
+                        .zip(&g.params)
+                        .map(|(p, g)| p - lr * g)
+                        .collect();
+                    assert!(
+                        max_abs_diff(model.parameters(), &want) < 1e-6,
+                        "{cfg} lengths {lengths:?} {tg:?} xent {xent}"
+                    );
+                    assert!(g.params.iter().any(|&v| v != 0.0));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn full_lengths_train_exactly_as_no_lengths() {
+    let cfg = ModelConfig::new(CellKind::Lstm, 2, 4, 2).with_head(2, OutputActivation::Identity);
+    let x = vals(B * T * 2, 1, 1.0);
+    let target = vals(B * T * 2, 2, 1.0);
+    let (mut a, mut b) = (Model::new(cfg, 3).unwrap(), Model::new(cfg, 3).unwrap());
+    let mut ta = Trainer::new(&a, TrainConfig::adam(0.01)).unwrap();
+    let mut tb = Trainer::new(&b, TrainConfig::adam(0.01)).unwrap();
+    for _ in 0..3 {
+        let la = ta
+            .step_mse(&mut a, None, &x, B, T, &target, Targets::EveryStep)
+            .unwrap();
+        let lb = tb
+            .step_mse_lengths(
+                &mut b,
+                None,
+                &x,
+                B,
+                T,
+                Some(&[T; B]),
+                &target,
+                Targets::EveryStep,
+            )
+            .unwrap();
+        assert_eq!(la.to_bits(), lb.to_bits());
+    }
+    assert!(max_abs_diff(a.parameters(), b.parameters()) < 1e-6);
+}
+
+#[test]
+fn a_state_carried_through_steps_with_lengths_is_each_sequences_own_last() {
+    let cfg = ModelConfig::new(CellKind::Lstm, 2, 4, 2).with_head(2, OutputActivation::Identity);
+    let mut model = Model::new(cfg, 3).unwrap();
+    let x = vals(B * T * 2, 1, 1.0);
+    let target = vals(B * T * 2, 2, 1.0);
+    let lengths = [2usize, 5, 1];
+    let want = model
+        .forward_train_lengths(&x, B, T, Some(&lengths), None)
+        .unwrap()
+        .final_state()
+        .to_vec();
+    let mut state = State::new(&model, B).unwrap();
+    let mut tr = Trainer::new(&model, TrainConfig::sgd(0.1, 0.0)).unwrap();
+    tr.step_mse_lengths(
+        &mut model,
+        Some(&mut state),
+        &x,
+        B,
+        T,
+        Some(&lengths),
+        &target,
+        Targets::EveryStep,
+    )
+    .unwrap();
+    assert_eq!(bits(state.as_slice()), bits(&want));
+}
+
+/// A task only a model that sees the future can solve: the target at step t is the
+/// input at step t + 1. A bidirectional GRU learns it; its unidirectional twin cannot.
+#[test]
+fn a_bidirectional_model_learns_to_look_ahead() {
+    let (b, t) = (8, 10);
+    let x = vals(b * t, 3, 1.0);
+    let mut target = vec![0.0f32; b * t];
+    for s in 0..b {
+        for u in 0..t - 1 {
+            target[s * t + u] = x[s * t + u + 1];
+        }
+    }
+    let mut losses = Vec::new();
+    for bidir in [false, true] {
+        let cfg = ModelConfig::new(CellKind::GruLbr, 1, 12, 1)
+            .with_bidirectional(bidir)
+            .with_head(1, OutputActivation::Identity);
+        let mut model = Model::new(cfg, 5).unwrap();
+        let mut tr = Trainer::new(&model, TrainConfig::adam(0.02)).unwrap();
+        let mut last = 0.0;
+        for _ in 0..300 {
+            last = tr
+                .step_mse(&mut model, None, &x, b, t, &target, Targets::EveryStep)
+                .unwrap();
+        }
+        losses.push(last);
+    }
+    assert!(
+        losses[1] < 0.02 && losses[1] < losses[0] / 5.0,
+        "unidirectional {}, bidirectional {}",
+        losses[0],
+        losses[1]
+    );
+}
+
+/// Forward, backward and trainer steps give the same bits on 1 thread and on several,
+/// at a size that takes the parallel paths.
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let cfg = ModelConfig::new(CellKind::Lstm, 8, 64, 2)
+        .with_bidirectional(true)
+        .with_head(4, OutputActivation::Identity);
+    let (b, t) = (16, 24);
+    let x = vals(b * t * 8, 1, 1.0);
+    let lengths: Vec<usize> = (0..b).map(|i| 1 + (i * 7) % t).collect();
+    let target = vals(b * t * 4, 2, 1.0);
+    let run = |threads: usize| {
+        rnncore::set_num_threads(threads).unwrap();
+        let model = Model::new(cfg, 3).unwrap();
+        let y = model.forward(&x, b, t).unwrap();
+        let yl = model.forward_lengths(&x, b, t, &lengths).unwrap();
+        let tape = model
+            .forward_train_lengths(&x, b, t, Some(&lengths), None)
+            .unwrap();
+        let g = model.backward(&tape, &target, None, false).unwrap();
+        let mut m = model.clone();
+        let mut tr = Trainer::new(&m, TrainConfig::adam(0.01)).unwrap();
+        for _ in 0..2 {
+            tr.step_mse_lengths(
+                &mut m,
+                None,
+                &x,
+                b,
+                t,
+                Some(&lengths),
+                &target,
+                Targets::EveryStep,
+            )
+            .unwrap();
+        }
+        (
+            bits(&y),
+            bits(&yl),
+            bits(&g.params),
+            bits(&g.inputs),
+            bits(m.parameters()),
+        )
+    };
+    let one = run(1);
+    for threads in [2, 3, 4] {
+        assert!(one == run(threads), "{threads} threads");
+    }
+    rnncore::set_num_threads(0).unwrap();
+}
