@@ -25,6 +25,17 @@ gru, gru_lbr; L = 1, 2; head = nn.Linear(H, 5)), plus `lstm_l1_softmax`, it writ
 
 and `lstm_l1.{f64,f16,bf16}.model.safetensors`: lstm_l1's state_dict in that dtype.
 
+Issue 18 (bidirectional, variable lengths, LSTM proj_size, dropout off): the
+cases of `ext_cases()` below, in the same two-file format, written to
+tests/fixtures/issue18/ with I=2, H=4, P=3: `{cell}_l{L}_bidir` for every cell,
+`lstm_l{L}_bidir_head`, `{lstm,gru_lbr}_l{L}[_bidir]_len` and
+`lstm_l2_bidir_len_head` (a `lengths` tensor; packed sequences, losses over the
+valid steps), `lstm_l{1,2}_proj`, `lstm_l2_bidir_proj`, `lstm_l1_proj_head`,
+and `lstm_l2_dropout` (dropout=0.3 in eval mode). Their metadata adds
+`bidirectional`, `proj_size` (and `dropout`); the script checks that the packed
+results equal each sequence run alone, that dropout off equals no dropout, and
+that no ReLU pre-activation is near the kink.
+
 `gru` is the lecture notes' GRU (reset applied before the product W_hn (r*h)),
 which PyTorch lacks: NotesGRU below, with nn.GRU's parameter names and init.
 `gru_lbr` is PyTorch's nn.GRU (linear before reset).
@@ -40,6 +51,7 @@ import math
 import os
 import struct
 import sys
+import warnings
 
 import numpy as np  # noqa: F401  (safetensors.torch needs it installed; kept explicit)
 import torch
@@ -47,6 +59,9 @@ import torch.nn as nn
 from safetensors.torch import save_file
 
 torch.set_num_threads(1)  # bit-for-bit reproducible CPU reductions
+# nn.LSTM(proj_size=...) on CPU says it falls back from oneDNN to the default
+# implementation (which is what we want: plain float64 reference arithmetic).
+warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT_DIR = os.path.join(ROOT, "tests", "fixtures")
@@ -92,7 +107,7 @@ class NotesGRU(nn.Module):
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, batch_first=True,
-                 linear_before_reset=False):
+                 linear_before_reset=False, bidirectional=False):
         super().__init__()
         assert batch_first, "only batch_first=True is implemented"
         self.input_size = input_size
@@ -100,14 +115,20 @@ class NotesGRU(nn.Module):
         self.num_layers = num_layers
         self.batch_first = True
         self.linear_before_reset = linear_before_reset
+        self.bidirectional = bidirectional
+        dirs = 2 if bidirectional else 1
         g = 3 * hidden_size
-        # Same registration order as nn.GRU: per layer w_ih, w_hh, b_ih, b_hh.
+        # Same registration order as nn.GRU: per layer, per direction (the reverse
+        # one suffixed `_reverse`), w_ih, w_hh, b_ih, b_hh; layer k > 0 reads
+        # dirs*hidden_size.
         for k in range(num_layers):
-            in_k = input_size if k == 0 else hidden_size
-            setattr(self, f"weight_ih_l{k}", nn.Parameter(torch.empty(g, in_k)))
-            setattr(self, f"weight_hh_l{k}", nn.Parameter(torch.empty(g, hidden_size)))
-            setattr(self, f"bias_ih_l{k}", nn.Parameter(torch.empty(g)))
-            setattr(self, f"bias_hh_l{k}", nn.Parameter(torch.empty(g)))
+            in_k = input_size if k == 0 else dirs * hidden_size
+            for d in range(dirs):
+                sfx = f"l{k}" + ("_reverse" if d else "")
+                setattr(self, f"weight_ih_{sfx}", nn.Parameter(torch.empty(g, in_k)))
+                setattr(self, f"weight_hh_{sfx}", nn.Parameter(torch.empty(g, hidden_size)))
+                setattr(self, f"bias_ih_{sfx}", nn.Parameter(torch.empty(g)))
+                setattr(self, f"bias_hh_{sfx}", nn.Parameter(torch.empty(g)))
         self.reset_parameters()
 
     def reset_parameters(self):  # as nn.RNNBase.reset_parameters
@@ -118,60 +139,126 @@ class NotesGRU(nn.Module):
     def forward(self, x, hx=None):
         bsz, seq, _ = x.shape
         hs = self.hidden_size
+        dirs = 2 if self.bidirectional else 1
         if hx is None:
-            hx = x.new_zeros(self.num_layers, bsz, hs)
+            hx = x.new_zeros(self.num_layers * dirs, bsz, hs)
         inp = x
-        finals = []
+        finals = []  # nn.GRU's h_n order: layer-major, forward then reverse
         for k in range(self.num_layers):
-            w_ih = getattr(self, f"weight_ih_l{k}")
-            w_hh = getattr(self, f"weight_hh_l{k}")
-            b_ih = getattr(self, f"bias_ih_l{k}")
-            b_hh = getattr(self, f"bias_hh_l{k}")
-            gi = inp @ w_ih.t() + b_ih  # [B,T,3H], hoisted input projection
-            h = hx[k]
-            outs = []
-            for t in range(seq):
-                git = gi[:, t, :]
-                gh_rz = h @ w_hh[: 2 * hs].t() + b_hh[: 2 * hs]
-                r = torch.sigmoid(git[:, :hs] + gh_rz[:, :hs])
-                z = torch.sigmoid(git[:, hs:2 * hs] + gh_rz[:, hs:])
-                if self.linear_before_reset:
-                    n = torch.tanh(git[:, 2 * hs:] + r * (h @ w_hh[2 * hs:].t() + b_hh[2 * hs:]))
-                else:
-                    n = torch.tanh(git[:, 2 * hs:] + (r * h) @ w_hh[2 * hs:].t() + b_hh[2 * hs:])
-                h = (1 - z) * n + z * h
-                outs.append(h)
-            inp = torch.stack(outs, dim=1)
-            finals.append(h)
+            dir_outs = []
+            for d in range(dirs):
+                sfx = f"l{k}" + ("_reverse" if d else "")
+                w_ih = getattr(self, f"weight_ih_{sfx}")
+                w_hh = getattr(self, f"weight_hh_{sfx}")
+                b_ih = getattr(self, f"bias_ih_{sfx}")
+                b_hh = getattr(self, f"bias_hh_{sfx}")
+                gi = inp @ w_ih.t() + b_ih  # [B,T,3H], hoisted input projection
+                h = hx[k * dirs + d]
+                outs = [None] * seq
+                for t in (range(seq) if d == 0 else reversed(range(seq))):
+                    git = gi[:, t, :]
+                    gh_rz = h @ w_hh[: 2 * hs].t() + b_hh[: 2 * hs]
+                    r = torch.sigmoid(git[:, :hs] + gh_rz[:, :hs])
+                    z = torch.sigmoid(git[:, hs:2 * hs] + gh_rz[:, hs:])
+                    if self.linear_before_reset:
+                        n = torch.tanh(git[:, 2 * hs:] + r * (h @ w_hh[2 * hs:].t() + b_hh[2 * hs:]))
+                    else:
+                        n = torch.tanh(git[:, 2 * hs:] + (r * h) @ w_hh[2 * hs:].t() + b_hh[2 * hs:])
+                    h = (1 - z) * n + z * h
+                    outs[t] = h
+                dir_outs.append(torch.stack(outs, dim=1))
+                finals.append(h)
+            inp = dir_outs[0] if dirs == 1 else torch.cat(dir_outs, dim=2)
         return inp, torch.stack(finals, dim=0)
 
 
-def make_rnn(cell, num_layers):
-    if cell == "rnn_tanh":
-        return nn.RNN(I, H, num_layers, nonlinearity="tanh", batch_first=True)
-    if cell == "rnn_relu":
-        return nn.RNN(I, H, num_layers, nonlinearity="relu", batch_first=True)
-    if cell == "lstm":
-        return nn.LSTM(I, H, num_layers, batch_first=True)
-    if cell == "gru_lbr":
-        return nn.GRU(I, H, num_layers, batch_first=True)
-    if cell == "gru":
-        return NotesGRU(I, H, num_layers, batch_first=True)
-    raise ValueError(cell)
+class Spec:
+    """One case's configuration. The defaults are the original 21 cases'; the
+    issue-18 cases (`ext=True`) set the rest and are written to EXT_DIR."""
 
-
-class Wrapper(nn.Module):
-    def __init__(self, cell, num_layers, output_size, activation):
-        super().__init__()
+    def __init__(self, name, cell, num_layers, output_size=0, activation="identity",
+                 plain=False, bidirectional=False, proj_size=0, dropout=0.0,
+                 lengths=None, input_size=I, hidden_size=H, ext=False):
+        self.name = name
         self.cell = cell
         self.num_layers = num_layers
         self.output_size = output_size
         self.activation = activation
-        self.rnn = make_rnn(cell, num_layers)
-        self.head = nn.Linear(H, output_size) if output_size else None
+        self.plain = plain
+        self.bidirectional = bidirectional
+        self.proj_size = proj_size
+        self.dropout = dropout
+        self.lengths = lengths  # None or one length per sequence (list of B ints)
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.ext = ext
 
-    def logits(self, x, state=None):
-        """Returns (logits [B,T,O], hn, cn-or-None). state: None, h0 or (h0, c0)."""
+    @property
+    def dirs(self):
+        return 2 if self.bidirectional else 1
+
+    @property
+    def state_size(self):
+        """Size of h: proj_size with a projection, else hidden_size."""
+        return self.proj_size if self.proj_size else self.hidden_size
+
+    @property
+    def rnn_out(self):
+        """Features of the recurrent stack's output (what a head reads)."""
+        return self.dirs * self.state_size
+
+
+def make_rnn(spec):
+    i, h, n = spec.input_size, spec.hidden_size, spec.num_layers
+    kw = dict(batch_first=True)
+    if spec.ext:
+        kw.update(bidirectional=spec.bidirectional, dropout=spec.dropout)
+    cell = spec.cell
+    if cell == "rnn_tanh":
+        return nn.RNN(i, h, n, nonlinearity="tanh", **kw)
+    if cell == "rnn_relu":
+        return nn.RNN(i, h, n, nonlinearity="relu", **kw)
+    if cell == "lstm":
+        if spec.proj_size:
+            kw["proj_size"] = spec.proj_size
+        return nn.LSTM(i, h, n, **kw)
+    if cell == "gru_lbr":
+        return nn.GRU(i, h, n, **kw)
+    if cell == "gru":
+        assert not spec.dropout, "NotesGRU has no dropout"
+        return NotesGRU(i, h, n, batch_first=True, bidirectional=spec.bidirectional)
+    raise ValueError(cell)
+
+
+class Wrapper(nn.Module):
+    def __init__(self, spec):
+        super().__init__()
+        self.cell = spec.cell
+        self.num_layers = spec.num_layers
+        self.output_size = spec.output_size
+        self.activation = spec.activation
+        self.rnn = make_rnn(spec)
+        self.head = nn.Linear(spec.rnn_out, spec.output_size) if spec.output_size else None
+
+    def logits(self, x, state=None, lengths=None):
+        """Returns (logits [B,T,O], hn, cn-or-None). state: None, h0 or (h0, c0).
+
+        With `lengths` (int64 [B]), the batch goes through pack_padded_sequence
+        (enforce_sorted=False) and back with pad_packed_sequence(total_length=T):
+        each sequence's final state is the one at its own last step, and the
+        outputs (after the head, if any) are zero past its length."""
+        if lengths is not None:
+            seq = x.shape[1]
+            packed = nn.utils.rnn.pack_padded_sequence(
+                x, lengths, batch_first=True, enforce_sorted=False)
+            res = self.rnn(packed, state)
+            out_p, st = res
+            out, _ = nn.utils.rnn.pad_packed_sequence(out_p, batch_first=True, total_length=seq)
+            hn, cn = st if self.cell == "lstm" else (st, None)
+            if self.head is not None:
+                out = self.head(out)
+            valid = torch.arange(seq)[None, :] < lengths[:, None]  # [B,T]
+            return out.masked_fill(~valid[..., None], 0.0), hn, cn
         if self.cell == "lstm":
             out, (hn, cn) = self.rnn(x, state)
         else:
@@ -204,22 +291,29 @@ def state_arg(cell, h0, c0):
 # Expected values
 # --------------------------------------------------------------------------
 def compute(model32, inputs, dtype):
-    """All expected values for one case, computed in `dtype` from model32's weights."""
+    """All expected values for one case, computed in `dtype` from model32's weights.
+
+    With `inputs["lengths"]`, every forward pass is the packed one (Wrapper.logits)
+    and every loss counts only the valid steps (t < length): see `losses` below."""
     cell = model32.cell
     base = copy.deepcopy(model32).to(dtype)
     inp = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in inputs.items()}
     x, h0, c0 = inp["x"], inp["h0"], inp.get("c0")
+    lengths = inp["lengths"].long() if "lengths" in inp else None
     out = {}
+
+    def fwd(m, xx, state=None):
+        return m.logits(xx, state, lengths) if lengths is not None else m.logits(xx, state)
 
     # Forward from zero state and from (h0, c0).
     with torch.no_grad():
-        logits, hn, cn = base.logits(x)
+        logits, hn, cn = fwd(base, x)
         out["logits"] = logits
         out["y"] = base.outputs(logits)
         out["hn"] = hn
         if cn is not None:
             out["cn"] = cn
-        logits_s, hn_s, cn_s = base.logits(x, state_arg(cell, h0, c0))
+        logits_s, hn_s, cn_s = fwd(base, x, state_arg(cell, h0, c0))
         out["y_state"] = base.outputs(logits_s)
         out["hn_state"] = hn_s
         if cn_s is not None:
@@ -232,7 +326,7 @@ def compute(model32, inputs, dtype):
         if state is not None:
             st = tuple(s.clone().requires_grad_(True) for s in state)
         s_arg = None if st is None else (st if cell == "lstm" else st[0])
-        lg, _, _ = m.logits(xg, s_arg)
+        lg, _, _ = fwd(m, xg, s_arg)
         loss = loss_fn(lg)
         loss.backward()
         for n, p in named_params(m):
@@ -249,14 +343,43 @@ def compute(model32, inputs, dtype):
     xent = nn.CrossEntropyLoss(ignore_index=-1)
     o = logits.shape[-1]
     init_state = (h0, c0) if cell == "lstm" else (h0,)
-
-    out["mse_loss"] = grads("grad_mse", lambda lg: mse(lg, inp["mse_target"]),
-                            state=init_state, with_state=True)
-    out["mse_last_loss"] = grads("grad_mse_last", lambda lg: mse(lg[:, -1, :], inp["mse_last_target"]))
     xl = inp["xent_labels"].long()
-    out["xent_loss"] = grads("grad_xent", lambda lg: xent(lg.reshape(-1, o), xl.reshape(-1)))
     xll = inp["xent_last_labels"].long()
-    out["xent_last_loss"] = grads("grad_xent_last", lambda lg: xent(lg[:, -1, :], xll))
+
+    if lengths is None:
+        def mse_every(lg):
+            return mse(lg, inp["mse_target"])
+
+        def last(lg):
+            return lg[:, -1, :]
+
+        labels_every = xl
+    else:
+        # Losses over the valid steps only (t < length of that sequence):
+        # - every-step MSE: the sum of squared errors over valid (b, t) and all O
+        #   outputs, divided by (number of valid (b, t)) * O, i.e. the mean over
+        #   valid positions of the per-step mean over O (MSELoss when all valid);
+        # - every-step cross-entropy: ignore_index=-1 mean over the valid steps
+        #   whose label is not -1 (labels past a length are ignored, whatever
+        #   their value);
+        # - the "last step" losses use each sequence's own last step, t = length-1.
+        bsz, seq = x.shape[0], x.shape[1]
+        valid = torch.arange(seq)[None, :] < lengths[:, None]  # [B,T]
+        n_valid = int(valid.sum())
+
+        def mse_every(lg):
+            sq = (lg - inp["mse_target"]) ** 2
+            return sq.masked_fill(~valid[..., None], 0.0).sum() / (n_valid * o)
+
+        def last(lg):
+            return lg[torch.arange(bsz), lengths - 1, :]
+
+        labels_every = xl.masked_fill(~valid, -1)
+
+    out["mse_loss"] = grads("grad_mse", mse_every, state=init_state, with_state=True)
+    out["mse_last_loss"] = grads("grad_mse_last", lambda lg: mse(last(lg), inp["mse_last_target"]))
+    out["xent_loss"] = grads("grad_xent", lambda lg: xent(lg.reshape(-1, o), labels_every.reshape(-1)))
+    out["xent_last_loss"] = grads("grad_xent_last", lambda lg: xent(last(lg), xll))
 
     # Optimizer sequences: each from the saved weights, zero state, every-step
     # MSE with mse_target, the same batch x every step, a fresh optimizer.
@@ -268,8 +391,8 @@ def compute(model32, inputs, dtype):
         ok = [torch.ones_like(q, dtype=torch.bool) for q in params]
         for s in range(1, steps + 1):
             opt.zero_grad()
-            lg, _, _ = m.logits(x)
-            loss = mse(lg, inp["mse_target"])
+            lg, _, _ = fwd(m, x)
+            loss = mse_every(lg)
             loss.backward()
             losses.append(loss.detach().clone())
             if clip is not None:
@@ -300,13 +423,14 @@ def compute(model32, inputs, dtype):
     return out
 
 
-def make_inputs(cell, num_layers, o):
+def make_inputs(spec, o):
     g = torch.Generator().manual_seed(torch.initial_seed() + 1)
+    n_state = spec.num_layers * spec.dirs  # h_n's first dimension
     d = {}
-    d["x"] = torch.rand(B, T, I, generator=g) * 2 - 1
-    d["h0"] = torch.rand(num_layers, B, H, generator=g) - 0.5
-    if cell == "lstm":
-        d["c0"] = torch.rand(num_layers, B, H, generator=g) - 0.5
+    d["x"] = torch.rand(B, T, spec.input_size, generator=g) * 2 - 1
+    d["h0"] = torch.rand(n_state, B, spec.state_size, generator=g) - 0.5
+    if spec.cell == "lstm":
+        d["c0"] = torch.rand(n_state, B, spec.hidden_size, generator=g) - 0.5
     d["mse_target"] = torch.randn(B, T, o, generator=g)
     d["mse_last_target"] = torch.randn(B, o, generator=g)
     labels = torch.randint(0, o, (B, T), generator=g)
@@ -315,6 +439,17 @@ def make_inputs(cell, num_layers, o):
         mask[0, 1] = True
     if mask.all():
         mask[0, 0] = False
+    if spec.lengths is not None:
+        # At least one ignored (-1) label and one class label among the valid
+        # steps too (labels past a length are ignored whatever their value).
+        lens = torch.tensor(spec.lengths)
+        valid = torch.arange(T)[None, :] < lens[:, None]
+        full = int(torch.argmax(lens))
+        if not (mask & valid).any():
+            mask[full, 1] = True
+        if not (~mask & valid).any():
+            mask[full, 0] = False
+        d["lengths"] = lens.to(torch.int32)
     labels[mask] = -1
     d["xent_labels"] = labels.to(torch.int32)
     d["xent_last_labels"] = torch.randint(0, o, (B,), generator=g).to(torch.int32)
@@ -349,32 +484,43 @@ def to_store(t):
     return t.contiguous()
 
 
-def write_case(idx, case, cell, num_layers, output_size, activation, plain, report):
-    torch.manual_seed(BASE_SEED + 1000 * idx)
-    model = Wrapper(cell, num_layers, output_size, activation).float()
-    o = output_size if output_size else H
+def write_case(seed, spec, out_dir, report):
+    case = spec.name
+    torch.manual_seed(seed)
+    model = Wrapper(spec).float()
+    if spec.dropout:
+        model.eval()  # dropout off: the fixture is the inference / eval-mode model
+    o = spec.output_size if spec.output_size else spec.rnn_out
 
-    model_path = os.path.join(OUT_DIR, f"{case}.model.safetensors")
-    if plain:
+    model_path = os.path.join(out_dir, f"{case}.model.safetensors")
+    if spec.plain:
         sd = {k: v.contiguous() for k, v in model.rnn.state_dict().items()}
         save(sd, model_path)
     else:
         sd = {k: v.contiguous() for k, v in model.state_dict().items()}
-        save(sd, model_path, metadata=model_meta(cell, num_layers, output_size, activation))
+        save(sd, model_path, metadata=model_meta(spec))
 
-    inputs = make_inputs(cell, num_layers, o)
+    inputs = make_inputs(spec, o)
     exp64 = compute(model, inputs, torch.float64)
     exp32 = compute(model, inputs, torch.float32)  # only to report float32 drift
+    if spec.dropout:
+        check_dropout_off(spec, model, inputs, exp64)
+    if spec.lengths is not None:
+        check_lengths(spec, model, inputs, exp64)
+    if spec.ext and spec.cell == "rnn_relu":
+        check_relu_margin(spec, model, inputs)
 
     data = {k: to_store(v) for k, v in inputs.items()}
     for k, v in exp64.items():
         assert k not in data, k
         data[k] = to_store(v)
     meta = dict(HYPER_META)
-    meta.update(model_meta(cell, num_layers, output_size, activation))
+    meta.update(model_meta(spec))
+    if spec.ext:
+        meta["dropout"] = fmt_dropout(spec.dropout)
     meta.update({"case": case, "batch": str(B), "seq_len": str(T),
-                 "model_file_has_metadata": "false" if plain else "true"})
-    save(data, os.path.join(OUT_DIR, f"{case}.data.safetensors"), metadata=meta)
+                 "model_file_has_metadata": "false" if spec.plain else "true"})
+    save(data, os.path.join(out_dir, f"{case}.data.safetensors"), metadata=meta)
 
     # float32-vs-float64 drift, per group of tensors: a guide for test tolerances.
     groups = {}
@@ -397,15 +543,105 @@ def write_case(idx, case, cell, num_layers, output_size, activation, plain, repo
     return data
 
 
-def model_meta(cell, num_layers, output_size, activation):
-    return {
-        "cell": cell,
-        "input_size": str(I),
-        "hidden_size": str(H),
-        "num_layers": str(num_layers),
-        "output_size": str(output_size),
-        "output_activation": activation,
+def fmt_dropout(p):
+    return "0" if p == 0 else repr(float(p))
+
+
+def model_meta(spec):
+    meta = {
+        "cell": spec.cell,
+        "input_size": str(spec.input_size),
+        "hidden_size": str(spec.hidden_size),
+        "num_layers": str(spec.num_layers),
+        "output_size": str(spec.output_size),
+        "output_activation": spec.activation,
     }
+    if spec.ext:
+        meta["bidirectional"] = "true" if spec.bidirectional else "false"
+        meta["proj_size"] = str(spec.proj_size)
+        if spec.dropout:
+            meta["dropout"] = fmt_dropout(spec.dropout)
+    return meta
+
+
+def check_dropout_off(spec, model, inputs, exp64):
+    """The dropout case's expected values (eval mode) are those of the same
+    weights in a module without dropout, bit for bit; and in training mode the
+    dropout module does differ (so the fixture does exercise a dropout model)."""
+    plain = Spec(spec.name, spec.cell, spec.num_layers, spec.output_size, spec.activation,
+                 bidirectional=spec.bidirectional, proj_size=spec.proj_size,
+                 lengths=spec.lengths, input_size=spec.input_size,
+                 hidden_size=spec.hidden_size, ext=True)
+    ref = Wrapper(plain).float()
+    ref.load_state_dict(model.state_dict(), strict=True)
+    exp_ref = compute(ref, inputs, torch.float64)
+    assert exp_ref.keys() == exp64.keys()
+    for k, v in exp64.items():
+        assert torch.equal(v, exp_ref[k]), f"{spec.name}: dropout-off differs from no dropout in {k}"
+    m = copy.deepcopy(model).double().train()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        y_train, _, _ = m.logits(inputs["x"].double())
+    assert not torch.equal(y_train, exp64["logits"]), "dropout had no effect in training mode"
+
+
+def check_lengths(spec, model, inputs, exp64):
+    """The packed forward (from zero state and from h0/c0) equals running each
+    sequence alone, cut to its length, with no packing: outputs up to the
+    length, zero after it; final states those of the cut sequence."""
+    m = copy.deepcopy(model).double()
+    x = inputs["x"].double()
+    lens = inputs["lengths"].tolist()
+    assert max(lens) == T and min(lens) >= 1 and sorted(lens) != lens
+    h0, c0 = inputs["h0"].double(), inputs.get("c0")
+    for tag, use_state in (("", False), ("_state", True)):
+        y_all = exp64["y" + tag]
+        for b, n in enumerate(lens):
+            st = None
+            if use_state:
+                hb = h0[:, b:b + 1].contiguous()
+                st = (hb, c0.double()[:, b:b + 1].contiguous()) if spec.cell == "lstm" else hb
+            with torch.no_grad():
+                lg, hn, cn = m.logits(x[b:b + 1, :n], st)
+            y = m.outputs(lg)
+            err = (y[0] - y_all[b, :n]).abs().max().item()
+            err = max(err, (exp64["hn" + tag][:, b] - hn[:, 0]).abs().max().item())
+            if cn is not None:
+                err = max(err, (exp64["cn" + tag][:, b] - cn[:, 0]).abs().max().item())
+            assert err < 1e-12, f"{spec.name}: packed != cut sequence {b}: {err}"
+            assert not y_all[b, n:].any(), f"{spec.name}: nonzero output past length"
+
+
+def check_relu_margin(spec, model, inputs, margin=3e-5):
+    """No pre-activation of a ReLU RNN in the stored forward passes (zero state and
+    h0) is within `margin` of the kink, so float32 rounding cannot flip a unit
+    (checked by recomputing the pre-activations in float64 from nn.RNN's weights)."""
+    rnn = copy.deepcopy(model.rnn).double()
+    x = inputs["x"].double()
+    dirs, hs = spec.dirs, spec.hidden_size
+    worst = math.inf
+    for h0 in (torch.zeros(spec.num_layers * dirs, B, hs, dtype=torch.float64),
+               inputs["h0"].double()):
+        inp = x
+        for k in range(spec.num_layers):
+            outs = []
+            for d in range(dirs):
+                sfx = f"l{k}" + ("_reverse" if d else "")
+                w_ih, w_hh = getattr(rnn, f"weight_ih_{sfx}"), getattr(rnn, f"weight_hh_{sfx}")
+                b = getattr(rnn, f"bias_ih_{sfx}") + getattr(rnn, f"bias_hh_{sfx}")
+                h = h0[k * dirs + d]
+                o = [None] * T
+                for t in (range(T) if d == 0 else reversed(range(T))):
+                    pre = inp[:, t] @ w_ih.t() + h @ w_hh.t() + b
+                    worst = min(worst, pre.abs().min().item())
+                    h = torch.relu(pre)
+                    o[t] = h
+                outs.append(torch.stack(o, dim=1))
+            inp = torch.cat(outs, dim=2)
+        with torch.no_grad():
+            ref, _ = rnn(x, h0)
+        assert (ref - inp).abs().max().item() < 1e-12, f"{spec.name}: relu recompute"
+    assert worst > margin, f"{spec.name}: a ReLU pre-activation is {worst:.2e} from the kink"
 
 
 def self_test_notes_gru():
@@ -427,6 +663,25 @@ def self_test_notes_gru():
     m = NotesGRU(I, H, 2)
     for (n1, p1), (n2, p2) in zip(r.named_parameters(), m.named_parameters()):
         assert n1 == n2 and torch.equal(p1, p2), (n1, n2)
+    # The same two checks, bidirectional (`_reverse` weights, layer 1 reads 2H,
+    # h_n layer-major forward-then-reverse).
+    torch.manual_seed(3)
+    ref = nn.GRU(I, H, 2, batch_first=True, bidirectional=True).double()
+    mine = NotesGRU(I, H, 2, linear_before_reset=True, bidirectional=True).double()
+    mine.load_state_dict(ref.state_dict(), strict=True)
+    x = torch.randn(B, T, I, dtype=torch.float64)
+    h0 = torch.randn(4, B, H, dtype=torch.float64)
+    a, ha = ref(x, h0)
+    b, hb = mine(x, h0)
+    err = max((a - b).abs().max().item(), (ha - hb).abs().max().item())
+    assert err < 1e-12, f"NotesGRU bidirectional lbr self-test failed: {err}"
+    torch.manual_seed(4)
+    r = nn.GRU(I, H, 2, batch_first=True, bidirectional=True)
+    torch.manual_seed(4)
+    m = NotesGRU(I, H, 2, bidirectional=True)
+    assert len(list(r.named_parameters())) == len(list(m.named_parameters()))
+    for (n1, p1), (n2, p2) in zip(r.named_parameters(), m.named_parameters()):
+        assert n1 == n2 and torch.equal(p1, p2), (n1, n2)
 
 
 def cases():
@@ -436,8 +691,54 @@ def cases():
             for head in (False, True):
                 name = f"{cell}_l{L}" + ("_head" if head else "")
                 plain = (not head) and cell in ("rnn_tanh", "lstm", "gru_lbr")
-                out.append((name, cell, L, HEAD if head else 0, "identity", plain))
-    out.append(("lstm_l1_softmax", "lstm", 1, HEAD, "softmax", False))
+                out.append(Spec(name, cell, L, HEAD if head else 0, "identity", plain))
+    out.append(Spec("lstm_l1_softmax", "lstm", 1, HEAD, "softmax", False))
+    return out
+
+
+# --------------------------------------------------------------------------
+# Issue 18: bidirectional, variable lengths, LSTM proj_size, dropout (off).
+# Written to EXT_DIR (see tests/fixtures/README.md for why a subdirectory).
+# --------------------------------------------------------------------------
+EXT_DIR = os.path.join(OUT_DIR, "issue18")
+EXT_SEED = BASE_SEED + 500_000  # case k of ext_cases() uses EXT_SEED + 1000 * k
+# Smaller than the original cases' I=7, H=13 to keep the files small (most of a
+# data file is per-parameter tensors and their header entries); all sizes differ
+# from each other: I=2, P=3, H=4, O=5, 2P=6, 2H=8, 3H=12, 4H=16.
+EXT_I, EXT_H, EXT_P = 2, 4, 3
+LENGTHS = [3, 5, 1]  # one per sequence (B = 3): unsorted, one full length, one of 1
+DROPOUT = 0.3
+
+
+def ext_cases():
+    def spec(name, cell, L, plain, head=False, **kw):
+        return Spec(name, cell, L, HEAD if head else 0, "identity", plain,
+                    input_size=EXT_I, hidden_size=EXT_H, ext=True, **kw)
+
+    nn_plain = ("rnn_tanh", "lstm", "gru_lbr")  # what a bare nn.RNN/LSTM/GRU state_dict can say
+    out = []
+    # Bidirectional: every cell, 1 and 2 layers; LSTM also with a head (reads 2H).
+    for cell in ("rnn_tanh", "rnn_relu", "lstm", "gru", "gru_lbr"):
+        for L in (1, 2):
+            out.append(spec(f"{cell}_l{L}_bidir", cell, L, cell in nn_plain, bidirectional=True))
+            if cell == "lstm":
+                out.append(spec(f"{cell}_l{L}_bidir_head", cell, L, False, head=True,
+                                bidirectional=True))
+    # Variable lengths: LSTM and PyTorch's GRU, 1 and 2 layers, one and two directions.
+    for cell in ("lstm", "gru_lbr"):
+        for L in (1, 2):
+            for bidir in (False, True):
+                name = f"{cell}_l{L}" + ("_bidir" if bidir else "") + "_len"
+                out.append(spec(name, cell, L, True, bidirectional=bidir, lengths=LENGTHS))
+    out.append(spec("lstm_l2_bidir_len_head", "lstm", 2, False, head=True,
+                    bidirectional=True, lengths=LENGTHS))
+    # LSTM projection (h has P = 4 features, c has H).
+    out.append(spec("lstm_l1_proj", "lstm", 1, True, proj_size=EXT_P))
+    out.append(spec("lstm_l2_proj", "lstm", 2, True, proj_size=EXT_P))
+    out.append(spec("lstm_l2_bidir_proj", "lstm", 2, True, bidirectional=True, proj_size=EXT_P))
+    out.append(spec("lstm_l1_proj_head", "lstm", 1, False, head=True, proj_size=EXT_P))
+    # Dropout between the layers, off (eval mode): equals the model without dropout.
+    out.append(spec("lstm_l2_dropout", "lstm", 2, False, dropout=DROPOUT))
     return out
 
 
@@ -446,14 +747,14 @@ def main():
     self_test_notes_gru()
     os.makedirs(OUT_DIR, exist_ok=True)
     report = {}
-    for idx, (name, cell, L, osz, act, plain) in enumerate(cases()):
-        write_case(idx, name, cell, L, osz, act, plain, report)
-        print(f"wrote {name}")
+    for idx, spec in enumerate(cases()):
+        write_case(BASE_SEED + 1000 * idx, spec, OUT_DIR, report)
+        print(f"wrote {spec.name}")
 
     # Extra dtype files: lstm_l1's state_dict in f64 / f16 / bf16 (no metadata).
-    idx = [c[0] for c in cases()].index("lstm_l1")
+    idx = [c.name for c in cases()].index("lstm_l1")
     torch.manual_seed(BASE_SEED + 1000 * idx)
-    m = Wrapper("lstm", 1, 0, "identity").float()
+    m = Wrapper(Spec("lstm_l1", "lstm", 1)).float()
     from safetensors.torch import load_file
     saved = load_file(os.path.join(OUT_DIR, "lstm_l1.model.safetensors"))
     for k, v in m.rnn.state_dict().items():
@@ -462,6 +763,11 @@ def main():
         sd = {k: v.to(dt).contiguous() for k, v in saved.items()}
         save(sd, os.path.join(OUT_DIR, f"lstm_l1.{tag}.model.safetensors"))
         print(f"wrote lstm_l1.{tag}")
+
+    os.makedirs(EXT_DIR, exist_ok=True)
+    for idx, spec in enumerate(ext_cases()):
+        write_case(EXT_SEED + 1000 * idx, spec, EXT_DIR, report)
+        print(f"wrote issue18/{spec.name}")
 
     if "-v" in sys.argv or "--drift" in sys.argv:
         print("\nfloat32 vs float64 max abs diff (max |value|) per group:")
