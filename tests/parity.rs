@@ -554,7 +554,7 @@ fn gradient_cases(cases: &[String], title: &str) {
             Targets::EveryStep,
             &mut d,
         );
-        check_loss(&mut report, "mse", &case, loss, data.scalar("mse_loss"));
+        check_loss(&mut report, "mse", case, loss, data.scalar("mse_loss"));
         let g = model.backward(&tape, &d, None, false).unwrap();
         check_grads(&mut report, "grad_mse", &model, &data, &g, true);
 
@@ -574,7 +574,7 @@ fn gradient_cases(cases: &[String], title: &str) {
         check_loss(
             &mut report,
             "mse_last",
-            &case,
+            case,
             loss,
             data.scalar("mse_last_loss"),
         );
@@ -593,7 +593,7 @@ fn gradient_cases(cases: &[String], title: &str) {
             Targets::EveryStep,
             &mut d,
         );
-        check_loss(&mut report, "xent", &case, loss, data.scalar("xent_loss"));
+        check_loss(&mut report, "xent", case, loss, data.scalar("xent_loss"));
         let g = model.backward(&tape, &d, None, false).unwrap();
         check_grads(&mut report, "grad_xent", &model, &data, &g, false);
 
@@ -611,7 +611,7 @@ fn gradient_cases(cases: &[String], title: &str) {
         check_loss(
             &mut report,
             "xent_last",
-            &case,
+            case,
             loss,
             data.scalar("xent_last_loss"),
         );
@@ -751,8 +751,8 @@ fn adam_cases(cases: &[String], title: &str) {
             let lr = train_config(&data, key).learning_rate as f64;
             let losses = data.f32(&format!("mse_losses_{key}")).to_vec();
             let norms = data.f32(&format!("{key}_clip_norm")).to_vec();
-            train(&case, key, steps, |s, model, trainer, loss| {
-                check_loss(&mut report, key, &case, loss, losses[s - 1]);
+            train(case, key, steps, |s, model, trainer, loss| {
+                check_loss(&mut report, key, case, loss, losses[s - 1]);
                 let n = trainer.last_grad_norm() as f32;
                 report.rel(
                     &format!("{key} grad norm"),
