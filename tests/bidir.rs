@@ -967,3 +967,30 @@ fn results_do_not_depend_on_the_thread_count() {
     }
     rnncore::set_num_threads(0).unwrap();
 }
+
+#[test]
+fn forget_bias_reaches_both_directions() {
+    let cfg = ModelConfig::new(CellKind::Lstm, 2, 3, 2).with_bidirectional(true);
+    let model = Model::new(cfg, 1).unwrap().with_forget_bias(1.0).unwrap();
+    for k in 0..2 {
+        for sfx in ["", "_reverse"] {
+            let b = model.tensor(&format!("bias_ih_l{k}{sfx}")).unwrap();
+            assert!(b[3..6].iter().all(|&v| v == 1.0), "l{k}{sfx}");
+            let b = model.tensor(&format!("bias_hh_l{k}{sfx}")).unwrap();
+            assert!(b[3..6].iter().all(|&v| v == 0.0), "l{k}{sfx}");
+        }
+    }
+    // The directions' own copies were remade: forward sees the new biases.
+    let x = vals(2 * 4 * 2, 2, 1.0);
+    let y = model.forward(&x, 2, 4).unwrap();
+    let (ry, _) = r::forward_seq(
+        &cfg,
+        &f64s(model.parameters()),
+        &f64s(&x),
+        2,
+        4,
+        &vec![0.0; cfg.state_len(2)],
+        None,
+    );
+    assert!(max_err(&y, &ry) < 2e-5);
+}
