@@ -321,7 +321,8 @@ impl Model {
     /// starts at that step. What the padding holds does not change any valid output
     /// (it must be finite). Errors (nothing written): a lengths slice not of `batch`
     /// entries, a length of 0 or over `seq_len`, and everything `forward_with_state`
-    /// refuses; models with dense layers around the stack take no lengths.
+    /// refuses. Dense layers around a (unidirectional) stack work on each step alone:
+    /// they see the padding too, and their outputs there are zeroed likewise.
     #[allow(clippy::too_many_arguments)]
     pub fn forward_with_state_lengths(
         &self,
@@ -337,17 +338,14 @@ impl Model {
         if lengths.is_none() && !cfg.bidirectional {
             return self.forward_with_state(x, batch, seq_len, initial, y, final_state);
         }
-        if self.layers().is_some() {
-            return Err(invalid!(
-                "lengths are not supported for a model with dense layers around its stack"
-            ));
-        }
-        self.check_sequence(x, batch, seq_len, initial)?;
         if let Some(ls) = lengths {
             check_lengths(ls, batch, seq_len)?;
         }
-        let o = cfg.output_dim();
-        check_len("y", y.len(), batch * seq_len * o)?;
+        if cfg.bidirectional {
+            self.check_sequence(x, batch, seq_len, initial)?;
+        }
+        let o = self.output_size();
+        check_len("y", y.len(), checked_size("y", &[batch, seq_len, o])?)?;
         if let Some(f) = &final_state {
             check_len("final_state", f.len(), cfg.state_len(batch))?;
         }
@@ -362,7 +360,7 @@ impl Model {
             (tape.outputs().to_vec(), tape.final_state().to_vec())
         };
         y.copy_from_slice(&out);
-        if cfg.output_activation == crate::config::OutputActivation::Softmax {
+        if self.outer_config().output_activation == crate::config::OutputActivation::Softmax {
             for b in 0..batch {
                 let n = len_of(lengths, b, seq_len);
                 for row in y[b * seq_len * o..(b * seq_len + n) * o].chunks_mut(o) {
@@ -394,16 +392,11 @@ impl Model {
         if lengths.is_none() && !cfg.bidirectional {
             return self.forward_train(x, batch, seq_len, initial);
         }
-        if self.layers().is_some() {
-            return Err(invalid!(
-                "lengths are not supported for a model with dense layers around its stack"
-            ));
-        }
-        self.check_sequence(x, batch, seq_len, initial)?;
         if let Some(ls) = lengths {
             check_lengths(ls, batch, seq_len)?;
         }
         if cfg.bidirectional {
+            self.check_sequence(x, batch, seq_len, initial)?;
             let macs = self.macs_per_row().saturating_mul(batch * seq_len);
             let (out, fin, rec) = crate::parallel::install_work(macs, || {
                 self.bidir_run(x, batch, seq_len, lengths, initial, true)
@@ -420,10 +413,11 @@ impl Model {
             return Ok(tape);
         }
         // Unidirectional with lengths: the ordinary recorded pass over the padded batch
-        // (a sequence's valid steps never depend on its padding), then each sequence's
-        // state read from the record at its own last step, and the outputs masked.
+        // (a sequence's valid steps never depend on its padding; dense layers around the
+        // stack work on each step alone), then each sequence's state read from the
+        // stack's record at its own last step, and the outputs masked.
         let ls = lengths.expect("checked above");
-        let mut tape = self.core_forward_train(x, batch, seq_len, initial)?;
+        let mut tape = self.forward_train(x, batch, seq_len, initial)?;
         let h = cfg.hidden_size;
         let bh = batch * h;
         let lbh = cfg.num_layers * bh;
@@ -441,7 +435,7 @@ impl Model {
             }
         }
         let mut out = tape.outputs().to_vec();
-        zero_padding(&mut out, ls, seq_len, cfg.output_dim());
+        zero_padding(&mut out, ls, seq_len, self.output_size());
         tape.seq = Some(Box::new(SeqTape {
             lengths: Some(ls.to_vec()),
             out,
@@ -470,7 +464,8 @@ pub(crate) fn backward(
     }
     let (batch, seq_len) = (tape.batch, tape.seq_len);
     let rows = batch * seq_len;
-    check_len("d_outputs", d_outputs.len(), rows * cfg.output_dim())?;
+    let o = model.output_size();
+    check_len("d_outputs", d_outputs.len(), rows * o)?;
     crate::parallel::check_finite_par("d_outputs", d_outputs)?;
     if let Some(d) = d_final_state {
         check_len("d_final_state", d.len(), cfg.state_len(batch))?;
@@ -486,10 +481,15 @@ pub(crate) fn backward(
     // Outputs past a length are constants (zero): their gradient is dropped.
     let mut d = d_outputs.to_vec();
     if let Some(ls) = lengths {
-        zero_padding(&mut d, ls, seq_len, cfg.output_dim());
+        zero_padding(&mut d, ls, seq_len, o);
     }
     match &seq.bidir {
-        None => model.stack_backward(tape, &d, d_final_state, want_hidden),
+        None => match model.layers() {
+            Some(layers) => {
+                crate::layers::backward(model, layers, tape, &d, d_final_state, want_hidden)
+            }
+            None => model.stack_backward(tape, &d, d_final_state, want_hidden),
+        },
         Some(rec) => {
             let macs = model.macs_per_row().saturating_mul(2 * rows);
             crate::parallel::install_work(macs, || {
