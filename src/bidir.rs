@@ -378,8 +378,9 @@ impl Model {
     /// [`Model::forward_with_state_lengths`]; `None`: every sequence is `seq_len` long).
     /// [`Tape::outputs`] are zero past each length and [`Tape::final_state`] holds each
     /// sequence's state after its own last step. [`Model::backward`] of this tape ignores
-    /// `d_outputs` past each length (those outputs are constants), and refuses a
-    /// `d_final_state` when some sequence is shorter than `seq_len`.
+    /// `d_outputs` past each length (those outputs are constants) and takes each
+    /// sequence's `d_final_state` in at its own last step (for a sequence shorter than
+    /// `seq_len`, through a second pass over its valid steps alone).
     pub fn forward_train_lengths(
         &self,
         x: &[f32],
@@ -405,6 +406,12 @@ impl Model {
             tape.batch = batch;
             tape.seq_len = seq_len;
             tape.final_state = fin;
+            // What a final-state gradient of a shorter sequence reruns (see `backward`).
+            tape.x = x.to_vec();
+            tape.init = match initial {
+                Some(s) => s.to_vec(),
+                None => try_zeroed(cfg.state_len(batch))?,
+            };
             tape.seq = Some(Box::new(SeqTape {
                 lengths: lengths.map(<[usize]>::to_vec),
                 out,
@@ -472,31 +479,129 @@ pub(crate) fn backward(
         check_finite("d_final_state", d)?;
     }
     let lengths = seq.lengths.as_deref();
-    if d_final_state.is_some() && any_short(lengths, seq_len) {
-        return Err(invalid!(
-            "a gradient for the final state is not supported with sequences shorter than \
-             seq_len {seq_len} (lengths given): pass None"
-        ));
-    }
     // Outputs past a length are constants (zero): their gradient is dropped.
     let mut d = d_outputs.to_vec();
     if let Some(ls) = lengths {
         zero_padding(&mut d, ls, seq_len, o);
     }
-    match &seq.bidir {
-        None => match model.layers() {
-            Some(layers) => {
-                crate::layers::backward(model, layers, tape, &d, d_final_state, want_hidden)
+    // The final state of a sequence shorter than seq_len is its state at its own last
+    // step, inside the padded pass's recurrence, where that pass cannot take a gradient
+    // in. Backward is linear in its incoming gradients: the padded pass takes the
+    // outputs' gradient and the full-length sequences' final-state gradient, and each
+    // shorter sequence's final-state gradient goes through a pass over its valid steps
+    // alone (`add_short_final_gradients`), added after.
+    let short = match (d_final_state, lengths) {
+        (Some(df), Some(ls)) if any_short(lengths, seq_len) => Some((df, ls)),
+        _ => None,
+    };
+    let full_final;
+    let d_final = match short {
+        Some((df, ls)) => {
+            let mut f = df.to_vec();
+            let short_rows: Vec<usize> = (0..batch).filter(|&b| ls[b] < seq_len).collect();
+            for part in f.chunks_mut(batch * cfg.hidden_size) {
+                for &b in &short_rows {
+                    part[b * cfg.hidden_size..(b + 1) * cfg.hidden_size].fill(0.0);
+                }
             }
-            None => model.stack_backward(tape, &d, d_final_state, want_hidden),
+            full_final = f;
+            Some(full_final.as_slice())
+        }
+        None => d_final_state,
+    };
+    let mut g = match &seq.bidir {
+        None => match model.layers() {
+            Some(layers) => crate::layers::backward(model, layers, tape, &d, d_final, want_hidden)?,
+            None => model.stack_backward(tape, &d, d_final, want_hidden)?,
         },
         Some(rec) => {
             let macs = model.macs_per_row().saturating_mul(2 * rows);
             crate::parallel::install_work(macs, || {
-                bidir_backward(model, tape, rec, lengths, &d, d_final_state, want_hidden)
-            })
+                bidir_backward(model, tape, rec, lengths, &d, d_final, want_hidden)
+            })?
+        }
+    };
+    if let Some((df, ls)) = short {
+        add_short_final_gradients(model, tape, ls, df, want_hidden, &mut g)?;
+    }
+    Ok(g)
+}
+
+/// Rows `rows` of a snapshot-layout state `s` of `batch` streams (blocks of
+/// `[batch][h]`: layers and directions, then `c`), as a snapshot of `rows.len()` streams.
+fn state_rows(s: &[f32], batch: usize, h: usize, rows: &[usize]) -> Vec<f32> {
+    s.chunks(batch * h)
+        .flat_map(|part| rows.iter().flat_map(move |&b| &part[b * h..(b + 1) * h]))
+        .copied()
+        .collect()
+}
+
+/// Adds to `g` the gradients of the final-state gradient `d_final` of the sequences
+/// shorter than the tape's seq_len: per length `n`, those sequences' first `n` steps run
+/// alone (from their initial states) and backward from `d_final` at their end, no
+/// output gradient. Their pass is exactly theirs in the padded batch (which is what
+/// lengths mean), so the sum is the gradient of the padded pass with the final-state
+/// gradient entering at each sequence's own last step.
+fn add_short_final_gradients(
+    model: &Model,
+    tape: &Tape,
+    lengths: &[usize],
+    d_final: &[f32],
+    want_hidden: bool,
+    g: &mut Gradients,
+) -> Result<()> {
+    let cfg = *model.config();
+    let (batch, seq_len, h) = (tape.batch, tape.seq_len, cfg.hidden_size);
+    let (i, o) = (model.input_size(), model.output_size());
+    let x: &[f32] = match &tape.extra {
+        Some(e) => &e.x,
+        None => &tape.x,
+    };
+    let mut ns: Vec<usize> = lengths.iter().copied().filter(|&n| n < seq_len).collect();
+    ns.sort_unstable();
+    ns.dedup();
+    for n in ns {
+        let rows: Vec<usize> = (0..batch).filter(|&b| lengths[b] == n).collect();
+        let m = rows.len();
+        let xs: Vec<f32> = rows
+            .iter()
+            .flat_map(|&b| &x[b * seq_len * i..(b * seq_len + n) * i])
+            .copied()
+            .collect();
+        let init = state_rows(&tape.init, batch, h, &rows);
+        let df = state_rows(d_final, batch, h, &rows);
+        let alone = model.forward_train(&xs, m, n, Some(&init))?;
+        let gs = model.backward(&alone, &try_zeroed(m * n * o)?, Some(&df), want_hidden)?;
+        for (a, v) in g.params.iter_mut().zip(&gs.params) {
+            *a += v;
+        }
+        for (j, &b) in rows.iter().enumerate() {
+            let dst = &mut g.inputs[b * seq_len * i..(b * seq_len + n) * i];
+            for (a, v) in dst.iter_mut().zip(&gs.inputs[j * n * i..(j + 1) * n * i]) {
+                *a += v;
+            }
+            for (dst, src) in g
+                .initial_state
+                .chunks_mut(batch * h)
+                .zip(gs.initial_state.chunks(m * h))
+            {
+                for (a, v) in dst[b * h..(b + 1) * h]
+                    .iter_mut()
+                    .zip(&src[j * h..(j + 1) * h])
+                {
+                    *a += v;
+                }
+            }
+            for (dst, src) in g.hidden.iter_mut().zip(&gs.hidden) {
+                let w = dst.len() / (batch * seq_len);
+                let d = &mut dst[b * seq_len * w..(b * seq_len + n) * w];
+                for (a, v) in d.iter_mut().zip(&src[j * n * w..(j + 1) * n * w]) {
+                    *a += v;
+                }
+            }
         }
     }
+    Ok(())
 }
 
 /// Backward through a bidirectional stack: the head's gradients, then per layer from the

@@ -454,8 +454,7 @@ const T: usize = 5;
 /// A loss on the reference's outputs and final state, and its gradient for the f32
 /// backward.
 enum Loss {
-    /// `Σ w·out + Σ v·final` with fixed random weights (`v` only when every sequence is
-    /// full: a final-state gradient is refused with shorter ones).
+    /// `Σ w·out + Σ v·final` with fixed random weights (`v` optional).
     Linear(Vec<f64>, Option<Vec<f64>>),
     /// `loss::mse_lengths` against targets.
     Mse(Targets, Vec<f32>),
@@ -684,7 +683,8 @@ fn masked_gradients_match_finite_differences() {
         .chain(bidir_configs(2, 3))
         .enumerate()
     {
-        let loss = linear(&cfg, false, 60 + i as u64);
+        // With a gradient on the final state too: it enters at each sequence's own end.
+        let loss = linear(&cfg, i % 2 == 0, 60 + i as u64);
         fd_case(cfg, Some(lengths), loss, 70 + i as u64).check();
     }
 }
@@ -718,18 +718,12 @@ fn masked_losses_match_finite_differences() {
 }
 
 #[test]
-fn a_final_state_gradient_with_short_sequences_is_refused() {
+fn full_lengths_backward_exactly_as_no_lengths() {
     let cfg = ModelConfig::new(CellKind::Lstm, 2, 3, 1).with_bidirectional(true);
     let model = Model::new(cfg, 1).unwrap();
     let x = vals(2 * 3 * 2, 1, 1.0);
-    let tape = model
-        .forward_train_lengths(&x, 2, 3, Some(&[3, 2]), None)
-        .unwrap();
-    let d = vec![0.0f32; 2 * 3 * 6];
-    let dfin = vec![0.0f32; cfg.state_len(2)];
-    let e = model.backward(&tape, &d, Some(&dfin), false).unwrap_err();
-    assert!(e.message().contains("final state"), "{e}");
-    // Full lengths: allowed, and the same as no lengths.
+    let d = vals(2 * 3 * 6, 2, 1.0);
+    let dfin = vals(cfg.state_len(2), 3, 1.0);
     let tape2 = model
         .forward_train_lengths(&x, 2, 3, Some(&[3, 3]), None)
         .unwrap();
@@ -737,6 +731,8 @@ fn a_final_state_gradient_with_short_sequences_is_refused() {
     let g2 = model.backward(&tape2, &d, Some(&dfin), false).unwrap();
     let g3 = model.backward(&tape3, &d, Some(&dfin), false).unwrap();
     assert_eq!(bits(&g2.params), bits(&g3.params));
+    assert_eq!(bits(&g2.inputs), bits(&g3.inputs));
+    assert_eq!(bits(&g2.initial_state), bits(&g3.initial_state));
 }
 
 // ---------------------------------------------------------------------------------
@@ -996,8 +992,9 @@ fn forget_bias_reaches_both_directions() {
 }
 
 /// A padded batch is its sequences run one by one at their own lengths: outputs, final
-/// states and the gradients of a loss summed over the sequences (each an exact identity
-/// up to f32 rounding). Covers a bidirectional stack with a head, and a unidirectional
+/// states and the gradients (of the outputs and of the final state, which enters at each
+/// sequence's own end) summed over the sequences (each an exact identity up to f32
+/// rounding). Covers a bidirectional stack with a head, and a unidirectional
 /// one with dense layers before and after it and the skip connection.
 #[test]
 fn a_padded_batch_is_its_sequences_run_alone() {
@@ -1023,10 +1020,11 @@ fn a_padded_batch_is_its_sequences_run_alone() {
         let x = vals(b * t * i, 3, 1.0);
         let init = vals(cfg.state_len(b), 4, 0.5);
         let w = vals(b * t * o, 5, 1.0);
+        let dfin = vals(cfg.state_len(b), 6, 1.0);
         let tape = model
             .forward_train_lengths(&x, b, t, Some(&ls), Some(&init))
             .unwrap();
-        let g = model.backward(&tape, &w, None, false).unwrap();
+        let g = model.backward(&tape, &w, Some(&dfin), true).unwrap();
         let mut y = vec![f32::NAN; b * t * o];
         let mut fin = vec![f32::NAN; cfg.state_len(b)];
         model
@@ -1046,7 +1044,17 @@ fn a_padded_batch_is_its_sequences_run_alone() {
             let s0 = pick(&init, b, s);
             let tp = model.forward_train(xs, 1, n, Some(&s0)).unwrap();
             let ws = &w[s * t * o..(s * t + n) * o];
-            let gs = model.backward(&tp, ws, None, false).unwrap();
+            let gs = model
+                .backward(&tp, ws, Some(&pick(&dfin, b, s)), true)
+                .unwrap();
+            for (k, (hid, hs)) in g.hidden.iter().zip(&gs.hidden).enumerate() {
+                let hw = hid.len() / (b * t);
+                let r = s * t * hw..(s * t + n) * hw;
+                assert!(
+                    max_abs_diff(&hid[r], hs) < 1e-6,
+                    "{cfg}: hidden of layer {k}"
+                );
+            }
             sum.iter_mut().zip(&gs.params).for_each(|(a, v)| *a += v);
             assert!(
                 max_abs_diff(
