@@ -51,8 +51,10 @@ pub(crate) struct BiRec {
     /// Per layer `k` and direction `d`, at `2k + d`: the direction model's tape (the
     /// reverse one's in reversed time).
     pub dirs: Vec<Tape>,
-    /// Per layer, its output `[B][T][2H]` (zero past each length).
-    pub outs: Vec<Vec<f32>>,
+    /// The top layer's output `[B][T][2H]` (zero past each length), what the head read;
+    /// empty without a head.
+    /// (Lower layers' outputs are the inputs their upper layer's tapes recorded.)
+    pub top: Vec<f32>,
 }
 
 /// Checks a lengths argument: one per sequence, each `1..=seq_len`.
@@ -192,7 +194,6 @@ impl Model {
         };
         let mut final_state = try_zeroed(cfg.state_len(batch))?;
         let mut dirs = Vec::new();
-        let mut outs: Vec<Vec<f32>> = Vec::new();
         let mut below: Option<Vec<f32>> = None;
         // The direction models' tapes are needed for backward, and for the state at each
         // sequence's own end (an LSTM's `c` is nowhere else).
@@ -253,15 +254,10 @@ impl Model {
                     dirs.push(tp);
                 }
             }
-            if record {
-                if let Some(prev) = below.take() {
-                    outs.push(prev);
-                }
-            }
             below = Some(out);
         }
         let top = below.expect("at least one layer");
-        let outputs = match self.head() {
+        let (outputs, top) = match self.head() {
             Some(hw) => {
                 let o = cfg.output_size;
                 let mut logits = try_zeroed(rows * o)?;
@@ -269,19 +265,12 @@ impl Model {
                 if let Some(ls) = lengths {
                     zero_padding(&mut logits, ls, seq_len, o);
                 }
-                if record {
-                    outs.push(top);
-                }
-                logits
+                (logits, top)
             }
-            None => {
-                if record {
-                    outs.push(top.clone());
-                }
-                top
-            }
+            // Without a head the top layer's output is the outputs; backward needs no copy.
+            None => (top, Vec::new()),
         };
-        let rec = record.then_some(BiRec { dirs, outs });
+        let rec = record.then_some(BiRec { dirs, top });
         Ok((outputs, final_state, rec))
     }
 
@@ -624,7 +613,7 @@ fn bidir_backward(
     let layout = model.layout();
     let mut grads = try_zeroed(layout.total())?;
     let mut dinit = try_zeroed(cfg.state_len(batch))?;
-    let top = &rec.outs[l - 1];
+    let top = &rec.top;
     // ∂L/∂(top layer's output).
     let mut dh = match model.head() {
         Some(hw) => {
