@@ -108,7 +108,13 @@ impl OutputActivation {
 }
 
 /// The shape of a model: a stack of `num_layers` layers of one cell kind, plus an optional
-/// dense head `H -> output_size`.
+/// dense head `D·H -> output_size` (`D` = [`ModelConfig::num_directions`]).
+///
+/// A bidirectional model (PyTorch's `bidirectional=True`) runs every layer twice, forward
+/// in time and in reverse, each direction with its own weights; a layer's output at each
+/// timestep is `[h_fwd | h_rev]` (`2H` wide), which is what the next layer and the head
+/// read. It runs whole sequences only (forward and training); the streaming step refuses
+/// it, since its reverse direction needs the sequence's end.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ModelConfig {
     /// The recurrent cell of every layer.
@@ -123,6 +129,9 @@ pub struct ModelConfig {
     pub output_size: usize,
     /// Applied by forward and step; the training losses use the pre-activation.
     pub output_activation: OutputActivation,
+    /// Each layer runs forward and in reverse over the sequence (PyTorch's
+    /// `bidirectional=True`): outputs are `2H` wide, states hold `2·num_layers` layers.
+    pub bidirectional: bool,
 }
 
 /// Upper bound on any single dimension, so that every derived size fits comfortably in
@@ -132,7 +141,8 @@ pub const MAX_DIM: usize = 1 << 20;
 pub const MAX_LAYERS: usize = 1024;
 
 impl std::fmt::Display for ModelConfig {
-    /// Compact, for messages: `lstm I=3 H=16 layers=2 head=4 (softmax)`.
+    /// Compact, for messages: `lstm I=3 H=16 layers=2 bidir head=4 (softmax)` (`bidir`
+    /// only for a bidirectional model).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
@@ -142,6 +152,9 @@ impl std::fmt::Display for ModelConfig {
             self.hidden_size,
             self.num_layers
         )?;
+        if self.bidirectional {
+            f.write_str(" bidir")?;
+        }
         if self.has_head() {
             write!(
                 f,
@@ -164,6 +177,47 @@ impl ModelConfig {
             num_layers,
             output_size: 0,
             output_activation: OutputActivation::Identity,
+            bidirectional: false,
+        }
+    }
+
+    /// The same config, bidirectional or not (see [`ModelConfig::bidirectional`]).
+    ///
+    /// ```
+    /// use rnncore::{CellKind, ModelConfig};
+    /// let cfg = ModelConfig::new(CellKind::Lstm, 3, 8, 2).with_bidirectional(true);
+    /// assert_eq!(cfg.num_directions(), 2);
+    /// assert_eq!(cfg.output_dim(), 16); // [h_fwd | h_rev]
+    /// assert_eq!(cfg.state_len(5), 2 * (2 * 2) * 5 * 8); // h and c, [layers*2][batch][H]
+    /// assert_eq!(cfg.to_string(), "lstm I=3 H=8 layers=2 bidir");
+    /// ```
+    pub fn with_bidirectional(mut self, bidirectional: bool) -> Self {
+        self.bidirectional = bidirectional;
+        self
+    }
+
+    /// Directions per layer: 2 for a bidirectional model, else 1.
+    pub fn num_directions(&self) -> usize {
+        if self.bidirectional {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Width of each layer's output, what the layer above and the head read:
+    /// `num_directions · hidden_size`.
+    pub fn layer_output_dim(&self) -> usize {
+        self.num_directions() * self.hidden_size
+    }
+
+    /// Features into layer `k`: `input_size` for layer 0, [`ModelConfig::layer_output_dim`]
+    /// above.
+    pub fn layer_input_dim(&self, k: usize) -> usize {
+        if k == 0 {
+            self.input_size
+        } else {
+            self.layer_output_dim()
         }
     }
 
@@ -205,10 +259,11 @@ impl ModelConfig {
         ParamLayout::new(self).map(|_| ())
     }
 
-    /// Width of the model's outputs: `output_size`, or `hidden_size` without a head.
+    /// Width of the model's outputs: `output_size`, or `num_directions · hidden_size`
+    /// without a head.
     pub fn output_dim(&self) -> usize {
         if self.output_size == 0 {
-            self.hidden_size
+            self.layer_output_dim()
         } else {
             self.output_size
         }
@@ -219,9 +274,12 @@ impl ModelConfig {
         self.output_size > 0
     }
 
-    /// Elements of a state snapshot for `batch` streams: `h` as `[L][B][H]`, then `c` for LSTM.
+    /// Elements of a state snapshot for `batch` streams: `h` as `[L·D][B][H]`, then `c` for
+    /// LSTM (same layout). `D` = [`ModelConfig::num_directions`]; a bidirectional model's
+    /// layers are in PyTorch's `h_n` order: layer-major, direction-minor (layer 0 forward,
+    /// layer 0 reverse, layer 1 forward, ...).
     pub fn state_len(&self, batch: usize) -> usize {
-        let per = self.num_layers * batch * self.hidden_size;
+        let per = self.num_layers * self.num_directions() * batch * self.hidden_size;
         if self.cell.has_cell_state() {
             2 * per
         } else {
@@ -233,7 +291,8 @@ impl ModelConfig {
 /// One named tensor inside the flat parameter buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParamEntry {
-    /// PyTorch name: `weight_ih_l{k}`, `weight_hh_l{k}`, `bias_ih_l{k}`, `bias_hh_l{k}`,
+    /// PyTorch name: `weight_ih_l{k}`, `weight_hh_l{k}`, `bias_ih_l{k}`, `bias_hh_l{k}`
+    /// (a bidirectional model's reverse direction adds the suffix `_reverse`),
     /// `head.weight`, `head.bias`.
     pub name: String,
     /// Row-major shape.
@@ -259,7 +318,8 @@ impl ParamLayout {
         let gh = g
             .checked_mul(h)
             .ok_or_else(|| invalid!("hidden_size {h} too large"))?;
-        let mut entries = Vec::with_capacity(4 * config.num_layers + 2);
+        let dirs = config.num_directions();
+        let mut entries = Vec::with_capacity(4 * dirs * config.num_layers + 2);
         let mut total = 0usize;
         let mut push = |name: String, shape: Vec<usize>| -> Result<()> {
             let len = checked_size(&name, &shape)?;
@@ -275,15 +335,24 @@ impl ParamLayout {
             });
             Ok(())
         };
+        // PyTorch's state_dict order: per layer the forward tensors, then the reverse ones.
         for k in 0..config.num_layers {
-            let inp = if k == 0 { config.input_size } else { h };
-            push(format!("weight_ih_l{k}"), vec![gh, inp])?;
-            push(format!("weight_hh_l{k}"), vec![gh, h])?;
-            push(format!("bias_ih_l{k}"), vec![gh])?;
-            push(format!("bias_hh_l{k}"), vec![gh])?;
+            let inp = if k == 0 {
+                config.input_size
+            } else {
+                dirs.checked_mul(h)
+                    .ok_or_else(|| invalid!("hidden_size {h} too large"))?
+            };
+            for d in 0..dirs {
+                let sfx = if d == 1 { "_reverse" } else { "" };
+                push(format!("weight_ih_l{k}{sfx}"), vec![gh, inp])?;
+                push(format!("weight_hh_l{k}{sfx}"), vec![gh, h])?;
+                push(format!("bias_ih_l{k}{sfx}"), vec![gh])?;
+                push(format!("bias_hh_l{k}{sfx}"), vec![gh])?;
+            }
         }
         if config.has_head() {
-            push("head.weight".into(), vec![config.output_size, h])?;
+            push("head.weight".into(), vec![config.output_size, dirs * h])?;
             push("head.bias".into(), vec![config.output_size])?;
         }
         // Keep the whole model addressable with headroom for gradients and optimizer state.

@@ -45,12 +45,20 @@ pub struct Tape {
     pub(crate) final_state: Vec<f32>,
     /// What the dense layers around the stack recorded; `None` for a plain model.
     pub(crate) extra: Option<Box<crate::layers::LayersTape>>,
+    /// What a pass with lengths or over a bidirectional stack recorded (`crate::bidir`);
+    /// `None` otherwise.
+    pub(crate) seq: Option<Box<crate::bidir::SeqTape>>,
 }
 
 impl Tape {
     /// The outputs the losses see: the head's pre-activation (logits) `[B][T][O]`, or
-    /// the top layer's `h_t` `[B][T][H]` without a head. No output activation applied.
+    /// the top layer's `h_t` `[B][T][H]` without a head (`[B][T][2H]`, forward then
+    /// reverse, for a bidirectional model). No output activation applied. Recorded with
+    /// lengths ([`Model::forward_train_lengths`]), zero past each sequence's length.
     pub fn outputs(&self) -> &[f32] {
+        if let Some(s) = &self.seq {
+            return &s.out;
+        }
         match &self.extra {
             Some(e) => &e.out,
             None => self.stack_outputs(),
@@ -67,7 +75,8 @@ impl Tape {
         }
     }
 
-    /// The final state, snapshot layout (`h` as `[L][B][H]`, then `c` for LSTM).
+    /// The final state, snapshot layout (`h` as `[L·D][B][H]`, then `c` for LSTM; see
+    /// [`ModelConfig::state_len`]).
     pub fn final_state(&self) -> &[f32] {
         &self.final_state
     }
@@ -121,6 +130,17 @@ impl Model {
         y: &mut [f32],
         final_state: Option<&mut [f32]>,
     ) -> Result<()> {
+        if self.config().bidirectional {
+            return self.forward_with_state_lengths(
+                x,
+                batch,
+                seq_len,
+                None,
+                initial,
+                y,
+                final_state,
+            );
+        }
         match self.layers() {
             Some(ls) => crate::layers::forward_with_state(
                 self,
@@ -210,6 +230,9 @@ impl Model {
         seq_len: usize,
         initial: Option<&[f32]>,
     ) -> Result<Tape> {
+        if self.config().bidirectional {
+            return self.forward_train_lengths(x, batch, seq_len, None, initial);
+        }
         match self.layers() {
             Some(ls) => crate::layers::forward_train(self, ls, x, batch, seq_len, initial),
             None => self.core_forward_train(x, batch, seq_len, initial),
@@ -318,6 +341,7 @@ impl Model {
         tape.config = cfg;
         tape.batch = batch;
         tape.seq_len = seq_len;
+        tape.seq = None;
         let Tape {
             x: tx,
             init,
@@ -441,6 +465,7 @@ impl Tape {
             logits: Vec::new(),
             final_state: Vec::new(),
             extra: None,
+            seq: None,
         }
     }
 }

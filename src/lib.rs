@@ -4,6 +4,7 @@
 
 // The product: everything a user names is re-exported below (or is one of the public
 // modules `io` and `train`). The other modules are the implementation.
+mod bidir;
 mod buffers;
 mod cell;
 mod config;

@@ -158,6 +158,12 @@ pub struct Model {
     /// Dense layers around the stack (see [`crate::layers`]); `None` for the plain
     /// "stack + head" model, which never enters that module.
     pub(crate) layers: Option<Box<crate::layers::Layers>>,
+    /// A bidirectional model's directions: per layer `k` and direction `d` (0 forward,
+    /// 1 reverse), at `2k + d`, a one-layer unidirectional model holding a copy of that
+    /// direction's four tensors (remade with the weights); the sequence passes run
+    /// them (`crate::bidir`). Empty for a unidirectional model, whose `packed` and
+    /// `folded_bias` are then used instead (empty here).
+    pub(crate) dirs: Vec<Model>,
 }
 
 impl Model {
@@ -206,10 +212,15 @@ impl Model {
             ));
         }
         let h = self.config.hidden_size;
-        for k in 0..self.config.num_layers {
+        let sfx = ["", "_reverse"];
+        for (k, sfx) in (0..self.config.num_layers).flat_map(|k| {
+            sfx[..self.config.num_directions()]
+                .iter()
+                .map(move |s| (k, s))
+        }) {
             for (name, value) in [
-                (format!("bias_ih_l{k}"), bias),
-                (format!("bias_hh_l{k}"), 0.0),
+                (format!("bias_ih_l{k}{sfx}"), bias),
+                (format!("bias_hh_l{k}{sfx}"), 0.0),
             ] {
                 let e = self
                     .layout
@@ -244,6 +255,7 @@ impl Model {
             all_streams_fused: false,
             cache: ForwardCache::default(),
             layers: None,
+            dirs: Vec::new(),
         };
         m.refresh_derived();
         Ok(m)
@@ -256,6 +268,12 @@ impl Model {
         crate::kernels::activation::tier();
         let cfg = self.config;
         let h = cfg.hidden_size;
+        self.head_at = head_ranges(&cfg, &self.layout);
+        if cfg.bidirectional {
+            self.all_streams_fused = false;
+            self.refresh_directions();
+            return;
+        }
         self.folded_bias = (0..cfg.num_layers)
             .map(|k| {
                 let lw = self.layer(k);
@@ -269,7 +287,6 @@ impl Model {
         self.packed = (0..cfg.num_layers)
             .map(|k| PackedLayer::new(&cfg, &self.layer(k), &self.folded_bias[k]))
             .collect();
-        self.head_at = head_ranges(&cfg, &self.layout);
         self.all_streams_fused = self.packed.iter().all(|pk| pk.stream.is_some());
         self.head_t = match self.head() {
             Some(hw) => PackedB::from_transposed(hw.weight, cfg.output_size, cfg.hidden_size),
@@ -279,6 +296,52 @@ impl Model {
             true => dense_narrow_kernel(cfg.output_size),
             false => None,
         };
+    }
+
+    /// A bidirectional model's [`Model::refresh_derived`]: each direction's one-layer
+    /// model gets the current weights (copied into its buffer, kept between calls) and
+    /// packs them; the head is packed for its `2H` inputs.
+    fn refresh_directions(&mut self) {
+        let cfg = self.config;
+        let n = 2 * cfg.num_layers;
+        if self.dirs.len() != n {
+            self.dirs = (0..n)
+                .map(|i| {
+                    let sub = direction_config(&cfg, i / 2);
+                    let e = &self.layout.entries()[4 * i..4 * i + 4];
+                    let params = self.params[e[0].offset..e[3].offset + e[3].len].to_vec();
+                    Model {
+                        config: sub,
+                        layout: ParamLayout::new(&sub).expect("a direction of a valid model"),
+                        params,
+                        folded_bias: Vec::new(),
+                        packed: Vec::new(),
+                        head_t: PackedB::default(),
+                        head_narrow: None,
+                        head_at: None,
+                        all_streams_fused: false,
+                        cache: ForwardCache::default(),
+                        layers: None,
+                        dirs: Vec::new(),
+                    }
+                })
+                .collect();
+        }
+        for (i, sub) in self.dirs.iter_mut().enumerate() {
+            let e = &self.layout.entries()[4 * i..4 * i + 4];
+            sub.params
+                .copy_from_slice(&self.params[e[0].offset..e[3].offset + e[3].len]);
+            sub.refresh_derived();
+        }
+        self.folded_bias = Vec::new();
+        self.packed = Vec::new();
+        self.head_t = match self.head() {
+            Some(hw) => {
+                PackedB::from_transposed(hw.weight, cfg.output_size, cfg.layer_output_dim())
+            }
+            None => PackedB::default(),
+        };
+        self.head_narrow = None;
     }
 
     /// The configuration.
@@ -340,6 +403,10 @@ impl Model {
     /// layer's `G·H·(I_k + H)` and the head's `H·O`. Sizes the parallel split.
     pub(crate) fn macs_per_row(&self) -> usize {
         let cfg = self.config();
+        if cfg.bidirectional {
+            let dirs: usize = self.dirs.iter().map(Model::macs_per_row).sum();
+            return dirs + cfg.layer_output_dim() * cfg.output_size;
+        }
         let (h, gh) = (cfg.hidden_size, cfg.cell.gates() * cfg.hidden_size);
         let layers: usize = (0..cfg.num_layers)
             .map(|k| gh * (self.layer(k).input_size + h))
@@ -391,6 +458,17 @@ pub(crate) fn layer_view<'a>(
     }
 }
 
+/// The config of direction model `k` of a bidirectional `config` (see `Model::dirs`):
+/// one unidirectional layer reading layer `k`'s input, no head.
+pub(crate) fn direction_config(config: &ModelConfig, k: usize) -> ModelConfig {
+    ModelConfig::new(
+        config.cell,
+        config.layer_input_dim(k),
+        config.hidden_size,
+        1,
+    )
+}
+
 /// The head's tensors inside any buffer laid out as `layout`.
 pub(crate) fn head_view<'a>(
     config: &ModelConfig,
@@ -411,7 +489,7 @@ fn head_ranges(config: &ModelConfig, layout: &ParamLayout) -> Option<(Range<usiz
         return None;
     }
     // The head follows the stack's tensors (dense layers, if any, come after it).
-    let n = 4 * config.num_layers + 2;
+    let n = 4 * config.num_directions() * config.num_layers + 2;
     let (w, b) = (&layout.entries()[n - 2], &layout.entries()[n - 1]);
     Some((w.offset..w.offset + w.len, b.offset..b.offset + b.len))
 }

@@ -64,7 +64,8 @@ impl View<'_> {
 }
 
 /// Runs the model in f64. `params` in [`ParamLayout`] order, `x` `[B][T][I]`,
-/// `init` a snapshot-layout state.
+/// `init` a snapshot-layout state. Unidirectional models, every sequence `seq_len`
+/// long; [`forward_seq`] covers bidirectional models and lengths.
 pub fn forward(
     cfg: &ModelConfig,
     params: &[f64],
@@ -78,6 +79,10 @@ pub fn forward(
         layout: ParamLayout::new(cfg).unwrap(),
         p: params,
     };
+    assert!(
+        !cfg.bidirectional,
+        "reference::forward is unidirectional: forward_seq"
+    );
     let (h, l) = (cfg.hidden_size, cfg.num_layers);
     let lbh = l * batch * h;
     let mut steps = vec![vec![Step::default(); batch * seq_len]; l];
@@ -212,6 +217,91 @@ pub fn forward(
         batch,
         seq_len,
     }
+}
+
+/// The reference of any model without dense layers, bidirectional or not, on a padded
+/// batch with optional `lengths` (`None`: every sequence `seq_len` long). Written
+/// straight from the definitions, one sequence at a time: sequence `b` is its first
+/// `n = lengths[b]` steps; each layer `k` runs each direction `d` as a one-layer model
+/// ([`forward`]) over that layer's inputs at positions `0..n` (forward) or `n-1` down to
+/// `0` (reverse), and its output at position `p` is `[h_fwd(p) | h_rev(p)]`; the head
+/// reads it. Returns the pre-activation outputs `[B][T][O]` (zero past each length) and
+/// the final state in snapshot layout (`[L·D][B][H]` layer-major, direction-minor, then
+/// `c` for LSTM): each direction's state after its last step.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_seq(
+    cfg: &ModelConfig,
+    params: &[f64],
+    x: &[f64],
+    batch: usize,
+    seq_len: usize,
+    init: &[f64],
+    lengths: Option<&[usize]>,
+) -> (Vec<f64>, Vec<f64>) {
+    let v = View {
+        cfg,
+        layout: ParamLayout::new(cfg).unwrap(),
+        p: params,
+    };
+    let (h, l, dirs) = (cfg.hidden_size, cfg.num_layers, cfg.num_directions());
+    let (i_sz, w) = (cfg.input_size, dirs * h);
+    let o = cfg.output_dim();
+    let ld = l * dirs;
+    let lbh = ld * batch * h;
+    let lstm = cfg.cell == CellKind::Lstm;
+    let mut out = vec![0.0; batch * seq_len * o];
+    let mut fin = vec![0.0; cfg.state_len(batch)];
+    for b in 0..batch {
+        let n = lengths.map_or(seq_len, |ls| ls[b]);
+        // The layer's input at each valid position.
+        let mut inp: Vec<Vec<f64>> = (0..n)
+            .map(|p| x[(b * seq_len + p) * i_sz..(b * seq_len + p + 1) * i_sz].to_vec())
+            .collect();
+        for k in 0..l {
+            let in_w = inp[0].len();
+            let mut next = vec![vec![0.0; w]; n];
+            for d in 0..dirs {
+                let sfx = if d == 1 { "_reverse" } else { "" };
+                let sub = ModelConfig::new(cfg.cell, in_w, h, 1);
+                let mut sp = Vec::new();
+                for name in ["weight_ih", "weight_hh", "bias_ih", "bias_hh"] {
+                    sp.extend_from_slice(v.t(&format!("{name}_l{k}{sfx}")));
+                }
+                let order: Vec<usize> = if d == 0 {
+                    (0..n).collect()
+                } else {
+                    (0..n).rev().collect()
+                };
+                let xs: Vec<f64> = order.iter().flat_map(|&p| inp[p].clone()).collect();
+                let so = ((k * dirs + d) * batch + b) * h;
+                let mut s0 = init[so..so + h].to_vec();
+                if lstm {
+                    s0.extend_from_slice(&init[lbh + so..lbh + so + h]);
+                }
+                let tape = forward(&sub, &sp, &xs, 1, n, &s0);
+                for (t, &p) in order.iter().enumerate() {
+                    next[p][d * h..(d + 1) * h].copy_from_slice(&tape.outputs[t * h..(t + 1) * h]);
+                }
+                fin[so..so + h].copy_from_slice(&tape.final_state[..h]);
+                if lstm {
+                    fin[lbh + so..lbh + so + h].copy_from_slice(&tape.final_state[h..2 * h]);
+                }
+            }
+            inp = next;
+        }
+        for (p, top) in inp.iter().enumerate() {
+            let r = (b * seq_len + p) * o;
+            if cfg.has_head() {
+                let (hw, hb) = (v.t("head.weight"), v.t("head.bias"));
+                for q in 0..o {
+                    out[r + q] = View::dot(hw, q, w, top) + hb[q];
+                }
+            } else {
+                out[r..r + o].copy_from_slice(top);
+            }
+        }
+    }
+    (out, fin)
 }
 
 /// Gradients from the reference backward.

@@ -69,6 +69,9 @@ impl State {
     /// A zero state for `batch` streams and blocks of up to `max_block` timesteps.
     pub fn with_block(model: &Model, batch: usize, max_block: usize) -> Result<State> {
         let cfg = *model.config();
+        if cfg.bidirectional {
+            return Err(streaming_bidirectional());
+        }
         if batch == 0 {
             return Err(invalid!("batch is 0, expected >= 1"));
         }
@@ -231,6 +234,15 @@ fn wrong_model(state: &ModelConfig, model: &ModelConfig) -> crate::error::Error 
 
 #[cold]
 #[inline(never)]
+fn streaming_bidirectional() -> crate::error::Error {
+    invalid!(
+        "a bidirectional model cannot run step by step (its reverse direction starts at \
+         the end of the sequence): use forward or forward_with_state on whole sequences"
+    )
+}
+
+#[cold]
+#[inline(never)]
 fn block_too_long(seq_len: usize, max_block: usize) -> crate::error::Error {
     invalid!("seq_len is {seq_len}, but the state was made for blocks of at most {max_block}")
 }
@@ -291,6 +303,9 @@ impl Model {
         y: &mut [f32],
     ) -> Result<()> {
         let cfg = self.config();
+        if cfg.bidirectional {
+            return Err(streaming_bidirectional());
+        }
         state.check_model(cfg)?;
         if seq_len > state.max_block {
             return Err(block_too_long(seq_len, state.max_block));
@@ -314,6 +329,9 @@ impl Model {
         seq_len: usize,
         y: &mut [f32],
     ) -> Result<()> {
+        if self.config().bidirectional {
+            return Err(streaming_bidirectional());
+        }
         if self.layers.is_none() && self.is_audio_step(state, x, seq_len) {
             // Here rather than behind the calls below: a per-sample call pays for every
             // level it goes through.

@@ -57,6 +57,7 @@ fn meta_of(c: &ModelConfig) -> Vec<(String, String)> {
             "output_activation".into(),
             c.output_activation.name().into(),
         ),
+        ("bidirectional".into(), c.bidirectional.to_string()),
     ]
 }
 
@@ -264,7 +265,7 @@ fn saved_files_follow_the_format_for_other_readers() {
     for (k, v) in meta_of(m.config()) {
         assert_eq!(meta.get(&k), Some(&v), "{k}");
     }
-    assert_eq!(meta.len(), 6);
+    assert_eq!(meta.len(), 7);
 }
 
 // ----------------------------------------------------------------------------

@@ -6,7 +6,7 @@
 //!
 //! Run with `--nocapture` to see the worst error measured per group.
 
-use rnncore::train::loss::{cross_entropy, mse};
+use rnncore::train::loss::{cross_entropy, cross_entropy_lengths, mse, mse_lengths};
 use rnncore::{
     CellKind, Error, Model, ModelConfig, Optimizer, OutputActivation, Targets, TrainConfig, Trainer,
 };
@@ -25,6 +25,28 @@ fn cases() -> Vec<String> {
         }
     }
     v.push("lstm_l1_softmax".into());
+    v
+}
+
+/// The issue 18 cases this crate runs (`issue18/`, see the fixtures' README):
+/// bidirectional layers of every cell, 1 and 2 layers, with and without head, and
+/// padded batches with lengths, one and two directions. (The `proj_size` and dropout
+/// cases are not covered here.)
+fn issue18_cases() -> Vec<String> {
+    let mut v = Vec::new();
+    for cell in CELLS {
+        for l in [1, 2] {
+            v.push(format!("issue18/{cell}_l{l}_bidir"));
+        }
+    }
+    for l in [1, 2] {
+        v.push(format!("issue18/lstm_l{l}_bidir_head"));
+        for cell in ["lstm", "gru_lbr"] {
+            v.push(format!("issue18/{cell}_l{l}_len"));
+            v.push(format!("issue18/{cell}_l{l}_bidir_len"));
+        }
+    }
+    v.push("issue18/lstm_l2_bidir_len_head".into());
     v
 }
 
@@ -108,6 +130,12 @@ impl Data {
         }
     }
 
+    /// The case's `lengths` (`_len` cases), else `None`.
+    fn lengths(&self) -> Option<Vec<usize>> {
+        self.has("lengths")
+            .then(|| self.i32("lengths").iter().map(|&n| n as usize).collect())
+    }
+
     fn scalar(&self, name: &str) -> f32 {
         self.f32(name)[0]
     }
@@ -126,6 +154,7 @@ impl Data {
             output_size: self.usize("output_size"),
             output_activation: OutputActivation::from_name(&self.meta["output_activation"])
                 .unwrap(),
+            bidirectional: self.meta.get("bidirectional").is_some_and(|v| v == "true"),
         }
     }
 
@@ -322,46 +351,59 @@ fn dtype_variants_match_the_f32_file_within_their_precision() {
 /// rounding through T = 5 steps and 2 layers stays around 1e-7.
 #[test]
 fn forward_matches_pytorch() {
+    forward_cases(&cases(), "forward");
+}
+
+/// As [`forward_matches_pytorch`], for bidirectional models and lengths (outputs zero
+/// past each length, each sequence's final state at its own last step).
+#[test]
+fn issue18_forward_matches_pytorch() {
+    forward_cases(&issue18_cases(), "issue 18 forward");
+}
+
+fn forward_cases(cases: &[String], title: &str) {
     let mut report = Report::default();
-    for case in cases() {
-        let (model, data) = load_case(&case);
+    for case in cases {
+        let (model, data) = load_case(case);
         let (b, t) = (data.usize("batch"), data.usize("seq_len"));
         let cfg = *model.config();
         let x = data.f32("x");
         let n_y = b * t * model.output_size();
         let n_s = cfg.state_len(b);
+        let lengths = data.lengths();
+        let ls = lengths.as_deref();
 
         let mut y = vec![f32::NAN; n_y];
         let mut fin = vec![f32::NAN; n_s];
         model
-            .forward_with_state(x, b, t, None, &mut y, Some(&mut fin))
+            .forward_with_state_lengths(x, b, t, ls, None, &mut y, Some(&mut fin))
             .unwrap();
-        report.abs("y", &case, &y, data.f32("y"), 1e-5);
-        report.abs("hn (and cn)", &case, &fin, &data.state("hn", "cn"), 1e-5);
-        assert_eq!(
-            model.forward(x, b, t).unwrap(),
-            y,
-            "{case}: forward = forward_with_state"
-        );
+        report.abs("y", case, &y, data.f32("y"), 1e-5);
+        report.abs("hn (and cn)", case, &fin, &data.state("hn", "cn"), 1e-5);
+        let plain = match ls {
+            Some(ls) => model.forward_lengths(x, b, t, ls).unwrap(),
+            None => model.forward(x, b, t).unwrap(),
+        };
+        assert_eq!(plain, y, "{case}: forward = forward_with_state");
 
         let init = data.state("h0", "c0");
         model
-            .forward_with_state(x, b, t, Some(&init), &mut y, Some(&mut fin))
+            .forward_with_state_lengths(x, b, t, ls, Some(&init), &mut y, Some(&mut fin))
             .unwrap();
-        report.abs("y_state", &case, &y, data.f32("y_state"), 1e-5);
+        report.abs("y_state", case, &y, data.f32("y_state"), 1e-5);
         report.abs(
             "hn_state (and cn)",
-            &case,
+            case,
             &fin,
             &data.state("hn_state", "cn_state"),
             1e-5,
         );
 
         // The training forward's outputs are the logits (no softmax).
-        let tape = model.forward_train(x, b, t, None).unwrap();
-        report.abs("logits", &case, tape.outputs(), data.f32("logits"), 1e-5);
+        let tape = model.forward_train_lengths(x, b, t, ls, None).unwrap();
+        report.abs("logits", case, tape.outputs(), data.f32("logits"), 1e-5);
     }
-    report.finish("forward");
+    report.finish(title);
 }
 
 // ----------------------------------------------------------------------------
@@ -434,49 +476,105 @@ fn check_loss(report: &mut Report, group: &str, case: &str, got: f32, want: f32)
     );
 }
 
+/// [`mse`], or [`mse_lengths`] with lengths.
+#[allow(clippy::too_many_arguments)]
+fn mse_of(
+    out: &[f32],
+    b: usize,
+    t: usize,
+    o: usize,
+    lengths: Option<&[usize]>,
+    target: &[f32],
+    targets: Targets,
+    d: &mut [f32],
+) -> f32 {
+    match lengths {
+        Some(ls) => mse_lengths(out, b, t, o, ls, target, targets, d),
+        None => mse(out, b, t, o, target, targets, d),
+    }
+    .unwrap()
+}
+
+/// [`cross_entropy`], or [`cross_entropy_lengths`] with lengths.
+#[allow(clippy::too_many_arguments)]
+fn xent_of(
+    out: &[f32],
+    b: usize,
+    t: usize,
+    o: usize,
+    lengths: Option<&[usize]>,
+    labels: &[i32],
+    targets: Targets,
+    d: &mut [f32],
+) -> f32 {
+    match lengths {
+        Some(ls) => cross_entropy_lengths(out, b, t, o, ls, labels, targets, d),
+        None => cross_entropy(out, b, t, o, labels, targets, d),
+    }
+    .unwrap()
+}
+
 #[test]
 fn gradients_match_pytorch() {
+    gradient_cases(&cases(), "gradients");
+}
+
+/// As [`gradients_match_pytorch`], for bidirectional models and lengths (the losses
+/// over valid steps only, as the fixtures' README defines them).
+#[test]
+fn issue18_gradients_match_pytorch() {
+    gradient_cases(&issue18_cases(), "issue 18 gradients");
+}
+
+fn gradient_cases(cases: &[String], title: &str) {
     let mut report = Report::default();
-    for case in cases() {
-        let (model, data) = load_case(&case);
+    for case in cases {
+        let (model, data) = load_case(case);
+        let case = case.as_str();
         let (b, t) = (data.usize("batch"), data.usize("seq_len"));
         let o = model.output_size();
         let x = data.f32("x");
+        let lengths = data.lengths();
+        let ls = lengths.as_deref();
 
         // MSE at every step, from h0 (c0): gradients reach the initial state too.
         let init = data.state("h0", "c0");
-        let tape = model.forward_train(x, b, t, Some(&init)).unwrap();
+        let tape = model
+            .forward_train_lengths(x, b, t, ls, Some(&init))
+            .unwrap();
         let mut d = vec![f32::NAN; b * t * o];
-        let loss = mse(
+        let target = data.f32("mse_target");
+        let loss = mse_of(
             tape.outputs(),
             b,
             t,
             o,
-            data.f32("mse_target"),
+            ls,
+            target,
             Targets::EveryStep,
             &mut d,
-        )
-        .unwrap();
-        check_loss(&mut report, "mse", &case, loss, data.scalar("mse_loss"));
+        );
+        check_loss(&mut report, "mse", case, loss, data.scalar("mse_loss"));
         let g = model.backward(&tape, &d, None, false).unwrap();
         check_grads(&mut report, "grad_mse", &model, &data, &g, true);
 
         // The rest from the zero state.
-        let tape = model.forward_train(x, b, t, None).unwrap();
-        let loss = mse(
+        let tape = model.forward_train_lengths(x, b, t, ls, None).unwrap();
+        let target = data.f32("mse_last_target");
+        let loss = mse_of(
             tape.outputs(),
             b,
             t,
             o,
-            data.f32("mse_last_target"),
+            ls,
+            target,
             Targets::LastStep,
             &mut d,
-        )
-        .unwrap();
+        );
         check_loss(
             &mut report,
             "mse_last",
-            &case,
+            case,
             loss,
             data.scalar("mse_last_loss"),
         );
@@ -485,26 +583,42 @@ fn gradients_match_pytorch() {
 
         let labels = data.i32("xent_labels");
         assert!(labels.contains(&-1), "{case}: fixture has ignored labels");
-        let loss =
-            cross_entropy(tape.outputs(), b, t, o, labels, Targets::EveryStep, &mut d).unwrap();
-        check_loss(&mut report, "xent", &case, loss, data.scalar("xent_loss"));
+        let loss = xent_of(
+            tape.outputs(),
+            b,
+            t,
+            o,
+            ls,
+            labels,
+            Targets::EveryStep,
+            &mut d,
+        );
+        check_loss(&mut report, "xent", case, loss, data.scalar("xent_loss"));
         let g = model.backward(&tape, &d, None, false).unwrap();
         check_grads(&mut report, "grad_xent", &model, &data, &g, false);
 
         let labels = data.i32("xent_last_labels");
-        let loss =
-            cross_entropy(tape.outputs(), b, t, o, labels, Targets::LastStep, &mut d).unwrap();
+        let loss = xent_of(
+            tape.outputs(),
+            b,
+            t,
+            o,
+            ls,
+            labels,
+            Targets::LastStep,
+            &mut d,
+        );
         check_loss(
             &mut report,
             "xent_last",
-            &case,
+            case,
             loss,
             data.scalar("xent_last_loss"),
         );
         let g = model.backward(&tape, &d, None, false).unwrap();
         check_grads(&mut report, "grad_xent_last", &model, &data, &g, false);
     }
-    report.finish("gradients");
+    report.finish(title);
 }
 
 // ----------------------------------------------------------------------------
@@ -541,14 +655,16 @@ fn train(case: &str, key: &str, steps: usize, mut after: impl FnMut(usize, &Mode
     let (mut model, data) = load_case(case);
     let (b, t) = (data.usize("batch"), data.usize("seq_len"));
     let mut trainer = Trainer::new(&model, train_config(&data, key)).unwrap();
+    let lengths = data.lengths();
     for s in 1..=steps {
         let loss = trainer
-            .step_mse(
+            .step_mse_lengths(
                 &mut model,
                 None,
                 data.f32("x"),
                 b,
                 t,
+                lengths.as_deref(),
                 data.f32("mse_target"),
                 Targets::EveryStep,
             )
@@ -563,13 +679,23 @@ fn train(case: &str, key: &str, steps: usize, mut after: impl FnMut(usize, &Mode
 /// below 1e-5 absolute, which is what we ask (weights are O(0.3)).
 #[test]
 fn sgd_steps_match_pytorch() {
+    sgd_cases(&cases(), "sgd");
+}
+
+/// As [`sgd_steps_match_pytorch`], for bidirectional models and lengths.
+#[test]
+fn issue18_sgd_steps_match_pytorch() {
+    sgd_cases(&issue18_cases(), "issue 18 sgd");
+}
+
+fn sgd_cases(cases: &[String], title: &str) {
     let mut report = Report::default();
-    for case in cases() {
-        let data = Data::read(&case);
+    for case in cases {
+        let data = Data::read(case);
         let steps = data.usize("sgd_steps");
         let losses = data.f32("mse_losses_sgd").to_vec();
-        train(&case, "sgd", steps, |s, model, _, loss| {
-            check_loss(&mut report, "sgd", &case, loss, losses[s - 1]);
+        train(case, "sgd", steps, |s, model, _, loss| {
+            check_loss(&mut report, "sgd", case, loss, losses[s - 1]);
             for e in model.layout().entries() {
                 let want = data.f32(&format!("sgd{s}.{}", e.name));
                 report.abs(
@@ -582,7 +708,7 @@ fn sgd_steps_match_pytorch() {
             }
         });
     }
-    report.finish("sgd");
+    report.finish(title);
 }
 
 /// Adam and AdamW after 3 clipped steps. The update `lr·m̂/(sqrt(v̂)+eps)` has magnitude
@@ -605,17 +731,28 @@ fn sgd_steps_match_pytorch() {
 /// `clip_grad_norm_`'s return within 1e-5 relative, and the losses as elsewhere.
 #[test]
 fn adam_and_adamw_steps_match_pytorch() {
+    adam_cases(&cases(), "adam/adamw");
+}
+
+/// As [`adam_and_adamw_steps_match_pytorch`], for bidirectional models and lengths.
+#[test]
+fn issue18_adam_and_adamw_steps_match_pytorch() {
+    adam_cases(&issue18_cases(), "issue 18 adam/adamw");
+}
+
+fn adam_cases(cases: &[String], title: &str) {
     let mut report = Report::default();
     let mut ill = 0usize;
     for key in ["adam", "adamw"] {
-        for case in cases() {
-            let data = Data::read(&case);
+        for case in cases {
+            let case = case.as_str();
+            let data = Data::read(case);
             let steps = data.usize(&format!("{key}_steps"));
             let lr = train_config(&data, key).learning_rate as f64;
             let losses = data.f32(&format!("mse_losses_{key}")).to_vec();
             let norms = data.f32(&format!("{key}_clip_norm")).to_vec();
-            train(&case, key, steps, |s, model, trainer, loss| {
-                check_loss(&mut report, key, &case, loss, losses[s - 1]);
+            train(case, key, steps, |s, model, trainer, loss| {
+                check_loss(&mut report, key, case, loss, losses[s - 1]);
                 let n = trainer.last_grad_norm() as f32;
                 report.rel(
                     &format!("{key} grad norm"),
@@ -659,7 +796,7 @@ fn adam_and_adamw_steps_match_pytorch() {
         }
     }
     eprintln!("{ill} ill-conditioned elements compared loosely");
-    report.finish("adam/adamw");
+    report.finish(title);
 }
 
 #[test]
@@ -670,4 +807,28 @@ fn non_finite_inputs_stay_errors_on_fixture_models() {
     let mut x = data.f32("x").to_vec();
     x[3] = f32::NAN;
     assert!(matches!(model.forward(&x, b, t), Err(Error::NonFinite(_))));
+}
+
+/// The issue 18 models load with the data file's config; the plain ones (no metadata:
+/// `save_file(module.state_dict())`) are decided by their names and shapes, `_reverse`
+/// making them bidirectional, and so are the others with their metadata dropped (up to
+/// what the shapes cannot tell, as for the original cases).
+#[test]
+fn issue18_models_load_with_their_config() {
+    for case in issue18_cases() {
+        let (model, data) = load_case(&case);
+        let want = data.config();
+        assert_eq!(data.meta["bidirectional"] == "true", want.bidirectional);
+        assert_eq!(model.config(), &want, "{case}");
+        let m = Model::from_safetensors(&without_metadata(&case)).unwrap();
+        let mut inferred = want;
+        inferred.cell = match want.cell {
+            CellKind::Gru => CellKind::GruLbr,
+            CellKind::RnnRelu => CellKind::RnnTanh,
+            c => c,
+        };
+        inferred.output_activation = OutputActivation::Identity;
+        assert_eq!(m.config(), &inferred, "{case} without metadata");
+        assert_eq!(m.parameters(), model.parameters(), "{case}");
+    }
 }

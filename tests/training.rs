@@ -244,6 +244,7 @@ const ED: EncDec = EncDec {
         num_layers: 1,
         output_size: 0,
         output_activation: OutputActivation::Identity,
+        bidirectional: false,
     },
     dec: ModelConfig {
         cell: CellKind::Lstm,
@@ -252,6 +253,7 @@ const ED: EncDec = EncDec {
         num_layers: 1,
         output_size: 2,
         output_activation: OutputActivation::Identity,
+        bidirectional: false,
     },
 };
 

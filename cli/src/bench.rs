@@ -71,12 +71,13 @@ fn repeat(secs: f64, mut f: impl FnMut() -> Result<()>) -> Result<(u64, Duration
 /// Matrix-product FLOPs of one timestep of one sequence.
 pub fn flops_per_step(c: &ModelConfig) -> f64 {
     let (g, h) = (c.cell.gates() as f64, c.hidden_size as f64);
+    let dirs = c.num_directions() as f64;
     let mut f = 0.0;
     for k in 0..c.num_layers {
-        let i = if k == 0 { c.input_size as f64 } else { h };
-        f += 2.0 * g * h * (i + h);
+        let i = c.layer_input_dim(k) as f64;
+        f += dirs * 2.0 * g * h * (i + h);
     }
-    f + 2.0 * h * c.output_size as f64
+    f + 2.0 * c.layer_output_dim() as f64 * c.output_size as f64
 }
 
 /// `rnncore bench`.

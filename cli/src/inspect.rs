@@ -31,16 +31,21 @@ pub fn describe(model: &Model) -> String {
         parts.extend(l.pre.iter().map(dense));
     }
     parts.push(format!(
-        "{} x{} (input {}, hidden {})",
+        "{} x{} (input {}, hidden {}{})",
         c.cell.name(),
         c.num_layers,
         c.input_size,
-        c.hidden_size
+        c.hidden_size,
+        if c.bidirectional {
+            ", bidirectional"
+        } else {
+            ""
+        }
     ));
     if c.has_head() {
         parts.push(format!(
             "head {} -> {} ({})",
-            c.hidden_size,
+            c.layer_output_dim(),
             c.output_size,
             c.output_activation.name()
         ));
@@ -62,7 +67,7 @@ pub fn run(a: &InspectArgs) -> Result<()> {
     let head = if c.has_head() {
         format!(
             "dense head {} -> {} ({})",
-            c.hidden_size,
+            c.layer_output_dim(),
             c.output_size,
             c.output_activation.name()
         )
@@ -72,9 +77,14 @@ pub fn run(a: &InspectArgs) -> Result<()> {
         "no head (outputs are the top layer's h)".into()
     };
     println!(
-        "  cell {}, {} layer(s), input {}, hidden {}, {head}",
+        "  cell {}, {} layer(s){}, input {}, hidden {}, {head}",
         c.cell.name(),
         c.num_layers,
+        if c.bidirectional {
+            " (bidirectional: outputs [h_fwd | h_rev])"
+        } else {
+            ""
+        },
         c.input_size,
         c.hidden_size
     );

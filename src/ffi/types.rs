@@ -159,6 +159,8 @@ impl rnn_config {
             num_layers: self.num_layers as usize,
             output_size: self.output_size as usize,
             output_activation,
+            // `rnn_config` has no such field: C callers get unidirectional models.
+            bidirectional: false,
         })
     }
 

@@ -468,6 +468,8 @@ struct Names {
     prefix: String,
     /// Highest layer index seen plus one; 0 when there is no recurrent tensor.
     layers: usize,
+    /// Whether a reverse-direction tensor (`..._reverse`) was seen.
+    reverse: bool,
 }
 
 impl Names {
@@ -476,13 +478,15 @@ impl Names {
         let mut prefix: Option<(&str, &str)> = None; // (prefix, first tensor with it)
         let mut head: Option<(&str, &str)> = None;
         let mut layers = 0usize;
+        let mut reverse = false;
         for (i, t) in tensors.iter().enumerate() {
             let name = t.name.as_str();
             if super::dense::dense_name(name).is_some() {
                 continue; // the dense layers around the stack: `super::dense`
             }
             let (pre, base) = name.split_at(name.rfind('.').map_or(0, |p| p + 1));
-            if let Some(k) = recurrent_layer(base) {
+            if let Some((k, rev)) = recurrent_layer(base) {
+                reverse |= rev;
                 match prefix {
                     None => prefix = Some((pre, name)),
                     Some((p, first)) if p != pre => {
@@ -520,6 +524,7 @@ impl Names {
             canonical,
             prefix: prefix.map_or(String::new(), |(p, _)| p.to_string()),
             layers,
+            reverse,
         })
     }
 
@@ -533,9 +538,15 @@ impl Names {
     }
 }
 
-/// `Some(k)` for `weight_ih_l{k}`, `weight_hh_l{k}`, `bias_ih_l{k}`, `bias_hh_l{k}`
-/// (k in canonical decimal: no sign, no leading zero).
-fn recurrent_layer(base: &str) -> Option<usize> {
+/// `Some((k, reverse))` for `weight_ih_l{k}`, `weight_hh_l{k}`, `bias_ih_l{k}`,
+/// `bias_hh_l{k}` (k in canonical decimal: no sign, no leading zero), each optionally
+/// with PyTorch's `_reverse` suffix of a bidirectional layer's reverse direction
+/// (`reverse` true).
+fn recurrent_layer(base: &str) -> Option<(usize, bool)> {
+    let (base, reverse) = match base.strip_suffix("_reverse") {
+        Some(b) => (b, true),
+        None => (base, false),
+    };
     let rest = base
         .strip_prefix("weight_")
         .or_else(|| base.strip_prefix("bias_"))?;
@@ -546,7 +557,7 @@ fn recurrent_layer(base: &str) -> Option<usize> {
         && digits.bytes().all(|b| b.is_ascii_digit())
         && (digits == "0" || !digits.starts_with('0'));
     if canonical {
-        digits.parse().ok()
+        digits.parse().ok().map(|k| (k, reverse))
     } else {
         None
     }
@@ -561,16 +572,15 @@ fn head_field(name: &str) -> Option<(&str, &str)> {
 
 fn unexpected_name(name: &str) -> Error {
     let base = name.rsplit('.').next().unwrap_or(name);
-    let why = if base.ends_with("_reverse") {
-        " (bidirectional layers are not supported)"
-    } else if base.starts_with("weight_hr_l") {
+    let why = if base.starts_with("weight_hr_l") {
         " (LSTM projections, proj_size > 0, are not supported)"
     } else {
         ""
     };
     format_err!(
         "unexpected tensor `{name}`{why}: expected weight_ih_l{{k}}, weight_hh_l{{k}}, \
-         bias_ih_l{{k}}, bias_hh_l{{k}} (with one common prefix or none) and optionally \
+         bias_ih_l{{k}}, bias_hh_l{{k}} (each optionally with _reverse, with one common \
+         prefix or none) and optionally \
          head.weight, head.bias (or fc., linear., out., decoder.)"
     )
 }
@@ -596,6 +606,7 @@ struct Meta {
     num_layers: Option<usize>,
     output_size: Option<usize>,
     output_activation: Option<OutputActivation>,
+    bidirectional: Option<bool>,
 }
 
 impl Meta {
@@ -616,6 +627,17 @@ impl Meta {
                 "hidden_size" => m.hidden_size = Some(parse_size(k, v)?),
                 "num_layers" => m.num_layers = Some(parse_size(k, v)?),
                 "output_size" => m.output_size = Some(parse_size(k, v)?),
+                "bidirectional" => {
+                    m.bidirectional = Some(match v.as_str() {
+                        "true" => true,
+                        "false" => false,
+                        _ => {
+                            return Err(format_err!(
+                                "metadata bidirectional is {v:?}, expected true or false"
+                            ))
+                        }
+                    })
+                }
                 "output_activation" => {
                     m.output_activation = Some(OutputActivation::from_name(v).ok_or_else(|| {
                         format_err!(
@@ -638,6 +660,7 @@ impl Meta {
             ("num_layers", self.num_layers.is_some()),
             ("output_size", self.output_size.is_some()),
             ("output_activation", self.output_activation.is_some()),
+            ("bidirectional", self.bidirectional.is_some()),
         ]
         .into_iter()
         .filter_map(|(k, g)| g.then_some(k))
@@ -660,18 +683,23 @@ fn describe(c: &ModelConfig, meta: &Meta) -> String {
     let given = meta.given();
     let source = if given.is_empty() {
         "inferred from the shapes".to_string()
-    } else if given.len() == 6 {
+    } else if given.len() == 7 {
         "from the file's metadata".to_string()
     } else {
         format!("{} from the file's metadata", given.join(", "))
     };
     format!(
-        "cell {}, input_size {}, hidden_size {}, num_layers {}, output_size {} ({source})",
+        "cell {}, input_size {}, hidden_size {}, num_layers {}, output_size {}{} ({source})",
         c.cell.name(),
         c.input_size,
         c.hidden_size,
         c.num_layers,
-        c.output_size
+        c.output_size,
+        if c.bidirectional {
+            ", bidirectional"
+        } else {
+            ""
+        }
     )
 }
 
@@ -744,6 +772,15 @@ fn infer_config(tensors: &[RawTensor], names: &Names, meta: &Meta) -> Result<Mod
         },
     };
     let output_activation = meta.output_activation.unwrap_or(OutputActivation::Identity);
+    // Without the metadata key (files from PyTorch, and from rnncore before it wrote
+    // one), the names decide: PyTorch names a reverse direction's tensors `_reverse`.
+    let bidirectional = meta.bidirectional.unwrap_or(names.reverse);
+    if !bidirectional && names.reverse {
+        return Err(format_err!(
+            "metadata bidirectional is false, but the file has a reverse direction's tensors \
+             (names ending in `_reverse`)"
+        ));
+    }
     let config = ModelConfig {
         cell,
         input_size,
@@ -751,6 +788,7 @@ fn infer_config(tensors: &[RawTensor], names: &Names, meta: &Meta) -> Result<Mod
         num_layers,
         output_size,
         output_activation,
+        bidirectional,
     };
     config.validate().map_err(|e| {
         format_err!(
@@ -783,6 +821,7 @@ pub fn to_safetensors_with_metadata(model: &Model, extra: &[(&str, &str)]) -> Re
         "num_layers",
         "output_size",
         "output_activation",
+        "bidirectional",
     ];
     for (i, (k, _)) in extra.iter().enumerate() {
         if config_keys.contains(k) || super::dense::KEYS.contains(k) {
@@ -801,6 +840,7 @@ pub fn to_safetensors_with_metadata(model: &Model, extra: &[(&str, &str)]) -> Re
         ("num_layers", c.num_layers.to_string()),
         ("output_size", c.output_size.to_string()),
         ("output_activation", c.output_activation.name().to_string()),
+        ("bidirectional", c.bidirectional.to_string()),
     ];
     meta.extend(super::dense::metadata(model));
     let mut header = String::from("{\"__metadata__\":{");

@@ -357,6 +357,12 @@ impl Model {
         if layers.is_empty() {
             return Model::from_parameters(config, params);
         }
+        if config.bidirectional {
+            return Err(invalid!(
+                "dense layers around a bidirectional recurrent stack are not supported \
+                 (only its head)"
+            ));
+        }
         if layers.is_plain_head() && !config.has_head() {
             // The head's tensors follow the stack's, in the same order as post.0's.
             let d = layers.post[0];
@@ -395,6 +401,12 @@ impl Model {
         let core = Model::new(config, seed)?;
         if layers.is_empty() {
             return Ok(core);
+        }
+        if config.bidirectional {
+            return Err(invalid!(
+                "dense layers around a bidirectional recurrent stack are not supported \
+                 (only its head)"
+            ));
         }
         let mut params = core.parameters().to_vec();
         let mut rng = crate::rng::Rng::new(seed ^ 0x5eed_1a7e);

@@ -119,9 +119,24 @@ impl Model {
         d_final_state: Option<&[f32]>,
         want_hidden: bool,
     ) -> Result<Gradients> {
+        if let Some(seq) = &tape.seq {
+            return crate::bidir::backward(self, tape, seq, d_outputs, d_final_state, want_hidden);
+        }
         if let Some(ls) = self.layers() {
             return crate::layers::backward(self, ls, tape, d_outputs, d_final_state, want_hidden);
         }
+        self.stack_backward(tape, d_outputs, d_final_state, want_hidden)
+    }
+
+    /// [`Model::backward`] of the recurrent stack and its head alone, through the tape's
+    /// own record.
+    pub(crate) fn stack_backward(
+        &self,
+        tape: &Tape,
+        d_outputs: &[f32],
+        d_final_state: Option<&[f32]>,
+        want_hidden: bool,
+    ) -> Result<Gradients> {
         let mut work = BackwardWork::default();
         let hidden = self.backward_into(
             tape,

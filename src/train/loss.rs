@@ -199,3 +199,111 @@ fn ce_row(row: &[f32], lab: i32, inv: f64, dr: &mut [f32]) -> f64 {
     }
     -(row[lab as usize] as f64 - m - lz)
 }
+
+/// Rows (into `[B*T]` rows of outputs) that carry a target in a padded batch: every
+/// valid step of each sequence (`EveryStep`), or each sequence's own last step.
+fn length_rows(seq_len: usize, lengths: &[usize], targets: Targets) -> Vec<usize> {
+    let every = targets == Targets::EveryStep;
+    lengths
+        .iter()
+        .enumerate()
+        .flat_map(|(b, &n)| {
+            let first = if every { 0 } else { n - 1 };
+            (first..n).map(move |t| b * seq_len + t)
+        })
+        .collect()
+}
+
+/// Gathers rows `rows` (each `w` wide) of `v`.
+fn gather<X: Copy>(v: &[X], rows: &[usize], w: usize) -> Vec<X> {
+    rows.iter()
+        .flat_map(|&r| v[r * w..(r + 1) * w].iter().copied())
+        .collect()
+}
+
+/// Writes the gathered rows `g` back into `d` at `rows`, zeros elsewhere.
+fn scatter(g: &[f32], rows: &[usize], w: usize, d: &mut [f32]) {
+    d.fill(0.0);
+    for (i, &r) in rows.iter().enumerate() {
+        d[r * w..(r + 1) * w].copy_from_slice(&g[i * w..(i + 1) * w]);
+    }
+}
+
+/// [`mse`] of a padded batch of sequences of different lengths (`lengths[b]` in
+/// `1..=seq_len`): the squared errors of the valid steps only, averaged over their
+/// elements, as `MSELoss()` of the packed (valid) outputs in PyTorch. `target` is
+/// `[B][T][w]` (`EveryStep`; values past a length are ignored) or `[B][w]`
+/// (`LastStep`: compared with each sequence's output at its own last step,
+/// `lengths[b] − 1`). `∂L/∂out` is zero past each length. With every length `seq_len`,
+/// the bits of [`mse`].
+#[allow(clippy::too_many_arguments)]
+pub fn mse_lengths(
+    out: &[f32],
+    batch: usize,
+    seq_len: usize,
+    w: usize,
+    lengths: &[usize],
+    target: &[f32],
+    targets: Targets,
+    d: &mut [f32],
+) -> Result<f32> {
+    crate::bidir::check_lengths(lengths, batch, seq_len)?;
+    check_len(
+        "target",
+        target.len(),
+        target_count(batch, seq_len, targets) * w,
+    )?;
+    let rows = length_rows(seq_len, lengths, targets);
+    let o = gather(out, &rows, w);
+    let tg = match targets {
+        Targets::EveryStep => gather(target, &rows, w),
+        Targets::LastStep => target.to_vec(),
+    };
+    let mut g = vec![0.0f32; o.len()];
+    let loss = mse(&o, rows.len(), 1, w, &tg, Targets::EveryStep, &mut g)?;
+    scatter(&g, &rows, w, d);
+    Ok(loss)
+}
+
+/// [`cross_entropy`] of a padded batch of sequences of different lengths (see
+/// [`mse_lengths`]): `labels` `[B][T]` (`EveryStep`; labels past a length are ignored,
+/// as `-1`) or `[B]` (`LastStep`: at each sequence's own last step); the mean is over
+/// the counted (not `-1`) labels of valid steps, as `CrossEntropyLoss(ignore_index=-1)`
+/// of the packed outputs.
+#[allow(clippy::too_many_arguments)]
+pub fn cross_entropy_lengths(
+    out: &[f32],
+    batch: usize,
+    seq_len: usize,
+    classes: usize,
+    lengths: &[usize],
+    labels: &[i32],
+    targets: Targets,
+    d: &mut [f32],
+) -> Result<f32> {
+    crate::bidir::check_lengths(lengths, batch, seq_len)?;
+    check_len(
+        "labels",
+        labels.len(),
+        target_count(batch, seq_len, targets),
+    )?;
+    if let Some((i, &l)) = labels
+        .iter()
+        .enumerate()
+        .find(|(_, &l)| l < -1 || l as i64 >= classes as i64)
+    {
+        return Err(invalid!(
+            "labels[{i}] is {l}, expected -1 (ignore) or 0..{classes}"
+        ));
+    }
+    let rows = length_rows(seq_len, lengths, targets);
+    let o = gather(out, &rows, classes);
+    let lab = match targets {
+        Targets::EveryStep => gather(labels, &rows, 1),
+        Targets::LastStep => labels.to_vec(),
+    };
+    let mut g = vec![0.0f32; o.len()];
+    let loss = cross_entropy(&o, rows.len(), 1, classes, &lab, Targets::EveryStep, &mut g)?;
+    scatter(&g, &rows, classes, d);
+    Ok(loss)
+}

@@ -113,10 +113,43 @@ impl Trainer {
         target: &[f32],
         targets: Targets,
     ) -> Result<f32> {
+        self.step_mse_lengths(model, state, x, batch, seq_len, None, target, targets)
+    }
+
+    /// [`Trainer::step_mse`] on a padded batch of sequences of different lengths
+    /// (`None`: every sequence is `seq_len` long, exactly `step_mse`). Sequence `b` has
+    /// `lengths[b]` valid steps (`1..=seq_len`, see [`Model::forward_with_state_lengths`]);
+    /// the loss is [`loss::mse_lengths`]: the mean over the valid steps' elements only
+    /// (targets past a length are ignored; with [`Targets::LastStep`] each sequence's
+    /// target is compared with its output at its own last step), and padded steps get
+    /// no gradient. With `state`, each sequence's state after its own last step is left
+    /// in it. Errors (nothing changes): lengths not of `batch` entries, a length of 0 or
+    /// over `seq_len`, and everything `step_mse` refuses.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step_mse_lengths(
+        &mut self,
+        model: &mut Model,
+        state: Option<&mut State>,
+        x: &[f32],
+        batch: usize,
+        seq_len: usize,
+        lengths: Option<&[usize]>,
+        target: &[f32],
+        targets: Targets,
+    ) -> Result<f32> {
         let w = model.output_size();
-        self.step_with(model, state, x, batch, seq_len, |out, d| {
-            loss::mse(out, batch, seq_len, w, target, targets, d)
-        })
+        self.step_with(
+            model,
+            state,
+            x,
+            batch,
+            seq_len,
+            lengths,
+            |out, d| match lengths {
+                None => loss::mse(out, batch, seq_len, w, target, targets, d),
+                Some(ls) => loss::mse_lengths(out, batch, seq_len, w, ls, target, targets, d),
+            },
+        )
     }
 
     /// One step on the softmax cross-entropy of the outputs (logits). `labels`: `[B][T]`
@@ -132,12 +165,44 @@ impl Trainer {
         labels: &[i32],
         targets: Targets,
     ) -> Result<f32> {
-        let w = model.output_size();
-        self.step_with(model, state, x, batch, seq_len, |out, d| {
-            loss::cross_entropy(out, batch, seq_len, w, labels, targets, d)
-        })
+        self.step_cross_entropy_lengths(model, state, x, batch, seq_len, None, labels, targets)
     }
 
+    /// [`Trainer::step_cross_entropy`] on a padded batch of sequences of different
+    /// lengths (`None`: exactly `step_cross_entropy`); the loss is
+    /// [`loss::cross_entropy_lengths`]: labels past a length are ignored (as `-1`), the
+    /// mean is over the counted labels of valid steps. Otherwise as
+    /// [`Trainer::step_mse_lengths`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn step_cross_entropy_lengths(
+        &mut self,
+        model: &mut Model,
+        state: Option<&mut State>,
+        x: &[f32],
+        batch: usize,
+        seq_len: usize,
+        lengths: Option<&[usize]>,
+        labels: &[i32],
+        targets: Targets,
+    ) -> Result<f32> {
+        let w = model.output_size();
+        self.step_with(
+            model,
+            state,
+            x,
+            batch,
+            seq_len,
+            lengths,
+            |out, d| match lengths {
+                None => loss::cross_entropy(out, batch, seq_len, w, labels, targets, d),
+                Some(ls) => {
+                    loss::cross_entropy_lengths(out, batch, seq_len, w, ls, labels, targets, d)
+                }
+            },
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn step_with(
         &mut self,
         model: &mut Model,
@@ -145,6 +210,7 @@ impl Trainer {
         x: &[f32],
         batch: usize,
         seq_len: usize,
+        lengths: Option<&[usize]>,
         loss_fn: impl FnOnce(&[f32], &mut [f32]) -> Result<f32> + Send,
     ) -> Result<f32> {
         let macs = model
@@ -152,10 +218,11 @@ impl Trainer {
             .saturating_mul(3)
             .saturating_mul(batch.saturating_mul(seq_len));
         crate::parallel::install_work(macs, || {
-            self.step_in_pool(model, state, x, batch, seq_len, loss_fn)
+            self.step_in_pool(model, state, x, batch, seq_len, lengths, loss_fn)
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn step_in_pool(
         &mut self,
         model: &mut Model,
@@ -163,6 +230,7 @@ impl Trainer {
         x: &[f32],
         batch: usize,
         seq_len: usize,
+        lengths: Option<&[usize]>,
         loss_fn: impl FnOnce(&[f32], &mut [f32]) -> Result<f32>,
     ) -> Result<f32> {
         self.check_model(model)?;
@@ -176,9 +244,10 @@ impl Trainer {
             }
         }
         let init = state.as_ref().map(|s| s.as_slice());
-        if model.layers().is_some() {
-            // Dense layers around the stack: the public pieces, with fresh buffers.
-            let tape = model.forward_train(x, batch, seq_len, init)?;
+        if model.layers().is_some() || model.config().bidirectional || lengths.is_some() {
+            // Dense layers around the stack, a bidirectional stack or lengths: the public
+            // pieces, with fresh buffers.
+            let tape = model.forward_train_lengths(x, batch, seq_len, lengths, init)?;
             let out = tape.outputs();
             let mut d = vec![0.0f32; out.len()];
             let loss = loss_fn(out, &mut d)?;
