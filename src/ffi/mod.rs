@@ -23,6 +23,7 @@
 #![allow(rustdoc::broken_intra_doc_links)]
 
 pub(crate) mod boundary;
+pub mod desc;
 pub mod library;
 pub mod model;
 pub mod parallel;
@@ -30,6 +31,7 @@ pub mod state;
 pub mod trainer;
 pub mod types;
 
+pub use desc::*;
 pub use library::*;
 pub use model::*;
 pub use parallel::*;
