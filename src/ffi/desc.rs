@@ -131,6 +131,13 @@ impl ModelSpec {
                     d.output_activation
                 ))
             })?;
+        // Checked here, not only by the core: with dense layers they are the layers'
+        // widths too, and the core's message would name those.
+        for (name, v) in [("input_size", d.input_size), ("hidden_size", d.hidden_size)] {
+            if v == 0 || v as usize > MAX_DIM {
+                return bad(format!("desc->{name} is {v}, expected 1..={MAX_DIM}"));
+            }
+        }
         // Reserved for the core's coming features: wire them to ModelConfig here.
         match d.bidirectional {
             0 => {}
@@ -581,7 +588,14 @@ mod tests {
     fn every_bad_field_is_named() {
         let base = desc(CellKind::Lstm, 2, 4);
         type Edit = fn(&mut rnn_model_desc);
-        let cases: [(&str, Edit); 22] = [
+        let cases: [(&str, Edit); 25] = [
+            ("desc->input_size", |d| d.input_size = 0),
+            ("desc->hidden_size", |d| d.hidden_size = 0),
+            ("desc->input_size", |d| {
+                d.input_size = 0;
+                d.num_pre = 1;
+                d.pre[0] = dense(2, Activation::Tanh);
+            }),
             ("desc->cell", |d| d.cell = 5),
             ("desc->output_activation", |d| d.output_activation = 2),
             ("desc->bidirectional is 2", |d| d.bidirectional = 2),
@@ -648,9 +662,8 @@ mod tests {
         // Fields the mapping passes on; the core refuses them when the model is built.
         type Edit = fn(&mut rnn_model_desc);
         let cases: [(&str, Edit); 5] = [
-            ("input_size", |d| d.input_size = 0),
-            ("hidden_size", |d| d.hidden_size = 0),
             ("num_layers", |d| d.num_layers = 0),
+            ("num_layers", |d| d.num_layers = 1025),
             ("softmax", |d| d.output_activation = 1),
             ("skip", |d| {
                 d.skip = 1;
