@@ -2,9 +2,9 @@
 //! and give it (`rnn_model_new_desc`, `rnn_model_describe`).
 //!
 //! Everything that turns a description into the Rust model and back is here:
-//! [`read_desc`] / [`write_desc`] apply the size rules, [`ModelSpec::from_desc`] maps a
+//! `read_desc` / `write_desc` apply the size rules, `ModelSpec::from_desc` maps a
 //! description to the core's config and layers (the one place to wire a new core field:
-//! bidirectional, proj_size and dropout are refused there for now), and [`describe`]
+//! bidirectional, proj_size and dropout are refused there for now), and `describe`
 //! maps a model back.
 
 use crate::config::{CellKind, ModelConfig, OutputActivation, MAX_DIM};
