@@ -661,7 +661,7 @@ mod tests {
     fn the_core_checks_sizes_and_chains() {
         // Fields the mapping passes on; the core refuses them when the model is built.
         type Edit = fn(&mut rnn_model_desc);
-        let cases: [(&str, Edit); 5] = [
+        let cases: [(&str, Edit); 4] = [
             ("num_layers", |d| d.num_layers = 0),
             ("num_layers", |d| d.num_layers = 1025),
             ("softmax", |d| d.output_activation = 1),
