@@ -14,7 +14,7 @@ static_assert(sizeof(rnn_train_config) == 8 * 4, "rnn_train_config is packed as 
 static_assert(std::is_standard_layout<rnn_config>::value, "plain C struct");
 // rnn_model_desc's first version is fixed: later versions only append fields.
 static_assert(sizeof(rnn_model_desc) == RNN_MODEL_DESC_SIZE_V1, "rnn_model_desc v1 size");
-static_assert(offsetof(rnn_model_desc, dropout) == 36 && offsetof(rnn_model_desc, num_post) == 52 &&
+static_assert(offsetof(rnn_model_desc, struct_size) == 0 && offsetof(rnn_model_desc, dropout) == 36 && offsetof(rnn_model_desc, num_post) == 52 &&
                   offsetof(rnn_model_desc, pre) == 56 && offsetof(rnn_model_desc, post) == 184,
               "rnn_model_desc v1 layout");
 static_assert(sizeof(rnn_dense) == 8 && RNN_MAX_DENSE == 16 && RNN_ACT_SOFTMAX == 5,
