@@ -240,3 +240,60 @@ fn random_descriptions_follow_the_header() {
         "built {built}, refused {refused}"
     );
 }
+
+#[test]
+fn arbitrary_bytes_are_refused_or_built_never_a_panic() {
+    // Any bytes behind a struct_size the library accepts are a defined call: OK or
+    // RNN_ERR_INVALID (never RNN_ERR_PANIC), and on failure `*out` is untouched. The
+    // buffer holds 4096 bytes, the most a struct_size may say.
+    let mut r = Rng::new(1818);
+    let mut buf = vec![0u32; 1024];
+    let mut seen_ok = 0;
+    for case in 0..3000u64 {
+        if r.below(2) == 0 {
+            // Noise: mostly small numbers (plausible fields), some anything.
+            for w in buf.iter_mut() {
+                *w = match r.below(8) {
+                    0 => r.next_u64() as u32,
+                    1..=3 => 0,
+                    _ => r.below(4) as u32,
+                };
+            }
+        } else {
+            // A valid description with one word (inside it or past it) changed.
+            buf.fill(0);
+            buf[1..5].copy_from_slice(&[r.below(5) as u32, 1 + r.below(3) as u32, 2, 1]);
+            let span = if r.below(2) == 0 { 80 } else { 1023 };
+            let k = 1 + r.below(span);
+            let v = [0, 1, 2, r.next_u64() as u32][r.below(4)];
+            buf[k] = v;
+        }
+        buf[0] = match r.below(4) {
+            0 => r.below(5000) as u32,
+            _ => RNN_MODEL_DESC_SIZE_V1 + 4 * r.below(3) as u32,
+        };
+        let size = buf[0];
+        let sentinel = ptr::NonNull::<rnn_model>::dangling().as_ptr();
+        let mut out = sentinel;
+        // SAFETY: `buf` holds 4096 readable bytes, at least any accepted struct_size.
+        let st = unsafe { rnn_model_new_desc(buf.as_ptr().cast(), case, &mut out) };
+        let what = format!("case {case}, struct_size {size}: {}", last_error());
+        match st {
+            rnn_status::RNN_OK => {
+                seen_ok += 1;
+                assert!((RNN_MODEL_DESC_SIZE_V1..=4096).contains(&size), "{what}");
+                assert!(
+                    buf[RNN_MODEL_DESC_SIZE_V1 as usize / 4..size as usize / 4]
+                        .iter()
+                        .all(|&w| w == 0),
+                    "{what}: a nonzero tail was accepted"
+                );
+                // SAFETY: a model just made.
+                unsafe { rnn_model_free(out) };
+            }
+            rnn_status::RNN_ERR_INVALID => assert_eq!(out, sentinel, "{what}"),
+            other => panic!("{what}: status {other:?}"),
+        }
+    }
+    assert!(seen_ok > 10, "only {seen_ok} accepted");
+}

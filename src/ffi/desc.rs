@@ -317,6 +317,8 @@ fn describe_parts(core: &ModelConfig, layers: Option<&Layers>) -> FfiResult<rnn_
         num_layers: narrow(core.num_layers),
         output_size: narrow(core.output_size),
         output_activation: core.output_activation as u32,
+        // bidirectional, proj_size and dropout: 0 until the core has them (set them here
+        // from `core` then); forget_bias: always 0, an initialisation choice.
         ..rnn_model_desc::default()
     };
     if let Some(l) = layers {
