@@ -236,6 +236,36 @@ typedef struct rnn_state rnn_state;
 typedef struct rnn_trainer rnn_trainer;
 
 /**
+ * The shape of a model.
+ */
+typedef struct rnn_config {
+  /**
+   * An rnn_cell.
+   */
+  uint32_t cell;
+  /**
+   * I >= 1: features per timestep.
+   */
+  uint32_t input_size;
+  /**
+   * H >= 1.
+   */
+  uint32_t hidden_size;
+  /**
+   * >= 1.
+   */
+  uint32_t num_layers;
+  /**
+   * 0: no head, outputs are the top layer's h_t; else a dense head H -> output_size.
+   */
+  uint32_t output_size;
+  /**
+   * An rnn_output, applied by forward/step; training losses use the pre-activation.
+   */
+  uint32_t output_activation;
+} rnn_config;
+
+/**
  * One dense layer of rnn_model_desc: `act(W a + b)`, W of shape [size][features in],
  * where the features in are the previous layer's width (see rnn_model_desc).
  */
@@ -358,36 +388,6 @@ typedef struct rnn_model_desc {
 } rnn_model_desc;
 
 /**
- * The shape of a model.
- */
-typedef struct rnn_config {
-  /**
-   * An rnn_cell.
-   */
-  uint32_t cell;
-  /**
-   * I >= 1: features per timestep.
-   */
-  uint32_t input_size;
-  /**
-   * H >= 1.
-   */
-  uint32_t hidden_size;
-  /**
-   * >= 1.
-   */
-  uint32_t num_layers;
-  /**
-   * 0: no head, outputs are the top layer's h_t; else a dense head H -> output_size.
-   */
-  uint32_t output_size;
-  /**
-   * An rnn_output, applied by forward/step; training losses use the pre-activation.
-   */
-  uint32_t output_activation;
-} rnn_config;
-
-/**
  * One task of a parallel-for: the host calls it as `task(task_ctx, i)` for each `i` in
  * `0..n`, passing back the `task_ctx` it was given. Never unwinds.
  */
@@ -443,60 +443,6 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * Creates a model from a full description (see rnn_model_desc): the recurrent stack, its
- * head, dense layers before and after it, the skip, and an initial forget-gate bias.
- * Weights are drawn from a generator seeded with `seed` as rnn_model_new does (a
- * description without dense layers or forget bias gives exactly rnn_model_new's model
- * for the same config and seed); dense layers like PyTorch's nn.Linear,
- * U(-1/sqrt(fan_in), 1/sqrt(fan_in)); then the forget-gate bias, when nonzero.
- *
- * On RNN_OK `*out` is a new model that the caller owns and frees with rnn_model_free.
- * Errors: RNN_ERR_NULL (desc, out); RNN_ERR_INVALID for a struct_size outside the size
- * rules of rnn_model_desc, any field out of range (an enum value outside its enum, a
- * size of 0 or above 2^20, num_layers above 1024, num_pre or num_post above
- * RNN_MAX_DENSE, a nonzero unused pre/post entry, bidirectional not 0 or 1, dropout
- * NaN or outside [0, 1), a non-finite forget_bias, skip not 0 or 1), a softmax anywhere
- * but the last layer, output_size with post layers, a forget_bias on a cell other than
- * LSTM, a skip whose input and output widths differ, and for bidirectional, proj_size
- * or dropout, which this build does not support yet; RNN_ERR_ALLOC. The message names
- * the field. On failure `*out` is not written.
- * Thread safety: any thread. Allocation: the weights.
- *
- * # Safety
- * `desc` points to an rnn_model_desc of desc->struct_size readable bytes; `out` to
- * writable storage for a pointer.
- */
-enum rnn_status rnn_model_new_desc(const struct rnn_model_desc *desc,
-                                   uint64_t seed,
-                                   struct rnn_model **out);
-
-/**
- * Fills `*desc` with the model's full description: for any model, made by
- * rnn_model_new, rnn_model_new_desc or rnn_model_load (a layered RTNeural, GuitarML or
- * safetensors model lists its dense layers). input_size is the model's input width;
- * output_size and output_activation describe a head right after the stack (0 when the
- * model has post layers: its last post layer gives the outputs). forget_bias,
- * bidirectional, proj_size and dropout are written as 0 (the forget-gate bias is an
- * initialisation choice whose values are in the weights). Unused pre/post entries are
- * zeroed. rnn_model_new_desc of the result makes a model of the same shape.
- *
- * The caller sets desc->struct_size to sizeof(rnn_model_desc) first. The library
- * writes min(struct_size, its own size) bytes, never past the caller's struct_size,
- * and sets struct_size to that count; bytes past it are left as they were (zero them,
- * so that fields this library does not know read as "absent").
- * Errors: RNN_ERR_NULL (model, desc); RNN_ERR_INVALID for a struct_size below
- * RNN_MODEL_DESC_SIZE_V1 or above 4096, or a model with more than RNN_MAX_DENSE dense
- * layers on one side (none today: RNN_MAX_DENSE is rnncore's own limit). On failure
- * `*desc` is untouched.
- * Thread safety: any number of threads at once. No allocation.
- *
- * # Safety
- * `model` is a live model handle; `desc` points to desc->struct_size writable bytes
- * whose first 4 are its struct_size.
- */
-enum rnn_status rnn_model_describe(const struct rnn_model *model, struct rnn_model_desc *desc);
-
-/**
  * The library's version, "MAJOR.MINOR.PATCH".
  *
  * Returns a static string (never NULL, never to be freed). Any thread, any time.
@@ -504,8 +450,10 @@ enum rnn_status rnn_model_describe(const struct rnn_model *model, struct rnn_mod
 const char *rnn_version(void);
 
 /**
- * The ABI generation of the linked library: compare it with RNN_ABI_VERSION from the
- * header at start-up; a difference means the header and the library do not match.
+ * The ABI generation of the linked library (see RNN_ABI_VERSION). Check at start-up
+ * that it is at least the RNN_ABI_VERSION of the header the program was built with: a
+ * smaller one means the library is older than the header and lacks some of its
+ * functions; a larger one is a newer library, which runs the program unchanged.
  *
  * Any thread, any time.
  */
@@ -746,6 +694,60 @@ enum rnn_status rnn_model_step(const struct rnn_model *model,
                                size_t x_len,
                                float *y,
                                size_t y_len);
+
+/**
+ * Creates a model from a full description (see rnn_model_desc): the recurrent stack, its
+ * head, dense layers before and after it, the skip, and an initial forget-gate bias.
+ * Weights are drawn from a generator seeded with `seed` as rnn_model_new does (a
+ * description without dense layers or forget bias gives exactly rnn_model_new's model
+ * for the same config and seed); dense layers like PyTorch's nn.Linear,
+ * U(-1/sqrt(fan_in), 1/sqrt(fan_in)); then the forget-gate bias, when nonzero.
+ *
+ * On RNN_OK `*out` is a new model that the caller owns and frees with rnn_model_free.
+ * Errors: RNN_ERR_NULL (desc, out); RNN_ERR_INVALID for a struct_size outside the size
+ * rules of rnn_model_desc, any field out of range (an enum value outside its enum, a
+ * size of 0 or above 2^20, num_layers above 1024, num_pre or num_post above
+ * RNN_MAX_DENSE, a nonzero unused pre/post entry, bidirectional not 0 or 1, dropout
+ * NaN or outside [0, 1), a non-finite forget_bias, skip not 0 or 1), a softmax anywhere
+ * but the last layer, output_size with post layers, a forget_bias on a cell other than
+ * LSTM, a skip whose input and output widths differ, and for bidirectional, proj_size
+ * or dropout, which this build does not support yet; RNN_ERR_ALLOC. The message names
+ * the field. On failure `*out` is not written.
+ * Thread safety: any thread. Allocation: the weights.
+ *
+ * # Safety
+ * `desc` points to an rnn_model_desc of desc->struct_size readable bytes; `out` to
+ * writable storage for a pointer.
+ */
+enum rnn_status rnn_model_new_desc(const struct rnn_model_desc *desc,
+                                   uint64_t seed,
+                                   struct rnn_model **out);
+
+/**
+ * Fills `*desc` with the model's full description: for any model, made by
+ * rnn_model_new, rnn_model_new_desc or rnn_model_load (a layered RTNeural, GuitarML or
+ * safetensors model lists its dense layers). input_size is the model's input width;
+ * output_size and output_activation describe a head right after the stack (0 when the
+ * model has post layers: its last post layer gives the outputs). forget_bias,
+ * bidirectional, proj_size and dropout are written as 0 (the forget-gate bias is an
+ * initialisation choice whose values are in the weights). Unused pre/post entries are
+ * zeroed. rnn_model_new_desc of the result makes a model of the same shape.
+ *
+ * The caller sets desc->struct_size to sizeof(rnn_model_desc) first. The library
+ * writes min(struct_size, its own size) bytes, never past the caller's struct_size,
+ * and sets struct_size to that count; bytes past it are left as they were (zero them,
+ * so that fields this library does not know read as "absent").
+ * Errors: RNN_ERR_NULL (model, desc); RNN_ERR_INVALID for a struct_size below
+ * RNN_MODEL_DESC_SIZE_V1 or above 4096, or a model with more than RNN_MAX_DENSE dense
+ * layers on one side (none today: RNN_MAX_DENSE is rnncore's own limit). On failure
+ * `*desc` is untouched.
+ * Thread safety: any number of threads at once. No allocation.
+ *
+ * # Safety
+ * `model` is a live model handle; `desc` points to desc->struct_size writable bytes
+ * whose first 4 are its struct_size.
+ */
+enum rnn_status rnn_model_describe(const struct rnn_model *model, struct rnn_model_desc *desc);
 
 /**
  * Runs rnncore's batched work (rnn_model_forward with large batches, training steps)

@@ -23,9 +23,11 @@
 #![allow(rustdoc::broken_intra_doc_links)]
 
 pub(crate) mod boundary;
-pub mod desc;
 pub mod library;
 pub mod model;
+// After `model`, so that the header lists rnn_model_new_desc and rnn_model_describe
+// after the other model functions (cbindgen keeps source order).
+pub mod desc;
 pub mod parallel;
 pub mod state;
 pub mod trainer;
