@@ -28,10 +28,27 @@
 #include <stdint.h>
 
 /**
- * The ABI generation of this header. Bumped only by an incompatible change to the
- * contract (a new major version); additions keep it. Compare with rnn_abi_version().
+ * The ABI generation of this header: 1 for the first contract, one more with each
+ * release that adds to it (functions, types, fields at the end of rnn_model_desc);
+ * nothing of an earlier generation changes. Version 2 added rnn_model_desc,
+ * rnn_model_new_desc and rnn_model_describe. A program built against this header runs
+ * with any library whose rnn_abi_version() is at least this number: check
+ * `rnn_abi_version() >= RNN_ABI_VERSION` at start-up.
  */
-#define RNN_ABI_VERSION 1
+#define RNN_ABI_VERSION 2
+
+/**
+ * The most dense layers on each side of the recurrent stack that rnn_model_desc holds
+ * (`pre`, `post`): as many as any rnncore model may have, so every model can be
+ * described.
+ */
+#define RNN_MAX_DENSE 16
+
+/**
+ * sizeof(rnn_model_desc) of its first version (ABI version 2): the smallest struct_size
+ * the library accepts.
+ */
+#define RNN_MODEL_DESC_SIZE_V1 312
 
 /**
  * What every fallible function returns. Results come back through out-pointers; on
@@ -159,6 +176,38 @@ typedef enum rnn_targets {
 } rnn_targets;
 
 /**
+ * The activation of a dense layer (`rnn_dense.activation`).
+ */
+typedef enum rnn_activation {
+  /**
+   * `a`.
+   */
+  RNN_ACT_IDENTITY = 0,
+  /**
+   * `tanh(a)`.
+   */
+  RNN_ACT_TANH = 1,
+  /**
+   * `max(a, 0)`.
+   */
+  RNN_ACT_RELU = 2,
+  /**
+   * `1 / (1 + exp(-a))`.
+   */
+  RNN_ACT_SIGMOID = 3,
+  /**
+   * `a` for a > 0, else `exp(a) - 1` (alpha 1, as Keras and PyTorch).
+   */
+  RNN_ACT_ELU = 4,
+  /**
+   * Softmax over the layer's outputs: only as the model's last layer (the last post
+   * layer, and not with skip). forward and step apply it; training losses use the
+   * pre-activation.
+   */
+  RNN_ACT_SOFTMAX = 5,
+} rnn_activation;
+
+/**
  * A model: the weights of a stack of recurrent layers and an optional dense head.
  * Opaque; made by rnn_model_new or rnn_model_load, freed by rnn_model_free.
  * Immutable except through a trainer, so `const rnn_model *` may be shared by threads.
@@ -215,6 +264,128 @@ typedef struct rnn_config {
    */
   uint32_t output_activation;
 } rnn_config;
+
+/**
+ * One dense layer of rnn_model_desc: `act(W a + b)`, W of shape [size][features in],
+ * where the features in are the previous layer's width (see rnn_model_desc).
+ */
+typedef struct rnn_dense {
+  /**
+   * Features out, >= 1.
+   */
+  uint32_t size;
+  /**
+   * An rnn_activation.
+   */
+  uint32_t activation;
+} rnn_dense;
+
+/**
+ * A model's full description: everything rnn_config says and what it cannot. Made for
+ * rnn_model_new_desc, filled by rnn_model_describe.
+ *
+ * A model is, in order: the `pre` dense layers (applied to every timestep), the
+ * recurrent stack, an optional dense head (output_size), the `post` dense layers, and
+ * the skip (the model's input added to its output).
+ *
+ * Versioning: the struct only grows, at its end, and a field's zero always means "as
+ * before the field existed". Set struct_size to sizeof(rnn_model_desc) as your program
+ * compiles it and zero everything you do not set, e.g.
+ * `rnn_model_desc d; memset(&d, 0, sizeof d); d.struct_size = sizeof d;`.
+ * The library reads (and rnn_model_describe writes) only the bytes struct_size covers:
+ *  - struct_size below RNN_MODEL_DESC_SIZE_V1 (312), or above 4096: RNN_ERR_INVALID;
+ *  - larger than the library's own sizeof (a program built against a newer header): the
+ *    bytes past the library's size must all be zero (fields it does not know, left
+ *    unset), else RNN_ERR_INVALID naming struct_size and the first nonzero byte (the
+ *    rule of Linux's copy_struct_from_user);
+ *  - smaller than the library's (a program built against an older header): the fields
+ *    past struct_size read as zero.
+ *
+ * Unused entries (pre[k] for k >= num_pre, post[k] for k >= num_post) must be zero.
+ */
+typedef struct rnn_model_desc {
+  /**
+   * sizeof(rnn_model_desc) as the caller compiled it (see above). rnn_model_describe
+   * sets it to the number of bytes it wrote: min(caller's struct_size, library's size).
+   */
+  uint32_t struct_size;
+  /**
+   * An rnn_cell: the cell of every recurrent layer.
+   */
+  uint32_t cell;
+  /**
+   * At least 1: the model's input features per timestep, what forward and step take:
+   * the first pre layer's input when num_pre > 0, else the recurrent stack's.
+   */
+  uint32_t input_size;
+  /**
+   * H >= 1: units per recurrent layer.
+   */
+  uint32_t hidden_size;
+  /**
+   * >= 1: recurrent layers.
+   */
+  uint32_t num_layers;
+  /**
+   * 0: no head; else a dense head H -> output_size right after the stack (as
+   * rnn_config's; PyTorch's initialisation). Must be 0 when num_post > 0: a head is
+   * then post[0] (an identity or softmax post layer alone is built as, and described
+   * as, this head).
+   */
+  uint32_t output_size;
+  /**
+   * An rnn_output for the head: RNN_OUTPUT_SOFTMAX needs output_size > 0.
+   */
+  uint32_t output_activation;
+  /**
+   * 0 or 1: bidirectional recurrent layers (PyTorch's bidirectional=True). Reserved:
+   * 1 is RNN_ERR_INVALID ("not supported by this build yet"); describe writes 0.
+   */
+  uint32_t bidirectional;
+  /**
+   * 0: none; else the LSTM projection size (PyTorch's proj_size). Reserved: nonzero is
+   * RNN_ERR_INVALID ("not supported by this build yet"); describe writes 0.
+   */
+  uint32_t proj_size;
+  /**
+   * In [0, 1): dropout between recurrent layers during training (PyTorch's dropout),
+   * 0 = none. Reserved: nonzero is RNN_ERR_INVALID ("not supported by this build
+   * yet"); NaN or outside [0, 1) is RNN_ERR_INVALID; describe writes 0.
+   */
+  float dropout;
+  /**
+   * Initial LSTM forget-gate bias of a new model: 0 = PyTorch's initialisation;
+   * otherwise every layer's bias_ih forget rows are set to it and bias_hh's to 0 (1 is
+   * the usual choice, Keras' unit_forget_bias). Finite; nonzero only for
+   * RNN_CELL_LSTM. An initialisation choice, not a property of the weights:
+   * rnn_model_describe writes 0 (the biases are in the weights, see rnn_model_save).
+   */
+  float forget_bias;
+  /**
+   * 0 or 1: add the model's input to its output (GuitarML's amp models); needs the
+   * input width equal to the output width, and no softmax at the end.
+   */
+  uint32_t skip;
+  /**
+   * 0..=RNN_MAX_DENSE: dense layers before the stack, in pre[0..num_pre].
+   */
+  uint32_t num_pre;
+  /**
+   * 0..=RNN_MAX_DENSE: dense layers after the stack, in post[0..num_post].
+   */
+  uint32_t num_post;
+  /**
+   * Dense layers before the stack, input first: pre[0] reads input_size features,
+   * pre[k] reads pre[k-1].size, and the stack reads pre[num_pre-1].size. No softmax.
+   */
+  struct rnn_dense pre[RNN_MAX_DENSE];
+  /**
+   * Dense layers after the stack, output last: post[0] reads H, post[k] reads
+   * post[k-1].size; the model's output width is post[num_post-1].size. Softmax only
+   * in the last.
+   */
+  struct rnn_dense post[RNN_MAX_DENSE];
+} rnn_model_desc;
 
 /**
  * One task of a parallel-for: the host calls it as `task(task_ctx, i)` for each `i` in
@@ -279,8 +450,10 @@ extern "C" {
 const char *rnn_version(void);
 
 /**
- * The ABI generation of the linked library: compare it with RNN_ABI_VERSION from the
- * header at start-up; a difference means the header and the library do not match.
+ * The ABI generation of the linked library (see RNN_ABI_VERSION). Check at start-up
+ * that it is at least the RNN_ABI_VERSION of the header the program was built with: a
+ * smaller one means the library is older than the header and lacks some of its
+ * functions; a larger one is a newer library, which runs the program unchanged.
  *
  * Any thread, any time.
  */
@@ -377,7 +550,8 @@ enum rnn_status rnn_model_new(const struct rnn_config *config,
  *   not kept: states start from zeros). JSON files are read up to 256 MiB.
  *
  * For a model with dense layers, rnn_model_config reports the model's input and output
- * widths; such a model cannot be rebuilt with rnn_model_new.
+ * widths; rnn_model_describe lists the layers, and rnn_model_new_desc of that
+ * description builds a model of the same shape (rnn_model_new cannot).
  *
  * `path` is a NUL-terminated file name (bytes, as the OS takes them).
  * On RNN_OK `*out` is a new model that the caller owns and frees with rnn_model_free.
@@ -520,6 +694,60 @@ enum rnn_status rnn_model_step(const struct rnn_model *model,
                                size_t x_len,
                                float *y,
                                size_t y_len);
+
+/**
+ * Creates a model from a full description (see rnn_model_desc): the recurrent stack, its
+ * head, dense layers before and after it, the skip, and an initial forget-gate bias.
+ * Weights are drawn from a generator seeded with `seed` as rnn_model_new does (a
+ * description without dense layers or forget bias gives exactly rnn_model_new's model
+ * for the same config and seed); dense layers like PyTorch's nn.Linear,
+ * U(-1/sqrt(fan_in), 1/sqrt(fan_in)); then the forget-gate bias, when nonzero.
+ *
+ * On RNN_OK `*out` is a new model that the caller owns and frees with rnn_model_free.
+ * Errors: RNN_ERR_NULL (desc, out); RNN_ERR_INVALID for a struct_size outside the size
+ * rules of rnn_model_desc, any field out of range (an enum value outside its enum, a
+ * size of 0 or above 2^20, num_layers above 1024, num_pre or num_post above
+ * RNN_MAX_DENSE, a nonzero unused pre/post entry, bidirectional not 0 or 1, dropout
+ * NaN or outside [0, 1), a non-finite forget_bias, skip not 0 or 1), a softmax anywhere
+ * but the last layer, output_size with post layers, a forget_bias on a cell other than
+ * LSTM, a skip whose input and output widths differ, and for bidirectional, proj_size
+ * or dropout, which this build does not support yet; RNN_ERR_ALLOC. The message names
+ * the field. On failure `*out` is not written.
+ * Thread safety: any thread. Allocation: the weights.
+ *
+ * # Safety
+ * `desc` points to an rnn_model_desc of desc->struct_size readable bytes; `out` to
+ * writable storage for a pointer.
+ */
+enum rnn_status rnn_model_new_desc(const struct rnn_model_desc *desc,
+                                   uint64_t seed,
+                                   struct rnn_model **out);
+
+/**
+ * Fills `*desc` with the model's full description: for any model, made by
+ * rnn_model_new, rnn_model_new_desc or rnn_model_load (a layered RTNeural, GuitarML or
+ * safetensors model lists its dense layers). input_size is the model's input width;
+ * output_size and output_activation describe a head right after the stack (0 when the
+ * model has post layers: its last post layer gives the outputs). forget_bias,
+ * bidirectional, proj_size and dropout are written as 0 (the forget-gate bias is an
+ * initialisation choice whose values are in the weights). Unused pre/post entries are
+ * zeroed. rnn_model_new_desc of the result makes a model of the same shape.
+ *
+ * The caller sets desc->struct_size to sizeof(rnn_model_desc) first. The library
+ * writes min(struct_size, its own size) bytes, never past the caller's struct_size,
+ * and sets struct_size to that count; bytes past it are left as they were (zero them,
+ * so that fields this library does not know read as "absent").
+ * Errors: RNN_ERR_NULL (model, desc); RNN_ERR_INVALID for a struct_size below
+ * RNN_MODEL_DESC_SIZE_V1 or above 4096, or a model with more than RNN_MAX_DENSE dense
+ * layers on one side (none today: RNN_MAX_DENSE is rnncore's own limit). On failure
+ * `*desc` is untouched.
+ * Thread safety: any number of threads at once. No allocation.
+ *
+ * # Safety
+ * `model` is a live model handle; `desc` points to desc->struct_size writable bytes
+ * whose first 4 are its struct_size.
+ */
+enum rnn_status rnn_model_describe(const struct rnn_model *model, struct rnn_model_desc *desc);
 
 /**
  * Runs rnncore's batched work (rnn_model_forward with large batches, training steps)

@@ -148,3 +148,58 @@ fn c_streaming_calls_never_allocate() {
         }
     }
 }
+
+#[test]
+fn rnn_model_describe_never_allocates() {
+    // Documented "No allocation": a host may read a model's description on any thread.
+    let mut d = rnn_model_desc {
+        struct_size: RNN_MODEL_DESC_SIZE_V1,
+        cell: rnn_cell::RNN_CELL_LSTM as u32,
+        input_size: 2,
+        hidden_size: 8,
+        num_layers: 1,
+        num_pre: 1,
+        num_post: 2,
+        ..Default::default()
+    };
+    d.pre[0] = rnn_dense {
+        size: 4,
+        activation: rnn_activation::RNN_ACT_TANH as u32,
+    };
+    d.post[0] = rnn_dense {
+        size: 3,
+        activation: rnn_activation::RNN_ACT_RELU as u32,
+    };
+    d.post[1] = rnn_dense {
+        size: 2,
+        activation: 0,
+    };
+    let mut model = ptr::null_mut();
+    // SAFETY: a whole description and a writable out-pointer.
+    assert_eq!(
+        unsafe { rnn_model_new_desc(&d, 1, &mut model) },
+        rnn_status::RNN_OK
+    );
+    let m = SendPtr(model);
+    let counted = std::thread::spawn(move || {
+        let model = m.get() as *const rnn_model;
+        let mut back = rnn_model_desc::default();
+        let before = allocations();
+        for _ in 0..100 {
+            back.struct_size = RNN_MODEL_DESC_SIZE_V1;
+            // SAFETY: a live model; `back` is a whole writable description.
+            assert_eq!(
+                unsafe { rnn_model_describe(model, &mut back) },
+                rnn_status::RNN_OK
+            );
+        }
+        let n = allocations() - before;
+        assert_eq!(back, d);
+        n
+    })
+    .join()
+    .expect("describe thread");
+    assert_eq!(counted, 0);
+    // SAFETY: the handle from rnn_model_new_desc, freed once.
+    unsafe { rnn_model_free(model) };
+}

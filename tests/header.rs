@@ -87,6 +87,20 @@ fn header_spells_the_contract() {
         "void rnn_model_free(rnn_model *model);",
         "rnn_status rnn_state_get(const rnn_state *state, float *out, size_t len);",
         "rnn_status rnn_trainer_new(rnn_model *model, const rnn_train_config *config, rnn_trainer **out);",
+        // ABI version 2: the model description.
+        "#define RNN_ABI_VERSION 2",
+        "#define RNN_MAX_DENSE 16",
+        "#define RNN_MODEL_DESC_SIZE_V1 312",
+        "typedef rnn_activation {",
+        "RNN_ACT_IDENTITY = 0,",
+        "RNN_ACT_SOFTMAX = 5,",
+        "typedef rnn_dense {",
+        "typedef rnn_model_desc {",
+        "uint32_t struct_size;",
+        "rnn_dense pre[RNN_MAX_DENSE];",
+        "rnn_dense post[RNN_MAX_DENSE];",
+        "rnn_status rnn_model_new_desc(const rnn_model_desc *desc, uint64_t seed, rnn_model **out);",
+        "rnn_status rnn_model_describe(const rnn_model *model, rnn_model_desc *desc);",
     ] {
         assert!(
             squashed.contains(needle),

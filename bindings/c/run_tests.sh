@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The C test suite: builds the crate in release, compiles every C file of bindings/c with
 # -std=c99 -Wall -Wextra -Werror -pedantic against the static library alone (no Rust
-# toolchain at run time), compiles and runs the header as C++, runs the tests and the
+# toolchain at run time), compiles and runs the header as C++, runs the tests, builds a
+# program against the ABI-1 header (tests/abi_v1) and runs it with this library, runs the
 # examples, checks pkg-config (and CMake when cmake is installed), then reruns the tests
 # under valgrind memcheck when valgrind is installed. Last line: "N passed, M failed".
 #
@@ -107,6 +108,34 @@ for src in "$here"/tests/test_*.c; do
     cat "$out/$name.log"
     tally "$name" "$out/$name.log" $rc
 done
+
+echo "== a version-1 program against this library"
+# Built unchanged against the ABI-1 header (tests/abi_v1/rnncore.h, not include/), then
+# linked with the current library, statically and as a shared library (an old binary
+# meeting a new librnncore.so): old programs keep compiling and working.
+v1=(-I"$here/tests/abi_v1" -I"$here/tests" "$here/tests/abi_v1/test_abi_v1.c")
+if "$CC" $CFLAGS "${v1[@]}" "${STATIC_LIBS[@]}" -o "$out/test_abi_v1" >"$out/log.txt" 2>&1; then
+    pass "compile abi_v1/test_abi_v1.c against the version-1 header"
+    tests+=(test_abi_v1)
+    echo "-- test_abi_v1 (static)"
+    "$out/test_abi_v1" >"$out/test_abi_v1.log" 2>&1
+    rc=$?
+    cat "$out/test_abi_v1.log"
+    tally test_abi_v1 "$out/test_abi_v1.log" $rc
+else
+    fail "compile abi_v1/test_abi_v1.c against the version-1 header"
+    sed 's/^/    /' "$out/log.txt"
+fi
+if "$CC" $CFLAGS "${v1[@]}" -L"$lib" -lrnncore -o "$out/test_abi_v1_shared" >"$out/log.txt" 2>&1; then
+    echo "-- test_abi_v1 (librnncore.so)"
+    LD_LIBRARY_PATH="$lib" "$out/test_abi_v1_shared" >"$out/test_abi_v1_shared.log" 2>&1
+    rc=$?
+    cat "$out/test_abi_v1_shared.log"
+    tally test_abi_v1_shared "$out/test_abi_v1_shared.log" $rc
+else
+    fail "link abi_v1/test_abi_v1.c with librnncore.so"
+    sed 's/^/    /' "$out/log.txt"
+fi
 
 echo "== examples"
 has infer && run "examples/infer (a fresh model)" "$out/infer"

@@ -23,6 +23,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -88,18 +89,19 @@ inline std::string version() { return rnn_version(); }
 /// A short English description of a status (e.g. "a required pointer was NULL").
 inline std::string status_str(rnn_status status) { return rnn_status_str(status); }
 
-/// The ABI generation of the linked library; equals RNN_ABI_VERSION of the header it was
-/// built with. `check_abi()` throws when the two differ.
+/// The ABI generation of the linked library: at least RNN_ABI_VERSION of the header this
+/// program was built with (the ABI only grows). `check_abi()` throws when it is older.
 inline std::uint32_t abi_version() { return rnn_abi_version(); }
 
 /// The SIMD kernel tier in use: "avx512", "avx2" or "scalar".
 inline std::string kernel_name() { return rnn_kernel_name(); }
 
-/// Throws RNN_ERR_INVALID when the linked library's ABI generation is not this header's.
+/// Throws RNN_ERR_INVALID when the linked library is older than this header (its ABI
+/// generation is below RNN_ABI_VERSION); a newer library runs this program unchanged.
 inline void check_abi() {
-  if (rnn_abi_version() != RNN_ABI_VERSION) {
+  if (rnn_abi_version() < RNN_ABI_VERSION) {
     throw Error(RNN_ERR_INVALID, "rnncore: library ABI version " +
-                                     std::to_string(rnn_abi_version()) + ", header " +
+                                     std::to_string(rnn_abi_version()) + ", older than header " +
                                      std::to_string(RNN_ABI_VERSION));
   }
 }
@@ -143,6 +145,114 @@ inline rnn_train_config make_train_config(rnn_optimizer optimizer, float learnin
   return t;
 }
 
+/// A model's full description (rnn_model_desc): the recurrent stack, its head, dense layers
+/// before and after it, the skip and an initial forget-gate bias. Always zero-initialised
+/// with struct_size set, as the C ABI asks; the setters return *this to chain:
+///
+///   auto d = rnncore::ModelDesc(RNN_CELL_LSTM, 1, 32).pre(8, RNN_ACT_TANH)
+///                .post(1, RNN_ACT_IDENTITY).skip().forget_bias(1.0f);
+///   rnncore::Model m(d, 7);
+///
+/// Any value may be set; the library validates it when a Model is made (RNN_ERR_INVALID
+/// naming the field). Only pre()/post() past RNN_MAX_DENSE layers throw here.
+class ModelDesc {
+ public:
+  ModelDesc(rnn_cell cell, std::uint32_t input_size, std::uint32_t hidden_size,
+            std::uint32_t num_layers = 1) {
+    d_.cell = static_cast<std::uint32_t>(cell);
+    d_.input_size = input_size;
+    d_.hidden_size = hidden_size;
+    d_.num_layers = num_layers;
+  }
+  /// A copy of a C description (struct_size is this header's).
+  explicit ModelDesc(const rnn_model_desc& d) : d_(d) { d_.struct_size = sizeof(rnn_model_desc); }
+
+  /// A dense head H -> output_size right after the stack (none with post layers).
+  ModelDesc& head(std::uint32_t output_size, rnn_output activation = RNN_OUTPUT_IDENTITY) {
+    d_.output_size = output_size;
+    d_.output_activation = static_cast<std::uint32_t>(activation);
+    return *this;
+  }
+  /// Appends a dense layer before the stack (the first reads input_size features).
+  ModelDesc& pre(std::uint32_t size, rnn_activation activation = RNN_ACT_IDENTITY) {
+    push(d_.pre, d_.num_pre, "pre", size, activation);
+    return *this;
+  }
+  /// Appends a dense layer after the stack (the last gives the model's outputs).
+  ModelDesc& post(std::uint32_t size, rnn_activation activation = RNN_ACT_IDENTITY) {
+    push(d_.post, d_.num_post, "post", size, activation);
+    return *this;
+  }
+  /// Adds the model's input to its output (needs equal widths).
+  ModelDesc& skip(bool on = true) {
+    d_.skip = on ? 1u : 0u;
+    return *this;
+  }
+  /// Initial LSTM forget-gate bias (0 = PyTorch's initialisation; 1 is usual).
+  ModelDesc& forget_bias(float bias) {
+    d_.forget_bias = bias;
+    return *this;
+  }
+  /// Reserved: refused by this build of the library until the core supports them.
+  ModelDesc& bidirectional(bool on = true) {
+    d_.bidirectional = on ? 1u : 0u;
+    return *this;
+  }
+  ModelDesc& proj_size(std::uint32_t size) {
+    d_.proj_size = size;
+    return *this;
+  }
+  ModelDesc& dropout(float p) {
+    d_.dropout = p;
+    return *this;
+  }
+
+  /// The C struct, to read or change any field directly.
+  const rnn_model_desc& c() const noexcept { return d_; }
+  rnn_model_desc& c() noexcept { return d_; }
+
+  rnn_cell cell() const noexcept { return static_cast<rnn_cell>(d_.cell); }
+  std::uint32_t input_size() const noexcept { return d_.input_size; }
+  std::uint32_t hidden_size() const noexcept { return d_.hidden_size; }
+  std::uint32_t num_layers() const noexcept { return d_.num_layers; }
+  std::uint32_t output_size() const noexcept { return d_.output_size; }
+  bool has_skip() const noexcept { return d_.skip != 0; }
+  /// The dense layers before / after the stack, in order (at most RNN_MAX_DENSE read).
+  std::vector<rnn_dense> pre_layers() const { return list(d_.pre, d_.num_pre); }
+  std::vector<rnn_dense> post_layers() const { return list(d_.post, d_.num_post); }
+
+  /// Field-by-field equality of the C structs.
+  friend bool operator==(const ModelDesc& a, const ModelDesc& b) noexcept {
+    return std::memcmp(&a.d_, &b.d_, sizeof(rnn_model_desc)) == 0;
+  }
+  friend bool operator!=(const ModelDesc& a, const ModelDesc& b) noexcept { return !(a == b); }
+
+ private:
+  static void push(rnn_dense* layers, std::uint32_t& count, const char* which, std::uint32_t size,
+                   rnn_activation activation) {
+    if (count >= RNN_MAX_DENSE) {
+      throw Error(RNN_ERR_INVALID, std::string("rnncore::ModelDesc: more than ") +
+                                       std::to_string(RNN_MAX_DENSE) + " " + which +
+                                       " layers (RNN_MAX_DENSE)");
+    }
+    layers[count].size = size;
+    layers[count].activation = static_cast<std::uint32_t>(activation);
+    ++count;
+  }
+  static std::vector<rnn_dense> list(const rnn_dense* layers, std::uint32_t count) {
+    std::size_t n = count < RNN_MAX_DENSE ? count : RNN_MAX_DENSE;
+    return std::vector<rnn_dense>(layers, layers + n);
+  }
+
+  rnn_model_desc d_ = zeroed();
+  static rnn_model_desc zeroed() noexcept {
+    rnn_model_desc d;
+    std::memset(&d, 0, sizeof d);
+    d.struct_size = sizeof(rnn_model_desc);
+    return d;
+  }
+};
+
 class State;
 class Trainer;
 
@@ -158,6 +268,13 @@ class Model {
   /// A new model with PyTorch-like initialization from `seed`.
   Model(const rnn_config& config, std::uint64_t seed) {
     detail::check(rnn_model_new(&config, seed, &handle_), "rnn_model_new");
+    cache_sizes();
+  }
+
+  /// A new model from a full description (rnn_model_new_desc): dense layers, skip,
+  /// forget-gate bias. Without those, the same weights as Model(config, seed).
+  Model(const ModelDesc& desc, std::uint64_t seed) {
+    detail::check(rnn_model_new_desc(&desc.c(), seed, &handle_), "rnn_model_new_desc");
     cache_sizes();
   }
 
@@ -200,6 +317,14 @@ class Model {
     rnn_config c{};
     detail::check(rnn_model_config(handle_, &c), "rnn_model_config");
     return c;
+  }
+
+  /// The model's full description (rnn_model_describe): for any model, loaded ones
+  /// included. forget_bias, bidirectional, proj_size and dropout read 0.
+  ModelDesc describe() const {
+    ModelDesc d(RNN_CELL_LSTM, 0, 0);
+    detail::check(rnn_model_describe(handle_, &d.c()), "rnn_model_describe");
+    return d;
   }
 
   /// Elements per output row: output_size, or hidden_size without a head. 0 when empty.

@@ -19,8 +19,10 @@ pub extern "C" fn rnn_version() -> *const c_char {
     VERSION.as_ptr().cast()
 }
 
-/// The ABI generation of the linked library: compare it with RNN_ABI_VERSION from the
-/// header at start-up; a difference means the header and the library do not match.
+/// The ABI generation of the linked library (see RNN_ABI_VERSION). Check at start-up
+/// that it is at least the RNN_ABI_VERSION of the header the program was built with: a
+/// smaller one means the library is older than the header and lacks some of its
+/// functions; a larger one is a newer library, which runs the program unchanged.
 ///
 /// Any thread, any time.
 #[no_mangle]

@@ -25,11 +25,15 @@
 pub(crate) mod boundary;
 pub mod library;
 pub mod model;
+// After `model`, so that the header lists rnn_model_new_desc and rnn_model_describe
+// after the other model functions (cbindgen keeps source order).
+pub mod desc;
 pub mod parallel;
 pub mod state;
 pub mod trainer;
 pub mod types;
 
+pub use desc::*;
 pub use library::*;
 pub use model::*;
 pub use parallel::*;

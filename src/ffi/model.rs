@@ -69,7 +69,8 @@ pub unsafe extern "C" fn rnn_model_new(
 ///   not kept: states start from zeros). JSON files are read up to 256 MiB.
 ///
 /// For a model with dense layers, rnn_model_config reports the model's input and output
-/// widths; such a model cannot be rebuilt with rnn_model_new.
+/// widths; rnn_model_describe lists the layers, and rnn_model_new_desc of that
+/// description builds a model of the same shape (rnn_model_new cannot).
 ///
 /// `path` is a NUL-terminated file name (bytes, as the OS takes them).
 /// On RNN_OK `*out` is a new model that the caller owns and frees with rnn_model_free.

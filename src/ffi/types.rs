@@ -1,5 +1,6 @@
-//! The C ABI's value types: status, enums and the two config structs. Their names,
-//! numbers and field types are fixed by `shared/API.md`; numbers are never reused.
+//! The C ABI's value types: status, enums, the two config structs and the versioned model
+//! description. Their names, numbers and field types are fixed by `shared/API.md`;
+//! numbers are never reused. `rnn_model_desc` grows only at its end (see its docs).
 
 use crate::config::{CellKind, ModelConfig, OutputActivation};
 use crate::ffi::boundary::{Failure, FfiResult};
@@ -131,9 +132,131 @@ pub enum rnn_targets {
     RNN_TARGETS_LAST_STEP = 1,
 }
 
-/// The ABI generation of this header. Bumped only by an incompatible change to the
-/// contract (a new major version); additions keep it. Compare with rnn_abi_version().
-pub const RNN_ABI_VERSION: u32 = 1;
+/// The ABI generation of this header: 1 for the first contract, one more with each
+/// release that adds to it (functions, types, fields at the end of rnn_model_desc);
+/// nothing of an earlier generation changes. Version 2 added rnn_model_desc,
+/// rnn_model_new_desc and rnn_model_describe. A program built against this header runs
+/// with any library whose rnn_abi_version() is at least this number: check
+/// `rnn_abi_version() >= RNN_ABI_VERSION` at start-up.
+pub const RNN_ABI_VERSION: u32 = 2;
+
+/// The activation of a dense layer (`rnn_dense.activation`).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum rnn_activation {
+    /// `a`.
+    RNN_ACT_IDENTITY = 0,
+    /// `tanh(a)`.
+    RNN_ACT_TANH = 1,
+    /// `max(a, 0)`.
+    RNN_ACT_RELU = 2,
+    /// `1 / (1 + exp(-a))`.
+    RNN_ACT_SIGMOID = 3,
+    /// `a` for a > 0, else `exp(a) - 1` (alpha 1, as Keras and PyTorch).
+    RNN_ACT_ELU = 4,
+    /// Softmax over the layer's outputs: only as the model's last layer (the last post
+    /// layer, and not with skip). forward and step apply it; training losses use the
+    /// pre-activation.
+    RNN_ACT_SOFTMAX = 5,
+}
+
+/// The most dense layers on each side of the recurrent stack that rnn_model_desc holds
+/// (`pre`, `post`): as many as any rnncore model may have, so every model can be
+/// described.
+pub const RNN_MAX_DENSE: usize = 16;
+
+/// One dense layer of rnn_model_desc: `act(W a + b)`, W of shape [size][features in],
+/// where the features in are the previous layer's width (see rnn_model_desc).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct rnn_dense {
+    /// Features out, >= 1.
+    pub size: u32,
+    /// An rnn_activation.
+    pub activation: u32,
+}
+
+/// sizeof(rnn_model_desc) of its first version (ABI version 2): the smallest struct_size
+/// the library accepts.
+pub const RNN_MODEL_DESC_SIZE_V1: u32 = 312;
+
+/// A model's full description: everything rnn_config says and what it cannot. Made for
+/// rnn_model_new_desc, filled by rnn_model_describe.
+///
+/// A model is, in order: the `pre` dense layers (applied to every timestep), the
+/// recurrent stack, an optional dense head (output_size), the `post` dense layers, and
+/// the skip (the model's input added to its output).
+///
+/// Versioning: the struct only grows, at its end, and a field's zero always means "as
+/// before the field existed". Set struct_size to sizeof(rnn_model_desc) as your program
+/// compiles it and zero everything you do not set, e.g.
+/// `rnn_model_desc d; memset(&d, 0, sizeof d); d.struct_size = sizeof d;`.
+/// The library reads (and rnn_model_describe writes) only the bytes struct_size covers:
+///  - struct_size below RNN_MODEL_DESC_SIZE_V1 (312), or above 4096: RNN_ERR_INVALID;
+///  - larger than the library's own sizeof (a program built against a newer header): the
+///    bytes past the library's size must all be zero (fields it does not know, left
+///    unset), else RNN_ERR_INVALID naming struct_size and the first nonzero byte (the
+///    rule of Linux's copy_struct_from_user);
+///  - smaller than the library's (a program built against an older header): the fields
+///    past struct_size read as zero.
+///
+/// Unused entries (pre[k] for k >= num_pre, post[k] for k >= num_post) must be zero.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq)]
+pub struct rnn_model_desc {
+    /// sizeof(rnn_model_desc) as the caller compiled it (see above). rnn_model_describe
+    /// sets it to the number of bytes it wrote: min(caller's struct_size, library's size).
+    pub struct_size: u32,
+    /// An rnn_cell: the cell of every recurrent layer.
+    pub cell: u32,
+    /// At least 1: the model's input features per timestep, what forward and step take:
+    /// the first pre layer's input when num_pre > 0, else the recurrent stack's.
+    pub input_size: u32,
+    /// H >= 1: units per recurrent layer.
+    pub hidden_size: u32,
+    /// >= 1: recurrent layers.
+    pub num_layers: u32,
+    /// 0: no head; else a dense head H -> output_size right after the stack (as
+    /// rnn_config's; PyTorch's initialisation). Must be 0 when num_post > 0: a head is
+    /// then post[0] (an identity or softmax post layer alone is built as, and described
+    /// as, this head).
+    pub output_size: u32,
+    /// An rnn_output for the head: RNN_OUTPUT_SOFTMAX needs output_size > 0.
+    pub output_activation: u32,
+    /// 0 or 1: bidirectional recurrent layers (PyTorch's bidirectional=True). Reserved:
+    /// 1 is RNN_ERR_INVALID ("not supported by this build yet"); describe writes 0.
+    pub bidirectional: u32,
+    /// 0: none; else the LSTM projection size (PyTorch's proj_size). Reserved: nonzero is
+    /// RNN_ERR_INVALID ("not supported by this build yet"); describe writes 0.
+    pub proj_size: u32,
+    /// In [0, 1): dropout between recurrent layers during training (PyTorch's dropout),
+    /// 0 = none. Reserved: nonzero is RNN_ERR_INVALID ("not supported by this build
+    /// yet"); NaN or outside [0, 1) is RNN_ERR_INVALID; describe writes 0.
+    pub dropout: f32,
+    /// Initial LSTM forget-gate bias of a new model: 0 = PyTorch's initialisation;
+    /// otherwise every layer's bias_ih forget rows are set to it and bias_hh's to 0 (1 is
+    /// the usual choice, Keras' unit_forget_bias). Finite; nonzero only for
+    /// RNN_CELL_LSTM. An initialisation choice, not a property of the weights:
+    /// rnn_model_describe writes 0 (the biases are in the weights, see rnn_model_save).
+    pub forget_bias: f32,
+    /// 0 or 1: add the model's input to its output (GuitarML's amp models); needs the
+    /// input width equal to the output width, and no softmax at the end.
+    pub skip: u32,
+    /// 0..=RNN_MAX_DENSE: dense layers before the stack, in pre[0..num_pre].
+    pub num_pre: u32,
+    /// 0..=RNN_MAX_DENSE: dense layers after the stack, in post[0..num_post].
+    pub num_post: u32,
+    /// Dense layers before the stack, input first: pre[0] reads input_size features,
+    /// pre[k] reads pre[k-1].size, and the stack reads pre[num_pre-1].size. No softmax.
+    pub pre: [rnn_dense; RNN_MAX_DENSE],
+    /// Dense layers after the stack, output last: post[0] reads H, post[k] reads
+    /// post[k-1].size; the model's output width is post[num_post-1].size. Softmax only
+    /// in the last.
+    pub post: [rnn_dense; RNN_MAX_DENSE],
+}
+
+// The first version's layout is fixed: later versions only append fields.
+const _: () = assert!(std::mem::size_of::<rnn_model_desc>() == RNN_MODEL_DESC_SIZE_V1 as usize);
 
 impl rnn_config {
     /// The Rust config, or `RNN_ERR_INVALID` naming the field. Sizes are checked by

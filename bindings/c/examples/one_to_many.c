@@ -82,8 +82,8 @@ int main(void) {
     double mse = 0.0, zero_mse = 0.0;
     int rc = 0, step, k, t;
 
-    if (rnn_abi_version() != RNN_ABI_VERSION) {
-        fprintf(stderr, "header and library do not match\n");
+    if (rnn_abi_version() < RNN_ABI_VERSION) {
+        fprintf(stderr, "the library is older than its header (ABI version)\n");
         return 1;
     }
     for (k = 0; k < SHAPES; k++)

@@ -1,5 +1,6 @@
 // The header compiled as C++ (run_tests.sh: -std=c++11 -Wall -Wextra -Werror -pedantic),
 // linked against the static library and run: extern "C" linkage, enum and struct types.
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <type_traits>
@@ -11,6 +12,14 @@ static_assert(RNN_CELL_GRU_LBR == 4 && RNN_OUTPUT_SOFTMAX == 1, "enum numbers");
 static_assert(sizeof(rnn_config) == 6 * sizeof(uint32_t), "rnn_config is six uint32_t");
 static_assert(sizeof(rnn_train_config) == 8 * 4, "rnn_train_config is packed as in C");
 static_assert(std::is_standard_layout<rnn_config>::value, "plain C struct");
+// rnn_model_desc's first version is fixed: later versions only append fields.
+static_assert(sizeof(rnn_model_desc) == RNN_MODEL_DESC_SIZE_V1, "rnn_model_desc v1 size");
+static_assert(offsetof(rnn_model_desc, struct_size) == 0 && offsetof(rnn_model_desc, dropout) == 36 && offsetof(rnn_model_desc, num_post) == 52 &&
+                  offsetof(rnn_model_desc, pre) == 56 && offsetof(rnn_model_desc, post) == 184,
+              "rnn_model_desc v1 layout");
+static_assert(sizeof(rnn_dense) == 8 && RNN_MAX_DENSE == 16 && RNN_ACT_SOFTMAX == 5,
+              "rnn_dense, RNN_MAX_DENSE, rnn_activation");
+static_assert(std::is_standard_layout<rnn_model_desc>::value, "plain C struct");
 
 int main() {
     rnn_config c = {RNN_CELL_GRU, 2, 8, 1, 0, RNN_OUTPUT_IDENTITY};

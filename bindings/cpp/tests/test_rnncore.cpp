@@ -149,7 +149,8 @@ TEST(version_and_extras) {
   CHECK(std::string(rnn_last_error()).size() < 100000);  // never NULL
   CHECK(!rnncore::status_str(RNN_ERR_INVALID).empty());
   CHECK(rnncore::status_str(RNN_OK) != rnncore::status_str(RNN_ERR_NULL));
-  CHECK(rnncore::abi_version() == RNN_ABI_VERSION);
+  CHECK(rnncore::abi_version() >= RNN_ABI_VERSION);
+  CHECK(RNN_ABI_VERSION == 2);
   CHECK_STATUS(rnncore::check_abi(), RNN_OK);
   const std::string k = rnncore::kernel_name();
   CHECK(k == "avx512" || k == "avx2" || k == "scalar");
@@ -184,6 +185,77 @@ TEST(config_roundtrip_and_output_size) {
   CHECK(m.input_size() == 3);
   rnncore::Model nohead(rnncore::make_config(RNN_CELL_LSTM, 3, 8), 1);
   CHECK(nohead.output_size() == 8);
+}
+
+// ---------------------------------------------------------------------------------------
+// The full description (ModelDesc, rnn_model_new_desc / rnn_model_describe)
+
+TEST(desc_without_extras_is_the_config_model) {
+  auto d = rnncore::ModelDesc(RNN_CELL_GRU_LBR, 3, 8, 2).head(4, RNN_OUTPUT_SOFTMAX);
+  rnncore::Model a(d, 11);
+  rnncore::Model b(rnncore::make_config(RNN_CELL_GRU_LBR, 3, 8, 2, 4, RNN_OUTPUT_SOFTMAX), 11);
+  auto x = ramp(2 * 5 * 3, 4);
+  CHECK(bit_equal(a.forward(x, 2, 5), b.forward(x, 2, 5)));
+  CHECK(a.describe() == d);
+  CHECK(b.describe() == d);
+  CHECK(a.input_size() == 3 && a.output_size() == 4);
+}
+
+TEST(desc_layered_round_trip) {
+  auto d = rnncore::ModelDesc(RNN_CELL_LSTM, 2, 6)
+               .pre(5, RNN_ACT_TANH)
+               .pre(4, RNN_ACT_ELU)
+               .post(3, RNN_ACT_RELU)
+               .post(2, RNN_ACT_IDENTITY)
+               .skip()
+               .forget_bias(1.0f);
+  rnncore::Model m(d, 3);
+  CHECK(m.input_size() == 2 && m.output_size() == 2);
+  rnncore::ModelDesc got = m.describe();
+  CHECK(got.c().forget_bias == 0.0f);  // an initialisation choice, not in the description
+  CHECK(got != d);
+  got.forget_bias(1.0f);
+  CHECK(got == d);
+  CHECK(got.pre_layers().size() == 2 && got.pre_layers()[1].size == 4);
+  CHECK(got.post_layers().size() == 2 && got.post_layers()[0].activation == RNN_ACT_RELU);
+  CHECK(got.has_skip() && got.cell() == RNN_CELL_LSTM && got.hidden_size() == 6);
+  // Saved and loaded: the same description and outputs.
+  auto path = (temp_dir() / "desc.safetensors").string();
+  m.save(path);
+  auto loaded = rnncore::Model::load(path);
+  got.forget_bias(0.0f);
+  CHECK(loaded.describe() == got);
+  auto x = ramp(3 * 4 * 2, 8);
+  CHECK(bit_equal(loaded.forward(x, 3, 4), m.forward(x, 3, 4)));
+  // Streaming works on a layered model made from C++ too.
+  rnncore::State s(m, 3);
+  auto y0 = m.step(s, ramp(3 * 2, 1));
+  CHECK(y0.size() == 3 * 2 && all_finite(y0));
+}
+
+TEST(desc_errors) {
+  using rnncore::ModelDesc;
+  CHECK_STATUS(rnncore::Model(ModelDesc(RNN_CELL_LSTM, 2, 4).bidirectional(), 1), RNN_ERR_INVALID);
+  CHECK(std::strstr(rnn_last_error(), "not supported by this build yet") != nullptr);
+  CHECK_STATUS(rnncore::Model(ModelDesc(RNN_CELL_LSTM, 2, 4).proj_size(2), 1), RNN_ERR_INVALID);
+  CHECK_STATUS(rnncore::Model(ModelDesc(RNN_CELL_LSTM, 2, 4).dropout(0.2f), 1), RNN_ERR_INVALID);
+  CHECK_STATUS(rnncore::Model(ModelDesc(RNN_CELL_GRU, 2, 4).forget_bias(1.0f), 1),
+               RNN_ERR_INVALID);
+  CHECK(std::strstr(rnn_last_error(), "forget_bias") != nullptr);
+  CHECK_STATUS(rnncore::Model(ModelDesc(RNN_CELL_LSTM, 2, 4).pre(3, RNN_ACT_SOFTMAX), 1),
+               RNN_ERR_INVALID);
+  CHECK_STATUS(rnncore::Model(ModelDesc(RNN_CELL_LSTM, 2, 4).head(2).post(3), 1),
+               RNN_ERR_INVALID);
+  ModelDesc wrong_size(RNN_CELL_LSTM, 2, 4);
+  wrong_size.c().struct_size = 8;
+  CHECK_STATUS(rnncore::Model(wrong_size, 1), RNN_ERR_INVALID);
+  CHECK(std::strstr(rnn_last_error(), "struct_size") != nullptr);
+  ModelDesc full(RNN_CELL_LSTM, 2, 4);
+  for (unsigned k = 0; k < RNN_MAX_DENSE; ++k) full.post(2, RNN_ACT_TANH);
+  CHECK_STATUS(full.post(2), RNN_ERR_INVALID);
+  CHECK(full.post_layers().size() == RNN_MAX_DENSE);
+  rnncore::Model empty;
+  CHECK_STATUS(empty.describe(), RNN_ERR_NULL);
 }
 
 TEST(same_seed_same_weights) {

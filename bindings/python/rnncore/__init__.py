@@ -22,15 +22,18 @@ import enum
 import os
 import threading
 import weakref
-from typing import Callable, NamedTuple, Optional, Union
+from dataclasses import dataclass
+from typing import Callable, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ._lib import (
+    MAX_DENSE,
     FloatP,
     Int32P,
     ModelP,
     RnnConfig,
+    RnnModelDesc,
     RnnParallelFor,
     RnnTrainConfig,
     StateP,
@@ -39,8 +42,12 @@ from ._lib import (
 )
 
 __all__ = [
+    "Activation",
     "Cell",
     "Config",
+    "Dense",
+    "MAX_DENSE",
+    "ModelDesc",
     "Loss",
     "Model",
     "Optimizer",
@@ -106,8 +113,20 @@ class Targets(enum.IntEnum):
     LAST_STEP = 1
 
 
+class Activation(enum.IntEnum):
+    """A dense layer's activation (`rnn_activation`)."""
+
+    IDENTITY = 0
+    TANH = 1
+    RELU = 2
+    SIGMOID = 3
+    ELU = 4
+    SOFTMAX = 5  #: only as the model's last layer
+
+
 #: C enum prefixes of each Python enum (for the header check).
 C_ENUMS = {
+    "rnn_activation": (Activation, "RNN_ACT_"),
     "rnn_status": (Status, "RNN_"),
     "rnn_cell": (Cell, "RNN_CELL_"),
     "rnn_output": (Output, "RNN_OUTPUT_"),
@@ -176,7 +195,7 @@ def version() -> str:
 
 
 def abi_version() -> int:
-    """The C ABI's major version."""
+    """The linked library's ABI generation (`rnn_abi_version`); it only grows."""
     return int(lib.rnn_abi_version())
 
 
@@ -355,6 +374,103 @@ class Config(NamedTuple):
         )
 
 
+class Dense(NamedTuple):
+    """One dense layer of a `ModelDesc`: `size` features out, then `activation`."""
+
+    size: int
+    activation: Union[Activation, int] = Activation.IDENTITY
+
+
+def _dense(item, where: str) -> Dense:
+    """A `Dense` from a Dense, a (size, activation) pair or a bare size (identity)."""
+    if isinstance(item, (tuple, list)):
+        if len(item) != 2:
+            raise _invalid(f"{where}: expected (size, activation), got {item!r}")
+        return Dense(int(item[0]), _maybe_enum(Activation, _enum_value(Activation, item[1])))
+    return Dense(int(item), Activation.IDENTITY)
+
+
+def _u32(name: str, v) -> int:
+    v = int(v)
+    if not 0 <= v < 2**32:
+        raise _invalid(f"{name} is {v}, expected a 32-bit unsigned value")
+    return v
+
+
+@dataclass(frozen=True)
+class ModelDesc:
+    """A model's full description (`rnn_model_desc`, ABI version 2): the recurrent stack,
+    its head, dense layers before (`pre`) and after (`post`) it, the input `skip` and an
+    initial LSTM `forget_bias`. `input_size` is the model's input width (the first pre
+    layer reads it). `output_size` is a head right after the stack and must be 0 with
+    post layers. `bidirectional`, `proj_size` and `dropout` are reserved: the library
+    refuses them until its core supports them. Made by `Model.describe()`, taken by
+    `Model.from_desc()` / `Model.new_desc()`; the library checks every field."""
+
+    cell: Union[Cell, int]
+    input_size: int
+    hidden_size: int
+    num_layers: int = 1
+    output_size: int = 0
+    output_activation: Union[Output, int] = Output.IDENTITY
+    pre: Tuple[Dense, ...] = ()
+    post: Tuple[Dense, ...] = ()
+    skip: bool = False
+    forget_bias: float = 0.0
+    bidirectional: bool = False
+    proj_size: int = 0
+    dropout: float = 0.0
+
+    def _to_c(self) -> RnnModelDesc:
+        d = RnnModelDesc()
+        d.cell = _u32("cell", _enum_value(Cell, self.cell))
+        for name in ("input_size", "hidden_size", "num_layers", "output_size", "proj_size"):
+            setattr(d, name, _u32(name, getattr(self, name)))
+        d.output_activation = _u32("output_activation", _enum_value(Output, self.output_activation))
+        d.bidirectional = _u32("bidirectional", self.bidirectional)
+        d.skip = _u32("skip", self.skip)
+        d.dropout = float(self.dropout)
+        d.forget_bias = float(self.forget_bias)
+        for part in ("pre", "post"):
+            layers = [_dense(item, f"{part}[{k}]") for k, item in enumerate(getattr(self, part))]
+            if len(layers) > MAX_DENSE:
+                raise _invalid(
+                    f"{part} has {len(layers)} layers, expected at most {MAX_DENSE} (RNN_MAX_DENSE)"
+                )
+            slots = getattr(d, part)
+            for k, layer in enumerate(layers):
+                slots[k].size = _u32(f"{part}[{k}].size", layer.size)
+                slots[k].activation = _u32(
+                    f"{part}[{k}].activation", _enum_value(Activation, layer.activation)
+                )
+            setattr(d, f"num_{part}", len(layers))
+        return d
+
+    @classmethod
+    def _from_c(cls, d: RnnModelDesc) -> "ModelDesc":
+        def layers(slots, n: int) -> Tuple[Dense, ...]:
+            return tuple(
+                Dense(slots[k].size, _maybe_enum(Activation, slots[k].activation))
+                for k in range(min(n, MAX_DENSE))
+            )
+
+        return cls(
+            cell=_maybe_enum(Cell, d.cell),
+            input_size=d.input_size,
+            hidden_size=d.hidden_size,
+            num_layers=d.num_layers,
+            output_size=d.output_size,
+            output_activation=_maybe_enum(Output, d.output_activation),
+            pre=layers(d.pre, d.num_pre),
+            post=layers(d.post, d.num_post),
+            skip=bool(d.skip),
+            forget_bias=float(d.forget_bias),
+            bidirectional=bool(d.bidirectional),
+            proj_size=d.proj_size,
+            dropout=float(d.dropout),
+        )
+
+
 class Model:
     """An rnncore model (owns an `rnn_model`).
 
@@ -384,6 +500,73 @@ class Model:
         out = ModelP()
         _check(lib.rnn_model_new(ctypes.byref(cfg), seed, ctypes.byref(out)), "rnn_model_new")
         self._adopt(out)
+
+    @classmethod
+    def from_desc(cls, desc: ModelDesc, seed: int = 0) -> "Model":
+        """A new model from a full description (`rnn_model_new_desc`). Without dense
+        layers or a forget bias it has the same weights as `Model(...)` with that seed."""
+        if not isinstance(desc, ModelDesc):
+            raise TypeError(f"desc: expected a ModelDesc, got {type(desc).__name__}")
+        if not 0 <= seed < 2**64:
+            raise _invalid(f"seed is {seed}, expected a 64-bit unsigned value")
+        d = desc._to_c()
+        out = ModelP()
+        _check(lib.rnn_model_new_desc(ctypes.byref(d), seed, ctypes.byref(out)), "rnn_model_new_desc")
+        self = cls.__new__(cls)
+        self._adopt(out)
+        return self
+
+    @classmethod
+    def new_desc(
+        cls,
+        cell: Union[Cell, int, str],
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        output_size: int = 0,
+        output_activation: Union[Output, int, str] = Output.IDENTITY,
+        *,
+        pre: Sequence = (),
+        post: Sequence = (),
+        skip: bool = False,
+        forget_bias: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        dropout: float = 0.0,
+        seed: int = 0,
+    ) -> "Model":
+        """A new model from keyword arguments: `Model.from_desc(ModelDesc(...), seed)`.
+        `pre` and `post` list dense layers as `Dense(size, activation)`, `(size,
+        activation)` pairs (activation by name, e.g. "tanh") or bare sizes (identity).
+
+        >>> m = Model.new_desc("lstm", 1, 32, pre=[(8, "tanh")], post=[1], skip=True,
+        ...                    forget_bias=1.0, seed=7)
+        """
+        desc = ModelDesc(
+            cell=_maybe_enum(Cell, _enum_value(Cell, cell)),
+            input_size=input_size,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            output_size=output_size,
+            output_activation=_maybe_enum(Output, _enum_value(Output, output_activation)),
+            pre=tuple(_dense(p, f"pre[{k}]") for k, p in enumerate(pre)),
+            post=tuple(_dense(p, f"post[{k}]") for k, p in enumerate(post)),
+            skip=bool(skip),
+            forget_bias=float(forget_bias),
+            bidirectional=bool(bidirectional),
+            proj_size=proj_size,
+            dropout=float(dropout),
+        )
+        return cls.from_desc(desc, seed)
+
+    def describe(self) -> ModelDesc:
+        """The model's full description (`rnn_model_describe`), for any model, loaded ones
+        included. `forget_bias` reads 0: it is an initialisation choice, and its values
+        are in the weights."""
+        d = RnnModelDesc()
+        with self._lock.read():
+            _check(lib.rnn_model_describe(self._h, ctypes.byref(d)), "rnn_model_describe")
+        return ModelDesc._from_c(d)
 
     @classmethod
     def load(cls, path) -> "Model":

@@ -59,6 +59,47 @@ class RnnTrainConfig(Structure):
     ]
 
 
+#: `RNN_MAX_DENSE`: dense layers on each side of the stack that `rnn_model_desc` holds.
+MAX_DENSE = 16
+#: `RNN_MODEL_DESC_SIZE_V1`: sizeof(rnn_model_desc) of its first version.
+MODEL_DESC_SIZE_V1 = 312
+
+
+class RnnDense(Structure):
+    """`rnn_dense`: one dense layer of a model description."""
+
+    _fields_ = [("size", c_uint32), ("activation", c_uint32)]
+
+
+class RnnModelDesc(Structure):
+    """`rnn_model_desc`, zero-initialised with `struct_size` set to this declaration's
+    size (the library reads only what struct_size covers; see the header)."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("cell", c_uint32),
+        ("input_size", c_uint32),
+        ("hidden_size", c_uint32),
+        ("num_layers", c_uint32),
+        ("output_size", c_uint32),
+        ("output_activation", c_uint32),
+        ("bidirectional", c_uint32),
+        ("proj_size", c_uint32),
+        ("dropout", c_float),
+        ("forget_bias", c_float),
+        ("skip", c_uint32),
+        ("num_pre", c_uint32),
+        ("num_post", c_uint32),
+        ("pre", RnnDense * MAX_DENSE),
+        ("post", RnnDense * MAX_DENSE),
+    ]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if "struct_size" not in kwargs:
+            self.struct_size = ctypes.sizeof(RnnModelDesc)
+
+
 class RnnModel(Structure):
     """Opaque `rnn_model`."""
 
@@ -78,7 +119,17 @@ FloatP = POINTER(c_float)
 Int32P = POINTER(c_int32)
 
 #: Struct types of the header, by C name (checked field by field against the header).
-STRUCTS = {"rnn_config": RnnConfig, "rnn_train_config": RnnTrainConfig}
+STRUCTS = {
+    "rnn_config": RnnConfig,
+    "rnn_train_config": RnnTrainConfig,
+    "rnn_dense": RnnDense,
+    "rnn_model_desc": RnnModelDesc,
+}
+#: `#define`d numbers of the header that these declarations depend on (checked).
+DEFINES = {
+    "RNN_MAX_DENSE": MAX_DENSE,
+    "RNN_MODEL_DESC_SIZE_V1": MODEL_DESC_SIZE_V1,
+}
 #: Opaque handle types of the header, by C name.
 OPAQUE = {"rnn_model": RnnModel, "rnn_state": RnnState, "rnn_trainer": RnnTrainer}
 
@@ -106,6 +157,8 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "rnn_model_load": (c_status, [c_char_p, POINTER(ModelP)]),
     "rnn_model_save": (c_status, [ModelP, c_char_p]),
     "rnn_model_config": (c_status, [ModelP, POINTER(RnnConfig)]),
+    "rnn_model_new_desc": (c_status, [POINTER(RnnModelDesc), c_uint64, POINTER(ModelP)]),
+    "rnn_model_describe": (c_status, [ModelP, POINTER(RnnModelDesc)]),
     "rnn_model_output_size": (c_size_t, [ModelP]),
     "rnn_model_free": (None, [ModelP]),
     "rnn_model_forward": (c_status, [ModelP, FloatP, c_size_t, c_size_t, FloatP, c_size_t]),
@@ -186,11 +239,12 @@ def _load() -> ctypes.CDLL:
 
 
 #: The ABI generation these declarations were written for (RNN_ABI_VERSION in the header).
-ABI_VERSION = 1
+#: A library of this generation or a later one has every function declared here.
+ABI_VERSION = 2
 
 lib = _load()
-if lib.rnn_abi_version() != ABI_VERSION:
+if lib.rnn_abi_version() < ABI_VERSION:
     raise ImportError(
-        f"rnncore: {library_path()} has ABI version {lib.rnn_abi_version()}, "
-        f"these bindings were written for {ABI_VERSION}"
+        f"rnncore: {library_path()} has ABI version {lib.rnn_abi_version()}, older than "
+        f"the {ABI_VERSION} these bindings were written for"
     )

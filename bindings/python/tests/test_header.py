@@ -4,6 +4,7 @@ lacks), every struct has the same fields and types, every enum the same constant
 
 from __future__ import annotations
 
+import ctypes
 import re
 from ctypes import (
     POINTER,
@@ -42,6 +43,11 @@ class Header:
     def __init__(self, text: str):
         text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
         text = re.sub(r"//[^\n]*", " ", text)
+        #: `#define NAME number` (the header's constants, used as array lengths).
+        self.defines: dict[str, int] = {
+            m.group(1): int(m.group(2), 0)
+            for m in re.finditer(r"^[ \t]*#define\s+(\w+)\s+(\d+|0x[0-9a-fA-F]+)\s*$", text, re.M)
+        }
         text = re.sub(r"^[ \t]*#.*$", " ", text, flags=re.M)
         self.enums: dict[str, dict[str, int]] = {}
         self.structs: dict[str, list[tuple[str, str]]] = {}
@@ -65,6 +71,10 @@ class Header:
             name = m.group(4) or m.group(2)
             fields = []
             for decl in filter(None, (s.strip() for s in m.group(3).split(";"))):
+                arr = re.fullmatch(r"(.*?)(\w+)\s*\[\s*(\w+)\s*\]", decl)
+                if arr:  # `type name[LEN]`: kept as "type[LEN]"
+                    fields.append((arr.group(2), f"{arr.group(1).strip()}[{arr.group(3)}]"))
+                    continue
                 ty, names = re.match(r"(.*?)(\w+(?:\s*,\s*\w+)*)$", decl).groups()
                 for n in names.split(","):
                     fields.append((n.strip(), ty.strip()))
@@ -105,7 +115,13 @@ class Header:
         return [] if params in ([""], ["void"]) else params
 
     def ctype(self, decl: str, param: bool = True):
-        """The ctypes type for a C type (with a parameter name when `param`)."""
+        """The ctypes type for a C type (with a parameter name when `param`); a struct
+        field's "type[LEN]" is an array of LEN (a number or a #define)."""
+        arr = re.fullmatch(r"(.*)\[(\w+)\]", decl.strip())
+        if arr:
+            n = arr.group(2)
+            length = int(n, 0) if n[0].isdigit() else self.defines[n]
+            return self.ctype(arr.group(1), param=False) * length
         decl = decl.replace("*", " * ")
         words = [w for w in decl.split() if w not in ("const", "struct", "enum")]
         if param and len(words) > 1 and words[-1] != "*":
@@ -212,6 +228,27 @@ def test_structs_match_header(header: Header):
         # every struct of the header that a function takes is declared here
     for cname in header.structs:
         assert cname in _lib.STRUCTS, f"struct {cname} of rnncore.h has no ctypes declaration"
+
+
+def test_struct_sizes_and_defines_match_header(header: Header):
+    for name, value in _lib.DEFINES.items():
+        assert header.defines.get(name) == value, f"{name}: header {header.defines.get(name)}"
+    assert ctypes.sizeof(_lib.RnnModelDesc) == header.defines["RNN_MODEL_DESC_SIZE_V1"]
+    assert _lib.RnnModelDesc().struct_size == ctypes.sizeof(_lib.RnnModelDesc)
+
+
+def test_struct_check_catches_a_changed_field(header: Header):
+    # The struct check can fail: a header whose rnn_model_desc differs is reported.
+    text = HEADER.read_text()
+    for pattern, repl in [
+        (r"rnn_dense post\[RNN_MAX_DENSE\]", "rnn_dense post[8]"),
+        (r"float dropout;", "uint32_t dropout;"),
+    ]:
+        edited, n = re.subn(pattern, repl, text, count=1)
+        assert n == 1, pattern
+        h = Header(edited)
+        want = [(f, h.ctype(t, param=False)) for f, t in h.structs["rnn_model_desc"]]
+        assert list(_lib.RnnModelDesc._fields_) != want, pattern
 
 
 def test_callbacks_match_header(header: Header):
