@@ -338,8 +338,13 @@ typedef struct rnn_model_desc {
    */
   uint32_t output_activation;
   /**
-   * 0 or 1: bidirectional recurrent layers (PyTorch's bidirectional=True). Reserved:
-   * 1 is RNN_ERR_INVALID ("not supported by this build yet"); describe writes 0.
+   * 0 or 1: bidirectional recurrent layers (PyTorch's bidirectional=True): each layer
+   * runs forward and reversed in time, its outputs [h_fwd, h_rev] (2H wide, which the
+   * next layer and the head read), final states in PyTorch's h_n order
+   * [layers][2][batch][H]. Whole sequences only: rnn_model_step, rnn_state_new and
+   * rnn_model_forward_state refuse such a model (RNN_ERR_INVALID). No dense layers
+   * around a bidirectional stack except its head (output_size, or one identity or
+   * softmax post layer).
    */
   uint32_t bidirectional;
   /**
@@ -710,8 +715,9 @@ enum rnn_status rnn_model_step(const struct rnn_model *model,
  * RNN_MAX_DENSE, a nonzero unused pre/post entry, bidirectional not 0 or 1, dropout
  * NaN or outside [0, 1), a non-finite forget_bias, skip not 0 or 1), a softmax anywhere
  * but the last layer, output_size with post layers, a forget_bias on a cell other than
- * LSTM, a skip whose input and output widths differ, and for bidirectional, proj_size
- * or dropout, which this build does not support yet; RNN_ERR_ALLOC. The message names
+ * LSTM, a skip whose input and output widths differ, dense layers (other than a lone
+ * head) around a bidirectional stack, and for proj_size or dropout, which this build
+ * does not support yet; RNN_ERR_ALLOC. The message names
  * the field. On failure `*out` is not written.
  * Thread safety: any thread. Allocation: the weights.
  *
@@ -729,7 +735,7 @@ enum rnn_status rnn_model_new_desc(const struct rnn_model_desc *desc,
  * safetensors model lists its dense layers). input_size is the model's input width;
  * output_size and output_activation describe a head right after the stack (0 when the
  * model has post layers: its last post layer gives the outputs). forget_bias,
- * bidirectional, proj_size and dropout are written as 0 (the forget-gate bias is an
+ * proj_size and dropout are written as 0 (the forget-gate bias is an
  * initialisation choice whose values are in the weights). Unused pre/post entries are
  * zeroed. rnn_model_new_desc of the result makes a model of the same shape.
  *

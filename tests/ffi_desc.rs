@@ -45,7 +45,7 @@ fn random_desc(r: &mut Rng) -> rnn_model_desc {
         num_layers: pick(r, &[1, 1, 2], &[0, 1025]),
         output_size: pick(r, &[0, 0, 0, 1, 3], &[MAX_DIM + 1]),
         output_activation: pick(r, &[0, 0, 1], &[2]),
-        bidirectional: pick(r, &[0], &[1, 2]),
+        bidirectional: pick(r, &[0, 0, 0, 1], &[2]),
         proj_size: pick(r, &[0], &[1, 3]),
         dropout: pick_f(r, &[0.0, -0.0], &[0.5, 1.0, -0.1, f32::NAN]),
         forget_bias: pick_f(r, &[0.0, 0.0, 1.0, -2.0], &[f32::INFINITY, f32::NAN]),
@@ -91,7 +91,7 @@ fn allowed(d: &rnn_model_desc) -> bool {
         || !sizes(d.hidden_size)
         || !(1..=1024).contains(&d.num_layers)
         || d.output_size > MAX_DIM
-        || d.bidirectional != 0
+        || d.bidirectional > 1
         || d.proj_size != 0
         || d.dropout != 0.0
         || !d.forget_bias.is_finite()
@@ -112,6 +112,16 @@ fn allowed(d: &rnn_model_desc) -> bool {
     {
         return false;
     }
+    // Around a bidirectional stack only a head: output_size, or one identity or softmax
+    // post layer.
+    let lone_head = pre.is_empty()
+        && d.skip == 0
+        && post.len() == 1
+        && (post[0].activation == 0 || post[0].activation == SOFTMAX);
+    if d.bidirectional == 1 && (!pre.is_empty() || d.skip == 1 || (!post.is_empty() && !lone_head))
+    {
+        return false;
+    }
     if d.skip == 1 {
         let ends_in_softmax = match post.last() {
             Some(e) => e.activation == SOFTMAX,
@@ -128,7 +138,7 @@ fn output_width(d: &rnn_model_desc) -> u32 {
     match d.post[..d.num_post as usize].last() {
         Some(e) => e.size,
         None if d.output_size > 0 => d.output_size,
-        None => d.hidden_size,
+        None => d.hidden_size * (1 + d.bidirectional),
     }
 }
 

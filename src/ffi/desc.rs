@@ -4,8 +4,7 @@
 //! Everything that turns a description into the Rust model and back is here:
 //! `read_desc` / `write_desc` apply the size rules, `ModelSpec::from_desc` maps a
 //! description to the core's config and layers (the one place to wire a new core field:
-//! bidirectional, proj_size and dropout are refused there for now), and `describe`
-//! maps a model back.
+//! proj_size and dropout are refused there for now), and `describe` maps a model back.
 
 use crate::config::{CellKind, ModelConfig, OutputActivation, MAX_DIM};
 use crate::ffi::boundary::{check_null, ffi_boundary, try_ref, write_out, Failure, FfiResult};
@@ -138,18 +137,12 @@ impl ModelSpec {
                 return bad(format!("desc->{name} is {v}, expected 1..={MAX_DIM}"));
             }
         }
-        // Reserved for the core's coming features: wire them to ModelConfig here.
-        match d.bidirectional {
-            0 => {}
-            1 => {
-                return bad(
-                    "desc->bidirectional is 1: bidirectional layers are not supported \
-                            by this build yet"
-                        .into(),
-                )
-            }
+        let bidirectional = match d.bidirectional {
+            0 => false,
+            1 => true,
             v => return bad(format!("desc->bidirectional is {v}, expected 0 or 1")),
-        }
+        };
+        // Reserved for the core's coming features: wire them to ModelConfig here.
         if d.proj_size != 0 {
             return bad(format!(
                 "desc->proj_size is {}: LSTM projections are not supported by this build yet \
@@ -223,7 +216,7 @@ impl ModelSpec {
             width = size as usize;
         }
         // The stack's output width: H (2H bidirectional, proj_size with a projection).
-        let mut width_post = d.hidden_size as usize;
+        let mut width_post = d.hidden_size as usize * if bidirectional { 2 } else { 1 };
         let mut dense_post = Vec::with_capacity(post.len());
         for &(size, activation) in &post {
             dense_post.push(Dense::new(width_post, size as usize, activation));
@@ -237,6 +230,7 @@ impl ModelSpec {
                 num_layers: d.num_layers as usize,
                 output_size: d.output_size as usize,
                 output_activation,
+                bidirectional,
             },
             layers: Layers {
                 pre: dense,
@@ -317,8 +311,9 @@ fn describe_parts(core: &ModelConfig, layers: Option<&Layers>) -> FfiResult<rnn_
         num_layers: narrow(core.num_layers),
         output_size: narrow(core.output_size),
         output_activation: core.output_activation as u32,
-        // bidirectional, proj_size and dropout: 0 until the core has them (set them here
-        // from `core` then); forget_bias: always 0, an initialisation choice.
+        bidirectional: core.bidirectional as u32,
+        // proj_size and dropout: 0 until the core has them (set them here from `core`
+        // then); forget_bias: always 0, an initialisation choice.
         ..rnn_model_desc::default()
     };
     if let Some(l) = layers {
@@ -381,8 +376,9 @@ unsafe fn write_desc(p: *mut rnn_model_desc, mut d: rnn_model_desc, caller_size:
 /// RNN_MAX_DENSE, a nonzero unused pre/post entry, bidirectional not 0 or 1, dropout
 /// NaN or outside [0, 1), a non-finite forget_bias, skip not 0 or 1), a softmax anywhere
 /// but the last layer, output_size with post layers, a forget_bias on a cell other than
-/// LSTM, a skip whose input and output widths differ, and for bidirectional, proj_size
-/// or dropout, which this build does not support yet; RNN_ERR_ALLOC. The message names
+/// LSTM, a skip whose input and output widths differ, dense layers (other than a lone
+/// head) around a bidirectional stack, and for proj_size or dropout, which this build
+/// does not support yet; RNN_ERR_ALLOC. The message names
 /// the field. On failure `*out` is not written.
 /// Thread safety: any thread. Allocation: the weights.
 ///
@@ -412,7 +408,7 @@ pub unsafe extern "C" fn rnn_model_new_desc(
 /// safetensors model lists its dense layers). input_size is the model's input width;
 /// output_size and output_activation describe a head right after the stack (0 when the
 /// model has post layers: its last post layer gives the outputs). forget_bias,
-/// bidirectional, proj_size and dropout are written as 0 (the forget-gate bias is an
+/// proj_size and dropout are written as 0 (the forget-gate bias is an
 /// initialisation choice whose values are in the weights). Unused pre/post entries are
 /// zeroed. rnn_model_new_desc of the result makes a model of the same shape.
 ///
@@ -569,10 +565,9 @@ mod tests {
         let base = desc(CellKind::Lstm, 2, 4);
         for (field, edit) in [
             (
-                "bidirectional",
-                (|d: &mut rnn_model_desc| d.bidirectional = 1) as fn(&mut _),
+                "proj_size",
+                (|d: &mut rnn_model_desc| d.proj_size = 2) as fn(&mut _),
             ),
-            ("proj_size", |d| d.proj_size = 2),
             ("dropout", |d| d.dropout = 0.5),
         ] {
             let mut d = base;

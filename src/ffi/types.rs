@@ -223,8 +223,13 @@ pub struct rnn_model_desc {
     pub output_size: u32,
     /// An rnn_output for the head: RNN_OUTPUT_SOFTMAX needs output_size > 0.
     pub output_activation: u32,
-    /// 0 or 1: bidirectional recurrent layers (PyTorch's bidirectional=True). Reserved:
-    /// 1 is RNN_ERR_INVALID ("not supported by this build yet"); describe writes 0.
+    /// 0 or 1: bidirectional recurrent layers (PyTorch's bidirectional=True): each layer
+    /// runs forward and reversed in time, its outputs [h_fwd, h_rev] (2H wide, which the
+    /// next layer and the head read), final states in PyTorch's h_n order
+    /// [layers][2][batch][H]. Whole sequences only: rnn_model_step, rnn_state_new and
+    /// rnn_model_forward_state refuse such a model (RNN_ERR_INVALID). No dense layers
+    /// around a bidirectional stack except its head (output_size, or one identity or
+    /// softmax post layer).
     pub bidirectional: u32,
     /// 0: none; else the LSTM projection size (PyTorch's proj_size). Reserved: nonzero is
     /// RNN_ERR_INVALID ("not supported by this build yet"); describe writes 0.

@@ -357,24 +357,25 @@ impl Model {
         if layers.is_empty() {
             return Model::from_parameters(config, params);
         }
-        if config.bidirectional {
+        let lone_head = layers.is_plain_head() && !config.has_head();
+        if config.bidirectional && !lone_head {
             return Err(invalid!(
                 "dense layers around a bidirectional recurrent stack are not supported \
                  (only its head)"
             ));
         }
-        if layers.is_plain_head() && !config.has_head() {
+        if lone_head {
             // The head's tensors follow the stack's, in the same order as post.0's.
             let d = layers.post[0];
             let act = match d.activation {
                 Activation::Softmax => crate::OutputActivation::Softmax,
                 _ => crate::OutputActivation::Identity,
             };
-            if d.in_size != config.hidden_size {
+            if d.in_size != config.layer_output_dim() {
                 return Err(invalid!(
-                    "post.0 takes {} features but the recurrent stack gives hidden_size {}",
+                    "post.0 takes {} features but the recurrent stack gives {}",
                     d.in_size,
-                    config.hidden_size
+                    config.layer_output_dim()
                 ));
             }
             return Model::from_parameters(config.with_head(d.out_size, act), params);
@@ -402,7 +403,7 @@ impl Model {
         if layers.is_empty() {
             return Ok(core);
         }
-        if config.bidirectional {
+        if config.bidirectional && !(layers.is_plain_head() && !config.has_head()) {
             return Err(invalid!(
                 "dense layers around a bidirectional recurrent stack are not supported \
                  (only its head)"

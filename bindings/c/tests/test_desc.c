@@ -259,8 +259,45 @@ static void test_nulls(void) {
         CHECK(m == untouched);                                                             \
     } while (0)
 
+/* A bidirectional stack: built, described, run over whole sequences (outputs 2H wide,
+   or the head's); streaming refused with nothing written; no dense layers around it
+   except its head. */
+static void test_bidirectional(void) {
+    rnn_model_desc d = new_desc(RNN_CELL_GRU_LBR, 3, 4, 2), e;
+    rnn_model *m = NULL;
+    rnn_state *const untouched = (rnn_state *)&g_dir;
+    rnn_state *st = untouched;
+    float y[2 * 5 * 8];
+    d.bidirectional = 1;
+    OK(rnn_model_new_desc(&d, 7, &m));
+    e = describe(m);
+    CHECK(e.bidirectional == 1 && same_desc(&d, &e));
+    CHECK(rnn_model_output_size(m) == 8);
+    run_forward(m, y, sizeof y / sizeof y[0]);
+    FAILS(rnn_state_new(m, 1, &st), RNN_ERR_INVALID, "bidirectional");
+    CHECK(st == untouched);
+    rnn_model_free(m);
+
+    /* With a head, given as output_size or as one identity post layer. */
+    d.output_size = 2;
+    OK(rnn_model_new_desc(&d, 7, &m));
+    CHECK(rnn_model_output_size(m) == 2 && describe(m).output_size == 2);
+    run_forward(m, y, sizeof y / sizeof y[0]);
+    rnn_model_free(m);
+    d.output_size = 0;
+    d.num_post = 1;
+    d.post[0] = dense(2, RNN_ACT_IDENTITY);
+    OK(rnn_model_new_desc(&d, 7, &m));
+    e = describe(m);
+    CHECK(e.bidirectional == 1 && e.output_size == 2 && e.num_post == 0);
+    rnn_model_free(m);
+    BAD((d.bidirectional = 1, d.num_post = 1, d.post[0] = dense(2, RNN_ACT_TANH)),
+        "bidirectional");
+    BAD((d.bidirectional = 1, d.num_pre = 1, d.pre[0] = dense(2, RNN_ACT_TANH)),
+        "bidirectional");
+}
+
 static void test_not_supported_yet(void) {
-    BAD(d.bidirectional = 1, "bidirectional");
     BAD(d.proj_size = 2, "proj_size");
     BAD(d.dropout = 0.25f, "dropout");
     CHECK(strstr(rnn_last_error(), "not supported by this build yet") != NULL);
@@ -497,6 +534,7 @@ int main(void) {
     RUN(test_struct_size_larger_with_nonzero_tail_is_refused);
     RUN(test_struct_size_smaller_is_refused);
     RUN(test_nulls);
+    RUN(test_bidirectional);
     RUN(test_not_supported_yet);
     RUN(test_every_bad_field_is_refused);
     RUN(test_forget_bias_is_in_the_weights);

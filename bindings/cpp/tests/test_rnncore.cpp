@@ -201,6 +201,15 @@ TEST(desc_without_extras_is_the_config_model) {
   CHECK(a.input_size() == 3 && a.output_size() == 4);
 }
 
+TEST(desc_bidirectional) {
+  auto d = rnncore::ModelDesc(RNN_CELL_LSTM, 3, 4, 2).bidirectional();
+  rnncore::Model m(d, 2);
+  CHECK(m.describe() == d && m.output_size() == 8);
+  auto y = m.forward(ramp(2 * 5 * 3, 4), 2, 5);
+  CHECK(y.size() == 2 * 5 * 8 && all_finite(y));
+  CHECK_STATUS(rnncore::State(m, 1), RNN_ERR_INVALID);
+}
+
 TEST(desc_layered_round_trip) {
   auto d = rnncore::ModelDesc(RNN_CELL_LSTM, 2, 6)
                .pre(5, RNN_ACT_TANH)
@@ -235,9 +244,11 @@ TEST(desc_layered_round_trip) {
 
 TEST(desc_errors) {
   using rnncore::ModelDesc;
-  CHECK_STATUS(rnncore::Model(ModelDesc(RNN_CELL_LSTM, 2, 4).bidirectional(), 1), RNN_ERR_INVALID);
-  CHECK(std::strstr(rnn_last_error(), "not supported by this build yet") != nullptr);
+  CHECK_STATUS(rnncore::Model(ModelDesc(RNN_CELL_LSTM, 2, 4).bidirectional().pre(3, RNN_ACT_TANH), 1),
+               RNN_ERR_INVALID);
+  CHECK(std::strstr(rnn_last_error(), "bidirectional") != nullptr);
   CHECK_STATUS(rnncore::Model(ModelDesc(RNN_CELL_LSTM, 2, 4).proj_size(2), 1), RNN_ERR_INVALID);
+  CHECK(std::strstr(rnn_last_error(), "not supported by this build yet") != nullptr);
   CHECK_STATUS(rnncore::Model(ModelDesc(RNN_CELL_LSTM, 2, 4).dropout(0.2f), 1), RNN_ERR_INVALID);
   CHECK_STATUS(rnncore::Model(ModelDesc(RNN_CELL_GRU, 2, 4).forget_bias(1.0f), 1),
                RNN_ERR_INVALID);

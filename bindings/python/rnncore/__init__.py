@@ -403,8 +403,10 @@ class ModelDesc:
     its head, dense layers before (`pre`) and after (`post`) it, the input `skip` and an
     initial LSTM `forget_bias`. `input_size` is the model's input width (the first pre
     layer reads it). `output_size` is a head right after the stack and must be 0 with
-    post layers. `bidirectional`, `proj_size` and `dropout` are reserved: the library
-    refuses them until its core supports them. Made by `Model.describe()`, taken by
+    post layers. `bidirectional` makes every layer run forward and reversed in time
+    (outputs 2H wide; whole sequences only, no `State`; only a head around it).
+    `proj_size` and `dropout` are reserved: the library refuses them until its core
+    supports them. Made by `Model.describe()`, taken by
     `Model.from_desc()` / `Model.new_desc()`; the library checks every field."""
 
     cell: Union[Cell, int]

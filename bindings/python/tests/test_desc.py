@@ -19,6 +19,7 @@ from rnncore import (
     ModelDesc,
     Output,
     RnnError,
+    State,
     Status,
 )
 from rnncore._lib import ModelP, RnnModelDesc, lib
@@ -114,10 +115,32 @@ def test_loaded_layered_models_describe_their_layers(path, pre, post, skip):
     assert rebuilt.config == m.config
 
 
+def test_bidirectional_runs_whole_sequences_and_refuses_streaming():
+    m = Model.new_desc("gru_lbr", 3, 4, num_layers=2, bidirectional=True, seed=5)
+    d = m.describe()
+    assert d.bidirectional and d.hidden_size == 4 and d.num_layers == 2
+    assert Model.from_desc(d, seed=5).describe() == d
+    assert m.output_size == 8
+    x = np.linspace(-1, 1, 2 * 5 * 3, dtype=np.float32).reshape(2, 5, 3)
+    y = m.forward(x)
+    assert y.shape == (2, 5, 8) and np.isfinite(y).all()
+    # One layer: the reverse half of the first step has seen the whole sequence, so
+    # changing the last input changes it; the forward half stays the same.
+    one = Model.new_desc("gru_lbr", 3, 4, bidirectional=True, seed=5)
+    x2 = x.copy()
+    x2[:, -1, :] += 1.0
+    y1, y2 = one.forward(x), one.forward(x2)
+    assert np.array_equal(y1[:, 0, :4], y2[:, 0, :4])
+    assert not np.array_equal(y1[:, 0, 4:], y2[:, 0, 4:])
+    refused(lambda: State(m, 1), "bidirectional")
+    head = Model.new_desc("lstm", 3, 4, bidirectional=True, output_size=2, seed=5)
+    assert head.forward(x).shape == (2, 5, 2)
+    refused(lambda: Model.new_desc("lstm", 3, 4, bidirectional=True, pre=[(2, "tanh")]), "bidirectional")
+
+
 @pytest.mark.parametrize(
     "kwargs,field",
     [
-        (dict(bidirectional=True), "bidirectional"),
         (dict(proj_size=2), "proj_size"),
         (dict(dropout=0.3), "dropout"),
     ],
