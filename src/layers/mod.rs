@@ -403,7 +403,8 @@ impl Model {
         if layers.is_empty() {
             return Ok(core);
         }
-        if config.bidirectional && !(layers.is_plain_head() && !config.has_head()) {
+        let lone_head = layers.is_plain_head() && !config.has_head();
+        if config.bidirectional && !lone_head {
             return Err(invalid!(
                 "dense layers around a bidirectional recurrent stack are not supported \
                  (only its head)"
