@@ -7,13 +7,20 @@ Usage:
     /work/venv-torch/bin/python tools/check_roundtrip.py DIR [--fixtures FIXDIR] [--atol 1e-5]
 
 DIR holds `{case}.model.safetensors` files written by rnncore (tensor names without
-a prefix: `weight_ih_l{k}`, `weight_hh_l{k}`, `bias_ih_l{k}`, `bias_hh_l{k}`, plus
-`head.weight` / `head.bias` with a head; full config `__metadata__`). For each, the
+a prefix: `weight_ih_l{k}`, `weight_hh_l{k}`, `bias_ih_l{k}`, `bias_hh_l{k}` and for a
+bidirectional model their `_reverse` twins, plus `head.weight` / `head.bias` with a
+head; full config `__metadata__`, `bidirectional` included). For each, the
 PyTorch module is built from the metadata (nn.RNN / nn.LSTM / nn.GRU, or the notes'
 GRU from gen_fixtures.py, subclassed with a `head` when output_size > 0 so that
 state_dict() keys are exactly the file's), loaded with strict=True, run on the
-fixture input `x` from FIXDIR/{case}.data.safetensors (default tests/fixtures) and
-compared with the fixture's `y` (max abs diff <= atol). The config in the file must
+fixture input `x` from FIXDIR/{case}.data.safetensors (default tests/fixtures; with
+`lengths` in the data, through pack_padded_sequence, outputs past a length zero) and
+compared with the fixture's `y` (max abs diff <= atol). For the issue 18 cases:
+
+    cargo run --release --example resave -- tests/fixtures/issue18 OUT18
+    /work/venv-torch/bin/python tools/check_roundtrip.py OUT18 --fixtures tests/fixtures/issue18
+
+The config in the file must
 also match the fixture's. `{case}.{f64,f16,bf16}.model.safetensors` (no data file of
 their own) must instead hold exactly FIXDIR's file of that name upcast to float32.
 One line per file; exit status 1 on any mismatch or
@@ -36,30 +43,32 @@ sys.path.insert(0, HERE)
 from gen_fixtures import NotesGRU  # noqa: E402
 
 META_KEYS = ("cell", "input_size", "hidden_size", "num_layers", "output_size", "output_activation")
+# Compared with the fixture's where both have them (files before issue 18 lack them).
+OPTIONAL_KEYS = ("bidirectional",)
 
 
 class RNNWithHead(nn.RNN):
     def __init__(self, *args, output_size, **kw):
         super().__init__(*args, **kw)
-        self.head = nn.Linear(self.hidden_size, output_size)
+        self.head = nn.Linear(self.hidden_size * (2 if self.bidirectional else 1), output_size)
 
 
 class LSTMWithHead(nn.LSTM):
     def __init__(self, *args, output_size, **kw):
         super().__init__(*args, **kw)
-        self.head = nn.Linear(self.hidden_size, output_size)
+        self.head = nn.Linear(self.hidden_size * (2 if self.bidirectional else 1), output_size)
 
 
 class GRUWithHead(nn.GRU):
     def __init__(self, *args, output_size, **kw):
         super().__init__(*args, **kw)
-        self.head = nn.Linear(self.hidden_size, output_size)
+        self.head = nn.Linear(self.hidden_size * (2 if self.bidirectional else 1), output_size)
 
 
 class NotesGRUWithHead(NotesGRU):
     def __init__(self, *args, output_size, **kw):
         super().__init__(*args, **kw)
-        self.head = nn.Linear(self.hidden_size, output_size)
+        self.head = nn.Linear(self.hidden_size * (2 if self.bidirectional else 1), output_size)
 
 
 def build(meta):
@@ -67,7 +76,7 @@ def build(meta):
     i, h, n = int(meta["input_size"]), int(meta["hidden_size"]), int(meta["num_layers"])
     o = int(meta["output_size"])
     head = o > 0
-    kw = dict(batch_first=True)
+    kw = dict(batch_first=True, bidirectional=meta.get("bidirectional", "false") == "true")
     if head:
         kw["output_size"] = o
     if cell in ("rnn_tanh", "rnn_relu"):
@@ -82,10 +91,18 @@ def build(meta):
     raise ValueError(f"unknown cell {cell!r}")
 
 
-def forward(module, meta, x):
-    out = module(x)[0]  # (output, h_n) or (output, (h_n, c_n))
+def forward(module, meta, x, lengths=None):
+    if lengths is None:
+        out = module(x)[0]  # (output, h_n) or (output, (h_n, c_n))
+    else:
+        t = x.shape[1]
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out = nn.utils.rnn.pad_packed_sequence(module(packed)[0], batch_first=True, total_length=t)[0]
     if int(meta["output_size"]) > 0:
         out = module.head(out)
+    if lengths is not None:
+        valid = torch.arange(x.shape[1])[None, :] < lengths[:, None]
+        out = out.masked_fill(~valid[..., None], 0.0)
     act = meta["output_activation"]
     if act == "softmax":
         out = torch.softmax(out, dim=-1)
@@ -130,7 +147,8 @@ def check(path, fixtures, atol):
         return False, f"metadata missing {missing}"
     with safe_open(data_path, "pt") as f:
         fmeta = f.metadata() or {}
-    diff = {k: (meta[k], fmeta[k]) for k in META_KEYS if k in fmeta and meta[k] != fmeta[k]}
+    keys = META_KEYS + tuple(k for k in OPTIONAL_KEYS if k in meta)
+    diff = {k: (meta[k], fmeta[k]) for k in keys if k in fmeta and meta[k] != fmeta[k]}
     if diff:
         return False, f"config differs from the fixture's (file, fixture): {diff}"
     tensors = load_file(path)
@@ -140,8 +158,9 @@ def check(path, fixtures, atol):
     module.load_state_dict(tensors, strict=True)
     module.eval()
     data = load_file(data_path)
+    lengths = data["lengths"].long() if "lengths" in data else None
     with torch.no_grad():
-        y = forward(module, meta, data["x"].double())
+        y = forward(module, meta, data["x"].double(), lengths)
     ref = data["y"].double()
     if y.shape != ref.shape:
         return False, f"output shape {tuple(y.shape)} != fixture {tuple(ref.shape)}"
