@@ -31,7 +31,9 @@
  * The ABI generation of this header: 1 for the first contract, one more with each
  * release that adds to it (functions, types, fields at the end of rnn_model_desc);
  * nothing of an earlier generation changes. Version 2 added rnn_model_desc,
- * rnn_model_new_desc and rnn_model_describe. A program built against this header runs
+ * rnn_model_new_desc and rnn_model_describe, and the variable-length entry points
+ * rnn_model_forward_lengths, rnn_model_forward_state_lengths,
+ * rnn_trainer_step_mse_lengths and rnn_trainer_step_xent_lengths. A program built against this header runs
  * with any library whose rnn_abi_version() is at least this number: check
  * `rnn_abi_version() >= RNN_ABI_VERSION` at start-up.
  */
@@ -653,6 +655,37 @@ enum rnn_status rnn_model_forward(const struct rnn_model *model,
                                   size_t y_len);
 
 /**
+ * Runs whole sequences of different lengths (a padded batch) from a zero initial state,
+ * as PyTorch's pack_padded_sequence / pad_packed_sequence do.
+ *
+ * `lengths` holds `lengths_len` = batch lengths, lengths[b] in 1..=seq_len being the
+ * number of valid timesteps of sequence b; its steps past that in `x` are padding
+ * (any finite values) that no valid output depends on.
+ * Shapes: as rnn_model_forward. y receives each sequence's outputs at its valid steps
+ * (the output activation applied) and zeros past its length. With every length
+ * seq_len this is rnn_model_forward (the same bits). A bidirectional layer's reverse
+ * direction starts at each sequence's own last valid step.
+ * Errors: RNN_ERR_NULL (model, x, lengths, y); RNN_ERR_INVALID for lengths_len not
+ * batch, a length of 0 or above seq_len (the message names lengths[b]), and everything
+ * rnn_model_forward refuses; RNN_ERR_NONFINITE for NaN/Inf in x (padding included);
+ * RNN_ERR_ALLOC. On failure y is not written.
+ * Thread safety: any number of threads may run one model at once.
+ * Allocation: as rnn_model_forward (working memory for the whole pass).
+ *
+ * # Safety
+ * `model` is a live model handle; `x` points to batch * seq_len * input_size readable
+ * floats; `lengths` to `lengths_len` readable uint32s; `y` to `y_len` writable floats.
+ */
+enum rnn_status rnn_model_forward_lengths(const struct rnn_model *model,
+                                          const float *x,
+                                          size_t batch,
+                                          size_t seq_len,
+                                          const uint32_t *lengths,
+                                          size_t lengths_len,
+                                          float *y,
+                                          size_t y_len);
+
+/**
  * Runs a block of `seq_len` timesteps of every stream of `state` (an audio buffer, a
  * chunk of text), starting from the state and leaving the final state in it.
  *
@@ -699,6 +732,41 @@ enum rnn_status rnn_model_step(const struct rnn_model *model,
                                size_t x_len,
                                float *y,
                                size_t y_len);
+
+/**
+ * Runs a block of `seq_len` timesteps from `state` in which stream b advances only
+ * lengths[b] (1..=seq_len) steps: for streams that end at different points within a
+ * buffer (the end of an utterance, of a document).
+ *
+ * Shapes: `x` is [batch][seq_len][input_size] (a stream's steps past its length are
+ * padding: any finite values, never read into a valid result), `y`
+ * [batch][seq_len][output size], batch being the state's, `lengths` `lengths_len` =
+ * batch lengths. Stream b's outputs are those of its first lengths[b] steps, then
+ * zeros; the state keeps, for stream b, the one after its own last step. With every
+ * length seq_len and seq_len <= max_block this is rnn_model_forward_state (the same
+ * bits). seq_len >= 1, and it is not limited by the state's max_block.
+ * Errors: RNN_ERR_NULL (model, state, x, lengths, y); RNN_ERR_INVALID for lengths_len
+ * not the state's batch, a length of 0 or above seq_len (the message names
+ * lengths[b]), a bidirectional model, a state made for a model of another config, y_len
+ * not as above, sizes that overflow, or x and y overlapping; RNN_ERR_NONFINITE for
+ * NaN/Inf in x; RNN_ERR_ALLOC. On failure neither y nor the state changes.
+ * Thread safety: as rnn_model_forward_state.
+ * Allocation: unlike rnn_model_forward_state, working memory for the block (it runs
+ * the whole-sequence pass from the state): not for a real-time thread.
+ *
+ * # Safety
+ * `model` and `state` are live handles; `x` points to batch * seq_len * input_size
+ * readable floats; `lengths` to `lengths_len` readable uint32s; `y` to `y_len` writable
+ * floats.
+ */
+enum rnn_status rnn_model_forward_state_lengths(const struct rnn_model *model,
+                                                struct rnn_state *state,
+                                                const float *x,
+                                                size_t seq_len,
+                                                const uint32_t *lengths,
+                                                size_t lengths_len,
+                                                float *y,
+                                                size_t y_len);
 
 /**
  * Creates a model from a full description (see rnn_model_desc): the recurrent stack, its
@@ -952,6 +1020,62 @@ enum rnn_status rnn_trainer_step_xent(struct rnn_trainer *trainer,
                                       size_t labels_len,
                                       uint32_t targets,
                                       float *loss_out);
+
+/**
+ * rnn_trainer_step_mse on a padded batch of sequences of different lengths
+ * (pack_padded_sequence): sequence b has lengths[b] (1..=seq_len) valid timesteps.
+ *
+ * `lengths` holds `lengths_len` = batch lengths. The loss is the mean over the valid
+ * steps' target elements only: with RNN_TARGETS_EVERY_STEP targets past a sequence's
+ * length are ignored (any finite values); with RNN_TARGETS_LAST_STEP each sequence's
+ * target is compared with its output at its own last valid step. Padded steps get no
+ * gradient; a bidirectional layer's reverse direction starts at each sequence's own
+ * end. With `state`, each sequence's state after its own last step is left in it.
+ * With every length seq_len this is rnn_trainer_step_mse (the same bits).
+ * Shapes, `state`, `loss_out`, thread safety and allocation: as rnn_trainer_step_mse.
+ * Errors: as rnn_trainer_step_mse, plus RNN_ERR_NULL (lengths) and RNN_ERR_INVALID for
+ * lengths_len not batch or a length of 0 or above seq_len (the message names
+ * lengths[b]). On failure the weights, the optimizer, the state and *loss_out are all
+ * unchanged.
+ *
+ * # Safety
+ * As rnn_trainer_step_mse, with `lengths` pointing to `lengths_len` readable uint32s.
+ */
+enum rnn_status rnn_trainer_step_mse_lengths(struct rnn_trainer *trainer,
+                                             struct rnn_state *state,
+                                             const float *x,
+                                             size_t batch,
+                                             size_t seq_len,
+                                             const uint32_t *lengths,
+                                             size_t lengths_len,
+                                             const float *target,
+                                             size_t target_len,
+                                             uint32_t targets,
+                                             float *loss_out);
+
+/**
+ * rnn_trainer_step_xent on a padded batch of sequences of different lengths: labels
+ * past a sequence's length are ignored (as -1; with RNN_TARGETS_LAST_STEP each
+ * sequence's label is for its own last valid step), the loss is the mean over the
+ * counted labels of valid steps (at least one). Otherwise as
+ * rnn_trainer_step_mse_lengths (lengths, state, errors, thread safety, allocation) and
+ * rnn_trainer_step_xent (labels); with every length seq_len this is
+ * rnn_trainer_step_xent (the same bits).
+ *
+ * # Safety
+ * As rnn_trainer_step_xent, with `lengths` pointing to `lengths_len` readable uint32s.
+ */
+enum rnn_status rnn_trainer_step_xent_lengths(struct rnn_trainer *trainer,
+                                              struct rnn_state *state,
+                                              const float *x,
+                                              size_t batch,
+                                              size_t seq_len,
+                                              const uint32_t *lengths,
+                                              size_t lengths_len,
+                                              const int32_t *labels,
+                                              size_t labels_len,
+                                              uint32_t targets,
+                                              float *loss_out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -317,6 +317,63 @@ impl Model {
         self.forward_state_shaped(state, x, seq_len, y)
     }
 
+    /// [`Model::forward_state`] for streams that advance different numbers of steps:
+    /// stream `b` runs the first `lengths[b]` (`1..=seq_len`) of its `seq_len` steps in
+    /// `x` (`[batch][seq_len][input_size]`, padded), its outputs past that are zero
+    /// (`y`: `[batch][seq_len][output_size]`), and the state it keeps is the one after
+    /// its own last step (as [`Model::forward_with_state_lengths`] gives, from the
+    /// state's current values; the snapshot layout is that function's state layout).
+    ///
+    /// Unlike `forward_state` this allocates working memory (it runs the whole-sequence
+    /// pass) and `seq_len` is not limited by the state's `max_block`: not for a
+    /// real-time thread. With every length `seq_len` (and `seq_len <= max_block`) it is
+    /// `forward_state` itself, with its bits. Errors (nothing changes, neither `y` nor
+    /// the state): lengths not one per stream, a length of 0 or over `seq_len`, a
+    /// bidirectional model, a state of another model, wrong sizes, non-finite `x`.
+    pub fn forward_state_lengths(
+        &self,
+        state: &mut State,
+        x: &[f32],
+        seq_len: usize,
+        lengths: &[usize],
+        y: &mut [f32],
+    ) -> Result<()> {
+        let cfg = self.config();
+        if cfg.bidirectional {
+            return Err(streaming_bidirectional());
+        }
+        state.check_model(cfg)?;
+        let b = state.batch;
+        crate::bidir::check_lengths(lengths, b, seq_len)?;
+        check_len(
+            "x",
+            x.len(),
+            checked_size("x", &[b, seq_len, self.input_size()])?,
+        )?;
+        check_len(
+            "y",
+            y.len(),
+            checked_size("y", &[b, seq_len, self.output_size()])?,
+        )?;
+        if seq_len <= state.max_block && lengths.iter().all(|&n| n == seq_len) {
+            return self.forward_state_shaped(state, x, seq_len, y);
+        }
+        // `forward_with_state_lengths` writes `y` only on success; the final state goes
+        // to a buffer first, so a failure leaves the state as it was.
+        let mut fin = try_zeroed(state.data.len())?;
+        self.forward_with_state_lengths(
+            x,
+            b,
+            seq_len,
+            Some(lengths),
+            Some(&state.data),
+            y,
+            Some(&mut fin),
+        )?;
+        state.data.copy_from_slice(&fin);
+        Ok(())
+    }
+
     /// [`Model::forward_state`] after its shape checks (the state's model, `seq_len`
     /// against its block, the lengths of `x` and `y`), which the caller has made: the C
     /// ABI checks the same things once, with its own messages, and a per-sample call

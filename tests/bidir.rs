@@ -1082,3 +1082,78 @@ fn a_padded_batch_is_its_sequences_run_alone() {
         );
     }
 }
+
+/// `Model::forward_state_lengths`: with every length full it is `forward_state` (same
+/// bits, state included); a shorter stream keeps the state at its own last step, its
+/// outputs past it are zero, and the others are unaffected; bad lengths change nothing.
+#[test]
+fn streaming_blocks_with_lengths_keep_each_streams_own_last_state() {
+    for cfg in [
+        ModelConfig::new(CellKind::Lstm, 2, 5, 2).with_head(3, OutputActivation::Identity),
+        ModelConfig::new(CellKind::GruLbr, 2, 4, 1),
+    ] {
+        let model = Model::new(cfg, 7).unwrap();
+        let (b, t, i, o) = (3, 4, cfg.input_size, cfg.output_dim());
+        let warm = vals(b * 2 * i, 1, 1.0);
+        let x = vals(b * t * i, 2, 1.0);
+        let mut s0 = State::with_block(&model, b, t).unwrap();
+        let mut scratch = vec![0.0; b * 2 * o];
+        model
+            .forward_state(&mut s0, &warm, 2, &mut scratch)
+            .unwrap();
+
+        let (mut sa, mut sb) = (s0.clone(), s0.clone());
+        let (mut ya, mut yb) = (vec![f32::NAN; b * t * o], vec![f32::NAN; b * t * o]);
+        model.forward_state(&mut sa, &x, t, &mut ya).unwrap();
+        model
+            .forward_state_lengths(&mut sb, &x, t, &[t; 3], &mut yb)
+            .unwrap();
+        assert_eq!(bits(&ya), bits(&yb), "{cfg}");
+        assert_eq!(bits(sa.as_slice()), bits(sb.as_slice()), "{cfg}");
+
+        let lengths = [t, 2, 1];
+        let mut sl = s0.clone();
+        let mut yl = vec![f32::NAN; b * t * o];
+        model
+            .forward_state_lengths(&mut sl, &x, t, &lengths, &mut yl)
+            .unwrap();
+        let bh = b * cfg.hidden_size;
+        let h = cfg.hidden_size;
+        for (s, &n) in lengths.iter().enumerate() {
+            // Stream s alone, from its own state, for its own length.
+            let mut one = State::with_block(&model, 1, t).unwrap();
+            let mine: Vec<f32> = s0
+                .as_slice()
+                .chunks(bh)
+                .flat_map(|p| p[s * h..(s + 1) * h].to_vec())
+                .collect();
+            one.set(&mine).unwrap();
+            let mut y1 = vec![0.0; n * o];
+            model
+                .forward_state(&mut one, &x[s * t * i..(s * t + n) * i], n, &mut y1)
+                .unwrap();
+            let row = &yl[s * t * o..(s + 1) * t * o];
+            assert!(max_abs_diff(&row[..n * o], &y1) < 1e-6, "{cfg} stream {s}");
+            assert!(row[n * o..].iter().all(|&v| v == 0.0), "{cfg} stream {s}");
+            let got: Vec<f32> = sl
+                .as_slice()
+                .chunks(bh)
+                .flat_map(|p| p[s * h..(s + 1) * h].to_vec())
+                .collect();
+            assert!(
+                max_abs_diff(&got, one.as_slice()) < 1e-6,
+                "{cfg} stream {s}"
+            );
+        }
+
+        // Bad lengths: an error, and neither y nor the state changes.
+        let before = sl.as_slice().to_vec();
+        for bad in [&[t, 0, 1][..], &[t, t + 1, 1], &[t, 1]] {
+            let mut y = vec![f32::NAN; b * t * o];
+            let e = model.forward_state_lengths(&mut sl, &x, t, bad, &mut y);
+            assert!(matches!(e, Err(Error::Invalid(_))), "{cfg} {bad:?}: {e:?}");
+            assert!(y.iter().all(|v| v.is_nan()));
+            assert_eq!(bits(sl.as_slice()), bits(&before));
+        }
+    }
+}

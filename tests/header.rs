@@ -101,6 +101,11 @@ fn header_spells_the_contract() {
         "rnn_dense post[RNN_MAX_DENSE];",
         "rnn_status rnn_model_new_desc(const rnn_model_desc *desc, uint64_t seed, rnn_model **out);",
         "rnn_status rnn_model_describe(const rnn_model *model, rnn_model_desc *desc);",
+        // ABI version 2: variable lengths.
+        "rnn_status rnn_model_forward_lengths(const rnn_model *model, const float *x, size_t batch, size_t seq_len, const uint32_t *lengths, size_t lengths_len, float *y, size_t y_len);",
+        "rnn_status rnn_model_forward_state_lengths(const rnn_model *model, rnn_state *state, const float *x, size_t seq_len, const uint32_t *lengths, size_t lengths_len, float *y, size_t y_len);",
+        "rnn_status rnn_trainer_step_mse_lengths(rnn_trainer *trainer, rnn_state *state, const float *x, size_t batch, size_t seq_len, const uint32_t *lengths, size_t lengths_len, const float *target, size_t target_len, uint32_t targets, float *loss_out);",
+        "rnn_status rnn_trainer_step_xent_lengths(rnn_trainer *trainer, rnn_state *state, const float *x, size_t batch, size_t seq_len, const uint32_t *lengths, size_t lengths_len, const int32_t *labels, size_t labels_len, uint32_t targets, float *loss_out);",
     ] {
         assert!(
             squashed.contains(needle),

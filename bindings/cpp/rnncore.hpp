@@ -348,6 +348,27 @@ class Model {
     return y;
   }
 
+  /// Whole sequences of different lengths (a padded batch) from zero state:
+  /// rnn_model_forward_lengths. lengths: one per sequence (batch of them), each in
+  /// 1..seq_len; y holds each sequence's outputs at its valid steps and zeros after.
+  void forward(const float* x, std::size_t x_len, std::size_t batch, std::size_t seq_len,
+               const std::uint32_t* lengths, std::size_t lengths_len, float* y,
+               std::size_t y_len) const {
+    check_x(x_len, batch, seq_len);
+    detail::check(rnn_model_forward_lengths(handle_, x, batch, seq_len, lengths, lengths_len, y,
+                                            y_len),
+                  "rnn_model_forward_lengths");
+  }
+
+  std::vector<float> forward(const std::vector<float>& x, std::size_t batch, std::size_t seq_len,
+                             const std::vector<std::uint32_t>& lengths) const {
+    check_x(x.size(), batch, seq_len);
+    std::vector<float> y(detail::product("y", batch, seq_len, output_size()));
+    forward(x.data(), x.size(), batch, seq_len, lengths.data(), lengths.size(), y.data(),
+            y.size());
+    return y;
+  }
+
   /// One timestep of every stream of `state`. x: [batch][input_size], y: [batch][output_size()].
   inline void step(State& state, const float* x, std::size_t x_len, float* y,
                    std::size_t y_len) const;
@@ -359,6 +380,17 @@ class Model {
                             float* y, std::size_t y_len) const;
   inline std::vector<float> forward_state(State& state, const std::vector<float>& x,
                                           std::size_t seq_len) const;
+
+  /// A block of seq_len timesteps in which stream b advances lengths[b] (1..seq_len) steps:
+  /// rnn_model_forward_state_lengths. Its outputs past that are zero and the state keeps
+  /// the one after its own last step. Allocates (not for a real-time thread); seq_len is
+  /// not limited by max_block. On error neither y nor the state changes.
+  inline void forward_state(State& state, const float* x, std::size_t x_len, std::size_t seq_len,
+                            const std::uint32_t* lengths, std::size_t lengths_len, float* y,
+                            std::size_t y_len) const;
+  inline std::vector<float> forward_state(State& state, const std::vector<float>& x,
+                                          std::size_t seq_len,
+                                          const std::vector<std::uint32_t>& lengths) const;
 
  private:
   // The config never changes (a Trainer changes weights only), so the sizes are read once:
@@ -480,6 +512,25 @@ inline std::vector<float> Model::forward_state(State& state, const std::vector<f
   return y;
 }
 
+inline void Model::forward_state(State& state, const float* x, std::size_t x_len,
+                                 std::size_t seq_len, const std::uint32_t* lengths,
+                                 std::size_t lengths_len, float* y, std::size_t y_len) const {
+  check_x(x_len, state.batch(), seq_len);
+  detail::check(rnn_model_forward_state_lengths(handle_, state.handle(), x, seq_len, lengths,
+                                                lengths_len, y, y_len),
+                "rnn_model_forward_state_lengths");
+}
+
+inline std::vector<float> Model::forward_state(State& state, const std::vector<float>& x,
+                                               std::size_t seq_len,
+                                               const std::vector<std::uint32_t>& lengths) const {
+  check_x(x.size(), state.batch(), seq_len);
+  std::vector<float> y(detail::product("y", state.batch(), seq_len, output_size()));
+  forward_state(state, x.data(), x.size(), seq_len, lengths.data(), lengths.size(), y.data(),
+                y.size());
+  return y;
+}
+
 // ---------------------------------------------------------------------------------------
 // Trainer
 
@@ -555,6 +606,53 @@ class Trainer {
                   rnn_targets targets = RNN_TARGETS_EVERY_STEP, State* state = nullptr) {
     return step_xent(x.data(), x.size(), batch, seq_len, labels.data(), labels.size(), targets,
                      state);
+  }
+
+  /// step_mse on a padded batch of sequences of different lengths
+  /// (rnn_trainer_step_mse_lengths): lengths, one per sequence in 1..seq_len, come after
+  /// seq_len; the loss averages over valid steps only and targets past a length are
+  /// ignored (LAST_STEP: each sequence's target is for its own last step).
+  float step_mse(const float* x, std::size_t x_len, std::size_t batch, std::size_t seq_len,
+                 const std::uint32_t* lengths, std::size_t lengths_len, const float* target,
+                 std::size_t target_len, rnn_targets targets = RNN_TARGETS_EVERY_STEP,
+                 State* state = nullptr) {
+    check_x(x_len, batch, seq_len);
+    float loss = 0.0f;
+    detail::check(
+        rnn_trainer_step_mse_lengths(handle_, state != nullptr ? state->handle() : nullptr, x,
+                                     batch, seq_len, lengths, lengths_len, target, target_len,
+                                     static_cast<std::uint32_t>(targets), &loss),
+        "rnn_trainer_step_mse_lengths");
+    return loss;
+  }
+  float step_mse(const std::vector<float>& x, std::size_t batch, std::size_t seq_len,
+                 const std::vector<std::uint32_t>& lengths, const std::vector<float>& target,
+                 rnn_targets targets = RNN_TARGETS_EVERY_STEP, State* state = nullptr) {
+    return step_mse(x.data(), x.size(), batch, seq_len, lengths.data(), lengths.size(),
+                    target.data(), target.size(), targets, state);
+  }
+
+  /// step_xent on a padded batch (rnn_trainer_step_xent_lengths): labels past a length
+  /// are ignored, the loss averages over the counted labels of valid steps.
+  float step_xent(const float* x, std::size_t x_len, std::size_t batch, std::size_t seq_len,
+                  const std::uint32_t* lengths, std::size_t lengths_len,
+                  const std::int32_t* labels, std::size_t labels_len,
+                  rnn_targets targets = RNN_TARGETS_EVERY_STEP, State* state = nullptr) {
+    check_x(x_len, batch, seq_len);
+    float loss = 0.0f;
+    detail::check(
+        rnn_trainer_step_xent_lengths(handle_, state != nullptr ? state->handle() : nullptr, x,
+                                      batch, seq_len, lengths, lengths_len, labels, labels_len,
+                                      static_cast<std::uint32_t>(targets), &loss),
+        "rnn_trainer_step_xent_lengths");
+    return loss;
+  }
+  float step_xent(const std::vector<float>& x, std::size_t batch, std::size_t seq_len,
+                  const std::vector<std::uint32_t>& lengths,
+                  const std::vector<std::int32_t>& labels,
+                  rnn_targets targets = RNN_TARGETS_EVERY_STEP, State* state = nullptr) {
+    return step_xent(x.data(), x.size(), batch, seq_len, lengths.data(), lengths.size(),
+                     labels.data(), labels.size(), targets, state);
   }
 
  private:

@@ -297,6 +297,50 @@ pub(crate) unsafe fn out_slice<'a, T>(p: *mut T, len: usize, arg: &str) -> FfiRe
     Ok(unsafe { std::slice::from_raw_parts_mut(p, len) })
 }
 
+/// The `lengths` argument of the `_lengths` entry points: `lengths_len` (which must be
+/// `batch`, `how` saying where it comes from) lengths, each `1..=seq_len`, as `usize`s;
+/// `None` when every one is `seq_len`, which means exactly no lengths (the callers then
+/// take the non-lengths path, with its bits).
+///
+/// # Safety
+/// `lengths` is non-NULL and points to `lengths_len` readable `u32`s.
+pub(crate) unsafe fn lengths_arg(
+    lengths: *const u32,
+    lengths_len: usize,
+    batch: usize,
+    seq_len: usize,
+    how: &str,
+) -> FfiResult<Option<Vec<usize>>> {
+    if lengths_len != batch {
+        return Err(Failure::invalid(format!(
+            "lengths_len is {lengths_len}, expected {batch} (lengths holds one length per \
+             sequence: {how})"
+        )));
+    }
+    // SAFETY: non-NULL and `lengths_len` u32s readable (caller); `lengths_len` equals
+    // `batch`, whose product with the other sizes of x was checked by `element_count`.
+    let ls = unsafe { in_slice(lengths, lengths_len, "lengths") }?;
+    if let Some((b, &n)) = ls
+        .iter()
+        .enumerate()
+        .find(|(_, &n)| n == 0 || n as usize > seq_len)
+    {
+        return Err(Failure::invalid(format!(
+            "lengths[{b}] is {n}, expected 1..={seq_len} (seq_len)"
+        )));
+    }
+    if ls.iter().all(|&n| n as usize == seq_len) {
+        return Ok(None);
+    }
+    let mut v = Vec::new();
+    v.try_reserve_exact(ls.len()).map_err(|_| Failure {
+        status: rnn_status::RNN_ERR_ALLOC,
+        message: format!("lengths: {} entries could not be allocated", ls.len()),
+    })?;
+    v.extend(ls.iter().map(|&n| n as usize));
+    Ok(Some(v))
+}
+
 /// Refuses an input buffer that overlaps the output buffer: Rust may not alias them,
 /// and a forward pass that reads what it has just written would be wrong anyway.
 pub(crate) fn check_disjoint<T, U>(

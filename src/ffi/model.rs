@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::ffi::boundary::{
     check_disjoint, check_len, check_null, element_count, ffi_boundary, ffi_boundary_value,
-    ffi_boundary_void, in_slice, out_slice, try_mut, try_ref, write_out, Failure,
+    ffi_boundary_void, in_slice, lengths_arg, out_slice, try_mut, try_ref, write_out, Failure,
 };
 use crate::ffi::state::rnn_state;
 use crate::ffi::types::{rnn_config, rnn_status};
@@ -235,34 +235,97 @@ pub unsafe extern "C" fn rnn_model_forward(
     ffi_boundary!("rnn_model_forward", {
         let m = try_ref!(model);
         check_null!(x, y);
-        let cfg = m.model.outer_config();
-        let x_count = element_count::<f32>(
-            "x",
-            &[
-                ("batch", batch),
-                ("seq_len", seq_len),
-                ("input_size", cfg.input_size),
-            ],
-        )?;
-        let y_count = element_count::<f32>(
-            "y",
-            &[
-                ("batch", batch),
-                ("seq_len", seq_len),
-                ("output size", cfg.output_dim()),
-            ],
-        )?;
-        check_len("y_len", y_len, y_count, "batch * seq_len * output size")?;
-        check_disjoint(x, x_count, "x", y, y_len, "y")?;
-        // SAFETY: non-NULL (checked), `x_count` floats readable (contract), size checked.
-        let xs = unsafe { in_slice(x, x_count, "x") }?;
-        // SAFETY: non-NULL (checked), `y_len` floats writable (contract), size checked, and
-        // disjoint from x (checked).
-        let ys = unsafe { out_slice(y, y_len, "y") }?;
-        m.model
-            .forward_with_state(xs, batch, seq_len, None, ys, None)
-            .map_err(Failure::from)
+        // SAFETY: x and y non-NULL (checked), valid for the sizes (this function's contract).
+        unsafe { run_whole(m, x, batch, seq_len, None, y, y_len) }
     })
+}
+
+/// Runs whole sequences of different lengths (a padded batch) from a zero initial state,
+/// as PyTorch's pack_padded_sequence / pad_packed_sequence do.
+///
+/// `lengths` holds `lengths_len` = batch lengths, lengths[b] in 1..=seq_len being the
+/// number of valid timesteps of sequence b; its steps past that in `x` are padding
+/// (any finite values) that no valid output depends on.
+/// Shapes: as rnn_model_forward. y receives each sequence's outputs at its valid steps
+/// (the output activation applied) and zeros past its length. With every length
+/// seq_len this is rnn_model_forward (the same bits). A bidirectional layer's reverse
+/// direction starts at each sequence's own last valid step.
+/// Errors: RNN_ERR_NULL (model, x, lengths, y); RNN_ERR_INVALID for lengths_len not
+/// batch, a length of 0 or above seq_len (the message names lengths[b]), and everything
+/// rnn_model_forward refuses; RNN_ERR_NONFINITE for NaN/Inf in x (padding included);
+/// RNN_ERR_ALLOC. On failure y is not written.
+/// Thread safety: any number of threads may run one model at once.
+/// Allocation: as rnn_model_forward (working memory for the whole pass).
+///
+/// # Safety
+/// `model` is a live model handle; `x` points to batch * seq_len * input_size readable
+/// floats; `lengths` to `lengths_len` readable uint32s; `y` to `y_len` writable floats.
+#[no_mangle]
+pub unsafe extern "C" fn rnn_model_forward_lengths(
+    model: *const rnn_model,
+    x: *const f32,
+    batch: usize,
+    seq_len: usize,
+    lengths: *const u32,
+    lengths_len: usize,
+    y: *mut f32,
+    y_len: usize,
+) -> rnn_status {
+    ffi_boundary!("rnn_model_forward_lengths", {
+        let m = try_ref!(model);
+        check_null!(x, lengths, y);
+        // SAFETY: x and y non-NULL (checked), valid for the sizes (this function's contract).
+        unsafe { run_whole(m, x, batch, seq_len, Some((lengths, lengths_len)), y, y_len) }
+    })
+}
+
+/// The checks and the call shared by rnn_model_forward and rnn_model_forward_lengths;
+/// `lengths` (pointer and count) is given by the latter.
+///
+/// # Safety
+/// `x`, `y` and the lengths pointer are non-NULL and valid as the public entry points
+/// require.
+unsafe fn run_whole(
+    m: &rnn_model,
+    x: *const f32,
+    batch: usize,
+    seq_len: usize,
+    lengths: Option<(*const u32, usize)>,
+    y: *mut f32,
+    y_len: usize,
+) -> Result<(), Failure> {
+    let cfg = m.model.outer_config();
+    let x_count = element_count::<f32>(
+        "x",
+        &[
+            ("batch", batch),
+            ("seq_len", seq_len),
+            ("input_size", cfg.input_size),
+        ],
+    )?;
+    let y_count = element_count::<f32>(
+        "y",
+        &[
+            ("batch", batch),
+            ("seq_len", seq_len),
+            ("output size", cfg.output_dim()),
+        ],
+    )?;
+    check_len("y_len", y_len, y_count, "batch * seq_len * output size")?;
+    let lengths = match lengths {
+        // SAFETY: non-NULL, `n` uint32s readable (caller).
+        Some((p, n)) => unsafe { lengths_arg(p, n, batch, seq_len, "batch") }?,
+        None => None,
+    };
+    check_disjoint(x, x_count, "x", y, y_len, "y")?;
+    // SAFETY: non-NULL (caller), `x_count` floats readable (contract), size checked.
+    let xs = unsafe { in_slice(x, x_count, "x") }?;
+    // SAFETY: non-NULL (caller), `y_len` floats writable (contract), size checked, and
+    // disjoint from x (checked).
+    let ys = unsafe { out_slice(y, y_len, "y") }?;
+    m.model
+        .forward_with_state_lengths(xs, batch, seq_len, lengths.as_deref(), None, ys, None)
+        .map_err(Failure::from)
 }
 
 /// Runs a block of `seq_len` timesteps of every stream of `state` (an audio buffer, a
@@ -328,6 +391,84 @@ pub unsafe extern "C" fn rnn_model_step(
         check_null!(x, y);
         // SAFETY: x and y non-NULL (checked), valid for the sizes (this function's contract).
         unsafe { run_block(m, s, x, Some(x_len), 1, y, y_len) }
+    })
+}
+
+/// Runs a block of `seq_len` timesteps from `state` in which stream b advances only
+/// lengths[b] (1..=seq_len) steps: for streams that end at different points within a
+/// buffer (the end of an utterance, of a document).
+///
+/// Shapes: `x` is [batch][seq_len][input_size] (a stream's steps past its length are
+/// padding: any finite values, never read into a valid result), `y`
+/// [batch][seq_len][output size], batch being the state's, `lengths` `lengths_len` =
+/// batch lengths. Stream b's outputs are those of its first lengths[b] steps, then
+/// zeros; the state keeps, for stream b, the one after its own last step. With every
+/// length seq_len and seq_len <= max_block this is rnn_model_forward_state (the same
+/// bits). seq_len >= 1, and it is not limited by the state's max_block.
+/// Errors: RNN_ERR_NULL (model, state, x, lengths, y); RNN_ERR_INVALID for lengths_len
+/// not the state's batch, a length of 0 or above seq_len (the message names
+/// lengths[b]), a bidirectional model, a state made for a model of another config, y_len
+/// not as above, sizes that overflow, or x and y overlapping; RNN_ERR_NONFINITE for
+/// NaN/Inf in x; RNN_ERR_ALLOC. On failure neither y nor the state changes.
+/// Thread safety: as rnn_model_forward_state.
+/// Allocation: unlike rnn_model_forward_state, working memory for the block (it runs
+/// the whole-sequence pass from the state): not for a real-time thread.
+///
+/// # Safety
+/// `model` and `state` are live handles; `x` points to batch * seq_len * input_size
+/// readable floats; `lengths` to `lengths_len` readable uint32s; `y` to `y_len` writable
+/// floats.
+#[no_mangle]
+pub unsafe extern "C" fn rnn_model_forward_state_lengths(
+    model: *const rnn_model,
+    state: *mut rnn_state,
+    x: *const f32,
+    seq_len: usize,
+    lengths: *const u32,
+    lengths_len: usize,
+    y: *mut f32,
+    y_len: usize,
+) -> rnn_status {
+    ffi_boundary!("rnn_model_forward_state_lengths", {
+        let m = try_ref!(model);
+        let s = try_mut!(state);
+        check_null!(x, lengths, y);
+        s.state.check_model(m.model.config())?;
+        let batch = s.state.batch();
+        let x_count = element_count::<f32>(
+            "x",
+            &[
+                ("the state's batch", batch),
+                ("seq_len", seq_len),
+                ("input_size", m.model.input_size()),
+            ],
+        )?;
+        let y_count = element_count::<f32>(
+            "y",
+            &[
+                ("the state's batch", batch),
+                ("seq_len", seq_len),
+                ("output size", m.model.output_size()),
+            ],
+        )?;
+        check_len(
+            "y_len",
+            y_len,
+            y_count,
+            "the state's batch * seq_len * output size",
+        )?;
+        // SAFETY: non-NULL (checked), `lengths_len` uint32s readable (contract).
+        let ls = unsafe { lengths_arg(lengths, lengths_len, batch, seq_len, "the state's batch") }?
+            .unwrap_or_else(|| vec![seq_len; batch]);
+        check_disjoint(x, x_count, "x", y, y_len, "y")?;
+        // SAFETY: non-NULL (checked), `x_count` floats readable (contract), size checked.
+        let xs = unsafe { in_slice(x, x_count, "x") }?;
+        // SAFETY: non-NULL (checked), `y_len` floats writable (contract), size checked,
+        // disjoint from x (checked).
+        let ys = unsafe { out_slice(y, y_len, "y") }?;
+        m.model
+            .forward_state_lengths(&mut s.state, xs, seq_len, &ls, ys)
+            .map_err(Failure::from)
     })
 }
 

@@ -3,8 +3,8 @@
 use std::ptr::NonNull;
 
 use crate::ffi::boundary::{
-    check_len, check_null, element_count, ffi_boundary, ffi_boundary_void, in_slice, try_mut,
-    write_out, Failure, FfiResult,
+    check_len, check_null, element_count, ffi_boundary, ffi_boundary_void, in_slice, lengths_arg,
+    try_mut, write_out, Failure, FfiResult,
 };
 use crate::ffi::model::rnn_model;
 use crate::ffi::state::rnn_state;
@@ -172,6 +172,123 @@ pub unsafe extern "C" fn rnn_trainer_step_xent(
         let loss = t
             .trainer
             .step_cross_entropy(model, state, xs, batch, seq_len, ls, targets)?;
+        // SAFETY: non-NULL (checked), writable (contract).
+        unsafe { write_out(loss_out, loss) };
+        Ok(())
+    })
+}
+
+/// rnn_trainer_step_mse on a padded batch of sequences of different lengths
+/// (pack_padded_sequence): sequence b has lengths[b] (1..=seq_len) valid timesteps.
+///
+/// `lengths` holds `lengths_len` = batch lengths. The loss is the mean over the valid
+/// steps' target elements only: with RNN_TARGETS_EVERY_STEP targets past a sequence's
+/// length are ignored (any finite values); with RNN_TARGETS_LAST_STEP each sequence's
+/// target is compared with its output at its own last valid step. Padded steps get no
+/// gradient; a bidirectional layer's reverse direction starts at each sequence's own
+/// end. With `state`, each sequence's state after its own last step is left in it.
+/// With every length seq_len this is rnn_trainer_step_mse (the same bits).
+/// Shapes, `state`, `loss_out`, thread safety and allocation: as rnn_trainer_step_mse.
+/// Errors: as rnn_trainer_step_mse, plus RNN_ERR_NULL (lengths) and RNN_ERR_INVALID for
+/// lengths_len not batch or a length of 0 or above seq_len (the message names
+/// lengths[b]). On failure the weights, the optimizer, the state and *loss_out are all
+/// unchanged.
+///
+/// # Safety
+/// As rnn_trainer_step_mse, with `lengths` pointing to `lengths_len` readable uint32s.
+#[no_mangle]
+pub unsafe extern "C" fn rnn_trainer_step_mse_lengths(
+    trainer: *mut rnn_trainer,
+    state: *mut rnn_state,
+    x: *const f32,
+    batch: usize,
+    seq_len: usize,
+    lengths: *const u32,
+    lengths_len: usize,
+    target: *const f32,
+    target_len: usize,
+    targets: u32,
+    loss_out: *mut f32,
+) -> rnn_status {
+    ffi_boundary!("rnn_trainer_step_mse_lengths", {
+        let t = try_mut!(trainer);
+        check_null!(x, lengths, target, loss_out);
+        // SAFETY: as in rnn_trainer_step_mse.
+        let (model, state) = unsafe { parts(t.model, state) };
+        let targets = targets_arg(targets)?;
+        let width = model.output_size();
+        // SAFETY: x non-NULL (checked), batch * seq_len * input_size floats readable (contract).
+        let xs = unsafe { x_slice(model, x, batch, seq_len) }?;
+        // SAFETY: non-NULL (checked), `lengths_len` uint32s readable (contract).
+        let ls = unsafe { lengths_arg(lengths, lengths_len, batch, seq_len, "batch") }?;
+        let count = target_count(batch, seq_len, targets, width)?;
+        check_len("target_len", target_len, count, target_shape(targets))?;
+        // SAFETY: non-NULL (checked), `target_len` floats readable (contract).
+        let ts = unsafe { in_slice(target, target_len, "target") }?;
+        let loss = t.trainer.step_mse_lengths(
+            model,
+            state,
+            xs,
+            batch,
+            seq_len,
+            ls.as_deref(),
+            ts,
+            targets,
+        )?;
+        // SAFETY: non-NULL (checked), writable (contract).
+        unsafe { write_out(loss_out, loss) };
+        Ok(())
+    })
+}
+
+/// rnn_trainer_step_xent on a padded batch of sequences of different lengths: labels
+/// past a sequence's length are ignored (as -1; with RNN_TARGETS_LAST_STEP each
+/// sequence's label is for its own last valid step), the loss is the mean over the
+/// counted labels of valid steps (at least one). Otherwise as
+/// rnn_trainer_step_mse_lengths (lengths, state, errors, thread safety, allocation) and
+/// rnn_trainer_step_xent (labels); with every length seq_len this is
+/// rnn_trainer_step_xent (the same bits).
+///
+/// # Safety
+/// As rnn_trainer_step_xent, with `lengths` pointing to `lengths_len` readable uint32s.
+#[no_mangle]
+pub unsafe extern "C" fn rnn_trainer_step_xent_lengths(
+    trainer: *mut rnn_trainer,
+    state: *mut rnn_state,
+    x: *const f32,
+    batch: usize,
+    seq_len: usize,
+    lengths: *const u32,
+    lengths_len: usize,
+    labels: *const i32,
+    labels_len: usize,
+    targets: u32,
+    loss_out: *mut f32,
+) -> rnn_status {
+    ffi_boundary!("rnn_trainer_step_xent_lengths", {
+        let t = try_mut!(trainer);
+        check_null!(x, lengths, labels, loss_out);
+        // SAFETY: as in rnn_trainer_step_mse.
+        let (model, state) = unsafe { parts(t.model, state) };
+        let targets = targets_arg(targets)?;
+        // SAFETY: x non-NULL (checked), batch * seq_len * input_size floats readable (contract).
+        let xs = unsafe { x_slice(model, x, batch, seq_len) }?;
+        // SAFETY: non-NULL (checked), `lengths_len` uint32s readable (contract).
+        let ls = unsafe { lengths_arg(lengths, lengths_len, batch, seq_len, "batch") }?;
+        let count = target_count(batch, seq_len, targets, 1)?;
+        check_len("labels_len", labels_len, count, label_shape(targets))?;
+        // SAFETY: non-NULL (checked), `labels_len` int32s readable (contract).
+        let ls_labels = unsafe { in_slice(labels, labels_len, "labels") }?;
+        let loss = t.trainer.step_cross_entropy_lengths(
+            model,
+            state,
+            xs,
+            batch,
+            seq_len,
+            ls.as_deref(),
+            ls_labels,
+            targets,
+        )?;
         // SAFETY: non-NULL (checked), writable (contract).
         unsafe { write_out(loss_out, loss) };
         Ok(())

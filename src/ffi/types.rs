@@ -135,7 +135,9 @@ pub enum rnn_targets {
 /// The ABI generation of this header: 1 for the first contract, one more with each
 /// release that adds to it (functions, types, fields at the end of rnn_model_desc);
 /// nothing of an earlier generation changes. Version 2 added rnn_model_desc,
-/// rnn_model_new_desc and rnn_model_describe. A program built against this header runs
+/// rnn_model_new_desc and rnn_model_describe, and the variable-length entry points
+/// rnn_model_forward_lengths, rnn_model_forward_state_lengths,
+/// rnn_trainer_step_mse_lengths and rnn_trainer_step_xent_lengths. A program built against this header runs
 /// with any library whose rnn_abi_version() is at least this number: check
 /// `rnn_abi_version() >= RNN_ABI_VERSION` at start-up.
 pub const RNN_ABI_VERSION: u32 = 2;

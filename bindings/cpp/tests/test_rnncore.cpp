@@ -777,6 +777,96 @@ TEST(training_with_state_carries_it) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Variable lengths
+
+TEST(lengths_forward_rows_are_sequences_alone) {
+  const std::size_t B = 3, T = 5, I = 2;
+  const std::vector<std::uint32_t> full = {5, 5, 5}, lens = {5, 2, 3};
+  rnncore::Model uni(rnncore::make_config(RNN_CELL_LSTM, I, 6, 2, 3), 4);
+  rnncore::Model bi(rnncore::ModelDesc(RNN_CELL_GRU_LBR, I, 4, 1).bidirectional(), 5);
+  auto x = ramp(B * T * I, 8);
+  for (rnncore::Model* m : {&uni, &bi}) {
+    const std::size_t o = m->output_size();
+    CHECK(bit_equal(m->forward(x, B, T, full), m->forward(x, B, T)));
+    auto y = m->forward(x, B, T, lens);
+    CHECK(y.size() == B * T * o);
+    for (std::size_t b = 0; b < B; ++b) {
+      const std::size_t n = lens[b];
+      std::vector<float> xb(x.begin() + b * T * I, x.begin() + (b * T + n) * I);
+      auto alone = m->forward(xb, 1, n);
+      std::vector<float> row(y.begin() + b * T * o, y.begin() + (b * T + n) * o);
+      CHECK(max_abs_diff(row, alone) < 1e-5f);
+      CHECK(std::all_of(y.begin() + (b * T + n) * o, y.begin() + (b + 1) * T * o,
+                        [](float v) { return v == 0.0f; }));
+    }
+  }
+  // Bad lengths: RNN_ERR_NULL / RNN_ERR_INVALID, the output untouched.
+  std::vector<float> y(B * T * 3, kNaN);
+  const std::uint32_t zero[] = {5, 0, 1};
+  CHECK_STATUS(uni.forward(x.data(), x.size(), B, T, nullptr, B, y.data(), y.size()),
+               RNN_ERR_NULL);
+  CHECK_STATUS(uni.forward(x.data(), x.size(), B, T, zero, B, y.data(), y.size()),
+               RNN_ERR_INVALID);
+  CHECK_STATUS(uni.forward(x.data(), x.size(), B, T, zero, 2, y.data(), y.size()),
+               RNN_ERR_INVALID);
+  CHECK_STATUS(uni.forward(x, B, T, std::vector<std::uint32_t>{5, 6, 1}), RNN_ERR_INVALID);
+  CHECK(std::all_of(y.begin(), y.end(), [](float v) { return std::isnan(v); }));
+}
+
+TEST(lengths_forward_state_keeps_each_streams_last) {
+  const std::size_t B = 2, T = 4;
+  rnncore::Model m(rnncore::make_config(RNN_CELL_GRU, 1, 5, 1, 2), 3);
+  rnncore::State a(m, B, T), s(m, B, T), one(m, 1, T);
+  auto x = ramp(B * T, 6);
+  auto ya = m.forward_state(a, x, T);
+  auto ys = m.forward_state(s, x, T, {4, 4});
+  CHECK(bit_equal(ya, ys) && bit_equal(a.get(), s.get()));
+  s.reset();
+  auto y = m.forward_state(s, x, T, {4, 2});
+  auto y1 = m.forward_state(one, std::vector<float>(x.begin() + T, x.begin() + T + 2), 2);
+  CHECK(max_abs_diff(std::vector<float>(y.begin() + T * 2, y.begin() + T * 2 + 4), y1) < 1e-5f);
+  CHECK(y[T * 2 + 4] == 0.0f && y[T * 2 + 7] == 0.0f);
+  auto st = s.get(), st1 = one.get();
+  CHECK(max_abs_diff(std::vector<float>(st.begin() + 5, st.begin() + 10), st1) < 1e-5f);
+  auto before = s.get();
+  CHECK_STATUS(m.forward_state(s, x, T, {4, 5}), RNN_ERR_INVALID);
+  CHECK_STATUS(m.forward_state(s, x, T, {4}), RNN_ERR_INVALID);
+  CHECK(bit_equal(s.get(), before));
+}
+
+TEST(lengths_trainer_steps) {
+  const std::size_t B = 3, T = 5;
+  const std::vector<std::uint32_t> full = {5, 5, 5}, lens = {5, 1, 3};
+  auto cfg = rnncore::make_config(RNN_CELL_LSTM, 1, 6, 1, 2);
+  rnncore::Model a(cfg, 7), b(cfg, 7), c(cfg, 7);
+  auto tc = rnncore::make_train_config(RNN_OPT_ADAM, 0.05f);
+  rnncore::Trainer ta(a, tc), tb(b, tc), tcc(c, tc);
+  auto x = ramp(B * T, 1);
+  auto target = ramp(B * T * 2, 2);
+  std::vector<std::int32_t> labels(B * T, 1);
+  CHECK(ta.step_mse(x, B, T, target) == tb.step_mse(x, B, T, full, target));
+  CHECK(ta.step_xent(x, B, T, labels) == tb.step_xent(x, B, T, full, labels));
+  CHECK(bit_equal(a.forward(x, B, T), b.forward(x, B, T)));
+  // Targets past a length do not count; the weights move differently from full lengths.
+  auto t2 = target;
+  for (std::size_t i = 2; i < T * 2; ++i) t2[T * 2 + i] = 7.0f;
+  rnncore::State s(c, B);
+  float l1 = tcc.step_mse(x, B, T, lens, target, RNN_TARGETS_EVERY_STEP, &s);
+  CHECK(std::isfinite(l1));
+  rnncore::Model d(cfg, 7);
+  rnncore::Trainer td(d, tc);
+  CHECK(td.step_mse(x, B, T, lens, t2) == l1);
+  CHECK(tcc.step_xent(x, B, T, lens, labels, RNN_TARGETS_EVERY_STEP, &s) > 0.0f);
+  CHECK(!bit_equal(a.forward(x, B, T), c.forward(x, B, T)));
+  auto before = c.forward(x, B, T);
+  auto sb = s.get();
+  CHECK_STATUS(tcc.step_mse(x, B, T, {5, 0, 1}, target), RNN_ERR_INVALID);
+  CHECK_STATUS(tcc.step_xent(x, B, T, {5, 1}, labels, RNN_TARGETS_EVERY_STEP, &s),
+               RNN_ERR_INVALID);
+  CHECK(bit_equal(c.forward(x, B, T), before) && bit_equal(s.get(), sb));
+}
+
+// ---------------------------------------------------------------------------------------
 // Save / load
 
 TEST(save_load_roundtrip) {

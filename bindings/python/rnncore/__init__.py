@@ -38,6 +38,7 @@ from ._lib import (
     RnnTrainConfig,
     StateP,
     TrainerP,
+    Uint32P,
     lib,
 )
 
@@ -278,6 +279,24 @@ def _fptr(arr: np.ndarray):
 
 def _ipptr(arr: np.ndarray):
     return arr.ctypes.data_as(Int32P)
+
+
+def _lengths(lengths, batch: int) -> np.ndarray:
+    """`lengths` (one per sequence) as a C-contiguous uint32 array; the library checks the
+    count and the range 1..seq_len (RNN_ERR_INVALID naming `lengths`)."""
+    arr = np.asarray(lengths)
+    if arr.ndim != 1:
+        raise _invalid(f"lengths: expected one length per sequence, got shape {list(arr.shape)}")
+    if arr.size and arr.dtype.kind not in "iu":
+        raise TypeError(f"lengths: expected integers, got dtype {arr.dtype}")
+    if arr.size and (arr.min() < 0 or arr.max() >= 2**32):
+        raise _invalid(f"lengths: {int(arr.min())}..{int(arr.max())} out of range "
+                       f"(each is 1..seq_len, for {batch} sequences)")
+    return np.ascontiguousarray(arr, dtype=np.uint32)
+
+
+def _uptr(arr: np.ndarray):
+    return arr.ctypes.data_as(Uint32P)
 
 
 def _path(path) -> bytes:
@@ -662,13 +681,26 @@ class Model:
                 f"input_size {self._config.input_size}"
             )
 
-    def forward(self, x) -> np.ndarray:
+    def forward(self, x, lengths=None) -> np.ndarray:
         """Whole sequences from zero state: x [batch, seq_len, input_size] ->
-        [batch, seq_len, output_size]."""
+        [batch, seq_len, output_size].
+
+        `lengths` (one int per sequence, each 1..seq_len) makes x a padded batch, as
+        PyTorch's pack_padded_sequence: sequence b's outputs past lengths[b] are zero and
+        a bidirectional layer's reverse direction starts at its own end
+        (rnn_model_forward_lengths)."""
         x = _as_array(x, np.float32, "x")
         self._check_x(x, 3, "forward")
         b, t, _ = x.shape
         y = np.empty((b, t, self._out), np.float32)
+        if lengths is not None:
+            ls = _lengths(lengths, b)
+            with self._lock.read():
+                st = lib.rnn_model_forward_lengths(
+                    self._h, _fptr(x), b, t, _uptr(ls), ls.size, _fptr(y), y.size
+                )
+                _check(st, "rnn_model_forward_lengths")
+            return y
         with self._lock.read():
             st = lib.rnn_model_forward(self._h, _fptr(x), b, t, _fptr(y), y.size)
             _check(st, "rnn_model_forward")
@@ -686,15 +718,30 @@ class Model:
             )
         return y
 
-    def forward_state(self, state: "State", x) -> np.ndarray:
+    def forward_state(self, state: "State", x, lengths=None) -> np.ndarray:
         """A block of seq_len <= state.max_block timesteps from `state`, leaving the final
-        state in it: x [batch, seq_len, input_size] -> [batch, seq_len, output_size]."""
+        state in it: x [batch, seq_len, input_size] -> [batch, seq_len, output_size].
+
+        With `lengths` (one int per stream, each 1..seq_len), stream b advances only
+        lengths[b] steps: its outputs past that are zero and the state keeps the one after
+        its own last step (rnn_model_forward_state_lengths: allocates, not for a
+        real-time thread; seq_len is not limited by max_block)."""
         x = _as_array(x, np.float32, "x")
         self._check_x(x, 3, "forward_state")
         b, t, _ = x.shape
         if b != state.batch:
             raise _invalid(f"forward_state: x has batch {b}, the state holds {state.batch} streams")
         y = np.empty((b, t, self._out), np.float32)
+        if lengths is not None:
+            ls = _lengths(lengths, b)
+            with self._lock.read(), state._lock:
+                _check(
+                    lib.rnn_model_forward_state_lengths(
+                        self._h, state._h, _fptr(x), t, _uptr(ls), ls.size, _fptr(y), y.size
+                    ),
+                    "rnn_model_forward_state_lengths",
+                )
+            return y
         with self._lock.read(), state._lock:
             _check(
                 lib.rnn_model_forward_state(self._h, state._h, _fptr(x), t, _fptr(y), y.size),
@@ -877,7 +924,7 @@ class Trainer:
     def closed(self) -> bool:
         return not self._h
 
-    def _run(self, fn, name, x, state, arr, arr_ptr, targets) -> float:
+    def _run(self, fn, name, x, state, arr, arr_ptr, targets, lengths=None) -> float:
         model = self.model
         x = _as_array(x, np.float32, "x")
         model._check_x(x, 3, name)
@@ -888,28 +935,45 @@ class Trainer:
         loss = ctypes.c_float(np.nan)
         sh = state._h if state is not None else None
         slock = state._lock if state is not None else _NO_LOCK
+        lead = (self._h, sh, _fptr(x), b, t)
+        if lengths is not None:
+            ls = _lengths(lengths, b)
+            lead += (_uptr(ls), ls.size)
         with model._lock.write(), self._lock, slock:
-            st = fn(self._h, sh, _fptr(x), b, t, arr_ptr(arr), arr.size, tg, ctypes.byref(loss))
+            st = fn(*lead, arr_ptr(arr), arr.size, tg, ctypes.byref(loss))
             _check(st, name)
         return float(loss.value)
 
     def step_mse(self, x, target, targets: Union[Targets, int, str] = Targets.EVERY_STEP,
-                 state: Optional[State] = None) -> float:
+                 state: Optional[State] = None, lengths=None) -> float:
         """One optimizer step on the MSE of the logits. x [batch, seq_len, input_size];
         target [batch, seq_len, out] (EVERY_STEP) or [batch, out] (LAST_STEP).
         `state`: None starts from zeros; a State starts from it and is left holding the final
-        state (truncated BPTT). Returns the loss before the update."""
+        state (truncated BPTT). Returns the loss before the update.
+
+        `lengths` (one int per sequence, each 1..seq_len) makes x a padded batch
+        (rnn_trainer_step_mse_lengths): the loss averages over valid steps only, targets
+        past a length are ignored, LAST_STEP compares each sequence's own last step, and a
+        state keeps each sequence's state after its own last step."""
         target = _as_array(target, np.float32, "target")
-        fn = lib.rnn_trainer_step_mse
-        return self._run(fn, "rnn_trainer_step_mse", x, state, target, _fptr, targets)
+        if lengths is not None:
+            fn, name = lib.rnn_trainer_step_mse_lengths, "rnn_trainer_step_mse_lengths"
+        else:
+            fn, name = lib.rnn_trainer_step_mse, "rnn_trainer_step_mse"
+        return self._run(fn, name, x, state, target, _fptr, targets, lengths)
 
     def step_xent(self, x, labels, targets: Union[Targets, int, str] = Targets.EVERY_STEP,
-                  state: Optional[State] = None) -> float:
+                  state: Optional[State] = None, lengths=None) -> float:
         """One optimizer step on softmax cross-entropy of the logits. labels: int class
-        indices, [batch, seq_len] (EVERY_STEP) or [batch] (LAST_STEP); -1 = ignored."""
+        indices, [batch, seq_len] (EVERY_STEP) or [batch] (LAST_STEP); -1 = ignored.
+        `lengths`: as in step_mse; labels past a length are ignored
+        (rnn_trainer_step_xent_lengths)."""
         labels = _as_array(labels, np.int32, "labels")
-        fn = lib.rnn_trainer_step_xent
-        return self._run(fn, "rnn_trainer_step_xent", x, state, labels, _ipptr, targets)
+        if lengths is not None:
+            fn, name = lib.rnn_trainer_step_xent_lengths, "rnn_trainer_step_xent_lengths"
+        else:
+            fn, name = lib.rnn_trainer_step_xent, "rnn_trainer_step_xent"
+        return self._run(fn, name, x, state, labels, _ipptr, targets, lengths)
 
 
 class _NoLock:

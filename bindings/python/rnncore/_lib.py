@@ -117,6 +117,7 @@ StateP = POINTER(RnnState)
 TrainerP = POINTER(RnnTrainer)
 FloatP = POINTER(c_float)
 Int32P = POINTER(c_int32)
+Uint32P = POINTER(c_uint32)
 
 #: Struct types of the header, by C name (checked field by field against the header).
 STRUCTS = {
@@ -162,6 +163,10 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "rnn_model_output_size": (c_size_t, [ModelP]),
     "rnn_model_free": (None, [ModelP]),
     "rnn_model_forward": (c_status, [ModelP, FloatP, c_size_t, c_size_t, FloatP, c_size_t]),
+    "rnn_model_forward_lengths": (
+        c_status,
+        [ModelP, FloatP, c_size_t, c_size_t, Uint32P, c_size_t, FloatP, c_size_t],
+    ),
     # states
     "rnn_state_new": (c_status, [ModelP, c_size_t, POINTER(StateP)]),
     "rnn_state_new_block": (c_status, [ModelP, c_size_t, c_size_t, POINTER(StateP)]),
@@ -173,6 +178,10 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "rnn_state_set": (c_status, [StateP, FloatP, c_size_t]),
     "rnn_model_step": (c_status, [ModelP, StateP, FloatP, c_size_t, FloatP, c_size_t]),
     "rnn_model_forward_state": (c_status, [ModelP, StateP, FloatP, c_size_t, FloatP, c_size_t]),
+    "rnn_model_forward_state_lengths": (
+        c_status,
+        [ModelP, StateP, FloatP, c_size_t, Uint32P, c_size_t, FloatP, c_size_t],
+    ),
     # training
     "rnn_trainer_new": (c_status, [ModelP, POINTER(RnnTrainConfig), POINTER(TrainerP)]),
     "rnn_trainer_free": (None, [TrainerP]),
@@ -183,6 +192,16 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
     "rnn_trainer_step_xent": (
         c_status,
         [TrainerP, StateP, FloatP, c_size_t, c_size_t, Int32P, c_size_t, c_uint32, FloatP],
+    ),
+    "rnn_trainer_step_mse_lengths": (
+        c_status,
+        [TrainerP, StateP, FloatP, c_size_t, c_size_t, Uint32P, c_size_t,
+         FloatP, c_size_t, c_uint32, FloatP],
+    ),
+    "rnn_trainer_step_xent_lengths": (
+        c_status,
+        [TrainerP, StateP, FloatP, c_size_t, c_size_t, Uint32P, c_size_t,
+         Int32P, c_size_t, c_uint32, FloatP],
     ),
 }
 

@@ -523,3 +523,75 @@ def test_training_excludes_concurrent_forward():
     for r in rs:
         r.join()
     assert not errors
+
+
+# ---------------------------------------------------------------------------------------
+# Variable lengths
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_forward_with_lengths(bidirectional):
+    m = Model.new_desc("lstm", 2, 5, num_layers=2, output_size=3, bidirectional=bidirectional,
+                       seed=4)
+    x = rand((3, 6, 2), 5)
+    assert np.array_equal(m.forward(x, lengths=[6, 6, 6]), m.forward(x))
+    ls = np.array([6, 2, 4], np.int64)
+    y = m.forward(x, lengths=ls)
+    for b, n in enumerate(ls):
+        np.testing.assert_allclose(y[b, :n], m.forward(x[b:b + 1, :n])[0], atol=1e-5)
+        assert np.all(y[b, n:] == 0.0)
+
+
+def test_forward_state_with_lengths():
+    m = Model(Cell.GRU_LBR, 2, 5, output_size=2, seed=3)
+    x = rand((2, 4, 2), 6)
+    a, s = State(m, 2, max_block=4), State(m, 2, max_block=4)
+    ya, ys = m.forward_state(a, x), m.forward_state(s, x, lengths=[4, 4])
+    assert np.array_equal(ya, ys) and np.array_equal(a.get(), s.get())
+    s.reset()
+    y = m.forward_state(s, x, lengths=[4, 1])
+    one = State(m, 1)
+    y1 = m.forward_state(one, x[1:, :1])
+    np.testing.assert_allclose(y[1, :1], y1[0], atol=1e-5)
+    assert np.all(y[1, 1:] == 0.0)
+    np.testing.assert_allclose(s.h[:, 1], one.h[:, 0], atol=1e-5)
+
+
+def test_trainer_steps_with_lengths():
+    x = rand((3, 5, 1), 1)
+    target = rand((3, 5, 2), 2)
+    labels = np.ones((3, 5), np.int32)
+    a, b = (Model(Cell.LSTM, 1, 6, output_size=2, seed=7) for _ in range(2))
+    ta, tb = Trainer(a, learning_rate=0.05), Trainer(b, learning_rate=0.05)
+    assert ta.step_mse(x, target) == tb.step_mse(x, target, lengths=[5, 5, 5])
+    assert ta.step_xent(x, labels) == tb.step_xent(x, labels, lengths=[5, 5, 5])
+    assert np.array_equal(a.forward(x), b.forward(x))
+    # Targets past a length are ignored: the same loss with other values there.
+    c, d = (Model(Cell.LSTM, 1, 6, output_size=2, seed=7) for _ in range(2))
+    t2 = target.copy()
+    t2[1, 2:] = 9.0
+    lc = Trainer(c, learning_rate=0.05).step_mse(x, target, lengths=[5, 2, 3])
+    assert Trainer(d, learning_rate=0.05).step_mse(x, t2, lengths=[5, 2, 3]) == lc
+    assert not np.array_equal(a.forward(x), c.forward(x))
+
+
+def test_bad_lengths_change_nothing():
+    m = Model(Cell.LSTM, 1, 4, output_size=2, seed=1)
+    tr = Trainer(m, learning_rate=0.1)
+    s = State(m, 3, max_block=5)
+    s.set(rand(len(s), 3))
+    x = rand((3, 5, 1), 2)
+    target = rand((3, 5, 2), 4)
+    before, sb = m.forward(x), s.get()
+    for bad in ([5, 0, 1], [5, 6, 1], [5, 5], [5, 5, 5, 5]):
+        e = expect_status(Status.ERR_INVALID, m.forward, x, lengths=bad)
+        assert "lengths" in e.message
+        expect_status(Status.ERR_INVALID, m.forward_state, s, x, lengths=bad)
+        expect_status(Status.ERR_INVALID, tr.step_mse, x, target, state=s, lengths=bad)
+        expect_status(Status.ERR_INVALID, tr.step_xent, x, np.zeros((3, 5), np.int32), lengths=bad)
+    e = expect_status(Status.ERR_INVALID, m.forward, x, lengths=[5, 0, 1])
+    assert "lengths[1]" in e.message
+    expect_status(Status.ERR_INVALID, m.forward, x, lengths=[5, -1, 1])
+    with pytest.raises(TypeError):
+        m.forward(x, lengths=[5.0, 2.5, 1.0])
+    assert np.array_equal(m.forward(x), before) and np.array_equal(s.get(), sb)
