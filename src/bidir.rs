@@ -12,6 +12,12 @@
 //! is serial copying around the directions' passes, so results do not depend on the
 //! thread count any more than theirs do.
 //!
+//! **Projections** (PyTorch's `proj_size`) compose the same way: a model with LSTM
+//! projections, bidirectional or not, keeps a one-layer direction model per layer and
+//! direction, run by `crate::proj`; `h` (outputs, state) is then `P` wide where `c`
+//! stays `H` wide. Below, `D` is the number of directions and `P` the width of `h`
+//! ([`ModelConfig::real_hidden_size`], `H` without a projection).
+//!
 //! **Lengths** (as `pack_padded_sequence` and `pad_packed_sequence` give): sequence `b`
 //! of a padded batch has `lengths[b]` valid steps (`1..=T`). Its outputs past that are
 //! zero; its final state is the one after its own last step; a reverse direction starts
@@ -45,13 +51,13 @@ pub(crate) struct SeqTape {
     pub bidir: Option<BiRec>,
 }
 
-/// A bidirectional stack's record.
+/// A composed stack's record (bidirectional, or with projections).
 #[derive(Clone, Debug)]
 pub(crate) struct BiRec {
-    /// Per layer `k` and direction `d`, at `2k + d`: the direction model's tape (the
+    /// Per layer `k` and direction `d`, at `D·k + d`: the direction model's tape (the
     /// reverse one's in reversed time).
     pub dirs: Vec<Tape>,
-    /// The top layer's output `[B][T][2H]` (zero past each length), what the head read;
+    /// The top layer's output `[B][T][D·P]` (zero past each length), what the head read;
     /// empty without a head.
     /// (Lower layers' outputs are the inputs their upper layer's tapes recorded.)
     pub top: Vec<f32>,
@@ -122,45 +128,62 @@ fn position(d: usize, t: usize, n: usize) -> usize {
     }
 }
 
-/// The state of one direction model: layer `i` (`2k + d`) of a bidirectional snapshot
-/// `s` (`h` as `[2L][B][H]`, then `c` the same for LSTM), as a one-layer snapshot.
-fn direction_state(cfg: &ModelConfig, s: &[f32], i: usize, batch: usize) -> Vec<f32> {
-    let bh = batch * cfg.hidden_size;
-    let lbh = cfg.num_directions() * cfg.num_layers * bh;
-    let mut out = s[i * bh..(i + 1) * bh].to_vec();
+/// The planes of a snapshot of `batch` streams: `(start, width)` of each
+/// `[batch][width]` block, the `h` of every layer and direction (`P` wide), then for LSTM
+/// their `c` (`H` wide).
+pub(crate) fn state_planes(cfg: &ModelConfig, batch: usize) -> Vec<(usize, usize)> {
+    let n = cfg.num_layers * cfg.num_directions();
+    let (p, h) = (cfg.real_hidden_size(), cfg.hidden_size);
+    let mut v: Vec<(usize, usize)> = (0..n).map(|i| (i * batch * p, p)).collect();
     if cfg.cell.has_cell_state() {
-        out.extend_from_slice(&s[lbh + i * bh..lbh + (i + 1) * bh]);
+        let c0 = cfg.state_c_offset(batch);
+        v.extend((0..n).map(|i| (c0 + i * batch * h, h)));
+    }
+    v
+}
+
+/// The state of one direction model: layer `i` (`D·k + d`) of a snapshot `s` (`h` as
+/// `[L·D][B][P]`, then `c` as `[L·D][B][H]` for LSTM), as a one-layer snapshot.
+fn direction_state(cfg: &ModelConfig, s: &[f32], i: usize, batch: usize) -> Vec<f32> {
+    let (bp, bh) = (batch * cfg.real_hidden_size(), batch * cfg.hidden_size);
+    let c0 = cfg.state_c_offset(batch);
+    let mut out = s[i * bp..(i + 1) * bp].to_vec();
+    if cfg.cell.has_cell_state() {
+        out.extend_from_slice(&s[c0 + i * bh..c0 + (i + 1) * bh]);
     }
     out
 }
 
-/// Writes a one-layer snapshot `part` into layer `i` of a bidirectional snapshot `s`.
+/// Writes a one-layer snapshot `part` into layer `i` of a snapshot `s`.
 fn put_direction_state(cfg: &ModelConfig, s: &mut [f32], i: usize, batch: usize, part: &[f32]) {
-    let bh = batch * cfg.hidden_size;
-    let lbh = cfg.num_directions() * cfg.num_layers * bh;
-    s[i * bh..(i + 1) * bh].copy_from_slice(&part[..bh]);
+    let (bp, bh) = (batch * cfg.real_hidden_size(), batch * cfg.hidden_size);
+    let c0 = cfg.state_c_offset(batch);
+    s[i * bp..(i + 1) * bp].copy_from_slice(&part[..bp]);
     if cfg.cell.has_cell_state() {
-        s[lbh + i * bh..lbh + (i + 1) * bh].copy_from_slice(&part[bh..2 * bh]);
+        s[c0 + i * bh..c0 + (i + 1) * bh].copy_from_slice(&part[bp..bp + bh]);
     }
 }
 
-/// The state after step `len_b − 1` of each sequence of a one-layer record (`h` and, for
-/// LSTM, `c`, each `[B][T][H]`), as a one-layer snapshot.
+/// The state after step `len_b − 1` of each sequence of a one-layer record (`h`,
+/// `[B][T][P]`, and for LSTM `c`, `[B][T][H]`), as a one-layer snapshot.
+#[allow(clippy::too_many_arguments)]
 fn state_at_lengths(
     h: &[f32],
     c: &[f32],
+    p: usize,
     hidden: usize,
     batch: usize,
     seq_len: usize,
     lengths: &[usize],
     out: &mut [f32],
 ) {
-    let bh = batch * hidden;
+    let bp = batch * p;
     for (b, &n) in lengths.iter().enumerate() {
-        let r = (b * seq_len + n - 1) * hidden;
-        out[b * hidden..(b + 1) * hidden].copy_from_slice(&h[r..r + hidden]);
+        let r = b * seq_len + n - 1;
+        out[b * p..(b + 1) * p].copy_from_slice(&h[r * p..(r + 1) * p]);
         if !c.is_empty() {
-            out[bh + b * hidden..bh + (b + 1) * hidden].copy_from_slice(&c[r..r + hidden]);
+            out[bp + b * hidden..bp + (b + 1) * hidden]
+                .copy_from_slice(&c[r * hidden..(r + 1) * hidden]);
         }
     }
 }
@@ -169,7 +192,7 @@ fn state_at_lengths(
 type Ran = (Vec<f32>, Vec<f32>, Option<BiRec>);
 
 impl Model {
-    /// The sequence pass of a bidirectional stack (and its head), with optional lengths:
+    /// The sequence pass of a composed stack (and its head), with optional lengths:
     /// the pre-activation outputs (zero past each length), the final state, and with
     /// `record` what [`bidir_backward`] needs. Arguments checked by the caller.
     fn bidir_run(
@@ -182,7 +205,12 @@ impl Model {
         record: bool,
     ) -> Result<Ran> {
         let cfg = *self.config();
-        let (h, l) = (cfg.hidden_size, cfg.num_layers);
+        let (h, p, l, dn) = (
+            cfg.hidden_size,
+            cfg.real_hidden_size(),
+            cfg.num_layers,
+            cfg.num_directions(),
+        );
         let (rows, w2) = (batch * seq_len, cfg.layer_output_dim());
         let zeros;
         let init: &[f32] = match initial {
@@ -202,8 +230,8 @@ impl Model {
             let input: &[f32] = below.as_deref().unwrap_or(x);
             let in_w = cfg.layer_input_dim(k);
             let mut out = try_zeroed(rows * w2)?;
-            for d in 0..2 {
-                let i = 2 * k + d;
+            for d in 0..dn {
+                let i = dn * k + d;
                 let sub = &self.dirs[i];
                 let rev;
                 let inp: &[f32] = if d == 0 {
@@ -223,13 +251,13 @@ impl Model {
                     let rec = &tp.layers[0];
                     match lengths {
                         Some(ls) => {
-                            state_at_lengths(&rec.h, &rec.c, h, batch, seq_len, ls, &mut fin)
+                            state_at_lengths(&rec.h, &rec.c, p, h, batch, seq_len, ls, &mut fin)
                         }
                         None => fin.copy_from_slice(tp.final_state()),
                     }
                     &tp.layers[0].h
                 } else {
-                    let mut hv = try_zeroed(rows * h)?;
+                    let mut hv = try_zeroed(rows * p)?;
                     sub.core_forward_with_state(
                         inp,
                         batch,
@@ -244,9 +272,9 @@ impl Model {
                 for b in 0..batch {
                     let n = len_of(lengths, b, seq_len);
                     for t in 0..n {
-                        let p = (b * seq_len + position(d, t, n)) * w2 + d * h;
-                        let q = (b * seq_len + t) * h;
-                        out[p..p + h].copy_from_slice(&hs[q..q + h]);
+                        let a = (b * seq_len + position(d, t, n)) * w2 + d * p;
+                        let q = (b * seq_len + t) * p;
+                        out[a..a + p].copy_from_slice(&hs[q..q + p]);
                     }
                 }
                 put_direction_state(&cfg, &mut final_state, i, batch, &fin);
@@ -324,13 +352,13 @@ impl Model {
         final_state: Option<&mut [f32]>,
     ) -> Result<()> {
         let cfg = *self.config();
-        if lengths.is_none() && !cfg.bidirectional {
+        if lengths.is_none() && !cfg.is_composed() {
             return self.forward_with_state(x, batch, seq_len, initial, y, final_state);
         }
         if let Some(ls) = lengths {
             check_lengths(ls, batch, seq_len)?;
         }
-        if cfg.bidirectional {
+        if cfg.is_composed() {
             self.check_sequence(x, batch, seq_len, initial)?;
         }
         let o = self.output_size();
@@ -338,7 +366,7 @@ impl Model {
         if let Some(f) = &final_state {
             check_len("final_state", f.len(), cfg.state_len(batch))?;
         }
-        let (out, fin) = if cfg.bidirectional {
+        let (out, fin) = if cfg.is_composed() {
             let macs = self.macs_per_row().saturating_mul(batch * seq_len);
             let (out, fin, _) = crate::parallel::install_work(macs, || {
                 self.bidir_run(x, batch, seq_len, lengths, initial, false)
@@ -379,13 +407,13 @@ impl Model {
         initial: Option<&[f32]>,
     ) -> Result<Tape> {
         let cfg = *self.config();
-        if lengths.is_none() && !cfg.bidirectional {
+        if lengths.is_none() && !cfg.is_composed() {
             return self.forward_train(x, batch, seq_len, initial);
         }
         if let Some(ls) = lengths {
             check_lengths(ls, batch, seq_len)?;
         }
-        if cfg.bidirectional {
+        if cfg.is_composed() {
             self.check_sequence(x, batch, seq_len, initial)?;
             let macs = self.macs_per_row().saturating_mul(batch * seq_len);
             let (out, fin, rec) = crate::parallel::install_work(macs, || {
@@ -424,7 +452,7 @@ impl Model {
         })?;
         for k in 0..cfg.num_layers {
             let rec = &tape.layers[k];
-            state_at_lengths(&rec.h, &rec.c, h, batch, seq_len, ls, &mut part);
+            state_at_lengths(&rec.h, &rec.c, h, h, batch, seq_len, ls, &mut part);
             tape.final_state[k * bh..(k + 1) * bh].copy_from_slice(&part[..bh]);
             if cfg.cell.has_cell_state() {
                 tape.final_state[lbh + k * bh..lbh + (k + 1) * bh].copy_from_slice(&part[bh..]);
@@ -488,9 +516,9 @@ pub(crate) fn backward(
         Some((df, ls)) => {
             let mut f = df.to_vec();
             let short_rows: Vec<usize> = (0..batch).filter(|&b| ls[b] < seq_len).collect();
-            for part in f.chunks_mut(batch * cfg.hidden_size) {
+            for (start, w) in state_planes(&cfg, batch) {
                 for &b in &short_rows {
-                    part[b * cfg.hidden_size..(b + 1) * cfg.hidden_size].fill(0.0);
+                    f[start + b * w..start + (b + 1) * w].fill(0.0);
                 }
             }
             full_final = f;
@@ -516,11 +544,15 @@ pub(crate) fn backward(
     Ok(g)
 }
 
-/// Rows `rows` of a snapshot-layout state `s` of `batch` streams (blocks of
-/// `[batch][h]`: layers and directions, then `c`), as a snapshot of `rows.len()` streams.
-fn state_rows(s: &[f32], batch: usize, h: usize, rows: &[usize]) -> Vec<f32> {
-    s.chunks(batch * h)
-        .flat_map(|part| rows.iter().flat_map(move |&b| &part[b * h..(b + 1) * h]))
+/// Rows `rows` of a snapshot-layout state `s` of `batch` streams (see [`state_planes`]),
+/// as a snapshot of `rows.len()` streams.
+fn state_rows(cfg: &ModelConfig, s: &[f32], batch: usize, rows: &[usize]) -> Vec<f32> {
+    state_planes(cfg, batch)
+        .into_iter()
+        .flat_map(|(start, w)| {
+            rows.iter()
+                .flat_map(move |&b| &s[start + b * w..start + (b + 1) * w])
+        })
         .copied()
         .collect()
 }
@@ -540,7 +572,7 @@ fn add_short_final_gradients(
     g: &mut Gradients,
 ) -> Result<()> {
     let cfg = *model.config();
-    let (batch, seq_len, h) = (tape.batch, tape.seq_len, cfg.hidden_size);
+    let (batch, seq_len) = (tape.batch, tape.seq_len);
     let (i, o) = (model.input_size(), model.output_size());
     let x: &[f32] = match &tape.extra {
         Some(e) => &e.x,
@@ -557,8 +589,8 @@ fn add_short_final_gradients(
             .flat_map(|&b| &x[b * seq_len * i..(b * seq_len + n) * i])
             .copied()
             .collect();
-        let init = state_rows(&tape.init, batch, h, &rows);
-        let df = state_rows(d_final, batch, h, &rows);
+        let init = state_rows(&cfg, &tape.init, batch, &rows);
+        let df = state_rows(&cfg, d_final, batch, &rows);
         let alone = model.forward_train(&xs, m, n, Some(&init))?;
         let gs = model.backward(&alone, &try_zeroed(m * n * o)?, Some(&df), want_hidden)?;
         for (a, v) in g.params.iter_mut().zip(&gs.params) {
@@ -569,15 +601,13 @@ fn add_short_final_gradients(
             for (a, v) in dst.iter_mut().zip(&gs.inputs[j * n * i..(j + 1) * n * i]) {
                 *a += v;
             }
-            for (dst, src) in g
-                .initial_state
-                .chunks_mut(batch * h)
-                .zip(gs.initial_state.chunks(m * h))
+            for ((start, w), (sub, _)) in state_planes(&cfg, batch)
+                .into_iter()
+                .zip(state_planes(&cfg, m))
             {
-                for (a, v) in dst[b * h..(b + 1) * h]
-                    .iter_mut()
-                    .zip(&src[j * h..(j + 1) * h])
-                {
+                let src = &gs.initial_state[sub + j * w..sub + (j + 1) * w];
+                let dst = &mut g.initial_state[start + b * w..start + (b + 1) * w];
+                for (a, v) in dst.iter_mut().zip(src) {
                     *a += v;
                 }
             }
@@ -593,7 +623,7 @@ fn add_short_final_gradients(
     Ok(())
 }
 
-/// Backward through a bidirectional stack: the head's gradients, then per layer from the
+/// Backward through a composed stack: the head's gradients, then per layer from the
 /// top each direction model's own backward on its half of `∂L/∂(layer output)` (the
 /// reverse one's in reversed time), their input gradients added (the reverse one's
 /// reversed back) into the gradient for the layer below.
@@ -608,7 +638,12 @@ fn bidir_backward(
 ) -> Result<Gradients> {
     let cfg = *model.config();
     let (batch, seq_len) = (tape.batch, tape.seq_len);
-    let (h, l) = (cfg.hidden_size, cfg.num_layers);
+    let (h, l, dn, tpd) = (
+        cfg.real_hidden_size(),
+        cfg.num_layers,
+        cfg.num_directions(),
+        cfg.tensors_per_direction(),
+    );
     let (rows, w2) = (batch * seq_len, cfg.layer_output_dim());
     let layout = model.layout();
     let mut grads = try_zeroed(layout.total())?;
@@ -618,7 +653,7 @@ fn bidir_backward(
     let mut dh = match model.head() {
         Some(hw) => {
             let o = cfg.output_size;
-            let n = 8 * l + 2;
+            let n = tpd * dn * l + 2;
             let (we, be) = (&layout.entries()[n - 2], &layout.entries()[n - 1]);
             let dout = Mat::rm(d_outputs, rows, o, o);
             let gw = &mut grads[we.offset..we.offset + we.len];
@@ -642,10 +677,10 @@ fn bidir_backward(
         } else {
             Vec::new()
         };
-        for d in 0..2 {
-            let i = 2 * k + d;
+        for d in 0..dn {
+            let i = dn * k + d;
             let sub = &model.dirs[i];
-            // This direction's half of ∂L/∂h, in its own time order.
+            // This direction's part of ∂L/∂h, in its own time order.
             let mut dsub = try_zeroed(rows * h)?;
             for b in 0..batch {
                 let n = len_of(lengths, b, seq_len);
@@ -657,8 +692,8 @@ fn bidir_backward(
             }
             let dfin = d_final_state.map(|s| direction_state(&cfg, s, i, batch));
             let g = sub.stack_backward(&rec.dirs[i], &dsub, dfin.as_deref(), want_hidden)?;
-            let e = &layout.entries()[4 * i..4 * i + 4];
-            grads[e[0].offset..e[3].offset + e[3].len].copy_from_slice(&g.params);
+            let e = &layout.entries()[tpd * i..tpd * (i + 1)];
+            grads[e[0].offset..e[tpd - 1].offset + e[tpd - 1].len].copy_from_slice(&g.params);
             put_direction_state(&cfg, &mut dinit, i, batch, &g.initial_state);
             for b in 0..batch {
                 let n = len_of(lengths, b, seq_len);

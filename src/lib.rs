@@ -19,6 +19,7 @@ mod layers;
 mod model;
 mod os;
 mod parallel;
+mod proj;
 mod reference;
 mod rng;
 mod state;

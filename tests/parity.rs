@@ -155,6 +155,7 @@ impl Data {
             output_activation: OutputActivation::from_name(&self.meta["output_activation"])
                 .unwrap(),
             bidirectional: self.meta.get("bidirectional").is_some_and(|v| v == "true"),
+            proj_size: self.meta.get("proj_size").map_or(0, |v| v.parse().unwrap()),
         }
     }
 

@@ -161,6 +161,7 @@ impl rnn_config {
             output_activation,
             // `rnn_config` has no such field: C callers get unidirectional models.
             bidirectional: false,
+            proj_size: 0,
         })
     }
 

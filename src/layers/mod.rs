@@ -357,10 +357,10 @@ impl Model {
         if layers.is_empty() {
             return Model::from_parameters(config, params);
         }
-        if config.bidirectional {
+        if config.is_composed() {
             return Err(invalid!(
-                "dense layers around a bidirectional recurrent stack are not supported \
-                 (only its head)"
+                "dense layers around a bidirectional recurrent stack or one with LSTM \
+                 projections are not supported (only its head)"
             ));
         }
         if layers.is_plain_head() && !config.has_head() {
@@ -402,10 +402,10 @@ impl Model {
         if layers.is_empty() {
             return Ok(core);
         }
-        if config.bidirectional {
+        if config.is_composed() {
             return Err(invalid!(
-                "dense layers around a bidirectional recurrent stack are not supported \
-                 (only its head)"
+                "dense layers around a bidirectional recurrent stack or one with LSTM \
+                 projections are not supported (only its head)"
             ));
         }
         let mut params = core.parameters().to_vec();

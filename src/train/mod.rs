@@ -244,8 +244,9 @@ impl Trainer {
             }
         }
         let init = state.as_ref().map(|s| s.as_slice());
-        if model.layers().is_some() || model.config().bidirectional || lengths.is_some() {
-            // Dense layers around the stack, a bidirectional stack or lengths: the public
+        if model.layers().is_some() || model.config().is_composed() || lengths.is_some() {
+            // Dense layers around the stack, a composed stack (bidirectional, projections)
+            // or lengths: the public
             // pieces, with fresh buffers.
             let tape = model.forward_train_lengths(x, batch, seq_len, lengths, init)?;
             let out = tape.outputs();
