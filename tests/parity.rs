@@ -30,8 +30,9 @@ fn cases() -> Vec<String> {
 
 /// The issue 18 cases this crate runs (`issue18/`, see the fixtures' README):
 /// bidirectional layers of every cell, 1 and 2 layers, with and without head, and
-/// padded batches with lengths, one and two directions. (The `proj_size` and dropout
-/// cases are not covered here.)
+/// padded batches with lengths, one and two directions, and LSTM projections
+/// (`proj_size`: one and two layers, bidirectional, with a head). (The dropout case,
+/// which has no gradients or optimizer steps, is `dropout_case_runs_as_pytorch_in_eval_mode`.)
 fn issue18_cases() -> Vec<String> {
     let mut v = Vec::new();
     for cell in CELLS {
@@ -47,6 +48,14 @@ fn issue18_cases() -> Vec<String> {
         }
     }
     v.push("issue18/lstm_l2_bidir_len_head".into());
+    for case in [
+        "lstm_l1_proj",
+        "lstm_l2_proj",
+        "lstm_l2_bidir_proj",
+        "lstm_l1_proj_head",
+    ] {
+        v.push(format!("issue18/{case}"));
+    }
     v
 }
 
@@ -820,6 +829,7 @@ fn issue18_models_load_with_their_config() {
         let (model, data) = load_case(&case);
         let want = data.config();
         assert_eq!(data.meta["bidirectional"] == "true", want.bidirectional);
+        assert_eq!(data.meta["proj_size"], want.proj_size.to_string(), "{case}");
         assert_eq!(model.config(), &want, "{case}");
         let m = Model::from_safetensors(&without_metadata(&case)).unwrap();
         let mut inferred = want;
