@@ -29,6 +29,7 @@
 
 use crate::buffers::try_zeroed;
 use crate::config::ModelConfig;
+use crate::dropout::DropoutMask;
 use crate::error::{check_finite, check_len, checked_size, invalid, Result};
 use crate::forward::Tape;
 use crate::kernels::gemm::Mat;
@@ -46,9 +47,12 @@ pub(crate) struct SeqTape {
     pub lengths: Option<Vec<usize>>,
     /// The outputs the losses see (pre-activation), zero past each length, `[B][T][O]`.
     pub out: Vec<f32>,
-    /// A bidirectional stack's record; `None` for a unidirectional one, whose record is
+    /// A composed stack's record; `None` for a unidirectional one, whose record is
     /// the tape's own.
     pub bidir: Option<BiRec>,
+    /// The dropout masks between layers of a training pass ([`Model::forward_train_dropout`]);
+    /// `None` without dropout.
+    pub dropout: Option<DropoutMask>,
 }
 
 /// A composed stack's record (bidirectional, or with projections).
@@ -203,6 +207,7 @@ impl Model {
         lengths: Option<&[usize]>,
         initial: Option<&[f32]>,
         record: bool,
+        dropout: Option<&DropoutMask>,
     ) -> Result<Ran> {
         let cfg = *self.config();
         let (h, p, l, dn) = (
@@ -281,6 +286,10 @@ impl Model {
                 if let (true, Some(tp)) = (record, tape) {
                     dirs.push(tp);
                 }
+            }
+            // Dropout on what the layer above reads (never the top layer's output).
+            if let (Some(m), true) = (dropout, k + 1 < l) {
+                m.apply(&mut out, k, batch, seq_len, w2);
             }
             below = Some(out);
         }
@@ -369,7 +378,7 @@ impl Model {
         let (out, fin) = if cfg.is_composed() {
             let macs = self.macs_per_row().saturating_mul(batch * seq_len);
             let (out, fin, _) = crate::parallel::install_work(macs, || {
-                self.bidir_run(x, batch, seq_len, lengths, initial, false)
+                self.bidir_run(x, batch, seq_len, lengths, initial, false, None)
             })?;
             (out, fin)
         } else {
@@ -406,18 +415,70 @@ impl Model {
         lengths: Option<&[usize]>,
         initial: Option<&[f32]>,
     ) -> Result<Tape> {
+        self.forward_train_seq(x, batch, seq_len, lengths, initial, None)
+    }
+
+    /// [`Model::forward_train_lengths`] with the model's dropout between layers applied
+    /// (see [`Model::with_dropout`]), as a [`crate::Trainer`] step runs it: the masks are
+    /// a function of `seed` (and of layer, sequence, timestep and unit) alone, so the
+    /// same seed gives the same masks, whatever the thread count, and
+    /// [`Model::backward`] of the tape applies the same masks to the gradients. A model
+    /// without dropout, or with one layer, gives exactly `forward_train_lengths`.
+    /// Errors: as `forward_train_lengths`. Backward of such a tape refuses a final-state
+    /// gradient when some sequence is shorter than `seq_len`.
+    ///
+    /// ```
+    /// use rnncore::{CellKind, Model, ModelConfig};
+    /// let model = Model::new(ModelConfig::new(CellKind::Lstm, 2, 8, 2), 1)?.with_dropout(0.5)?;
+    /// let x = vec![0.5f32; 3 * 4 * 2];
+    /// let a = model.forward_train_dropout(&x, 3, 4, None, None, 7)?;
+    /// let b = model.forward_train_dropout(&x, 3, 4, None, None, 7)?;
+    /// let c = model.forward_train_dropout(&x, 3, 4, None, None, 8)?;
+    /// assert_eq!(a.outputs(), b.outputs());
+    /// assert_ne!(a.outputs(), c.outputs());
+    /// assert_ne!(a.outputs(), model.forward_train(&x, 3, 4, None)?.outputs());
+    /// # Ok::<(), rnncore::Error>(())
+    /// ```
+    pub fn forward_train_dropout(
+        &self,
+        x: &[f32],
+        batch: usize,
+        seq_len: usize,
+        lengths: Option<&[usize]>,
+        initial: Option<&[f32]>,
+        seed: u64,
+    ) -> Result<Tape> {
+        let mask = self.dropout_active().then_some(DropoutMask {
+            p: self.dropout(),
+            seed,
+        });
+        self.forward_train_seq(x, batch, seq_len, lengths, initial, mask)
+    }
+
+    /// [`Model::forward_train_lengths`], with dropout masks between layers when given.
+    fn forward_train_seq(
+        &self,
+        x: &[f32],
+        batch: usize,
+        seq_len: usize,
+        lengths: Option<&[usize]>,
+        initial: Option<&[f32]>,
+        dropout: Option<DropoutMask>,
+    ) -> Result<Tape> {
         let cfg = *self.config();
-        if lengths.is_none() && !cfg.is_composed() {
+        // Dropout runs the layers one at a time, as the composed passes do.
+        let composed = cfg.is_composed() || dropout.is_some();
+        if lengths.is_none() && !composed {
             return self.forward_train(x, batch, seq_len, initial);
         }
         if let Some(ls) = lengths {
             check_lengths(ls, batch, seq_len)?;
         }
-        if cfg.is_composed() {
+        if composed {
             self.check_sequence(x, batch, seq_len, initial)?;
             let macs = self.macs_per_row().saturating_mul(batch * seq_len);
             let (out, fin, rec) = crate::parallel::install_work(macs, || {
-                self.bidir_run(x, batch, seq_len, lengths, initial, true)
+                self.bidir_run(x, batch, seq_len, lengths, initial, true, dropout.as_ref())
             })?;
             let mut tape = Tape::empty(cfg);
             tape.batch = batch;
@@ -433,6 +494,7 @@ impl Model {
                 lengths: lengths.map(<[usize]>::to_vec),
                 out,
                 bidir: rec,
+                dropout,
             }));
             return Ok(tape);
         }
@@ -464,6 +526,7 @@ impl Model {
             lengths: Some(ls.to_vec()),
             out,
             bidir: None,
+            dropout: None,
         }));
         Ok(tape)
     }
@@ -511,6 +574,12 @@ pub(crate) fn backward(
         (Some(df), Some(ls)) if any_short(lengths, seq_len) => Some((df, ls)),
         _ => None,
     };
+    if short.is_some() && seq.dropout.is_some() {
+        return Err(invalid!(
+            "a final-state gradient of a pass with dropout is not supported when some \
+             sequence is shorter than seq_len"
+        ));
+    }
     let full_final;
     let d_final = match short {
         Some((df, ls)) => {
@@ -534,7 +603,16 @@ pub(crate) fn backward(
         Some(rec) => {
             let macs = model.macs_per_row().saturating_mul(2 * rows);
             crate::parallel::install_work(macs, || {
-                bidir_backward(model, tape, rec, lengths, &d, d_final, want_hidden)
+                bidir_backward(
+                    model,
+                    tape,
+                    rec,
+                    lengths,
+                    seq.dropout.as_ref(),
+                    &d,
+                    d_final,
+                    want_hidden,
+                )
             })?
         }
     };
@@ -627,11 +705,13 @@ fn add_short_final_gradients(
 /// top each direction model's own backward on its half of `∂L/∂(layer output)` (the
 /// reverse one's in reversed time), their input gradients added (the reverse one's
 /// reversed back) into the gradient for the layer below.
+#[allow(clippy::too_many_arguments)]
 fn bidir_backward(
     model: &Model,
     tape: &Tape,
     rec: &BiRec,
     lengths: Option<&[usize]>,
+    dropout: Option<&DropoutMask>,
     d_outputs: &[f32],
     d_final_state: Option<&[f32]>,
     want_hidden: bool,
@@ -716,6 +796,10 @@ fn bidir_backward(
         }
         if want_hidden {
             hidden.push(dhidden);
+        }
+        // Through the dropout on layer k − 1's output: the same mask.
+        if let (Some(m), true) = (dropout, k > 0) {
+            m.apply(&mut dinput, k - 1, batch, seq_len, in_w);
         }
         dh = dinput;
     }

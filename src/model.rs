@@ -319,12 +319,41 @@ impl Model {
             true => dense_narrow_kernel(cfg.output_size),
             false => None,
         };
+        // Training with dropout between layers runs the layers one at a time
+        // (`crate::bidir`), through one-layer direction models; inference keeps the
+        // packed stack above.
+        if self.dropout_active() {
+            self.refresh_direction_models();
+        } else {
+            self.dirs = Vec::new();
+        }
+    }
+
+    /// Whether training applies dropout: a probability above 0 and a layer above another.
+    pub(crate) fn dropout_active(&self) -> bool {
+        self.dropout > 0.0 && self.config.num_layers > 1
     }
 
     /// A composed model's [`Model::refresh_derived`]: each direction's one-layer
     /// model gets the current weights (copied into its buffer, kept between calls) and
     /// packs them; the head is packed for its `D·P` inputs.
     fn refresh_directions(&mut self) {
+        let cfg = self.config;
+        self.refresh_direction_models();
+        self.folded_bias = Vec::new();
+        self.packed = Vec::new();
+        self.head_t = match self.head() {
+            Some(hw) => {
+                PackedB::from_transposed(hw.weight, cfg.output_size, cfg.layer_output_dim())
+            }
+            None => PackedB::default(),
+        };
+        self.head_narrow = None;
+    }
+
+    /// Makes (or refreshes) `dirs`, one one-layer model per layer and direction holding a
+    /// copy of its tensors, packed.
+    fn refresh_direction_models(&mut self) {
         let cfg = self.config;
         let (dn, tpd) = (cfg.num_directions(), cfg.tensors_per_direction());
         let n = dn * cfg.num_layers;
@@ -360,15 +389,6 @@ impl Model {
                 .copy_from_slice(&self.params[e[0].offset..e[tpd - 1].offset + e[tpd - 1].len]);
             sub.refresh_derived();
         }
-        self.folded_bias = Vec::new();
-        self.packed = Vec::new();
-        self.head_t = match self.head() {
-            Some(hw) => {
-                PackedB::from_transposed(hw.weight, cfg.output_size, cfg.layer_output_dim())
-            }
-            None => PackedB::default(),
-        };
-        self.head_narrow = None;
     }
 
     /// The configuration.
@@ -396,7 +416,14 @@ impl Model {
     /// ```
     pub fn with_dropout(mut self, p: f32) -> Result<Model> {
         check_dropout(p)?;
+        if p > 0.0 && self.layers.is_some() {
+            return Err(crate::error::invalid!(
+                "dropout between recurrent layers is not supported in a model with dense \
+                 layers around its stack"
+            ));
+        }
         self.dropout = p;
+        self.refresh_derived();
         Ok(self)
     }
 

@@ -241,6 +241,32 @@ pub fn forward_seq(
     init: &[f64],
     lengths: Option<&[usize]>,
 ) -> (Vec<f64>, Vec<f64>) {
+    forward_seq_masked(
+        cfg,
+        params,
+        x,
+        batch,
+        seq_len,
+        init,
+        lengths,
+        &|_, _, _, _| 1.0,
+    )
+}
+
+/// [`forward_seq`] with dropout between layers: layer `k`'s output (`k` below the top)
+/// at sequence `b`, position `p`, unit `j` is multiplied by `mask(k, b, p, j)` before
+/// the layer above reads it.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_seq_masked(
+    cfg: &ModelConfig,
+    params: &[f64],
+    x: &[f64],
+    batch: usize,
+    seq_len: usize,
+    init: &[f64],
+    lengths: Option<&[usize]>,
+    mask: &dyn Fn(usize, usize, usize, usize) -> f64,
+) -> (Vec<f64>, Vec<f64>) {
     let v = View {
         cfg,
         layout: ParamLayout::new(cfg).unwrap(),
@@ -293,6 +319,13 @@ pub fn forward_seq(
                 fin[so..so + p].copy_from_slice(&tape.final_state[..p]);
                 if lstm {
                     fin[lbh + sc..lbh + sc + h].copy_from_slice(&tape.final_state[p..p + h]);
+                }
+            }
+            if k + 1 < l {
+                for (pos, row) in next.iter_mut().enumerate() {
+                    for (j, a) in row.iter_mut().enumerate() {
+                        *a *= mask(k, b, pos, j);
+                    }
                 }
             }
             inp = next;

@@ -59,6 +59,7 @@ fn meta_of(c: &ModelConfig) -> Vec<(String, String)> {
         ),
         ("bidirectional".into(), c.bidirectional.to_string()),
         ("proj_size".into(), c.proj_size.to_string()),
+        ("dropout".into(), "0".into()),
     ]
 }
 
@@ -266,7 +267,7 @@ fn saved_files_follow_the_format_for_other_readers() {
     for (k, v) in meta_of(m.config()) {
         assert_eq!(meta.get(&k), Some(&v), "{k}");
     }
-    assert_eq!(meta.len(), 8);
+    assert_eq!(meta.len(), 9);
 }
 
 // ----------------------------------------------------------------------------

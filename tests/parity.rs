@@ -371,6 +371,21 @@ fn issue18_forward_matches_pytorch() {
     forward_cases(&issue18_cases(), "issue 18 forward");
 }
 
+/// `nn.LSTM(2 layers, dropout=0.3)` in eval mode: the model loads with its dropout
+/// (metadata `dropout`), and inference, which never applies it, gives PyTorch's eval
+/// outputs and final states (also from the file without metadata, where dropout is 0).
+#[test]
+fn dropout_case_runs_as_pytorch_in_eval_mode() {
+    let case = "issue18/lstm_l2_dropout";
+    let (model, data) = load_case(case);
+    assert_eq!(model.dropout(), 0.3);
+    assert_eq!(data.meta["dropout"], "0.3");
+    assert_eq!(model.config(), &data.config());
+    let plain = Model::from_safetensors(&without_metadata(case)).unwrap();
+    assert_eq!(plain.dropout(), 0.0);
+    forward_cases(&[case.to_string()], "issue 18 dropout (eval) forward");
+}
+
 fn forward_cases(cases: &[String], title: &str) {
     let mut report = Report::default();
     for case in cases {

@@ -168,7 +168,14 @@ pub fn from_safetensors(bytes: &[u8]) -> Result<Model> {
             ));
         }
     }
-    Model::with_layers(config, dense.layers, params).map_err(|e| match e {
+    let model = Model::with_layers(config, dense.layers, params);
+    // Dropout between layers is a training setting PyTorch keeps outside the weights:
+    // only the metadata (rnncore's own files) has it.
+    let model = match meta.dropout {
+        Some(p) if p > 0.0 => model.and_then(|m| m.with_dropout(p)),
+        _ => model,
+    };
+    model.map_err(|e| match e {
         Error::Alloc(m) => Error::Alloc(m),
         other => Error::Format(other.message().to_string()),
     })
@@ -603,6 +610,7 @@ struct Meta {
     output_activation: Option<OutputActivation>,
     bidirectional: Option<bool>,
     proj_size: Option<usize>,
+    dropout: Option<f32>,
 }
 
 impl Meta {
@@ -624,6 +632,12 @@ impl Meta {
                 "num_layers" => m.num_layers = Some(parse_size(k, v)?),
                 "output_size" => m.output_size = Some(parse_size(k, v)?),
                 "proj_size" => m.proj_size = Some(parse_size(k, v)?),
+                "dropout" => {
+                    let p = v.parse::<f32>().ok().filter(|p| (0.0..1.0).contains(p));
+                    m.dropout = Some(p.ok_or_else(|| {
+                        format_err!("metadata dropout is {v:?}, expected a number in 0 <= p < 1")
+                    })?)
+                }
                 "bidirectional" => {
                     m.bidirectional = Some(match v.as_str() {
                         "true" => true,
@@ -842,6 +856,7 @@ pub fn to_safetensors_with_metadata(model: &Model, extra: &[(&str, &str)]) -> Re
         "output_activation",
         "bidirectional",
         "proj_size",
+        "dropout",
     ];
     for (i, (k, _)) in extra.iter().enumerate() {
         if config_keys.contains(k) || super::dense::KEYS.contains(k) {
@@ -862,6 +877,7 @@ pub fn to_safetensors_with_metadata(model: &Model, extra: &[(&str, &str)]) -> Re
         ("output_activation", c.output_activation.name().to_string()),
         ("bidirectional", c.bidirectional.to_string()),
         ("proj_size", c.proj_size.to_string()),
+        ("dropout", model.dropout().to_string()),
     ];
     meta.extend(super::dense::metadata(model));
     let mut header = String::from("{\"__metadata__\":{");
