@@ -199,6 +199,7 @@ impl Model {
     /// The sequence pass of a composed stack (and its head), with optional lengths:
     /// the pre-activation outputs (zero past each length), the final state, and with
     /// `record` what [`bidir_backward`] needs. Arguments checked by the caller.
+    #[allow(clippy::too_many_arguments)]
     fn bidir_run(
         &self,
         x: &[f32],
