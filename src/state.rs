@@ -218,9 +218,19 @@ impl State {
                 self.batch
             ));
         }
-        for (start, w) in crate::bidir::state_planes(&self.config, self.batch) {
-            let o = start + stream * w;
-            self.data[o..o + w].fill(0.0);
+        // `h` planes (`P` wide with a projection), then `c` planes (`H` wide): no
+        // allocation (a step's caller may reset a stream on the audio thread).
+        let cfg = &self.config;
+        let planes = cfg.num_layers * cfg.num_directions();
+        let (p, h) = (cfg.real_hidden_size(), cfg.hidden_size);
+        let c0 = cfg.state_c_offset(self.batch);
+        for i in 0..planes {
+            let o = (i * self.batch + stream) * p;
+            self.data[o..o + p].fill(0.0);
+            if cfg.cell.has_cell_state() {
+                let o = c0 + (i * self.batch + stream) * h;
+                self.data[o..o + h].fill(0.0);
+            }
         }
         Ok(())
     }
