@@ -13,7 +13,9 @@
 //! into the gate rows (the input part hoisted for all steps before the loop), the fused
 //! LSTM pass (`cell::lstm`), then one packed product `m_t · W_hrᵀ`; the streaming path
 //! ([`stream_block`]) runs the same [`cell_step`], so a step gives the bits of the
-//! sequence forward. Backward keeps `m_t` on the tape: `∂L/∂m_t = ∂L/∂h_t · W_hr`
+//! sequence forward. The recurrence runs in fixed batch chunks, one task each, as the
+//! other cells' do (`forward.rs`), and is as independent of the thread count (tested).
+//! Backward keeps `m_t` on the tape: `∂L/∂m_t = ∂L/∂h_t · W_hr`
 //! enters the cell's backward, `∂L/∂W_hr = Σ_t ∂L/∂h_tᵀ m_t` is one product after the
 //! loop, as are `dW_ih`, `dW_hh` and `∂L/∂x`.
 
@@ -25,7 +27,7 @@ use crate::kernels::gemm::{gemm, Mat};
 use crate::kernels::packed::{gemm_packed_bias, gemm_packed_sweep};
 use crate::kernels::reference::flush_ref;
 use crate::model::Model;
-use crate::parallel::{gemm_packed_rows_bias, gemm_rows};
+use crate::parallel::{batch_chunk, each, gemm_packed_rows_bias, gemm_rows};
 use crate::train::bptt::col_sums;
 use crate::train::Gradients;
 
@@ -96,36 +98,53 @@ pub(crate) fn forward(
     let mut hr = try_zeroed(rows * p)?;
     let mut cr = try_zeroed(rows * hs)?;
     let mut mr = try_zeroed(rows * hs)?;
-    let mut hp = init[..batch * p].to_vec();
-    let mut cp = init[batch * p..].to_vec();
-    for t in 0..seq_len {
-        cell_step(
-            model,
-            batch,
-            &mut gates[t * gh..],
-            seq_len * gh,
-            &hp,
-            &cp,
-            &mut cr[t * hs..],
-            seq_len * hs,
-            &mut mr[t * hs..],
-            seq_len * hs,
-            &mut hr[t * p..],
-            seq_len * p,
-        );
-        for r in 0..batch {
-            let q = r * seq_len + t;
-            hp[r * p..(r + 1) * p].copy_from_slice(&hr[q * p..(q + 1) * p]);
-            cp[r * hs..(r + 1) * hs].copy_from_slice(&cr[q * hs..(q + 1) * hs]);
+    let mut fin = try_zeroed(cfg.state_len(batch))?;
+    // The recurrence in fixed batch chunks, one task each (rows are independent in every
+    // product and in the cell, so the chunking changes no bit).
+    let chunk = batch_chunk(batch);
+    let (hfin, cfin) = fin.split_at_mut(batch * p);
+    let tasks: Vec<_> = gates
+        .chunks_mut(chunk * seq_len * gh)
+        .zip(hr.chunks_mut(chunk * seq_len * p))
+        .zip(cr.chunks_mut(chunk * seq_len * hs))
+        .zip(mr.chunks_mut(chunk * seq_len * hs))
+        .zip(hfin.chunks_mut(chunk * p).zip(cfin.chunks_mut(chunk * hs)))
+        .enumerate()
+        .collect();
+    each(tasks, |(ci, ((((g, h), c), m), (hp, cp)))| {
+        let (b0, nb) = (ci * chunk, hp.len() / p);
+        // h_{t-1} and c_{t-1} of the chunk's rows, left holding the final state.
+        hp.copy_from_slice(&init[b0 * p..(b0 + nb) * p]);
+        let c0 = batch * p;
+        cp.copy_from_slice(&init[c0 + b0 * hs..c0 + (b0 + nb) * hs]);
+        for t in 0..seq_len {
+            cell_step(
+                model,
+                nb,
+                &mut g[t * gh..],
+                seq_len * gh,
+                hp,
+                cp,
+                &mut c[t * hs..],
+                seq_len * hs,
+                &mut m[t * hs..],
+                seq_len * hs,
+                &mut h[t * p..],
+                seq_len * p,
+            );
+            for r in 0..nb {
+                let q = r * seq_len + t;
+                hp[r * p..(r + 1) * p].copy_from_slice(&h[q * p..(q + 1) * p]);
+                cp[r * hs..(r + 1) * hs].copy_from_slice(&c[q * hs..(q + 1) * hs]);
+            }
         }
-    }
+    });
     let mut tape = Tape::empty(cfg);
     tape.batch = batch;
     tape.seq_len = seq_len;
     tape.x = x.to_vec();
     tape.init = init;
-    hp.extend_from_slice(&cp);
-    tape.final_state = hp;
+    tape.final_state = fin;
     tape.layers = vec![LayerRec {
         gates,
         h: hr,
@@ -154,64 +173,81 @@ pub(crate) fn backward(
     let rec = &tape.layers[0];
     let lw = model.layer(0);
     let (bp, bh) = (batch * p, batch * hs);
-    let mut dh_next = try_zeroed(bp)?;
-    let mut dc = try_zeroed(bh)?;
+    // Running ∂L/∂h_{t-1} and ∂L/∂c_{t-1}: from the final state's gradient, and at the
+    // end the initial state's.
+    let mut dinit = try_zeroed(bp + bh)?;
     if let Some(df) = d_final {
-        dh_next.copy_from_slice(&df[..bp]);
-        dc.copy_from_slice(&df[bp..bp + bh]);
+        dinit.copy_from_slice(&df[..bp + bh]);
     }
     // The total ∂L/∂h_t of every step, and the gates' pre-activation gradients.
     let mut dh = try_zeroed(rows * p)?;
     let mut dg = try_zeroed(rows * gh)?;
-    let mut dm = try_zeroed(bh)?;
-    let mut tc = try_zeroed(hs)?;
-    for t in (0..seq_len).rev() {
-        for r in 0..batch {
-            let q = (r * seq_len + t) * p;
-            for ((a, &o), &n) in dh[q..q + p]
-                .iter_mut()
-                .zip(&d_outputs[q..q + p])
-                .zip(&dh_next[r * p..(r + 1) * p])
-            {
-                *a = o + n;
+    // The recurrence backward in the forward's batch chunks (no bit depends on them).
+    let chunk = batch_chunk(batch);
+    let (dhn, dcn) = dinit.split_at_mut(bp);
+    let tasks: Vec<_> = dh
+        .chunks_mut(chunk * seq_len * p)
+        .zip(dg.chunks_mut(chunk * seq_len * gh))
+        .zip(dhn.chunks_mut(chunk * p).zip(dcn.chunks_mut(chunk * hs)))
+        .enumerate()
+        .collect();
+    each(tasks, |(ci, ((dh, dg), (dh_next, dc)))| {
+        let (b0, nb) = (ci * chunk, dh_next.len() / p);
+        let (r0, w) = (b0 * seq_len, nb * seq_len);
+        let gates = &rec.gates[r0 * gh..(r0 + w) * gh];
+        let c = &rec.c[r0 * hs..(r0 + w) * hs];
+        let dout = &d_outputs[r0 * p..(r0 + w) * p];
+        let mut dm = vec![0.0; nb * hs];
+        let mut tc = vec![0.0; hs];
+        for t in (0..seq_len).rev() {
+            for r in 0..nb {
+                let q = (r * seq_len + t) * p;
+                for ((a, &o), &n) in dh[q..q + p]
+                    .iter_mut()
+                    .zip(&dout[q..q + p])
+                    .zip(&dh_next[r * p..(r + 1) * p])
+                {
+                    *a = o + n;
+                }
             }
-        }
-        // ∂L/∂m_t = ∂L/∂h_t · W_hr.
-        gemm(
-            1.0,
-            Mat::rm(&dh[t * p..], batch, p, seq_len * p),
-            Mat::rm(lw.w_hr, p, hs, hs),
-            0.0,
-            &mut dm,
-            hs,
-        );
-        for r in 0..batch {
-            let q = r * seq_len + t;
-            let cprev = if t == 0 {
-                &tape.init[bp + r * hs..bp + (r + 1) * hs]
-            } else {
-                &rec.c[(q - 1) * hs..q * hs]
-            };
-            lstm::backward(
-                &rec.gates[q * gh..(q + 1) * gh],
-                cprev,
-                &rec.c[q * hs..(q + 1) * hs],
-                &dm[r * hs..(r + 1) * hs],
-                &mut dc[r * hs..(r + 1) * hs],
-                &mut tc,
-                &mut dg[q * gh..(q + 1) * gh],
+            // ∂L/∂m_t = ∂L/∂h_t · W_hr.
+            gemm(
+                1.0,
+                Mat::rm(&dh[t * p..], nb, p, seq_len * p),
+                Mat::rm(lw.w_hr, p, hs, hs),
+                0.0,
+                &mut dm,
+                hs,
+            );
+            for r in 0..nb {
+                let q = r * seq_len + t;
+                let cprev = if t == 0 {
+                    let i0 = bp + (b0 + r) * hs;
+                    &tape.init[i0..i0 + hs]
+                } else {
+                    &c[(q - 1) * hs..q * hs]
+                };
+                lstm::backward(
+                    &gates[q * gh..(q + 1) * gh],
+                    cprev,
+                    &c[q * hs..(q + 1) * hs],
+                    &dm[r * hs..(r + 1) * hs],
+                    &mut dc[r * hs..(r + 1) * hs],
+                    &mut tc,
+                    &mut dg[q * gh..(q + 1) * gh],
+                );
+            }
+            // ∂L/∂h_{t-1} through the recurrence: dG_t · W_hh.
+            gemm(
+                1.0,
+                Mat::rm(&dg[t * gh..], nb, gh, seq_len * gh),
+                Mat::rm(lw.w_hh, gh, p, p),
+                0.0,
+                dh_next,
+                p,
             );
         }
-        // ∂L/∂h_{t-1} through the recurrence: dG_t · W_hh.
-        gemm(
-            1.0,
-            Mat::rm(&dg[t * gh..], batch, gh, seq_len * gh),
-            Mat::rm(lw.w_hh, gh, p, p),
-            0.0,
-            &mut dh_next,
-            p,
-        );
-    }
+    });
     // h_{t-1} of every step (h_0 from the initial state).
     let mut hprev = try_zeroed(rows * p)?;
     for r in 0..batch {
@@ -251,11 +287,10 @@ pub(crate) fn backward(
         &mut dx,
         i,
     );
-    dh_next.extend_from_slice(&dc);
     Ok(Gradients {
         params: grads,
         inputs: dx,
-        initial_state: dh_next,
+        initial_state: dinit,
         hidden: if want_hidden { vec![dh] } else { Vec::new() },
     })
 }

@@ -490,3 +490,52 @@ fn bad_projections_are_refused() {
     assert!(model.step(&mut state, &[0.0; 3], &mut y).is_err());
     assert!(y.iter().all(|v| v.is_nan()));
 }
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    // Large enough that every pass runs on the pool, in several batch chunks.
+    let (b, t) = (37, 20);
+    let cfgs = [
+        ModelConfig::new(CellKind::Lstm, 16, 64, 2)
+            .with_proj_size(32)
+            .with_head(4, OutputActivation::Identity),
+        ModelConfig::new(CellKind::Lstm, 16, 48, 2)
+            .with_proj_size(20)
+            .with_bidirectional(true)
+            .with_head(4, OutputActivation::Identity),
+    ];
+    let x = vals(b * t * 16, 1, 1.0);
+    let lengths: Vec<usize> = (0..b).map(|i| 1 + (i * 7) % t).collect();
+    let target = vals(b * t * 4, 2, 1.0);
+    for cfg in cfgs {
+        let run = |threads: usize| {
+            rnncore::set_num_threads(threads).unwrap();
+            let model = Model::new(cfg, 3).unwrap();
+            let y = model.forward(&x, b, t).unwrap();
+            let yl = model.forward_lengths(&x, b, t, &lengths).unwrap();
+            let tape = model
+                .forward_train_lengths(&x, b, t, Some(&lengths), None)
+                .unwrap();
+            let g = model.backward(&tape, &target, None, true).unwrap();
+            let mut m = model.clone();
+            let mut tr = Trainer::new(&m, TrainConfig::adam(0.01)).unwrap();
+            for _ in 0..2 {
+                tr.step_mse(&mut m, None, &x, b, t, &target, Targets::EveryStep)
+                    .unwrap();
+            }
+            (
+                bits(&y),
+                bits(&yl),
+                bits(&g.params),
+                bits(&g.inputs),
+                bits(&g.hidden.concat()),
+                bits(m.parameters()),
+            )
+        };
+        let one = run(1);
+        for threads in [2, 4] {
+            assert!(one == run(threads), "{cfg}: {threads} threads");
+        }
+    }
+    rnncore::set_num_threads(0).unwrap();
+}
