@@ -350,14 +350,19 @@ typedef struct rnn_model_desc {
    */
   uint32_t bidirectional;
   /**
-   * 0: none; else the LSTM projection size (PyTorch's proj_size). Reserved: nonzero is
-   * RNN_ERR_INVALID ("not supported by this build yet"); describe writes 0.
+   * 0: none; else the LSTM projection size P (PyTorch's proj_size; LSTM only,
+   * 0 < P < hidden_size): h_t = W_hr (o ⊙ tanh(c_t)) is P wide (weight_hr_l{k}
+   * [P][H]), so the next layer, the head and the outputs read P (2P bidirectional)
+   * and a state snapshot holds h as [layers·dirs][batch][P] and c as [..][batch][H].
+   * No dense layers around it except its head.
    */
   uint32_t proj_size;
   /**
-   * In [0, 1): dropout between recurrent layers during training (PyTorch's dropout),
-   * 0 = none. Reserved: nonzero is RNN_ERR_INVALID ("not supported by this build
-   * yet"); NaN or outside [0, 1) is RNN_ERR_INVALID; describe writes 0.
+   * In [0, 1): dropout between recurrent layers during training (PyTorch's dropout,
+   * inverted: kept values scaled by 1/(1 - dropout)), 0 = none; never at inference.
+   * The masks come from the trainer's step count (seed 0), the same for any number
+   * of threads. Saved in the weight file. Not with dense layers. NaN or outside
+   * [0, 1) is RNN_ERR_INVALID.
    */
   float dropout;
   /**
@@ -783,10 +788,10 @@ enum rnn_status rnn_model_forward_state_lengths(const struct rnn_model *model,
  * RNN_MAX_DENSE, a nonzero unused pre/post entry, bidirectional not 0 or 1, dropout
  * NaN or outside [0, 1), a non-finite forget_bias, skip not 0 or 1), a softmax anywhere
  * but the last layer, output_size with post layers, a forget_bias on a cell other than
- * LSTM, a skip whose input and output widths differ, dense layers (other than a lone
- * head) around a bidirectional stack, and for proj_size or dropout, which this build
- * does not support yet; RNN_ERR_ALLOC. The message names
- * the field. On failure `*out` is not written.
+ * LSTM, a skip whose input and output widths differ, a proj_size on a cell other than
+ * LSTM or not below hidden_size, dense layers (other than a lone head) around a
+ * bidirectional stack or one with projections, dropout with dense layers;
+ * RNN_ERR_ALLOC. The message names the field. On failure `*out` is not written.
  * Thread safety: any thread. Allocation: the weights.
  *
  * # Safety
@@ -802,9 +807,9 @@ enum rnn_status rnn_model_new_desc(const struct rnn_model_desc *desc,
  * rnn_model_new, rnn_model_new_desc or rnn_model_load (a layered RTNeural, GuitarML or
  * safetensors model lists its dense layers). input_size is the model's input width;
  * output_size and output_activation describe a head right after the stack (0 when the
- * model has post layers: its last post layer gives the outputs). forget_bias,
- * proj_size and dropout are written as 0 (the forget-gate bias is an
- * initialisation choice whose values are in the weights). Unused pre/post entries are
+ * model has post layers: its last post layer gives the outputs). forget_bias is written
+ * as 0 (an initialisation choice whose values are in the weights). Unused pre/post
+ * entries are
  * zeroed. rnn_model_new_desc of the result makes a model of the same shape.
  *
  * The caller sets desc->struct_size to sizeof(rnn_model_desc) first. The library
@@ -905,7 +910,8 @@ enum rnn_status rnn_state_reset_stream(struct rnn_state *state, size_t stream);
 
 /**
  * The number of floats in a snapshot: num_layers * batch * hidden_size, twice that for
- * LSTM. 0 (and the last error set) when `state` is NULL.
+ * LSTM (with a projection, rnn_model_desc's proj_size, h is proj_size wide: num_layers *
+ * batch * (proj_size + hidden_size)). 0 (and the last error set) when `state` is NULL.
  *
  * # Safety
  * `state` is NULL or a live state handle.
@@ -914,7 +920,8 @@ size_t rnn_state_len(const struct rnn_state *state);
 
 /**
  * Copies the state into `out`, laid out as PyTorch returns state: h as
- * [num_layers][batch][hidden_size], then, for LSTM, c as [num_layers][batch][hidden_size].
+ * [num_layers][batch][hidden_size], then, for LSTM, c as [num_layers][batch][hidden_size]
+ * (with a projection h as [num_layers][batch][proj_size]).
  * `len` must be rnn_state_len(state).
  * Errors: RNN_ERR_NULL (state, out); RNN_ERR_INVALID for a wrong len (out not written).
  *

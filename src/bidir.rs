@@ -12,6 +12,12 @@
 //! is serial copying around the directions' passes, so results do not depend on the
 //! thread count any more than theirs do.
 //!
+//! **Projections** (PyTorch's `proj_size`) compose the same way: a model with LSTM
+//! projections, bidirectional or not, keeps a one-layer direction model per layer and
+//! direction, run by `crate::proj`; `h` (outputs, state) is then `P` wide where `c`
+//! stays `H` wide. Below, `D` is the number of directions and `P` the width of `h`
+//! ([`ModelConfig::real_hidden_size`], `H` without a projection).
+//!
 //! **Lengths** (as `pack_padded_sequence` and `pad_packed_sequence` give): sequence `b`
 //! of a padded batch has `lengths[b]` valid steps (`1..=T`). Its outputs past that are
 //! zero; its final state is the one after its own last step; a reverse direction starts
@@ -23,6 +29,7 @@
 
 use crate::buffers::try_zeroed;
 use crate::config::ModelConfig;
+use crate::dropout::DropoutMask;
 use crate::error::{check_finite, check_len, checked_size, invalid, Result};
 use crate::forward::Tape;
 use crate::kernels::gemm::Mat;
@@ -40,18 +47,21 @@ pub(crate) struct SeqTape {
     pub lengths: Option<Vec<usize>>,
     /// The outputs the losses see (pre-activation), zero past each length, `[B][T][O]`.
     pub out: Vec<f32>,
-    /// A bidirectional stack's record; `None` for a unidirectional one, whose record is
+    /// A composed stack's record; `None` for a unidirectional one, whose record is
     /// the tape's own.
     pub bidir: Option<BiRec>,
+    /// The dropout masks between layers of a training pass ([`Model::forward_train_dropout`]);
+    /// `None` without dropout.
+    pub dropout: Option<DropoutMask>,
 }
 
-/// A bidirectional stack's record.
+/// A composed stack's record (bidirectional, or with projections).
 #[derive(Clone, Debug)]
 pub(crate) struct BiRec {
-    /// Per layer `k` and direction `d`, at `2k + d`: the direction model's tape (the
+    /// Per layer `k` and direction `d`, at `D·k + d`: the direction model's tape (the
     /// reverse one's in reversed time).
     pub dirs: Vec<Tape>,
-    /// The top layer's output `[B][T][2H]` (zero past each length), what the head read;
+    /// The top layer's output `[B][T][D·P]` (zero past each length), what the head read;
     /// empty without a head.
     /// (Lower layers' outputs are the inputs their upper layer's tapes recorded.)
     pub top: Vec<f32>,
@@ -122,45 +132,62 @@ fn position(d: usize, t: usize, n: usize) -> usize {
     }
 }
 
-/// The state of one direction model: layer `i` (`2k + d`) of a bidirectional snapshot
-/// `s` (`h` as `[2L][B][H]`, then `c` the same for LSTM), as a one-layer snapshot.
-fn direction_state(cfg: &ModelConfig, s: &[f32], i: usize, batch: usize) -> Vec<f32> {
-    let bh = batch * cfg.hidden_size;
-    let lbh = cfg.num_directions() * cfg.num_layers * bh;
-    let mut out = s[i * bh..(i + 1) * bh].to_vec();
+/// The planes of a snapshot of `batch` streams: `(start, width)` of each
+/// `[batch][width]` block, the `h` of every layer and direction (`P` wide), then for LSTM
+/// their `c` (`H` wide).
+pub(crate) fn state_planes(cfg: &ModelConfig, batch: usize) -> Vec<(usize, usize)> {
+    let n = cfg.num_layers * cfg.num_directions();
+    let (p, h) = (cfg.real_hidden_size(), cfg.hidden_size);
+    let mut v: Vec<(usize, usize)> = (0..n).map(|i| (i * batch * p, p)).collect();
     if cfg.cell.has_cell_state() {
-        out.extend_from_slice(&s[lbh + i * bh..lbh + (i + 1) * bh]);
+        let c0 = cfg.state_c_offset(batch);
+        v.extend((0..n).map(|i| (c0 + i * batch * h, h)));
+    }
+    v
+}
+
+/// The state of one direction model: layer `i` (`D·k + d`) of a snapshot `s` (`h` as
+/// `[L·D][B][P]`, then `c` as `[L·D][B][H]` for LSTM), as a one-layer snapshot.
+fn direction_state(cfg: &ModelConfig, s: &[f32], i: usize, batch: usize) -> Vec<f32> {
+    let (bp, bh) = (batch * cfg.real_hidden_size(), batch * cfg.hidden_size);
+    let c0 = cfg.state_c_offset(batch);
+    let mut out = s[i * bp..(i + 1) * bp].to_vec();
+    if cfg.cell.has_cell_state() {
+        out.extend_from_slice(&s[c0 + i * bh..c0 + (i + 1) * bh]);
     }
     out
 }
 
-/// Writes a one-layer snapshot `part` into layer `i` of a bidirectional snapshot `s`.
+/// Writes a one-layer snapshot `part` into layer `i` of a snapshot `s`.
 fn put_direction_state(cfg: &ModelConfig, s: &mut [f32], i: usize, batch: usize, part: &[f32]) {
-    let bh = batch * cfg.hidden_size;
-    let lbh = cfg.num_directions() * cfg.num_layers * bh;
-    s[i * bh..(i + 1) * bh].copy_from_slice(&part[..bh]);
+    let (bp, bh) = (batch * cfg.real_hidden_size(), batch * cfg.hidden_size);
+    let c0 = cfg.state_c_offset(batch);
+    s[i * bp..(i + 1) * bp].copy_from_slice(&part[..bp]);
     if cfg.cell.has_cell_state() {
-        s[lbh + i * bh..lbh + (i + 1) * bh].copy_from_slice(&part[bh..2 * bh]);
+        s[c0 + i * bh..c0 + (i + 1) * bh].copy_from_slice(&part[bp..bp + bh]);
     }
 }
 
-/// The state after step `len_b − 1` of each sequence of a one-layer record (`h` and, for
-/// LSTM, `c`, each `[B][T][H]`), as a one-layer snapshot.
+/// The state after step `len_b − 1` of each sequence of a one-layer record (`h`,
+/// `[B][T][P]`, and for LSTM `c`, `[B][T][H]`), as a one-layer snapshot.
+#[allow(clippy::too_many_arguments)]
 fn state_at_lengths(
     h: &[f32],
     c: &[f32],
+    p: usize,
     hidden: usize,
     batch: usize,
     seq_len: usize,
     lengths: &[usize],
     out: &mut [f32],
 ) {
-    let bh = batch * hidden;
+    let bp = batch * p;
     for (b, &n) in lengths.iter().enumerate() {
-        let r = (b * seq_len + n - 1) * hidden;
-        out[b * hidden..(b + 1) * hidden].copy_from_slice(&h[r..r + hidden]);
+        let r = b * seq_len + n - 1;
+        out[b * p..(b + 1) * p].copy_from_slice(&h[r * p..(r + 1) * p]);
         if !c.is_empty() {
-            out[bh + b * hidden..bh + (b + 1) * hidden].copy_from_slice(&c[r..r + hidden]);
+            out[bp + b * hidden..bp + (b + 1) * hidden]
+                .copy_from_slice(&c[r * hidden..(r + 1) * hidden]);
         }
     }
 }
@@ -169,9 +196,10 @@ fn state_at_lengths(
 type Ran = (Vec<f32>, Vec<f32>, Option<BiRec>);
 
 impl Model {
-    /// The sequence pass of a bidirectional stack (and its head), with optional lengths:
+    /// The sequence pass of a composed stack (and its head), with optional lengths:
     /// the pre-activation outputs (zero past each length), the final state, and with
     /// `record` what [`bidir_backward`] needs. Arguments checked by the caller.
+    #[allow(clippy::too_many_arguments)]
     fn bidir_run(
         &self,
         x: &[f32],
@@ -180,9 +208,15 @@ impl Model {
         lengths: Option<&[usize]>,
         initial: Option<&[f32]>,
         record: bool,
+        dropout: Option<&DropoutMask>,
     ) -> Result<Ran> {
         let cfg = *self.config();
-        let (h, l) = (cfg.hidden_size, cfg.num_layers);
+        let (h, p, l, dn) = (
+            cfg.hidden_size,
+            cfg.real_hidden_size(),
+            cfg.num_layers,
+            cfg.num_directions(),
+        );
         let (rows, w2) = (batch * seq_len, cfg.layer_output_dim());
         let zeros;
         let init: &[f32] = match initial {
@@ -202,8 +236,8 @@ impl Model {
             let input: &[f32] = below.as_deref().unwrap_or(x);
             let in_w = cfg.layer_input_dim(k);
             let mut out = try_zeroed(rows * w2)?;
-            for d in 0..2 {
-                let i = 2 * k + d;
+            for d in 0..dn {
+                let i = dn * k + d;
                 let sub = &self.dirs[i];
                 let rev;
                 let inp: &[f32] = if d == 0 {
@@ -223,13 +257,13 @@ impl Model {
                     let rec = &tp.layers[0];
                     match lengths {
                         Some(ls) => {
-                            state_at_lengths(&rec.h, &rec.c, h, batch, seq_len, ls, &mut fin)
+                            state_at_lengths(&rec.h, &rec.c, p, h, batch, seq_len, ls, &mut fin)
                         }
                         None => fin.copy_from_slice(tp.final_state()),
                     }
                     &tp.layers[0].h
                 } else {
-                    let mut hv = try_zeroed(rows * h)?;
+                    let mut hv = try_zeroed(rows * p)?;
                     sub.core_forward_with_state(
                         inp,
                         batch,
@@ -244,15 +278,19 @@ impl Model {
                 for b in 0..batch {
                     let n = len_of(lengths, b, seq_len);
                     for t in 0..n {
-                        let p = (b * seq_len + position(d, t, n)) * w2 + d * h;
-                        let q = (b * seq_len + t) * h;
-                        out[p..p + h].copy_from_slice(&hs[q..q + h]);
+                        let a = (b * seq_len + position(d, t, n)) * w2 + d * p;
+                        let q = (b * seq_len + t) * p;
+                        out[a..a + p].copy_from_slice(&hs[q..q + p]);
                     }
                 }
                 put_direction_state(&cfg, &mut final_state, i, batch, &fin);
                 if let (true, Some(tp)) = (record, tape) {
                     dirs.push(tp);
                 }
+            }
+            // Dropout on what the layer above reads (never the top layer's output).
+            if let (Some(m), true) = (dropout, k + 1 < l) {
+                m.apply(&mut out, k, batch, seq_len, w2);
             }
             below = Some(out);
         }
@@ -324,13 +362,13 @@ impl Model {
         final_state: Option<&mut [f32]>,
     ) -> Result<()> {
         let cfg = *self.config();
-        if lengths.is_none() && !cfg.bidirectional {
+        if lengths.is_none() && !cfg.is_composed() {
             return self.forward_with_state(x, batch, seq_len, initial, y, final_state);
         }
         if let Some(ls) = lengths {
             check_lengths(ls, batch, seq_len)?;
         }
-        if cfg.bidirectional {
+        if cfg.is_composed() {
             self.check_sequence(x, batch, seq_len, initial)?;
         }
         let o = self.output_size();
@@ -338,10 +376,10 @@ impl Model {
         if let Some(f) = &final_state {
             check_len("final_state", f.len(), cfg.state_len(batch))?;
         }
-        let (out, fin) = if cfg.bidirectional {
+        let (out, fin) = if cfg.is_composed() {
             let macs = self.macs_per_row().saturating_mul(batch * seq_len);
             let (out, fin, _) = crate::parallel::install_work(macs, || {
-                self.bidir_run(x, batch, seq_len, lengths, initial, false)
+                self.bidir_run(x, batch, seq_len, lengths, initial, false, None)
             })?;
             (out, fin)
         } else {
@@ -378,18 +416,70 @@ impl Model {
         lengths: Option<&[usize]>,
         initial: Option<&[f32]>,
     ) -> Result<Tape> {
+        self.forward_train_seq(x, batch, seq_len, lengths, initial, None)
+    }
+
+    /// [`Model::forward_train_lengths`] with the model's dropout between layers applied
+    /// (see [`Model::with_dropout`]), as a [`crate::Trainer`] step runs it: the masks are
+    /// a function of `seed` (and of layer, sequence, timestep and unit) alone, so the
+    /// same seed gives the same masks, whatever the thread count, and
+    /// [`Model::backward`] of the tape applies the same masks to the gradients. A model
+    /// without dropout, or with one layer, gives exactly `forward_train_lengths`.
+    /// Errors: as `forward_train_lengths`. Backward of such a tape refuses a final-state
+    /// gradient when some sequence is shorter than `seq_len`.
+    ///
+    /// ```
+    /// use rnncore::{CellKind, Model, ModelConfig};
+    /// let model = Model::new(ModelConfig::new(CellKind::Lstm, 2, 8, 2), 1)?.with_dropout(0.5)?;
+    /// let x = vec![0.5f32; 3 * 4 * 2];
+    /// let a = model.forward_train_dropout(&x, 3, 4, None, None, 7)?;
+    /// let b = model.forward_train_dropout(&x, 3, 4, None, None, 7)?;
+    /// let c = model.forward_train_dropout(&x, 3, 4, None, None, 8)?;
+    /// assert_eq!(a.outputs(), b.outputs());
+    /// assert_ne!(a.outputs(), c.outputs());
+    /// assert_ne!(a.outputs(), model.forward_train(&x, 3, 4, None)?.outputs());
+    /// # Ok::<(), rnncore::Error>(())
+    /// ```
+    pub fn forward_train_dropout(
+        &self,
+        x: &[f32],
+        batch: usize,
+        seq_len: usize,
+        lengths: Option<&[usize]>,
+        initial: Option<&[f32]>,
+        seed: u64,
+    ) -> Result<Tape> {
+        let mask = self.dropout_active().then_some(DropoutMask {
+            p: self.dropout(),
+            seed,
+        });
+        self.forward_train_seq(x, batch, seq_len, lengths, initial, mask)
+    }
+
+    /// [`Model::forward_train_lengths`], with dropout masks between layers when given.
+    fn forward_train_seq(
+        &self,
+        x: &[f32],
+        batch: usize,
+        seq_len: usize,
+        lengths: Option<&[usize]>,
+        initial: Option<&[f32]>,
+        dropout: Option<DropoutMask>,
+    ) -> Result<Tape> {
         let cfg = *self.config();
-        if lengths.is_none() && !cfg.bidirectional {
+        // Dropout runs the layers one at a time, as the composed passes do.
+        let composed = cfg.is_composed() || dropout.is_some();
+        if lengths.is_none() && !composed {
             return self.forward_train(x, batch, seq_len, initial);
         }
         if let Some(ls) = lengths {
             check_lengths(ls, batch, seq_len)?;
         }
-        if cfg.bidirectional {
+        if composed {
             self.check_sequence(x, batch, seq_len, initial)?;
             let macs = self.macs_per_row().saturating_mul(batch * seq_len);
             let (out, fin, rec) = crate::parallel::install_work(macs, || {
-                self.bidir_run(x, batch, seq_len, lengths, initial, true)
+                self.bidir_run(x, batch, seq_len, lengths, initial, true, dropout.as_ref())
             })?;
             let mut tape = Tape::empty(cfg);
             tape.batch = batch;
@@ -405,6 +495,7 @@ impl Model {
                 lengths: lengths.map(<[usize]>::to_vec),
                 out,
                 bidir: rec,
+                dropout,
             }));
             return Ok(tape);
         }
@@ -424,7 +515,7 @@ impl Model {
         })?;
         for k in 0..cfg.num_layers {
             let rec = &tape.layers[k];
-            state_at_lengths(&rec.h, &rec.c, h, batch, seq_len, ls, &mut part);
+            state_at_lengths(&rec.h, &rec.c, h, h, batch, seq_len, ls, &mut part);
             tape.final_state[k * bh..(k + 1) * bh].copy_from_slice(&part[..bh]);
             if cfg.cell.has_cell_state() {
                 tape.final_state[lbh + k * bh..lbh + (k + 1) * bh].copy_from_slice(&part[bh..]);
@@ -436,6 +527,7 @@ impl Model {
             lengths: Some(ls.to_vec()),
             out,
             bidir: None,
+            dropout: None,
         }));
         Ok(tape)
     }
@@ -483,14 +575,20 @@ pub(crate) fn backward(
         (Some(df), Some(ls)) if any_short(lengths, seq_len) => Some((df, ls)),
         _ => None,
     };
+    if short.is_some() && seq.dropout.is_some() {
+        return Err(invalid!(
+            "a final-state gradient of a pass with dropout is not supported when some \
+             sequence is shorter than seq_len"
+        ));
+    }
     let full_final;
     let d_final = match short {
         Some((df, ls)) => {
             let mut f = df.to_vec();
             let short_rows: Vec<usize> = (0..batch).filter(|&b| ls[b] < seq_len).collect();
-            for part in f.chunks_mut(batch * cfg.hidden_size) {
+            for (start, w) in state_planes(&cfg, batch) {
                 for &b in &short_rows {
-                    part[b * cfg.hidden_size..(b + 1) * cfg.hidden_size].fill(0.0);
+                    f[start + b * w..start + (b + 1) * w].fill(0.0);
                 }
             }
             full_final = f;
@@ -506,7 +604,16 @@ pub(crate) fn backward(
         Some(rec) => {
             let macs = model.macs_per_row().saturating_mul(2 * rows);
             crate::parallel::install_work(macs, || {
-                bidir_backward(model, tape, rec, lengths, &d, d_final, want_hidden)
+                bidir_backward(
+                    model,
+                    tape,
+                    rec,
+                    lengths,
+                    seq.dropout.as_ref(),
+                    &d,
+                    d_final,
+                    want_hidden,
+                )
             })?
         }
     };
@@ -516,11 +623,15 @@ pub(crate) fn backward(
     Ok(g)
 }
 
-/// Rows `rows` of a snapshot-layout state `s` of `batch` streams (blocks of
-/// `[batch][h]`: layers and directions, then `c`), as a snapshot of `rows.len()` streams.
-fn state_rows(s: &[f32], batch: usize, h: usize, rows: &[usize]) -> Vec<f32> {
-    s.chunks(batch * h)
-        .flat_map(|part| rows.iter().flat_map(move |&b| &part[b * h..(b + 1) * h]))
+/// Rows `rows` of a snapshot-layout state `s` of `batch` streams (see [`state_planes`]),
+/// as a snapshot of `rows.len()` streams.
+fn state_rows(cfg: &ModelConfig, s: &[f32], batch: usize, rows: &[usize]) -> Vec<f32> {
+    state_planes(cfg, batch)
+        .into_iter()
+        .flat_map(|(start, w)| {
+            rows.iter()
+                .flat_map(move |&b| &s[start + b * w..start + (b + 1) * w])
+        })
         .copied()
         .collect()
 }
@@ -540,7 +651,7 @@ fn add_short_final_gradients(
     g: &mut Gradients,
 ) -> Result<()> {
     let cfg = *model.config();
-    let (batch, seq_len, h) = (tape.batch, tape.seq_len, cfg.hidden_size);
+    let (batch, seq_len) = (tape.batch, tape.seq_len);
     let (i, o) = (model.input_size(), model.output_size());
     let x: &[f32] = match &tape.extra {
         Some(e) => &e.x,
@@ -557,8 +668,8 @@ fn add_short_final_gradients(
             .flat_map(|&b| &x[b * seq_len * i..(b * seq_len + n) * i])
             .copied()
             .collect();
-        let init = state_rows(&tape.init, batch, h, &rows);
-        let df = state_rows(d_final, batch, h, &rows);
+        let init = state_rows(&cfg, &tape.init, batch, &rows);
+        let df = state_rows(&cfg, d_final, batch, &rows);
         let alone = model.forward_train(&xs, m, n, Some(&init))?;
         let gs = model.backward(&alone, &try_zeroed(m * n * o)?, Some(&df), want_hidden)?;
         for (a, v) in g.params.iter_mut().zip(&gs.params) {
@@ -569,15 +680,13 @@ fn add_short_final_gradients(
             for (a, v) in dst.iter_mut().zip(&gs.inputs[j * n * i..(j + 1) * n * i]) {
                 *a += v;
             }
-            for (dst, src) in g
-                .initial_state
-                .chunks_mut(batch * h)
-                .zip(gs.initial_state.chunks(m * h))
+            for ((start, w), (sub, _)) in state_planes(&cfg, batch)
+                .into_iter()
+                .zip(state_planes(&cfg, m))
             {
-                for (a, v) in dst[b * h..(b + 1) * h]
-                    .iter_mut()
-                    .zip(&src[j * h..(j + 1) * h])
-                {
+                let src = &gs.initial_state[sub + j * w..sub + (j + 1) * w];
+                let dst = &mut g.initial_state[start + b * w..start + (b + 1) * w];
+                for (a, v) in dst.iter_mut().zip(src) {
                     *a += v;
                 }
             }
@@ -593,22 +702,29 @@ fn add_short_final_gradients(
     Ok(())
 }
 
-/// Backward through a bidirectional stack: the head's gradients, then per layer from the
+/// Backward through a composed stack: the head's gradients, then per layer from the
 /// top each direction model's own backward on its half of `∂L/∂(layer output)` (the
 /// reverse one's in reversed time), their input gradients added (the reverse one's
 /// reversed back) into the gradient for the layer below.
+#[allow(clippy::too_many_arguments)]
 fn bidir_backward(
     model: &Model,
     tape: &Tape,
     rec: &BiRec,
     lengths: Option<&[usize]>,
+    dropout: Option<&DropoutMask>,
     d_outputs: &[f32],
     d_final_state: Option<&[f32]>,
     want_hidden: bool,
 ) -> Result<Gradients> {
     let cfg = *model.config();
     let (batch, seq_len) = (tape.batch, tape.seq_len);
-    let (h, l) = (cfg.hidden_size, cfg.num_layers);
+    let (h, l, dn, tpd) = (
+        cfg.real_hidden_size(),
+        cfg.num_layers,
+        cfg.num_directions(),
+        cfg.tensors_per_direction(),
+    );
     let (rows, w2) = (batch * seq_len, cfg.layer_output_dim());
     let layout = model.layout();
     let mut grads = try_zeroed(layout.total())?;
@@ -618,7 +734,7 @@ fn bidir_backward(
     let mut dh = match model.head() {
         Some(hw) => {
             let o = cfg.output_size;
-            let n = 8 * l + 2;
+            let n = tpd * dn * l + 2;
             let (we, be) = (&layout.entries()[n - 2], &layout.entries()[n - 1]);
             let dout = Mat::rm(d_outputs, rows, o, o);
             let gw = &mut grads[we.offset..we.offset + we.len];
@@ -642,10 +758,10 @@ fn bidir_backward(
         } else {
             Vec::new()
         };
-        for d in 0..2 {
-            let i = 2 * k + d;
+        for d in 0..dn {
+            let i = dn * k + d;
             let sub = &model.dirs[i];
-            // This direction's half of ∂L/∂h, in its own time order.
+            // This direction's part of ∂L/∂h, in its own time order.
             let mut dsub = try_zeroed(rows * h)?;
             for b in 0..batch {
                 let n = len_of(lengths, b, seq_len);
@@ -657,8 +773,8 @@ fn bidir_backward(
             }
             let dfin = d_final_state.map(|s| direction_state(&cfg, s, i, batch));
             let g = sub.stack_backward(&rec.dirs[i], &dsub, dfin.as_deref(), want_hidden)?;
-            let e = &layout.entries()[4 * i..4 * i + 4];
-            grads[e[0].offset..e[3].offset + e[3].len].copy_from_slice(&g.params);
+            let e = &layout.entries()[tpd * i..tpd * (i + 1)];
+            grads[e[0].offset..e[tpd - 1].offset + e[tpd - 1].len].copy_from_slice(&g.params);
             put_direction_state(&cfg, &mut dinit, i, batch, &g.initial_state);
             for b in 0..batch {
                 let n = len_of(lengths, b, seq_len);
@@ -681,6 +797,10 @@ fn bidir_backward(
         }
         if want_hidden {
             hidden.push(dhidden);
+        }
+        // Through the dropout on layer k − 1's output: the same mask.
+        if let (Some(m), true) = (dropout, k > 0) {
+            m.apply(&mut dinput, k - 1, batch, seq_len, in_w);
         }
         dh = dinput;
     }

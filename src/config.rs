@@ -132,6 +132,11 @@ pub struct ModelConfig {
     /// Each layer runs forward and in reverse over the sequence (PyTorch's
     /// `bidirectional=True`): outputs are `2H` wide, states hold `2·num_layers` layers.
     pub bidirectional: bool,
+    /// LSTM projections (PyTorch's `proj_size`): 0 for none; otherwise `0 < P < H` and
+    /// each layer's `h_t = W_hr (o ⊙ tanh(c_t))` is `P` wide (`weight_hr_l{k}`, `[P][H]`),
+    /// so `W_hh` is `[4H][P]`, the layer above and the head read `P` (`2P`
+    /// bidirectional) and the state's `h` is `P` wide while `c` stays `H` wide. LSTM only.
+    pub proj_size: usize,
 }
 
 /// Upper bound on any single dimension, so that every derived size fits comfortably in
@@ -141,17 +146,20 @@ pub const MAX_DIM: usize = 1 << 20;
 pub const MAX_LAYERS: usize = 1024;
 
 impl std::fmt::Display for ModelConfig {
-    /// Compact, for messages: `lstm I=3 H=16 layers=2 bidir head=4 (softmax)` (`bidir`
-    /// only for a bidirectional model).
+    /// Compact, for messages: `lstm I=3 H=16 P=8 layers=2 bidir head=4 (softmax)` (`P`
+    /// only with a projection, `bidir` only for a bidirectional model).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} I={} H={} layers={}",
+            "{} I={} H={}",
             self.cell.name(),
             self.input_size,
             self.hidden_size,
-            self.num_layers
         )?;
+        if self.proj_size > 0 {
+            write!(f, " P={}", self.proj_size)?;
+        }
+        write!(f, " layers={}", self.num_layers)?;
         if self.bidirectional {
             f.write_str(" bidir")?;
         }
@@ -178,7 +186,51 @@ impl ModelConfig {
             output_size: 0,
             output_activation: OutputActivation::Identity,
             bidirectional: false,
+            proj_size: 0,
         }
+    }
+
+    /// The same config with LSTM projections of `proj_size` outputs (0: none; see
+    /// [`ModelConfig::proj_size`]). [`ModelConfig::validate`] checks it.
+    ///
+    /// ```
+    /// use rnncore::{CellKind, ModelConfig};
+    /// let cfg = ModelConfig::new(CellKind::Lstm, 3, 8, 2).with_proj_size(4);
+    /// assert_eq!(cfg.real_hidden_size(), 4);
+    /// assert_eq!(cfg.output_dim(), 4); // h_t is P wide
+    /// assert_eq!(cfg.state_len(5), 2 * 5 * (4 + 8)); // h [2][5][P], then c [2][5][H]
+    /// assert_eq!(cfg.to_string(), "lstm I=3 H=8 P=4 layers=2");
+    /// ```
+    pub fn with_proj_size(mut self, proj_size: usize) -> Self {
+        self.proj_size = proj_size;
+        self
+    }
+
+    /// Width of each direction's `h_t` (what the layer above, the head and the state's
+    /// `h` see): `proj_size` with a projection, else `hidden_size` (PyTorch's
+    /// `real_hidden_size`).
+    pub fn real_hidden_size(&self) -> usize {
+        if self.proj_size > 0 {
+            self.proj_size
+        } else {
+            self.hidden_size
+        }
+    }
+
+    /// Tensors per layer and direction in [`ParamLayout`]: `weight_ih`, `weight_hh`,
+    /// `bias_ih`, `bias_hh`, and `weight_hr` with a projection.
+    pub(crate) fn tensors_per_direction(&self) -> usize {
+        if self.proj_size > 0 {
+            5
+        } else {
+            4
+        }
+    }
+
+    /// Whether the sequence passes compose per-direction one-layer models (`crate::bidir`):
+    /// bidirectional stacks and LSTM projections.
+    pub(crate) fn is_composed(&self) -> bool {
+        self.bidirectional || self.proj_size > 0
     }
 
     /// The same config, bidirectional or not (see [`ModelConfig::bidirectional`]).
@@ -206,9 +258,9 @@ impl ModelConfig {
     }
 
     /// Width of each layer's output, what the layer above and the head read:
-    /// `num_directions · hidden_size`.
+    /// `num_directions · real_hidden_size` (see [`ModelConfig::real_hidden_size`]).
     pub fn layer_output_dim(&self) -> usize {
-        self.num_directions() * self.hidden_size
+        self.num_directions() * self.real_hidden_size()
     }
 
     /// Features into layer `k`: `input_size` for layer 0, [`ModelConfig::layer_output_dim`]
@@ -255,12 +307,29 @@ impl ModelConfig {
                 "output_activation is softmax but output_size is 0 (no head)"
             ));
         }
+        if self.proj_size > 0 {
+            if self.cell != CellKind::Lstm {
+                return Err(invalid!(
+                    "proj_size is {} but the cell is {}: projections are for LSTM only",
+                    self.proj_size,
+                    self.cell.name()
+                ));
+            }
+            if self.proj_size >= self.hidden_size {
+                return Err(invalid!(
+                    "proj_size is {}, expected 0 (none) or 1..{} (below hidden_size, as \
+                     PyTorch requires)",
+                    self.proj_size,
+                    self.hidden_size
+                ));
+            }
+        }
         // Total parameter count must fit; checked with overflow-safe arithmetic.
         ParamLayout::new(self).map(|_| ())
     }
 
-    /// Width of the model's outputs: `output_size`, or `num_directions · hidden_size`
-    /// without a head.
+    /// Width of the model's outputs: `output_size`, or
+    /// [`ModelConfig::layer_output_dim`] without a head.
     pub fn output_dim(&self) -> usize {
         if self.output_size == 0 {
             self.layer_output_dim()
@@ -274,25 +343,33 @@ impl ModelConfig {
         self.output_size > 0
     }
 
-    /// Elements of a state snapshot for `batch` streams: `h` as `[L·D][B][H]`, then `c` for
-    /// LSTM (same layout). `D` = [`ModelConfig::num_directions`]; a bidirectional model's
+    /// Elements of a state snapshot for `batch` streams: `h` as `[L·D][B][P]`, then `c` for
+    /// LSTM as `[L·D][B][H]` (`P` = [`ModelConfig::real_hidden_size`], `H` itself without
+    /// a projection). `D` = [`ModelConfig::num_directions`]; a bidirectional model's
     /// layers are in PyTorch's `h_n` order: layer-major, direction-minor (layer 0 forward,
     /// layer 0 reverse, layer 1 forward, ...).
     pub fn state_len(&self, batch: usize) -> usize {
-        let per = self.num_layers * self.num_directions() * batch * self.hidden_size;
+        let planes = self.num_layers * self.num_directions() * batch;
+        let h = planes * self.real_hidden_size();
         if self.cell.has_cell_state() {
-            2 * per
+            h + planes * self.hidden_size
         } else {
-            per
+            h
         }
+    }
+
+    /// Where the `c` part of a snapshot for `batch` streams starts: after the `h` part,
+    /// `L·D·B·P` elements (see [`ModelConfig::state_len`]).
+    pub(crate) fn state_c_offset(&self, batch: usize) -> usize {
+        self.num_layers * self.num_directions() * batch * self.real_hidden_size()
     }
 }
 
 /// One named tensor inside the flat parameter buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParamEntry {
-    /// PyTorch name: `weight_ih_l{k}`, `weight_hh_l{k}`, `bias_ih_l{k}`, `bias_hh_l{k}`
-    /// (a bidirectional model's reverse direction adds the suffix `_reverse`),
+    /// PyTorch name: `weight_ih_l{k}`, `weight_hh_l{k}`, `bias_ih_l{k}`, `bias_hh_l{k}`,
+    /// `weight_hr_l{k}` with a projection (a bidirectional model's reverse direction adds the suffix `_reverse`),
     /// `head.weight`, `head.bias`.
     pub name: String,
     /// Row-major shape.
@@ -319,7 +396,8 @@ impl ParamLayout {
             .checked_mul(h)
             .ok_or_else(|| invalid!("hidden_size {h} too large"))?;
         let dirs = config.num_directions();
-        let mut entries = Vec::with_capacity(4 * dirs * config.num_layers + 2);
+        let (p, tpd) = (config.real_hidden_size(), config.tensors_per_direction());
+        let mut entries = Vec::with_capacity(tpd * dirs * config.num_layers + 2);
         let mut total = 0usize;
         let mut push = |name: String, shape: Vec<usize>| -> Result<()> {
             let len = checked_size(&name, &shape)?;
@@ -340,19 +418,22 @@ impl ParamLayout {
             let inp = if k == 0 {
                 config.input_size
             } else {
-                dirs.checked_mul(h)
+                dirs.checked_mul(p)
                     .ok_or_else(|| invalid!("hidden_size {h} too large"))?
             };
             for d in 0..dirs {
                 let sfx = if d == 1 { "_reverse" } else { "" };
                 push(format!("weight_ih_l{k}{sfx}"), vec![gh, inp])?;
-                push(format!("weight_hh_l{k}{sfx}"), vec![gh, h])?;
+                push(format!("weight_hh_l{k}{sfx}"), vec![gh, p])?;
                 push(format!("bias_ih_l{k}{sfx}"), vec![gh])?;
                 push(format!("bias_hh_l{k}{sfx}"), vec![gh])?;
+                if config.proj_size > 0 {
+                    push(format!("weight_hr_l{k}{sfx}"), vec![p, h])?;
+                }
             }
         }
         if config.has_head() {
-            push("head.weight".into(), vec![config.output_size, dirs * h])?;
+            push("head.weight".into(), vec![config.output_size, dirs * p])?;
             push("head.bias".into(), vec![config.output_size])?;
         }
         // Keep the whole model addressable with headroom for gradients and optimizer state.

@@ -130,7 +130,7 @@ impl Model {
         y: &mut [f32],
         final_state: Option<&mut [f32]>,
     ) -> Result<()> {
-        if self.config().bidirectional {
+        if self.config().is_composed() {
             return self.forward_with_state_lengths(
                 x,
                 batch,
@@ -170,6 +170,16 @@ impl Model {
         check_len("y", y.len(), n)?;
         if let Some(f) = &final_state {
             check_len("final_state", f.len(), self.config().state_len(batch))?;
+        }
+        if self.config().proj_size > 0 {
+            // A direction model of a model with projections (`crate::proj`).
+            self.check_sequence(x, batch, seq_len, initial)?;
+            let tape = crate::proj::forward(self, x, batch, seq_len, initial)?;
+            y.copy_from_slice(tape.outputs());
+            if let Some(f) = final_state {
+                f.copy_from_slice(tape.final_state());
+            }
+            return Ok(());
         }
         if batch == 1 {
             // A single sequence (a whole audio file, say) has no batch to share the
@@ -230,7 +240,7 @@ impl Model {
         seq_len: usize,
         initial: Option<&[f32]>,
     ) -> Result<Tape> {
-        if self.config().bidirectional {
+        if self.config().is_composed() {
             return self.forward_train_lengths(x, batch, seq_len, None, initial);
         }
         match self.layers() {
@@ -247,6 +257,11 @@ impl Model {
         seq_len: usize,
         initial: Option<&[f32]>,
     ) -> Result<Tape> {
+        if self.config().proj_size > 0 {
+            // A direction model of a model with projections (`crate::proj`).
+            self.check_sequence(x, batch, seq_len, initial)?;
+            return crate::proj::forward(self, x, batch, seq_len, initial);
+        }
         self.run(x, batch, seq_len, initial, true)
     }
 

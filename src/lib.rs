@@ -8,6 +8,7 @@ mod bidir;
 mod buffers;
 mod cell;
 mod config;
+mod dropout;
 mod error;
 // The C ABI is its own surface: `#[no_mangle] extern "C"` functions are exported from the
 // cdylib and staticlib whatever the Rust visibility of their module.
@@ -19,6 +20,7 @@ mod layers;
 mod model;
 mod os;
 mod parallel;
+mod proj;
 mod reference;
 mod rng;
 mod state;
@@ -72,5 +74,15 @@ pub mod __testing {
     /// The f64 reference forward and backward of the recurrent stack.
     pub mod reference {
         pub use crate::reference::*;
+    }
+    /// The dropout masks: the factor (0 or `1 / (1 − p)`) of one element of layer
+    /// `layer`'s output in a pass seeded by `seed`, and a trainer's seed for its step
+    /// `step`.
+    pub mod dropout {
+        /// See the module.
+        pub fn factor(p: f32, seed: u64, layer: usize, row: usize, t: usize, unit: usize) -> f32 {
+            crate::dropout::DropoutMask { p, seed }.factor(layer, row, t, unit)
+        }
+        pub use crate::dropout::step_seed;
     }
 }

@@ -26,6 +26,8 @@ pub(crate) struct PackedLayer {
     pub w_hh_t: PackedB,
     /// Notes' GRU: `W_hnᵀ`, `[H][H]`; empty otherwise.
     pub w_hn_t: PackedB,
+    /// LSTM projection: `W_hrᵀ`, `[H][P]`; empty otherwise (`W_hhᵀ` is then `[P][4H]`).
+    pub w_hr_t: PackedB,
     /// The fused single-stream kernel for this layer's cell and size on the process
     /// tier and the weights in its order, made here once; `None` where there is none.
     pub stream: Option<StreamLayer>,
@@ -36,12 +38,24 @@ impl PackedLayer {
         let h = cfg.hidden_size;
         let gh = cfg.cell.gates() * h;
         let w_ih_t = PackedB::from_transposed(lw.w_ih, gh, lw.input_size);
+        if cfg.proj_size > 0 {
+            // The fused single-stream kernels have no projection: `crate::proj` runs it.
+            let p = cfg.proj_size;
+            return PackedLayer {
+                w_ih_t,
+                w_hh_t: PackedB::from_transposed(lw.w_hh, gh, p),
+                w_hn_t: PackedB::default(),
+                w_hr_t: PackedB::from_transposed(lw.w_hr, p, h),
+                stream: None,
+            };
+        }
         let stream = StreamLayer::new(cfg.cell, h, lw.input_size, lw.w_ih, lw.w_hh, folded_bias);
         if cfg.cell == CellKind::Gru {
             PackedLayer {
                 w_ih_t,
                 w_hh_t: PackedB::from_transposed(&lw.w_hh[..2 * h * h], 2 * h, h),
                 w_hn_t: PackedB::from_transposed(&lw.w_hh[2 * h * h..], h, h),
+                w_hr_t: PackedB::default(),
                 stream,
             }
         } else {
@@ -49,6 +63,7 @@ impl PackedLayer {
                 w_ih_t,
                 w_hh_t: PackedB::from_transposed(lw.w_hh, gh, h),
                 w_hn_t: PackedB::default(),
+                w_hr_t: PackedB::default(),
                 stream,
             }
         }
@@ -112,13 +127,15 @@ impl Kept {
 pub(crate) struct LayerWeights<'a> {
     /// `[G*H, in]`.
     pub w_ih: &'a [f32],
-    /// `[G*H, H]`.
+    /// `[G*H, H]` (`[4H, P]` with a projection).
     pub w_hh: &'a [f32],
     /// `[G*H]`.
     pub b_ih: &'a [f32],
     /// `[G*H]`.
     pub b_hh: &'a [f32],
-    /// Features into this layer: `input_size` for layer 0, `hidden_size` above.
+    /// LSTM projection `[P, H]`; empty without one.
+    pub w_hr: &'a [f32],
+    /// Features into this layer: `input_size` for layer 0, the layer output width above.
     pub input_size: usize,
 }
 
@@ -158,12 +175,16 @@ pub struct Model {
     /// Dense layers around the stack (see [`crate::layers`]); `None` for the plain
     /// "stack + head" model, which never enters that module.
     pub(crate) layers: Option<Box<crate::layers::Layers>>,
-    /// A bidirectional model's directions: per layer `k` and direction `d` (0 forward,
-    /// 1 reverse), at `2k + d`, a one-layer unidirectional model holding a copy of that
-    /// direction's four tensors (remade with the weights); the sequence passes run
-    /// them (`crate::bidir`). Empty for a unidirectional model, whose `packed` and
-    /// `folded_bias` are then used instead (empty here).
+    /// A composed model's directions ([`ModelConfig::is_composed`]: bidirectional, or
+    /// with LSTM projections): per layer `k` and direction `d` (0 forward, 1 reverse), at
+    /// `D·k + d`, a one-layer unidirectional model holding a copy of that direction's
+    /// tensors (remade with the weights); the sequence passes run them (`crate::bidir`).
+    /// Empty otherwise, where `packed` and `folded_bias` are used instead (empty here).
     pub(crate) dirs: Vec<Model>,
+    /// Whether this is one of a composed model's `dirs` (run directly, never composed).
+    pub(crate) is_direction: bool,
+    /// Dropout probability between layers in training (see [`Model::with_dropout`]).
+    dropout: f32,
 }
 
 impl Model {
@@ -256,6 +277,8 @@ impl Model {
             cache: ForwardCache::default(),
             layers: None,
             dirs: Vec::new(),
+            is_direction: false,
+            dropout: 0.0,
         };
         m.refresh_derived();
         Ok(m)
@@ -269,7 +292,7 @@ impl Model {
         let cfg = self.config;
         let h = cfg.hidden_size;
         self.head_at = head_ranges(&cfg, &self.layout);
-        if cfg.bidirectional {
+        if cfg.is_composed() && !self.is_direction {
             self.all_streams_fused = false;
             self.refresh_directions();
             return;
@@ -296,20 +319,51 @@ impl Model {
             true => dense_narrow_kernel(cfg.output_size),
             false => None,
         };
+        // Training with dropout between layers runs the layers one at a time
+        // (`crate::bidir`), through one-layer direction models; inference keeps the
+        // packed stack above.
+        if self.dropout_active() {
+            self.refresh_direction_models();
+        } else {
+            self.dirs = Vec::new();
+        }
     }
 
-    /// A bidirectional model's [`Model::refresh_derived`]: each direction's one-layer
+    /// Whether training applies dropout: a probability above 0 and a layer above another.
+    pub(crate) fn dropout_active(&self) -> bool {
+        self.dropout > 0.0 && self.config.num_layers > 1
+    }
+
+    /// A composed model's [`Model::refresh_derived`]: each direction's one-layer
     /// model gets the current weights (copied into its buffer, kept between calls) and
-    /// packs them; the head is packed for its `2H` inputs.
+    /// packs them; the head is packed for its `D·P` inputs.
     fn refresh_directions(&mut self) {
         let cfg = self.config;
-        let n = 2 * cfg.num_layers;
+        self.refresh_direction_models();
+        self.folded_bias = Vec::new();
+        self.packed = Vec::new();
+        self.head_t = match self.head() {
+            Some(hw) => {
+                PackedB::from_transposed(hw.weight, cfg.output_size, cfg.layer_output_dim())
+            }
+            None => PackedB::default(),
+        };
+        self.head_narrow = None;
+    }
+
+    /// Makes (or refreshes) `dirs`, one one-layer model per layer and direction holding a
+    /// copy of its tensors, packed.
+    fn refresh_direction_models(&mut self) {
+        let cfg = self.config;
+        let (dn, tpd) = (cfg.num_directions(), cfg.tensors_per_direction());
+        let n = dn * cfg.num_layers;
         if self.dirs.len() != n {
             self.dirs = (0..n)
                 .map(|i| {
-                    let sub = direction_config(&cfg, i / 2);
-                    let e = &self.layout.entries()[4 * i..4 * i + 4];
-                    let params = self.params[e[0].offset..e[3].offset + e[3].len].to_vec();
+                    let sub = direction_config(&cfg, i / dn);
+                    let e = &self.layout.entries()[tpd * i..tpd * (i + 1)];
+                    let params =
+                        self.params[e[0].offset..e[tpd - 1].offset + e[tpd - 1].len].to_vec();
                     Model {
                         config: sub,
                         layout: ParamLayout::new(&sub).expect("a direction of a valid model"),
@@ -323,30 +377,60 @@ impl Model {
                         cache: ForwardCache::default(),
                         layers: None,
                         dirs: Vec::new(),
+                        is_direction: true,
+                        dropout: 0.0,
                     }
                 })
                 .collect();
         }
         for (i, sub) in self.dirs.iter_mut().enumerate() {
-            let e = &self.layout.entries()[4 * i..4 * i + 4];
+            let e = &self.layout.entries()[tpd * i..tpd * (i + 1)];
             sub.params
-                .copy_from_slice(&self.params[e[0].offset..e[3].offset + e[3].len]);
+                .copy_from_slice(&self.params[e[0].offset..e[tpd - 1].offset + e[tpd - 1].len]);
             sub.refresh_derived();
         }
-        self.folded_bias = Vec::new();
-        self.packed = Vec::new();
-        self.head_t = match self.head() {
-            Some(hw) => {
-                PackedB::from_transposed(hw.weight, cfg.output_size, cfg.layer_output_dim())
-            }
-            None => PackedB::default(),
-        };
-        self.head_narrow = None;
     }
 
     /// The configuration.
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+
+    /// The same model with dropout probability `p` between layers in training
+    /// (PyTorch's `dropout` argument of `nn.LSTM` / `nn.GRU` / `nn.RNN`): during a
+    /// [`crate::Trainer`] step, each element of every layer's output that feeds the
+    /// layer above (never the top layer's) is kept with probability `1 − p` and scaled
+    /// by `1 / (1 − p)`, zeroed otherwise. Inference ([`Model::forward`],
+    /// [`Model::step`], [`Model::forward_train`] and [`Model::backward`] called
+    /// directly) never applies it. Saved in weight files (metadata `dropout`). The
+    /// weights are unchanged.
+    ///
+    /// Errors: `p` not in `0 <= p < 1` (NaN included) ([`Error::Invalid`]).
+    ///
+    /// ```
+    /// use rnncore::{CellKind, Model, ModelConfig};
+    /// let model = Model::new(ModelConfig::new(CellKind::Gru, 2, 8, 2), 1)?.with_dropout(0.25)?;
+    /// assert_eq!(model.dropout(), 0.25);
+    /// assert!(Model::new(ModelConfig::new(CellKind::Gru, 2, 8, 2), 1)?.with_dropout(1.0).is_err());
+    /// # Ok::<(), rnncore::Error>(())
+    /// ```
+    pub fn with_dropout(mut self, p: f32) -> Result<Model> {
+        check_dropout(p)?;
+        if p > 0.0 && self.layers.is_some() {
+            return Err(crate::error::invalid!(
+                "dropout between recurrent layers is not supported in a model with dense \
+                 layers around its stack"
+            ));
+        }
+        self.dropout = p;
+        self.refresh_derived();
+        Ok(self)
+    }
+
+    /// The dropout probability between layers in training (0: none; see
+    /// [`Model::with_dropout`]).
+    pub fn dropout(&self) -> f32 {
+        self.dropout
     }
 
     /// Width of the outputs: the last dense layer's, or `hidden_size` without one.
@@ -403,21 +487,23 @@ impl Model {
     /// layer's `G·H·(I_k + H)` and the head's `H·O`. Sizes the parallel split.
     pub(crate) fn macs_per_row(&self) -> usize {
         let cfg = self.config();
-        if cfg.bidirectional {
+        if cfg.is_composed() && !self.is_direction {
             let dirs: usize = self.dirs.iter().map(Model::macs_per_row).sum();
             return dirs + cfg.layer_output_dim() * cfg.output_size;
         }
         let (h, gh) = (cfg.hidden_size, cfg.cell.gates() * cfg.hidden_size);
+        let p = cfg.real_hidden_size();
+        let proj = if cfg.proj_size > 0 { p * h } else { 0 };
         let layers: usize = (0..cfg.num_layers)
-            .map(|k| gh * (self.layer(k).input_size + h))
+            .map(|k| gh * (self.layer(k).input_size + p) + proj)
             .sum();
-        layers + h * cfg.output_size
+        layers + p * cfg.output_size
     }
 
     /// Layer `k`'s `bias_hh` alone ([`Model::layer`] without the other three views, for
     /// the per-sample step).
     pub(crate) fn bias_hh(&self, k: usize) -> &[f32] {
-        let e = &self.layout.entries()[4 * k + 3];
+        let e = &self.layout.entries()[self.config.tensors_per_direction() * k + 3];
         &self.params[e.offset..e.offset + e.len]
     }
 
@@ -436,6 +522,16 @@ impl Model {
     }
 }
 
+/// Checks a dropout probability: `0 <= p < 1`.
+pub(crate) fn check_dropout(p: f32) -> Result<()> {
+    if !(0.0..1.0).contains(&p) {
+        return Err(crate::error::invalid!(
+            "dropout is {p}, expected a probability in 0 <= p < 1"
+        ));
+    }
+    Ok(())
+}
+
 /// Layer `k`'s tensors inside any buffer laid out as `layout` (parameters or gradients).
 pub(crate) fn layer_view<'a>(
     config: &ModelConfig,
@@ -443,23 +539,22 @@ pub(crate) fn layer_view<'a>(
     buf: &'a [f32],
     k: usize,
 ) -> LayerWeights<'a> {
-    let e = &layout.entries()[4 * k..4 * k + 4];
+    let tpd = config.tensors_per_direction();
+    let e = &layout.entries()[tpd * k..tpd * (k + 1)];
     let s = |i: usize| &buf[e[i].offset..e[i].offset + e[i].len];
     LayerWeights {
         w_ih: s(0),
         w_hh: s(1),
         b_ih: s(2),
         b_hh: s(3),
-        input_size: if k == 0 {
-            config.input_size
-        } else {
-            config.hidden_size
-        },
+        w_hr: if tpd == 5 { s(4) } else { &[] },
+        input_size: config.layer_input_dim(k),
     }
 }
 
-/// The config of direction model `k` of a bidirectional `config` (see `Model::dirs`):
-/// one unidirectional layer reading layer `k`'s input, no head.
+/// The config of a direction model of layer `k` of a composed `config` (see
+/// `Model::dirs`): one unidirectional layer reading layer `k`'s input, with the model's
+/// projection, no head.
 pub(crate) fn direction_config(config: &ModelConfig, k: usize) -> ModelConfig {
     ModelConfig::new(
         config.cell,
@@ -467,6 +562,7 @@ pub(crate) fn direction_config(config: &ModelConfig, k: usize) -> ModelConfig {
         config.hidden_size,
         1,
     )
+    .with_proj_size(config.proj_size)
 }
 
 /// The head's tensors inside any buffer laid out as `layout`.
@@ -489,7 +585,7 @@ fn head_ranges(config: &ModelConfig, layout: &ParamLayout) -> Option<(Range<usiz
         return None;
     }
     // The head follows the stack's tensors (dense layers, if any, come after it).
-    let n = 4 * config.num_directions() * config.num_layers + 2;
+    let n = config.tensors_per_direction() * config.num_directions() * config.num_layers + 2;
     let (w, b) = (&layout.entries()[n - 2], &layout.entries()[n - 1]);
     Some((w.offset..w.offset + w.len, b.offset..b.offset + b.len))
 }

@@ -55,17 +55,15 @@ impl View<'_> {
         (0..cols).map(|j| w[row * cols + j] * v[j]).sum()
     }
     fn in_size(&self, k: usize) -> usize {
-        if k == 0 {
-            self.cfg.input_size
-        } else {
-            self.cfg.hidden_size
-        }
+        self.cfg.layer_input_dim(k)
     }
 }
 
 /// Runs the model in f64. `params` in [`ParamLayout`] order, `x` `[B][T][I]`,
 /// `init` a snapshot-layout state. Unidirectional models, every sequence `seq_len`
-/// long; [`forward_seq`] covers bidirectional models and lengths.
+/// long; [`forward_seq`] covers bidirectional models and lengths. With LSTM projections
+/// each step's `h = W_hr (o ⊙ tanh(c))` (`P` wide); [`backward`] does not cover them
+/// (their gradients are checked by finite differences of this forward).
 pub fn forward(
     cfg: &ModelConfig,
     params: &[f64],
@@ -83,22 +81,23 @@ pub fn forward(
         !cfg.bidirectional,
         "reference::forward is unidirectional: forward_seq"
     );
-    let (h, l) = (cfg.hidden_size, cfg.num_layers);
-    let lbh = l * batch * h;
+    let (h, l, p) = (cfg.hidden_size, cfg.num_layers, cfg.real_hidden_size());
+    let lbh = l * batch * p;
     let mut steps = vec![vec![Step::default(); batch * seq_len]; l];
     let mut final_state = vec![0.0; cfg.state_len(batch)];
-    let mut top = vec![0.0; batch * seq_len * h];
+    let mut top = vec![0.0; batch * seq_len * p];
     for b in 0..batch {
         for k in 0..l {
             let wih = v.t(&format!("weight_ih_l{k}"));
             let whh = v.t(&format!("weight_hh_l{k}"));
             let bih = v.t(&format!("bias_ih_l{k}"));
             let bhh = v.t(&format!("bias_hh_l{k}"));
+            let whr = (cfg.proj_size > 0).then(|| v.t(&format!("weight_hr_l{k}")));
             let inp = v.in_size(k);
-            let so = (k * batch + b) * h;
-            let mut hp = init[so..so + h].to_vec();
+            let (so, sc) = ((k * batch + b) * p, (k * batch + b) * h);
+            let mut hp = init[so..so + p].to_vec();
             let mut cp = if cfg.cell == CellKind::Lstm {
-                init[lbh + so..lbh + so + h].to_vec()
+                init[lbh + sc..lbh + sc + h].to_vec()
             } else {
                 vec![0.0; h]
             };
@@ -109,7 +108,7 @@ pub fn forward(
                     steps[k - 1][b * seq_len + t].h.clone()
                 };
                 let gi = |j: usize| View::dot(wih, j, inp, &xin) + bih[j];
-                let gh = |j: usize, hv: &[f64]| View::dot(whh, j, h, hv) + bhh[j];
+                let gh = |j: usize, hv: &[f64]| View::dot(whh, j, hv.len(), hv) + bhh[j];
                 let mut st = Step {
                     x: xin.clone(),
                     h_prev: hp.clone(),
@@ -181,20 +180,24 @@ pub fn forward(
                         st.gates = g;
                     }
                 }
+                if let Some(whr) = whr {
+                    // The projection: h = W_hr m, m = o ⊙ tanh(c) as computed above.
+                    hn = (0..p).map(|q| View::dot(whr, q, h, &hn)).collect();
+                }
                 st.h = hn.clone();
                 st.c = cn.clone();
                 steps[k][b * seq_len + t] = st;
                 hp = hn;
                 cp = cn;
             }
-            final_state[so..so + h].copy_from_slice(&hp);
+            final_state[so..so + p].copy_from_slice(&hp);
             if cfg.cell == CellKind::Lstm {
-                final_state[lbh + so..lbh + so + h].copy_from_slice(&cp);
+                final_state[lbh + sc..lbh + sc + h].copy_from_slice(&cp);
             }
         }
         for t in 0..seq_len {
-            let r = (b * seq_len + t) * h;
-            top[r..r + h].copy_from_slice(&steps[l - 1][b * seq_len + t].h);
+            let r = (b * seq_len + t) * p;
+            top[r..r + p].copy_from_slice(&steps[l - 1][b * seq_len + t].h);
         }
     }
     let outputs = if cfg.has_head() {
@@ -203,7 +206,7 @@ pub fn forward(
         let mut out = vec![0.0; batch * seq_len * o];
         for r in 0..batch * seq_len {
             for q in 0..o {
-                out[r * o + q] = View::dot(w, q, h, &top[r * h..(r + 1) * h]) + bias[q];
+                out[r * o + q] = View::dot(w, q, p, &top[r * p..(r + 1) * p]) + bias[q];
             }
         }
         out
@@ -238,16 +241,42 @@ pub fn forward_seq(
     init: &[f64],
     lengths: Option<&[usize]>,
 ) -> (Vec<f64>, Vec<f64>) {
+    forward_seq_masked(
+        cfg,
+        params,
+        x,
+        batch,
+        seq_len,
+        init,
+        lengths,
+        &|_, _, _, _| 1.0,
+    )
+}
+
+/// [`forward_seq`] with dropout between layers: layer `k`'s output (`k` below the top)
+/// at sequence `b`, position `p`, unit `j` is multiplied by `mask(k, b, p, j)` before
+/// the layer above reads it.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_seq_masked(
+    cfg: &ModelConfig,
+    params: &[f64],
+    x: &[f64],
+    batch: usize,
+    seq_len: usize,
+    init: &[f64],
+    lengths: Option<&[usize]>,
+    mask: &dyn Fn(usize, usize, usize, usize) -> f64,
+) -> (Vec<f64>, Vec<f64>) {
     let v = View {
         cfg,
         layout: ParamLayout::new(cfg).unwrap(),
         p: params,
     };
     let (h, l, dirs) = (cfg.hidden_size, cfg.num_layers, cfg.num_directions());
-    let (i_sz, w) = (cfg.input_size, dirs * h);
+    let p = cfg.real_hidden_size();
+    let (i_sz, w) = (cfg.input_size, dirs * p);
     let o = cfg.output_dim();
-    let ld = l * dirs;
-    let lbh = ld * batch * h;
+    let lbh = cfg.state_c_offset(batch);
     let lstm = cfg.cell == CellKind::Lstm;
     let mut out = vec![0.0; batch * seq_len * o];
     let mut fin = vec![0.0; cfg.state_len(batch)];
@@ -262,9 +291,10 @@ pub fn forward_seq(
             let mut next = vec![vec![0.0; w]; n];
             for d in 0..dirs {
                 let sfx = if d == 1 { "_reverse" } else { "" };
-                let sub = ModelConfig::new(cfg.cell, in_w, h, 1);
+                let sub = ModelConfig::new(cfg.cell, in_w, h, 1).with_proj_size(cfg.proj_size);
                 let mut sp = Vec::new();
-                for name in ["weight_ih", "weight_hh", "bias_ih", "bias_hh"] {
+                let names = ["weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr"];
+                for name in &names[..cfg.tensors_per_direction()] {
                     sp.extend_from_slice(v.t(&format!("{name}_l{k}{sfx}")));
                 }
                 let order: Vec<usize> = if d == 0 {
@@ -273,18 +303,29 @@ pub fn forward_seq(
                     (0..n).rev().collect()
                 };
                 let xs: Vec<f64> = order.iter().flat_map(|&p| inp[p].clone()).collect();
-                let so = ((k * dirs + d) * batch + b) * h;
-                let mut s0 = init[so..so + h].to_vec();
+                let (so, sc) = (
+                    ((k * dirs + d) * batch + b) * p,
+                    ((k * dirs + d) * batch + b) * h,
+                );
+                let mut s0 = init[so..so + p].to_vec();
                 if lstm {
-                    s0.extend_from_slice(&init[lbh + so..lbh + so + h]);
+                    s0.extend_from_slice(&init[lbh + sc..lbh + sc + h]);
                 }
                 let tape = forward(&sub, &sp, &xs, 1, n, &s0);
-                for (t, &p) in order.iter().enumerate() {
-                    next[p][d * h..(d + 1) * h].copy_from_slice(&tape.outputs[t * h..(t + 1) * h]);
+                for (t, &pos) in order.iter().enumerate() {
+                    next[pos][d * p..(d + 1) * p]
+                        .copy_from_slice(&tape.outputs[t * p..(t + 1) * p]);
                 }
-                fin[so..so + h].copy_from_slice(&tape.final_state[..h]);
+                fin[so..so + p].copy_from_slice(&tape.final_state[..p]);
                 if lstm {
-                    fin[lbh + so..lbh + so + h].copy_from_slice(&tape.final_state[h..2 * h]);
+                    fin[lbh + sc..lbh + sc + h].copy_from_slice(&tape.final_state[p..p + h]);
+                }
+            }
+            if k + 1 < l {
+                for (pos, row) in next.iter_mut().enumerate() {
+                    for (j, a) in row.iter_mut().enumerate() {
+                        *a *= mask(k, b, pos, j);
+                    }
                 }
             }
             inp = next;
@@ -323,6 +364,7 @@ pub fn backward(
     d_out: &[f64],
     d_final: &[f64],
 ) -> RefGrads {
+    assert_eq!(cfg.proj_size, 0, "reference::backward has no projections");
     let layout = ParamLayout::new(cfg).unwrap();
     let v = View {
         cfg,

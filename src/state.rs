@@ -20,7 +20,8 @@ use crate::step::{recurrent_step, softmax_in_place, StepRows};
 /// The carried state of `batch` streams of one model, with its scratch space.
 ///
 /// Snapshot layout (as PyTorch returns state): `h` as `[num_layers][batch][H]`, then for
-/// LSTM `c` as `[num_layers][batch][H]`.
+/// LSTM `c` as `[num_layers][batch][H]`; with LSTM projections `h` is `P` wide
+/// (`[num_layers][batch][P]`) and `c` stays `H` wide (see [`ModelConfig::state_len`]).
 #[derive(Clone, Debug)]
 pub struct State {
     config: ModelConfig,
@@ -33,6 +34,8 @@ pub struct State {
     scratch: Scratch,
     /// The rows of the dense layers around the stack; `None` for a plain model.
     pub(crate) layer_scratch: Option<Box<crate::layers::LayerScratch>>,
+    /// A model with LSTM projections: its scratch (`crate::proj`); `None` otherwise.
+    proj: Option<Box<crate::proj::StreamScratch>>,
 }
 
 /// The per-step scratch rows [`Model::state_step`] borrows from [`Scratch`].
@@ -89,9 +92,34 @@ impl State {
         let h = cfg.hidden_size;
         let gh = cfg.cell.gates() * h;
         checked_size("block", &[batch, max_block, gh])?;
+        if cfg.proj_size > 0 {
+            // Projections run through `crate::proj`, with their own scratch; `len` above
+            // bounds the (smaller) snapshot.
+            return Ok(State {
+                layer_scratch: None,
+                config: cfg,
+                batch,
+                max_block,
+                data: try_zeroed(cfg.state_len(batch))?,
+                reverse: false,
+                scratch: Scratch {
+                    gates: Vec::new(),
+                    blk_a: Vec::new(),
+                    blk_b: Vec::new(),
+                    ghb: Vec::new(),
+                    rh: Vec::new(),
+                    hnew: Vec::new(),
+                    x: try_zeroed(batch * max_block * cfg.input_size)?,
+                },
+                proj: Some(Box::new(crate::proj::StreamScratch::new(
+                    model, batch, max_block,
+                )?)),
+            });
+        }
         let data = try_zeroed(len)?;
         let layer_scratch = crate::layers::LayerScratch::new(model, batch, max_block)?;
         Ok(State {
+            proj: None,
             layer_scratch,
             config: cfg,
             batch,
@@ -190,11 +218,19 @@ impl State {
                 self.batch
             ));
         }
-        let h = self.config.hidden_size;
-        let planes = self.data.len() / (self.batch * h);
-        for p in 0..planes {
-            let o = (p * self.batch + stream) * h;
-            self.data[o..o + h].fill(0.0);
+        // `h` planes (`P` wide with a projection), then `c` planes (`H` wide): no
+        // allocation (a step's caller may reset a stream on the audio thread).
+        let cfg = &self.config;
+        let planes = cfg.num_layers * cfg.num_directions();
+        let (p, h) = (cfg.real_hidden_size(), cfg.hidden_size);
+        let c0 = cfg.state_c_offset(self.batch);
+        for i in 0..planes {
+            let o = (i * self.batch + stream) * p;
+            self.data[o..o + p].fill(0.0);
+            if cfg.cell.has_cell_state() {
+                let o = c0 + (i * self.batch + stream) * h;
+                self.data[o..o + h].fill(0.0);
+            }
         }
         Ok(())
     }
@@ -208,7 +244,9 @@ impl State {
         .iter()
         .map(|v| v.capacity())
         .sum::<usize>();
-        f32s * 4 + self.layer_scratch.as_ref().map_or(0, |l| l.bytes())
+        f32s * 4
+            + self.layer_scratch.as_ref().map_or(0, |l| l.bytes())
+            + self.proj.as_ref().map_or(0, |p| p.bytes())
     }
 
     /// Errors unless this state was made for a model of `cfg`.
@@ -420,7 +458,9 @@ impl Model {
         let mut xin = std::mem::take(&mut state.scratch.x);
         let xf = &mut xin[..x.len()];
         flush_into(xf, x);
-        if state.batch == 1 && seq_len == 1 {
+        if let Some(ps) = state.proj.as_deref_mut() {
+            crate::proj::stream_block(self, &mut state.data, ps, state.batch, xf, seq_len, y);
+        } else if state.batch == 1 && seq_len == 1 {
             self.step_single(state, xf, y);
         } else {
             self.stream_block(state, xf, seq_len, y);

@@ -46,8 +46,8 @@ fn random_desc(r: &mut Rng) -> rnn_model_desc {
         output_size: pick(r, &[0, 0, 0, 1, 3], &[MAX_DIM + 1]),
         output_activation: pick(r, &[0, 0, 1], &[2]),
         bidirectional: pick(r, &[0, 0, 0, 1], &[2]),
-        proj_size: pick(r, &[0], &[1, 3]),
-        dropout: pick_f(r, &[0.0, -0.0], &[0.5, 1.0, -0.1, f32::NAN]),
+        proj_size: pick(r, &[0, 0, 0, 0, 0, 0, 0, 0, 1, 3], &[u32::MAX]),
+        dropout: pick_f(r, &[0.0, -0.0, 0.0, 0.0, 0.0, 0.5], &[1.0, -0.1, f32::NAN]),
         forget_bias: pick_f(r, &[0.0, 0.0, 1.0, -2.0], &[f32::INFINITY, f32::NAN]),
         skip: pick(r, &[0, 0, 0, 1], &[2]),
         num_pre: pick(r, &[0, 0, 1, 2], &[17, RNN_MAX_DENSE as u32]),
@@ -92,8 +92,9 @@ fn allowed(d: &rnn_model_desc) -> bool {
         || !(1..=1024).contains(&d.num_layers)
         || d.output_size > MAX_DIM
         || d.bidirectional > 1
-        || d.proj_size != 0
-        || d.dropout != 0.0
+        || (d.proj_size != 0 && (d.cell != 2 || d.proj_size >= d.hidden_size))
+        || d.dropout.is_nan()
+        || !(0.0..1.0).contains(&d.dropout)
         || !d.forget_bias.is_finite()
         || (d.forget_bias != 0.0 && d.cell != 2)
         || d.skip > 1
@@ -118,8 +119,13 @@ fn allowed(d: &rnn_model_desc) -> bool {
         && d.skip == 0
         && post.len() == 1
         && (post[0].activation == 0 || post[0].activation == SOFTMAX);
-    if d.bidirectional == 1 && (!pre.is_empty() || d.skip == 1 || (!post.is_empty() && !lone_head))
-    {
+    let composed = d.bidirectional == 1 || d.proj_size != 0;
+    if composed && (!pre.is_empty() || d.skip == 1 || (!post.is_empty() && !lone_head)) {
+        return false;
+    }
+    // Dropout: not with dense layers (a lone head is none).
+    let dense = !pre.is_empty() || d.skip == 1 || (!post.is_empty() && !lone_head);
+    if d.dropout != 0.0 && dense {
         return false;
     }
     if d.skip == 1 {
@@ -138,7 +144,14 @@ fn output_width(d: &rnn_model_desc) -> u32 {
     match d.post[..d.num_post as usize].last() {
         Some(e) => e.size,
         None if d.output_size > 0 => d.output_size,
-        None => d.hidden_size * (1 + d.bidirectional),
+        None => {
+            let per = if d.proj_size > 0 {
+                d.proj_size
+            } else {
+                d.hidden_size
+            };
+            per * (1 + d.bidirectional)
+        }
     }
 }
 
@@ -146,7 +159,9 @@ fn output_width(d: &rnn_model_desc) -> u32 {
 fn expected_description(d: &rnn_model_desc) -> rnn_model_desc {
     let mut e = *d;
     e.forget_bias = 0.0;
-    e.dropout = 0.0; // -0.0 reads back as 0.0
+    if e.dropout == 0.0 {
+        e.dropout = 0.0; // -0.0 reads back as 0.0
+    }
     let lone_head =
         e.num_pre == 0 && e.skip == 0 && e.num_post == 1 && matches!(e.post[0].activation, 0 | 5);
     if lone_head {
@@ -162,7 +177,7 @@ fn expected_description(d: &rnn_model_desc) -> rnn_model_desc {
 fn random_descriptions_follow_the_header() {
     let mut r = Rng::new(18);
     let (mut built, mut refused) = (0, 0);
-    for case in 0..4000u64 {
+    for case in 0..10000u64 {
         let d = random_desc(&mut r);
         let what = format!("case {case}: {d:?}");
         let sentinel = ptr::NonNull::<rnn_model>::dangling().as_ptr();

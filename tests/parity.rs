@@ -30,8 +30,9 @@ fn cases() -> Vec<String> {
 
 /// The issue 18 cases this crate runs (`issue18/`, see the fixtures' README):
 /// bidirectional layers of every cell, 1 and 2 layers, with and without head, and
-/// padded batches with lengths, one and two directions. (The `proj_size` and dropout
-/// cases are not covered here.)
+/// padded batches with lengths, one and two directions, and LSTM projections
+/// (`proj_size`: one and two layers, bidirectional, with a head). (The dropout case,
+/// which has no gradients or optimizer steps, is `dropout_case_runs_as_pytorch_in_eval_mode`.)
 fn issue18_cases() -> Vec<String> {
     let mut v = Vec::new();
     for cell in CELLS {
@@ -47,6 +48,14 @@ fn issue18_cases() -> Vec<String> {
         }
     }
     v.push("issue18/lstm_l2_bidir_len_head".into());
+    for case in [
+        "lstm_l1_proj",
+        "lstm_l2_proj",
+        "lstm_l2_bidir_proj",
+        "lstm_l1_proj_head",
+    ] {
+        v.push(format!("issue18/{case}"));
+    }
     v
 }
 
@@ -155,6 +164,7 @@ impl Data {
             output_activation: OutputActivation::from_name(&self.meta["output_activation"])
                 .unwrap(),
             bidirectional: self.meta.get("bidirectional").is_some_and(|v| v == "true"),
+            proj_size: self.meta.get("proj_size").map_or(0, |v| v.parse().unwrap()),
         }
     }
 
@@ -359,6 +369,21 @@ fn forward_matches_pytorch() {
 #[test]
 fn issue18_forward_matches_pytorch() {
     forward_cases(&issue18_cases(), "issue 18 forward");
+}
+
+/// `nn.LSTM(2 layers, dropout=0.3)` in eval mode: the model loads with its dropout
+/// (metadata `dropout`), and inference, which never applies it, gives PyTorch's eval
+/// outputs and final states (also from the file without metadata, where dropout is 0).
+#[test]
+fn dropout_case_runs_as_pytorch_in_eval_mode() {
+    let case = "issue18/lstm_l2_dropout";
+    let (model, data) = load_case(case);
+    assert_eq!(model.dropout(), 0.3);
+    assert_eq!(data.meta["dropout"], "0.3");
+    assert_eq!(model.config(), &data.config());
+    let plain = Model::from_safetensors(&without_metadata(case)).unwrap();
+    assert_eq!(plain.dropout(), 0.0);
+    forward_cases(&[case.to_string()], "issue 18 dropout (eval) forward");
 }
 
 fn forward_cases(cases: &[String], title: &str) {
@@ -819,6 +844,7 @@ fn issue18_models_load_with_their_config() {
         let (model, data) = load_case(&case);
         let want = data.config();
         assert_eq!(data.meta["bidirectional"] == "true", want.bidirectional);
+        assert_eq!(data.meta["proj_size"], want.proj_size.to_string(), "{case}");
         assert_eq!(model.config(), &want, "{case}");
         let m = Model::from_safetensors(&without_metadata(&case)).unwrap();
         let mut inferred = want;

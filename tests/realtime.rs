@@ -21,6 +21,14 @@ fn models() -> Vec<Model> {
             v.push(Model::new(cfg, 3).unwrap());
         }
     }
+    // LSTM projections run their own streaming path (`proj.rs`).
+    for (i, h, l, o, p) in [(1, 32, 2, 1, 8), (3, 13, 1, 4, 5), (2, 16, 1, 0, 3)] {
+        let mut cfg = ModelConfig::new(CellKind::Lstm, i, h, l).with_proj_size(p);
+        if o > 0 {
+            cfg = cfg.with_head(o, OutputActivation::Softmax);
+        }
+        v.push(Model::new(cfg, 3).unwrap());
+    }
     v
 }
 

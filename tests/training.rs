@@ -245,6 +245,7 @@ const ED: EncDec = EncDec {
         output_size: 0,
         output_activation: OutputActivation::Identity,
         bidirectional: false,
+        proj_size: 0,
     },
     dec: ModelConfig {
         cell: CellKind::Lstm,
@@ -254,6 +255,7 @@ const ED: EncDec = EncDec {
         output_size: 2,
         output_activation: OutputActivation::Identity,
         bidirectional: false,
+        proj_size: 0,
     },
 };
 

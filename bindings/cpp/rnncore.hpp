@@ -320,7 +320,7 @@ class Model {
   }
 
   /// The model's full description (rnn_model_describe): for any model, loaded ones
-  /// included. forget_bias, proj_size and dropout read 0.
+  /// included. forget_bias reads 0.
   ModelDesc describe() const {
     ModelDesc d(RNN_CELL_LSTM, 0, 0);
     detail::check(rnn_model_describe(handle_, &d.c()), "rnn_model_describe");

@@ -31,11 +31,12 @@ pub fn describe(model: &Model) -> String {
         parts.extend(l.pre.iter().map(dense));
     }
     parts.push(format!(
-        "{} x{} (input {}, hidden {}{})",
+        "{} x{} (input {}, hidden {}{}{})",
         c.cell.name(),
         c.num_layers,
         c.input_size,
         c.hidden_size,
+        proj(c),
         if c.bidirectional {
             ", bidirectional"
         } else {
@@ -59,6 +60,15 @@ pub fn describe(model: &Model) -> String {
     parts.join(" | ")
 }
 
+/// `, projection P` for an LSTM with projections (`h` is then `P` wide), else nothing.
+fn proj(c: &rnncore::ModelConfig) -> String {
+    if c.proj_size > 0 {
+        format!(", projection {} (h_t = W_hr (o * tanh(c_t)))", c.proj_size)
+    } else {
+        String::new()
+    }
+}
+
 /// `rnncore inspect`.
 pub fn run(a: &InspectArgs) -> Result<()> {
     let model = Model::load(&a.file)?;
@@ -77,7 +87,7 @@ pub fn run(a: &InspectArgs) -> Result<()> {
         "no head (outputs are the top layer's h)".into()
     };
     println!(
-        "  cell {}, {} layer(s){}, input {}, hidden {}, {head}",
+        "  cell {}, {} layer(s){}, input {}, hidden {}{}, {head}",
         c.cell.name(),
         c.num_layers,
         if c.bidirectional {
@@ -86,8 +96,15 @@ pub fn run(a: &InspectArgs) -> Result<()> {
             ""
         },
         c.input_size,
-        c.hidden_size
+        c.hidden_size,
+        proj(c)
     );
+    if model.dropout() > 0.0 {
+        println!(
+            "  dropout {} between layers (training only)",
+            model.dropout()
+        );
+    }
     if model.layers().is_some() {
         println!("  model: {}", describe(&model));
         println!(

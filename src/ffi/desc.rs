@@ -4,7 +4,8 @@
 //! Everything that turns a description into the Rust model and back is here:
 //! `read_desc` / `write_desc` apply the size rules, `ModelSpec::from_desc` maps a
 //! description to the core's config and layers (the one place to wire a new core field:
-//! proj_size and dropout are refused there for now), and `describe` maps a model back.
+//! every field of the description maps to the core there), and `describe` maps a model
+//! back.
 
 use crate::config::{CellKind, ModelConfig, OutputActivation, MAX_DIM};
 use crate::ffi::boundary::{check_null, ffi_boundary, try_ref, write_out, Failure, FfiResult};
@@ -100,7 +101,7 @@ pub(crate) unsafe fn read_desc(p: *const rnn_model_desc) -> FfiResult<rnn_model_
 }
 
 /// What a description asks for, in the core's terms: the recurrent stack (and head), the
-/// dense layers around it and the initial forget-gate bias.
+/// dense layers around it, the initial forget-gate bias and dropout.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct ModelSpec {
     /// The recurrent stack and its head; input_size is the stack's (the last pre layer's).
@@ -109,6 +110,8 @@ pub(crate) struct ModelSpec {
     pub(crate) layers: Layers,
     /// `Some` when the description sets a nonzero forget-gate bias.
     pub(crate) forget_bias: Option<f32>,
+    /// Dropout between layers in training (0: none).
+    pub(crate) dropout: f32,
 }
 
 impl ModelSpec {
@@ -143,23 +146,16 @@ impl ModelSpec {
             v => return bad(format!("desc->bidirectional is {v}, expected 0 or 1")),
         };
         // Reserved for the core's coming features: wire them to ModelConfig here.
-        if d.proj_size != 0 {
+        if d.proj_size != 0 && (cell != CellKind::Lstm || d.proj_size >= d.hidden_size) {
             return bad(format!(
-                "desc->proj_size is {}: LSTM projections are not supported by this build yet \
-                 (0 = none)",
-                d.proj_size
+                "desc->proj_size is {}: a projection needs an LSTM and 0 < proj_size < \
+                 hidden_size ({}; 0 = none)",
+                d.proj_size, d.hidden_size
             ));
         }
         if d.dropout.is_nan() || !(0.0..1.0).contains(&d.dropout) {
             return bad(format!(
                 "desc->dropout is {}, expected 0 <= dropout < 1",
-                d.dropout
-            ));
-        }
-        if d.dropout != 0.0 {
-            return bad(format!(
-                "desc->dropout is {}: dropout between layers is not supported by this build \
-                 yet (0 = none)",
                 d.dropout
             ));
         }
@@ -215,8 +211,13 @@ impl ModelSpec {
             dense.push(Dense::new(width, size as usize, activation));
             width = size as usize;
         }
-        // The stack's output width: H (2H bidirectional, proj_size with a projection).
-        let mut width_post = d.hidden_size as usize * if bidirectional { 2 } else { 1 };
+        // The stack's output width: H, or P with a projection; twice that bidirectional.
+        let per_direction = if d.proj_size > 0 {
+            d.proj_size
+        } else {
+            d.hidden_size
+        };
+        let mut width_post = per_direction as usize * if bidirectional { 2 } else { 1 };
         let mut dense_post = Vec::with_capacity(post.len());
         for &(size, activation) in &post {
             dense_post.push(Dense::new(width_post, size as usize, activation));
@@ -231,6 +232,7 @@ impl ModelSpec {
                 output_size: d.output_size as usize,
                 output_activation,
                 bidirectional,
+                proj_size: d.proj_size as usize,
             },
             layers: Layers {
                 pre: dense,
@@ -238,17 +240,22 @@ impl ModelSpec {
                 skip,
             },
             forget_bias: (d.forget_bias != 0.0).then_some(d.forget_bias),
+            dropout: d.dropout,
         })
     }
 
     /// A new model of this spec, its weights drawn from `seed` as `Model::new_with_layers`
-    /// (`Model::new` without layers), then the forget-gate bias set.
+    /// (`Model::new` without layers), then the forget-gate bias and dropout set.
     pub(crate) fn build(self, seed: u64) -> crate::Result<Model> {
         let model = Model::new_with_layers(self.config, self.layers, seed)?;
-        match self.forget_bias {
-            Some(b) => model.with_forget_bias(b),
-            None => Ok(model),
+        let model = match self.forget_bias {
+            Some(b) => model.with_forget_bias(b)?,
+            None => model,
+        };
+        if self.dropout != 0.0 {
+            return model.with_dropout(self.dropout);
         }
+        Ok(model)
     }
 }
 
@@ -297,7 +304,9 @@ fn dense_list(
 /// The description of a model (struct_size set to the library's size), or
 /// `RNN_ERR_INVALID` when it has more dense layers than the struct holds.
 pub(crate) fn describe(model: &Model) -> FfiResult<rnn_model_desc> {
-    describe_parts(model.config(), model.layers())
+    let mut d = describe_parts(model.config(), model.layers())?;
+    d.dropout = model.dropout();
+    Ok(d)
 }
 
 /// [`describe`] from a model's parts: the stack's config and its layers.
@@ -312,8 +321,9 @@ fn describe_parts(core: &ModelConfig, layers: Option<&Layers>) -> FfiResult<rnn_
         output_size: narrow(core.output_size),
         output_activation: core.output_activation as u32,
         bidirectional: core.bidirectional as u32,
-        // proj_size and dropout: 0 until the core has them (set them here from `core`
-        // then); forget_bias: always 0, an initialisation choice.
+        proj_size: narrow(core.proj_size),
+        // dropout: the model's (`describe`); forget_bias: always 0, an initialisation
+        // choice.
         ..rnn_model_desc::default()
     };
     if let Some(l) = layers {
@@ -376,10 +386,10 @@ unsafe fn write_desc(p: *mut rnn_model_desc, mut d: rnn_model_desc, caller_size:
 /// RNN_MAX_DENSE, a nonzero unused pre/post entry, bidirectional not 0 or 1, dropout
 /// NaN or outside [0, 1), a non-finite forget_bias, skip not 0 or 1), a softmax anywhere
 /// but the last layer, output_size with post layers, a forget_bias on a cell other than
-/// LSTM, a skip whose input and output widths differ, dense layers (other than a lone
-/// head) around a bidirectional stack, and for proj_size or dropout, which this build
-/// does not support yet; RNN_ERR_ALLOC. The message names
-/// the field. On failure `*out` is not written.
+/// LSTM, a skip whose input and output widths differ, a proj_size on a cell other than
+/// LSTM or not below hidden_size, dense layers (other than a lone head) around a
+/// bidirectional stack or one with projections, dropout with dense layers;
+/// RNN_ERR_ALLOC. The message names the field. On failure `*out` is not written.
 /// Thread safety: any thread. Allocation: the weights.
 ///
 /// # Safety
@@ -407,9 +417,9 @@ pub unsafe extern "C" fn rnn_model_new_desc(
 /// rnn_model_new, rnn_model_new_desc or rnn_model_load (a layered RTNeural, GuitarML or
 /// safetensors model lists its dense layers). input_size is the model's input width;
 /// output_size and output_activation describe a head right after the stack (0 when the
-/// model has post layers: its last post layer gives the outputs). forget_bias,
-/// proj_size and dropout are written as 0 (the forget-gate bias is an
-/// initialisation choice whose values are in the weights). Unused pre/post entries are
+/// model has post layers: its last post layer gives the outputs). forget_bias is written
+/// as 0 (an initialisation choice whose values are in the weights). Unused pre/post
+/// entries are
 /// zeroed. rnn_model_new_desc of the result makes a model of the same shape.
 ///
 /// The caller sets desc->struct_size to sizeof(rnn_model_desc) first. The library
@@ -561,24 +571,34 @@ mod tests {
     }
 
     #[test]
-    fn reserved_fields_are_refused_until_the_core_has_them() {
-        let base = desc(CellKind::Lstm, 2, 4);
-        for (field, edit) in [
-            (
-                "proj_size",
-                (|d: &mut rnn_model_desc| d.proj_size = 2) as fn(&mut _),
-            ),
-            ("dropout", |d| d.dropout = 0.5),
-        ] {
-            let mut d = base;
-            edit(&mut d);
-            let m = err(&d);
-            assert!(
-                m.contains(&format!("desc->{field}"))
-                    && m.contains("not supported by this build yet"),
-                "{m}"
-            );
+    fn projections_bidirectional_and_dropout_reach_the_model_and_come_back() {
+        let mut d = desc(CellKind::Lstm, 2, 4);
+        (d.bidirectional, d.proj_size, d.dropout, d.output_size) = (1, 3, 0.25, 2);
+        let m = ModelSpec::from_desc(&d).unwrap().build(3).unwrap();
+        let c = m.config();
+        assert!(c.bidirectional && c.proj_size == 3 && c.output_size == 2);
+        assert_eq!(m.dropout(), 0.25);
+        assert_eq!(describe(&m).unwrap(), d);
+        // A lone identity post layer is the head, reading 2P.
+        let mut e = desc(CellKind::Lstm, 2, 4);
+        (e.proj_size, e.num_post) = (3, 1);
+        e.post[0] = dense(2, Activation::Identity);
+        let m = ModelSpec::from_desc(&e).unwrap().build(3).unwrap();
+        assert_eq!((m.config().output_size, m.output_size()), (2, 2));
+    }
+
+    #[test]
+    fn projections_need_an_lstm_below_hidden_size_and_no_dense_layers() {
+        for (cell, p) in [(CellKind::Lstm, 4), (CellKind::Lstm, 9), (CellKind::Gru, 2)] {
+            let mut d = desc(cell, 2, 4);
+            d.proj_size = p;
+            assert!(err(&d).contains("desc->proj_size"), "{cell:?} {p}");
         }
+        let mut d = desc(CellKind::Lstm, 2, 4);
+        (d.proj_size, d.num_post) = (2, 1);
+        d.post[0] = dense(2, Activation::Tanh);
+        let m = ModelSpec::from_desc(&d).unwrap().build(1).unwrap_err();
+        assert!(m.to_string().contains("projections"), "{m}");
     }
 
     #[test]

@@ -126,7 +126,8 @@ pub unsafe extern "C" fn rnn_state_reset_stream(
 }
 
 /// The number of floats in a snapshot: num_layers * batch * hidden_size, twice that for
-/// LSTM. 0 (and the last error set) when `state` is NULL.
+/// LSTM (with a projection, rnn_model_desc's proj_size, h is proj_size wide: num_layers *
+/// batch * (proj_size + hidden_size)). 0 (and the last error set) when `state` is NULL.
 ///
 /// # Safety
 /// `state` is NULL or a live state handle.
@@ -136,7 +137,8 @@ pub unsafe extern "C" fn rnn_state_len(state: *const rnn_state) -> usize {
 }
 
 /// Copies the state into `out`, laid out as PyTorch returns state: h as
-/// [num_layers][batch][hidden_size], then, for LSTM, c as [num_layers][batch][hidden_size].
+/// [num_layers][batch][hidden_size], then, for LSTM, c as [num_layers][batch][hidden_size]
+/// (with a projection h as [num_layers][batch][proj_size]).
 /// `len` must be rnn_state_len(state).
 /// Errors: RNN_ERR_NULL (state, out); RNN_ERR_INVALID for a wrong len (out not written).
 ///

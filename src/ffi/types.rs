@@ -233,12 +233,17 @@ pub struct rnn_model_desc {
     /// around a bidirectional stack except its head (output_size, or one identity or
     /// softmax post layer).
     pub bidirectional: u32,
-    /// 0: none; else the LSTM projection size (PyTorch's proj_size). Reserved: nonzero is
-    /// RNN_ERR_INVALID ("not supported by this build yet"); describe writes 0.
+    /// 0: none; else the LSTM projection size P (PyTorch's proj_size; LSTM only,
+    /// 0 < P < hidden_size): h_t = W_hr (o ⊙ tanh(c_t)) is P wide (weight_hr_l{k}
+    /// [P][H]), so the next layer, the head and the outputs read P (2P bidirectional)
+    /// and a state snapshot holds h as [layers·dirs][batch][P] and c as [..][batch][H].
+    /// No dense layers around it except its head.
     pub proj_size: u32,
-    /// In [0, 1): dropout between recurrent layers during training (PyTorch's dropout),
-    /// 0 = none. Reserved: nonzero is RNN_ERR_INVALID ("not supported by this build
-    /// yet"); NaN or outside [0, 1) is RNN_ERR_INVALID; describe writes 0.
+    /// In [0, 1): dropout between recurrent layers during training (PyTorch's dropout,
+    /// inverted: kept values scaled by 1/(1 - dropout)), 0 = none; never at inference.
+    /// The masks come from the trainer's step count (seed 0), the same for any number
+    /// of threads. Saved in the weight file. Not with dense layers. NaN or outside
+    /// [0, 1) is RNN_ERR_INVALID.
     pub dropout: f32,
     /// Initial LSTM forget-gate bias of a new model: 0 = PyTorch's initialisation;
     /// otherwise every layer's bias_ih forget rows are set to it and bias_hh's to 0 (1 is
@@ -291,6 +296,7 @@ impl rnn_config {
             output_activation,
             // `rnn_config` has no such field: C callers get unidirectional models.
             bidirectional: false,
+            proj_size: 0,
         })
     }
 

@@ -168,7 +168,14 @@ pub fn from_safetensors(bytes: &[u8]) -> Result<Model> {
             ));
         }
     }
-    Model::with_layers(config, dense.layers, params).map_err(|e| match e {
+    let model = Model::with_layers(config, dense.layers, params);
+    // Dropout between layers is a training setting PyTorch keeps outside the weights:
+    // only the metadata (rnncore's own files) has it.
+    let model = match meta.dropout {
+        Some(p) if p > 0.0 => model.and_then(|m| m.with_dropout(p)),
+        _ => model,
+    };
+    model.map_err(|e| match e {
         Error::Alloc(m) => Error::Alloc(m),
         other => Error::Format(other.message().to_string()),
     })
@@ -552,7 +559,8 @@ fn recurrent_layer(base: &str) -> Option<(usize, bool)> {
         .or_else(|| base.strip_prefix("bias_"))?;
     let digits = rest
         .strip_prefix("ih_l")
-        .or_else(|| rest.strip_prefix("hh_l"))?;
+        .or_else(|| rest.strip_prefix("hh_l"))
+        .or_else(|| base.strip_prefix("weight_hr_l"))?;
     let canonical = !digits.is_empty()
         && digits.bytes().all(|b| b.is_ascii_digit())
         && (digits == "0" || !digits.starts_with('0'));
@@ -571,16 +579,10 @@ fn head_field(name: &str) -> Option<(&str, &str)> {
 }
 
 fn unexpected_name(name: &str) -> Error {
-    let base = name.rsplit('.').next().unwrap_or(name);
-    let why = if base.starts_with("weight_hr_l") {
-        " (LSTM projections, proj_size > 0, are not supported)"
-    } else {
-        ""
-    };
     format_err!(
-        "unexpected tensor `{name}`{why}: expected weight_ih_l{{k}}, weight_hh_l{{k}}, \
-         bias_ih_l{{k}}, bias_hh_l{{k}} (each optionally with _reverse, with one common \
-         prefix or none) and optionally \
+        "unexpected tensor `{name}`: expected weight_ih_l{{k}}, weight_hh_l{{k}}, \
+         bias_ih_l{{k}}, bias_hh_l{{k}}, weight_hr_l{{k}} (LSTM projections) (each \
+         optionally with _reverse, with one common prefix or none) and optionally \
          head.weight, head.bias (or fc., linear., out., decoder.)"
     )
 }
@@ -607,6 +609,8 @@ struct Meta {
     output_size: Option<usize>,
     output_activation: Option<OutputActivation>,
     bidirectional: Option<bool>,
+    proj_size: Option<usize>,
+    dropout: Option<f32>,
 }
 
 impl Meta {
@@ -627,6 +631,13 @@ impl Meta {
                 "hidden_size" => m.hidden_size = Some(parse_size(k, v)?),
                 "num_layers" => m.num_layers = Some(parse_size(k, v)?),
                 "output_size" => m.output_size = Some(parse_size(k, v)?),
+                "proj_size" => m.proj_size = Some(parse_size(k, v)?),
+                "dropout" => {
+                    let p = v.parse::<f32>().ok().filter(|p| (0.0..1.0).contains(p));
+                    m.dropout = Some(p.ok_or_else(|| {
+                        format_err!("metadata dropout is {v:?}, expected a number in 0 <= p < 1")
+                    })?)
+                }
                 "bidirectional" => {
                     m.bidirectional = Some(match v.as_str() {
                         "true" => true,
@@ -661,6 +672,7 @@ impl Meta {
             ("output_size", self.output_size.is_some()),
             ("output_activation", self.output_activation.is_some()),
             ("bidirectional", self.bidirectional.is_some()),
+            ("proj_size", self.proj_size.is_some()),
         ]
         .into_iter()
         .filter_map(|(k, g)| g.then_some(k))
@@ -683,18 +695,23 @@ fn describe(c: &ModelConfig, meta: &Meta) -> String {
     let given = meta.given();
     let source = if given.is_empty() {
         "inferred from the shapes".to_string()
-    } else if given.len() == 7 {
+    } else if given.len() == 8 {
         "from the file's metadata".to_string()
     } else {
         format!("{} from the file's metadata", given.join(", "))
     };
     format!(
-        "cell {}, input_size {}, hidden_size {}, num_layers {}, output_size {}{} ({source})",
+        "cell {}, input_size {}, hidden_size {}, num_layers {}, output_size {}{}{} ({source})",
         c.cell.name(),
         c.input_size,
         c.hidden_size,
         c.num_layers,
         c.output_size,
+        if c.proj_size > 0 {
+            format!(", proj_size {}", c.proj_size)
+        } else {
+            String::new()
+        },
         if c.bidirectional {
             ", bidirectional"
         } else {
@@ -727,9 +744,24 @@ fn infer_config(tensors: &[RawTensor], names: &Names, meta: &Meta) -> Result<Mod
             )),
         }
     };
-    let hidden_size = match meta.hidden_size {
-        Some(h) => h,
-        None => matrix(get("weight_hh_l0")?)?.1,
+    // LSTM projections: `weight_hr_l0` is `[P][H]` (and `weight_hh_l0` `[4H][P]`).
+    let hr = match names.canonical.get("weight_hr_l0") {
+        Some(&i) => Some(matrix(&tensors[i])?),
+        None => None,
+    };
+    let proj_size = match meta.proj_size {
+        Some(p) => p,
+        None => hr.map_or(0, |(p, _)| p),
+    };
+    if proj_size == 0 && hr.is_some() {
+        return Err(format_err!(
+            "metadata proj_size is 0, but the file has LSTM projections (`weight_hr_l0`)"
+        ));
+    }
+    let hidden_size = match (meta.hidden_size, hr) {
+        (Some(h), _) => h,
+        (None, Some((_, h))) => h,
+        (None, None) => matrix(get("weight_hh_l0")?)?.1,
     };
     let cell = match meta.cell {
         Some(c) => c,
@@ -789,6 +821,7 @@ fn infer_config(tensors: &[RawTensor], names: &Names, meta: &Meta) -> Result<Mod
         output_size,
         output_activation,
         bidirectional,
+        proj_size,
     };
     config.validate().map_err(|e| {
         format_err!(
@@ -822,6 +855,8 @@ pub fn to_safetensors_with_metadata(model: &Model, extra: &[(&str, &str)]) -> Re
         "output_size",
         "output_activation",
         "bidirectional",
+        "proj_size",
+        "dropout",
     ];
     for (i, (k, _)) in extra.iter().enumerate() {
         if config_keys.contains(k) || super::dense::KEYS.contains(k) {
@@ -841,6 +876,8 @@ pub fn to_safetensors_with_metadata(model: &Model, extra: &[(&str, &str)]) -> Re
         ("output_size", c.output_size.to_string()),
         ("output_activation", c.output_activation.name().to_string()),
         ("bidirectional", c.bidirectional.to_string()),
+        ("proj_size", c.proj_size.to_string()),
+        ("dropout", model.dropout().to_string()),
     ];
     meta.extend(super::dense::metadata(model));
     let mut header = String::from("{\"__metadata__\":{");

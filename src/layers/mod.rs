@@ -358,10 +358,10 @@ impl Model {
             return Model::from_parameters(config, params);
         }
         let lone_head = layers.is_plain_head() && !config.has_head();
-        if config.bidirectional && !lone_head {
+        if config.is_composed() && !lone_head {
             return Err(invalid!(
-                "dense layers around a bidirectional recurrent stack are not supported \
-                 (only its head)"
+                "dense layers around a bidirectional recurrent stack or one with LSTM \
+                 projections are not supported (only its head)"
             ));
         }
         if lone_head {
@@ -404,10 +404,10 @@ impl Model {
             return Ok(core);
         }
         let lone_head = layers.is_plain_head() && !config.has_head();
-        if config.bidirectional && !lone_head {
+        if config.is_composed() && !lone_head {
             return Err(invalid!(
-                "dense layers around a bidirectional recurrent stack are not supported \
-                 (only its head)"
+                "dense layers around a bidirectional recurrent stack or one with LSTM \
+                 projections are not supported (only its head)"
             ));
         }
         let mut params = core.parameters().to_vec();

@@ -137,6 +137,10 @@ impl Model {
         d_final_state: Option<&[f32]>,
         want_hidden: bool,
     ) -> Result<Gradients> {
+        if self.config().proj_size > 0 {
+            // A direction model of a model with projections (`crate::proj`).
+            return crate::proj::backward(self, tape, d_outputs, d_final_state, want_hidden);
+        }
         let mut work = BackwardWork::default();
         let hidden = self.backward_into(
             tape,

@@ -42,6 +42,8 @@ pub struct Trainer {
     model_config: ModelConfig,
     optim: OptimState,
     last_grad_norm: f64,
+    /// Seeds the dropout masks between layers (see [`Trainer::set_dropout_seed`]).
+    dropout_seed: u64,
     work: Work,
 }
 
@@ -79,6 +81,7 @@ impl Trainer {
             model_config: *model.config(),
             optim: OptimState::default(),
             last_grad_norm: 0.0,
+            dropout_seed: 0,
             work: Work::default(),
         })
     }
@@ -91,6 +94,21 @@ impl Trainer {
     /// Optimizer steps taken so far.
     pub fn steps(&self) -> u64 {
         self.optim.step
+    }
+
+    /// Seeds the dropout masks of a model with dropout between layers
+    /// ([`crate::Model::with_dropout`]); 0 for a new trainer. Step `n` (counted by
+    /// [`Trainer::steps`], before the step) uses masks seeded by a hash of `(seed, n)`
+    /// ([`crate::Model::forward_train_dropout`] with that seed), so a run is reproducible
+    /// from its seed, and the masks do not depend on the number of threads. A step that
+    /// fails leaves the counter, so it is retried with the same masks.
+    pub fn set_dropout_seed(&mut self, seed: u64) {
+        self.dropout_seed = seed;
+    }
+
+    /// The dropout seed (see [`Trainer::set_dropout_seed`]).
+    pub fn dropout_seed(&self) -> u64 {
+        self.dropout_seed
     }
 
     /// Global L2 norm of the last step's gradient, before clipping.
@@ -244,10 +262,15 @@ impl Trainer {
             }
         }
         let init = state.as_ref().map(|s| s.as_slice());
-        if model.layers().is_some() || model.config().bidirectional || lengths.is_some() {
-            // Dense layers around the stack, a bidirectional stack or lengths: the public
-            // pieces, with fresh buffers.
-            let tape = model.forward_train_lengths(x, batch, seq_len, lengths, init)?;
+        if model.layers().is_some()
+            || model.config().is_composed()
+            || lengths.is_some()
+            || model.dropout_active()
+        {
+            // Dense layers around the stack, a composed stack (bidirectional, projections),
+            // lengths or dropout: the public pieces, with fresh buffers.
+            let seed = crate::dropout::step_seed(self.dropout_seed, self.steps());
+            let tape = model.forward_train_dropout(x, batch, seq_len, lengths, init, seed)?;
             let out = tape.outputs();
             let mut d = vec![0.0f32; out.len()];
             let loss = loss_fn(out, &mut d)?;

@@ -247,9 +247,17 @@ TEST(desc_errors) {
   CHECK_STATUS(rnncore::Model(ModelDesc(RNN_CELL_LSTM, 2, 4).bidirectional().pre(3, RNN_ACT_TANH), 1),
                RNN_ERR_INVALID);
   CHECK(std::strstr(rnn_last_error(), "bidirectional") != nullptr);
-  CHECK_STATUS(rnncore::Model(ModelDesc(RNN_CELL_LSTM, 2, 4).proj_size(2), 1), RNN_ERR_INVALID);
-  CHECK(std::strstr(rnn_last_error(), "not supported by this build yet") != nullptr);
-  CHECK_STATUS(rnncore::Model(ModelDesc(RNN_CELL_LSTM, 2, 4).dropout(0.2f), 1), RNN_ERR_INVALID);
+  CHECK_STATUS(rnncore::Model(ModelDesc(RNN_CELL_GRU, 2, 4).proj_size(2), 1), RNN_ERR_INVALID);
+  CHECK(std::strstr(rnn_last_error(), "proj_size") != nullptr);
+  CHECK_STATUS(rnncore::Model(ModelDesc(RNN_CELL_LSTM, 2, 4).proj_size(4), 1), RNN_ERR_INVALID);
+  CHECK_STATUS(rnncore::Model(ModelDesc(RNN_CELL_LSTM, 2, 4).dropout(0.2f).pre(3, RNN_ACT_TANH), 1),
+               RNN_ERR_INVALID);
+  CHECK(std::strstr(rnn_last_error(), "dropout") != nullptr);
+  {
+    auto d = ModelDesc(RNN_CELL_LSTM, 2, 4).proj_size(3).dropout(0.5f);
+    rnncore::Model m(d, 1);
+    CHECK(m.describe() == d && m.output_size() == 3);
+  }
   CHECK_STATUS(rnncore::Model(ModelDesc(RNN_CELL_GRU, 2, 4).forget_bias(1.0f), 1),
                RNN_ERR_INVALID);
   CHECK(std::strstr(rnn_last_error(), "forget_bias") != nullptr);

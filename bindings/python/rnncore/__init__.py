@@ -424,8 +424,8 @@ class ModelDesc:
     layer reads it). `output_size` is a head right after the stack and must be 0 with
     post layers. `bidirectional` makes every layer run forward and reversed in time
     (outputs 2H wide; whole sequences only, no `State`; only a head around it).
-    `proj_size` and `dropout` are reserved: the library refuses them until its core
-    supports them. Made by `Model.describe()`, taken by
+    `proj_size` (LSTM, 0 < P < hidden_size) is PyTorch's projection (outputs P wide);
+    `dropout` in [0, 1) applies between layers in training only. Made by `Model.describe()`, taken by
     `Model.from_desc()` / `Model.new_desc()`; the library checks every field."""
 
     cell: Union[Cell, int]

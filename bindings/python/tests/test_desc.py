@@ -138,16 +138,20 @@ def test_bidirectional_runs_whole_sequences_and_refuses_streaming():
     refused(lambda: Model.new_desc("lstm", 3, 4, bidirectional=True, pre=[(2, "tanh")]), "bidirectional")
 
 
-@pytest.mark.parametrize(
-    "kwargs,field",
-    [
-        (dict(proj_size=2), "proj_size"),
-        (dict(dropout=0.3), "dropout"),
-    ],
-)
-def test_reserved_fields_are_not_supported_yet(kwargs, field):
-    e = refused(lambda: Model.new_desc("lstm", 2, 4, **kwargs), field)
-    assert "not supported by this build yet" in e.message
+def test_projection_and_dropout_reach_the_model():
+    m = Model.new_desc("lstm", 3, 4, num_layers=2, proj_size=2, dropout=0.25, seed=2)
+    d = m.describe()
+    assert (d.proj_size, d.dropout, d.bidirectional) == (2, 0.25, False)
+    assert Model.from_desc(d, seed=2).describe() == d
+    assert m.output_size == 2
+    x = np.linspace(-1, 1, 2 * 5 * 3, dtype=np.float32).reshape(2, 5, 3)
+    assert m.forward(x).shape == (2, 5, 2)
+    # Streaming works with a projection: a block equals the whole-sequence forward.
+    s = State(m, 2, max_block=5)
+    assert np.allclose(m.forward_state(s, x), m.forward(x), atol=1e-6)
+    refused(lambda: Model.new_desc("gru", 3, 4, proj_size=2), "proj_size")
+    refused(lambda: Model.new_desc("lstm", 3, 4, proj_size=4), "proj_size")
+    refused(lambda: Model.new_desc("lstm", 3, 4, dropout=0.3, pre=[(2, "tanh")]), "dropout")
 
 
 @pytest.mark.parametrize(
