@@ -7,9 +7,9 @@ Usage:
     /work/venv-torch/bin/python tools/check_roundtrip.py DIR [--fixtures FIXDIR] [--atol 1e-5]
 
 DIR holds `{case}.model.safetensors` files written by rnncore (tensor names without
-a prefix: `weight_ih_l{k}`, `weight_hh_l{k}`, `bias_ih_l{k}`, `bias_hh_l{k}` and for a
-bidirectional model their `_reverse` twins, plus `head.weight` / `head.bias` with a
-head; full config `__metadata__`, `bidirectional` included). For each, the
+a prefix: `weight_ih_l{k}`, `weight_hh_l{k}`, `bias_ih_l{k}`, `bias_hh_l{k}`, an LSTM
+projection's `weight_hr_l{k}`, and for a bidirectional model their `_reverse` twins, plus `head.weight` / `head.bias` with a
+head; full config `__metadata__`, `bidirectional` and `proj_size` included). For each, the
 PyTorch module is built from the metadata (nn.RNN / nn.LSTM / nn.GRU, or the notes'
 GRU from gen_fixtures.py, subclassed with a `head` when output_size > 0 so that
 state_dict() keys are exactly the file's), loaded with strict=True, run on the
@@ -44,7 +44,7 @@ from gen_fixtures import NotesGRU  # noqa: E402
 
 META_KEYS = ("cell", "input_size", "hidden_size", "num_layers", "output_size", "output_activation")
 # Compared with the fixture's where both have them (files before issue 18 lack them).
-OPTIONAL_KEYS = ("bidirectional",)
+OPTIONAL_KEYS = ("bidirectional", "proj_size")
 
 
 class RNNWithHead(nn.RNN):
@@ -56,7 +56,8 @@ class RNNWithHead(nn.RNN):
 class LSTMWithHead(nn.LSTM):
     def __init__(self, *args, output_size, **kw):
         super().__init__(*args, **kw)
-        self.head = nn.Linear(self.hidden_size * (2 if self.bidirectional else 1), output_size)
+        width = self.proj_size if self.proj_size > 0 else self.hidden_size
+        self.head = nn.Linear(width * (2 if self.bidirectional else 1), output_size)
 
 
 class GRUWithHead(nn.GRU):
@@ -83,7 +84,8 @@ def build(meta):
         cls = RNNWithHead if head else nn.RNN
         return cls(i, h, n, nonlinearity=cell[4:], **kw)
     if cell == "lstm":
-        return (LSTMWithHead if head else nn.LSTM)(i, h, n, **kw)
+        proj = int(meta.get("proj_size", "0"))
+        return (LSTMWithHead if head else nn.LSTM)(i, h, n, proj_size=proj, **kw)
     if cell == "gru_lbr":
         return (GRUWithHead if head else nn.GRU)(i, h, n, **kw)
     if cell == "gru":
