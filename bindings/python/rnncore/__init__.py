@@ -782,6 +782,10 @@ class State:
         self.hidden_size = cfg.hidden_size
         self.has_cell_state = cfg.cell == Cell.LSTM
         self._len = int(lib.rnn_state_len(out))
+        # h's width: hidden_size, or an LSTM projection's proj_size (the snapshot holds h
+        # [layers][batch][h_size], then c [layers][batch][hidden_size]).
+        per_row = self._len // max(1, self.num_layers * batch)
+        self.h_size = per_row - self.hidden_size if self.has_cell_state else per_row
 
     def close(self) -> None:
         h, self._h = getattr(self, "_h", None), None
@@ -837,20 +841,21 @@ class State:
 
     @property
     def h(self) -> np.ndarray:
-        """h as [num_layers, batch, hidden_size] (a copy)."""
-        n = self.num_layers * self.batch * self.hidden_size
-        return self.get()[:n].reshape(self.num_layers, self.batch, self.hidden_size)
+        """h as [num_layers, batch, hidden_size] (proj_size with a projection; a copy)."""
+        n = self.num_layers * self.batch * self.h_size
+        return self.get()[:n].reshape(self.num_layers, self.batch, self.h_size)
 
     @property
     def c(self) -> Optional[np.ndarray]:
         """LSTM: c as [num_layers, batch, hidden_size] (a copy); else None."""
         if not self.has_cell_state:
             return None
-        n = self.num_layers * self.batch * self.hidden_size
+        n = self.num_layers * self.batch * self.h_size
         return self.get()[n:].reshape(self.num_layers, self.batch, self.hidden_size)
 
     def set_hc(self, h, c=None) -> None:
-        """Sets h (and, for LSTM, c), each [num_layers, batch, hidden_size]."""
+        """Sets h (and, for LSTM, c), each [num_layers, batch, hidden_size] (h
+        [num_layers, batch, proj_size] with a projection)."""
         h = _as_array(h, np.float32, "h").reshape(-1)
         if self.has_cell_state:
             if c is None:

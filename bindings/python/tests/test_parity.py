@@ -218,24 +218,40 @@ def test_gradients_through_one_sgd_step(case, tmp_path, loss):
 
 
 # ---------------------------------------------------------------------------------------
-# Variable lengths (issue 18): the `_len` cases of tests/fixtures/issue18/, through the
-# `_lengths` entry points. PyTorch ran them packed (pack_padded_sequence, lengths
-# [3, 5, 1]); see the fixtures' README. A bidirectional model has no streaming state
-# (rnn_state_new refuses it), so its final states and the losses from h0 are not reachable
-# through the ABI: its cases check outputs, the other losses, gradients and SGD steps.
+# Issue 18: every case of tests/fixtures/issue18/ (bidirectional layers, LSTM projections,
+# padded batches, dropout), through the `_lengths` entry points. The `_len` cases PyTorch
+# ran packed (pack_padded_sequence, lengths [3, 5, 1]); the others are full length (the
+# entry points then take their siblings' path, bit for bit). See the fixtures' README. A
+# bidirectional model has no streaming state (rnn_state_new refuses it, which is checked),
+# so its final states and the losses from h0 are not reachable through the ABI: its cases
+# check outputs, the other losses, gradients and SGD steps. The dropout case is compared
+# in eval mode only (PyTorch's masks come from its own generator): forward and final
+# states.
 
 ISSUE18 = FIXTURES / "issue18"
-LEN_CASES = sorted(
-    p.name[: -len(".data.safetensors")] for p in ISSUE18.glob("*_len*.data.safetensors")
-)
+ALL18 = sorted(p.name[: -len(".data.safetensors")] for p in ISSUE18.glob("*.data.safetensors"))
+LEN_CASES = [c for c in ALL18 if "_len" in c]
+TRAIN_CASES = [c for c in ALL18 if "dropout" not in c]
 
 
-@pytest.fixture(scope="module", params=LEN_CASES)
-def len_case(request):
-    name = request.param
+def read_case(name):
     data, meta = safetensors_np.read(ISSUE18 / f"{name}.data.safetensors")
-    assert data["lengths"].dtype == np.int32 and data["lengths"].shape == (data["x"].shape[0],)
+    b, t = data["x"].shape[:2]
+    if "lengths" in data:
+        assert data["lengths"].dtype == np.int32 and data["lengths"].shape == (b,)
+    else:
+        data["lengths"] = np.full(b, t, dtype=np.int32)
     return name, data, meta
+
+
+@pytest.fixture(scope="module", params=ALL18)
+def len_case(request):
+    return read_case(request.param)
+
+
+@pytest.fixture(scope="module", params=TRAIN_CASES)
+def train_case(request):
+    return read_case(request.param)
 
 
 def load_len(name) -> Model:
@@ -248,7 +264,7 @@ def is_bidir(meta) -> bool:
 
 def canonical_len(name: str) -> str:
     """As `canonical`, keeping a reverse direction's `_reverse`."""
-    m = re.search(r"(weight|bias)_(ih|hh)_l\d+(_reverse)?$", name)
+    m = re.search(r"(weight|bias)_(ih|hh|hr)_l\d+(_reverse)?$", name)
     return m.group(0) if m else canonical(name)
 
 
@@ -261,10 +277,13 @@ def saved_weights_len(model: Model, path) -> dict[str, np.ndarray]:
 
 
 def test_len_cases_are_there():
-    # The cases the brief asks for at least, so a renamed fixture does not skip silently.
+    # The cases the issue asks for at least, so a renamed fixture does not drop silently.
     for name in ("lstm_l1_len", "lstm_l2_len", "gru_lbr_l1_len", "gru_lbr_l2_len",
-                 "lstm_l1_bidir_len", "lstm_l2_bidir_len_head"):
-        assert name in LEN_CASES, name
+                 "lstm_l1_bidir_len", "lstm_l2_bidir_len_head", "rnn_tanh_l1_bidir",
+                 "gru_l2_bidir", "lstm_l2_bidir_head", "lstm_l1_proj", "lstm_l2_bidir_proj",
+                 "lstm_l1_proj_head", "lstm_l2_dropout"):
+        assert name in ALL18, name
+    assert len(ALL18) == 26 and len(TRAIN_CASES) == 25
 
 
 def test_len_forward(len_case):
@@ -304,9 +323,9 @@ def test_len_forward_state_and_final_states(len_case):
         close(s.c, data["cn_state"], f"{name} cn_state")
 
 
-def test_len_losses_through_trainer(len_case):
+def test_len_losses_through_trainer(train_case):
     # lr = 0: each step reports the loss before its (null) update.
-    name, data, meta = len_case
+    name, data, meta = train_case
     m = load_len(name)
     tr = Trainer(m, Optimizer.SGD, learning_rate=0.0)
     x, ls = data["x"], data["lengths"]
@@ -326,9 +345,9 @@ def test_len_losses_through_trainer(len_case):
 
 
 @pytest.mark.parametrize("loss", ["mse", "mse_last", "xent", "xent_last"])
-def test_len_gradients_through_one_sgd_step(len_case, tmp_path, loss):
+def test_len_gradients_through_one_sgd_step(train_case, tmp_path, loss):
     # Plain SGD with lr = 1 moves every weight by exactly its gradient.
-    name, data, meta = len_case
+    name, data, meta = train_case
     m = load_len(name)
     if loss == "mse" and is_bidir(meta):
         # The fixture's mse gradient starts from h0, a state a bidirectional model cannot
@@ -357,8 +376,8 @@ def test_len_gradients_through_one_sgd_step(len_case, tmp_path, loss):
               f"{name} grad_{loss}.{p}")
 
 
-def test_len_sgd_steps(len_case, tmp_path):
-    name, data, meta = len_case
+def test_len_sgd_steps(train_case, tmp_path):
+    name, data, meta = train_case
     assert meta["sgd"] == "lr=0.1,momentum=0.9,dampening=0,nesterov=false,weight_decay=0.01"
     m = load_len(name)
     tr = Trainer(m, Optimizer.SGD, learning_rate=0.1, momentum=0.9, weight_decay=0.01)
