@@ -33,7 +33,8 @@
  * nothing of an earlier generation changes. Version 2 added rnn_model_desc,
  * rnn_model_new_desc and rnn_model_describe, and the variable-length entry points
  * rnn_model_forward_lengths, rnn_model_forward_state_lengths,
- * rnn_trainer_step_mse_lengths and rnn_trainer_step_xent_lengths. A program built against this header runs
+ * rnn_trainer_step_mse_lengths and rnn_trainer_step_xent_lengths, and
+ * rnn_trainer_set_dropout_seed. A program built against this header runs
  * with any library whose rnn_abi_version() is at least this number: check
  * `rnn_abi_version() >= RNN_ABI_VERSION` at start-up.
  */
@@ -360,8 +361,8 @@ typedef struct rnn_model_desc {
   /**
    * In [0, 1): dropout between recurrent layers during training (PyTorch's dropout,
    * inverted: kept values scaled by 1/(1 - dropout)), 0 = none; never at inference.
-   * The masks come from the trainer's step count (seed 0), the same for any number
-   * of threads. Saved in the weight file. Not with dense layers. NaN or outside
+   * The masks come from the trainer's seed (rnn_trainer_set_dropout_seed, 0 by
+   * default) and step count, the same for any number of threads. Saved in the weight file. Not with dense layers. NaN or outside
    * [0, 1) is RNN_ERR_INVALID.
    */
   float dropout;
@@ -959,6 +960,20 @@ enum rnn_status rnn_state_set(struct rnn_state *state, const float *in, size_t l
 enum rnn_status rnn_trainer_new(struct rnn_model *model,
                                 const struct rnn_train_config *config,
                                 struct rnn_trainer **out);
+
+/**
+ * Seeds the dropout masks of the trainer's model (a model made with
+ * rnn_model_desc.dropout > 0, or loaded from a file that records dropout): step n of
+ * this trainer uses masks drawn from a hash of (seed, n), the same for any number of
+ * threads, so a run is reproducible from its seed. A new trainer's seed is 0. Without
+ * dropout the seed changes nothing.
+ * Errors: RNN_ERR_NULL (trainer).
+ * Thread safety: no other call may use the trainer at the same time.
+ *
+ * # Safety
+ * `trainer` is a live trainer handle.
+ */
+enum rnn_status rnn_trainer_set_dropout_seed(struct rnn_trainer *trainer, uint64_t seed);
 
 /**
  * Frees a trainer (not its model). NULL is a no-op.

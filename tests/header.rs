@@ -106,6 +106,7 @@ fn header_spells_the_contract() {
         "rnn_status rnn_model_forward_state_lengths(const rnn_model *model, rnn_state *state, const float *x, size_t seq_len, const uint32_t *lengths, size_t lengths_len, float *y, size_t y_len);",
         "rnn_status rnn_trainer_step_mse_lengths(rnn_trainer *trainer, rnn_state *state, const float *x, size_t batch, size_t seq_len, const uint32_t *lengths, size_t lengths_len, const float *target, size_t target_len, uint32_t targets, float *loss_out);",
         "rnn_status rnn_trainer_step_xent_lengths(rnn_trainer *trainer, rnn_state *state, const float *x, size_t batch, size_t seq_len, const uint32_t *lengths, size_t lengths_len, const int32_t *labels, size_t labels_len, uint32_t targets, float *loss_out);",
+        "rnn_status rnn_trainer_set_dropout_seed(rnn_trainer *trainer, uint64_t seed);",
     ] {
         assert!(
             squashed.contains(needle),

@@ -655,6 +655,12 @@ class Trainer {
                      labels.data(), labels.size(), targets, state);
   }
 
+  /// Seeds the dropout masks of a model with dropout between layers
+  /// (rnn_trainer_set_dropout_seed): step n uses masks from (seed, n); 0 by default.
+  void set_dropout_seed(std::uint64_t seed) {
+    detail::check(rnn_trainer_set_dropout_seed(handle_, seed), "rnn_trainer_set_dropout_seed");
+  }
+
  private:
   void check_x(std::size_t x_len, std::size_t batch, std::size_t seq_len) const {
     if (handle_ == nullptr) return;  // the C call reports RNN_ERR_NULL

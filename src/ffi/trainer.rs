@@ -60,6 +60,28 @@ pub unsafe extern "C" fn rnn_trainer_new(
     })
 }
 
+/// Seeds the dropout masks of the trainer's model (a model made with
+/// rnn_model_desc.dropout > 0, or loaded from a file that records dropout): step n of
+/// this trainer uses masks drawn from a hash of (seed, n), the same for any number of
+/// threads, so a run is reproducible from its seed. A new trainer's seed is 0. Without
+/// dropout the seed changes nothing.
+/// Errors: RNN_ERR_NULL (trainer).
+/// Thread safety: no other call may use the trainer at the same time.
+///
+/// # Safety
+/// `trainer` is a live trainer handle.
+#[no_mangle]
+pub unsafe extern "C" fn rnn_trainer_set_dropout_seed(
+    trainer: *mut rnn_trainer,
+    seed: u64,
+) -> rnn_status {
+    ffi_boundary!("rnn_trainer_set_dropout_seed", {
+        let t = try_mut!(trainer);
+        t.trainer.set_dropout_seed(seed);
+        Ok(())
+    })
+}
+
 /// Frees a trainer (not its model). NULL is a no-op.
 ///
 /// # Safety

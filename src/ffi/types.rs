@@ -137,7 +137,8 @@ pub enum rnn_targets {
 /// nothing of an earlier generation changes. Version 2 added rnn_model_desc,
 /// rnn_model_new_desc and rnn_model_describe, and the variable-length entry points
 /// rnn_model_forward_lengths, rnn_model_forward_state_lengths,
-/// rnn_trainer_step_mse_lengths and rnn_trainer_step_xent_lengths. A program built against this header runs
+/// rnn_trainer_step_mse_lengths and rnn_trainer_step_xent_lengths, and
+/// rnn_trainer_set_dropout_seed. A program built against this header runs
 /// with any library whose rnn_abi_version() is at least this number: check
 /// `rnn_abi_version() >= RNN_ABI_VERSION` at start-up.
 pub const RNN_ABI_VERSION: u32 = 2;
@@ -241,8 +242,8 @@ pub struct rnn_model_desc {
     pub proj_size: u32,
     /// In [0, 1): dropout between recurrent layers during training (PyTorch's dropout,
     /// inverted: kept values scaled by 1/(1 - dropout)), 0 = none; never at inference.
-    /// The masks come from the trainer's step count (seed 0), the same for any number
-    /// of threads. Saved in the weight file. Not with dense layers. NaN or outside
+    /// The masks come from the trainer's seed (rnn_trainer_set_dropout_seed, 0 by
+    /// default) and step count, the same for any number of threads. Saved in the weight file. Not with dense layers. NaN or outside
     /// [0, 1) is RNN_ERR_INVALID.
     pub dropout: f32,
     /// Initial LSTM forget-gate bias of a new model: 0 = PyTorch's initialisation;

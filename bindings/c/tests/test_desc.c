@@ -311,6 +311,43 @@ static void test_projection_and_dropout(void) {
     CHECK(rnn_model_output_size(m) == 3);
     run_forward(m, y, sizeof y / sizeof y[0]);
     rnn_model_free(m);
+    /* Dropout's masks follow the trainer's seed: the same seed, the same step, bit for
+       bit; another seed, other weights. */
+    {
+        rnn_model *a = NULL, *b = NULL, *c = NULL;
+        rnn_trainer *ta = NULL, *tb = NULL, *tc = NULL;
+        rnn_train_config cfg = h_adam(0.05f);
+        float x[2 * 5 * 3], target[2 * 5 * 4], loss = 0.0f, ya[2 * 5 * 4], yb[2 * 5 * 4],
+              yc[2 * 5 * 4];
+        d.proj_size = 0;
+        d.dropout = 0.5f;
+        OK(rnn_model_new_desc(&d, 9, &a));
+        OK(rnn_model_new_desc(&d, 9, &b));
+        OK(rnn_model_new_desc(&d, 9, &c));
+        OK(rnn_trainer_new(a, &cfg, &ta));
+        OK(rnn_trainer_new(b, &cfg, &tb));
+        OK(rnn_trainer_new(c, &cfg, &tc));
+        OK(rnn_trainer_set_dropout_seed(tb, 0));
+        OK(rnn_trainer_set_dropout_seed(tc, 7));
+        FAILS(rnn_trainer_set_dropout_seed(NULL, 1), RNN_ERR_NULL, "trainer");
+        h_fill_rand(x, 2 * 5 * 3, 3);
+        h_fill_rand(target, 2 * 5 * 4, 4);
+        OK(rnn_trainer_step_mse(ta, NULL, x, 2, 5, target, 2 * 5 * 4, RNN_TARGETS_EVERY_STEP, &loss));
+        OK(rnn_trainer_step_mse(tb, NULL, x, 2, 5, target, 2 * 5 * 4, RNN_TARGETS_EVERY_STEP, &loss));
+        OK(rnn_trainer_step_mse(tc, NULL, x, 2, 5, target, 2 * 5 * 4, RNN_TARGETS_EVERY_STEP, &loss));
+        run_forward(a, ya, sizeof ya / sizeof ya[0]);
+        run_forward(b, yb, sizeof yb / sizeof yb[0]);
+        run_forward(c, yc, sizeof yc / sizeof yc[0]);
+        CHECK(memcmp(ya, yb, sizeof ya) == 0);
+        CHECK(memcmp(ya, yc, sizeof ya) != 0);
+        rnn_trainer_free(ta);
+        rnn_trainer_free(tb);
+        rnn_trainer_free(tc);
+        rnn_model_free(a);
+        rnn_model_free(b);
+        rnn_model_free(c);
+        d.dropout = 0.25f;
+    }
     BAD((d.cell = RNN_CELL_GRU, d.proj_size = 2), "proj_size");
     BAD(d.proj_size = 4, "proj_size");
     BAD((d.dropout = 0.5f, d.num_pre = 1, d.pre[0] = dense(2, RNN_ACT_TANH)), "dropout");

@@ -210,6 +210,22 @@ TEST(desc_bidirectional) {
   CHECK_STATUS(rnncore::State(m, 1), RNN_ERR_INVALID);
 }
 
+TEST(dropout_seed) {
+  auto d = rnncore::ModelDesc(RNN_CELL_LSTM, 3, 4, 2).dropout(0.5f);
+  auto x = ramp(2 * 5 * 3, 1);
+  auto target = ramp(2 * 5 * 4, 2);
+  std::vector<std::vector<float>> outs;
+  for (int seed : {-1, 0, 7}) {
+    rnncore::Model m(d, 9);
+    rnncore::Trainer t(m, rnncore::make_train_config(RNN_OPT_ADAM, 0.05f));
+    if (seed >= 0) t.set_dropout_seed(static_cast<std::uint64_t>(seed));
+    t.step_mse(x, 2, 5, target);
+    outs.push_back(m.forward(x, 2, 5));
+  }
+  CHECK(bit_equal(outs[0], outs[1]));
+  CHECK(!bit_equal(outs[0], outs[2]));
+}
+
 TEST(desc_layered_round_trip) {
   auto d = rnncore::ModelDesc(RNN_CELL_LSTM, 2, 6)
                .pre(5, RNN_ACT_TANH)

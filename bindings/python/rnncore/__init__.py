@@ -929,6 +929,16 @@ class Trainer:
     def closed(self) -> bool:
         return not self._h
 
+    def set_dropout_seed(self, seed: int) -> None:
+        """Seeds the dropout masks (a model with dropout between layers): step n uses
+        masks from a hash of (seed, n), the same on any number of threads; 0 for a new
+        trainer (rnn_trainer_set_dropout_seed)."""
+        if not 0 <= int(seed) < 2**64:
+            raise _invalid(f"seed is {seed}, expected 0..2**64")
+        with self._lock:
+            _check(lib.rnn_trainer_set_dropout_seed(self._h, int(seed)),
+                   "rnn_trainer_set_dropout_seed")
+
     def _run(self, fn, name, x, state, arr, arr_ptr, targets, lengths=None) -> float:
         model = self.model
         x = _as_array(x, np.float32, "x")

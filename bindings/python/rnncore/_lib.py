@@ -203,6 +203,7 @@ FUNCTIONS: dict[str, tuple[object, list[object]]] = {
         [TrainerP, StateP, FloatP, c_size_t, c_size_t, Uint32P, c_size_t,
          Int32P, c_size_t, c_uint32, FloatP],
     ),
+    "rnn_trainer_set_dropout_seed": (c_status, [TrainerP, c_uint64]),
 }
 
 # ---------------------------------------------------------------------------------------

@@ -214,3 +214,20 @@ def test_struct_size_is_set_and_checked():
     assert lib.rnn_model_new_desc(p, 1, ctypes.byref(out)) == Status.ERR_INVALID
     assert b"byte 399" in lib.rnn_last_error()
     assert not out  # nothing written
+
+
+def test_dropout_masks_follow_the_trainer_seed():
+    from rnncore import Trainer
+
+    x = np.linspace(-1, 1, 2 * 5 * 3, dtype=np.float32).reshape(2, 5, 3)
+    target = np.linspace(1, -1, 2 * 5 * 4, dtype=np.float32).reshape(2, 5, 4)
+    outs = []
+    for seed in (None, 0, 7):
+        m = Model.new_desc("lstm", 3, 4, num_layers=2, dropout=0.5, seed=9)
+        tr = Trainer(m, "adam", learning_rate=0.05)
+        if seed is not None:
+            tr.set_dropout_seed(seed)
+        tr.step_mse(x, target)
+        outs.append(m.forward(x))
+    assert np.array_equal(outs[0], outs[1])  # the default seed is 0
+    assert not np.array_equal(outs[0], outs[2])
