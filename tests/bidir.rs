@@ -19,19 +19,6 @@ fn bidir_configs(i: usize, h: usize) -> Vec<ModelConfig> {
         .collect()
 }
 
-fn f64s(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&a| a as f64).collect()
-}
-
-/// Largest `|a - b|` over f32 against f64.
-fn max_err(a: &[f32], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(&x, &y)| (x as f64 - y).abs())
-        .fold(0.0, f64::max)
-}
-
 /// Runs `forward_with_state_lengths` into NaN-filled buffers and checks outputs and
 /// final state against the reference (outputs without activation: identity heads).
 fn check_forward(cfg: ModelConfig, batch: usize, t: usize, lengths: Option<&[usize]>, seed: u64) {
@@ -345,45 +332,6 @@ fn bidirectional_models_round_trip_through_safetensors() {
     assert_eq!(meta.metadata().clone().unwrap()["bidirectional"], "false");
 }
 
-/// A file as `safetensors.torch.save_file(module.state_dict())` writes it: the tensors
-/// by name, no metadata.
-fn plain_file(
-    model: &Model,
-    prefix: &str,
-    head: &str,
-    meta: Option<Vec<(String, String)>>,
-) -> Vec<u8> {
-    use safetensors::tensor::{Dtype, TensorView};
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = model
-        .layout()
-        .entries()
-        .iter()
-        .map(|e| {
-            let name = match e.name.strip_prefix("head.") {
-                Some(f) => format!("{head}.{f}"),
-                None => format!("{prefix}{}", e.name),
-            };
-            let v = &model.parameters()[e.offset..e.offset + e.len];
-            (
-                name,
-                e.shape.clone(),
-                v.iter().flat_map(|f| f.to_le_bytes()).collect(),
-            )
-        })
-        .collect();
-    let views: Vec<(String, TensorView<'_>)> = bytes
-        .iter()
-        .map(|(n, s, b)| {
-            (
-                n.clone(),
-                TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
-            )
-        })
-        .collect();
-    let meta = meta.map(|m| m.into_iter().collect());
-    safetensors::serialize(views, meta).unwrap()
-}
-
 #[test]
 fn pytorch_files_with_reverse_tensors_load_without_metadata() {
     // The cells the shapes decide (relu RNN and the notes' GRU need the `cell` key).
@@ -609,43 +557,25 @@ impl Fd {
             let num: Vec<f64> = (e.offset..e.offset + e.len)
                 .map(|i| fd(&p, i, |v| self.reference_loss(v, &x, &init)))
                 .collect();
-            compare(
+            compare_fd(
                 &format!("{name} {}", e.name),
                 &num,
                 &g.params[e.offset..e.offset + e.len],
+                false,
             );
         }
         let num: Vec<f64> = (0..x.len())
             .map(|i| fd(&x, i, |v| self.reference_loss(&p, v, &init)))
             .collect();
-        compare(&format!("{name} x"), &num, &g.inputs);
+        compare_fd(&format!("{name} x"), &num, &g.inputs, false);
         let num: Vec<f64> = (0..init.len())
             .map(|i| fd(&init, i, |v| self.reference_loss(&p, &x, v)))
             .collect();
-        compare(&format!("{name} initial state"), &num, &g.initial_state);
-    }
-}
-
-/// Central difference of `f` in coordinate `i` of `v`.
-fn fd(v: &[f64], i: usize, f: impl Fn(&[f64]) -> f64) -> f64 {
-    let eps = 1e-5;
-    let mut w = v.to_vec();
-    w[i] = v[i] + eps;
-    let up = f(&w);
-    w[i] = v[i] - eps;
-    let down = f(&w);
-    (up - down) / (2.0 * eps)
-}
-
-/// f32 gradients within 1e-4 of the tensor's largest magnitude (plus 1e-6) of the
-/// finite differences. Also fails on a tensor whose gradient is wrongly all zero.
-fn compare(name: &str, num: &[f64], ana: &[f32]) {
-    assert_eq!(num.len(), ana.len(), "{name}");
-    let scale = num.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    for (i, (&n, &a)) in num.iter().zip(ana).enumerate() {
-        assert!(
-            (n - a as f64).abs() <= 1e-4 * scale + 1e-6,
-            "{name}[{i}]: finite difference {n}, backward {a}"
+        compare_fd(
+            &format!("{name} initial state"),
+            &num,
+            &g.initial_state,
+            false,
         );
     }
 }

@@ -14,35 +14,6 @@ use rnncore::{
 const B: usize = 3;
 const T: usize = 4;
 
-fn f64s(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&a| a as f64).collect()
-}
-
-fn fd(v: &[f64], i: usize, f: impl Fn(&[f64]) -> f64) -> f64 {
-    let eps = 1e-5;
-    let mut w = v.to_vec();
-    w[i] = v[i] + eps;
-    let up = f(&w);
-    w[i] = v[i] - eps;
-    let down = f(&w);
-    (up - down) / (2.0 * eps)
-}
-
-fn compare(name: &str, num: &[f64], ana: &[f32]) {
-    assert_eq!(num.len(), ana.len(), "{name}");
-    let scale = num.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    assert!(
-        scale > 1e-3,
-        "{name}: the gradient is (nearly) zero: {scale}"
-    );
-    for (i, (&n, &a)) in num.iter().zip(ana).enumerate() {
-        assert!(
-            (n - a as f64).abs() <= 1e-4 * scale + 1e-6,
-            "{name}[{i}]: finite difference {n}, backward {a}"
-        );
-    }
-}
-
 /// Models with dropout worth checking: plain stacks (which infer on the packed stack and
 /// train layer by layer), bidirectional, with projections, with a head.
 fn dropout_configs() -> Vec<ModelConfig> {
@@ -102,20 +73,26 @@ fn fd_check(cfg: ModelConfig, p: f32, lengths: Option<&[usize]>, with_final: boo
         let num: Vec<f64> = (e.offset..e.offset + e.len)
             .map(|i| fd(&p64, i, |q| loss(q, &xf, &sf)))
             .collect();
-        compare(
+        compare_fd(
             &format!("{name} {}", e.name),
             &num,
             &g.params[e.offset..e.offset + e.len],
+            true,
         );
     }
     let num: Vec<f64> = (0..xf.len())
         .map(|i| fd(&xf, i, |q| loss(&p64, q, &sf)))
         .collect();
-    compare(&format!("{name} x"), &num, &g.inputs);
+    compare_fd(&format!("{name} x"), &num, &g.inputs, true);
     let num: Vec<f64> = (0..sf.len())
         .map(|i| fd(&sf, i, |q| loss(&p64, &xf, q)))
         .collect();
-    compare(&format!("{name} initial state"), &num, &g.initial_state);
+    compare_fd(
+        &format!("{name} initial state"),
+        &num,
+        &g.initial_state,
+        true,
+    );
 }
 
 #[test]

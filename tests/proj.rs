@@ -30,18 +30,6 @@ fn proj_configs(i: usize, h: usize, p: usize) -> Vec<ModelConfig> {
     v
 }
 
-fn f64s(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&a| a as f64).collect()
-}
-
-fn max_err(a: &[f32], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(&x, &y)| (x as f64 - y).abs())
-        .fold(0.0, f64::max)
-}
-
 #[test]
 fn shapes_follow_pytorch() {
     let cfg = ModelConfig::new(CellKind::Lstm, 3, 6, 2)
@@ -232,31 +220,6 @@ fn reset_stream_clears_h_and_c_of_one_stream() {
 const B: usize = 3;
 const T: usize = 4;
 
-fn fd(v: &[f64], i: usize, f: impl Fn(&[f64]) -> f64) -> f64 {
-    let eps = 1e-5;
-    let mut w = v.to_vec();
-    w[i] = v[i] + eps;
-    let up = f(&w);
-    w[i] = v[i] - eps;
-    let down = f(&w);
-    (up - down) / (2.0 * eps)
-}
-
-fn compare(name: &str, num: &[f64], ana: &[f32]) {
-    assert_eq!(num.len(), ana.len(), "{name}");
-    let scale = num.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    assert!(
-        scale > 1e-3,
-        "{name}: the gradient is (nearly) zero: {scale}"
-    );
-    for (i, (&n, &a)) in num.iter().zip(ana).enumerate() {
-        assert!(
-            (n - a as f64).abs() <= 1e-4 * scale + 1e-6,
-            "{name}[{i}]: finite difference {n}, backward {a}"
-        );
-    }
-}
-
 /// `Σ w·out + Σ v·final` from the reference and from the f32 backward: every tensor,
 /// the input and the initial state.
 fn fd_check(cfg: ModelConfig, lengths: Option<&[usize]>, seed: u64) {
@@ -284,20 +247,26 @@ fn fd_check(cfg: ModelConfig, lengths: Option<&[usize]>, seed: u64) {
         let num: Vec<f64> = (e.offset..e.offset + e.len)
             .map(|i| fd(&p, i, |q| loss(q, &xf, &sf)))
             .collect();
-        compare(
+        compare_fd(
             &format!("{name} {}", e.name),
             &num,
             &g.params[e.offset..e.offset + e.len],
+            true,
         );
     }
     let num: Vec<f64> = (0..xf.len())
         .map(|i| fd(&xf, i, |q| loss(&p, q, &sf)))
         .collect();
-    compare(&format!("{name} x"), &num, &g.inputs);
+    compare_fd(&format!("{name} x"), &num, &g.inputs, true);
     let num: Vec<f64> = (0..sf.len())
         .map(|i| fd(&sf, i, |q| loss(&p, &xf, q)))
         .collect();
-    compare(&format!("{name} initial state"), &num, &g.initial_state);
+    compare_fd(
+        &format!("{name} initial state"),
+        &num,
+        &g.initial_state,
+        true,
+    );
 }
 
 #[test]
@@ -361,38 +330,6 @@ fn trainer_steps_apply_the_backward_gradients_and_learn() {
 // Weight files and bad input
 // ---------------------------------------------------------------------------------
 
-/// A file as `safetensors.torch.save_file(module.state_dict())` writes it.
-fn plain_file(model: &Model, prefix: &str) -> Vec<u8> {
-    use safetensors::tensor::{Dtype, TensorView};
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = model
-        .layout()
-        .entries()
-        .iter()
-        .map(|e| {
-            let name = match e.name.starts_with("head.") {
-                true => e.name.clone(),
-                false => format!("{prefix}{}", e.name),
-            };
-            let v = &model.parameters()[e.offset..e.offset + e.len];
-            (
-                name,
-                e.shape.clone(),
-                v.iter().flat_map(|f| f.to_le_bytes()).collect(),
-            )
-        })
-        .collect();
-    let views: Vec<(String, TensorView<'_>)> = bytes
-        .iter()
-        .map(|(n, s, b)| {
-            (
-                n.clone(),
-                TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
-            )
-        })
-        .collect();
-    safetensors::serialize(views, None).unwrap()
-}
-
 #[test]
 fn weight_files_round_trip_and_pytorch_files_load_without_metadata() {
     for cfg in proj_configs(3, 5, 2) {
@@ -409,7 +346,7 @@ fn weight_files_round_trip_and_pytorch_files_load_without_metadata() {
             bits(&model.forward(&x, 2, 3).unwrap())
         );
         for prefix in ["", "lstm."] {
-            let back = Model::from_safetensors(&plain_file(&model, prefix)).unwrap();
+            let back = Model::from_safetensors(&plain_file(&model, prefix, "head", None)).unwrap();
             assert_eq!(*back.config(), cfg, "{prefix}");
             assert_eq!(bits(back.parameters()), bits(model.parameters()));
         }
@@ -418,7 +355,7 @@ fn weight_files_round_trip_and_pytorch_files_load_without_metadata() {
     let model = Model::new(proj_configs(3, 5, 2)[0], 1).unwrap();
     let meta = vec![("proj_size", "0")];
     let err = Model::from_safetensors(&{
-        let mut bytes = plain_file(&model, "");
+        let mut bytes = plain_file(&model, "", "head", None);
         let (_, m) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
         assert!(m.metadata().is_none());
         bytes = rewrite_with_metadata(&model, &meta);

@@ -43,3 +43,86 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// `v` widened to f64.
+pub fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&a| a as f64).collect()
+}
+
+/// Largest `|a - b|` over f32 against f64.
+pub fn max_err(a: &[f32], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y).abs())
+        .fold(0.0, f64::max)
+}
+
+/// The central finite difference of `f` in coordinate `i` of `v` (step 1e-5).
+pub fn fd(v: &[f64], i: usize, f: impl Fn(&[f64]) -> f64) -> f64 {
+    let eps = 1e-5;
+    let mut w = v.to_vec();
+    w[i] = v[i] + eps;
+    let up = f(&w);
+    w[i] = v[i] - eps;
+    let down = f(&w);
+    (up - down) / (2.0 * eps)
+}
+
+/// A backward gradient `ana` against finite differences `num`: within 1e-4 of the
+/// largest magnitude (plus 1e-6). With `nonzero`, the gradient must also not vanish
+/// (a check of nothing would pass).
+pub fn compare_fd(name: &str, num: &[f64], ana: &[f32], nonzero: bool) {
+    assert_eq!(num.len(), ana.len(), "{name}");
+    let scale = num.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    assert!(
+        !nonzero || scale > 1e-3,
+        "{name}: the gradient is (nearly) zero: {scale}"
+    );
+    for (i, (&n, &a)) in num.iter().zip(ana).enumerate() {
+        assert!(
+            (n - a as f64).abs() <= 1e-4 * scale + 1e-6,
+            "{name}[{i}]: finite difference {n}, backward {a}"
+        );
+    }
+}
+
+/// A file as `safetensors.torch.save_file(module.state_dict())` writes it: the model's
+/// tensors by name, the recurrent ones behind `prefix` (`""`, `"lstm."`), the head's
+/// under `head` instead of `head.` (`"fc"`), with `meta` as its metadata or none.
+pub fn plain_file(
+    model: &rnncore::Model,
+    prefix: &str,
+    head: &str,
+    meta: Option<Vec<(String, String)>>,
+) -> Vec<u8> {
+    use safetensors::tensor::{Dtype, TensorView};
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = model
+        .layout()
+        .entries()
+        .iter()
+        .map(|e| {
+            let name = match e.name.strip_prefix("head.") {
+                Some(f) => format!("{head}.{f}"),
+                None => format!("{prefix}{}", e.name),
+            };
+            let v = &model.parameters()[e.offset..e.offset + e.len];
+            (
+                name,
+                e.shape.clone(),
+                v.iter().flat_map(|f| f.to_le_bytes()).collect(),
+            )
+        })
+        .collect();
+    let views: Vec<(String, TensorView<'_>)> = bytes
+        .iter()
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    let meta = meta.map(|m| m.into_iter().collect());
+    safetensors::serialize(views, meta).unwrap()
+}
