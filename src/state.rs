@@ -333,6 +333,7 @@ impl Model {
     /// Runs a block of `seq_len` timesteps (`<= state.max_block()`) from `state` and leaves
     /// the final state in it. `x` is `[batch][seq_len][input_size]`, `y` receives
     /// `[batch][seq_len][output_size]`. No allocation, no lock. On error nothing changes.
+    #[inline]
     pub fn forward_state(
         &self,
         state: &mut State,
@@ -416,7 +417,7 @@ impl Model {
     /// against its block, the lengths of `x` and `y`), which the caller has made: the C
     /// ABI checks the same things once, with its own messages, and a per-sample call
     /// should not pay for them twice. Refuses non-finite input; nothing changes on error.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn forward_state_shaped(
         &self,
         state: &mut State,
