@@ -1,4 +1,4 @@
-/* The contract of API.md, function by function: NULLs, wrong lengths, overflowing sizes,
+/* The contract of API.md (and ABI 2's additions), function by function: NULLs, wrong lengths, overflowing sizes,
    out-of-range enums, NaN/Inf, labels out of range, a state of another model, blocks
    longer than max_block. Each call must return its documented status, leave a message
    naming the argument in rnn_last_error(), and change nothing the caller owns: output
@@ -392,6 +392,106 @@ static void test_threads_setting(void) {
     CHECK(rnn_get_num_threads() == before);
 }
 
+/* ABI 2's lengths variants: the same contract as their siblings, plus `lengths`. */
+static void test_lengths_functions(void) {
+    enum { N = B * T * OUT };
+    uint32_t ls[B] = {T, 1}, bad0[B] = {T, 0}, big[B] = {T, T + 1};
+    float y[N + 8], x[B * T * IN], before[2 * 2 * B * HID], now[2 * 2 * B * HID];
+    float target[B * T * OUT], loss = SENTINEL;
+    int32_t labels[B * T] = {0, 1, 2, 3, 0, 1};
+    rnn_train_config tc = h_adam(0.05f);
+    rnn_trainer *tr = NULL;
+    size_t n;
+    memcpy(x, g_x, sizeof x);
+    h_fill(y, N + 8, SENTINEL);
+    h_fill_rand(target, N, 4);
+
+    FAILS(rnn_model_forward_lengths(NULL, x, B, T, ls, B, y, N), RNN_ERR_NULL, "model");
+    FAILS(rnn_model_forward_lengths(g_model, NULL, B, T, ls, B, y, N), RNN_ERR_NULL, "x");
+    FAILS(rnn_model_forward_lengths(g_model, x, B, T, NULL, B, y, N), RNN_ERR_NULL, "lengths");
+    FAILS(rnn_model_forward_lengths(g_model, x, B, T, ls, B, NULL, N), RNN_ERR_NULL, "y");
+    FAILS(rnn_model_forward_lengths(g_model, x, B, T, ls, B - 1, y, N), RNN_ERR_INVALID, "lengths");
+    FAILS(rnn_model_forward_lengths(g_model, x, B, T, bad0, B, y, N), RNN_ERR_INVALID, "lengths");
+    FAILS(rnn_model_forward_lengths(g_model, x, B, T, big, B, y, N), RNN_ERR_INVALID, "lengths");
+    FAILS(rnn_model_forward_lengths(g_model, x, B, T, ls, B, y, N - 1), RNN_ERR_INVALID, "y_len");
+    FAILS(rnn_model_forward_lengths(g_model, x, SIZE_MAX, T, ls, B, y, N), RNN_ERR_INVALID, "batch");
+    FAILS(rnn_model_forward_lengths(g_model, x, B, 0, ls, B, y, 0), RNN_ERR_INVALID, "seq_len");
+    x[0] = NAN;
+    FAILS(rnn_model_forward_lengths(g_model, x, B, T, ls, B, y, N), RNN_ERR_NONFINITE, "x");
+    x[0] = g_x[0];
+    CHECK(h_all_eq(y, N + 8, SENTINEL));
+
+    n = snapshot(g_state, before);
+    FAILS(rnn_model_forward_state_lengths(NULL, g_state, x, T, ls, B, y, N), RNN_ERR_NULL, "model");
+    FAILS(rnn_model_forward_state_lengths(g_model, NULL, x, T, ls, B, y, N), RNN_ERR_NULL, "state");
+    FAILS(rnn_model_forward_state_lengths(g_model, g_state, x, T, NULL, B, y, N), RNN_ERR_NULL,
+          "lengths");
+    FAILS(rnn_model_forward_state_lengths(g_model, g_state, x, T, ls, B + 1, y, N),
+          RNN_ERR_INVALID, "lengths");
+    FAILS(rnn_model_forward_state_lengths(g_model, g_state, x, T, big, B, y, N), RNN_ERR_INVALID,
+          "lengths");
+    FAILS(rnn_model_forward_state_lengths(g_model, g_state, x, T, ls, B, y, N + 1),
+          RNN_ERR_INVALID, "y_len");
+    x[1] = INFINITY;
+    FAILS(rnn_model_forward_state_lengths(g_model, g_state, x, T, ls, B, y, N), RNN_ERR_NONFINITE,
+          "x");
+    x[1] = g_x[1];
+    CHECK(h_all_eq(y, N + 8, SENTINEL));
+    CHECK(snapshot(g_state, now) == n && memcmp(before, now, n * sizeof(float)) == 0);
+
+    OK(rnn_trainer_new(g_model, &tc, &tr));
+    if (!tr) return;
+    FAILS(rnn_trainer_step_mse_lengths(NULL, NULL, x, B, T, ls, B, target, N, 0, &loss),
+          RNN_ERR_NULL, "trainer");
+    FAILS(rnn_trainer_step_mse_lengths(tr, NULL, x, B, T, NULL, B, target, N, 0, &loss),
+          RNN_ERR_NULL, "lengths");
+    FAILS(rnn_trainer_step_mse_lengths(tr, NULL, x, B, T, bad0, B, target, N, 0, &loss),
+          RNN_ERR_INVALID, "lengths");
+    FAILS(rnn_trainer_step_mse_lengths(tr, NULL, x, B, T, ls, 1, target, N, 0, &loss),
+          RNN_ERR_INVALID, "lengths");
+    FAILS(rnn_trainer_step_mse_lengths(tr, NULL, x, B, T, ls, B, target, N - 1, 0, &loss),
+          RNN_ERR_INVALID, "target_len");
+    target[0] = NAN;
+    FAILS(rnn_trainer_step_mse_lengths(tr, NULL, x, B, T, ls, B, target, N, 0, &loss),
+          RNN_ERR_NONFINITE, "target");
+    FAILS(rnn_trainer_step_xent_lengths(NULL, NULL, x, B, T, ls, B, labels, B * T, 0, &loss),
+          RNN_ERR_NULL, "trainer");
+    FAILS(rnn_trainer_step_xent_lengths(tr, NULL, x, B, T, big, B, labels, B * T, 0, &loss),
+          RNN_ERR_INVALID, "lengths");
+    labels[0] = OUT;
+    FAILS(rnn_trainer_step_xent_lengths(tr, NULL, x, B, T, ls, B, labels, B * T, 0, &loss),
+          RNN_ERR_INVALID, "labels");
+    FAILS(rnn_trainer_set_dropout_seed(NULL, 3), RNN_ERR_NULL, "trainer");
+    CHECK(loss == SENTINEL);
+    CHECK(model_unchanged(g_model));
+    rnn_trainer_free(tr);
+}
+
+/* ABI 2's model description: NULLs and a garbage struct_size, nothing written. */
+static void test_desc_functions(void) {
+    rnn_model_desc d;
+    rnn_model *const untouched = (rnn_model *)&d;
+    rnn_model *out = untouched;
+    memset(&d, 0, sizeof d);
+    d.struct_size = sizeof d;
+    d.cell = RNN_CELL_LSTM;
+    d.input_size = IN;
+    d.hidden_size = HID;
+    d.num_layers = 1;
+    FAILS(rnn_model_new_desc(NULL, 1, &out), RNN_ERR_NULL, "desc");
+    FAILS(rnn_model_new_desc(&d, 1, NULL), RNN_ERR_NULL, "out");
+    d.struct_size = 0xFFFFFFFFu;
+    FAILS(rnn_model_new_desc(&d, 1, &out), RNN_ERR_INVALID, "struct_size");
+    d.struct_size = 4;
+    FAILS(rnn_model_new_desc(&d, 1, &out), RNN_ERR_INVALID, "struct_size");
+    CHECK(out == untouched);
+    FAILS(rnn_model_describe(NULL, &d), RNN_ERR_NULL, "model");
+    FAILS(rnn_model_describe(g_model, NULL), RNN_ERR_NULL, "desc");
+    d.struct_size = 4;
+    FAILS(rnn_model_describe(g_model, &d), RNN_ERR_INVALID, "struct_size");
+    CHECK(d.struct_size == 4 && d.cell == RNN_CELL_LSTM && d.input_size == IN);
+}
+
 int main(void) {
     setup();
     RUN(test_last_error_is_per_call_and_never_null);
@@ -406,6 +506,8 @@ int main(void) {
     RUN(test_trainer_steps);
     RUN(test_load_save_arguments);
     RUN(test_threads_setting);
+    RUN(test_lengths_functions);
+    RUN(test_desc_functions);
     rnn_state_free(g_state);
     rnn_model_free(g_model);
     return SUMMARY();
