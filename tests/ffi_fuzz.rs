@@ -294,3 +294,80 @@ fn random_forward_and_step_calls_get_the_contract_status() {
 fn crate_bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
+
+/// `rnn_model_forward_lengths` with random `lengths` (count right or off by one, values
+/// 0..=seq_len + 1, NULL): OK exactly when every length is in 1..=seq_len and there is
+/// one per sequence, RNN_ERR_NULL / RNN_ERR_INVALID otherwise with `y` untouched; on
+/// success the outputs are finite up to each length and zero past it.
+#[test]
+fn random_lengths_get_the_contract_status() {
+    let mut r = Rng::new(1818);
+    for case in 0..40 {
+        let cfg = rnn_config {
+            cell: r.below(5) as u32,
+            input_size: small(&mut r),
+            hidden_size: small(&mut r),
+            num_layers: 1 + r.below(2) as u32,
+            output_size: r.below(3) as u32,
+            output_activation: 0,
+        };
+        let mut model: *mut rnn_model = ptr::null_mut();
+        // SAFETY: valid arguments.
+        assert_eq!(
+            unsafe { rnn_model_new(&cfg, case, &mut model) },
+            rnn_status::RNN_OK
+        );
+        // SAFETY: live handle.
+        let o = unsafe { rnn_model_output_size(model) };
+        let i = cfg.input_size as usize;
+        for call in 0..50 {
+            let (batch, seq) = (1 + r.below(3), 1 + r.below(4));
+            let count = match r.below(6) {
+                0 => batch + 1,
+                1 => batch - 1,
+                _ => batch,
+            };
+            let lengths: Vec<u32> = (0..count).map(|_| r.below(seq + 2) as u32).collect();
+            let null = r.below(15) == 0;
+            let x: Vec<f32> = (0..batch * seq * i).map(|k| (k % 5) as f32 * 0.1).collect();
+            let mut y = vec![-3.5f32; batch * seq * o];
+            let lp = if null { ptr::null() } else { lengths.as_ptr() };
+            // SAFETY: x and y hold batch * seq * (i | o) floats, lengths `count` (or NULL).
+            let st = unsafe {
+                rnn_model_forward_lengths(
+                    model,
+                    x.as_ptr(),
+                    batch,
+                    seq,
+                    lp,
+                    count,
+                    y.as_mut_ptr(),
+                    y.len(),
+                )
+            };
+            let valid = count == batch && lengths.iter().all(|&n| (1..=seq as u32).contains(&n));
+            let what = format!("case {case} call {call}: {cfg:?} B{batch} T{seq} {lengths:?}");
+            let allowed: &[rnn_status] = match (null, valid) {
+                (true, _) => &[rnn_status::RNN_ERR_NULL],
+                (false, true) => &[rnn_status::RNN_OK],
+                (false, false) => &[rnn_status::RNN_ERR_INVALID],
+            };
+            expect(&what, st, allowed);
+            if st != rnn_status::RNN_OK {
+                assert!(y.iter().all(|&v| v == -3.5), "{what}: y written on failure");
+                continue;
+            }
+            for (b, &n) in lengths.iter().enumerate() {
+                let row = &y[b * seq * o..(b + 1) * seq * o];
+                let (valid_part, padding) = row.split_at(n as usize * o);
+                assert!(valid_part.iter().all(|v| v.is_finite()), "{what}");
+                assert!(
+                    padding.iter().all(|&v| v == 0.0),
+                    "{what}: padding not zero"
+                );
+            }
+        }
+        // SAFETY: live handle, freed once.
+        unsafe { rnn_model_free(model) };
+    }
+}
