@@ -135,23 +135,12 @@ pub unsafe extern "C" fn rnn_trainer_step_mse(
     ffi_boundary!("rnn_trainer_step_mse", {
         let t = try_mut!(trainer);
         check_null!(x, target, loss_out);
-        // SAFETY: the trainer's model is alive and used by nothing else during the step
-        // (lifetime rule of rnn_trainer_new); `state` is NULL or a live handle (contract).
-        let (model, state) = unsafe { parts(t.model, state) };
-        let targets = targets_arg(targets)?;
-        let width = model.output_size();
-        // SAFETY: x non-NULL (checked), batch * seq_len * input_size floats readable (contract).
-        let xs = unsafe { x_slice(model, x, batch, seq_len) }?;
-        let count = target_count(batch, seq_len, targets, width)?;
-        check_len("target_len", target_len, count, target_shape(targets))?;
-        // SAFETY: non-NULL (checked), `target_len` floats readable (contract).
-        let ts = unsafe { in_slice(target, target_len, "target") }?;
-        let loss = t
-            .trainer
-            .step_mse(model, state, xs, batch, seq_len, ts, targets)?;
-        // SAFETY: non-NULL (checked), writable (contract).
-        unsafe { write_out(loss_out, loss) };
-        Ok(())
+        // SAFETY: the caller's contract, pointers checked non-NULL above.
+        unsafe {
+            step_mse(
+                t, state, x, batch, seq_len, None, target, target_len, targets, loss_out,
+            )
+        }
     })
 }
 
@@ -182,21 +171,12 @@ pub unsafe extern "C" fn rnn_trainer_step_xent(
     ffi_boundary!("rnn_trainer_step_xent", {
         let t = try_mut!(trainer);
         check_null!(x, labels, loss_out);
-        // SAFETY: as in rnn_trainer_step_mse.
-        let (model, state) = unsafe { parts(t.model, state) };
-        let targets = targets_arg(targets)?;
-        // SAFETY: x non-NULL (checked), batch * seq_len * input_size floats readable (contract).
-        let xs = unsafe { x_slice(model, x, batch, seq_len) }?;
-        let count = target_count(batch, seq_len, targets, 1)?;
-        check_len("labels_len", labels_len, count, label_shape(targets))?;
-        // SAFETY: non-NULL (checked), `labels_len` int32s readable (contract).
-        let ls = unsafe { in_slice(labels, labels_len, "labels") }?;
-        let loss = t
-            .trainer
-            .step_cross_entropy(model, state, xs, batch, seq_len, ls, targets)?;
-        // SAFETY: non-NULL (checked), writable (contract).
-        unsafe { write_out(loss_out, loss) };
-        Ok(())
+        // SAFETY: the caller's contract, pointers checked non-NULL above.
+        unsafe {
+            step_xent(
+                t, state, x, batch, seq_len, None, labels, labels_len, targets, loss_out,
+            )
+        }
     })
 }
 
@@ -235,31 +215,13 @@ pub unsafe extern "C" fn rnn_trainer_step_mse_lengths(
     ffi_boundary!("rnn_trainer_step_mse_lengths", {
         let t = try_mut!(trainer);
         check_null!(x, lengths, target, loss_out);
-        // SAFETY: as in rnn_trainer_step_mse.
-        let (model, state) = unsafe { parts(t.model, state) };
-        let targets = targets_arg(targets)?;
-        let width = model.output_size();
-        // SAFETY: x non-NULL (checked), batch * seq_len * input_size floats readable (contract).
-        let xs = unsafe { x_slice(model, x, batch, seq_len) }?;
-        // SAFETY: non-NULL (checked), `lengths_len` uint32s readable (contract).
-        let ls = unsafe { lengths_arg(lengths, lengths_len, batch, seq_len, "batch") }?;
-        let count = target_count(batch, seq_len, targets, width)?;
-        check_len("target_len", target_len, count, target_shape(targets))?;
-        // SAFETY: non-NULL (checked), `target_len` floats readable (contract).
-        let ts = unsafe { in_slice(target, target_len, "target") }?;
-        let loss = t.trainer.step_mse_lengths(
-            model,
-            state,
-            xs,
-            batch,
-            seq_len,
-            ls.as_deref(),
-            ts,
-            targets,
-        )?;
-        // SAFETY: non-NULL (checked), writable (contract).
-        unsafe { write_out(loss_out, loss) };
-        Ok(())
+        let ls = Some((lengths, lengths_len));
+        // SAFETY: the caller's contract, pointers checked non-NULL above.
+        unsafe {
+            step_mse(
+                t, state, x, batch, seq_len, ls, target, target_len, targets, loss_out,
+            )
+        }
     })
 }
 
@@ -290,31 +252,117 @@ pub unsafe extern "C" fn rnn_trainer_step_xent_lengths(
     ffi_boundary!("rnn_trainer_step_xent_lengths", {
         let t = try_mut!(trainer);
         check_null!(x, lengths, labels, loss_out);
-        // SAFETY: as in rnn_trainer_step_mse.
-        let (model, state) = unsafe { parts(t.model, state) };
-        let targets = targets_arg(targets)?;
-        // SAFETY: x non-NULL (checked), batch * seq_len * input_size floats readable (contract).
-        let xs = unsafe { x_slice(model, x, batch, seq_len) }?;
-        // SAFETY: non-NULL (checked), `lengths_len` uint32s readable (contract).
-        let ls = unsafe { lengths_arg(lengths, lengths_len, batch, seq_len, "batch") }?;
-        let count = target_count(batch, seq_len, targets, 1)?;
-        check_len("labels_len", labels_len, count, label_shape(targets))?;
-        // SAFETY: non-NULL (checked), `labels_len` int32s readable (contract).
-        let ls_labels = unsafe { in_slice(labels, labels_len, "labels") }?;
-        let loss = t.trainer.step_cross_entropy_lengths(
-            model,
-            state,
-            xs,
-            batch,
-            seq_len,
-            ls.as_deref(),
-            ls_labels,
-            targets,
-        )?;
-        // SAFETY: non-NULL (checked), writable (contract).
-        unsafe { write_out(loss_out, loss) };
-        Ok(())
+        let ls = Some((lengths, lengths_len));
+        // SAFETY: the caller's contract, pointers checked non-NULL above.
+        unsafe {
+            step_xent(
+                t, state, x, batch, seq_len, ls, labels, labels_len, targets, loss_out,
+            )
+        }
     })
+}
+
+/// A `_lengths` step's `lengths` argument: the pointer (checked non-NULL) and its count;
+/// `None` for the steps without lengths.
+type LengthsArg = Option<(*const u32, usize)>;
+
+/// The body of rnn_trainer_step_mse and rnn_trainer_step_mse_lengths, after their NULL
+/// checks (trainer, then x, target, loss_out and lengths).
+///
+/// # Safety
+/// As rnn_trainer_step_mse_lengths, with x, target, loss_out and lengths non-NULL.
+#[allow(clippy::too_many_arguments)]
+unsafe fn step_mse(
+    t: &mut rnn_trainer,
+    state: *mut rnn_state,
+    x: *const f32,
+    batch: usize,
+    seq_len: usize,
+    lengths: LengthsArg,
+    target: *const f32,
+    target_len: usize,
+    targets: u32,
+    loss_out: *mut f32,
+) -> FfiResult<()> {
+    // SAFETY: the trainer's model is alive and used by nothing else during the step
+    // (lifetime rule of rnn_trainer_new); `state` is NULL or a live handle (contract).
+    let (model, state) = unsafe { parts(t.model, state) };
+    let targets = targets_arg(targets)?;
+    let width = model.output_size();
+    // SAFETY: x non-NULL (caller), batch * seq_len * input_size floats readable (contract).
+    let xs = unsafe { x_slice(model, x, batch, seq_len) }?;
+    // SAFETY: non-NULL (caller), `lengths_len` uint32s readable (contract).
+    let ls = unsafe { lengths_of(lengths, batch, seq_len) }?;
+    let count = target_count(batch, seq_len, targets, width)?;
+    check_len("target_len", target_len, count, target_shape(targets))?;
+    // SAFETY: non-NULL (caller), `target_len` floats readable (contract).
+    let ts = unsafe { in_slice(target, target_len, "target") }?;
+    let loss =
+        t.trainer
+            .step_mse_lengths(model, state, xs, batch, seq_len, ls.as_deref(), ts, targets)?;
+    // SAFETY: non-NULL (caller), writable (contract).
+    unsafe { write_out(loss_out, loss) };
+    Ok(())
+}
+
+/// The body of rnn_trainer_step_xent and rnn_trainer_step_xent_lengths, after their NULL
+/// checks (trainer, then x, labels, loss_out and lengths).
+///
+/// # Safety
+/// As rnn_trainer_step_xent_lengths, with x, labels, loss_out and lengths non-NULL.
+#[allow(clippy::too_many_arguments)]
+unsafe fn step_xent(
+    t: &mut rnn_trainer,
+    state: *mut rnn_state,
+    x: *const f32,
+    batch: usize,
+    seq_len: usize,
+    lengths: LengthsArg,
+    labels: *const i32,
+    labels_len: usize,
+    targets: u32,
+    loss_out: *mut f32,
+) -> FfiResult<()> {
+    // SAFETY: as in `step_mse`.
+    let (model, state) = unsafe { parts(t.model, state) };
+    let targets = targets_arg(targets)?;
+    // SAFETY: x non-NULL (caller), batch * seq_len * input_size floats readable (contract).
+    let xs = unsafe { x_slice(model, x, batch, seq_len) }?;
+    // SAFETY: non-NULL (caller), `lengths_len` uint32s readable (contract).
+    let ls = unsafe { lengths_of(lengths, batch, seq_len) }?;
+    let count = target_count(batch, seq_len, targets, 1)?;
+    check_len("labels_len", labels_len, count, label_shape(targets))?;
+    // SAFETY: non-NULL (caller), `labels_len` int32s readable (contract).
+    let ys = unsafe { in_slice(labels, labels_len, "labels") }?;
+    let loss = t.trainer.step_cross_entropy_lengths(
+        model,
+        state,
+        xs,
+        batch,
+        seq_len,
+        ls.as_deref(),
+        ys,
+        targets,
+    )?;
+    // SAFETY: non-NULL (caller), writable (contract).
+    unsafe { write_out(loss_out, loss) };
+    Ok(())
+}
+
+/// The checked lengths of a `_lengths` step (`None` when absent or all full).
+///
+/// # Safety
+/// A `Some` pointer is non-NULL and holds its count of readable uint32s.
+unsafe fn lengths_of(
+    lengths: LengthsArg,
+    batch: usize,
+    seq_len: usize,
+) -> FfiResult<Option<Vec<usize>>> {
+    match lengths {
+        // SAFETY: the caller's.
+        Some((p, n)) => unsafe { lengths_arg(p, n, batch, seq_len, "batch") },
+        None => Ok(None),
+    }
 }
 
 /// The trainer's model and the optional state, as references for one step.
