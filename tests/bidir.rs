@@ -19,69 +19,11 @@ fn bidir_configs(i: usize, h: usize) -> Vec<ModelConfig> {
         .collect()
 }
 
-/// Runs `forward_with_state_lengths` into NaN-filled buffers and checks outputs and
-/// final state against the reference (outputs without activation: identity heads).
-fn check_forward(cfg: ModelConfig, batch: usize, t: usize, lengths: Option<&[usize]>, seed: u64) {
-    let model = Model::new(cfg, seed).unwrap();
-    let x = vals(batch * t * cfg.input_size, seed + 1, 1.0);
-    let init = vals(cfg.state_len(batch), seed + 2, 0.5);
-    let mut y = vec![f32::NAN; batch * t * cfg.output_dim()];
-    let mut fin = vec![f32::NAN; cfg.state_len(batch)];
-    model
-        .forward_with_state_lengths(
-            x.as_slice(),
-            batch,
-            t,
-            lengths,
-            Some(&init),
-            &mut y,
-            Some(&mut fin),
-        )
-        .unwrap();
-    let (ry, rf) = r::forward_seq(
-        &cfg,
-        &f64s(model.parameters()),
-        &f64s(&x),
-        batch,
-        t,
-        &f64s(&init),
-        lengths,
-    );
-    let (ey, ef) = (max_err(&y, &ry), max_err(&fin, &rf));
-    assert!(
-        ey < 2e-5 && ef < 2e-5,
-        "{cfg} batch {batch} lengths {lengths:?}: outputs off by {ey}, final state by {ef}"
-    );
-    if let Some(ls) = lengths {
-        let o = cfg.output_dim();
-        for (b, &n) in ls.iter().enumerate() {
-            assert!(
-                y[(b * t + n) * o..(b + 1) * t * o]
-                    .iter()
-                    .all(|&v| v == 0.0),
-                "{cfg}: outputs past length {n} of sequence {b} are not zero"
-            );
-        }
-    }
-    // The recorded pass gives the same outputs and final state.
-    let tape = model
-        .forward_train_lengths(&x, batch, t, lengths, Some(&init))
-        .unwrap();
-    assert!(
-        max_abs_diff(tape.outputs(), &y) < 1e-6,
-        "{cfg}: tape outputs"
-    );
-    assert!(
-        max_abs_diff(tape.final_state(), &fin) < 1e-6,
-        "{cfg}: tape final state"
-    );
-}
-
 #[test]
 fn bidirectional_forward_matches_the_reference() {
     for cfg in bidir_configs(3, 5) {
         for batch in [1, 3] {
-            check_forward(cfg, batch, 6, None, 11);
+            check_forward_against_reference(cfg, batch, 6, None, 11, false);
         }
     }
 }
@@ -89,11 +31,11 @@ fn bidirectional_forward_matches_the_reference() {
 #[test]
 fn lengths_forward_matches_the_reference() {
     for cfg in configs(3, 5).into_iter().chain(bidir_configs(3, 5)) {
-        check_forward(cfg, 3, 6, Some(&[6, 2, 4]), 21);
-        check_forward(cfg, 4, 5, Some(&[1, 5, 3, 1]), 22);
-        check_forward(cfg, 1, 6, Some(&[4]), 23);
+        check_forward_against_reference(cfg, 3, 6, Some(&[6, 2, 4]), 21, false);
+        check_forward_against_reference(cfg, 4, 5, Some(&[1, 5, 3, 1]), 22, false);
+        check_forward_against_reference(cfg, 1, 6, Some(&[4]), 23, false);
         // Every sequence full: the same as no lengths.
-        check_forward(cfg, 2, 4, Some(&[4, 4]), 24);
+        check_forward_against_reference(cfg, 2, 4, Some(&[4, 4]), 24, false);
     }
 }
 

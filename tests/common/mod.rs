@@ -126,3 +126,72 @@ pub fn plain_file(
     let meta = meta.map(|m| m.into_iter().collect());
     safetensors::serialize(views, meta).unwrap()
 }
+
+/// A model of `cfg` (seed `seed`) against the f64 reference over `batch` sequences of `t`
+/// steps from a random initial state, with optional lengths: outputs and final state
+/// within 2e-5, outputs past each length exactly zero, and the recorded (training) pass
+/// giving the same outputs and final state: bit for bit where `tape_exact`, else within
+/// 1e-6 (a bidirectional model's inference and training passes differ in rounding).
+pub fn check_forward_against_reference(
+    cfg: ModelConfig,
+    batch: usize,
+    t: usize,
+    lengths: Option<&[usize]>,
+    seed: u64,
+    tape_exact: bool,
+) {
+    use rnncore::__testing::reference as r;
+    let model = rnncore::Model::new(cfg, seed).unwrap();
+    let x = vals(batch * t * cfg.input_size, seed + 1, 1.0);
+    let init = vals(cfg.state_len(batch), seed + 2, 0.5);
+    let mut y = vec![f32::NAN; batch * t * cfg.output_dim()];
+    let mut fin = vec![f32::NAN; cfg.state_len(batch)];
+    model
+        .forward_with_state_lengths(&x, batch, t, lengths, Some(&init), &mut y, Some(&mut fin))
+        .unwrap();
+    let (ry, rf) = r::forward_seq(
+        &cfg,
+        &f64s(model.parameters()),
+        &f64s(&x),
+        batch,
+        t,
+        &f64s(&init),
+        lengths,
+    );
+    let (ey, ef) = (max_err(&y, &ry), max_err(&fin, &rf));
+    assert!(
+        ey < 2e-5 && ef < 2e-5,
+        "{cfg} batch {batch} lengths {lengths:?}: outputs off by {ey}, final state by {ef}"
+    );
+    if let Some(ls) = lengths {
+        let o = cfg.output_dim();
+        for (b, &n) in ls.iter().enumerate() {
+            assert!(
+                y[(b * t + n) * o..(b + 1) * t * o]
+                    .iter()
+                    .all(|&v| v == 0.0),
+                "{cfg}: outputs past length {n} of sequence {b} are not zero"
+            );
+        }
+    }
+    let tape = model
+        .forward_train_lengths(&x, batch, t, lengths, Some(&init))
+        .unwrap();
+    if tape_exact {
+        assert_eq!(bits(tape.outputs()), bits(&y), "{cfg}: tape outputs");
+        assert_eq!(
+            bits(tape.final_state()),
+            bits(&fin),
+            "{cfg}: tape final state"
+        );
+    } else {
+        assert!(
+            max_abs_diff(tape.outputs(), &y) < 1e-6,
+            "{cfg}: tape outputs"
+        );
+        assert!(
+            max_abs_diff(tape.final_state(), &fin) < 1e-6,
+            "{cfg}: tape final state"
+        );
+    }
+}
