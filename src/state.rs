@@ -720,11 +720,11 @@ impl Model {
 
     /// The top layer's fused kernel and the head, where a single stream's head runs
     /// inside that kernel ([`StreamLayer::run_head`]): a head of few outputs (the dot
-    /// products of `stream_head`, so the same bits) on a kernel of the process tier.
+    /// products of `stream_head`, so the same bits; see `run_head`).
     fn head_in_kernel(&self) -> Option<(&StreamLayer, HeadWeights<'_>)> {
         let top = self.packed.last()?.stream.as_ref()?;
         let hw = self.head()?;
-        (self.head_narrow.is_some() && top.has_head_kernel()).then_some((top, hw))
+        self.head_narrow.is_some().then_some((top, hw))
     }
 
     /// Steps of one stream through layer `k` in the fused kernels where they run (LSTM and

@@ -52,9 +52,6 @@ pub(crate) struct StreamLayer {
     kernel: StreamKernel,
     gates: usize,
     w: StreamWeights,
-    /// Whether the kernel is of the process tier, so a head it applies
-    /// ([`StreamLayer::run_head`]) has the bits of that tier's `dense_narrow`.
-    process_tier: bool,
 }
 
 impl StreamLayer {
@@ -75,19 +72,7 @@ impl StreamLayer {
         let (kernel, lanes, ch) = stream_kernel(cell, units)?;
         let gates = cell.gates();
         let w = StreamWeights::new(gates, units, k, lanes, ch, w_ih, w_hh, bias);
-        // 8 units run AVX2's kernel on either SIMD tier (see `stream_kernel`).
-        let process_tier = !(units == 8 && kernel_tier() == Tier::Avx512);
-        Some(StreamLayer {
-            kernel,
-            gates,
-            w,
-            process_tier,
-        })
-    }
-
-    /// Whether [`StreamLayer::run_head`] runs here (else the head is the caller's).
-    pub(crate) fn has_head_kernel(&self) -> bool {
-        self.process_tier
+        Some(StreamLayer { kernel, gates, w })
     }
 
     /// Runs the timesteps of one stream: per step the gate pre-activations (`bias + x ·
@@ -115,9 +100,16 @@ impl StreamLayer {
     }
 
     /// As [`StreamLayer::run`], but instead of `h` rows each step's outputs of a dense
-    /// head (`w` `[o][H]`, `bias` `[o]`, where [`StreamLayer::has_head_kernel`]) into
-    /// `y` (rows of `o`), computed from `h` in registers: the bits of `run` followed by
-    /// the tier's `dense_narrow` on its rows.
+    /// head (`w` `[o][H]`, `bias` `[o]`) into `y` (rows of `o`), computed from `h` in
+    /// registers: the bits of `run` followed by the process tier's `dense_narrow` on its
+    /// rows. The kernel sums the head as its own tier's `dense_narrow`; that is the process
+    /// tier but for 8 units on AVX-512, which run AVX2's body (see `stream_kernel`), and
+    /// there the two agree: AVX2 sums the 8 products from zero in one vector and adds the
+    /// zero second accumulator; AVX-512 has the same products in lanes 0..8 and zeros
+    /// above (a masked load), and its first halving adds those zeros. Adding a zero is
+    /// exact (a −0 turned +0 at the first addition on both), so the bits are the same,
+    /// as `a_head_inside_the_stream_kernel_is_the_dense_head_bit_for_bit` checks on
+    /// every tier.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn run_head(
@@ -133,7 +125,7 @@ impl StreamLayer {
     ) {
         let o = bias.len();
         assert!(
-            self.process_tier && w.len() == o * h.len() && y.len() >= steps * o,
+            w.len() == o * h.len() && y.len() >= steps * o,
             "stream head: shapes disagree"
         );
         let head = StreamHead {

@@ -178,9 +178,6 @@ fn a_head_inside_the_stream_kernel_is_the_dense_head_bit_for_bit() {
                 assert_eq!(kernel_tier(), Tier::Scalar, "{cell:?} H={units}: no kernel");
                 continue;
             };
-            if !layer.has_head_kernel() {
-                continue;
-            }
             let narrow = dense_narrow_kernel(1).expect("SIMD tiers have dot products");
             let b_hn: &[f32] = if cell == CellKind::GruLbr { &b_hn } else { &[] };
             for (o, steps) in [(1, 1), (2, 5), (3, 4), (8, 3)] {
