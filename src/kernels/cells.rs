@@ -667,6 +667,8 @@ unsafe fn chunk_gates<S: Simd, const NV: usize, const PAIRS: bool>(
 /// on AVX2's 16). The same operations, in the same order, as the packed GEMM of the
 /// inputs into gate rows, the packed GEMV of `h` into each row and [`lstm_state`], step
 /// by step, without the gate rows' stores and reloads and the calls between them.
+/// `CHAIN` picks the activations' form (the same bits either way, see `x86_64/mod.rs`):
+/// the one for a dependency chain or the one for throughput (`stream_kernel` chooses).
 ///
 /// # Safety
 /// `inp` holds `steps` rows of inputs (`k <= KC`) and [`StreamWeights`] for this `U`,
@@ -678,6 +680,7 @@ pub(crate) unsafe fn lstm_stream<
     const CH: usize,
     const NV: usize,
     const PAIRS: bool,
+    const CHAIN: bool,
 >(
     s: S,
     steps: usize,
@@ -705,11 +708,7 @@ pub(crate) unsafe fn lstm_stream<
                 gq[chunk * CH + ci] = [g[ci], g[CH + ci], g[2 * CH + ci], g[3 * CH + ci]];
             }
         }
-        let (cn, hn) = if S::CHAIN_IN_STREAMS {
-            lstm_state_rows::<S, U, true>(s, gq, cv)
-        } else {
-            lstm_state_rows::<S, U, false>(s, gq, cv)
-        };
+        let (cn, hn) = lstm_state_rows::<S, U, CHAIN>(s, gq, cv);
         for u in 0..U {
             cv[u] = flush(s, cn[u]);
             hv[u] = flush(s, hn[u]);
@@ -744,6 +743,7 @@ pub(crate) unsafe fn gru_lbr_stream<
     const CH: usize,
     const NV: usize,
     const PAIRS: bool,
+    const CHAIN: bool,
 >(
     s: S,
     steps: usize,
@@ -785,11 +785,7 @@ pub(crate) unsafe fn gru_lbr_stream<
                 wq[u] = [prod[ci], prod[CH + ci], prod[2 * CH + ci]];
             }
         }
-        let v = if S::CHAIN_IN_STREAMS {
-            gru_lbr_state_rows::<S, U, true>(s, gq, wq, bv, hv)
-        } else {
-            gru_lbr_state_rows::<S, U, false>(s, gq, wq, bv, hv)
-        };
+        let v = gru_lbr_state_rows::<S, U, CHAIN>(s, gq, wq, bv, hv);
         for u in 0..U {
             hn[u] = flush(s, v[u]);
         }

@@ -70,12 +70,6 @@ pub(crate) trait Simd: Copy {
     /// Vector registers (16 on AVX2, 32 on AVX-512): how many accumulators a kernel's
     /// blocks can hold.
     const REGISTERS: usize;
-    /// Whether the single-stream kernels take the activations' form for a dependency
-    /// chain (shorter latency, three more operations) rather than the one for
-    /// throughput; the same bits either way. Measured per tier: the chain form on
-    /// AVX-512 (few 16-lane vectors a step), the throughput form on AVX2 (twice the
-    /// vectors, bound by their count: H = 32 steps 4-6 % faster on an AMD Zen 3).
-    const CHAIN_IN_STREAMS: bool;
     /// A vector of `LANES` floats.
     type V: Copy;
 
@@ -403,6 +397,7 @@ macro_rules! tier_entries {
             const CH: usize,
             const NV: usize,
             const PAIRS: bool,
+            const CHAIN: bool,
         >(
             steps: usize,
             inp: crate::kernels::cells::StreamInput,
@@ -413,7 +408,9 @@ macro_rules! tier_entries {
             let s = unsafe { $S::assume() };
             // SAFETY: the caller's contract is the body's.
             unsafe {
-                crate::kernels::cells::lstm_stream::<$S, U, CH, NV, PAIRS>(s, steps, inp, h, c, out)
+                crate::kernels::cells::lstm_stream::<$S, U, CH, NV, PAIRS, CHAIN>(
+                    s, steps, inp, h, c, out,
+                )
             }
         }
         /// [`crate::kernels::cells::gru_lbr_stream`] on this tier.
@@ -427,6 +424,7 @@ macro_rules! tier_entries {
             const CH: usize,
             const NV: usize,
             const PAIRS: bool,
+            const CHAIN: bool,
         >(
             steps: usize,
             inp: crate::kernels::cells::StreamInput,
@@ -437,7 +435,7 @@ macro_rules! tier_entries {
             let s = unsafe { $S::assume() };
             // SAFETY: the caller's contract is the body's.
             unsafe {
-                crate::kernels::cells::gru_lbr_stream::<$S, U, CH, NV, PAIRS>(
+                crate::kernels::cells::gru_lbr_stream::<$S, U, CH, NV, PAIRS, CHAIN>(
                     s, steps, inp, b_hn, h, out,
                 )
             }

@@ -66,10 +66,24 @@ impl StreamLayer {
         w_hh: &[f32],
         bias: &[f32],
     ) -> Option<StreamLayer> {
+        StreamLayer::with_form(cell, units, k, w_ih, w_hh, bias, None)
+    }
+
+    /// [`StreamLayer::new`] with the activations' form forced (`Some(chain)`) or chosen
+    /// for the CPU (`None`): the tests run both forms on every machine.
+    pub(crate) fn with_form(
+        cell: CellKind,
+        units: usize,
+        k: usize,
+        w_ih: &[f32],
+        w_hh: &[f32],
+        bias: &[f32],
+        chain: Option<bool>,
+    ) -> Option<StreamLayer> {
         if !stream_fused(units, k) {
             return None;
         }
-        let (kernel, lanes, ch) = stream_kernel(cell, units)?;
+        let (kernel, lanes, ch) = stream_kernel(cell, units, chain)?;
         let gates = cell.gates();
         let w = StreamWeights::new(gates, units, k, lanes, ch, w_ih, w_hh, bias);
         Some(StreamLayer { kernel, gates, w })
@@ -181,46 +195,82 @@ impl StreamLayer {
     }
 }
 
+/// The activations' form a fused stream takes (the same bits either way; `x86_64/mod.rs`
+/// describes both): the chain form's shorter latency against the throughput form's three
+/// fewer operations per vector. Measured, step and 512-sample block alternated:
+/// - AVX-512 bodies (16, 32 units): the chain form (few 16-lane vectors a step; Intel,
+///   the development machine).
+/// - AVX2 bodies with one unit vector (8 units, on either tier): the chain form. Intel
+///   Xeon (Emerald Rapids): LSTM and GRU H = 8 steps 13-14 % faster; AMD EPYC Zen 3:
+///   level.
+/// - AVX2 bodies with several unit vectors (16, 32 units on the AVX2 tier): the
+///   throughput form on AMD (Zen 3: H = 32 blocks 4-6 % faster, GRU H = 16 5 %), the
+///   chain form elsewhere (Emerald Rapids: GRU H = 16 steps 15 %, LSTM H = 16 8 %,
+///   H = 32 2-6 % faster).
+fn chain_form(avx512_body: bool, unit_vectors: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    let amd = crate::kernels::x86_64::amd_cpu();
+    #[cfg(not(target_arch = "x86_64"))]
+    let amd = false;
+    avx512_body || unit_vectors == 1 || !amd
+}
+
 /// The kernel for a layer of `cell` with `units` hidden units on the process tier, where
 /// [`stream_fused`], with the lanes and unit vectors per chunk its weights are laid out
-/// for.
-fn stream_kernel(cell: CellKind, units: usize) -> Option<(StreamKernel, usize, usize)> {
+/// for; `chain` the activations' form ([`chain_form`] unless a test forces one).
+fn stream_kernel(
+    cell: CellKind,
+    units: usize,
+    chain: Option<bool>,
+) -> Option<(StreamKernel, usize, usize)> {
     #[cfg(target_arch = "x86_64")]
     {
         use crate::kernels::x86_64::{avx2, avx512};
         use StreamKernel::{GruLbr, Lstm};
+        // One kernel in either form: `pick!(Lstm, avx2::lstm_stream, U, CH, NV)`.
+        macro_rules! pick {
+            ($kind:ident, $m:ident::$f:ident, $u:literal, $ch:literal, $nv:literal, $chain:expr) => {
+                if $chain {
+                    $kind($m::$f::<$u, $ch, $nv, true, true>)
+                } else {
+                    $kind($m::$f::<$u, $ch, $nv, true, false>)
+                }
+            };
+        }
         // `stream_fused` admits AVX2 (or AVX-512) for these sizes; 8 units run the AVX2
         // body on either tier (half an AVX-512 vector), summed as the process tier's
         // GEMV (PAIRS on both). AVX2's 16 registers hold one unit vector's gate sums per
         // pass, except the GRU's two (three gate vectors each: measured faster).
-        let kernel = match (kernel_tier(), cell, units) {
-            (Tier::Avx512, CellKind::Lstm, 8) => (Lstm(avx2::lstm_stream::<1, 1, 4, true>), 8, 1),
+        let tier = kernel_tier();
+        let avx512_body = tier == Tier::Avx512 && units > 8;
+        let lanes = if avx512_body { 16 } else { 8 };
+        let ch = chain.unwrap_or_else(|| chain_form(avx512_body, units / lanes));
+        let kernel = match (tier, cell, units) {
+            (Tier::Avx512 | Tier::Avx2, CellKind::Lstm, 8) => {
+                (pick!(Lstm, avx2::lstm_stream, 1, 1, 4, ch), 8, 1)
+            }
+            (Tier::Avx512 | Tier::Avx2, CellKind::GruLbr, 8) => {
+                (pick!(GruLbr, avx2::gru_lbr_stream, 1, 1, 3, ch), 8, 1)
+            }
             (Tier::Avx512, CellKind::Lstm, 16) => {
-                (Lstm(avx512::lstm_stream::<1, 1, 4, true>), 16, 1)
+                (pick!(Lstm, avx512::lstm_stream, 1, 1, 4, ch), 16, 1)
             }
             (Tier::Avx512, CellKind::Lstm, 32) => {
-                (Lstm(avx512::lstm_stream::<2, 2, 8, true>), 16, 2)
-            }
-            (Tier::Avx512, CellKind::GruLbr, 8) => {
-                (GruLbr(avx2::gru_lbr_stream::<1, 1, 3, true>), 8, 1)
+                (pick!(Lstm, avx512::lstm_stream, 2, 2, 8, ch), 16, 2)
             }
             (Tier::Avx512, CellKind::GruLbr, 16) => {
-                (GruLbr(avx512::gru_lbr_stream::<1, 1, 3, true>), 16, 1)
+                (pick!(GruLbr, avx512::gru_lbr_stream, 1, 1, 3, ch), 16, 1)
             }
             (Tier::Avx512, CellKind::GruLbr, 32) => {
-                (GruLbr(avx512::gru_lbr_stream::<2, 2, 6, true>), 16, 2)
+                (pick!(GruLbr, avx512::gru_lbr_stream, 2, 2, 6, ch), 16, 2)
             }
-            (Tier::Avx2, CellKind::Lstm, 8) => (Lstm(avx2::lstm_stream::<1, 1, 4, true>), 8, 1),
-            (Tier::Avx2, CellKind::Lstm, 16) => (Lstm(avx2::lstm_stream::<2, 1, 4, true>), 8, 1),
-            (Tier::Avx2, CellKind::Lstm, 32) => (Lstm(avx2::lstm_stream::<4, 1, 4, true>), 8, 1),
-            (Tier::Avx2, CellKind::GruLbr, 8) => {
-                (GruLbr(avx2::gru_lbr_stream::<1, 1, 3, true>), 8, 1)
-            }
+            (Tier::Avx2, CellKind::Lstm, 16) => (pick!(Lstm, avx2::lstm_stream, 2, 1, 4, ch), 8, 1),
+            (Tier::Avx2, CellKind::Lstm, 32) => (pick!(Lstm, avx2::lstm_stream, 4, 1, 4, ch), 8, 1),
             (Tier::Avx2, CellKind::GruLbr, 16) => {
-                (GruLbr(avx2::gru_lbr_stream::<2, 2, 6, true>), 8, 2)
+                (pick!(GruLbr, avx2::gru_lbr_stream, 2, 2, 6, ch), 8, 2)
             }
             (Tier::Avx2, CellKind::GruLbr, 32) => {
-                (GruLbr(avx2::gru_lbr_stream::<4, 2, 6, true>), 8, 2)
+                (pick!(GruLbr, avx2::gru_lbr_stream, 4, 2, 6, ch), 8, 2)
             }
             _ => return None,
         };
@@ -228,7 +278,7 @@ fn stream_kernel(cell: CellKind, units: usize) -> Option<(StreamKernel, usize, u
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (cell, units);
+        let _ = (cell, units, chain);
         None
     }
 }

@@ -42,8 +42,13 @@ fn naive(m: usize, k: usize, n: usize, a: &[f32], lda: usize, b: &[f32]) -> Vec<
     c
 }
 
+/// The activations' forms a fused stream can take: the one chosen for this CPU, and
+/// each forced (the choice differs between machines, the bits must not).
+const FORMS: [Option<bool>; 3] = [None, Some(true), Some(false)];
+
 /// The fused stream kernels against the products and steps they replace, on the
-/// process tier (where it has none, they must decline and change nothing). Large
+/// process tier (where it has none, they must decline and change nothing), in each
+/// activations' form. Large
 /// weights drive the gates into saturation; one unit's state is tiny every step and
 /// flushed.
 #[test]
@@ -100,23 +105,26 @@ fn fused_stream_steps_are_the_step_by_step_bits() {
                     lstm_state(g, &mut c, &mut h);
                     want[s * units..(s + 1) * units].copy_from_slice(&h);
                 }
-                let (mut hf, mut cf) = (h0.clone(), c0.clone());
-                let mut got = vec![f32::NAN; steps * units];
-                let fused = StreamLayer::new(CellKind::Lstm, units, k, &w_ih, &w_hh, &bias);
-                assert_eq!(fused.is_some(), expect);
-                if let Some(f) = &fused {
-                    f.run(&x, steps, &[], &mut hf, &mut cf, &mut got);
-                }
-                let what = format!("lstm H={units} I={k} steps={steps}");
-                if expect {
-                    assert_eq!(bits_of(&got), bits_of(&want), "{what}");
-                    assert_eq!(bits_of(&hf), bits_of(&h), "{what}");
-                    assert_eq!(bits_of(&cf), bits_of(&c), "{what}");
-                } else {
-                    assert!(
-                        hf == h0 && cf == c0 && got.iter().all(|x| x.is_nan()),
-                        "{what}"
-                    );
+                for form in FORMS {
+                    let (mut hf, mut cf) = (h0.clone(), c0.clone());
+                    let mut got = vec![f32::NAN; steps * units];
+                    let fused =
+                        StreamLayer::with_form(CellKind::Lstm, units, k, &w_ih, &w_hh, &bias, form);
+                    assert_eq!(fused.is_some(), expect);
+                    if let Some(f) = &fused {
+                        f.run(&x, steps, &[], &mut hf, &mut cf, &mut got);
+                    }
+                    let what = format!("lstm H={units} I={k} steps={steps} chain={form:?}");
+                    if expect {
+                        assert_eq!(bits_of(&got), bits_of(&want), "{what}");
+                        assert_eq!(bits_of(&hf), bits_of(&h), "{what}");
+                        assert_eq!(bits_of(&cf), bits_of(&c), "{what}");
+                    } else {
+                        assert!(
+                            hf == h0 && cf == c0 && got.iter().all(|x| x.is_nan()),
+                            "{what}"
+                        );
+                    }
                 }
 
                 // GRU; unit 5's r and z saturate off and its candidate is tiny: flushed.
@@ -138,19 +146,29 @@ fn fused_stream_steps_are_the_step_by_step_bits() {
                     gru_lbr_state(&gates[s * gw..(s + 1) * gw], &gh, &b_hn, &mut h);
                     want[s * units..(s + 1) * units].copy_from_slice(&h);
                 }
-                let mut hf = h0.clone();
-                let mut got = vec![f32::NAN; steps * units];
-                let fused = StreamLayer::new(CellKind::GruLbr, units, k, &w_ih, &w_hh, &bias);
-                assert_eq!(fused.is_some(), expect);
-                if let Some(f) = &fused {
-                    f.run(&x, steps, &b_hn, &mut hf, &mut [], &mut got);
-                }
-                let what = format!("gru H={units} I={k} steps={steps}");
-                if expect {
-                    assert_eq!(bits_of(&got), bits_of(&want), "{what}");
-                    assert_eq!(bits_of(&hf), bits_of(&h), "{what}");
-                } else {
-                    assert!(hf == h0 && got.iter().all(|x| x.is_nan()), "{what}");
+                for form in FORMS {
+                    let mut hf = h0.clone();
+                    let mut got = vec![f32::NAN; steps * units];
+                    let fused = StreamLayer::with_form(
+                        CellKind::GruLbr,
+                        units,
+                        k,
+                        &w_ih,
+                        &w_hh,
+                        &bias,
+                        form,
+                    );
+                    assert_eq!(fused.is_some(), expect);
+                    if let Some(f) = &fused {
+                        f.run(&x, steps, &b_hn, &mut hf, &mut [], &mut got);
+                    }
+                    let what = format!("gru H={units} I={k} steps={steps} chain={form:?}");
+                    if expect {
+                        assert_eq!(bits_of(&got), bits_of(&want), "{what}");
+                        assert_eq!(bits_of(&hf), bits_of(&h), "{what}");
+                    } else {
+                        assert!(hf == h0 && got.iter().all(|x| x.is_nan()), "{what}");
+                    }
                 }
             }
         }

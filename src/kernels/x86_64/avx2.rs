@@ -29,7 +29,6 @@ impl Avx2 {
 // SAFETY (every `unsafe` block in this impl that calls an intrinsic): a value of `Avx2`
 // exists only where AVX2 and FMA were detected (`new`, or `assume` under its contract).
 impl Simd for Avx2 {
-    const CHAIN_IN_STREAMS: bool = false;
     const REGISTERS: usize = 16;
     const LANES: usize = 8;
     type V = __m256;

@@ -40,7 +40,6 @@ pub(crate) fn lanes(n: usize) -> __mmask16 {
 // `Avx512` exists only where AVX-512F was detected (`new`, or `assume` under its
 // contract).
 impl Simd for Avx512 {
-    const CHAIN_IN_STREAMS: bool = true;
     const REGISTERS: usize = 32;
     const LANES: usize = 16;
     type V = __m512;

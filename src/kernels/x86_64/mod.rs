@@ -57,3 +57,20 @@
 
 pub(crate) mod avx2;
 pub(crate) mod avx512;
+
+/// Whether the CPU is AMD's (or Hygon's, the same cores), from CPUID's vendor string:
+/// asked once, for the kernels' choices that were measured to differ between vendors
+/// (`kernels::packed::stream`). Never a question of correctness: every choice it steers
+/// gives the same bits.
+pub(crate) fn amd_cpu() -> bool {
+    static AMD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AMD.get_or_init(|| {
+        // Leaf 0 exists on every x86-64 CPU; the vendor string is EBX, EDX, ECX.
+        let id = std::arch::x86_64::__cpuid(0);
+        let mut vendor = [0u8; 12];
+        for (i, r) in [id.ebx, id.edx, id.ecx].into_iter().enumerate() {
+            vendor[4 * i..4 * i + 4].copy_from_slice(&r.to_le_bytes());
+        }
+        &vendor == b"AuthenticAMD" || &vendor == b"HygonGenuine"
+    })
+}
