@@ -80,6 +80,20 @@ bin="$target/rtneural-bench"
   "-DRTNEURAL_COMMIT=\"$rtneural_commit\"" "-DBENCH_CXXFLAGS=\"${flags[*]}\"" \
   -I include -isystem "$RTNEURAL_DIR" -isystem "$EIGEN_DIR" \
   benches/compare/rtneural/bench.cpp "$lib" -lpthread -ldl -lm -o "$bin"
+# On a CPU with AVX-512, -march=native gives RTNeural (Eigen) 512-bit vectors, while
+# rnncore's avx2 tier has 256-bit ones: the avx2 tier also runs against RTNeural built
+# without AVX-512 (-mno-avx512f), both libraries as on an AVX2-only CPU of this core.
+bin_avx2=""
+case "$native_macros" in
+  *"#define __AVX512F__ "*)
+    bin_avx2="$target/rtneural-bench-avx2"
+    flags_avx2=("${flags[@]}" -mno-avx512f)
+    "$cxx" "${flags_avx2[@]}" -Wall -Wextra \
+      "-DRTNEURAL_COMMIT=\"$rtneural_commit\"" "-DBENCH_CXXFLAGS=\"${flags_avx2[*]}\"" \
+      -I include -isystem "$RTNEURAL_DIR" -isystem "$EIGEN_DIR" \
+      benches/compare/rtneural/bench.cpp "$lib" -lpthread -ldl -lm -o "$bin_avx2"
+    ;;
+esac
 # The same model files loaded both ways: RTNeural's own Keras exports (its models/ folder),
 # through RTNeural's run-time JSON parser and rnn_model_load.
 json_bin="$target/rtneural-json-models"
@@ -117,6 +131,16 @@ trap 'rm -f "$tmp"' EXIT
 } >"$tmp"
 for tier in "${tiers[@]}"; do
   RNNCORE_KERNEL="$tier" RAYON_NUM_THREADS=1 "${pin[@]}" "$bin" "$rounds" >>"$tmp"
+  if [ "$tier" = avx2 ] && [ -n "$bin_avx2" ]; then
+    {
+      echo "### rnncore kernel \`avx2\` against RTNeural built without AVX-512"
+      echo
+      echo "The same comparison, RTNeural compiled with \`-mno-avx512f\` added (Eigen's 256-bit"
+      echo "AVX2 code): both libraries as they would run on an AVX2-only CPU with this core."
+      echo
+    } >>"$tmp"
+    RNNCORE_KERNEL=avx2 RAYON_NUM_THREADS=1 "${pin[@]}" "$bin_avx2" "$rounds" | sed '/^### /d' >>"$tmp"
+  fi
 done
 if [ "${#json_models[@]}" -gt 0 ]; then
   {
