@@ -366,28 +366,34 @@ unsafe fn dot<S: Simd, const V: usize, const PAIRS: bool>(
     let mut s0 = [s.zero(); V];
     let mut s1 = [s.zero(); V];
     let mut p = 0;
+    // Row p of B, advanced with p (indexing by `p * ldb` kept two integer multiplies
+    // in the loop); one past the last row at the end, never read.
+    let mut row = b;
     if PAIRS {
         while p + 1 < k {
-            // SAFETY: p + 1 < k: rows p and p + 1 and x[p], x[p + 1] are inside.
+            // SAFETY: p + 1 < k: rows p and p + 1 (at `row`, `row + ldb`) and x[p],
+            // x[p + 1] are inside.
             unsafe {
                 let (a0, a1) = (s.splat(*x.add(p)), s.splat(*x.add(p + 1)));
-                let (r0, r1) = (b.add(p * ldb), b.add((p + 1) * ldb));
+                let (r0, r1) = (row, row.add(ldb));
                 for q in 0..V {
                     s0[q] = s.fma(a0, s.load(r0.add(q * l)), s0[q]);
                     s1[q] = s.fma(a1, s.load(r1.add(q * l)), s1[q]);
                 }
             }
+            row = row.wrapping_add(2 * ldb);
             p += 2;
         }
     }
     while p < k {
-        // SAFETY: p < k: row p and x[p] are inside.
+        // SAFETY: p < k: row p (at `row`) and x[p] are inside.
         unsafe {
-            let (a0, r0) = (s.splat(*x.add(p)), b.add(p * ldb));
+            let a0 = s.splat(*x.add(p));
             for q in 0..V {
-                s0[q] = s.fma(a0, s.load(r0.add(q * l)), s0[q]);
+                s0[q] = s.fma(a0, s.load(row.add(q * l)), s0[q]);
             }
         }
+        row = row.wrapping_add(ldb);
         p += 1;
     }
     if PAIRS {
