@@ -6,13 +6,19 @@ use crate::config::CellKind;
 use crate::kernels::activation::{kernel_tier, Tier};
 use crate::kernels::cells::{StreamHead, StreamInput, StreamOut, StreamWeights};
 
-/// Whether a fused stream kernel runs for `units` hidden units and `k` inputs: `H` = 8,
-/// 16 or 32 on the SIMD tiers (the audio-model sizes, whose per-step work is small
-/// enough for calls and round trips through memory to matter), `k <= KC` (the packed
-/// GEMM's input product in one chunk, whose order the kernels follow).
-pub(crate) fn stream_fused(units: usize, k: usize) -> bool {
+/// Whether a fused stream kernel runs for a layer of `cell` with `units` hidden units and
+/// `k` inputs: `k <= KC` (the packed GEMM's input product in one chunk, whose order the
+/// kernels follow) and sizes where the fused step was measured faster than the general
+/// one (a GEMV into a gates row, then the cell): on AVX-512 H = 8 to 128 (at 64 and 128
+/// they save the gates' round trip through memory and the calls between: Intel Xeon
+/// Emerald Rapids, GRU steps and blocks 0.78-0.90 of the general path's time, LSTM
+/// 0.92-0.97); on AVX2 H = 8, 16, 32 and the GRU at 64 (0.81-0.84 there; the LSTM at 64,
+/// whose 32 gate vectors overflow AVX2's 16 registers, was level, and the general path
+/// stays).
+pub(crate) fn stream_fused(cell: CellKind, units: usize, k: usize) -> bool {
     let tier_has = match kernel_tier() {
-        Tier::Avx512 | Tier::Avx2 => matches!(units, 8 | 16 | 32),
+        Tier::Avx512 => matches!(units, 8 | 16 | 32 | 64 | 128),
+        Tier::Avx2 => matches!(units, 8 | 16 | 32) || (units == 64 && cell == CellKind::GruLbr),
         Tier::Scalar => false,
     };
     tier_has && k <= KC
@@ -80,7 +86,7 @@ impl StreamLayer {
         bias: &[f32],
         chain: Option<bool>,
     ) -> Option<StreamLayer> {
-        if !stream_fused(units, k) {
+        if !stream_fused(cell, units, k) {
             return None;
         }
         let (kernel, lanes, ch) = stream_kernel(cell, units, chain)?;
@@ -257,6 +263,21 @@ fn stream_kernel(
             }
             (Tier::Avx512, CellKind::Lstm, 32) => {
                 (pick!(Lstm, avx512::lstm_stream, 2, 2, 8, ch), 16, 2)
+            }
+            (Tier::Avx512, CellKind::Lstm, 64) => {
+                (pick!(Lstm, avx512::lstm_stream, 4, 2, 8, ch), 16, 2)
+            }
+            (Tier::Avx512, CellKind::GruLbr, 64) => {
+                (pick!(GruLbr, avx512::gru_lbr_stream, 4, 2, 6, ch), 16, 2)
+            }
+            (Tier::Avx512, CellKind::Lstm, 128) => {
+                (pick!(Lstm, avx512::lstm_stream, 8, 2, 8, ch), 16, 2)
+            }
+            (Tier::Avx512, CellKind::GruLbr, 128) => {
+                (pick!(GruLbr, avx512::gru_lbr_stream, 8, 2, 6, ch), 16, 2)
+            }
+            (Tier::Avx2, CellKind::GruLbr, 64) => {
+                (pick!(GruLbr, avx2::gru_lbr_stream, 8, 2, 6, ch), 8, 2)
             }
             (Tier::Avx512, CellKind::GruLbr, 16) => {
                 (pick!(GruLbr, avx512::gru_lbr_stream, 1, 1, 3, ch), 16, 1)
