@@ -207,7 +207,10 @@ fn a_head_inside_the_stream_kernel_is_the_dense_head_bit_for_bit() {
             );
             let Some(layer) = StreamLayer::new(cell, units, k, &w_ih, &w_hh, &bias) else {
                 // No fused kernel for this size here (the other test checks which).
-                assert!(!stream_fused(cell, units, k), "{cell:?} H={units}: no kernel");
+                assert!(
+                    !stream_fused(cell, units, k),
+                    "{cell:?} H={units}: no kernel"
+                );
                 continue;
             };
             let narrow = dense_narrow_kernel(1).expect("SIMD tiers have dot products");
