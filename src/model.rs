@@ -175,6 +175,10 @@ pub struct Model {
     /// Dense layers around the stack (see [`crate::layers`]); `None` for the plain
     /// "stack + head" model, which never enters that module.
     pub(crate) layers: Option<Box<crate::layers::Layers>>,
+    /// Each dense layer's weights (pre layers, then post) transposed for
+    /// `dense_small` where the layer is small (`dense_is_small`), else empty; refreshed
+    /// with the parameters; none without layers.
+    pub(crate) dense_t: Vec<Vec<f32>>,
     /// A composed model's directions ([`ModelConfig::is_composed`]: bidirectional, or
     /// with LSTM projections): per layer `k` and direction `d` (0 forward, 1 reverse), at
     /// `D·k + d`, a one-layer unidirectional model holding a copy of that direction's
@@ -276,6 +280,7 @@ impl Model {
             all_streams_fused: false,
             cache: ForwardCache::default(),
             layers: None,
+            dense_t: Vec::new(),
             dirs: Vec::new(),
             is_direction: false,
             dropout: 0.0,
@@ -319,6 +324,7 @@ impl Model {
             true => dense_narrow_kernel(cfg.output_size),
             false => None,
         };
+        self.dense_t = crate::layers::transpose_small_dense(self);
         // Training with dropout between layers runs the layers one at a time
         // (`crate::bidir`), through one-layer direction models; inference keeps the
         // packed stack above.
@@ -376,6 +382,7 @@ impl Model {
                         all_streams_fused: false,
                         cache: ForwardCache::default(),
                         layers: None,
+                        dense_t: Vec::new(),
                         dirs: Vec::new(),
                         is_direction: true,
                         dropout: 0.0,
@@ -454,6 +461,7 @@ impl Model {
         self.params = params;
         self.head_at = head_ranges(&self.config, &self.layout);
         self.layers = Some(Box::new(layers));
+        self.dense_t = crate::layers::transpose_small_dense(self);
     }
 
     /// Where each tensor lives in [`Model::parameters`].

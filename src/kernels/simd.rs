@@ -316,6 +316,26 @@ macro_rules! tier_entries {
             let s = unsafe { $S::assume() };
             crate::kernels::cells::dense_narrow(s, x, rows, k, w, o, bias, y)
         }
+        /// [`crate::kernels::simd::dense_small`] on this tier.
+        ///
+        /// # Safety
+        /// As for the body.
+        #[target_feature(enable = $feat)]
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) unsafe fn dense_small(
+            x: &[f32],
+            rows: usize,
+            k: usize,
+            wt: &[f32],
+            ldw: usize,
+            bias: &[f32],
+            act: crate::kernels::simd::DenseAct,
+            y: &mut [f32],
+        ) {
+            let s = unsafe { $S::assume() };
+            // SAFETY: the caller's contract is the body's.
+            unsafe { crate::kernels::simd::dense_small(s, x, rows, k, wt, ldw, bias, act, y) }
+        }
         /// [`crate::kernels::backward::body::lstm`] on this tier.
         #[target_feature(enable = $feat)]
         pub(crate) fn backward_lstm(
@@ -637,6 +657,85 @@ fn map<S: Simd, const F: u8>(s: S, x: &mut [f32]) {
         let (p, n) = (tail.as_mut_ptr(), tail.len());
         // SAFETY: the partial vector touches `tail`'s n floats only.
         unsafe { s.store_n(p, n, activate::<S, F>(s, s.load_n(p, n))) };
+    }
+}
+
+/// The activation [`dense_small`] applies to its outputs in registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DenseAct {
+    /// None (or one the caller applies to the stored outputs).
+    Identity,
+    /// [`sigmoid_slice`]'s bits.
+    Sigmoid,
+    /// [`tanh_slice`]'s bits.
+    Tanh,
+}
+
+/// `y[r] = act(bias + x[r] · W)` for `rows` rows of `k` inputs and `o = bias.len()`
+/// outputs, with `W` transposed: `wt` holds `k` rows of `ldw >= o` floats (output `j` of
+/// input `p` at `p·ldw + j`), zero from `o` up to a multiple of the lanes. The outputs run
+/// as vectors: the even inputs' products added in order to the bias, the odd ones' in
+/// order from zero (two chains, half as long), the two added, then the activation on the
+/// vector still in registers, stored once. A layer of few
+/// inputs and outputs (RTNeural's `Dense` layers around an 8-unit LSTM) is then a few
+/// instructions, where a dot product per output, a store each and the activation reading
+/// them back took most of the layer's time. Rows are independent: a row's bits do not
+/// depend on the call.
+///
+/// # Safety
+/// `ldw` is at least `o` rounded up to a multiple of `S::LANES` and `wt` holds `k·ldw`
+/// floats (checked); `x` holds `rows·k`, `y` `rows·o` (checked).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn dense_small<S: Simd>(
+    s: S,
+    x: &[f32],
+    rows: usize,
+    k: usize,
+    wt: &[f32],
+    ldw: usize,
+    bias: &[f32],
+    act: DenseAct,
+    y: &mut [f32],
+) {
+    let (l, o) = (S::LANES, bias.len());
+    assert!(
+        ldw >= o.div_ceil(l) * l
+            && wt.len() >= k * ldw
+            && x.len() >= rows * k
+            && y.len() >= rows * o,
+        "dense_small: shapes disagree"
+    );
+    let (xp, wp, yp, bp) = (x.as_ptr(), wt.as_ptr(), y.as_mut_ptr(), bias.as_ptr());
+    for r in 0..rows {
+        let mut j = 0;
+        while j < o {
+            let n = (o - j).min(l);
+            // SAFETY: asserted above: row r of x holds k floats, each of the k rows of wt
+            // holds the whole vector at j (ldw reaches j + LANES), bias and row r of y the
+            // n floats from j.
+            unsafe {
+                let (mut acc, mut odd) = (s.load_n(bp.add(j), n), s.zero());
+                let (xr, wj) = (xp.add(r * k), wp.add(j));
+                let mut p = 0;
+                while p + 1 < k {
+                    acc = s.fma(s.splat(*xr.add(p)), s.load(wj.add(p * ldw)), acc);
+                    odd = s.fma(s.splat(*xr.add(p + 1)), s.load(wj.add((p + 1) * ldw)), odd);
+                    p += 2;
+                }
+                if p < k {
+                    acc = s.fma(s.splat(*xr.add(p)), s.load(wj.add(p * ldw)), acc);
+                }
+                let acc = s.add(acc, odd);
+                let v = match act {
+                    DenseAct::Identity => acc,
+                    DenseAct::Sigmoid => activate::<S, SIGMOID_CHAIN>(s, acc),
+                    DenseAct::Tanh => activate::<S, TANH_CHAIN>(s, acc),
+                };
+                s.store_n(yp.add(r * o + j), n, v);
+            }
+            j += l;
+        }
     }
 }
 

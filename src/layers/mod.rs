@@ -30,6 +30,8 @@ use crate::config::ParamLayout;
 use crate::config::{ModelConfig, MAX_DIM};
 use crate::error::{check_finite, check_len, checked_size, invalid, Error, Result};
 use crate::forward::Tape;
+use crate::kernels::packed::{dense_is_small, dense_small_rows, dense_small_stride};
+use crate::kernels::simd::DenseAct;
 use crate::model::Model;
 use crate::state::State;
 use crate::step::softmax_in_place;
@@ -296,13 +298,32 @@ struct DenseView<'a> {
     d: Dense,
     w: &'a [f32],
     b: &'a [f32],
+    /// `w` transposed for `dense_small` (`Model::dense_t`), empty where the layer is not
+    /// small.
+    t: &'a [f32],
 }
 
 /// `out[r] = act(W a[r] + b)` for every row; with `softmax = false` a softmax layer
-/// leaves its pre-activation. Each output is [`dot`] from its bias.
+/// leaves its pre-activation. A small layer on a SIMD tier runs as `dense_small` (its
+/// outputs as vectors, sigmoid and tanh applied in registers: the same bits as the
+/// tier's slice functions); otherwise each output is [`dot`] from its bias.
 fn dense_rows(v: &DenseView<'_>, a: &[f32], rows: usize, out: &mut [f32], softmax: bool) {
     let (ni, no) = (v.d.in_size, v.d.out_size);
     if no == 0 {
+        return;
+    }
+    let act = match v.d.activation {
+        Activation::Sigmoid => DenseAct::Sigmoid,
+        Activation::Tanh => DenseAct::Tanh,
+        _ => DenseAct::Identity,
+    };
+    let out = &mut out[..rows * no];
+    if !v.t.is_empty() && dense_small_rows(a, rows, ni, v.t, v.b, act, out) {
+        match v.d.activation {
+            Activation::Sigmoid | Activation::Tanh | Activation::Identity => {}
+            Activation::Softmax if !softmax => {}
+            other => out.chunks_exact_mut(no).for_each(|row| other.apply(row)),
+        }
         return;
     }
     for (r, orow) in out[..rows * no].chunks_exact_mut(no).enumerate() {
@@ -332,6 +353,37 @@ fn dot(b: f32, w: &[f32], x: &[f32]) -> f32 {
     }
     let s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
     wt.iter().zip(xt).fold(b + s, |s, (w, x)| s + w * x)
+}
+
+/// Each dense layer's weights of `model` (pre layers, then post) transposed for
+/// `dense_small` (`[in][dense_small_stride(out)]`, zero padded) where the layer is small
+/// ([`dense_is_small`]), else empty; none without layers.
+pub(crate) fn transpose_small_dense(model: &Model) -> Vec<Vec<f32>> {
+    let Some(ls) = model.layers() else {
+        return Vec::new();
+    };
+    let entries = model.layout().entries();
+    let all: Vec<Dense> = ls.pre.iter().chain(&ls.post).copied().collect();
+    let first = entries.len() - 2 * all.len();
+    let params = model.parameters();
+    all.iter()
+        .enumerate()
+        .map(|(k, d)| {
+            if !dense_is_small(d.in_size, d.out_size) {
+                return Vec::new();
+            }
+            let we = &entries[first + 2 * k];
+            let w = &params[we.offset..we.offset + we.len];
+            let ldw = dense_small_stride(d.out_size);
+            let mut t = vec![0.0; d.in_size * ldw];
+            for (j, row) in w.chunks_exact(d.in_size).enumerate() {
+                for (p, &v) in row.iter().enumerate() {
+                    t[p * ldw + j] = v;
+                }
+            }
+            t
+        })
+        .collect()
 }
 
 /// What a layered forward keeps for backward, beside the recurrent stack's tape.
@@ -808,7 +860,7 @@ type Views<'a> = [Option<DenseView<'a>>; MAX_DENSE];
 /// The views of the layers of `part` (`"pre"` or `"post"`) inside a buffer laid out as
 /// `model.layout()`, found by position (no allocation: the layers' entries sit in order
 /// after the stack's).
-fn views<'a>(model: &Model, ls: &Layers, part: &str, buf: &'a [f32]) -> Views<'a> {
+fn views<'a>(model: &'a Model, ls: &Layers, part: &str, buf: &'a [f32]) -> Views<'a> {
     let entries = model.layout().entries();
     let n_dense = ls.pre.len() + ls.post.len();
     let first = entries.len() - 2 * n_dense;
@@ -825,6 +877,7 @@ fn views<'a>(model: &Model, ls: &Layers, part: &str, buf: &'a [f32]) -> Views<'a
             d,
             w: &buf[we.offset..we.offset + we.len],
             b: &buf[be.offset..be.offset + be.len],
+            t: &model.dense_t[skip + k],
         });
     }
     out

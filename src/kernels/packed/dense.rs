@@ -3,6 +3,7 @@
 use super::gemm::gemm_packed_bias;
 use super::layout::PackedB;
 use crate::kernels::activation::{kernel_tier, Tier};
+use crate::kernels::simd::DenseAct;
 
 /// Up to this many outputs [`dense_rows`] takes a dot product per output instead of the
 /// packed GEMM (whose panels are 32 columns wide).
@@ -54,4 +55,56 @@ pub(crate) fn dense_rows(
             gemm_packed_bias(rows, x, k, w_t, y, o, bias)
         }
     }
+}
+
+/// A small dense layer's kernel: `(x, rows, k, wt, ldw, bias, act, y)`, see
+/// [`crate::kernels::simd::dense_small`].
+pub(crate) type DenseSmallFn =
+    unsafe fn(&[f32], usize, usize, &[f32], usize, &[f32], DenseAct, &mut [f32]);
+
+/// The row stride of a layer's transposed weights for [`dense_small_kernel`]: its outputs
+/// rounded up to the widest tier's vector (16), so every tier's loads stay in the row.
+pub(crate) fn dense_small_stride(outputs: usize) -> usize {
+    outputs.div_ceil(16) * 16
+}
+
+/// Whether a dense layer of `inputs -> outputs` runs as [`dense_small_kernel`] on a SIMD
+/// tier: few inputs (each output vector is a chain of multiply-adds over them) and more
+/// than one output (one output is a single dot product, shorter as `dense_narrow`'s
+/// reduction). RTNeural's layers around an 8-unit LSTM are 1 -> 8 and 8 -> 8.
+pub(crate) fn dense_is_small(inputs: usize, outputs: usize) -> bool {
+    inputs <= 16 && (2..=64).contains(&outputs)
+}
+
+/// The small dense kernel of the process tier (the SIMD tiers).
+fn dense_small_kernel() -> Option<DenseSmallFn> {
+    match kernel_tier() {
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx2 => Some(crate::kernels::x86_64::avx2::dense_small),
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx512 => Some(crate::kernels::x86_64::avx512::dense_small),
+        _ => None,
+    }
+}
+
+/// `y[r] = act(bias + x[r] · W)` by the process tier's `dense_small`, `wt` being `W`
+/// transposed with rows of [`dense_small_stride`]`(bias.len())`; false (nothing written)
+/// on a tier without it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dense_small_rows(
+    x: &[f32],
+    rows: usize,
+    k: usize,
+    wt: &[f32],
+    bias: &[f32],
+    act: DenseAct,
+    y: &mut [f32],
+) -> bool {
+    let Some(kernel) = dense_small_kernel() else {
+        return false;
+    };
+    // SAFETY: the kernel is the process tier's (detected); the stride is the one the
+    // layout promises, and the kernel checks the slices' lengths against it.
+    unsafe { kernel(x, rows, k, wt, dense_small_stride(bias.len()), bias, act, y) };
+    true
 }

@@ -40,7 +40,10 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use dense::{dense_narrow_kernel, dense_rows, DenseNarrowFn};
+pub(crate) use dense::{
+    dense_is_small, dense_narrow_kernel, dense_rows, dense_small_rows, dense_small_stride,
+    DenseNarrowFn,
+};
 pub(crate) use gemm::{gemm_packed_bias, gemm_packed_sweep, Init};
 pub(crate) use gemv::{gemv2_packed, gemv_packed_bias, gemv_packed_sweep};
 pub(crate) use layout::{panel_at, PackedB, NR};

@@ -14,7 +14,7 @@ fn in_every_layout(f: impl Fn()) {
     }
     GROUP_OVERRIDE.with(|c| c.set(None));
 }
-use super::dense::dense_narrow_kernel;
+use super::dense::{dense_narrow_kernel, dense_small_rows, dense_small_stride};
 use super::gemm::*;
 use super::gemv::*;
 use super::layout::*;
@@ -563,4 +563,81 @@ fn rows_do_not_depend_on_the_rest_of_the_call() {
             }
         }
     });
+}
+
+/// The small dense kernel against an f64 sum (identity), its in-register sigmoid and tanh
+/// against the tier's slice functions on its identity outputs (bit for bit), and a row's
+/// bits alone against the same row among others, for input counts 1..=16 and output
+/// counts on both sides of each tier's vector widths; declines on the scalar tier.
+#[test]
+fn dense_small_is_the_sum_then_the_tiers_activation() {
+    use crate::kernels::activation::{sigmoid, tanh};
+    use crate::kernels::simd::DenseAct;
+    let mut rnd = uniform(41u32);
+    let bits_of = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for k in 1..=16 {
+        for o in [2, 7, 8, 9, 16, 17, 33, 64] {
+            let rows = 3;
+            let w: Vec<f32> = (0..o * k).map(|_| rnd()).collect();
+            let bias: Vec<f32> = (0..o).map(|_| rnd()).collect();
+            let x: Vec<f32> = (0..rows * k).map(|_| 3.0 * rnd()).collect();
+            let ldw = dense_small_stride(o);
+            let mut wt = vec![0.0; k * ldw];
+            for j in 0..o {
+                for p in 0..k {
+                    wt[p * ldw + j] = w[j * k + p];
+                }
+            }
+            let run = |act: DenseAct, x: &[f32], rows: usize| {
+                let mut y = vec![f32::NAN; rows * o];
+                let ran = dense_small_rows(x, rows, k, &wt, &bias, act, &mut y);
+                (ran, y)
+            };
+            let (ran, lin) = run(DenseAct::Identity, &x, rows);
+            assert_eq!(ran, kernel_tier() != Tier::Scalar, "k={k} o={o}");
+            if !ran {
+                assert!(lin.iter().all(|v| v.is_nan()), "k={k} o={o}: written");
+                continue;
+            }
+            for r in 0..rows {
+                for j in 0..o {
+                    let (wj, xr) = (&w[j * k..(j + 1) * k], &x[r * k..(r + 1) * k]);
+                    let want = bias[j] as f64
+                        + wj.iter()
+                            .zip(xr)
+                            .map(|(a, b)| *a as f64 * *b as f64)
+                            .sum::<f64>();
+                    let mass = bias[j].abs() as f64
+                        + wj.iter()
+                            .zip(xr)
+                            .map(|(a, b)| (a * b).abs() as f64)
+                            .sum::<f64>();
+                    let got = lin[r * o + j] as f64;
+                    assert!(
+                        (got - want).abs() <= 1e-6 * mass,
+                        "k={k} o={o}: {got} vs {want}"
+                    );
+                }
+                let (_, one) = run(DenseAct::Identity, &x[r * k..(r + 1) * k], 1);
+                assert_eq!(
+                    bits_of(&one),
+                    bits_of(&lin[r * o..(r + 1) * o]),
+                    "k={k} o={o}"
+                );
+            }
+            let (mut s, mut t) = (lin.clone(), lin.clone());
+            sigmoid(&mut s);
+            tanh(&mut t);
+            assert_eq!(
+                bits_of(&run(DenseAct::Sigmoid, &x, rows).1),
+                bits_of(&s),
+                "k={k} o={o}"
+            );
+            assert_eq!(
+                bits_of(&run(DenseAct::Tanh, &x, rows).1),
+                bits_of(&t),
+                "k={k} o={o}"
+            );
+        }
+    }
 }
