@@ -18,6 +18,8 @@
  *          64), (256, 512, 32, 64), (512, 1024, 64, 32), LSTM, GRU, RNN; ms per call.
  * - train: rnn_trainer_step_mse (SGD, learning rate 0, targets at every step) on the
  *          same shapes; ms per call.
+ * AB_CELLS (a subset of "lstm,gru,rnn") and AB_H (hidden sizes, e.g. "16,1024") narrow the
+ * run to those configurations.
  * Before timing, A and B must give the same outputs to 1e-4 (they are the same model);
  * a pair that does not is reported and the run fails.
  */
@@ -258,6 +260,25 @@ static void compare(lib *a, lib *b, enum kind k, uint32_t cell, const char *cnam
     teardown(&wb);
 }
 
+/* AB_CELLS (e.g. "lstm,gru") and AB_H (e.g. "16,1024") narrow the run; unset: everything. */
+static int wanted_cell(const char *name) {
+    const char *env = getenv("AB_CELLS");
+    return !env || !*env || strstr(env, name) != NULL;
+}
+
+static int wanted_h(size_t h) {
+    const char *env = getenv("AB_H");
+    if (!env || !*env) return 1;
+    for (const char *p = env; *p;) {
+        char *end;
+        unsigned long v = strtoul(p, &end, 10);
+        if (end == p) break;
+        if (v == h) return 1;
+        p = *end ? end + 1 : end;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: ab LIB_A LIB_B [rounds] [step,block,infer,train]\n");
@@ -289,14 +310,17 @@ int main(int argc, char **argv) {
     for (int k = STEP; k <= TRAIN; k++) {
         if (!strstr(kinds, kind_name[k])) continue;
         for (int c = 0; c < 3; c++) {
+            if (!wanted_cell(cells[c].name)) continue;
             if (k == STEP || k == BLOCK) {
                 if (cells[c].cell == RNN_CELL_RNN_TANH) continue;
                 for (int q = 0; q < 5; q++)
-                    compare(&a, &b, (enum kind)k, cells[c].cell, cells[c].name, 1, hs[q], 1,
+                    if (wanted_h(hs[q]))
+                        compare(&a, &b, (enum kind)k, cells[c].cell, cells[c].name, 1, hs[q], 1,
                             k == STEP ? 64 : 512, rounds);
             } else {
                 for (int q = 0; q < 3; q++)
-                    compare(&a, &b, (enum kind)k, cells[c].cell, cells[c].name, shapes[q][0],
+                    if (wanted_h(shapes[q][1]))
+                        compare(&a, &b, (enum kind)k, cells[c].cell, cells[c].name, shapes[q][0],
                             shapes[q][1], shapes[q][2], shapes[q][3], rounds);
             }
         }
