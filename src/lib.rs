@@ -67,6 +67,51 @@ pub mod __testing {
             available_tiers, sigmoid, sigmoid_with, tanh, tanh_with, tier, Tier,
         };
     }
+    /// The packed GEMM the batched paths run (`benches/fraction.rs` times it against
+    /// `matrixmultiply`'s sgemm on the same products).
+    pub mod packed {
+        /// `B` (`[k][n]`, row-major) packed for [`gemm`].
+        pub struct Packed(crate::kernels::packed::PackedB);
+
+        impl Packed {
+            /// Packs the `k × n` row-major `b`.
+            pub fn from_rows(b: &[f32], k: usize, n: usize) -> Packed {
+                Packed(crate::kernels::packed::PackedB::from_rows(b, k, n, n))
+            }
+        }
+
+        /// `C = (accumulate ? C : 0) + A · B` for `m` rows of `A` (stride `lda`) into `C`
+        /// (stride `ldc`), on the process tier, `B`'s column groups last to first when
+        /// `reverse` (as the forward alternates them step by step). Panics if a buffer is
+        /// too short.
+        #[allow(clippy::too_many_arguments)]
+        pub fn gemm(
+            m: usize,
+            a: &[f32],
+            lda: usize,
+            b: &Packed,
+            c: &mut [f32],
+            ldc: usize,
+            accumulate: bool,
+            reverse: bool,
+        ) {
+            let b = &b.0;
+            crate::kernels::packed::gemm_packed_sweep(m, a, lda, b, c, ldc, accumulate, reverse)
+        }
+
+        /// `C = bias + A · B` (each row of `C` starts from `bias`).
+        pub fn gemm_bias(
+            m: usize,
+            a: &[f32],
+            lda: usize,
+            b: &Packed,
+            c: &mut [f32],
+            ldc: usize,
+            bias: &[f32],
+        ) {
+            crate::kernels::packed::gemm_packed_bias(m, a, lda, &b.0, c, ldc, bias)
+        }
+    }
     /// The f64 reference of the dense layers and the skip connection.
     pub mod layers_reference {
         pub use crate::layers::reference::*;

@@ -1,0 +1,178 @@
+//! The batched forward against `matrixmultiply`'s sgemm, side by side in one process:
+//! how close to the machine's GEMM rate the one-thread forward runs (issue 19 asks for
+//! the fraction of sgemm's rate where a configuration is bound by the machine).
+//!
+//! Run: `cargo bench --bench fraction [-- ROUNDS]` (default 7). For each of the
+//! comparison harness's shapes `(I, H, B, T)` and each cell, four timings alternate
+//! round by round (the order rotates, so a slow spell of a shared machine falls on all):
+//! - `forward`: `Model::forward_with_state` on `[B][T][I]`, one thread;
+//! - `packed`: the forward's products alone with the packed GEMM: the input product
+//!   (`B·T × I` by `I × G·H`, from the bias) and `T` recurrent products (`B × H` by
+//!   `H × G·H`, the sweep's direction alternated as the forward alternates it), one
+//!   after the other (`forward − packed` is about the cells' share);
+//! - `sgemm`: the same products with `matrixmultiply::sgemm`;
+//! - `sgemm one`: one product `B·T × (I + H)` by `(I + H) × G·H` (the same FLOPs, the
+//!   shape a GEMM likes best: the criterion bench's `sgemm/` yardstick).
+//!
+//! Printed: medians in ms and the rates as fractions of sgemm's on the same products
+//! (above 1: faster than sgemm), with the CPU and kernel tier.
+
+use rnncore::__testing::packed::{gemm, gemm_bias, Packed};
+use rnncore::{CellKind, Model, ModelConfig};
+use std::hint::black_box;
+use std::time::Instant;
+
+const SHAPES: [(usize, usize, usize, usize); 3] =
+    [(64, 128, 64, 64), (256, 512, 32, 64), (512, 1024, 64, 32)];
+
+fn vals(n: usize, seed: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| (((i + seed) * 7919) % 2000) as f32 / 1000.0 - 1.0)
+        .collect()
+}
+
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_string())
+}
+
+/// `C (m × n, stride ldc) = beta·C + A (m × k, stride lda) · B (k × n, row-major)`.
+#[allow(clippy::too_many_arguments)]
+fn sgemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    c: &mut [f32],
+    ldc: usize,
+    beta: f32,
+) {
+    assert!(a.len() >= (m - 1) * lda + k && b.len() >= k * n && c.len() >= (m - 1) * ldc + n);
+    // SAFETY: the assert above: A holds m rows of k at stride lda, B k rows of n, C m rows
+    // of n at stride ldc; all row-major with unit column stride.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            lda as isize,
+            1,
+            b.as_ptr(),
+            n as isize,
+            1,
+            beta,
+            c.as_mut_ptr(),
+            ldc as isize,
+            1,
+        )
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+fn main() {
+    let rounds = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .map(|a| {
+            a.parse::<usize>()
+                .expect("ROUNDS must be a positive integer")
+        })
+        .unwrap_or(7)
+        .max(1);
+    rnncore::set_num_threads(1).expect("one thread");
+    println!(
+        "CPU: {}; kernel `{}`; one thread; median of {rounds} alternated rounds, ms; \
+         rates as fractions of sgemm's on the same products (above 1: faster).\n",
+        cpu_name(),
+        rnncore::kernel_name()
+    );
+    println!("| cell | I, H, B, T | forward | packed | sgemm | sgemm one | packed / sgemm | forward / sgemm | forward / sgemm one |");
+    println!("| --- | --- | --: | --: | --: | --: | --: | --: | --: |");
+    for (cell, name) in [
+        (CellKind::Lstm, "lstm"),
+        (CellKind::GruLbr, "gru"),
+        (CellKind::RnnTanh, "rnn"),
+    ] {
+        for (i, h, b, t) in SHAPES {
+            let gh = cell.gates() * h;
+            let model = Model::new(ModelConfig::new(cell, i, h, 1), 1).expect("model");
+            let x = vals(b * t * i, 1);
+            let mut y = vec![0.0f32; b * t * h];
+            // The products' operands: W_ih^T (I × GH), W_hh^T (H × GH), the bias, the
+            // recurrent rows (B × H), the gates (T steps of B × GH).
+            let (wi, wh, bias) = (vals(i * gh, 2), vals(h * gh, 3), vals(gh, 4));
+            let hs = vals(b * h, 5);
+            let (pi, ph) = (Packed::from_rows(&wi, i, gh), Packed::from_rows(&wh, h, gh));
+            let mut gates = vec![0.0f32; t * b * gh];
+            // The one big product.
+            let (a1, w1) = (vals(b * t * (i + h), 6), vals((i + h) * gh, 7));
+            let mut c1 = vec![0.0f32; b * t * gh];
+            let acc = cell != CellKind::GruLbr;
+
+            let mut run = |which: usize| -> f64 {
+                let t0 = Instant::now();
+                match which {
+                    0 => model
+                        .forward_with_state(black_box(&x), b, t, None, &mut y, None)
+                        .expect("forward"),
+                    1 => {
+                        gemm_bias(b * t, &x, i, &pi, &mut gates, gh, &bias);
+                        for (st, s) in gates.chunks_exact_mut(b * gh).enumerate() {
+                            gemm(b, &hs, h, &ph, s, gh, acc, st % 2 == 1);
+                        }
+                    }
+                    2 => {
+                        for s in gates.chunks_exact_mut(gh) {
+                            s.copy_from_slice(&bias);
+                        }
+                        sgemm(b * t, i, gh, &x, i, &wi, &mut gates, gh, 1.0);
+                        let beta = if acc { 1.0 } else { 0.0 };
+                        for s in gates.chunks_exact_mut(b * gh) {
+                            sgemm(b, h, gh, &hs, h, &wh, s, gh, beta);
+                        }
+                    }
+                    _ => sgemm(b * t, i + h, gh, &a1, i + h, &w1, &mut c1, gh, 0.0),
+                }
+                black_box(&gates);
+                t0.elapsed().as_secs_f64() * 1e3
+            };
+            for w in 0..4 {
+                run(w);
+            }
+            let mut times = [vec![], vec![], vec![], vec![]];
+            for r in 0..rounds {
+                for q in 0..4 {
+                    let w = (r + q) % 4;
+                    times[w].push(run(w));
+                }
+            }
+            let [f, p, s, s1] = times.map(|mut v| median(&mut v));
+            println!(
+                "| {name} | {i}, {h}, {b}, {t} | {f:.2} | {p:.2} | {s:.2} | {s1:.2} | {:.2} | {:.2} | {:.2} |",
+                s / p,
+                s / f,
+                s1 / f
+            );
+        }
+    }
+}
