@@ -503,7 +503,14 @@ impl Model {
     fn fused_step(&self, state: &mut State, x: &[f32], y: &mut [f32]) {
         let cfg = self.config();
         let (h, l) = (cfg.hidden_size, cfg.num_layers);
-        let State { data, scratch, .. } = state;
+        let State {
+            data,
+            scratch,
+            reverse,
+            ..
+        } = state;
+        let rev = *reverse;
+        *reverse = !rev;
         let (hst, cst) = data.split_at_mut(l * h);
         let direct = !cfg.has_head();
         // A head of few outputs runs inside the top layer's kernel, on `h` in registers.
@@ -516,7 +523,7 @@ impl Model {
                 if let Some((top, hw)) = head_in_kernel {
                     let ck = if ck.is_empty() { ck } else { &mut ck[..h] };
                     let b_hn = self.stream_b_hn(k);
-                    top.run_head(input, 1, b_hn, hk, ck, hw.weight, hw.bias, y);
+                    top.run_head(input, 1, rev, b_hn, hk, ck, hw.weight, hw.bias, y);
                     if cfg.output_activation == OutputActivation::Softmax {
                         softmax_in_place(y);
                     }
@@ -528,7 +535,7 @@ impl Model {
             } else {
                 &mut scratch.gates[..h]
             };
-            let ran = self.fused_layer(k, input, 1, hk, ck, out);
+            let ran = self.fused_layer(k, input, 1, rev, hk, ck, out);
             assert!(ran, "fused_step: layer {k} has no fused kernel");
         }
         if !direct {
@@ -572,7 +579,7 @@ impl Model {
             // The audio sizes: products and update in one fused kernel where the tier
             // has one (as a block of one step).
             let ck = tail(cst, k * h);
-            if self.fused_layer(k, input, 1, hk, ck, &mut g[..h]) {
+            if self.fused_layer(k, input, 1, rev, hk, ck, &mut g[..h]) {
                 continue;
             }
             // Where the cell allows, bias and both products in one pass.
@@ -670,13 +677,15 @@ impl Model {
                         let (x1, ys) =
                             (&input[s0 * inp..(s0 + n) * inp], &mut y[s0 * o..][..n * o]);
                         let ck = if ck.is_empty() { ck } else { &mut ck[..h] };
-                        top.run_head(x1, n, self.stream_b_hn(k), hk, ck, hw.weight, hw.bias, ys);
+                        let (rev, b_hn) = (rev0 ^ (s0 % 2 == 1), self.stream_b_hn(k));
+                        top.run_head(x1, n, rev, b_hn, hk, ck, hw.weight, hw.bias, ys);
                         continue;
                     }
                 }
                 let fused = b == 1 && {
                     let x1 = &input[s0 * inp..(s0 + n) * inp];
-                    self.fused_layer(k, x1, n, hk, ck, &mut out[s0 * h..][..n * h])
+                    let rev = rev0 ^ (s0 % 2 == 1);
+                    self.fused_layer(k, x1, n, rev, hk, ck, &mut out[s0 * h..][..n * h])
                 };
                 if fused {
                     continue;
@@ -738,6 +747,7 @@ impl Model {
         k: usize,
         input: &[f32],
         steps: usize,
+        reverse: bool,
         hk: &mut [f32],
         ck: &mut [f32],
         out: &mut [f32],
@@ -747,7 +757,7 @@ impl Model {
         };
         let h = hk.len();
         let c = if ck.is_empty() { ck } else { &mut ck[..h] };
-        stream.run(input, steps, self.stream_b_hn(k), hk, c, out);
+        stream.run(input, steps, reverse, self.stream_b_hn(k), hk, c, out);
         true
     }
 

@@ -99,14 +99,18 @@ impl StreamLayer {
     /// W_ihᵀ`, then `+ h · W_hhᵀ`) and the state update, in one kernel; `x` holds `steps`
     /// rows of inputs, `h` (and for the LSTM `c`) is the state (updated), `b_hn` the
     /// GRU's hidden bias of the candidate gate (unused for the LSTM), `out` receives each
-    /// step's `h` (rows of `H`). Bit for bit what [`super::gemm_packed_bias`] of the inputs into
+    /// step's `h` (rows of `H`); `reverse`: the first step sweeps the weights' chunks
+    /// last to first (it alternates from there; see `cells::sweep_chunk`: no bit
+    /// changes). Bit for bit what [`super::gemm_packed_bias`] of the inputs into
     /// gate rows, the packed GEMV into each row (or a scratch row, GRU) and
     /// `activation::lstm_state` / `gru_lbr_state` give, step by step.
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn run(
         &self,
         x: &[f32],
         steps: usize,
+        reverse: bool,
         b_hn: &[f32],
         h: &mut [f32],
         c: &mut [f32],
@@ -116,7 +120,15 @@ impl StreamLayer {
             out.len() >= steps * h.len(),
             "stream kernel: out holds too few rows"
         );
-        self.run_out(x, steps, b_hn, h, c, StreamOut::rows(out.as_mut_ptr()));
+        self.run_out(
+            x,
+            steps,
+            reverse,
+            b_hn,
+            h,
+            c,
+            StreamOut::rows(out.as_mut_ptr()),
+        );
     }
 
     /// As [`StreamLayer::run`], but instead of `h` rows each step's outputs of a dense
@@ -136,6 +148,7 @@ impl StreamLayer {
         &self,
         x: &[f32],
         steps: usize,
+        reverse: bool,
         b_hn: &[f32],
         h: &mut [f32],
         c: &mut [f32],
@@ -158,15 +171,17 @@ impl StreamLayer {
             rows: std::ptr::null_mut(),
             head: Some(head),
         };
-        self.run_out(x, steps, b_hn, h, c, out);
+        self.run_out(x, steps, reverse, b_hn, h, c, out);
     }
 
     /// The kernel call behind `run` and `run_head`, whose `out` was checked by them.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn run_out(
         &self,
         x: &[f32],
         steps: usize,
+        reverse: bool,
         b_hn: &[f32],
         h: &mut [f32],
         c: &mut [f32],
@@ -178,7 +193,7 @@ impl StreamLayer {
                 && Some(x.len()) == steps.checked_mul(self.w.k()),
             "stream kernel: shapes disagree"
         );
-        let (inp, hp) = (self.w.input(x.as_ptr()), h.as_mut_ptr());
+        let (inp, hp) = (self.w.input(x.as_ptr(), reverse), h.as_mut_ptr());
         // SAFETY: the kernel was chosen by `stream_kernel` for the process tier
         // (detected), this cell and these units, with `k <= KC`, and the weights laid
         // out for it (`StreamWeights::new`); x and h were checked just above, `out` by

@@ -116,7 +116,7 @@ fn fused_stream_steps_are_the_step_by_step_bits() {
                     lstm_state(g, &mut c, &mut h);
                     want[s * units..(s + 1) * units].copy_from_slice(&h);
                 }
-                for form in FORMS {
+                for (form, rev) in FORMS.into_iter().flat_map(|f| [(f, false), (f, true)]) {
                     let (mut hf, mut cf) = (h0.clone(), c0.clone());
                     let mut got = vec![f32::NAN; steps * units];
                     let fused =
@@ -124,9 +124,10 @@ fn fused_stream_steps_are_the_step_by_step_bits() {
                     let expect = fused_for(CellKind::Lstm);
                     assert_eq!(fused.is_some(), expect);
                     if let Some(f) = &fused {
-                        f.run(&x, steps, &[], &mut hf, &mut cf, &mut got);
+                        f.run(&x, steps, rev, &[], &mut hf, &mut cf, &mut got);
                     }
-                    let what = format!("lstm H={units} I={k} steps={steps} chain={form:?}");
+                    let what =
+                        format!("lstm H={units} I={k} steps={steps} chain={form:?} rev={rev}");
                     if expect {
                         assert_eq!(bits_of(&got), bits_of(&want), "{what}");
                         assert_eq!(bits_of(&hf), bits_of(&h), "{what}");
@@ -158,7 +159,7 @@ fn fused_stream_steps_are_the_step_by_step_bits() {
                     gru_lbr_state(&gates[s * gw..(s + 1) * gw], &gh, &b_hn, &mut h);
                     want[s * units..(s + 1) * units].copy_from_slice(&h);
                 }
-                for form in FORMS {
+                for (form, rev) in FORMS.into_iter().flat_map(|f| [(f, false), (f, true)]) {
                     let mut hf = h0.clone();
                     let mut got = vec![f32::NAN; steps * units];
                     let fused = StreamLayer::with_form(
@@ -173,9 +174,10 @@ fn fused_stream_steps_are_the_step_by_step_bits() {
                     let expect = fused_for(CellKind::GruLbr);
                     assert_eq!(fused.is_some(), expect);
                     if let Some(f) = &fused {
-                        f.run(&x, steps, &b_hn, &mut hf, &mut [], &mut got);
+                        f.run(&x, steps, rev, &b_hn, &mut hf, &mut [], &mut got);
                     }
-                    let what = format!("gru H={units} I={k} steps={steps} chain={form:?}");
+                    let what =
+                        format!("gru H={units} I={k} steps={steps} chain={form:?} rev={rev}");
                     if expect {
                         assert_eq!(bits_of(&got), bits_of(&want), "{what}");
                         assert_eq!(bits_of(&hf), bits_of(&h), "{what}");
@@ -228,14 +230,15 @@ fn a_head_inside_the_stream_kernel_is_the_dense_head_bit_for_bit() {
 
                 let (mut h, mut c) = (h0.clone(), c_or_none(&c0));
                 let mut rows = vec![f32::NAN; steps * units];
-                layer.run(&x, steps, b_hn, &mut h, &mut c, &mut rows);
+                layer.run(&x, steps, false, b_hn, &mut h, &mut c, &mut rows);
                 let mut want = vec![f32::NAN; steps * o];
                 // SAFETY: `dense_narrow_kernel` gives the process tier's kernel (detected).
                 unsafe { narrow(&rows, steps, units, &w, o, &hb, &mut want) };
 
                 let (mut hh, mut ch) = (h0.clone(), c_or_none(&c0));
                 let mut got = vec![f32::NAN; steps * o];
-                layer.run_head(&x, steps, b_hn, &mut hh, &mut ch, &w, &hb, &mut got);
+                // The other sweep direction: the same bits.
+                layer.run_head(&x, steps, true, b_hn, &mut hh, &mut ch, &w, &hb, &mut got);
                 let what = format!("{cell:?} H={units} I={k} o={o} steps={steps}");
                 assert_eq!(bits_of(&got), bits_of(&want), "{what}");
                 assert_eq!(bits_of(&hh), bits_of(&h), "{what}");
