@@ -6,19 +6,20 @@ use crate::config::CellKind;
 use crate::kernels::activation::{kernel_tier, Tier};
 use crate::kernels::cells::{StreamHead, StreamInput, StreamOut, StreamWeights};
 
-/// Whether a fused stream kernel runs for a layer of `cell` with `units` hidden units and
-/// `k` inputs: `k <= KC` (the packed GEMM's input product in one chunk, whose order the
-/// kernels follow) and sizes where the fused step was measured faster than the general
-/// one (a GEMV into a gates row, then the cell): on AVX-512 H = 8 to 128 (at 64 and 128
-/// they save the gates' round trip through memory and the calls between: Intel Xeon
-/// Emerald Rapids, GRU steps and blocks 0.78-0.90 of the general path's time, LSTM
-/// 0.92-0.97); on AVX2 H = 8, 16, 32 and the GRU at 64 (0.81-0.84 there; the LSTM at 64,
-/// whose 32 gate vectors overflow AVX2's 16 registers, was level, and the general path
-/// stays).
-pub(crate) fn stream_fused(cell: CellKind, units: usize, k: usize) -> bool {
+/// Whether a fused stream kernel runs for a layer with `units` hidden units and `k`
+/// inputs (LSTM or linear-before-reset GRU): `k <= KC` (the packed GEMM's input product
+/// in one chunk, whose order the kernels follow) and sizes where the fused step was
+/// measured faster than the general one (a GEMV into a gates row, then the cell): on
+/// AVX-512 H = 8 to 128 (at 64 and 128 they save the gates' round trip through memory
+/// and the calls between: Intel Xeon Emerald Rapids, GRU steps and blocks 0.78-0.90 of
+/// the general path's time, LSTM 0.92-0.97); on AVX2 H = 8 to 64 (the GRU at 64
+/// 0.81-0.84; the LSTM at 64, whose 32 gate vectors run one unit vector at a time, was
+/// level until the kernels alternated their sweep over `W_hh` as the general path
+/// does, then 0.87-0.88 in 11 rounds).
+pub(crate) fn stream_fused(units: usize, k: usize) -> bool {
     let tier_has = match kernel_tier() {
         Tier::Avx512 => matches!(units, 8 | 16 | 32 | 64 | 128),
-        Tier::Avx2 => matches!(units, 8 | 16 | 32) || (units == 64 && cell == CellKind::GruLbr),
+        Tier::Avx2 => matches!(units, 8 | 16 | 32 | 64),
         Tier::Scalar => false,
     };
     tier_has && k <= KC
@@ -86,7 +87,7 @@ impl StreamLayer {
         bias: &[f32],
         chain: Option<bool>,
     ) -> Option<StreamLayer> {
-        if !stream_fused(cell, units, k) {
+        if !stream_fused(units, k) {
             return None;
         }
         let (kernel, lanes, ch) = stream_kernel(cell, units, chain)?;
@@ -291,6 +292,7 @@ fn stream_kernel(
             (Tier::Avx512, CellKind::GruLbr, 128) => {
                 (pick!(GruLbr, avx512::gru_lbr_stream, 8, 2, 6, ch), 16, 2)
             }
+            (Tier::Avx2, CellKind::Lstm, 64) => (pick!(Lstm, avx2::lstm_stream, 8, 1, 4, ch), 8, 1),
             (Tier::Avx2, CellKind::GruLbr, 64) => {
                 (pick!(GruLbr, avx2::gru_lbr_stream, 8, 2, 6, ch), 8, 2)
             }

@@ -70,15 +70,12 @@ fn fused_stream_steps_are_the_step_by_step_bits() {
             (64, 3),
             (128, 1),
         ] {
-            // The sizes with fused kernels, per tier and cell.
-            let fused_for = |cell: CellKind| {
+            // The sizes with fused kernels, per tier (both cells alike).
+            let fused_here = {
                 k <= KC
                     && match kernel_tier() {
                         Tier::Avx512 => units != 24,
-                        Tier::Avx2 => {
-                            matches!(units, 8 | 16 | 32)
-                                || (units == 64 && cell == CellKind::GruLbr)
-                        }
+                        Tier::Avx2 => matches!(units, 8 | 16 | 32 | 64),
                         Tier::Scalar => false,
                     }
             };
@@ -121,7 +118,7 @@ fn fused_stream_steps_are_the_step_by_step_bits() {
                     let mut got = vec![f32::NAN; steps * units];
                     let fused =
                         StreamLayer::with_form(CellKind::Lstm, units, k, &w_ih, &w_hh, &bias, form);
-                    let expect = fused_for(CellKind::Lstm);
+                    let expect = fused_here;
                     assert_eq!(fused.is_some(), expect);
                     if let Some(f) = &fused {
                         f.run(&x, steps, rev, &[], &mut hf, &mut cf, &mut got);
@@ -171,7 +168,7 @@ fn fused_stream_steps_are_the_step_by_step_bits() {
                         &bias,
                         form,
                     );
-                    let expect = fused_for(CellKind::GruLbr);
+                    let expect = fused_here;
                     assert_eq!(fused.is_some(), expect);
                     if let Some(f) = &fused {
                         f.run(&x, steps, rev, &b_hn, &mut hf, &mut [], &mut got);
@@ -209,10 +206,7 @@ fn a_head_inside_the_stream_kernel_is_the_dense_head_bit_for_bit() {
             );
             let Some(layer) = StreamLayer::new(cell, units, k, &w_ih, &w_hh, &bias) else {
                 // No fused kernel for this size here (the other test checks which).
-                assert!(
-                    !stream_fused(cell, units, k),
-                    "{cell:?} H={units}: no kernel"
-                );
+                assert!(!stream_fused(units, k), "{cell:?} H={units}: no kernel");
                 continue;
             };
             let narrow = dense_narrow_kernel(1).expect("SIMD tiers have dot products");
