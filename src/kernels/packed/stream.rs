@@ -263,6 +263,11 @@ fn stream_kernel(
         // body on either tier (half an AVX-512 vector), summed as the process tier's
         // GEMV (PAIRS on both). AVX2's 16 registers hold one unit vector's gate sums per
         // pass, except the GRU's two (three gate vectors each: measured faster).
+        // AVX-512 at 128 units takes one unit vector per pass as well: its chunks of
+        // `W_hh` are then 32 KiB (24 for the GRU), so the chunk a step starts on (the
+        // sweep alternates) is still in L1; with two per pass they were 64 KiB and the
+        // steps and blocks took 1.02-1.09 of the time (Intel Xeon Emerald Rapids, 9
+        // rounds, three runs). At 64 units the two choices measured level.
         let tier = kernel_tier();
         let avx512_body = tier == Tier::Avx512 && units > 8;
         let lanes = if avx512_body { 16 } else { 8 };
@@ -287,10 +292,10 @@ fn stream_kernel(
                 (pick!(GruLbr, avx512::gru_lbr_stream, 4, 2, 6, ch), 16, 2)
             }
             (Tier::Avx512, CellKind::Lstm, 128) => {
-                (pick!(Lstm, avx512::lstm_stream, 8, 2, 8, ch), 16, 2)
+                (pick!(Lstm, avx512::lstm_stream, 8, 1, 4, ch), 16, 1)
             }
             (Tier::Avx512, CellKind::GruLbr, 128) => {
-                (pick!(GruLbr, avx512::gru_lbr_stream, 8, 2, 6, ch), 16, 2)
+                (pick!(GruLbr, avx512::gru_lbr_stream, 8, 1, 3, ch), 16, 1)
             }
             (Tier::Avx2, CellKind::Lstm, 64) => (pick!(Lstm, avx2::lstm_stream, 8, 1, 4, ch), 8, 1),
             (Tier::Avx2, CellKind::GruLbr, 64) => {
