@@ -524,8 +524,9 @@ pub(crate) struct StreamInput {
 /// changes. Up to 32 KiB (every x86 L1d since 2011 holds it) the order stays: nothing to
 /// gain, and the chunk's address would wait on the flag. Intel Xeon Emerald Rapids,
 /// alternated against the fixed order (7 rounds): H = 64 steps and blocks 0.76-0.87
-/// of the time (AVX-512 LSTM and GRU, AVX2 GRU); H = 128, whose chunks of 64 KiB
-/// each outgrow L1 themselves, level.
+/// of the time (AVX-512 LSTM and GRU, AVX2 GRU); H = 128 level while its chunks were 64
+/// KiB, each larger than L1 itself (AVX-512 now takes chunks of 32 KiB there, see
+/// `stream_kernel`).
 #[inline(always)]
 fn sweep_chunk(inp: StreamInput, bytes: usize, st: usize, i: usize, n: usize) -> usize {
     if bytes > 32 << 10 && (st % 2 == 1) != inp.reverse {
