@@ -730,6 +730,7 @@ impl Model {
     /// The top layer's fused kernel and the head, where a single stream's head runs
     /// inside that kernel ([`StreamLayer::run_head`]): a head of few outputs (the dot
     /// products of `stream_head`, so the same bits; see `run_head`).
+    #[inline]
     fn head_in_kernel(&self) -> Option<(&StreamLayer, HeadWeights<'_>)> {
         let top = self.packed.last()?.stream.as_ref()?;
         let hw = self.head()?;
@@ -763,6 +764,7 @@ impl Model {
 
     /// What layer `k`'s fused kernel takes as `b_hn`: the linear-before-reset GRU's
     /// hidden bias of the candidate gate, nothing for the LSTM.
+    #[inline]
     fn stream_b_hn(&self, k: usize) -> &[f32] {
         match self.config().cell {
             CellKind::GruLbr => &self.bias_hh(k)[2 * self.config().hidden_size..],

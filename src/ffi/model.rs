@@ -494,6 +494,7 @@ fn too_large(x_count: usize, y_count: usize) -> Failure {
 ///
 /// # Safety
 /// `x` and `y` are non-NULL and valid as the public entry points require.
+#[inline(always)]
 unsafe fn run_block(
     m: &rnn_model,
     s: &mut rnn_state,

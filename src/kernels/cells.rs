@@ -488,6 +488,7 @@ impl StreamWeights {
 
     /// The kernels' view of these weights for `steps` rows of inputs at `x`, the first
     /// step sweeping the chunks last to first when `reverse`.
+    #[inline]
     pub(crate) fn input(&self, x: *const f32, reverse: bool) -> StreamInput {
         let (wh, wi, b) = self.at;
         let base = self.data.as_slice().as_ptr();
