@@ -249,6 +249,16 @@ impl State {
             + self.proj.as_ref().map_or(0, |p| p.bytes())
     }
 
+    /// The sweep direction of a call's first step over the recurrent weights (see
+    /// `gemv_packed_sweep`), the flag advanced past the call's `steps` steps: it
+    /// alternates step by step across calls.
+    #[inline(always)]
+    fn sweep(&mut self, steps: usize) -> bool {
+        let first = self.reverse;
+        self.reverse ^= steps % 2 == 1;
+        first
+    }
+
     /// Errors unless this state was made for a model of `cfg`.
     pub(crate) fn check_model(&self, cfg: &ModelConfig) -> Result<()> {
         if self.config != *cfg {
@@ -503,14 +513,8 @@ impl Model {
     fn fused_step(&self, state: &mut State, x: &[f32], y: &mut [f32]) {
         let cfg = self.config();
         let (h, l) = (cfg.hidden_size, cfg.num_layers);
-        let State {
-            data,
-            scratch,
-            reverse,
-            ..
-        } = state;
-        let rev = *reverse;
-        *reverse = !rev;
+        let rev = state.sweep(1);
+        let State { data, scratch, .. } = state;
         let (hst, cst) = data.split_at_mut(l * h);
         let direct = !cfg.has_head();
         // A head of few outputs runs inside the top layer's kernel, on `h` in registers.
@@ -550,14 +554,8 @@ impl Model {
         let cfg = self.config();
         let (h, l) = (cfg.hidden_size, cfg.num_layers);
         let gh = cfg.cell.gates() * h;
-        let State {
-            data,
-            scratch,
-            reverse,
-            ..
-        } = state;
-        let rev = *reverse;
-        *reverse = !rev;
+        let rev = state.sweep(1);
+        let State { data, scratch, .. } = state;
         let (hst, cst) = data.split_at_mut(l * h);
         let Scratch {
             gates,
@@ -622,14 +620,8 @@ impl Model {
         let gh = cfg.cell.gates() * h;
         let lbh = l * b * h;
         let rows = b * t;
-        let State {
-            data,
-            scratch,
-            reverse,
-            ..
-        } = state;
-        let rev0 = *reverse;
-        *reverse ^= t % 2 == 1;
+        let rev0 = state.sweep(t);
+        let State { data, scratch, .. } = state;
         let Scratch {
             gates,
             blk_a,
