@@ -49,7 +49,19 @@ impl PackedLayer {
                 stream: None,
             };
         }
-        let stream = StreamLayer::new(cfg.cell, h, lw.input_size, lw.w_ih, lw.w_hh, folded_bias);
+        let b_hn: &[f32] = match cfg.cell {
+            CellKind::GruLbr => &lw.b_hh[2 * h..3 * h],
+            _ => &[],
+        };
+        let stream = StreamLayer::new(
+            cfg.cell,
+            h,
+            lw.input_size,
+            lw.w_ih,
+            lw.w_hh,
+            folded_bias,
+            b_hn,
+        );
         if cfg.cell == CellKind::Gru {
             PackedLayer {
                 w_ih_t,
@@ -324,6 +336,14 @@ impl Model {
             true => dense_narrow_kernel(cfg.output_size),
             false => None,
         };
+        // A head of few outputs runs inside the top layer's fused kernel, which keeps a
+        // copy of its weights (as of the other weights it reads).
+        let head = self.head().map(|hw| (hw.weight.to_vec(), hw.bias.to_vec()));
+        if let (Some((w, b)), Some(_)) = (head, self.head_narrow) {
+            if let Some(top) = self.packed.last_mut().and_then(|p| p.stream.as_mut()) {
+                top.set_head(&w, &b);
+            }
+        }
         self.dense_t = crate::layers::transpose_small_dense(self);
         // Training with dropout between layers runs the layers one at a time
         // (`crate::bidir`), through one-layer direction models; inference keeps the

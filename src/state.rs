@@ -14,7 +14,7 @@ use crate::kernels::packed::{
     gemv_packed_sweep, PackedB, StreamLayer,
 };
 use crate::kernels::reference::flush_ref;
-use crate::model::{HeadWeights, Model};
+use crate::model::Model;
 use crate::step::{recurrent_step, softmax_in_place, StepRows};
 
 /// The carried state of `batch` streams of one model, with its scratch space.
@@ -524,10 +524,9 @@ impl Model {
             let input: &[f32] = if k == 0 { x } else { &below[(k - 1) * h..] };
             let (hk, ck) = (&mut here[..h], tail(cst, k * h));
             if k + 1 == l {
-                if let Some((top, hw)) = head_in_kernel {
+                if let Some(top) = head_in_kernel {
                     let ck = if ck.is_empty() { ck } else { &mut ck[..h] };
-                    let b_hn = self.stream_b_hn(k);
-                    top.run_head(input, 1, rev, b_hn, hk, ck, hw.weight, hw.bias, y);
+                    top.run_head(input, 1, rev, hk, ck, y);
                     if cfg.output_activation == OutputActivation::Softmax {
                         softmax_in_place(y);
                     }
@@ -664,13 +663,13 @@ impl Model {
                 // included, in one fused kernel where the tier has one (the same bits as
                 // the product and the loop below).
                 if k + 1 == l {
-                    if let Some((top, hw)) = head_in_kernel {
+                    if let Some(top) = head_in_kernel {
                         let o = cfg.output_size;
                         let (x1, ys) =
                             (&input[s0 * inp..(s0 + n) * inp], &mut y[s0 * o..][..n * o]);
                         let ck = if ck.is_empty() { ck } else { &mut ck[..h] };
-                        let (rev, b_hn) = (rev0 ^ (s0 % 2 == 1), self.stream_b_hn(k));
-                        top.run_head(x1, n, rev, b_hn, hk, ck, hw.weight, hw.bias, ys);
+                        let rev = rev0 ^ (s0 % 2 == 1);
+                        top.run_head(x1, n, rev, hk, ck, ys);
                         continue;
                     }
                 }
@@ -723,10 +722,8 @@ impl Model {
     /// inside that kernel ([`StreamLayer::run_head`]): a head of few outputs (the dot
     /// products of `stream_head`, so the same bits; see `run_head`).
     #[inline]
-    fn head_in_kernel(&self) -> Option<(&StreamLayer, HeadWeights<'_>)> {
-        let top = self.packed.last()?.stream.as_ref()?;
-        let hw = self.head()?;
-        self.head_narrow.is_some().then_some((top, hw))
+    fn head_in_kernel(&self) -> Option<&StreamLayer> {
+        self.packed.last()?.stream.as_ref().filter(|s| s.has_head())
     }
 
     /// Steps of one stream through layer `k` in the fused kernels where they run (LSTM and
@@ -750,18 +747,8 @@ impl Model {
         };
         let h = hk.len();
         let c = if ck.is_empty() { ck } else { &mut ck[..h] };
-        stream.run(input, steps, reverse, self.stream_b_hn(k), hk, c, out);
+        stream.run(input, steps, reverse, hk, c, out);
         true
-    }
-
-    /// What layer `k`'s fused kernel takes as `b_hn`: the linear-before-reset GRU's
-    /// hidden bias of the candidate gate, nothing for the LSTM.
-    #[inline]
-    fn stream_b_hn(&self, k: usize) -> &[f32] {
-        match self.config().cell {
-            CellKind::GruLbr => &self.bias_hh(k)[2 * self.config().hidden_size..],
-            _ => &[],
-        }
     }
 
     /// One timestep of layer `k` for `m` streams, in place on the state rows `hk`

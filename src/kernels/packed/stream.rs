@@ -59,11 +59,26 @@ pub(crate) struct StreamLayer {
     kernel: StreamKernel,
     gates: usize,
     w: StreamWeights,
+    /// The linear-before-reset GRU's `b_hn` (`[H]`; empty for the LSTM), kept with the
+    /// weights: a per-sample step would otherwise look it up in the parameters per call.
+    b_hn: Vec<f32>,
+    /// The head this (top) layer's kernel computes on `h` in registers, where the model
+    /// has one of few outputs ([`StreamLayer::set_head`]).
+    head: Option<StreamLayerHead>,
+}
+
+/// A dense head's weights (`weight` `[o][H]`, `bias` `[o]`), copied from the parameters
+/// with the packed weights.
+#[derive(Clone, Debug)]
+struct StreamLayerHead {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
 }
 
 impl StreamLayer {
     /// The fused kernel for a layer of `cell` with `units` hidden units and `k` inputs
-    /// (PyTorch's `w_ih` `[G·H][k]`, `w_hh` `[G·H][H]`, the folded bias `[G·H]`), where
+    /// (PyTorch's `w_ih` `[G·H][k]`, `w_hh` `[G·H][H]`, the folded bias `[G·H]`, and for
+    /// the linear-before-reset GRU `b_hn` `[H]`, empty for the LSTM), where
     /// [`stream_fused`]; `None` elsewhere.
     pub(crate) fn new(
         cell: CellKind,
@@ -72,12 +87,14 @@ impl StreamLayer {
         w_ih: &[f32],
         w_hh: &[f32],
         bias: &[f32],
+        b_hn: &[f32],
     ) -> Option<StreamLayer> {
-        StreamLayer::with_form(cell, units, k, w_ih, w_hh, bias, None)
+        StreamLayer::with_form(cell, units, k, w_ih, w_hh, bias, b_hn, None)
     }
 
     /// [`StreamLayer::new`] with the activations' form forced (`Some(chain)`) or chosen
     /// for the CPU (`None`): the tests run both forms on every machine.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn with_form(
         cell: CellKind,
         units: usize,
@@ -85,34 +102,63 @@ impl StreamLayer {
         w_ih: &[f32],
         w_hh: &[f32],
         bias: &[f32],
+        b_hn: &[f32],
         chain: Option<bool>,
     ) -> Option<StreamLayer> {
         if !stream_fused(units, k) {
             return None;
         }
         let (kernel, lanes, ch) = stream_kernel(cell, units, chain)?;
+        let b_hn_len = match kernel {
+            StreamKernel::Lstm(_) => 0,
+            StreamKernel::GruLbr(_) => units,
+        };
+        assert_eq!(b_hn.len(), b_hn_len, "stream layer: b_hn");
         let gates = cell.gates();
         let w = StreamWeights::new(gates, units, k, lanes, ch, w_ih, w_hh, bias);
-        Some(StreamLayer { kernel, gates, w })
+        Some(StreamLayer {
+            kernel,
+            gates,
+            w,
+            b_hn: b_hn.to_vec(),
+            head: None,
+        })
+    }
+
+    /// Makes this layer's kernel compute a dense head (`weight` `[o][H]`, `bias` `[o]`)
+    /// in [`StreamLayer::run_head`]: for the top layer, where the head has few outputs.
+    pub(crate) fn set_head(&mut self, weight: &[f32], bias: &[f32]) {
+        assert_eq!(
+            weight.len() * self.gates,
+            bias.len() * self.w.gates_units(),
+            "stream head: shapes disagree"
+        );
+        self.head = Some(StreamLayerHead {
+            weight: weight.to_vec(),
+            bias: bias.to_vec(),
+        });
+    }
+
+    /// Whether [`StreamLayer::set_head`] gave this layer a head.
+    #[inline]
+    pub(crate) fn has_head(&self) -> bool {
+        self.head.is_some()
     }
 
     /// Runs the timesteps of one stream: per step the gate pre-activations (`bias + x ·
     /// W_ihᵀ`, then `+ h · W_hhᵀ`) and the state update, in one kernel; `x` holds `steps`
-    /// rows of inputs, `h` (and for the LSTM `c`) is the state (updated), `b_hn` the
-    /// GRU's hidden bias of the candidate gate (unused for the LSTM), `out` receives each
+    /// rows of inputs, `h` (and for the LSTM `c`) is the state (updated), `out` receives each
     /// step's `h` (rows of `H`); `reverse`: the first step sweeps the weights' chunks
     /// last to first (it alternates from there; see `cells::sweep_chunk`: no bit
     /// changes). Bit for bit what [`super::gemm_packed_bias`] of the inputs into
     /// gate rows, the packed GEMV into each row (or a scratch row, GRU) and
     /// `activation::lstm_state` / `gru_lbr_state` give, step by step.
     #[inline]
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn run(
         &self,
         x: &[f32],
         steps: usize,
         reverse: bool,
-        b_hn: &[f32],
         h: &mut [f32],
         c: &mut [f32],
         out: &mut [f32],
@@ -121,19 +167,11 @@ impl StreamLayer {
             out.len() >= steps * h.len(),
             "stream kernel: out holds too few rows"
         );
-        self.run_out(
-            x,
-            steps,
-            reverse,
-            b_hn,
-            h,
-            c,
-            StreamOut::rows(out.as_mut_ptr()),
-        );
+        self.run_out(x, steps, reverse, h, c, StreamOut::rows(out.as_mut_ptr()));
     }
 
-    /// As [`StreamLayer::run`], but instead of `h` rows each step's outputs of a dense
-    /// head (`w` `[o][H]`, `bias` `[o]`) into `y` (rows of `o`), computed from `h` in
+    /// As [`StreamLayer::run`], but instead of `h` rows each step's outputs of the head
+    /// given by [`StreamLayer::set_head`] into `y` (rows of `o`), computed from `h` in
     /// registers: the bits of `run` followed by the process tier's `dense_narrow` on its
     /// rows. The kernel sums the head as its own tier's `dense_narrow`; that is the process
     /// tier but for 8 units on AVX-512, which run AVX2's body (see `stream_kernel`), and
@@ -142,29 +180,23 @@ impl StreamLayer {
     /// above (a masked load), and its first halving adds those zeros. Adding a zero is
     /// exact (a −0 turned +0 at the first addition on both), so the bits are the same,
     /// as `a_head_inside_the_stream_kernel_is_the_dense_head_bit_for_bit` checks on
-    /// every tier.
+    /// every tier. Panics where the layer has no head.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn run_head(
         &self,
         x: &[f32],
         steps: usize,
         reverse: bool,
-        b_hn: &[f32],
         h: &mut [f32],
         c: &mut [f32],
-        w: &[f32],
-        bias: &[f32],
         y: &mut [f32],
     ) {
-        let o = bias.len();
-        assert!(
-            w.len() == o * h.len() && y.len() >= steps * o,
-            "stream head: shapes disagree"
-        );
+        let hd = self.head.as_ref().expect("stream head: the layer has none");
+        let o = hd.bias.len();
+        assert!(y.len() >= steps * o, "stream head: y holds too few rows");
         let head = StreamHead {
-            w: w.as_ptr(),
-            bias: bias.as_ptr(),
+            w: hd.weight.as_ptr(),
+            bias: hd.bias.as_ptr(),
             o,
             y: y.as_mut_ptr(),
         };
@@ -172,18 +204,16 @@ impl StreamLayer {
             rows: std::ptr::null_mut(),
             head: Some(head),
         };
-        self.run_out(x, steps, reverse, b_hn, h, c, out);
+        self.run_out(x, steps, reverse, h, c, out);
     }
 
     /// The kernel call behind `run` and `run_head`, whose `out` was checked by them.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     fn run_out(
         &self,
         x: &[f32],
         steps: usize,
         reverse: bool,
-        b_hn: &[f32],
         h: &mut [f32],
         c: &mut [f32],
         out: StreamOut,
@@ -197,21 +227,16 @@ impl StreamLayer {
         let (inp, hp) = (self.w.input(x.as_ptr(), reverse), h.as_mut_ptr());
         // SAFETY: the kernel was chosen by `stream_kernel` for the process tier
         // (detected), this cell and these units, with `k <= KC`, and the weights laid
-        // out for it (`StreamWeights::new`); x and h were checked just above, `out` by
-        // the callers (`run`, `run_head`), c and b_hn below.
+        // out for it (`StreamWeights::new`, `b_hn` of `units` for the GRU: `with_form`);
+        // x and h were checked just above, `out` by the callers (`run`, `run_head`), c
+        // below.
         unsafe {
             match self.kernel {
                 StreamKernel::Lstm(f) => {
                     assert!(c.len() == units, "lstm stream: c and h differ in length");
                     f(steps, inp, hp, c.as_mut_ptr(), out)
                 }
-                StreamKernel::GruLbr(f) => {
-                    assert!(
-                        b_hn.len() == units,
-                        "gru stream: b_hn and h differ in length"
-                    );
-                    f(steps, inp, b_hn.as_ptr(), hp, out)
-                }
+                StreamKernel::GruLbr(f) => f(steps, inp, self.b_hn.as_ptr(), hp, out),
             }
         }
     }

@@ -116,12 +116,20 @@ fn fused_stream_steps_are_the_step_by_step_bits() {
                 for (form, rev) in FORMS.into_iter().flat_map(|f| [(f, false), (f, true)]) {
                     let (mut hf, mut cf) = (h0.clone(), c0.clone());
                     let mut got = vec![f32::NAN; steps * units];
-                    let fused =
-                        StreamLayer::with_form(CellKind::Lstm, units, k, &w_ih, &w_hh, &bias, form);
+                    let fused = StreamLayer::with_form(
+                        CellKind::Lstm,
+                        units,
+                        k,
+                        &w_ih,
+                        &w_hh,
+                        &bias,
+                        &[],
+                        form,
+                    );
                     let expect = fused_here;
                     assert_eq!(fused.is_some(), expect);
                     if let Some(f) = &fused {
-                        f.run(&x, steps, rev, &[], &mut hf, &mut cf, &mut got);
+                        f.run(&x, steps, rev, &mut hf, &mut cf, &mut got);
                     }
                     let what =
                         format!("lstm H={units} I={k} steps={steps} chain={form:?} rev={rev}");
@@ -166,12 +174,13 @@ fn fused_stream_steps_are_the_step_by_step_bits() {
                         &w_ih,
                         &w_hh,
                         &bias,
+                        &b_hn,
                         form,
                     );
                     let expect = fused_here;
                     assert_eq!(fused.is_some(), expect);
                     if let Some(f) = &fused {
-                        f.run(&x, steps, rev, &b_hn, &mut hf, &mut [], &mut got);
+                        f.run(&x, steps, rev, &mut hf, &mut [], &mut got);
                     }
                     let what =
                         format!("gru H={units} I={k} steps={steps} chain={form:?} rev={rev}");
@@ -204,13 +213,14 @@ fn a_head_inside_the_stream_kernel_is_the_dense_head_bit_for_bit() {
                 v(gw, 1.0),
                 v(units, 1.0),
             );
-            let Some(layer) = StreamLayer::new(cell, units, k, &w_ih, &w_hh, &bias) else {
+            let b_hn: &[f32] = if cell == CellKind::GruLbr { &b_hn } else { &[] };
+            let Some(mut layer) = StreamLayer::new(cell, units, k, &w_ih, &w_hh, &bias, b_hn)
+            else {
                 // No fused kernel for this size here (the other test checks which).
                 assert!(!stream_fused(units, k), "{cell:?} H={units}: no kernel");
                 continue;
             };
             let narrow = dense_narrow_kernel(1).expect("SIMD tiers have dot products");
-            let b_hn: &[f32] = if cell == CellKind::GruLbr { &b_hn } else { &[] };
             for (o, steps) in [(1, 1), (2, 5), (3, 4), (8, 3)] {
                 let (w, hb, x) = (v(o * units, 1.0), v(o, 1.0), v(steps * k, 2.0));
                 let (h0, c0) = (v(units, 1.0), v(units, 2.0));
@@ -224,7 +234,7 @@ fn a_head_inside_the_stream_kernel_is_the_dense_head_bit_for_bit() {
 
                 let (mut h, mut c) = (h0.clone(), c_or_none(&c0));
                 let mut rows = vec![f32::NAN; steps * units];
-                layer.run(&x, steps, false, b_hn, &mut h, &mut c, &mut rows);
+                layer.run(&x, steps, false, &mut h, &mut c, &mut rows);
                 let mut want = vec![f32::NAN; steps * o];
                 // SAFETY: `dense_narrow_kernel` gives the process tier's kernel (detected).
                 unsafe { narrow(&rows, steps, units, &w, o, &hb, &mut want) };
@@ -232,7 +242,8 @@ fn a_head_inside_the_stream_kernel_is_the_dense_head_bit_for_bit() {
                 let (mut hh, mut ch) = (h0.clone(), c_or_none(&c0));
                 let mut got = vec![f32::NAN; steps * o];
                 // The other sweep direction: the same bits.
-                layer.run_head(&x, steps, true, b_hn, &mut hh, &mut ch, &w, &hb, &mut got);
+                layer.set_head(&w, &hb);
+                layer.run_head(&x, steps, true, &mut hh, &mut ch, &mut got);
                 let what = format!("{cell:?} H={units} I={k} o={o} steps={steps}");
                 assert_eq!(bits_of(&got), bits_of(&want), "{what}");
                 assert_eq!(bits_of(&hh), bits_of(&h), "{what}");
