@@ -12,7 +12,36 @@ use crate::kernels::packed::{dense_narrow_kernel, DenseNarrowFn, PackedB, Stream
 use crate::rng::Rng;
 use std::any::Any;
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+
+/// A model's identity for the per-sample step's shortcut: drawn afresh for every model,
+/// every clone and every refresh of what is derived from the weights, never reused, and
+/// never 0. A [`crate::State`] that passed the step's checks against a model keeps its
+/// identity ([`crate::State`]'s `audio_for`), and while the two agree the next step skips
+/// what those checks established (the model's config, the fused path).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct ModelId(u64);
+
+impl ModelId {
+    fn fresh() -> ModelId {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        ModelId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The identity as a number (never 0).
+    #[inline]
+    pub(crate) fn get(&self) -> u64 {
+        self.0
+    }
+}
+
+impl Clone for ModelId {
+    /// A clone is another model: its own identity.
+    fn clone(&self) -> ModelId {
+        ModelId::fresh()
+    }
+}
 
 /// One layer's weights packed once (at build and after every training step) for
 /// the packed GEMM (`crate::kernels::packed`): the forward products `x · W_ihᵀ` and
@@ -197,6 +226,8 @@ pub struct Model {
     /// tensors (remade with the weights); the sequence passes run them (`crate::bidir`).
     /// Empty otherwise, where `packed` and `folded_bias` are used instead (empty here).
     pub(crate) dirs: Vec<Model>,
+    /// This model's identity ([`ModelId`]), redrawn by `refresh_derived` and `set_layers`.
+    pub(crate) id: ModelId,
     /// Whether this is one of a composed model's `dirs` (run directly, never composed).
     pub(crate) is_direction: bool,
     /// Dropout probability between layers in training (see [`Model::with_dropout`]).
@@ -294,6 +325,7 @@ impl Model {
             layers: None,
             dense_t: Vec::new(),
             dirs: Vec::new(),
+            id: ModelId::fresh(),
             is_direction: false,
             dropout: 0.0,
         };
@@ -306,6 +338,7 @@ impl Model {
         // Settle the kernel tier now (it reads the environment once), so that no
         // streaming call is the first to ask and pays for the detection.
         crate::kernels::activation::tier();
+        self.id = ModelId::fresh();
         let cfg = self.config;
         let h = cfg.hidden_size;
         self.head_at = head_ranges(&cfg, &self.layout);
@@ -404,6 +437,7 @@ impl Model {
                         layers: None,
                         dense_t: Vec::new(),
                         dirs: Vec::new(),
+                        id: ModelId::fresh(),
                         is_direction: true,
                         dropout: 0.0,
                     }
@@ -482,6 +516,7 @@ impl Model {
         self.head_at = head_ranges(&self.config, &self.layout);
         self.layers = Some(Box::new(layers));
         self.dense_t = crate::layers::transpose_small_dense(self);
+        self.id = ModelId::fresh();
     }
 
     /// Where each tensor lives in [`Model::parameters`].

@@ -31,6 +31,11 @@ pub struct State {
     /// Direction of the next single-stream step's sweep over the recurrent weights
     /// (see [`gemv_packed_sweep`]); it alternates, and never changes a result.
     reverse: bool,
+    /// The identity ([`crate::model::ModelId`]) of the model whose per-sample step last
+    /// ran the fused path on this state, its checks passed ([`Model::forward_state_shaped`]);
+    /// 0 for none. While it is the model's, a step of the right lengths takes
+    /// [`Model::audio_step_again`].
+    audio_for: u64,
     scratch: Scratch,
     /// The rows of the dense layers around the stack; `None` for a plain model.
     pub(crate) layer_scratch: Option<Box<crate::layers::LayerScratch>>,
@@ -102,6 +107,7 @@ impl State {
                 max_block,
                 data: try_zeroed(cfg.state_len(batch))?,
                 reverse: false,
+                audio_for: 0,
                 scratch: Scratch {
                     gates: Vec::new(),
                     blk_a: Vec::new(),
@@ -126,6 +132,7 @@ impl State {
             max_block,
             data,
             reverse: false,
+            audio_for: 0,
             scratch: Scratch {
                 // A block runs in chunks of at most this many steps (`stream_block`).
                 gates: try_zeroed(batch * stream_chunk(batch, gh, max_block) * gh)?,
@@ -337,6 +344,9 @@ impl Model {
     /// # Ok::<(), rnncore::Error>(())
     /// ```
     pub fn step(&self, state: &mut State, x: &[f32], y: &mut [f32]) -> Result<()> {
+        if self.audio_ready(state, x.len(), y.len()) {
+            return self.audio_step(state, x, y);
+        }
         self.forward_state(state, x, 1, y)
     }
 
@@ -440,7 +450,9 @@ impl Model {
         }
         if self.layers.is_none() && self.is_audio_step(state, x, seq_len) {
             // Here rather than behind the calls below: a per-sample call pays for every
-            // level it goes through.
+            // level it goes through. The state remembers that this model's checks
+            // passed and that its steps take the fused path (`audio_step_again`).
+            state.audio_for = self.id.get();
             return self.audio_step(state, x, y);
         }
         match self.layers() {
@@ -480,6 +492,19 @@ impl Model {
         Ok(())
     }
 
+    /// Whether a per-sample step of `x_len` inputs and `y_len` outputs on `state` may
+    /// take [`Model::audio_step`] at once: the state has run one on this model before
+    /// (`audio_for`), so what that step's checks established (the state's config is the
+    /// model's, one stream, the fused path with few inputs, no dense layers) still holds,
+    /// and the lengths are the model's. Where not, the caller takes the whole path, with
+    /// its checks and messages; the bits are the same either way.
+    #[inline(always)]
+    pub(crate) fn audio_ready(&self, state: &State, x_len: usize, y_len: usize) -> bool {
+        state.audio_for == self.id.get()
+            && x_len == self.config().input_size
+            && y_len == self.config().output_dim()
+    }
+
     /// Whether a call is the audio case: one timestep of one stream, few inputs, and
     /// every layer with a fused kernel (chosen for its shape when the weights were
     /// packed: the LSTM and linear-before-reset GRU at the audio sizes).
@@ -495,7 +520,7 @@ impl Model {
     /// few inputs on the stack, then the fused kernels run without the general path's
     /// dispatch.
     #[inline(always)]
-    fn audio_step(&self, state: &mut State, x: &[f32], y: &mut [f32]) -> Result<()> {
+    pub(crate) fn audio_step(&self, state: &mut State, x: &[f32], y: &mut [f32]) -> Result<()> {
         let mut buf = [0.0f32; STEP_INPUTS_ON_STACK];
         let xf = &mut buf[..x.len()];
         if !flush_finite_into(xf, x) {

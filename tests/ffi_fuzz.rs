@@ -371,3 +371,203 @@ fn random_lengths_get_the_contract_status() {
         unsafe { rnn_model_free(model) };
     }
 }
+
+/// A state that has stepped a model takes a shorter path on its next steps (the checks
+/// it passed are remembered with the model's identity): every check still applies there.
+/// After a successful step, each bad call below fails with the status of a state that
+/// never stepped, writes nothing and leaves the state alone; a model of the same config
+/// steps the state with its own weights, one of another config is refused; and the
+/// steps give the bits of one sequence forward.
+#[test]
+fn a_state_that_stepped_before_still_gets_every_check() {
+    for (cell, h) in [(2u32, 8usize), (4, 8), (2, 16), (4, 32), (2, 64), (0, 8)] {
+        let cfg = rnn_config {
+            cell,
+            input_size: 2,
+            hidden_size: h as u32,
+            num_layers: 1,
+            output_size: 1,
+            output_activation: 0,
+        };
+        let new_model = |seed: u64, cfg: &rnn_config| {
+            let mut m: *mut rnn_model = ptr::null_mut();
+            // SAFETY: valid arguments.
+            assert_eq!(
+                unsafe { rnn_model_new(cfg, seed, &mut m) },
+                rnn_status::RNN_OK
+            );
+            m
+        };
+        let (a, b) = (new_model(1, &cfg), new_model(2, &cfg));
+        let other = new_model(
+            3,
+            &rnn_config {
+                hidden_size: 2 * h as u32,
+                ..cfg
+            },
+        );
+        let mut state: *mut rnn_state = ptr::null_mut();
+        // SAFETY: live handle.
+        assert_eq!(
+            unsafe { rnn_state_new(a, 1, &mut state) },
+            rnn_status::RNN_OK
+        );
+        // SAFETY: live handle.
+        let slen = unsafe { rnn_state_len(state) };
+        let snapshot = || {
+            let mut s = vec![0f32; slen];
+            // SAFETY: live handle, s holds slen floats.
+            unsafe {
+                assert_eq!(
+                    rnn_state_get(state, s.as_mut_ptr(), slen),
+                    rnn_status::RNN_OK
+                )
+            };
+            crate_bits(&s)
+        };
+        let xs: Vec<f32> = (0..12).map(|k| (k as f32 * 0.7).sin()).collect();
+        let mut ys = vec![0f32; 6];
+        for t in 0..6 {
+            // SAFETY: x holds 2 floats, y 1.
+            let st = unsafe { rnn_model_step(a, state, xs[2 * t..].as_ptr(), 2, &mut ys[t], 1) };
+            assert_eq!(st, rnn_status::RNN_OK, "cell {cell} H={h} step {t}");
+        }
+        let mut want = vec![0f32; 6];
+        // SAFETY: x holds 12 floats (batch 1, 6 steps of 2), y 6.
+        let st = unsafe { rnn_model_forward(a, xs.as_ptr(), 1, 6, want.as_mut_ptr(), 6) };
+        assert_eq!(st, rnn_status::RNN_OK);
+        assert_eq!(
+            crate_bits(&ys),
+            crate_bits(&want),
+            "cell {cell} H={h}: steps"
+        );
+
+        let before = snapshot();
+        let what = |case: &str| format!("cell {cell} H={h}: {case}");
+        let mut buf = [0.5f32, -0.25, f32::NAN, 9.0, 9.0];
+        let p = buf.as_mut_ptr();
+        // (x, x_len, y, y_len, model, status)
+        let bad: [(
+            &str,
+            *const f32,
+            usize,
+            *mut f32,
+            usize,
+            *const rnn_model,
+            rnn_status,
+        ); 8] = [
+            (
+                "x_len",
+                p,
+                3,
+                p.wrapping_add(3),
+                1,
+                a,
+                rnn_status::RNN_ERR_INVALID,
+            ),
+            (
+                "y_len",
+                p,
+                2,
+                p.wrapping_add(3),
+                2,
+                a,
+                rnn_status::RNN_ERR_INVALID,
+            ),
+            (
+                "NaN",
+                p.wrapping_add(1),
+                2,
+                p.wrapping_add(3),
+                1,
+                a,
+                rnn_status::RNN_ERR_NONFINITE,
+            ),
+            (
+                "y inside x",
+                p,
+                2,
+                p.wrapping_add(1),
+                1,
+                a,
+                rnn_status::RNN_ERR_INVALID,
+            ),
+            (
+                "misaligned y",
+                p,
+                2,
+                (p.wrapping_add(3) as *mut u8).wrapping_add(1).cast(),
+                1,
+                a,
+                rnn_status::RNN_ERR_INVALID,
+            ),
+            (
+                "NULL x",
+                ptr::null(),
+                2,
+                p.wrapping_add(3),
+                1,
+                a,
+                rnn_status::RNN_ERR_NULL,
+            ),
+            (
+                "NULL y",
+                p,
+                2,
+                ptr::null_mut(),
+                1,
+                a,
+                rnn_status::RNN_ERR_NULL,
+            ),
+            (
+                "another config",
+                p,
+                2,
+                p.wrapping_add(3),
+                1,
+                other,
+                rnn_status::RNN_ERR_INVALID,
+            ),
+        ];
+        for (case, x, x_len, y, y_len, m, status) in bad {
+            // SAFETY: x and y point into buf (or are NULL, or misaligned on purpose);
+            // where the lengths are right the floats are there; the contract has the
+            // call refuse before reading otherwise.
+            let st = unsafe { rnn_model_step(m, state, x, x_len, y, y_len) };
+            assert_eq!(st, status, "{}", what(case));
+            assert_eq!(
+                crate_bits(&buf[3..]),
+                crate_bits(&[9.0, 9.0]),
+                "{}",
+                what(case)
+            );
+            assert_eq!(snapshot(), before, "{}", what(case));
+        }
+        // The same config with other weights: the state steps with b's.
+        let s0: Vec<f32> = before.iter().map(|&u| f32::from_bits(u)).collect();
+        let mut fresh: *mut rnn_state = ptr::null_mut();
+        let (mut y_b, mut y_fresh) = (0f32, 0f32);
+        // SAFETY: live handles; s0 holds slen floats; x 2 floats, y 1.
+        unsafe {
+            assert_eq!(rnn_state_new(b, 1, &mut fresh), rnn_status::RNN_OK);
+            assert_eq!(rnn_state_set(fresh, s0.as_ptr(), slen), rnn_status::RNN_OK);
+            assert_eq!(
+                rnn_model_step(b, fresh, p, 2, &mut y_fresh, 1),
+                rnn_status::RNN_OK
+            );
+            assert_eq!(
+                rnn_model_step(b, state, p, 2, &mut y_b, 1),
+                rnn_status::RNN_OK
+            );
+        }
+        assert_eq!(y_b.to_bits(), y_fresh.to_bits(), "{}", what("model b"));
+        // SAFETY: live handles, freed once.
+        unsafe {
+            rnn_state_free(fresh);
+            rnn_state_free(state);
+            for m in [a, b, other] {
+                rnn_model_free(m);
+            }
+        }
+    }
+}

@@ -175,6 +175,49 @@ fn bad_arguments_change_nothing() {
     ));
 }
 
+/// After a first step a state takes a shorter path (the model's identity stands for the
+/// checks it passed): bad arguments still fail there and change nothing, a state of
+/// another config is still refused, and a clone of the model steps the state as the
+/// model does.
+#[test]
+fn bad_arguments_change_nothing_after_a_first_step() {
+    for cell in [CellKind::Lstm, CellKind::GruLbr] {
+        let cfg = ModelConfig::new(cell, 1, 16, 1).with_head(1, OutputActivation::Identity);
+        let model = Model::new(cfg, 5).unwrap();
+        let mut state = State::new(&model, 1).unwrap();
+        let mut y = [0.0f32];
+        model.step(&mut state, &[0.3], &mut y).unwrap();
+        let snap = state.as_slice().to_vec();
+        let mut y2 = [7.0f32; 2];
+        assert!(matches!(
+            model.step(&mut state, &[0.3, 0.1], &mut y2[..1]),
+            Err(Error::Invalid(_))
+        ));
+        assert!(matches!(
+            model.step(&mut state, &[0.3], &mut y2),
+            Err(Error::Invalid(_))
+        ));
+        assert!(matches!(
+            model.step(&mut state, &[f32::INFINITY], &mut y2[..1]),
+            Err(Error::NonFinite(_))
+        ));
+        assert_eq!(y2, [7.0; 2], "{cell:?}");
+        assert_eq!(state.as_slice(), &snap[..], "{cell:?}");
+        let other = Model::new(ModelConfig::new(cell, 1, 8, 1), 5).unwrap();
+        assert!(matches!(
+            other.step(&mut state, &[0.3], &mut y),
+            Err(Error::Invalid(_))
+        ));
+        let twin = model.clone();
+        let mut copy = state.clone();
+        let (mut a, mut b) = ([0.0f32], [0.0f32]);
+        model.step(&mut state, &[0.5], &mut a).unwrap();
+        twin.step(&mut copy, &[0.5], &mut b).unwrap();
+        assert_eq!(a[0].to_bits(), b[0].to_bits(), "{cell:?}");
+        assert_eq!(state.as_slice(), copy.as_slice(), "{cell:?}");
+    }
+}
+
 #[test]
 fn zero_weights_give_known_states() {
     // With every weight and bias zero: RNN h = tanh(0) = 0; LSTM gates 0.5, g = 0, so

@@ -165,9 +165,11 @@ fn record_panic(function: &str, payload: Box<dyn Any + Send>) {
 /// Body of a function returning `rnn_status`: `ffi_boundary!("name", { ...; Ok(()) })`.
 macro_rules! ffi_boundary {
     ($function:literal, $body:block) => {
-        $crate::ffi::boundary::run($function, (), move || -> $crate::ffi::boundary::FfiResult<()> {
-            $body
-        })
+        $crate::ffi::boundary::run(
+            $function,
+            (),
+            move || -> $crate::ffi::boundary::FfiResult<()> { $body },
+        )
         .1
     };
 }
@@ -354,14 +356,20 @@ pub(crate) fn check_disjoint<T, U>(
     b_len: usize,
     b_name: &str,
 ) -> FfiResult<()> {
-    let (a0, b0) = (a as usize, b as usize);
-    let a1 = a0.saturating_add(a_len.saturating_mul(std::mem::size_of::<T>()));
-    let b1 = b0.saturating_add(b_len.saturating_mul(std::mem::size_of::<U>()));
-    if a0 < b1 && b0 < a1 {
+    if overlaps(a, a_len, b, b_len) {
         Err(overlap(a_name, b_name))
     } else {
         Ok(())
     }
+}
+
+/// Whether `a_len` `T`s at `a` and `b_len` `U`s at `b` share a byte.
+#[inline]
+pub(crate) fn overlaps<T, U>(a: *const T, a_len: usize, b: *const U, b_len: usize) -> bool {
+    let (a0, b0) = (a as usize, b as usize);
+    let a1 = a0.saturating_add(a_len.saturating_mul(std::mem::size_of::<T>()));
+    let b1 = b0.saturating_add(b_len.saturating_mul(std::mem::size_of::<U>()));
+    a0 < b1 && b0 < a1
 }
 
 #[cold]
