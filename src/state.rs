@@ -33,8 +33,8 @@ pub struct State {
     reverse: bool,
     /// The identity ([`crate::model::ModelId`]) of the model whose per-sample step last
     /// ran the fused path on this state, its checks passed ([`Model::forward_state_shaped`]);
-    /// 0 for none. While it is the model's, a step of the right lengths takes
-    /// [`Model::audio_step_again`].
+    /// 0 for none. While it is the model's, a step of the right lengths goes straight to
+    /// [`Model::audio_step`] ([`Model::audio_ready`]).
     audio_for: u64,
     scratch: Scratch,
     /// The rows of the dense layers around the stack; `None` for a plain model.
@@ -451,7 +451,7 @@ impl Model {
         if self.layers.is_none() && self.is_audio_step(state, x, seq_len) {
             // Here rather than behind the calls below: a per-sample call pays for every
             // level it goes through. The state remembers that this model's checks
-            // passed and that its steps take the fused path (`audio_step_again`).
+            // passed and that its steps take the fused path (`audio_ready`).
             state.audio_for = self.id.get();
             return self.audio_step(state, x, y);
         }
