@@ -3,7 +3,9 @@
 
 mod common;
 use common::*;
-use rnncore::{CellKind, Error, Model, ModelConfig, OutputActivation, State};
+use rnncore::{
+    CellKind, Error, Model, ModelConfig, OutputActivation, State, Targets, TrainConfig, Trainer,
+};
 
 const B: usize = 3;
 const T: usize = 7;
@@ -215,6 +217,34 @@ fn bad_arguments_change_nothing_after_a_first_step() {
         twin.step(&mut copy, &[0.5], &mut b).unwrap();
         assert_eq!(a[0].to_bits(), b[0].to_bits(), "{cell:?}");
         assert_eq!(state.as_slice(), copy.as_slice(), "{cell:?}");
+        // A training step changes the weights, the head's too (which the fused kernel
+        // keeps a copy of): a state's steps, the first through the whole path and the
+        // next through the shortcut, then follow the new weights, as the batched
+        // forward (the head as a product of its own) does.
+        let mut model = model;
+        let mut trainer = Trainer::new(&model, TrainConfig::sgd(0.5, 0.0)).unwrap();
+        let (xs, ts) = ([0.3f32, -0.7, 0.2], [0.9f32, -0.4, 0.1]);
+        trainer
+            .step_mse(&mut model, None, &xs, 1, 3, &ts, Targets::EveryStep)
+            .unwrap();
+        // Two streams: the batched path (one stream would run the fused kernels too).
+        let x2: Vec<f32> = xs.iter().chain(&xs).copied().collect();
+        let want = model.forward(&x2, 2, 3).unwrap();
+        let before = twin.forward(&x2, 2, 3).unwrap();
+        let mut fresh = State::new(&model, 1).unwrap();
+        for (t, &x) in xs.iter().enumerate() {
+            model.step(&mut fresh, &[x], &mut a).unwrap();
+            assert!(
+                (a[0] - want[t]).abs() < 1e-5,
+                "{cell:?} t={t}: {} vs {}",
+                a[0],
+                want[t]
+            );
+            assert!(
+                (want[t] - before[t]).abs() > 1e-3,
+                "{cell:?}: training changed nothing"
+            );
+        }
     }
 }
 
