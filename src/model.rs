@@ -16,8 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// A model's identity for the per-sample step's shortcut: drawn afresh for every model,
-/// every clone and every refresh of what is derived from the weights, never reused, and
-/// never 0. A [`crate::State`] that passed the step's checks against a model keeps its
+/// every clone and every refresh of what is derived from the weights, never reused, even
+/// and never 0 (a state keeps it with its lowest bit telling whether the model has dense
+/// layers). A [`crate::State`] that passed the step's checks against a model keeps its
 /// identity ([`crate::State`]'s `audio_for`), and while the two agree the next step skips
 /// what those checks established (the model's config, the fused path).
 #[derive(Debug, PartialEq, Eq)]
@@ -25,11 +26,11 @@ pub(crate) struct ModelId(u64);
 
 impl ModelId {
     fn fresh() -> ModelId {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        ModelId(NEXT.fetch_add(1, Ordering::Relaxed))
+        static NEXT: AtomicU64 = AtomicU64::new(2);
+        ModelId(NEXT.fetch_add(2, Ordering::Relaxed))
     }
 
-    /// The identity as a number (never 0).
+    /// The identity as a number (even, never 0).
     #[inline]
     pub(crate) fn get(&self) -> u64 {
         self.0

@@ -32,9 +32,10 @@ pub struct State {
     /// (see [`gemv_packed_sweep`]); it alternates, and never changes a result.
     reverse: bool,
     /// The identity ([`crate::model::ModelId`]) of the model whose per-sample step last
-    /// ran the fused path on this state, its checks passed ([`Model::forward_state_shaped`]);
-    /// 0 for none. While it is the model's, a step of the right lengths goes straight to
-    /// [`Model::audio_step`] ([`Model::audio_ready`]).
+    /// ran the fused path on this state, its checks passed ([`State::note_audio`]; the
+    /// lowest bit set for a model with dense layers); 0 for none. While it is the
+    /// model's, a step of the right lengths goes straight to the fused kernels
+    /// ([`Model::audio_ready`], [`Model::audio_ready_layered`]).
     audio_for: u64,
     scratch: Scratch,
     /// The rows of the dense layers around the stack; `None` for a plain model.
@@ -266,6 +267,14 @@ impl State {
         first
     }
 
+    /// Marks this state as having passed a per-sample step's checks against `model` and
+    /// run its fused path (see `audio_for`): the model's identity, its lowest bit set
+    /// where the model has dense layers (identities are even).
+    #[inline]
+    pub(crate) fn note_audio(&mut self, model: &Model) {
+        self.audio_for = model.id.get() | u64::from(model.layers.is_some());
+    }
+
     /// Errors unless this state was made for a model of `cfg`.
     pub(crate) fn check_model(&self, cfg: &ModelConfig) -> Result<()> {
         if self.config != *cfg {
@@ -346,6 +355,11 @@ impl Model {
     pub fn step(&self, state: &mut State, x: &[f32], y: &mut [f32]) -> Result<()> {
         if self.audio_ready(state, x.len(), y.len()) {
             return self.audio_step(state, x, y);
+        }
+        if let Some(ls) = self.layers.as_deref() {
+            if self.audio_ready_layered(state, x.len(), y.len()) {
+                return crate::layers::audio_step_again(self, ls, state, x, y);
+            }
         }
         self.forward_state(state, x, 1, y)
     }
@@ -452,7 +466,7 @@ impl Model {
             // Here rather than behind the calls below: a per-sample call pays for every
             // level it goes through. The state remembers that this model's checks
             // passed and that its steps take the fused path (`audio_ready`).
-            state.audio_for = self.id.get();
+            state.note_audio(self);
             return self.audio_step(state, x, y);
         }
         match self.layers() {
@@ -492,12 +506,13 @@ impl Model {
         Ok(())
     }
 
-    /// Whether a per-sample step of `x_len` inputs and `y_len` outputs on `state` may
-    /// take [`Model::audio_step`] at once: the state has run one on this model before
-    /// (`audio_for`), so what that step's checks established (the state's config is the
-    /// model's, one stream, the fused path with few inputs, no dense layers) still holds,
-    /// and the lengths are the model's. Where not, the caller takes the whole path, with
-    /// its checks and messages; the bits are the same either way.
+    /// Whether a per-sample step of `x_len` inputs and `y_len` outputs on `state` may go
+    /// straight to [`Model::audio_step`]: the state has run one on this model, which has
+    /// no dense layers, before (`audio_for`), so what that step's checks established (the
+    /// state's config is the model's, one stream, the fused path with few inputs) still
+    /// holds, and the lengths are the model's. Where not, the caller takes the whole path
+    /// (or [`Model::audio_ready_layered`]), with its checks and messages; the bits are the
+    /// same either way.
     #[inline(always)]
     pub(crate) fn audio_ready(&self, state: &State, x_len: usize, y_len: usize) -> bool {
         state.audio_for == self.id.get()
@@ -505,11 +520,21 @@ impl Model {
             && y_len == self.config().output_dim()
     }
 
+    /// [`Model::audio_ready`] for a model with dense layers, whose step goes straight to
+    /// [`crate::layers::audio_step_again`].
+    #[inline(always)]
+    pub(crate) fn audio_ready_layered(&self, state: &State, x_len: usize, y_len: usize) -> bool {
+        state.audio_for == self.id.get() | 1
+            && self.layers.as_deref().is_some_and(|ls| {
+                x_len == ls.input_size(self.config()) && y_len == ls.output_size(self.config())
+            })
+    }
+
     /// Whether a call is the audio case: one timestep of one stream, few inputs, and
     /// every layer with a fused kernel (chosen for its shape when the weights were
     /// packed: the LSTM and linear-before-reset GRU at the audio sizes).
     #[inline(always)]
-    fn is_audio_step(&self, state: &State, x: &[f32], seq_len: usize) -> bool {
+    pub(crate) fn is_audio_step(&self, state: &State, x: &[f32], seq_len: usize) -> bool {
         state.batch == 1
             && seq_len == 1
             && x.len() <= STEP_INPUTS_ON_STACK

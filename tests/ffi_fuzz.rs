@@ -571,3 +571,109 @@ fn a_state_that_stepped_before_still_gets_every_check() {
         }
     }
 }
+
+/// The same for models with dense layers around the stack (RTNeural's own files): after a
+/// first step the state's steps take a shorter path, which gives the bits of
+/// `rnn_model_forward_state` one step at a time (the whole path), and every bad argument
+/// still fails with nothing written.
+#[test]
+fn a_layered_state_that_stepped_before_still_gets_every_check() {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/third_party/rtneural/"
+    );
+    for name in ["lstm.json", "gru.json", "gru_1d.json"] {
+        let path = std::ffi::CString::new(format!("{dir}{name}")).unwrap();
+        let mut m: *mut rnn_model = ptr::null_mut();
+        // SAFETY: a NUL-terminated path, an out pointer.
+        assert_eq!(
+            unsafe { rnn_model_load(path.as_ptr(), &mut m) },
+            rnn_status::RNN_OK
+        );
+        let (mut a, mut b): (*mut rnn_state, *mut rnn_state) = (ptr::null_mut(), ptr::null_mut());
+        // SAFETY: live handle, out pointers.
+        unsafe {
+            assert_eq!(rnn_state_new(m, 1, &mut a), rnn_status::RNN_OK);
+            assert_eq!(rnn_state_new(m, 1, &mut b), rnn_status::RNN_OK);
+        }
+        // SAFETY: live handles.
+        let slen = unsafe { rnn_state_len(a) };
+        let snap = |s: *mut rnn_state| {
+            let mut v = vec![0f32; slen];
+            // SAFETY: live handle, v holds slen floats.
+            unsafe { assert_eq!(rnn_state_get(s, v.as_mut_ptr(), slen), rnn_status::RNN_OK) };
+            crate_bits(&v)
+        };
+        for t in 0..8 {
+            let x = (t as f32 * 0.9).sin();
+            let (mut ya, mut yb) = (0f32, 0f32);
+            // SAFETY: one input, one output each (these models map 1 -> 1).
+            unsafe {
+                assert_eq!(rnn_model_step(m, a, &x, 1, &mut ya, 1), rnn_status::RNN_OK);
+                assert_eq!(
+                    rnn_model_forward_state(m, b, &x, 1, &mut yb, 1),
+                    rnn_status::RNN_OK
+                );
+            }
+            assert_eq!(ya.to_bits(), yb.to_bits(), "{name} step {t}");
+        }
+        assert_eq!(snap(a), snap(b), "{name}");
+        let before = snap(a);
+        let mut buf = [0.5f32, f32::NAN, 9.0, 9.0];
+        let p = buf.as_mut_ptr();
+        let bad: [(&str, *const f32, usize, *mut f32, usize, rnn_status); 5] = [
+            (
+                "x_len",
+                p,
+                2,
+                p.wrapping_add(2),
+                1,
+                rnn_status::RNN_ERR_INVALID,
+            ),
+            (
+                "y_len",
+                p,
+                1,
+                p.wrapping_add(2),
+                2,
+                rnn_status::RNN_ERR_INVALID,
+            ),
+            (
+                "NaN",
+                p.wrapping_add(1),
+                1,
+                p.wrapping_add(2),
+                1,
+                rnn_status::RNN_ERR_NONFINITE,
+            ),
+            ("y is x", p, 1, p, 1, rnn_status::RNN_ERR_INVALID),
+            (
+                "misaligned y",
+                p,
+                1,
+                (p.wrapping_add(2) as *mut u8).wrapping_add(1).cast(),
+                1,
+                rnn_status::RNN_ERR_INVALID,
+            ),
+        ];
+        for (case, x, x_len, y, y_len, status) in bad {
+            // SAFETY: pointers into buf (misaligned on purpose in one case); where the
+            // lengths are right the floats are there.
+            let st = unsafe { rnn_model_step(m, a, x, x_len, y, y_len) };
+            assert_eq!(st, status, "{name}: {case}");
+            assert_eq!(
+                crate_bits(&buf[2..]),
+                crate_bits(&[9.0, 9.0]),
+                "{name}: {case}"
+            );
+            assert_eq!(buf[0].to_bits(), 0.5f32.to_bits(), "{name}: {case}");
+            assert_eq!(snap(a), before, "{name}: {case}");
+        }
+        // SAFETY: live handles, freed once.
+        unsafe {
+            rnn_state_free(a);
+            rnn_state_free(b);
+            rnn_model_free(m);
+        }
+    }
+}

@@ -389,3 +389,55 @@ fn no_allocation_in_a_layered_step() {
     }
     assert_eq!(allocations() - before, 0);
 }
+
+/// At the fused sizes a layered model's steps after the first take a shorter path (the
+/// state remembers the model it was checked against): the outputs still match the f64
+/// reference, bad input is still refused with nothing changed, and a model with other
+/// dense layers still refuses the state.
+#[test]
+fn layered_steps_after_the_first_keep_every_check() {
+    use Activation::*;
+    for cell in [CellKind::Lstm, CellKind::GruLbr] {
+        for h in [8usize, 16] {
+            let cfg = ModelConfig::new(cell, 4, h, 1);
+            let layers = Layers {
+                pre: vec![Dense::new(1, 4, Tanh)],
+                post: vec![Dense::new(h, 3, Sigmoid), Dense::new(3, 1, Identity)],
+                skip: true,
+            };
+            let case = Case::new(cfg, layers.clone(), 700 + h as u64);
+            let model = case.model();
+            let tag = format!("{cell:?} H={h}");
+            let zeros = vec![0.0; cfg.state_len(B)];
+            let rt = lr::forward(&cfg, &layers, &case.params, &case.x, B, T, &zeros);
+            let x32 = f32s(&case.x);
+            let mut st = State::new(&model, 1).unwrap();
+            let mut ys = vec![f32::NAN; T];
+            for t in 0..T {
+                model
+                    .step(&mut st, &x32[t..t + 1], &mut ys[t..t + 1])
+                    .unwrap();
+            }
+            assert!(rel_err(&ys, &rt.outputs[..T]) < 1e-5, "{tag}: steps");
+            // After those steps: NaN, wrong lengths; nothing changes.
+            let before = st.as_slice().to_vec();
+            let mut y = [7.0f32; 2];
+            assert!(model.step(&mut st, &[f32::NAN], &mut y[..1]).is_err());
+            assert!(model.step(&mut st, &[0.0, 0.0], &mut y[..1]).is_err());
+            assert!(model.step(&mut st, &[0.0], &mut y).is_err());
+            assert_eq!(st.as_slice(), &before[..], "{tag}");
+            assert_eq!(y, [7.0; 2], "{tag}");
+            // The same stack with other dense layers: refused.
+            let other_layers = Layers {
+                post: vec![Dense::new(h, 2, Tanh), Dense::new(2, 1, Identity)],
+                ..layers.clone()
+            };
+            let other = Model::new_with_layers(cfg, other_layers, 1).unwrap();
+            assert!(other.step(&mut st, &[0.1], &mut y[..1]).is_err(), "{tag}");
+            assert_eq!(st.as_slice(), &before[..], "{tag}");
+            // And the state still steps its own model as before.
+            model.step(&mut st, &[0.25], &mut y[..1]).unwrap();
+            assert!(y[0].is_finite(), "{tag}");
+        }
+    }
+}

@@ -390,25 +390,24 @@ pub unsafe extern "C" fn rnn_model_step(
         let m = try_ref!(model);
         let s = try_mut!(state);
         check_null!(x, y);
-        // A state that stepped this model before needs only the buffers checked.
-        if m.model.audio_ready(&s.state, x_len, y_len)
-            && x.is_aligned()
-            && y.is_aligned()
-            && !overlaps(x, x_len, y, y_len)
-        {
-            // SAFETY: non-NULL (checked), aligned (checked), `x_len` floats readable and
-            // `y_len` writable (contract), disjoint (checked); the lengths are the
-            // model's input and output sizes, which the state's creation bounded.
-            let (xs, ys) = unsafe {
-                (
-                    std::slice::from_raw_parts(x, x_len),
-                    std::slice::from_raw_parts_mut(y, y_len),
-                )
-            };
+        // A state that stepped this model before needs only the buffers checked (a
+        // model with dense layers apart: the plain model's step is the one to keep short).
+        let buffers_ok = || x.is_aligned() && y.is_aligned() && !overlaps(x, x_len, y, y_len);
+        if m.model.audio_ready(&s.state, x_len, y_len) && buffers_ok() {
+            // SAFETY: as `step_buffers` requires: checked just above.
+            let (xs, ys) = unsafe { step_buffers(x, x_len, y, y_len) };
             return m
                 .model
                 .audio_step(&mut s.state, xs, ys)
                 .map_err(Failure::from);
+        }
+        if let Some(ls) = m.model.layers.as_deref() {
+            if m.model.audio_ready_layered(&s.state, x_len, y_len) && buffers_ok() {
+                // SAFETY: as `step_buffers` requires: checked just above.
+                let (xs, ys) = unsafe { step_buffers(x, x_len, y, y_len) };
+                return crate::layers::audio_step_again(&m.model, ls, &mut s.state, xs, ys)
+                    .map_err(Failure::from);
+            }
         }
         // SAFETY: x and y non-NULL (checked), valid for the sizes (this function's contract).
         unsafe { run_block(m, s, x, Some(x_len), 1, y, y_len) }
@@ -509,6 +508,28 @@ fn too_large(x_count: usize, y_count: usize) -> Failure {
     Failure::invalid(format!(
         "x or y: {x_count} or {y_count} floats are too large for memory"
     ))
+}
+
+/// A step's `x` and `y` as slices.
+///
+/// # Safety
+/// `x` and `y` are non-NULL, aligned and disjoint, `x_len` floats readable and `y_len`
+/// writable (the step's contract), and the lengths are a model's input and output sizes
+/// (which its state's creation bounded, so the byte counts fit an `isize`).
+#[inline(always)]
+unsafe fn step_buffers<'a>(
+    x: *const f32,
+    x_len: usize,
+    y: *mut f32,
+    y_len: usize,
+) -> (&'a [f32], &'a mut [f32]) {
+    // SAFETY: the caller's contract above.
+    unsafe {
+        (
+            std::slice::from_raw_parts(x, x_len),
+            std::slice::from_raw_parts_mut(y, y_len),
+        )
+    }
 }
 
 /// The checks and the call shared by forward_state and step; `x_len` is given by step.

@@ -582,27 +582,23 @@ pub(crate) fn forward_train(
     crate::parallel::check_finite_par("x", x)?;
     let params = model.parameters();
     let mut pre_out: Vec<Vec<f32>> = Vec::with_capacity(ls.pre.len());
-    for (k, v) in views(model, ls, "pre", params).iter().flatten().enumerate() {
+    for (k, v) in views(model, ls, "pre", params).iter().enumerate() {
         let mut o = try_zeroed(checked_size("activations", &[rows, v.d.out_size])?)?;
         let src: &[f32] = if k == 0 { x } else { &pre_out[k - 1] };
-        dense_rows(v, src, rows, &mut o, false);
+        dense_rows(&v, src, rows, &mut o, false);
         pre_out.push(o);
     }
     let u: &[f32] = pre_out.last().map_or(x, |v| v.as_slice());
     let mut tape = model.core_forward_train(u, batch, seq_len, initial)?;
     let mut post_out: Vec<Vec<f32>> = Vec::with_capacity(ls.post.len());
-    for (k, v) in views(model, ls, "post", params)
-        .iter()
-        .flatten()
-        .enumerate()
-    {
+    for (k, v) in views(model, ls, "post", params).iter().enumerate() {
         let mut o = try_zeroed(checked_size("activations", &[rows, v.d.out_size])?)?;
         let src: &[f32] = if k == 0 {
             tape.outputs()
         } else {
             &post_out[k - 1]
         };
-        dense_rows(v, src, rows, &mut o, false);
+        dense_rows(&v, src, rows, &mut o, false);
         post_out.push(o);
     }
     let mut out = match post_out.last() {
@@ -699,7 +695,7 @@ pub(crate) fn backward(
     let mut d = d_outputs.to_vec();
     let post = views(model, ls, "post", params);
     for k in (0..ls.post.len()).rev() {
-        let v = post[k].as_ref().expect("one view per layer");
+        let v = &post.get(k);
         let input: &[f32] = if k == 0 {
             tape.stack_outputs()
         } else {
@@ -730,7 +726,7 @@ pub(crate) fn backward(
     let mut d = work.dh;
     let pre = views(model, ls, "pre", params);
     for k in (0..ls.pre.len()).rev() {
-        let v = pre[k].as_ref().expect("one view per layer");
+        let v = &pre.get(k);
         let input: &[f32] = if k == 0 { &lt.x } else { &lt.pre[k - 1] };
         let we = layout.find(&format!("pre.{k}.weight")).expect("layout");
         let (lo, mid) = (we.offset, we.offset + we.len);
@@ -800,7 +796,9 @@ impl LayerScratch {
 
 /// [`Model::forward_state`] of a model with layers, after the shape checks: the pre
 /// layers into the scratch, the stack's streaming block (its fast kernels), the post
-/// layers into `y`. No allocation. On error nothing changes.
+/// layers into `y`. No allocation. On error nothing changes. A single step of one
+/// stream that ran the stack's fused path leaves the state marked for
+/// [`audio_step_again`].
 pub(crate) fn forward_state(
     model: &Model,
     ls: &Layers,
@@ -809,11 +807,40 @@ pub(crate) fn forward_state(
     seq_len: usize,
     y: &mut [f32],
 ) -> Result<()> {
+    run(model, ls, state, x, seq_len, y, false)
+}
+
+/// The per-sample step of a state that has run one on this model before
+/// ([`Model::audio_ready`]): [`forward_state`] for one step without the checks that
+/// step made (the state's dense layers are the model's), the stack's fused kernels
+/// called directly. The same bits. Out of line: inlined, its frame and registers
+/// burdened the plain model's step in the same caller.
+#[inline(never)]
+pub(crate) fn audio_step_again(
+    model: &Model,
+    ls: &Layers,
+    state: &mut State,
+    x: &[f32],
+    y: &mut [f32],
+) -> Result<()> {
+    run(model, ls, state, x, 1, y, true)
+}
+
+/// The body of [`forward_state`] and [`audio_step_again`] (`again`).
+fn run(
+    model: &Model,
+    ls: &Layers,
+    state: &mut State,
+    x: &[f32],
+    seq_len: usize,
+    y: &mut [f32],
+    again: bool,
+) -> Result<()> {
     check_finite("x", x)?;
     let Some(mut sc) = state.layer_scratch.take() else {
         return Err(wrong_state());
     };
-    if sc.layers != *ls {
+    if !again && sc.layers != *ls {
         state.layer_scratch = Some(sc);
         return Err(wrong_state());
     }
@@ -830,7 +857,18 @@ pub(crate) fn forward_state(
         u
     };
     let core = &mut core[..rows * cfg.output_dim()];
-    let ran = model.core_forward_state_shaped(state, u, seq_len, core);
+    let ran = if again {
+        model.audio_step(state, u, core)
+    } else {
+        let audio = model.is_audio_step(state, u, seq_len);
+        let ran = model.core_forward_state_shaped(state, u, seq_len, core);
+        if audio && ran.is_ok() {
+            // The checks above and the caller's passed, and the stack took its fused
+            // path: the next step of this state on this model may go straight there.
+            state.note_audio(model);
+        }
+        ran
+    };
     if ran.is_ok() {
         if ls.post.is_empty() {
             y.copy_from_slice(core);
@@ -854,33 +892,60 @@ fn wrong_state() -> Error {
 /// Most dense layers on either side of the stack.
 pub const MAX_DENSE: usize = 16;
 
-/// The views of one side's dense layers, in order (`None` past the last).
-type Views<'a> = [Option<DenseView<'a>>; MAX_DENSE];
+/// The dense layers of one side (`"pre"` or `"post"`) inside a buffer laid out as
+/// `model.layout()`, found by position (the layers' entries sit in order after the
+/// stack's): each layer's view is made when asked for, so a per-sample step builds
+/// nothing it does not use.
+struct Views<'a> {
+    list: &'a [Dense],
+    entries: &'a [crate::config::ParamEntry],
+    /// The first dense entry's index in `entries`, and this side's first layer's index
+    /// among all the dense layers (pre, then post).
+    first: usize,
+    skip: usize,
+    buf: &'a [f32],
+    dense_t: &'a [Vec<f32>],
+}
 
-/// The views of the layers of `part` (`"pre"` or `"post"`) inside a buffer laid out as
-/// `model.layout()`, found by position (no allocation: the layers' entries sit in order
-/// after the stack's).
-fn views<'a>(model: &'a Model, ls: &Layers, part: &str, buf: &'a [f32]) -> Views<'a> {
+impl<'a> Views<'a> {
+    /// Layer `k` of this side.
+    fn get(&self, k: usize) -> DenseView<'a> {
+        let (we, be) = (
+            &self.entries[self.first + 2 * (self.skip + k)],
+            &self.entries[self.first + 2 * (self.skip + k) + 1],
+        );
+        DenseView {
+            d: self.list[k],
+            w: &self.buf[we.offset..we.offset + we.len],
+            b: &self.buf[be.offset..be.offset + be.len],
+            t: &self.dense_t[self.skip + k],
+        }
+    }
+
+    /// Every layer of this side, in order.
+    fn iter(&self) -> impl Iterator<Item = DenseView<'a>> + '_ {
+        (0..self.list.len()).map(|k| self.get(k))
+    }
+}
+
+/// The views of the layers of `part` (`"pre"` or `"post"`) inside `buf`, laid out as
+/// `model.layout()`.
+fn views<'a>(model: &'a Model, ls: &'a Layers, part: &str, buf: &'a [f32]) -> Views<'a> {
     let entries = model.layout().entries();
     let n_dense = ls.pre.len() + ls.post.len();
-    let first = entries.len() - 2 * n_dense;
     let (list, skip) = if part == "pre" {
-        (&ls.pre, 0)
+        (&ls.pre[..], 0)
     } else {
-        (&ls.post, ls.pre.len())
+        (&ls.post[..], ls.pre.len())
     };
-    let mut out: Views<'a> = Default::default();
-    for (k, &d) in list.iter().enumerate() {
-        let we = &entries[first + 2 * (skip + k)];
-        let be = &entries[first + 2 * (skip + k) + 1];
-        out[k] = Some(DenseView {
-            d,
-            w: &buf[we.offset..we.offset + we.len],
-            b: &buf[be.offset..be.offset + be.len],
-            t: &model.dense_t[skip + k],
-        });
+    Views {
+        list,
+        entries,
+        first: entries.len() - 2 * n_dense,
+        skip,
+        buf,
+        dense_t: &model.dense_t,
     }
-    out
 }
 
 /// Runs the chain of dense layers `views` (the first `n`) over `rows` rows of `x`, writing
@@ -899,8 +964,8 @@ fn chain(
 ) {
     let mut src_is_x = true;
     let mut cur_a = true;
-    for (k, v) in views.iter().take(n).enumerate() {
-        let v = v.as_ref().expect("one view per layer");
+    for k in 0..n {
+        let v = &views.get(k);
         let no = v.d.out_size;
         if k + 1 == n {
             let src: &[f32] = if src_is_x {
