@@ -391,20 +391,23 @@ pub unsafe extern "C" fn rnn_model_step(
         let s = try_mut!(state);
         check_null!(x, y);
         // A state that stepped this model before needs only the buffers checked (a
-        // model with dense layers apart: the plain model's step is the one to keep short).
-        let buffers_ok = || x.is_aligned() && y.is_aligned() && !overlaps(x, x_len, y, y_len);
-        if m.model.audio_ready(&s.state, x_len, y_len) && buffers_ok() {
-            // SAFETY: as `step_buffers` requires: checked just above.
-            let (xs, ys) = unsafe { step_buffers(x, x_len, y, y_len) };
+        // model with dense layers apart: the plain model's step is the one to keep
+        // short). Overlapping buffers take the whole path, which names them.
+        if m.model.audio_ready(&s.state, x_len, y_len) && !overlaps(x, x_len, y, y_len) {
+            // SAFETY: non-NULL (checked), `x_len` floats readable and `y_len` writable
+            // (contract), disjoint (checked); the lengths are the model's input and
+            // output sizes, which the state's creation bounded; alignment is checked.
+            let (xs, ys) = unsafe { (in_slice(x, x_len, "x")?, out_slice(y, y_len, "y")?) };
             return m
                 .model
                 .audio_step(&mut s.state, xs, ys)
                 .map_err(Failure::from);
         }
         if let Some(ls) = m.model.layers.as_deref() {
-            if m.model.audio_ready_layered(&s.state, x_len, y_len) && buffers_ok() {
-                // SAFETY: as `step_buffers` requires: checked just above.
-                let (xs, ys) = unsafe { step_buffers(x, x_len, y, y_len) };
+            if m.model.audio_ready_layered(&s.state, x_len, y_len) && !overlaps(x, x_len, y, y_len)
+            {
+                // SAFETY: as for the plain model's step just above.
+                let (xs, ys) = unsafe { (in_slice(x, x_len, "x")?, out_slice(y, y_len, "y")?) };
                 return crate::layers::audio_step_again(&m.model, ls, &mut s.state, xs, ys)
                     .map_err(Failure::from);
             }
@@ -508,28 +511,6 @@ fn too_large(x_count: usize, y_count: usize) -> Failure {
     Failure::invalid(format!(
         "x or y: {x_count} or {y_count} floats are too large for memory"
     ))
-}
-
-/// A step's `x` and `y` as slices.
-///
-/// # Safety
-/// `x` and `y` are non-NULL, aligned and disjoint, `x_len` floats readable and `y_len`
-/// writable (the step's contract), and the lengths are a model's input and output sizes
-/// (which its state's creation bounded, so the byte counts fit an `isize`).
-#[inline(always)]
-unsafe fn step_buffers<'a>(
-    x: *const f32,
-    x_len: usize,
-    y: *mut f32,
-    y_len: usize,
-) -> (&'a [f32], &'a mut [f32]) {
-    // SAFETY: the caller's contract above.
-    unsafe {
-        (
-            std::slice::from_raw_parts(x, x_len),
-            std::slice::from_raw_parts_mut(y, y_len),
-        )
-    }
 }
 
 /// The checks and the call shared by forward_state and step; `x_len` is given by step.
