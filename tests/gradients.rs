@@ -169,7 +169,10 @@ fn rel_err(a: &[f32], b: &[f64]) -> f64 {
 
 #[test]
 fn fast_bptt_matches_reference() {
-    for cfg in configs(3, 5) {
+    // Narrow layers, and wide ones (input plus hidden from 96: the weight gradients by the
+    // packed GEMM), with and without room for the bias's column of ones in their panels.
+    let wide = configs(40, 60).into_iter().chain(configs(32, 64));
+    for cfg in configs(3, 5).into_iter().chain(wide) {
         for (li, loss) in LOSSES.into_iter().enumerate() {
             let case = Case::new(cfg, loss, 40 + li as u64);
             let want = case.analytic();

@@ -403,9 +403,10 @@ mod tests {
             })
             .collect();
         let one = &pools[0];
-        for cell in cells {
+        // Narrow layers, and wide ones (the weight gradients by the packed GEMM).
+        for (cell, (i, hs)) in cells.into_iter().flat_map(|c| [(c, (3, 5)), (c, (40, 60))]) {
             for (layers, head) in [(1, false), (2, true), (3, false)] {
-                let mut cfg = ModelConfig::new(cell, 3, 5, layers);
+                let mut cfg = ModelConfig::new(cell, i, hs, layers);
                 if head {
                     cfg = cfg.with_head(2, OutputActivation::Identity);
                 }
@@ -416,7 +417,7 @@ mod tests {
                 let mut tr = Trainer::new(&reused, tc).unwrap();
                 let mut tf = Trainer::new(&fresh, tc).unwrap();
                 for (step, (b, t)) in [(4, 6), (3, 5), (5, 7), (2, 3)].into_iter().enumerate() {
-                    let x = vals(b * t * 3, step);
+                    let x = vals(b * t * i, step);
                     let y = vals(b * t * o, step + 7);
                     let pool = &pools[step % pools.len()];
                     if let Some(tape) = &mut tr.work.tape {
