@@ -16,6 +16,14 @@
 //!
 //! Printed: medians in ms and the rates as fractions of sgemm's on the same products
 //! (above 1: faster than sgemm), with the CPU and kernel tier.
+//!
+//! `RNNCORE_KERNEL` picks rnncore's tier only: `matrixmultiply` detects its own kernel,
+//! so with `RNNCORE_KERNEL=avx2` on an AVX-512 CPU the yardstick is an AVX-512 sgemm
+//! (the bench says so). To compare both at AVX2, build with matrixmultiply's
+//! compile-time test switch (internal to that crate, not a stable interface), in a
+//! target folder of its own:
+//! `MMTEST_FEATURE=sse2,avx,avx2,fma CARGO_TARGET_DIR=target/mm-avx2 RNNCORE_KERNEL=avx2
+//! cargo bench --bench fraction`.
 
 use rnncore::__testing::packed::{gemm, gemm_bias, Packed};
 use rnncore::{CellKind, Model, ModelConfig};
@@ -106,6 +114,17 @@ fn main() {
         cpu_name(),
         rnncore::kernel_name()
     );
+    #[cfg(target_arch = "x86_64")]
+    if rnncore::kernel_name() != "avx512"
+        && std::arch::is_x86_feature_detected!("avx512f")
+        && option_env!("MMTEST_FEATURE").is_none()
+    {
+        println!(
+            "Note: this CPU has AVX-512 and matrixmultiply uses it: sgemm here is not an \
+             AVX2 yardstick for kernel `{}` (see the header of benches/fraction.rs).\n",
+            rnncore::kernel_name()
+        );
+    }
     println!("| cell | I, H, B, T | forward | packed | sgemm | sgemm one | packed / sgemm | forward / sgemm | forward / sgemm one |");
     println!("| --- | --- | --: | --: | --: | --: | --: | --: | --: |");
     for (cell, name) in [
