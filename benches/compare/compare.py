@@ -29,6 +29,23 @@ import time
 # framework runs next in the interleaving; every framework's pool waits passively.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+# `--isa avx2`: every framework as it would run on an AVX2-only CPU, on a CPU with
+# AVX-512. The switches are read when the libraries load, so they are set before the
+# imports: rnncore's tier; PyTorch's ATen kernels, MKL and oneDNN (PyTorch's CPU LSTM and
+# GRU run as oneDNN primitives). ONNX Runtime has no such switch (MLAS picks its kernels
+# by CPUID), so it is left out of that table.
+AVX2_ENV = {
+    "RNNCORE_KERNEL": "avx2",
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+}
+ISA_AVX2 = any(a in ("--isa=avx2",) for a in sys.argv) or any(
+    a == "--isa" and b == "avx2" for a, b in zip(sys.argv, sys.argv[1:])
+)
+if ISA_AVX2:
+    os.environ.update(AVX2_ENV)
+
 import numpy as np  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -79,7 +96,7 @@ def rnncore_from_torch(mod, cell, tmpdir):
 
 
 def ort_session(mod, x, threads):
-    if ort is None:
+    if ort is None or ISA_AVX2:
         return None
     buf = io.BytesIO()
     with torch.no_grad():
@@ -204,7 +221,13 @@ def main():
     ap.add_argument("--cells", default=",".join(CELLS), help="comma-separated subset of lstm,gru,rnn")
     ap.add_argument("--kinds", default="infer,train", help="comma-separated subset of infer,train")
     ap.add_argument("--batched-only", action="store_true", help="skip the audio-style (I=1, H=32) configs")
+    ap.add_argument("--isa", choices=["native", "avx2"], default="native",
+                    help="avx2: rnncore and PyTorch restricted to AVX2 (see AVX2_ENV), ONNX Runtime left out")
     args = ap.parse_args()
+    if ISA_AVX2:
+        cap = torch.backends.cpu.get_cpu_capability()
+        if cap != "AVX2" or rnncore.kernel_name() != "avx2":
+            sys.exit(f"--isa avx2: PyTorch runs {cap}, rnncore {rnncore.kernel_name()}: not restricted")
     threads = [int(v) for v in args.threads.split(",")]
     if args.quick:
         infer = [("lstm", (1, 32, 1, 256)), ("gru", (16, 32, 4, 16))]
@@ -243,7 +266,10 @@ def main():
         f"(kernel {rnncore.kernel_name() if hasattr(rnncore, 'kernel_name') else '?'}). "
         f"Median of {args.reps} interleaved repetitions; times in ms. Thread pools wait "
         f"passively (OMP_WAIT_POLICY=PASSIVE, ONNX Runtime allow_spinning=0) so that one "
-        f"framework's spinning workers do not slow the next.",
+        f"framework's spinning workers do not slow the next."
+        + (" Restricted to AVX2 (`--isa avx2`): "
+           + ", ".join(f"{k}={v}" for k, v in AVX2_ENV.items())
+           + "; ONNX Runtime left out (no switch: MLAS picks its kernels by CPUID)." if ISA_AVX2 else ""),
         "",
         "| what | cell | I, H, B, T | threads | rnncore | PyTorch | ONNX Runtime | rnncore GFLOP/s | speedup vs best other |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
