@@ -221,6 +221,9 @@ pub struct Model {
     /// `dense_small` where the layer is small (`dense_is_small`), else empty; refreshed
     /// with the parameters; none without layers.
     pub(crate) dense_t: Vec<Vec<f32>>,
+    /// Each dense layer's place in the parameters and kernel (pre layers, then post),
+    /// found with the layout and the tier; none without layers.
+    pub(crate) dense_plan: Vec<crate::layers::DensePlan>,
     /// A composed model's directions ([`ModelConfig::is_composed`]: bidirectional, or
     /// with LSTM projections): per layer `k` and direction `d` (0 forward, 1 reverse), at
     /// `D·k + d`, a one-layer unidirectional model holding a copy of that direction's
@@ -325,6 +328,7 @@ impl Model {
             cache: ForwardCache::default(),
             layers: None,
             dense_t: Vec::new(),
+            dense_plan: Vec::new(),
             dirs: Vec::new(),
             id: ModelId::fresh(),
             is_direction: false,
@@ -379,6 +383,7 @@ impl Model {
             }
         }
         self.dense_t = crate::layers::transpose_small_dense(self);
+        self.dense_plan = crate::layers::dense_plans(self);
         // Training with dropout between layers runs the layers one at a time
         // (`crate::bidir`), through one-layer direction models; inference keeps the
         // packed stack above.
@@ -437,6 +442,7 @@ impl Model {
                         cache: ForwardCache::default(),
                         layers: None,
                         dense_t: Vec::new(),
+                        dense_plan: Vec::new(),
                         dirs: Vec::new(),
                         id: ModelId::fresh(),
                         is_direction: true,
@@ -517,6 +523,7 @@ impl Model {
         self.head_at = head_ranges(&self.config, &self.layout);
         self.layers = Some(Box::new(layers));
         self.dense_t = crate::layers::transpose_small_dense(self);
+        self.dense_plan = crate::layers::dense_plans(self);
         self.id = ModelId::fresh();
     }
 

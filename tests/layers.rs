@@ -441,3 +441,53 @@ fn layered_steps_after_the_first_keep_every_check() {
         }
     }
 }
+
+/// The per-sample step after the first takes its own one-row pass through the dense
+/// layers (`chain_one`); a block takes the general one (`chain`). Their outputs and
+/// states must be the same bits: three layers a side (both scratch rows in turn), small
+/// layers (the tier's `dense_small`) and others (dot products), every activation with
+/// an in-kernel or an after-kernel form, with the skip connection; LSTM and GRU.
+#[test]
+fn layered_steps_are_the_block_bit_for_bit() {
+    use Activation::*;
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for cell in [CellKind::Lstm, CellKind::GruLbr] {
+        for h in [8usize, 16, 32] {
+            let cfg = ModelConfig::new(cell, 4, h, 1);
+            let layers = Layers {
+                // 1 -> 6 and 6 -> 20 small (the second with ReLU after the kernel),
+                // 20 -> 4 not (20 inputs).
+                pre: vec![
+                    Dense::new(1, 6, Tanh),
+                    Dense::new(6, 20, Relu),
+                    Dense::new(20, 4, Sigmoid),
+                ],
+                // h -> 5 small up to 16 units, 5 -> 3 small, 3 -> 1 not (one output).
+                post: vec![
+                    Dense::new(h, 5, Elu),
+                    Dense::new(5, 3, Sigmoid),
+                    Dense::new(3, 1, Identity),
+                ],
+                skip: true,
+            };
+            let model = Model::new_with_layers(cfg, layers, 900 + h as u64).unwrap();
+            let steps = 40;
+            let x: Vec<f32> = (0..steps)
+                .map(|t| ((t * 37 % 23) as f32 - 11.0) / 5.0)
+                .collect();
+            let mut st = State::new(&model, 1).unwrap();
+            let mut ys = vec![f32::NAN; steps];
+            for t in 0..steps {
+                model
+                    .step(&mut st, &x[t..t + 1], &mut ys[t..t + 1])
+                    .unwrap();
+            }
+            let mut sb = State::with_block(&model, 1, steps).unwrap();
+            let mut yb = vec![f32::NAN; steps];
+            model.forward_state(&mut sb, &x, steps, &mut yb).unwrap();
+            let tag = format!("{cell:?} H={h}");
+            assert_eq!(bits(&ys), bits(&yb), "{tag}: outputs");
+            assert_eq!(bits(st.as_slice()), bits(sb.as_slice()), "{tag}: state");
+        }
+    }
+}

@@ -30,7 +30,7 @@ use crate::config::ParamLayout;
 use crate::config::{ModelConfig, MAX_DIM};
 use crate::error::{check_finite, check_len, checked_size, invalid, Error, Result};
 use crate::forward::Tape;
-use crate::kernels::packed::{dense_is_small, dense_small_rows, dense_small_stride};
+use crate::kernels::packed::{dense_is_small, dense_small_stride, DenseSmall};
 use crate::kernels::simd::DenseAct;
 use crate::model::Model;
 use crate::state::State;
@@ -301,6 +301,9 @@ struct DenseView<'a> {
     /// `w` transposed for `dense_small` (`Model::dense_t`), empty where the layer is not
     /// small.
     t: &'a [f32],
+    /// The kernel and activation of its [`DensePlan`].
+    small: Option<DenseSmall>,
+    act: DenseAct,
 }
 
 /// `out[r] = act(W a[r] + b)` for every row; with `softmax = false` a softmax layer
@@ -312,18 +315,10 @@ fn dense_rows(v: &DenseView<'_>, a: &[f32], rows: usize, out: &mut [f32], softma
     if no == 0 {
         return;
     }
-    let act = match v.d.activation {
-        Activation::Sigmoid => DenseAct::Sigmoid,
-        Activation::Tanh => DenseAct::Tanh,
-        _ => DenseAct::Identity,
-    };
     let out = &mut out[..rows * no];
-    if !v.t.is_empty() && dense_small_rows(a, rows, ni, v.t, v.b, act, out) {
-        match v.d.activation {
-            Activation::Sigmoid | Activation::Tanh | Activation::Identity => {}
-            Activation::Softmax if !softmax => {}
-            other => out.chunks_exact_mut(no).for_each(|row| other.apply(row)),
-        }
+    if let Some(kernel) = v.small {
+        kernel.rows(a, rows, ni, v.t, v.b, v.act, out);
+        after_small(v.d.activation, out, no, softmax);
         return;
     }
     for (r, orow) in out[..rows * no].chunks_exact_mut(no).enumerate() {
@@ -333,6 +328,73 @@ fn dense_rows(v: &DenseView<'_>, a: &[f32], rows: usize, out: &mut [f32], softma
         }
         if v.d.activation != Activation::Softmax || softmax {
             v.d.activation.apply(orow);
+        }
+    }
+}
+
+/// The activation a small layer's kernel left to apply (it applies sigmoid and tanh);
+/// with `softmax = false` a softmax layer leaves its pre-activation.
+#[inline]
+fn after_small(act: Activation, out: &mut [f32], no: usize, softmax: bool) {
+    match act {
+        Activation::Sigmoid | Activation::Tanh | Activation::Identity => {}
+        Activation::Softmax if !softmax => {}
+        other => out.chunks_exact_mut(no).for_each(|row| other.apply(row)),
+    }
+}
+
+/// One row through the dense layers `list` (one side; `plans` and `ts` theirs, `params`
+/// the model's parameters), softmax applied: [`chain`] of one row with the same kernels
+/// and so the same bits, for the per-sample step, without a view per layer (building
+/// them and the general chain cost more than two small layers' arithmetic).
+#[allow(clippy::too_many_arguments)]
+fn chain_one(
+    list: &[Dense],
+    plans: &[DensePlan],
+    ts: &[Vec<f32>],
+    params: &[f32],
+    x: &[f32],
+    out: &mut [f32],
+    a: &mut [f32],
+    b: &mut [f32],
+) {
+    let n = list.len();
+    for (k, ((d, p), t)) in list.iter().zip(plans).zip(ts).enumerate() {
+        let (src, dst): (&[f32], &mut [f32]) = match (k, k + 1 == n) {
+            (0, true) => (x, &mut *out),
+            (0, false) => (x, &mut a[..d.out_size]),
+            (_, last) => {
+                // Layer k reads what layer k - 1 wrote: `a` after even layers, `b` after odd.
+                let (from, to) = if k % 2 == 1 {
+                    (&*a, &mut *b)
+                } else {
+                    (&*b, &mut *a)
+                };
+                (
+                    from,
+                    if last {
+                        &mut *out
+                    } else {
+                        &mut to[..d.out_size]
+                    },
+                )
+            }
+        };
+        let (ni, no) = (d.in_size, d.out_size);
+        let (src, dst) = (&src[..ni], &mut dst[..no]);
+        let bias = &params[p.b.clone()];
+        match p.small {
+            Some(kernel) => {
+                kernel.rows(src, 1, ni, t, bias, p.act, dst);
+                after_small(d.activation, dst, no, true);
+            }
+            None => {
+                let w = &params[p.w.clone()];
+                for (o, (y, &bo)) in dst.iter_mut().zip(bias).enumerate() {
+                    *y = dot(bo, &w[o * ni..(o + 1) * ni], src);
+                }
+                d.activation.apply(dst);
+            }
         }
     }
 }
@@ -382,6 +444,45 @@ pub(crate) fn transpose_small_dense(model: &Model) -> Vec<Vec<f32>> {
                 }
             }
             t
+        })
+        .collect()
+}
+
+/// What one dense layer's pass needs beyond its shape, found once with the layout and
+/// the kernel tier: where its weight and bias lie in a buffer laid out as its model's
+/// parameters (`model.layout()`), its kernel where it is small, and its activation in
+/// the kernels' terms.
+#[derive(Clone, Debug)]
+pub(crate) struct DensePlan {
+    w: std::ops::Range<usize>,
+    b: std::ops::Range<usize>,
+    /// The tier's `dense_small` (with `Model::dense_t`'s weights), where it runs.
+    small: Option<DenseSmall>,
+    /// The activation `small` applies itself (the others are applied after it).
+    act: DenseAct,
+}
+
+/// Each dense layer's [`DensePlan`] (pre layers, then post; the layers' entries sit in
+/// order after the stack's); none without layers.
+pub(crate) fn dense_plans(model: &Model) -> Vec<DensePlan> {
+    let Some(ls) = model.layers() else {
+        return Vec::new();
+    };
+    let entries = model.layout().entries();
+    let all = ls.pre.iter().chain(&ls.post);
+    let n = ls.pre.len() + ls.post.len();
+    entries[entries.len() - 2 * n..]
+        .chunks_exact(2)
+        .zip(all)
+        .map(|(e, d)| DensePlan {
+            w: e[0].offset..e[0].offset + e[0].len,
+            b: e[1].offset..e[1].offset + e[1].len,
+            small: DenseSmall::for_layer(d.in_size, d.out_size),
+            act: match d.activation {
+                Activation::Sigmoid => DenseAct::Sigmoid,
+                Activation::Tanh => DenseAct::Tanh,
+                _ => DenseAct::Identity,
+            },
         })
         .collect()
 }
@@ -848,8 +949,14 @@ fn run(
     let rows = state.batch() * seq_len;
     let params = model.parameters();
     let LayerScratch { u, core, a, b, .. } = &mut *sc;
+    let (npre, plans, ts) = (ls.pre.len(), &model.dense_plan, &model.dense_t);
     let u: &[f32] = if ls.pre.is_empty() {
         x
+    } else if again {
+        let u = &mut u[..cfg.input_size];
+        let (p, t) = (&plans[..npre], &ts[..npre]);
+        chain_one(&ls.pre, p, t, params, x, u, a, b);
+        u
     } else {
         let pre = views(model, ls, "pre", params);
         let u = &mut u[..rows * cfg.input_size];
@@ -872,6 +979,9 @@ fn run(
     if ran.is_ok() {
         if ls.post.is_empty() {
             y.copy_from_slice(core);
+        } else if again {
+            let (p, t) = (&plans[npre..], &ts[npre..]);
+            chain_one(&ls.post, p, t, params, core, y, a, b);
         } else {
             let post = views(model, ls, "post", params);
             chain(&post, ls.post.len(), core, rows, y, a, b, true);
@@ -893,32 +1003,28 @@ fn wrong_state() -> Error {
 pub const MAX_DENSE: usize = 16;
 
 /// The dense layers of one side (`"pre"` or `"post"`) inside a buffer laid out as
-/// `model.layout()`, found by position (the layers' entries sit in order after the
-/// stack's): each layer's view is made when asked for, so a per-sample step builds
-/// nothing it does not use.
+/// `model.layout()`, where the model's [`DensePlan`]s put them: each layer's view is made
+/// when asked for.
 struct Views<'a> {
     list: &'a [Dense],
-    entries: &'a [crate::config::ParamEntry],
-    /// The first dense entry's index in `entries`, and this side's first layer's index
-    /// among all the dense layers (pre, then post).
-    first: usize,
-    skip: usize,
-    buf: &'a [f32],
+    /// This side's layers' plans and transposed weights (from `Model::dense_plan` and
+    /// `Model::dense_t`, which list the pre layers, then the post ones).
+    plan: &'a [DensePlan],
     dense_t: &'a [Vec<f32>],
+    buf: &'a [f32],
 }
 
 impl<'a> Views<'a> {
     /// Layer `k` of this side.
     fn get(&self, k: usize) -> DenseView<'a> {
-        let (we, be) = (
-            &self.entries[self.first + 2 * (self.skip + k)],
-            &self.entries[self.first + 2 * (self.skip + k) + 1],
-        );
+        let p = &self.plan[k];
         DenseView {
             d: self.list[k],
-            w: &self.buf[we.offset..we.offset + we.len],
-            b: &self.buf[be.offset..be.offset + be.len],
-            t: &self.dense_t[self.skip + k],
+            w: &self.buf[p.w.clone()],
+            b: &self.buf[p.b.clone()],
+            t: &self.dense_t[k],
+            small: p.small,
+            act: p.act,
         }
     }
 
@@ -931,20 +1037,17 @@ impl<'a> Views<'a> {
 /// The views of the layers of `part` (`"pre"` or `"post"`) inside `buf`, laid out as
 /// `model.layout()`.
 fn views<'a>(model: &'a Model, ls: &'a Layers, part: &str, buf: &'a [f32]) -> Views<'a> {
-    let entries = model.layout().entries();
-    let n_dense = ls.pre.len() + ls.post.len();
     let (list, skip) = if part == "pre" {
         (&ls.pre[..], 0)
     } else {
         (&ls.post[..], ls.pre.len())
     };
+    let n = list.len();
     Views {
         list,
-        entries,
-        first: entries.len() - 2 * n_dense,
-        skip,
+        plan: &model.dense_plan[skip..skip + n],
+        dense_t: &model.dense_t[skip..skip + n],
         buf,
-        dense_t: &model.dense_t,
     }
 }
 

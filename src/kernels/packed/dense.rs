@@ -76,9 +76,25 @@ pub(crate) fn dense_is_small(inputs: usize, outputs: usize) -> bool {
     inputs <= 16 && (2..=64).contains(&outputs)
 }
 
-/// The small dense kernel of the process tier (the SIMD tiers).
-fn dense_small_kernel() -> Option<DenseSmallFn> {
+/// The tier whose small dense kernel a layer of `outputs` outputs runs on this process
+/// tier: AVX2's up to 8 outputs (one AVX2 vector), on either x86 tier, else the process
+/// tier's. Steps of RTNeural's `lstm.json`, `gru.json` and `gru_1d.json` (layers of 8
+/// outputs around an 8-unit stream, whose fused kernel is AVX2's on both tiers) took
+/// 0.91-0.92 of the time with the AVX2 kernel (medians of 8 alternated pairs, 23 of the
+/// 24 pairs faster; a first run of 4 pairs on `lstm.json` read 0.68-0.78;
+/// `benches/c/model_step.c`, Intel Xeon Emerald Rapids): one masked 16-lane vector for 8
+/// outputs, between 256-bit code, cost more than two 8-lane ones' worth of work.
+pub(crate) fn dense_small_tier(outputs: usize) -> Tier {
     match kernel_tier() {
+        Tier::Avx512 if outputs <= 8 => Tier::Avx2,
+        t => t,
+    }
+}
+
+/// The small dense kernel for a layer of `outputs` outputs ([`dense_small_tier`]; the
+/// SIMD tiers).
+fn dense_small_kernel(outputs: usize) -> Option<DenseSmallFn> {
+    match dense_small_tier(outputs) {
         #[cfg(target_arch = "x86_64")]
         Tier::Avx2 => Some(crate::kernels::x86_64::avx2::dense_small),
         #[cfg(target_arch = "x86_64")]
@@ -87,9 +103,46 @@ fn dense_small_kernel() -> Option<DenseSmallFn> {
     }
 }
 
+/// The process tier's `dense_small` for one small layer, chosen once (with a model's
+/// weights) instead of at every call; a value exists only for a tier this CPU runs, so
+/// calling it is safe.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DenseSmall(DenseSmallFn);
+
+impl DenseSmall {
+    /// The kernel for a layer of `inputs -> outputs`, where it is small
+    /// ([`dense_is_small`]) and the tier has one (the SIMD tiers; [`dense_small_tier`]).
+    pub(crate) fn for_layer(inputs: usize, outputs: usize) -> Option<DenseSmall> {
+        if !dense_is_small(inputs, outputs) {
+            return None;
+        }
+        dense_small_kernel(outputs).map(DenseSmall)
+    }
+
+    /// `y[r] = act(bias + x[r] · W)` as [`dense_small_rows`] with this kernel.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub(crate) fn rows(
+        self,
+        x: &[f32],
+        rows: usize,
+        k: usize,
+        wt: &[f32],
+        bias: &[f32],
+        act: DenseAct,
+        y: &mut [f32],
+    ) {
+        // SAFETY: made only from `dense_small_kernel` (the detected tier's kernel); the
+        // stride is the one the layout promises, and the kernel checks the slices'
+        // lengths against it.
+        unsafe { (self.0)(x, rows, k, wt, dense_small_stride(bias.len()), bias, act, y) };
+    }
+}
+
 /// `y[r] = act(bias + x[r] · W)` by the process tier's `dense_small`, `wt` being `W`
 /// transposed with rows of [`dense_small_stride`]`(bias.len())`; false (nothing written)
-/// on a tier without it.
+/// on a tier without it (the kernel tests'; the layers hold a [`DenseSmall`]).
+#[cfg(test)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn dense_small_rows(
     x: &[f32],
@@ -100,7 +153,7 @@ pub(crate) fn dense_small_rows(
     act: DenseAct,
     y: &mut [f32],
 ) -> bool {
-    let Some(kernel) = dense_small_kernel() else {
+    let Some(kernel) = dense_small_kernel(bias.len()) else {
         return false;
     };
     // SAFETY: the kernel is the process tier's (detected); the stride is the one the

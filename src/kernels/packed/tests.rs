@@ -14,7 +14,7 @@ fn in_every_layout(f: impl Fn()) {
     }
     GROUP_OVERRIDE.with(|c| c.set(None));
 }
-use super::dense::{dense_narrow_kernel, dense_small_rows, dense_small_stride};
+use super::dense::{dense_narrow_kernel, dense_small_rows, dense_small_stride, dense_small_tier};
 use super::gemm::*;
 use super::gemv::*;
 use super::layout::*;
@@ -574,12 +574,13 @@ fn rows_do_not_depend_on_the_rest_of_the_call() {
 }
 
 /// The small dense kernel against an f64 sum (identity), its in-register sigmoid and tanh
-/// against the tier's slice functions on its identity outputs (bit for bit), and a row's
+/// against its tier's slice functions on its identity outputs (bit for bit; the AVX2
+/// kernel's up to 8 outputs on AVX-512, `dense_small_tier`), and a row's
 /// bits alone against the same row among others, for input counts 1..=16 and output
 /// counts on both sides of each tier's vector widths; declines on the scalar tier.
 #[test]
 fn dense_small_is_the_sum_then_the_tiers_activation() {
-    use crate::kernels::activation::{sigmoid, tanh};
+    use crate::kernels::activation::{sigmoid_with, tanh_with};
     use crate::kernels::simd::DenseAct;
     let mut rnd = uniform(41u32);
     let bits_of = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
@@ -633,9 +634,11 @@ fn dense_small_is_the_sum_then_the_tiers_activation() {
                     "k={k} o={o}"
                 );
             }
+            // The activations of the tier whose kernel ran (AVX2's up to 8 outputs).
+            let tier = dense_small_tier(o);
             let (mut s, mut t) = (lin.clone(), lin.clone());
-            sigmoid(&mut s);
-            tanh(&mut t);
+            sigmoid_with(tier, &mut s);
+            tanh_with(tier, &mut t);
             assert_eq!(
                 bits_of(&run(DenseAct::Sigmoid, &x, rows).1),
                 bits_of(&s),
