@@ -322,10 +322,7 @@ fn dense_rows(v: &DenseView<'_>, a: &[f32], rows: usize, out: &mut [f32], softma
         return;
     }
     for (r, orow) in out[..rows * no].chunks_exact_mut(no).enumerate() {
-        let ar = &a[r * ni..(r + 1) * ni];
-        for (o, (y, &b)) in orow.iter_mut().zip(v.b).enumerate() {
-            *y = dot(b, &v.w[o * ni..(o + 1) * ni], ar);
-        }
+        dot_row(v.w, v.b, &a[r * ni..(r + 1) * ni], orow);
         if v.d.activation != Activation::Softmax || softmax {
             v.d.activation.apply(orow);
         }
@@ -389,13 +386,20 @@ fn chain_one(
                 after_small(d.activation, dst, no, true);
             }
             None => {
-                let w = &params[p.w.clone()];
-                for (o, (y, &bo)) in dst.iter_mut().zip(bias).enumerate() {
-                    *y = dot(bo, &w[o * ni..(o + 1) * ni], src);
-                }
+                dot_row(&params[p.w.clone()], bias, src, dst);
                 d.activation.apply(dst);
             }
         }
+    }
+}
+
+/// `y[o] = b[o] + w[o] . x` for one row (`w` is `[y.len()][x.len()]`): the layers' path
+/// where no small kernel runs.
+#[inline]
+fn dot_row(w: &[f32], b: &[f32], x: &[f32], y: &mut [f32]) {
+    let ni = x.len();
+    for (o, (yo, &bo)) in y.iter_mut().zip(b).enumerate() {
+        *yo = dot(bo, &w[o * ni..(o + 1) * ni], x);
     }
 }
 
