@@ -83,7 +83,7 @@ pub(crate) fn dense_is_small(inputs: usize, outputs: usize) -> bool {
 /// 0.91-0.92 of the time with the AVX2 kernel (medians of 8 alternated pairs, 23 of the
 /// 24 pairs faster; a first run of 4 pairs on `lstm.json` read 0.68-0.78;
 /// `benches/c/model_step.c`, Intel Xeon Emerald Rapids): one masked 16-lane vector for 8
-/// outputs, between 256-bit code, cost more than two 8-lane ones' worth of work.
+/// outputs, between 256-bit code, cost more than the 8-lane vector that holds them.
 pub(crate) fn dense_small_tier(outputs: usize) -> Tier {
     match kernel_tier() {
         Tier::Avx512 if outputs <= 8 => Tier::Avx2,
@@ -119,7 +119,8 @@ impl DenseSmall {
         dense_small_kernel(outputs).map(DenseSmall)
     }
 
-    /// `y[r] = act(bias + x[r] · W)` as [`dense_small_rows`] with this kernel.
+    /// `y[r] = act(bias + x[r] · W)`, `wt` being `W` transposed with rows of
+    /// [`dense_small_stride`]`(bias.len())`.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     pub(crate) fn rows(
@@ -137,27 +138,4 @@ impl DenseSmall {
         // lengths against it.
         unsafe { (self.0)(x, rows, k, wt, dense_small_stride(bias.len()), bias, act, y) };
     }
-}
-
-/// `y[r] = act(bias + x[r] · W)` by the process tier's `dense_small`, `wt` being `W`
-/// transposed with rows of [`dense_small_stride`]`(bias.len())`; false (nothing written)
-/// on a tier without it (the kernel tests'; the layers hold a [`DenseSmall`]).
-#[cfg(test)]
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn dense_small_rows(
-    x: &[f32],
-    rows: usize,
-    k: usize,
-    wt: &[f32],
-    bias: &[f32],
-    act: DenseAct,
-    y: &mut [f32],
-) -> bool {
-    let Some(kernel) = dense_small_kernel(bias.len()) else {
-        return false;
-    };
-    // SAFETY: the kernel is the process tier's (detected); the stride is the one the
-    // layout promises, and the kernel checks the slices' lengths against it.
-    unsafe { kernel(x, rows, k, wt, dense_small_stride(bias.len()), bias, act, y) };
-    true
 }

@@ -14,7 +14,7 @@ fn in_every_layout(f: impl Fn()) {
     }
     GROUP_OVERRIDE.with(|c| c.set(None));
 }
-use super::dense::{dense_narrow_kernel, dense_small_rows, dense_small_stride, dense_small_tier};
+use super::dense::{dense_narrow_kernel, dense_small_stride, dense_small_tier, DenseSmall};
 use super::gemm::*;
 use super::gemv::*;
 use super::layout::*;
@@ -597,10 +597,13 @@ fn dense_small_is_the_sum_then_the_tiers_activation() {
                     wt[p * ldw + j] = w[j * k + p];
                 }
             }
+            let kernel = DenseSmall::for_layer(k, o);
             let run = |act: DenseAct, x: &[f32], rows: usize| {
                 let mut y = vec![f32::NAN; rows * o];
-                let ran = dense_small_rows(x, rows, k, &wt, &bias, act, &mut y);
-                (ran, y)
+                if let Some(kernel) = kernel {
+                    kernel.rows(x, rows, k, &wt, &bias, act, &mut y);
+                }
+                (kernel.is_some(), y)
             };
             let (ran, lin) = run(DenseAct::Identity, &x, rows);
             assert_eq!(ran, kernel_tier() != Tier::Scalar, "k={k} o={o}");
