@@ -65,17 +65,24 @@ fn fused_stream_steps_are_the_step_by_step_bits() {
             (8, 1),
             (8, 5),
             (24, 1),
+            (24, 4),
             (32, 300),
+            (40, 1),
+            (40, 2),
+            (48, 1),
+            (48, 3),
             (64, 1),
             (64, 3),
+            (96, 1),
+            (96, 2),
             (128, 1),
         ] {
             // The sizes with fused kernels, per tier (both cells alike).
             let fused_here = {
                 k <= KC
                     && match kernel_tier() {
-                        Tier::Avx512 => units != 24,
-                        Tier::Avx2 => matches!(units, 8 | 16 | 32 | 64),
+                        Tier::Avx512 => matches!(units, 8 | 16 | 32 | 48 | 64 | 96 | 128),
+                        Tier::Avx2 => matches!(units, 8 | 16 | 24 | 32 | 40 | 48 | 64),
                         Tier::Scalar => false,
                     }
             };
