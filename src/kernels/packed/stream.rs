@@ -343,8 +343,8 @@ fn stream_kernel(
             (Tier::Avx2, CellKind::GruLbr, 32) => {
                 (pick!(GruLbr, avx2::gru_lbr_stream, 4, 2, 6, ch), 8, 2)
             }
-            // The sizes between (GuitarML's models have 20 and 40 units, AIDA-X's 32 and
-            // 40): the same bodies, one unit vector a pass where the count is odd.
+            // The sizes between (GuitarML's Proteus captures are LSTMs of 40 units, by its
+            // README): the same bodies, one unit vector a pass where the count is odd.
             (Tier::Avx2, CellKind::Lstm, 24) => (pick!(Lstm, avx2::lstm_stream, 3, 1, 4, ch), 8, 1),
             (Tier::Avx2, CellKind::Lstm, 40) => (pick!(Lstm, avx2::lstm_stream, 5, 1, 4, ch), 8, 1),
             (Tier::Avx2, CellKind::Lstm, 48) => (pick!(Lstm, avx2::lstm_stream, 6, 1, 4, ch), 8, 1),
