@@ -169,8 +169,8 @@ fn rel_err(a: &[f32], b: &[f64]) -> f64 {
 
 #[test]
 fn fast_bptt_matches_reference() {
-    // Narrow layers, and wide ones (input plus hidden from 96: the weight gradients by the
-    // packed GEMM), with and without room for the bias's column of ones in their panels.
+    // Narrow layers (outer sums), and wide ones (input plus hidden from 96: the weight
+    // gradients by GEMM and the bias by column sums), at input plus hidden of 100 and 96.
     let wide = configs(40, 60).into_iter().chain(configs(32, 64));
     for cfg in configs(3, 5).into_iter().chain(wide) {
         for (li, loss) in LOSSES.into_iter().enumerate() {

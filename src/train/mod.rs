@@ -403,7 +403,7 @@ mod tests {
             })
             .collect();
         let one = &pools[0];
-        // Narrow layers, and wide ones (the weight gradients by the packed GEMM).
+        // Narrow layers, and wide ones (their weight gradients by GEMM, not outer sums).
         for (cell, (i, hs)) in cells.into_iter().flat_map(|c| [(c, (3, 5)), (c, (40, 60))]) {
             for (layers, head) in [(1, false), (2, true), (3, false)] {
                 let mut cfg = ModelConfig::new(cell, i, hs, layers);
