@@ -217,12 +217,8 @@ pub struct Model {
     /// Dense layers around the stack (see [`crate::layers`]); `None` for the plain
     /// "stack + head" model, which never enters that module.
     pub(crate) layers: Option<Box<crate::layers::Layers>>,
-    /// Each dense layer's weights (pre layers, then post) transposed for
-    /// `dense_small` where the layer is small (`dense_is_small`), else empty; refreshed
-    /// with the parameters; none without layers.
-    pub(crate) dense_t: Vec<Vec<f32>>,
-    /// Each dense layer's place in the parameters and kernel (pre layers, then post),
-    /// found with the layout and the tier; none without layers.
+    /// Each dense layer's place in the parameters, kernel and transposed weights (pre
+    /// layers, then post), made again with the parameters; none without layers.
     pub(crate) dense_plan: Vec<crate::layers::DensePlan>,
     /// A composed model's directions ([`ModelConfig::is_composed`]: bidirectional, or
     /// with LSTM projections): per layer `k` and direction `d` (0 forward, 1 reverse), at
@@ -327,7 +323,6 @@ impl Model {
             all_streams_fused: false,
             cache: ForwardCache::default(),
             layers: None,
-            dense_t: Vec::new(),
             dense_plan: Vec::new(),
             dirs: Vec::new(),
             id: ModelId::fresh(),
@@ -382,7 +377,6 @@ impl Model {
                 top.set_head(&w, &b);
             }
         }
-        self.dense_t = crate::layers::transpose_small_dense(self);
         self.dense_plan = crate::layers::dense_plans(self);
         // Training with dropout between layers runs the layers one at a time
         // (`crate::bidir`), through one-layer direction models; inference keeps the
@@ -441,7 +435,6 @@ impl Model {
                         all_streams_fused: false,
                         cache: ForwardCache::default(),
                         layers: None,
-                        dense_t: Vec::new(),
                         dense_plan: Vec::new(),
                         dirs: Vec::new(),
                         id: ModelId::fresh(),
@@ -522,7 +515,6 @@ impl Model {
         self.params = params;
         self.head_at = head_ranges(&self.config, &self.layout);
         self.layers = Some(Box::new(layers));
-        self.dense_t = crate::layers::transpose_small_dense(self);
         self.dense_plan = crate::layers::dense_plans(self);
         self.id = ModelId::fresh();
     }

@@ -30,7 +30,7 @@ use crate::config::ParamLayout;
 use crate::config::{ModelConfig, MAX_DIM};
 use crate::error::{check_finite, check_len, checked_size, invalid, Error, Result};
 use crate::forward::Tape;
-use crate::kernels::packed::{dense_is_small, dense_small_stride, DenseSmall};
+use crate::kernels::packed::{dense_small_stride, DenseSmall};
 use crate::kernels::simd::DenseAct;
 use crate::model::Model;
 use crate::state::State;
@@ -298,8 +298,7 @@ struct DenseView<'a> {
     d: Dense,
     w: &'a [f32],
     b: &'a [f32],
-    /// `w` transposed for `dense_small` (`Model::dense_t`), empty where the layer is not
-    /// small.
+    /// `w` transposed for `small` (its [`DensePlan`]'s), empty without it.
     t: &'a [f32],
     /// The kernel and activation of its [`DensePlan`].
     small: Option<DenseSmall>,
@@ -340,15 +339,14 @@ fn after_small(act: Activation, out: &mut [f32], no: usize, softmax: bool) {
     }
 }
 
-/// One row through the dense layers `list` (one side; `plans` and `ts` theirs, `params`
-/// the model's parameters), softmax applied: [`chain`] of one row with the same kernels
+/// One row through the dense layers `list` (one side; `plans` theirs, `params` the
+/// model's parameters), softmax applied: [`chain`] of one row with the same kernels
 /// and so the same bits, for the per-sample step, without a view per layer (building
 /// them and the general chain cost more than two small layers' arithmetic).
 #[allow(clippy::too_many_arguments)]
 fn chain_one(
     list: &[Dense],
     plans: &[DensePlan],
-    ts: &[Vec<f32>],
     params: &[f32],
     x: &[f32],
     out: &mut [f32],
@@ -356,7 +354,7 @@ fn chain_one(
     b: &mut [f32],
 ) {
     let n = list.len();
-    for (k, ((d, p), t)) in list.iter().zip(plans).zip(ts).enumerate() {
+    for (k, (d, p)) in list.iter().zip(plans).enumerate() {
         let (src, dst): (&[f32], &mut [f32]) = match (k, k + 1 == n) {
             (0, true) => (x, &mut *out),
             (0, false) => (x, &mut a[..d.out_size]),
@@ -382,7 +380,7 @@ fn chain_one(
         let bias = &params[p.b.clone()];
         match p.small {
             Some(kernel) => {
-                kernel.rows(src, 1, ni, t, bias, p.act, dst);
+                kernel.rows(src, 1, ni, &p.t, bias, p.act, dst);
                 after_small(d.activation, dst, no, true);
             }
             None => {
@@ -421,72 +419,64 @@ fn dot(b: f32, w: &[f32], x: &[f32]) -> f32 {
     wt.iter().zip(xt).fold(b + s, |s, (w, x)| s + w * x)
 }
 
-/// Each dense layer's weights of `model` (pre layers, then post) transposed for
-/// `dense_small` (`[in][dense_small_stride(out)]`, zero padded) where the layer is small
-/// ([`dense_is_small`]), else empty; none without layers.
-pub(crate) fn transpose_small_dense(model: &Model) -> Vec<Vec<f32>> {
-    let Some(ls) = model.layers() else {
-        return Vec::new();
-    };
-    let entries = model.layout().entries();
-    let all: Vec<Dense> = ls.pre.iter().chain(&ls.post).copied().collect();
-    let first = entries.len() - 2 * all.len();
-    let params = model.parameters();
-    all.iter()
-        .enumerate()
-        .map(|(k, d)| {
-            if !dense_is_small(d.in_size, d.out_size) {
-                return Vec::new();
-            }
-            let we = &entries[first + 2 * k];
-            let w = &params[we.offset..we.offset + we.len];
-            let ldw = dense_small_stride(d.out_size);
-            let mut t = vec![0.0; d.in_size * ldw];
-            for (j, row) in w.chunks_exact(d.in_size).enumerate() {
-                for (p, &v) in row.iter().enumerate() {
-                    t[p * ldw + j] = v;
-                }
-            }
-            t
-        })
-        .collect()
-}
-
-/// What one dense layer's pass needs beyond its shape, found once with the layout and
+/// What one dense layer's pass needs beyond its shape, found once with the weights and
 /// the kernel tier: where its weight and bias lie in a buffer laid out as its model's
-/// parameters (`model.layout()`), its kernel where it is small, and its activation in
-/// the kernels' terms.
+/// parameters (`model.layout()`), its kernel and the weights transposed for it where it
+/// is small, and its activation in the kernels' terms.
 #[derive(Clone, Debug)]
 pub(crate) struct DensePlan {
     w: std::ops::Range<usize>,
     b: std::ops::Range<usize>,
-    /// The tier's `dense_small` (with `Model::dense_t`'s weights), where it runs.
+    /// The tier's `dense_small`, where it runs for this layer.
     small: Option<DenseSmall>,
+    /// With `small`, the weights transposed for it (`[in][dense_small_stride(out)]`, zero
+    /// padded); empty otherwise.
+    t: Vec<f32>,
     /// The activation `small` applies itself (the others are applied after it).
     act: DenseAct,
 }
 
 /// Each dense layer's [`DensePlan`] (pre layers, then post; the layers' entries sit in
-/// order after the stack's); none without layers.
+/// order after the stack's), made again whenever the weights change; none without
+/// layers.
 pub(crate) fn dense_plans(model: &Model) -> Vec<DensePlan> {
     let Some(ls) = model.layers() else {
         return Vec::new();
     };
     let entries = model.layout().entries();
+    let params = model.parameters();
     let all = ls.pre.iter().chain(&ls.post);
     let n = ls.pre.len() + ls.post.len();
     entries[entries.len() - 2 * n..]
         .chunks_exact(2)
         .zip(all)
-        .map(|(e, d)| DensePlan {
-            w: e[0].offset..e[0].offset + e[0].len,
-            b: e[1].offset..e[1].offset + e[1].len,
-            small: DenseSmall::for_layer(d.in_size, d.out_size),
-            act: match d.activation {
-                Activation::Sigmoid => DenseAct::Sigmoid,
-                Activation::Tanh => DenseAct::Tanh,
-                _ => DenseAct::Identity,
-            },
+        .map(|(e, d)| {
+            let w = e[0].offset..e[0].offset + e[0].len;
+            let small = DenseSmall::for_layer(d.in_size, d.out_size);
+            let t = match small {
+                Some(_) => {
+                    let ldw = dense_small_stride(d.out_size);
+                    let mut t = vec![0.0; d.in_size * ldw];
+                    for (j, row) in params[w.clone()].chunks_exact(d.in_size).enumerate() {
+                        for (p, &v) in row.iter().enumerate() {
+                            t[p * ldw + j] = v;
+                        }
+                    }
+                    t
+                }
+                None => Vec::new(),
+            };
+            DensePlan {
+                w,
+                b: e[1].offset..e[1].offset + e[1].len,
+                small,
+                t,
+                act: match d.activation {
+                    Activation::Sigmoid => DenseAct::Sigmoid,
+                    Activation::Tanh => DenseAct::Tanh,
+                    _ => DenseAct::Identity,
+                },
+            }
         })
         .collect()
 }
@@ -953,13 +943,12 @@ fn run(
     let rows = state.batch() * seq_len;
     let params = model.parameters();
     let LayerScratch { u, core, a, b, .. } = &mut *sc;
-    let (npre, plans, ts) = (ls.pre.len(), &model.dense_plan, &model.dense_t);
+    let (npre, plans) = (ls.pre.len(), &model.dense_plan);
     let u: &[f32] = if ls.pre.is_empty() {
         x
     } else if again {
         let u = &mut u[..cfg.input_size];
-        let (p, t) = (&plans[..npre], &ts[..npre]);
-        chain_one(&ls.pre, p, t, params, x, u, a, b);
+        chain_one(&ls.pre, &plans[..npre], params, x, u, a, b);
         u
     } else {
         let pre = views(model, ls, "pre", params);
@@ -984,8 +973,7 @@ fn run(
         if ls.post.is_empty() {
             y.copy_from_slice(core);
         } else if again {
-            let (p, t) = (&plans[npre..], &ts[npre..]);
-            chain_one(&ls.post, p, t, params, core, y, a, b);
+            chain_one(&ls.post, &plans[npre..], params, core, y, a, b);
         } else {
             let post = views(model, ls, "post", params);
             chain(&post, ls.post.len(), core, rows, y, a, b, true);
@@ -1011,10 +999,9 @@ pub const MAX_DENSE: usize = 16;
 /// when asked for.
 struct Views<'a> {
     list: &'a [Dense],
-    /// This side's layers' plans and transposed weights (from `Model::dense_plan` and
-    /// `Model::dense_t`, which list the pre layers, then the post ones).
+    /// This side's layers' plans (from `Model::dense_plan`, which lists the pre layers,
+    /// then the post ones).
     plan: &'a [DensePlan],
-    dense_t: &'a [Vec<f32>],
     buf: &'a [f32],
 }
 
@@ -1026,7 +1013,7 @@ impl<'a> Views<'a> {
             d: self.list[k],
             w: &self.buf[p.w.clone()],
             b: &self.buf[p.b.clone()],
-            t: &self.dense_t[k],
+            t: &p.t,
             small: p.small,
             act: p.act,
         }
@@ -1050,7 +1037,6 @@ fn views<'a>(model: &'a Model, ls: &'a Layers, part: &str, buf: &'a [f32]) -> Vi
     Views {
         list,
         plan: &model.dense_plan[skip..skip + n],
-        dense_t: &model.dense_t[skip..skip + n],
         buf,
     }
 }
