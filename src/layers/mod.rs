@@ -355,27 +355,8 @@ fn chain_one(
 ) {
     let n = list.len();
     for (k, (d, p)) in list.iter().zip(plans).enumerate() {
-        let (src, dst): (&[f32], &mut [f32]) = match (k, k + 1 == n) {
-            (0, true) => (x, &mut *out),
-            (0, false) => (x, &mut a[..d.out_size]),
-            (_, last) => {
-                // Layer k reads what layer k - 1 wrote: `a` after even layers, `b` after odd.
-                let (from, to) = if k % 2 == 1 {
-                    (&*a, &mut *b)
-                } else {
-                    (&*b, &mut *a)
-                };
-                (
-                    from,
-                    if last {
-                        &mut *out
-                    } else {
-                        &mut to[..d.out_size]
-                    },
-                )
-            }
-        };
         let (ni, no) = (d.in_size, d.out_size);
+        let (src, dst) = layer_io(k, n, x, out, a, b);
         let (src, dst) = (&src[..ni], &mut dst[..no]);
         let bias = &params[p.b.clone()];
         match p.small {
@@ -1055,31 +1036,30 @@ fn chain(
     b: &mut [f32],
     softmax: bool,
 ) {
-    let mut src_is_x = true;
-    let mut cur_a = true;
     for k in 0..n {
         let v = &views.get(k);
-        let no = v.d.out_size;
-        if k + 1 == n {
-            let src: &[f32] = if src_is_x {
-                x
-            } else if cur_a {
-                a
-            } else {
-                b
-            };
-            dense_rows(v, src, rows, &mut out[..rows * no], softmax);
-        } else if src_is_x {
-            dense_rows(v, x, rows, &mut a[..rows * no], softmax);
-            src_is_x = false;
-            cur_a = true;
-        } else if cur_a {
-            dense_rows(v, a, rows, &mut b[..rows * no], softmax);
-            cur_a = false;
-        } else {
-            dense_rows(v, b, rows, &mut a[..rows * no], softmax);
-            cur_a = true;
-        }
+        let (src, dst) = layer_io(k, n, x, out, a, b);
+        dense_rows(v, src, rows, &mut dst[..rows * v.d.out_size], softmax);
+    }
+}
+
+/// Layer `k` of a chain of `n`: what it reads and where it writes. The first reads `x`,
+/// the last writes `out`, and between them the layers take turns on the scratch rows:
+/// layer `k` writes `a` when `k` is even, `b` when odd, and reads what layer `k - 1`
+/// wrote.
+fn layer_io<'s>(
+    k: usize,
+    n: usize,
+    x: &'s [f32],
+    out: &'s mut [f32],
+    a: &'s mut [f32],
+    b: &'s mut [f32],
+) -> (&'s [f32], &'s mut [f32]) {
+    let last = k + 1 == n;
+    match (k, k % 2 == 1) {
+        (0, _) => (x, if last { out } else { a }),
+        (_, true) => (a, if last { out } else { b }),
+        (_, false) => (b, if last { out } else { a }),
     }
 }
 
