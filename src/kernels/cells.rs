@@ -537,6 +537,26 @@ fn sweep_chunk(inp: StreamInput, bytes: usize, st: usize, i: usize, n: usize) ->
     }
 }
 
+/// Whether a fused stream kernel of `units` units in `chunks` chunks (vectors of `lanes`)
+/// updates each chunk's units right after the chunk's products, rather than all units in
+/// lockstep after every product. In lockstep every gate vector of the layer is live at
+/// once: at 48 units and more on AVX2 (24 gate vectors and up, for 16 registers) and 64
+/// and more on AVX-512 they went through the stack (LLVM also zeroed the whole gate array
+/// every step: a `memset`, 8 % of an AVX2 H = 64 LSTM step by `perf`), while a chunk's
+/// product over that many rows is long enough for the processor to run the previous
+/// chunk's update beside it. Below those sizes the products are too short to hide an
+/// update and lockstep stays faster. Intel Xeon Emerald Rapids, one layer and a head,
+/// per chunk against lockstep alternated in one process (`benches/c/ab.c`, 5 rounds,
+/// medians, step / block): AVX2 LSTM H = 48 0.82 / 0.80, 64 0.78 / 0.78, GRU 48 0.96 /
+/// 0.98, 64 0.96 / 0.93; AVX-512 LSTM 64 0.93 / 0.99, 96 0.90 / 0.87, 128 0.86 / 0.86,
+/// GRU 64 0.91 / 0.89, 96 0.92 / 0.94, 128 0.91 / 0.94. Slower where left in lockstep:
+/// AVX2 H = 32 (1.0-1.12), 40 (1.05-1.27), AVX-512 48 (1.06-1.18). The same operations
+/// on each unit: no bit changes.
+#[inline(always)]
+const fn per_chunk_update(lanes: usize, units: usize, chunks: usize) -> bool {
+    chunks >= 2 && units >= if lanes == 8 { 48 } else { 64 }
+}
+
 /// A dense head of `o` outputs (`w` `[o][H]`, `bias` `[o]`) that a fused stream kernel
 /// applies to each step's `h` while it is still in registers, writing rows of `o` floats
 /// at `y`: the dot products of [`dense_narrow`] on the same tier, in its order, so the
@@ -751,23 +771,37 @@ pub(crate) unsafe fn lstm_stream<
         // SAFETY: c holds H = U·LANES floats.
         *v = unsafe { s.load(c.add(l * u)) };
     }
+    let per_chunk = per_chunk_update(S::LANES, units, U / CH);
     for st in 0..steps {
-        // Every unit vector's gates, then all their updates in lockstep: one vector's
-        // update after another's was a chain each, too far apart in the instruction
-        // stream for the processor to overlap (an LSTM step at H = 16 took twice H = 8's).
+        // Small layers: every unit vector's gates, then all their updates in lockstep
+        // (one vector's update after another's was a chain each, too far apart in the
+        // instruction stream for the processor to overlap: an LSTM step at H = 16 took
+        // twice H = 8's). Large ones: each chunk's update after its products
+        // (`per_chunk_update`); `h` is stored only after the last chunk either way.
         let mut gq = [[s.zero(); 4]; U];
         for i in 0..U / CH {
             let chunk = sweep_chunk(inp, whh_bytes, st, i, U / CH);
             // SAFETY: the caller's extents.
             let g = unsafe { chunk_gates::<S, NV, PAIRS>(s, inp, units, chunk, st, h) };
-            for ci in 0..CH {
-                gq[chunk * CH + ci] = [g[ci], g[CH + ci], g[2 * CH + ci], g[3 * CH + ci]];
+            let gc: [[S::V; 4]; CH] =
+                std::array::from_fn(|ci| [g[ci], g[CH + ci], g[2 * CH + ci], g[3 * CH + ci]]);
+            if per_chunk {
+                let cc = std::array::from_fn(|ci| cv[chunk * CH + ci]);
+                let (cn, hn) = lstm_state_rows::<S, CH, CHAIN>(s, gc, cc);
+                for ci in 0..CH {
+                    cv[chunk * CH + ci] = flush(s, cn[ci]);
+                    hv[chunk * CH + ci] = flush(s, hn[ci]);
+                }
+            } else {
+                gq[chunk * CH..(chunk + 1) * CH].copy_from_slice(&gc);
             }
         }
-        let (cn, hn) = lstm_state_rows::<S, U, CHAIN>(s, gq, cv);
-        for u in 0..U {
-            cv[u] = flush(s, cn[u]);
-            hv[u] = flush(s, hn[u]);
+        if !per_chunk {
+            let (cn, hn) = lstm_state_rows::<S, U, CHAIN>(s, gq, cv);
+            for u in 0..U {
+                cv[u] = flush(s, cn[u]);
+                hv[u] = flush(s, hn[u]);
+            }
         }
         // After every unit's update: the products above read the old h.
         for (u, v) in hv.iter().enumerate() {
@@ -819,9 +853,10 @@ pub(crate) unsafe fn gru_lbr_stream<
             bv[u] = s.load(b_hn.add(l * u));
         }
     }
+    let per_chunk = per_chunk_update(S::LANES, units, U / CH);
     for st in 0..steps {
-        // Every unit vector's gates, then all their updates in lockstep (as in
-        // `lstm_stream`).
+        // Every unit vector's gates, then all their updates in lockstep, or each chunk's
+        // update after its products (as in `lstm_stream`).
         let (mut gq, mut wq) = ([[s.zero(); 3]; U], [[s.zero(); 3]; U]);
         for i in 0..U / CH {
             let chunk = sweep_chunk(inp, whh_bytes, st, i, U / CH);
@@ -837,15 +872,30 @@ pub(crate) unsafe fn gru_lbr_stream<
                 let wh = inp.wh.add(chunk * units * row);
                 (gin, row_product::<S, NV, PAIRS>(s, units, h, wh))
             };
-            for ci in 0..CH {
-                let u = chunk * CH + ci;
-                gq[u] = [gin[ci], gin[CH + ci], gin[2 * CH + ci]];
-                wq[u] = [prod[ci], prod[CH + ci], prod[2 * CH + ci]];
+            let gc: [[S::V; 3]; CH] =
+                std::array::from_fn(|ci| [gin[ci], gin[CH + ci], gin[2 * CH + ci]]);
+            let wc: [[S::V; 3]; CH] =
+                std::array::from_fn(|ci| [prod[ci], prod[CH + ci], prod[2 * CH + ci]]);
+            let u0 = chunk * CH;
+            if per_chunk {
+                let (bc, hc) = (
+                    std::array::from_fn(|ci| bv[u0 + ci]),
+                    std::array::from_fn(|ci| hv[u0 + ci]),
+                );
+                let v = gru_lbr_state_rows::<S, CH, CHAIN>(s, gc, wc, bc, hc);
+                for ci in 0..CH {
+                    hn[u0 + ci] = flush(s, v[ci]);
+                }
+            } else {
+                gq[u0..u0 + CH].copy_from_slice(&gc);
+                wq[u0..u0 + CH].copy_from_slice(&wc);
             }
         }
-        let v = gru_lbr_state_rows::<S, U, CHAIN>(s, gq, wq, bv, hv);
-        for u in 0..U {
-            hn[u] = flush(s, v[u]);
+        if !per_chunk {
+            let v = gru_lbr_state_rows::<S, U, CHAIN>(s, gq, wq, bv, hv);
+            for u in 0..U {
+                hn[u] = flush(s, v[u]);
+            }
         }
         hv = hn;
         // After every unit's update: the products above read the old h.
