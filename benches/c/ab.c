@@ -19,7 +19,8 @@
  * - train: rnn_trainer_step_mse (SGD, learning rate 0, targets at every step) on the
  *          same shapes; ms per call.
  * AB_CELLS (a subset of "lstm,gru,rnn") and AB_H (hidden sizes, e.g. "16,1024") narrow the
- * run to those configurations.
+ * run to those configurations; for step and block AB_H may name any sizes (e.g. "20,40,96",
+ * where sizes between the fused kernels' are the question).
  * Before timing, A and B must give the same outputs to 1e-4 (they are the same model);
  * a pair that does not is reported and the run fails.
  */
@@ -305,7 +306,20 @@ int main(int argc, char **argv) {
         uint32_t cell;
         const char *name;
     } cells[] = {{RNN_CELL_LSTM, "lstm"}, {RNN_CELL_GRU_LBR, "gru"}, {RNN_CELL_RNN_TANH, "rnn"}};
-    const size_t hs[] = {8, 16, 32, 64, 128};
+    /* Steps and blocks: the sizes AB_H names (any, e.g. "20,40,96"), else 8 ... 128. */
+    size_t hs[16] = {8, 16, 32, 64, 128};
+    int nh = 5;
+    const char *hl = getenv("AB_H");
+    if (hl && *hl) {
+        nh = 0;
+        for (const char *p = hl; *p && nh < 16;) {
+            char *end;
+            unsigned long v = strtoul(p, &end, 10);
+            if (end == p) break;
+            if (v >= 1 && v <= 4096) hs[nh++] = v;
+            p = *end ? end + 1 : end;
+        }
+    }
     const size_t shapes[][4] = {{64, 128, 64, 64}, {256, 512, 32, 64}, {512, 1024, 64, 32}};
     for (int k = STEP; k <= TRAIN; k++) {
         if (!strstr(kinds, kind_name[k])) continue;
@@ -313,9 +327,8 @@ int main(int argc, char **argv) {
             if (!wanted_cell(cells[c].name)) continue;
             if (k == STEP || k == BLOCK) {
                 if (cells[c].cell == RNN_CELL_RNN_TANH) continue;
-                for (int q = 0; q < 5; q++)
-                    if (wanted_h(hs[q]))
-                        compare(&a, &b, (enum kind)k, cells[c].cell, cells[c].name, 1, hs[q], 1,
+                for (int q = 0; q < nh; q++)
+                    compare(&a, &b, (enum kind)k, cells[c].cell, cells[c].name, 1, hs[q], 1,
                             k == STEP ? 64 : 512, rounds);
             } else {
                 for (int q = 0; q < 3; q++)
