@@ -383,8 +383,8 @@ fn a_long_block_equals_short_blocks_bit_for_bit() {
     }
 }
 
-/// One stream at the sizes with fused kernels (H = 8, 16 and 32 on the SIMD tiers, 40 on
-/// AVX2, 48 on both, 96 on AVX-512; a head of up to 8 outputs inside the top layer's
+/// One stream at the sizes with fused kernels (H = 8, 16, 32, 48, 64, 96 and 128 on the
+/// SIMD tiers, 40 on AVX2; a head of up to 8 outputs inside the top layer's
 /// kernel; a block and a single step both run them, elsewhere the general path):
 /// stepping sample by sample gives the bits of one block, several layers and inputs
 /// deep, and both agree with the batched forward (other code) to rounding. H = 24 (fused
@@ -411,6 +411,8 @@ fn one_stream_steps_equal_a_block_bit_for_bit_at_the_fused_sizes() {
             (1, 40, 1, 1, false),
             (2, 48, 2, 0, false),
             (1, 96, 1, 1, false),
+            (2, 64, 2, 1, false),
+            (1, 128, 1, 1, false),
         ] {
             let mut cfg = ModelConfig::new(cell, i, h, layers);
             if head > 0 {

@@ -82,7 +82,7 @@ fn fused_stream_steps_are_the_step_by_step_bits() {
                 k <= KC
                     && match kernel_tier() {
                         Tier::Avx512 => matches!(units, 8 | 16 | 32 | 48 | 64 | 96 | 128),
-                        Tier::Avx2 => matches!(units, 8 | 16 | 24 | 32 | 40 | 48 | 64),
+                        Tier::Avx2 => matches!(units, 8 | 16 | 24 | 32 | 40 | 48 | 64 | 96 | 128),
                         Tier::Scalar => false,
                     }
             };
@@ -211,7 +211,15 @@ fn a_head_inside_the_stream_kernel_is_the_dense_head_bit_for_bit() {
     let mut rnd = uniform(29u32);
     let bits_of = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     for cell in [CellKind::Lstm, CellKind::GruLbr] {
-        for (units, k) in [(8, 1), (16, 1), (32, 3), (16, 7), (64, 2)] {
+        for (units, k) in [
+            (8, 1),
+            (16, 1),
+            (32, 3),
+            (16, 7),
+            (64, 2),
+            (96, 1),
+            (128, 2),
+        ] {
             let gw = cell.gates() * units;
             let mut v = |n: usize, s: f32| (0..n).map(|_| rnd() * s).collect::<Vec<f32>>();
             let (w_ih, w_hh, bias, b_hn) = (
