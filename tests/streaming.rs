@@ -384,11 +384,10 @@ fn a_long_block_equals_short_blocks_bit_for_bit() {
 }
 
 /// One stream at the sizes with fused kernels (H = 8, 16, 32, 48, 64, 96 and 128 on the
-/// SIMD tiers, 40 on AVX2; a head of up to 8 outputs inside the top layer's
+/// SIMD tiers, 40 on AVX2, and sizes padded to them: 6, 12, 20, 44, 60, 124; a head of up to 8 outputs inside the top layer's
 /// kernel; a block and a single step both run them, elsewhere the general path):
 /// stepping sample by sample gives the bits of one block, several layers and inputs
-/// deep, and both agree with the batched forward (other code) to rounding. H = 24 (fused
-/// on AVX2 only) is held to rounding alone.
+/// deep, and both agree with the batched forward (other code) to rounding.
 #[test]
 fn one_stream_steps_equal_a_block_bit_for_bit_at_the_fused_sizes() {
     let t = 70;
@@ -413,6 +412,13 @@ fn one_stream_steps_equal_a_block_bit_for_bit_at_the_fused_sizes() {
             (1, 96, 1, 1, false),
             (2, 64, 2, 1, false),
             (1, 128, 1, 1, false),
+            // Sizes between the kernels', padded to the next one (`stream_size`).
+            (1, 20, 1, 1, false),
+            (3, 12, 2, 0, false),
+            (2, 6, 1, 8, true),
+            (1, 44, 2, 2, false),
+            (1, 60, 1, 1, false),
+            (2, 124, 1, 9, false),
         ] {
             let mut cfg = ModelConfig::new(cell, i, h, layers);
             if head > 0 {
@@ -441,10 +447,8 @@ fn one_stream_steps_equal_a_block_bit_for_bit_at_the_fused_sizes() {
                 model.step(&mut steps, &x[s * i..(s + 1) * i], ys).unwrap();
             }
             let what = format!("{cell:?} I={i} H={h} layers={layers} head={head} {soft}");
-            if h != 24 {
-                assert_eq!(bits(&got), bits(&want), "{what}");
-                assert_eq!(bits(steps.as_slice()), bits(block.as_slice()), "{what}");
-            }
+            assert_eq!(bits(&got), bits(&want), "{what}");
+            assert_eq!(bits(steps.as_slice()), bits(block.as_slice()), "{what}");
             let mut batched = vec![f32::NAN; t * o];
             model
                 .forward_with_state(&x, 1, t, Some(&init), &mut batched, None)

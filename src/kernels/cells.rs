@@ -386,11 +386,19 @@ pub(crate) fn dense_narrow<S: Simd>(
 /// the H = 16 kernel spent a fifth of its instructions on column offsets and their
 /// spills. The values and their summation order are the packed products', so the bits
 /// are too.
+///
+/// A layer whose size is not a kernel's (`padded > units`) is laid out for the next
+/// kernel's `padded` units: its gate columns beyond `units` hold zero weights and bias
+/// (those units' gates are then 0 and their state stays +0), while `W_hhᵀ` keeps its
+/// `units` rows, so every real unit's sums are the unpadded products' (the same rows in
+/// the same order).
 #[derive(Clone, Debug)]
 pub(crate) struct StreamWeights {
     data: LineAligned,
     gates: usize,
     units: usize,
+    /// The kernel's units: gate columns per gate (`units` where the size is a kernel's).
+    padded: usize,
     k: usize,
     lanes: usize,
     ch: usize,
@@ -399,13 +407,15 @@ pub(crate) struct StreamWeights {
 }
 
 impl StreamWeights {
-    /// The layout for a layer of `units` units (a multiple of `lanes · ch`), `k` inputs
-    /// and `gates` gates, filled from PyTorch's `w_ih` (`[G·H][k]`), `w_hh` (`[G·H][H]`)
-    /// and the folded bias (`[G·H]`).
+    /// The layout for a layer of `units` units run by a kernel of `padded` units (a
+    /// multiple of `lanes · ch`, at least `units`), `k` inputs and `gates` gates, filled
+    /// from PyTorch's `w_ih` (`[G·H][k]`), `w_hh` (`[G·H][H]`) and the folded bias
+    /// (`[G·H]`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         gates: usize,
         units: usize,
+        padded: usize,
         k: usize,
         lanes: usize,
         ch: usize,
@@ -414,7 +424,7 @@ impl StreamWeights {
         bias: &[f32],
     ) -> StreamWeights {
         assert!(
-            units.is_multiple_of(lanes * ch),
+            padded.is_multiple_of(lanes * ch) && padded >= units,
             "stream weights: units per chunk"
         );
         let gh = gates * units;
@@ -422,7 +432,7 @@ impl StreamWeights {
             w_ih.len() == gh * k && w_hh.len() == gh * units && bias.len() == gh,
             "stream weights: shapes disagree"
         );
-        let mut out = StreamWeights::zeroed(gates, units, k, lanes, ch);
+        let mut out = StreamWeights::zeroed(gates, units, padded, k, lanes, ch);
         let (wh, wi, b) = out.regions();
         let row = out.row();
         let data = out.data.as_mut_slice();
@@ -444,11 +454,19 @@ impl StreamWeights {
         out
     }
 
-    fn zeroed(gates: usize, units: usize, k: usize, lanes: usize, ch: usize) -> StreamWeights {
+    fn zeroed(
+        gates: usize,
+        units: usize,
+        padded: usize,
+        k: usize,
+        lanes: usize,
+        ch: usize,
+    ) -> StreamWeights {
         let mut out = StreamWeights {
             data: LineAligned::default(),
             gates,
             units,
+            padded,
             k,
             lanes,
             ch,
@@ -465,15 +483,15 @@ impl StreamWeights {
     }
 
     /// Where `W_hhᵀ`, `W_ihᵀ` and the bias start in the data, each on a line.
-    /// Every chunk's rows together span the `G·H` gate columns.
+    /// Every chunk's rows together span the `G·padded` gate columns.
     fn regions(&self) -> (usize, usize, usize) {
-        let gh = self.gates * self.units;
+        let gh = self.gates * self.padded;
         let wi = (self.units * gh).next_multiple_of(LINE);
         (0, wi, (wi + self.k * gh).next_multiple_of(LINE))
     }
 
     fn len(&self) -> usize {
-        self.regions().2 + self.gates * self.units
+        self.regions().2 + self.gates * self.padded
     }
 
     /// Inputs per step.
@@ -486,6 +504,11 @@ impl StreamWeights {
         self.gates * self.units
     }
 
+    /// The kernel's units (`H`, or more where the layer is padded).
+    pub(crate) fn padded(&self) -> usize {
+        self.padded
+    }
+
     /// The kernels' view of these weights for `steps` rows of inputs at `x`, the first
     /// step sweeping the chunks last to first when `reverse`.
     #[inline]
@@ -496,6 +519,7 @@ impl StreamWeights {
         StreamInput {
             x,
             k: self.k,
+            units: self.units,
             wh: base.wrapping_add(wh),
             wi: base.wrapping_add(wi),
             bias: base.wrapping_add(b),
@@ -511,6 +535,9 @@ impl StreamWeights {
 pub(crate) struct StreamInput {
     pub x: *const f32,
     pub k: usize,
+    /// The layer's units: `W_hhᵀ`'s rows and the length of `h`, `c` and the output rows
+    /// (below the kernel's where its weights are padded).
+    pub units: usize,
     pub wh: *const f32,
     pub wi: *const f32,
     pub bias: *const f32,
@@ -583,41 +610,88 @@ impl StreamOut {
         StreamOut { rows, head: None }
     }
 
-    /// Step `st`'s results from the new `h` in registers (`U` vectors).
+    /// Step `st`'s results from the new `h` in registers (`U` vectors, of which the
+    /// first `units` floats are the layer's: fewer than `U·LANES` in a padded kernel).
     ///
     /// # Safety
-    /// `rows` (where not null) holds row `st` of `U·LANES` floats; the head (where there
-    /// is one) has `o` rows of `U·LANES` weights, `o` biases and row `st` of `o` outputs.
+    /// `rows` (where not null) holds row `st` of `units` floats; the head (where there
+    /// is one) has `o` rows of `U·LANES` weights (zero beyond `units`), `o` biases and
+    /// row `st` of `o` outputs.
     #[inline(always)]
-    unsafe fn put<S: Simd, const U: usize>(self, s: S, st: usize, hv: &[S::V; U]) {
-        let (l, units) = (S::LANES, U * S::LANES);
+    unsafe fn put<S: Simd, const U: usize>(self, s: S, st: usize, hv: &[S::V; U], units: usize) {
+        let l = S::LANES;
         if !self.rows.is_null() {
+            let row = self.rows.wrapping_add(st * units);
             for (u, v) in hv.iter().enumerate() {
-                // SAFETY: row st of `rows` holds H floats (the caller's extent).
-                unsafe { s.store(self.rows.add(st * units + l * u), *v) };
+                // SAFETY: row st of `rows` holds `units` floats (the caller's extent).
+                unsafe { store_part(s, row, units, u, *v) };
             }
         }
         if let Some(hd) = self.head {
+            // The sums are `dense_narrow`'s for k = `units`: pairs of whole vectors, even
+            // and odd in two accumulators from zero, then what is left (a whole vector,
+            // a partial one) into the first, then added and reduced. A partial vector's
+            // lanes beyond `units` add +0 (`h` there is +0, the weights 0), as
+            // `dense_narrow`'s zero-filled partial load does.
+            let pairs = units / (2 * l) * 2;
+            let (used, stride) = (units.div_ceil(l), U * l);
             for j in 0..hd.o {
-                // SAFETY: row j of the head's weights holds H floats; bias[j] and
-                // y[st·o + j] are inside (the caller's extents). The sums are
-                // `dense_narrow`'s for k = H: even and odd vectors in two accumulators
-                // from zero, an odd one left over into the first, then added and reduced.
+                // SAFETY: row j of the head's weights holds `U·LANES` floats; bias[j]
+                // and y[st·o + j] are inside (the caller's extents).
                 unsafe {
-                    let w = hd.w.add(j * units);
+                    let w = hd.w.add(j * stride);
                     let (mut a0, mut a1) = (s.zero(), s.zero());
-                    let mut u = 0;
-                    while u + 1 < U {
-                        a0 = s.fma(hv[u], s.load(w.add(u * l)), a0);
-                        a1 = s.fma(hv[u + 1], s.load(w.add((u + 1) * l)), a1);
-                        u += 2;
-                    }
-                    if u < U {
-                        a0 = s.fma(hv[u], s.load(w.add(u * l)), a0);
+                    for (u, v) in hv.iter().enumerate() {
+                        if u >= used {
+                            break;
+                        }
+                        let wv = s.load(w.add(u * l));
+                        if u < pairs && u % 2 == 1 {
+                            a1 = s.fma(*v, wv, a1);
+                        } else {
+                            a0 = s.fma(*v, wv, a0);
+                        }
                     }
                     *hd.y.add(st * hd.o + j) = *hd.bias.add(j) + s.reduce_add(s.add(a0, a1));
                 }
             }
+        }
+    }
+}
+
+/// Vector `u` of a row of `units` floats at `p`: whole, partial (the rest zero) or, past
+/// the row, zero.
+///
+/// # Safety
+/// `p` holds `units` floats.
+#[inline(always)]
+unsafe fn load_part<S: Simd>(s: S, p: *const f32, units: usize, u: usize) -> S::V {
+    let off = u * S::LANES;
+    // SAFETY: only floats below `units` are read.
+    unsafe {
+        if off + S::LANES <= units {
+            s.load(p.add(off))
+        } else if off < units {
+            s.load_n(p.add(off), units - off)
+        } else {
+            s.zero()
+        }
+    }
+}
+
+/// Stores vector `u` of a row of `units` floats at `p`: the part of `v` inside the row.
+///
+/// # Safety
+/// `p` holds `units` floats.
+#[inline(always)]
+unsafe fn store_part<S: Simd>(s: S, p: *mut f32, units: usize, u: usize, v: S::V) {
+    let off = u * S::LANES;
+    // SAFETY: only floats below `units` are written.
+    unsafe {
+        if off + S::LANES <= units {
+            s.store(p.add(off), v)
+        } else if off < units {
+            s.store_n(p.add(off), units - off, v)
         }
     }
 }
@@ -755,6 +829,7 @@ pub(crate) unsafe fn lstm_stream<
     const NV: usize,
     const PAIRS: bool,
     const CHAIN: bool,
+    const PAD: bool,
 >(
     s: S,
     steps: usize,
@@ -764,14 +839,17 @@ pub(crate) unsafe fn lstm_stream<
     out: StreamOut,
 ) {
     debug_assert!(NV == 4 * CH && U.is_multiple_of(CH));
-    let whh_bytes = 4 * U * S::LANES * U * S::LANES * 4;
-    let (l, units) = (S::LANES, U * S::LANES);
+    let (l, units) = (S::LANES, if PAD { inp.units } else { U * S::LANES });
+    let whh_bytes = 4 * units * U * l * 4;
+    let mut hbuf = [s.zero(); U];
+    // SAFETY: h holds `units` floats (the caller's).
+    let hp = unsafe { h_for_products::<S, U, PAD>(h, units, &mut hbuf) };
     let (mut cv, mut hv) = ([s.zero(); U], [s.zero(); U]);
     for (u, v) in cv.iter_mut().enumerate() {
-        // SAFETY: c holds H = U·LANES floats.
-        *v = unsafe { s.load(c.add(l * u)) };
+        // SAFETY: c holds `units` floats.
+        *v = unsafe { load_part(s, c, units, u) };
     }
-    let per_chunk = per_chunk_update(S::LANES, units, U / CH);
+    let per_chunk = per_chunk_update(S::LANES, U * S::LANES, U / CH);
     for st in 0..steps {
         // Small layers: every unit vector's gates, then all their updates in lockstep
         // (one vector's update after another's was a chain each, too far apart in the
@@ -782,7 +860,7 @@ pub(crate) unsafe fn lstm_stream<
         for i in 0..U / CH {
             let chunk = sweep_chunk(inp, whh_bytes, st, i, U / CH);
             // SAFETY: the caller's extents.
-            let g = unsafe { chunk_gates::<S, NV, PAIRS>(s, inp, units, chunk, st, h) };
+            let g = unsafe { chunk_gates::<S, NV, PAIRS>(s, inp, units, chunk, st, hp) };
             let gc: [[S::V; 4]; CH] =
                 std::array::from_fn(|ci| [g[ci], g[CH + ci], g[2 * CH + ci], g[3 * CH + ci]]);
             if per_chunk {
@@ -805,15 +883,57 @@ pub(crate) unsafe fn lstm_stream<
         }
         // After every unit's update: the products above read the old h.
         for (u, v) in hv.iter().enumerate() {
-            // SAFETY: h holds H floats.
-            unsafe { s.store(h.add(l * u), *v) };
+            // SAFETY: `hp` holds U vectors where PAD, else it is `h` of U·LANES floats.
+            unsafe { s.store(hp.add(l * u), *v) };
         }
         // SAFETY: the caller's extents for `out`.
-        unsafe { out.put::<S, U>(s, st, &hv) };
+        unsafe { out.put::<S, U>(s, st, &hv, units) };
     }
     for (u, v) in cv.iter().enumerate() {
-        // SAFETY: c holds H floats.
-        unsafe { s.store(c.add(l * u), *v) };
+        // SAFETY: c holds `units` floats.
+        unsafe { store_part(s, c, units, u, *v) };
+    }
+    // SAFETY: as for `h_for_products`.
+    unsafe { h_back::<S, U, PAD>(h, units, hp) };
+}
+
+/// Where a fused kernel's products read `h` (each step stores it there as whole vectors):
+/// the state itself, or where the kernel is wider than the layer (`PAD`), `buf`, filled
+/// here with the state's `units` floats (the rest is never read: `W_hhᵀ` has `units`
+/// rows). [`h_back`] copies it back.
+///
+/// # Safety
+/// `h` holds `units` floats, `units <= U·LANES`.
+#[inline(always)]
+unsafe fn h_for_products<S: Simd, const U: usize, const PAD: bool>(
+    h: *mut f32,
+    units: usize,
+    buf: &mut [S::V; U],
+) -> *mut f32 {
+    if !PAD {
+        return h;
+    }
+    debug_assert!(std::mem::size_of::<S::V>() == 4 * S::LANES && units <= U * S::LANES);
+    let b = buf.as_mut_ptr().cast::<f32>();
+    // SAFETY: a vector is LANES floats, so `buf` holds U·LANES >= units of them; `h`
+    // holds `units` (the caller's); a local buffer does not overlap the state.
+    unsafe { std::ptr::copy_nonoverlapping(h, b, units) };
+    b
+}
+
+/// The last step's `h` from [`h_for_products`]'s buffer into the state, where `PAD`.
+///
+/// # Safety
+/// As for [`h_for_products`], `hp` its result.
+#[inline(always)]
+unsafe fn h_back<S: Simd, const U: usize, const PAD: bool>(
+    h: *mut f32,
+    units: usize,
+    hp: *mut f32,
+) {
+    if PAD {
+        // SAFETY: both hold `units` floats (the caller's) and are distinct.
+        unsafe { std::ptr::copy_nonoverlapping(hp, h, units) };
     }
 }
 
@@ -834,6 +954,7 @@ pub(crate) unsafe fn gru_lbr_stream<
     const NV: usize,
     const PAIRS: bool,
     const CHAIN: bool,
+    const PAD: bool,
 >(
     s: S,
     steps: usize,
@@ -843,17 +964,21 @@ pub(crate) unsafe fn gru_lbr_stream<
     out: StreamOut,
 ) {
     debug_assert!(NV == 3 * CH && U.is_multiple_of(CH));
-    let whh_bytes = 3 * U * S::LANES * U * S::LANES * 4;
-    let (l, units, row) = (S::LANES, U * S::LANES, NV * S::LANES);
+    let (l, row) = (S::LANES, NV * S::LANES);
+    let units = if PAD { inp.units } else { U * l };
+    let whh_bytes = 3 * units * U * l * 4;
+    let mut hbuf = [s.zero(); U];
+    // SAFETY: h holds `units` floats (the caller's).
+    let hp = unsafe { h_for_products::<S, U, PAD>(h, units, &mut hbuf) };
     let (mut hv, mut bv, mut hn) = ([s.zero(); U], [s.zero(); U], [s.zero(); U]);
     for u in 0..U {
-        // SAFETY: h and b_hn hold H = U·LANES floats.
+        // SAFETY: h holds `units` floats, b_hn U·LANES (padded with zeros where PAD).
         unsafe {
-            hv[u] = s.load(h.add(l * u));
+            hv[u] = load_part(s, h, units, u);
             bv[u] = s.load(b_hn.add(l * u));
         }
     }
-    let per_chunk = per_chunk_update(S::LANES, units, U / CH);
+    let per_chunk = per_chunk_update(S::LANES, U * S::LANES, U / CH);
     for st in 0..steps {
         // Every unit vector's gates, then all their updates in lockstep, or each chunk's
         // update after its products (as in `lstm_stream`).
@@ -870,7 +995,7 @@ pub(crate) unsafe fn gru_lbr_stream<
                     *gv = s.add(s.load(b.add(v * l)), *gv);
                 }
                 let wh = inp.wh.add(chunk * units * row);
-                (gin, row_product::<S, NV, PAIRS>(s, units, h, wh))
+                (gin, row_product::<S, NV, PAIRS>(s, units, hp, wh))
             };
             let gc: [[S::V; 3]; CH] =
                 std::array::from_fn(|ci| [gin[ci], gin[CH + ci], gin[2 * CH + ci]]);
@@ -900,10 +1025,12 @@ pub(crate) unsafe fn gru_lbr_stream<
         hv = hn;
         // After every unit's update: the products above read the old h.
         for (u, v) in hv.iter().enumerate() {
-            // SAFETY: h holds H floats.
-            unsafe { s.store(h.add(l * u), *v) };
+            // SAFETY: `hp` holds U vectors where PAD, else it is `h` of U·LANES floats.
+            unsafe { s.store(hp.add(l * u), *v) };
         }
         // SAFETY: the caller's extents for `out`.
-        unsafe { out.put::<S, U>(s, st, &hv) };
+        unsafe { out.put::<S, U>(s, st, &hv, units) };
     }
+    // SAFETY: as for `h_for_products`.
+    unsafe { h_back::<S, U, PAD>(h, units, hp) };
 }

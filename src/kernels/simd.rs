@@ -418,6 +418,7 @@ macro_rules! tier_entries {
             const NV: usize,
             const PAIRS: bool,
             const CHAIN: bool,
+            const PAD: bool,
         >(
             steps: usize,
             inp: crate::kernels::cells::StreamInput,
@@ -428,7 +429,7 @@ macro_rules! tier_entries {
             let s = unsafe { $S::assume() };
             // SAFETY: the caller's contract is the body's.
             unsafe {
-                crate::kernels::cells::lstm_stream::<$S, U, CH, NV, PAIRS, CHAIN>(
+                crate::kernels::cells::lstm_stream::<$S, U, CH, NV, PAIRS, CHAIN, PAD>(
                     s, steps, inp, h, c, out,
                 )
             }
@@ -445,6 +446,7 @@ macro_rules! tier_entries {
             const NV: usize,
             const PAIRS: bool,
             const CHAIN: bool,
+            const PAD: bool,
         >(
             steps: usize,
             inp: crate::kernels::cells::StreamInput,
@@ -455,7 +457,7 @@ macro_rules! tier_entries {
             let s = unsafe { $S::assume() };
             // SAFETY: the caller's contract is the body's.
             unsafe {
-                crate::kernels::cells::gru_lbr_stream::<$S, U, CH, NV, PAIRS, CHAIN>(
+                crate::kernels::cells::gru_lbr_stream::<$S, U, CH, NV, PAIRS, CHAIN, PAD>(
                     s, steps, inp, b_hn, h, out,
                 )
             }

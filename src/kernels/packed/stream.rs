@@ -22,20 +22,46 @@ use crate::kernels::cells::{StreamHead, StreamInput, StreamOut, StreamWeights};
 /// updated each chunk after its products, `cells::per_chunk_update`), 5 rounds, step /
 /// block: LSTM 0.86 / 0.81 and 0.88 / 0.86, GRU 0.77 / 0.77 and 0.81 / 0.81.
 pub(crate) fn stream_fused(units: usize, k: usize) -> bool {
-    let tier_has = match kernel_tier() {
-        Tier::Avx512 => matches!(units, 8 | 16 | 32 | 48 | 64 | 96 | 128),
-        Tier::Avx2 => matches!(units, 8 | 16 | 24 | 32 | 40 | 48 | 64 | 96 | 128),
-        Tier::Scalar => false,
-    };
-    tier_has && k <= KC
+    stream_size(units).is_some() && k <= KC
+}
+
+/// The kernel sizes of the process tier, smallest first.
+fn kernel_sizes() -> &'static [usize] {
+    match kernel_tier() {
+        Tier::Avx512 => &[8, 16, 32, 48, 64, 96, 128],
+        Tier::Avx2 => &[8, 16, 24, 32, 40, 48, 64, 96, 128],
+        Tier::Scalar => &[],
+    }
+}
+
+/// The size of the fused kernel that runs a layer of `units` units: its own where the
+/// tier has one, else the next larger kernel with the units above `units` padded
+/// (`cells::StreamWeights`: zero gate columns, those units' state held at zero; the
+/// real units' sums and so their bits are the general path's), where that was measured
+/// faster than the general step; `None` where no kernel runs it.
+///
+/// Intel Xeon Emerald Rapids, one layer and a head, padded kernel against the general
+/// step alternated (`benches/c/ab.c`, 3 rounds, medians; LSTM, GRU): AVX2 H = 4, 12, 20,
+/// 36, 44: 0.42 / 0.31, 0.48 / 0.30, 0.52 / 0.44, 0.63 / 0.45, 0.71 / 0.52; AVX-512
+/// 0.50 / 0.43, 0.66 / 0.54, 0.66 / 0.57, 0.68 / 0.59, 0.78 / 0.58. Up to a kernel of 48
+/// units any padding pays. Above, the padded columns cost as much as the real ones and
+/// the general path is nearer the machine's limit: 56 (to 64) 0.92-0.94 / 0.65-0.71 and
+/// 120 (to 128) 0.85-0.96 / 0.88, but 52 on AVX-512 1.01 (LSTM), 72 and 80 (to 96)
+/// 1.00-1.13 on LSTMs and 112 (to 128) 1.07 on the AVX-512 LSTM: padded there by at
+/// most an eighth of a 64-unit kernel and a sixteenth of a larger one.
+pub(crate) fn stream_size(units: usize) -> Option<usize> {
+    let next = *kernel_sizes().iter().find(|&&n| n >= units)?;
+    let slack = next - units;
+    let pays = next <= 48 || (next <= 64 && slack * 8 <= next) || slack * 16 <= next;
+    (units > 0 && pays).then_some(next)
 }
 
 /// The tier whose cell kernels a fused stream of `units` units matches bit for bit:
-/// the AVX2 ones for 8 units (their kernel is AVX2's, on either tier), else the
-/// process tier's.
+/// the AVX2 ones where an 8-unit kernel runs it (its body is AVX2's, on either tier),
+/// else the process tier's.
 #[cfg(test)]
 pub(crate) fn stream_cell_tier(units: usize) -> Tier {
-    if units == 8 && kernel_tier() == Tier::Avx512 {
+    if stream_size(units) == Some(8) && kernel_tier() == Tier::Avx512 {
         Tier::Avx2
     } else {
         kernel_tier()
@@ -72,8 +98,21 @@ pub(crate) struct StreamLayer {
     head: Option<StreamLayerHead>,
 }
 
-/// A dense head's weights (`weight` `[o][H]`, `bias` `[o]`), copied from the parameters
-/// with the packed weights.
+/// Rows of `units` floats, each followed by zeros up to `size`: the kernel's rows where
+/// it is wider than the layer.
+fn padded_rows(rows: &[f32], units: usize, size: usize) -> Vec<f32> {
+    if units == 0 || units == size {
+        return rows.to_vec();
+    }
+    let mut out = vec![0.0; rows.len() / units * size];
+    for (o, r) in out.chunks_exact_mut(size).zip(rows.chunks_exact(units)) {
+        o[..units].copy_from_slice(r);
+    }
+    out
+}
+
+/// A dense head's weights (`weight` `[o][H]`, padded to the kernel's units where it is
+/// wider, `bias` `[o]`), copied from the parameters with the packed weights.
 #[derive(Clone, Debug)]
 struct StreamLayerHead {
     weight: Vec<f32>,
@@ -113,19 +152,20 @@ impl StreamLayer {
         if !stream_fused(units, k) {
             return None;
         }
-        let (kernel, lanes, ch) = stream_kernel(cell, units, chain)?;
+        let size = stream_size(units)?;
+        let (kernel, lanes, ch) = stream_kernel(cell, size, size != units, chain)?;
         let b_hn_len = match kernel {
             StreamKernel::Lstm(_) => 0,
             StreamKernel::GruLbr(_) => units,
         };
         assert_eq!(b_hn.len(), b_hn_len, "stream layer: b_hn");
         let gates = cell.gates();
-        let w = StreamWeights::new(gates, units, k, lanes, ch, w_ih, w_hh, bias);
+        let w = StreamWeights::new(gates, units, size, k, lanes, ch, w_ih, w_hh, bias);
         Some(StreamLayer {
             kernel,
             gates,
             w,
-            b_hn: b_hn.to_vec(),
+            b_hn: padded_rows(b_hn, units, size),
             head: None,
         })
     }
@@ -138,8 +178,9 @@ impl StreamLayer {
             bias.len() * self.w.gates_units(),
             "stream head: shapes disagree"
         );
+        let (units, size) = (self.w.gates_units() / self.gates, self.w.padded());
         self.head = Some(StreamLayerHead {
-            weight: weight.to_vec(),
+            weight: padded_rows(weight, units, size),
             bias: bias.to_vec(),
         });
     }
@@ -273,6 +314,7 @@ fn chain_form(avx512_body: bool, unit_vectors: usize) -> bool {
 fn stream_kernel(
     cell: CellKind,
     units: usize,
+    pad: bool,
     chain: Option<bool>,
 ) -> Option<(StreamKernel, usize, usize)> {
     #[cfg(target_arch = "x86_64")]
@@ -282,10 +324,11 @@ fn stream_kernel(
         // One kernel in either form: `pick!(Lstm, avx2::lstm_stream, U, CH, NV)`.
         macro_rules! pick {
             ($kind:ident, $m:ident::$f:ident, $u:literal, $ch:literal, $nv:literal, $chain:expr) => {
-                if $chain {
-                    $kind($m::$f::<$u, $ch, $nv, true, true>)
-                } else {
-                    $kind($m::$f::<$u, $ch, $nv, true, false>)
+                match ($chain, pad) {
+                    (true, false) => $kind($m::$f::<$u, $ch, $nv, true, true, false>),
+                    (false, false) => $kind($m::$f::<$u, $ch, $nv, true, false, false>),
+                    (true, true) => $kind($m::$f::<$u, $ch, $nv, true, true, true>),
+                    (false, true) => $kind($m::$f::<$u, $ch, $nv, true, false, true>),
                 }
             };
         }
@@ -389,7 +432,7 @@ fn stream_kernel(
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (cell, units, chain);
+        let _ = (cell, units, pad, chain);
         None
     }
 }

@@ -76,16 +76,20 @@ fn fused_stream_steps_are_the_step_by_step_bits() {
             (96, 1),
             (96, 2),
             (128, 1),
+            // Sizes between the kernels' (padded to the next one where `stream_size`
+            // says so).
+            (6, 2),
+            (12, 1),
+            (20, 1),
+            (20, 3),
+            (36, 2),
+            (44, 1),
+            (56, 1),
+            (100, 1),
+            (120, 2),
         ] {
             // The sizes with fused kernels, per tier (both cells alike).
-            let fused_here = {
-                k <= KC
-                    && match kernel_tier() {
-                        Tier::Avx512 => matches!(units, 8 | 16 | 32 | 48 | 64 | 96 | 128),
-                        Tier::Avx2 => matches!(units, 8 | 16 | 24 | 32 | 40 | 48 | 64 | 96 | 128),
-                        Tier::Scalar => false,
-                    }
-            };
+            let fused_here = k <= KC && stream_size(units).is_some();
             // The cells the fused kernel must match.
             let cells = stream_cell_tier(units);
             let lstm_state =
@@ -219,6 +223,11 @@ fn a_head_inside_the_stream_kernel_is_the_dense_head_bit_for_bit() {
             (64, 2),
             (96, 1),
             (128, 2),
+            (4, 1),
+            (12, 2),
+            (20, 1),
+            (36, 1),
+            (100, 2),
         ] {
             let gw = cell.gates() * units;
             let mut v = |n: usize, s: f32| (0..n).map(|_| rnd() * s).collect::<Vec<f32>>();
