@@ -817,10 +817,13 @@ unsafe fn chunk_gates<S: Simd, const NV: usize, const PAIRS: bool>(
 /// by step, without the gate rows' stores and reloads and the calls between them.
 /// `CHAIN` picks the activations' form (the same bits either way, see `x86_64/mod.rs`):
 /// the one for a dependency chain or the one for throughput (`stream_kernel` chooses).
+/// `PAD`: the layer has fewer units than the kernel (`inp.units`, weights padded by
+/// [`StreamWeights`]); `h`, `c` and the output rows then hold `inp.units` floats.
 ///
 /// # Safety
 /// `inp` holds `steps` rows of inputs (`k <= KC`) and [`StreamWeights`] for this `U`,
-/// `CH` and 4 gates; `out` holds `steps` rows of `H`; `h`, `c` hold `H` floats.
+/// `CH` and 4 gates; `out` holds `steps` rows of `H`; `h`, `c` hold `H` floats (`H`:
+/// `inp.units` where `PAD`, else `U·LANES`).
 #[inline(always)]
 pub(crate) unsafe fn lstm_stream<
     S: Simd,

@@ -679,3 +679,33 @@ fn dense_small_is_the_sum_then_the_tiers_activation() {
         }
     }
 }
+
+/// Which kernel runs a layer of each size (`stream_size`): its own, the next one up
+/// padded where that was measured faster, or none.
+#[test]
+fn layers_between_the_kernels_sizes_take_the_next_one_where_it_pays() {
+    let want: &[(usize, Option<usize>, Option<usize>)] = &[
+        // (units, AVX2, AVX-512)
+        (1, Some(8), Some(8)),
+        (8, Some(8), Some(8)),
+        (20, Some(24), Some(32)),
+        (40, Some(40), Some(48)),
+        (44, Some(48), Some(48)),
+        (52, None, None),
+        (56, Some(64), Some(64)),
+        (89, None, None),
+        (90, Some(96), Some(96)),
+        (100, None, None),
+        (120, Some(128), Some(128)),
+        (129, None, None),
+    ];
+    for &(units, avx2, avx512) in want {
+        let expect = match kernel_tier() {
+            Tier::Avx2 => avx2,
+            Tier::Avx512 => avx512,
+            Tier::Scalar => None,
+        };
+        assert_eq!(stream_size(units), expect, "H={units}");
+    }
+    assert_eq!(stream_size(0), None);
+}
