@@ -17,6 +17,14 @@
 //! Printed: medians in ms and the rates as fractions of sgemm's on the same products
 //! (above 1: faster than sgemm), with the CPU and kernel tier.
 //!
+//! A second table does the same for a training step (`Trainer::step_mse`, SGD, targets at
+//! every step, one thread) against sgemm running a training step's products: the
+//! forward's (as above), then per step `dh = dG · W_hh` (`B × G·H` by `G·H × H`), then the
+//! weight gradients `Xᵀ dG` (`I × B·T` by `B·T × G·H`, `Xᵀ` read through strides, as
+//! sgemm takes a transposed operand) and `Hᵀ dG` (`H × B·T` by `B·T × G·H`). The loss, the
+//! cells' backward and the update are the step's alone (`train / sgemm` above 1: the
+//! whole step ran faster than sgemm ran its products).
+//!
 //! `RNNCORE_KERNEL` picks rnncore's tier only: `matrixmultiply` detects its own kernel,
 //! so with `RNNCORE_KERNEL=avx2` on an AVX-512 CPU the yardstick is an AVX-512 sgemm
 //! (the bench says so). To compare both at AVX2, build with matrixmultiply's
@@ -26,7 +34,7 @@
 //! cargo bench --bench fraction`.
 
 use rnncore::__testing::packed::{gemm, gemm_bias, Packed};
-use rnncore::{CellKind, Model, ModelConfig};
+use rnncore::{CellKind, Model, ModelConfig, Targets, TrainConfig, Trainer};
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -64,9 +72,28 @@ fn sgemm(
     ldc: usize,
     beta: f32,
 ) {
-    assert!(a.len() >= (m - 1) * lda + k && b.len() >= k * n && c.len() >= (m - 1) * ldc + n);
-    // SAFETY: the assert above: A holds m rows of k at stride lda, B k rows of n, C m rows
-    // of n at stride ldc; all row-major with unit column stride.
+    sgemm_at(m, k, n, a, (lda, 1), b, c, ldc, beta)
+}
+
+/// [`sgemm`] with A's element `(r, q)` at `a[r·rsa + q·csa]` (`(1, m)`: A stored
+/// transposed, `k × m` row-major).
+#[allow(clippy::too_many_arguments)]
+fn sgemm_at(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    (rsa, csa): (usize, usize),
+    b: &[f32],
+    c: &mut [f32],
+    ldc: usize,
+    beta: f32,
+) {
+    assert!(
+        a.len() > (m - 1) * rsa + (k - 1) * csa && b.len() >= k * n && c.len() >= (m - 1) * ldc + n
+    );
+    // SAFETY: the assert above: A's last element is inside, B holds k rows of n, C m rows
+    // of n at stride ldc; B and C row-major with unit column stride.
     unsafe {
         matrixmultiply::sgemm(
             m,
@@ -74,8 +101,8 @@ fn sgemm(
             n,
             1.0,
             a.as_ptr(),
-            lda as isize,
-            1,
+            rsa as isize,
+            csa as isize,
             b.as_ptr(),
             n as isize,
             1,
@@ -191,6 +218,78 @@ fn main() {
                 s / p,
                 s / f,
                 s1 / f
+            );
+        }
+    }
+    train_table(rounds);
+}
+
+/// The training table (see the header).
+fn train_table(rounds: usize) {
+    println!("\n| cell | I, H, B, T | train | sgemm train | train / sgemm |");
+    println!("| --- | --- | --: | --: | --: |");
+    for (cell, name) in [
+        (CellKind::Lstm, "lstm"),
+        (CellKind::GruLbr, "gru"),
+        (CellKind::RnnTanh, "rnn"),
+    ] {
+        for (i, h, b, t) in SHAPES {
+            let gh = cell.gates() * h;
+            let mut model = Model::new(ModelConfig::new(cell, i, h, 1), 1).expect("model");
+            let mut trainer = Trainer::new(&model, TrainConfig::sgd(0.0, 0.0)).expect("trainer");
+            let (x, target) = (vals(b * t * i, 1), vals(b * t * h, 8));
+            // sgemm's operands: the weights (W_ih^T, W_hh^T, W_hh), the recurrent rows,
+            // the gate gradients dG (T steps of B × GH) and the layer's outputs (B·T × H).
+            let (wi, wh, whb) = (vals(i * gh, 2), vals(h * gh, 3), vals(gh * h, 4));
+            let (hs, hall) = (vals(b * h, 5), vals(b * t * h, 6));
+            let dg = vals(t * b * gh, 7);
+            let mut gates = vec![0.0f32; t * b * gh];
+            let mut dh = vec![0.0f32; b * h];
+            let (mut dwi, mut dwh) = (vec![0.0f32; i * gh], vec![0.0f32; h * gh]);
+            let acc = cell != CellKind::GruLbr;
+
+            let mut run = |which: usize| -> f64 {
+                let t0 = Instant::now();
+                if which == 0 {
+                    trainer
+                        .step_mse(
+                            &mut model,
+                            None,
+                            black_box(&x),
+                            b,
+                            t,
+                            &target,
+                            Targets::EveryStep,
+                        )
+                        .expect("train step");
+                } else {
+                    sgemm(b * t, i, gh, &x, i, &wi, &mut gates, gh, 0.0);
+                    let beta = if acc { 1.0 } else { 0.0 };
+                    for s in gates.chunks_exact_mut(b * gh) {
+                        sgemm(b, h, gh, &hs, h, &wh, s, gh, beta);
+                    }
+                    for d in dg.chunks_exact(b * gh) {
+                        sgemm(b, gh, h, d, gh, &whb, &mut dh, h, 1.0);
+                    }
+                    sgemm_at(i, b * t, gh, &x, (1, i), &dg, &mut dwi, gh, 0.0);
+                    sgemm_at(h, b * t, gh, &hall, (1, h), &dg, &mut dwh, gh, 0.0);
+                    black_box((&gates, &dh, &dwi, &dwh));
+                }
+                t0.elapsed().as_secs_f64() * 1e3
+            };
+            run(0);
+            run(1);
+            let mut times = [vec![], vec![]];
+            for r in 0..rounds {
+                for q in 0..2 {
+                    let w = (r + q) % 2;
+                    times[w].push(run(w));
+                }
+            }
+            let [tr, sg] = times.map(|mut v| median(&mut v));
+            println!(
+                "| {name} | {i}, {h}, {b}, {t} | {tr:.2} | {sg:.2} | {:.2} |",
+                sg / tr
             );
         }
     }
