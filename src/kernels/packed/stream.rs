@@ -272,10 +272,12 @@ impl StreamLayer {
         );
         let (inp, hp) = (self.w.input(x.as_ptr(), reverse), h.as_mut_ptr());
         // SAFETY: the kernel was chosen by `stream_kernel` for the process tier
-        // (detected), this cell and these units, with `k <= KC`, and the weights laid
-        // out for it (`StreamWeights::new`, `b_hn` of `units` for the GRU: `with_form`);
-        // x and h were checked just above, `out` by the callers (`run`, `run_head`), c
-        // below.
+        // (detected), this cell and the kernel's size (`stream_size`: these units or,
+        // padded, more), with `k <= KC`, and the weights laid out for it
+        // (`StreamWeights::new`; `b_hn` and the head's rows padded to the kernel's size:
+        // `with_form`, `set_head`); the kernel reads and writes `w`'s units of h, c and
+        // the output rows (`StreamInput::units`); x and h were checked just above, `out`
+        // by the callers (`run`, `run_head`), c below.
         unsafe {
             match self.kernel {
                 StreamKernel::Lstm(f) => {
