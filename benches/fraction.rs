@@ -114,6 +114,28 @@ fn sgemm_at(
     }
 }
 
+const CELLS: [(CellKind, &str); 3] = [
+    (CellKind::Lstm, "lstm"),
+    (CellKind::GruLbr, "gru"),
+    (CellKind::RnnTanh, "rnn"),
+];
+
+/// The medians of `N` timings (`run(w)` in ms, `w < N`), each run once to warm up, then
+/// `rounds` rounds in which the order rotates, so a slow spell falls on all of them.
+fn alternated<const N: usize>(rounds: usize, mut run: impl FnMut(usize) -> f64) -> [f64; N] {
+    for w in 0..N {
+        run(w);
+    }
+    let mut times: [Vec<f64>; N] = std::array::from_fn(|_| Vec::new());
+    for r in 0..rounds {
+        for q in 0..N {
+            let w = (r + q) % N;
+            times[w].push(run(w));
+        }
+    }
+    times.map(|mut v| median(&mut v))
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
@@ -154,11 +176,7 @@ fn main() {
     }
     println!("| cell | I, H, B, T | forward | packed | sgemm | sgemm one | packed / sgemm | forward / sgemm | forward / sgemm one |");
     println!("| --- | --- | --: | --: | --: | --: | --: | --: | --: |");
-    for (cell, name) in [
-        (CellKind::Lstm, "lstm"),
-        (CellKind::GruLbr, "gru"),
-        (CellKind::RnnTanh, "rnn"),
-    ] {
+    for (cell, name) in CELLS {
         for (i, h, b, t) in SHAPES {
             let gh = cell.gates() * h;
             let model = Model::new(ModelConfig::new(cell, i, h, 1), 1).expect("model");
@@ -175,7 +193,7 @@ fn main() {
             let mut c1 = vec![0.0f32; b * t * gh];
             let acc = cell != CellKind::GruLbr;
 
-            let mut run = |which: usize| -> f64 {
+            let run = |which: usize| -> f64 {
                 let t0 = Instant::now();
                 match which {
                     0 => model
@@ -202,17 +220,7 @@ fn main() {
                 black_box(&gates);
                 t0.elapsed().as_secs_f64() * 1e3
             };
-            for w in 0..4 {
-                run(w);
-            }
-            let mut times = [vec![], vec![], vec![], vec![]];
-            for r in 0..rounds {
-                for q in 0..4 {
-                    let w = (r + q) % 4;
-                    times[w].push(run(w));
-                }
-            }
-            let [f, p, s, s1] = times.map(|mut v| median(&mut v));
+            let [f, p, s, s1] = alternated(rounds, run);
             println!(
                 "| {name} | {i}, {h}, {b}, {t} | {f:.2} | {p:.2} | {s:.2} | {s1:.2} | {:.2} | {:.2} | {:.2} |",
                 s / p,
@@ -228,11 +236,7 @@ fn main() {
 fn train_table(rounds: usize) {
     println!("\n| cell | I, H, B, T | train | sgemm train | train / sgemm |");
     println!("| --- | --- | --: | --: | --: |");
-    for (cell, name) in [
-        (CellKind::Lstm, "lstm"),
-        (CellKind::GruLbr, "gru"),
-        (CellKind::RnnTanh, "rnn"),
-    ] {
+    for (cell, name) in CELLS {
         for (i, h, b, t) in SHAPES {
             let gh = cell.gates() * h;
             let mut model = Model::new(ModelConfig::new(cell, i, h, 1), 1).expect("model");
@@ -248,7 +252,7 @@ fn train_table(rounds: usize) {
             let (mut dwi, mut dwh) = (vec![0.0f32; i * gh], vec![0.0f32; h * gh]);
             let acc = cell != CellKind::GruLbr;
 
-            let mut run = |which: usize| -> f64 {
+            let run = |which: usize| -> f64 {
                 let t0 = Instant::now();
                 if which == 0 {
                     trainer
@@ -277,16 +281,7 @@ fn train_table(rounds: usize) {
                 }
                 t0.elapsed().as_secs_f64() * 1e3
             };
-            run(0);
-            run(1);
-            let mut times = [vec![], vec![]];
-            for r in 0..rounds {
-                for q in 0..2 {
-                    let w = (r + q) % 2;
-                    times[w].push(run(w));
-                }
-            }
-            let [tr, sg] = times.map(|mut v| median(&mut v));
+            let [tr, sg] = alternated(rounds, run);
             println!(
                 "| {name} | {i}, {h}, {b}, {t} | {tr:.2} | {sg:.2} | {:.2} |",
                 sg / tr
