@@ -314,6 +314,22 @@ fn block_too_long(seq_len: usize, max_block: usize) -> crate::error::Error {
 /// Bytes of gate rows per chunk of a streaming block: about two thirds of a 48 KB L1.
 const STREAM_CHUNK_BYTES: usize = 32 << 10;
 
+/// Stream `i`'s rows of one layer's state (`h`, and `c` where the cell has one: `ck`
+/// empty otherwise), rows of `h` floats.
+fn stream_rows<'a>(
+    hk: &'a mut [f32],
+    ck: &'a mut [f32],
+    i: usize,
+    h: usize,
+) -> (&'a mut [f32], &'a mut [f32]) {
+    let ci = if ck.is_empty() {
+        ck
+    } else {
+        &mut ck[i * h..(i + 1) * h]
+    };
+    (&mut hk[i * h..(i + 1) * h], ci)
+}
+
 /// Timesteps per chunk of a streaming block of `t` steps for `b` streams, `1..=t`.
 fn stream_chunk(b: usize, gh: usize, t: usize) -> usize {
     (STREAM_CHUNK_BYTES / (b * gh * 4).max(1)).clamp(1, t.max(1))
@@ -682,8 +698,14 @@ impl Model {
         } = scratch;
         let tc = stream_chunk(b, gh, t);
         let direct = self.head().is_none();
-        // One stream whose head runs inside the top layer's fused kernel.
-        let head_in_kernel = if b == 1 { self.head_in_kernel() } else { None };
+        // Streams that each run the fused kernels alone (`per_stream_fused`), the head
+        // inside the top layer's kernel where it has one.
+        let per_stream = self.per_stream_fused(b);
+        let head_in_kernel = if per_stream {
+            self.head_in_kernel()
+        } else {
+            None
+        };
         for s0 in (0..t).step_by(tc) {
             let n = tc.min(t - s0);
             let gates = &mut gates[..b * n * gh];
@@ -709,26 +731,29 @@ impl Model {
                 let (hst, cst) = data.split_at_mut(lbh);
                 let hk = &mut hst[k * b * h..(k + 1) * b * h];
                 let ck = tail(cst, k * b * h);
-                // One stream of the audio sizes: the chunk's steps, input product
-                // included, in one fused kernel where the tier has one (the same bits as
-                // the product and the loop below).
+                // Streams of the audio sizes, one at a time: the chunk's steps, input
+                // product included, in one fused kernel where the tier has one (for one
+                // stream the same bits as the product and the loop below).
+                let rev = rev0 ^ (s0 % 2 == 1);
                 if k + 1 == l {
                     if let Some(top) = head_in_kernel {
                         let o = cfg.output_size;
-                        let (x1, ys) =
-                            (&input[s0 * inp..(s0 + n) * inp], &mut y[s0 * o..][..n * o]);
-                        let ck = if ck.is_empty() { ck } else { &mut ck[..h] };
-                        let rev = rev0 ^ (s0 % 2 == 1);
-                        top.run_head(x1, n, rev, hk, ck, ys);
+                        for i in 0..b {
+                            let x1 = &input[(i * t + s0) * inp..][..n * inp];
+                            let ys = &mut y[(i * t + s0) * o..][..n * o];
+                            let (hi, ci) = stream_rows(hk, ck, i, h);
+                            top.run_head(x1, n, rev, hi, ci, ys);
+                        }
                         continue;
                     }
                 }
-                let fused = b == 1 && {
-                    let x1 = &input[s0 * inp..(s0 + n) * inp];
-                    let rev = rev0 ^ (s0 % 2 == 1);
-                    self.fused_layer(k, x1, n, rev, hk, ck, &mut out[s0 * h..][..n * h])
-                };
-                if fused {
+                if per_stream && self.packed[k].stream.is_some() {
+                    for i in 0..b {
+                        let x1 = &input[(i * t + s0) * inp..][..n * inp];
+                        let oi = &mut out[(i * t + s0) * h..][..n * h];
+                        let (hi, ci) = stream_rows(hk, ck, i, h);
+                        self.fused_layer(k, x1, n, rev, hi, ci, oi);
+                    }
                     continue;
                 }
                 if n == t {
@@ -766,6 +791,27 @@ impl Model {
             };
             self.stream_head(top, y, rows);
         }
+    }
+
+    /// Whether a block of `b` streams runs the fused single-stream kernels one stream at
+    /// a time (in layers that have one) rather than the general path's products over
+    /// all of them. For one stream always. For a few (stereo, a handful of voices) the
+    /// batched products were slower per stream than the fused kernel run once per
+    /// stream: a matrix of `b` rows is too small to pay for itself, while the fused
+    /// kernel keeps its gates in registers. With many streams the batched products win
+    /// (they read `W_hh` once for all of them), the sooner the larger `W_hh` is. Intel
+    /// Xeon Emerald Rapids, `rnn_model_step` with `b` streams, this choice against the
+    /// general path alternated in one process, time per stream (LSTM and GRU, `avx512`
+    /// and `avx2`): H = 8-32, 2 streams 0.49-0.65, 4: 0.57-0.74, 8: 0.53-0.83, 16:
+    /// 0.73-0.93; H = 40 (26 KiB of LSTM weights) 0.61-0.92 up to 4 streams but 1.00-1.07
+    /// from 8 on `avx512`; H = 16 with 32-64 streams the general path was faster (57-60
+    /// ns per stream against 69), and from H = 64 (64 KiB) from 2 streams on. Each
+    /// stream's results are then the bits it has alone.
+    #[inline]
+    fn per_stream_fused(&self, b: usize) -> bool {
+        let cfg = self.config();
+        let w_hh = cfg.cell.gates() * cfg.hidden_size * cfg.hidden_size * 4;
+        b == 1 || (b <= 16 && w_hh <= 16 << 10) || (b <= 4 && w_hh <= 32 << 10)
     }
 
     /// The top layer's fused kernel and the head, where a single stream's head runs

@@ -458,3 +458,102 @@ fn one_stream_steps_equal_a_block_bit_for_bit_at_the_fused_sizes() {
         }
     }
 }
+
+/// A few streams in one state (stereo, a handful of voices) at the fused sizes run the
+/// fused kernels one stream at a time: each stream's outputs and state are the bits it
+/// has stepped alone, by steps and by blocks, several layers deep, with heads inside the
+/// top layer's kernel or after it. On the scalar tier (no fused kernels) the batched
+/// path runs, held to rounding. More streams or larger layers take the batched path,
+/// also held to rounding here.
+#[test]
+fn a_few_streams_in_one_state_each_get_their_bits_alone() {
+    let fused = rnncore::kernel_name() != "scalar";
+    let t = 9;
+    for cell in [CellKind::Lstm, CellKind::GruLbr] {
+        // (inputs, H, layers, head outputs, softmax, streams)
+        for (i, h, layers, head, soft, b) in [
+            (1, 16, 1, 1, false, 2),
+            (2, 8, 2, 0, false, 3),
+            (1, 32, 1, 3, true, 4),
+            (3, 20, 2, 9, false, 2),
+            (1, 16, 1, 1, false, 16),
+            (1, 40, 1, 1, false, 4),
+            // The batched path: too many streams for these weights, or too large ones.
+            (1, 40, 1, 1, false, 8),
+            (1, 64, 1, 1, false, 2),
+        ] {
+            let mut cfg = ModelConfig::new(cell, i, h, layers);
+            if head > 0 {
+                let act = if soft {
+                    OutputActivation::Softmax
+                } else {
+                    OutputActivation::Identity
+                };
+                cfg = cfg.with_head(head, act);
+            }
+            let o = cfg.output_dim();
+            let model = Model::new(cfg, 41).unwrap();
+            let what = format!("{cell:?} I={i} H={h} layers={layers} head={head} b={b}");
+            let x = vals(b * t * i, 42, 1.5);
+            let init = vals(cfg.state_len(b), 43, 0.5);
+            let per = cfg.state_len(1) / h;
+            let stream_state = |s: &[f32], r: usize| -> Vec<f32> {
+                (0..per)
+                    .flat_map(|p| s[(p * b + r) * h..(p * b + r + 1) * h].to_vec())
+                    .collect()
+            };
+            let exact = fused && (b <= 4 || h <= 16) && h <= 40;
+
+            // All streams together: per-sample steps and one block.
+            let mut steps = State::new(&model, b).unwrap();
+            steps.set(&init).unwrap();
+            let mut got = vec![f32::NAN; b * t * o];
+            for s in 0..t {
+                let xt: Vec<f32> = (0..b)
+                    .flat_map(|r| x[(r * t + s) * i..(r * t + s + 1) * i].to_vec())
+                    .collect();
+                let mut yt = vec![f32::NAN; b * o];
+                model.step(&mut steps, &xt, &mut yt).unwrap();
+                for r in 0..b {
+                    got[(r * t + s) * o..(r * t + s + 1) * o]
+                        .copy_from_slice(&yt[r * o..(r + 1) * o]);
+                }
+            }
+            let mut block = State::with_block(&model, b, t).unwrap();
+            block.set(&init).unwrap();
+            let mut blk = vec![f32::NAN; b * t * o];
+            model.forward_state(&mut block, &x, t, &mut blk).unwrap();
+
+            // Each stream alone.
+            for r in 0..b {
+                let mut one = State::with_block(&model, 1, t).unwrap();
+                one.set(&stream_state(&init, r)).unwrap();
+                let mut want = vec![f32::NAN; t * o];
+                model
+                    .forward_state(&mut one, &x[r * t * i..(r + 1) * t * i], t, &mut want)
+                    .unwrap();
+                let rows = r * t * o..(r + 1) * t * o;
+                let (fs, fb) = (
+                    stream_state(steps.as_slice(), r),
+                    stream_state(block.as_slice(), r),
+                );
+                if exact {
+                    assert_eq!(
+                        bits(&got[rows.clone()]),
+                        bits(&want),
+                        "{what} steps, stream {r}"
+                    );
+                    assert_eq!(bits(&blk[rows]), bits(&want), "{what} block, stream {r}");
+                    assert_eq!(bits(&fs), bits(one.as_slice()), "{what} state, stream {r}");
+                    assert_eq!(bits(&fb), bits(one.as_slice()), "{what} state, stream {r}");
+                } else {
+                    let d = max_abs_diff(&got[rows.clone()], &want)
+                        .max(max_abs_diff(&blk[rows], &want))
+                        .max(max_abs_diff(&fs, one.as_slice()))
+                        .max(max_abs_diff(&fb, one.as_slice()));
+                    assert!(d < 1e-5, "{what} stream {r}: {d}");
+                }
+            }
+        }
+    }
+}
