@@ -502,6 +502,20 @@ impl Model {
         if self.is_audio_step(state, x, seq_len) {
             return self.audio_step(state, x, y);
         }
+        if seq_len == 1
+            && self.all_streams_fused
+            && x.len() <= STEP_INPUTS_ON_STACK
+            && self.per_stream_fused(state.batch)
+        {
+            // A few streams (stereo, a handful of voices): the audio case per stream.
+            let mut buf = [0.0f32; STEP_INPUTS_ON_STACK];
+            let xf = &mut buf[..x.len()];
+            if !flush_finite_into(xf, x) {
+                check_finite("x", x)?;
+            }
+            self.fused_steps(state, xf, y);
+            return Ok(());
+        }
         check_finite("x", x)?;
         if seq_len == 0 {
             return Ok(());
@@ -609,6 +623,59 @@ impl Model {
         }
         if !direct {
             self.stream_head(&hst[(l - 1) * h..], y, 1);
+        }
+    }
+
+    /// [`Model::fused_step`] for each of a few streams (`per_stream_fused`): one
+    /// timestep, `x` `[B][I]`, `y` `[B][O]`, each stream through the fused kernels alone
+    /// (the bits it has alone), without the block path's dispatch, which cost about a
+    /// third of a two-stream step at H = 16.
+    fn fused_steps(&self, state: &mut State, x: &[f32], y: &mut [f32]) {
+        let cfg = self.config();
+        let (h, l, b) = (cfg.hidden_size, cfg.num_layers, state.batch);
+        let (inp, o) = (cfg.input_size, cfg.output_dim());
+        let rev = state.sweep(1);
+        let State { data, scratch, .. } = state;
+        let (hst, cst) = data.split_at_mut(l * b * h);
+        let direct = !cfg.has_head();
+        let head_in_kernel = self.head_in_kernel();
+        for i in 0..b {
+            let (xi, yi) = (&x[i * inp..(i + 1) * inp], &mut y[i * o..(i + 1) * o]);
+            for k in 0..l {
+                // Stream i's rows of layer k (state `[L][B][H]`), below them layer k - 1's.
+                let at = (k * b + i) * h;
+                let (below, here) = hst.split_at_mut(at);
+                let input: &[f32] = if k == 0 {
+                    xi
+                } else {
+                    &below[at - b * h..at - b * h + h]
+                };
+                let hk = &mut here[..h];
+                let ck = if cst.is_empty() {
+                    &mut [][..]
+                } else {
+                    &mut cst[at..at + h]
+                };
+                if k + 1 == l {
+                    if let Some(top) = head_in_kernel {
+                        top.run_head(input, 1, rev, hk, ck, yi);
+                        if cfg.output_activation == OutputActivation::Softmax {
+                            softmax_in_place(yi);
+                        }
+                        break;
+                    }
+                }
+                let out = if direct && k + 1 == l {
+                    &mut *yi
+                } else {
+                    &mut scratch.gates[..h]
+                };
+                let ran = self.fused_layer(k, input, 1, rev, hk, ck, out);
+                assert!(ran, "fused_steps: layer {k} has no fused kernel");
+            }
+            if !direct && head_in_kernel.is_none() {
+                self.stream_head(&hst[((l - 1) * b + i) * h..][..h], yi, 1);
+            }
         }
     }
 
