@@ -384,7 +384,8 @@ fn a_long_block_equals_short_blocks_bit_for_bit() {
 }
 
 /// One stream at the sizes with fused kernels (H = 8, 16, 32, 48, 64, 96 and 128 on the
-/// SIMD tiers, 40 on AVX2, and sizes padded to them: 6, 12, 20, 44, 60, 124; a head of up to 8 outputs inside the top layer's
+/// SIMD tiers, 24, 40, 56 (LSTM) and 72 on AVX2, and sizes padded to them: 6, 12, 20,
+/// 44, 52, 60, 124; a head of up to 8 outputs inside the top layer's
 /// kernel; a block and a single step both run them, elsewhere the general path):
 /// stepping sample by sample gives the bits of one block, several layers and inputs
 /// deep, and both agree with the batched forward (other code) to rounding.
@@ -419,6 +420,8 @@ fn one_stream_steps_equal_a_block_bit_for_bit_at_the_fused_sizes() {
             (1, 44, 2, 2, false),
             (1, 60, 1, 1, false),
             (2, 124, 1, 9, false),
+            (1, 80, 2, 1, false),
+            (1, 52, 1, 2, false),
         ] {
             let mut cfg = ModelConfig::new(cell, i, h, layers);
             if head > 0 {

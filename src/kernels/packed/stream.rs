@@ -21,16 +21,22 @@ use crate::kernels::cells::{StreamHead, StreamInput, StreamOut, StreamWeights};
 /// AVX-512 LSTM 0.67, 0.94 and GRU 0.46, 0.69. AVX2 at 96 and 128 (once large layers
 /// updated each chunk after its products, `cells::per_chunk_update`), 5 rounds, step /
 /// block: LSTM 0.86 / 0.81 and 0.88 / 0.86, GRU 0.77 / 0.77 and 0.81 / 0.81.
-pub(crate) fn stream_fused(units: usize, k: usize) -> bool {
-    stream_size(units).is_some() && k <= KC
+pub(crate) fn stream_fused(cell: CellKind, units: usize, k: usize) -> bool {
+    stream_size(cell, units).is_some() && k <= KC
 }
 
-/// The kernel sizes of the process tier, smallest first.
-fn kernel_sizes() -> &'static [usize] {
-    match kernel_tier() {
-        Tier::Avx512 => &[8, 16, 32, 48, 64, 96, 128],
-        Tier::Avx2 => &[8, 16, 24, 32, 40, 48, 64, 96, 128],
-        Tier::Scalar => &[],
+/// The kernel sizes of the process tier for `cell`, smallest first. AVX-512 80 and 112,
+/// AVX2 56 (LSTM), 72, 80 and 112 (2026-12-07, against the general step, 5 rounds, step /
+/// block): AVX-512 LSTM 0.79 / 0.67-0.71 and 0.79-0.85 / 0.82-0.84, GRU 0.72 / 0.73 and
+/// 0.78 / 0.76-0.77; AVX2 LSTM 0.80 / 0.86, 0.82 / 0.84-0.85, 0.83 / 0.92, 0.85-0.88 /
+/// 0.87, GRU 72, 80, 112 0.70-0.86 / 0.72-0.90. AVX2's GRU at 56 (seven unit vectors,
+/// one a pass) was 0.92-0.96 for steps but 1.09-1.10 for blocks: left out.
+fn kernel_sizes(cell: CellKind) -> &'static [usize] {
+    match (kernel_tier(), cell) {
+        (Tier::Avx512, _) => &[8, 16, 32, 48, 64, 80, 96, 112, 128],
+        (Tier::Avx2, CellKind::GruLbr) => &[8, 16, 24, 32, 40, 48, 64, 72, 80, 96, 112, 128],
+        (Tier::Avx2, _) => &[8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 96, 112, 128],
+        (Tier::Scalar, _) => &[],
     }
 }
 
@@ -48,9 +54,13 @@ fn kernel_sizes() -> &'static [usize] {
 /// the general path is nearer the machine's limit: 56 (to 64) 0.92-0.94 / 0.65-0.71 and
 /// 120 (to 128) 0.85-0.96 / 0.88, but 52 on AVX-512 1.01 (LSTM), 72 and 80 (to 96)
 /// 1.00-1.13 on LSTMs and 112 (to 128) 1.07 on the AVX-512 LSTM: padded there by at
-/// most an eighth of a 64-unit kernel and a sixteenth of a larger one.
-pub(crate) fn stream_size(units: usize) -> Option<usize> {
-    let next = *kernel_sizes().iter().find(|&&n| n >= units)?;
+/// most an eighth of a 64-unit kernel and a sixteenth of a larger one. With the kernels
+/// at 56-112 (`kernel_sizes`) the padded sizes next to them, 5 rounds, steps (LSTM /
+/// GRU): AVX-512 76 (to 80) 0.82 / 0.70-0.76, 108 (to 112) 0.85 / 0.80; AVX2 52 (to 56,
+/// LSTM) 0.75, 70 (to 72) 0.82-0.84 / 0.83, 77 (to 80) 0.84 / 0.77-0.82, 110 (to 112)
+/// 0.89 / 0.69-0.78; blocks 0.66-0.89.
+pub(crate) fn stream_size(cell: CellKind, units: usize) -> Option<usize> {
+    let next = *kernel_sizes(cell).iter().find(|&&n| n >= units)?;
     let slack = next - units;
     let pays = next <= 48 || (next <= 64 && slack * 8 <= next) || slack * 16 <= next;
     (units > 0 && pays).then_some(next)
@@ -60,8 +70,8 @@ pub(crate) fn stream_size(units: usize) -> Option<usize> {
 /// the AVX2 ones where an 8-unit kernel runs it (its body is AVX2's, on either tier),
 /// else the process tier's.
 #[cfg(test)]
-pub(crate) fn stream_cell_tier(units: usize) -> Tier {
-    if stream_size(units) == Some(8) && kernel_tier() == Tier::Avx512 {
+pub(crate) fn stream_cell_tier(cell: CellKind, units: usize) -> Tier {
+    if stream_size(cell, units) == Some(8) && kernel_tier() == Tier::Avx512 {
         Tier::Avx2
     } else {
         kernel_tier()
@@ -149,10 +159,10 @@ impl StreamLayer {
         b_hn: &[f32],
         chain: Option<bool>,
     ) -> Option<StreamLayer> {
-        if !stream_fused(units, k) {
+        if !stream_fused(cell, units, k) {
             return None;
         }
-        let size = stream_size(units)?;
+        let size = stream_size(cell, units)?;
         let (kernel, lanes, ch) = stream_kernel(cell, size, size != units, chain)?;
         let b_hn_len = match kernel {
             StreamKernel::Lstm(_) => 0,
@@ -427,6 +437,38 @@ fn stream_kernel(
             }
             (Tier::Avx512, CellKind::GruLbr, 96) => {
                 (pick!(GruLbr, avx512::gru_lbr_stream, 6, 2, 6, ch), 16, 2)
+            }
+            (Tier::Avx512, CellKind::Lstm, 80) => {
+                (pick!(Lstm, avx512::lstm_stream, 5, 1, 4, ch), 16, 1)
+            }
+            (Tier::Avx512, CellKind::GruLbr, 80) => {
+                (pick!(GruLbr, avx512::gru_lbr_stream, 5, 1, 3, ch), 16, 1)
+            }
+            (Tier::Avx512, CellKind::Lstm, 112) => {
+                (pick!(Lstm, avx512::lstm_stream, 7, 1, 4, ch), 16, 1)
+            }
+            (Tier::Avx512, CellKind::GruLbr, 112) => {
+                (pick!(GruLbr, avx512::gru_lbr_stream, 7, 1, 3, ch), 16, 1)
+            }
+            (Tier::Avx2, CellKind::Lstm, 56) => (pick!(Lstm, avx2::lstm_stream, 7, 1, 4, ch), 8, 1),
+            (Tier::Avx2, CellKind::GruLbr, 56) => {
+                (pick!(GruLbr, avx2::gru_lbr_stream, 7, 1, 3, ch), 8, 1)
+            }
+            (Tier::Avx2, CellKind::Lstm, 72) => (pick!(Lstm, avx2::lstm_stream, 9, 1, 4, ch), 8, 1),
+            (Tier::Avx2, CellKind::GruLbr, 72) => {
+                (pick!(GruLbr, avx2::gru_lbr_stream, 9, 1, 3, ch), 8, 1)
+            }
+            (Tier::Avx2, CellKind::Lstm, 80) => {
+                (pick!(Lstm, avx2::lstm_stream, 10, 1, 4, ch), 8, 1)
+            }
+            (Tier::Avx2, CellKind::GruLbr, 80) => {
+                (pick!(GruLbr, avx2::gru_lbr_stream, 10, 2, 6, ch), 8, 2)
+            }
+            (Tier::Avx2, CellKind::Lstm, 112) => {
+                (pick!(Lstm, avx2::lstm_stream, 14, 1, 4, ch), 8, 1)
+            }
+            (Tier::Avx2, CellKind::GruLbr, 112) => {
+                (pick!(GruLbr, avx2::gru_lbr_stream, 14, 2, 6, ch), 8, 2)
             }
             _ => return None,
         };

@@ -87,11 +87,17 @@ fn fused_stream_steps_are_the_step_by_step_bits() {
             (56, 1),
             (100, 1),
             (120, 2),
+            (52, 1),
+            (72, 1),
+            (76, 2),
+            (80, 1),
+            (108, 1),
+            (112, 1),
         ] {
-            // The sizes with fused kernels, per tier (both cells alike).
-            let fused_here = k <= KC && stream_size(units).is_some();
-            // The cells the fused kernel must match.
-            let cells = stream_cell_tier(units);
+            // The sizes with fused kernels, per tier and cell.
+            let fused_here = |cell| k <= KC && stream_size(cell, units).is_some();
+            // The cells the fused kernel must match (both cells' smallest kernel is 8).
+            let cells = stream_cell_tier(CellKind::Lstm, units);
             let lstm_state =
                 |g: &[f32], c: &mut [f32], h: &mut [f32]| lstm_state_with(cells, g, c, h);
             let gru_lbr_state = |g: &[f32], gh: &[f32], b: &[f32], h: &mut [f32]| {
@@ -137,7 +143,7 @@ fn fused_stream_steps_are_the_step_by_step_bits() {
                         &[],
                         form,
                     );
-                    let expect = fused_here;
+                    let expect = fused_here(CellKind::Lstm);
                     assert_eq!(fused.is_some(), expect);
                     if let Some(f) = &fused {
                         f.run(&x, steps, rev, &mut hf, &mut cf, &mut got);
@@ -188,7 +194,7 @@ fn fused_stream_steps_are_the_step_by_step_bits() {
                         &b_hn,
                         form,
                     );
-                    let expect = fused_here;
+                    let expect = fused_here(CellKind::GruLbr);
                     assert_eq!(fused.is_some(), expect);
                     if let Some(f) = &fused {
                         f.run(&x, steps, rev, &mut hf, &mut [], &mut got);
@@ -228,6 +234,9 @@ fn a_head_inside_the_stream_kernel_is_the_dense_head_bit_for_bit() {
             (20, 1),
             (36, 1),
             (100, 2),
+            (52, 1),
+            (80, 2),
+            (112, 1),
         ] {
             let gw = cell.gates() * units;
             let mut v = |n: usize, s: f32| (0..n).map(|_| rnd() * s).collect::<Vec<f32>>();
@@ -241,7 +250,10 @@ fn a_head_inside_the_stream_kernel_is_the_dense_head_bit_for_bit() {
             let Some(mut layer) = StreamLayer::new(cell, units, k, &w_ih, &w_hh, &bias, b_hn)
             else {
                 // No fused kernel for this size here (the other test checks which).
-                assert!(!stream_fused(units, k), "{cell:?} H={units}: no kernel");
+                assert!(
+                    !stream_fused(cell, units, k),
+                    "{cell:?} H={units}: no kernel"
+                );
                 continue;
             };
             let narrow = dense_narrow_kernel(1).expect("SIMD tiers have dot products");
@@ -684,28 +696,35 @@ fn dense_small_is_the_sum_then_the_tiers_activation() {
 /// padded where that was measured faster, or none.
 #[test]
 fn layers_between_the_kernels_sizes_take_the_next_one_where_it_pays() {
-    let want: &[(usize, Option<usize>, Option<usize>)] = &[
-        // (units, AVX2, AVX-512)
-        (1, Some(8), Some(8)),
-        (8, Some(8), Some(8)),
-        (20, Some(24), Some(32)),
-        (40, Some(40), Some(48)),
-        (44, Some(48), Some(48)),
-        (52, None, None),
-        (56, Some(64), Some(64)),
-        (89, None, None),
-        (90, Some(96), Some(96)),
-        (100, None, None),
-        (120, Some(128), Some(128)),
-        (129, None, None),
+    type Sizes = (usize, Option<usize>, Option<usize>, Option<usize>);
+    let want: &[Sizes] = &[
+        // (units, AVX2 LSTM, AVX2 GRU, AVX-512 both)
+        (1, Some(8), Some(8), Some(8)),
+        (8, Some(8), Some(8), Some(8)),
+        (20, Some(24), Some(24), Some(32)),
+        (40, Some(40), Some(40), Some(48)),
+        (44, Some(48), Some(48), Some(48)),
+        (52, Some(56), None, None),
+        (56, Some(56), Some(64), Some(64)),
+        (70, Some(72), Some(72), None),
+        (76, Some(80), Some(80), Some(80)),
+        (89, None, None, None),
+        (90, Some(96), Some(96), Some(96)),
+        (100, None, None, None),
+        (108, Some(112), Some(112), Some(112)),
+        (120, Some(128), Some(128), Some(128)),
+        (129, None, None, None),
     ];
-    for &(units, avx2, avx512) in want {
-        let expect = match kernel_tier() {
-            Tier::Avx2 => avx2,
-            Tier::Avx512 => avx512,
-            Tier::Scalar => None,
-        };
-        assert_eq!(stream_size(units), expect, "H={units}");
+    for &(units, avx2_lstm, avx2_gru, avx512) in want {
+        for cell in [CellKind::Lstm, CellKind::GruLbr] {
+            let expect = match (kernel_tier(), cell) {
+                (Tier::Avx2, CellKind::Lstm) => avx2_lstm,
+                (Tier::Avx2, _) => avx2_gru,
+                (Tier::Avx512, _) => avx512,
+                (Tier::Scalar, _) => None,
+            };
+            assert_eq!(stream_size(cell, units), expect, "{cell:?} H={units}");
+        }
     }
-    assert_eq!(stream_size(0), None);
+    assert_eq!(stream_size(CellKind::Lstm, 0), None);
 }
