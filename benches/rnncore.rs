@@ -86,6 +86,20 @@ fn audio(c: &mut Criterion) {
                         .unwrap()
                 })
             });
+            if h <= 32 {
+                // Stereo: two streams in one state, a sample each per call.
+                let mut stereo = State::new(&model, 2).unwrap();
+                let mut y2 = [0.0f32; 2];
+                g.throughput(Throughput::Elements(2));
+                g.bench_function(format!("{tier}/{name}_H{h}_stereo_step"), |b| {
+                    b.iter(|| {
+                        i = (i + 2) % 510;
+                        model
+                            .step(&mut stereo, black_box(&x[i..i + 2]), &mut y2)
+                            .unwrap();
+                    })
+                });
+            }
         }
     }
     g.finish();
