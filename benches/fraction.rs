@@ -156,6 +156,15 @@ fn main() {
         })
         .unwrap_or(7)
         .max(1);
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without
+    // it: there, one round of the smallest shape shows that it runs, not how fast.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let (rounds, shapes) = if smoke {
+        println!("(smoke run: `cargo bench --bench fraction` for the figures)");
+        (1, &SHAPES[..1])
+    } else {
+        (rounds, &SHAPES[..])
+    };
     rnncore::set_num_threads(1).expect("one thread");
     println!(
         "CPU: {}; kernel `{}`; one thread; median of {rounds} alternated rounds, ms; \
@@ -177,7 +186,7 @@ fn main() {
     println!("| cell | I, H, B, T | forward | packed | sgemm | sgemm one | packed / sgemm | forward / sgemm | forward / sgemm one |");
     println!("| --- | --- | --: | --: | --: | --: | --: | --: | --: |");
     for (cell, name) in CELLS {
-        for (i, h, b, t) in SHAPES {
+        for &(i, h, b, t) in shapes {
             let gh = cell.gates() * h;
             let model = Model::new(ModelConfig::new(cell, i, h, 1), 1).expect("model");
             let x = vals(b * t * i, 1);
@@ -229,15 +238,15 @@ fn main() {
             );
         }
     }
-    train_table(rounds);
+    train_table(rounds, shapes);
 }
 
 /// The training table (see the header).
-fn train_table(rounds: usize) {
+fn train_table(rounds: usize, shapes: &[(usize, usize, usize, usize)]) {
     println!("\n| cell | I, H, B, T | train | sgemm train | train / sgemm |");
     println!("| --- | --- | --: | --: | --: |");
     for (cell, name) in CELLS {
-        for (i, h, b, t) in SHAPES {
+        for &(i, h, b, t) in shapes {
             let gh = cell.gates() * h;
             let mut model = Model::new(ModelConfig::new(cell, i, h, 1), 1).expect("model");
             let mut trainer = Trainer::new(&model, TrainConfig::sgd(0.0, 0.0)).expect("trainer");
