@@ -20,7 +20,9 @@
  *          same shapes; ms per call.
  * AB_CELLS (a subset of "lstm,gru,rnn") and AB_H (hidden sizes, e.g. "16,1024") narrow the
  * run to those configurations; for step and block AB_H may name any sizes (e.g. "20,40,96",
- * where sizes between the fused kernels' are the question).
+ * where sizes between the fused kernels' are the question). AB_STREAMS (1..16, default 1)
+ * gives step and block states of that many streams (stereo: 2); their times are then per
+ * stream and sample.
  * Before timing, A and B must give the same outputs to 1e-4 (they are the same model);
  * a pair that does not is reported and the run fails.
  */
@@ -157,7 +159,7 @@ static void setup(work *w, lib *l, enum kind k, uint32_t cell, size_t i, size_t 
     w->b = b, w->t = t, w->i = i, w->o = cfg.output_size ? cfg.output_size : h;
     w->x = filled(b * t * i, 11);
     w->y = calloc(b * t * w->o, sizeof(float));
-    if (k == STEP || k == BLOCK) check(l, l->state_new_block(w->model, 1, t, &w->state), "state");
+    if (k == STEP || k == BLOCK) check(l, l->state_new_block(w->model, b, t, &w->state), "state");
     if (k == TRAIN) {
         struct rnn_train_config tc;
         memset(&tc, 0, sizeof tc);
@@ -181,10 +183,14 @@ static void run(work *w, enum kind k, size_t n) {
     for (size_t r = 0; r < n; r++) {
         switch (k) {
         case STEP:
-            check(l, l->step(w->model, w->state, w->x + r % w->t, 1, w->y, 1), "rnn_model_step");
+            /* One sample per stream: any b·i of the inputs. */
+            check(l,
+                  l->step(w->model, w->state, w->x + (r % w->t) * w->b * w->i, w->b * w->i, w->y,
+                          w->b * w->o),
+                  "rnn_model_step");
             break;
         case BLOCK:
-            check(l, l->forward_state(w->model, w->state, w->x, w->t, w->y, w->t),
+            check(l, l->forward_state(w->model, w->state, w->x, w->t, w->y, w->b * w->t * w->o),
                   "rnn_model_forward_state");
             break;
         case INFER:
@@ -237,7 +243,9 @@ static void compare(lib *a, lib *b, enum kind k, uint32_t cell, const char *cnam
     }
     run(&wb, k, n);
     double ta[MAX_ROUNDS], tb[MAX_ROUNDS];
-    double per = (k == STEP) ? (double)n : (k == BLOCK) ? (double)(n * t) : (double)n * 1e6;
+    double per = (k == STEP)    ? (double)(n * bt)
+                 : (k == BLOCK) ? (double)(n * t * bt)
+                                : (double)n * 1e6;
     for (int r = 0; r < rounds; r++) {
         if (r % 2 == 0) {
             ta[r] = timed(&wa, k, n) / per;
@@ -250,7 +258,9 @@ static void compare(lib *a, lib *b, enum kind k, uint32_t cell, const char *cnam
     double mina = min_of(ta, rounds), minb = min_of(tb, rounds);
     double meda = median(ta, rounds), medb = median(tb, rounds);
     char shape[64];
-    if (k == STEP || k == BLOCK)
+    if ((k == STEP || k == BLOCK) && bt > 1)
+        snprintf(shape, sizeof shape, "H %zu, %zu streams", h, bt);
+    else if (k == STEP || k == BLOCK)
         snprintf(shape, sizeof shape, "H %zu", h);
     else
         snprintf(shape, sizeof shape, "%zu, %zu, %zu, %zu", i, h, bt, t);
@@ -291,6 +301,12 @@ int main(int argc, char **argv) {
         return 2;
     }
     const char *kinds = argc > 4 ? argv[4] : "step,block,infer,train";
+    const char *se = getenv("AB_STREAMS");
+    size_t streams = se && *se ? strtoul(se, NULL, 10) : 1;
+    if (streams < 1 || streams > 16) {
+        fprintf(stderr, "ab: AB_STREAMS must be 1..16\n");
+        return 2;
+    }
     lib a, b;
     open_lib(&a, argv[1]);
     open_lib(&b, argv[2]);
@@ -328,8 +344,8 @@ int main(int argc, char **argv) {
             if (k == STEP || k == BLOCK) {
                 if (cells[c].cell == RNN_CELL_RNN_TANH) continue;
                 for (int q = 0; q < nh; q++)
-                    compare(&a, &b, (enum kind)k, cells[c].cell, cells[c].name, 1, hs[q], 1,
-                            k == STEP ? 64 : 512, rounds);
+                    compare(&a, &b, (enum kind)k, cells[c].cell, cells[c].name, 1, hs[q],
+                            streams, k == STEP ? 64 : 512, rounds);
             } else {
                 for (int q = 0; q < 3; q++)
                     if (wanted_h(shapes[q][1]))
