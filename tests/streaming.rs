@@ -383,6 +383,28 @@ fn a_long_block_equals_short_blocks_bit_for_bit() {
     }
 }
 
+/// A stack of `layers` layers of `h` units on `i` inputs, with a dense head of `head`
+/// outputs (none for 0; softmax on it where `soft`).
+fn stack_with_head(
+    cell: CellKind,
+    i: usize,
+    h: usize,
+    layers: usize,
+    head: usize,
+    soft: bool,
+) -> ModelConfig {
+    let cfg = ModelConfig::new(cell, i, h, layers);
+    if head == 0 {
+        return cfg;
+    }
+    let act = if soft {
+        OutputActivation::Softmax
+    } else {
+        OutputActivation::Identity
+    };
+    cfg.with_head(head, act)
+}
+
 /// One stream at the sizes with fused kernels (H = 8, 16, 32, 48, 64, 96 and 128 on the
 /// SIMD tiers, 24, 40, 56 (LSTM) and 72 on AVX2, and sizes padded to them: 6, 12, 20,
 /// 44, 52, 60, 124; a head of up to 8 outputs inside the top layer's
@@ -423,15 +445,7 @@ fn one_stream_steps_equal_a_block_bit_for_bit_at_the_fused_sizes() {
             (1, 80, 2, 1, false),
             (1, 52, 1, 2, false),
         ] {
-            let mut cfg = ModelConfig::new(cell, i, h, layers);
-            if head > 0 {
-                let act = if soft {
-                    OutputActivation::Softmax
-                } else {
-                    OutputActivation::Identity
-                };
-                cfg = cfg.with_head(head, act);
-            }
+            let cfg = stack_with_head(cell, i, h, layers, head, soft);
             let o = cfg.output_dim();
             let model = Model::new(cfg, 31).unwrap();
             let x = vals(t * i, 32, 1.5);
@@ -485,15 +499,7 @@ fn a_few_streams_in_one_state_each_get_their_bits_alone() {
             (1, 40, 1, 1, false, 8),
             (1, 64, 1, 1, false, 2),
         ] {
-            let mut cfg = ModelConfig::new(cell, i, h, layers);
-            if head > 0 {
-                let act = if soft {
-                    OutputActivation::Softmax
-                } else {
-                    OutputActivation::Identity
-                };
-                cfg = cfg.with_head(head, act);
-            }
+            let cfg = stack_with_head(cell, i, h, layers, head, soft);
             let o = cfg.output_dim();
             let model = Model::new(cfg, 41).unwrap();
             let what = format!("{cell:?} I={i} H={h} layers={layers} head={head} b={b}");
