@@ -112,13 +112,58 @@ def ort_session(mod, x, threads):
     return ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
 
 
+def sgemm_products(kind, cell, shape):
+    """The products of rnncore's pass as PyTorch's own GEMM (MKL) runs them, for `--sgemm`:
+    the yardstick of the issue's "fraction of sgemm's rate on the same shape". A forward's:
+    the input product `[B*T][I] x [I][G*H]` from the bias, then per step `[B][H] x
+    [H][G*H]` added into that step's gate rows; a training step's also, per step,
+    `dG [B][G*H] x W_hh [G*H][H]`, and the weight gradients `dG^T X` and `dG^T H`
+    (`[G*H][B*T] x [B*T][I or H]`, transposed views). Returns (steps, one): the products
+    as the pass runs them (one call per step, less the per-call cost of PyTorch's
+    dispatch, measured on 1 x 1 products), and the same FLOPs as one product `[B*T][I+H]
+    x [I+H][G*H]` (per training step: three of them), the shape a GEMM likes best."""
+    i, h, b, t = shape
+    gh = CELLS[cell][2] * h
+    g = torch.Generator().manual_seed(2)
+    r = lambda *d: torch.rand(*d, generator=g) - 0.5  # noqa: E731
+    x, wih, whh, bias, hs = r(b * t, i), r(i, gh), r(h, gh), r(gh), r(b, h)
+    gates = torch.empty(b, t, gh)
+    dg, whh_b, hall, dh = r(b * t, gh), r(gh, h), r(b * t, h), torch.zeros(b, h)
+    one_a, one_b = r(b * t, i + h), r(i + h, gh)
+    one_c = torch.empty(b * t, gh)
+    tiny_a, tiny_b, tiny_c = r(1, 1), r(1, 1), torch.zeros(1, 1, 1)
+    train = kind == "train"
+    calls = 1 + t + (t + 2 if train else 0)
+
+    def steps():
+        torch.addmm(bias, x, wih, out=gates.view(b * t, gh))
+        for s in range(t):
+            gates[:, s, :].addmm_(hs, whh)
+        if train:
+            d3 = dg.view(b, t, gh)
+            for s in range(t):
+                dh.addmm_(d3[:, s, :], whh_b)
+            torch.mm(dg.t(), x)
+            torch.mm(dg.t(), hall)
+
+    def one():
+        for _ in range(3 if train else 1):
+            torch.mm(one_a, one_b, out=one_c)
+
+    def overhead():
+        for _ in range(calls):
+            tiny_c[:, 0, :].addmm_(tiny_a, tiny_b)
+
+    return steps, one, overhead
+
+
 def timed(fn):
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
 
 
-def run_config(kind, cell, shape, threads, reps, tmpdir, check):
+def run_config(kind, cell, shape, threads, reps, tmpdir, check, sgemm=False):
     i, h, b, t = shape
     rng = np.random.default_rng(1)
     x = rng.uniform(-1, 1, size=(b, t, i)).astype(np.float32)
@@ -161,6 +206,9 @@ def run_config(kind, cell, shape, threads, reps, tmpdir, check):
             opt.step()
 
         runs = {"rnncore": lambda: trainer.step_mse(x, target), "pytorch": t_torch}
+    if sgemm:
+        steps, one, overhead = sgemm_products(kind, cell, shape)
+        runs.update({"sgemm steps": steps, "sgemm one": one, "sgemm calls": overhead})
     for fn in runs.values():  # warm-up (and first-call allocations) outside the timing
         fn()
     times = {name: [] for name in runs}
@@ -171,6 +219,8 @@ def run_config(kind, cell, shape, threads, reps, tmpdir, check):
             time.sleep(0.02)  # let the previous framework's threads go idle
             times[name].append(timed(runs[name]))
     med = {name: statistics.median(v) for name, v in times.items()}
+    if "sgemm calls" in med:
+        med["sgemm steps"] -= med.pop("sgemm calls")
     model.close()
     return med
 
@@ -223,6 +273,8 @@ def main():
     ap.add_argument("--batched-only", action="store_true", help="skip the audio-style (I=1, H=32) configs")
     ap.add_argument("--isa", choices=["native", "avx2"], default="native",
                     help="avx2: rnncore and PyTorch restricted to AVX2 (see AVX2_ENV), ONNX Runtime left out")
+    ap.add_argument("--sgemm", action="store_true",
+                    help="also time the pass's products with PyTorch's GEMM (see sgemm_products)")
     args = ap.parse_args()
     if ISA_AVX2:
         cap = torch.backends.cpu.get_cpu_capability()
@@ -250,8 +302,9 @@ def main():
         for kind, configs in (("infer", infer), ("train", train)):
             for cell, shape in configs:
                 for th in threads:
-                    med = run_config(kind, cell, shape, th, args.reps, tmp, check=(th == threads[0]))
-                    others = [v for k, v in med.items() if k != "rnncore"]
+                    med = run_config(kind, cell, shape, th, args.reps, tmp, check=(th == threads[0]),
+                                     sgemm=args.sgemm)
+                    others = [v for k, v in med.items() if k in ("pytorch", "onnxruntime")]
                     ratio = min(others) / med["rnncore"] if others else None
                     i, h, b, t = shape
                     label = f"{kind} {cell} I{i} H{h} B{b} T{t} x{th}"
@@ -269,17 +322,30 @@ def main():
         f"framework's spinning workers do not slow the next."
         + (" Restricted to AVX2 (`--isa avx2`): "
            + ", ".join(f"{k}={v}" for k, v in AVX2_ENV.items())
-           + "; ONNX Runtime left out (no switch: MLAS picks its kernels by CPUID)." if ISA_AVX2 else ""),
+           + "; ONNX Runtime left out (no switch: MLAS picks its kernels by CPUID)." if ISA_AVX2 else "")
+        + (" `--sgemm`: the pass's products alone with PyTorch's GEMM (its BLAS, MKL in PyPI's"
+           " build), interleaved with the rest: `sgemm steps` as the pass makes them (one call"
+           " per step, less PyTorch's per-call cost), `sgemm one` the same FLOPs as one"
+           " product; a rate / sgemm of 1 or more: the whole pass ran at least as fast as"
+           " the GEMM ran its products alone." if args.sgemm else ""),
         "",
         "| what | cell | I, H, B, T | threads | rnncore | PyTorch | ONNX Runtime | rnncore GFLOP/s | speedup vs best other |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    if args.sgemm:
+        lines[-2] = lines[-2] + (" sgemm steps | sgemm one | rnncore rate / sgemm steps |"
+                                      " rnncore rate / sgemm one | PyTorch rate / sgemm steps |")
+        lines[-1] = lines[-1] + " --- | --- | --- | --- | --- |"
     for r in rows:
         m = r["med"]
         f = lambda k: f"{m[k] * 1e3:.2f}" if k in m else "n/a"  # noqa: E731
-        lines.append(f"| {r['kind']} | {r['cell']} | {', '.join(map(str, r['shape']))} | {r['threads']} | "
-                     f"{f('rnncore')} | {f('pytorch')} | {f('onnxruntime')} | {r['gflops']:.1f} | "
-                     f"{r['ratio']:.2f}x |")
+        line = (f"| {r['kind']} | {r['cell']} | {', '.join(map(str, r['shape']))} | {r['threads']} | "
+                f"{f('rnncore')} | {f('pytorch')} | {f('onnxruntime')} | {r['gflops']:.1f} | "
+                f"{r['ratio']:.2f}x |")
+        if args.sgemm:
+            line += (f" {f('sgemm steps')} | {f('sgemm one')} | {m['sgemm steps'] / m['rnncore']:.2f} |"
+                     f" {m['sgemm one'] / m['rnncore']:.2f} | {m['sgemm steps'] / m['pytorch']:.2f} |")
+        lines.append(line)
     md = "\n".join(lines) + "\n"
     with open(os.path.join(args.out, f"{args.name}.md"), "w") as fh:
         fh.write(md)
