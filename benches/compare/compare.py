@@ -118,10 +118,11 @@ def sgemm_products(kind, cell, shape):
     the input product `[B*T][I] x [I][G*H]` from the bias, then per step `[B][H] x
     [H][G*H]` added into that step's gate rows; a training step's also, per step,
     `dG [B][G*H] x W_hh [G*H][H]`, and the weight gradients `dG^T X` and `dG^T H`
-    (`[G*H][B*T] x [B*T][I or H]`, transposed views). Returns (steps, one): the products
-    as the pass runs them (one call per step, less the per-call cost of PyTorch's
-    dispatch, measured on 1 x 1 products), and the same FLOPs as one product `[B*T][I+H]
-    x [I+H][G*H]` (per training step: three of them), the shape a GEMM likes best."""
+    (`[G*H][B*T] x [B*T][I or H]`, transposed views). Returns three functions to time:
+    the products as the pass runs them (one call per step), the same FLOPs as one product
+    `[B*T][I+H] x [I+H][G*H]` (per training step: three of them), the shape a GEMM likes
+    best, and as many 1 x 1 products as the first makes calls: PyTorch's per-call cost,
+    which `run_config` takes off the first's time."""
     i, h, b, t = shape
     gh = CELLS[cell][2] * h
     g = torch.Generator().manual_seed(2)
