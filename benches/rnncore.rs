@@ -12,6 +12,10 @@
 //!   step (forward + BPTT + SGD), throughput in FLOPs (training counted as 3x forward).
 //! - `sgemm/...`: matrixmultiply's sgemm on the same FLOP count and shape
 //!   (`[B*T, I+H] x [I+H, G*H]`), the yardstick for the batched paths.
+//! - `packed/{tier}/{step|input}_...`: the packed GEMM the batched paths run, on an LSTM's
+//!   products for each harness shape: one step's recurrent product `[B, H] x [H, 4H]`
+//!   (the sweep alternated as the forward alternates it) and the input product of 8
+//!   timesteps `[8B, I] x [I, 4H]` (a block of the forward's hoisted product).
 //!
 //! Run: `cargo bench --bench rnncore -- step/` (all: `cargo bench --bench rnncore`).
 
@@ -306,5 +310,36 @@ fn batched(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, step, audio, blocks, batched);
+/// The packed GEMM alone (see the header): its rate in FLOPs, beside `sgemm/`.
+fn packed(c: &mut Criterion) {
+    use rnncore::__testing::packed::{gemm, Packed};
+    let tier = rnncore::kernel_name();
+    let mut g = c.benchmark_group("packed");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500));
+    for shape in SHAPES {
+        let (i, h, b, _) = shape;
+        for (what, m, k) in [("step", b, h), ("input", 8 * b, i)] {
+            let n = 4 * h;
+            let (a, w) = (vals(m * k), vals(k * n));
+            let packed = Packed::from_rows(&w, k, n);
+            let mut out = vec![0.0f32; m * n];
+            let mut reverse = false;
+            g.throughput(Throughput::Elements((2 * m * k * n) as u64));
+            g.bench_function(
+                BenchmarkId::new(format!("{tier}/{what}"), format!("M{m}_K{k}_N{n}")),
+                |bn| {
+                    bn.iter(|| {
+                        reverse = !reverse;
+                        gemm(m, black_box(&a), k, &packed, &mut out, n, false, reverse)
+                    })
+                },
+            );
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, step, audio, blocks, batched, packed);
 criterion_main!(benches);
