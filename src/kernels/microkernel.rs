@@ -279,9 +279,10 @@ unsafe fn micro<S: Simd, const R: usize, const V: usize, const PF: u8>(
         // pointer. Left to itself LLVM rebuilt the rows' addresses from one another every
         // step (five adds) and B's with a multiply: 8 integer operations per 12
         // multiply-adds on AVX2, some on the FMA ports. Intel Xeon Emerald Rapids,
-        // `avx2`, alternated: 64 x 128 x 512 75-77 -> 83-86 GFLOP/s (MKL held to AVX2:
-        // 84). The prefetching variants keep the plain loop: their extra registers made
-        // the same change spill (5-25 % slower). The same sums in the same order.
+        // `avx2`, alternated: 64 x 128 x 512 75-78 -> 83-86 GFLOP/s (MKL held to AVX2:
+        // 84), `avx512` level. The prefetching variants keep the plain loop: there LLVM
+        // then loaded all six broadcasts ahead of the multiply-adds and spilled
+        // accumulators (8-30 % slower on both tiers). The same sums in the same order.
         let mut rows = [a; R];
         for (r, row) in rows.iter_mut().enumerate() {
             *row = a.wrapping_add(r * lda);
