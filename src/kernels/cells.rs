@@ -432,8 +432,19 @@ impl StreamWeights {
             w_ih.len() == gh * k && w_hh.len() == gh * units && bias.len() == gh,
             "stream weights: shapes disagree"
         );
-        let mut out = StreamWeights::zeroed(gates, units, padded, k, lanes, ch);
-        let (wh, wi, b) = out.regions();
+        let mut out = StreamWeights {
+            data: LineAligned::default(),
+            gates,
+            units,
+            padded,
+            k,
+            lanes,
+            ch,
+            at: (0, 0, 0),
+        };
+        out.at = out.regions();
+        out.data = LineAligned::zeroed(out.len());
+        let (wh, wi, b) = out.at;
         let row = out.row();
         let data = out.data.as_mut_slice();
         for q in 0..gates {
@@ -451,29 +462,6 @@ impl StreamWeights {
                 data[b + c * row + col] = bias[src];
             }
         }
-        out
-    }
-
-    fn zeroed(
-        gates: usize,
-        units: usize,
-        padded: usize,
-        k: usize,
-        lanes: usize,
-        ch: usize,
-    ) -> StreamWeights {
-        let mut out = StreamWeights {
-            data: LineAligned::default(),
-            gates,
-            units,
-            padded,
-            k,
-            lanes,
-            ch,
-            at: (0, 0, 0),
-        };
-        out.at = out.regions();
-        out.data = LineAligned::zeroed(out.len());
         out
     }
 
