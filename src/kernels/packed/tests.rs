@@ -401,6 +401,7 @@ fn every_tier_matches_the_naive_product() {
                 (7, 300, 70),
                 (6, 260, 16),
                 (20, 17, 24),
+                (301, 260, 70),
             ] {
                 let lda = k + 3;
                 let a: Vec<f32> = (0..m * lda).map(|_| rnd()).collect();
@@ -583,27 +584,33 @@ fn prefetching_a_large_b_changes_no_bit() {
     });
 }
 
+/// Each row's bits alone are its bits among others: also across the main loop's row
+/// blocks (`microkernel::row_block`: 126 rows of a 256-row chunk, so 260 rows of `k =
+/// 300` make three blocks, the 44-row chunk one, and two rows left over).
 #[test]
 fn rows_do_not_depend_on_the_rest_of_the_call() {
     in_every_layout(|| {
-        let (k, n) = (37, 70);
-        let a: Vec<f32> = (0..20 * k)
-            .map(|i| ((i * 31) % 17) as f32 * 0.1 - 0.8)
-            .collect();
-        let b: Vec<f32> = (0..k * n)
-            .map(|i| ((i * 7) % 13) as f32 * 0.05 - 0.3)
-            .collect();
-        let packed = PackedB::from_rows(&b, k, n, n);
-        for tier in available_tiers() {
-            let mut all = vec![0.0; 20 * n];
-            gemm_packed_with(tier, 20, &a, k, &packed, &mut all, n, false);
-            for i in 0..20 {
-                let mut one = vec![0.0; n];
-                gemm_packed_with(tier, 1, &a[i * k..], k, &packed, &mut one, n, false);
-                assert!(one
-                    .iter()
-                    .zip(&all[i * n..])
-                    .all(|(x, y)| x.to_bits() == y.to_bits()));
+        for (m, k, n) in [(20, 37, 70), (260, 300, 70)] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 31) % 17) as f32 * 0.1 - 0.8)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 7) % 13) as f32 * 0.05 - 0.3)
+                .collect();
+            let packed = PackedB::from_rows(&b, k, n, n);
+            for tier in available_tiers() {
+                let mut all = vec![0.0; m * n];
+                gemm_packed_with(tier, m, &a, k, &packed, &mut all, n, false);
+                for i in 0..m {
+                    let mut one = vec![0.0; n];
+                    gemm_packed_with(tier, 1, &a[i * k..], k, &packed, &mut one, n, false);
+                    assert!(
+                        one.iter()
+                            .zip(&all[i * n..])
+                            .all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "{tier:?} {m}x{k}x{n}: row {i}"
+                    );
+                }
             }
         }
     });
