@@ -17,7 +17,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p rnncore --quiet
 # the implementation's docs too: their links must resolve as well
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p rnncore --quiet --document-private-items
 # Every kernel tier this CPU has runs the whole Rust suite (the default run used the best).
-for tier in avx2 scalar; do
+for tier in avx2 sse41 scalar; do
   echo "== cargo test with RNNCORE_KERNEL=$tier"
   RNNCORE_KERNEL=$tier cargo test --release -p rnncore --tests --quiet
 done

@@ -6,7 +6,7 @@
 # EIGEN_DIR: Eigen's include dir; default $RTNEURAL_DIR/modules/Eigen, else /usr/include/eigen3.
 # CXX: the C++ compiler (default g++). Builds librnncore.a (honours CARGO_TARGET_DIR) and the
 # benchmark, runs it once per rnncore kernel tier this CPU can run (RNNCORE_KERNEL=avx512,
-# avx2, scalar), and writes the tables to benches/compare/results/rtneural-latest.md.
+# avx2, sse41, scalar), and writes the tables to benches/compare/results/rtneural-latest.md.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -96,6 +96,19 @@ case "$native_macros" in
 esac
 # The same model files loaded both ways: RTNeural's own Keras exports (its models/ folder),
 # through RTNeural's run-time JSON parser and rnn_model_load.
+# The SSE4.1 tier against RTNeural without AVX (SSE4.2 code, as on a CPU without AVX2).
+bin_sse=""
+case "$native_macros" in
+  *"#define __AVX__ "*)
+    bin_sse="$target/rtneural-bench-sse"
+    flags_sse=(-O3 -march=native -mno-avx -std=c++17 -DRTNEURAL_USE_EIGEN=1
+      -DRTNEURAL_DEFAULT_ALIGNMENT=16 -DEIGEN_STACK_ALLOCATION_LIMIT=524288)
+    "$cxx" "${flags_sse[@]}" -Wall -Wextra \
+      "-DRTNEURAL_COMMIT=\"$rtneural_commit\"" "-DBENCH_CXXFLAGS=\"${flags_sse[*]}\"" \
+      -I include -isystem "$RTNEURAL_DIR" -isystem "$EIGEN_DIR" \
+      benches/compare/rtneural/bench.cpp "$lib" -lpthread -ldl -lm -o "$bin_sse"
+    ;;
+esac
 json_bin="$target/rtneural-json-models"
 "$cxx" "${flags[@]}" -Wall -Wextra -I include -isystem "$RTNEURAL_DIR" -isystem "$EIGEN_DIR" \
   -isystem "$RTNEURAL_DIR/modules/json" \
@@ -117,6 +130,7 @@ fi
 tiers=()
 grep -qw avx512f /proc/cpuinfo && tiers+=(avx512)
 grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && tiers+=(avx2)
+grep -qw sse4_1 /proc/cpuinfo && tiers+=(sse41)
 tiers+=(scalar)
 
 out="$root/benches/compare/results/rtneural-latest.md"
@@ -140,6 +154,16 @@ for tier in "${tiers[@]}"; do
       echo
     } >>"$tmp"
     RNNCORE_KERNEL=avx2 RAYON_NUM_THREADS=1 "${pin[@]}" "$bin_avx2" "$rounds" | sed '/^### /d' >>"$tmp"
+  fi
+  if [ "$tier" = sse41 ] && [ -n "$bin_sse" ]; then
+    {
+      echo "### rnncore kernel \`sse41\` against RTNeural built without AVX"
+      echo
+      echo "The same comparison, RTNeural compiled with \`-mno-avx\` added (Eigen's SSE code,"
+      echo "no AVX, AVX2 or FMA): both libraries as they would run on an x86-64 CPU without AVX."
+      echo
+    } >>"$tmp"
+    RNNCORE_KERNEL=sse41 RAYON_NUM_THREADS=1 "${pin[@]}" "$bin_sse" "$rounds" | sed '/^### /d' >>"$tmp"
   fi
 done
 if [ "${#json_models[@]}" -gt 0 ]; then

@@ -565,8 +565,10 @@ fn sweep_chunk(inp: StreamInput, bytes: usize, st: usize, i: usize, n: usize) ->
 /// medians, step / block): AVX2 LSTM H = 48 0.82 / 0.80, 64 0.78 / 0.78, GRU 48 0.96 /
 /// 0.98, 64 0.96 / 0.93; AVX-512 LSTM 64 0.93 / 0.99, 96 0.90 / 0.87, 128 0.86 / 0.86,
 /// GRU 64 0.91 / 0.89, 96 0.92 / 0.94, 128 0.91 / 0.94. Slower where left in lockstep:
-/// AVX2 H = 32 (1.0-1.12), 40 (1.05-1.27), AVX-512 48 (1.06-1.18). The same operations
-/// on each unit: no bit changes.
+/// AVX2 H = 32 (1.0-1.12), 40 (1.05-1.27), AVX-512 48 (1.06-1.18). SSE4.1 (4 lanes) keeps
+/// AVX-512's threshold: per chunk from 24 units on measured 1.12-1.19 of lockstep's time
+/// at 24 and 32, 1.02-1.05 at 48 (AMD EPYC Zen 4, `RNNCORE_KERNEL=sse41`, 5 rounds). The
+/// same operations on each unit: no bit changes.
 #[inline(always)]
 const fn per_chunk_update(lanes: usize, units: usize, chunks: usize) -> bool {
     chunks >= 2 && units >= if lanes == 8 { 48 } else { 64 }

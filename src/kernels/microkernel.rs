@@ -558,6 +558,11 @@ unsafe fn one_row<S: Simd, const VG: usize, const PAIRS: bool>(
         while v < gv {
             let take = VG.min(gv - v);
             let c0 = col0 + v * l;
+            if c0 >= n {
+                // Only the last panel's zero padding is left (a group takes several
+                // chunks where a panel is wider than `VG` vectors: 4-lane tiers).
+                break;
+            }
             let ncols = n - c0;
             // SAFETY: vectors v..v + take of the group are whole panels' columns inside
             // B; columns from c0 are inside y and the base.

@@ -97,6 +97,9 @@ fn outer_sums_t_on(
         // SAFETY: as above (AVX2 and FMA detected).
         #[cfg(target_arch = "x86_64")]
         Tier::Avx2 => unsafe { super::x86_64::avx2::outer_sums_t(k, a, lda, m, b, nb, out) },
+        // SAFETY: as above (SSE4.1 detected).
+        #[cfg(target_arch = "x86_64")]
+        Tier::Sse41 => unsafe { super::x86_64::sse::outer_sums_t(k, a, lda, m, b, nb, out) },
         _ => outer_sums_t_ref(k, a, lda, m, b, nb, out),
     }
 }
@@ -290,15 +293,28 @@ mod tests {
             .collect()
     }
 
-    /// Each element as one `mul_add` chain from zero in row order: the SIMD tiers' exact
-    /// bits (`f32::mul_add` rounds once, as the FMA instruction does).
-    fn fma_chain(k: usize, a: &[f32], lda: usize, m: usize, b: &[f32], nb: usize) -> Vec<f32> {
+    /// Each element as one chain from zero in row order: the SIMD tiers' exact bits, with
+    /// `fused` by `mul_add` (one rounding, as the FMA instruction; AVX2, AVX-512), else a
+    /// product and then a sum (SSE4.1).
+    fn fma_chain(
+        k: usize,
+        a: &[f32],
+        lda: usize,
+        m: usize,
+        b: &[f32],
+        nb: usize,
+        fused: bool,
+    ) -> Vec<f32> {
         let mut out = vec![0.0f32; nb * m];
         for n in 0..nb {
             for i in 0..m {
                 let mut s = 0.0f32;
                 for r in 0..k {
-                    s = a[r * lda + i].mul_add(b[r * nb + n], s);
+                    s = if fused {
+                        a[r * lda + i].mul_add(b[r * nb + n], s)
+                    } else {
+                        a[r * lda + i] * b[r * nb + n] + s
+                    };
                 }
                 out[n * m + i] = s;
             }
@@ -322,7 +338,9 @@ mod tests {
         ] {
             let a = vals(k.max(1) * lda, 1);
             let b = vals(k.max(1) * nb, 2);
-            let chain = fma_chain(k, &a, lda, m, &b, nb);
+            let chain = fma_chain(k, &a, lda, m, &b, nb, true);
+            // SSE4.1 has no fused multiply-add: a product, then a sum.
+            let two_roundings = fma_chain(k, &a, lda, m, &b, nb, false);
             for tier in Tier::ALL {
                 if !tier.is_available() {
                     continue;
@@ -344,9 +362,14 @@ mod tests {
                         }
                     }
                 } else {
+                    let want = if tier == Tier::Sse41 {
+                        &two_roundings
+                    } else {
+                        &chain
+                    };
                     let same = out
                         .iter()
-                        .zip(&chain)
+                        .zip(want)
                         .all(|(x, y)| x.to_bits() == y.to_bits());
                     assert!(same, "{} k {k} m {m} lda {lda} nb {nb}", tier.name());
                 }

@@ -72,6 +72,9 @@ pub(crate) trait Simd: Copy {
     const REGISTERS: usize;
     /// A vector of `LANES` floats.
     type V: Copy;
+    /// Whether [`Simd::fma`] rounds once (a fused multiply-add instruction) rather than
+    /// after the product and again after the sum (SSE4.1).
+    const FUSED: bool = true;
 
     /// Every lane `v`.
     fn splat(self, v: f32) -> Self::V;
@@ -104,7 +107,8 @@ pub(crate) trait Simd: Copy {
     fn sub(self, a: Self::V, b: Self::V) -> Self::V;
     /// `a · b`.
     fn mul(self, a: Self::V, b: Self::V) -> Self::V;
-    /// `a · b + c`, rounded once.
+    /// `a · b + c`, rounded once where [`Simd::FUSED`], else the product rounded, then
+    /// the sum.
     fn fma(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     /// `num / d` as the tier divides for the activations (`d >= 1` or NaN): exact on
     /// AVX2, a 14-bit estimate and one Newton step on AVX-512 (see `x86_64/mod.rs`).
@@ -575,6 +579,19 @@ pub(crate) fn activate_rows<S: Simd, const M: usize, const N: usize, const CHAIN
         for m in 0..M {
             let (q, v) = (out[r][m], x[r][m]);
             out[r][m] = match (act[m], CHAIN) {
+                // Without a fused multiply-add the rationals at `±limit` round an ulp
+                // short of the limits: the lanes from the limit on take them as the
+                // chain form does (the same bits in both forms again).
+                (Act::Sigmoid, false) if !S::FUSED => {
+                    let limit = s.splat(SIGMOID_ONE_FROM);
+                    let q = clamp(s, q, 0.0, 1.0);
+                    s.select_not_lt(s.abs(v), limit, clamp(s, v, 0.0, 1.0), q)
+                }
+                (Act::Tanh, false) if !S::FUSED => {
+                    let limit = s.splat(TANH_ONE_FROM);
+                    let q = clamp(s, q, -1.0, 1.0);
+                    s.select_not_lt(s.abs(v), limit, clamp(s, v, -1.0, 1.0), q)
+                }
                 (Act::Sigmoid, false) => clamp(s, q, 0.0, 1.0),
                 (Act::Tanh, false) => clamp(s, q, -1.0, 1.0),
                 (Act::Sigmoid, true) => {
@@ -838,17 +855,18 @@ mod tests {
     #[test]
     fn chain_and_throughput_forms_agree_bit_for_bit() {
         use crate::kernels::activation::Tier;
-        use crate::kernels::x86_64::{avx2, avx512};
+        use crate::kernels::x86_64::{avx2, avx512, sse};
         let mut xs = forms::inputs();
         xs.resize(xs.len().next_multiple_of(16), 0.5);
         let mut ran = 0;
-        for tier in [Tier::Avx2, Tier::Avx512] {
+        for tier in [Tier::Sse41, Tier::Avx2, Tier::Avx512] {
             if !tier.is_available() {
                 continue; // this tier cannot run here; the dispatcher never picks it
             }
             // SAFETY: the tier's features were detected just above.
             let [s_v, s_chain, t_v, t_chain] = unsafe {
                 match tier {
+                    Tier::Sse41 => sse::activation_forms(&xs),
                     Tier::Avx2 => avx2::activation_forms(&xs),
                     _ => avx512::activation_forms(&xs),
                 }
@@ -857,7 +875,7 @@ mod tests {
             forms::assert_same("tanh", &xs, &t_v, &t_chain);
             ran += 1;
         }
-        assert!(ran > 0 || !Tier::Avx2.is_available());
+        assert!(ran > 0 || !Tier::Sse41.is_available());
     }
 
     #[test]

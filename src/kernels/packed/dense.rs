@@ -22,6 +22,9 @@ pub(crate) fn dense_narrow_kernel(o: usize) -> Option<DenseNarrowFn> {
     match kernel_tier() {
         #[cfg(target_arch = "x86_64")]
         Tier::Avx2 => Some(crate::kernels::x86_64::avx2::dense_narrow),
+        // SAFETY: as above (SSE4.1 detected).
+        #[cfg(target_arch = "x86_64")]
+        Tier::Sse41 => Some(crate::kernels::x86_64::sse::dense_narrow),
         #[cfg(target_arch = "x86_64")]
         Tier::Avx512 => Some(crate::kernels::x86_64::avx512::dense_narrow),
         _ => None,
@@ -97,6 +100,9 @@ fn dense_small_kernel(outputs: usize) -> Option<DenseSmallFn> {
     match dense_small_tier(outputs) {
         #[cfg(target_arch = "x86_64")]
         Tier::Avx2 => Some(crate::kernels::x86_64::avx2::dense_small),
+        // SAFETY: as above (SSE4.1 detected).
+        #[cfg(target_arch = "x86_64")]
+        Tier::Sse41 => Some(crate::kernels::x86_64::sse::dense_small),
         #[cfg(target_arch = "x86_64")]
         Tier::Avx512 => Some(crate::kernels::x86_64::avx512::dense_small),
         _ => None,

@@ -173,7 +173,7 @@ pub(super) fn run(
     );
     match tier {
         #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 | Tier::Avx2 => {
+        Tier::Avx512 | Tier::Avx2 | Tier::Sse41 => {
             let (ap, bp, cp) = (a.as_ptr(), b.panels().as_ptr(), c.as_mut_ptr());
             let panels = n.div_ceil(NR);
             // B larger than about half an L2 is read from L3 (or memory) at every call:
@@ -197,15 +197,15 @@ pub(super) fn run(
                 unsafe {
                     let ap = ap.add(p0);
                     let pf = (bp.add(pf.0), pf.1);
-                    if tier == Tier::Avx512 {
-                        crate::kernels::x86_64::avx512::gemm_group(
-                            m, k, p0, kc, n, ap, lda, bp, b.group, cp, ldc, acc, g0, g1, pf,
-                        )
-                    } else {
-                        crate::kernels::x86_64::avx2::gemm_group(
-                            m, k, p0, kc, n, ap, lda, bp, b.group, cp, ldc, acc, g0, g1, pf,
-                        )
-                    }
+                    use crate::kernels::x86_64::{avx2, avx512, sse};
+                    let group = match tier {
+                        Tier::Avx512 => avx512::gemm_group,
+                        Tier::Avx2 => avx2::gemm_group,
+                        _ => sse::gemm_group,
+                    };
+                    group(
+                        m, k, p0, kc, n, ap, lda, bp, b.group, cp, ldc, acc, g0, g1, pf,
+                    )
                 }
             })
         }

@@ -30,12 +30,16 @@ pub(crate) fn stream_fused(cell: CellKind, units: usize, k: usize) -> bool {
 /// block): AVX-512 LSTM 0.79 / 0.67-0.71 and 0.79-0.85 / 0.82-0.84, GRU 0.72 / 0.73 and
 /// 0.78 / 0.76-0.77; AVX2 LSTM 0.80 / 0.86, 0.82 / 0.84-0.85, 0.83 / 0.92, 0.85-0.88 /
 /// 0.87, GRU 72, 80, 112 0.70-0.86 / 0.72-0.90. AVX2's GRU at 56 (seven unit vectors,
-/// one a pass) was 0.92-0.96 for steps but 1.09-1.10 for blocks: left out.
+/// one a pass) was 0.92-0.96 for steps but 1.09-1.10 for blocks: left out. SSE4.1 at 4,
+/// 8, 16, 24, 32, 48, 64, 96 and 128 (AMD EPYC Zen 4, `RNNCORE_KERNEL=sse41`, against
+/// the general step, 5 rounds, step / block): LSTM 0.52-0.91 / 0.56-0.89, GRU 0.48-0.90 /
+/// 0.49-0.78, the gain largest at small H (H = 8: LSTM 0.52 / 0.56, GRU 0.48 / 0.49).
 fn kernel_sizes(cell: CellKind) -> &'static [usize] {
     match (kernel_tier(), cell) {
         (Tier::Avx512, _) => &[8, 16, 32, 48, 64, 80, 96, 112, 128],
         (Tier::Avx2, CellKind::GruLbr) => &[8, 16, 24, 32, 40, 48, 64, 72, 80, 96, 112, 128],
         (Tier::Avx2, _) => &[8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 96, 112, 128],
+        (Tier::Sse41, _) => &[4, 8, 16, 24, 32, 48, 64, 96, 128],
         (Tier::Scalar, _) => &[],
     }
 }
@@ -311,13 +315,17 @@ impl StreamLayer {
 /// - AVX2 bodies with several unit vectors (16, 32 units on the AVX2 tier): the
 ///   throughput form on AMD (Zen 3: H = 32 blocks 4-6 % faster, GRU H = 16 5 %), the
 ///   chain form elsewhere (Emerald Rapids: GRU H = 16 steps 15 %, LSTM H = 16 8 %,
-///   H = 32 2-6 % faster).
-fn chain_form(avx512_body: bool, unit_vectors: usize) -> bool {
+///   H = 32 2-6 % faster). On Zen 4 the throughput form at 8 units (one unit vector) was
+///   7-9 % slower for blocks, level at 16-64 on either tier's bodies (2026-12-07).
+/// - SSE4.1 bodies (`lanes` 4): the chain form everywhere. AMD EPYC Zen 4, against the
+///   throughput form (5 rounds, step / block): H = 8 0.90 / 0.85 (LSTM), 0.93 / 0.90
+///   (GRU); 16-48 0.92-0.97 / 0.91-0.96; 4 and 64-128 level.
+fn chain_form(avx512_body: bool, lanes: usize, unit_vectors: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     let amd = crate::kernels::x86_64::amd_cpu();
     #[cfg(not(target_arch = "x86_64"))]
     let amd = false;
-    avx512_body || unit_vectors == 1 || !amd
+    avx512_body || lanes == 4 || unit_vectors == 1 || !amd
 }
 
 /// The kernel for a layer of `cell` with `units` hidden units on the process tier, where
@@ -331,7 +339,7 @@ fn stream_kernel(
 ) -> Option<(StreamKernel, usize, usize)> {
     #[cfg(target_arch = "x86_64")]
     {
-        use crate::kernels::x86_64::{avx2, avx512};
+        use crate::kernels::x86_64::{avx2, avx512, sse};
         use StreamKernel::{GruLbr, Lstm};
         // One kernel in either form: `pick!(Lstm, avx2::lstm_stream, U, CH, NV)`.
         macro_rules! pick {
@@ -355,8 +363,12 @@ fn stream_kernel(
         // rounds, three runs). At 64 units the two choices measured level.
         let tier = kernel_tier();
         let avx512_body = tier == Tier::Avx512 && units > 8;
-        let lanes = if avx512_body { 16 } else { 8 };
-        let ch = chain.unwrap_or_else(|| chain_form(avx512_body, units / lanes));
+        let lanes = match tier {
+            Tier::Avx512 if avx512_body => 16,
+            Tier::Sse41 => 4,
+            _ => 8,
+        };
+        let ch = chain.unwrap_or_else(|| chain_form(avx512_body, lanes, units / lanes));
         let kernel = match (tier, cell, units) {
             (Tier::Avx512 | Tier::Avx2, CellKind::Lstm, 8) => {
                 (pick!(Lstm, avx2::lstm_stream, 1, 1, 4, ch), 8, 1)
@@ -469,6 +481,52 @@ fn stream_kernel(
             }
             (Tier::Avx2, CellKind::GruLbr, 112) => {
                 (pick!(GruLbr, avx2::gru_lbr_stream, 14, 2, 6, ch), 8, 2)
+            }
+            // SSE4.1: 4-lane unit vectors and 16 registers, laid out as AVX2's (the LSTM one
+            // unit vector a pass, the GRU two from 8 units on).
+            (Tier::Sse41, CellKind::Lstm, 4) => (pick!(Lstm, sse::lstm_stream, 1, 1, 4, ch), 4, 1),
+            (Tier::Sse41, CellKind::Lstm, 8) => (pick!(Lstm, sse::lstm_stream, 2, 1, 4, ch), 4, 1),
+            (Tier::Sse41, CellKind::Lstm, 16) => (pick!(Lstm, sse::lstm_stream, 4, 1, 4, ch), 4, 1),
+            (Tier::Sse41, CellKind::Lstm, 24) => (pick!(Lstm, sse::lstm_stream, 6, 1, 4, ch), 4, 1),
+            (Tier::Sse41, CellKind::Lstm, 32) => (pick!(Lstm, sse::lstm_stream, 8, 1, 4, ch), 4, 1),
+            (Tier::Sse41, CellKind::Lstm, 48) => {
+                (pick!(Lstm, sse::lstm_stream, 12, 1, 4, ch), 4, 1)
+            }
+            (Tier::Sse41, CellKind::Lstm, 64) => {
+                (pick!(Lstm, sse::lstm_stream, 16, 1, 4, ch), 4, 1)
+            }
+            (Tier::Sse41, CellKind::Lstm, 96) => {
+                (pick!(Lstm, sse::lstm_stream, 24, 1, 4, ch), 4, 1)
+            }
+            (Tier::Sse41, CellKind::Lstm, 128) => {
+                (pick!(Lstm, sse::lstm_stream, 32, 1, 4, ch), 4, 1)
+            }
+            (Tier::Sse41, CellKind::GruLbr, 4) => {
+                (pick!(GruLbr, sse::gru_lbr_stream, 1, 1, 3, ch), 4, 1)
+            }
+            (Tier::Sse41, CellKind::GruLbr, 8) => {
+                (pick!(GruLbr, sse::gru_lbr_stream, 2, 2, 6, ch), 4, 2)
+            }
+            (Tier::Sse41, CellKind::GruLbr, 16) => {
+                (pick!(GruLbr, sse::gru_lbr_stream, 4, 2, 6, ch), 4, 2)
+            }
+            (Tier::Sse41, CellKind::GruLbr, 24) => {
+                (pick!(GruLbr, sse::gru_lbr_stream, 6, 2, 6, ch), 4, 2)
+            }
+            (Tier::Sse41, CellKind::GruLbr, 32) => {
+                (pick!(GruLbr, sse::gru_lbr_stream, 8, 2, 6, ch), 4, 2)
+            }
+            (Tier::Sse41, CellKind::GruLbr, 48) => {
+                (pick!(GruLbr, sse::gru_lbr_stream, 12, 2, 6, ch), 4, 2)
+            }
+            (Tier::Sse41, CellKind::GruLbr, 64) => {
+                (pick!(GruLbr, sse::gru_lbr_stream, 16, 2, 6, ch), 4, 2)
+            }
+            (Tier::Sse41, CellKind::GruLbr, 96) => {
+                (pick!(GruLbr, sse::gru_lbr_stream, 24, 2, 6, ch), 4, 2)
+            }
+            (Tier::Sse41, CellKind::GruLbr, 128) => {
+                (pick!(GruLbr, sse::gru_lbr_stream, 32, 2, 6, ch), 4, 2)
             }
             _ => return None,
         };

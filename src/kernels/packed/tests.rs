@@ -46,6 +46,12 @@ fn naive(m: usize, k: usize, n: usize, a: &[f32], lda: usize, b: &[f32]) -> Vec<
 /// each forced (the choice differs between machines, the bits must not).
 const FORMS: [Option<bool>; 3] = [None, Some(true), Some(false)];
 
+/// The tiers whose sums are fused multiply-adds (AVX2 and AVX-512), and so the same bits
+/// as one another in every product that adds in the same order.
+fn fused_multiply_add(tier: Tier) -> bool {
+    matches!(tier, Tier::Avx2 | Tier::Avx512)
+}
+
 /// The fused stream kernels against the products and steps they replace, on the
 /// process tier (where it has none, they must decline and change nothing), in each
 /// activations' form. Large
@@ -79,6 +85,8 @@ fn fused_stream_steps_are_the_step_by_step_bits() {
             // Sizes between the kernels' (padded to the next one where `stream_size`
             // says so).
             (6, 2),
+            (4, 1),
+            (3, 2),
             (12, 1),
             (20, 1),
             (20, 3),
@@ -106,11 +114,13 @@ fn fused_stream_steps_are_the_step_by_step_bits() {
             for (steps, scale) in [(1, 1.0), (2, 6.0), (37, 1.0)] {
                 let mut v = |n: usize, s: f32| (0..n).map(|_| rnd() * s).collect::<Vec<f32>>();
                 let mut h0 = v(units, 2.0);
-                h0[3] = 1e-35;
+                // Units 3 and 5 (3 % units and 5 % units in the smallest layers).
+                let (u3, u5) = (3 % units, 5 % units);
+                h0[u3] = 1e-35;
                 let c0 = v(units, 4.0);
                 let x = v(steps * k, 2.0);
 
-                // LSTM; unit 5's i, f and o saturate off, so its c and h are flushed.
+                // LSTM; unit u5's i, f and o saturate off, so its c and h are flushed.
                 let gw = 4 * units;
                 let w_hh = v(gw * units, scale);
                 let wp = PackedB::from_transposed(&w_hh, gw, units);
@@ -118,7 +128,7 @@ fn fused_stream_steps_are_the_step_by_step_bits() {
                 let wi = PackedB::from_transposed(&w_ih, gw, k);
                 let mut bias = v(gw, 1.0);
                 for q in [0, 1, 3] {
-                    bias[q * units + 5] = -150.0;
+                    bias[q * units + u5] = -150.0;
                 }
                 let mut gates = vec![f32::NAN; steps * gw];
                 gemm_packed_bias(steps, &x, k, &wi, &mut gates, gw, &bias);
@@ -162,15 +172,15 @@ fn fused_stream_steps_are_the_step_by_step_bits() {
                     }
                 }
 
-                // GRU; unit 5's r and z saturate off and its candidate is tiny: flushed.
+                // GRU; unit u5's r and z saturate off and its candidate is tiny: flushed.
                 let gw = 3 * units;
                 let w_hh = v(gw * units, scale);
                 let wp = PackedB::from_transposed(&w_hh, gw, units);
                 let mut w_ih = v(gw * k, 1.0);
-                w_ih[(2 * units + 5) * k..(2 * units + 6) * k].fill(0.0);
+                w_ih[(2 * units + u5) * k..(2 * units + u5 + 1) * k].fill(0.0);
                 let wi = PackedB::from_transposed(&w_ih, gw, k);
                 let mut bias = v(gw, 1.0);
-                (bias[5], bias[units + 5], bias[2 * units + 5]) = (-150.0, -150.0, 1e-35);
+                (bias[u5], bias[units + u5], bias[2 * units + u5]) = (-150.0, -150.0, 1e-35);
                 let b_hn = v(units, 1.0);
                 let mut gates = vec![f32::NAN; steps * gw];
                 gemm_packed_bias(steps, &x, k, &wi, &mut gates, gw, &bias);
@@ -311,12 +321,13 @@ fn reversed_group_order_gives_the_same_bits() {
                     run(tier, m, &a, lda, &packed, &mut rev, ldc, start, true);
                     let what = format!("{tier:?} {start:?} m={m} k={k} n={n}");
                     assert_eq!(bits(&rev), bits(&fwd), "{what}");
-                    if tier != Tier::Scalar {
+                    if fused_multiply_add(tier) {
                         simd.push((tier, fwd));
                     }
                 }
                 // AVX2 walks the inner chunks outside the groups, AVX-512 inside: each
-                // element is still the same FMAs in the same order.
+                // element is still the same FMAs in the same order. (SSE4.1 multiplies
+                // and adds apart, rounding twice: its own bits.)
                 for (tier, c) in &simd[1.min(simd.len())..] {
                     assert_eq!(bits(c), bits(&simd[0].1), "{tier:?} vs {:?}", simd[0].0);
                 }
@@ -567,7 +578,7 @@ fn prefetching_a_large_b_changes_no_bit() {
                             assert!((v as f64 - w).abs() < 1e-5 * k as f64, "{tier:?} ({i},{j})");
                         }
                     }
-                    if tier != Tier::Scalar {
+                    if fused_multiply_add(tier) {
                         simd.push((tier, all));
                     }
                 }
@@ -703,31 +714,40 @@ fn dense_small_is_the_sum_then_the_tiers_activation() {
 /// padded where that was measured faster, or none.
 #[test]
 fn layers_between_the_kernels_sizes_take_the_next_one_where_it_pays() {
-    type Sizes = (usize, Option<usize>, Option<usize>, Option<usize>);
+    type Sizes = (
+        usize,
+        Option<usize>,
+        Option<usize>,
+        Option<usize>,
+        Option<usize>,
+    );
     let want: &[Sizes] = &[
-        // (units, AVX2 LSTM, AVX2 GRU, AVX-512 both)
-        (1, Some(8), Some(8), Some(8)),
-        (8, Some(8), Some(8), Some(8)),
-        (20, Some(24), Some(24), Some(32)),
-        (40, Some(40), Some(40), Some(48)),
-        (44, Some(48), Some(48), Some(48)),
-        (52, Some(56), None, None),
-        (56, Some(56), Some(64), Some(64)),
-        (70, Some(72), Some(72), None),
-        (76, Some(80), Some(80), Some(80)),
-        (89, None, None, None),
-        (90, Some(96), Some(96), Some(96)),
-        (100, None, None, None),
-        (108, Some(112), Some(112), Some(112)),
-        (120, Some(128), Some(128), Some(128)),
-        (129, None, None, None),
+        // (units, AVX2 LSTM, AVX2 GRU, AVX-512 both, SSE4.1 both)
+        (1, Some(8), Some(8), Some(8), Some(4)),
+        (5, Some(8), Some(8), Some(8), Some(8)),
+        (8, Some(8), Some(8), Some(8), Some(8)),
+        (12, Some(16), Some(16), Some(16), Some(16)),
+        (20, Some(24), Some(24), Some(32), Some(24)),
+        (40, Some(40), Some(40), Some(48), Some(48)),
+        (44, Some(48), Some(48), Some(48), Some(48)),
+        (52, Some(56), None, None, None),
+        (56, Some(56), Some(64), Some(64), Some(64)),
+        (70, Some(72), Some(72), None, None),
+        (76, Some(80), Some(80), Some(80), None),
+        (89, None, None, None, None),
+        (90, Some(96), Some(96), Some(96), Some(96)),
+        (100, None, None, None, None),
+        (108, Some(112), Some(112), Some(112), None),
+        (120, Some(128), Some(128), Some(128), Some(128)),
+        (129, None, None, None, None),
     ];
-    for &(units, avx2_lstm, avx2_gru, avx512) in want {
+    for &(units, avx2_lstm, avx2_gru, avx512, sse41) in want {
         for cell in [CellKind::Lstm, CellKind::GruLbr] {
             let expect = match (kernel_tier(), cell) {
                 (Tier::Avx2, CellKind::Lstm) => avx2_lstm,
                 (Tier::Avx2, _) => avx2_gru,
                 (Tier::Avx512, _) => avx512,
+                (Tier::Sse41, _) => sse41,
                 (Tier::Scalar, _) => None,
             };
             assert_eq!(stream_size(cell, units), expect, "{cell:?} H={units}");

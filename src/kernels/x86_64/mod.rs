@@ -57,6 +57,7 @@
 
 pub(crate) mod avx2;
 pub(crate) mod avx512;
+pub(crate) mod sse;
 
 /// Whether the CPU is AMD's (or Hygon's, the same cores), from CPUID's vendor string:
 /// asked once, for the kernels' choices that were measured to differ between vendors
