@@ -29,22 +29,32 @@ import time
 # framework runs next in the interleaving; every framework's pool waits passively.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-# `--isa avx2`: every framework as it would run on an AVX2-only CPU, on a CPU with
-# AVX-512. The switches are read when the libraries load, so they are set before the
-# imports: rnncore's tier; PyTorch's ATen kernels, MKL and oneDNN (PyTorch's CPU LSTM and
-# GRU run as oneDNN primitives). ONNX Runtime has no such switch (MLAS picks its kernels
-# by CPUID), so it is left out of that table.
-AVX2_ENV = {
-    "RNNCORE_KERNEL": "avx2",
-    "ATEN_CPU_CAPABILITY": "avx2",
-    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-    "ONEDNN_MAX_CPU_ISA": "AVX2",
+# `--isa avx2` / `--isa sse41`: every framework as it would run on a CPU with only AVX2
+# (or only SSE4.x), on a CPU with more. The switches are read when the libraries load, so
+# they are set before the imports: rnncore's tier; PyTorch's ATen kernels ("default" is
+# its code without AVX), MKL and oneDNN (PyTorch's CPU LSTM and GRU run as oneDNN
+# primitives). ONNX Runtime has no such switch (MLAS picks its kernels by CPUID), so it is
+# left out of those tables.
+ISA_ENVS = {
+    "avx2": {
+        "RNNCORE_KERNEL": "avx2",
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+    },
+    "sse41": {
+        "RNNCORE_KERNEL": "sse41",
+        "ATEN_CPU_CAPABILITY": "default",
+        "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+        "ONEDNN_MAX_CPU_ISA": "SSE41",
+    },
 }
-ISA_AVX2 = any(a in ("--isa=avx2",) for a in sys.argv) or any(
-    a == "--isa" and b == "avx2" for a, b in zip(sys.argv, sys.argv[1:])
+ISA = next(
+    (a.split("=", 1)[1] for a in sys.argv if a.startswith("--isa=")),
+    next((b for a, b in zip(sys.argv, sys.argv[1:]) if a == "--isa"), "native"),
 )
-if ISA_AVX2:
-    os.environ.update(AVX2_ENV)
+ISA_ENV = ISA_ENVS.get(ISA, {})
+os.environ.update(ISA_ENV)
 
 import numpy as np  # noqa: E402
 
@@ -96,7 +106,7 @@ def rnncore_from_torch(mod, cell, tmpdir):
 
 
 def ort_session(mod, x, threads):
-    if ort is None or ISA_AVX2:
+    if ort is None or ISA_ENV:
         return None
     buf = io.BytesIO()
     with torch.no_grad():
@@ -276,15 +286,17 @@ def main():
     ap.add_argument("--cells", default=",".join(CELLS), help="comma-separated subset of lstm,gru,rnn")
     ap.add_argument("--kinds", default="infer,train", help="comma-separated subset of infer,train")
     ap.add_argument("--batched-only", action="store_true", help="skip the audio-style (I=1, H=32) configs")
-    ap.add_argument("--isa", choices=["native", "avx2"], default="native",
-                    help="avx2: rnncore and PyTorch restricted to AVX2 (see AVX2_ENV), ONNX Runtime left out")
+    ap.add_argument("--isa", choices=["native", *ISA_ENVS], default="native",
+                    help="avx2 / sse41: rnncore and PyTorch restricted to that ISA (see ISA_ENVS), "
+                         "ONNX Runtime left out")
     ap.add_argument("--sgemm", action="store_true",
                     help="also time the pass's products with PyTorch's GEMM (see sgemm_products)")
     args = ap.parse_args()
-    if ISA_AVX2:
+    if ISA_ENV:
         cap = torch.backends.cpu.get_cpu_capability()
-        if cap != "AVX2" or rnncore.kernel_name() != "avx2":
-            sys.exit(f"--isa avx2: PyTorch runs {cap}, rnncore {rnncore.kernel_name()}: not restricted")
+        want = {"avx2": "AVX2", "sse41": "DEFAULT"}[ISA]
+        if cap != want or rnncore.kernel_name() != ISA:
+            sys.exit(f"--isa {ISA}: PyTorch runs {cap}, rnncore {rnncore.kernel_name()}: not restricted")
     threads = [int(v) for v in args.threads.split(",")]
     if args.quick:
         infer = [("lstm", (1, 32, 1, 256)), ("gru", (16, 32, 4, 16))]
@@ -325,9 +337,9 @@ def main():
         f"Median of {args.reps} interleaved repetitions; times in ms. Thread pools wait "
         f"passively (OMP_WAIT_POLICY=PASSIVE, ONNX Runtime allow_spinning=0) so that one "
         f"framework's spinning workers do not slow the next."
-        + (" Restricted to AVX2 (`--isa avx2`): "
-           + ", ".join(f"{k}={v}" for k, v in AVX2_ENV.items())
-           + "; ONNX Runtime left out (no switch: MLAS picks its kernels by CPUID)." if ISA_AVX2 else "")
+        + (f" Restricted (`--isa {ISA}`): "
+           + ", ".join(f"{k}={v}" for k, v in ISA_ENV.items())
+           + "; ONNX Runtime left out (no switch: MLAS picks its kernels by CPUID)." if ISA_ENV else "")
         + (" `--sgemm`: the pass's products alone with PyTorch's GEMM (its BLAS, MKL in PyPI's"
            " build), interleaved with the rest: `sgemm steps` as the pass makes them (one call"
            " per step, less PyTorch's per-call cost; n/a where that cost measured apart exceeds"
