@@ -22,6 +22,16 @@ for tier in avx2 sse41 scalar; do
   RNNCORE_KERNEL=$tier cargo test --release -p rnncore --tests --quiet
 done
 
+# The NEON tier (aarch64) is compiled and linted too, so that no change breaks it unseen
+# (type checks only: running it takes an AArch64 machine or qemu-user, see README).
+# rustup fetches the target's standard library on first use.
+echo "== cargo clippy --target aarch64-unknown-linux-gnu (the NEON tier)"
+if rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1; then
+  cargo clippy -p rnncore --all-targets --quiet --target aarch64-unknown-linux-gnu -- -D warnings
+else
+  echo "   NOT RUN: rustup could not add the aarch64-unknown-linux-gnu target (offline?)"
+fi
+
 for lang in c cpp python; do
   script="bindings/$lang/run_tests.sh"
   if [ -f "$script" ]; then

@@ -46,6 +46,8 @@ use super::reference;
 pub enum Tier {
     /// Plain Rust, any target: the functions of `kernels/reference.rs`.
     Scalar,
+    /// AArch64 NEON (Advanced SIMD), 4 lanes, with fused multiply-add.
+    Neon,
     /// x86-64 SSE4.1, 4 lanes, no fused multiply-add: for x86-64 CPUs without AVX2.
     Sse41,
     /// x86-64 AVX2 + FMA, 8 lanes.
@@ -56,12 +58,20 @@ pub enum Tier {
 
 impl Tier {
     /// Every tier, in increasing order of preference.
-    pub const ALL: [Tier; 4] = [Tier::Scalar, Tier::Sse41, Tier::Avx2, Tier::Avx512];
+    pub const ALL: [Tier; 5] = [
+        Tier::Scalar,
+        Tier::Neon,
+        Tier::Sse41,
+        Tier::Avx2,
+        Tier::Avx512,
+    ];
 
-    /// The tier's name as `RNNCORE_KERNEL` spells it: "scalar", "sse41", "avx2", "avx512".
+    /// The tier's name as `RNNCORE_KERNEL` spells it: "scalar", "neon", "sse41", "avx2",
+    /// "avx512".
     pub fn name(self) -> &'static str {
         match self {
             Tier::Scalar => "scalar",
+            Tier::Neon => "neon",
             Tier::Sse41 => "sse41",
             Tier::Avx2 => "avx2",
             Tier::Avx512 => "avx512",
@@ -87,6 +97,10 @@ impl Tier {
             Tier::Avx512 => is_x86_feature_detected!("avx512f"),
             #[cfg(not(target_arch = "x86_64"))]
             Tier::Sse41 | Tier::Avx2 | Tier::Avx512 => false,
+            #[cfg(target_arch = "aarch64")]
+            Tier::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[cfg(not(target_arch = "aarch64"))]
+            Tier::Neon => false,
         }
     }
 }
@@ -175,6 +189,9 @@ fn run_lstm_state(tier: Detected, gates: &[f32], c: &mut [f32], h: &mut [f32]) {
         // SAFETY: `Detected(Sse41)` exists only if SSE4.1 was detected at run time.
         #[cfg(target_arch = "x86_64")]
         Tier::Sse41 => unsafe { super::x86_64::sse::lstm_state(gates, c, h) },
+        // SAFETY: as above (NEON detected).
+        #[cfg(target_arch = "aarch64")]
+        Tier::Neon => unsafe { super::aarch64::neon::lstm_state(gates, c, h) },
         // SAFETY: `Detected(Avx2)` exists only if AVX2 and FMA were detected at run time.
         #[cfg(target_arch = "x86_64")]
         Tier::Avx2 => unsafe { super::x86_64::avx2::lstm_state(gates, c, h) },
@@ -206,6 +223,9 @@ fn run_gru_lbr_state(tier: Detected, gates: &[f32], gh: &[f32], b_hn: &[f32], h:
         // SAFETY: `Detected(Sse41)` exists only if SSE4.1 was detected at run time.
         #[cfg(target_arch = "x86_64")]
         Tier::Sse41 => unsafe { super::x86_64::sse::gru_lbr_state(gates, gh, b_hn, h) },
+        // SAFETY: as above (NEON detected).
+        #[cfg(target_arch = "aarch64")]
+        Tier::Neon => unsafe { super::aarch64::neon::gru_lbr_state(gates, gh, b_hn, h) },
         // SAFETY: `Detected(Avx2)` exists only if AVX2 and FMA were detected at run time.
         #[cfg(target_arch = "x86_64")]
         Tier::Avx2 => unsafe { super::x86_64::avx2::gru_lbr_state(gates, gh, b_hn, h) },
@@ -221,6 +241,9 @@ fn run_lstm(tier: Detected, gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h:
         // SAFETY: `Detected(Sse41)` exists only if SSE4.1 was detected at run time.
         #[cfg(target_arch = "x86_64")]
         Tier::Sse41 => unsafe { super::x86_64::sse::lstm_cell(gates, c_prev, c, h) },
+        // SAFETY: as above (NEON detected).
+        #[cfg(target_arch = "aarch64")]
+        Tier::Neon => unsafe { super::aarch64::neon::lstm_cell(gates, c_prev, c, h) },
         // SAFETY: `Detected(Avx2)` exists only if AVX2 and FMA were detected at run time.
         #[cfg(target_arch = "x86_64")]
         Tier::Avx2 => unsafe { super::x86_64::avx2::lstm_cell(gates, c_prev, c, h) },
@@ -236,6 +259,9 @@ fn run_gru_lbr(tier: Detected, gates: &mut [f32], ghn: &[f32], h_prev: &[f32], h
         // SAFETY: `Detected(Sse41)` exists only if SSE4.1 was detected at run time.
         #[cfg(target_arch = "x86_64")]
         Tier::Sse41 => unsafe { super::x86_64::sse::gru_lbr_cell(gates, ghn, h_prev, h) },
+        // SAFETY: as above (NEON detected).
+        #[cfg(target_arch = "aarch64")]
+        Tier::Neon => unsafe { super::aarch64::neon::gru_lbr_cell(gates, ghn, h_prev, h) },
         // SAFETY: `Detected(Avx2)` exists only if AVX2 and FMA were detected at run time.
         #[cfg(target_arch = "x86_64")]
         Tier::Avx2 => unsafe { super::x86_64::avx2::gru_lbr_cell(gates, ghn, h_prev, h) },
@@ -305,6 +331,9 @@ fn run_sigmoid(tier: Detected, x: &mut [f32]) {
         // SAFETY: `Detected(Sse41)` exists only if SSE4.1 was detected at run time.
         #[cfg(target_arch = "x86_64")]
         Tier::Sse41 => unsafe { super::x86_64::sse::sigmoid(x) },
+        // SAFETY: as above (NEON detected).
+        #[cfg(target_arch = "aarch64")]
+        Tier::Neon => unsafe { super::aarch64::neon::sigmoid(x) },
         // SAFETY: `Detected(Avx2)` exists only if AVX2 and FMA were detected at run time.
         #[cfg(target_arch = "x86_64")]
         Tier::Avx2 => unsafe { super::x86_64::avx2::sigmoid(x) },
@@ -320,6 +349,9 @@ fn run_tanh(tier: Detected, x: &mut [f32]) {
         // SAFETY: `Detected(Sse41)` exists only if SSE4.1 was detected at run time.
         #[cfg(target_arch = "x86_64")]
         Tier::Sse41 => unsafe { super::x86_64::sse::tanh(x) },
+        // SAFETY: as above (NEON detected).
+        #[cfg(target_arch = "aarch64")]
+        Tier::Neon => unsafe { super::aarch64::neon::tanh(x) },
         // SAFETY: `Detected(Avx2)` exists only if AVX2 and FMA were detected at run time.
         #[cfg(target_arch = "x86_64")]
         Tier::Avx2 => unsafe { super::x86_64::avx2::tanh(x) },
@@ -360,6 +392,14 @@ mod tests {
                 f: [
                     |x| sigmoid_with(Tier::Scalar, x),
                     |x| tanh_with(Tier::Scalar, x),
+                ],
+            },
+            Impl {
+                label: "neon",
+                tier: Tier::Neon,
+                f: [
+                    |x| sigmoid_with(Tier::Neon, x),
+                    |x| tanh_with(Tier::Neon, x),
                 ],
             },
             Impl {
@@ -420,6 +460,20 @@ mod tests {
                     |x| unsafe { avx512::sigmoid(x) },
                     // SAFETY: kept only if AVX-512F is detected (`retain`).
                     |x| unsafe { avx512::tanh(x) },
+                ],
+            });
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            use crate::kernels::aarch64::neon;
+            v.push(Impl {
+                label: "neon direct",
+                tier: Tier::Neon,
+                f: [
+                    // SAFETY: kept only if NEON is detected (`retain`).
+                    |x| unsafe { neon::sigmoid(x) },
+                    // SAFETY: kept only if NEON is detected (`retain`).
+                    |x| unsafe { neon::tanh(x) },
                 ],
             });
         }
@@ -628,6 +682,9 @@ mod tests {
         match tier {
             Tier::Scalar => (MAX_ABS_ERROR, MAX_ABS_ERROR),
             Tier::Sse41 => (2.27e-7, 3.42e-7),
+            // AVX2's operations lane for lane (fused multiply-add, exact division, x86's
+            // min/max): AVX2's maxima, held here on the dense sweep.
+            Tier::Neon => (2.06e-7, 3.35e-7),
             Tier::Avx2 => (2.06e-7, 3.35e-7),
             Tier::Avx512 => (2.53e-7, 3.20e-7),
         }
@@ -730,7 +787,7 @@ mod tests {
             assert_eq!(Tier::from_name(t.name()), Some(t));
         }
         assert_eq!(Tier::from_name(" AVX2 "), Some(Tier::Avx2));
-        assert_eq!(Tier::from_name("neon"), None);
+        assert_eq!(Tier::from_name("altivec"), None);
         let all = [Tier::Scalar, Tier::Avx2, Tier::Avx512];
         assert_eq!(pick(None, &all), Tier::Avx512);
         assert_eq!(pick(Some(Tier::Scalar), &all), Tier::Scalar);

@@ -110,6 +110,11 @@ fn lstm_on(
         Tier::Sse41 => unsafe {
             super::x86_64::sse::backward_lstm(gates, c_prev, tc, dh, dc, dpre)
         },
+        // SAFETY: as above (NEON detected).
+        #[cfg(target_arch = "aarch64")]
+        Tier::Neon => unsafe {
+            super::aarch64::neon::backward_lstm(gates, c_prev, tc, dh, dc, dpre)
+        },
         _ => lstm_ref(gates, c_prev, tc, dh, dc, dpre),
     }
 }
@@ -225,6 +230,11 @@ fn gru_lbr_on(
         Tier::Sse41 => unsafe {
             super::x86_64::sse::backward_gru_lbr(gates, ghn, h_prev, dh, dgx, dgh, dh_prev)
         },
+        // SAFETY: as above (NEON detected).
+        #[cfg(target_arch = "aarch64")]
+        Tier::Neon => unsafe {
+            super::aarch64::neon::backward_gru_lbr(gates, ghn, h_prev, dh, dgx, dgh, dh_prev)
+        },
         _ => gru_lbr_ref(gates, ghn, h_prev, dh, dgx, dgh, dh_prev),
     }
 }
@@ -274,6 +284,9 @@ fn gru_notes_n_on(tier: Tier, gates: &[f32], dh: &[f32], dpre: &mut [f32]) {
         // SAFETY: as above (SSE4.1 detected).
         #[cfg(target_arch = "x86_64")]
         Tier::Sse41 => unsafe { super::x86_64::sse::backward_gru_notes_n(gates, dh, dpre) },
+        // SAFETY: as above (NEON detected).
+        #[cfg(target_arch = "aarch64")]
+        Tier::Neon => unsafe { super::aarch64::neon::backward_gru_notes_n(gates, dh, dpre) },
         _ => gru_notes_n_ref(gates, dh, dpre),
     }
 }
@@ -373,6 +386,11 @@ fn gru_notes_rz_on(
         Tier::Sse41 => unsafe {
             super::x86_64::sse::backward_gru_notes_rz(gates, h_prev, dh, drh, dpre, dh_prev)
         },
+        // SAFETY: as above (NEON detected).
+        #[cfg(target_arch = "aarch64")]
+        Tier::Neon => unsafe {
+            super::aarch64::neon::backward_gru_notes_rz(gates, h_prev, dh, drh, dpre, dh_prev)
+        },
         _ => gru_notes_rz_ref(gates, h_prev, dh, drh, dpre, dh_prev),
     }
 }
@@ -426,6 +444,9 @@ fn rnn_on(tier: Tier, h: &[f32], dh: &[f32], relu: bool, dpre: &mut [f32]) {
         // SAFETY: as above (SSE4.1 detected).
         #[cfg(target_arch = "x86_64")]
         Tier::Sse41 => unsafe { super::x86_64::sse::backward_rnn(h, dh, relu, dpre) },
+        // SAFETY: as above (NEON detected).
+        #[cfg(target_arch = "aarch64")]
+        Tier::Neon => unsafe { super::aarch64::neon::backward_rnn(h, dh, relu, dpre) },
         _ => rnn_ref(h, dh, relu, dpre),
     }
 }

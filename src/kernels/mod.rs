@@ -2,6 +2,8 @@
 //! `matrixmultiply`, the streaming GEMV, the vectorized activations, and the CPUs a
 //! call's pool workers run on.
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 pub mod activation;
 pub(crate) mod aligned;
 pub mod backward;

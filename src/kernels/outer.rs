@@ -100,6 +100,9 @@ fn outer_sums_t_on(
         // SAFETY: as above (SSE4.1 detected).
         #[cfg(target_arch = "x86_64")]
         Tier::Sse41 => unsafe { super::x86_64::sse::outer_sums_t(k, a, lda, m, b, nb, out) },
+        // SAFETY: as above (NEON detected).
+        #[cfg(target_arch = "aarch64")]
+        Tier::Neon => unsafe { super::aarch64::neon::outer_sums_t(k, a, lda, m, b, nb, out) },
         _ => outer_sums_t_ref(k, a, lda, m, b, nb, out),
     }
 }

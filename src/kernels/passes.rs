@@ -7,7 +7,9 @@
 //! multiply-add, and the sums are kept per lane in the written order, so every tier does
 //! the same operations on the same values.
 
-use super::activation::{kernel_tier, Tier};
+use super::activation::kernel_tier;
+#[cfg(target_arch = "x86_64")]
+use super::activation::Tier;
 
 /// Running sums of [`squared_errors`]: lane `l` sums every eighth element of a row.
 pub(crate) const SUMS: usize = 8;
@@ -138,6 +140,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::activation::Tier;
 
     #[test]
     fn every_tier_gives_the_portable_bits() {

@@ -878,6 +878,23 @@ mod tests {
         assert!(ran > 0 || !Tier::Sse41.is_available());
     }
 
+    /// NEON's two forms of each activation give the same bits.
+    #[cfg(target_arch = "aarch64")]
+    #[test]
+    fn chain_and_throughput_forms_agree_bit_for_bit_on_neon() {
+        use crate::kernels::aarch64::neon;
+        use crate::kernels::activation::Tier;
+        if !Tier::Neon.is_available() {
+            return; // no NEON: the dispatcher never picks it
+        }
+        let mut xs = forms::inputs();
+        xs.resize(xs.len().next_multiple_of(16), 0.5);
+        // SAFETY: NEON was detected just above.
+        let [s_v, s_chain, t_v, t_chain] = unsafe { neon::activation_forms(&xs) };
+        forms::assert_same("sigmoid", &xs, &s_v, &s_chain);
+        forms::assert_same("tanh", &xs, &t_v, &t_chain);
+    }
+
     #[test]
     fn sigmoid_coefficients_are_the_tanh_ones_scaled_exactly() {
         for k in 0..5 {

@@ -25,6 +25,9 @@ pub(crate) fn dense_narrow_kernel(o: usize) -> Option<DenseNarrowFn> {
         // SAFETY: as above (SSE4.1 detected).
         #[cfg(target_arch = "x86_64")]
         Tier::Sse41 => Some(crate::kernels::x86_64::sse::dense_narrow),
+        // SAFETY: as above (NEON detected).
+        #[cfg(target_arch = "aarch64")]
+        Tier::Neon => Some(crate::kernels::aarch64::neon::dense_narrow),
         #[cfg(target_arch = "x86_64")]
         Tier::Avx512 => Some(crate::kernels::x86_64::avx512::dense_narrow),
         _ => None,
@@ -103,6 +106,9 @@ fn dense_small_kernel(outputs: usize) -> Option<DenseSmallFn> {
         // SAFETY: as above (SSE4.1 detected).
         #[cfg(target_arch = "x86_64")]
         Tier::Sse41 => Some(crate::kernels::x86_64::sse::dense_small),
+        // SAFETY: as above (NEON detected).
+        #[cfg(target_arch = "aarch64")]
+        Tier::Neon => Some(crate::kernels::aarch64::neon::dense_small),
         #[cfg(target_arch = "x86_64")]
         Tier::Avx512 => Some(crate::kernels::x86_64::avx512::dense_small),
         _ => None,

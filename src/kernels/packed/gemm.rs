@@ -172,8 +172,8 @@ pub(super) fn run(
         "gemm_packed: A too short"
     );
     match tier {
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 | Tier::Avx2 | Tier::Sse41 => {
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+        Tier::Avx512 | Tier::Avx2 | Tier::Sse41 | Tier::Neon => {
             let (ap, bp, cp) = (a.as_ptr(), b.panels().as_ptr(), c.as_mut_ptr());
             let panels = n.div_ceil(NR);
             // B larger than about half an L2 is read from L3 (or memory) at every call:
@@ -197,12 +197,17 @@ pub(super) fn run(
                 unsafe {
                     let ap = ap.add(p0);
                     let pf = (bp.add(pf.0), pf.1);
-                    use crate::kernels::x86_64::{avx2, avx512, sse};
-                    let group = match tier {
-                        Tier::Avx512 => avx512::gemm_group,
-                        Tier::Avx2 => avx2::gemm_group,
-                        _ => sse::gemm_group,
+                    #[cfg(target_arch = "x86_64")]
+                    let group = {
+                        use crate::kernels::x86_64::{avx2, avx512, sse};
+                        match tier {
+                            Tier::Avx512 => avx512::gemm_group,
+                            Tier::Avx2 => avx2::gemm_group,
+                            _ => sse::gemm_group,
+                        }
                     };
+                    #[cfg(target_arch = "aarch64")]
+                    let group = crate::kernels::aarch64::neon::gemm_group;
                     group(
                         m, k, p0, kc, n, ap, lda, bp, b.group, cp, ldc, acc, g0, g1, pf,
                     )
@@ -270,10 +275,11 @@ fn gemm_scalar(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod x86 {
-    //! The chunking of the packed GEMM over groups and `KC` rows, and the AVX-512 GEMV.
-    //! The GEMM's body is `kernels::microkernel`.
+    //! The chunking of the packed GEMM over groups and `KC` rows for the SIMD tiers (the
+    //! x86 ones and NEON; the name is older than NEON). The GEMM's body is
+    //! `kernels::microkernel`.
     use super::{Init, KC, NR};
     use crate::kernels::microkernel::groups;
 

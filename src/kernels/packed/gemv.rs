@@ -45,6 +45,11 @@ pub fn gemv_packed_sweep(x: &[f32], b: &PackedB, y: &mut [f32], accumulate: bool
         Tier::Sse41 => unsafe {
             crate::kernels::x86_64::sse::gemv(k, n, xp, bp, b.group, yp, accumulate, reverse)
         },
+        // SAFETY: as above (NEON detected).
+        #[cfg(target_arch = "aarch64")]
+        Tier::Neon => unsafe {
+            crate::kernels::aarch64::neon::gemv(k, n, xp, bp, b.group, yp, accumulate, reverse)
+        },
         t => run(t, 1, x, k, b, y, n, Start::of(accumulate), false),
     }
 }
@@ -81,6 +86,11 @@ pub fn gemv_packed_bias(bias: &[f32], x: &[f32], b: &PackedB, y: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         Tier::Sse41 => unsafe {
             crate::kernels::x86_64::sse::gemv_bias(n, bsp, k, xp, bp, b.group, yp)
+        },
+        // SAFETY: as above (NEON detected).
+        #[cfg(target_arch = "aarch64")]
+        Tier::Neon => unsafe {
+            crate::kernels::aarch64::neon::gemv_bias(n, bsp, k, xp, bp, b.group, yp)
         },
         _ => gemm_packed_bias(1, x, k, b, y, n, bias),
     }
@@ -137,6 +147,13 @@ pub fn gemv2_packed(
         #[cfg(target_arch = "x86_64")]
         Tier::Sse41 => unsafe {
             crate::kernels::x86_64::sse::gemv2(
+                n, bsp, b1.k, x1p, b1p, b2.k, x2p, b2p, b1.group, yp, reverse,
+            )
+        },
+        // SAFETY: as above (NEON detected).
+        #[cfg(target_arch = "aarch64")]
+        Tier::Neon => unsafe {
+            crate::kernels::aarch64::neon::gemv2(
                 n, bsp, b1.k, x1p, b1p, b2.k, x2p, b2p, b1.group, yp, reverse,
             )
         },

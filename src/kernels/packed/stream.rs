@@ -39,7 +39,7 @@ fn kernel_sizes(cell: CellKind) -> &'static [usize] {
         (Tier::Avx512, _) => &[8, 16, 32, 48, 64, 80, 96, 112, 128],
         (Tier::Avx2, CellKind::GruLbr) => &[8, 16, 24, 32, 40, 48, 64, 72, 80, 96, 112, 128],
         (Tier::Avx2, _) => &[8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 96, 112, 128],
-        (Tier::Sse41, _) => &[4, 8, 16, 24, 32, 48, 64, 96, 128],
+        (Tier::Sse41 | Tier::Neon, _) => &[4, 8, 16, 24, 32, 48, 64, 96, 128],
         (Tier::Scalar, _) => &[],
     }
 }
@@ -532,7 +532,50 @@ fn stream_kernel(
         };
         Some(kernel)
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    {
+        use crate::kernels::aarch64::neon;
+        use StreamKernel::{GruLbr, Lstm};
+        if kernel_tier() != Tier::Neon {
+            return None;
+        }
+        // NEON: SSE4.1's layouts (4-lane unit vectors; the GRU two a pass from 8 units),
+        // in SSE4.1's activations' form unless a test forces one (not measured on NEON).
+        let form = chain.unwrap_or_else(|| chain_form(false, 4, units / 4));
+        macro_rules! pick {
+            ($m:ident::$f:ident, $u:literal, $c:literal, $nv:literal) => {
+                match (form, pad) {
+                    (true, false) => $m::$f::<$u, $c, $nv, true, true, false>,
+                    (false, false) => $m::$f::<$u, $c, $nv, true, false, false>,
+                    (true, true) => $m::$f::<$u, $c, $nv, true, true, true>,
+                    (false, true) => $m::$f::<$u, $c, $nv, true, false, true>,
+                }
+            };
+        }
+        let (kernel, ch) = match (cell, units) {
+            (CellKind::Lstm, 4) => (Lstm(pick!(neon::lstm_stream, 1, 1, 4)), 1),
+            (CellKind::Lstm, 8) => (Lstm(pick!(neon::lstm_stream, 2, 1, 4)), 1),
+            (CellKind::Lstm, 16) => (Lstm(pick!(neon::lstm_stream, 4, 1, 4)), 1),
+            (CellKind::Lstm, 24) => (Lstm(pick!(neon::lstm_stream, 6, 1, 4)), 1),
+            (CellKind::Lstm, 32) => (Lstm(pick!(neon::lstm_stream, 8, 1, 4)), 1),
+            (CellKind::Lstm, 48) => (Lstm(pick!(neon::lstm_stream, 12, 1, 4)), 1),
+            (CellKind::Lstm, 64) => (Lstm(pick!(neon::lstm_stream, 16, 1, 4)), 1),
+            (CellKind::Lstm, 96) => (Lstm(pick!(neon::lstm_stream, 24, 1, 4)), 1),
+            (CellKind::Lstm, 128) => (Lstm(pick!(neon::lstm_stream, 32, 1, 4)), 1),
+            (CellKind::GruLbr, 4) => (GruLbr(pick!(neon::gru_lbr_stream, 1, 1, 3)), 1),
+            (CellKind::GruLbr, 8) => (GruLbr(pick!(neon::gru_lbr_stream, 2, 2, 6)), 2),
+            (CellKind::GruLbr, 16) => (GruLbr(pick!(neon::gru_lbr_stream, 4, 2, 6)), 2),
+            (CellKind::GruLbr, 24) => (GruLbr(pick!(neon::gru_lbr_stream, 6, 2, 6)), 2),
+            (CellKind::GruLbr, 32) => (GruLbr(pick!(neon::gru_lbr_stream, 8, 2, 6)), 2),
+            (CellKind::GruLbr, 48) => (GruLbr(pick!(neon::gru_lbr_stream, 12, 2, 6)), 2),
+            (CellKind::GruLbr, 64) => (GruLbr(pick!(neon::gru_lbr_stream, 16, 2, 6)), 2),
+            (CellKind::GruLbr, 96) => (GruLbr(pick!(neon::gru_lbr_stream, 24, 2, 6)), 2),
+            (CellKind::GruLbr, 128) => (GruLbr(pick!(neon::gru_lbr_stream, 32, 2, 6)), 2),
+            _ => return None,
+        };
+        Some((kernel, 4, ch))
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
         let _ = (cell, units, pad, chain);
         None

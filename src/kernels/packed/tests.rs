@@ -46,10 +46,10 @@ fn naive(m: usize, k: usize, n: usize, a: &[f32], lda: usize, b: &[f32]) -> Vec<
 /// each forced (the choice differs between machines, the bits must not).
 const FORMS: [Option<bool>; 3] = [None, Some(true), Some(false)];
 
-/// The tiers whose sums are fused multiply-adds (AVX2 and AVX-512), and so the same bits
+/// The tiers whose sums are fused multiply-adds (AVX2, AVX-512, NEON), and so the same bits
 /// as one another in every product that adds in the same order.
 fn fused_multiply_add(tier: Tier) -> bool {
-    matches!(tier, Tier::Avx2 | Tier::Avx512)
+    matches!(tier, Tier::Avx2 | Tier::Avx512 | Tier::Neon)
 }
 
 /// The fused stream kernels against the products and steps they replace, on the
@@ -722,7 +722,7 @@ fn layers_between_the_kernels_sizes_take_the_next_one_where_it_pays() {
         Option<usize>,
     );
     let want: &[Sizes] = &[
-        // (units, AVX2 LSTM, AVX2 GRU, AVX-512 both, SSE4.1 both)
+        // (units, AVX2 LSTM, AVX2 GRU, AVX-512 both, SSE4.1 and NEON both)
         (1, Some(8), Some(8), Some(8), Some(4)),
         (5, Some(8), Some(8), Some(8), Some(8)),
         (8, Some(8), Some(8), Some(8), Some(8)),
@@ -747,7 +747,7 @@ fn layers_between_the_kernels_sizes_take_the_next_one_where_it_pays() {
                 (Tier::Avx2, CellKind::Lstm) => avx2_lstm,
                 (Tier::Avx2, _) => avx2_gru,
                 (Tier::Avx512, _) => avx512,
-                (Tier::Sse41, _) => sse41,
+                (Tier::Sse41 | Tier::Neon, _) => sse41,
                 (Tier::Scalar, _) => None,
             };
             assert_eq!(stream_size(cell, units), expect, "{cell:?} H={units}");
