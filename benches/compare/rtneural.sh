@@ -6,7 +6,7 @@
 # EIGEN_DIR: Eigen's include dir; default $RTNEURAL_DIR/modules/Eigen, else /usr/include/eigen3.
 # CXX: the C++ compiler (default g++). Builds librnncore.a (honours CARGO_TARGET_DIR) and the
 # benchmark, runs it once per rnncore kernel tier this CPU can run (RNNCORE_KERNEL=avx512,
-# avx2, sse41, scalar), and writes the tables to benches/compare/results/rtneural-latest.md.
+# avx2, sse41 or neon, scalar), and writes the tables to benches/compare/results/rtneural-latest.md.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -131,6 +131,7 @@ tiers=()
 grep -qw avx512f /proc/cpuinfo && tiers+=(avx512)
 grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && tiers+=(avx2)
 grep -qw sse4_1 /proc/cpuinfo && tiers+=(sse41)
+grep -qw asimd /proc/cpuinfo && tiers+=(neon)
 tiers+=(scalar)
 
 out="$root/benches/compare/results/rtneural-latest.md"
