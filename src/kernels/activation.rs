@@ -192,7 +192,7 @@ fn run_lstm_state(tier: Detected, gates: &[f32], c: &mut [f32], h: &mut [f32]) {
         // SAFETY: `Detected(Sse41)` exists only if SSE4.1 was detected at run time.
         #[cfg(target_arch = "x86_64")]
         Tier::Sse41 => unsafe { super::x86_64::sse::lstm_state(gates, c, h) },
-        // SAFETY: as above (NEON detected).
+        // SAFETY: `Detected(Neon)` exists only if NEON was detected at run time.
         #[cfg(target_arch = "aarch64")]
         Tier::Neon => unsafe { super::aarch64::neon::lstm_state(gates, c, h) },
         // SAFETY: `Detected(Avx2)` exists only if AVX2 and FMA were detected at run time.
@@ -226,7 +226,7 @@ fn run_gru_lbr_state(tier: Detected, gates: &[f32], gh: &[f32], b_hn: &[f32], h:
         // SAFETY: `Detected(Sse41)` exists only if SSE4.1 was detected at run time.
         #[cfg(target_arch = "x86_64")]
         Tier::Sse41 => unsafe { super::x86_64::sse::gru_lbr_state(gates, gh, b_hn, h) },
-        // SAFETY: as above (NEON detected).
+        // SAFETY: `Detected(Neon)` exists only if NEON was detected at run time.
         #[cfg(target_arch = "aarch64")]
         Tier::Neon => unsafe { super::aarch64::neon::gru_lbr_state(gates, gh, b_hn, h) },
         // SAFETY: `Detected(Avx2)` exists only if AVX2 and FMA were detected at run time.
@@ -244,7 +244,7 @@ fn run_lstm(tier: Detected, gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h:
         // SAFETY: `Detected(Sse41)` exists only if SSE4.1 was detected at run time.
         #[cfg(target_arch = "x86_64")]
         Tier::Sse41 => unsafe { super::x86_64::sse::lstm_cell(gates, c_prev, c, h) },
-        // SAFETY: as above (NEON detected).
+        // SAFETY: `Detected(Neon)` exists only if NEON was detected at run time.
         #[cfg(target_arch = "aarch64")]
         Tier::Neon => unsafe { super::aarch64::neon::lstm_cell(gates, c_prev, c, h) },
         // SAFETY: `Detected(Avx2)` exists only if AVX2 and FMA were detected at run time.
@@ -262,7 +262,7 @@ fn run_gru_lbr(tier: Detected, gates: &mut [f32], ghn: &[f32], h_prev: &[f32], h
         // SAFETY: `Detected(Sse41)` exists only if SSE4.1 was detected at run time.
         #[cfg(target_arch = "x86_64")]
         Tier::Sse41 => unsafe { super::x86_64::sse::gru_lbr_cell(gates, ghn, h_prev, h) },
-        // SAFETY: as above (NEON detected).
+        // SAFETY: `Detected(Neon)` exists only if NEON was detected at run time.
         #[cfg(target_arch = "aarch64")]
         Tier::Neon => unsafe { super::aarch64::neon::gru_lbr_cell(gates, ghn, h_prev, h) },
         // SAFETY: `Detected(Avx2)` exists only if AVX2 and FMA were detected at run time.
@@ -334,7 +334,7 @@ fn run_sigmoid(tier: Detected, x: &mut [f32]) {
         // SAFETY: `Detected(Sse41)` exists only if SSE4.1 was detected at run time.
         #[cfg(target_arch = "x86_64")]
         Tier::Sse41 => unsafe { super::x86_64::sse::sigmoid(x) },
-        // SAFETY: as above (NEON detected).
+        // SAFETY: `Detected(Neon)` exists only if NEON was detected at run time.
         #[cfg(target_arch = "aarch64")]
         Tier::Neon => unsafe { super::aarch64::neon::sigmoid(x) },
         // SAFETY: `Detected(Avx2)` exists only if AVX2 and FMA were detected at run time.
@@ -352,7 +352,7 @@ fn run_tanh(tier: Detected, x: &mut [f32]) {
         // SAFETY: `Detected(Sse41)` exists only if SSE4.1 was detected at run time.
         #[cfg(target_arch = "x86_64")]
         Tier::Sse41 => unsafe { super::x86_64::sse::tanh(x) },
-        // SAFETY: as above (NEON detected).
+        // SAFETY: `Detected(Neon)` exists only if NEON was detected at run time.
         #[cfg(target_arch = "aarch64")]
         Tier::Neon => unsafe { super::aarch64::neon::tanh(x) },
         // SAFETY: `Detected(Avx2)` exists only if AVX2 and FMA were detected at run time.
