@@ -59,6 +59,9 @@ const fn scaled(c: [f32; 5], first: f32) -> [f32; 5] {
     ]
 }
 
+/// The widest vector any tier has, in `f32` lanes (AVX-512's).
+const MAX_LANES: usize = 16;
+
 /// A vector instruction set: `LANES` `f32` lanes per [`Simd::V`].
 ///
 /// Every method is `#[inline(always)]` in the implementations; the loads and stores
@@ -90,16 +93,47 @@ pub(crate) trait Simd: Copy {
     /// # Safety
     /// `p..p + LANES` writable.
     unsafe fn store(self, p: *mut f32, v: Self::V);
-    /// Lanes `0..min(n, LANES)` from `p`, the others zero; reads nothing else.
+    /// Lanes `0..min(n, LANES)` from `p`, the others zero; reads nothing else. By
+    /// default a partial vector goes through a stack buffer (not a masked load: AVX's
+    /// `vmaskmovps` is microcoded on AMD Zen 1 and 2; SSE and NEON have none); AVX-512
+    /// overrides it with its masked load.
     ///
     /// # Safety
     /// `p..p + min(n, LANES)` readable.
-    unsafe fn load_n(self, p: *const f32, n: usize) -> Self::V;
-    /// Lanes `0..min(n, LANES)` of `v` to `p`; writes nothing else.
+    #[inline(always)]
+    unsafe fn load_n(self, p: *const f32, n: usize) -> Self::V {
+        if n >= Self::LANES {
+            // SAFETY: the caller's extent (LANES floats).
+            return unsafe { self.load(p) };
+        }
+        debug_assert!(Self::LANES <= MAX_LANES);
+        let mut buf = [0.0f32; MAX_LANES];
+        // SAFETY: the caller's extent (n < LANES floats) into the buffer, which holds
+        // LANES floats.
+        unsafe {
+            std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), n);
+            self.load(buf.as_ptr())
+        }
+    }
+    /// Lanes `0..min(n, LANES)` of `v` to `p`; writes nothing else (by default through a
+    /// stack buffer, as [`Simd::load_n`]).
     ///
     /// # Safety
     /// `p..p + min(n, LANES)` writable.
-    unsafe fn store_n(self, p: *mut f32, n: usize, v: Self::V);
+    #[inline(always)]
+    unsafe fn store_n(self, p: *mut f32, n: usize, v: Self::V) {
+        if n >= Self::LANES {
+            // SAFETY: the caller's extent (LANES floats).
+            return unsafe { self.store(p, v) };
+        }
+        debug_assert!(Self::LANES <= MAX_LANES);
+        let mut buf = [0.0f32; MAX_LANES];
+        // SAFETY: the buffer holds LANES floats; the caller's extent (n < LANES) from it.
+        unsafe {
+            self.store(buf.as_mut_ptr(), v);
+            std::ptr::copy_nonoverlapping(buf.as_ptr(), p, n);
+        }
+    }
 
     /// `a + b`.
     fn add(self, a: Self::V, b: Self::V) -> Self::V;

@@ -2,9 +2,9 @@
 //! ([`crate::kernels::simd`]); this file is the tier's vector operations and its entry
 //! points.
 //!
-//! Partial vectors go through a stack buffer, not AVX's masked `vmaskmovps`, which is
-//! microcoded on AMD Zen 1 and 2 (the profile of the single-stream step on such a CPU
-//! had its masked loads among the hottest instructions). Divisions are exact (`vdivps`
+//! Partial vectors go through a stack buffer (`Simd`'s default), not AVX's masked
+//! `vmaskmovps`, which is microcoded on AMD Zen 1 and 2 (the profile of the single-stream
+//! step on such a CPU had its masked loads among the hottest instructions). Divisions are exact (`vdivps`
 //! issues every ~5 cycles on 8 lanes, and the `rcpps` estimate differs between vendors).
 
 use std::arch::x86_64::*;
@@ -52,32 +52,6 @@ impl Simd for Avx2 {
     unsafe fn store(self, p: *mut f32, v: __m256) {
         // SAFETY: the caller's extent; see the impl.
         unsafe { _mm256_storeu_ps(p, v) }
-    }
-    #[inline(always)]
-    unsafe fn load_n(self, p: *const f32, n: usize) -> __m256 {
-        if n >= 8 {
-            // SAFETY: the caller's extent (8 floats).
-            return unsafe { self.load(p) };
-        }
-        let mut buf = [0.0f32; 8];
-        // SAFETY: the caller's extent (n < 8 floats) into the buffer.
-        unsafe {
-            std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), n);
-            self.load(buf.as_ptr())
-        }
-    }
-    #[inline(always)]
-    unsafe fn store_n(self, p: *mut f32, n: usize, v: __m256) {
-        if n >= 8 {
-            // SAFETY: the caller's extent (8 floats).
-            return unsafe { self.store(p, v) };
-        }
-        let mut buf = [0.0f32; 8];
-        // SAFETY: the buffer holds 8 floats; the caller's extent (n < 8) from it.
-        unsafe {
-            self.store(buf.as_mut_ptr(), v);
-            std::ptr::copy_nonoverlapping(buf.as_ptr(), p, n);
-        }
     }
     #[inline(always)]
     fn add(self, a: __m256, b: __m256) -> __m256 {

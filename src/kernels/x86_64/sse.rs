@@ -60,32 +60,6 @@ impl Simd for Sse41 {
         unsafe { _mm_storeu_ps(p, v) }
     }
     #[inline(always)]
-    unsafe fn load_n(self, p: *const f32, n: usize) -> __m128 {
-        if n >= 4 {
-            // SAFETY: the caller's extent (4 floats).
-            return unsafe { self.load(p) };
-        }
-        let mut buf = [0.0f32; 4];
-        // SAFETY: the caller's extent (n < 4 floats) into the buffer.
-        unsafe {
-            std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), n);
-            self.load(buf.as_ptr())
-        }
-    }
-    #[inline(always)]
-    unsafe fn store_n(self, p: *mut f32, n: usize, v: __m128) {
-        if n >= 4 {
-            // SAFETY: the caller's extent (4 floats).
-            return unsafe { self.store(p, v) };
-        }
-        let mut buf = [0.0f32; 4];
-        // SAFETY: the buffer holds 4 floats; the caller's extent (n < 4) from it.
-        unsafe {
-            self.store(buf.as_mut_ptr(), v);
-            std::ptr::copy_nonoverlapping(buf.as_ptr(), p, n);
-        }
-    }
-    #[inline(always)]
     fn add(self, a: __m128, b: __m128) -> __m128 {
         // SAFETY: see the impl.
         unsafe { _mm_add_ps(a, b) }
