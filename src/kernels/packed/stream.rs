@@ -337,21 +337,58 @@ fn stream_kernel(
     pad: bool,
     chain: Option<bool>,
 ) -> Option<(StreamKernel, usize, usize)> {
+    // One kernel in either form: `pick!(Lstm, avx2::lstm_stream, U, CH, NV, chain)`.
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    macro_rules! pick {
+        ($kind:ident, $m:ident::$f:ident, $u:literal, $ch:literal, $nv:literal, $chain:expr) => {
+            match ($chain, pad) {
+                (true, false) => $kind($m::$f::<$u, $ch, $nv, true, true, false>),
+                (false, false) => $kind($m::$f::<$u, $ch, $nv, true, false, false>),
+                (true, true) => $kind($m::$f::<$u, $ch, $nv, true, true, true>),
+                (false, true) => $kind($m::$f::<$u, $ch, $nv, true, false, true>),
+            }
+        };
+    }
+    // The 4-lane tiers' kernels (SSE4.1's 16 registers, NEON's 32), laid out as AVX2's:
+    // the LSTM one unit vector a pass, the GRU two from 8 units on.
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    macro_rules! four_lanes {
+        ($m:ident, $form:expr) => {
+            Some(match (cell, units) {
+                (CellKind::Lstm, 4) => (pick!(Lstm, $m::lstm_stream, 1, 1, 4, $form), 4, 1),
+                (CellKind::Lstm, 8) => (pick!(Lstm, $m::lstm_stream, 2, 1, 4, $form), 4, 1),
+                (CellKind::Lstm, 16) => (pick!(Lstm, $m::lstm_stream, 4, 1, 4, $form), 4, 1),
+                (CellKind::Lstm, 24) => (pick!(Lstm, $m::lstm_stream, 6, 1, 4, $form), 4, 1),
+                (CellKind::Lstm, 32) => (pick!(Lstm, $m::lstm_stream, 8, 1, 4, $form), 4, 1),
+                (CellKind::Lstm, 48) => (pick!(Lstm, $m::lstm_stream, 12, 1, 4, $form), 4, 1),
+                (CellKind::Lstm, 64) => (pick!(Lstm, $m::lstm_stream, 16, 1, 4, $form), 4, 1),
+                (CellKind::Lstm, 96) => (pick!(Lstm, $m::lstm_stream, 24, 1, 4, $form), 4, 1),
+                (CellKind::Lstm, 128) => (pick!(Lstm, $m::lstm_stream, 32, 1, 4, $form), 4, 1),
+                (CellKind::GruLbr, 4) => (pick!(GruLbr, $m::gru_lbr_stream, 1, 1, 3, $form), 4, 1),
+                (CellKind::GruLbr, 8) => (pick!(GruLbr, $m::gru_lbr_stream, 2, 2, 6, $form), 4, 2),
+                (CellKind::GruLbr, 16) => (pick!(GruLbr, $m::gru_lbr_stream, 4, 2, 6, $form), 4, 2),
+                (CellKind::GruLbr, 24) => (pick!(GruLbr, $m::gru_lbr_stream, 6, 2, 6, $form), 4, 2),
+                (CellKind::GruLbr, 32) => (pick!(GruLbr, $m::gru_lbr_stream, 8, 2, 6, $form), 4, 2),
+                (CellKind::GruLbr, 48) => {
+                    (pick!(GruLbr, $m::gru_lbr_stream, 12, 2, 6, $form), 4, 2)
+                }
+                (CellKind::GruLbr, 64) => {
+                    (pick!(GruLbr, $m::gru_lbr_stream, 16, 2, 6, $form), 4, 2)
+                }
+                (CellKind::GruLbr, 96) => {
+                    (pick!(GruLbr, $m::gru_lbr_stream, 24, 2, 6, $form), 4, 2)
+                }
+                (CellKind::GruLbr, 128) => {
+                    (pick!(GruLbr, $m::gru_lbr_stream, 32, 2, 6, $form), 4, 2)
+                }
+                _ => return None,
+            })
+        };
+    }
     #[cfg(target_arch = "x86_64")]
     {
         use crate::kernels::x86_64::{avx2, avx512, sse};
         use StreamKernel::{GruLbr, Lstm};
-        // One kernel in either form: `pick!(Lstm, avx2::lstm_stream, U, CH, NV)`.
-        macro_rules! pick {
-            ($kind:ident, $m:ident::$f:ident, $u:literal, $ch:literal, $nv:literal, $chain:expr) => {
-                match ($chain, pad) {
-                    (true, false) => $kind($m::$f::<$u, $ch, $nv, true, true, false>),
-                    (false, false) => $kind($m::$f::<$u, $ch, $nv, true, false, false>),
-                    (true, true) => $kind($m::$f::<$u, $ch, $nv, true, true, true>),
-                    (false, true) => $kind($m::$f::<$u, $ch, $nv, true, false, true>),
-                }
-            };
-        }
         // `stream_fused` admits AVX2 (or AVX-512) for these sizes; 8 units run the AVX2
         // body on either tier (half an AVX-512 vector), summed as the process tier's
         // GEMV (PAIRS on both). AVX2's 16 registers hold one unit vector's gate sums per
@@ -369,6 +406,9 @@ fn stream_kernel(
             _ => 8,
         };
         let ch = chain.unwrap_or_else(|| chain_form(avx512_body, lanes, units / lanes));
+        if tier == Tier::Sse41 {
+            return four_lanes!(sse, ch);
+        }
         let kernel = match (tier, cell, units) {
             (Tier::Avx512 | Tier::Avx2, CellKind::Lstm, 8) => {
                 (pick!(Lstm, avx2::lstm_stream, 1, 1, 4, ch), 8, 1)
@@ -482,52 +522,6 @@ fn stream_kernel(
             (Tier::Avx2, CellKind::GruLbr, 112) => {
                 (pick!(GruLbr, avx2::gru_lbr_stream, 14, 2, 6, ch), 8, 2)
             }
-            // SSE4.1: 4-lane unit vectors and 16 registers, laid out as AVX2's (the LSTM one
-            // unit vector a pass, the GRU two from 8 units on).
-            (Tier::Sse41, CellKind::Lstm, 4) => (pick!(Lstm, sse::lstm_stream, 1, 1, 4, ch), 4, 1),
-            (Tier::Sse41, CellKind::Lstm, 8) => (pick!(Lstm, sse::lstm_stream, 2, 1, 4, ch), 4, 1),
-            (Tier::Sse41, CellKind::Lstm, 16) => (pick!(Lstm, sse::lstm_stream, 4, 1, 4, ch), 4, 1),
-            (Tier::Sse41, CellKind::Lstm, 24) => (pick!(Lstm, sse::lstm_stream, 6, 1, 4, ch), 4, 1),
-            (Tier::Sse41, CellKind::Lstm, 32) => (pick!(Lstm, sse::lstm_stream, 8, 1, 4, ch), 4, 1),
-            (Tier::Sse41, CellKind::Lstm, 48) => {
-                (pick!(Lstm, sse::lstm_stream, 12, 1, 4, ch), 4, 1)
-            }
-            (Tier::Sse41, CellKind::Lstm, 64) => {
-                (pick!(Lstm, sse::lstm_stream, 16, 1, 4, ch), 4, 1)
-            }
-            (Tier::Sse41, CellKind::Lstm, 96) => {
-                (pick!(Lstm, sse::lstm_stream, 24, 1, 4, ch), 4, 1)
-            }
-            (Tier::Sse41, CellKind::Lstm, 128) => {
-                (pick!(Lstm, sse::lstm_stream, 32, 1, 4, ch), 4, 1)
-            }
-            (Tier::Sse41, CellKind::GruLbr, 4) => {
-                (pick!(GruLbr, sse::gru_lbr_stream, 1, 1, 3, ch), 4, 1)
-            }
-            (Tier::Sse41, CellKind::GruLbr, 8) => {
-                (pick!(GruLbr, sse::gru_lbr_stream, 2, 2, 6, ch), 4, 2)
-            }
-            (Tier::Sse41, CellKind::GruLbr, 16) => {
-                (pick!(GruLbr, sse::gru_lbr_stream, 4, 2, 6, ch), 4, 2)
-            }
-            (Tier::Sse41, CellKind::GruLbr, 24) => {
-                (pick!(GruLbr, sse::gru_lbr_stream, 6, 2, 6, ch), 4, 2)
-            }
-            (Tier::Sse41, CellKind::GruLbr, 32) => {
-                (pick!(GruLbr, sse::gru_lbr_stream, 8, 2, 6, ch), 4, 2)
-            }
-            (Tier::Sse41, CellKind::GruLbr, 48) => {
-                (pick!(GruLbr, sse::gru_lbr_stream, 12, 2, 6, ch), 4, 2)
-            }
-            (Tier::Sse41, CellKind::GruLbr, 64) => {
-                (pick!(GruLbr, sse::gru_lbr_stream, 16, 2, 6, ch), 4, 2)
-            }
-            (Tier::Sse41, CellKind::GruLbr, 96) => {
-                (pick!(GruLbr, sse::gru_lbr_stream, 24, 2, 6, ch), 4, 2)
-            }
-            (Tier::Sse41, CellKind::GruLbr, 128) => {
-                (pick!(GruLbr, sse::gru_lbr_stream, 32, 2, 6, ch), 4, 2)
-            }
             _ => return None,
         };
         Some(kernel)
@@ -539,41 +533,10 @@ fn stream_kernel(
         if kernel_tier() != Tier::Neon {
             return None;
         }
-        // NEON: SSE4.1's layouts (4-lane unit vectors; the GRU two a pass from 8 units),
-        // in SSE4.1's activations' form unless a test forces one (not measured on NEON).
+        // NEON: SSE4.1's layouts, in SSE4.1's activations' form unless a test forces one
+        // (not measured on NEON).
         let form = chain.unwrap_or_else(|| chain_form(false, 4, units / 4));
-        macro_rules! pick {
-            ($m:ident::$f:ident, $u:literal, $c:literal, $nv:literal) => {
-                match (form, pad) {
-                    (true, false) => $m::$f::<$u, $c, $nv, true, true, false>,
-                    (false, false) => $m::$f::<$u, $c, $nv, true, false, false>,
-                    (true, true) => $m::$f::<$u, $c, $nv, true, true, true>,
-                    (false, true) => $m::$f::<$u, $c, $nv, true, false, true>,
-                }
-            };
-        }
-        let (kernel, ch) = match (cell, units) {
-            (CellKind::Lstm, 4) => (Lstm(pick!(neon::lstm_stream, 1, 1, 4)), 1),
-            (CellKind::Lstm, 8) => (Lstm(pick!(neon::lstm_stream, 2, 1, 4)), 1),
-            (CellKind::Lstm, 16) => (Lstm(pick!(neon::lstm_stream, 4, 1, 4)), 1),
-            (CellKind::Lstm, 24) => (Lstm(pick!(neon::lstm_stream, 6, 1, 4)), 1),
-            (CellKind::Lstm, 32) => (Lstm(pick!(neon::lstm_stream, 8, 1, 4)), 1),
-            (CellKind::Lstm, 48) => (Lstm(pick!(neon::lstm_stream, 12, 1, 4)), 1),
-            (CellKind::Lstm, 64) => (Lstm(pick!(neon::lstm_stream, 16, 1, 4)), 1),
-            (CellKind::Lstm, 96) => (Lstm(pick!(neon::lstm_stream, 24, 1, 4)), 1),
-            (CellKind::Lstm, 128) => (Lstm(pick!(neon::lstm_stream, 32, 1, 4)), 1),
-            (CellKind::GruLbr, 4) => (GruLbr(pick!(neon::gru_lbr_stream, 1, 1, 3)), 1),
-            (CellKind::GruLbr, 8) => (GruLbr(pick!(neon::gru_lbr_stream, 2, 2, 6)), 2),
-            (CellKind::GruLbr, 16) => (GruLbr(pick!(neon::gru_lbr_stream, 4, 2, 6)), 2),
-            (CellKind::GruLbr, 24) => (GruLbr(pick!(neon::gru_lbr_stream, 6, 2, 6)), 2),
-            (CellKind::GruLbr, 32) => (GruLbr(pick!(neon::gru_lbr_stream, 8, 2, 6)), 2),
-            (CellKind::GruLbr, 48) => (GruLbr(pick!(neon::gru_lbr_stream, 12, 2, 6)), 2),
-            (CellKind::GruLbr, 64) => (GruLbr(pick!(neon::gru_lbr_stream, 16, 2, 6)), 2),
-            (CellKind::GruLbr, 96) => (GruLbr(pick!(neon::gru_lbr_stream, 24, 2, 6)), 2),
-            (CellKind::GruLbr, 128) => (GruLbr(pick!(neon::gru_lbr_stream, 32, 2, 6)), 2),
-            _ => return None,
-        };
-        Some((kernel, 4, ch))
+        four_lanes!(neon, form)
     }
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
