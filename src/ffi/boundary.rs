@@ -10,6 +10,7 @@ use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::ffi::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::types::rnn_status;
 use crate::Error;
@@ -68,8 +69,18 @@ thread_local! {
     static MESSAGE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Whether any thread has ever recorded an error. Until one has, every thread's last
+/// error is "" already, and a success need not reach thread-local storage, which in a
+/// shared library is a `__tls_get_addr` call on every `rnn_model_step`. Never reset.
+/// Relaxed is enough: a thread's `HAS_ERROR` is set only by that thread, after its own
+/// store here, and a thread's later load of an atomic sees its own earlier store.
+static ANY_ERROR: AtomicBool = AtomicBool::new(false);
+
 /// Records `message` as this thread's last error, prefixed with the function's name.
+#[cold]
+#[inline(never)]
 fn set_last_error(function: &str, message: &str) {
+    ANY_ERROR.store(true, Ordering::Relaxed);
     MESSAGE.with(|m| {
         let mut m = m.borrow_mut();
         m.clear();
@@ -89,7 +100,16 @@ fn set_last_error(function: &str, message: &str) {
 }
 
 /// Clears this thread's last error (every successful call does).
+#[inline(always)]
 fn clear_last_error() {
+    if ANY_ERROR.load(Ordering::Relaxed) {
+        clear_thread_error();
+    }
+}
+
+/// [`clear_last_error`] once some thread has recorded an error.
+#[inline(never)]
+fn clear_thread_error() {
     HAS_ERROR.with(|h| h.set(false));
 }
 
@@ -407,6 +427,36 @@ mod tests {
         unsafe { CStr::from_ptr(last_error_ptr()) }
             .to_string_lossy()
             .into_owned()
+    }
+
+    /// The last error is per thread, and a success clears it, whether or not any thread
+    /// has failed yet (a success skips thread-local storage until one has).
+    #[test]
+    fn the_last_error_is_per_thread_and_a_success_clears_it() {
+        let ok = || run("rnn_ok", (), || -> FfiResult<()> { Ok(()) }).1;
+        let fail = || {
+            run("rnn_fail", (), || -> FfiResult<()> {
+                Err(Failure::invalid("no".into()))
+            })
+            .1
+        };
+        assert_eq!(ok(), rnn_status::RNN_OK);
+        assert_eq!(last_error(), "");
+        // A thread fails and keeps its message; the others keep "".
+        let failed = std::thread::spawn(move || {
+            assert_eq!(fail(), rnn_status::RNN_ERR_INVALID);
+            last_error()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(failed, "rnn_fail: no");
+        assert_eq!(last_error(), "");
+        assert_eq!(std::thread::spawn(last_error).join().unwrap(), "");
+        // Here: a failure, then a success clears it.
+        assert_eq!(fail(), rnn_status::RNN_ERR_INVALID);
+        assert_eq!(last_error(), "rnn_fail: no");
+        assert_eq!(ok(), rnn_status::RNN_OK);
+        assert_eq!(last_error(), "");
     }
 
     #[test]

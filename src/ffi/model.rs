@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::ffi::boundary::{
     check_disjoint, check_len, check_null, element_count, ffi_boundary, ffi_boundary_value,
     ffi_boundary_void, in_slice, lengths_arg, out_slice, overlaps, try_mut, try_ref, write_out,
-    Failure,
+    Failure, FfiResult,
 };
 use crate::ffi::state::rnn_state;
 use crate::ffi::types::{rnn_config, rnn_status};
@@ -403,18 +403,36 @@ pub unsafe extern "C" fn rnn_model_step(
                 .audio_step(&mut s.state, xs, ys)
                 .map_err(Failure::from);
         }
-        if let Some(ls) = m.model.layers.as_deref() {
-            if m.model.audio_ready_layered(&s.state, x_len, y_len) && !overlaps(x, x_len, y, y_len)
-            {
-                // SAFETY: as for the plain model's step just above.
-                let (xs, ys) = unsafe { (in_slice(x, x_len, "x")?, out_slice(y, y_len, "y")?) };
-                return crate::layers::audio_step_again(&m.model, ls, &mut s.state, xs, ys)
-                    .map_err(Failure::from);
-            }
-        }
         // SAFETY: x and y non-NULL (checked), valid for the sizes (this function's contract).
-        unsafe { run_block(m, s, x, Some(x_len), 1, y, y_len) }
+        unsafe { step_other(m, s, x, x_len, y, y_len) }
     })
+}
+
+/// [`rnn_model_step`] past its plain-model audio case: a model with dense layers, a
+/// state's first step, bad sizes. Out of line, so that the audio case's frame holds
+/// only what it uses.
+///
+/// # Safety
+/// `x` and `y` are non-NULL and valid for `x_len` and `y_len` floats.
+#[inline(never)]
+unsafe fn step_other(
+    m: &rnn_model,
+    s: &mut rnn_state,
+    x: *const f32,
+    x_len: usize,
+    y: *mut f32,
+    y_len: usize,
+) -> FfiResult<()> {
+    if let Some(ls) = m.model.layers.as_deref() {
+        if m.model.audio_ready_layered(&s.state, x_len, y_len) && !overlaps(x, x_len, y, y_len) {
+            // SAFETY: as for the plain model's step in rnn_model_step.
+            let (xs, ys) = unsafe { (in_slice(x, x_len, "x")?, out_slice(y, y_len, "y")?) };
+            return crate::layers::audio_step_again(&m.model, ls, &mut s.state, xs, ys)
+                .map_err(Failure::from);
+        }
+    }
+    // SAFETY: the caller's contract.
+    unsafe { run_block(m, s, x, Some(x_len), 1, y, y_len) }
 }
 
 /// Runs a block of `seq_len` timesteps from `state` in which stream b advances only
