@@ -586,23 +586,68 @@ impl Model {
     }
 
     /// One timestep of one stream where [`Model::is_audio_step`]: each layer's fused
-    /// kernel, the top one writing `y` itself when there is no head. The bits of
-    /// [`Model::step_single`] (the same kernels); this path leaves out its general
-    /// dispatch, which cost a quarter of an 8-unit step.
+    /// kernel ([`Model::fused_stream`]). The bits of [`Model::step_single`] (the same
+    /// kernels); this path leaves out its general dispatch, which cost a quarter of an
+    /// 8-unit step.
     #[inline(always)]
     fn fused_step(&self, state: &mut State, x: &[f32], y: &mut [f32]) {
         let cfg = self.config();
-        let (h, l) = (cfg.hidden_size, cfg.num_layers);
         let rev = state.sweep(1);
         let State { data, scratch, .. } = state;
-        let (hst, cst) = data.split_at_mut(l * h);
+        let (hst, cst) = data.split_at_mut(cfg.num_layers * cfg.hidden_size);
+        self.fused_stream(hst, cst, &mut scratch.gates, (0, 1), rev, x, y);
+    }
+
+    /// [`Model::fused_step`] for each of a few streams (`per_stream_fused`): one
+    /// timestep, `x` `[B][I]`, `y` `[B][O]`, each stream through the fused kernels alone
+    /// (the bits it has alone), without the block path's dispatch, which cost about a
+    /// third of a two-stream step at H = 16.
+    fn fused_steps(&self, state: &mut State, x: &[f32], y: &mut [f32]) {
+        let cfg = self.config();
+        let (l, b) = (cfg.num_layers, state.batch);
+        let (inp, o) = (cfg.input_size, cfg.output_dim());
+        let rev = state.sweep(1);
+        let State { data, scratch, .. } = state;
+        let (hst, cst) = data.split_at_mut(l * b * cfg.hidden_size);
+        for i in 0..b {
+            let (xi, yi) = (&x[i * inp..(i + 1) * inp], &mut y[i * o..(i + 1) * o]);
+            self.fused_stream(hst, cst, &mut scratch.gates, (i, b), rev, xi, yi);
+        }
+    }
+
+    /// Stream `i` of `b` one timestep through each layer's fused kernel: `hst` and `cst`
+    /// the state's `h` and `c` (`[L][B][H]`, `cst` empty for a cell without `c`), `x`
+    /// the stream's inputs, `y` its outputs, `gates` room for a layer's `h` on its way to
+    /// a head. The top layer writes `y` itself when there is no head, and runs a head of
+    /// few outputs itself, on `h` in registers.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn fused_stream(
+        &self,
+        hst: &mut [f32],
+        cst: &mut [f32],
+        gates: &mut [f32],
+        (i, b): (usize, usize),
+        rev: bool,
+        x: &[f32],
+        y: &mut [f32],
+    ) {
+        let cfg = self.config();
+        let (h, l) = (cfg.hidden_size, cfg.num_layers);
         let direct = !cfg.has_head();
-        // A head of few outputs runs inside the top layer's kernel, on `h` in registers.
         let head_in_kernel = self.head_in_kernel();
         for k in 0..l {
-            let (below, here) = hst.split_at_mut(k * h);
-            let input: &[f32] = if k == 0 { x } else { &below[(k - 1) * h..] };
-            let (hk, ck) = (&mut here[..h], tail(cst, k * h));
+            // Stream i's rows of layer k, below them layer k - 1's.
+            let at = (k * b + i) * h;
+            let (below, here) = hst.split_at_mut(at);
+            let input: &[f32] = if k == 0 {
+                x
+            } else if b == 1 {
+                &below[at - h..]
+            } else {
+                &below[at - b * h..][..h]
+            };
+            let (hk, ck) = (&mut here[..h], tail(cst, at));
             if k + 1 == l {
                 if let Some(top) = head_in_kernel {
                     let ck = if ck.is_empty() { ck } else { &mut ck[..h] };
@@ -616,66 +661,13 @@ impl Model {
             let out = if direct && k + 1 == l {
                 &mut *y
             } else {
-                &mut scratch.gates[..h]
+                &mut gates[..h]
             };
             let ran = self.fused_layer(k, input, 1, rev, hk, ck, out);
-            assert!(ran, "fused_step: layer {k} has no fused kernel");
+            assert!(ran, "fused_stream: layer {k} has no fused kernel");
         }
         if !direct {
-            self.stream_head(&hst[(l - 1) * h..], y, 1);
-        }
-    }
-
-    /// [`Model::fused_step`] for each of a few streams (`per_stream_fused`): one
-    /// timestep, `x` `[B][I]`, `y` `[B][O]`, each stream through the fused kernels alone
-    /// (the bits it has alone), without the block path's dispatch, which cost about a
-    /// third of a two-stream step at H = 16.
-    fn fused_steps(&self, state: &mut State, x: &[f32], y: &mut [f32]) {
-        let cfg = self.config();
-        let (h, l, b) = (cfg.hidden_size, cfg.num_layers, state.batch);
-        let (inp, o) = (cfg.input_size, cfg.output_dim());
-        let rev = state.sweep(1);
-        let State { data, scratch, .. } = state;
-        let (hst, cst) = data.split_at_mut(l * b * h);
-        let direct = !cfg.has_head();
-        let head_in_kernel = self.head_in_kernel();
-        for i in 0..b {
-            let (xi, yi) = (&x[i * inp..(i + 1) * inp], &mut y[i * o..(i + 1) * o]);
-            for k in 0..l {
-                // Stream i's rows of layer k (state `[L][B][H]`), below them layer k - 1's.
-                let at = (k * b + i) * h;
-                let (below, here) = hst.split_at_mut(at);
-                let input: &[f32] = if k == 0 {
-                    xi
-                } else {
-                    &below[at - b * h..at - b * h + h]
-                };
-                let hk = &mut here[..h];
-                let ck = if cst.is_empty() {
-                    &mut [][..]
-                } else {
-                    &mut cst[at..at + h]
-                };
-                if k + 1 == l {
-                    if let Some(top) = head_in_kernel {
-                        top.run_head(input, 1, rev, hk, ck, yi);
-                        if cfg.output_activation == OutputActivation::Softmax {
-                            softmax_in_place(yi);
-                        }
-                        break;
-                    }
-                }
-                let out = if direct && k + 1 == l {
-                    &mut *yi
-                } else {
-                    &mut scratch.gates[..h]
-                };
-                let ran = self.fused_layer(k, input, 1, rev, hk, ck, out);
-                assert!(ran, "fused_steps: layer {k} has no fused kernel");
-            }
-            if !direct && head_in_kernel.is_none() {
-                self.stream_head(&hst[((l - 1) * b + i) * h..][..h], yi, 1);
-            }
+            self.stream_head(&hst[((l - 1) * b + i) * h..][..h], y, 1);
         }
     }
 
