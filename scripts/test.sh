@@ -14,7 +14,9 @@ cargo test --release --workspace --all-targets
 cargo test --release --workspace --doc
 echo "== cargo doc (the public API, every item documented, no broken links)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p rnncore --quiet
-# the implementation's docs too: their links must resolve as well
+# the implementation's docs too: their links must resolve as well; the CLI's first (its
+# binary is also called rnncore, so its pages share the folder the library's overwrite)
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p rnncore-cli --quiet --document-private-items
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p rnncore --quiet --document-private-items
 # Every kernel tier this CPU has runs the whole Rust suite (the default run used the best).
 for tier in avx2 sse41 scalar; do

@@ -81,8 +81,8 @@ pub struct TrainArgs {
     /// Seed for the weights and the data.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Where to save the model (safetensors) [default: <task>.safetensors; dates writes
-    /// <out stem>.encoder.safetensors and <out stem>.decoder.safetensors].
+    /// Where to save the model (safetensors) [default: TASK.safetensors; dates writes
+    /// OUT_STEM.encoder.safetensors and OUT_STEM.decoder.safetensors].
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// charlm: the text to learn (UTF-8) [default: an embedded selection of Shakespeare's sonnets].
