@@ -188,21 +188,9 @@ pub fn lstm_state_with(tier: Tier, gates: &[f32], c: &mut [f32], h: &mut [f32]) 
 
 fn run_lstm_state(tier: Detected, gates: &[f32], c: &mut [f32], h: &mut [f32]) {
     assert!(gates.len() == 4 * c.len() && h.len() == c.len());
-    match tier.0 {
-        // SAFETY: `Detected(Sse41)` exists only if SSE4.1 was detected at run time.
-        #[cfg(target_arch = "x86_64")]
-        Tier::Sse41 => unsafe { super::x86_64::sse::lstm_state(gates, c, h) },
-        // SAFETY: `Detected(Neon)` exists only if NEON was detected at run time.
-        #[cfg(target_arch = "aarch64")]
-        Tier::Neon => unsafe { super::aarch64::neon::lstm_state(gates, c, h) },
-        // SAFETY: `Detected(Avx2)` exists only if AVX2 and FMA were detected at run time.
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx2 => unsafe { super::x86_64::avx2::lstm_state(gates, c, h) },
-        // SAFETY: `Detected(Avx512)` exists only if AVX-512F was detected at run time.
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 => unsafe { super::x86_64::avx512::lstm_state(gates, c, h) },
-        _ => reference::lstm_state_ref(gates, c, h),
-    }
+    // SAFETY: a `Detected` tier was detected at run time (the entry points, safe
+    // `#[target_feature]` functions, ask for nothing else).
+    on_tier!(unsafe tier.0 => lstm_state(gates, c, h), _ => reference::lstm_state_ref(gates, c, h))
 }
 
 /// Streaming linear-before-reset GRU update in place on [`tier()`]; the math of
@@ -222,57 +210,24 @@ pub fn gru_lbr_state_with(tier: Tier, gates: &[f32], gh: &[f32], b_hn: &[f32], h
 fn run_gru_lbr_state(tier: Detected, gates: &[f32], gh: &[f32], b_hn: &[f32], h: &mut [f32]) {
     let n = h.len();
     assert!(gates.len() == 3 * n && gh.len() == 3 * n && b_hn.len() == n);
-    match tier.0 {
-        // SAFETY: `Detected(Sse41)` exists only if SSE4.1 was detected at run time.
-        #[cfg(target_arch = "x86_64")]
-        Tier::Sse41 => unsafe { super::x86_64::sse::gru_lbr_state(gates, gh, b_hn, h) },
-        // SAFETY: `Detected(Neon)` exists only if NEON was detected at run time.
-        #[cfg(target_arch = "aarch64")]
-        Tier::Neon => unsafe { super::aarch64::neon::gru_lbr_state(gates, gh, b_hn, h) },
-        // SAFETY: `Detected(Avx2)` exists only if AVX2 and FMA were detected at run time.
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx2 => unsafe { super::x86_64::avx2::gru_lbr_state(gates, gh, b_hn, h) },
-        // SAFETY: `Detected(Avx512)` exists only if AVX-512F was detected at run time.
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 => unsafe { super::x86_64::avx512::gru_lbr_state(gates, gh, b_hn, h) },
-        _ => reference::gru_lbr_state_ref(gates, gh, b_hn, h),
-    }
+    // SAFETY: a `Detected` tier was detected at run time (the entry points, safe
+    // `#[target_feature]` functions, ask for nothing else).
+    on_tier!(unsafe tier.0 => gru_lbr_state(gates, gh, b_hn, h),
+        _ => reference::gru_lbr_state_ref(gates, gh, b_hn, h))
 }
 
 fn run_lstm(tier: Detected, gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
-    match tier.0 {
-        // SAFETY: `Detected(Sse41)` exists only if SSE4.1 was detected at run time.
-        #[cfg(target_arch = "x86_64")]
-        Tier::Sse41 => unsafe { super::x86_64::sse::lstm_cell(gates, c_prev, c, h) },
-        // SAFETY: `Detected(Neon)` exists only if NEON was detected at run time.
-        #[cfg(target_arch = "aarch64")]
-        Tier::Neon => unsafe { super::aarch64::neon::lstm_cell(gates, c_prev, c, h) },
-        // SAFETY: `Detected(Avx2)` exists only if AVX2 and FMA were detected at run time.
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx2 => unsafe { super::x86_64::avx2::lstm_cell(gates, c_prev, c, h) },
-        // SAFETY: `Detected(Avx512)` exists only if AVX-512F was detected at run time.
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 => unsafe { super::x86_64::avx512::lstm_cell(gates, c_prev, c, h) },
-        _ => reference::lstm_cell_ref(gates, c_prev, c, h),
-    }
+    // SAFETY: a `Detected` tier was detected at run time (the entry points, safe
+    // `#[target_feature]` functions, ask for nothing else).
+    on_tier!(unsafe tier.0 => lstm_cell(gates, c_prev, c, h),
+        _ => reference::lstm_cell_ref(gates, c_prev, c, h))
 }
 
 fn run_gru_lbr(tier: Detected, gates: &mut [f32], ghn: &[f32], h_prev: &[f32], h: &mut [f32]) {
-    match tier.0 {
-        // SAFETY: `Detected(Sse41)` exists only if SSE4.1 was detected at run time.
-        #[cfg(target_arch = "x86_64")]
-        Tier::Sse41 => unsafe { super::x86_64::sse::gru_lbr_cell(gates, ghn, h_prev, h) },
-        // SAFETY: `Detected(Neon)` exists only if NEON was detected at run time.
-        #[cfg(target_arch = "aarch64")]
-        Tier::Neon => unsafe { super::aarch64::neon::gru_lbr_cell(gates, ghn, h_prev, h) },
-        // SAFETY: `Detected(Avx2)` exists only if AVX2 and FMA were detected at run time.
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx2 => unsafe { super::x86_64::avx2::gru_lbr_cell(gates, ghn, h_prev, h) },
-        // SAFETY: `Detected(Avx512)` exists only if AVX-512F was detected at run time.
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 => unsafe { super::x86_64::avx512::gru_lbr_cell(gates, ghn, h_prev, h) },
-        _ => reference::gru_lbr_cell_ref(gates, ghn, h_prev, h),
-    }
+    // SAFETY: a `Detected` tier was detected at run time (the entry points, safe
+    // `#[target_feature]` functions, ask for nothing else).
+    on_tier!(unsafe tier.0 => gru_lbr_cell(gates, ghn, h_prev, h),
+        _ => reference::gru_lbr_cell_ref(gates, ghn, h_prev, h))
 }
 
 /// A tier this CPU is known to support. The field is private, and the only
@@ -330,39 +285,15 @@ fn pick(want: Option<Tier>, available: &[Tier]) -> Tier {
 }
 
 fn run_sigmoid(tier: Detected, x: &mut [f32]) {
-    match tier.0 {
-        // SAFETY: `Detected(Sse41)` exists only if SSE4.1 was detected at run time.
-        #[cfg(target_arch = "x86_64")]
-        Tier::Sse41 => unsafe { super::x86_64::sse::sigmoid(x) },
-        // SAFETY: `Detected(Neon)` exists only if NEON was detected at run time.
-        #[cfg(target_arch = "aarch64")]
-        Tier::Neon => unsafe { super::aarch64::neon::sigmoid(x) },
-        // SAFETY: `Detected(Avx2)` exists only if AVX2 and FMA were detected at run time.
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx2 => unsafe { super::x86_64::avx2::sigmoid(x) },
-        // SAFETY: `Detected(Avx512)` exists only if AVX-512F was detected at run time.
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 => unsafe { super::x86_64::avx512::sigmoid(x) },
-        _ => reference::sigmoid_ref_slice(x),
-    }
+    // SAFETY: a `Detected` tier was detected at run time (the entry points, safe
+    // `#[target_feature]` functions, ask for nothing else).
+    on_tier!(unsafe tier.0 => sigmoid(x), _ => reference::sigmoid_ref_slice(x))
 }
 
 fn run_tanh(tier: Detected, x: &mut [f32]) {
-    match tier.0 {
-        // SAFETY: `Detected(Sse41)` exists only if SSE4.1 was detected at run time.
-        #[cfg(target_arch = "x86_64")]
-        Tier::Sse41 => unsafe { super::x86_64::sse::tanh(x) },
-        // SAFETY: `Detected(Neon)` exists only if NEON was detected at run time.
-        #[cfg(target_arch = "aarch64")]
-        Tier::Neon => unsafe { super::aarch64::neon::tanh(x) },
-        // SAFETY: `Detected(Avx2)` exists only if AVX2 and FMA were detected at run time.
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx2 => unsafe { super::x86_64::avx2::tanh(x) },
-        // SAFETY: `Detected(Avx512)` exists only if AVX-512F was detected at run time.
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 => unsafe { super::x86_64::avx512::tanh(x) },
-        _ => reference::tanh_ref_slice(x),
-    }
+    // SAFETY: a `Detected` tier was detected at run time (the entry points, safe
+    // `#[target_feature]` functions, ask for nothing else).
+    on_tier!(unsafe tier.0 => tanh(x), _ => reference::tanh_ref_slice(x))
 }
 
 #[cfg(test)]

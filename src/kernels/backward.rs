@@ -93,30 +93,10 @@ fn lstm_on(
     dpre: &mut [f32],
 ) {
     check_lstm(dc.len(), gates, c_prev, tc, dh, dpre);
-    match tier {
-        // SAFETY: `tier` is `kernel_tier()` or `available_or_best()`, which only give
-        // tiers whose features were detected at run time; lengths are checked above.
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 => unsafe {
-            super::x86_64::avx512::backward_lstm(gates, c_prev, tc, dh, dc, dpre)
-        },
-        // SAFETY: as above (AVX2 and FMA detected).
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx2 => unsafe {
-            super::x86_64::avx2::backward_lstm(gates, c_prev, tc, dh, dc, dpre)
-        },
-        // SAFETY: as above (SSE4.1 detected).
-        #[cfg(target_arch = "x86_64")]
-        Tier::Sse41 => unsafe {
-            super::x86_64::sse::backward_lstm(gates, c_prev, tc, dh, dc, dpre)
-        },
-        // SAFETY: as above (NEON detected).
-        #[cfg(target_arch = "aarch64")]
-        Tier::Neon => unsafe {
-            super::aarch64::neon::backward_lstm(gates, c_prev, tc, dh, dc, dpre)
-        },
-        _ => lstm_ref(gates, c_prev, tc, dh, dc, dpre),
-    }
+    // SAFETY: `tier` is `kernel_tier()` or `available_or_best()`, which only give tiers whose
+    // features were detected at run time; the lengths are checked above.
+    on_tier!(unsafe tier => backward_lstm(gates, c_prev, tc, dh, dc, dpre),
+        _ => lstm_ref(gates, c_prev, tc, dh, dc, dpre))
 }
 
 /// Linear-before-reset GRU backward (the math of [`gru_lbr_ref`]) on [`tier()`](super::activation::tier).
@@ -213,30 +193,10 @@ fn gru_lbr_on(
     dh_prev: &mut [f32],
 ) {
     check_gru_lbr(dh.len(), gates, ghn, h_prev, dgx, dgh, dh_prev);
-    match tier {
-        // SAFETY: `tier` is `kernel_tier()` or `available_or_best()`, which only give
-        // tiers whose features were detected at run time; lengths are checked above.
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 => unsafe {
-            super::x86_64::avx512::backward_gru_lbr(gates, ghn, h_prev, dh, dgx, dgh, dh_prev)
-        },
-        // SAFETY: as above (AVX2 and FMA detected).
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx2 => unsafe {
-            super::x86_64::avx2::backward_gru_lbr(gates, ghn, h_prev, dh, dgx, dgh, dh_prev)
-        },
-        // SAFETY: as above (SSE4.1 detected).
-        #[cfg(target_arch = "x86_64")]
-        Tier::Sse41 => unsafe {
-            super::x86_64::sse::backward_gru_lbr(gates, ghn, h_prev, dh, dgx, dgh, dh_prev)
-        },
-        // SAFETY: as above (NEON detected).
-        #[cfg(target_arch = "aarch64")]
-        Tier::Neon => unsafe {
-            super::aarch64::neon::backward_gru_lbr(gates, ghn, h_prev, dh, dgx, dgh, dh_prev)
-        },
-        _ => gru_lbr_ref(gates, ghn, h_prev, dh, dgx, dgh, dh_prev),
-    }
+    // SAFETY: `tier` is `kernel_tier()` or `available_or_best()`, which only give tiers whose
+    // features were detected at run time; the lengths are checked above.
+    on_tier!(unsafe tier => backward_gru_lbr(gates, ghn, h_prev, dh, dgx, dgh, dh_prev),
+        _ => gru_lbr_ref(gates, ghn, h_prev, dh, dgx, dgh, dh_prev))
 }
 
 /// Notes-form GRU backward, first half (the math of [`gru_notes_n_ref`]) on
@@ -273,22 +233,10 @@ fn check_notes_n(n: usize, gates: &[f32], dpre: &[f32]) {
 
 fn gru_notes_n_on(tier: Tier, gates: &[f32], dh: &[f32], dpre: &mut [f32]) {
     check_notes_n(dh.len(), gates, dpre);
-    match tier {
-        // SAFETY: `tier` is `kernel_tier()` or `available_or_best()`, which only give
-        // tiers whose features were detected at run time; lengths are checked above.
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 => unsafe { super::x86_64::avx512::backward_gru_notes_n(gates, dh, dpre) },
-        // SAFETY: as above (AVX2 and FMA detected).
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx2 => unsafe { super::x86_64::avx2::backward_gru_notes_n(gates, dh, dpre) },
-        // SAFETY: as above (SSE4.1 detected).
-        #[cfg(target_arch = "x86_64")]
-        Tier::Sse41 => unsafe { super::x86_64::sse::backward_gru_notes_n(gates, dh, dpre) },
-        // SAFETY: as above (NEON detected).
-        #[cfg(target_arch = "aarch64")]
-        Tier::Neon => unsafe { super::aarch64::neon::backward_gru_notes_n(gates, dh, dpre) },
-        _ => gru_notes_n_ref(gates, dh, dpre),
-    }
+    // SAFETY: `tier` is `kernel_tier()` or `available_or_best()`, which only give tiers whose
+    // features were detected at run time; the lengths are checked above.
+    on_tier!(unsafe tier => backward_gru_notes_n(gates, dh, dpre),
+        _ => gru_notes_n_ref(gates, dh, dpre))
 }
 
 /// Notes-form GRU backward, second half (the math of [`gru_notes_rz_ref`]) on
@@ -369,30 +317,10 @@ fn gru_notes_rz_on(
     dh_prev: &mut [f32],
 ) {
     check_notes_rz(dh.len(), gates, h_prev, drh, dpre, dh_prev);
-    match tier {
-        // SAFETY: `tier` is `kernel_tier()` or `available_or_best()`, which only give
-        // tiers whose features were detected at run time; lengths are checked above.
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 => unsafe {
-            super::x86_64::avx512::backward_gru_notes_rz(gates, h_prev, dh, drh, dpre, dh_prev)
-        },
-        // SAFETY: as above (AVX2 and FMA detected).
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx2 => unsafe {
-            super::x86_64::avx2::backward_gru_notes_rz(gates, h_prev, dh, drh, dpre, dh_prev)
-        },
-        // SAFETY: as above (SSE4.1 detected).
-        #[cfg(target_arch = "x86_64")]
-        Tier::Sse41 => unsafe {
-            super::x86_64::sse::backward_gru_notes_rz(gates, h_prev, dh, drh, dpre, dh_prev)
-        },
-        // SAFETY: as above (NEON detected).
-        #[cfg(target_arch = "aarch64")]
-        Tier::Neon => unsafe {
-            super::aarch64::neon::backward_gru_notes_rz(gates, h_prev, dh, drh, dpre, dh_prev)
-        },
-        _ => gru_notes_rz_ref(gates, h_prev, dh, drh, dpre, dh_prev),
-    }
+    // SAFETY: `tier` is `kernel_tier()` or `available_or_best()`, which only give tiers whose
+    // features were detected at run time; the lengths are checked above.
+    on_tier!(unsafe tier => backward_gru_notes_rz(gates, h_prev, dh, drh, dpre, dh_prev),
+        _ => gru_notes_rz_ref(gates, h_prev, dh, drh, dpre, dh_prev))
 }
 
 /// Vanilla RNN backward (the math of [`rnn_ref`]) on [`tier()`](super::activation::tier).
@@ -433,22 +361,9 @@ fn check_rnn(h: &[f32], dh: &[f32], dpre: &[f32]) {
 
 fn rnn_on(tier: Tier, h: &[f32], dh: &[f32], relu: bool, dpre: &mut [f32]) {
     check_rnn(h, dh, dpre);
-    match tier {
-        // SAFETY: `tier` is `kernel_tier()` or `available_or_best()`, which only give
-        // tiers whose features were detected at run time; lengths are checked above.
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 => unsafe { super::x86_64::avx512::backward_rnn(h, dh, relu, dpre) },
-        // SAFETY: as above (AVX2 and FMA detected).
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx2 => unsafe { super::x86_64::avx2::backward_rnn(h, dh, relu, dpre) },
-        // SAFETY: as above (SSE4.1 detected).
-        #[cfg(target_arch = "x86_64")]
-        Tier::Sse41 => unsafe { super::x86_64::sse::backward_rnn(h, dh, relu, dpre) },
-        // SAFETY: as above (NEON detected).
-        #[cfg(target_arch = "aarch64")]
-        Tier::Neon => unsafe { super::aarch64::neon::backward_rnn(h, dh, relu, dpre) },
-        _ => rnn_ref(h, dh, relu, dpre),
-    }
+    // SAFETY: `tier` is `kernel_tier()` or `available_or_best()`, which only give tiers whose
+    // features were detected at run time; the lengths are checked above.
+    on_tier!(unsafe tier => backward_rnn(h, dh, relu, dpre), _ => rnn_ref(h, dh, relu, dpre))
 }
 
 // ---------------------------------------------------------------------------------------

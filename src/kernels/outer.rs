@@ -89,22 +89,10 @@ fn outer_sums_t_on(
         out.fill(0.0);
         return;
     }
-    match tier {
-        // SAFETY: `tier` is `kernel_tier()` or `available_or_best()`, which only give
-        // tiers whose features were detected at run time; the extents are checked above.
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 => unsafe { super::x86_64::avx512::outer_sums_t(k, a, lda, m, b, nb, out) },
-        // SAFETY: as above (AVX2 and FMA detected).
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx2 => unsafe { super::x86_64::avx2::outer_sums_t(k, a, lda, m, b, nb, out) },
-        // SAFETY: as above (SSE4.1 detected).
-        #[cfg(target_arch = "x86_64")]
-        Tier::Sse41 => unsafe { super::x86_64::sse::outer_sums_t(k, a, lda, m, b, nb, out) },
-        // SAFETY: as above (NEON detected).
-        #[cfg(target_arch = "aarch64")]
-        Tier::Neon => unsafe { super::aarch64::neon::outer_sums_t(k, a, lda, m, b, nb, out) },
-        _ => outer_sums_t_ref(k, a, lda, m, b, nb, out),
-    }
+    // SAFETY: `tier` is `kernel_tier()` or `available_or_best()`, which only give tiers whose
+    // features were detected at run time; the extents are checked above.
+    on_tier!(unsafe tier => outer_sums_t(k, a, lda, m, b, nb, out),
+        _ => outer_sums_t_ref(k, a, lda, m, b, nb, out))
 }
 
 /// The spec (and the scalar tier): each element a chain from zero, a product and a sum

@@ -19,19 +19,7 @@ pub(crate) fn dense_narrow_kernel(o: usize) -> Option<DenseNarrowFn> {
     if o > NARROW_OUTPUTS {
         return None;
     }
-    match kernel_tier() {
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx2 => Some(crate::kernels::x86_64::avx2::dense_narrow),
-        // SAFETY: as above (SSE4.1 detected).
-        #[cfg(target_arch = "x86_64")]
-        Tier::Sse41 => Some(crate::kernels::x86_64::sse::dense_narrow),
-        // SAFETY: as above (NEON detected).
-        #[cfg(target_arch = "aarch64")]
-        Tier::Neon => Some(crate::kernels::aarch64::neon::dense_narrow),
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 => Some(crate::kernels::x86_64::avx512::dense_narrow),
-        _ => None,
-    }
+    Some(on_tier!(fn kernel_tier() => dense_narrow, _ => return None))
 }
 
 /// `y = bias + x · wᵀ` for `rows` rows of `k` inputs and `o` outputs (`w` is `[o][k]`,
@@ -100,19 +88,7 @@ pub(crate) fn dense_small_tier(outputs: usize) -> Tier {
 /// The small dense kernel for a layer of `outputs` outputs ([`dense_small_tier`]; the
 /// SIMD tiers).
 fn dense_small_kernel(outputs: usize) -> Option<DenseSmallFn> {
-    match dense_small_tier(outputs) {
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx2 => Some(crate::kernels::x86_64::avx2::dense_small),
-        // SAFETY: as above (SSE4.1 detected).
-        #[cfg(target_arch = "x86_64")]
-        Tier::Sse41 => Some(crate::kernels::x86_64::sse::dense_small),
-        // SAFETY: as above (NEON detected).
-        #[cfg(target_arch = "aarch64")]
-        Tier::Neon => Some(crate::kernels::aarch64::neon::dense_small),
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 => Some(crate::kernels::x86_64::avx512::dense_small),
-        _ => None,
-    }
+    Some(on_tier!(fn dense_small_tier(outputs) => dense_small, _ => return None))
 }
 
 /// The process tier's `dense_small` for one small layer, chosen once (with a model's

@@ -2,7 +2,7 @@
 
 use super::gemm::{gemm_packed_bias, run, Start};
 use super::layout::PackedB;
-use crate::kernels::activation::{kernel_tier, Tier};
+use crate::kernels::activation::kernel_tier;
 
 /// `y (+)= x · B` for a single row `x` (`[k]`), for the single-stream streaming step.
 /// Unlike the packed GEMM, the inner dimension is summed in two interleaved partial sums
@@ -28,30 +28,10 @@ pub fn gemv_packed_sweep(x: &[f32], b: &PackedB, y: &mut [f32], accumulate: bool
         "gemv_packed: x or y too short"
     );
     let (xp, bp, yp) = (x.as_ptr(), b.panels().as_ptr(), y.as_mut_ptr());
-    match kernel_tier() {
-        // SAFETY: the process tier is Avx512 only when AVX-512F was detected; x holds
-        // k floats, y n floats, B's panels `ceil(n/NR) * k * NR` (asserted above).
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 => unsafe {
-            crate::kernels::x86_64::avx512::gemv(k, n, xp, bp, b.group, yp, accumulate, reverse)
-        },
-        // SAFETY: as above, AVX2 and FMA detected.
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx2 => unsafe {
-            crate::kernels::x86_64::avx2::gemv(k, n, xp, bp, b.group, yp, accumulate, reverse)
-        },
-        // SAFETY: as above (SSE4.1 detected).
-        #[cfg(target_arch = "x86_64")]
-        Tier::Sse41 => unsafe {
-            crate::kernels::x86_64::sse::gemv(k, n, xp, bp, b.group, yp, accumulate, reverse)
-        },
-        // SAFETY: as above (NEON detected).
-        #[cfg(target_arch = "aarch64")]
-        Tier::Neon => unsafe {
-            crate::kernels::aarch64::neon::gemv(k, n, xp, bp, b.group, yp, accumulate, reverse)
-        },
-        t => run(t, 1, x, k, b, y, n, Start::of(accumulate), false),
-    }
+    // SAFETY: the process tier runs on this CPU (detected at run time); x holds k floats,
+    // y n floats, B's panels `ceil(n/NR) * k * NR` (asserted above).
+    on_tier!(unsafe kernel_tier() => gemv(k, n, xp, bp, b.group, yp, accumulate, reverse),
+        t => run(t, 1, x, k, b, y, n, Start::of(accumulate), false))
 }
 
 /// `y = bias + x · B` for a single row, bit for bit [`gemm_packed_bias`] on one row (the
@@ -70,30 +50,10 @@ pub fn gemv_packed_bias(bias: &[f32], x: &[f32], b: &PackedB, y: &mut [f32]) {
         b.panels().as_ptr(),
         y.as_mut_ptr(),
     );
-    match kernel_tier() {
-        // SAFETY: the process tier is Avx512 only when AVX-512F was detected; bias and y
-        // hold n floats, x its k, b its packed panels (asserted).
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 => unsafe {
-            crate::kernels::x86_64::avx512::gemv_bias(n, bsp, k, xp, bp, b.group, yp)
-        },
-        // SAFETY: as above, AVX2 and FMA detected.
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx2 => unsafe {
-            crate::kernels::x86_64::avx2::gemv_bias(n, bsp, k, xp, bp, b.group, yp)
-        },
-        // SAFETY: as above (SSE4.1 detected).
-        #[cfg(target_arch = "x86_64")]
-        Tier::Sse41 => unsafe {
-            crate::kernels::x86_64::sse::gemv_bias(n, bsp, k, xp, bp, b.group, yp)
-        },
-        // SAFETY: as above (NEON detected).
-        #[cfg(target_arch = "aarch64")]
-        Tier::Neon => unsafe {
-            crate::kernels::aarch64::neon::gemv_bias(n, bsp, k, xp, bp, b.group, yp)
-        },
-        _ => gemm_packed_bias(1, x, k, b, y, n, bias),
-    }
+    // SAFETY: the process tier runs on this CPU (detected at run time); bias and y hold
+    // n floats, x its k, b its packed panels (asserted).
+    on_tier!(unsafe kernel_tier() => gemv_bias(n, bsp, k, xp, bp, b.group, yp),
+        _ => gemm_packed_bias(1, x, k, b, y, n, bias))
 }
 
 /// `y = bias + x1 · B1 + x2 · B2` (`B1`, `B2` with the same `n`): a layer's whole
@@ -127,39 +87,13 @@ pub fn gemv2_packed(
         x2.as_ptr(),
         b2.panels().as_ptr(),
     );
-    match kernel_tier() {
-        // SAFETY: the process tier is Avx512 only when AVX-512F was detected; bias and y
-        // hold n floats, x1 and x2 their k, b1 and b2 their packed panels (asserted).
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 => unsafe {
-            crate::kernels::x86_64::avx512::gemv2(
-                n, bsp, b1.k, x1p, b1p, b2.k, x2p, b2p, b1.group, yp, reverse,
-            )
-        },
-        // SAFETY: as above, AVX2 and FMA detected.
-        #[cfg(target_arch = "x86_64")]
-        Tier::Avx2 => unsafe {
-            crate::kernels::x86_64::avx2::gemv2(
-                n, bsp, b1.k, x1p, b1p, b2.k, x2p, b2p, b1.group, yp, reverse,
-            )
-        },
-        // SAFETY: as above (SSE4.1 detected).
-        #[cfg(target_arch = "x86_64")]
-        Tier::Sse41 => unsafe {
-            crate::kernels::x86_64::sse::gemv2(
-                n, bsp, b1.k, x1p, b1p, b2.k, x2p, b2p, b1.group, yp, reverse,
-            )
-        },
-        // SAFETY: as above (NEON detected).
-        #[cfg(target_arch = "aarch64")]
-        Tier::Neon => unsafe {
-            crate::kernels::aarch64::neon::gemv2(
-                n, bsp, b1.k, x1p, b1p, b2.k, x2p, b2p, b1.group, yp, reverse,
-            )
-        },
+    // SAFETY: the process tier runs on this CPU (detected at run time); bias and y hold
+    // n floats, x1 and x2 their k, b1 and b2 their packed panels (asserted).
+    on_tier!(
+        unsafe kernel_tier() => gemv2(n, bsp, b1.k, x1p, b1p, b2.k, x2p, b2p, b1.group, yp, reverse),
         _ => {
             gemm_packed_bias(1, x1, b1.k, b1, y, n, bias);
             gemv_packed_sweep(x2, b2, y, true, reverse);
         }
-    }
+    )
 }
