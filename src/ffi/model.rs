@@ -403,19 +403,28 @@ pub unsafe extern "C" fn rnn_model_step(
                 .audio_step(&mut s.state, xs, ys)
                 .map_err(Failure::from);
         }
+        if let Some(ls) = m.model.layers.as_deref() {
+            if m.model.audio_ready_layered(&s.state, x_len, y_len) && !overlaps(x, x_len, y, y_len)
+            {
+                // SAFETY: as for the plain model's step just above.
+                let (xs, ys) = unsafe { (in_slice(x, x_len, "x")?, out_slice(y, y_len, "y")?) };
+                return crate::layers::audio_step_again(&m.model, ls, &mut s.state, xs, ys)
+                    .map_err(Failure::from);
+            }
+        }
         // SAFETY: x and y non-NULL (checked), valid for the sizes (this function's contract).
-        unsafe { step_other(m, s, x, x_len, y, y_len) }
+        unsafe { step_general(m, s, x, x_len, y, y_len) }
     })
 }
 
-/// [`rnn_model_step`] past its plain-model audio case: a model with dense layers, a
-/// state's first step, bad sizes. Out of line, so that the audio case's frame holds
-/// only what it uses.
+/// [`rnn_model_step`] where neither audio case applies (a state's first step, bad sizes,
+/// several streams): the general path, out of line, so that the audio cases' frame
+/// holds only what they use.
 ///
 /// # Safety
 /// `x` and `y` are non-NULL and valid for `x_len` and `y_len` floats.
 #[inline(never)]
-unsafe fn step_other(
+unsafe fn step_general(
     m: &rnn_model,
     s: &mut rnn_state,
     x: *const f32,
@@ -423,14 +432,6 @@ unsafe fn step_other(
     y: *mut f32,
     y_len: usize,
 ) -> FfiResult<()> {
-    if let Some(ls) = m.model.layers.as_deref() {
-        if m.model.audio_ready_layered(&s.state, x_len, y_len) && !overlaps(x, x_len, y, y_len) {
-            // SAFETY: as for the plain model's step in rnn_model_step.
-            let (xs, ys) = unsafe { (in_slice(x, x_len, "x")?, out_slice(y, y_len, "y")?) };
-            return crate::layers::audio_step_again(&m.model, ls, &mut s.state, xs, ys)
-                .map_err(Failure::from);
-        }
-    }
     // SAFETY: the caller's contract.
     unsafe { run_block(m, s, x, Some(x_len), 1, y, y_len) }
 }
