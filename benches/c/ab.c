@@ -23,6 +23,9 @@
  * where sizes between the fused kernels' are the question). AB_STREAMS (1..16, default 1)
  * gives step and block states of that many streams (stereo: 2); their times are then per
  * stream and sample.
+ * AB_MODELS (model files, comma-separated: anything rnn_model_load reads, e.g. RTNeural's
+ * JSON) adds step and block rows for each file, loaded by each build, with one input and
+ * its output size per step (models with dense layers take their own step path).
  * Before timing, A and B must give the same outputs to 1e-4 (they are the same model);
  * a pair that does not is reported and the run fails.
  */
@@ -59,6 +62,9 @@ typedef struct {
     enum rnn_status (*set_threads)(size_t);
     const char *(*kernel_name)(void);
     const char *(*last_error)(void);
+    /* Looked up only when AB_MODELS is set (the other functions are any build's). */
+    enum rnn_status (*model_load)(const char *, struct rnn_model **);
+    size_t (*output_size)(const struct rnn_model *);
 } lib;
 
 static void *sym(lib *l, const char *name) {
@@ -149,14 +155,20 @@ static float *filled(size_t n, unsigned seed) {
     return v;
 }
 
-static void setup(work *w, lib *l, enum kind k, uint32_t cell, size_t i, size_t h, size_t b,
-                  size_t t) {
+static void setup(work *w, lib *l, enum kind k, const char *file, uint32_t cell, size_t i,
+                  size_t h, size_t b, size_t t) {
     memset(w, 0, sizeof *w);
     w->l = l;
-    struct rnn_config cfg = {cell, (uint32_t)i, (uint32_t)h, 1, 0, RNN_OUTPUT_IDENTITY};
-    if (k == STEP || k == BLOCK) cfg.output_size = 1;
-    check(l, l->model_new(&cfg, 7, &w->model), "rnn_model_new");
-    w->b = b, w->t = t, w->i = i, w->o = cfg.output_size ? cfg.output_size : h;
+    if (file) {
+        /* A model file: one input a step, its own output size. */
+        check(l, l->model_load(file, &w->model), file);
+        w->b = b, w->t = t, w->i = 1, w->o = l->output_size(w->model);
+    } else {
+        struct rnn_config cfg = {cell, (uint32_t)i, (uint32_t)h, 1, 0, RNN_OUTPUT_IDENTITY};
+        if (k == STEP || k == BLOCK) cfg.output_size = 1;
+        check(l, l->model_new(&cfg, 7, &w->model), "rnn_model_new");
+        w->b = b, w->t = t, w->i = i, w->o = cfg.output_size ? cfg.output_size : h;
+    }
     w->x = filled(b * t * i, 11);
     w->y = calloc(b * t * w->o, sizeof(float));
     if (k == STEP || k == BLOCK) check(l, l->state_new_block(w->model, b, t, &w->state), "state");
@@ -217,11 +229,11 @@ static double timed(work *w, enum kind k, size_t n) {
 
 static int failed = 0;
 
-static void compare(lib *a, lib *b, enum kind k, uint32_t cell, const char *cname, size_t i,
-                    size_t h, size_t bt, size_t t, int rounds) {
+static void compare(lib *a, lib *b, enum kind k, const char *file, uint32_t cell,
+                    const char *cname, size_t i, size_t h, size_t bt, size_t t, int rounds) {
     work wa, wb;
-    setup(&wa, a, k, cell, i, h, bt, t);
-    setup(&wb, b, k, cell, i, h, bt, t);
+    setup(&wa, a, k, file, cell, i, h, bt, t);
+    setup(&wb, b, k, file, cell, i, h, bt, t);
     /* Same model, same input: the outputs must agree (a forward from a zero state). */
     size_t ny = bt * t * wa.o;
     float *ya = malloc(ny * sizeof(float)), *yb = malloc(ny * sizeof(float));
@@ -258,7 +270,11 @@ static void compare(lib *a, lib *b, enum kind k, uint32_t cell, const char *cnam
     double mina = min_of(ta, rounds), minb = min_of(tb, rounds);
     double meda = median(ta, rounds), medb = median(tb, rounds);
     char shape[64];
-    if ((k == STEP || k == BLOCK) && bt > 1)
+    if (file && bt > 1)
+        snprintf(shape, sizeof shape, "model file, %zu streams", bt);
+    else if (file)
+        snprintf(shape, sizeof shape, "model file");
+    else if ((k == STEP || k == BLOCK) && bt > 1)
         snprintf(shape, sizeof shape, "H %zu, %zu streams", h, bt);
     else if (k == STEP || k == BLOCK)
         snprintf(shape, sizeof shape, "H %zu", h);
@@ -344,13 +360,28 @@ int main(int argc, char **argv) {
             if (k == STEP || k == BLOCK) {
                 if (cells[c].cell == RNN_CELL_RNN_TANH) continue;
                 for (int q = 0; q < nh; q++)
-                    compare(&a, &b, (enum kind)k, cells[c].cell, cells[c].name, 1, hs[q],
+                    compare(&a, &b, (enum kind)k, NULL, cells[c].cell, cells[c].name, 1, hs[q],
                             streams, k == STEP ? 64 : 512, rounds);
             } else {
                 for (int q = 0; q < 3; q++)
                     if (wanted_h(shapes[q][1]))
-                        compare(&a, &b, (enum kind)k, cells[c].cell, cells[c].name, shapes[q][0],
-                            shapes[q][1], shapes[q][2], shapes[q][3], rounds);
+                        compare(&a, &b, (enum kind)k, NULL, cells[c].cell, cells[c].name,
+                                shapes[q][0], shapes[q][1], shapes[q][2], shapes[q][3], rounds);
+            }
+        }
+        /* Model files: step and block rows for each. */
+        const char *ml = getenv("AB_MODELS");
+        if (ml && *ml && (k == STEP || k == BLOCK)) {
+            *(void **)&a.model_load = sym(&a, "rnn_model_load");
+            *(void **)&b.model_load = sym(&b, "rnn_model_load");
+            *(void **)&a.output_size = sym(&a, "rnn_model_output_size");
+            *(void **)&b.output_size = sym(&b, "rnn_model_output_size");
+            char files[4096];
+            snprintf(files, sizeof files, "%s", ml);
+            for (char *f = strtok(files, ","); f; f = strtok(NULL, ",")) {
+                const char *base = strrchr(f, '/');
+                compare(&a, &b, (enum kind)k, f, 0, base ? base + 1 : f, 1, 0, streams,
+                        k == STEP ? 64 : 512, rounds);
             }
         }
     }
