@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The C test suite: builds the crate in release, compiles every C file of bindings/c with
 # -std=c99 -Wall -Wextra -Werror -pedantic against the static library alone (no Rust
-# toolchain at run time), compiles and runs the header as C++, runs the tests, builds a
+# toolchain at run time) and the C benchmark programs of benches/c that call the ABI,
+# compiles and runs the header as C++, runs the tests, builds a
 # program against the ABI-1 header (tests/abi_v1) and runs it with this library, runs the
 # examples, checks pkg-config (and CMake when cmake is installed), then reruns the tests
 # under valgrind memcheck when valgrind is installed. Last line: "N passed, M failed".
@@ -74,6 +75,17 @@ for src in "$here"/tests/*.c "$here"/examples/*.c "$here"/cmake-example/main.c; 
         progs+=("$name")
     else
         fail "compile $(basename "$src")"
+        sed 's/^/    /' "$out/log.txt"
+    fi
+done
+# The C benchmark programs that call the ABI (run by benches/compare/ab.sh and
+# benches/c/run.sh, not here): compiled, so that a change cannot break them unseen.
+for src in "$root"/benches/c/ab.c "$root"/benches/c/model_step.c "$root"/benches/c/step_latency.c; do
+    if "$CC" -O2 -std=c99 -Wall -Wextra -Werror -I"$root/include" "$src" "${STATIC_LIBS[@]}" \
+        -o "$out/bench_$(basename "$src" .c)" >"$out/log.txt" 2>&1; then
+        pass "compile benches/c/$(basename "$src")"
+    else
+        fail "compile benches/c/$(basename "$src")"
         sed 's/^/    /' "$out/log.txt"
     fi
 done
