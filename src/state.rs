@@ -643,6 +643,8 @@ impl Model {
             let input: &[f32] = if k == 0 {
                 x
             } else if b == 1 {
+                // One stream: the rest of `below` is layer k - 1's row itself. Sliced as a
+                // bounded range here, the 8-16-unit steps took 2-5 % longer (Zen 4).
                 &below[at - h..]
             } else {
                 &below[at - b * h..][..h]
