@@ -12,7 +12,7 @@
 /// what the caller must justify, in a SAFETY line above the call: `tier` runs on this
 /// CPU (a `Detected`, `kernel_tier()` or `available_or_best()`, which only give
 /// detected tiers), and the arguments meet `f`'s own contract.
-/// `on_tier!(fn tier => f, other => fallback)` gives `f` itself, to call later.
+/// `on_tier!(fn tier => f, other => fallback)` gives `Some(f)`, to call later.
 macro_rules! on_tier {
     (unsafe $tier:expr => $f:ident($($a:expr),* $(,)?), $other:pat => $fallback:expr $(,)?) => {
         match $tier {
@@ -35,18 +35,22 @@ macro_rules! on_tier {
             $other => $fallback,
         }
     };
-    // `on_tier!(fn tier => f, other => fallback)`: `f` itself, to call later (the caller
-    // then justifies that call).
+    // `on_tier!(fn tier => f, other => fallback)`: `Some(f)`, to call later (the caller
+    // then justifies that call), or the fallback (`None` where no tier's `f` runs).
     (fn $tier:expr => $f:ident, $other:pat => $fallback:expr $(,)?) => {
         match $tier {
             #[cfg(target_arch = "x86_64")]
-            $crate::kernels::activation::Tier::Avx512 => $crate::kernels::x86_64::avx512::$f,
+            $crate::kernels::activation::Tier::Avx512 => {
+                Some($crate::kernels::x86_64::avx512::$f)
+            }
             #[cfg(target_arch = "x86_64")]
-            $crate::kernels::activation::Tier::Avx2 => $crate::kernels::x86_64::avx2::$f,
+            $crate::kernels::activation::Tier::Avx2 => Some($crate::kernels::x86_64::avx2::$f),
             #[cfg(target_arch = "x86_64")]
-            $crate::kernels::activation::Tier::Sse41 => $crate::kernels::x86_64::sse::$f,
+            $crate::kernels::activation::Tier::Sse41 => Some($crate::kernels::x86_64::sse::$f),
             #[cfg(target_arch = "aarch64")]
-            $crate::kernels::activation::Tier::Neon => $crate::kernels::aarch64::neon::$f,
+            $crate::kernels::activation::Tier::Neon => {
+                Some($crate::kernels::aarch64::neon::$f)
+            }
             $other => $fallback,
         }
     };

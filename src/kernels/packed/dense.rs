@@ -19,7 +19,7 @@ pub(crate) fn dense_narrow_kernel(o: usize) -> Option<DenseNarrowFn> {
     if o > NARROW_OUTPUTS {
         return None;
     }
-    Some(on_tier!(fn kernel_tier() => dense_narrow, _ => return None))
+    on_tier!(fn kernel_tier() => dense_narrow, _ => None)
 }
 
 /// `y = bias + x · wᵀ` for `rows` rows of `k` inputs and `o` outputs (`w` is `[o][k]`,
@@ -88,7 +88,7 @@ pub(crate) fn dense_small_tier(outputs: usize) -> Tier {
 /// The small dense kernel for a layer of `outputs` outputs ([`dense_small_tier`]; the
 /// SIMD tiers).
 fn dense_small_kernel(outputs: usize) -> Option<DenseSmallFn> {
-    Some(on_tier!(fn dense_small_tier(outputs) => dense_small, _ => return None))
+    on_tier!(fn dense_small_tier(outputs) => dense_small, _ => None)
 }
 
 /// The process tier's `dense_small` for one small layer, chosen once (with a model's
