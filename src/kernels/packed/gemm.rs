@@ -18,6 +18,26 @@ pub(crate) enum Init {
     Bias(*const f32),
 }
 
+/// A tier's packed GEMM kernel over a range of groups (`simd::tier_entries!`'s
+/// `gemm_group`): `(m, kl, p0, k, n, a, lda, b, group, c, ldc, acc, g0, g1, prefetch)`.
+type GemmGroupFn = unsafe fn(
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    *const f32,
+    usize,
+    *const f32,
+    usize,
+    *mut f32,
+    usize,
+    Init,
+    usize,
+    usize,
+    (*const f32, usize),
+);
+
 /// [`Init`] with a borrowed bias, checked against `B`'s width by [`run`].
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Start<'a> {
@@ -171,9 +191,10 @@ pub(super) fn run(
         k == 0 || (lda >= k && a.len() >= (m - 1) * lda + k),
         "gemm_packed: A too short"
     );
-    match tier {
-        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-        Tier::Avx512 | Tier::Avx2 | Tier::Sse41 | Tier::Neon => {
+    // The tier's group kernel (`tier_entries!`), or none: the scalar tier.
+    let kernel: Option<GemmGroupFn> = on_tier!(fn tier => gemm_group, _ => None);
+    match kernel {
+        Some(group) => {
             let (ap, bp, cp) = (a.as_ptr(), b.panels().as_ptr(), c.as_mut_ptr());
             let panels = n.div_ceil(NR);
             // B larger than about half an L2 is read from L3 (or memory) at every call:
@@ -197,24 +218,13 @@ pub(super) fn run(
                 unsafe {
                     let ap = ap.add(p0);
                     let pf = (bp.add(pf.0), pf.1);
-                    #[cfg(target_arch = "x86_64")]
-                    let group = {
-                        use crate::kernels::x86_64::{avx2, avx512, sse};
-                        match tier {
-                            Tier::Avx512 => avx512::gemm_group,
-                            Tier::Avx2 => avx2::gemm_group,
-                            _ => sse::gemm_group,
-                        }
-                    };
-                    #[cfg(target_arch = "aarch64")]
-                    let group = crate::kernels::aarch64::neon::gemm_group;
                     group(
                         m, k, p0, kc, n, ap, lda, bp, b.group, cp, ldc, acc, g0, g1, pf,
                     )
                 }
             })
         }
-        _ => {
+        None => {
             let bias = match start {
                 Start::Bias(bias) => Some(bias),
                 _ => None,
