@@ -392,6 +392,23 @@ pub(crate) fn overlaps<T, U>(a: *const T, a_len: usize, b: *const U, b_len: usiz
     a0 < b1 && b0 < a1
 }
 
+/// For a per-sample step, whose buffers are a model's few inputs and outputs: whether
+/// `x` (`x_len` floats) and `y` (`y_len`) are both aligned and share no byte, in a few
+/// instructions where [`in_slice`], [`out_slice`] and [`check_disjoint`] take some twenty
+/// (each instruction before a step's kernel delays it: a step ends where the next one's
+/// window starts). The sums wrap instead of saturating: a buffer that reaches the end of
+/// the address space is outside the contract already. Where false, the caller takes the
+/// whole path, whose checks name the buffer.
+#[inline(always)]
+pub(crate) fn step_buffers_ok(x: *const f32, x_len: usize, y: *const f32, y_len: usize) -> bool {
+    let (a0, b0) = (x as usize, y as usize);
+    let (a1, b1) = (
+        a0.wrapping_add(x_len.wrapping_mul(4)),
+        b0.wrapping_add(y_len.wrapping_mul(4)),
+    );
+    (a0 | b0) % std::mem::align_of::<f32>() == 0 && !(a0 < b1 && b0 < a1)
+}
+
 #[cold]
 #[inline(never)]
 fn misaligned(arg: &str, align: usize) -> Failure {
@@ -522,5 +539,14 @@ mod tests {
         assert!(check_disjoint(p, 9, "x", p.wrapping_add(8), 8, "y").is_err());
         assert!(check_disjoint(p.wrapping_add(4), 2, "x", p, 8, "y").is_err());
         assert!(check_disjoint(p, 0, "x", p, 8, "y").is_ok());
+        // The step's short form agrees, and refuses misaligned buffers.
+        for (x, xl, y, yl) in [(0, 8, 8, 8), (0, 9, 8, 8), (4, 2, 0, 8), (0, 0, 0, 8)] {
+            let (xp, yp) = (p.wrapping_add(x), p.wrapping_add(y));
+            let apart = check_disjoint(xp, xl, "x", yp, yl, "y").is_ok();
+            assert_eq!(step_buffers_ok(xp, xl, yp, yl), apart, "{x} {xl} {y} {yl}");
+        }
+        let odd = p.cast::<u8>().wrapping_add(1).cast::<f32>();
+        assert!(!step_buffers_ok(odd, 1, p.wrapping_add(8), 1));
+        assert!(!step_buffers_ok(p, 1, odd.wrapping_add(8), 1));
     }
 }

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use crate::ffi::boundary::{
     check_disjoint, check_len, check_null, element_count, ffi_boundary, ffi_boundary_value,
-    ffi_boundary_void, in_slice, lengths_arg, out_slice, overlaps, try_mut, try_ref, write_out,
-    Failure, FfiResult,
+    ffi_boundary_void, in_slice, lengths_arg, out_slice, step_buffers_ok, try_mut, try_ref,
+    write_out, Failure, FfiResult,
 };
 use crate::ffi::state::rnn_state;
 use crate::ffi::types::{rnn_config, rnn_status};
@@ -393,21 +393,32 @@ pub unsafe extern "C" fn rnn_model_step(
         // A state that stepped this model before needs only the buffers checked (a
         // model with dense layers apart: the plain model's step is the one to keep
         // short). Overlapping buffers take the whole path, which names them.
-        if m.model.audio_ready(&s.state, x_len, y_len) && !overlaps(x, x_len, y, y_len) {
-            // SAFETY: non-NULL (checked), `x_len` floats readable and `y_len` writable
-            // (contract), disjoint (checked); the lengths are the model's input and
-            // output sizes, which the state's creation bounded; alignment is checked.
-            let (xs, ys) = unsafe { (in_slice(x, x_len, "x")?, out_slice(y, y_len, "y")?) };
+        if m.model.audio_ready(&s.state, x_len, y_len) && step_buffers_ok(x, x_len, y, y_len) {
+            // SAFETY: non-NULL and aligned (checked), `x_len` floats readable and `y_len`
+            // writable (contract), disjoint (checked); the lengths are the model's input
+            // and output sizes, which the state's creation bounded.
+            let (xs, ys) = unsafe {
+                (
+                    std::slice::from_raw_parts(x, x_len),
+                    std::slice::from_raw_parts_mut(y, y_len),
+                )
+            };
             return m
                 .model
                 .audio_step(&mut s.state, xs, ys)
                 .map_err(Failure::from);
         }
         if let Some(ls) = m.model.layers.as_deref() {
-            if m.model.audio_ready_layered(&s.state, x_len, y_len) && !overlaps(x, x_len, y, y_len)
+            if m.model.audio_ready_layered(&s.state, x_len, y_len)
+                && step_buffers_ok(x, x_len, y, y_len)
             {
                 // SAFETY: as for the plain model's step just above.
-                let (xs, ys) = unsafe { (in_slice(x, x_len, "x")?, out_slice(y, y_len, "y")?) };
+                let (xs, ys) = unsafe {
+                    (
+                        std::slice::from_raw_parts(x, x_len),
+                        std::slice::from_raw_parts_mut(y, y_len),
+                    )
+                };
                 return crate::layers::audio_step_again(&m.model, ls, &mut s.state, xs, ys)
                     .map_err(Failure::from);
             }
