@@ -24,12 +24,15 @@ impl LineAligned {
         LineAligned { buf, off, len }
     }
 
-    /// The data.
+    /// The data. Inlined: a per-sample step asks for its weights' start every call, and
+    /// as a call it made the step spill and reload its registers around it.
+    #[inline]
     pub(crate) fn as_slice(&self) -> &[f32] {
         &self.buf[self.off..self.off + self.len]
     }
 
     /// The data, writable.
+    #[inline]
     pub(crate) fn as_mut_slice(&mut self) -> &mut [f32] {
         &mut self.buf[self.off..self.off + self.len]
     }
