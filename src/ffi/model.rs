@@ -403,10 +403,8 @@ pub unsafe extern "C" fn rnn_model_step(
                     std::slice::from_raw_parts_mut(y, y_len),
                 )
             };
-            return m
-                .model
-                .audio_step(&mut s.state, xs, ys)
-                .map_err(Failure::from);
+            m.model.audio_step(&mut s.state, xs, ys)?;
+            return Ok(());
         }
         if let Some(ls) = m.model.layers.as_deref() {
             if m.model.audio_ready_layered(&s.state, x_len, y_len)
