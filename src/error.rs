@@ -93,6 +93,7 @@ pub(crate) fn checked_size(what: &str, dims: &[usize]) -> Result<usize> {
 
 /// Whether every element is finite: one branch-free pass, which vectorizes (with the
 /// kernel tier's vectors).
+#[inline]
 pub(crate) fn all_finite(data: &[f32]) -> bool {
     crate::kernels::passes::all_finite(data)
 }

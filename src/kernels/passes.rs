@@ -37,8 +37,13 @@ pub(crate) fn squared_errors(
     }
 }
 
-/// Whether every element is finite (one branch-free pass).
+/// Whether every element is finite (one branch-free pass). A few elements (a step's
+/// inputs) take the plain loop inline: the call to a tier's pass cost more than they do.
+#[inline]
 pub(crate) fn all_finite(data: &[f32]) -> bool {
+    if data.len() <= 16 {
+        return all_finite_body(data);
+    }
     match kernel_tier() {
         // SAFETY: as in `squared_errors`.
         #[cfg(target_arch = "x86_64")]

@@ -85,6 +85,7 @@ impl Activation {
     }
 
     /// Applies the activation to one row in place (softmax over the row).
+    #[inline]
     fn apply(self, row: &mut [f32]) {
         match self {
             Activation::Identity => {}
@@ -344,6 +345,7 @@ fn after_small(act: Activation, out: &mut [f32], no: usize, softmax: bool) {
 /// and so the same bits, for the per-sample step, without a view per layer (building
 /// them and the general chain cost more than two small layers' arithmetic).
 #[allow(clippy::too_many_arguments)]
+#[inline]
 fn chain_one(
     list: &[Dense],
     plans: &[DensePlan],

@@ -213,7 +213,7 @@ impl StreamLayer {
     /// changes). Bit for bit what [`super::gemm_packed_bias`] of the inputs into
     /// gate rows, the packed GEMV into each row (or a scratch row, GRU) and
     /// `activation::lstm_state` / `gru_lbr_state` give, step by step.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn run(
         &self,
         x: &[f32],
