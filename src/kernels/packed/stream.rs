@@ -387,6 +387,7 @@ fn stream_kernel(
     }
     #[cfg(target_arch = "x86_64")]
     {
+        use crate::kernels::x86_64::avx2::vl256;
         use crate::kernels::x86_64::{avx2, avx512, sse};
         use StreamKernel::{GruLbr, Lstm};
         // `stream_fused` admits AVX2 (or AVX-512) for these sizes; 8 units run the AVX2
@@ -399,7 +400,23 @@ fn stream_kernel(
         // steps and blocks took 1.02-1.09 of the time (Intel Xeon Emerald Rapids, 9
         // rounds, three runs). At 64 units the two choices measured level.
         let tier = kernel_tier();
-        let avx512_body = tier == Tier::Avx512 && units > 8;
+        // AVX-512's 16-unit GRU in 256-bit registers on AMD (`avx2::vl256`: its bits).
+        // Zen 4 splits a 512-bit operation in two; in AVX2's layout (two unit vectors a
+        // pass, three gate vectors each) the 16-unit GRU ran in 0.91 of the 512-bit
+        // body's time a step and 0.83-0.84 a 512-sample block (AMD EPYC Zen 4, ab.c, 11
+        // rounds, both orders). The LSTM there: blocks 0.94, steps 1.05-1.06, and both
+        // cells at 32 and 64 1.03-1.15 in AVX2's layouts, one or two vectors a pass
+        // (docs/PERFORMANCE.md, seventh session): left on the 512-bit body.
+        // Not for layers padded to 16 units: there a head inside the 8-lane kernel
+        // chains both halves' products into one accumulator (one rounding fewer), where
+        // the 16-lane dot product rounds each half's and adds them (`StreamOut::put`,
+        // `dense_narrow`); at 16 units both add two rounded halves.
+        let vl256 = tier == Tier::Avx512
+            && cell == CellKind::GruLbr
+            && units == 16
+            && !pad
+            && crate::kernels::x86_64::amd_cpu();
+        let avx512_body = tier == Tier::Avx512 && units > 8 && !vl256;
         let lanes = match tier {
             Tier::Avx512 if avx512_body => 16,
             Tier::Sse41 => 4,
@@ -410,6 +427,9 @@ fn stream_kernel(
             return four_lanes!(sse, ch);
         }
         let kernel = match (tier, cell, units) {
+            (Tier::Avx512, CellKind::GruLbr, 16) if vl256 => {
+                (pick!(GruLbr, vl256::gru_lbr_stream, 2, 2, 6, ch), 8, 2)
+            }
             (Tier::Avx512 | Tier::Avx2, CellKind::Lstm, 8) => {
                 (pick!(Lstm, avx2::lstm_stream, 1, 1, 4, ch), 8, 1)
             }

@@ -6,29 +6,40 @@
 //! `vmaskmovps`, which is microcoded on AMD Zen 1 and 2 (the profile of the single-stream
 //! step on such a CPU had its masked loads among the hottest instructions). Divisions are exact (`vdivps`
 //! issues every ~5 cycles on 8 lanes, and the `rcpps` estimate differs between vendors).
+//!
+//! [`Avx2Body<true>`](Avx2Body) is the same 8-lane body for the AVX-512 tier ([`vl256`]): its
+//! division is AVX-512's (`vrcp14ps` on 8 lanes, AVX-512VL, and the same Newton step),
+//! every other operation gives AVX-512's bits lane for lane already, so a kernel body run
+//! on it gives the AVX-512 tier's bits in 256-bit registers.
 
 use std::arch::x86_64::*;
 
 use crate::kernels::simd::{tier_entries, Simd};
 
 /// The AVX2 + FMA tier's token: a value exists only where both were detected.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Avx2(());
+pub(crate) type Avx2 = Avx2Body<false>;
 
-impl Avx2 {
+/// An 8-lane FMA body's token: a value exists only where AVX2 and FMA were detected; with
+/// `AVX512` (the AVX-512 tier's 8-lane body, [`vl256`]) only where AVX-512F and
+/// AVX-512VL were detected too.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx2Body<const AVX512: bool>(());
+
+impl<const AVX512: bool> Avx2Body<AVX512> {
     /// The token without the check.
     ///
     /// # Safety
-    /// The CPU must have AVX2 and FMA.
+    /// The CPU must have AVX2 and FMA, and with `AVX512` AVX-512F and AVX-512VL.
     #[inline(always)]
-    pub(crate) unsafe fn assume() -> Avx2 {
-        Avx2(())
+    pub(crate) unsafe fn assume() -> Avx2Body<AVX512> {
+        Avx2Body(())
     }
 }
 
-// SAFETY (every `unsafe` block in this impl that calls an intrinsic): a value of `Avx2`
-// exists only where AVX2 and FMA were detected (`new`, or `assume` under its contract).
-impl Simd for Avx2 {
+// SAFETY (every `unsafe` block in this impl that calls an intrinsic): a value of
+// `Avx2Body` exists only where AVX2 and FMA were detected (`assume` under its contract),
+// and of `Avx2Body<true>` only where AVX-512F and AVX-512VL were too.
+impl<const AVX512: bool> Simd for Avx2Body<AVX512> {
     const REGISTERS: usize = 16;
     const LANES: usize = 8;
     type V = __m256;
@@ -73,10 +84,20 @@ impl Simd for Avx2 {
         // SAFETY: see the impl.
         unsafe { _mm256_fmadd_ps(a, b, c) }
     }
+    /// Exact, or with `AVX512` the AVX-512 tier's estimate and Newton step (`avx512.rs`):
+    /// the same bits as its 16-lane division, lane for lane.
     #[inline(always)]
     fn div(self, num: __m256, d: __m256) -> __m256 {
-        // SAFETY: see the impl.
-        unsafe { _mm256_div_ps(num, d) }
+        // SAFETY: see the impl (`AVX512`: AVX-512F and AVX-512VL were detected).
+        unsafe {
+            if AVX512 {
+                let r = _mm256_rcp14_ps(d);
+                let y = _mm256_mul_ps(num, r);
+                _mm256_fmadd_ps(y, _mm256_fnmadd_ps(d, r, _mm256_set1_ps(1.0)), y)
+            } else {
+                _mm256_div_ps(num, d)
+            }
+        }
     }
     #[inline(always)]
     fn min(self, a: __m256, b: __m256) -> __m256 {
@@ -152,3 +173,39 @@ impl Simd for Avx2 {
 }
 
 tier_entries!(Avx2, "avx2,fma");
+
+/// The AVX-512 tier's kernels in 256-bit registers ([`Avx2Body<true>`](Avx2Body)): the same bits
+/// as its 16-lane ones, for the sizes where AMD's cores, which split a 512-bit operation
+/// in two, ran them faster (`kernels::packed::stream`).
+pub(crate) mod vl256 {
+    use super::Avx2Body;
+
+    /// [`crate::kernels::cells::gru_lbr_stream`] on the AVX-512 tier, 8 lanes.
+    ///
+    /// # Safety
+    /// As for the body; the CPU has AVX2, FMA, AVX-512F and AVX-512VL.
+    #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+    pub(crate) unsafe fn gru_lbr_stream<
+        const U: usize,
+        const CH: usize,
+        const NV: usize,
+        const PAIRS: bool,
+        const CHAIN: bool,
+        const PAD: bool,
+    >(
+        steps: usize,
+        inp: crate::kernels::cells::StreamInput,
+        b_hn: *const f32,
+        h: *mut f32,
+        out: crate::kernels::cells::StreamOut,
+    ) {
+        // SAFETY: the features were detected (the caller's contract).
+        let s = unsafe { Avx2Body::<true>::assume() };
+        // SAFETY: the caller's contract is the body's.
+        unsafe {
+            crate::kernels::cells::gru_lbr_stream::<Avx2Body<true>, U, CH, NV, PAIRS, CHAIN, PAD>(
+                s, steps, inp, b_hn, h, out,
+            )
+        }
+    }
+}
