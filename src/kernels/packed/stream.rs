@@ -308,7 +308,7 @@ impl StreamLayer {
 /// describes both): the chain form's shorter latency against the throughput form's three
 /// fewer operations per vector. Measured, step and 512-sample block alternated:
 /// - AVX-512 bodies (16, 32 units): the chain form (few 16-lane vectors a step; Intel,
-///   the development machine).
+///   the development machine); so too their 8-lane form on AMD (`stream_kernel`).
 /// - AVX2 bodies with one unit vector (8 units, on either tier): the chain form. Intel
 ///   Xeon (Emerald Rapids): LSTM and GRU H = 8 steps 13-14 % faster; AMD EPYC Zen 3:
 ///   level.
@@ -400,35 +400,34 @@ fn stream_kernel(
         // steps and blocks took 1.02-1.09 of the time (Intel Xeon Emerald Rapids, 9
         // rounds, three runs). At 64 units the two choices measured level.
         let tier = kernel_tier();
-        // AVX-512's 16-unit GRU in 256-bit registers on AMD (`avx2::vl256`: its bits).
-        // Zen 4 splits a 512-bit operation in two; in AVX2's layout (two unit vectors a
-        // pass, three gate vectors each) the 16-unit GRU ran in 0.91 of the 512-bit
-        // body's time a step and 0.83-0.84 a 512-sample block (AMD EPYC Zen 4, ab.c, 11
-        // rounds, both orders). The LSTM there: blocks 0.94, steps 1.05-1.06, and both
-        // cells at 32 and 64 1.03-1.15 in AVX2's layouts, one or two vectors a pass
-        // (docs/PERFORMANCE.md, seventh session): left on the 512-bit body.
-        // Not for layers padded to 16 units: there a head inside the 8-lane kernel
-        // chains both halves' products into one accumulator (one rounding fewer), where
-        // the 16-lane dot product rounds each half's and adds them (`StreamOut::put`,
-        // `dense_narrow`); at 16 units both add two rounded halves.
-        let vl256 = tier == Tier::Avx512
-            && cell == CellKind::GruLbr
-            && units == 16
-            && !pad
-            && crate::kernels::x86_64::amd_cpu();
+        // AVX-512's 16-unit layers in 256-bit registers on AMD (`avx2::vl256`: its bits,
+        // and AVX-512VL's 32 registers). Zen 4 splits a 512-bit operation in two; with
+        // both unit vectors of 8 in one pass (the GRU's as on the AVX2 tier, the LSTM's
+        // eight gate vectors, which AVX2's 16 registers do not hold) and the chain form of
+        // the activations, 16-unit steps ran in 0.93 (LSTM) and 0.86-0.87 (GRU) of the
+        // 512-bit body's time and 512-sample blocks in 0.87 and 0.80 (AMD EPYC Zen 4,
+        // ab.c, 11 rounds; the throughput form 2-6 % slower than the chain form here).
+        // AVX2's layouts at 32 and 64 units were 1.03-1.15 (docs/PERFORMANCE.md, seventh
+        // session); a head inside a 32-unit kernel would also sum in another order.
+        let vl256 =
+            tier == Tier::Avx512 && units == 16 && !pad && crate::kernels::x86_64::amd_cpu();
         let avx512_body = tier == Tier::Avx512 && units > 8 && !vl256;
         let lanes = match tier {
             Tier::Avx512 if avx512_body => 16,
             Tier::Sse41 => 4,
             _ => 8,
         };
-        let ch = chain.unwrap_or_else(|| chain_form(avx512_body, lanes, units / lanes));
+        // The chain form for the 8-lane AVX-512 bodies too (above).
+        let ch = chain.unwrap_or_else(|| vl256 || chain_form(avx512_body, lanes, units / lanes));
         if tier == Tier::Sse41 {
             return four_lanes!(sse, ch);
         }
         let kernel = match (tier, cell, units) {
             (Tier::Avx512, CellKind::GruLbr, 16) if vl256 => {
                 (pick!(GruLbr, vl256::gru_lbr_stream, 2, 2, 6, ch), 8, 2)
+            }
+            (Tier::Avx512, CellKind::Lstm, 16) if vl256 => {
+                (pick!(Lstm, vl256::lstm_stream, 2, 2, 8, ch), 8, 2)
             }
             (Tier::Avx512 | Tier::Avx2, CellKind::Lstm, 8) => {
                 (pick!(Lstm, avx2::lstm_stream, 1, 1, 4, ch), 8, 1)
