@@ -286,7 +286,7 @@ impl StreamLayer {
         );
         let (inp, hp) = (self.w.input(x.as_ptr(), reverse), h.as_mut_ptr());
         // SAFETY: the kernel was chosen by `stream_kernel` for the process tier
-        // (detected), this cell and the kernel's size (`stream_size`: these units or,
+        // (detected; AVX-512VL too for that tier's 8-lane kernels), this cell and the kernel's size (`stream_size`: these units or,
         // padded, more), with `k <= KC`, and the weights laid out for it
         // (`StreamWeights::new`; `b_hn` and the head's rows padded to the kernel's size:
         // `with_form`, `set_head`); the kernel reads and writes `w`'s units of h, c and
@@ -409,8 +409,11 @@ fn stream_kernel(
         // ab.c, 11 rounds; the throughput form 2-6 % slower than the chain form here).
         // AVX2's layouts at 32 and 64 units were 1.03-1.15 (docs/PERFORMANCE.md, seventh
         // session); a head inside a 32-unit kernel would also sum in another order.
-        let vl256 =
-            tier == Tier::Avx512 && units == 16 && !pad && crate::kernels::x86_64::amd_cpu();
+        let vl256 = tier == Tier::Avx512
+            && units == 16
+            && !pad
+            && crate::kernels::x86_64::amd_cpu()
+            && std::arch::is_x86_feature_detected!("avx512vl");
         let avx512_body = tier == Tier::Avx512 && units > 8 && !vl256;
         let lanes = match tier {
             Tier::Avx512 if avx512_body => 16,
