@@ -444,6 +444,17 @@ macro_rules! tier_entries {
             const W: usize = (<$S as crate::kernels::simd::Simd>::REGISTERS - 8) / 2;
             crate::kernels::outer::body::<$S, W>(s, k, a, lda, m, b, nb, out)
         }
+        crate::kernels::simd::stream_entries!($S, $feat);
+    };
+}
+pub(crate) use tier_entries;
+
+/// The fused single-stream kernels' entry points alone (`tier_entries!` defines them for
+/// each tier; `avx2::vl256` for the AVX-512 tier's 8-lane bodies): `lstm_stream` and
+/// `gru_lbr_stream` with the token `$S` (a type name) and the features `$feat`.
+// SAFETY: as for `tier_entries!`.
+macro_rules! stream_entries {
+    ($S:ident, $feat:literal) => {
         /// [`crate::kernels::cells::lstm_stream`] on this tier.
         ///
         /// # Safety
@@ -502,7 +513,7 @@ macro_rules! tier_entries {
         }
     };
 }
-pub(crate) use tier_entries;
+pub(crate) use stream_entries;
 
 // ---------------------------------------------------------------------------------------
 // The activations (algorithm and constants: `x86_64/mod.rs`).

@@ -178,63 +178,8 @@ tier_entries!(Avx2, "avx2,fma");
 /// as its 16-lane ones, for the sizes where AMD's cores, which split a 512-bit operation
 /// in two, ran them faster (`kernels::packed::stream`).
 pub(crate) mod vl256 {
-    use super::Avx2Body;
+    /// The AVX-512 tier's 8-lane token.
+    type Avx512In256 = super::Avx2Body<true>;
 
-    /// [`crate::kernels::cells::lstm_stream`] on the AVX-512 tier, 8 lanes.
-    ///
-    /// # Safety
-    /// As for the body; the CPU has AVX2, FMA, AVX-512F and AVX-512VL.
-    #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
-    pub(crate) unsafe fn lstm_stream<
-        const U: usize,
-        const CH: usize,
-        const NV: usize,
-        const PAIRS: bool,
-        const CHAIN: bool,
-        const PAD: bool,
-    >(
-        steps: usize,
-        inp: crate::kernels::cells::StreamInput,
-        h: *mut f32,
-        c: *mut f32,
-        out: crate::kernels::cells::StreamOut,
-    ) {
-        // SAFETY: the features were detected (the caller's contract).
-        let s = unsafe { Avx2Body::<true>::assume() };
-        // SAFETY: the caller's contract is the body's.
-        unsafe {
-            crate::kernels::cells::lstm_stream::<Avx2Body<true>, U, CH, NV, PAIRS, CHAIN, PAD>(
-                s, steps, inp, h, c, out,
-            )
-        }
-    }
-
-    /// [`crate::kernels::cells::gru_lbr_stream`] on the AVX-512 tier, 8 lanes.
-    ///
-    /// # Safety
-    /// As for the body; the CPU has AVX2, FMA, AVX-512F and AVX-512VL.
-    #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
-    pub(crate) unsafe fn gru_lbr_stream<
-        const U: usize,
-        const CH: usize,
-        const NV: usize,
-        const PAIRS: bool,
-        const CHAIN: bool,
-        const PAD: bool,
-    >(
-        steps: usize,
-        inp: crate::kernels::cells::StreamInput,
-        b_hn: *const f32,
-        h: *mut f32,
-        out: crate::kernels::cells::StreamOut,
-    ) {
-        // SAFETY: the features were detected (the caller's contract).
-        let s = unsafe { Avx2Body::<true>::assume() };
-        // SAFETY: the caller's contract is the body's.
-        unsafe {
-            crate::kernels::cells::gru_lbr_stream::<Avx2Body<true>, U, CH, NV, PAIRS, CHAIN, PAD>(
-                s, steps, inp, b_hn, h, out,
-            )
-        }
-    }
+    crate::kernels::simd::stream_entries!(Avx512In256, "avx2,fma,avx512f,avx512vl");
 }
