@@ -409,10 +409,16 @@ fn stream_kernel(
         // ab.c, 11 rounds; the throughput form 2-6 % slower than the chain form here).
         // AVX2's layouts at 32 and 64 units were 1.03-1.15 (docs/PERFORMANCE.md, seventh
         // session); a head inside a 32-unit kernel would also sum in another order.
+        let amd = crate::kernels::x86_64::amd_cpu();
+        // The tests run both bodies on any CPU with AVX-512VL.
+        #[cfg(test)]
+        let amd = super::tests::VL256_OVERRIDE
+            .with(|v| v.get())
+            .unwrap_or(amd);
         let vl256 = tier == Tier::Avx512
             && units == 16
             && !pad
-            && crate::kernels::x86_64::amd_cpu()
+            && amd
             && std::arch::is_x86_feature_detected!("avx512vl");
         let avx512_body = tier == Tier::Avx512 && units > 8 && !vl256;
         let lanes = match tier {

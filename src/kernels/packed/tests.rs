@@ -2,6 +2,10 @@ thread_local! {
     /// The group size this thread's tests pack with, where set ([`in_every_layout`]).
     pub(super) static GROUP_OVERRIDE: std::cell::Cell<Option<usize>> =
         const { std::cell::Cell::new(None) };
+    /// Whether the AVX-512 tier's 16-unit stream kernels take their 8-lane bodies
+    /// (`avx2::vl256`; chosen on AMD), where set.
+    pub(super) static VL256_OVERRIDE: std::cell::Cell<Option<bool>> =
+        const { std::cell::Cell::new(None) };
 }
 
 /// Runs `f` with `B` packed as the process tier packs it, then in groups of one panel
@@ -754,4 +758,65 @@ fn layers_between_the_kernels_sizes_take_the_next_one_where_it_pays() {
         }
     }
     assert_eq!(stream_size(CellKind::Lstm, 0), None);
+}
+
+/// The AVX-512 tier's 16-unit stream kernels in 256-bit registers (`avx2::vl256`, chosen
+/// on AMD) give the 16-lane kernels' bits: `h`, `c`, the rows and a head inside the
+/// kernel, every step, in both activations' forms and both sweep directions. Runs on
+/// any CPU with AVX-512VL (the choice is forced both ways), so an Intel machine checks
+/// the AMD kernels too.
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn the_avx512_tiers_8_lane_stream_kernels_give_its_16_lane_bits() {
+    if kernel_tier() != Tier::Avx512 || !std::arch::is_x86_feature_detected!("avx512vl") {
+        return;
+    }
+    let bits_of = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let mut rnd = uniform(41u32);
+    for cell in [CellKind::Lstm, CellKind::GruLbr] {
+        for k in [1, 3] {
+            let units = 16;
+            let gw = cell.gates() * units;
+            let mut v = |n: usize, s: f32| (0..n).map(|_| rnd() * s).collect::<Vec<f32>>();
+            let (w_ih, w_hh, bias, b_hn) = (
+                v(gw * k, 1.5),
+                v(gw * units, 1.5),
+                v(gw, 1.0),
+                v(units, 1.0),
+            );
+            let b_hn: &[f32] = if cell == CellKind::GruLbr { &b_hn } else { &[] };
+            let (head_w, head_b) = (v(2 * units, 1.0), v(2, 1.0));
+            let steps = 9;
+            let x = v(steps * k, 2.0);
+            let (h0, c0) = (v(units, 1.0), v(units, 2.0));
+            for chain in [Some(true), Some(false)] {
+                let mut runs = Vec::new();
+                for vl256 in [false, true] {
+                    VL256_OVERRIDE.with(|o| o.set(Some(vl256)));
+                    let layer =
+                        StreamLayer::with_form(cell, units, k, &w_ih, &w_hh, &bias, b_hn, chain);
+                    VL256_OVERRIDE.with(|o| o.set(None));
+                    let mut layer = layer.expect("a 16-unit kernel on AVX-512");
+                    let mut h = h0.clone();
+                    let mut c = if cell == CellKind::Lstm {
+                        c0.clone()
+                    } else {
+                        vec![]
+                    };
+                    let mut rows = vec![f32::NAN; steps * units];
+                    layer.run(&x, steps, false, &mut h, &mut c, &mut rows);
+                    layer.set_head(&head_w, &head_b);
+                    let mut y = vec![f32::NAN; steps * 2];
+                    layer.run_head(&x, steps, true, &mut h, &mut c, &mut y);
+                    // One step at a time, as a per-sample caller runs it.
+                    for st in 0..steps {
+                        let xs = &x[st * k..(st + 1) * k];
+                        layer.run_head(xs, 1, st % 2 == 1, &mut h, &mut c, &mut y[..2]);
+                    }
+                    runs.push((bits_of(&rows), bits_of(&y), bits_of(&h), bits_of(&c)));
+                }
+                assert_eq!(runs[0], runs[1], "{cell:?} k={k} chain={chain:?}");
+            }
+        }
+    }
 }
