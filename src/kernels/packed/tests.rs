@@ -46,6 +46,26 @@ fn naive(m: usize, k: usize, n: usize, a: &[f32], lda: usize, b: &[f32]) -> Vec<
     c
 }
 
+/// A layer's PyTorch-shaped weights drawn from `rnd` in [-0.5, 0.5): `w_ih` `[G·H][k]`,
+/// `w_hh` `[G·H][H]`, the folded bias `[G·H]` and `b_hn` `[H]` (drawn for every cell, so
+/// the sequence after it does not depend on the cell; empty for the LSTM).
+fn layer_weights(
+    rnd: &mut impl FnMut() -> f32,
+    cell: CellKind,
+    units: usize,
+    k: usize,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    let gw = cell.gates() * units;
+    let mut v = |n: usize| (0..n).map(|_| rnd()).collect::<Vec<f32>>();
+    let (w_ih, w_hh, bias, b_hn) = (v(gw * k), v(gw * units), v(gw), v(units));
+    let b_hn = if cell == CellKind::GruLbr {
+        b_hn
+    } else {
+        Vec::new()
+    };
+    (w_ih, w_hh, bias, b_hn)
+}
+
 /// The activations' forms a fused stream can take: the one chosen for this CPU, and
 /// each forced (the choice differs between machines, the bits must not).
 const FORMS: [Option<bool>; 3] = [None, Some(true), Some(false)];
@@ -252,16 +272,9 @@ fn a_head_inside_the_stream_kernel_is_the_dense_head_bit_for_bit() {
             (80, 2),
             (112, 1),
         ] {
-            let gw = cell.gates() * units;
+            let (w_ih, w_hh, bias, b_hn) = layer_weights(&mut rnd, cell, units, k);
             let mut v = |n: usize, s: f32| (0..n).map(|_| rnd() * s).collect::<Vec<f32>>();
-            let (w_ih, w_hh, bias, b_hn) = (
-                v(gw * k, 1.0),
-                v(gw * units, 1.0),
-                v(gw, 1.0),
-                v(units, 1.0),
-            );
-            let b_hn: &[f32] = if cell == CellKind::GruLbr { &b_hn } else { &[] };
-            let Some(mut layer) = StreamLayer::new(cell, units, k, &w_ih, &w_hh, &bias, b_hn)
+            let Some(mut layer) = StreamLayer::new(cell, units, k, &w_ih, &w_hh, &bias, &b_hn)
             else {
                 // No fused kernel for this size here (the other test checks which).
                 assert!(
@@ -776,15 +789,8 @@ fn the_avx512_tiers_8_lane_stream_kernels_give_its_16_lane_bits() {
     for cell in [CellKind::Lstm, CellKind::GruLbr] {
         for k in [1, 3] {
             let units = 16;
-            let gw = cell.gates() * units;
+            let (w_ih, w_hh, bias, b_hn) = layer_weights(&mut rnd, cell, units, k);
             let mut v = |n: usize, s: f32| (0..n).map(|_| rnd() * s).collect::<Vec<f32>>();
-            let (w_ih, w_hh, bias, b_hn) = (
-                v(gw * k, 1.5),
-                v(gw * units, 1.5),
-                v(gw, 1.0),
-                v(units, 1.0),
-            );
-            let b_hn: &[f32] = if cell == CellKind::GruLbr { &b_hn } else { &[] };
             let (head_w, head_b) = (v(2 * units, 1.0), v(2, 1.0));
             let steps = 9;
             let x = v(steps * k, 2.0);
@@ -794,7 +800,7 @@ fn the_avx512_tiers_8_lane_stream_kernels_give_its_16_lane_bits() {
                 for vl256 in [false, true] {
                     VL256_OVERRIDE.with(|o| o.set(Some(vl256)));
                     let layer =
-                        StreamLayer::with_form(cell, units, k, &w_ih, &w_hh, &bias, b_hn, chain);
+                        StreamLayer::with_form(cell, units, k, &w_ih, &w_hh, &bias, &b_hn, chain);
                     VL256_OVERRIDE.with(|o| o.set(None));
                     let mut layer = layer.expect("a 16-unit kernel on AVX-512");
                     let mut h = h0.clone();
