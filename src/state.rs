@@ -593,28 +593,11 @@ impl Model {
     fn fused_step(&self, state: &mut State, x: &[f32], y: &mut [f32]) {
         let cfg = self.config();
         let rev = state.sweep(1);
-        if let [PackedLayer {
-            stream: Some(top), ..
-        }] = self.packed.as_slice()
-        {
-            // One layer (the usual audio model): its kernel alone, with the head inside
-            // it or none; the state is that layer's `h`, then (LSTM) its `c`. Without
-            // the layer loop's slicing and lookups a step through the C ABI took 0.87
-            // (LSTM, H = 8) to 0.93-0.98 (H = 16-64) of the time on AVX-512 and 0.80-0.94
-            // on AVX2 at H = 8-32 (AMD EPYC Zen 4, `benches/c/ab.c`, 7 rounds, against
-            // 6c40b64); the same kernel call, so the same bits.
+        if let Some(top) = self.kernel_makes_output() {
+            // The state is the one layer's `h`, then (LSTM) its `c`.
             let (hk, ck) = state.data.split_at_mut(cfg.hidden_size);
-            if top.has_head() {
-                top.run_head(x, 1, rev, hk, ck, y);
-                if cfg.output_activation == OutputActivation::Softmax {
-                    softmax_in_place(y);
-                }
-                return;
-            }
-            if !cfg.has_head() {
-                top.run(x, 1, rev, hk, ck, y);
-                return;
-            }
+            self.step_one_layer(top, x, rev, hk, ck, y);
+            return;
         }
         let State { data, scratch, .. } = state;
         let (hst, cst) = data.split_at_mut(cfg.num_layers * cfg.hidden_size);
@@ -633,31 +616,64 @@ impl Model {
         let State { data, scratch, .. } = state;
         let h = cfg.hidden_size;
         let (hst, cst) = data.split_at_mut(l * b * h);
-        if let [PackedLayer {
-            stream: Some(top), ..
-        }] = self.packed.as_slice()
-        {
-            // One layer with its head inside the kernel (as `fused_step`): each stream's
-            // kernel call alone, without `fused_stream`'s layer loop. Two streams stepped
-            // in 0.90-0.97 of the time at H = 8-32 (AMD EPYC Zen 4, `AB_STREAMS=2`, 11
-            // rounds, both orders); the same calls, so the same bits.
-            if top.has_head() && cfg.output_activation != OutputActivation::Softmax {
-                let lstm = !cst.is_empty();
-                for (i, hk) in hst.chunks_exact_mut(h).enumerate() {
-                    let ck: &mut [f32] = if lstm {
-                        &mut cst[i * h..(i + 1) * h]
-                    } else {
-                        &mut []
-                    };
-                    let (xi, yi) = (&x[i * inp..(i + 1) * inp], &mut y[i * o..(i + 1) * o]);
-                    top.run_head(xi, 1, rev, hk, ck, yi);
-                }
-                return;
+        if let Some(top) = self.kernel_makes_output() {
+            // Two streams stepped in 0.90-0.97 of the time at H = 8-32 this way (AMD EPYC
+            // Zen 4, `AB_STREAMS=2`, 11 rounds, both orders).
+            let lstm = !cst.is_empty();
+            for (i, hk) in hst.chunks_exact_mut(h).enumerate() {
+                let ck: &mut [f32] = if lstm {
+                    &mut cst[i * h..(i + 1) * h]
+                } else {
+                    &mut []
+                };
+                let (xi, yi) = (&x[i * inp..(i + 1) * inp], &mut y[i * o..(i + 1) * o]);
+                self.step_one_layer(top, xi, rev, hk, ck, yi);
             }
+            return;
         }
         for i in 0..b {
             let (xi, yi) = (&x[i * inp..(i + 1) * inp], &mut y[i * o..(i + 1) * o]);
             self.fused_stream(hst, cst, &mut scratch.gates, (i, b), rev, xi, yi);
+        }
+    }
+
+    /// A one-layer model's fused kernel where it makes the model's output itself (the
+    /// head inside it, or no head): the usual audio model, whose per-sample steps
+    /// ([`Model::fused_step`], [`Model::fused_steps`]) then call it directly
+    /// ([`Model::step_one_layer`]) instead of through [`Model::fused_stream`]'s layer
+    /// loop. Without the loop's slicing and lookups a step through the C ABI took 0.87
+    /// (LSTM, H = 8) to 0.93-0.98 (H = 16-64) of the time on AVX-512 and 0.80-0.94 on
+    /// AVX2 at H = 8-32 (AMD EPYC Zen 4, `benches/c/ab.c`, 7 rounds, against 6c40b64);
+    /// the same kernel call, so the same bits.
+    #[inline(always)]
+    fn kernel_makes_output(&self) -> Option<&StreamLayer> {
+        match self.packed.as_slice() {
+            [PackedLayer {
+                stream: Some(top), ..
+            }] if top.has_head() || !self.config().has_head() => Some(top),
+            _ => None,
+        }
+    }
+
+    /// One timestep of one stream through [`Model::kernel_makes_output`]'s kernel `top`:
+    /// `hk` (and for the LSTM `ck`) its state, `y` the stream's outputs.
+    #[inline(always)]
+    fn step_one_layer(
+        &self,
+        top: &StreamLayer,
+        x: &[f32],
+        rev: bool,
+        hk: &mut [f32],
+        ck: &mut [f32],
+        y: &mut [f32],
+    ) {
+        if top.has_head() {
+            top.run_head(x, 1, rev, hk, ck, y);
+            if self.config().output_activation == OutputActivation::Softmax {
+                softmax_in_place(y);
+            }
+        } else {
+            top.run(x, 1, rev, hk, ck, y);
         }
     }
 
