@@ -409,6 +409,29 @@ pub(crate) fn step_buffers_ok(x: *const f32, x_len: usize, y: *const f32, y_len:
     (a0 | b0) % std::mem::align_of::<f32>() == 0 && !(a0 < b1 && b0 < a1)
 }
 
+/// `x` and `y` of a per-sample step as slices, once [`step_buffers_ok`] passed.
+///
+/// # Safety
+/// `x` and `y` are non-NULL, [`step_buffers_ok`] holds for them, `x` points to `x_len`
+/// readable floats and `y` to `y_len` writable ones, not otherwise referenced during the
+/// call, and the lengths are a model's input and output sizes (bounded when the model
+/// was made, so their bytes fit `isize`).
+#[inline(always)]
+pub(crate) unsafe fn step_slices<'a>(
+    x: *const f32,
+    x_len: usize,
+    y: *mut f32,
+    y_len: usize,
+) -> (&'a [f32], &'a mut [f32]) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        (
+            std::slice::from_raw_parts(x, x_len),
+            std::slice::from_raw_parts_mut(y, y_len),
+        )
+    }
+}
+
 #[cold]
 #[inline(never)]
 fn misaligned(arg: &str, align: usize) -> Failure {

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use crate::ffi::boundary::{
     check_disjoint, check_len, check_null, element_count, ffi_boundary, ffi_boundary_value,
-    ffi_boundary_void, in_slice, lengths_arg, out_slice, step_buffers_ok, try_mut, try_ref,
-    write_out, Failure, FfiResult,
+    ffi_boundary_void, in_slice, lengths_arg, out_slice, step_buffers_ok, step_slices, try_mut,
+    try_ref, write_out, Failure, FfiResult,
 };
 use crate::ffi::state::rnn_state;
 use crate::ffi::types::{rnn_config, rnn_status};
@@ -397,12 +397,7 @@ pub unsafe extern "C" fn rnn_model_step(
             // SAFETY: non-NULL and aligned (checked), `x_len` floats readable and `y_len`
             // writable (contract), disjoint (checked); the lengths are the model's input
             // and output sizes, which the state's creation bounded.
-            let (xs, ys) = unsafe {
-                (
-                    std::slice::from_raw_parts(x, x_len),
-                    std::slice::from_raw_parts_mut(y, y_len),
-                )
-            };
+            let (xs, ys) = unsafe { step_slices(x, x_len, y, y_len) };
             m.model.audio_step(&mut s.state, xs, ys)?;
             return Ok(());
         }
@@ -411,12 +406,7 @@ pub unsafe extern "C" fn rnn_model_step(
                 && step_buffers_ok(x, x_len, y, y_len)
             {
                 // SAFETY: as for the plain model's step just above.
-                let (xs, ys) = unsafe {
-                    (
-                        std::slice::from_raw_parts(x, x_len),
-                        std::slice::from_raw_parts_mut(y, y_len),
-                    )
-                };
+                let (xs, ys) = unsafe { step_slices(x, x_len, y, y_len) };
                 return crate::layers::audio_step_again(&m.model, ls, &mut s.state, xs, ys)
                     .map_err(Failure::from);
             }
