@@ -40,7 +40,8 @@ impl<const AVX512: bool> Avx2Body<AVX512> {
 // `Avx2Body` exists only where AVX2 and FMA were detected (`assume` under its contract),
 // and of `Avx2Body<true>` only where AVX-512F and AVX-512VL were too.
 impl<const AVX512: bool> Simd for Avx2Body<AVX512> {
-    const REGISTERS: usize = 16;
+    // AVX-512VL encodes 32 vector registers for 256-bit operations too.
+    const REGISTERS: usize = if AVX512 { 32 } else { 16 };
     const LANES: usize = 8;
     type V = __m256;
 
