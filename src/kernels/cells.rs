@@ -618,35 +618,79 @@ impl StreamOut {
             }
         }
         if let Some(hd) = self.head {
-            // The sums are `dense_narrow`'s for k = `units`: pairs of whole vectors, even
-            // and odd in two accumulators from zero, then what is left (a whole vector,
-            // a partial one) into the first, then added and reduced. A partial vector's
-            // lanes beyond `units` add +0 (`h` there is +0, the weights 0), as
-            // `dense_narrow`'s zero-filled partial load does.
-            let pairs = units / (2 * l) * 2;
-            let (used, stride) = (units.div_ceil(l), U * l);
             for j in 0..hd.o {
                 // SAFETY: row j of the head's weights holds `U·LANES` floats; bias[j]
                 // and y[st·o + j] are inside (the caller's extents).
                 unsafe {
-                    let w = hd.w.add(j * stride);
-                    let (mut a0, mut a1) = (s.zero(), s.zero());
-                    for (u, v) in hv.iter().enumerate() {
-                        if u >= used {
-                            break;
-                        }
-                        let wv = s.load(w.add(u * l));
-                        if u < pairs && u % 2 == 1 {
-                            a1 = s.fma(*v, wv, a1);
-                        } else {
-                            a0 = s.fma(*v, wv, a0);
-                        }
-                    }
-                    *hd.y.add(st * hd.o + j) = *hd.bias.add(j) + s.reduce_add(s.add(a0, a1));
+                    let dot = head_dot::<S, U>(s, hv, hd.w.add(j * U * l), units);
+                    *hd.y.add(st * hd.o + j) = *hd.bias.add(j) + dot;
                 }
             }
         }
     }
+}
+
+/// `h · w` for the new `h` in registers (`U` vectors, `units` of their floats the layer's)
+/// and a head row `w` of `U·LANES` weights (zero beyond `units`), summed as the
+/// [`Simd::DOT_LANES`] tier's [`dense_narrow`] sums a row of `units`: pairs of whole
+/// vectors, even and odd in two accumulators from zero, then what is left (a whole vector,
+/// a partial one) into the first, then added and reduced. A partial vector's lanes beyond
+/// `units` add +0 (`h` there is +0, the weights 0), as `dense_narrow`'s zero-filled
+/// partial load does.
+///
+/// Where `DOT_LANES` is twice `LANES` (the AVX-512 tier's 8-lane body), that tier's
+/// vector `u` is this body's `2u` (its low half) and `2u + 1` (its high half): each half
+/// keeps its own two accumulators, the high half of a last vector past `units` adds the
+/// product of zeros the 16-lane partial load would, and the 16-lane reduction adds the
+/// halves first, then reduces 8 lanes as this body does. Lane for lane the same
+/// operations, so the same bits (at 40 units the 8-lane order alone would sum the even
+/// and odd 16-lane vectors in other accumulators).
+///
+/// # Safety
+/// `w` holds `U·LANES` floats; `units <= U·LANES`.
+#[inline(always)]
+unsafe fn head_dot<S: Simd, const U: usize>(
+    s: S,
+    hv: &[S::V; U],
+    w: *const f32,
+    units: usize,
+) -> f32 {
+    let l = S::LANES;
+    let used = units.div_ceil(l);
+    if S::DOT_LANES == l {
+        let pairs = units / (2 * l) * 2;
+        let (mut a0, mut a1) = (s.zero(), s.zero());
+        for (u, v) in hv.iter().enumerate().take(used) {
+            // SAFETY: u < U: vector u of the row's U·LANES floats.
+            let wv = unsafe { s.load(w.add(u * l)) };
+            if u < pairs && u % 2 == 1 {
+                a1 = s.fma(*v, wv, a1);
+            } else {
+                a0 = s.fma(*v, wv, a0);
+            }
+        }
+        return s.reduce_add(s.add(a0, a1));
+    }
+    debug_assert_eq!(S::DOT_LANES, 2 * l);
+    let wide = 2 * l;
+    let pairs = units / (2 * wide) * 2;
+    // [accumulator][half]
+    let mut a = [[s.zero(); 2]; 2];
+    for uw in 0..units.div_ceil(wide) {
+        let acc = usize::from(uw < pairs && uw % 2 == 1);
+        for (half, ah) in a[acc].iter_mut().enumerate() {
+            let j = 2 * uw + half;
+            let (v, wv) = if j < used {
+                // SAFETY: j < used <= U: vector j of the row's U·LANES floats.
+                (hv[j], unsafe { s.load(w.add(j * l)) })
+            } else {
+                (s.zero(), s.zero())
+            };
+            *ah = s.fma(v, wv, *ah);
+        }
+    }
+    let (lo, hi) = (s.add(a[0][0], a[1][0]), s.add(a[0][1], a[1][1]));
+    s.reduce_add(s.add(lo, hi))
 }
 
 /// Vector `u` of a row of `units` floats at `p`: whole, partial (the rest zero) or, past

@@ -78,6 +78,10 @@ pub(crate) trait Simd: Copy {
     /// Whether [`Simd::fma`] rounds once (a fused multiply-add instruction) rather than
     /// after the product and again after the sum (SSE4.1).
     const FUSED: bool = true;
+    /// The lanes of the tier whose dot products ([`super::cells::dense_narrow`]) this
+    /// body's must match bit for bit: its own, but 16 for the AVX-512 tier's 8-lane body
+    /// (`x86_64::avx2::vl256`), whose in-kernel heads then sum as the 16-lane ones do.
+    const DOT_LANES: usize = Self::LANES;
 
     /// Every lane `v`.
     fn splat(self, v: f32) -> Self::V;

@@ -64,10 +64,45 @@ fn kernel_sizes(cell: CellKind) -> &'static [usize] {
 /// LSTM) 0.75, 70 (to 72) 0.82-0.84 / 0.83, 77 (to 80) 0.84 / 0.77-0.82, 110 (to 112)
 /// 0.89 / 0.69-0.78; blocks 0.66-0.89.
 pub(crate) fn stream_size(cell: CellKind, units: usize) -> Option<usize> {
+    if vl256_size(units) {
+        return Some(units);
+    }
     let next = *kernel_sizes(cell).iter().find(|&&n| n >= units)?;
     let slack = next - units;
     let pays = next <= 48 || (next <= 64 && slack * 8 <= next) || slack * 16 <= next;
     (units > 0 && pays).then_some(next)
+}
+
+/// The layer sizes the AVX-512 tier runs in 256-bit registers where [`vl256_size`]: 16
+/// (the 8-lane body against the 16-lane one, AMD EPYC Zen 4, `benches/c/ab.c`, 11 rounds:
+/// steps 0.93 LSTM, 0.86-0.87 GRU, blocks 0.87 and 0.80) and the odd multiples of 8 the
+/// 16-lane kernels would pad by 8 units (24, 40, 56) or leave to the general step (72).
+const VL256_SIZES: [usize; 5] = [16, 24, 40, 56, 72];
+
+/// Whether a layer of exactly `units` units runs in the AVX-512 tier's 8-lane kernels
+/// (`avx2::vl256`: that tier's bits in 256-bit registers): on AMD, whose cores split a
+/// 512-bit operation in two, where AVX-512VL was detected (Knights Landing has F
+/// without VL), at [`VL256_SIZES`]. Elsewhere the 16-lane kernels run, padded where the
+/// size is not theirs, with the same bits.
+fn vl256_size(units: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let amd = crate::kernels::x86_64::amd_cpu();
+        // The tests run both bodies on any CPU with AVX-512VL.
+        #[cfg(test)]
+        let amd = super::tests::VL256_OVERRIDE
+            .with(|v| v.get())
+            .unwrap_or(amd);
+        kernel_tier() == Tier::Avx512
+            && VL256_SIZES.contains(&units)
+            && amd
+            && std::arch::is_x86_feature_detected!("avx512vl")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = units;
+        false
+    }
 }
 
 /// The tier whose cell kernels a fused stream of `units` units matches bit for bit:
@@ -408,18 +443,13 @@ fn stream_kernel(
         // 512-bit body's time and 512-sample blocks in 0.87 and 0.80 (AMD EPYC Zen 4,
         // ab.c, 11 rounds; the throughput form 2-6 % slower than the chain form here).
         // AVX2's layouts at 32 and 64 units were 1.03-1.15 (docs/PERFORMANCE.md, seventh
-        // session); a head inside a 32-unit kernel would also sum in another order.
-        let amd = crate::kernels::x86_64::amd_cpu();
-        // The tests run both bodies on any CPU with AVX-512VL.
-        #[cfg(test)]
-        let amd = super::tests::VL256_OVERRIDE
-            .with(|v| v.get())
-            .unwrap_or(amd);
-        let vl256 = tier == Tier::Avx512
-            && units == 16
-            && !pad
-            && amd
-            && std::arch::is_x86_feature_detected!("avx512vl");
+        // session). At 24, 40, 56 and 72 units (`VL256_SIZES`) the 16-lane kernels pad
+        // to 32, 48, 64 or take the general step; the 8-lane ones there, against them
+        // (AMD EPYC Zen 4, ab.c, 11 rounds, both orders, step / block): LSTM 0.72 /
+        // 0.79-0.92, 0.80 / 0.86-0.88, 0.88 / 0.90, 0.78 / 0.80; GRU 0.73 / 0.81-0.83,
+        // 0.74-0.76 / 0.88-0.91, 0.91 / 0.97-0.99, 0.82 / 0.80. Their heads sum as the
+        // 16-lane ones (`Simd::DOT_LANES`).
+        let vl256 = !pad && vl256_size(units);
         let avx512_body = tier == Tier::Avx512 && units > 8 && !vl256;
         let lanes = match tier {
             Tier::Avx512 if avx512_body => 16,
@@ -437,6 +467,35 @@ fn stream_kernel(
             }
             (Tier::Avx512, CellKind::Lstm, 16) if vl256 => {
                 (pick!(Lstm, vl256::lstm_stream, 2, 2, 8, ch), 8, 2)
+            }
+            // 24 units: all three unit vectors in one pass, as 32 registers allow (the
+            // LSTM's 12 gate vectors in two accumulators each): LSTM steps 0.70 and GRU
+            // 0.83 of the time of one unit vector a pass (AMD EPYC Zen 4, 3 rounds). The
+            // larger sizes in AVX2's layouts, but the GRU at 40 in one pass (30
+            // accumulators: 0.96); at 72 three unit vectors a pass were level.
+            (Tier::Avx512, CellKind::Lstm, 24) if vl256 => {
+                (pick!(Lstm, vl256::lstm_stream, 3, 3, 12, ch), 8, 3)
+            }
+            (Tier::Avx512, CellKind::GruLbr, 24) if vl256 => {
+                (pick!(GruLbr, vl256::gru_lbr_stream, 3, 3, 9, ch), 8, 3)
+            }
+            (Tier::Avx512, CellKind::Lstm, 40) if vl256 => {
+                (pick!(Lstm, vl256::lstm_stream, 5, 1, 4, ch), 8, 1)
+            }
+            (Tier::Avx512, CellKind::GruLbr, 40) if vl256 => {
+                (pick!(GruLbr, vl256::gru_lbr_stream, 5, 5, 15, ch), 8, 5)
+            }
+            (Tier::Avx512, CellKind::Lstm, 56) if vl256 => {
+                (pick!(Lstm, vl256::lstm_stream, 7, 1, 4, ch), 8, 1)
+            }
+            (Tier::Avx512, CellKind::GruLbr, 56) if vl256 => {
+                (pick!(GruLbr, vl256::gru_lbr_stream, 7, 1, 3, ch), 8, 1)
+            }
+            (Tier::Avx512, CellKind::Lstm, 72) if vl256 => {
+                (pick!(Lstm, vl256::lstm_stream, 9, 1, 4, ch), 8, 1)
+            }
+            (Tier::Avx512, CellKind::GruLbr, 72) if vl256 => {
+                (pick!(GruLbr, vl256::gru_lbr_stream, 9, 1, 3, ch), 8, 1)
             }
             (Tier::Avx512 | Tier::Avx2, CellKind::Lstm, 8) => {
                 (pick!(Lstm, avx2::lstm_stream, 1, 1, 4, ch), 8, 1)

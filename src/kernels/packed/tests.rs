@@ -2,8 +2,8 @@ thread_local! {
     /// The group size this thread's tests pack with, where set ([`in_every_layout`]).
     pub(super) static GROUP_OVERRIDE: std::cell::Cell<Option<usize>> =
         const { std::cell::Cell::new(None) };
-    /// Whether the AVX-512 tier's 16-unit stream kernels take their 8-lane bodies
-    /// (`avx2::vl256`; chosen on AMD), where set.
+    /// Whether the AVX-512 tier's stream kernels take their 8-lane bodies at the sizes
+    /// that have them (`avx2::vl256`; chosen on AMD), where set ([`in_both_avx512_bodies`]).
     pub(super) static VL256_OVERRIDE: std::cell::Cell<Option<bool>> =
         const { std::cell::Cell::new(None) };
 }
@@ -18,6 +18,35 @@ fn in_every_layout(f: impl Fn()) {
     }
     GROUP_OVERRIDE.with(|c| c.set(None));
 }
+/// Runs `f` with the stream kernels this CPU chooses, then, where the AVX-512 tier runs
+/// and AVX-512VL is there, with its 8-lane bodies (`avx2::vl256`) forced off and on: an
+/// Intel machine checks the kernels AMD runs, and AMD the ones Intel runs.
+fn in_both_avx512_bodies(f: impl Fn()) {
+    f();
+    #[cfg(target_arch = "x86_64")]
+    if kernel_tier() == Tier::Avx512 && std::arch::is_x86_feature_detected!("avx512vl") {
+        for vl256 in [false, true] {
+            VL256_OVERRIDE.with(|o| o.set(Some(vl256)));
+            f();
+        }
+        VL256_OVERRIDE.with(|o| o.set(None));
+    }
+}
+
+/// Whether this CPU runs the AVX-512 tier's 8-lane stream kernels where they exist (as
+/// `stream::vl256_size` decides, with [`VL256_OVERRIDE`]).
+fn vl256_chosen() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let amd = VL256_OVERRIDE
+            .with(|o| o.get())
+            .unwrap_or_else(crate::kernels::x86_64::amd_cpu);
+        kernel_tier() == Tier::Avx512 && amd && std::arch::is_x86_feature_detected!("avx512vl")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 use super::dense::{dense_narrow_kernel, dense_small_stride, dense_small_tier, DenseSmall};
 use super::gemm::*;
 use super::gemv::*;
@@ -83,167 +112,169 @@ fn fused_multiply_add(tier: Tier) -> bool {
 /// flushed.
 #[test]
 fn fused_stream_steps_are_the_step_by_step_bits() {
-    in_every_layout(|| {
-        use crate::kernels::activation::{gru_lbr_state_with, lstm_state_with};
-        let mut rnd = uniform(13u32);
-        let bits_of = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        for (units, k) in [
-            (16, 1),
-            (32, 1),
-            (32, 3),
-            (16, 20),
-            (8, 1),
-            (8, 5),
-            (24, 1),
-            (24, 4),
-            (32, 300),
-            (40, 1),
-            (40, 2),
-            (48, 1),
-            (48, 3),
-            (64, 1),
-            (64, 3),
-            (96, 1),
-            (96, 2),
-            (128, 1),
-            // Sizes between the kernels' (padded to the next one where `stream_size`
-            // says so).
-            (6, 2),
-            (4, 1),
-            (3, 2),
-            (12, 1),
-            (20, 1),
-            (20, 3),
-            (36, 2),
-            (44, 1),
-            (56, 1),
-            (100, 1),
-            (120, 2),
-            (52, 1),
-            (72, 1),
-            (76, 2),
-            (80, 1),
-            (108, 1),
-            (112, 1),
-        ] {
-            // The sizes with fused kernels, per tier and cell.
-            let fused_here = |cell| k <= KC && stream_size(cell, units).is_some();
-            // The cells the fused kernel must match (both cells' smallest kernel is 8).
-            let cells = stream_cell_tier(CellKind::Lstm, units);
-            let lstm_state =
-                |g: &[f32], c: &mut [f32], h: &mut [f32]| lstm_state_with(cells, g, c, h);
-            let gru_lbr_state = |g: &[f32], gh: &[f32], b: &[f32], h: &mut [f32]| {
-                gru_lbr_state_with(cells, g, gh, b, h)
-            };
-            for (steps, scale) in [(1, 1.0), (2, 6.0), (37, 1.0)] {
-                let mut v = |n: usize, s: f32| (0..n).map(|_| rnd() * s).collect::<Vec<f32>>();
-                let mut h0 = v(units, 2.0);
-                // Units 3 and 5 (3 % units and 5 % units in the smallest layers).
-                let (u3, u5) = (3 % units, 5 % units);
-                h0[u3] = 1e-35;
-                let c0 = v(units, 4.0);
-                let x = v(steps * k, 2.0);
+    in_both_avx512_bodies(|| {
+        in_every_layout(|| {
+            use crate::kernels::activation::{gru_lbr_state_with, lstm_state_with};
+            let mut rnd = uniform(13u32);
+            let bits_of = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            for (units, k) in [
+                (16, 1),
+                (32, 1),
+                (32, 3),
+                (16, 20),
+                (8, 1),
+                (8, 5),
+                (24, 1),
+                (24, 4),
+                (32, 300),
+                (40, 1),
+                (40, 2),
+                (48, 1),
+                (48, 3),
+                (64, 1),
+                (64, 3),
+                (96, 1),
+                (96, 2),
+                (128, 1),
+                // Sizes between the kernels' (padded to the next one where `stream_size`
+                // says so).
+                (6, 2),
+                (4, 1),
+                (3, 2),
+                (12, 1),
+                (20, 1),
+                (20, 3),
+                (36, 2),
+                (44, 1),
+                (56, 1),
+                (100, 1),
+                (120, 2),
+                (52, 1),
+                (72, 1),
+                (76, 2),
+                (80, 1),
+                (108, 1),
+                (112, 1),
+            ] {
+                // The sizes with fused kernels, per tier and cell.
+                let fused_here = |cell| k <= KC && stream_size(cell, units).is_some();
+                // The cells the fused kernel must match (both cells' smallest kernel is 8).
+                let cells = stream_cell_tier(CellKind::Lstm, units);
+                let lstm_state =
+                    |g: &[f32], c: &mut [f32], h: &mut [f32]| lstm_state_with(cells, g, c, h);
+                let gru_lbr_state = |g: &[f32], gh: &[f32], b: &[f32], h: &mut [f32]| {
+                    gru_lbr_state_with(cells, g, gh, b, h)
+                };
+                for (steps, scale) in [(1, 1.0), (2, 6.0), (37, 1.0)] {
+                    let mut v = |n: usize, s: f32| (0..n).map(|_| rnd() * s).collect::<Vec<f32>>();
+                    let mut h0 = v(units, 2.0);
+                    // Units 3 and 5 (3 % units and 5 % units in the smallest layers).
+                    let (u3, u5) = (3 % units, 5 % units);
+                    h0[u3] = 1e-35;
+                    let c0 = v(units, 4.0);
+                    let x = v(steps * k, 2.0);
 
-                // LSTM; unit u5's i, f and o saturate off, so its c and h are flushed.
-                let gw = 4 * units;
-                let w_hh = v(gw * units, scale);
-                let wp = PackedB::from_transposed(&w_hh, gw, units);
-                let w_ih = v(gw * k, 1.0);
-                let wi = PackedB::from_transposed(&w_ih, gw, k);
-                let mut bias = v(gw, 1.0);
-                for q in [0, 1, 3] {
-                    bias[q * units + u5] = -150.0;
-                }
-                let mut gates = vec![f32::NAN; steps * gw];
-                gemm_packed_bias(steps, &x, k, &wi, &mut gates, gw, &bias);
-                let (mut h, mut c) = (h0.clone(), c0.clone());
-                let mut want = vec![f32::NAN; steps * units];
-                for s in 0..steps {
-                    let g = &mut gates[s * gw..(s + 1) * gw];
-                    gemv_packed(&h, &wp, g, true);
-                    lstm_state(g, &mut c, &mut h);
-                    want[s * units..(s + 1) * units].copy_from_slice(&h);
-                }
-                for (form, rev) in FORMS.into_iter().flat_map(|f| [(f, false), (f, true)]) {
-                    let (mut hf, mut cf) = (h0.clone(), c0.clone());
-                    let mut got = vec![f32::NAN; steps * units];
-                    let fused = StreamLayer::with_form(
-                        CellKind::Lstm,
-                        units,
-                        k,
-                        &w_ih,
-                        &w_hh,
-                        &bias,
-                        &[],
-                        form,
-                    );
-                    let expect = fused_here(CellKind::Lstm);
-                    assert_eq!(fused.is_some(), expect);
-                    if let Some(f) = &fused {
-                        f.run(&x, steps, rev, &mut hf, &mut cf, &mut got);
+                    // LSTM; unit u5's i, f and o saturate off, so its c and h are flushed.
+                    let gw = 4 * units;
+                    let w_hh = v(gw * units, scale);
+                    let wp = PackedB::from_transposed(&w_hh, gw, units);
+                    let w_ih = v(gw * k, 1.0);
+                    let wi = PackedB::from_transposed(&w_ih, gw, k);
+                    let mut bias = v(gw, 1.0);
+                    for q in [0, 1, 3] {
+                        bias[q * units + u5] = -150.0;
                     }
-                    let what =
-                        format!("lstm H={units} I={k} steps={steps} chain={form:?} rev={rev}");
-                    if expect {
-                        assert_eq!(bits_of(&got), bits_of(&want), "{what}");
-                        assert_eq!(bits_of(&hf), bits_of(&h), "{what}");
-                        assert_eq!(bits_of(&cf), bits_of(&c), "{what}");
-                    } else {
-                        assert!(
-                            hf == h0 && cf == c0 && got.iter().all(|x| x.is_nan()),
-                            "{what}"
+                    let mut gates = vec![f32::NAN; steps * gw];
+                    gemm_packed_bias(steps, &x, k, &wi, &mut gates, gw, &bias);
+                    let (mut h, mut c) = (h0.clone(), c0.clone());
+                    let mut want = vec![f32::NAN; steps * units];
+                    for s in 0..steps {
+                        let g = &mut gates[s * gw..(s + 1) * gw];
+                        gemv_packed(&h, &wp, g, true);
+                        lstm_state(g, &mut c, &mut h);
+                        want[s * units..(s + 1) * units].copy_from_slice(&h);
+                    }
+                    for (form, rev) in FORMS.into_iter().flat_map(|f| [(f, false), (f, true)]) {
+                        let (mut hf, mut cf) = (h0.clone(), c0.clone());
+                        let mut got = vec![f32::NAN; steps * units];
+                        let fused = StreamLayer::with_form(
+                            CellKind::Lstm,
+                            units,
+                            k,
+                            &w_ih,
+                            &w_hh,
+                            &bias,
+                            &[],
+                            form,
                         );
+                        let expect = fused_here(CellKind::Lstm);
+                        assert_eq!(fused.is_some(), expect);
+                        if let Some(f) = &fused {
+                            f.run(&x, steps, rev, &mut hf, &mut cf, &mut got);
+                        }
+                        let what =
+                            format!("lstm H={units} I={k} steps={steps} chain={form:?} rev={rev}");
+                        if expect {
+                            assert_eq!(bits_of(&got), bits_of(&want), "{what}");
+                            assert_eq!(bits_of(&hf), bits_of(&h), "{what}");
+                            assert_eq!(bits_of(&cf), bits_of(&c), "{what}");
+                        } else {
+                            assert!(
+                                hf == h0 && cf == c0 && got.iter().all(|x| x.is_nan()),
+                                "{what}"
+                            );
+                        }
                     }
-                }
 
-                // GRU; unit u5's r and z saturate off and its candidate is tiny: flushed.
-                let gw = 3 * units;
-                let w_hh = v(gw * units, scale);
-                let wp = PackedB::from_transposed(&w_hh, gw, units);
-                let mut w_ih = v(gw * k, 1.0);
-                w_ih[(2 * units + u5) * k..(2 * units + u5 + 1) * k].fill(0.0);
-                let wi = PackedB::from_transposed(&w_ih, gw, k);
-                let mut bias = v(gw, 1.0);
-                (bias[u5], bias[units + u5], bias[2 * units + u5]) = (-150.0, -150.0, 1e-35);
-                let b_hn = v(units, 1.0);
-                let mut gates = vec![f32::NAN; steps * gw];
-                gemm_packed_bias(steps, &x, k, &wi, &mut gates, gw, &bias);
-                let mut h = h0.clone();
-                let mut gh = vec![0.0; gw];
-                for s in 0..steps {
-                    gemv_packed(&h, &wp, &mut gh, false);
-                    gru_lbr_state(&gates[s * gw..(s + 1) * gw], &gh, &b_hn, &mut h);
-                    want[s * units..(s + 1) * units].copy_from_slice(&h);
-                }
-                for (form, rev) in FORMS.into_iter().flat_map(|f| [(f, false), (f, true)]) {
-                    let mut hf = h0.clone();
-                    let mut got = vec![f32::NAN; steps * units];
-                    let fused = StreamLayer::with_form(
-                        CellKind::GruLbr,
-                        units,
-                        k,
-                        &w_ih,
-                        &w_hh,
-                        &bias,
-                        &b_hn,
-                        form,
-                    );
-                    let expect = fused_here(CellKind::GruLbr);
-                    assert_eq!(fused.is_some(), expect);
-                    if let Some(f) = &fused {
-                        f.run(&x, steps, rev, &mut hf, &mut [], &mut got);
+                    // GRU; unit u5's r and z saturate off and its candidate is tiny: flushed.
+                    let gw = 3 * units;
+                    let w_hh = v(gw * units, scale);
+                    let wp = PackedB::from_transposed(&w_hh, gw, units);
+                    let mut w_ih = v(gw * k, 1.0);
+                    w_ih[(2 * units + u5) * k..(2 * units + u5 + 1) * k].fill(0.0);
+                    let wi = PackedB::from_transposed(&w_ih, gw, k);
+                    let mut bias = v(gw, 1.0);
+                    (bias[u5], bias[units + u5], bias[2 * units + u5]) = (-150.0, -150.0, 1e-35);
+                    let b_hn = v(units, 1.0);
+                    let mut gates = vec![f32::NAN; steps * gw];
+                    gemm_packed_bias(steps, &x, k, &wi, &mut gates, gw, &bias);
+                    let mut h = h0.clone();
+                    let mut gh = vec![0.0; gw];
+                    for s in 0..steps {
+                        gemv_packed(&h, &wp, &mut gh, false);
+                        gru_lbr_state(&gates[s * gw..(s + 1) * gw], &gh, &b_hn, &mut h);
+                        want[s * units..(s + 1) * units].copy_from_slice(&h);
                     }
-                    let what =
-                        format!("gru H={units} I={k} steps={steps} chain={form:?} rev={rev}");
-                    if expect {
-                        assert_eq!(bits_of(&got), bits_of(&want), "{what}");
-                        assert_eq!(bits_of(&hf), bits_of(&h), "{what}");
-                    } else {
-                        assert!(hf == h0 && got.iter().all(|x| x.is_nan()), "{what}");
+                    for (form, rev) in FORMS.into_iter().flat_map(|f| [(f, false), (f, true)]) {
+                        let mut hf = h0.clone();
+                        let mut got = vec![f32::NAN; steps * units];
+                        let fused = StreamLayer::with_form(
+                            CellKind::GruLbr,
+                            units,
+                            k,
+                            &w_ih,
+                            &w_hh,
+                            &bias,
+                            &b_hn,
+                            form,
+                        );
+                        let expect = fused_here(CellKind::GruLbr);
+                        assert_eq!(fused.is_some(), expect);
+                        if let Some(f) = &fused {
+                            f.run(&x, steps, rev, &mut hf, &mut [], &mut got);
+                        }
+                        let what =
+                            format!("gru H={units} I={k} steps={steps} chain={form:?} rev={rev}");
+                        if expect {
+                            assert_eq!(bits_of(&got), bits_of(&want), "{what}");
+                            assert_eq!(bits_of(&hf), bits_of(&h), "{what}");
+                        } else {
+                            assert!(hf == h0 && got.iter().all(|x| x.is_nan()), "{what}");
+                        }
                     }
                 }
             }
-        }
+        })
     });
 }
 
@@ -252,6 +283,12 @@ fn fused_stream_steps_are_the_step_by_step_bits() {
 /// number of outputs up to the narrow limit; the state ends the same either way.
 #[test]
 fn a_head_inside_the_stream_kernel_is_the_dense_head_bit_for_bit() {
+    in_both_avx512_bodies(a_head_inside_the_stream_kernel_is_the_dense_head_here);
+}
+
+/// [`a_head_inside_the_stream_kernel_is_the_dense_head_bit_for_bit`] with the kernels
+/// chosen as this thread chooses them.
+fn a_head_inside_the_stream_kernel_is_the_dense_head_here() {
     let mut rnd = uniform(29u32);
     let bits_of = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     for cell in [CellKind::Lstm, CellKind::GruLbr] {
@@ -271,6 +308,11 @@ fn a_head_inside_the_stream_kernel_is_the_dense_head_bit_for_bit() {
             (52, 1),
             (80, 2),
             (112, 1),
+            // The AVX-512 tier's 8-lane sizes, whose heads sum as its 16-lane ones.
+            (24, 1),
+            (40, 2),
+            (56, 1),
+            (72, 1),
         ] {
             let (w_ih, w_hh, bias, b_hn) = layer_weights(&mut rnd, cell, units, k);
             let mut v = |n: usize, s: f32| (0..n).map(|_| rnd() * s).collect::<Vec<f32>>();
@@ -738,6 +780,14 @@ fn layers_between_the_kernels_sizes_take_the_next_one_where_it_pays() {
         Option<usize>,
         Option<usize>,
     );
+    // The AVX-512 tier's 8-lane kernels run these sizes themselves where chosen (AMD).
+    let vl256 = |units: usize, padded: Option<usize>| {
+        if vl256_chosen() && [16, 24, 40, 56, 72].contains(&units) {
+            Some(units)
+        } else {
+            padded
+        }
+    };
     let want: &[Sizes] = &[
         // (units, AVX2 LSTM, AVX2 GRU, AVX-512 both, SSE4.1 and NEON both)
         (1, Some(8), Some(8), Some(8), Some(4)),
@@ -745,11 +795,13 @@ fn layers_between_the_kernels_sizes_take_the_next_one_where_it_pays() {
         (8, Some(8), Some(8), Some(8), Some(8)),
         (12, Some(16), Some(16), Some(16), Some(16)),
         (20, Some(24), Some(24), Some(32), Some(24)),
+        (24, Some(24), Some(24), Some(32), Some(24)),
         (40, Some(40), Some(40), Some(48), Some(48)),
         (44, Some(48), Some(48), Some(48), Some(48)),
         (52, Some(56), None, None, None),
         (56, Some(56), Some(64), Some(64), Some(64)),
         (70, Some(72), Some(72), None, None),
+        (72, Some(72), Some(72), None, None),
         (76, Some(80), Some(80), Some(80), None),
         (89, None, None, None, None),
         (90, Some(96), Some(96), Some(96), Some(96)),
@@ -763,7 +815,7 @@ fn layers_between_the_kernels_sizes_take_the_next_one_where_it_pays() {
             let expect = match (kernel_tier(), cell) {
                 (Tier::Avx2, CellKind::Lstm) => avx2_lstm,
                 (Tier::Avx2, _) => avx2_gru,
-                (Tier::Avx512, _) => avx512,
+                (Tier::Avx512, _) => vl256(units, avx512),
                 (Tier::Sse41 | Tier::Neon, _) => sse41,
                 (Tier::Scalar, _) => None,
             };
@@ -773,11 +825,11 @@ fn layers_between_the_kernels_sizes_take_the_next_one_where_it_pays() {
     assert_eq!(stream_size(CellKind::Lstm, 0), None);
 }
 
-/// The AVX-512 tier's 16-unit stream kernels in 256-bit registers (`avx2::vl256`, chosen
-/// on AMD) give the 16-lane kernels' bits: `h`, `c`, the rows and a head inside the
-/// kernel, every step, in both activations' forms and both sweep directions. Runs on
-/// any CPU with AVX-512VL (the choice is forced both ways), so an Intel machine checks
-/// the AMD kernels too.
+/// The AVX-512 tier's stream kernels in 256-bit registers (`avx2::vl256`, chosen on AMD)
+/// give the 16-lane kernels' bits (padded to 32, 48 and 64 units where the layer has 24,
+/// 40 or 56): `h`, `c`, the rows and a head inside the kernel, every step, in both
+/// activations' forms and both sweep directions. Runs on any CPU with AVX-512VL (the
+/// choice is forced both ways), so an Intel machine checks the AMD kernels too.
 #[test]
 #[cfg(target_arch = "x86_64")]
 fn the_avx512_tiers_8_lane_stream_kernels_give_its_16_lane_bits() {
@@ -787,8 +839,9 @@ fn the_avx512_tiers_8_lane_stream_kernels_give_its_16_lane_bits() {
     let bits_of = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     let mut rnd = uniform(41u32);
     for cell in [CellKind::Lstm, CellKind::GruLbr] {
-        for k in [1, 3] {
-            let units = 16;
+        // The 16-lane kernels pad 24, 40 and 56 units (72: the general step, which
+        // `fused_stream_steps_are_the_step_by_step_bits` checks against).
+        for (units, k) in [16, 24, 40, 56].into_iter().flat_map(|u| [(u, 1), (u, 3)]) {
             let (w_ih, w_hh, bias, b_hn) = layer_weights(&mut rnd, cell, units, k);
             let mut v = |n: usize, s: f32| (0..n).map(|_| rnd() * s).collect::<Vec<f32>>();
             let (head_w, head_b) = (v(2 * units, 1.0), v(2, 1.0));
@@ -802,7 +855,7 @@ fn the_avx512_tiers_8_lane_stream_kernels_give_its_16_lane_bits() {
                     let layer =
                         StreamLayer::with_form(cell, units, k, &w_ih, &w_hh, &bias, &b_hn, chain);
                     VL256_OVERRIDE.with(|o| o.set(None));
-                    let mut layer = layer.expect("a 16-unit kernel on AVX-512");
+                    let mut layer = layer.expect("a kernel for these units on AVX-512");
                     let mut h = h0.clone();
                     let mut c = if cell == CellKind::Lstm {
                         c0.clone()
@@ -821,7 +874,7 @@ fn the_avx512_tiers_8_lane_stream_kernels_give_its_16_lane_bits() {
                     }
                     runs.push((bits_of(&rows), bits_of(&y), bits_of(&h), bits_of(&c)));
                 }
-                assert_eq!(runs[0], runs[1], "{cell:?} k={k} chain={chain:?}");
+                assert_eq!(runs[0], runs[1], "{cell:?} H={units} k={k} chain={chain:?}");
             }
         }
     }

@@ -43,6 +43,7 @@ impl<const AVX512: bool> Simd for Avx2Body<AVX512> {
     // AVX-512VL encodes 32 vector registers for 256-bit operations too.
     const REGISTERS: usize = if AVX512 { 32 } else { 16 };
     const LANES: usize = 8;
+    const DOT_LANES: usize = if AVX512 { 16 } else { 8 };
     type V = __m256;
 
     #[inline(always)]
