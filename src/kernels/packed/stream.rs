@@ -36,6 +36,20 @@ pub(crate) fn stream_fused(cell: CellKind, units: usize, k: usize) -> bool {
 /// 0.49-0.78, the gain largest at small H (H = 8: LSTM 0.52 / 0.56, GRU 0.48 / 0.49).
 fn kernel_sizes(cell: CellKind) -> &'static [usize] {
     match (kernel_tier(), cell) {
+        // On AMD the 8-lane sizes between (`vl256_size`), for the layers they pad too
+        // (against the 16-lane kernels padded further or the general step, AMD EPYC Zen
+        // 4, ab.c, 9 rounds, both orders, step / block): 20 units (to 24) LSTM 0.96 /
+        // 0.91, GRU 0.95 / 0.91; 36 (to 40) 0.94 / 0.94, 0.83 / 0.88; 70 (to 72) 0.89 /
+        // 0.85, 0.88 / 0.87; the LSTM at 52 (to 56) 0.92 / 0.87. The GRU at 52 was 1.03
+        // (it keeps the general step: no 56 here; a GRU of 56 still runs its own kernel,
+        // `stream_size`), and 12 units in the 8-lane 16-unit kernel 1.08-1.18 (they keep
+        // the 16-lane one, `stream_kernel`).
+        (Tier::Avx512, CellKind::GruLbr) if vl256_size(16) => {
+            &[8, 16, 24, 32, 40, 48, 64, 72, 80, 96, 112, 128]
+        }
+        (Tier::Avx512, _) if vl256_size(16) => {
+            &[8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 96, 112, 128]
+        }
         (Tier::Avx512, _) => &[8, 16, 32, 48, 64, 80, 96, 112, 128],
         (Tier::Avx2, CellKind::GruLbr) => &[8, 16, 24, 32, 40, 48, 64, 72, 80, 96, 112, 128],
         (Tier::Avx2, _) => &[8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 96, 112, 128],
@@ -79,11 +93,12 @@ pub(crate) fn stream_size(cell: CellKind, units: usize) -> Option<usize> {
 /// 16-lane kernels would pad by 8 units (24, 40, 56) or leave to the general step (72).
 const VL256_SIZES: [usize; 5] = [16, 24, 40, 56, 72];
 
-/// Whether a layer of exactly `units` units runs in the AVX-512 tier's 8-lane kernels
-/// (`avx2::vl256`: that tier's bits in 256-bit registers): on AMD, whose cores split a
-/// 512-bit operation in two, where AVX-512VL was detected (Knights Landing has F
-/// without VL), at [`VL256_SIZES`]. Elsewhere the 16-lane kernels run, padded where the
-/// size is not theirs, with the same bits.
+/// Whether the AVX-512 tier's kernel of `units` units (a layer's own size, or the next
+/// one up where [`stream_size`] pads) is an 8-lane one (`avx2::vl256`: that tier's bits
+/// in 256-bit registers): on AMD, whose cores split a 512-bit operation in two, where
+/// AVX-512VL was detected (Knights Landing has F without VL), at [`VL256_SIZES`], which
+/// join the tier's kernel sizes there. Elsewhere the 16-lane kernels run, padded where
+/// the size is not theirs, with the same bits.
 fn vl256_size(units: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -449,7 +464,8 @@ fn stream_kernel(
         // 0.79-0.92, 0.80 / 0.86-0.88, 0.88 / 0.90, 0.78 / 0.80; GRU 0.73 / 0.81-0.83,
         // 0.74-0.76 / 0.88-0.91, 0.91 / 0.97-0.99, 0.82 / 0.80. Their heads sum as the
         // 16-lane ones (`Simd::DOT_LANES`).
-        let vl256 = !pad && vl256_size(units);
+        // A padded 16-unit layer keeps the 16-lane kernel (`kernel_sizes`).
+        let vl256 = vl256_size(units) && !(pad && units == 16);
         let avx512_body = tier == Tier::Avx512 && units > 8 && !vl256;
         let lanes = match tier {
             Tier::Avx512 if avx512_body => 16,

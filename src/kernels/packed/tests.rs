@@ -773,6 +773,12 @@ fn dense_small_is_the_sum_then_the_tiers_activation() {
 /// padded where that was measured faster, or none.
 #[test]
 fn layers_between_the_kernels_sizes_take_the_next_one_where_it_pays() {
+    in_both_avx512_bodies(kernel_sizes_here);
+}
+
+/// [`layers_between_the_kernels_sizes_take_the_next_one_where_it_pays`] with the kernels
+/// chosen as this thread chooses them.
+fn kernel_sizes_here() {
     type Sizes = (
         usize,
         Option<usize>,
@@ -780,14 +786,29 @@ fn layers_between_the_kernels_sizes_take_the_next_one_where_it_pays() {
         Option<usize>,
         Option<usize>,
     );
-    // The AVX-512 tier's 8-lane kernels run these sizes themselves where chosen (AMD).
-    let vl256 = |units: usize, padded: Option<usize>| {
-        if vl256_chosen() && [16, 24, 40, 56, 72].contains(&units) {
-            Some(units)
-        } else {
-            padded
-        }
-    };
+    // (units, AVX-512 where its 8-lane kernels join its sizes, on AMD): where it differs.
+    // (units, LSTM, GRU)
+    let amd: &[(usize, Option<usize>, Option<usize>)] = &[
+        (20, Some(24), Some(24)),
+        (24, Some(24), Some(24)),
+        (36, Some(40), Some(40)),
+        (40, Some(40), Some(40)),
+        (52, Some(56), None),
+        (56, Some(56), Some(56)),
+        (70, Some(72), Some(72)),
+        (72, Some(72), Some(72)),
+    ];
+    let vl256 =
+        |cell, units: usize, elsewhere: Option<usize>| match amd.iter().find(|a| a.0 == units) {
+            Some(&(_, lstm, gru)) if vl256_chosen() => {
+                if cell == CellKind::Lstm {
+                    lstm
+                } else {
+                    gru
+                }
+            }
+            _ => elsewhere,
+        };
     let want: &[Sizes] = &[
         // (units, AVX2 LSTM, AVX2 GRU, AVX-512 both, SSE4.1 and NEON both)
         (1, Some(8), Some(8), Some(8), Some(4)),
@@ -796,6 +817,7 @@ fn layers_between_the_kernels_sizes_take_the_next_one_where_it_pays() {
         (12, Some(16), Some(16), Some(16), Some(16)),
         (20, Some(24), Some(24), Some(32), Some(24)),
         (24, Some(24), Some(24), Some(32), Some(24)),
+        (36, Some(40), Some(40), Some(48), Some(48)),
         (40, Some(40), Some(40), Some(48), Some(48)),
         (44, Some(48), Some(48), Some(48), Some(48)),
         (52, Some(56), None, None, None),
@@ -815,7 +837,7 @@ fn layers_between_the_kernels_sizes_take_the_next_one_where_it_pays() {
             let expect = match (kernel_tier(), cell) {
                 (Tier::Avx2, CellKind::Lstm) => avx2_lstm,
                 (Tier::Avx2, _) => avx2_gru,
-                (Tier::Avx512, _) => vl256(units, avx512),
+                (Tier::Avx512, _) => vl256(cell, units, avx512),
                 (Tier::Sse41 | Tier::Neon, _) => sse41,
                 (Tier::Scalar, _) => None,
             };
