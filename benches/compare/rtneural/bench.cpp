@@ -1,9 +1,10 @@
 // rnncore vs RTNeural: streaming latency of one small recurrent model, one sample at a time.
 //
-// For cell in {LSTM, GRU} and H in {8, 16, 32, 64, 128}: one recurrent layer, 1 input, a
-// dense head to 1 output, batch 1, f32.
+// For cell in {LSTM, GRU} and H in {8, 16, 24, 32, 40, 64, 128}: one recurrent layer, 1
+// input, a dense head to 1 output, batch 1, f32; and two stacked layers at H = 16 and 32.
 //   RTNeural: compile-time ModelT<float, 1, 1, LSTMLayerT<float, 1, H> (or GRULayerT),
-//             DenseT<float, H, 1>>, model.forward(&x) per sample (Eigen backend).
+//             [LSTMLayerT<float, H, H>,] DenseT<float, H, 1>>, model.forward(&x) per
+//             sample (Eigen backend).
 //   rnncore:  rnn_model_step per sample ("step"), and rnn_model_forward_state on blocks
 //             of 512 samples ("block"), through the C ABI.
 // Both models hold the same weights: rnncore draws them (rnn_model_new), saves them with
@@ -265,18 +266,21 @@ void load_dense(RTNeural::DenseT<float, H, 1>& dense, const std::map<std::string
     dense.setBias(hb.data.data());
 }
 
-template <int H>
-void load_lstm(RTNeural::LSTMLayerT<float, 1, H>& lstm, const std::map<std::string, Tensor>& w) {
-    const size_t G = 4, h = (size_t)H;
-    const Tensor& wih = get(w, "weight_ih_l0", {G * h, 1});
-    const Tensor& whh = get(w, "weight_hh_l0", {G * h, h});
-    const Tensor& bih = get(w, "bias_ih_l0", {G * h});
-    const Tensor& bhh = get(w, "bias_hh_l0", {G * h});
-    std::vector<std::vector<float>> wv(1, std::vector<float>(G * h));
+// Layer `layer` of `In` inputs (1 for the first, H above it).
+template <int In, int H>
+void load_lstm(RTNeural::LSTMLayerT<float, In, H>& lstm, const std::map<std::string, Tensor>& w,
+               int layer) {
+    const size_t G = 4, h = (size_t)H, in = (size_t)In;
+    const std::string l = std::to_string(layer);
+    const Tensor& wih = get(w, "weight_ih_l" + l, {G * h, in});
+    const Tensor& whh = get(w, "weight_hh_l" + l, {G * h, h});
+    const Tensor& bih = get(w, "bias_ih_l" + l, {G * h});
+    const Tensor& bhh = get(w, "bias_hh_l" + l, {G * h});
+    std::vector<std::vector<float>> wv(in, std::vector<float>(G * h));
     std::vector<std::vector<float>> uv(h, std::vector<float>(G * h));
     std::vector<float> bv(G * h);
     for (size_t row = 0; row < G * h; row++) {
-        wv[0][row] = wih.data[row];
+        for (size_t i = 0; i < in; i++) wv[i][row] = wih.data[row * in + i];
         for (size_t j = 0; j < h; j++) uv[j][row] = whh.data[row * h + j];
         bv[row] = bih.data[row] + bhh.data[row];
     }
@@ -285,21 +289,23 @@ void load_lstm(RTNeural::LSTMLayerT<float, 1, H>& lstm, const std::map<std::stri
     lstm.setBVals(bv);
 }
 
-template <int H>
-void load_gru(RTNeural::GRULayerT<float, 1, H>& gru, const std::map<std::string, Tensor>& w) {
-    const size_t G = 3, h = (size_t)H;
-    const Tensor& wih = get(w, "weight_ih_l0", {G * h, 1});
-    const Tensor& whh = get(w, "weight_hh_l0", {G * h, h});
-    const Tensor& bih = get(w, "bias_ih_l0", {G * h});
-    const Tensor& bhh = get(w, "bias_hh_l0", {G * h});
+template <int In, int H>
+void load_gru(RTNeural::GRULayerT<float, In, H>& gru, const std::map<std::string, Tensor>& w,
+              int layer) {
+    const size_t G = 3, h = (size_t)H, in = (size_t)In;
+    const std::string l = std::to_string(layer);
+    const Tensor& wih = get(w, "weight_ih_l" + l, {G * h, in});
+    const Tensor& whh = get(w, "weight_hh_l" + l, {G * h, h});
+    const Tensor& bih = get(w, "bias_ih_l" + l, {G * h});
+    const Tensor& bhh = get(w, "bias_hh_l" + l, {G * h});
     const size_t torch_gate[3] = {1, 0, 2};  // RTNeural's z, r, c are PyTorch's blocks 1, 0, 2
-    std::vector<std::vector<float>> wv(1, std::vector<float>(G * h));
+    std::vector<std::vector<float>> wv(in, std::vector<float>(G * h));
     std::vector<std::vector<float>> uv(h, std::vector<float>(G * h));
     std::vector<std::vector<float>> bv(2, std::vector<float>(G * h));
     for (size_t g = 0; g < G; g++) {
         for (size_t k = 0; k < h; k++) {
             const size_t rt = g * h + k, pt = torch_gate[g] * h + k;
-            wv[0][rt] = wih.data[pt];
+            for (size_t i = 0; i < in; i++) wv[i][rt] = wih.data[pt * in + i];
             for (size_t j = 0; j < h; j++) uv[j][rt] = whh.data[pt * h + j];
             bv[0][rt] = bih.data[pt];
             bv[1][rt] = bhh.data[pt];
@@ -320,6 +326,7 @@ struct Bench {
     virtual ~Bench() = default;
     virtual const char* cell() const = 0;
     virtual int hidden() const = 0;
+    virtual int layers() const = 0;
     virtual void prepare() = 0;       // weights, states, check, N
     virtual void run_round(int order) = 0;
     float max_diff_rt = 0, max_diff_block = 0;
@@ -329,11 +336,26 @@ struct Bench {
 
 
 
+// The model RTNeural runs: `Layers` (1 or 2) recurrent layers of H units, then the head.
+template <int H, bool Lstm, int Layers>
+struct RtModel;
 template <int H, bool Lstm>
+struct RtModel<H, Lstm, 1> {
+    using First = typename std::conditional<Lstm, RTNeural::LSTMLayerT<float, 1, H>,
+                                            RTNeural::GRULayerT<float, 1, H>>::type;
+    using Type = RTNeural::ModelT<float, 1, 1, First, RTNeural::DenseT<float, H, 1>>;
+};
+template <int H, bool Lstm>
+struct RtModel<H, Lstm, 2> {
+    using First = typename RtModel<H, Lstm, 1>::First;
+    using Second = typename std::conditional<Lstm, RTNeural::LSTMLayerT<float, H, H>,
+                                             RTNeural::GRULayerT<float, H, H>>::type;
+    using Type = RTNeural::ModelT<float, 1, 1, First, Second, RTNeural::DenseT<float, H, 1>>;
+};
+
+template <int H, bool Lstm, int Layers = 1>
 struct BenchT final : Bench {
-    using Recurrent = typename std::conditional<Lstm, RTNeural::LSTMLayerT<float, 1, H>,
-                                                RTNeural::GRULayerT<float, 1, H>>::type;
-    using Model = RTNeural::ModelT<float, 1, 1, Recurrent, RTNeural::DenseT<float, H, 1>>;
+    using Model = typename RtModel<H, Lstm, Layers>::Type;
 
     Model rt;
     rnn_model* model = nullptr;
@@ -348,6 +370,7 @@ struct BenchT final : Bench {
     }
     const char* cell() const override { return Lstm ? "LSTM" : "GRU"; }
     int hidden() const override { return H; }
+    int layers() const override { return Layers; }
 
     double time_rtneural() {
         float acc = 0;
@@ -362,33 +385,40 @@ struct BenchT final : Bench {
 
     void prepare() override {
         const rnn_config cfg = {Lstm ? (uint32_t)RNN_CELL_LSTM : (uint32_t)RNN_CELL_GRU_LBR,
-                                1, (uint32_t)H, 1, 1, RNN_OUTPUT_IDENTITY};
-        check(rnn_model_new(&cfg, 0x5EED0000u + (uint64_t)H, &model), "rnn_model_new");
+                                1, (uint32_t)H, (uint32_t)Layers, 1, RNN_OUTPUT_IDENTITY};
+        check(rnn_model_new(&cfg, 0x5EED0000u + (uint64_t)H + 0x1000u * (Layers - 1), &model),
+              "rnn_model_new");
         check(rnn_state_new(model, 1, &step_state), "rnn_state_new");
         check(rnn_state_new_block(model, 1, kBlock, &block_state), "rnn_state_new_block");
 
         const auto w = rnncore_weights(model);
         if constexpr (Lstm)
-            load_lstm<H>(rt.template get<0>(), w);
+            load_lstm<1, H>(rt.template get<0>(), w, 0);
         else
-            load_gru<H>(rt.template get<0>(), w);
-        load_dense<H>(rt.template get<1>(), w);
+            load_gru<1, H>(rt.template get<0>(), w, 0);
+        if constexpr (Layers == 2) {
+            if constexpr (Lstm)
+                load_lstm<H, H>(rt.template get<1>(), w, 1);
+            else
+                load_gru<H, H>(rt.template get<1>(), w, 1);
+        }
+        load_dense<H>(rt.template get<Layers>(), w);
         rt.reset();
 
         // Equivalence: the same kCheckLen samples from zero state through all three paths.
         std::tie(max_diff_rt, max_diff_block) =
             check_paths(model, step_state, block_state, x, y, [&](const float* v) { return rt.forward(v); });
         if (!(max_diff_rt <= kMaxDiff) || !(max_diff_block <= kMaxDiff)) {
-            std::fprintf(stderr, "%s H=%d: outputs differ: |rnncore step - RTNeural| = %g, "
+            std::fprintf(stderr, "%s x%d H=%d: outputs differ: |rnncore step - RTNeural| = %g, "
                                  "|step - block| = %g (limit %g)\n",
-                         cell(), H, max_diff_rt, max_diff_block, kMaxDiff);
+                         cell(), Layers, H, max_diff_rt, max_diff_block, kMaxDiff);
             std::exit(1);
         }
 
         // Size N from a pilot over the check input (which also warms all three paths).
         n = kCheckLen;
         n = timing_len(std::min({time_rtneural(), time_step(), time_block()}));
-        x = make_input(n, 777u + (uint32_t)H);
+        x = make_input(n, 777u + (uint32_t)H + 100u * (uint32_t)(Layers - 1));
         y.assign(n, 0.0f);
     }
 
@@ -424,9 +454,16 @@ template <bool Lstm>
 void add_cell(std::vector<std::unique_ptr<Bench>>& out) {
     out.emplace_back(new BenchT<8, Lstm>());
     out.emplace_back(new BenchT<16, Lstm>());
+    // 24 and 40: sizes between the powers of two (GuitarML's Proteus captures are LSTMs
+    // of 40 units, by its README).
+    out.emplace_back(new BenchT<24, Lstm>());
     out.emplace_back(new BenchT<32, Lstm>());
+    out.emplace_back(new BenchT<40, Lstm>());
     out.emplace_back(new BenchT<64, Lstm>());
     out.emplace_back(new BenchT<128, Lstm>());
+    // Two stacked layers (the second's inputs are the first's H outputs).
+    out.emplace_back(new BenchT<16, Lstm, 2>());
+    out.emplace_back(new BenchT<32, Lstm, 2>());
 }
 
 }  // namespace
@@ -454,18 +491,18 @@ int main(int argc, char** argv) {
                 cpu_model().c_str(), rnn_version(), rnn_kernel_name(),
                 std::getenv("RNNCORE_KERNEL") ? std::getenv("RNNCORE_KERNEL") : "(unset)",
                 RTNEURAL_COMMIT, __VERSION__, BENCH_CXXFLAGS);
-    std::printf("Batch 1, 1 input, one layer, dense head to 1 output, f32. ns per sample, "
+    std::printf("Batch 1, 1 input, one layer (layers 2: two stacked), dense head to 1 output, f32. ns per sample, "
                 "min / median of %d rounds; N = samples per timing; block = "
                 "rnn_model_forward_state on %zu samples; ratios from medians (< 1: rnncore "
                 "faster). max diff = max |rnncore step - RTNeural| over %zu samples.\n\n",
                 rounds, kBlock, kCheckLen);
-    std::printf("| cell | H | N | RTNeural | rnncore step | rnncore block | step / RTNeural "
+    std::printf("| cell | layers | H | N | RTNeural | rnncore step | rnncore block | step / RTNeural "
                 "| block / RTNeural | max diff |\n");
-    std::printf("|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    std::printf("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
     for (auto& b : benches) {
         const double rt = median(b->t.rtneural), st = median(b->t.step), bl = median(b->t.block);
-        std::printf("| %s | %d | %zu | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f | %.2f | %.2f | %.1e |\n",
-                    b->cell(), b->hidden(), b->n, minimum(b->t.rtneural), rt, minimum(b->t.step), st,
+        std::printf("| %s | %d | %d | %zu | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f | %.2f | %.2f | %.1e |\n",
+                    b->cell(), b->layers(), b->hidden(), b->n, minimum(b->t.rtneural), rt, minimum(b->t.step), st,
                     minimum(b->t.block), bl, st / rt, bl / rt, (double)b->max_diff_rt);
     }
     std::printf("\n");
