@@ -34,6 +34,9 @@ pub(crate) fn stream_fused(cell: CellKind, units: usize, k: usize) -> bool {
 /// 8, 16, 24, 32, 48, 64, 96 and 128 (AMD EPYC Zen 4, `RNNCORE_KERNEL=sse41`, against
 /// the general step, 5 rounds, step / block): LSTM 0.52-0.91 / 0.56-0.89, GRU 0.48-0.90 /
 /// 0.49-0.78, the gain largest at small H (H = 8: LSTM 0.52 / 0.56, GRU 0.48 / 0.49).
+/// SSE4.1 at 40 (GuitarML's size; it had been padded to 48), against that: 36 and 40
+/// units, LSTM 0.73-0.81 / 0.76-0.79, GRU 0.74-0.82 / 0.78-0.80 (Zen 4, 7 rounds, both
+/// orders).
 fn kernel_sizes(cell: CellKind) -> &'static [usize] {
     match (kernel_tier(), cell) {
         // On AMD the 8-lane sizes between (`vl256_size`), for the layers they pad too
@@ -53,7 +56,7 @@ fn kernel_sizes(cell: CellKind) -> &'static [usize] {
         (Tier::Avx512, _) => &[8, 16, 32, 48, 64, 80, 96, 112, 128],
         (Tier::Avx2, CellKind::GruLbr) => &[8, 16, 24, 32, 40, 48, 64, 72, 80, 96, 112, 128],
         (Tier::Avx2, _) => &[8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 96, 112, 128],
-        (Tier::Sse41 | Tier::Neon, _) => &[4, 8, 16, 24, 32, 48, 64, 96, 128],
+        (Tier::Sse41 | Tier::Neon, _) => &[4, 8, 16, 24, 32, 40, 48, 64, 96, 128],
         (Tier::Scalar, _) => &[],
     }
 }
@@ -91,6 +94,7 @@ pub(crate) fn stream_size(cell: CellKind, units: usize) -> Option<usize> {
 /// (the 8-lane body against the 16-lane one, AMD EPYC Zen 4, `benches/c/ab.c`, 11 rounds:
 /// steps 0.93 LSTM, 0.86-0.87 GRU, blocks 0.87 and 0.80) and the odd multiples of 8 the
 /// 16-lane kernels would pad by 8 units (24, 40, 56) or leave to the general step (72).
+#[cfg(target_arch = "x86_64")]
 const VL256_SIZES: [usize; 5] = [16, 24, 40, 56, 72];
 
 /// Whether the AVX-512 tier's kernel of `units` units (a layer's own size, or the next
@@ -410,6 +414,7 @@ fn stream_kernel(
                 (CellKind::Lstm, 16) => (pick!(Lstm, $m::lstm_stream, 4, 1, 4, $form), 4, 1),
                 (CellKind::Lstm, 24) => (pick!(Lstm, $m::lstm_stream, 6, 1, 4, $form), 4, 1),
                 (CellKind::Lstm, 32) => (pick!(Lstm, $m::lstm_stream, 8, 1, 4, $form), 4, 1),
+                (CellKind::Lstm, 40) => (pick!(Lstm, $m::lstm_stream, 10, 1, 4, $form), 4, 1),
                 (CellKind::Lstm, 48) => (pick!(Lstm, $m::lstm_stream, 12, 1, 4, $form), 4, 1),
                 (CellKind::Lstm, 64) => (pick!(Lstm, $m::lstm_stream, 16, 1, 4, $form), 4, 1),
                 (CellKind::Lstm, 96) => (pick!(Lstm, $m::lstm_stream, 24, 1, 4, $form), 4, 1),
@@ -419,6 +424,9 @@ fn stream_kernel(
                 (CellKind::GruLbr, 16) => (pick!(GruLbr, $m::gru_lbr_stream, 4, 2, 6, $form), 4, 2),
                 (CellKind::GruLbr, 24) => (pick!(GruLbr, $m::gru_lbr_stream, 6, 2, 6, $form), 4, 2),
                 (CellKind::GruLbr, 32) => (pick!(GruLbr, $m::gru_lbr_stream, 8, 2, 6, $form), 4, 2),
+                (CellKind::GruLbr, 40) => {
+                    (pick!(GruLbr, $m::gru_lbr_stream, 10, 2, 6, $form), 4, 2)
+                }
                 (CellKind::GruLbr, 48) => {
                     (pick!(GruLbr, $m::gru_lbr_stream, 12, 2, 6, $form), 4, 2)
                 }
