@@ -773,9 +773,12 @@ unsafe fn row_product<S: Simd, const NV: usize, const PAIRS: bool>(
     // each used by its row's multiply-adds and dropped: Intel Xeon Emerald Rapids,
     // RNNCORE_KERNEL=avx2, H = 16 steps 0.87-0.98 (LSTM 0.95-0.98) and blocks 0.85-0.89
     // of the time (7 rounds, then 9 with A and B swapped); at 8 and 32 rows and on
-    // AVX-512 volatile reads everywhere were level to 4 % slower, so only there. The same
-    // values, the same sums: no bit changes.
-    let ordered = S::LANES == 8 && k == 16;
+    // AVX-512 volatile reads everywhere were level to 4 % slower, so only there. At 24
+    // rows (AMD EPYC Zen 4, RNNCORE_KERNEL=avx2, 9 rounds, both orders) steps took
+    // 0.80-0.83 of the time and blocks 0.74-0.80, both cells; the AVX-512 tier's 8-lane
+    // 24-unit kernels were level, and so were both at 40 rows. The same values, the same
+    // sums: no bit changes.
+    let ordered = S::LANES == 8 && matches!(k, 16 | 24);
     if PAIRS {
         while p + 1 < k {
             // SAFETY: p + 1 < k: x[p], x[p + 1] and rows p, p + 1 of `w`.
