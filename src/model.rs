@@ -377,7 +377,7 @@ impl Model {
                 top.set_head(&w, &b);
             }
         }
-        self.dense_plan = crate::layers::dense_plans(self);
+        self.refresh_dense_plans();
         // Training with dropout between layers runs the layers one at a time
         // (`crate::bidir`), through one-layer direction models; inference keeps the
         // packed stack above.
@@ -515,8 +515,25 @@ impl Model {
         self.params = params;
         self.head_at = head_ranges(&self.config, &self.layout);
         self.layers = Some(Box::new(layers));
-        self.dense_plan = crate::layers::dense_plans(self);
+        self.refresh_dense_plans();
         self.id = ModelId::fresh();
+    }
+
+    /// The dense layers' plans, and the stack's kernel's copy of the dense layer after
+    /// it where it computes that layer in a per-sample step (`Model::post_in_kernel`):
+    /// made again whenever the weights or the layers change.
+    fn refresh_dense_plans(&mut self) {
+        self.dense_plan = crate::layers::dense_plans(self);
+        let post = crate::layers::post_for_kernel(self);
+        if let [PackedLayer {
+            stream: Some(top), ..
+        }] = self.packed.as_mut_slice()
+        {
+            match post {
+                Some((w, b)) => top.set_post(&w, &b),
+                None => top.clear_post(),
+            }
+        }
     }
 
     /// Where each tensor lives in [`Model::parameters`].

@@ -637,6 +637,49 @@ impl Model {
         }
     }
 
+    /// The stack's one fused layer where its kernel computes the model's one dense layer
+    /// after the stack ([`crate::kernels::packed::StreamLayer::set_post`], given by
+    /// [`Model::refresh_derived`] where that layer runs the dense layers' `dot`): a
+    /// per-sample step of such a model ([`Model::audio_step_post`]) then writes that
+    /// layer's outputs from `h` in registers, as a plain model's step writes its head's.
+    #[inline(always)]
+    pub(crate) fn post_in_kernel(&self) -> Option<&StreamLayer> {
+        match self.packed.as_slice() {
+            [PackedLayer {
+                stream: Some(top), ..
+            }] if top.post_outputs().is_some() => Some(top),
+            _ => None,
+        }
+    }
+
+    /// [`Model::audio_step`] for a model whose kernel `top` computes its dense layer
+    /// after the stack ([`Model::post_in_kernel`]): `x` the stack's inputs (checked and
+    /// flushed here, as the stack's step does), `y` that layer's outputs before its
+    /// activation. The bits of the stack's step followed by the layer's `dot`. Returns
+    /// `Ok(false)`, touching nothing, where `x` is too long for the stack's buffer (the
+    /// caller takes the general path).
+    #[inline(always)]
+    pub(crate) fn audio_step_post(
+        &self,
+        state: &mut State,
+        top: &StreamLayer,
+        x: &[f32],
+        y: &mut [f32],
+    ) -> Result<bool> {
+        let mut buf = [0.0f32; STEP_INPUTS_ON_STACK];
+        let Some(xf) = buf.get_mut(..x.len()) else {
+            return Ok(false);
+        };
+        if !flush_finite_into(xf, x) {
+            check_finite("x", x)?;
+        }
+        let rev = state.sweep(1);
+        // The state is the one layer's `h`, then (LSTM) its `c`.
+        let (hk, ck) = state.data.split_at_mut(self.config().hidden_size);
+        top.run_post(xf, 1, rev, hk, ck, y);
+        Ok(true)
+    }
+
     /// A one-layer model's fused kernel where it makes the model's output itself (the
     /// head inside it, or no head): the usual audio model, whose per-sample steps
     /// ([`Model::fused_step`], [`Model::fused_steps`]) then call it directly

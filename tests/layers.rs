@@ -491,3 +491,59 @@ fn layered_steps_are_the_block_bit_for_bit() {
         }
     }
 }
+
+/// A one-layer stack followed by one dense layer: its per-sample step after the first
+/// computes that layer inside the stack's fused kernel from `h` in registers (GuitarML's
+/// captures, RTNeural's `lstm.json`), with the dense layers' sums. Step by step and in
+/// one block the outputs and states must be the same bits: with and without layers
+/// before the stack and the skip connection, every activation, one to eight outputs
+/// (more, and a small layer's kernel, keep the general path), sizes on every kernel.
+#[test]
+fn a_dense_layer_after_the_stack_steps_as_the_block_bit_for_bit() {
+    use Activation::*;
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let mut case = 0u64;
+    for cell in [CellKind::Lstm, CellKind::GruLbr] {
+        for h in [8usize, 16, 20, 24, 32, 40, 64] {
+            for (outs, act, pre, skip) in [
+                (1, Identity, false, true),
+                (1, Tanh, true, false),
+                (2, Identity, true, false),
+                (3, Softmax, false, false),
+                (8, Elu, false, false),
+                (9, Identity, false, false),
+            ] {
+                case += 1;
+                let input = if pre { 3 } else { 1 };
+                let cfg = ModelConfig::new(cell, input, h, 1);
+                let layers = Layers {
+                    pre: if pre {
+                        vec![Dense::new(1, 3, Tanh)]
+                    } else {
+                        vec![]
+                    },
+                    post: vec![Dense::new(h, outs, act)],
+                    // The skip connection adds the input to each output: one of each.
+                    skip: skip && outs == 1,
+                };
+                let model = Model::new_with_layers(cfg, layers, 1300 + case).unwrap();
+                let steps = 37;
+                let x: Vec<f32> = (0..steps)
+                    .map(|t| ((t * 29 % 17) as f32 - 8.0) / 4.0)
+                    .collect();
+                let mut st = State::new(&model, 1).unwrap();
+                let mut ys = vec![f32::NAN; steps * outs];
+                for t in 0..steps {
+                    let y = &mut ys[t * outs..(t + 1) * outs];
+                    model.step(&mut st, &x[t..t + 1], y).unwrap();
+                }
+                let mut sb = State::with_block(&model, 1, steps).unwrap();
+                let mut yb = vec![f32::NAN; steps * outs];
+                model.forward_state(&mut sb, &x, steps, &mut yb).unwrap();
+                let tag = format!("{cell:?} H={h} outputs={outs} {act:?} pre={pre} skip={skip}");
+                assert_eq!(bits(&ys), bits(&yb), "{tag}: outputs");
+                assert_eq!(bits(st.as_slice()), bits(sb.as_slice()), "{tag}: state");
+            }
+        }
+    }
+}

@@ -62,6 +62,27 @@ pub(crate) fn dense_small_stride(outputs: usize) -> usize {
     outputs.div_ceil(16) * 16
 }
 
+/// `b + w . x` in f32, the dense layers' dot product (`layers::dot_row`, and a dense
+/// layer after the stack inside a fused stream kernel, `cells::StreamHead`): eight
+/// interleaved partial sums over whole groups of eight (they vectorize; a single
+/// running sum was a chain of dependent adds), added pairwise, then the bias and the
+/// rest in order. Each lane's operations are fixed, vectorized or not: the same bits
+/// in any caller.
+#[inline]
+pub(crate) fn dot(b: f32, w: &[f32], x: &[f32]) -> f32 {
+    let split = w.len().min(x.len()) / 8 * 8;
+    let (w8, wt) = w.split_at(split);
+    let (x8, xt) = x.split_at(split);
+    let mut acc = [0f32; 8];
+    for (wc, xc) in w8.chunks_exact(8).zip(x8.chunks_exact(8)) {
+        for k in 0..8 {
+            acc[k] += wc[k] * xc[k];
+        }
+    }
+    let s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    wt.iter().zip(xt).fold(b + s, |s, (w, x)| s + w * x)
+}
+
 /// Whether a dense layer of `inputs -> outputs` runs as [`dense_small_kernel`] on a SIMD
 /// tier: few inputs (each output vector is a chain of multiply-adds over them) and more
 /// than one output (one output is a single dot product, shorter as `dense_narrow`'s

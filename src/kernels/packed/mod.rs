@@ -41,7 +41,7 @@ mod stream;
 mod tests;
 
 pub(crate) use dense::{
-    dense_narrow_kernel, dense_rows, dense_small_stride, DenseNarrowFn, DenseSmall,
+    dense_narrow_kernel, dense_rows, dense_small_stride, dot, DenseNarrowFn, DenseSmall,
 };
 pub(crate) use gemm::{gemm_packed_bias, gemm_packed_sweep, Init};
 pub(crate) use gemv::{gemv2_packed, gemv_packed_bias, gemv_packed_sweep};

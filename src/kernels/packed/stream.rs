@@ -164,6 +164,9 @@ pub(crate) struct StreamLayer {
     /// The head this (top) layer's kernel computes on `h` in registers, where the model
     /// has one of few outputs ([`StreamLayer::set_head`]).
     head: Option<StreamLayerHead>,
+    /// The model's one dense layer after the stack, computed the same way in a
+    /// per-sample step ([`StreamLayer::set_post`]).
+    post: Option<StreamLayerHead>,
 }
 
 /// Rows of `units` floats, each followed by zeros up to `size`: the kernel's rows where
@@ -235,6 +238,7 @@ impl StreamLayer {
             w,
             b_hn: padded_rows(b_hn, units, size),
             head: None,
+            post: None,
         })
     }
 
@@ -251,6 +255,71 @@ impl StreamLayer {
             weight: padded_rows(weight, units, size),
             bias: bias.to_vec(),
         });
+    }
+
+    /// Makes this (only) layer's kernel compute a model's dense layer after the stack
+    /// (`weight` `[o][H]`, `bias` `[o]`, no activation: the caller applies it) in
+    /// [`StreamLayer::run_post`], with the dense layers' sums (`packed::dot`) rather than
+    /// a head's.
+    pub(crate) fn set_post(&mut self, weight: &[f32], bias: &[f32]) {
+        assert_eq!(
+            weight.len() * self.gates,
+            bias.len() * self.w.gates_units(),
+            "stream post layer: shapes disagree"
+        );
+        self.post = Some(StreamLayerHead {
+            weight: weight.to_vec(),
+            bias: bias.to_vec(),
+        });
+    }
+
+    /// Undoes [`StreamLayer::set_post`].
+    pub(crate) fn clear_post(&mut self) {
+        self.post = None;
+    }
+
+    /// The outputs of the dense layer [`StreamLayer::set_post`] gave this layer, where
+    /// it has one.
+    #[inline]
+    pub(crate) fn post_outputs(&self) -> Option<usize> {
+        self.post.as_ref().map(|p| p.bias.len())
+    }
+
+    /// As [`StreamLayer::run_head`], but each step's outputs are those of the dense
+    /// layer given by [`StreamLayer::set_post`] (before its activation): the bits of
+    /// `run` followed by the dense layers' `dot` on its rows. Panics where the layer
+    /// has none.
+    #[inline(always)]
+    pub(crate) fn run_post(
+        &self,
+        x: &[f32],
+        steps: usize,
+        reverse: bool,
+        h: &mut [f32],
+        c: &mut [f32],
+        y: &mut [f32],
+    ) {
+        let pd = self
+            .post
+            .as_ref()
+            .expect("stream post layer: the layer has none");
+        let o = pd.bias.len();
+        assert!(
+            y.len() >= steps * o,
+            "stream post layer: y holds too few rows"
+        );
+        let head = StreamHead {
+            w: pd.weight.as_ptr(),
+            bias: pd.bias.as_ptr(),
+            o,
+            y: y.as_mut_ptr(),
+            dot: true,
+        };
+        let out = StreamOut {
+            rows: std::ptr::null_mut(),
+            head: Some(head),
+        };
+        self.run_out(x, steps, reverse, h, c, out);
     }
 
     /// Whether [`StreamLayer::set_head`] gave this layer a head.
@@ -313,6 +382,7 @@ impl StreamLayer {
             bias: hd.bias.as_ptr(),
             o,
             y: y.as_mut_ptr(),
+            dot: false,
         };
         let out = StreamOut {
             rows: std::ptr::null_mut(),
