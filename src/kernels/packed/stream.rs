@@ -410,12 +410,13 @@ impl StreamLayer {
         );
         let (inp, hp) = (self.w.input(x.as_ptr(), reverse), h.as_mut_ptr());
         // SAFETY: the kernel was chosen by `stream_kernel` for the process tier
-        // (detected; AVX-512VL too for that tier's 8-lane kernels), this cell and the kernel's size (`stream_size`: these units or,
-        // padded, more), with `k <= KC`, and the weights laid out for it
-        // (`StreamWeights::new`; `b_hn` and the head's rows padded to the kernel's size:
-        // `with_form`, `set_head`); the kernel reads and writes `w`'s units of h, c and
-        // the output rows (`StreamInput::units`); x and h were checked just above, `out`
-        // by the callers (`run`, `run_head`), c below.
+        // (detected; AVX-512VL too for that tier's 8-lane kernels), this cell and the
+        // kernel's size (`stream_size`: these units or, padded, more), with `k <= KC`,
+        // and the weights laid out for it (`StreamWeights::new`; `b_hn` and the head's
+        // rows padded to the kernel's size: `with_form`, `set_head`; a post layer's
+        // rows of `units`: `set_post`); the kernel reads and writes `w`'s units of h, c
+        // and the output rows (`StreamInput::units`); x and h were checked just above,
+        // `out` by the callers (`run`, `run_head`, `run_post`), c below.
         unsafe {
             match self.kernel {
                 StreamKernel::Lstm(f) => {
