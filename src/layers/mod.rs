@@ -358,19 +358,26 @@ fn chain_one(
 ) {
     let n = list.len();
     for (k, (d, p)) in list.iter().zip(plans).enumerate() {
-        let (ni, no) = (d.in_size, d.out_size);
         let (src, dst) = layer_io(k, n, x, out, a, b);
-        let (src, dst) = (&src[..ni], &mut dst[..no]);
-        let bias = &params[p.b.clone()];
-        match p.small {
-            Some(kernel) => {
-                kernel.rows(src, 1, ni, &p.t, bias, p.act, dst);
-                after_small(d.activation, dst, no, true);
-            }
-            None => {
-                dot_row(&params[p.w.clone()], bias, src, dst);
-                d.activation.apply(dst);
-            }
+        dense_one(d, p, params, src, dst);
+    }
+}
+
+/// One row through one dense layer `d` (`p` its plan): `dst[..out] = act(b + W src[..in])`,
+/// softmax applied ([`chain_one`]'s step).
+#[inline(always)]
+fn dense_one(d: &Dense, p: &DensePlan, params: &[f32], src: &[f32], dst: &mut [f32]) {
+    let (ni, no) = (d.in_size, d.out_size);
+    let (src, dst) = (&src[..ni], &mut dst[..no]);
+    let bias = &params[p.b.clone()];
+    match p.small {
+        Some(kernel) => {
+            kernel.rows(src, 1, ni, &p.t, bias, p.act, dst);
+            after_small(d.activation, dst, no, true);
+        }
+        None => {
+            dot_row(&params[p.w.clone()], bias, src, dst);
+            d.activation.apply(dst);
         }
     }
 }
@@ -904,6 +911,10 @@ fn again_run(
     run(model, ls, state, x, 1, y, true)
 }
 
+/// Room for the one dense layer's outputs before the stack in [`again_post_in_kernel`]
+/// (the stack's step takes as few inputs: `state::STEP_INPUTS_ON_STACK`).
+const PRE_OUTPUTS_ON_STACK: usize = 16;
+
 /// Most outputs of a dense layer after the stack that the stack's kernel computes in a
 /// per-sample step ([`post_for_kernel`]): a dot product each, in registers.
 const POST_IN_KERNEL_OUTPUTS: usize = 8;
@@ -948,6 +959,18 @@ fn again_post_in_kernel(
 ) -> Result<()> {
     let ran = if ls.pre.is_empty() {
         model.audio_step_post(state, top, x, y)?
+    } else if let ([d], Some(p)) = (ls.pre.as_slice(), model.dense_plan.first()) {
+        // One layer before the stack (RTNeural's `lstm.json`): its outputs, the stack's
+        // few inputs, on the stack (`audio_step_post` takes no more than its buffer).
+        check_finite("x", x)?;
+        let mut ub = [0.0f32; PRE_OUTPUTS_ON_STACK];
+        match ub.get_mut(..d.out_size) {
+            Some(u) => {
+                dense_one(d, p, model.parameters(), x, u);
+                model.audio_step_post(state, top, u, y)?
+            }
+            None => false,
+        }
     } else {
         check_finite("x", x)?;
         let Some(mut sc) = state.layer_scratch.take() else {
