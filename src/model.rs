@@ -519,12 +519,12 @@ impl Model {
         self.id = ModelId::fresh();
     }
 
-    /// The dense layers' plans, and the stack's kernel's copy of the dense layer after
-    /// it where it computes that layer in a per-sample step (`Model::post_in_kernel`):
+    /// The dense layers' plans, and the stack's fused layer's copy of the dense layer
+    /// after it where a per-sample step computes that layer along (`Model::post_fused`):
     /// made again whenever the weights or the layers change.
     fn refresh_dense_plans(&mut self) {
         self.dense_plan = crate::layers::dense_plans(self);
-        let post = crate::layers::post_for_kernel(self);
+        let post = crate::layers::post_for_fused(self);
         if let [PackedLayer {
             stream: Some(top), ..
         }] = self.packed.as_mut_slice()

@@ -637,13 +637,13 @@ impl Model {
         }
     }
 
-    /// The stack's one fused layer where its kernel computes the model's one dense layer
-    /// after the stack ([`crate::kernels::packed::StreamLayer::set_post`], given by
-    /// [`Model::refresh_derived`] where that layer runs the dense layers' `dot`): a
-    /// per-sample step of such a model ([`Model::audio_step_post`]) then writes that
-    /// layer's outputs from `h` in registers, as a plain model's step writes its head's.
+    /// The stack's one fused layer where it holds the model's one dense layer after the
+    /// stack ([`crate::kernels::packed::StreamLayer::set_post`], given where that layer
+    /// runs the dense layers' `dot`): a per-sample step of such a model
+    /// ([`Model::audio_step_post`]) computes that layer's outputs from the new `h`
+    /// straight after the kernel.
     #[inline(always)]
-    pub(crate) fn post_in_kernel(&self) -> Option<&StreamLayer> {
+    pub(crate) fn post_fused(&self) -> Option<&StreamLayer> {
         match self.packed.as_slice() {
             [PackedLayer {
                 stream: Some(top), ..
@@ -653,7 +653,7 @@ impl Model {
     }
 
     /// [`Model::audio_step`] for a model whose kernel `top` computes its dense layer
-    /// after the stack ([`Model::post_in_kernel`]): `x` the stack's inputs (checked and
+    /// after the stack ([`Model::post_fused`]): `x` the stack's inputs (checked and
     /// flushed here, as the stack's step does), `y` that layer's outputs before its
     /// activation. The bits of the stack's step followed by the layer's `dot`. Returns
     /// `Ok(false)`, touching nothing, where `x` is too long for the stack's buffer (the
@@ -676,7 +676,7 @@ impl Model {
         let rev = state.sweep(1);
         // The state is the one layer's `h`, then (LSTM) its `c`.
         let (hk, ck) = state.data.split_at_mut(self.config().hidden_size);
-        top.run_post(xf, 1, rev, hk, ck, y);
+        top.run_post(xf, rev, hk, ck, y);
         Ok(true)
     }
 

@@ -493,11 +493,12 @@ fn layered_steps_are_the_block_bit_for_bit() {
 }
 
 /// A one-layer stack followed by one dense layer: its per-sample step after the first
-/// computes that layer inside the stack's fused kernel from `h` in registers (GuitarML's
-/// captures, RTNeural's `lstm.json`), with the dense layers' sums. Step by step and in
-/// one block the outputs and states must be the same bits: with and without layers
-/// before the stack and the skip connection, every activation, one to eight outputs
-/// (more, and a small layer's kernel, keep the general path), sizes on every kernel.
+/// computes that layer straight after the stack's fused kernel, on the new `h`
+/// (GuitarML's captures, RTNeural's `lstm.json`), with the dense layers' sums. Step by
+/// step and in one block the outputs and states must be the same bits: with and without
+/// a layer before the stack and the skip connection, every activation, one to eight
+/// outputs (more, and a small layer's kernel, keep the general path), sizes on every
+/// kernel.
 #[test]
 fn a_dense_layer_after_the_stack_steps_as_the_block_bit_for_bit() {
     use Activation::*;

@@ -13,7 +13,6 @@
 
 use super::aligned::{LineAligned, LINE};
 use super::simd::{activate_rows, flush, sigmoid_v, tanh_v, Act, Simd};
-use crate::kernels::packed::dot;
 
 /// `G` vectors of `cnt` units from `p + q·n + j`, `q < G` (gate `q` of unit `j`).
 ///
@@ -578,16 +577,13 @@ const fn per_chunk_update(lanes: usize, units: usize, chunks: usize) -> bool {
 /// A dense head of `o` outputs (`w` `[o][H]`, `bias` `[o]`) that a fused stream kernel
 /// applies to each step's `h` while it is still in registers, writing rows of `o` floats
 /// at `y`: the dot products of [`dense_narrow`] on the same tier, in its order, so the
-/// same bits, without the store of `h`, the call and the reload between them. With
-/// `dot`, a model's dense layer after the stack instead (`w` `[o][units]`, unpadded):
-/// the dense layers' [`dot`] of each row, their bits.
+/// same bits, without the store of `h`, the call and the reload between them.
 #[derive(Clone, Copy)]
 pub(crate) struct StreamHead {
     pub w: *const f32,
     pub bias: *const f32,
     pub o: usize,
     pub y: *mut f32,
-    pub dot: bool,
 }
 
 /// Where a fused stream kernel puts each step's results: its `h` as rows of `H` at
@@ -609,8 +605,8 @@ impl StreamOut {
     ///
     /// # Safety
     /// `rows` (where not null) holds row `st` of `units` floats; the head (where there
-    /// is one) has `o` rows of `U·LANES` weights (zero beyond `units`; `units` where
-    /// `dot`), `o` biases and row `st` of `o` outputs.
+    /// is one) has `o` rows of `U·LANES` weights (zero beyond `units`), `o` biases and
+    /// row `st` of `o` outputs.
     #[inline(always)]
     unsafe fn put<S: Simd, const U: usize>(self, s: S, st: usize, hv: &[S::V; U], units: usize) {
         let l = S::LANES;
@@ -621,21 +617,7 @@ impl StreamOut {
                 unsafe { store_part(s, row, units, u, *v) };
             }
         }
-        if let Some(hd) = self.head.filter(|hd| hd.dot) {
-            debug_assert!(std::mem::size_of::<S::V>() == 4 * l && units <= U * l);
-            // `h` as floats, the dense layers' `dot` on it: their sums, their bits.
-            let hs: [S::V; U] = *hv;
-            // SAFETY: a vector is LANES floats, so `hs` holds U·LANES >= units of them.
-            let h = unsafe { std::slice::from_raw_parts(hs.as_ptr().cast::<f32>(), units) };
-            for j in 0..hd.o {
-                // SAFETY: row j of the weights holds `units` floats; bias[j] and
-                // y[st·o + j] are inside (the caller's extents).
-                unsafe {
-                    let w = std::slice::from_raw_parts(hd.w.add(j * units), units);
-                    *hd.y.add(st * hd.o + j) = dot(*hd.bias.add(j), w, h);
-                }
-            }
-        } else if let Some(hd) = self.head {
+        if let Some(hd) = self.head {
             for j in 0..hd.o {
                 // SAFETY: row j of the head's weights holds `U·LANES` floats; bias[j]
                 // and y[st·o + j] are inside (the caller's extents).

@@ -881,11 +881,11 @@ pub(crate) fn forward_state(
 /// The per-sample step of a state that has run one on this model before
 /// ([`Model::audio_ready`]): [`forward_state`] for one step without the checks that
 /// step made (the state's dense layers are the model's), the stack's fused kernels
-/// called directly. The same bits. Chooses between two paths out of line (inlined, their
-/// frames and registers burdened the plain model's step in the same caller):
-/// [`again_post_in_kernel`] where the stack's kernel computes the dense layer after it,
-/// else [`run`].
-#[inline(always)]
+/// called directly. The same bits. Chooses between two paths, each out of line:
+/// [`again_post_fused`] where the stack's one fused layer takes the dense layer after it
+/// along ([`Model::post_fused`]), else [`run`]. Out of line itself: inlined, its frame
+/// and registers burdened the plain model's step in the same caller.
+#[inline(never)]
 pub(crate) fn audio_step_again(
     model: &Model,
     ls: &Layers,
@@ -893,8 +893,8 @@ pub(crate) fn audio_step_again(
     x: &[f32],
     y: &mut [f32],
 ) -> Result<()> {
-    match model.post_in_kernel() {
-        Some(top) => again_post_in_kernel(model, ls, top, state, x, y),
+    match model.post_fused() {
+        Some(top) => again_post_fused(model, ls, top, state, x, y),
         None => again_run(model, ls, state, x, y),
     }
 }
@@ -911,21 +911,22 @@ fn again_run(
     run(model, ls, state, x, 1, y, true)
 }
 
-/// Room for the one dense layer's outputs before the stack in [`again_post_in_kernel`]
+/// Room for the one dense layer's outputs before the stack in [`again_post_fused`]
 /// (the stack's step takes as few inputs: `state::STEP_INPUTS_ON_STACK`).
 const PRE_OUTPUTS_ON_STACK: usize = 16;
 
-/// Most outputs of a dense layer after the stack that the stack's kernel computes in a
-/// per-sample step ([`post_for_kernel`]): a dot product each, in registers.
-const POST_IN_KERNEL_OUTPUTS: usize = 8;
+/// Most outputs of a dense layer after the stack that a per-sample step computes right
+/// after the stack's kernel ([`post_for_fused`]): a dot product each.
+const POST_FUSED_OUTPUTS: usize = 8;
 
-/// The weights (`[o][H]`) and bias of a model's dense layer after the stack where the
-/// stack's fused kernel computes it in a per-sample step ([`Model::post_in_kernel`]):
+/// The weights (`[o][H]`) and bias of a model's dense layer after the stack where a
+/// per-sample step computes it right after the stack's fused kernel, from the new `h`
+/// ([`Model::post_fused`]):
 /// the only layer after a one-layer stack without a head, of at most
-/// [`POST_IN_KERNEL_OUTPUTS`] outputs, summed by the dense layers' [`dot`] (a small
+/// [`POST_FUSED_OUTPUTS`] outputs, summed by the dense layers' [`dot`] (a small
 /// layer's kernel sums otherwise and keeps the general path). GuitarML's captures
 /// (`lin` and the skip connection) and RTNeural's `lstm.json` end this way.
-pub(crate) fn post_for_kernel(model: &Model) -> Option<(Vec<f32>, Vec<f32>)> {
+pub(crate) fn post_for_fused(model: &Model) -> Option<(Vec<f32>, Vec<f32>)> {
     let ls = model.layers.as_deref()?;
     let cfg = model.config();
     let [d] = ls.post.as_slice() else {
@@ -936,20 +937,22 @@ pub(crate) fn post_for_kernel(model: &Model) -> Option<(Vec<f32>, Vec<f32>)> {
         && !cfg.has_head()
         && p.small.is_none()
         && d.in_size == cfg.hidden_size
-        && d.out_size <= POST_IN_KERNEL_OUTPUTS;
+        && d.out_size <= POST_FUSED_OUTPUTS;
     let params = model.parameters();
     fits.then(|| (params[p.w.clone()].to_vec(), params[p.b.clone()].to_vec()))
 }
 
-/// [`audio_step_again`] where the stack's kernel computes the dense layer after it
-/// ([`Model::post_in_kernel`]): the layers before the stack (as [`run`] takes them),
-/// the stack's step with that layer's sums from `h` in registers, then its activation
-/// and the skip connection, as [`run`] applies them after [`chain_one`]. The same bits
-/// as [`run`]; without the stack's rows stored and reloaded, the scratch rows and the
-/// layer loop: a GuitarML LSTM of 32 units (`lin` and skip) stepped in 200 ns against
-/// 166 for the plain model of that size before this path (AMD EPYC Zen 4).
+/// [`audio_step_again`] where the stack's one fused layer takes the dense layer after it
+/// along ([`Model::post_fused`]): the layers before the stack (one on the stack, more as
+/// [`run`] takes them), the stack's kernel, that layer's dot products on the new `h` (the
+/// state itself), then its activation and the skip connection, as [`run`] applies them
+/// after [`chain_one`]. The same bits as [`run`], without its scratch rows, the stack's
+/// rows copied out and the layer loop (1269 instructions a step of RTNeural's
+/// `lstm.json`, 355 of them the kernel). Computing the layer inside the kernel from `h`
+/// in registers instead cost every plain model's step 2-10 % (a branch and its code in
+/// each kernel; AMD EPYC Zen 4).
 #[inline(never)]
-fn again_post_in_kernel(
+fn again_post_fused(
     model: &Model,
     ls: &Layers,
     top: &StreamLayer,

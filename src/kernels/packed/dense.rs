@@ -63,7 +63,7 @@ pub(crate) fn dense_small_stride(outputs: usize) -> usize {
 }
 
 /// `b + w . x` in f32, the dense layers' dot product (`layers::dot_row`, and a dense
-/// layer after the stack inside a fused stream kernel, `cells::StreamHead`): eight
+/// layer after the stack in a per-sample step, `StreamLayer::run_post`): eight
 /// interleaved partial sums over whole groups of eight (they vectorize; a single
 /// running sum was a chain of dependent adds), added pairwise, then the bias and the
 /// rest in order. Each lane's operations are fixed, vectorized or not: the same bits

@@ -1,6 +1,7 @@
 //! The fused single-stream kernels: a whole recurrent step of one layer (both products
 //! and the cell) in one call, for the small audio-model sizes.
 
+use super::dense::dot;
 use super::gemm::KC;
 use crate::config::CellKind;
 use crate::kernels::activation::{kernel_tier, Tier};
@@ -164,8 +165,8 @@ pub(crate) struct StreamLayer {
     /// The head this (top) layer's kernel computes on `h` in registers, where the model
     /// has one of few outputs ([`StreamLayer::set_head`]).
     head: Option<StreamLayerHead>,
-    /// The model's one dense layer after the stack, computed the same way in a
-    /// per-sample step ([`StreamLayer::set_post`]).
+    /// The model's one dense layer after the stack, computed right after a per-sample
+    /// step ([`StreamLayer::set_post`]).
     post: Option<StreamLayerHead>,
 }
 
@@ -257,10 +258,9 @@ impl StreamLayer {
         });
     }
 
-    /// Makes this (only) layer's kernel compute a model's dense layer after the stack
-    /// (`weight` `[o][H]`, `bias` `[o]`, no activation: the caller applies it) in
-    /// [`StreamLayer::run_post`], with the dense layers' sums (`packed::dot`) rather than
-    /// a head's.
+    /// Gives this (only) layer a model's dense layer after the stack (`weight` `[o][H]`,
+    /// `bias` `[o]`; no activation: the caller applies it) for [`StreamLayer::run_post`],
+    /// with the dense layers' sums (`packed::dot`) rather than a head's.
     pub(crate) fn set_post(&mut self, weight: &[f32], bias: &[f32]) {
         assert_eq!(
             weight.len() * self.gates,
@@ -285,15 +285,15 @@ impl StreamLayer {
         self.post.as_ref().map(|p| p.bias.len())
     }
 
-    /// As [`StreamLayer::run_head`], but each step's outputs are those of the dense
-    /// layer given by [`StreamLayer::set_post`] (before its activation): the bits of
-    /// `run` followed by the dense layers' `dot` on its rows. Panics where the layer
-    /// has none.
+    /// One step of this layer (`x` one row of inputs, `h` and `c` its state, updated),
+    /// then the outputs of the dense layer [`StreamLayer::set_post`] gave it (before its
+    /// activation) into `y`: each the dense layers' [`dot`] on the new `h`, so the bits
+    /// of `run` followed by their pass on its row. The kernel writes no rows: the new
+    /// `h` is the state itself. Panics where the layer has none.
     #[inline(always)]
     pub(crate) fn run_post(
         &self,
         x: &[f32],
-        steps: usize,
         reverse: bool,
         h: &mut [f32],
         c: &mut [f32],
@@ -303,23 +303,19 @@ impl StreamLayer {
             .post
             .as_ref()
             .expect("stream post layer: the layer has none");
-        let o = pd.bias.len();
-        assert!(
-            y.len() >= steps * o,
-            "stream post layer: y holds too few rows"
-        );
-        let head = StreamHead {
-            w: pd.weight.as_ptr(),
-            bias: pd.bias.as_ptr(),
-            o,
-            y: y.as_mut_ptr(),
-            dot: true,
-        };
         let out = StreamOut {
             rows: std::ptr::null_mut(),
-            head: Some(head),
+            head: None,
         };
-        self.run_out(x, steps, reverse, h, c, out);
+        self.run_out(x, 1, reverse, h, c, out);
+        let units = h.len();
+        for ((yj, w), &b) in y
+            .iter_mut()
+            .zip(pd.weight.chunks_exact(units))
+            .zip(&pd.bias)
+        {
+            *yj = dot(b, w, h);
+        }
     }
 
     /// Whether [`StreamLayer::set_head`] gave this layer a head.
@@ -382,7 +378,6 @@ impl StreamLayer {
             bias: hd.bias.as_ptr(),
             o,
             y: y.as_mut_ptr(),
-            dot: false,
         };
         let out = StreamOut {
             rows: std::ptr::null_mut(),
@@ -413,10 +408,10 @@ impl StreamLayer {
         // (detected; AVX-512VL too for that tier's 8-lane kernels), this cell and the
         // kernel's size (`stream_size`: these units or, padded, more), with `k <= KC`,
         // and the weights laid out for it (`StreamWeights::new`; `b_hn` and the head's
-        // rows padded to the kernel's size: `with_form`, `set_head`; a post layer's
-        // rows of `units`: `set_post`); the kernel reads and writes `w`'s units of h, c
-        // and the output rows (`StreamInput::units`); x and h were checked just above,
-        // `out` by the callers (`run`, `run_head`, `run_post`), c below.
+        // rows padded to the kernel's size: `with_form`, `set_head`); the kernel reads
+        // and writes `w`'s units of h, c and the output rows (`StreamInput::units`); x
+        // and h were checked just above, `out` by the callers (`run`, `run_head`; none in
+        // `run_post`), c below.
         unsafe {
             match self.kernel {
                 StreamKernel::Lstm(f) => {
