@@ -266,16 +266,23 @@ void load_dense(RTNeural::DenseT<float, H, 1>& dense, const std::map<std::string
     dense.setBias(hb.data.data());
 }
 
+// Layer `layer`'s four tensors (PyTorch's names), `G` gates of `h` units, `in` inputs.
+struct LayerTensors {
+    const Tensor &wih, &whh, &bih, &bhh;
+};
+LayerTensors layer_tensors(const std::map<std::string, Tensor>& w, int layer, size_t G, size_t h,
+                           size_t in) {
+    const std::string l = std::to_string(layer);
+    return {get(w, "weight_ih_l" + l, {G * h, in}), get(w, "weight_hh_l" + l, {G * h, h}),
+            get(w, "bias_ih_l" + l, {G * h}), get(w, "bias_hh_l" + l, {G * h})};
+}
+
 // Layer `layer` of `In` inputs (1 for the first, H above it).
 template <int In, int H>
 void load_lstm(RTNeural::LSTMLayerT<float, In, H>& lstm, const std::map<std::string, Tensor>& w,
                int layer) {
     const size_t G = 4, h = (size_t)H, in = (size_t)In;
-    const std::string l = std::to_string(layer);
-    const Tensor& wih = get(w, "weight_ih_l" + l, {G * h, in});
-    const Tensor& whh = get(w, "weight_hh_l" + l, {G * h, h});
-    const Tensor& bih = get(w, "bias_ih_l" + l, {G * h});
-    const Tensor& bhh = get(w, "bias_hh_l" + l, {G * h});
+    const auto [wih, whh, bih, bhh] = layer_tensors(w, layer, G, h, in);
     std::vector<std::vector<float>> wv(in, std::vector<float>(G * h));
     std::vector<std::vector<float>> uv(h, std::vector<float>(G * h));
     std::vector<float> bv(G * h);
@@ -293,11 +300,7 @@ template <int In, int H>
 void load_gru(RTNeural::GRULayerT<float, In, H>& gru, const std::map<std::string, Tensor>& w,
               int layer) {
     const size_t G = 3, h = (size_t)H, in = (size_t)In;
-    const std::string l = std::to_string(layer);
-    const Tensor& wih = get(w, "weight_ih_l" + l, {G * h, in});
-    const Tensor& whh = get(w, "weight_hh_l" + l, {G * h, h});
-    const Tensor& bih = get(w, "bias_ih_l" + l, {G * h});
-    const Tensor& bhh = get(w, "bias_hh_l" + l, {G * h});
+    const auto [wih, whh, bih, bhh] = layer_tensors(w, layer, G, h, in);
     const size_t torch_gate[3] = {1, 0, 2};  // RTNeural's z, r, c are PyTorch's blocks 1, 0, 2
     std::vector<std::vector<float>> wv(in, std::vector<float>(G * h));
     std::vector<std::vector<float>> uv(h, std::vector<float>(G * h));
@@ -373,12 +376,7 @@ struct BenchT final : Bench {
     int layers() const override { return Layers; }
 
     double time_rtneural() {
-        float acc = 0;
-        const double t0 = now_ns();
-        for (size_t i = 0; i < n; i++) acc += rt.forward(&x[i]);
-        const double dt = now_ns() - t0;
-        g_sink = acc;
-        return dt / (double)n;
+        return time_forward([&](const float* v) { return rt.forward(v); }, x, n);
     }
     double time_step() { return bench::time_step(model, step_state, x, n); }
     double time_block() { return bench::time_block(model, block_state, x, y, n); }

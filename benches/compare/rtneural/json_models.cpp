@@ -59,12 +59,7 @@ struct FixedT final : Fixed {
     void reset() override { m.reset(); }
     float forward(const float* x) override { return m.forward(x); }
     double time(const std::vector<float>& x, size_t n) override {
-        float acc = 0;
-        const double t0 = now_ns();
-        for (size_t i = 0; i < n; i++) acc += m.forward(&x[i]);
-        const double dt = now_ns() - t0;
-        g_sink = acc;
-        return dt / (double)n;
+        return time_forward([&](const float* v) { return m.forward(v); }, x, n);
     }
 };
 
@@ -107,12 +102,7 @@ struct Case {
     }
 
     double time_rtneural() {
-        float acc = 0;
-        const double t0 = now_ns();
-        for (size_t i = 0; i < n; i++) acc += rt->forward(&x[i]);
-        const double dt = now_ns() - t0;
-        g_sink = acc;
-        return dt / (double)n;
+        return time_forward([&](const float* v) { return rt->forward(v); }, x, n);
     }
     double time_fixed() { return fixed->time(x, n); }
     double time_step() { return bench::time_step(model, step_state, x, n); }

@@ -58,6 +58,18 @@ inline double median(std::vector<double> v) {
 
 inline volatile float g_sink;  // keeps the outputs observable
 
+// ns per sample of `forward(&x[i])` over x[0..n), one sample per call: an RTNeural
+// model's forward, inlined into the loop as a plugin's audio callback would have it.
+template <typename Forward>
+double time_forward(Forward&& forward, const std::vector<float>& x, size_t n) {
+    float acc = 0;
+    const double t0 = now_ns();
+    for (size_t i = 0; i < n; i++) acc += forward(&x[i]);
+    const double dt = now_ns() - t0;
+    g_sink = acc;
+    return dt / (double)n;
+}
+
 // ns per sample of rnn_model_step over x[0..n), one sample per call (1 input, 1 output).
 inline double time_step(const rnn_model* model, rnn_state* state, const std::vector<float>& x, size_t n) {
     float acc = 0, out = 0;
