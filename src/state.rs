@@ -652,10 +652,10 @@ impl Model {
         }
     }
 
-    /// [`Model::audio_step`] for a model whose kernel `top` computes its dense layer
-    /// after the stack ([`Model::post_fused`]): `x` the stack's inputs (checked and
-    /// flushed here, as the stack's step does), `y` that layer's outputs before its
-    /// activation. The bits of the stack's step followed by the layer's `dot`. Returns
+    /// [`Model::audio_step`] for a model whose stack's one fused layer `top` holds its
+    /// dense layer after the stack ([`Model::post_fused`]): `x` the stack's inputs
+    /// (checked and flushed here, as the stack's step does), `y` that layer's outputs
+    /// before its activation. The bits of the stack's step followed by the layer's `dot`. Returns
     /// `Ok(false)`, touching nothing, where `x` is too long for the stack's buffer (the
     /// caller takes the general path).
     #[inline(always)]

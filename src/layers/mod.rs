@@ -921,9 +921,8 @@ const POST_FUSED_OUTPUTS: usize = 8;
 
 /// The weights (`[o][H]`) and bias of a model's dense layer after the stack where a
 /// per-sample step computes it right after the stack's fused kernel, from the new `h`
-/// ([`Model::post_fused`]):
-/// the only layer after a one-layer stack without a head, of at most
-/// [`POST_FUSED_OUTPUTS`] outputs, summed by the dense layers' [`dot`] (a small
+/// ([`Model::post_fused`]): the only layer after a one-layer stack without a head, of
+/// at most [`POST_FUSED_OUTPUTS`] outputs, summed by the dense layers' [`dot`] (a small
 /// layer's kernel sums otherwise and keeps the general path). GuitarML's captures
 /// (`lin` and the skip connection) and RTNeural's `lstm.json` end this way.
 pub(crate) fn post_for_fused(model: &Model) -> Option<(Vec<f32>, Vec<f32>)> {

@@ -307,6 +307,11 @@ impl StreamLayer {
             rows: std::ptr::null_mut(),
             head: None,
         };
+        assert_eq!(
+            y.len(),
+            pd.bias.len(),
+            "stream post layer: y is not its outputs"
+        );
         self.run_out(x, 1, reverse, h, c, out);
         let units = h.len();
         for ((yj, w), &b) in y
