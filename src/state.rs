@@ -652,19 +652,30 @@ impl Model {
         }
     }
 
-    /// [`Model::audio_step`] for a model whose stack's one fused layer `top` holds its
-    /// dense layer after the stack ([`Model::post_fused`]): `x` the stack's inputs
-    /// (checked and flushed here, as the stack's step does), `y` that layer's outputs
-    /// before its activation. The bits of the stack's step followed by the layer's `dot`. Returns
-    /// `Ok(false)`, touching nothing, where `x` is too long for the stack's buffer (the
-    /// caller takes the general path).
+    /// The stack's one fused layer where the model has no head (a model with dense
+    /// layers around such a stack steps it with [`Model::audio_step_state`]).
     #[inline(always)]
-    pub(crate) fn audio_step_post(
+    pub(crate) fn stack_fused_bare(&self) -> Option<&StreamLayer> {
+        match self.packed.as_slice() {
+            [PackedLayer {
+                stream: Some(top), ..
+            }] if !self.config().has_head() => Some(top),
+            _ => None,
+        }
+    }
+
+    /// [`Model::audio_step`] for a model whose stack is one fused layer `top` without a
+    /// head ([`Model::stack_fused_bare`]): `x` the stack's inputs (checked and flushed
+    /// here, as the stack's step does); the new `h` is the state's first
+    /// `hidden_size` floats. The bits of the stack's step. Returns `Ok(false)`, touching
+    /// nothing, where `x` is too long for the stack's buffer (the caller takes the general
+    /// path).
+    #[inline(always)]
+    pub(crate) fn audio_step_state(
         &self,
         state: &mut State,
         top: &StreamLayer,
         x: &[f32],
-        y: &mut [f32],
     ) -> Result<bool> {
         let mut buf = [0.0f32; STEP_INPUTS_ON_STACK];
         let Some(xf) = buf.get_mut(..x.len()) else {
@@ -676,7 +687,25 @@ impl Model {
         let rev = state.sweep(1);
         // The state is the one layer's `h`, then (LSTM) its `c`.
         let (hk, ck) = state.data.split_at_mut(self.config().hidden_size);
-        top.run_post(xf, rev, hk, ck, y);
+        top.step_state(xf, rev, hk, ck);
+        Ok(true)
+    }
+
+    /// [`Model::audio_step_state`], then the dense layer after the stack that `top` holds
+    /// ([`Model::post_fused`]) from the new `h` into `y` (before its activation): the
+    /// layer's `dot` on the state.
+    #[inline(always)]
+    pub(crate) fn audio_step_post(
+        &self,
+        state: &mut State,
+        top: &StreamLayer,
+        x: &[f32],
+        y: &mut [f32],
+    ) -> Result<bool> {
+        if !self.audio_step_state(state, top, x)? {
+            return Ok(false);
+        }
+        top.post_dot(&state.data[..self.config().hidden_size], y);
         Ok(true)
     }
 

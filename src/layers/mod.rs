@@ -881,10 +881,11 @@ pub(crate) fn forward_state(
 /// The per-sample step of a state that has run one on this model before
 /// ([`Model::audio_ready`]): [`forward_state`] for one step without the checks that
 /// step made (the state's dense layers are the model's), the stack's fused kernels
-/// called directly. The same bits. Chooses between two paths, each out of line:
+/// called directly. The same bits. Chooses between three paths, each out of line:
 /// [`again_post_fused`] where the stack's one fused layer takes the dense layer after it
-/// along ([`Model::post_fused`]), else [`run`]. Out of line itself: inlined, its frame
-/// and registers burdened the plain model's step in the same caller.
+/// along ([`Model::post_fused`]), [`again_fused_chain`] for any other dense layers
+/// around a stack of one fused layer without a head, else [`run`]. Out of line itself:
+/// inlined, its frame and registers burdened the plain model's step in the same caller.
 #[inline(never)]
 pub(crate) fn audio_step_again(
     model: &Model,
@@ -893,10 +894,78 @@ pub(crate) fn audio_step_again(
     x: &[f32],
     y: &mut [f32],
 ) -> Result<()> {
-    match model.post_fused() {
-        Some(top) => again_post_fused(model, ls, top, state, x, y),
+    if let Some(top) = model.post_fused() {
+        return again_post_fused(model, ls, top, state, x, y);
+    }
+    match model.stack_fused_bare() {
+        Some(top) => again_fused_chain(model, ls, top, state, x, y),
         None => again_run(model, ls, state, x, y),
     }
+}
+
+/// [`audio_step_again`] for a stack of one fused layer without a head and any dense
+/// layers around it ([`Model::stack_fused_bare`]; [`again_post_fused`] takes the single
+/// dense layer after it): the layers before the stack as [`run`] takes them, the
+/// stack's kernel writing no rows, the layers after it from the new `h` in the state
+/// (where [`run`] reads the same values from the rows the kernel copied out), the skip
+/// connection. The same bits as [`run`].
+#[inline(never)]
+fn again_fused_chain(
+    model: &Model,
+    ls: &Layers,
+    top: &StreamLayer,
+    state: &mut State,
+    x: &[f32],
+    y: &mut [f32],
+) -> Result<()> {
+    check_finite("x", x)?;
+    let Some(mut sc) = state.layer_scratch.take() else {
+        return Err(wrong_state());
+    };
+    let ran = fused_chain_with(model, ls, top, state, &mut sc, x, y);
+    state.layer_scratch = Some(sc);
+    match ran {
+        Ok(true) => Ok(()),
+        // The stack's inputs do not fit its step's buffer: the general path.
+        Ok(false) => run(model, ls, state, x, 1, y, true),
+        Err(e) => Err(e),
+    }
+}
+
+/// [`again_fused_chain`]'s work with the layers' scratch rows `sc` (out of the state).
+#[inline(always)]
+fn fused_chain_with(
+    model: &Model,
+    ls: &Layers,
+    top: &StreamLayer,
+    state: &mut State,
+    sc: &mut LayerScratch,
+    x: &[f32],
+    y: &mut [f32],
+) -> Result<bool> {
+    let cfg = model.config();
+    let LayerScratch { u, a, b, .. } = sc;
+    let (npre, plans, params) = (ls.pre.len(), &model.dense_plan, model.parameters());
+    let u: &[f32] = if npre == 0 {
+        x
+    } else {
+        let u = &mut u[..cfg.input_size];
+        chain_one(&ls.pre, &plans[..npre], params, x, u, a, b);
+        u
+    };
+    if !model.audio_step_state(state, top, u)? {
+        return Ok(false);
+    }
+    let h = &state.as_slice()[..cfg.hidden_size];
+    if ls.post.is_empty() {
+        y.copy_from_slice(h);
+    } else {
+        chain_one(&ls.post, &plans[npre..], params, h, y, a, b);
+    }
+    if ls.skip {
+        y.iter_mut().zip(x).for_each(|(v, xi)| *v += xi);
+    }
+    Ok(true)
 }
 
 /// [`run`] for one step of a state that ran one before ([`audio_step_again`]).

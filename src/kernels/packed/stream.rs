@@ -259,7 +259,7 @@ impl StreamLayer {
     }
 
     /// Gives this (only) layer a model's dense layer after the stack (`weight` `[o][H]`,
-    /// `bias` `[o]`; no activation: the caller applies it) for [`StreamLayer::run_post`],
+    /// `bias` `[o]`; no activation: the caller applies it) for [`StreamLayer::post_dot`],
     /// with the dense layers' sums (`packed::dot`) rather than a head's.
     pub(crate) fn set_post(&mut self, weight: &[f32], bias: &[f32]) {
         assert_eq!(
@@ -285,34 +285,31 @@ impl StreamLayer {
         self.post.as_ref().map(|p| p.bias.len())
     }
 
-    /// One step of this layer (`x` one row of inputs, `h` and `c` its state, updated),
-    /// then the outputs of the dense layer [`StreamLayer::set_post`] gave it (before its
-    /// activation) into `y`: each the dense layers' [`dot`] on the new `h`, so the bits
-    /// of `run` followed by their pass on its row. The kernel writes no rows: the new
-    /// `h` is the state itself. Panics where the layer has none.
+    /// One step of this layer, `x` one row of inputs, `h` and `c` its state (updated):
+    /// the kernel with no rows and no head, the new `h` being the state itself.
     #[inline(always)]
-    pub(crate) fn run_post(
-        &self,
-        x: &[f32],
-        reverse: bool,
-        h: &mut [f32],
-        c: &mut [f32],
-        y: &mut [f32],
-    ) {
-        let pd = self
-            .post
-            .as_ref()
-            .expect("stream post layer: the layer has none");
+    pub(crate) fn step_state(&self, x: &[f32], reverse: bool, h: &mut [f32], c: &mut [f32]) {
         let out = StreamOut {
             rows: std::ptr::null_mut(),
             head: None,
         };
+        self.run_out(x, 1, reverse, h, c, out);
+    }
+
+    /// The outputs of the dense layer [`StreamLayer::set_post`] gave this layer (before
+    /// its activation) for the layer's `h`, into `y`: each the dense layers' [`dot`], so
+    /// their pass's bits on that row. Panics where the layer has none.
+    #[inline(always)]
+    pub(crate) fn post_dot(&self, h: &[f32], y: &mut [f32]) {
+        let pd = self
+            .post
+            .as_ref()
+            .expect("stream post layer: the layer has none");
         assert_eq!(
             y.len(),
             pd.bias.len(),
             "stream post layer: y is not its outputs"
         );
-        self.run_out(x, 1, reverse, h, c, out);
         let units = h.len();
         for ((yj, w), &b) in y
             .iter_mut()
@@ -416,7 +413,7 @@ impl StreamLayer {
         // rows padded to the kernel's size: `with_form`, `set_head`); the kernel reads
         // and writes `w`'s units of h, c and the output rows (`StreamInput::units`); x
         // and h were checked just above, `out` by the callers (`run`, `run_head`; none in
-        // `run_post`), c below.
+        // `step_state`), c below.
         unsafe {
             match self.kernel {
                 StreamKernel::Lstm(f) => {
