@@ -495,10 +495,10 @@ fn layered_steps_are_the_block_bit_for_bit() {
 /// A one-layer stack followed by one dense layer: its per-sample step after the first
 /// computes that layer straight after the stack's fused kernel, on the new `h`
 /// (GuitarML's captures, RTNeural's `lstm.json`), with the dense layers' sums. Step by
-/// step and in one block the outputs and states must be the same bits: with and without
-/// a layer before the stack and the skip connection, every activation, one to eight
-/// outputs (more, and a small layer's kernel, keep the general path), sizes on every
-/// kernel.
+/// step and in one block the outputs and states must be the same bits: with none, one
+/// or two layers before the stack, with and without the skip connection, every
+/// activation, one to eight outputs (more, and a small layer's kernel, take the dense
+/// layers' chain after the kernel), sizes on every kernel.
 #[test]
 fn a_dense_layer_after_the_stack_steps_as_the_block_bit_for_bit() {
     use Activation::*;
@@ -506,22 +506,24 @@ fn a_dense_layer_after_the_stack_steps_as_the_block_bit_for_bit() {
     let mut case = 0u64;
     for cell in [CellKind::Lstm, CellKind::GruLbr] {
         for h in [8usize, 16, 20, 24, 32, 40, 64] {
+            // (outputs, activation, layers before the stack, skip connection)
             for (outs, act, pre, skip) in [
-                (1, Identity, false, true),
-                (1, Tanh, true, false),
-                (2, Identity, true, false),
-                (3, Softmax, false, false),
-                (8, Elu, false, false),
-                (9, Identity, false, false),
+                (1, Identity, 0, true),
+                (1, Tanh, 1, false),
+                (2, Identity, 1, false),
+                (1, Identity, 2, true),
+                (3, Softmax, 0, false),
+                (8, Elu, 0, false),
+                (9, Identity, 0, false),
             ] {
                 case += 1;
-                let input = if pre { 3 } else { 1 };
+                let input = if pre > 0 { 3 } else { 1 };
                 let cfg = ModelConfig::new(cell, input, h, 1);
                 let layers = Layers {
-                    pre: if pre {
-                        vec![Dense::new(1, 3, Tanh)]
-                    } else {
-                        vec![]
+                    pre: match pre {
+                        0 => vec![],
+                        1 => vec![Dense::new(1, 3, Tanh)],
+                        _ => vec![Dense::new(1, 4, Relu), Dense::new(4, 3, Tanh)],
                     },
                     post: vec![Dense::new(h, outs, act)],
                     // The skip connection adds the input to each output: one of each.

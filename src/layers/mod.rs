@@ -1011,14 +1011,14 @@ pub(crate) fn post_for_fused(model: &Model) -> Option<(Vec<f32>, Vec<f32>)> {
 }
 
 /// [`audio_step_again`] where the stack's one fused layer takes the dense layer after it
-/// along ([`Model::post_fused`]): the layers before the stack (one on the stack, more as
-/// [`run`] takes them), the stack's kernel, that layer's dot products on the new `h` (the
-/// state itself), then its activation and the skip connection, as [`run`] applies them
-/// after [`chain_one`]. The same bits as [`run`], without its scratch rows, the stack's
-/// rows copied out and the layer loop (1269 instructions a step of RTNeural's
-/// `lstm.json`, 355 of them the kernel). Computing the layer inside the kernel from `h`
-/// in registers instead cost every plain model's step 2-10 % (a branch and its code in
-/// each kernel; AMD EPYC Zen 4).
+/// along ([`Model::post_fused`]): the layer before the stack where there is one (on the
+/// stack; more go to [`again_fused_chain`]), the stack's kernel, that layer's dot
+/// products on the new `h` (the state itself), then its activation and the skip
+/// connection, as [`run`] applies them after [`chain_one`]. The same bits as [`run`],
+/// without its scratch rows, the stack's rows copied out and the layer loop (1269
+/// instructions a step of RTNeural's `lstm.json`, 355 of them the kernel). Computing the
+/// layer inside the kernel from `h` in registers instead cost every plain model's step
+/// 2-10 % (a branch and its code in each kernel; AMD EPYC Zen 4).
 #[inline(never)]
 fn again_post_fused(
     model: &Model,
@@ -1043,17 +1043,9 @@ fn again_post_fused(
             None => false,
         }
     } else {
-        check_finite("x", x)?;
-        let Some(mut sc) = state.layer_scratch.take() else {
-            return Err(wrong_state());
-        };
-        let LayerScratch { u, a, b, .. } = &mut *sc;
-        let (npre, plans) = (ls.pre.len(), &model.dense_plan);
-        let u = &mut u[..model.config().input_size];
-        chain_one(&ls.pre, &plans[..npre], model.parameters(), x, u, a, b);
-        let ran = model.audio_step_post(state, top, u, y);
-        state.layer_scratch = Some(sc);
-        ran?
+        // Several layers before the stack: their chain on the scratch rows, and the one
+        // after it through the chain too (the same `dot`, so the same bits).
+        return again_fused_chain(model, ls, top, state, x, y);
     };
     if !ran {
         // The stack's inputs do not fit its step's buffer: the general path.
