@@ -285,7 +285,7 @@ impl State {
 }
 
 /// Inputs of a single step checked and flushed on the stack rather than in the scratch.
-const STEP_INPUTS_ON_STACK: usize = 16;
+pub(crate) const STEP_INPUTS_ON_STACK: usize = 16;
 
 // The failures of the checks a step makes on every call, out of line (`#[cold]`, by
 // value; see `error::check_len`).
@@ -666,21 +666,17 @@ impl Model {
 
     /// [`Model::audio_step`] for a model whose stack is one fused layer `top` without a
     /// head ([`Model::stack_fused_bare`]): `x` the stack's inputs (checked and flushed
-    /// here, as the stack's step does); the new `h` is the state's first
-    /// `hidden_size` floats. The bits of the stack's step. Returns `Ok(false)`, touching
-    /// nothing, where `x` is too long for the stack's buffer (the caller takes the general
-    /// path).
+    /// here, as the stack's step does; as few as [`Model::audio_step`] takes); the new
+    /// `h` is the state's first `hidden_size` floats. The bits of the stack's step.
     #[inline(always)]
     pub(crate) fn audio_step_state(
         &self,
         state: &mut State,
         top: &StreamLayer,
         x: &[f32],
-    ) -> Result<bool> {
+    ) -> Result<()> {
         let mut buf = [0.0f32; STEP_INPUTS_ON_STACK];
-        let Some(xf) = buf.get_mut(..x.len()) else {
-            return Ok(false);
-        };
+        let xf = &mut buf[..x.len()];
         if !flush_finite_into(xf, x) {
             check_finite("x", x)?;
         }
@@ -688,7 +684,7 @@ impl Model {
         // The state is the one layer's `h`, then (LSTM) its `c`.
         let (hk, ck) = state.data.split_at_mut(self.config().hidden_size);
         top.step_state(xf, rev, hk, ck);
-        Ok(true)
+        Ok(())
     }
 
     /// [`Model::audio_step_state`], then the dense layer after the stack that `top` holds
@@ -701,12 +697,10 @@ impl Model {
         top: &StreamLayer,
         x: &[f32],
         y: &mut [f32],
-    ) -> Result<bool> {
-        if !self.audio_step_state(state, top, x)? {
-            return Ok(false);
-        }
+    ) -> Result<()> {
+        self.audio_step_state(state, top, x)?;
         top.post_dot(&state.data[..self.config().hidden_size], y);
-        Ok(true)
+        Ok(())
     }
 
     /// A one-layer model's fused kernel where it makes the model's output itself (the
