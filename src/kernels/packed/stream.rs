@@ -48,12 +48,10 @@ fn kernel_sizes(cell: CellKind) -> &'static [usize] {
         // (it keeps the general step: no 56 here; a GRU of 56 still runs its own kernel,
         // `stream_size`), and 12 units in the 8-lane 16-unit kernel 1.08-1.18 (they keep
         // the 16-lane one, `stream_kernel`).
-        (Tier::Avx512, CellKind::GruLbr) if vl256_size(16) => {
+        (Tier::Avx512, CellKind::GruLbr) if vl256_here() => {
             &[8, 16, 24, 32, 40, 48, 64, 72, 80, 96, 112, 128]
         }
-        (Tier::Avx512, _) if vl256_size(16) => {
-            &[8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 96, 112, 128]
-        }
+        (Tier::Avx512, _) if vl256_here() => &[8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 96, 112, 128],
         (Tier::Avx512, _) => &[8, 16, 32, 48, 64, 80, 96, 112, 128],
         (Tier::Avx2, CellKind::GruLbr) => &[8, 16, 24, 32, 40, 48, 64, 72, 80, 96, 112, 128],
         (Tier::Avx2, _) => &[8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 96, 112, 128],
@@ -107,22 +105,29 @@ const VL256_SIZES: [usize; 5] = [16, 24, 40, 56, 72];
 fn vl256_size(units: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        let amd = crate::kernels::x86_64::amd_cpu();
-        // The tests run both bodies on any CPU with AVX-512VL.
-        #[cfg(test)]
-        let amd = super::tests::VL256_OVERRIDE
-            .with(|v| v.get())
-            .unwrap_or(amd);
-        kernel_tier() == Tier::Avx512
-            && VL256_SIZES.contains(&units)
-            && amd
-            && std::arch::is_x86_feature_detected!("avx512vl")
+        VL256_SIZES.contains(&units) && vl256_here()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = units;
         false
     }
+}
+
+/// Whether the AVX-512 tier runs its 8-lane kernels on this CPU at all ([`vl256_size`]).
+pub(super) fn vl256_here() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let amd = crate::kernels::x86_64::amd_cpu();
+        // The tests run both bodies on any CPU with AVX-512VL.
+        #[cfg(test)]
+        let amd = super::tests::VL256_OVERRIDE
+            .with(|v| v.get())
+            .unwrap_or(amd);
+        kernel_tier() == Tier::Avx512 && amd && std::arch::is_x86_feature_detected!("avx512vl")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// The tier whose cell kernels a fused stream of `units` units matches bit for bit:

@@ -33,20 +33,6 @@ fn in_both_avx512_bodies(f: impl Fn()) {
     }
 }
 
-/// Whether this CPU runs the AVX-512 tier's 8-lane stream kernels where they exist (as
-/// `stream::vl256_size` decides, with [`VL256_OVERRIDE`]).
-fn vl256_chosen() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let amd = VL256_OVERRIDE
-            .with(|o| o.get())
-            .unwrap_or_else(crate::kernels::x86_64::amd_cpu);
-        kernel_tier() == Tier::Avx512 && amd && std::arch::is_x86_feature_detected!("avx512vl")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
-
 use super::dense::{dense_narrow_kernel, dense_small_stride, dense_small_tier, DenseSmall};
 use super::gemm::*;
 use super::gemv::*;
@@ -800,7 +786,7 @@ fn kernel_sizes_here() {
     ];
     let vl256 =
         |cell, units: usize, elsewhere: Option<usize>| match amd.iter().find(|a| a.0 == units) {
-            Some(&(_, lstm, gru)) if vl256_chosen() => {
+            Some(&(_, lstm, gru)) if vl256_here() => {
                 if cell == CellKind::Lstm {
                     lstm
                 } else {
