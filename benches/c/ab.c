@@ -22,7 +22,7 @@
  * run to those configurations; for step and block AB_H may name any sizes (e.g. "20,40,96",
  * where sizes between the fused kernels' are the question). AB_STREAMS (1..16, default 1)
  * gives step and block states of that many streams (stereo: 2); their times are then per
- * stream and sample.
+ * stream and sample. AB_LAYERS (default 1) stacks that many layers in every generated model.
  * AB_MODELS (model files, comma-separated: anything rnn_model_load reads, e.g. RTNeural's
  * JSON) adds step and block rows for each file, loaded by each build, with one input and
  * its output size per step (models with dense layers take their own step path).
@@ -164,7 +164,10 @@ static void setup(work *w, lib *l, enum kind k, const char *file, uint32_t cell,
         check(l, l->model_load(file, &w->model), file);
         w->b = b, w->t = t, w->i = 1, w->o = l->output_size(w->model);
     } else {
-        struct rnn_config cfg = {cell, (uint32_t)i, (uint32_t)h, 1, 0, RNN_OUTPUT_IDENTITY};
+        /* AB_LAYERS: stacked layers (default 1). */
+        const char *le = getenv("AB_LAYERS");
+        uint32_t layers = le && *le ? (uint32_t)strtoul(le, NULL, 10) : 1;
+        struct rnn_config cfg = {cell, (uint32_t)i, (uint32_t)h, layers, 0, RNN_OUTPUT_IDENTITY};
         if (k == STEP || k == BLOCK) cfg.output_size = 1;
         check(l, l->model_new(&cfg, 7, &w->model), "rnn_model_new");
         w->b = b, w->t = t, w->i = i, w->o = cfg.output_size ? cfg.output_size : h;

@@ -5,7 +5,7 @@
 # REV: any git revision since the C ABI was frozen (e.g. HEAD~3, a tag, a commit).
 # rounds: timings per build and configuration (default 7); kinds: a comma-separated
 # subset of step,block,infer,train (default all; train takes a few minutes).
-# RNNCORE_KERNEL applies to both builds; AB_CELLS, AB_H, AB_STREAMS and AB_MODELS (model
+# RNNCORE_KERNEL applies to both builds; AB_CELLS, AB_H, AB_STREAMS, AB_LAYERS and AB_MODELS (model
 # files, e.g. RTNeural's JSON, for their step and block) narrow or extend the run (see
 # benches/c/ab.c). Writes benches/compare/results/ab-latest.md (copy it to a named file to keep it).
 set -euo pipefail

@@ -113,6 +113,10 @@ fn fused_stream_steps_are_the_step_by_step_bits() {
                 (24, 1),
                 (24, 4),
                 (32, 300),
+                // As many inputs as units (a stacked layer), the weights over 32 KiB.
+                (32, 40),
+                (40, 40),
+                (64, 64),
                 (40, 1),
                 (40, 2),
                 (48, 1),
