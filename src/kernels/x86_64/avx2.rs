@@ -44,12 +44,36 @@ impl<const AVX512: bool> Simd for Avx2Body<AVX512> {
     const REGISTERS: usize = if AVX512 { 32 } else { 16 };
     const LANES: usize = 8;
     const DOT_LANES: usize = if AVX512 { 16 } else { 8 };
+    const QUADS: bool = true;
     type V = __m256;
 
     #[inline(always)]
     fn splat(self, v: f32) -> __m256 {
         // SAFETY: see the impl.
         unsafe { _mm256_set1_ps(v) }
+    }
+    #[inline(always)]
+    unsafe fn quad_splats(self, p: *const f32) -> [__m256; 4] {
+        // SAFETY: the caller's extent (4 floats, which the `asm!` load reads and nothing
+        // else; it touches no stack or flags, as its options say); see the impl.
+        unsafe {
+            // The 128-bit load in `asm!`: LLVM would otherwise fold each shuffle below
+            // back into a broadcast load of its float (`Simd::QUADS`).
+            let x: __m128;
+            std::arch::asm!(
+                "vmovups {x}, [{p}]",
+                p = in(reg) p,
+                x = out(xmm_reg) x,
+                options(pure, readonly, nostack, preserves_flags)
+            );
+            let q = _mm256_set_m128(x, x);
+            [
+                _mm256_permute_ps::<0x00>(q),
+                _mm256_permute_ps::<0x55>(q),
+                _mm256_permute_ps::<0xAA>(q),
+                _mm256_permute_ps::<0xFF>(q),
+            ]
+        }
     }
     #[inline(always)]
     fn zero(self) -> __m256 {
