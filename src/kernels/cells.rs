@@ -779,14 +779,14 @@ unsafe fn row_product<S: Simd, const NV: usize, const PAIRS: bool>(
     // 24-unit kernels were level, and so were both at 40 rows. The same values, the same
     // sums: no bit changes.
     let ordered = S::LANES == 8 && matches!(k, 16 | 24);
-    // Four rows' floats of `x` from one load, each spread by shuffles ([`Simd::QUADS`]),
+    // Four rows' floats of `x` from one load, each spread by a shuffle ([`Simd::QUADS`]),
     // for both products (a stacked layer's input product is as long as its recurrent
     // one: two-layer blocks at H = 32 on AVX2 took 0.85-0.95 of the time with it, other
-    // rows level); but not where the rows go in order (the
-    // AVX2 body at 24 rows took 1.21-1.39 of the time that way), nor in the 8-lane
-    // AVX-512 body's passes of three gate vectors (the GRU at 56 and 72 units, one unit
-    // vector a pass: 1.03-1.05). The same values: no bit changes.
-    let quads = S::QUADS && !ordered && (NV > 3 || S::REGISTERS == 16);
+    // rows level); but not where the rows go in order (the AVX2 body at 24 rows took
+    // 1.21-1.39 of the time that way). The 8-lane AVX-512 body's passes of three gate
+    // vectors (the GRU at 56 and 72 units) were 1.03-1.05 with two shuffles a float, and
+    // 0.96-1.00 with one. The same values: no bit changes.
+    let quads = S::QUADS && !ordered;
     if PAIRS && quads {
         while p + 3 < k {
             // SAFETY: p + 3 < k: x[p..p + 4] and rows p..p + 4 of `w`.
