@@ -83,16 +83,18 @@ pub(crate) trait Simd: Copy {
     /// (`x86_64::avx2::vl256`), whose in-kernel heads then sum as the 16-lane ones do.
     const DOT_LANES: usize = Self::LANES;
 
-    /// Whether a single stream's recurrent product (`cells::row_product`) spreads `h`
+    /// Whether a single stream's products (`cells::row_product`) spread `h` (and `x`)
     /// four floats a load ([`Simd::quad_splats`]) rather than one broadcast load a
     /// float. The 8-lane bodies do: a multiply-add there takes its weights from memory,
     /// so a broadcast load a row made the loads, not the multiply-adds, the bound (AMD
-    /// Zen 4 has two 256-bit loads a cycle); the shuffles run beside them. AMD EPYC Zen
-    /// 4, against broadcast loads (`benches/c/ab.c`, 11 rounds, both orders, step /
-    /// block): `RNNCORE_KERNEL=avx2` LSTM H = 32 0.91-1.00 / 0.80-0.84, GRU H = 40-64
-    /// 0.94-0.98 / 0.87-0.98; the `avx512` tier's 8-lane kernels at 40 units 0.87-0.97 /
-    /// 0.91-0.96; 8-unit LSTM steps (AVX2's body on both tiers) 0.79-0.96; the rest level
-    /// within what code placement moves (the untouched 16-lane kernels read 0.95-1.06).
+    /// Zen 4 has two 256-bit loads a cycle); one in-lane shuffle a float runs beside
+    /// them. AMD EPYC Zen 4, against broadcast loads (`benches/c/ab.c`, 11 rounds, both
+    /// orders, step / block), with two shuffles a float: `RNNCORE_KERNEL=avx2` LSTM H =
+    /// 32 0.91-1.00 / 0.80-0.84, GRU H = 40-64 0.94-0.98 / 0.87-0.98; the `avx512` tier's
+    /// 8-lane kernels at 40 units 0.87-0.97 / 0.91-0.96; 8-unit LSTM steps (AVX2's body
+    /// on both tiers) 0.79-0.96; the rest level within what code placement moves (the
+    /// untouched 16-lane kernels read 0.95-1.06); one shuffle a float (`vbroadcastf128`,
+    /// `avx2::quad_both_halves`) 0.95-0.98 of that again on `avx2`.
     /// Not the other bodies: SSE4.1 took 1.08-1.23 of the time at H = 32 and 40 (it has
     /// no broadcast load to save); AVX-512's 16-lane body was level at 32-128 on this core,
     /// and Intel's server cores run 512-bit shuffles on the port of their second 512-bit
