@@ -782,14 +782,16 @@ unsafe fn row_product<S: Simd, const NV: usize, const PAIRS: bool>(
     // Four rows' floats of `x` from one load, each spread by a shuffle ([`Simd::QUADS`]),
     // for both products (a stacked layer's input product is as long as its recurrent
     // one: two-layer blocks at H = 32 on AVX2 took 0.85-0.95 of the time with it, other
-    // rows level). They replace the ordered reads but for AVX2's 24 rows, which took
-    // 1.17-1.25 of the time with quads (both cells, steps and blocks); at 16 rows the
-    // AVX2 LSTM stepped in 0.87-0.89 (GRU level, blocks level; no more spills in the
-    // kernels' code), and the 8-lane AVX-512 body at 16 and 24 rows read 0.93-1.05
-    // (AMD EPYC Zen 4, 9 rounds, both orders). The 8-lane AVX-512 body's passes of three
-    // gate vectors (the GRU at 56 and 72 units) were 1.03-1.05 with two shuffles a float,
-    // and 0.96-1.00 with one. The same values: no bit changes.
-    let quads = S::QUADS && !(k == 24 && S::REGISTERS == 16);
+    // rows level). Of the ordered reads they replace only AVX2's at 16 rows: the LSTM
+    // stepped in 0.87-0.92 of the time (the GRU and blocks level; the kernels' stack
+    // stores no more than before); at AVX2's 24 rows quads took 1.17-1.25 (both cells,
+    // steps and blocks), and on the 8-lane AVX-512 body at 16 and 24 rows they were
+    // level there but made the GRU's 40-unit kernel (30 accumulators of 32 registers)
+    // spill: 1.14-1.32 of its time, a kernel whose rows they did not touch (AMD EPYC Zen
+    // 4, 7-9 rounds, both orders). The 8-lane AVX-512 body's passes of three gate
+    // vectors (the GRU at 56 and 72 units) were 1.03-1.05 with two shuffles a float, and
+    // 0.96-1.00 with one. The same values: no bit changes.
+    let quads = S::QUADS && (!ordered || (k == 16 && S::REGISTERS == 16));
     if PAIRS && quads {
         while p + 3 < k {
             // SAFETY: p + 3 < k: x[p..p + 4] and rows p..p + 4 of `w`.
