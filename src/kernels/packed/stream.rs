@@ -525,11 +525,16 @@ fn stream_kernel(
         // body on either tier (half an AVX-512 vector), summed as the process tier's
         // GEMV (PAIRS on both). AVX2's 16 registers hold one unit vector's gate sums per
         // pass, except the GRU's two (three gate vectors each: measured faster).
-        // AVX-512 at 128 units takes one unit vector per pass as well: its chunks of
-        // `W_hh` are then 32 KiB (24 for the GRU), so the chunk a step starts on (the
-        // sweep alternates) is still in L1; with two per pass they were 64 KiB and the
-        // steps and blocks took 1.02-1.09 of the time (Intel Xeon Emerald Rapids, 9
-        // rounds, three runs). At 64 units the two choices measured level.
+        // AVX-512 at 64 units and up takes one unit vector per pass as well: at 128 its
+        // chunks of `W_hh` are then 32 KiB (24 for the GRU), so the chunk a step starts
+        // on (the sweep alternates) is still in L1; with two per pass they were 64 KiB
+        // and the steps and blocks took 1.02-1.09 of the time (Intel Xeon Emerald
+        // Rapids, 48 KiB L1d, 9 rounds, three runs), where at 64 units the two choices
+        // measured level. With Zen 4's 32 KiB L1d the 64- and 96-unit layers' chunks of
+        // two unit vectors (32 and 48 KiB for the LSTM) were too large as well: one a
+        // pass, steps LSTM 0.83-0.89 (64), 0.92 (96), GRU 0.97-0.98, 0.92-0.93; blocks
+        // 0.95-0.97, 0.90-0.93, 0.92-0.93, 0.92-0.96 (AMD EPYC Zen 4, ab.c, 9 rounds, both
+        // orders).
         let tier = kernel_tier();
         // AVX-512's 16-unit layers in 256-bit registers on AMD (`avx2::vl256`: its bits,
         // and AVX-512VL's 32 registers). Zen 4 splits a 512-bit operation in two; with
@@ -607,10 +612,10 @@ fn stream_kernel(
                 (pick!(Lstm, avx512::lstm_stream, 2, 2, 8, ch), 16, 2)
             }
             (Tier::Avx512, CellKind::Lstm, 64) => {
-                (pick!(Lstm, avx512::lstm_stream, 4, 2, 8, ch), 16, 2)
+                (pick!(Lstm, avx512::lstm_stream, 4, 1, 4, ch), 16, 1)
             }
             (Tier::Avx512, CellKind::GruLbr, 64) => {
-                (pick!(GruLbr, avx512::gru_lbr_stream, 4, 2, 6, ch), 16, 2)
+                (pick!(GruLbr, avx512::gru_lbr_stream, 4, 1, 3, ch), 16, 1)
             }
             (Tier::Avx512, CellKind::Lstm, 128) => {
                 (pick!(Lstm, avx512::lstm_stream, 8, 1, 4, ch), 16, 1)
@@ -666,13 +671,13 @@ fn stream_kernel(
                 (pick!(Lstm, avx512::lstm_stream, 3, 1, 4, ch), 16, 1)
             }
             (Tier::Avx512, CellKind::Lstm, 96) => {
-                (pick!(Lstm, avx512::lstm_stream, 6, 2, 8, ch), 16, 2)
+                (pick!(Lstm, avx512::lstm_stream, 6, 1, 4, ch), 16, 1)
             }
             (Tier::Avx512, CellKind::GruLbr, 48) => {
                 (pick!(GruLbr, avx512::gru_lbr_stream, 3, 1, 3, ch), 16, 1)
             }
             (Tier::Avx512, CellKind::GruLbr, 96) => {
-                (pick!(GruLbr, avx512::gru_lbr_stream, 6, 2, 6, ch), 16, 2)
+                (pick!(GruLbr, avx512::gru_lbr_stream, 6, 1, 3, ch), 16, 1)
             }
             (Tier::Avx512, CellKind::Lstm, 80) => {
                 (pick!(Lstm, avx512::lstm_stream, 5, 1, 4, ch), 16, 1)
