@@ -21,6 +21,7 @@ stores and 10 % more: a change elsewhere moves counts by one or two). Some stack
 design (a padded layer's `h` buffer, arguments), so read the differences, not the
 totals. Needs cargo and objdump (binutils); writes under target/spills/.
 """
+import hashlib
 import os
 import re
 import subprocess
@@ -42,13 +43,14 @@ def build(src, target):
     flags = env.get("RUSTFLAGS", "")
     env["RUSTFLAGS"] = (flags + " -C symbol-mangling-version=v0").strip()
     env["CARGO_TARGET_DIR"] = target
+    lib = os.path.join(target, "release", "librnncore.so")
     subprocess.run(
         ["cargo", "build", "--release", "--lib", "-p", "rnncore"],
         cwd=src,
         env=env,
         check=True,
     )
-    return os.path.join(target, "release", "librnncore.so")
+    return lib
 
 
 def counts(lib):
@@ -135,7 +137,10 @@ def main():
     if not os.path.isabs(work):
         work = os.path.join(ROOT, work)
     os.makedirs(work, exist_ok=True)
-    tree = counts(build(ROOT, os.path.join(work, "target-tree")))
+    # A folder per checkout: a cdylib's file has no hash in its name, so two checkouts
+    # building into one folder would leave cargo's freshness and the file disagreeing.
+    tag = hashlib.sha256(ROOT.encode()).hexdigest()[:8]
+    tree = counts(build(ROOT, os.path.join(work, "target-tree-" + tag)))
     if not tree:
         sys.exit("spills.py: no kernel functions found (objdump's demangler too old for v0?)")
     if not args:
