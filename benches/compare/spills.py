@@ -17,9 +17,11 @@ Without REV: a table per kernel family (tier and function) with totals, for the
 working tree. With REV (any revision, built from `git archive` like
 benches/compare/ab.sh): both side by side, every instantiation whose counts differ
 listed, and exit status 1 where one stores markedly more than in REV (at least 4
-stores and 10 % more: a change elsewhere moves counts by one or two). Some stack traffic is by
-design (a padded layer's `h` buffer, arguments), so read the differences, not the
-totals. Needs cargo and objdump (binutils); writes under target/spills/.
+stores and 10 % more: a change elsewhere moves counts by one or two). Some stack
+traffic is by design (a padded layer's `h` buffer, gate vectors kept for a lockstep
+update where the tier has 16 registers), so read the differences, not the totals.
+x86-64 only (it reads AT&T syntax); needs cargo and objdump (binutils); writes under
+target/spills/.
 """
 import hashlib
 import os
