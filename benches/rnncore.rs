@@ -6,7 +6,7 @@
 //! - `audio/{tier}/{cell}_H{h}_{step|block512}`: the RTNeural comparison's model (I = 1,
 //!   one layer, a dense head to 1 output), LSTM and GRU at H = 8..128: one sample per
 //!   call, and 512-sample blocks (throughput in samples). `{tier}` is the kernel tier
-//!   that ran (`RNNCORE_KERNEL=avx2` / `sse41` / `scalar` picks another; the fused
+//!   that ran (`RNNCORE_KERNEL=avx2` / `avx` / `sse41` / `scalar` picks another; the fused
 //!   single-stream kernels run every row on the SIMD tiers).
 //! - `infer/{cell}/I{i}_H{h}_B{b}_T{t}`, `train/...`: sequence forward and one training
 //!   step (forward + BPTT + SGD), throughput in FLOPs (training counted as 3x forward).

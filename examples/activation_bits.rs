@@ -14,7 +14,9 @@ use rnncore::__testing::activation::{sigmoid_with, tanh_with, Tier};
 fn main() {
     let name = std::env::args().nth(1).unwrap_or_else(|| "scalar".into());
     let Some(tier) = Tier::from_name(&name) else {
-        eprintln!("activation_bits: no tier named {name:?} (scalar, neon, sse41, avx2, avx512)");
+        eprintln!(
+            "activation_bits: no tier named {name:?} (scalar, neon, sse41, avx, avx2, avx512)"
+        );
         std::process::exit(2);
     };
     const CHUNK: u64 = 1 << 22;

@@ -473,7 +473,8 @@ const char *rnn_version(void);
 uint32_t rnn_abi_version(void);
 
 /**
- * The SIMD kernel tier this process uses: "avx512", "avx2", "sse41", "neon" or "scalar".
+ * The SIMD kernel tier this process uses: "avx512", "avx2", "avx", "sse41", "neon" or
+ * "scalar".
  * The best the CPU supports, unless the environment variable RNNCORE_KERNEL names another
  * (read once, at the first use; a tier the CPU lacks falls back to the best available).
  * Callers should treat a name they do not know as some other SIMD tier: later versions

@@ -19,7 +19,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p rnncore --quiet
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p rnncore-cli --quiet --document-private-items
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p rnncore --quiet --document-private-items
 # Every kernel tier this CPU has runs the whole Rust suite (the default run used the best).
-for tier in avx2 sse41 scalar; do
+for tier in avx2 avx sse41 scalar; do
   echo "== cargo test with RNNCORE_KERNEL=$tier"
   RNNCORE_KERNEL=$tier cargo test --release -p rnncore --tests --quiet
 done

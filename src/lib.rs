@@ -39,7 +39,7 @@ pub use rng::Rng;
 pub use state::State;
 pub use train::{Gradients, Optimizer, Targets, TrainConfig, Trainer};
 
-/// The kernel tier in use: "avx512", "avx2", "sse41", "neon" or "scalar" (best the CPU runs,
+/// The kernel tier in use: "avx512", "avx2", "avx", "sse41", "neon" or "scalar" (best the CPU runs,
 /// unless the environment variable `RNNCORE_KERNEL` names another, read once per
 /// process).
 pub fn kernel_name() -> &'static str {

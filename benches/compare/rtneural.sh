@@ -6,7 +6,7 @@
 # EIGEN_DIR: Eigen's include dir; default $RTNEURAL_DIR/modules/Eigen, else /usr/include/eigen3.
 # CXX: the C++ compiler (default g++). Builds librnncore.a (honours CARGO_TARGET_DIR) and the
 # benchmark, runs it once per rnncore kernel tier this CPU can run (RNNCORE_KERNEL=avx512,
-# avx2, sse41 or neon, scalar), and writes the tables to benches/compare/results/rtneural-latest.md.
+# avx2, avx, sse41 or neon, scalar), and writes the tables to benches/compare/results/rtneural-latest.md.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -94,6 +94,19 @@ case "$native_macros" in
       benches/compare/rtneural/bench.cpp "$lib" -lpthread -ldl -lm -o "$bin_avx2"
     ;;
 esac
+# The AVX tier against RTNeural without AVX2 and FMA (AVX code, as on Intel's Sandy Bridge
+# and Ivy Bridge).
+bin_avx=""
+case "$native_macros" in
+  *"#define __AVX2__ "*)
+    bin_avx="$target/rtneural-bench-avx"
+    flags_avx=("${flags[@]}" -mno-avx512f -mno-avx2 -mno-fma)
+    "$cxx" "${flags_avx[@]}" -Wall -Wextra \
+      "-DRTNEURAL_COMMIT=\"$rtneural_commit\"" "-DBENCH_CXXFLAGS=\"${flags_avx[*]}\"" \
+      -I include -isystem "$RTNEURAL_DIR" -isystem "$EIGEN_DIR" \
+      benches/compare/rtneural/bench.cpp "$lib" -lpthread -ldl -lm -o "$bin_avx"
+    ;;
+esac
 # The same model files loaded both ways: RTNeural's own Keras exports (its models/ folder),
 # through RTNeural's run-time JSON parser and rnn_model_load.
 # The SSE4.1 tier against RTNeural without AVX (SSE4.2 code, as on a CPU without AVX2).
@@ -130,6 +143,7 @@ fi
 tiers=()
 grep -qw avx512f /proc/cpuinfo && tiers+=(avx512)
 grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && tiers+=(avx2)
+grep -qw avx /proc/cpuinfo && grep -qw sse4_1 /proc/cpuinfo && tiers+=(avx)
 grep -qw sse4_1 /proc/cpuinfo && tiers+=(sse41)
 grep -qw asimd /proc/cpuinfo && tiers+=(neon)
 tiers+=(scalar)
@@ -155,6 +169,18 @@ for tier in "${tiers[@]}"; do
       echo
     } >>"$tmp"
     RNNCORE_KERNEL=avx2 RAYON_NUM_THREADS=1 "${pin[@]}" "$bin_avx2" "$rounds" | sed '/^### /d' >>"$tmp"
+  fi
+  if [ "$tier" = avx ] && [ -n "$bin_avx" ]; then
+    {
+      echo "### rnncore kernel \`avx\` against RTNeural built without AVX2 and FMA"
+      echo
+      echo "The same comparison, RTNeural compiled with \`-mno-avx512f -mno-avx2 -mno-fma\`"
+      echo "added (Eigen's 256-bit AVX code, no fused multiply-add): both libraries as they would"
+      echo "run on an x86-64 CPU with AVX but not AVX2 (Intel Sandy Bridge, Ivy Bridge) with this"
+      echo "core, which runs 256-bit operations at full width where those split their loads."
+      echo
+    } >>"$tmp"
+    RNNCORE_KERNEL=avx RAYON_NUM_THREADS=1 "${pin[@]}" "$bin_avx" "$rounds" | sed '/^### /d' >>"$tmp"
   fi
   if [ "$tier" = sse41 ] && [ -n "$bin_sse" ]; then
     {

@@ -30,7 +30,8 @@ pub extern "C" fn rnn_abi_version() -> u32 {
     RNN_ABI_VERSION
 }
 
-/// The SIMD kernel tier this process uses: "avx512", "avx2", "sse41", "neon" or "scalar".
+/// The SIMD kernel tier this process uses: "avx512", "avx2", "avx", "sse41", "neon" or
+/// "scalar".
 /// The best the CPU supports, unless the environment variable RNNCORE_KERNEL names another
 /// (read once, at the first use; a tier the CPU lacks falls back to the best available).
 /// Callers should treat a name they do not know as some other SIMD tier: later versions
@@ -42,6 +43,7 @@ pub extern "C" fn rnn_kernel_name() -> *const c_char {
     let s: &'static std::ffi::CStr = match crate::kernel_name() {
         "avx512" => c"avx512",
         "avx2" => c"avx2",
+        "avx" => c"avx",
         "sse41" => c"sse41",
         "neon" => c"neon",
         _ => c"scalar",

@@ -2,9 +2,9 @@
 //! time.
 //!
 //! [`sigmoid`] and [`tanh`] run on the [`tier`] picked once per process: the best the
-//! CPU supports (AVX-512F, then AVX2 + FMA, then SSE4.1, then scalar), unless the
-//! environment variable `RNNCORE_KERNEL` names another (`scalar`, `sse41`, `avx2`,
-//! `avx512`; read once, at
+//! CPU supports (AVX-512F, then AVX2 + FMA, then AVX, then SSE4.1, then scalar), unless
+//! the environment variable `RNNCORE_KERNEL` names another (`scalar`, `sse41`, `avx`,
+//! `avx2`, `avx512`; read once, at
 //! the first call). A named tier the CPU lacks, or an unknown name, falls back to the
 //! best available. [`sigmoid_with`] and [`tanh_with`] run a given tier, so one
 //! process can exercise (and compare) all of them.
@@ -51,8 +51,11 @@ pub enum Tier {
     Scalar,
     /// AArch64 NEON (Advanced SIMD), 4 lanes, with fused multiply-add.
     Neon,
-    /// x86-64 SSE4.1, 4 lanes, no fused multiply-add: for x86-64 CPUs without AVX2.
+    /// x86-64 SSE4.1, 4 lanes, no fused multiply-add: for x86-64 CPUs without AVX.
     Sse41,
+    /// x86-64 AVX without AVX2 and FMA, 8 lanes, no fused multiply-add: for x86-64 CPUs
+    /// with AVX but not AVX2 (Intel Sandy Bridge and Ivy Bridge, AMD's Bulldozer family).
+    Avx,
     /// x86-64 AVX2 + FMA, 8 lanes.
     Avx2,
     /// x86-64 AVX-512F, 16 lanes.
@@ -61,21 +64,23 @@ pub enum Tier {
 
 impl Tier {
     /// Every tier, in increasing order of preference.
-    pub const ALL: [Tier; 5] = [
+    pub const ALL: [Tier; 6] = [
         Tier::Scalar,
         Tier::Neon,
         Tier::Sse41,
+        Tier::Avx,
         Tier::Avx2,
         Tier::Avx512,
     ];
 
-    /// The tier's name as `RNNCORE_KERNEL` spells it: "scalar", "neon", "sse41", "avx2",
-    /// "avx512".
+    /// The tier's name as `RNNCORE_KERNEL` spells it: "scalar", "neon", "sse41", "avx",
+    /// "avx2", "avx512".
     pub fn name(self) -> &'static str {
         match self {
             Tier::Scalar => "scalar",
             Tier::Neon => "neon",
             Tier::Sse41 => "sse41",
+            Tier::Avx => "avx",
             Tier::Avx2 => "avx2",
             Tier::Avx512 => "avx512",
         }
@@ -95,11 +100,13 @@ impl Tier {
             #[cfg(target_arch = "x86_64")]
             Tier::Sse41 => is_x86_feature_detected!("sse4.1"),
             #[cfg(target_arch = "x86_64")]
+            Tier::Avx => is_x86_feature_detected!("avx") && is_x86_feature_detected!("sse4.1"),
+            #[cfg(target_arch = "x86_64")]
             Tier::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
             #[cfg(target_arch = "x86_64")]
             Tier::Avx512 => is_x86_feature_detected!("avx512f"),
             #[cfg(not(target_arch = "x86_64"))]
-            Tier::Sse41 | Tier::Avx2 | Tier::Avx512 => false,
+            Tier::Sse41 | Tier::Avx | Tier::Avx2 | Tier::Avx512 => false,
             #[cfg(target_arch = "aarch64")]
             Tier::Neon => std::arch::is_aarch64_feature_detected!("neon"),
             #[cfg(not(target_arch = "aarch64"))]
@@ -345,6 +352,11 @@ mod tests {
                 ],
             },
             Impl {
+                label: "avx",
+                tier: Tier::Avx,
+                f: [|x| sigmoid_with(Tier::Avx, x), |x| tanh_with(Tier::Avx, x)],
+            },
+            Impl {
                 label: "avx2",
                 tier: Tier::Avx2,
                 f: [
@@ -363,7 +375,7 @@ mod tests {
         ];
         #[cfg(target_arch = "x86_64")]
         {
-            use crate::kernels::x86_64::{avx2, avx512, sse};
+            use crate::kernels::x86_64::{avx, avx2, avx512, sse};
             // Each closure calls a `#[target_feature]` function; `retain` below drops the
             // entry unless its tier's features were detected at run time.
             v.push(Impl {
@@ -374,6 +386,16 @@ mod tests {
                     |x| unsafe { sse::sigmoid(x) },
                     // SAFETY: kept only if SSE4.1 is detected (`retain`).
                     |x| unsafe { sse::tanh(x) },
+                ],
+            });
+            v.push(Impl {
+                label: "avx direct",
+                tier: Tier::Avx,
+                f: [
+                    // SAFETY: kept only if AVX and SSE4.1 are detected (`retain`).
+                    |x| unsafe { avx::sigmoid(x) },
+                    // SAFETY: kept only if AVX and SSE4.1 are detected (`retain`).
+                    |x| unsafe { avx::tanh(x) },
                 ],
             });
             v.push(Impl {
@@ -615,7 +637,10 @@ mod tests {
     fn documented(tier: Tier) -> (f64, f64) {
         match tier {
             Tier::Scalar => (MAX_ABS_ERROR, MAX_ABS_ERROR),
-            Tier::Sse41 => (2.27e-7, 3.42e-7),
+            // The AVX tier's operations are SSE4.1's lane for lane (a multiply and an add,
+            // exact division, the same minima and maxima): the same bits
+            // (`avx_activations_are_sse41s_bit_for_bit`).
+            Tier::Sse41 | Tier::Avx => (2.27e-7, 3.42e-7),
             // AVX2's operations lane for lane (fused multiply-add, exact division, x86's
             // min/max): AVX2's maxima, held here on the dense sweep.
             Tier::Neon => (2.06e-7, 3.35e-7),
@@ -646,6 +671,42 @@ mod tests {
     }
 
     #[test]
+    fn avx_activations_are_sse41s_bit_for_bit() {
+        if !Tier::Avx.is_available() {
+            return; // no AVX here: the dispatcher never picks it
+        }
+        // Lengths across whole vectors of both tiers and partial ones, the dense sweep's
+        // range and the edges (limits, tiny values, infinities, NaN).
+        let mut xs: Vec<f32> = (-20 * 512..=20 * 512).map(|i| i as f32 / 512.0).collect();
+        xs.extend((0..400).map(mixed));
+        xs.extend([0.0, -0.0, 1e-40, -1e-40, 9.02, -9.02, 17.5, f32::INFINITY]);
+        xs.extend([f32::NEG_INFINITY, f32::NAN, f32::MAX, f32::MIN]);
+        for n in [xs.len(), 1, 3, 7, 9, 13] {
+            for act in &ACTS {
+                let (avx, _) = run(act, &impl_of(Tier::Avx), &xs[..n]);
+                let (sse, _) = run(act, &impl_of(Tier::Sse41), &xs[..n]);
+                let same = avx
+                    .iter()
+                    .zip(&sse)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(
+                    same,
+                    "{}: the AVX tier differs from SSE4.1's (n = {n})",
+                    act.name
+                );
+            }
+        }
+    }
+
+    /// The dispatched implementation of `tier` from [`impls`].
+    fn impl_of(tier: Tier) -> Impl {
+        impls()
+            .into_iter()
+            .find(|i| i.tier == tier && !i.label.ends_with("direct"))
+            .expect("every tier has an entry")
+    }
+
+    #[test]
     fn scalar_tier_is_the_reference() {
         let xs: Vec<f32> = (0..200).map(mixed).collect();
         let (mut s, mut t) = (xs.clone(), xs.clone());
@@ -670,11 +731,12 @@ mod tests {
             .filter(|i| i.tier != Tier::Scalar)
             .collect();
         // The baseline: a fused tier where the CPU has one.
-        simd.sort_by_key(|i| i.tier == Tier::Sse41);
+        let unfused = |t: Tier| matches!(t, Tier::Sse41 | Tier::Avx);
+        simd.sort_by_key(|i| unfused(i.tier));
         for act in &ACTS {
             let outs: Vec<Vec<f32>> = simd.iter().map(|i| run(act, i, &xs).0).collect();
             for (i, out) in simd.iter().zip(&outs).skip(1) {
-                let fused = i.tier != Tier::Sse41 && simd[0].tier != Tier::Sse41;
+                let fused = !unfused(i.tier) && !unfused(simd[0].tier);
                 let bound = if fused { 2.4e-7 } else { 6.8e-7 };
                 for (k, (a, b)) in out.iter().zip(&outs[0]).enumerate() {
                     assert!(

@@ -834,12 +834,20 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn isa_kernels_called_directly_match_the_reference() {
-        use crate::kernels::x86_64::{avx2 as backward_avx2, avx512 as backward_avx512};
+        use crate::kernels::x86_64::{
+            avx as backward_avx, avx2 as backward_avx2, avx512 as backward_avx512,
+        };
         let mut gen = Gen(99);
         let n = 2 * MAX_LANES + 5;
         let (h, dh) = (gen.vec(n, 1.0), gen.vec(n, 2.0));
         let mut want = vec![0.0; n];
         rnn_ref(&h, &dh, false, &mut want);
+        if Tier::Avx.is_available() {
+            let mut d = vec![f32::NAN; n];
+            // SAFETY: AVX and SSE4.1 were detected just above; the slices are n long.
+            unsafe { backward_avx::backward_rnn(&h, &dh, false, &mut d) };
+            same(&guarded(&d, 0), 0, &want, "avx direct");
+        }
         if Tier::Avx2.is_available() {
             let mut d = vec![f32::NAN; n];
             // SAFETY: AVX2 and FMA were detected just above; the slices are n long.

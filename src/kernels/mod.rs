@@ -25,6 +25,10 @@ macro_rules! on_tier {
                 $crate::kernels::x86_64::avx2::$f($($a),*)
             },
             #[cfg(target_arch = "x86_64")]
+            $crate::kernels::activation::Tier::Avx => unsafe {
+                $crate::kernels::x86_64::avx::$f($($a),*)
+            },
+            #[cfg(target_arch = "x86_64")]
             $crate::kernels::activation::Tier::Sse41 => unsafe {
                 $crate::kernels::x86_64::sse::$f($($a),*)
             },
@@ -45,6 +49,8 @@ macro_rules! on_tier {
             }
             #[cfg(target_arch = "x86_64")]
             $crate::kernels::activation::Tier::Avx2 => Some($crate::kernels::x86_64::avx2::$f),
+            #[cfg(target_arch = "x86_64")]
+            $crate::kernels::activation::Tier::Avx => Some($crate::kernels::x86_64::avx::$f),
             #[cfg(target_arch = "x86_64")]
             $crate::kernels::activation::Tier::Sse41 => Some($crate::kernels::x86_64::sse::$f),
             #[cfg(target_arch = "aarch64")]

@@ -353,7 +353,7 @@ mod tests {
                         }
                     }
                 } else {
-                    let want = if tier == Tier::Sse41 {
+                    let want = if matches!(tier, Tier::Sse41 | Tier::Avx) {
                         &two_roundings
                     } else {
                         &chain

@@ -940,11 +940,11 @@ mod tests {
     #[test]
     fn chain_and_throughput_forms_agree_bit_for_bit() {
         use crate::kernels::activation::Tier;
-        use crate::kernels::x86_64::{avx2, avx512, sse};
+        use crate::kernels::x86_64::{avx, avx2, avx512, sse};
         let mut xs = forms::inputs();
         xs.resize(xs.len().next_multiple_of(16), 0.5);
         let mut ran = 0;
-        for tier in [Tier::Sse41, Tier::Avx2, Tier::Avx512] {
+        for tier in [Tier::Sse41, Tier::Avx, Tier::Avx2, Tier::Avx512] {
             if !tier.is_available() {
                 continue; // this tier cannot run here; the dispatcher never picks it
             }
@@ -952,6 +952,7 @@ mod tests {
             let [s_v, s_chain, t_v, t_chain] = unsafe {
                 match tier {
                     Tier::Sse41 => sse::activation_forms(&xs),
+                    Tier::Avx => avx::activation_forms(&xs),
                     Tier::Avx2 => avx2::activation_forms(&xs),
                     _ => avx512::activation_forms(&xs),
                 }

@@ -153,7 +153,7 @@ TEST(version_and_extras) {
   CHECK(RNN_ABI_VERSION == 2);
   CHECK_STATUS(rnncore::check_abi(), RNN_OK);
   const std::string k = rnncore::kernel_name();
-  CHECK(k == "avx512" || k == "avx2" || k == "sse41" || k == "neon" || k == "scalar");
+  CHECK(k == "avx512" || k == "avx2" || k == "avx" || k == "sse41" || k == "neon" || k == "scalar");
 }
 
 TEST(num_threads_roundtrip_and_determinism) {

@@ -201,7 +201,7 @@ def abi_version() -> int:
 
 
 def kernel_name() -> str:
-    """The SIMD kernel tier in use: "avx512", "avx2", "sse41", "neon" or "scalar"."""
+    """The SIMD kernel tier in use: "avx512", "avx2", "avx", "sse41", "neon" or "scalar"."""
     return lib.rnn_kernel_name().decode()
 
 

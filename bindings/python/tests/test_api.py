@@ -45,7 +45,7 @@ def test_version_and_extras():
     assert rnncore.status_str(Status.OK) != rnncore.status_str(Status.ERR_NULL)
     assert rnncore.status_str(1000)  # outside the enum: still a string
     assert isinstance(lib.rnn_last_error(), bytes)  # never NULL
-    assert rnncore.kernel_name() in ("avx512", "avx2", "sse41", "neon", "scalar")
+    assert rnncore.kernel_name() in ("avx512", "avx2", "avx", "sse41", "neon", "scalar")
 
 
 @pytest.mark.skipif(

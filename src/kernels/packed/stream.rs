@@ -53,8 +53,10 @@ fn kernel_sizes(cell: CellKind) -> &'static [usize] {
         }
         (Tier::Avx512, _) if vl256_here() => &[8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 96, 112, 128],
         (Tier::Avx512, _) => &[8, 16, 32, 48, 64, 80, 96, 112, 128],
-        (Tier::Avx2, CellKind::GruLbr) => &[8, 16, 24, 32, 40, 48, 64, 72, 80, 96, 112, 128],
-        (Tier::Avx2, _) => &[8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 96, 112, 128],
+        (Tier::Avx2 | Tier::Avx, CellKind::GruLbr) => {
+            &[8, 16, 24, 32, 40, 48, 64, 72, 80, 96, 112, 128]
+        }
+        (Tier::Avx2 | Tier::Avx, _) => &[8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 96, 112, 128],
         (Tier::Sse41 | Tier::Neon, _) => &[4, 8, 16, 24, 32, 40, 48, 64, 96, 128],
         (Tier::Scalar, _) => &[],
     }
@@ -516,10 +518,58 @@ fn stream_kernel(
             })
         };
     }
+    // The 8-lane tiers' kernels with 16 registers (AVX2's, and the AVX tier's in the
+    // same layouts): one unit vector's gate sums per pass, except the GRU's two (three
+    // gate vectors each: measured faster).
+    #[cfg(target_arch = "x86_64")]
+    macro_rules! eight_lanes {
+        ($m:ident, $form:expr) => {
+            Some(match (cell, units) {
+                (CellKind::Lstm, 8) => (pick!(Lstm, $m::lstm_stream, 1, 1, 4, $form), 8, 1),
+                (CellKind::GruLbr, 8) => (pick!(GruLbr, $m::gru_lbr_stream, 1, 1, 3, $form), 8, 1),
+                (CellKind::Lstm, 64) => (pick!(Lstm, $m::lstm_stream, 8, 1, 4, $form), 8, 1),
+                (CellKind::GruLbr, 64) => (pick!(GruLbr, $m::gru_lbr_stream, 8, 2, 6, $form), 8, 2),
+                (CellKind::Lstm, 16) => (pick!(Lstm, $m::lstm_stream, 2, 1, 4, $form), 8, 1),
+                (CellKind::Lstm, 32) => (pick!(Lstm, $m::lstm_stream, 4, 1, 4, $form), 8, 1),
+                (CellKind::GruLbr, 16) => (pick!(GruLbr, $m::gru_lbr_stream, 2, 2, 6, $form), 8, 2),
+                (CellKind::GruLbr, 32) => (pick!(GruLbr, $m::gru_lbr_stream, 4, 2, 6, $form), 8, 2),
+                // The sizes between (GuitarML's Proteus captures are LSTMs of 40 units, by its
+                // README): the same bodies, one unit vector a pass where the count is odd.
+                (CellKind::Lstm, 24) => (pick!(Lstm, $m::lstm_stream, 3, 1, 4, $form), 8, 1),
+                (CellKind::Lstm, 40) => (pick!(Lstm, $m::lstm_stream, 5, 1, 4, $form), 8, 1),
+                (CellKind::Lstm, 48) => (pick!(Lstm, $m::lstm_stream, 6, 1, 4, $form), 8, 1),
+                (CellKind::GruLbr, 24) => (pick!(GruLbr, $m::gru_lbr_stream, 3, 1, 3, $form), 8, 1),
+                (CellKind::GruLbr, 40) => (pick!(GruLbr, $m::gru_lbr_stream, 5, 1, 3, $form), 8, 1),
+                (CellKind::GruLbr, 48) => (pick!(GruLbr, $m::gru_lbr_stream, 6, 2, 6, $form), 8, 2),
+                (CellKind::Lstm, 96) => (pick!(Lstm, $m::lstm_stream, 12, 1, 4, $form), 8, 1),
+                (CellKind::Lstm, 128) => (pick!(Lstm, $m::lstm_stream, 16, 1, 4, $form), 8, 1),
+                (CellKind::GruLbr, 96) => {
+                    (pick!(GruLbr, $m::gru_lbr_stream, 12, 2, 6, $form), 8, 2)
+                }
+                (CellKind::GruLbr, 128) => {
+                    (pick!(GruLbr, $m::gru_lbr_stream, 16, 2, 6, $form), 8, 2)
+                }
+                (CellKind::Lstm, 56) => (pick!(Lstm, $m::lstm_stream, 7, 1, 4, $form), 8, 1),
+                (CellKind::GruLbr, 56) => (pick!(GruLbr, $m::gru_lbr_stream, 7, 1, 3, $form), 8, 1),
+                (CellKind::Lstm, 72) => (pick!(Lstm, $m::lstm_stream, 9, 1, 4, $form), 8, 1),
+                (CellKind::GruLbr, 72) => (pick!(GruLbr, $m::gru_lbr_stream, 9, 1, 3, $form), 8, 1),
+                (CellKind::Lstm, 80) => (pick!(Lstm, $m::lstm_stream, 10, 1, 4, $form), 8, 1),
+                (CellKind::GruLbr, 80) => {
+                    (pick!(GruLbr, $m::gru_lbr_stream, 10, 2, 6, $form), 8, 2)
+                }
+                (CellKind::Lstm, 112) => (pick!(Lstm, $m::lstm_stream, 14, 1, 4, $form), 8, 1),
+                (CellKind::GruLbr, 112) => {
+                    (pick!(GruLbr, $m::gru_lbr_stream, 14, 2, 6, $form), 8, 2)
+                }
+
+                _ => return None,
+            })
+        };
+    }
     #[cfg(target_arch = "x86_64")]
     {
         use crate::kernels::x86_64::avx2::vl256;
-        use crate::kernels::x86_64::{avx2, avx512, sse};
+        use crate::kernels::x86_64::{avx, avx2, avx512, sse};
         use StreamKernel::{GruLbr, Lstm};
         // `stream_fused` admits AVX2 (or AVX-512) for these sizes; 8 units run the AVX2
         // body on either tier (half an AVX-512 vector), summed as the process tier's
@@ -560,8 +610,18 @@ fn stream_kernel(
         };
         // The chain form for the 8-lane AVX-512 bodies too (above).
         let ch = chain.unwrap_or_else(|| vl256 || chain_form(avx512_body, lanes, units / lanes));
-        if tier == Tier::Sse41 {
-            return four_lanes!(sse, ch);
+        match tier {
+            // The 4-lane form as NEON's below: written out, it is a constant the compiler
+            // sees, and the other form's kernels stay out of the library.
+            Tier::Sse41 => {
+                return four_lanes!(
+                    sse,
+                    chain.unwrap_or_else(|| chain_form(false, 4, units / 4))
+                )
+            }
+            Tier::Avx => return eight_lanes!(avx, ch),
+            Tier::Avx2 => return eight_lanes!(avx2, ch),
+            _ => {}
         }
         let kernel = match (tier, cell, units) {
             (Tier::Avx512, CellKind::GruLbr, 16) if vl256 => {
@@ -599,10 +659,10 @@ fn stream_kernel(
             (Tier::Avx512, CellKind::GruLbr, 72) if vl256 => {
                 (pick!(GruLbr, vl256::gru_lbr_stream, 9, 1, 3, ch), 8, 1)
             }
-            (Tier::Avx512 | Tier::Avx2, CellKind::Lstm, 8) => {
+            (Tier::Avx512, CellKind::Lstm, 8) => {
                 (pick!(Lstm, avx2::lstm_stream, 1, 1, 4, ch), 8, 1)
             }
-            (Tier::Avx512 | Tier::Avx2, CellKind::GruLbr, 8) => {
+            (Tier::Avx512, CellKind::GruLbr, 8) => {
                 (pick!(GruLbr, avx2::gru_lbr_stream, 1, 1, 3, ch), 8, 1)
             }
             (Tier::Avx512, CellKind::Lstm, 16) => {
@@ -623,49 +683,11 @@ fn stream_kernel(
             (Tier::Avx512, CellKind::GruLbr, 128) => {
                 (pick!(GruLbr, avx512::gru_lbr_stream, 8, 1, 3, ch), 16, 1)
             }
-            (Tier::Avx2, CellKind::Lstm, 64) => (pick!(Lstm, avx2::lstm_stream, 8, 1, 4, ch), 8, 1),
-            (Tier::Avx2, CellKind::GruLbr, 64) => {
-                (pick!(GruLbr, avx2::gru_lbr_stream, 8, 2, 6, ch), 8, 2)
-            }
             (Tier::Avx512, CellKind::GruLbr, 16) => {
                 (pick!(GruLbr, avx512::gru_lbr_stream, 1, 1, 3, ch), 16, 1)
             }
             (Tier::Avx512, CellKind::GruLbr, 32) => {
                 (pick!(GruLbr, avx512::gru_lbr_stream, 2, 2, 6, ch), 16, 2)
-            }
-            (Tier::Avx2, CellKind::Lstm, 16) => (pick!(Lstm, avx2::lstm_stream, 2, 1, 4, ch), 8, 1),
-            (Tier::Avx2, CellKind::Lstm, 32) => (pick!(Lstm, avx2::lstm_stream, 4, 1, 4, ch), 8, 1),
-            (Tier::Avx2, CellKind::GruLbr, 16) => {
-                (pick!(GruLbr, avx2::gru_lbr_stream, 2, 2, 6, ch), 8, 2)
-            }
-            (Tier::Avx2, CellKind::GruLbr, 32) => {
-                (pick!(GruLbr, avx2::gru_lbr_stream, 4, 2, 6, ch), 8, 2)
-            }
-            // The sizes between (GuitarML's Proteus captures are LSTMs of 40 units, by its
-            // README): the same bodies, one unit vector a pass where the count is odd.
-            (Tier::Avx2, CellKind::Lstm, 24) => (pick!(Lstm, avx2::lstm_stream, 3, 1, 4, ch), 8, 1),
-            (Tier::Avx2, CellKind::Lstm, 40) => (pick!(Lstm, avx2::lstm_stream, 5, 1, 4, ch), 8, 1),
-            (Tier::Avx2, CellKind::Lstm, 48) => (pick!(Lstm, avx2::lstm_stream, 6, 1, 4, ch), 8, 1),
-            (Tier::Avx2, CellKind::GruLbr, 24) => {
-                (pick!(GruLbr, avx2::gru_lbr_stream, 3, 1, 3, ch), 8, 1)
-            }
-            (Tier::Avx2, CellKind::GruLbr, 40) => {
-                (pick!(GruLbr, avx2::gru_lbr_stream, 5, 1, 3, ch), 8, 1)
-            }
-            (Tier::Avx2, CellKind::GruLbr, 48) => {
-                (pick!(GruLbr, avx2::gru_lbr_stream, 6, 2, 6, ch), 8, 2)
-            }
-            (Tier::Avx2, CellKind::Lstm, 96) => {
-                (pick!(Lstm, avx2::lstm_stream, 12, 1, 4, ch), 8, 1)
-            }
-            (Tier::Avx2, CellKind::Lstm, 128) => {
-                (pick!(Lstm, avx2::lstm_stream, 16, 1, 4, ch), 8, 1)
-            }
-            (Tier::Avx2, CellKind::GruLbr, 96) => {
-                (pick!(GruLbr, avx2::gru_lbr_stream, 12, 2, 6, ch), 8, 2)
-            }
-            (Tier::Avx2, CellKind::GruLbr, 128) => {
-                (pick!(GruLbr, avx2::gru_lbr_stream, 16, 2, 6, ch), 8, 2)
             }
             (Tier::Avx512, CellKind::Lstm, 48) => {
                 (pick!(Lstm, avx512::lstm_stream, 3, 1, 4, ch), 16, 1)
@@ -690,26 +712,6 @@ fn stream_kernel(
             }
             (Tier::Avx512, CellKind::GruLbr, 112) => {
                 (pick!(GruLbr, avx512::gru_lbr_stream, 7, 1, 3, ch), 16, 1)
-            }
-            (Tier::Avx2, CellKind::Lstm, 56) => (pick!(Lstm, avx2::lstm_stream, 7, 1, 4, ch), 8, 1),
-            (Tier::Avx2, CellKind::GruLbr, 56) => {
-                (pick!(GruLbr, avx2::gru_lbr_stream, 7, 1, 3, ch), 8, 1)
-            }
-            (Tier::Avx2, CellKind::Lstm, 72) => (pick!(Lstm, avx2::lstm_stream, 9, 1, 4, ch), 8, 1),
-            (Tier::Avx2, CellKind::GruLbr, 72) => {
-                (pick!(GruLbr, avx2::gru_lbr_stream, 9, 1, 3, ch), 8, 1)
-            }
-            (Tier::Avx2, CellKind::Lstm, 80) => {
-                (pick!(Lstm, avx2::lstm_stream, 10, 1, 4, ch), 8, 1)
-            }
-            (Tier::Avx2, CellKind::GruLbr, 80) => {
-                (pick!(GruLbr, avx2::gru_lbr_stream, 10, 2, 6, ch), 8, 2)
-            }
-            (Tier::Avx2, CellKind::Lstm, 112) => {
-                (pick!(Lstm, avx2::lstm_stream, 14, 1, 4, ch), 8, 1)
-            }
-            (Tier::Avx2, CellKind::GruLbr, 112) => {
-                (pick!(GruLbr, avx2::gru_lbr_stream, 14, 2, 6, ch), 8, 2)
             }
             _ => return None,
         };

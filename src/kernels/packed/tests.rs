@@ -825,8 +825,8 @@ fn kernel_sizes_here() {
     for &(units, avx2_lstm, avx2_gru, avx512, sse41) in want {
         for cell in [CellKind::Lstm, CellKind::GruLbr] {
             let expect = match (kernel_tier(), cell) {
-                (Tier::Avx2, CellKind::Lstm) => avx2_lstm,
-                (Tier::Avx2, _) => avx2_gru,
+                (Tier::Avx2 | Tier::Avx, CellKind::Lstm) => avx2_lstm,
+                (Tier::Avx2 | Tier::Avx, _) => avx2_gru,
                 (Tier::Avx512, _) => vl256(cell, units, avx512),
                 (Tier::Sse41 | Tier::Neon, _) => sse41,
                 (Tier::Scalar, _) => None,

@@ -1,50 +1,61 @@
 //! The AVX2 + FMA tier: 8 `f32` lanes in a `__m256`. The kernels' bodies are generic
-//! ([`crate::kernels::simd`]); this file is the tier's vector operations and its entry
-//! points.
+//! ([`crate::kernels::simd`]); this file is the 8-lane vector operations ([`Ymm`]) and
+//! the tier's entry points. The AVX tier ([`super::avx`]) and the AVX-512 tier's 8-lane
+//! kernels ([`vl256`]) run the same operations with their own few differences.
 //!
 //! Partial vectors go through a stack buffer (`Simd`'s default), not AVX's masked
 //! `vmaskmovps`, which is microcoded on AMD Zen 1 and 2 (the profile of the single-stream
 //! step on such a CPU had its masked loads among the hottest instructions). Divisions are exact (`vdivps`
 //! issues every ~5 cycles on 8 lanes, and the `rcpps` estimate differs between vendors).
 //!
-//! [`Avx2Body<true>`](Avx2Body) is the same 8-lane body for the AVX-512 tier ([`vl256`]): its
+//! [`Ymm<true, true>`](Ymm) is the same 8-lane body for the AVX-512 tier ([`vl256`]): its
 //! division is AVX-512's (`vrcp14ps` on 8 lanes, AVX-512VL, and the same Newton step),
 //! every other operation gives AVX-512's bits lane for lane already, so a kernel body run
-//! on it gives the AVX-512 tier's bits in 256-bit registers.
+//! on it gives the AVX-512 tier's bits in 256-bit registers. [`Ymm<false,
+//! false>`](Ymm) is the AVX tier's: a multiply, then an add, where the others fuse them,
+//! and the activations' integer operations on 128-bit halves.
 
 use std::arch::x86_64::*;
 
 use crate::kernels::simd::{tier_entries, Simd};
 
 /// The AVX2 + FMA tier's token: a value exists only where both were detected.
-pub(crate) type Avx2 = Avx2Body<false>;
+pub(crate) type Avx2 = Ymm<false, true>;
 
-/// An 8-lane FMA body's token: a value exists only where AVX2 and FMA were detected; with
-/// `AVX512` (the AVX-512 tier's 8-lane body, [`vl256`]) only where AVX-512F and
-/// AVX-512VL were detected too.
+/// An 8-lane body's token: a value exists only where AVX was detected; with `AVX2` only
+/// where AVX2 and FMA were too (the AVX2 tier, whose multiply-adds are fused), and with
+/// `AVX512` (the AVX-512 tier's 8-lane body, [`vl256`], always with `AVX2`) only where
+/// AVX-512F and AVX-512VL were as well. Without `AVX2` it is the AVX tier's
+/// ([`super::avx`]).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Avx2Body<const AVX512: bool>(());
+pub(crate) struct Ymm<const AVX512: bool, const AVX2: bool>(());
 
-impl<const AVX512: bool> Avx2Body<AVX512> {
+impl<const AVX512: bool, const AVX2: bool> Ymm<AVX512, AVX2> {
     /// The token without the check.
     ///
     /// # Safety
-    /// The CPU must have AVX2 and FMA, and with `AVX512` AVX-512F and AVX-512VL.
+    /// The CPU must have AVX; with `AVX2` AVX2 and FMA; with `AVX512` AVX-512F and
+    /// AVX-512VL.
     #[inline(always)]
-    pub(crate) unsafe fn assume() -> Avx2Body<AVX512> {
-        Avx2Body(())
+    pub(crate) unsafe fn assume() -> Ymm<AVX512, AVX2> {
+        Ymm(())
     }
 }
 
-// SAFETY (every `unsafe` block in this impl that calls an intrinsic): a value of
-// `Avx2Body` exists only where AVX2 and FMA were detected (`assume` under its contract),
-// and of `Avx2Body<true>` only where AVX-512F and AVX-512VL were too.
-impl<const AVX512: bool> Simd for Avx2Body<AVX512> {
+// SAFETY (every `unsafe` block in this impl that calls an intrinsic): a value of `Ymm`
+// exists only where AVX was detected (`assume` under its contract), with `AVX2` only
+// where AVX2 and FMA were too, and with `AVX512` only where AVX-512F and AVX-512VL were
+// too; every intrinsic of AVX2, FMA or AVX-512 sits in a branch on those constants.
+// SSE4.1's 128-bit integer operations (the AVX tier's halves) come with every CPU that
+// has AVX (the AVX tier checks for SSE4.1 as well).
+impl<const AVX512: bool, const AVX2: bool> Simd for Ymm<AVX512, AVX2> {
     // AVX-512VL encodes 32 vector registers for 256-bit operations too.
     const REGISTERS: usize = if AVX512 { 32 } else { 16 };
     const LANES: usize = 8;
     const DOT_LANES: usize = if AVX512 { 16 } else { 8 };
     const QUADS: bool = true;
+    // AVX alone has no fused multiply-add.
+    const FUSED: bool = AVX2;
     type V = __m256;
 
     #[inline(always)]
@@ -98,8 +109,15 @@ impl<const AVX512: bool> Simd for Avx2Body<AVX512> {
     }
     #[inline(always)]
     fn fma(self, a: __m256, b: __m256, c: __m256) -> __m256 {
-        // SAFETY: see the impl.
-        unsafe { _mm256_fmadd_ps(a, b, c) }
+        // SAFETY: see the impl (FMA with `AVX2`).
+        unsafe {
+            if AVX2 {
+                _mm256_fmadd_ps(a, b, c)
+            } else {
+                // Two roundings, as SSE4.1's.
+                _mm256_add_ps(_mm256_mul_ps(a, b), c)
+            }
+        }
     }
     /// Exact, or with `AVX512` the AVX-512 tier's estimate and Newton step (`avx512.rs`):
     /// the same bits as its 16-lane division, lane for lane.
@@ -151,26 +169,38 @@ impl<const AVX512: bool> Simd for Avx2Body<AVX512> {
     }
     #[inline(always)]
     fn max_bits_i32(self, v: __m256, b: i32) -> __m256 {
-        // SAFETY: see the impl.
+        // SAFETY: see the impl (AVX2 with `AVX2`, else SSE4.1 on the halves).
         unsafe {
-            let m = _mm256_max_epi32(_mm256_castps_si256(v), _mm256_set1_epi32(b));
-            _mm256_castsi256_ps(m)
+            if AVX2 {
+                let m = _mm256_max_epi32(_mm256_castps_si256(v), _mm256_set1_epi32(b));
+                _mm256_castsi256_ps(m)
+            } else {
+                on_halves::<MAX_I32>(v, b)
+            }
         }
     }
     #[inline(always)]
     fn min_bits_i32(self, v: __m256, b: i32) -> __m256 {
-        // SAFETY: see the impl.
+        // SAFETY: see the impl (AVX2 with `AVX2`, else SSE4.1 on the halves).
         unsafe {
-            let m = _mm256_min_epi32(_mm256_castps_si256(v), _mm256_set1_epi32(b));
-            _mm256_castsi256_ps(m)
+            if AVX2 {
+                let m = _mm256_min_epi32(_mm256_castps_si256(v), _mm256_set1_epi32(b));
+                _mm256_castsi256_ps(m)
+            } else {
+                on_halves::<MIN_I32>(v, b)
+            }
         }
     }
     #[inline(always)]
     fn min_bits_u32(self, v: __m256, b: u32) -> __m256 {
-        // SAFETY: see the impl.
+        // SAFETY: see the impl (AVX2 with `AVX2`, else SSE4.1 on the halves).
         unsafe {
-            let m = _mm256_min_epu32(_mm256_castps_si256(v), _mm256_set1_epi32(b as i32));
-            _mm256_castsi256_ps(m)
+            if AVX2 {
+                let m = _mm256_min_epu32(_mm256_castps_si256(v), _mm256_set1_epi32(b as i32));
+                _mm256_castsi256_ps(m)
+            } else {
+                on_halves::<MIN_U32>(v, b as i32)
+            }
         }
     }
     #[inline(always)]
@@ -186,6 +216,45 @@ impl<const AVX512: bool> Simd for Avx2Body<AVX512> {
     fn prefetch_l2(self, p: *const f32) {
         // SAFETY: a prefetch reads nothing architecturally and never faults.
         unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
+    }
+}
+
+/// [`on_halves`]'s operations: signed maximum, signed minimum, unsigned minimum.
+const MAX_I32: u8 = 0;
+const MIN_I32: u8 = 1;
+const MIN_U32: u8 = 2;
+
+/// `OP` ([`MAX_I32`], [`MIN_I32`] or [`MIN_U32`]) of each 128-bit half of `v`'s bits
+/// and `b` in every lane: the AVX tier's 32-bit integer minimum and maximum (AVX has no
+/// 256-bit integer instructions; SSE4.1 has them on 128 bits).
+///
+/// # Safety
+/// AVX and SSE4.1 detected.
+#[inline(always)]
+unsafe fn on_halves<const OP: u8>(v: __m256, b: i32) -> __m256 {
+    // SAFETY: AVX and SSE4.1, the caller's.
+    unsafe {
+        let bits = _mm256_castps_si256(v);
+        let bv = _mm_set1_epi32(b);
+        let lo = half_op::<OP>(_mm256_castsi256_si128(bits), bv);
+        let hi = half_op::<OP>(_mm256_extractf128_si256::<1>(bits), bv);
+        _mm256_castsi256_ps(_mm256_insertf128_si256::<1>(_mm256_castsi128_si256(lo), hi))
+    }
+}
+
+/// [`on_halves`]'s `OP` on one half.
+///
+/// # Safety
+/// SSE4.1 detected.
+#[inline(always)]
+unsafe fn half_op<const OP: u8>(x: __m128i, b: __m128i) -> __m128i {
+    // SAFETY: SSE4.1, the caller's.
+    unsafe {
+        match OP {
+            MAX_I32 => _mm_max_epi32(x, b),
+            MIN_I32 => _mm_min_epi32(x, b),
+            _ => _mm_min_epu32(x, b),
+        }
     }
 }
 
@@ -217,12 +286,12 @@ unsafe fn quad_both_halves(p: *const f32) -> __m256 {
 
 tier_entries!(Avx2, "avx2,fma");
 
-/// The AVX-512 tier's kernels in 256-bit registers ([`Avx2Body<true>`](Avx2Body)): the same bits
+/// The AVX-512 tier's kernels in 256-bit registers ([`Ymm<true, true>`](Ymm)): the same bits
 /// as its 16-lane ones, for the sizes where AMD's cores, which split a 512-bit operation
 /// in two, ran them faster (`kernels::packed::stream`).
 pub(crate) mod vl256 {
     /// The AVX-512 tier's 8-lane token.
-    type Avx512In256 = super::Avx2Body<true>;
+    type Avx512In256 = super::Ymm<true, true>;
 
     crate::kernels::simd::stream_entries!(Avx512In256, "avx2,fma,avx512f,avx512vl");
 }

@@ -1,4 +1,5 @@
-//! The x86-64 tiers: [`sse`] (SSE4.1, 4 lanes, no fused multiply-add), [`avx2`] (AVX2 +
+//! The x86-64 tiers: [`sse`] (SSE4.1, 4 lanes, no fused multiply-add), [`avx`] (AVX, 8
+//! lanes, no fused multiply-add: [`avx2`]'s body without AVX2 and FMA), [`avx2`] (AVX2 +
 //! FMA, 8 lanes) and [`avx512`] (AVX-512F, 16 lanes), each a [`super::simd::Simd`]
 //! implementation and its `#[target_feature]` entry points into the kernels' one generic
 //! body (`super::simd`, `super::cells`, `super::backward`, `super::outer`). The
@@ -52,10 +53,12 @@
 //! - The divisions: AVX-512 takes the estimate `vrcp14ps` (relative error below 2^-14)
 //!   and one Newton step on the quotient, `y + y·(1 − d·r)` with `y = num·r`, because a
 //!   512-bit division issues only every 10-16 cycles and the LSTM cell needs five per 16
-//!   units; AVX2 and SSE4.1 divide (`vdivps` on 8 lanes issues every ~5 cycles, and the
-//!   `rcpps` estimate differs between vendors). So the two FMA tiers agree to an ulp or
-//!   two, not bit for bit; SSE4.1, whose multiply-adds round twice, to a few ulp.
+//!   units; AVX2, AVX and SSE4.1 divide (`vdivps` on 8 lanes issues every ~5 cycles, and
+//!   the `rcpps` estimate differs between vendors). So the two FMA tiers agree to an ulp
+//!   or two, not bit for bit; SSE4.1 and AVX, whose multiply-adds round twice, to a few
+//!   ulp (and with each other bit for bit: the same operations on each lane).
 
+pub(crate) mod avx;
 pub(crate) mod avx2;
 pub(crate) mod avx512;
 pub(crate) mod sse;
