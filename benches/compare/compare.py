@@ -29,8 +29,8 @@ import time
 # framework runs next in the interleaving; every framework's pool waits passively.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-# `--isa avx2` / `--isa sse41`: every framework as it would run on a CPU with only AVX2
-# (or only SSE4.x), on a CPU with more. The switches are read when the libraries load, so
+# `--isa avx2` / `--isa avx` / `--isa sse41`: every framework as it would run on a CPU
+# with only AVX2 (or only AVX, or only SSE4.x), on a CPU with more. The switches are read when the libraries load, so
 # they are set before the imports: rnncore's tier; PyTorch's ATen kernels ("default" is
 # its code without AVX), MKL and oneDNN (PyTorch's CPU LSTM and GRU run as oneDNN
 # primitives). ONNX Runtime has no such switch (MLAS picks its kernels by CPUID), so it is
@@ -41,6 +41,13 @@ ISA_ENVS = {
         "ATEN_CPU_CAPABILITY": "avx2",
         "MKL_ENABLE_INSTRUCTIONS": "AVX2",
         "ONEDNN_MAX_CPU_ISA": "AVX2",
+    },
+    # ATen has no AVX level: its code without AVX ("default"), as for sse41.
+    "avx": {
+        "RNNCORE_KERNEL": "avx",
+        "ATEN_CPU_CAPABILITY": "default",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX",
+        "ONEDNN_MAX_CPU_ISA": "AVX",
     },
     "sse41": {
         "RNNCORE_KERNEL": "sse41",
@@ -287,14 +294,14 @@ def main():
     ap.add_argument("--kinds", default="infer,train", help="comma-separated subset of infer,train")
     ap.add_argument("--batched-only", action="store_true", help="skip the audio-style (I=1, H=32) configs")
     ap.add_argument("--isa", choices=["native", *ISA_ENVS], default="native",
-                    help="avx2 / sse41: rnncore and PyTorch restricted to that ISA (see ISA_ENVS), "
+                    help="avx2 / avx / sse41: rnncore and PyTorch restricted to that ISA (see ISA_ENVS), "
                          "ONNX Runtime left out")
     ap.add_argument("--sgemm", action="store_true",
                     help="also time the pass's products with PyTorch's GEMM (see sgemm_products)")
     args = ap.parse_args()
     if ISA_ENV:
         cap = torch.backends.cpu.get_cpu_capability()
-        want = {"avx2": "AVX2", "sse41": "DEFAULT"}[ISA]
+        want = {"avx2": "AVX2", "avx": "DEFAULT", "sse41": "DEFAULT"}[ISA]
         if cap != want or rnncore.kernel_name() != ISA:
             sys.exit(f"--isa {ISA}: PyTorch runs {cap}, rnncore {rnncore.kernel_name()}: not restricted")
     threads = [int(v) for v in args.threads.split(",")]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: rnncore (C ABI via Python ctypes) vs PyTorch vs ONNX Runtime.
-#   bash benches/compare/run.sh [--quick] [--reps N] [--threads 1,2] [--isa avx2|sse41] [--sgemm]
+#   bash benches/compare/run.sh [--quick] [--reps N] [--threads 1,2] [--isa avx2|avx|sse41] [--sgemm]
 # Builds the release library, then makes (or reuses) a Python environment with torch,
 # onnx, onnxruntime and numpy: ${RNNCORE_BENCH_VENV:-target/bench-venv}. PyTorch from
 # PyPI is the CUDA build (about 3.5 GB); point RNNCORE_BENCH_VENV at an environment that
