@@ -525,43 +525,43 @@ fn stream_kernel(
     macro_rules! eight_lanes {
         ($m:ident, $form:expr) => {
             Some(match (cell, units) {
+                // GuitarML's Proteus captures are LSTMs of 40 units (by its README); the
+                // sizes between the powers of two take the same bodies, one unit vector a
+                // pass where the count is odd.
                 (CellKind::Lstm, 8) => (pick!(Lstm, $m::lstm_stream, 1, 1, 4, $form), 8, 1),
-                (CellKind::GruLbr, 8) => (pick!(GruLbr, $m::gru_lbr_stream, 1, 1, 3, $form), 8, 1),
-                (CellKind::Lstm, 64) => (pick!(Lstm, $m::lstm_stream, 8, 1, 4, $form), 8, 1),
-                (CellKind::GruLbr, 64) => (pick!(GruLbr, $m::gru_lbr_stream, 8, 2, 6, $form), 8, 2),
                 (CellKind::Lstm, 16) => (pick!(Lstm, $m::lstm_stream, 2, 1, 4, $form), 8, 1),
-                (CellKind::Lstm, 32) => (pick!(Lstm, $m::lstm_stream, 4, 1, 4, $form), 8, 1),
-                (CellKind::GruLbr, 16) => (pick!(GruLbr, $m::gru_lbr_stream, 2, 2, 6, $form), 8, 2),
-                (CellKind::GruLbr, 32) => (pick!(GruLbr, $m::gru_lbr_stream, 4, 2, 6, $form), 8, 2),
-                // The sizes between (GuitarML's Proteus captures are LSTMs of 40 units, by its
-                // README): the same bodies, one unit vector a pass where the count is odd.
                 (CellKind::Lstm, 24) => (pick!(Lstm, $m::lstm_stream, 3, 1, 4, $form), 8, 1),
+                (CellKind::Lstm, 32) => (pick!(Lstm, $m::lstm_stream, 4, 1, 4, $form), 8, 1),
                 (CellKind::Lstm, 40) => (pick!(Lstm, $m::lstm_stream, 5, 1, 4, $form), 8, 1),
                 (CellKind::Lstm, 48) => (pick!(Lstm, $m::lstm_stream, 6, 1, 4, $form), 8, 1),
+                (CellKind::Lstm, 56) => (pick!(Lstm, $m::lstm_stream, 7, 1, 4, $form), 8, 1),
+                (CellKind::Lstm, 64) => (pick!(Lstm, $m::lstm_stream, 8, 1, 4, $form), 8, 1),
+                (CellKind::Lstm, 72) => (pick!(Lstm, $m::lstm_stream, 9, 1, 4, $form), 8, 1),
+                (CellKind::Lstm, 80) => (pick!(Lstm, $m::lstm_stream, 10, 1, 4, $form), 8, 1),
+                (CellKind::Lstm, 96) => (pick!(Lstm, $m::lstm_stream, 12, 1, 4, $form), 8, 1),
+                (CellKind::Lstm, 112) => (pick!(Lstm, $m::lstm_stream, 14, 1, 4, $form), 8, 1),
+                (CellKind::Lstm, 128) => (pick!(Lstm, $m::lstm_stream, 16, 1, 4, $form), 8, 1),
+                (CellKind::GruLbr, 8) => (pick!(GruLbr, $m::gru_lbr_stream, 1, 1, 3, $form), 8, 1),
+                (CellKind::GruLbr, 16) => (pick!(GruLbr, $m::gru_lbr_stream, 2, 2, 6, $form), 8, 2),
                 (CellKind::GruLbr, 24) => (pick!(GruLbr, $m::gru_lbr_stream, 3, 1, 3, $form), 8, 1),
+                (CellKind::GruLbr, 32) => (pick!(GruLbr, $m::gru_lbr_stream, 4, 2, 6, $form), 8, 2),
                 (CellKind::GruLbr, 40) => (pick!(GruLbr, $m::gru_lbr_stream, 5, 1, 3, $form), 8, 1),
                 (CellKind::GruLbr, 48) => (pick!(GruLbr, $m::gru_lbr_stream, 6, 2, 6, $form), 8, 2),
-                (CellKind::Lstm, 96) => (pick!(Lstm, $m::lstm_stream, 12, 1, 4, $form), 8, 1),
-                (CellKind::Lstm, 128) => (pick!(Lstm, $m::lstm_stream, 16, 1, 4, $form), 8, 1),
+                (CellKind::GruLbr, 56) => (pick!(GruLbr, $m::gru_lbr_stream, 7, 1, 3, $form), 8, 1),
+                (CellKind::GruLbr, 64) => (pick!(GruLbr, $m::gru_lbr_stream, 8, 2, 6, $form), 8, 2),
+                (CellKind::GruLbr, 72) => (pick!(GruLbr, $m::gru_lbr_stream, 9, 1, 3, $form), 8, 1),
+                (CellKind::GruLbr, 80) => {
+                    (pick!(GruLbr, $m::gru_lbr_stream, 10, 2, 6, $form), 8, 2)
+                }
                 (CellKind::GruLbr, 96) => {
                     (pick!(GruLbr, $m::gru_lbr_stream, 12, 2, 6, $form), 8, 2)
+                }
+                (CellKind::GruLbr, 112) => {
+                    (pick!(GruLbr, $m::gru_lbr_stream, 14, 2, 6, $form), 8, 2)
                 }
                 (CellKind::GruLbr, 128) => {
                     (pick!(GruLbr, $m::gru_lbr_stream, 16, 2, 6, $form), 8, 2)
                 }
-                (CellKind::Lstm, 56) => (pick!(Lstm, $m::lstm_stream, 7, 1, 4, $form), 8, 1),
-                (CellKind::GruLbr, 56) => (pick!(GruLbr, $m::gru_lbr_stream, 7, 1, 3, $form), 8, 1),
-                (CellKind::Lstm, 72) => (pick!(Lstm, $m::lstm_stream, 9, 1, 4, $form), 8, 1),
-                (CellKind::GruLbr, 72) => (pick!(GruLbr, $m::gru_lbr_stream, 9, 1, 3, $form), 8, 1),
-                (CellKind::Lstm, 80) => (pick!(Lstm, $m::lstm_stream, 10, 1, 4, $form), 8, 1),
-                (CellKind::GruLbr, 80) => {
-                    (pick!(GruLbr, $m::gru_lbr_stream, 10, 2, 6, $form), 8, 2)
-                }
-                (CellKind::Lstm, 112) => (pick!(Lstm, $m::lstm_stream, 14, 1, 4, $form), 8, 1),
-                (CellKind::GruLbr, 112) => {
-                    (pick!(GruLbr, $m::gru_lbr_stream, 14, 2, 6, $form), 8, 2)
-                }
-
                 _ => return None,
             })
         };
