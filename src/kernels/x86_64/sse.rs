@@ -1,6 +1,8 @@
-//! The SSE4.1 tier: 4 `f32` lanes in a `__m128`, for x86-64 CPUs without AVX2 (Intel
-//! before Haswell, the Atom-class Celeron and Pentium Silver lines, AMD before
-//! Excavator, and hosts that hide AVX from their guests). The kernels' bodies are
+//! The SSE4.1 tier: 4 `f32` lanes in a `__m128`, for x86-64 CPUs without AVX (Intel
+//! before Sandy Bridge, the Atom-class Celeron and Pentium Silver lines and the Pentium
+//! and Celeron models of later cores that leave AVX out, AMD before Bulldozer, and hosts
+//! that hide AVX from their guests); those with AVX but not AVX2 run the AVX tier
+//! ([`super::avx`]). The kernels' bodies are
 //! generic ([`crate::kernels::simd`]); this file is the tier's vector operations and its
 //! entry points, as for the other tiers.
 //!
