@@ -57,7 +57,8 @@ pub enum Tier {
     /// x86-64 SSE4.1, 4 lanes, no fused multiply-add: for x86-64 CPUs without AVX.
     Sse41,
     /// x86-64 AVX without AVX2 and FMA, 8 lanes, no fused multiply-add: for x86-64 CPUs
-    /// with AVX but not AVX2 (Intel Sandy Bridge and Ivy Bridge, AMD's Bulldozer family).
+    /// with AVX but not AVX2 (Intel Sandy Bridge and Ivy Bridge, AMD's Bulldozer to
+    /// Steamroller cores).
     Avx,
     /// x86-64 AVX2 + FMA, 8 lanes.
     Avx2,

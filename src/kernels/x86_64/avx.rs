@@ -1,6 +1,6 @@
 //! The AVX tier: 8 `f32` lanes in a `__m256`, for the x86-64 CPUs with AVX but without
-//! AVX2 and FMA (Intel Sandy Bridge and Ivy Bridge, 2011-2012; AMD's Bulldozer family
-//! and its Jaguar-class cores), which ran the 4-lane SSE4.1 tier before it. The AVX2 tier's 8-lane body
+//! AVX2 and FMA (Intel Sandy Bridge and Ivy Bridge, 2011-2012; AMD's Bulldozer to
+//! Steamroller and Jaguar-class cores), which ran the 4-lane SSE4.1 tier before it. The AVX2 tier's 8-lane body
 //! ([`super::avx2::Ymm`]) without its two extensions: a multiply and then an add where
 //! AVX2's tier fuses them (rounded twice, as on SSE4.1), and the activations' 32-bit
 //! integer minimum and maximum on the two 128-bit halves (AVX has no 256-bit integer
