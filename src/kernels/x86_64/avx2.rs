@@ -65,7 +65,7 @@ impl<const AVX512: bool, const AVX2: bool> Simd for Ymm<AVX512, AVX2> {
     }
     #[inline(always)]
     unsafe fn quad_splats(self, p: *const f32) -> [__m256; 4] {
-        // SAFETY: the caller's extent (4 floats); AVX with AVX2 (see the impl).
+        // SAFETY: the caller's extent (4 floats); AVX (see the impl).
         unsafe {
             // One load, then one in-lane shuffle a float (`Simd::QUADS`).
             let q = quad_both_halves(p);
@@ -169,39 +169,18 @@ impl<const AVX512: bool, const AVX2: bool> Simd for Ymm<AVX512, AVX2> {
     }
     #[inline(always)]
     fn max_bits_i32(self, v: __m256, b: i32) -> __m256 {
-        // SAFETY: see the impl (AVX2 with `AVX2`, else SSE4.1 on the halves).
-        unsafe {
-            if AVX2 {
-                let m = _mm256_max_epi32(_mm256_castps_si256(v), _mm256_set1_epi32(b));
-                _mm256_castsi256_ps(m)
-            } else {
-                on_halves::<MAX_I32>(v, b)
-            }
-        }
+        // SAFETY: see the impl.
+        unsafe { Self::bits_op::<MAX_I32>(v, b) }
     }
     #[inline(always)]
     fn min_bits_i32(self, v: __m256, b: i32) -> __m256 {
-        // SAFETY: see the impl (AVX2 with `AVX2`, else SSE4.1 on the halves).
-        unsafe {
-            if AVX2 {
-                let m = _mm256_min_epi32(_mm256_castps_si256(v), _mm256_set1_epi32(b));
-                _mm256_castsi256_ps(m)
-            } else {
-                on_halves::<MIN_I32>(v, b)
-            }
-        }
+        // SAFETY: see the impl.
+        unsafe { Self::bits_op::<MIN_I32>(v, b) }
     }
     #[inline(always)]
     fn min_bits_u32(self, v: __m256, b: u32) -> __m256 {
-        // SAFETY: see the impl (AVX2 with `AVX2`, else SSE4.1 on the halves).
-        unsafe {
-            if AVX2 {
-                let m = _mm256_min_epu32(_mm256_castps_si256(v), _mm256_set1_epi32(b as i32));
-                _mm256_castsi256_ps(m)
-            } else {
-                on_halves::<MIN_U32>(v, b as i32)
-            }
-        }
+        // SAFETY: see the impl.
+        unsafe { Self::bits_op::<MIN_U32>(v, b as i32) }
     }
     #[inline(always)]
     fn reduce_add(self, v: __m256) -> f32 {
@@ -219,30 +198,41 @@ impl<const AVX512: bool, const AVX2: bool> Simd for Ymm<AVX512, AVX2> {
     }
 }
 
-/// [`on_halves`]'s operations: signed maximum, signed minimum, unsigned minimum.
+/// [`Ymm::bits_op`]'s operations: signed maximum, signed minimum, unsigned minimum.
 const MAX_I32: u8 = 0;
 const MIN_I32: u8 = 1;
 const MIN_U32: u8 = 2;
 
-/// `OP` ([`MAX_I32`], [`MIN_I32`] or [`MIN_U32`]) of each 128-bit half of `v`'s bits
-/// and `b` in every lane: the AVX tier's 32-bit integer minimum and maximum (AVX has no
-/// 256-bit integer instructions; SSE4.1 has them on 128 bits).
-///
-/// # Safety
-/// AVX and SSE4.1 detected.
-#[inline(always)]
-unsafe fn on_halves<const OP: u8>(v: __m256, b: i32) -> __m256 {
-    // SAFETY: AVX and SSE4.1, the caller's.
-    unsafe {
-        let bits = _mm256_castps_si256(v);
-        let bv = _mm_set1_epi32(b);
-        let lo = half_op::<OP>(_mm256_castsi256_si128(bits), bv);
-        let hi = half_op::<OP>(_mm256_extractf128_si256::<1>(bits), bv);
-        _mm256_castsi256_ps(_mm256_insertf128_si256::<1>(_mm256_castsi128_si256(lo), hi))
+impl<const AVX512: bool, const AVX2: bool> Ymm<AVX512, AVX2> {
+    /// `OP` ([`MAX_I32`], [`MIN_I32`] or [`MIN_U32`]) of `v`'s bits and `b` in every
+    /// lane, as 32-bit integers: one AVX2 instruction, or without `AVX2` (the AVX tier:
+    /// AVX has no 256-bit integer instructions) SSE4.1's on each 128-bit half.
+    ///
+    /// # Safety
+    /// A value of this type exists (its features detected, see the `Simd` impl).
+    #[inline(always)]
+    unsafe fn bits_op<const OP: u8>(v: __m256, b: i32) -> __m256 {
+        // SAFETY: AVX2 with `AVX2`, else AVX and SSE4.1, the caller's.
+        unsafe {
+            let bits = _mm256_castps_si256(v);
+            if AVX2 {
+                let bv = _mm256_set1_epi32(b);
+                _mm256_castsi256_ps(match OP {
+                    MAX_I32 => _mm256_max_epi32(bits, bv),
+                    MIN_I32 => _mm256_min_epi32(bits, bv),
+                    _ => _mm256_min_epu32(bits, bv),
+                })
+            } else {
+                let bv = _mm_set1_epi32(b);
+                let lo = half_op::<OP>(_mm256_castsi256_si128(bits), bv);
+                let hi = half_op::<OP>(_mm256_extractf128_si256::<1>(bits), bv);
+                _mm256_castsi256_ps(_mm256_insertf128_si256::<1>(_mm256_castsi128_si256(lo), hi))
+            }
+        }
     }
 }
 
-/// [`on_halves`]'s `OP` on one half.
+/// [`Ymm::bits_op`]'s `OP` on one 128-bit half (no closure: the bodies avoid them).
 ///
 /// # Safety
 /// SSE4.1 detected.
