@@ -75,53 +75,45 @@ case "$native_macros" in *"#define __AVX__ "*) align=32 ;; *) align=16 ;; esac
 # heap here, so the limit is raised (it changes no kernel).
 flags=(-O3 -march=native -std=c++17 -DRTNEURAL_USE_EIGEN=1 "-DRTNEURAL_DEFAULT_ALIGNMENT=$align"
   -DEIGEN_STACK_ALLOCATION_LIMIT=524288)
+# One build of the benchmark: build_bench OUT FLAGS...
+build_bench() {
+  local out="$1"
+  shift
+  "$cxx" "$@" -Wall -Wextra \
+    "-DRTNEURAL_COMMIT=\"$rtneural_commit\"" "-DBENCH_CXXFLAGS=\"$*\"" \
+    -I include -isystem "$RTNEURAL_DIR" -isystem "$EIGEN_DIR" \
+    benches/compare/rtneural/bench.cpp "$lib" -lpthread -ldl -lm -o "$out"
+}
 bin="$target/rtneural-bench"
-"$cxx" "${flags[@]}" -Wall -Wextra \
-  "-DRTNEURAL_COMMIT=\"$rtneural_commit\"" "-DBENCH_CXXFLAGS=\"${flags[*]}\"" \
-  -I include -isystem "$RTNEURAL_DIR" -isystem "$EIGEN_DIR" \
-  benches/compare/rtneural/bench.cpp "$lib" -lpthread -ldl -lm -o "$bin"
-# On a CPU with AVX-512, -march=native gives RTNeural (Eigen) 512-bit vectors, while
-# rnncore's avx2 tier has 256-bit ones: the avx2 tier also runs against RTNeural built
-# without AVX-512 (-mno-avx512f), both libraries as on an AVX2-only CPU of this core.
-bin_avx2=""
+build_bench "$bin" "${flags[@]}"
+# RTNeural as on a CPU with less than this one, for the rnncore tier of that CPU:
+# on a CPU with AVX-512, -march=native gives RTNeural (Eigen) 512-bit vectors while
+# rnncore's avx2 tier has 256-bit ones, so the avx2 tier also runs against RTNeural built
+# without AVX-512 (-mno-avx512f), both libraries as on an AVX2-only CPU of this core; the
+# avx tier against RTNeural without AVX2 and FMA (AVX code, as on Intel's Sandy Bridge and
+# Ivy Bridge); the sse41 tier against RTNeural without AVX (SSE4.2 code).
+bin_avx2="" bin_avx="" bin_sse=""
 case "$native_macros" in
   *"#define __AVX512F__ "*)
     bin_avx2="$target/rtneural-bench-avx2"
-    flags_avx2=("${flags[@]}" -mno-avx512f)
-    "$cxx" "${flags_avx2[@]}" -Wall -Wextra \
-      "-DRTNEURAL_COMMIT=\"$rtneural_commit\"" "-DBENCH_CXXFLAGS=\"${flags_avx2[*]}\"" \
-      -I include -isystem "$RTNEURAL_DIR" -isystem "$EIGEN_DIR" \
-      benches/compare/rtneural/bench.cpp "$lib" -lpthread -ldl -lm -o "$bin_avx2"
+    build_bench "$bin_avx2" "${flags[@]}" -mno-avx512f
     ;;
 esac
-# The AVX tier against RTNeural without AVX2 and FMA (AVX code, as on Intel's Sandy Bridge
-# and Ivy Bridge).
-bin_avx=""
 case "$native_macros" in
   *"#define __AVX2__ "*)
     bin_avx="$target/rtneural-bench-avx"
-    flags_avx=("${flags[@]}" -mno-avx512f -mno-avx2 -mno-fma)
-    "$cxx" "${flags_avx[@]}" -Wall -Wextra \
-      "-DRTNEURAL_COMMIT=\"$rtneural_commit\"" "-DBENCH_CXXFLAGS=\"${flags_avx[*]}\"" \
-      -I include -isystem "$RTNEURAL_DIR" -isystem "$EIGEN_DIR" \
-      benches/compare/rtneural/bench.cpp "$lib" -lpthread -ldl -lm -o "$bin_avx"
+    build_bench "$bin_avx" "${flags[@]}" -mno-avx512f -mno-avx2 -mno-fma
+    ;;
+esac
+case "$native_macros" in
+  *"#define __AVX__ "*)
+    bin_sse="$target/rtneural-bench-sse"
+    build_bench "$bin_sse" -O3 -march=native -mno-avx -std=c++17 -DRTNEURAL_USE_EIGEN=1 \
+      -DRTNEURAL_DEFAULT_ALIGNMENT=16 -DEIGEN_STACK_ALLOCATION_LIMIT=524288
     ;;
 esac
 # The same model files loaded both ways: RTNeural's own Keras exports (its models/ folder),
 # through RTNeural's run-time JSON parser and rnn_model_load.
-# The SSE4.1 tier against RTNeural without AVX (SSE4.2 code, as on a CPU without AVX2).
-bin_sse=""
-case "$native_macros" in
-  *"#define __AVX__ "*)
-    bin_sse="$target/rtneural-bench-sse"
-    flags_sse=(-O3 -march=native -mno-avx -std=c++17 -DRTNEURAL_USE_EIGEN=1
-      -DRTNEURAL_DEFAULT_ALIGNMENT=16 -DEIGEN_STACK_ALLOCATION_LIMIT=524288)
-    "$cxx" "${flags_sse[@]}" -Wall -Wextra \
-      "-DRTNEURAL_COMMIT=\"$rtneural_commit\"" "-DBENCH_CXXFLAGS=\"${flags_sse[*]}\"" \
-      -I include -isystem "$RTNEURAL_DIR" -isystem "$EIGEN_DIR" \
-      benches/compare/rtneural/bench.cpp "$lib" -lpthread -ldl -lm -o "$bin_sse"
-    ;;
-esac
 json_bin="$target/rtneural-json-models"
 "$cxx" "${flags[@]}" -Wall -Wextra -I include -isystem "$RTNEURAL_DIR" -isystem "$EIGEN_DIR" \
   -isystem "$RTNEURAL_DIR/modules/json" \
@@ -158,40 +150,41 @@ trap 'rm -f "$tmp"' EXIT
   echo "\`RTNEURAL_DIR=... bash benches/compare/rtneural.sh $rounds\`, $(date -u +%Y-%m-%d), pinned: ${pin[*]:-no}, RTNeural commit $rtneural_commit, Eigen from $eigen_from."
   echo
 } >"$tmp"
+# The tier TIER against a restricted RTNeural build BIN (skipped where none was built):
+# restricted TIER BIN TITLE DESCRIPTION-LINES...
+restricted() {
+  local tier="$1" rbin="$2" title="$3"
+  shift 3
+  [ -n "$rbin" ] || return 0
+  {
+    echo "### rnncore kernel \`$tier\` against RTNeural built $title"
+    echo
+    printf '%s\n' "$@"
+    echo
+  } >>"$tmp"
+  RNNCORE_KERNEL="$tier" RAYON_NUM_THREADS=1 "${pin[@]}" "$rbin" "$rounds" | sed '/^### /d' >>"$tmp"
+}
 for tier in "${tiers[@]}"; do
   RNNCORE_KERNEL="$tier" RAYON_NUM_THREADS=1 "${pin[@]}" "$bin" "$rounds" >>"$tmp"
-  if [ "$tier" = avx2 ] && [ -n "$bin_avx2" ]; then
-    {
-      echo "### rnncore kernel \`avx2\` against RTNeural built without AVX-512"
-      echo
-      echo "The same comparison, RTNeural compiled with \`-mno-avx512f\` added (Eigen's 256-bit"
-      echo "AVX2 code): both libraries as they would run on an AVX2-only CPU with this core."
-      echo
-    } >>"$tmp"
-    RNNCORE_KERNEL=avx2 RAYON_NUM_THREADS=1 "${pin[@]}" "$bin_avx2" "$rounds" | sed '/^### /d' >>"$tmp"
-  fi
-  if [ "$tier" = avx ] && [ -n "$bin_avx" ]; then
-    {
-      echo "### rnncore kernel \`avx\` against RTNeural built without AVX2 and FMA"
-      echo
-      echo "The same comparison, RTNeural compiled with \`-mno-avx512f -mno-avx2 -mno-fma\`"
-      echo "added (Eigen's 256-bit AVX code, no fused multiply-add): both libraries as they would"
-      echo "run on an x86-64 CPU with AVX but not AVX2 (Intel Sandy Bridge, Ivy Bridge) with this"
-      echo "core, which runs 256-bit operations at full width where those split their loads."
-      echo
-    } >>"$tmp"
-    RNNCORE_KERNEL=avx RAYON_NUM_THREADS=1 "${pin[@]}" "$bin_avx" "$rounds" | sed '/^### /d' >>"$tmp"
-  fi
-  if [ "$tier" = sse41 ] && [ -n "$bin_sse" ]; then
-    {
-      echo "### rnncore kernel \`sse41\` against RTNeural built without AVX"
-      echo
-      echo "The same comparison, RTNeural compiled with \`-mno-avx\` added (Eigen's SSE code,"
-      echo "no AVX, AVX2 or FMA): both libraries as they would run on an x86-64 CPU without AVX."
-      echo
-    } >>"$tmp"
-    RNNCORE_KERNEL=sse41 RAYON_NUM_THREADS=1 "${pin[@]}" "$bin_sse" "$rounds" | sed '/^### /d' >>"$tmp"
-  fi
+  case "$tier" in
+    avx2)
+      restricted avx2 "$bin_avx2" "without AVX-512" \
+        "The same comparison, RTNeural compiled with \`-mno-avx512f\` added (Eigen's 256-bit" \
+        "AVX2 code): both libraries as they would run on an AVX2-only CPU with this core."
+      ;;
+    avx)
+      restricted avx "$bin_avx" "without AVX2 and FMA" \
+        "The same comparison, RTNeural compiled with \`-mno-avx512f -mno-avx2 -mno-fma\`" \
+        "added (Eigen's 256-bit AVX code, no fused multiply-add): both libraries as they would" \
+        "run on an x86-64 CPU with AVX but not AVX2 (Intel Sandy Bridge, Ivy Bridge) with this" \
+        "core, which runs 256-bit operations at full width where those split their loads."
+      ;;
+    sse41)
+      restricted sse41 "$bin_sse" "without AVX" \
+        "The same comparison, RTNeural compiled with \`-mno-avx\` added (Eigen's SSE code," \
+        "no AVX, AVX2 or FMA): both libraries as they would run on an x86-64 CPU without AVX."
+      ;;
+  esac
 done
 if [ "${#json_models[@]}" -gt 0 ]; then
   {
