@@ -12,6 +12,9 @@
  *           with the weight as a memory operand (what rnncore's kernel compiles to);
  * - quads:  four partial sums per row (16 chains);
  * - wide:   two unit vectors per pass, even and odd rows (16 chains, 512-byte rows).
+ * - reads-zz, pairs-zz: reads and pairs with the order of the U chunks turned back on
+ *           every other pass, as the kernels sweep a `W_hh` over 32 KiB (`sweep_chunk`):
+ *           a pass then starts on the chunk the pass before read last, still in L1.
  * Every variant's sums feed the next pass, so none is optimised away.
  */
 #include <immintrin.h>
@@ -27,19 +30,26 @@ static double now(void) {
 
 static float sink;
 
-static void reads(const float *w, size_t n) {
+/* Chunk i of u in a pass's order: the last first where `back`. */
+static int chunk(int i, int u, int back) { return back ? u - 1 - i : i; }
+
+static void reads(const float *w, int u, int rows, int back) {
     __m512 a[16];
+    size_t n = (size_t)rows * 64;
     for (int j = 0; j < 16; j++) a[j] = _mm512_setzero_ps();
-    for (size_t i = 0; i < n; i += 256)
-        for (int j = 0; j < 16; j++) a[j] = _mm512_add_ps(a[j], _mm512_load_ps(w + i + 16 * j));
+    for (int i = 0; i < u; i++) {
+        const float *wc = w + (size_t)chunk(i, u, back) * n;
+        for (size_t k = 0; k < n; k += 256)
+            for (int j = 0; j < 16; j++) a[j] = _mm512_add_ps(a[j], _mm512_load_ps(wc + k + 16 * j));
+    }
     for (int j = 1; j < 16; j++) a[0] = _mm512_add_ps(a[0], a[j]);
     sink += _mm512_reduce_add_ps(a[0]);
 }
 
-static void pairs(const float *w, const float *h, int u, int rows) {
+static void pairs(const float *w, const float *h, int u, int rows, int back) {
     __m512 keep = _mm512_setzero_ps();
-    for (int c = 0; c < u; c++) {
-        const float *wc = w + (size_t)c * rows * 64;
+    for (int i = 0; i < u; i++) {
+        const float *wc = w + (size_t)chunk(i, u, back) * rows * 64;
         __m512 e[4], o[4];
         for (int v = 0; v < 4; v++) e[v] = o[v] = _mm512_setzero_ps();
         for (int p = 0; p < rows; p += 2) {
@@ -108,21 +118,23 @@ int main(int argc, char **argv) {
     for (int i = 0; i < rows; i++) h[i] = 0.01f * (float)i;
     long reps = (long)(2e10 / (double)(n * sizeof(float)));
     printf("H = %d, W_hh %zu KiB, %ld passes each, one thread\n", rows, n * 4 / 1024, reps);
-    const char *name[] = {"reads", "pairs", "quads", "wide"};
+    const char *name[] = {"reads", "pairs", "quads", "wide", "reads-zz", "pairs-zz"};
     for (int round = 0; round < 3; round++) {
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < 6; k++) {
             double t0 = now();
             for (long r = 0; r < reps; r++) {
                 switch (k) {
-                case 0: reads(w, n); break;
-                case 1: pairs(w, h, u, rows); break;
+                case 0: reads(w, u, rows, 0); break;
+                case 1: pairs(w, h, u, rows, 0); break;
                 case 2: quads(w, h, u, rows); break;
-                default: wide(w, h, u, rows); break;
+                case 3: wide(w, h, u, rows); break;
+                case 4: reads(w, u, rows, r & 1); break;
+                default: pairs(w, h, u, rows, r & 1); break;
                 }
                 h[r % rows] += sink * 1e-30f;
             }
             double s = now() - t0;
-            printf("%-6s %7.3f us a pass, %6.1f GB/s\n", name[k], s / reps * 1e6,
+            printf("%-8s %7.3f us a pass, %6.1f GB/s\n", name[k], s / reps * 1e6,
                    (double)reps * n * sizeof(float) / s / 1e9);
         }
     }
