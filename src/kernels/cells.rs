@@ -532,17 +532,37 @@ pub(crate) struct StreamInput {
     pub reverse: bool,
 }
 
-/// Chunk `i` of `n` in the sweep of step `st` over `W_hh` of `bytes`
-/// ([`StreamInput::reverse`]): weights larger than L1 are otherwise read in the same
-/// order every step, and least-recently-used replacement evicts each line just before
-/// it is needed again; reversed, a step starts on the chunk the previous one read last,
-/// still in L1 (as `gemv_packed_sweep` does). Chunks are independent columns: no bit
-/// changes. Up to 32 KiB (every x86 L1d since 2011 holds it) the order stays: nothing to
-/// gain, and the chunk's address would wait on the flag. Intel Xeon Emerald Rapids,
-/// alternated against the fixed order (7 rounds): H = 64 steps and blocks 0.76-0.87
-/// of the time (AVX-512 LSTM and GRU, AVX2 GRU); H = 128 level while its chunks were 64
-/// KiB, each larger than L1 itself (AVX-512 now takes chunks of 32 KiB there, see
-/// `stream_kernel`).
+/// The bytes of weights a fused stream kernel's sweep is measured by ([`sweep_chunk`]):
+/// `W_hhᵀ` (`units` rows of `gates` gate vectors of `width` floats) and the two rows
+/// every step reads beside it, the bias and at least one input row. A layer just under
+/// 32 KiB of `W_hh` is over it with them: one LSTM layer of 41 or 42 units (the 48-unit
+/// kernel, 31.5 KiB of `W_hh` at 42), swept, stepped in 0.81-0.92 of the time on
+/// `avx512`, 0.89-0.97 on `avx2` and 0.90-0.94 on `avx`, its blocks in 0.83-0.96,
+/// 0.90-0.97 and 0.97-0.98; `sse41` level to 0.98 (AMD EPYC Zen 4, `ab.c`, 5 rounds,
+/// both orders; padded sizes whose answer did not change, level). A layer's further
+/// input rows are left out, so that the kernel's size alone fixes the answer where it
+/// fixes `units`: the chunks' order is then a constant, and the arrays the lockstep
+/// update indexes by chunk stay in registers. Counted (a run-time quantity), they made
+/// two-layer blocks at 40 and 48 units 0.88-0.95 of the time, but every kernel with
+/// 16-32 KiB of `W_hh` 2-8 % slower where they did not tip it over (single layers, a
+/// stack's single steps): the `avx512` GRU of 48 stored 19-23 vectors to the stack a
+/// step instead of 12-13 (`benches/compare/spills.py`).
+#[inline(always)]
+const fn sweep_bytes(gates: usize, width: usize, units: usize) -> usize {
+    4 * gates * width * (units + 2)
+}
+
+/// Chunk `i` of `n` in the sweep of step `st` over a layer's weights of `bytes`
+/// ([`sweep_bytes`]; [`StreamInput::reverse`]): weights larger than L1 are otherwise
+/// read in the same order every step, and least-recently-used replacement evicts each
+/// line just before it is needed again; reversed, a step starts on the chunk the
+/// previous one read last, still in L1 (as `gemv_packed_sweep` does). Chunks are
+/// independent columns: no bit changes. Up to 32 KiB (every x86 L1d since 2011 holds
+/// it) the order stays: nothing to gain, and the chunk's address would wait on the
+/// flag. Intel Xeon Emerald Rapids, alternated against the fixed order (7 rounds): H =
+/// 64 steps and blocks 0.76-0.87 of the time (AVX-512 LSTM and GRU, AVX2 GRU); H = 128
+/// level while its chunks were 64 KiB, each larger than L1 itself (AVX-512 now takes
+/// chunks of 32 KiB there, see `stream_kernel`).
 #[inline(always)]
 fn sweep_chunk(inp: StreamInput, bytes: usize, st: usize, i: usize, n: usize) -> usize {
     if bytes > 32 << 10 && (st % 2 == 1) != inp.reverse {
@@ -927,7 +947,7 @@ pub(crate) unsafe fn lstm_stream<
 ) {
     debug_assert!(NV == 4 * CH && U.is_multiple_of(CH));
     let (l, units) = (S::LANES, if PAD { inp.units } else { U * S::LANES });
-    let whh_bytes = 4 * units * U * l * 4;
+    let bytes = sweep_bytes(4, U * l, units);
     let mut hbuf = [s.zero(); U];
     // SAFETY: h holds `units` floats (the caller's).
     let hp = unsafe { h_for_products::<S, U, PAD>(h, units, &mut hbuf) };
@@ -945,7 +965,7 @@ pub(crate) unsafe fn lstm_stream<
         // (`per_chunk_update`); `h` is stored only after the last chunk either way.
         let mut gq = [[s.zero(); 4]; U];
         for i in 0..U / CH {
-            let chunk = sweep_chunk(inp, whh_bytes, st, i, U / CH);
+            let chunk = sweep_chunk(inp, bytes, st, i, U / CH);
             // SAFETY: the caller's extents.
             let g = unsafe { chunk_gates::<S, NV, PAIRS>(s, inp, units, chunk, st, hp) };
             let gc: [[S::V; 4]; CH] =
@@ -1053,7 +1073,7 @@ pub(crate) unsafe fn gru_lbr_stream<
     debug_assert!(NV == 3 * CH && U.is_multiple_of(CH));
     let (l, row) = (S::LANES, NV * S::LANES);
     let units = if PAD { inp.units } else { U * l };
-    let whh_bytes = 3 * units * U * l * 4;
+    let bytes = sweep_bytes(3, U * l, units);
     let mut hbuf = [s.zero(); U];
     // SAFETY: h holds `units` floats (the caller's).
     let hp = unsafe { h_for_products::<S, U, PAD>(h, units, &mut hbuf) };
@@ -1071,7 +1091,7 @@ pub(crate) unsafe fn gru_lbr_stream<
         // update after its products (as in `lstm_stream`).
         let (mut gq, mut wq) = ([[s.zero(); 3]; U], [[s.zero(); 3]; U]);
         for i in 0..U / CH {
-            let chunk = sweep_chunk(inp, whh_bytes, st, i, U / CH);
+            let chunk = sweep_chunk(inp, bytes, st, i, U / CH);
             // SAFETY: as in `lstm_stream`, with 3 gates: chunk `chunk`'s rows.
             let (gin, prod) = unsafe {
                 let x = inp.x.add(st * inp.k);

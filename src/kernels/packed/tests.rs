@@ -116,7 +116,11 @@ fn fused_stream_steps_are_the_step_by_step_bits() {
                 // As many inputs as units (a stacked layer), the weights over 32 KiB.
                 (32, 40),
                 (40, 40),
+                (48, 48),
                 (64, 64),
+                // `W_hh` just under 32 KiB in the 48-unit kernel, over it with the bias
+                // and the input row: a block's sweep turns back (`cells::sweep_bytes`).
+                (42, 1),
                 (40, 1),
                 (40, 2),
                 (48, 1),
