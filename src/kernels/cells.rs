@@ -538,7 +538,7 @@ pub(crate) struct StreamInput {
 /// 32 KiB of `W_hh` is over it with them: one LSTM layer of 41 or 42 units (the 48-unit
 /// kernel, 31.5 KiB of `W_hh` at 42), swept, stepped in 0.81-0.92 of the time on
 /// `avx512`, 0.89-0.97 on `avx2` and 0.90-0.94 on `avx`, its blocks in 0.83-0.96,
-/// 0.90-0.97 and 0.97-0.98; `sse41` level to 0.98 (AMD EPYC Zen 4, `ab.c`, 5 rounds,
+/// 0.90-0.97 and 0.97-1.00; `sse41` level to 0.98 (AMD EPYC Zen 4, `ab.c`, 5 rounds,
 /// both orders; padded sizes whose answer did not change, level). A layer's further
 /// input rows are left out, so that the kernel's size alone fixes the answer where it
 /// fixes `units`: the chunks' order is then a constant, and the arrays the lockstep
