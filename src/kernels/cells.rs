@@ -542,14 +542,27 @@ pub(crate) struct StreamInput {
 /// both orders; padded sizes whose answer did not change, level). A layer's further
 /// input rows are left out, so that the kernel's size alone fixes the answer where it
 /// fixes `units`: the chunks' order is then a constant, and the arrays the lockstep
-/// update indexes by chunk stay in registers. Counted (a run-time quantity), they made
-/// two-layer blocks at 40 and 48 units 0.88-0.95 of the time, but every kernel with
-/// 16-32 KiB of `W_hh` 2-8 % slower where they did not tip it over (single layers, a
-/// stack's single steps): the `avx512` GRU of 48 stored 19-23 vectors to the stack a
-/// step instead of 12-13 (`benches/compare/spills.py`).
+/// update indexes by chunk stay in registers. Counted in every kernel (a run-time
+/// quantity), they made two-layer blocks at 40 and 48 units 0.88-0.95 of the time, but
+/// every kernel with 16-32 KiB of `W_hh` 2-8 % slower where they did not tip it over
+/// (single layers, a stack's single steps): the `avx512` GRU of 48 stored 19-23 vectors
+/// to the stack a step instead of 12-13 (`benches/compare/spills.py`). So only the
+/// `WIDE` instances count them ([`wide_bytes`]), for blocks, at the sizes where that was
+/// measured faster.
 #[inline(always)]
 const fn sweep_bytes(gates: usize, width: usize, units: usize) -> usize {
     4 * gates * width * (units + 2)
+}
+
+/// All the bytes of weights a step of a fused stream kernel reads, its `k` input rows
+/// counted ([`sweep_bytes`] counts one): the measure of the `WIDE` kernels, which
+/// `stream_kernel` gives the blocks of layers whose input weights take them over 32 KiB
+/// (a stacked layer's `W_ihᵀ` is as large as its `W_hhᵀ`) at the sizes listed there. A
+/// run-time quantity, so their chunks' order is a run-time choice: instances of their
+/// own, so that every other kernel keeps its order a constant.
+#[inline(always)]
+const fn wide_bytes(gates: usize, width: usize, units: usize, k: usize) -> usize {
+    4 * gates * width * (units + k + 1)
 }
 
 /// Chunk `i` of `n` in the sweep of step `st` over a layer's weights of `bytes`
@@ -937,6 +950,7 @@ pub(crate) unsafe fn lstm_stream<
     const PAIRS: bool,
     const CHAIN: bool,
     const PAD: bool,
+    const WIDE: bool,
 >(
     s: S,
     steps: usize,
@@ -947,7 +961,11 @@ pub(crate) unsafe fn lstm_stream<
 ) {
     debug_assert!(NV == 4 * CH && U.is_multiple_of(CH));
     let (l, units) = (S::LANES, if PAD { inp.units } else { U * S::LANES });
-    let bytes = sweep_bytes(4, U * l, units);
+    let bytes = if WIDE {
+        wide_bytes(4, U * l, units, inp.k)
+    } else {
+        sweep_bytes(4, U * l, units)
+    };
     let mut hbuf = [s.zero(); U];
     // SAFETY: h holds `units` floats (the caller's).
     let hp = unsafe { h_for_products::<S, U, PAD>(h, units, &mut hbuf) };
@@ -1062,6 +1080,7 @@ pub(crate) unsafe fn gru_lbr_stream<
     const PAIRS: bool,
     const CHAIN: bool,
     const PAD: bool,
+    const WIDE: bool,
 >(
     s: S,
     steps: usize,
@@ -1073,7 +1092,11 @@ pub(crate) unsafe fn gru_lbr_stream<
     debug_assert!(NV == 3 * CH && U.is_multiple_of(CH));
     let (l, row) = (S::LANES, NV * S::LANES);
     let units = if PAD { inp.units } else { U * l };
-    let bytes = sweep_bytes(3, U * l, units);
+    let bytes = if WIDE {
+        wide_bytes(3, U * l, units, inp.k)
+    } else {
+        sweep_bytes(3, U * l, units)
+    };
     let mut hbuf = [s.zero(); U];
     // SAFETY: h holds `units` floats (the caller's).
     let hp = unsafe { h_for_products::<S, U, PAD>(h, units, &mut hbuf) };

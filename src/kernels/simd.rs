@@ -508,6 +508,7 @@ macro_rules! stream_entries {
             const PAIRS: bool,
             const CHAIN: bool,
             const PAD: bool,
+            const WIDE: bool,
         >(
             steps: usize,
             inp: crate::kernels::cells::StreamInput,
@@ -518,7 +519,7 @@ macro_rules! stream_entries {
             let s = unsafe { $S::assume() };
             // SAFETY: the caller's contract is the body's.
             unsafe {
-                crate::kernels::cells::lstm_stream::<$S, U, CH, NV, PAIRS, CHAIN, PAD>(
+                crate::kernels::cells::lstm_stream::<$S, U, CH, NV, PAIRS, CHAIN, PAD, WIDE>(
                     s, steps, inp, h, c, out,
                 )
             }
@@ -536,6 +537,7 @@ macro_rules! stream_entries {
             const PAIRS: bool,
             const CHAIN: bool,
             const PAD: bool,
+            const WIDE: bool,
         >(
             steps: usize,
             inp: crate::kernels::cells::StreamInput,
@@ -546,7 +548,7 @@ macro_rules! stream_entries {
             let s = unsafe { $S::assume() };
             // SAFETY: the caller's contract is the body's.
             unsafe {
-                crate::kernels::cells::gru_lbr_stream::<$S, U, CH, NV, PAIRS, CHAIN, PAD>(
+                crate::kernels::cells::gru_lbr_stream::<$S, U, CH, NV, PAIRS, CHAIN, PAD, WIDE>(
                     s, steps, inp, b_hn, h, out,
                 )
             }

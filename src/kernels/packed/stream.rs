@@ -164,6 +164,9 @@ type GruStreamFn = unsafe fn(usize, StreamInput, *const f32, *mut f32, StreamOut
 #[derive(Clone, Debug)]
 pub(crate) struct StreamLayer {
     kernel: StreamKernel,
+    /// The kernel for calls of several steps where it differs (`stream_kernel`'s `WIDE`
+    /// form: its sweep counts every input row).
+    block: Option<StreamKernel>,
     gates: usize,
     w: StreamWeights,
     /// The linear-before-reset GRU's `b_hn` (`[H]`; empty for the LSTM), kept with the
@@ -232,22 +235,41 @@ impl StreamLayer {
             return None;
         }
         let size = stream_size(cell, units)?;
-        let (kernel, lanes, ch) = stream_kernel(cell, size, size != units, chain)?;
+        let pad = size != units;
+        let (kernel, lanes, ch) = stream_kernel(cell, size, pad, chain, false)?;
+        let gates = cell.gates();
+        // Blocks of a layer whose input weights take it over 32 KiB, where the usual
+        // kernel's measure (`W_hh`, the bias and one input row) stays under: the `WIDE`
+        // kernel sweeps (the same layout, the same bits).
+        let over = |rows: usize| 4 * gates * size * rows > 32 << 10;
+        let block = if over(units + k + 1) && !over(units + 2) {
+            stream_kernel(cell, size, pad, chain, true)
+                .filter(|&(_, l, c)| (l, c) == (lanes, ch))
+                .map(|(wide, ..)| wide)
+        } else {
+            None
+        };
         let b_hn_len = match kernel {
             StreamKernel::Lstm(_) => 0,
             StreamKernel::GruLbr(_) => units,
         };
         assert_eq!(b_hn.len(), b_hn_len, "stream layer: b_hn");
-        let gates = cell.gates();
         let w = StreamWeights::new(gates, units, size, k, lanes, ch, w_ih, w_hh, bias);
         Some(StreamLayer {
             kernel,
+            block,
             gates,
             w,
             b_hn: padded_rows(b_hn, units, size),
             head: None,
             post: None,
         })
+    }
+
+    /// Whether calls of several steps take another kernel than single steps (`block`).
+    #[cfg(test)]
+    pub(crate) fn has_block_kernel(&self) -> bool {
+        self.block.is_some()
     }
 
     /// Makes this layer's kernel compute a dense head (`weight` `[o][H]`, `bias` `[o]`)
@@ -421,8 +443,12 @@ impl StreamLayer {
         // and writes `w`'s units of h, c and the output rows (`StreamInput::units`); x
         // and h were checked just above, `out` by the callers (`run`, `run_head`; none in
         // `step_state`), c below.
+        let kernel = match self.block {
+            Some(k) if steps > 1 => k,
+            _ => self.kernel,
+        };
         unsafe {
-            match self.kernel {
+            match kernel {
                 StreamKernel::Lstm(f) => {
                     assert!(c.len() == units, "lstm stream: c and h differ in length");
                     f(steps, inp, hp, c.as_mut_ptr(), out)
@@ -459,22 +485,38 @@ fn chain_form(avx512_body: bool, lanes: usize, unit_vectors: usize) -> bool {
 
 /// The kernel for a layer of `cell` with `units` hidden units on the process tier, where
 /// [`stream_fused`], with the lanes and unit vectors per chunk its weights are laid out
-/// for; `chain` the activations' form ([`chain_form`] unless a test forces one).
+/// for; `chain` the activations' form ([`chain_form`] unless a test forces one). `wide`:
+/// the kernel's `WIDE` instance instead (`cells::wide_bytes`), in the same layout, where
+/// the size has one (on `avx512`, `avx2` and `avx`; `None` elsewhere), for the blocks
+/// of layers whose input weights take them over 32 KiB (`StreamLayer::with_form`).
 fn stream_kernel(
     cell: CellKind,
     units: usize,
     pad: bool,
     chain: Option<bool>,
+    wide: bool,
 ) -> Option<(StreamKernel, usize, usize)> {
     // One kernel in either form: `pick!(Lstm, avx2::lstm_stream, U, CH, NV, chain)`.
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     macro_rules! pick {
         ($kind:ident, $m:ident::$f:ident, $u:literal, $ch:literal, $nv:literal, $chain:expr) => {
             match ($chain, pad) {
-                (true, false) => $kind($m::$f::<$u, $ch, $nv, true, true, false>),
-                (false, false) => $kind($m::$f::<$u, $ch, $nv, true, false, false>),
-                (true, true) => $kind($m::$f::<$u, $ch, $nv, true, true, true>),
-                (false, true) => $kind($m::$f::<$u, $ch, $nv, true, false, true>),
+                (true, false) => $kind($m::$f::<$u, $ch, $nv, true, true, false, false>),
+                (false, false) => $kind($m::$f::<$u, $ch, $nv, true, false, false, false>),
+                (true, true) => $kind($m::$f::<$u, $ch, $nv, true, true, true, false>),
+                (false, true) => $kind($m::$f::<$u, $ch, $nv, true, false, true, false>),
+            }
+        };
+    }
+    // The `WIDE` form of one kernel (`cells::wide_bytes`), unpadded, in either form of
+    // the activations: for blocks of layers whose input weights take them over 32 KiB.
+    #[cfg(target_arch = "x86_64")]
+    macro_rules! pick_wide {
+        ($kind:ident, $m:ident::$f:ident, $u:literal, $ch:literal, $nv:literal, $chain:expr) => {
+            match ($chain, pad) {
+                (true, false) => $kind($m::$f::<$u, $ch, $nv, true, true, false, true>),
+                (false, false) => $kind($m::$f::<$u, $ch, $nv, true, false, false, true>),
+                (_, true) => return None,
             }
         };
     }
@@ -566,6 +608,27 @@ fn stream_kernel(
             })
         };
     }
+    // The 8-lane tiers' `WIDE` kernels, in `eight_lanes!`'s layouts, at the sizes whose
+    // two-layer blocks they made faster on every tier that has them (AMD EPYC Zen 4,
+    // `ab.c`, 5 rounds, both orders; block time against the usual kernel's): LSTM 40
+    // 0.89-0.91 (`avx2`), 0.92-0.95 (`avx`); GRU 40 0.95, 0.90-0.93; GRU 48 0.88-0.89,
+    // 0.90-0.92. Not at 32 units (the LSTM's 33 KiB: `avx2` 1.01, 11 rounds; `avx`
+    // 0.90-0.94).
+    #[cfg(target_arch = "x86_64")]
+    macro_rules! eight_lanes_wide {
+        ($m:ident, $form:expr) => {
+            Some(match (cell, units) {
+                (CellKind::Lstm, 40) => (pick_wide!(Lstm, $m::lstm_stream, 5, 1, 4, $form), 8, 1),
+                (CellKind::GruLbr, 40) => {
+                    (pick_wide!(GruLbr, $m::gru_lbr_stream, 5, 1, 3, $form), 8, 1)
+                }
+                (CellKind::GruLbr, 48) => {
+                    (pick_wide!(GruLbr, $m::gru_lbr_stream, 6, 2, 6, $form), 8, 2)
+                }
+                _ => return None,
+            })
+        };
+    }
     #[cfg(target_arch = "x86_64")]
     {
         use crate::kernels::x86_64::avx2::vl256;
@@ -610,6 +673,23 @@ fn stream_kernel(
         };
         // The chain form for the 8-lane AVX-512 bodies too (above).
         let ch = chain.unwrap_or_else(|| vl256 || chain_form(avx512_body, lanes, units / lanes));
+        if wide {
+            return match (tier, cell, units) {
+                (Tier::Avx, ..) => eight_lanes_wide!(avx, ch),
+                (Tier::Avx2, ..) => eight_lanes_wide!(avx2, ch),
+                // Two-layer blocks 0.89-0.94 (LSTM 40) and 0.93-0.94 (GRU 48) of the
+                // usual kernel's time (as above).
+                (Tier::Avx512, CellKind::Lstm, 40) if vl256 => {
+                    Some((pick_wide!(Lstm, vl256::lstm_stream, 5, 1, 4, ch), 8, 1))
+                }
+                (Tier::Avx512, CellKind::GruLbr, 48) if avx512_body => Some((
+                    pick_wide!(GruLbr, avx512::gru_lbr_stream, 3, 1, 3, ch),
+                    16,
+                    1,
+                )),
+                _ => None,
+            };
+        }
         match tier {
             // The 4-lane form as NEON's below: written out, it is a constant the compiler
             // sees, and the other form's kernels stay out of the library.
@@ -721,7 +801,7 @@ fn stream_kernel(
     {
         use crate::kernels::aarch64::neon;
         use StreamKernel::{GruLbr, Lstm};
-        if kernel_tier() != Tier::Neon {
+        if kernel_tier() != Tier::Neon || wide {
             return None;
         }
         // NEON: SSE4.1's layouts, in SSE4.1's activations' form unless a test forces one
@@ -731,7 +811,7 @@ fn stream_kernel(
     }
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
-        let _ = (cell, units, pad, chain);
+        let _ = (cell, units, pad, chain, wide);
         None
     }
 }

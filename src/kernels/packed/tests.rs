@@ -275,6 +275,46 @@ fn fused_stream_steps_are_the_step_by_step_bits() {
 /// A head run inside a fused kernel (`run_head`) gives the bits of the kernel's `h` rows
 /// followed by the process tier's `dense_narrow` on them, for each cell, size and
 /// number of outputs up to the narrow limit; the state ends the same either way.
+/// A layer whose input weights take it over 32 KiB runs its blocks in the `WIDE` kernel
+/// where its tier has one for its size (`stream_kernel`), so that the bit-for-bit test
+/// above runs those kernels on the sizes it lists; a layer of one input never takes it.
+#[test]
+fn wide_input_layers_run_their_blocks_in_the_wide_kernels() {
+    in_both_avx512_bodies(|| {
+        let mut rnd = uniform(29u32);
+        for (cell, units) in [
+            (CellKind::Lstm, 32),
+            (CellKind::Lstm, 40),
+            (CellKind::GruLbr, 40),
+            (CellKind::GruLbr, 48),
+        ] {
+            for k in [1, units] {
+                let (w_ih, w_hh, bias, b_hn) = layer_weights(&mut rnd, cell, units, k);
+                let Some(layer) = StreamLayer::new(cell, units, k, &w_ih, &w_hh, &bias, &b_hn)
+                else {
+                    continue;
+                };
+                #[cfg(target_arch = "x86_64")]
+                let expect = k > 1
+                    && match (kernel_tier(), cell, units) {
+                        (Tier::Avx2 | Tier::Avx, CellKind::Lstm, 32) => false,
+                        (Tier::Avx2 | Tier::Avx, ..) => true,
+                        (Tier::Avx512, CellKind::Lstm, 40) => vl256_here(),
+                        (Tier::Avx512, CellKind::GruLbr, 48) => true,
+                        _ => false,
+                    };
+                #[cfg(not(target_arch = "x86_64"))]
+                let expect = false;
+                assert_eq!(
+                    layer.has_block_kernel(),
+                    expect,
+                    "{cell:?} {units} units, {k} inputs"
+                );
+            }
+        }
+    });
+}
+
 #[test]
 fn a_head_inside_the_stream_kernel_is_the_dense_head_bit_for_bit() {
     in_both_avx512_bodies(a_head_inside_the_stream_kernel_is_the_dense_head_here);
