@@ -936,6 +936,8 @@ unsafe fn chunk_gates<S: Simd, const NV: usize, const PAIRS: bool>(
 /// the one for a dependency chain or the one for throughput (`stream_kernel` chooses).
 /// `PAD`: the layer has fewer units than the kernel (`inp.units`, weights padded by
 /// [`StreamWeights`]); `h`, `c` and the output rows then hold `inp.units` floats.
+/// `WIDE`: the sweep over the weights is measured by all of them ([`wide_bytes`], every
+/// input row counted), else by [`sweep_bytes`]; the order of the chunks only, no bit.
 ///
 /// # Safety
 /// `inp` holds `steps` rows of inputs (`k <= KC`) and [`StreamWeights`] for this `U`,
@@ -1067,7 +1069,7 @@ unsafe fn h_back<S: Simd, const U: usize, const PAD: bool>(
 /// 3·CH`; here the two apart, as the update takes them), then the update of
 /// [`gru_lbr_state`]; `h` is stored and copied to `out` (rows of `H`). Bit for bit the
 /// packed GEMM of the inputs, the packed GEMV into a scratch row and [`gru_lbr_state`],
-/// step by step.
+/// step by step. `CHAIN`, `PAD` and `WIDE` as for [`lstm_stream`].
 ///
 /// # Safety
 /// As for [`lstm_stream`], with 3 gates; `b_hn` holds `H` floats.

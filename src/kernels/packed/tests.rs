@@ -272,9 +272,6 @@ fn fused_stream_steps_are_the_step_by_step_bits() {
     });
 }
 
-/// A head run inside a fused kernel (`run_head`) gives the bits of the kernel's `h` rows
-/// followed by the process tier's `dense_narrow` on them, for each cell, size and
-/// number of outputs up to the narrow limit; the state ends the same either way.
 /// A layer whose input weights take it over 32 KiB runs its blocks in the `WIDE` kernel
 /// where its tier has one for its size (`stream_kernel`), so that the bit-for-bit test
 /// above runs those kernels on the sizes it lists; a layer of one input never takes it.
@@ -315,6 +312,9 @@ fn wide_input_layers_run_their_blocks_in_the_wide_kernels() {
     });
 }
 
+/// A head run inside a fused kernel (`run_head`) gives the bits of the kernel's `h` rows
+/// followed by the process tier's `dense_narrow` on them, for each cell, size and
+/// number of outputs up to the narrow limit; the state ends the same either way.
 #[test]
 fn a_head_inside_the_stream_kernel_is_the_dense_head_bit_for_bit() {
     in_both_avx512_bodies(a_head_inside_the_stream_kernel_is_the_dense_head_here);
