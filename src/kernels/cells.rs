@@ -550,7 +550,7 @@ pub(crate) struct StreamInput {
 /// `WIDE` instances count them ([`wide_bytes`]), for blocks, at the sizes where that was
 /// measured faster.
 #[inline(always)]
-const fn sweep_bytes(gates: usize, width: usize, units: usize) -> usize {
+pub(crate) const fn sweep_bytes(gates: usize, width: usize, units: usize) -> usize {
     4 * gates * width * (units + 2)
 }
 
@@ -561,8 +561,15 @@ const fn sweep_bytes(gates: usize, width: usize, units: usize) -> usize {
 /// run-time quantity, so their chunks' order is a run-time choice: instances of their
 /// own, so that every other kernel keeps its order a constant.
 #[inline(always)]
-const fn wide_bytes(gates: usize, width: usize, units: usize, k: usize) -> usize {
+pub(crate) const fn wide_bytes(gates: usize, width: usize, units: usize, k: usize) -> usize {
     4 * gates * width * (units + k + 1)
+}
+
+/// Whether a fused stream kernel turns its sweep over weights of `bytes` (by
+/// [`sweep_bytes`] or [`wide_bytes`]) back every step: above 32 KiB ([`sweep_chunk`]).
+#[inline(always)]
+pub(crate) const fn sweeps(bytes: usize) -> bool {
+    bytes > 32 << 10
 }
 
 /// Chunk `i` of `n` in the sweep of step `st` over a layer's weights of `bytes`
@@ -578,7 +585,7 @@ const fn wide_bytes(gates: usize, width: usize, units: usize, k: usize) -> usize
 /// chunks of 32 KiB there, see `stream_kernel`).
 #[inline(always)]
 fn sweep_chunk(inp: StreamInput, bytes: usize, st: usize, i: usize, n: usize) -> usize {
-    if bytes > 32 << 10 && (st % 2 == 1) != inp.reverse {
+    if sweeps(bytes) && (st % 2 == 1) != inp.reverse {
         n - 1 - i
     } else {
         i

@@ -5,7 +5,9 @@ use super::dense::dot;
 use super::gemm::KC;
 use crate::config::CellKind;
 use crate::kernels::activation::{kernel_tier, Tier};
-use crate::kernels::cells::{StreamHead, StreamInput, StreamOut, StreamWeights};
+use crate::kernels::cells::{
+    sweep_bytes, sweeps, wide_bytes, StreamHead, StreamInput, StreamOut, StreamWeights,
+};
 
 /// Whether a fused stream kernel runs for a layer with `units` hidden units and `k`
 /// inputs (LSTM or linear-before-reset GRU): `k <= KC` (the packed GEMM's input product
@@ -241,8 +243,9 @@ impl StreamLayer {
         // Blocks of a layer whose input weights take it over 32 KiB, where the usual
         // kernel's measure (`W_hh`, the bias and one input row) stays under: the `WIDE`
         // kernel sweeps (the same layout, the same bits).
-        let over = |rows: usize| 4 * gates * size * rows > 32 << 10;
-        let block = if over(units + k + 1) && !over(units + 2) {
+        let block = if sweeps(wide_bytes(gates, size, units, k))
+            && !sweeps(sweep_bytes(gates, size, units))
+        {
             stream_kernel(cell, size, pad, chain, true)
                 .filter(|&(_, l, c)| (l, c) == (lanes, ch))
                 .map(|(wide, ..)| wide)
